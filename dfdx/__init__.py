@@ -1,0 +1,41 @@
+"""dfdx: exact derivatives of ordinary NumPy code.
+
+Composable transformations (grad, jvp, vjp, jacobians, hessians, vmap) of functions written
+with `dfdx.numpy`, NumPy's API made differentiable.
+
+>>> import dfdx, dfdx.numpy as dnp
+>>> float(dfdx.grad(dnp.sin)(0.0))
+1.0
+"""
+from dfdx._src import ops as _ops  # noqa: F401  (registers the primitives)
+from dfdx._src.api import (  # noqa: F401
+    grad as grad,
+    hessian as hessian,
+    hvp as hvp,
+    jacfwd as jacfwd,
+    jacobian as jacobian,
+    jacrev as jacrev,
+    jvp as jvp,
+    linearize as linearize,
+    value_and_grad as value_and_grad,
+    vector_grad as vector_grad,
+    vjp as vjp,
+    vmap as vmap,
+)
+from dfdx._src.errors import (  # noqa: F401
+    ArgnumsError as ArgnumsError,
+    AxisSizeError as AxisSizeError,
+    ConcretizationError as ConcretizationError,
+    DfdxError as DfdxError,
+    EscapedTracerError as EscapedTracerError,
+    MissingRuleError as MissingRuleError,
+    NonDifferentiableInputError as NonDifferentiableInputError,
+    NonScalarOutputError as NonScalarOutputError,
+    PytreeError as PytreeError,
+    TracerArrayConversionError as TracerArrayConversionError,
+)
+from dfdx import tree as tree  # noqa: F401
+from dfdx import testing as testing  # noqa: F401
+import dfdx.numpy  # noqa: F401,E402  (installs array behaviour on traced values)
+
+__version__ = "0.1.0"

@@ -1,0 +1,776 @@
+"""The user-facing transformations: grad, value_and_grad, vector_grad, jvp, vjp, linearize,
+jacfwd, jacrev, jacobian, hessian, hvp and vmap.
+
+Owns the plumbing around the flat transformations of `ad` and `batching`: choosing the
+differentiated arguments (`argnums` or `wrt`), pytrees in and out, `has_aux` and
+`return_value`, input checks and conversions (integers are differentiated as floats), and
+output conventions (NumPy scalars for scalar inputs). jacfwd, jacrev and hessian are
+compositions of vmap with jvp or the transpose of a linearization; none loops in Python over
+basis vectors.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, dtypes, errors
+from dfdx._src.batching import NOT_MAPPED
+from dfdx._src.core import Tracer
+from dfdx._src.ops import shape as shape_ops
+from dfdx._src.tree import tree_flatten, tree_unflatten, tree_structure, PyTreeDef
+
+# ---- choosing the differentiated arguments ----------------------------------------------
+
+
+class _DiffArgs:
+  """Which arguments of `f` a derivative is taken with respect to: positions (`argnums`) or
+  parameter names (`wrt`), resolved from the signature so that keywords work too."""
+
+  def __init__(self, f, argnums, wrt, transform):
+    self.f, self.transform = f, transform
+    if wrt is not None:
+      if argnums not in (0, None):
+        raise errors.ArgnumsError(f"{transform}: give argnums or wrt, not both.")
+      names = tuple(n.strip() for n in wrt.split(",")) if isinstance(wrt, str) else tuple(wrt)
+      self.single = isinstance(wrt, str) and len(names) == 1
+      self.names, self.argnums = names, None
+      self.signature = _signature(f, transform)
+      missing = [n for n in names if n not in self.signature.parameters]
+      if missing or not names:
+        raise errors.ArgnumsError(
+            f"{transform}: wrt names {', '.join(map(repr, missing)) or 'no parameter'}, but "
+            f"{_fun_name(f)} has parameters ({', '.join(self.signature.parameters)}). Use "
+            "parameter names from the signature, e.g. wrt='x' or wrt='x,y'.")
+    else:
+      argnums = 0 if argnums is None else argnums
+      self.single = not isinstance(argnums, (tuple, list))
+      nums = (argnums,) if self.single else tuple(argnums)
+      if not nums or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                             for a in nums):
+        raise errors.ArgnumsError(
+            f"{transform}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}.")
+      self.argnums, self.names = tuple(int(a) for a in nums), None
+
+  def select(self, args, kwargs):
+    """The differentiated values (a tuple) and a function calling f with replacements."""
+    if self.names is not None:
+      return self._select_names(args, kwargs)
+    n = len(args)
+    positions = []
+    for a in self.argnums:
+      if not -n <= a < n:
+        raise errors.ArgnumsError(
+            f"{self.transform}: argnums={a} is out of range: {_fun_name(self.f)} was called with "
+            f"{n} positional argument{'s' if n != 1 else ''}. Pass the argument positionally, "
+            "or choose it by name with wrt='...'.")
+      positions.append(a % n)
+
+    def call(values):
+      new_args = list(args)
+      for p, v in zip(positions, values):
+        new_args[p] = v
+      return self.f(*new_args, **kwargs)
+    return tuple(args[p] for p in positions), call
+
+  def _select_names(self, args, kwargs):
+    try:
+      bound = self.signature.bind(*args, **kwargs)
+    except TypeError as e:
+      raise TypeError(f"{self.transform}: could not call {_fun_name(self.f)}: {e}") from None
+    bound.apply_defaults()
+    values = tuple(bound.arguments[n] for n in self.names)
+
+    def call(new_values):
+      b = self.signature.bind(*args, **kwargs)
+      b.apply_defaults()
+      for n, v in zip(self.names, new_values):
+        b.arguments[n] = v
+      return self.f(*b.args, **b.kwargs)
+    return values, call
+
+  def describe(self, i):
+    return f"argument {self.names[i]!r}" if self.names else f"argument {self.argnums[i]}"
+
+  def suffix(self):
+    return "_".join(self.names) if self.names else "_".join(map(str, self.argnums))
+
+
+def _signature(f, transform):
+  try:
+    return inspect.signature(f)
+  except (TypeError, ValueError):
+    raise errors.ArgnumsError(
+        f"{transform}: cannot read the signature of {_fun_name(f)} to resolve wrt; use "
+        "argnums instead.") from None
+
+
+def _fun_name(f):
+  return getattr(f, "__name__", type(f).__name__)
+
+
+def _wraps(f, name):
+  def decorate(g):
+    try:
+      functools.update_wrapper(g, f)
+    except (AttributeError, TypeError):
+      pass
+    g.__name__ = g.__qualname__ = name
+    return g
+  return decorate
+
+
+# ---- input and output conversions ----------------------------------------------------------
+
+
+def _differentiable_leaf(x, transform, where):
+  """`x` as an array (or tracer) of a floating dtype, ready to be differentiated. `where()`
+  describes the argument, for error messages."""
+  if isinstance(x, Tracer):
+    return x if dtypes.is_differentiable(x.dtype) else shape_ops.convert_element_type(
+        x, dtypes.default_float)
+  if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == bool):
+    raise errors.NonDifferentiableInputError(
+        f"{transform}: cannot differentiate with respect to {where()}, which is boolean. "
+        "Differentiate only real-valued arguments (choose them with argnums or wrt).")
+  if not isinstance(x, (int, float, np.ndarray, np.number)) or np.asarray(x).dtype.kind not in "iuf":
+    kind = "complex" if np.iscomplexobj(x) else type(x).__name__
+    raise errors.NonDifferentiableInputError(
+        f"{transform}: cannot differentiate with respect to {where()}, which is {kind} "
+        f"({x!r:.60}); expected a real number or an array of real numbers. Choose the "
+        "differentiated arguments with argnums or wrt, or make this value static.")
+  x = np.asarray(x)
+  return x if x.dtype.kind == "f" else x.astype(dtypes.default_float)
+
+
+def _flatten_diff_args(values, spec, transform):
+  leaves, tree = tree_flatten(values)
+  scalar_inputs = [not isinstance(x, (np.ndarray, Tracer)) for x in leaves]
+  prepared = []
+  for i, x in enumerate(leaves):
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+      prepared.append(x)
+    else:
+      prepared.append(_differentiable_leaf(x, transform, lambda: _where(spec, tree, i)))
+  return prepared, tree, scalar_inputs
+
+
+def _where(spec, tree, leaf_index):
+  # A leaf's path looks like "[0]['a']": its first index selects the differentiated argument.
+  path = tree.leaf_paths()[leaf_index]
+  i = int(path[1:path.index("]")])
+  rest = path[path.index("]") + 1:]
+  return spec.describe(i) + (f" at {rest}" if rest else "")
+
+
+def _to_output(x, scalar):
+  """A derivative leaf as NumPy: a NumPy scalar for scalar inputs, else a writable array."""
+  if isinstance(x, Tracer):
+    return x
+  x = np.asarray(x)
+  if scalar and x.ndim == 0:
+    return x[()]
+  return x if x.flags.writeable else x.copy()
+
+
+def _zeros_like_leaf(x):
+  return np.zeros(np.shape(x), x.dtype)
+
+
+def _split_aux(out, transform):
+  if not isinstance(out, (tuple, list)) or len(out) != 2:
+    raise TypeError(f"{transform}: has_aux=True requires the function to return a pair "
+                    f"(output, aux), but it returned {type(out).__name__}.")
+  return out[0], out[1]
+
+
+def _traced_call(call, in_tree, has_aux, transform, store):
+  """A flat function for the `ad`/`batching` layer: unflattens the inputs, calls f, keeps
+  the output structure and auxiliary data (with this trace's tracers stripped) in `store`."""
+  def flat_fun(*leaves):
+    out = call(tree_unflatten(in_tree, leaves))
+    if has_aux:
+      out, aux = _split_aux(out, transform)
+      aux_leaves, aux_tree = tree_flatten(aux)
+      store["aux"] = tree_unflatten(aux_tree, ad.strip_tracers(core.current_trace(), aux_leaves))
+    out_leaves, store["out_tree"] = tree_flatten(out)
+    return [_as_value(o, transform) for o in out_leaves]
+  return flat_fun
+
+
+def _as_value(x, transform):
+  if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    return x
+  if isinstance(x, (int, float, bool, complex)):
+    return np.asarray(x)
+  raise TypeError(f"{transform}: the function returned a {type(x).__name__} ({x!r:.60}) "
+                  "where an array was expected.")
+
+
+def _pack(derivative, value, aux, return_value, has_aux):
+  """BrainPy's conventions: derivative, (derivative, value), (derivative, aux) or
+  (derivative, value, aux)."""
+  if return_value and has_aux:
+    return derivative, value, aux
+  if return_value:
+    return derivative, value
+  if has_aux:
+    return derivative, aux
+  return derivative
+
+
+# ---- reverse mode: grad, value_and_grad, vector_grad, vjp ---------------------------------
+
+
+def _linearize_args(f, spec, args, kwargs, has_aux, transform):
+  values, call = spec.select(args, kwargs)
+  leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, transform)
+  store = {}
+  out_leaves, lin = ad.linearize_flat(_traced_call(call, in_tree, has_aux, transform, store),
+                                      leaves)
+  return leaves, in_tree, scalar_inputs, out_leaves, lin, store
+
+
+def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec):
+  in_cts = lin.transpose(cts)
+  grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
+           for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
+  out = tree_unflatten(in_tree, grads)
+  return out[0] if spec.single else out
+
+
+def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
+  leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
+      f, spec, args, kwargs, has_aux, transform)
+  out_tree = store["out_tree"]
+  if out_tree.num_leaves != 1 or out_tree.kind is not None or np.shape(out_leaves[0]) != ():
+    raise errors.NonScalarOutputError(
+        f"{transform}: {_fun_name(f)} must return a scalar, but it returned "
+        f"{_describe_output(out_leaves, out_tree)}. Use vector_grad for the gradient of its sum, "
+        "jacobian (or jacrev) for the full derivative, or reduce the output (e.g. with .sum()).")
+  value = out_leaves[0]
+  if not dtypes.is_differentiable(value.dtype):
+    value = np.asarray(value, dtypes.default_float)
+  ct = np.ones((), value.dtype)
+  derivative = _pull_back(lin, [ct], leaves, in_tree, scalar_inputs, spec)
+  return derivative, value, store.get("aux")
+
+
+def _describe_output(out_leaves, out_tree):
+  if out_tree.kind is None:
+    return core.get_aval(out_leaves[0]).str_short()
+  return f"a pytree {out_tree} of {', '.join(core.get_aval(o).str_short() for o in out_leaves)}"
+
+
+def grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+  """Return a function computing the gradient of scalar-valued `f`.
+
+  Args:
+    f: function of arrays or pytrees of arrays returning a scalar (with `has_aux`, a pair
+      `(scalar, aux)`).
+    argnums: int or tuple of ints; the positional arguments to differentiate.
+    wrt: parameter names instead of argnums (`"x"`, `"x,y"` or `("x", "y")`); the gradient
+      function then accepts those arguments positionally or by keyword.
+    has_aux: `f` returns `(output, aux)`; aux is returned, not differentiated.
+    return_value: also return `f`'s value.
+
+  Returns:
+    A function returning the gradient (same structure as the differentiated arguments; a
+    tuple of them for a tuple argnums), or `(gradient, value)`, `(gradient, aux)`,
+    `(gradient, value, aux)` as `return_value` and `has_aux` ask.
+
+  Raises:
+    NonScalarOutputError (a TypeError): if `f` returns a non-scalar.
+
+  >>> import dfdx.numpy as dnp
+  >>> float(grad(dnp.sin)(0.0))
+  1.0
+  """
+  spec = _DiffArgs(f, argnums, wrt, "grad")
+
+  @_wraps(f, f"grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
+  def grad_f(*args, **kwargs):
+    derivative, value, aux = _grad_with_value(f, spec, has_aux, "grad", args, kwargs)
+    return _pack(derivative, value, aux, return_value, has_aux)
+  return grad_f
+
+
+def value_and_grad(f, argnums=0, *, wrt=None, has_aux=False):
+  """Return a function computing `f`'s value and gradient in one pass.
+
+  Returns `(value, gradient)`, or `((value, aux), gradient)` with `has_aux=True` (JAX's
+  convention). Arguments are as for `grad`.
+
+  >>> import dfdx.numpy as dnp
+  >>> value_and_grad(lambda x: x ** 2)(3.0)
+  (np.float64(9.0), np.float64(6.0))
+  """
+  spec = _DiffArgs(f, argnums, wrt, "value_and_grad")
+
+  @_wraps(f, f"value_and_grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
+  def value_and_grad_f(*args, **kwargs):
+    derivative, value, aux = _grad_with_value(f, spec, has_aux, "value_and_grad", args, kwargs)
+    return ((value, aux) if has_aux else value), derivative
+  return value_and_grad_f
+
+
+def vector_grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+  """Return a function computing the gradient of `sum(f)`: for functions with diagonal
+  Jacobians (elementwise ones), the elementwise derivative.
+
+  Outputs may be arrays or pytrees of arrays; every leaf is summed. Arguments and return
+  conventions are as for `grad`.
+
+  >>> import dfdx.numpy as dnp
+  >>> vector_grad(dnp.square)(np.array([1.0, 2.0]))
+  array([2., 4.])
+  """
+  spec = _DiffArgs(f, argnums, wrt, "vector_grad")
+
+  @_wraps(f, f"vector_grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
+  def vector_grad_f(*args, **kwargs):
+    leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
+        f, spec, args, kwargs, has_aux, "vector_grad")
+    cts = [np.ones(np.shape(o), dtypes.differentiable_dtype(o.dtype)) for o in out_leaves]
+    derivative = _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec)
+    value = tree_unflatten(store["out_tree"], out_leaves)
+    return _pack(derivative, value, store.get("aux"), return_value, has_aux)
+  return vector_grad_f
+
+
+def vjp(f, *primals, has_aux=False):
+  """Evaluate `f(*primals)` and return `(output, vjp_fn)` (with `has_aux`, `(output, vjp_fn,
+  aux)`); `vjp_fn(cotangent)` returns a tuple with one cotangent per primal.
+
+  >>> out, vjp_fn = vjp(lambda x: x * 3.0, 2.0)
+  >>> vjp_fn(1.0)
+  (np.float64(3.0),)
+  """
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "vjp")
+  leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
+      f, spec, primals, {}, has_aux, "vjp")
+  out_tree = store["out_tree"]
+
+  def vjp_fn(cotangent):
+    cts = _matching_leaves(out_tree, cotangent, out_leaves, "vjp", "cotangent")
+    return _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec)
+
+  out = tree_unflatten(out_tree, out_leaves)
+  return (out, vjp_fn, store.get("aux")) if has_aux else (out, vjp_fn)
+
+
+def _matching_leaves(tree: PyTreeDef, values, like_leaves, transform, what):
+  """Leaves of `values` (a pytree with structure `tree`), checked against `like_leaves`."""
+  leaves = tree.flatten_up_to(values, path="")
+  out = []
+  for path, v, like in zip(tree.leaf_paths(), leaves, like_leaves):
+    if not isinstance(v, Tracer):
+      v = np.asarray(v)
+    like_shape = np.shape(like)
+    if np.shape(v) != like_shape:
+      raise ValueError(f"{transform}: the {what} at {path} has shape {np.shape(v)}, but the "
+                       f"value it pairs with has shape {like_shape}.")
+    dtype = dtypes.differentiable_dtype(like.dtype)
+    out.append(v if v.dtype == dtype else shape_ops.convert_element_type(v, dtype))
+  return out
+
+
+# ---- forward mode: jvp, linearize ---------------------------------------------------------
+
+
+def _check_primals(primals, transform):
+  if not isinstance(primals, (tuple, list)):
+    raise TypeError(f"{transform}: primals must be a tuple or list of arguments, got "
+                    f"{type(primals).__name__}; write {transform}(f, (x,), ...) for one argument.")
+  return tuple(primals)
+
+
+def jvp(f, primals, tangents, has_aux=False):
+  """Forward mode: evaluate `f(*primals)` and its directional derivative along `tangents`.
+
+  Returns `(output, tangent_out)`, or `(output, tangent_out, aux)` with `has_aux`.
+
+  >>> import dfdx.numpy as dnp
+  >>> jvp(dnp.sin, (0.0,), (2.0,))
+  (np.float64(0.0), np.float64(2.0))
+  """
+  primals = _check_primals(primals, "jvp")
+  tangents = _check_primals(tangents, "jvp")
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "jvp")
+  values, call = spec.select(primals, {})
+  leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jvp")
+  if len(tangents) != len(primals):
+    raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents.")
+  tangent_leaves = _matching_leaves(in_tree, tuple(tangents), leaves, "jvp", "tangent")
+  store = {}
+  out_leaves, out_tangents = ad.jvp_flat(_traced_call(call, in_tree, has_aux, "jvp", store),
+                                         leaves, tangent_leaves)
+  out_tree = store["out_tree"]
+  out = tree_unflatten(out_tree, out_leaves)
+  tangent_out = tree_unflatten(out_tree, [
+      _tangent_output(o, t) for o, t in zip(out_leaves, out_tangents)])
+  return (out, tangent_out, store["aux"]) if has_aux else (out, tangent_out)
+
+
+def _tangent_output(primal, tangent):
+  if tangent is None:
+    return np.zeros(np.shape(primal), dtypes.differentiable_dtype(primal.dtype))
+  return tangent if isinstance(tangent, Tracer) or np.ndim(tangent) == 0 else _to_output(
+      tangent, False)
+
+
+def linearize(f, *primals):
+  """Evaluate `f(*primals)` and return `(output, jvp_fn)`, where `jvp_fn(*tangents)` applies
+  the derivative at `primals` without evaluating `f` again.
+
+  >>> import dfdx.numpy as dnp
+  >>> out, jvp_fn = linearize(dnp.exp, 0.0)
+  >>> jvp_fn(3.0)
+  np.float64(3.0)
+  """
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "linearize")
+  leaves, in_tree, _, out_leaves, lin, store = _linearize_args(f, spec, primals, {}, False,
+                                                               "linearize")
+  out_tree = store["out_tree"]
+
+  def jvp_fn(*tangents):
+    if len(tangents) != len(primals):
+      raise ValueError(f"linearize: jvp_fn takes {len(primals)} tangents (one per primal), "
+                       f"got {len(tangents)}.")
+    tangent_leaves = _matching_leaves(in_tree, tangents, leaves, "linearize", "tangent")
+    outs = lin.forward(tangent_leaves)
+    return tree_unflatten(out_tree, [_tangent_output(o, t) for o, t in zip(out_leaves, outs)])
+
+  return tree_unflatten(out_tree, out_leaves), jvp_fn
+
+
+# ---- Jacobians and Hessians ---------------------------------------------------------------
+
+
+def _basis(leaves, dtype_of):
+  """One block per leaf of the identity matrix of size N = total size: block j has shape
+  (N, *shape_j), so that vmap over the first axis feeds one basis vector at a time."""
+  sizes = [int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves]
+  n = sum(sizes)
+  eye = np.eye(n, dtype=np.result_type(*[dtype_of(x) for x in leaves]) if leaves else float)
+  blocks, start = [], 0
+  for x, size in zip(leaves, sizes):
+    blocks.append(eye[:, start:start + size].reshape((n,) + np.shape(x)).astype(dtype_of(x)))
+    start += size
+  return blocks, sizes, n
+
+
+def _row_blocks(batched, sizes):
+  """Split the first axis of `batched` (a basis-indexed stack) into pieces of `sizes`."""
+  out, start = [], 0
+  for size in sizes:
+    out.append(shape_ops.slice_in_dim(batched, start, start + size, 0))
+    start += size
+  return out
+
+
+def _leading_to_trailing(block, lead_shape, trail_shape):
+  """(prod(lead), *trail) -> (*trail, *lead)."""
+  block = shape_ops.reshape(block, tuple(lead_shape) + tuple(trail_shape))
+  k = len(lead_shape)
+  perm = tuple(range(k, k + len(trail_shape))) + tuple(range(k))
+  return shape_ops.transpose(block, perm)
+
+
+def _assemble_jacobian(blocks, out_tree, out_leaves, in_tree, leaves, scalar_inputs, spec):
+  """Nest blocks[k][j] (output leaf k, input leaf j) as an output tree of input trees."""
+  per_output = []
+  for k, o in enumerate(out_leaves):
+    scalar_out = np.ndim(o) == 0
+    inner = tree_unflatten(in_tree, [_to_output(b, s and scalar_out)
+                                     for b, s in zip(blocks[k], scalar_inputs)])
+    per_output.append(inner[0] if spec.single else inner)
+  return tree_unflatten(out_tree, per_output)
+
+
+def _jacobian_by_transpose(lin, out_leaves, leaves):
+  """Reverse mode: pull back every output basis vector at once (vmap over the transpose)."""
+  cts, out_sizes, m = _basis(out_leaves, lambda o: dtypes.differentiable_dtype(o.dtype))
+  in_cts, dims = batching.vmap_flat(lambda *c: lin.transpose(list(c)), m, cts, [0] * len(cts))
+  blocks = [[None] * len(leaves) for _ in out_leaves]
+  for j, (x, ct, d) in enumerate(zip(leaves, in_cts, dims)):
+    full = _batched_or_broadcast(ct, d, m, x)
+    for k, (o, rows) in enumerate(zip(out_leaves, _row_blocks(full, out_sizes))):
+      blocks[k][j] = shape_ops.reshape(rows, np.shape(o) + np.shape(x))
+  return blocks
+
+
+def _jacobian_by_pushforward(push, leaves, get_out_leaves):
+  """Forward mode: push every input basis vector at once (vmap over a JVP). The outputs are
+  read with `get_out_leaves()` after the push, since `push` may be what computes them."""
+  tangents, in_sizes, n = _basis(leaves, lambda x: x.dtype)
+  out_tangents, dims = batching.vmap_flat(push, n, tangents, [0] * len(tangents))
+  out_leaves = get_out_leaves()
+  blocks = [[None] * len(leaves) for _ in out_leaves]
+  for k, (o, t, d) in enumerate(zip(out_leaves, out_tangents, dims)):
+    full = _batched_or_broadcast(t, d, n, o)
+    for j, (x, rows) in enumerate(zip(leaves, _row_blocks(full, in_sizes))):
+      blocks[k][j] = _leading_to_trailing(rows, np.shape(x), np.shape(o))
+  return blocks, out_leaves
+
+
+def _batched_or_broadcast(x, bdim, size, like):
+  dtype = dtypes.differentiable_dtype(like.dtype)
+  if x is None:
+    return np.zeros((size,) + np.shape(like), dtype)
+  return batching.bdim_at_front(x, bdim, size)
+
+
+def jacfwd(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+  """Jacobian of `f` by forward mode (vmap of jvp over the input basis): best when inputs are
+  smaller than outputs.
+
+  Each block has shape `out.shape + in.shape`; pytrees nest as output tree of input trees.
+  Arguments and return conventions are as for `grad`.
+
+  >>> import dfdx.numpy as dnp
+  >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
+  array([[2., 0.],
+         [0., 4.]])
+  """
+  spec = _DiffArgs(f, argnums, wrt, "jacfwd")
+
+  @_wraps(f, f"jacfwd_of_{_fun_name(f)}_wrt_{spec.suffix()}")
+  def jacfwd_f(*args, **kwargs):
+    values, call = spec.select(args, kwargs)
+    leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jacfwd")
+    store = {}
+    flat_fun = _traced_call(call, in_tree, has_aux, "jacfwd", store)
+
+    def push(*tangents):
+      primals_out, tangents_out = ad.jvp_flat(flat_fun, leaves, list(tangents))
+      store["primals_out"] = primals_out
+      return tangents_out
+    # The outputs' primal values do not depend on the tangents, so they come out of the
+    # vmap unbatched; `push` leaves them in `store`.
+    blocks, out_leaves = _jacobian_by_pushforward(
+        push, leaves, lambda: [_unbatched(p) for p in store["primals_out"]])
+    jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,
+                             scalar_inputs, spec)
+    value = tree_unflatten(store["out_tree"], out_leaves)
+    return _pack(jac, value, store.get("aux"), return_value, has_aux)
+  return jacfwd_f
+
+
+def _unbatched(x):
+  if isinstance(x, batching.BatchTracer):
+    raise AssertionError("a primal output depends on the tangent basis")
+  return x
+
+
+def jacrev(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+  """Jacobian of `f` by reverse mode (one linearization, then vmap of its transpose over the
+  output basis): best when outputs are smaller than inputs.
+
+  Shapes and conventions are as for `jacfwd`.
+
+  >>> import dfdx.numpy as dnp
+  >>> jacrev(lambda x: dnp.sum(x ** 2))(np.array([1.0, 2.0]))
+  array([2., 4.])
+  """
+  return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev")
+
+
+def jacobian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False, mode="auto"):
+  """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
+  when there are no more inputs than outputs, else pulls the output basis back; "fwd" and
+  "rev" force a mode. Shapes and conventions are as for `jacfwd`.
+
+  >>> import dfdx.numpy as dnp
+  >>> jacobian(lambda x: dnp.asarray([x[0] * x[1], x[1]]))(np.array([2.0, 3.0]))
+  array([[3., 2.],
+         [0., 1.]])
+  """
+  if mode not in ("auto", "fwd", "rev"):
+    raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}.")
+  if mode == "fwd":
+    return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value)
+  return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian")
+
+
+def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform):
+  spec = _DiffArgs(f, argnums, wrt, transform)
+
+  @_wraps(f, f"{transform}_of_{_fun_name(f)}_wrt_{spec.suffix()}")
+  def jac_f(*args, **kwargs):
+    leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
+        f, spec, args, kwargs, has_aux, transform)
+    n_in = sum(int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves)
+    n_out = sum(int(np.prod(np.shape(o), dtype=np.int64)) for o in out_leaves)
+    if mode == "auto" and n_in <= n_out:
+      blocks, _ = _jacobian_by_pushforward(lambda *t: lin.forward(list(t)), leaves,
+                                           lambda: out_leaves)
+    else:
+      blocks = _jacobian_by_transpose(lin, out_leaves, leaves)
+    jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,
+                             scalar_inputs, spec)
+    value = tree_unflatten(store["out_tree"], out_leaves)
+    return _pack(jac, value, store.get("aux"), return_value, has_aux)
+  return jac_f
+
+
+def hessian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+  """Hessian of scalar-valued `f`: `jacfwd(jacrev(f))` (forward over reverse).
+
+  Blocks have shape `in.shape + in.shape`. Conventions are as for `grad`; `return_value`
+  returns `f`'s value.
+
+  >>> import dfdx.numpy as dnp
+  >>> hessian(lambda x: dnp.sum(x ** 3))(np.array([1.0, 2.0]))
+  array([[ 6.,  0.],
+         [ 0., 12.]])
+  """
+  inner = jacrev(f, argnums, wrt=wrt, has_aux=has_aux, return_value=True)
+
+  @_wraps(f, f"gradient_of_{_fun_name(f)}")
+  def gradient_with_value(*args, **kwargs):
+    out = inner(*args, **kwargs)
+    return out[0], out[1:]
+  outer = jacfwd(gradient_with_value, argnums, wrt=wrt, has_aux=True)
+
+  @_wraps(f, f"hessian_of_{_fun_name(f)}")
+  def hessian_f(*args, **kwargs):
+    hess, rest = outer(*args, **kwargs)
+    value, aux = (rest[0], rest[1]) if has_aux else (rest[0], None)
+    return _pack(hess, value, aux, return_value, has_aux)
+  return hessian_f
+
+
+def hvp(f, primals, tangents):
+  """Hessian-vector product of scalar-valued `f` at `primals` along `tangents` (forward over
+  reverse, without forming the Hessian). Returns one result per primal (a single value for
+  one primal).
+
+  >>> import dfdx.numpy as dnp
+  >>> hvp(lambda x: dnp.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
+  array([6., 0.])
+  """
+  primals = _check_primals(primals, "hvp")
+  argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
+  return jvp(grad(f, argnums), primals, tuple(tangents))[1]
+
+
+# ---- vmap ---------------------------------------------------------------------------------
+
+
+def _broadcast_prefix(prefix, tree, what):
+  """Per-leaf values of a prefix pytree (`in_axes`/`out_axes`) over `tree`; None is a leaf."""
+  prefix_leaves, prefix_tree = tree_flatten(prefix, is_leaf=lambda x: x is None)
+  try:
+    subtrees = prefix_tree.flatten_up_to(tree)
+  except errors.PytreeError as e:
+    raise ValueError(f"vmap: {what} must be an int, None, or a pytree prefix of the "
+                     f"arguments: {e}") from None
+  out = []
+  for axis, sub in zip(prefix_leaves, subtrees):
+    out.extend([axis] * tree_structure(sub).num_leaves)
+  return out
+
+
+def vmap(f, in_axes=0, out_axes=0, *, axis_size=None):
+  """Vectorize `f` over an axis of its inputs: `vmap(f)(xs)` is `stack([f(x) for x in xs])`,
+  computed in one batched pass.
+
+  Args:
+    f: the function to vectorize.
+    in_axes: int, None, or a tuple with one entry per positional argument (each an int, None
+      or a pytree prefix of that argument): which axis of each input is mapped; None means
+      the argument is the same for every element. Keyword arguments are mapped over axis 0.
+    out_axes: int, None, or a pytree prefix of the output: where the mapped axis goes.
+    axis_size: the batch size, required only when no input is mapped.
+
+  Raises:
+    AxisSizeError (a ValueError): if mapped inputs disagree on the axis size.
+
+  >>> import dfdx.numpy as dnp
+  >>> vmap(lambda x, y: dnp.sum(x * y), in_axes=(0, None))(np.eye(2), np.array([1.0, 2.0]))
+  array([1., 2.])
+  """
+  @_wraps(f, f"vmap_of_{_fun_name(f)}")
+  def vmapped(*args, **kwargs):
+    if isinstance(in_axes, (tuple, list)) and len(in_axes) != len(args):
+      raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but {_fun_name(f)} was called "
+                       f"with {len(args)} positional arguments.")
+    prefix = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else in_axes
+    leaves, in_tree = tree_flatten((args, kwargs))
+    axes = (_broadcast_prefix(prefix, args, "in_axes")
+            + [0] * (len(leaves) - tree_structure(args).num_leaves))
+    paths = in_tree.leaf_paths()
+    vals, dims, size = _mapped_inputs(leaves, axes, paths, axis_size)
+    store = {}
+
+    def flat_fun(*xs):
+      a, k = tree_unflatten(in_tree, xs)
+      out_leaves, store["out_tree"] = tree_flatten(f(*a, **k))
+      return [_as_value(o, "vmap") for o in out_leaves]
+    outs, out_dims = batching.vmap_flat(flat_fun, size, vals, dims)
+    out_tree = store["out_tree"]
+    targets = _broadcast_prefix(out_axes, tree_unflatten(out_tree, outs), "out_axes")
+    return tree_unflatten(out_tree, [_place_batch_axis(o, d, t, size, p)
+                                     for o, d, t, p in zip(outs, out_dims, targets,
+                                                           out_tree.leaf_paths())])
+  return vmapped
+
+
+def _mapped_inputs(leaves, axes, paths, axis_size):
+  vals, dims, sizes = [], [], {}
+  for x, axis, path in zip(leaves, axes, paths):
+    if axis is None:
+      vals.append(x)
+      dims.append(NOT_MAPPED)
+      continue
+    if not isinstance(x, Tracer):
+      x = np.asarray(x)
+    ndim = np.ndim(x)
+    if not -ndim <= axis < ndim:
+      raise ValueError(f"vmap: in_axes asks for axis {axis} of the argument at {_arg_path(path)},"
+                       f" which has rank {ndim} (shape {np.shape(x)}). Use in_axes=None for "
+                       "arguments that are not mapped.")
+    axis %= ndim
+    sizes.setdefault(np.shape(x)[axis], []).append(f"{_arg_path(path)} (axis {axis})")
+    vals.append(x)
+    dims.append(axis)
+  if len(sizes) > 1:
+    listing = "; ".join(f"size {s}: {', '.join(p)}" for s, p in sizes.items())
+    raise errors.AxisSizeError(
+        f"vmap got inconsistent sizes for the mapped axis: {listing}. Every mapped argument "
+        "must have the same size along its mapped axis.")
+  if not sizes:
+    if axis_size is None:
+      raise ValueError("vmap: no argument is mapped (every in_axes is None); pass axis_size=.")
+    return vals, dims, int(axis_size)
+  size = next(iter(sizes))
+  if axis_size is not None and axis_size != size:
+    raise errors.AxisSizeError(f"vmap: axis_size={axis_size}, but the mapped axis has size {size}.")
+  return vals, dims, size
+
+
+def _arg_path(path):
+  # "[0][1]['a']" -> "argument 1['a']"; "[1]['k']" -> "keyword argument 'k'"
+  if path.startswith("[0]"):
+    rest = path[3:]
+    i = rest[1:rest.index("]")]
+    return f"argument {i}{rest[rest.index(']') + 1:]}"
+  return f"keyword argument {path[4:-1]}"
+
+
+def _place_batch_axis(x, bdim, target, size, path):
+  if target is None:
+    if bdim is not NOT_MAPPED:
+      raise ValueError(f"vmap: out_axes is None for the output at {path}, but that output is "
+                       "mapped (it depends on a mapped input). Use an integer out_axes.")
+    return x
+  ndim = np.ndim(x) + (bdim is NOT_MAPPED)
+  if not -ndim <= target < ndim:
+    raise ValueError(f"vmap: out_axes={target} is out of range for the output at {path}, which "
+                     f"has rank {ndim} with the mapped axis.")
+  target %= ndim
+  x = batching.bdim_at_front(x, bdim, size)
+  x = batching.moveaxis(x, 0, target)
+  return x if isinstance(x, Tracer) else _to_output(x, False)

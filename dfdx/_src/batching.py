@@ -1,0 +1,165 @@
+"""Vectorization (vmap): run a function on a batch of inputs as if on one.
+
+Owns `BatchTrace` / `BatchTracer`, the table `primitive_batchers` and its builders
+(`defvectorized`, `defbroadcasting`, `defreducer`), and `vmap_flat`.
+
+A batching rule has the signature `rule(axis_size, vals, dims, **params) -> (out, out_dim)`,
+where each dim is the position of the batch axis in the value, or `NOT_MAPPED` (None) for a
+value that is the same for every batch element. Rules run in the parent trace, written with
+dfdx ops, so vmap composes with every other transformation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src import core, errors
+from dfdx._src.core import Trace, Tracer, ShapedArray, swap_trace
+
+NOT_MAPPED = None
+primitive_batchers: dict = {}
+
+
+class BatchTracer(Tracer):
+  __slots__ = ("val", "bdim")
+
+  def __init__(self, trace, val, bdim):
+    self._trace, self.val, self.bdim = trace, val, bdim
+
+  @property
+  def shape(self):
+    s, d = self.val.shape, self.bdim
+    return s[:d] + s[d + 1:]
+
+  dtype = property(lambda self: self.val.dtype)
+
+  @property
+  def aval(self):
+    return ShapedArray(self.shape, self.val.dtype)
+
+  def concrete_value(self, purpose):
+    self.check_alive()
+    raise errors.ConcretizationError(
+        f"{purpose} needs one concrete value, but under vmap this value ({self._describe()}) "
+        f"differs across the {self._trace.axis_size} batch elements. Use dfdx.numpy.where "
+        "(or other array operations) instead of Python control flow on batched values.")
+
+
+class BatchTrace(Trace):
+  """vmap. Values it owns are `BatchTracer(val, bdim)` with `val` holding the whole batch."""
+  __slots__ = ("axis_size",)
+  kind = "vmap"
+
+  def __init__(self, axis_size):
+    super().__init__()
+    self.axis_size = axis_size
+
+  def process_primitive(self, prim, args, params):
+    vals = list(args)
+    dims = [NOT_MAPPED] * len(args)
+    batched = False
+    for i, a in enumerate(args):
+      if type(a) is BatchTracer and a._trace is self:
+        vals[i], dims[i] = a.val, a.bdim
+        batched = True
+    prev = swap_trace(self.parent)
+    try:
+      if not batched:
+        return prim.bind(*vals, **params)
+      rule = primitive_batchers.get(prim)
+      if rule is None:
+        raise errors.MissingRuleError(
+            f"No batching rule for primitive '{prim.name}' (needed by vmap). Register one next "
+            f"to its definition in dfdx/_src/ops/, e.g. batching.defvectorized.")
+      out, out_dim = rule(self.axis_size, vals, dims, **params)
+    finally:
+      swap_trace(prev)
+    if prim.multiple_results:
+      return [self.wrap(o, d) for o, d in zip(out, out_dim, strict=True)]
+    return self.wrap(out, out_dim)
+
+  def wrap(self, val, bdim):
+    return val if bdim is NOT_MAPPED else BatchTracer(self, val, bdim)
+
+
+def vmap_flat(fun, axis_size, vals, in_dims):
+  """Run `fun` (flat list -> flat list) over a batch. Returns (outs, out_dims)."""
+  trace = BatchTrace(axis_size)
+  ins = [v if d is NOT_MAPPED else BatchTracer(trace, v, d) for v, d in zip(vals, in_dims)]
+  prev = swap_trace(trace)
+  try:
+    outs = fun(*ins)
+  finally:
+    swap_trace(prev)
+    trace.alive = False
+  return ([o.val if type(o) is BatchTracer and o._trace is trace else o for o in outs],
+          [o.bdim if type(o) is BatchTracer and o._trace is trace else NOT_MAPPED for o in outs])
+
+
+# ---- helpers for rules --------------------------------------------------------------------
+
+
+def moveaxis(x, src: int, dst: int):
+  """Move axis `src` of `x` to position `dst` (non-negative positions)."""
+  if src == dst:
+    return x
+  perm = [i for i in range(core.ndim_of(x)) if i != src]
+  perm.insert(dst, src)
+  return _shape.transpose(x, tuple(perm))
+
+
+def bdim_at_front(x, bdim, axis_size):
+  """`x` with its batch axis first; an unbatched `x` is broadcast along a new first axis."""
+  if bdim is NOT_MAPPED:
+    shape = core.shape_of(x)
+    return _shape.broadcast_in_dim(x, (axis_size,) + shape, tuple(range(1, len(shape) + 1)))
+  return moveaxis(x, bdim, 0)
+
+
+def logical_axis(axis: int, bdim) -> int:
+  """The physical position of logical axis `axis` (counted without the batch axis)."""
+  return axis + (axis >= bdim)
+
+
+# ---- rule builders ------------------------------------------------------------------------
+
+
+def defvectorized(prim):
+  """Unary elementwise (or any per-element) primitive: batch axis passes through."""
+  def rule(axis_size, vals, dims, **params):
+    return prim.bind(*vals, **params), dims[0]
+  primitive_batchers[prim] = rule
+
+
+def defbroadcasting(prim):
+  """N-ary primitive with NumPy broadcasting: batched operands get their batch axis first and
+  enough unit axes to line up with the unbatched ones; the output's batch axis is first."""
+  def rule(axis_size, vals, dims, **params):
+    d0 = dims[0]
+    if all(d == d0 for d in dims) and len({core.ndim_of(v) for v in vals}) == 1:
+      return prim.bind(*vals, **params), d0
+    rank = max(core.ndim_of(v) - (d is not NOT_MAPPED) for v, d in zip(vals, dims))
+    return prim.bind(*[_align(v, d, rank) for v, d in zip(vals, dims)], **params), 0
+  primitive_batchers[prim] = rule
+
+
+def _align(x, d, rank):
+  if d is NOT_MAPPED:
+    return x
+  x = moveaxis(x, d, 0)
+  shape = x.shape
+  missing = rank - (len(shape) - 1)
+  return _shape.reshape(x, shape[:1] + (1,) * missing + shape[1:]) if missing else x
+
+
+def defreducer(prim):
+  """Primitive with an `axes` parameter that removes those axes (reductions)."""
+  def rule(axis_size, vals, dims, *, axes, **params):
+    (x,), (d,) = vals, dims
+    out = prim.bind(x, axes=tuple(logical_axis(a, d) for a in axes), **params)
+    return out, d - sum(a < d for a in axes)
+  primitive_batchers[prim] = rule
+
+
+# The shape primitives are defined with batching rules of their own, so they are imported
+# last; the helpers above look them up when called.
+from dfdx._src.ops import shape as _shape  # noqa: E402

@@ -1,0 +1,280 @@
+"""The engine's core: primitives, `bind`, traces, tracers and abstract values.
+
+Owns:
+  * `ShapedArray`, the abstract value (shape, dtype, weak_type) of an array;
+  * `Primitive` and `Primitive.bind`, the single point where every operation is intercepted;
+  * the current-trace context: exactly one trace is current; each trace has a `parent`, and a
+    trace's rules run with that parent current (stackless interpreters, as in autodidax2);
+  * `Trace` and `Tracer`, the base classes of every interpreter and its values.
+
+Invariants:
+  * `None` as the current trace means "no transformation is active": `bind` calls the
+    primitive's NumPy implementation directly.
+  * A trace owns its tracers; a trace treats every value it does not own as a constant and
+    lets its parent handle it. Traces are compared by identity, so nested transformations of
+    the same kind never confuse each other's values (no perturbation confusion).
+  * A trace is marked dead when its transformation returns; a dead tracer raises
+    `EscapedTracerError` wherever it is used.
+
+Imports no ops and no user-facing NumPy API.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src import errors
+
+# ---- abstract values ---------------------------------------------------------------------
+
+
+class ShapedArray:
+  """The abstract value of an array: its shape, dtype and whether its dtype is weak.
+
+  A weak type marks a Python scalar, whose dtype yields to the other operand's in promotion
+  (NumPy 2 semantics: `float32 array * 2.0` stays float32).
+  """
+  __slots__ = ("shape", "dtype", "weak_type")
+
+  def __init__(self, shape, dtype, weak_type=False):
+    self.shape = tuple(shape)
+    self.dtype = np.dtype(dtype)
+    self.weak_type = weak_type
+
+  ndim = property(lambda self: len(self.shape))
+  size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+  def __eq__(self, other):
+    return (type(other) is ShapedArray and self.shape == other.shape
+            and self.dtype == other.dtype and self.weak_type == other.weak_type)
+
+  def __hash__(self):
+    return hash((self.shape, self.dtype, self.weak_type))
+
+  def str_short(self):
+    return f"{self.dtype.name}[{','.join(map(str, self.shape))}]"
+
+  def __repr__(self):
+    weak = ", weak_type=True" if self.weak_type else ""
+    return f"ShapedArray({self.str_short()}{weak})"
+
+
+def shaped_array(shape: tuple, dtype: np.dtype) -> ShapedArray:
+  """A strongly typed ShapedArray from a tuple and an np.dtype, with no conversions (a fast
+  path for values whose shape and dtype come from NumPy)."""
+  aval = _new_aval(ShapedArray)
+  aval.shape, aval.dtype, aval.weak_type = shape, dtype, False
+  return aval
+
+
+_new_aval = object.__new__
+
+_PY_SCALAR_DTYPES = {bool: np.dtype(bool), int: np.dtype(np.int64),
+                     float: np.dtype(np.float64), complex: np.dtype(np.complex128)}
+
+
+def get_aval(x) -> ShapedArray:
+  """The abstract value of a tracer, an array, a NumPy scalar or a Python scalar."""
+  if isinstance(x, Tracer):
+    return x.aval
+  py_dtype = _PY_SCALAR_DTYPES.get(type(x))
+  if py_dtype is not None:
+    return ShapedArray((), py_dtype, weak_type=True)
+  if isinstance(x, (np.ndarray, np.generic)):
+    return shaped_array(x.shape, x.dtype)
+  raise errors.InvalidInputError(
+      f"Expected an array, a Python scalar or a dfdx tracer, but got {type(x).__name__}: "
+      f"{x!r:.80}. Convert it with numpy.asarray, or pass it as a static (non-array) argument.")
+
+
+def shape_of(x) -> tuple:
+  """The shape of an array, tracer or scalar (without NumPy's dispatch on tracers)."""
+  try:
+    return x.shape
+  except AttributeError:
+    return np.shape(x)
+
+
+def ndim_of(x) -> int:
+  return len(shape_of(x))
+
+
+def is_float_dtype(dtype) -> bool:
+  return np.dtype(dtype).kind in "fc"
+
+
+# ---- the current trace ------------------------------------------------------------------
+
+_current_trace = None
+
+
+def current_trace():
+  """The trace that `bind` dispatches to now (`None`: evaluate with NumPy)."""
+  return _current_trace
+
+
+def swap_trace(trace):
+  """Make `trace` current and return the trace that was current before."""
+  global _current_trace
+  prev, _current_trace = _current_trace, trace
+  return prev
+
+
+class set_trace:
+  """Context manager: make `trace` current inside the block."""
+  __slots__ = ("trace", "prev")
+
+  def __init__(self, trace):
+    self.trace = trace
+
+  def __enter__(self):
+    self.prev = swap_trace(self.trace)
+
+  def __exit__(self, *exc):
+    swap_trace(self.prev)
+
+
+# ---- primitives -------------------------------------------------------------------------
+
+
+class Primitive:
+  """An operation that every interpreter knows how to handle.
+
+  A primitive's rules (impl, abstract eval, JVP, transpose, batching) are registered in one
+  block next to its definition in `dfdx/_src/ops/<family>.py`. Arrays are passed to `bind`
+  positionally, static parameters by keyword.
+  """
+  __slots__ = ("name", "impl", "abstract_eval", "multiple_results", "linear", "__weakref__")
+
+  def __init__(self, name: str, *, multiple_results: bool = False):
+    self.name = name
+    self.impl = None
+    self.abstract_eval = None
+    self.multiple_results = multiple_results
+    self.linear = False
+
+  def bind(self, *args, **params):
+    trace = _current_trace
+    if trace is None:
+      return self.impl(*args, **params)
+    return trace.process_primitive(self, args, params)
+
+  def def_impl(self, impl):
+    self.impl = impl
+    return impl
+
+  def def_abstract_eval(self, rule):
+    self.abstract_eval = rule
+    return rule
+
+  def __repr__(self):
+    return self.name
+
+
+all_primitives: dict[str, Primitive] = {}
+
+
+def primitive(name: str, *, multiple_results: bool = False) -> Primitive:
+  """Create a primitive and enter it in the registry that the registry test checks."""
+  if name in all_primitives:
+    raise ValueError(f"primitive {name!r} is defined twice")
+  prim = all_primitives[name] = Primitive(name, multiple_results=multiple_results)
+  return prim
+
+
+def abstract_eval(prim: Primitive, args, params):
+  """Output aval(s) of `prim` applied to `args` (values or tracers)."""
+  return prim.abstract_eval(*[get_aval(a) for a in args], **params)
+
+
+# ---- traces and tracers -----------------------------------------------------------------
+
+
+class Trace:
+  """Base class of interpreters. Subclasses define `process_primitive`."""
+  __slots__ = ("parent", "alive", "__weakref__")
+  kind = "trace"
+
+  def __init__(self):
+    self.parent = _current_trace
+    self.alive = True
+
+  def process_primitive(self, prim, args, params):
+    raise NotImplementedError
+
+  def __repr__(self):
+    return f"<{type(self).__name__} {id(self):#x}>"
+
+
+class Tracer:
+  """A value under a transformation. It behaves like an array: the operators and methods are
+  installed by `dfdx._src.numpy.array_methods`, so that this module imports no ops."""
+  __slots__ = ("_trace",)
+  __array_priority__ = 1000
+  __hash__ = None  # like arrays, tracers are not hashable
+
+  @property
+  def aval(self) -> ShapedArray:
+    return ShapedArray(self.shape, self.dtype)
+
+  shape = property(lambda self: self.aval.shape)
+  dtype = property(lambda self: self.aval.dtype)
+  ndim = property(lambda self: len(self.shape))
+  size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+  def __len__(self):
+    if not self.shape:
+      raise TypeError("len() of a 0-d traced value")
+    return self.shape[0]
+
+  def check_alive(self):
+    if not self._trace.alive:
+      raise errors.EscapedTracerError(self._describe())
+
+  def concrete_value(self, purpose: str):
+    """The NumPy value behind this tracer, for Python control flow; subclasses that have no
+    single concrete value raise `ConcretizationError`."""
+    self.check_alive()
+    raise errors.ConcretizationError(
+        f"{purpose} needs a concrete value, but this value is traced by "
+        f"{self._trace.kind}: {self._describe()}. Use dfdx.numpy.where instead of Python "
+        f"control flow on traced values.")
+
+  def __bool__(self):
+    return bool(self.concrete_value("bool() (an `if` or `while` on an array)"))
+
+  def __int__(self):
+    return int(self.concrete_value("int()"))
+
+  def __index__(self):
+    value = self.concrete_value("using a traced value as an index")
+    if np.dtype(value.dtype).kind not in "iub":
+      raise TypeError(f"only integer arrays can be used as an index, got {self._describe()}")
+    return int(value)
+
+  def __float__(self):
+    self.check_alive()
+    raise errors.ConcretizationError(
+        f"float() of a traced value ({self._describe()}) would silently drop its derivative. "
+        "Keep computing with dfdx.numpy, or call float(dfdx.stop_gradient(x)) if dropping the "
+        "derivative is what you mean.")
+
+  __complex__ = __float__
+
+  def __array__(self, dtype=None, copy=None):
+    self.check_alive()
+    raise errors.TracerArrayConversionError(
+        f"Cannot convert a traced value ({self._describe()}) to a NumPy array: its derivative "
+        "would be lost. Use the functions of dfdx.numpy (import dfdx.numpy as dnp) on traced "
+        "values, or dfdx.stop_gradient(x) if you mean to drop the derivative.")
+
+  def _describe(self):
+    return f"{self.aval.str_short()} traced by {self._trace.kind}"
+
+  def __repr__(self):
+    if not self._trace.alive:
+      return f"Traced<{self.aval.str_short()}>(dead {self._trace.kind})"
+    return f"Traced<{self.aval.str_short()}>({self._trace.kind}){self._repr_value()}"
+
+  def _repr_value(self):
+    return ""
+

@@ -1,0 +1,201 @@
+"""Make traced values behave like NumPy arrays.
+
+`install()` gives `Tracer` the arithmetic and comparison operators, indexing, iteration and
+the common methods (sum, reshape, astype, ...), all routed to `dfdx.numpy`. It also
+implements NumPy's dispatch protocols (`__array_ufunc__`, `__array_function__`), so ordinary
+NumPy code (`np.sin(x)`, `np.sum(x)`) works on traced values: calls are forwarded to the
+`dfdx.numpy` function of the same name, or fail with a clear error if there is none.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from dfdx._src import core, errors
+from dfdx._src.core import Tracer
+
+
+def _dnp():
+  import dfdx.numpy as dnp
+  return dnp
+
+
+def _indexing():
+  from dfdx._src.numpy import indexing
+  return indexing
+
+
+_OPERAND_TYPES = (Tracer, np.ndarray, np.generic, numbers.Number, list, tuple)
+
+
+def _binary_op(name, reflected=False):
+  def op(self, other):
+    if not isinstance(other, _OPERAND_TYPES):
+      return NotImplemented
+    fn = getattr(_dnp(), name)
+    return fn(other, self) if reflected else fn(self, other)
+  op.__name__ = f"__{'r' if reflected else ''}{name}__"
+  return op
+
+
+def _unary_op(name):
+  def op(self):
+    return getattr(_dnp(), name)(self)
+  return op
+
+
+def _method(name):
+  def method(self, *args, **kwargs):
+    return getattr(_dnp(), name)(self, *args, **kwargs)
+  method.__name__ = name
+  method.__doc__ = f"Same as `dfdx.numpy.{name}(self, ...)`."
+  return method
+
+
+def _shape_args(args):
+  """`x.reshape(2, 3)` and `x.reshape((2, 3))` both mean shape (2, 3)."""
+  return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+def _reshape(self, *shape, order="C"):
+  return _dnp().reshape(self, _shape_args(shape), order=order)
+
+
+def _transpose(self, *axes):
+  axes = _shape_args(axes)
+  return _dnp().transpose(self, axes if axes else None)
+
+
+def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+  from dfdx._src.ops import shape as shape_ops
+  return shape_ops.convert_element_type(self, dtype)
+
+
+def _logical_or_bitwise(logical, name):
+  def op(self, other, reflected=False):
+    if not isinstance(other, _OPERAND_TYPES):
+      return NotImplemented
+    dnp = _dnp()
+    a, b = (other, self) if reflected else (self, other)
+    kinds = {core.get_aval(v).dtype.kind if isinstance(v, (Tracer, np.ndarray, np.generic))
+             else np.asarray(v).dtype.kind for v in (a, b)}
+    if kinds != {"b"}:
+      raise TypeError(f"the operator {name} on traced values needs boolean operands (bitwise "
+                      f"operations on integers are not supported), got dtype kinds {kinds}.")
+    return getattr(dnp, logical)(a, b)
+  return op
+
+
+def _invert(self):
+  if self.dtype.kind != "b":
+    raise TypeError("~ on traced values needs a boolean operand (bitwise not of integers is "
+                    "not supported).")
+  return _dnp().logical_not(self)
+
+
+def _iter(self):
+  if not self.shape:
+    raise TypeError("iteration over a 0-d traced value")
+  return (self[i] for i in range(self.shape[0]))
+
+
+def _item(self, *args):
+  self.check_alive()
+  raise errors.ConcretizationError(
+      f"item() of a traced value ({self._describe()}) would silently drop its derivative. "
+      "Keep computing with dfdx.numpy, or call dfdx.stop_gradient(x).item() if dropping the "
+      "derivative is what you mean.")
+
+
+# ---- NumPy's dispatch protocols ---------------------------------------------------------
+
+_UFUNC_REDUCTIONS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
+                     "logical_and": "all", "logical_or": "any"}
+_UFUNC_ACCUMULATIONS = {"add": "cumsum", "multiply": "cumprod"}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+  self.check_alive()
+  dnp = _dnp()
+  name = ufunc.__name__
+  if method == "__call__":
+    fn = getattr(dnp, name, None)
+  elif method == "reduce":
+    fn = getattr(dnp, _UFUNC_REDUCTIONS.get(name, ""), None)
+    kwargs.setdefault("axis", 0)
+  elif method == "accumulate":
+    fn = getattr(dnp, _UFUNC_ACCUMULATIONS.get(name, ""), None)
+    kwargs.setdefault("axis", 0)
+  else:
+    fn = None
+  if fn is None or fn is ufunc:
+    raise TypeError(f"numpy.{name}{'' if method == '__call__' else '.' + method} does not "
+                    "support traced values and dfdx.numpy has no differentiable version of it.")
+  return fn(*inputs, **kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+  self.check_alive()
+  dnp = _dnp()
+  module = getattr(func, "__module__", "") or ""
+  namespace = dnp
+  for sub in ("linalg", "fft"):
+    if module.startswith(f"numpy.{sub}") or module.startswith(f"numpy._core.{sub}"):
+      namespace = getattr(dnp, sub, None)
+  fn = getattr(namespace, func.__name__, None) if namespace is not None else None
+  if fn is func:  # dfdx.numpy re-exports this NumPy function, which works by duck typing
+    return func._implementation(*args, **kwargs)
+  if fn is None:
+    raise TypeError(f"{module or 'numpy'}.{func.__name__} does not support traced values and "
+                    "dfdx.numpy has no differentiable version of it.")
+  return fn(*args, **kwargs)
+
+
+# ---- installation --------------------------------------------------------------------------
+
+_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "true_divide",
+           "floordiv": "floor_divide", "mod": "remainder", "pow": "power", "matmul": "matmul"}
+_COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+                "eq": "equal", "ne": "not_equal"}
+_METHODS = ["sum", "mean", "max", "min", "prod", "std", "var", "cumsum", "cumprod", "argmax",
+            "argmin", "any", "all", "ptp", "ravel", "swapaxes", "squeeze", "dot", "clip",
+            "round", "repeat", "take", "diagonal", "trace", "nonzero", "conj", "conjugate",
+            "copy"]
+
+
+def install():
+  """Give `Tracer` array behaviour (called once by `dfdx.numpy`)."""
+  T = Tracer
+  for op, name in _BINARY.items():
+    setattr(T, f"__{op}__", _binary_op(name))
+    setattr(T, f"__r{op}__", _binary_op(name, reflected=True))
+  for op, name in _COMPARISONS.items():
+    setattr(T, f"__{op}__", _binary_op(name))
+  for op, name in {"and": "logical_and", "or": "logical_or", "xor": "logical_xor"}.items():
+    fn = _logical_or_bitwise(name, f"__{op}__")
+    setattr(T, f"__{op}__", fn)
+    setattr(T, f"__r{op}__", lambda self, other, fn=fn: fn(self, other, reflected=True))
+  T.__neg__ = _unary_op("negative")
+  T.__pos__ = _unary_op("positive")
+  T.__abs__ = _unary_op("absolute")
+  T.__invert__ = _invert
+  T.__divmod__ = lambda self, other: (self // other, self % other)
+  T.__rdivmod__ = lambda self, other: (other // self, other % self)
+  T.__getitem__ = lambda self, idx: _indexing().getitem(self, idx)
+  T.__iter__ = _iter
+  T.__array_ufunc__ = _array_ufunc
+  T.__array_function__ = _array_function
+  for name in _METHODS:
+    setattr(T, name, _method(name))
+  T.reshape = _reshape
+  T.transpose = _transpose
+  T.astype = _astype
+  T.flatten = lambda self, order="C": _dnp().ravel(self, order)
+  T.item = _item
+  T.tolist = _item
+  T.T = property(lambda self: _dnp().transpose(self))
+  T.mT = property(lambda self: _dnp().swapaxes(self, -1, -2))
+  T.real = property(lambda self: self)
+  T.imag = property(lambda self: _dnp().zeros_like(self))
+  T.at = property(lambda self: _indexing().at(self))

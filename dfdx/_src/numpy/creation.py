@@ -1,0 +1,189 @@
+"""Array creation in `dfdx.numpy`: array and asarray (also of lists holding traced values),
+zeros, ones, empty, full and their `_like` forms, eye, identity, arange, linspace, logspace,
+meshgrid.
+
+Creation functions return plain NumPy arrays unless a traced value flows into the result
+(`asarray([x[0] * y[0], 5 * x[2]])`, `full(shape, traced)`, `linspace(traced, ...)`). The
+`_like` forms of a traced array return constants of its shape and dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src.core import Tracer, get_aval
+from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import shape as shape_ops
+from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, normalize_axis, \
+    shape as shape_of
+
+__all__ = ["array", "asarray", "asanyarray", "ascontiguousarray", "zeros", "ones", "empty",
+           "full", "zeros_like", "ones_like", "empty_like", "full_like", "eye", "identity",
+           "arange", "linspace", "logspace", "meshgrid", "copy"]
+
+
+def _stack_nested(x, dtype):
+  """A (nested) list holding tracers as one traced array of `dtype`."""
+  if not isinstance(x, (list, tuple)):
+    return shape_ops.convert_element_type(x, dtype) if isinstance(x, Tracer) else \
+        np.asarray(x, dtype)
+  items = [_stack_nested(v, dtype) for v in x]
+  shapes = {shape_of(v) for v in items}
+  if len(shapes) > 1:
+    raise ValueError("setting an array element with a sequence. The requested array has an "
+                     f"inhomogeneous shape: its elements have shapes {sorted(shapes)}.")
+  (item_shape,) = shapes or {()}
+  return shape_ops.concatenate([shape_ops.reshape(v, (1,) + item_shape) for v in items], 0) \
+      if items else np.zeros((0,), dtype)
+
+
+def _nested_dtype(x):
+  if isinstance(x, (list, tuple)):
+    dtypes = [_nested_dtype(v) for v in x]
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+  return get_aval(x).dtype if isinstance(x, Tracer) else np.asarray(x).dtype
+
+
+def asarray(a, dtype=None, order=None, *, copy=None):
+  """Differentiable `numpy.asarray`: traced values pass through, and lists holding traced
+  values become one traced array (`asarray([x[0] * y[0], 5 * x[2]])`)."""
+  if isinstance(a, Tracer):
+    return a if dtype is None else shape_ops.convert_element_type(a, dtype)
+  if isinstance(a, (list, tuple)) and contains_tracer(a):
+    return _stack_nested(a, np.dtype(dtype) if dtype is not None else _nested_dtype(a))
+  return np.asarray(a, dtype=dtype, order=order, copy=copy)
+
+
+def array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0):  # noqa: A002
+  """Differentiable `numpy.array` (see `asarray`)."""
+  if not (isinstance(object, Tracer) or contains_tracer(object)):
+    return np.array(object, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin)
+  out = asarray(object, dtype)
+  missing = ndmin - len(shape_of(out))
+  return shape_ops.reshape(out, (1,) * missing + shape_of(out)) if missing > 0 else out
+
+
+asanyarray = asarray
+ascontiguousarray = asarray
+
+
+def copy(a, order="K", subok=False):
+  """`numpy.copy`; a traced value is returned as it is (traced values are never mutated)."""
+  return a if isinstance(a, Tracer) else np.copy(a, order=order, subok=subok)
+
+
+zeros, ones, empty, eye, identity = np.zeros, np.ones, np.empty, np.eye, np.identity
+
+
+def full(shape, fill_value, dtype=None, order="C"):
+  """Differentiable `numpy.full`: a traced `fill_value` is broadcast."""
+  if not isinstance(fill_value, Tracer):
+    return np.full(shape, fill_value, dtype=dtype, order=order)
+  shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+  fill = fill_value if dtype is None else shape_ops.convert_element_type(fill_value, dtype)
+  return shape_ops.broadcast_to(fill, shape)
+
+
+def _like(np_fun):
+  def fn(a, dtype=None, order="K", subok=True, shape=None):
+    if not isinstance(a, Tracer):
+      return np_fun(a, dtype=dtype, order=order, subok=subok, shape=shape)
+    aval = get_aval(a)
+    return np_fun(np.empty((0,), aval.dtype), dtype=dtype or aval.dtype,
+                  shape=aval.shape if shape is None else shape)
+  fn.__name__ = fn.__qualname__ = np_fun.__name__
+  fn.__doc__ = (f"`numpy.{np_fun.__name__}`; of a traced array, a constant of its shape and "
+                "dtype.")
+  return fn
+
+
+zeros_like = _like(np.zeros_like)
+ones_like = _like(np.ones_like)
+empty_like = _like(np.empty_like)
+
+
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
+  """Differentiable `numpy.full_like`: a traced `fill_value` is broadcast."""
+  if not isinstance(a, Tracer) and not isinstance(fill_value, Tracer):
+    return np.full_like(a, fill_value, dtype=dtype, order=order, subok=subok, shape=shape)
+  aval = get_aval(a)
+  out_shape = aval.shape if shape is None else shape
+  out_dtype = np.dtype(dtype or aval.dtype)
+  if isinstance(fill_value, Tracer):
+    return full(out_shape, fill_value, out_dtype)
+  return np.full(out_shape, fill_value, out_dtype)
+
+
+def _concrete(x, what):
+  if isinstance(x, Tracer):
+    return x.concrete_value(what)
+  return x
+
+
+def arange(start, stop=None, step=None, dtype=None, *, like=None):
+  """`numpy.arange`; traced bounds are used for their concrete values (the result is a
+  constant)."""
+  start, stop, step = (_concrete(v, "arange") for v in (start, stop, step))
+  args = [start] + ([] if stop is None else [stop]) + ([] if step is None else [step])
+  if stop is None and step is not None:
+    args = [0, start, step]
+  return np.arange(*args, dtype=dtype)
+
+
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+  """Differentiable `numpy.linspace`, in `start` and `stop`."""
+  if not isinstance(start, Tracer) and not isinstance(stop, Tracer):
+    return np.linspace(start, stop, num, endpoint, retstep, dtype, axis)
+  num = int(num)
+  if num < 0:
+    raise ValueError(f"Number of samples, {num}, must be non-negative.")
+  div = (num - 1) if endpoint else num
+  out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(
+      dtype_of(start), dtype_of(stop), float)
+  start = shape_ops.convert_element_type(asarray(start), out_dtype)
+  stop = shape_ops.convert_element_type(asarray(stop), out_dtype)
+  delta = ew.sub(stop, start)
+  bshape = np.broadcast_shapes(shape_of(start), shape_of(stop))
+  steps = np.arange(num, dtype=out_dtype).reshape((num,) + (1,) * len(bshape))
+  step = ew.div(delta, div) if div > 0 else ew.mul(delta, np.nan)
+  y = ew.add(shape_ops.reshape(shape_ops.broadcast_to(start, bshape), (1,) + bshape),
+             ew.mul(steps, shape_ops.reshape(shape_ops.broadcast_to(step, bshape),
+                                             (1,) + bshape)))
+  if endpoint and num > 1:
+    last = shape_ops.reshape(shape_ops.broadcast_to(stop, bshape), (1,) + bshape)
+    y = shape_ops.concatenate([shape_ops.slice_in_dim(y, 0, num - 1, 0), last], 0)
+  axis = normalize_axis(axis, len(bshape) + 1)
+  if axis:
+    y = shape_ops.transpose(y, tuple(range(1, axis + 1)) + (0,) + tuple(
+        range(axis + 1, len(bshape) + 1)))
+  return (y, step) if retstep else y
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+  """Differentiable `numpy.logspace`: base ** linspace(start, stop)."""
+  if not any(isinstance(v, Tracer) for v in (start, stop, base)):
+    return np.logspace(start, stop, num, endpoint, base, dtype, axis)
+  y = ew.pow(base, linspace(start, stop, num, endpoint, axis=axis))
+  return y if dtype is None else shape_ops.convert_element_type(y, dtype)
+
+
+def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
+  """Differentiable `numpy.meshgrid`."""
+  if not any(isinstance(x, Tracer) for x in xi):
+    return np.meshgrid(*xi, copy=copy, sparse=sparse, indexing=indexing)
+  if indexing not in ("xy", "ij"):
+    raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")
+  xi = [asarray(x) for x in xi]
+  xi = [shape_ops.reshape(x, (int(np.prod(shape_of(x))),)) for x in xi]
+  n = len(xi)
+  shapes = [[1] * n for _ in xi]
+  for i in range(n):
+    shapes[i][i] = shape_of(xi[i])[0]
+  if indexing == "xy" and n > 1:
+    shapes[0][0], shapes[0][1] = 1, shapes[0][0]
+    shapes[1][1], shapes[1][0] = 1, shapes[1][1]
+  out = [shape_ops.reshape(x, tuple(s)) for x, s in zip(xi, shapes)]
+  if sparse:
+    return tuple(out)
+  full_shape = np.broadcast_shapes(*[tuple(s) for s in shapes])
+  return tuple(shape_ops.broadcast_to(x, full_shape) for x in out)
+

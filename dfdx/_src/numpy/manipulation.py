@@ -1,0 +1,2 @@
+"""Placeholder: filled in by the manipulation work."""
+__all__ = []

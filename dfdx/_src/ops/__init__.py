@@ -1,0 +1,2 @@
+"""The primitives, one module per family. Importing this package registers all of them."""
+from dfdx._src.ops import shape, reduction, elementwise  # noqa: F401  (order: shape first)

@@ -1,0 +1,640 @@
+"""Elementwise primitives. Each is a NumPy ufunc with NumPy's broadcasting and dtype
+promotion; its rules are written with the functions of this module, so they can be
+differentiated again.
+
+Binary transposes sum the cotangent back to the operand's shape (`_unbroadcast`), so
+broadcasting costs nothing in the forward pass. Comparisons, rounding and sign have zero
+derivatives (not errors). Ties in maximum/minimum split the derivative equally.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, dtypes
+from dfdx._src.core import ShapedArray
+from dfdx._src.ops import shape as shape_ops
+
+_broadcast_cache: dict = {}
+
+
+def broadcast_shapes(*shapes):
+  """NumPy's broadcast of `shapes` (cached: abstract evaluation calls it for every op)."""
+  try:
+    return _broadcast_cache[shapes]
+  except KeyError:
+    out = _broadcast_cache[shapes] = np.broadcast_shapes(*shapes)
+    return out
+
+
+def _unary_prim(name, np_fun):
+  prim = core.primitive(name)
+  prim.def_impl(np_fun)
+  prim.def_abstract_eval(
+      lambda x, **params: ShapedArray(x.shape, dtypes.ufunc_result_dtype(np_fun, x),
+                                      x.weak_type))
+  batching.defvectorized(prim)
+  return prim
+
+
+def _nary_prim(name, np_fun, dtype_rule=None):
+  prim = core.primitive(name)
+  prim.def_impl(np_fun)
+
+  def abstract_eval(*avals):
+    dtype = dtypes.ufunc_result_dtype(np_fun, *avals) if dtype_rule is None else dtype_rule
+    return ShapedArray(broadcast_shapes(*[a.shape for a in avals]), dtype,
+                       dtypes.result_weak_type(*avals))
+  prim.def_abstract_eval(abstract_eval)
+  batching.defbroadcasting(prim)
+  return prim
+
+
+def _unbroadcast(ct, x):
+  """The cotangent of operand `x` (an array, tracer or tape variable) from the cotangent of a
+  broadcast result: summed to x's shape, in x's dtype."""
+  ct = shape_ops.sum_to_shape(ct, x.shape)
+  dtype = x.dtype
+  return ct if ct.dtype == dtype else shape_ops.convert_element_type(ct, dtype)
+
+
+def _const(value, like):
+  """A 0-d constant of `like`'s dtype, so rules keep float32 computations in float32."""
+  return np.asarray(value, dtype=dtypes.differentiable_dtype(like.dtype))
+
+
+# ---- linear: neg, add, sub ----------------------------------------------------------------
+neg_p = _unary_prim("neg", np.negative)
+
+
+def neg(x):
+  return neg_p.bind(x)
+
+
+ad.deflinear(neg_p, lambda ct, x: [neg(ct)])
+
+add_p = _nary_prim("add", np.add)
+
+
+def add(x, y):
+  return add_p.bind(x, y)
+
+
+def _add_transpose(ct, x, y):
+  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
+          _unbroadcast(ct, y) if ad.is_linear(y) else None]
+
+
+ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
+ad.primitive_transposes[add_p] = _add_transpose
+add_p.linear = True
+
+sub_p = _nary_prim("sub", np.subtract)
+
+
+def sub(x, y):
+  return sub_p.bind(x, y)
+
+
+def _sub_transpose(ct, x, y):
+  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
+          _unbroadcast(neg(ct), y) if ad.is_linear(y) else None]
+
+
+ad.defjvp(sub_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: neg(y_dot))
+ad.primitive_transposes[sub_p] = _sub_transpose
+sub_p.linear = True
+
+# ---- mul, div -----------------------------------------------------------------------------
+mul_p = _nary_prim("mul", np.multiply)
+
+
+def mul(x, y):
+  return mul_p.bind(x, y)
+
+
+ad.defbilinear(mul_p, lambda ct, x, y: _unbroadcast(mul(ct, y), x),
+               lambda ct, x, y: _unbroadcast(mul(x, ct), y))
+ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
+    _unbroadcast(mul(ct, y), x) if needs[0] else None,
+    _unbroadcast(mul(x, ct), y) if needs[1] else None])
+
+div_p = _nary_prim("div", np.true_divide)
+
+
+def div(x, y):
+  return div_p.bind(x, y)
+
+
+def _div_transpose(ct, x, y):
+  assert not ad.is_linear(y), "div is linear in its numerator only"
+  return [_unbroadcast(div(ct, y), x), None]
+
+
+# d(x/y)/dy = -(x/y)/y, not -x/y**2: y**2 underflows where the true derivative is finite.
+ad.defjvp2(div_p, lambda x_dot, ans, x, y: div(x_dot, y),
+           lambda y_dot, ans, x, y: mul(y_dot, neg(div(ans, y))))
+ad.primitive_transposes[div_p] = _div_transpose
+ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
+    _unbroadcast(div(ct, y), x) if needs[0] else None,
+    _unbroadcast(mul(ct, neg(div(ans, y))), y) if needs[1] else None])
+
+# ---- powers ---------------------------------------------------------------------------------
+pow_p = _nary_prim("pow", np.power)
+
+
+def pow(x, y):  # noqa: A001  (the NumPy name)
+  return pow_p.bind(x, y)
+
+
+def _pow_jvp_x(x_dot, x, y):
+  return mul(x_dot, mul(y, pow(x, sub(y, 1))))
+
+
+def _pow_jvp_y(y_dot, ans, x, y):
+  # d(x**y)/dy = x**y log(x), taken as 0 where x == 0 (x**y is flat in y there for y > 0).
+  safe_x = select(eq(x, 0), 1, x)
+  return mul(y_dot, mul(ans, log(safe_x)))
+
+
+def _pow_jvp(primals, tangents):
+  (x, y), (x_dot, y_dot) = primals, tangents
+  ans = pow(x, y)
+  out = None if x_dot is None else _pow_jvp_x(x_dot, x, y)
+  if y_dot is not None:
+    term = _pow_jvp_y(y_dot, ans, x, y)
+    out = term if out is None else add(out, term)
+  return ans, None if out is None else ad.match_primal(out, ans)
+
+
+ad.primitive_jvps[pow_p] = _pow_jvp
+
+integer_pow_p = core.primitive("integer_pow")
+
+
+def integer_pow(x, y: int):
+  """`x ** y` for a Python integer `y`: exact derivatives at x = 0 for every y."""
+  return x if y == 1 else integer_pow_p.bind(x, y=int(y))
+
+
+def _integer_pow_impl(x, *, y):
+  return np.square(x) if y == 2 else np.power(x, y)
+
+
+def _integer_pow_jvp(x_dot, x, *, y):
+  if y == 0:
+    return None
+  if y == 1:
+    return x_dot
+  return mul(x_dot, mul(_const(y, x), integer_pow(x, y - 1)))
+
+
+integer_pow_p.def_impl(_integer_pow_impl)
+integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
+    x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
+ad.defjvp(integer_pow_p, _integer_pow_jvp)
+ad.defvjp(integer_pow_p, lambda ct, ans, x, *, needs, y: [_integer_pow_jvp(ct, x, y=y)])
+batching.defvectorized(integer_pow_p)
+
+sqrt_p = _unary_prim("sqrt", np.sqrt)
+
+
+def sqrt(x):
+  return sqrt_p.bind(x)
+
+
+ad.defjvp2(sqrt_p, lambda x_dot, ans, x: div(mul(x_dot, _const(0.5, ans)), ans))
+ad.defvjp(sqrt_p, lambda ct, ans, x, *, needs: [div(mul(ct, _const(0.5, ans)), ans)])
+
+cbrt_p = _unary_prim("cbrt", np.cbrt)
+
+
+def cbrt(x):
+  return cbrt_p.bind(x)
+
+
+ad.defjvp2(cbrt_p, lambda x_dot, ans, x: div(x_dot, mul(_const(3, ans), mul(ans, ans))))
+
+# ---- exponentials and logarithms ----------------------------------------------------------
+exp_p = _unary_prim("exp", np.exp)
+
+
+def exp(x):
+  return exp_p.bind(x)
+
+
+ad.defjvp2(exp_p, lambda x_dot, ans, x: mul(x_dot, ans))
+ad.defvjp(exp_p, lambda ct, ans, x, *, needs: [mul(ct, ans)])
+
+exp2_p = _unary_prim("exp2", np.exp2)
+
+
+def exp2(x):
+  return exp2_p.bind(x)
+
+
+ad.defjvp2(exp2_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, _const(math.log(2), ans))))
+
+expm1_p = _unary_prim("expm1", np.expm1)
+
+
+def expm1(x):
+  return expm1_p.bind(x)
+
+
+ad.defjvp2(expm1_p, lambda x_dot, ans, x: mul(x_dot, add(ans, 1)))
+
+log_p = _unary_prim("log", np.log)
+
+
+def log(x):
+  return log_p.bind(x)
+
+
+ad.defjvp(log_p, lambda x_dot, x: div(x_dot, x))
+ad.defvjp(log_p, lambda ct, ans, x, *, needs: [div(ct, x)])
+
+log2_p = _unary_prim("log2", np.log2)
+
+
+def log2(x):
+  return log2_p.bind(x)
+
+
+ad.defjvp(log2_p, lambda x_dot, x: div(x_dot, mul(x, _const(math.log(2), x))))
+
+log10_p = _unary_prim("log10", np.log10)
+
+
+def log10(x):
+  return log10_p.bind(x)
+
+
+ad.defjvp(log10_p, lambda x_dot, x: div(x_dot, mul(x, _const(math.log(10), x))))
+
+log1p_p = _unary_prim("log1p", np.log1p)
+
+
+def log1p(x):
+  return log1p_p.bind(x)
+
+
+ad.defjvp(log1p_p, lambda x_dot, x: div(x_dot, add(x, 1)))
+
+
+def _logistic_impl(x):
+  # exp(-log(1 + exp(-x))): no overflow for large |x| and full precision in both tails.
+  return np.exp(-np.logaddexp(0, np.negative(x)))
+
+
+logistic_p = _unary_prim("logistic", _logistic_impl)
+
+
+def logistic(x):
+  """The logistic sigmoid 1 / (1 + exp(-x)) (scipy.special.expit)."""
+  return logistic_p.bind(x)
+
+
+ad.defjvp2(logistic_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, sub(1, ans))))
+ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [mul(ct, mul(ans, sub(1, ans)))])
+
+logaddexp_p = _nary_prim("logaddexp", np.logaddexp)
+
+
+def logaddexp(x, y):
+  return logaddexp_p.bind(x, y)
+
+
+# exp(x - ans) <= 1: no overflow, unlike exp(x) / (exp(x) + exp(y)).
+ad.defjvp2(logaddexp_p, lambda x_dot, ans, x, y: mul(x_dot, exp(sub(x, ans))),
+           lambda y_dot, ans, x, y: mul(y_dot, exp(sub(y, ans))))
+
+# ---- trigonometric and hyperbolic -----------------------------------------------------------
+sin_p = _unary_prim("sin", np.sin)
+
+
+def sin(x):
+  return sin_p.bind(x)
+
+
+ad.defjvp(sin_p, lambda x_dot, x: mul(x_dot, cos(x)))
+ad.defvjp(sin_p, lambda ct, ans, x, *, needs: [mul(ct, cos(x))])
+
+cos_p = _unary_prim("cos", np.cos)
+
+
+def cos(x):
+  return cos_p.bind(x)
+
+
+ad.defjvp(cos_p, lambda x_dot, x: mul(x_dot, neg(sin(x))))
+ad.defvjp(cos_p, lambda ct, ans, x, *, needs: [mul(ct, neg(sin(x)))])
+
+tan_p = _unary_prim("tan", np.tan)
+
+
+def tan(x):
+  return tan_p.bind(x)
+
+
+ad.defjvp2(tan_p, lambda x_dot, ans, x: mul(x_dot, add(1, mul(ans, ans))))
+
+arcsin_p = _unary_prim("arcsin", np.arcsin)
+
+
+def arcsin(x):
+  return arcsin_p.bind(x)
+
+
+ad.defjvp(arcsin_p, lambda x_dot, x: div(x_dot, sqrt(sub(1, mul(x, x)))))
+
+arccos_p = _unary_prim("arccos", np.arccos)
+
+
+def arccos(x):
+  return arccos_p.bind(x)
+
+
+ad.defjvp(arccos_p, lambda x_dot, x: neg(div(x_dot, sqrt(sub(1, mul(x, x))))))
+
+arctan_p = _unary_prim("arctan", np.arctan)
+
+
+def arctan(x):
+  return arctan_p.bind(x)
+
+
+ad.defjvp(arctan_p, lambda x_dot, x: div(x_dot, add(1, mul(x, x))))
+
+sinh_p = _unary_prim("sinh", np.sinh)
+
+
+def sinh(x):
+  return sinh_p.bind(x)
+
+
+ad.defjvp(sinh_p, lambda x_dot, x: mul(x_dot, cosh(x)))
+
+cosh_p = _unary_prim("cosh", np.cosh)
+
+
+def cosh(x):
+  return cosh_p.bind(x)
+
+
+ad.defjvp(cosh_p, lambda x_dot, x: mul(x_dot, sinh(x)))
+
+tanh_p = _unary_prim("tanh", np.tanh)
+
+
+def tanh(x):
+  return tanh_p.bind(x)
+
+
+ad.defjvp2(tanh_p, lambda x_dot, ans, x: mul(x_dot, sub(1, mul(ans, ans))))
+ad.defvjp(tanh_p, lambda ct, ans, x, *, needs: [mul(ct, sub(1, mul(ans, ans)))])
+
+arcsinh_p = _unary_prim("arcsinh", np.arcsinh)
+
+
+def arcsinh(x):
+  return arcsinh_p.bind(x)
+
+
+ad.defjvp(arcsinh_p, lambda x_dot, x: div(x_dot, sqrt(add(mul(x, x), 1))))
+
+arccosh_p = _unary_prim("arccosh", np.arccosh)
+
+
+def arccosh(x):
+  return arccosh_p.bind(x)
+
+
+# sqrt(x - 1) sqrt(x + 1) rather than sqrt(x*x - 1): no cancellation near x = 1.
+ad.defjvp(arccosh_p, lambda x_dot, x: div(x_dot, mul(sqrt(sub(x, 1)), sqrt(add(x, 1)))))
+
+arctanh_p = _unary_prim("arctanh", np.arctanh)
+
+
+def arctanh(x):
+  return arctanh_p.bind(x)
+
+
+ad.defjvp(arctanh_p, lambda x_dot, x: div(x_dot, mul(sub(1, x), add(1, x))))
+
+arctan2_p = _nary_prim("arctan2", np.arctan2)
+
+
+def arctan2(y, x):
+  return arctan2_p.bind(y, x)
+
+
+def _arctan2_denominator(y, x):
+  return add(mul(x, x), mul(y, y))
+
+
+ad.defjvp(arctan2_p, lambda y_dot, y, x: mul(y_dot, div(x, _arctan2_denominator(y, x))),
+          lambda x_dot, y, x: mul(x_dot, neg(div(y, _arctan2_denominator(y, x)))))
+
+hypot_p = _nary_prim("hypot", np.hypot)
+
+
+def hypot(x, y):
+  return hypot_p.bind(x, y)
+
+
+ad.defjvp2(hypot_p, lambda x_dot, ans, x, y: mul(x_dot, div(x, ans)),
+           lambda y_dot, ans, x, y: mul(y_dot, div(y, ans)))
+
+# ---- abs, sign, rounding (piecewise constant: zero derivatives) --------------------------
+abs_p = _unary_prim("abs", np.absolute)
+
+
+def abs(x):  # noqa: A001  (the NumPy name)
+  return abs_p.bind(x)
+
+
+ad.defjvp(abs_p, lambda x_dot, x: mul(x_dot, sign(x)))
+ad.defvjp(abs_p, lambda ct, ans, x, *, needs: [mul(ct, sign(x))])
+
+sign_p = _unary_prim("sign", np.sign)
+
+
+def sign(x):
+  return sign_p.bind(x)
+
+
+ad.defjvp_zero(sign_p)
+
+floor_p = _unary_prim("floor", np.floor)
+ad.defjvp_zero(floor_p)
+ceil_p = _unary_prim("ceil", np.ceil)
+ad.defjvp_zero(ceil_p)
+trunc_p = _unary_prim("trunc", np.trunc)
+ad.defjvp_zero(trunc_p)
+
+round_p = core.primitive("round")
+round_p.def_impl(lambda x, *, decimals: np.round(x, decimals))
+round_p.def_abstract_eval(lambda x, *, decimals: x)
+ad.defjvp_zero(round_p)
+batching.defvectorized(round_p)
+
+
+def floor(x):
+  return floor_p.bind(x)
+
+
+def ceil(x):
+  return ceil_p.bind(x)
+
+
+def trunc(x):
+  return trunc_p.bind(x)
+
+
+def round(x, decimals=0):  # noqa: A001  (the NumPy name)
+  return round_p.bind(x, decimals=int(decimals))
+
+
+floor_divide_p = _nary_prim("floor_divide", np.floor_divide)
+ad.defjvp_zero(floor_divide_p)
+
+
+def floor_divide(x, y):
+  return floor_divide_p.bind(x, y)
+
+
+rem_p = _nary_prim("rem", np.remainder)
+
+
+def rem(x, y):
+  """NumPy's `%` (the result has the sign of `y`): x - floor(x / y) * y."""
+  return rem_p.bind(x, y)
+
+
+ad.defjvp(rem_p, lambda x_dot, x, y: x_dot,
+          lambda y_dot, x, y: mul(y_dot, neg(floor_divide(x, y))))
+
+# ---- maximum, minimum ---------------------------------------------------------------------
+
+
+def _balanced_eq(x, z, y):
+  """1 where x is the chosen value z, 0.5 on a tie with y, else 0 (in z's dtype)."""
+  one, half, zero = _const(1, z), _const(0.5, z), _const(0, z)
+  return select(eq(x, z), select(eq(y, z), half, one), zero)
+
+
+def _chooser_prim(name, np_fun):
+  prim = _nary_prim(name, np_fun)
+  ad.defjvp2(prim, lambda x_dot, ans, x, y: mul(x_dot, _balanced_eq(x, ans, y)),
+             lambda y_dot, ans, x, y: mul(y_dot, _balanced_eq(y, ans, x)))
+  return prim
+
+
+maximum_p = _chooser_prim("maximum", np.maximum)
+minimum_p = _chooser_prim("minimum", np.minimum)
+fmax_p = _chooser_prim("fmax", np.fmax)
+fmin_p = _chooser_prim("fmin", np.fmin)
+
+
+def maximum(x, y):
+  return maximum_p.bind(x, y)
+
+
+def minimum(x, y):
+  return minimum_p.bind(x, y)
+
+
+def fmax(x, y):
+  return fmax_p.bind(x, y)
+
+
+def fmin(x, y):
+  return fmin_p.bind(x, y)
+
+
+# ---- comparisons and logic (boolean results, zero derivatives) --------------------------
+def _predicate_prim(name, np_fun, nargs):
+  prim = _nary_prim(name, np_fun, dtype_rule=np.dtype(bool)) if nargs > 1 else core.primitive(name)
+  if nargs == 1:
+    prim.def_impl(np_fun)
+    prim.def_abstract_eval(lambda x: ShapedArray(x.shape, np.dtype(bool)))
+    batching.defvectorized(prim)
+  ad.defjvp_zero(prim)
+  return prim
+
+
+eq_p = _predicate_prim("eq", np.equal, 2)
+ne_p = _predicate_prim("ne", np.not_equal, 2)
+lt_p = _predicate_prim("lt", np.less, 2)
+le_p = _predicate_prim("le", np.less_equal, 2)
+gt_p = _predicate_prim("gt", np.greater, 2)
+ge_p = _predicate_prim("ge", np.greater_equal, 2)
+logical_and_p = _predicate_prim("logical_and", np.logical_and, 2)
+logical_or_p = _predicate_prim("logical_or", np.logical_or, 2)
+logical_xor_p = _predicate_prim("logical_xor", np.logical_xor, 2)
+logical_not_p = _predicate_prim("logical_not", np.logical_not, 1)
+isnan_p = _predicate_prim("isnan", np.isnan, 1)
+isfinite_p = _predicate_prim("isfinite", np.isfinite, 1)
+isinf_p = _predicate_prim("isinf", np.isinf, 1)
+
+
+def eq(x, y):
+  return eq_p.bind(x, y)
+
+
+def ne(x, y):
+  return ne_p.bind(x, y)
+
+
+def lt(x, y):
+  return lt_p.bind(x, y)
+
+
+def le(x, y):
+  return le_p.bind(x, y)
+
+
+def gt(x, y):
+  return gt_p.bind(x, y)
+
+
+def ge(x, y):
+  return ge_p.bind(x, y)
+
+
+# ---- select (numpy.where) -----------------------------------------------------------------
+select_p = _nary_prim("select", np.where)
+select_p.def_abstract_eval(lambda c, x, y: ShapedArray(
+    broadcast_shapes(c.shape, x.shape, y.shape), dtypes.result_type(x, y),
+    dtypes.result_weak_type(x, y)))
+
+
+def select(cond, x, y):
+  """`x` where `cond` is true, else `y` (numpy.where with three arguments)."""
+  return select_p.bind(cond, x, y)
+
+
+def _select_jvp(primals, tangents):
+  (c, x, y), (_, x_dot, y_dot) = primals, tangents
+  ans = select(c, x, y)
+  if ans.dtype.kind not in "fc" or (x_dot is None and y_dot is None):
+    return ans, None
+  zero = _const(0, ans)
+  return ans, ad.match_primal(select(c, zero if x_dot is None else x_dot,
+                                     zero if y_dot is None else y_dot), ans)
+
+
+def _select_transpose(ct, c, x, y):
+  assert not ad.is_linear(c), "the condition of select is not differentiable"
+  zero = _const(0, ct)
+  return [None, _unbroadcast(select(c, ct, zero), x) if ad.is_linear(x) else None,
+          _unbroadcast(select(c, zero, ct), y) if ad.is_linear(y) else None]
+
+
+ad.primitive_jvps[select_p] = _select_jvp
+ad.primitive_transposes[select_p] = _select_transpose
+select_p.linear = True
+
+ad.tangent_ops.add = add

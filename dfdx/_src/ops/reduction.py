@@ -1,0 +1,267 @@
+"""Reduction and cumulative primitives: reduce_sum, reduce_max, reduce_min, reduce_prod,
+argmax, argmin, cumsum, cumprod.
+
+Reductions take `axes`, a sorted tuple of non-negative axes, and drop them (no keepdims; the
+NumPy layer reshapes). Ties in max/min share the derivative equally among the tied entries.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src import ad, batching, core
+from dfdx._src.batching import logical_axis
+from dfdx._src.core import ShapedArray
+from dfdx._src.ops import shape as shape_ops
+
+_sum_dtypes: dict = {}
+
+
+def _sum_dtype(dtype):
+  """The dtype of np.sum over an array of `dtype` (small integers and bools widen)."""
+  try:
+    return _sum_dtypes[dtype]
+  except KeyError:
+    out = _sum_dtypes[dtype] = np.sum(np.empty((0,), dtype)).dtype
+    return out
+
+
+def _reduced_shape(shape, axes):
+  return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _check_axes(x, axes, name):
+  if any(not 0 <= a < x.ndim for a in axes) or len(set(axes)) != len(axes):
+    raise ValueError(f"{name}: axes {axes} are invalid for an array of rank {x.ndim}")
+
+
+def keepdims_shape(shape, axes):
+  """`shape` with the reduced `axes` kept as size-1 axes."""
+  return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def expand_reduced(y, shape, axes):
+  """Broadcast a reduction's result `y` back to the input's `shape`."""
+  return shape_ops.broadcast_to(shape_ops.reshape(y, keepdims_shape(shape, axes)), shape)
+
+
+# ---- reduce_sum ---------------------------------------------------------------------------
+reduce_sum_p = core.primitive("reduce_sum")
+
+
+def reduce_sum(x, axes):
+  axes = tuple(sorted(int(a) for a in axes))
+  return reduce_sum_p.bind(x, axes=axes)
+
+
+def _reduce_sum_abstract_eval(x, *, axes):
+  _check_axes(x, axes, "reduce_sum")
+  return ShapedArray(_reduced_shape(x.shape, axes), _sum_dtype(x.dtype))
+
+
+def _reduce_sum_transpose(ct, x, *, axes):
+  return [expand_reduced(ct, x.aval.shape, axes)]
+
+
+reduce_sum_p.def_impl(lambda x, *, axes: np.add.reduce(x, axis=axes))
+reduce_sum_p.def_abstract_eval(_reduce_sum_abstract_eval)
+ad.deflinear(reduce_sum_p, _reduce_sum_transpose)
+batching.defreducer(reduce_sum_p)
+
+
+# ---- reduce_max, reduce_min ---------------------------------------------------------------
+def _chooser_abstract_eval(name):
+  def abstract_eval(x, *, axes):
+    _check_axes(x, axes, name)
+    if any(x.shape[a] == 0 for a in axes):
+      raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+    return ShapedArray(_reduced_shape(x.shape, axes), x.dtype)
+  return abstract_eval
+
+
+def _chooser_jvp(prim):
+  def jvp(primals, tangents, *, axes):
+    (x,), (x_dot,) = primals, tangents
+    ans = prim.bind(x, axes=axes)
+    if ans.dtype.kind not in "fc":
+      return ans, None
+    location = shape_ops.convert_element_type(
+        elementwise.eq(x, expand_reduced(ans, x.shape, axes)), ans.dtype)
+    counts = reduce_sum(location, axes)
+    return ans, elementwise.div(reduce_sum(elementwise.mul(x_dot, location), axes), counts)
+  return jvp
+
+
+reduce_max_p = core.primitive("reduce_max")
+
+
+def reduce_max(x, axes):
+  return reduce_max_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+
+
+reduce_max_p.def_impl(lambda x, *, axes: np.maximum.reduce(x, axis=axes))
+reduce_max_p.def_abstract_eval(_chooser_abstract_eval("maximum"))
+ad.primitive_jvps[reduce_max_p] = _chooser_jvp(reduce_max_p)
+batching.defreducer(reduce_max_p)
+
+reduce_min_p = core.primitive("reduce_min")
+
+
+def reduce_min(x, axes):
+  return reduce_min_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+
+
+reduce_min_p.def_impl(lambda x, *, axes: np.minimum.reduce(x, axis=axes))
+reduce_min_p.def_abstract_eval(_chooser_abstract_eval("minimum"))
+ad.primitive_jvps[reduce_min_p] = _chooser_jvp(reduce_min_p)
+batching.defreducer(reduce_min_p)
+
+# ---- reduce_prod --------------------------------------------------------------------------
+reduce_prod_p = core.primitive("reduce_prod")
+
+
+def reduce_prod(x, axes):
+  return reduce_prod_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+
+
+def _reduce_prod_abstract_eval(x, *, axes):
+  _check_axes(x, axes, "reduce_prod")
+  return ShapedArray(_reduced_shape(x.shape, axes), _sum_dtype(x.dtype))
+
+
+def _reduce_prod_jvp(primals, tangents, *, axes):
+  (x,), (x_dot,) = primals, tangents
+  ans = reduce_prod_p.bind(x, axes=axes)
+  if ans.dtype.kind not in "fc":
+    return ans, None
+  return ans, reduce_sum(elementwise.mul(x_dot, _product_of_others(x, axes)), axes)
+
+
+def _product_of_others(x, axes):
+  """For each entry, the product of the other entries of its reduction group; exact when
+  entries are zero (no division): exclusive products from the left times from the right."""
+  shape, ndim = x.shape, len(x.shape)
+  kept = [i for i in range(ndim) if i not in axes]
+  n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+  flat = shape_ops.reshape(shape_ops.transpose(x, kept + list(axes)),
+                           tuple(shape[i] for i in kept) + (n,))
+  last = len(kept)
+  if n <= 1:
+    others = elementwise.add(elementwise.mul(flat, 0), 1)
+  else:
+    ones = np.ones(tuple(shape[i] for i in kept) + (1,), x.dtype)
+    left = shape_ops.concatenate(
+        [ones, cumprod(shape_ops.slice_in_dim(flat, 0, n - 1, last), last)], last)
+    right = shape_ops.concatenate(
+        [cumprod(shape_ops.slice_in_dim(flat, 1, n, last), last, reverse=True), ones], last)
+    others = elementwise.mul(left, right)
+  others = shape_ops.reshape(others, tuple(shape[i] for i in kept) + tuple(shape[a] for a in axes))
+  return shape_ops.transpose(others, tuple(np.argsort(kept + list(axes))))
+
+
+reduce_prod_p.def_impl(lambda x, *, axes: np.multiply.reduce(x, axis=axes))
+reduce_prod_p.def_abstract_eval(_reduce_prod_abstract_eval)
+ad.primitive_jvps[reduce_prod_p] = _reduce_prod_jvp
+batching.defreducer(reduce_prod_p)
+
+
+# ---- argmax, argmin -----------------------------------------------------------------------
+def _arg_abstract_eval(name):
+  def abstract_eval(x, *, axis):
+    _check_axes(x, (axis,), name)
+    if x.shape[axis] == 0:
+      raise ValueError(f"attempt to get {name} of an empty sequence")
+    return ShapedArray(_reduced_shape(x.shape, (axis,)), np.intp)
+  return abstract_eval
+
+
+def _arg_batch(prim):
+  def rule(axis_size, vals, dims, *, axis):
+    (x,), (d,) = vals, dims
+    return prim.bind(x, axis=logical_axis(axis, d)), d - (axis < d)
+  return rule
+
+
+argmax_p = core.primitive("argmax")
+argmax_p.def_impl(lambda x, *, axis: np.argmax(x, axis=axis))
+argmax_p.def_abstract_eval(_arg_abstract_eval("argmax"))
+ad.defjvp_zero(argmax_p)
+batching.primitive_batchers[argmax_p] = _arg_batch(argmax_p)
+
+argmin_p = core.primitive("argmin")
+argmin_p.def_impl(lambda x, *, axis: np.argmin(x, axis=axis))
+argmin_p.def_abstract_eval(_arg_abstract_eval("argmin"))
+ad.defjvp_zero(argmin_p)
+batching.primitive_batchers[argmin_p] = _arg_batch(argmin_p)
+
+
+# ---- cumsum, cumprod ----------------------------------------------------------------------
+def _cumulative_impl(np_fun):
+  def impl(x, *, axis, reverse):
+    if not reverse:
+      return np_fun(x, axis=axis)
+    return np.flip(np_fun(np.flip(x, axis), axis=axis), axis)
+  return impl
+
+
+def _cumulative_abstract_eval(x, *, axis, reverse):
+  _check_axes(x, (axis,), "cumulative operation")
+  return ShapedArray(x.shape, _sum_dtype(x.dtype))
+
+
+def _cumulative_batch(prim):
+  def rule(axis_size, vals, dims, *, axis, reverse):
+    (x,), (d,) = vals, dims
+    return prim.bind(x, axis=logical_axis(axis, d), reverse=reverse), d
+  return rule
+
+
+cumsum_p = core.primitive("cumsum")
+
+
+def cumsum(x, axis, reverse=False):
+  return cumsum_p.bind(x, axis=int(axis), reverse=bool(reverse))
+
+
+cumsum_p.def_impl(_cumulative_impl(np.cumsum))
+cumsum_p.def_abstract_eval(_cumulative_abstract_eval)
+ad.deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not reverse)])
+batching.primitive_batchers[cumsum_p] = _cumulative_batch(cumsum_p)
+
+cumprod_p = core.primitive("cumprod")
+
+
+def cumprod(x, axis, reverse=False):
+  return cumprod_p.bind(x, axis=int(axis), reverse=bool(reverse))
+
+
+def _cumprod_jvp(primals, tangents, *, axis, reverse):
+  (x,), (x_dot,) = primals, tangents
+  ans = cumprod_p.bind(x, axis=axis, reverse=reverse)
+  if ans.dtype.kind not in "fc":
+    return ans, None
+  if reverse:
+    return ans, shape_ops.rev(_cumprod_tangent(shape_ops.rev(x, (axis,)),
+                                               shape_ops.rev(x_dot, (axis,)), axis), (axis,))
+  return ans, _cumprod_tangent(x, x_dot, axis)
+
+
+def _cumprod_tangent(x, x_dot, axis):
+  """d cumprod(x)_i = sum_{j<=i} x_dot_j prod_{k<=i, k!=j} x_k, exact at zeros; costs n^2
+  along the axis: row j of a matrix holds x with x_j replaced by one."""
+  n = x.shape[axis]
+  xm = batching.moveaxis(x, axis, x.ndim - 1)
+  tm = batching.moveaxis(x_dot, axis, x.ndim - 1)
+  rows = shape_ops.broadcast_to(shape_ops.reshape(xm, xm.shape[:-1] + (1, n)),
+                                xm.shape[:-1] + (n, n))
+  rows = elementwise.select(np.eye(n, dtype=bool), 1, rows)
+  partial = elementwise.mul(cumprod(rows, x.ndim), np.triu(np.ones((n, n), x.dtype)))
+  out = reduce_sum(elementwise.mul(shape_ops.reshape(tm, tm.shape + (1,)), partial), (x.ndim - 1,))
+  return batching.moveaxis(out, x.ndim - 1, axis)
+
+
+cumprod_p.def_impl(_cumulative_impl(np.cumprod))
+cumprod_p.def_abstract_eval(_cumulative_abstract_eval)
+ad.primitive_jvps[cumprod_p] = _cumprod_jvp
+batching.primitive_batchers[cumprod_p] = _cumulative_batch(cumprod_p)
+
+from dfdx._src.ops import elementwise  # noqa: E402  (rules above use it; it imports this module)

@@ -1,0 +1,371 @@
+"""Shape primitives: broadcast_to, reshape, transpose, concatenate, pad, slice, rev and
+convert_element_type. All are linear in their array arguments.
+
+Parameters are normalized by the wrappers (non-negative axes, tuples), so rules never see
+negative axes. `dfdx.numpy` builds squeeze, expand_dims, stack, tile, repeat, roll, split,
+flip, moveaxis and friends from these.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, dtypes
+from dfdx._src.batching import NOT_MAPPED, bdim_at_front, logical_axis, moveaxis
+from dfdx._src.core import ShapedArray
+
+# ---- broadcast_to -------------------------------------------------------------------------
+broadcast_to_p = core.primitive("broadcast_to")
+
+
+def broadcast_to(x, shape):
+  """Broadcast `x` to `shape` with NumPy's rules (trailing axes aligned)."""
+  shape = tuple(int(d) for d in shape)
+  if core.shape_of(x) == shape:
+    return x
+  return broadcast_to_p.bind(x, shape=shape)
+
+
+_MATERIALIZE_BELOW = 1 << 16
+
+
+def _broadcast_to_impl(x, *, shape):
+  # Small results are written out (faster than a strided view, and writable); large ones
+  # stay views, with no copy.
+  x = np.asarray(x)
+  if math.prod(shape) < _MATERIALIZE_BELOW:
+    out = np.empty(shape, x.dtype)
+    out[...] = x
+    return out
+  return np.broadcast_to(x, shape)
+
+
+def _broadcast_to_abstract_eval(x, *, shape):
+  if np.broadcast_shapes(x.shape, shape) != shape:  # raises NumPy's error if incompatible
+    raise ValueError(f"broadcast_to: cannot broadcast an array of shape {x.shape} to {shape}")
+  return ShapedArray(shape, x.dtype, x.weak_type)
+
+
+def _broadcast_to_transpose(ct, x, *, shape):
+  return [sum_to_shape(ct, x.aval.shape)]
+
+
+def _broadcast_to_batch(axis_size, vals, dims, *, shape):
+  (x,), (d,) = vals, dims
+  x = moveaxis(x, d, 0)
+  missing = len(shape) - (x.ndim - 1)
+  if missing:
+    x = reshape(x, x.shape[:1] + (1,) * missing + x.shape[1:])
+  return broadcast_to_p.bind(x, shape=(axis_size,) + shape), 0
+
+
+broadcast_to_p.def_impl(_broadcast_to_impl)
+broadcast_to_p.def_abstract_eval(_broadcast_to_abstract_eval)
+ad.deflinear(broadcast_to_p, _broadcast_to_transpose)
+batching.primitive_batchers[broadcast_to_p] = _broadcast_to_batch
+
+
+def sum_to_shape(x, shape):
+  """Sum `x` down to `shape`, undoing a NumPy broadcast (the transpose of broadcasting)."""
+  xshape = x.shape
+  if xshape == shape:
+    return x
+  lead = len(xshape) - len(shape)
+  axes = tuple(range(lead)) + tuple(
+      lead + i for i, d in enumerate(shape) if d == 1 and xshape[lead + i] != 1)
+  if axes:
+    x = reduction.reduce_sum(x, axes)
+  return reshape(x, shape) if core.shape_of(x) != shape else x
+
+
+# ---- reshape ------------------------------------------------------------------------------
+reshape_p = core.primitive("reshape")
+
+
+def reshape(x, shape):
+  """Reshape to `shape` (fully specified, no -1)."""
+  shape = tuple(int(d) for d in shape)
+  if core.shape_of(x) == shape:
+    return x
+  return reshape_p.bind(x, shape=shape)
+
+
+def _reshape_abstract_eval(x, *, shape):
+  if int(np.prod(shape, dtype=np.int64)) != x.size:
+    raise ValueError(f"cannot reshape an array of shape {x.shape} (size {x.size}) into {shape}")
+  return ShapedArray(shape, x.dtype, x.weak_type)
+
+
+def _reshape_batch(axis_size, vals, dims, *, shape):
+  (x,), (d,) = vals, dims
+  return reshape_p.bind(moveaxis(x, d, 0), shape=(axis_size,) + shape), 0
+
+
+reshape_p.def_impl(lambda x, *, shape: np.asarray(x).reshape(shape))
+reshape_p.def_abstract_eval(_reshape_abstract_eval)
+ad.deflinear(reshape_p, lambda ct, x, *, shape: [reshape(ct, x.aval.shape)])
+batching.primitive_batchers[reshape_p] = _reshape_batch
+
+# ---- transpose ----------------------------------------------------------------------------
+transpose_p = core.primitive("transpose")
+
+
+def transpose(x, perm):
+  """Permute the axes of `x`: output axis i is input axis perm[i]."""
+  perm = tuple(int(p) for p in perm)
+  if perm == tuple(range(len(perm))):
+    return x
+  return transpose_p.bind(x, perm=perm)
+
+
+def _transpose_abstract_eval(x, *, perm):
+  if sorted(perm) != list(range(x.ndim)):
+    raise ValueError(f"transpose: perm {perm} is not a permutation of the {x.ndim} axes of {x}")
+  return ShapedArray(tuple(x.shape[p] for p in perm), x.dtype, x.weak_type)
+
+
+def _transpose_transpose(ct, x, *, perm):
+  return [transpose(ct, tuple(np.argsort(perm)))]
+
+
+def _transpose_batch(axis_size, vals, dims, *, perm):
+  (x,), (d,) = vals, dims
+  return transpose_p.bind(x, perm=(d,) + tuple(logical_axis(p, d) for p in perm)), 0
+
+
+transpose_p.def_impl(lambda x, *, perm: np.asarray(x).transpose(perm))
+transpose_p.def_abstract_eval(_transpose_abstract_eval)
+ad.deflinear(transpose_p, _transpose_transpose)
+batching.primitive_batchers[transpose_p] = _transpose_batch
+
+# ---- concatenate --------------------------------------------------------------------------
+concatenate_p = core.primitive("concatenate")
+
+
+def concatenate(xs, axis):
+  """Join arrays of equal rank along an existing axis (non-negative)."""
+  xs = list(xs)
+  if len(xs) == 1:
+    return xs[0]
+  return concatenate_p.bind(*xs, axis=int(axis))
+
+
+def _concatenate_abstract_eval(*xs, axis):
+  first = xs[0].shape
+  for x in xs[1:]:
+    if len(x.shape) != len(first) or any(
+        a != b for i, (a, b) in enumerate(zip(x.shape, first)) if i != axis):
+      raise ValueError(f"concatenate: shapes {[x.shape for x in xs]} do not agree except along "
+                       f"axis {axis}")
+  shape = first[:axis] + (sum(x.shape[axis] for x in xs),) + first[axis + 1:]
+  return ShapedArray(shape, dtypes.result_type(*xs), dtypes.result_weak_type(*xs))
+
+
+def _concatenate_jvp(primals, tangents, *, axis):
+  ans = concatenate_p.bind(*primals, axis=axis)
+  dtype = ans.dtype
+  if dtype.kind not in "fc":
+    return ans, None
+  tangents = [ad.tangent_ops.zeros(ShapedArray(p.shape, dtype)) if t is None else t
+              for p, t in zip(primals, tangents)]
+  return ans, concatenate_p.bind(*tangents, axis=axis)
+
+
+def _concatenate_transpose(ct, *xs, axis):
+  cts, start = [], 0
+  for x in xs:
+    size = x.shape[axis]
+    if ad.is_linear(x):
+      cts.append(slice_in_dim(ct, start, start + size, axis))
+    else:
+      cts.append(None)
+    start += size
+  return cts
+
+
+def _concatenate_batch(axis_size, vals, dims, *, axis):
+  xs = [bdim_at_front(x, d, axis_size) for x, d in zip(vals, dims)]
+  return concatenate_p.bind(*xs, axis=axis + 1), 0
+
+
+concatenate_p.def_impl(lambda *xs, axis: np.concatenate(xs, axis=axis))
+concatenate_p.def_abstract_eval(_concatenate_abstract_eval)
+ad.primitive_jvps[concatenate_p] = _concatenate_jvp
+ad.primitive_transposes[concatenate_p] = _concatenate_transpose
+concatenate_p.linear = True
+batching.primitive_batchers[concatenate_p] = _concatenate_batch
+
+# ---- pad (with zeros; lo, hi and interior padding per axis) -----------------------------
+pad_p = core.primitive("pad")
+
+
+def pad(x, config):
+  """Pad `x` with zeros: `config` holds one (lo, hi, interior) triple per axis, all >= 0.
+  Interior padding inserts that many zeros between neighbouring elements."""
+  config = tuple((int(lo), int(hi), int(interior)) for lo, hi, interior in config)
+  if all(c == (0, 0, 0) for c in config):
+    return x
+  return pad_p.bind(x, config=config)
+
+
+def _padded_size(n, lo, hi, interior):
+  return lo + hi + n + max(n - 1, 0) * interior
+
+
+def _pad_impl(x, *, config):
+  x = np.asarray(x)
+  out = np.zeros(tuple(_padded_size(n, *c) for n, c in zip(x.shape, config)), x.dtype)
+  out[tuple(slice(lo, lo + _padded_size(n, 0, 0, interior), interior + 1)
+            for n, (lo, hi, interior) in zip(x.shape, config))] = x
+  return out
+
+
+def _pad_abstract_eval(x, *, config):
+  if len(config) != x.ndim:
+    raise ValueError(f"pad: got {len(config)} (lo, hi, interior) triples for an array of "
+                     f"rank {x.ndim}")
+  return ShapedArray(tuple(_padded_size(n, *c) for n, c in zip(x.shape, config)), x.dtype,
+                     x.weak_type)
+
+
+def _pad_transpose(ct, x, *, config):
+  shape = core.shape_of(x)
+  return [slice_p.bind(ct, start=tuple(lo for lo, _, _ in config),
+                       limit=tuple(lo + _padded_size(n, 0, 0, i)
+                                   for n, (lo, _, i) in zip(shape, config)),
+                       strides=tuple(i + 1 for _, _, i in config))]
+
+
+def _pad_batch(axis_size, vals, dims, *, config):
+  (x,), (d,) = vals, dims
+  config = config[:d] + ((0, 0, 0),) + config[d:]
+  return pad_p.bind(x, config=config), d
+
+
+pad_p.def_impl(_pad_impl)
+pad_p.def_abstract_eval(_pad_abstract_eval)
+ad.deflinear(pad_p, _pad_transpose)
+batching.primitive_batchers[pad_p] = _pad_batch
+
+# ---- slice (start, limit, positive strides per axis) -------------------------------------
+slice_p = core.primitive("slice")
+
+
+def slice_array(x, start, limit, strides=None):
+  """`x[start[0]:limit[0]:strides[0], ...]` with non-negative, in-range bounds."""
+  shape = core.shape_of(x)
+  start, limit = tuple(int(s) for s in start), tuple(int(s) for s in limit)
+  strides = (1,) * len(start) if strides is None else tuple(int(s) for s in strides)
+  if start == (0,) * len(shape) and limit == shape and all(s == 1 for s in strides):
+    return x
+  return slice_p.bind(x, start=start, limit=limit, strides=strides)
+
+
+def slice_in_dim(x, start, limit, axis, stride=1):
+  """Slice along one axis."""
+  shape = core.shape_of(x)
+  starts, limits, strides = [0] * len(shape), list(shape), [1] * len(shape)
+  starts[axis], limits[axis], strides[axis] = start, limit, stride
+  return slice_array(x, starts, limits, strides)
+
+
+def _slice_out_shape(start, limit, strides):
+  return tuple(max(0, -(-(hi - lo) // st)) for lo, hi, st in zip(start, limit, strides))
+
+
+def _slice_impl(x, *, start, limit, strides):
+  return np.asarray(x)[tuple(slice(a, b, c) for a, b, c in zip(start, limit, strides))]
+
+
+def _slice_abstract_eval(x, *, start, limit, strides):
+  if not (len(start) == len(limit) == len(strides) == x.ndim) or any(
+      not 0 <= a <= b <= n or c < 1 for a, b, c, n in zip(start, limit, strides, x.shape)):
+    raise ValueError(f"slice: start {start}, limit {limit} and strides {strides} do not fit "
+                     f"an array of shape {x.shape}")
+  return ShapedArray(_slice_out_shape(start, limit, strides), x.dtype, x.weak_type)
+
+
+def _slice_transpose(ct, x, *, start, limit, strides):
+  shape = x.aval.shape
+  out = _slice_out_shape(start, limit, strides)
+  config = tuple((lo, n - lo - (_padded_size(m, 0, 0, st - 1) if m else 0), st - 1)
+                 for lo, n, m, st in zip(start, shape, out, strides))
+  return [pad(ct, config)]
+
+
+def _slice_batch(axis_size, vals, dims, *, start, limit, strides):
+  (x,), (d,) = vals, dims
+  n = core.shape_of(x)[d]
+  return slice_p.bind(x, start=start[:d] + (0,) + start[d:], limit=limit[:d] + (n,) + limit[d:],
+                      strides=strides[:d] + (1,) + strides[d:]), d
+
+
+slice_p.def_impl(_slice_impl)
+slice_p.def_abstract_eval(_slice_abstract_eval)
+ad.deflinear(slice_p, _slice_transpose)
+batching.primitive_batchers[slice_p] = _slice_batch
+
+# ---- rev (reverse the order of elements along axes) --------------------------------------
+rev_p = core.primitive("rev")
+
+
+def rev(x, axes):
+  axes = tuple(int(a) for a in axes)
+  return x if not axes else rev_p.bind(x, axes=axes)
+
+
+def _rev_batch(axis_size, vals, dims, *, axes):
+  (x,), (d,) = vals, dims
+  return rev_p.bind(x, axes=tuple(logical_axis(a, d) for a in axes)), d
+
+
+rev_p.def_impl(lambda x, *, axes: np.flip(x, axes))
+rev_p.def_abstract_eval(lambda x, *, axes: x)
+ad.deflinear(rev_p, lambda ct, x, *, axes: [rev(ct, axes)])
+batching.primitive_batchers[rev_p] = _rev_batch
+
+# ---- convert_element_type -----------------------------------------------------------------
+convert_element_type_p = core.primitive("convert_element_type")
+
+
+def convert_element_type(x, dtype):
+  """Cast to `dtype` (NumPy's `astype`). The derivative passes through casts between
+  floating types; a cast to an integer or boolean type has a zero derivative."""
+  dtype = np.dtype(dtype)
+  aval = core.get_aval(x)
+  if aval.dtype == dtype and not aval.weak_type:
+    return x
+  return convert_element_type_p.bind(x, new_dtype=dtype)
+
+
+def _convert_impl(x, *, new_dtype):
+  return np.asarray(x).astype(new_dtype)
+
+
+def _convert_jvp(primals, tangents, *, new_dtype):
+  (x,), (x_dot,) = primals, tangents
+  ans = convert_element_type_p.bind(x, new_dtype=new_dtype)
+  if new_dtype.kind not in "fc":
+    return ans, None
+  return ans, convert_element_type_p.bind(x_dot, new_dtype=new_dtype)
+
+
+def _convert_transpose(ct, x, *, new_dtype):
+  return [convert_element_type_p.bind(ct, new_dtype=x.aval.dtype)]
+
+
+convert_element_type_p.def_impl(_convert_impl)
+convert_element_type_p.def_abstract_eval(
+    lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype))
+ad.primitive_jvps[convert_element_type_p] = _convert_jvp
+ad.primitive_transposes[convert_element_type_p] = _convert_transpose
+convert_element_type_p.linear = True
+batching.defvectorized(convert_element_type_p)
+
+# ---- wiring ---------------------------------------------------------------------------------
+ad.tangent_ops.broadcast_to = broadcast_to
+ad.tangent_ops.convert = convert_element_type
+ad.tangent_ops.zeros = lambda aval: np.zeros(aval.shape, aval.dtype)
+
+from dfdx._src.ops import reduction  # noqa: E402  (sum_to_shape uses reduce_sum; see its module)
