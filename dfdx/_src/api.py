@@ -28,7 +28,7 @@ class _DiffArgs:
   """Which arguments of `f` a derivative is taken with respect to: positions (`argnums`) or
   parameter names (`wrt`), resolved from the signature so that keywords work too."""
 
-  def __init__(self, f, argnums, wrt, transform):
+  def __init__(self, f, argnums, wrt, transform, allow_empty=False):
     self.f, self.transform = f, transform
     if wrt is not None:
       if argnums not in (0, None):
@@ -47,8 +47,8 @@ class _DiffArgs:
       argnums = 0 if argnums is None else argnums
       self.single = not isinstance(argnums, (tuple, list))
       nums = (argnums,) if self.single else tuple(argnums)
-      if not nums or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-                             for a in nums):
+      if (not nums and not allow_empty) or not all(
+          isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in nums):
         raise errors.ArgnumsError(
             f"{transform}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}.")
       self.argnums, self.names = tuple(int(a) for a in nums), None
@@ -347,7 +347,7 @@ def vjp(f, *primals, has_aux=False):
   >>> vjp_fn(1.0)
   (np.float64(3.0),)
   """
-  spec = _DiffArgs(f, tuple(range(len(primals))), None, "vjp")
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "vjp", allow_empty=True)
   leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
       f, spec, primals, {}, has_aux, "vjp")
   out_tree = store["out_tree"]
@@ -397,7 +397,7 @@ def jvp(f, primals, tangents, has_aux=False):
   """
   primals = _check_primals(primals, "jvp")
   tangents = _check_primals(tangents, "jvp")
-  spec = _DiffArgs(f, tuple(range(len(primals))), None, "jvp")
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "jvp", allow_empty=True)
   values, call = spec.select(primals, {})
   leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jvp")
   if len(tangents) != len(primals):
@@ -429,7 +429,7 @@ def linearize(f, *primals):
   >>> jvp_fn(3.0)
   np.float64(3.0)
   """
-  spec = _DiffArgs(f, tuple(range(len(primals))), None, "linearize")
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, "linearize", allow_empty=True)
   leaves, in_tree, _, out_leaves, lin, store = _linearize_args(f, spec, primals, {}, False,
                                                                "linearize")
   out_tree = store["out_tree"]

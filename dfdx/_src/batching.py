@@ -111,7 +111,7 @@ def bdim_at_front(x, bdim, axis_size):
   """`x` with its batch axis first; an unbatched `x` is broadcast along a new first axis."""
   if bdim is NOT_MAPPED:
     shape = core.shape_of(x)
-    return _shape.broadcast_in_dim(x, (axis_size,) + shape, tuple(range(1, len(shape) + 1)))
+    return _shape.broadcast_to(x, (axis_size,) + shape)
   return moveaxis(x, bdim, 0)
 
 
