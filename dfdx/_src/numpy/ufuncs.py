@@ -237,3 +237,25 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 
 __all__ += ["where", "isclose"]
+
+
+# ---- complex parts (dfdx differentiates real arrays: these are the identities on them) ----
+
+
+def _real_only(name, np_fun, op):
+  def fn(val, /):
+    if not isinstance(val, Tracer):
+      return np_fun(val)
+    if dtype_of(val).kind == "c":
+      raise TypeError(f"dfdx.numpy.{name}: complex traced values are not supported yet.")
+    return op(val)
+  fn.__name__ = fn.__qualname__ = name
+  fn.__doc__ = f"`numpy.{name}` of a real traced value."
+  __all__.append(name)
+  return fn
+
+
+conj = _real_only("conj", np.conj, lambda x: x)
+conjugate = _real_only("conjugate", np.conjugate, lambda x: x)
+real = _real_only("real", np.real, lambda x: x)
+imag = _real_only("imag", np.imag, lambda x: np.zeros(x.shape, x.dtype))
