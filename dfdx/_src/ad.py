@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from dfdx._src import core, errors
-from dfdx._src.core import Trace, Tracer, ShapedArray, get_aval, swap_trace
+from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, get_aval, swap_trace
 
 primitive_jvps: dict = {}
 primitive_transposes: dict = {}
@@ -93,26 +93,21 @@ class JVPTrace(Trace):
   kind = "jvp"
 
   def __init__(self, tape=None):
-    super().__init__()
-    self.tape = tape
+    self.parent, self.alive, self.tape = core.current_trace(), True, tape
     self.tangent_trace = self.parent if tape is None else tape
 
   def process_primitive(self, prim, args, params):
-    primals = list(args)
-    tangents = [None] * len(args)
-    differentiated = False
-    i = 0
+    primals, tangents, differentiated = [], [], False
     for a in args:
       if type(a) is JVPTracer and a._trace is self:
-        primals[i], tangents[i] = a.primal, a.tangent
+        primals.append(a.primal)
+        tangents.append(a.tangent)
         differentiated = True
-      i += 1
+      else:
+        primals.append(a)
+        tangents.append(None)
     if not differentiated:
-      prev = swap_trace(self.parent)
-      try:
-        return prim.bind(*primals, **params)
-      finally:
-        swap_trace(prev)
+      return bind_in(self.parent, prim, primals, params)
     if self.tape is not None and _vjp_rules_enabled and (prim.linear or prim in primitive_vjps):
       return self._record_node(prim, primals, tangents, params)
     rule = primitive_jvps.get(prim)
@@ -130,22 +125,17 @@ class JVPTrace(Trace):
     return self.wrap(out, out_tangent)
 
   def _record_node(self, prim, primals, tangents, params):
-    prev = swap_trace(self.parent)
-    try:
-      ans = prim.bind(*primals, **params)
-    finally:
-      swap_trace(prev)
+    ans = bind_in(self.parent, prim, primals, params)
     if prim.multiple_results:
-      outs = [TapeTracer(self.tape, core.shaped_array(a.shape, a.dtype)) if a.dtype.kind in "fc"
-              else None for a in ans]
-      self.tape.eqns.append(_Node(prim, tangents, primals, params, ans, outs))
+      outs = [TapeTracer(self.tape, a.shape, a.dtype) if a.dtype.kind in "fc" else None
+              for a in ans]
+      self.tape.eqns.append(_MultiNode(prim, tangents, primals, params, ans, outs))
       return [self.wrap(a, o) for a, o in zip(ans, outs)]
-    dtype = ans.dtype
-    if dtype.kind not in "fc":
+    if ans.dtype.kind not in "fc":
       return ans
-    out = TapeTracer(self.tape, core.shaped_array(ans.shape, dtype))
-    self.tape.eqns.append(_Node(prim, tangents, primals, params, ans, out))
-    return JVPTracer(self, ans, out)
+    node = _Node(self.tape, prim, tangents, primals, params, ans)
+    self.tape.eqns.append(node)
+    return JVPTracer(self, ans, node)
 
   def wrap(self, primal, tangent):
     if tangent is None:
@@ -166,19 +156,18 @@ def _check_tangent(primal, tangent):
 
 class TapeTracer(Tracer):
   """A tangent under linearization: a variable of the linear program being recorded."""
-  __slots__ = ("aval",)
+  __slots__ = ("shape", "dtype")
 
-  def __init__(self, trace, aval):
-    self._trace, self.aval = trace, aval
+  def __init__(self, trace, shape, dtype):
+    self._trace, self.shape, self.dtype = trace, shape, dtype
 
-  shape = property(lambda self: self.aval.shape)
-  dtype = property(lambda self: self.aval.dtype)
+  aval = property(lambda self: core.shaped_array(self.shape, self.dtype))
 
 
 def is_linear(x) -> bool:
   """In a transpose rule: whether argument `x` is a linear input (whose cotangent is wanted)
   rather than a constant."""
-  return type(x) is TapeTracer
+  return isinstance(x, TapeTracer)
 
 
 class TapeTrace(Trace):
@@ -187,19 +176,14 @@ class TapeTrace(Trace):
   kind = "linearize"
 
   def __init__(self):
-    super().__init__()
-    self.eqns = []
+    self.parent, self.alive, self.eqns = core.current_trace(), True, []
 
   def process_primitive(self, prim, args, params):
     for a in args:
-      if type(a) is TapeTracer and a._trace is self:
+      if isinstance(a, TapeTracer) and a._trace is self:
         break
     else:
-      prev = swap_trace(self.parent)
-      try:
-        return prim.bind(*args, **params)
-      finally:
-        swap_trace(prev)
+      return bind_in(self.parent, prim, args, params)
     if prim not in primitive_transposes:
       raise errors.MissingRuleError(
           f"No transpose rule for primitive '{prim.name}', which a JVP rule applied to a "
@@ -207,9 +191,9 @@ class TapeTrace(Trace):
           f"ad.primitive_transposes in dfdx/_src/ops/.")
     out_aval = core.abstract_eval(prim, args, params)
     if prim.multiple_results:
-      out = [TapeTracer(self, a) for a in out_aval]
+      out = [TapeTracer(self, a.shape, a.dtype) for a in out_aval]
     else:
-      out = TapeTracer(self, out_aval)
+      out = TapeTracer(self, out_aval.shape, out_aval.dtype)
     self.eqns.append(_Eqn(prim, args, params, out))
     return out
 
@@ -223,7 +207,7 @@ class _Eqn:
     self.prim, self.args, self.params, self.out = prim, args, params, out
 
   def forward(self, env):
-    vals = [env.get(id(a)) if type(a) is TapeTracer else a for a in self.args]
+    vals = [env.get(id(a)) if isinstance(a, TapeTracer) else a for a in self.args]
     if any(v is None for v in vals):  # a zero input tangent
       vals = [_zeros_for(a) if v is None else v for a, v in zip(self.args, vals)]
     return self.prim.bind(*vals, **self.params)
@@ -231,19 +215,13 @@ class _Eqn:
   def backward(self, ct, env):
     arg_cts = primitive_transposes[self.prim](ct, *self.args, **self.params)
     for a, c in zip(self.args, arg_cts, strict=True):
-      if c is not None and type(a) is TapeTracer:
+      if c is not None and isinstance(a, TapeTracer):
         _accumulate(env, a, c)
 
 
-class _Node:
-  """A whole primitive recorded for reverse mode: its tangent inputs (tape variables or
-  None), primal inputs and output. Backward uses its VJP rule (or, for a linear primitive,
-  its transpose rule); forward uses its JVP rule."""
-  __slots__ = ("prim", "tangents", "primals", "params", "ans", "out")
-
-  def __init__(self, prim, tangents, primals, params, ans, out):
-    self.prim, self.tangents, self.primals = prim, tangents, primals
-    self.params, self.ans, self.out = params, ans, out
+class _NodeRules:
+  """Forward and backward application of a primitive recorded whole (see `_Node`)."""
+  __slots__ = ()
 
   def forward(self, env):
     tangents = [None if t is None else env.get(id(t)) for t in self.tangents]
@@ -251,7 +229,7 @@ class _Node:
     if self.prim.multiple_results:
       return [_zeros_for(o) if t is None and o is not None else t
               for o, t in zip(self.out, out_tangent)]
-    return _zeros_for(self.out) if out_tangent is None else out_tangent
+    return _zeros_for(self) if out_tangent is None else out_tangent
 
   def backward(self, ct, env):
     prim, tangents = self.prim, self.tangents
@@ -261,9 +239,37 @@ class _Node:
     else:
       needs = tuple([t is not None for t in tangents])
       arg_cts = primitive_vjps[prim](ct, self.ans, *self.primals, needs=needs, **self.params)
-    for t, c in zip(tangents, arg_cts, strict=True):
+    for t, c in zip(tangents, arg_cts):
       if c is not None and t is not None:
-        _accumulate(env, t, c)
+        if debug_checks:
+          _check_cotangent(t, c)
+        key = id(t)
+        prev = env.get(key)
+        env[key] = c if prev is None else tangent_ops.add(prev, c)
+
+
+class _Node(_NodeRules, TapeTracer):
+  """A whole primitive recorded for reverse mode, which is also its output's tape variable:
+  its tangent inputs (tape variables or None), primal inputs and output. Backward uses its
+  VJP rule (or, for a linear primitive, its transpose rule); forward uses its JVP rule."""
+  __slots__ = ("prim", "tangents", "primals", "params", "ans")
+
+  def __init__(self, trace, prim, tangents, primals, params, ans):
+    self._trace, self.shape, self.dtype = trace, ans.shape, ans.dtype
+    self.prim, self.tangents, self.primals, self.params, self.ans = (
+        prim, tangents, primals, params, ans)
+
+  out = property(lambda self: self)
+
+
+class _MultiNode(_NodeRules):
+  """A primitive with several outputs recorded whole; `out` holds one tape variable per
+  output (None for outputs that are not differentiable)."""
+  __slots__ = ("prim", "tangents", "primals", "params", "ans", "out")
+
+  def __init__(self, prim, tangents, primals, params, ans, out):
+    self.prim, self.tangents, self.primals = prim, tangents, primals
+    self.params, self.ans, self.out = params, ans, out
 
 
 class Linearized:
@@ -285,15 +291,20 @@ class Linearized:
         env.update((id(o), r) for o, r in zip(eqn.out, result, strict=True) if o is not None)
       else:
         env[id(eqn.out)] = result
-    return [v if type(v) is not TapeTracer else env.get(id(v)) for v in self.out_vars]
+    return [env.get(id(v)) if isinstance(v, TapeTracer) else v for v in self.out_vars]
 
   def transpose(self, cotangents):
     """Cotangents of the inputs given cotangents of the outputs (`None` = zero)."""
     env: dict = {}
     for v, ct in zip(self.out_vars, cotangents, strict=True):
-      if type(v) is TapeTracer and ct is not None:
+      if ct is not None and isinstance(v, TapeTracer):
         _accumulate(env, v, ct)
     for eqn in reversed(self.eqns):
+      if type(eqn) is _Node:
+        ct = env.pop(id(eqn), None)
+        if ct is not None:
+          eqn.backward(ct, env)
+        continue
       out = eqn.out
       if eqn.prim.multiple_results:
         cts = [None if o is None else env.pop(id(o), None) for o in out]
@@ -312,11 +323,14 @@ def _zeros_for(x):
   return tangent_ops.zeros(x.aval)
 
 
+def _check_cotangent(var, ct):
+  got = get_aval(ct)
+  assert got.shape == var.shape, f"cotangent {got} does not match its variable {var.aval}"
+
+
 def _accumulate(env, var, ct):
   if debug_checks:
-    got = get_aval(ct)
-    assert got.shape == var.aval.shape, (
-        f"cotangent {got} does not match its variable {var.aval}")
+    _check_cotangent(var, ct)
   key = id(var)
   prev = env.get(key)
   env[key] = ct if prev is None else tangent_ops.add(prev, ct)
@@ -356,7 +370,7 @@ def linearize_flat(fun, primals):
   a zero output tangent is `None` in `Linearized.out_vars`."""
   tape = TapeTrace()
   trace = JVPTrace(tape=tape)
-  in_vars = [TapeTracer(tape, core.shaped_array(p.shape, p.dtype)) for p in primals]
+  in_vars = [TapeTracer(tape, p.shape, p.dtype) for p in primals]
   ins = [JVPTracer(trace, p, v) for p, v in zip(primals, in_vars)]
   prev = swap_trace(trace)
   try:
@@ -366,7 +380,7 @@ def linearize_flat(fun, primals):
     trace.alive = False  # the tape stays alive: transpose rules read its variables' avals
   primals_out, tangents_out = _unzip_tracers(trace, outs)
   for t in tangents_out:
-    assert t is None or type(t) is TapeTracer, t
+    assert t is None or isinstance(t, TapeTracer), t
   return primals_out, Linearized(tape.eqns, in_vars, tangents_out)
 
 

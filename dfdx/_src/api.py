@@ -145,15 +145,17 @@ def _differentiable_leaf(x, transform, where):
 
 
 def _flatten_diff_args(values, spec, transform):
+  """Leaves of the differentiated values, ready for differentiation, their treedef, and which
+  leaves were scalars (their derivatives are returned as NumPy scalars)."""
   leaves, tree = tree_flatten(values)
-  scalar_inputs = [not isinstance(x, (np.ndarray, Tracer)) for x in leaves]
-  prepared = []
+  scalar_inputs = []
   for i, x in enumerate(leaves):
     if type(x) is np.ndarray and x.dtype.kind == "f":
-      prepared.append(x)
-    else:
-      prepared.append(_differentiable_leaf(x, transform, lambda: _where(spec, tree, i)))
-  return prepared, tree, scalar_inputs
+      scalar_inputs.append(False)
+      continue
+    scalar_inputs.append(not isinstance(x, (np.ndarray, Tracer)))
+    leaves[i] = _differentiable_leaf(x, transform, lambda: _where(spec, tree, i))
+  return leaves, tree, scalar_inputs
 
 
 def _where(spec, tree, leaf_index):
@@ -166,12 +168,26 @@ def _where(spec, tree, leaf_index):
 
 def _to_output(x, scalar):
   """A derivative leaf as NumPy: a NumPy scalar for scalar inputs, else a writable array."""
-  if isinstance(x, Tracer):
-    return x
-  x = np.asarray(x)
+  if type(x) is not np.ndarray:
+    if isinstance(x, Tracer):
+      return x
+    x = np.asarray(x)
   if scalar and x.ndim == 0:
     return x[()]
   return x if x.flags.writeable else x.copy()
+
+
+_ONES: dict = {}
+
+
+def _one(dtype):
+  """A read-only 0-d one of `dtype` (the cotangent that starts a gradient)."""
+  try:
+    return _ONES[dtype]
+  except KeyError:
+    one = _ONES[dtype] = np.ones((), dtype)
+    one.flags.writeable = False
+    return one
 
 
 def _zeros_like_leaf(x):
@@ -201,7 +217,7 @@ def _traced_call(call, in_tree, has_aux, transform, store):
 
 def _as_value(x, transform):
   if isinstance(x, (Tracer, np.ndarray, np.generic)):
-    return x
+    return x  # a 0-d NumPy scalar or array
   if isinstance(x, (int, float, bool, complex)):
     return np.asarray(x)
   raise TypeError(f"{transform}: the function returned a {type(x).__name__} ({x!r:.60}) "
@@ -244,16 +260,15 @@ def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
   leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
       f, spec, args, kwargs, has_aux, transform)
   out_tree = store["out_tree"]
-  if out_tree.num_leaves != 1 or out_tree.kind is not None or np.shape(out_leaves[0]) != ():
+  if out_tree.kind is not None or core.shape_of(out_leaves[0]) != ():
     raise errors.NonScalarOutputError(
         f"{transform}: {_fun_name(f)} must return a scalar, but it returned "
         f"{_describe_output(out_leaves, out_tree)}. Use vector_grad for the gradient of its sum, "
         "jacobian (or jacrev) for the full derivative, or reduce the output (e.g. with .sum()).")
   value = out_leaves[0]
-  if not dtypes.is_differentiable(value.dtype):
+  if value.dtype.kind not in "fc":
     value = np.asarray(value, dtypes.default_float)
-  ct = np.ones((), value.dtype)
-  derivative = _pull_back(lin, [ct], leaves, in_tree, scalar_inputs, spec)
+  derivative = _pull_back(lin, [_one(value.dtype)], leaves, in_tree, scalar_inputs, spec)
   return derivative, value, store.get("aux")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from dfdx._src import core, errors
-from dfdx._src.core import Trace, Tracer, ShapedArray, swap_trace
+from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, swap_trace
 
 NOT_MAPPED = None
 primitive_batchers: dict = {}
@@ -61,10 +61,10 @@ class BatchTrace(Trace):
       if type(a) is BatchTracer and a._trace is self:
         vals[i], dims[i] = a.val, a.bdim
         batched = True
+    if not batched:
+      return bind_in(self.parent, prim, vals, params)
     prev = swap_trace(self.parent)
     try:
-      if not batched:
-        return prim.bind(*vals, **params)
       rule = primitive_batchers.get(prim)
       if rule is None:
         raise errors.MissingRuleError(

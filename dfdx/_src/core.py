@@ -119,6 +119,17 @@ def swap_trace(trace):
   return prev
 
 
+def bind_in(trace, prim, args, params):
+  """`prim.bind(*args, **params)` with `trace` current (the NumPy impl for None)."""
+  if trace is None:
+    return prim.impl(*args, **params)
+  prev = swap_trace(trace)
+  try:
+    return prim.bind(*args, **params)
+  finally:
+    swap_trace(prev)
+
+
 class set_trace:
   """Context manager: make `trace` current inside the block."""
   __slots__ = ("trace", "prev")

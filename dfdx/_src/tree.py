@@ -184,12 +184,14 @@ def _node_kind(cls) -> _NodeKind | None:
 
 class PyTreeDef:
   """The structure of a pytree: its containers, with the leaves left out."""
-  __slots__ = ("kind", "data", "children", "num_leaves", "_hash")
+  __slots__ = ("kind", "data", "children", "num_leaves", "_hash", "flat_tuple")
 
   def __init__(self, kind, data, children):
     self.kind, self.data, self.children = kind, data, children
     self.num_leaves = 1 if kind is None else sum(c.num_leaves for c in children)
     self._hash = None
+    # A tuple of leaves (the common case of positional arguments) unflattens in one step.
+    self.flat_tuple = kind is _TUPLE and all(c.kind is None for c in children)
 
   def __eq__(self, other):
     if self is other:
@@ -323,6 +325,8 @@ def tree_unflatten(treedef: PyTreeDef, leaves):
 def _unflatten(treedef, leaves):
   if treedef.kind is None:
     return next(leaves)
+  if treedef.flat_tuple:
+    return tuple([next(leaves) for _ in treedef.children])
   return treedef.kind.unflatten(treedef.data, [_unflatten(c, leaves) for c in treedef.children])
 
 

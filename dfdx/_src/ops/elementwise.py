@@ -54,7 +54,8 @@ def _nary_prim(name, np_fun, dtype_rule=None):
 def _unbroadcast(ct, x):
   """The cotangent of operand `x` (an array, tracer or tape variable) from the cotangent of a
   broadcast result: summed to x's shape, in x's dtype."""
-  ct = shape_ops.sum_to_shape(ct, x.shape)
+  if ct.shape != x.shape:
+    ct = shape_ops.sum_to_shape(ct, x.shape)
   dtype = x.dtype
   return ct if ct.dtype == dtype else shape_ops.convert_element_type(ct, dtype)
 

@@ -41,6 +41,8 @@ def keepdims_shape(shape, axes):
 
 def expand_reduced(y, shape, axes):
   """Broadcast a reduction's result `y` back to the input's `shape`."""
+  if len(axes) == len(shape):  # a full reduction: y is 0-d and broadcasts as it is
+    return shape_ops.broadcast_to(y, shape)
   return shape_ops.broadcast_to(shape_ops.reshape(y, keepdims_shape(shape, axes)), shape)
 
 
@@ -48,9 +50,14 @@ def expand_reduced(y, shape, axes):
 reduce_sum_p = core.primitive("reduce_sum")
 
 
+def _sorted_axes(axes):
+  axes = tuple(axes)
+  return axes if all(type(a) is int for a in axes) and list(axes) == sorted(axes) else \
+      tuple(sorted(int(a) for a in axes))
+
+
 def reduce_sum(x, axes):
-  axes = tuple(sorted(int(a) for a in axes))
-  return reduce_sum_p.bind(x, axes=axes)
+  return reduce_sum_p.bind(x, axes=_sorted_axes(axes))
 
 
 def _reduce_sum_abstract_eval(x, *, axes):
@@ -95,7 +102,7 @@ reduce_max_p = core.primitive("reduce_max")
 
 
 def reduce_max(x, axes):
-  return reduce_max_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+  return reduce_max_p.bind(x, axes=_sorted_axes(axes))
 
 
 reduce_max_p.def_impl(lambda x, *, axes: np.maximum.reduce(x, axis=axes))
@@ -107,7 +114,7 @@ reduce_min_p = core.primitive("reduce_min")
 
 
 def reduce_min(x, axes):
-  return reduce_min_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+  return reduce_min_p.bind(x, axes=_sorted_axes(axes))
 
 
 reduce_min_p.def_impl(lambda x, *, axes: np.minimum.reduce(x, axis=axes))
@@ -120,7 +127,7 @@ reduce_prod_p = core.primitive("reduce_prod")
 
 
 def reduce_prod(x, axes):
-  return reduce_prod_p.bind(x, axes=tuple(sorted(int(a) for a in axes)))
+  return reduce_prod_p.bind(x, axes=_sorted_axes(axes))
 
 
 def _reduce_prod_abstract_eval(x, *, axes):

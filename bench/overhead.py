@@ -1,0 +1,156 @@
+"""Eager overhead of dfdx against NumPy and the peers, in one run.
+
+Measures (medians of repeated samples, tools interleaved, one thread everywhere):
+  * one `dnp` call against the same NumPy call (nothing traced: the fast path);
+  * `grad` of a tiny function, f(x) = sum(sin(x) * x) on 10 elements, against HIPS autograd,
+    PyTorch (`.backward()` and `torch.func.grad`) and JAX eager (no jit), when installed;
+  * the time `import dfdx` adds to `import numpy` (fresh interpreters).
+
+Targets (issue 2): dfdx's eager grad at most half of autograd's time; `import dfdx` adds at
+most 0.1 s to `import numpy`.
+
+Run: python bench/overhead.py [--samples 30]      (peers: pip install -e '.[bench]')
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "XLA_FLAGS", "TF_NUM_INTEROP_THREADS"):
+  os.environ.setdefault(_var, "1" if _var != "XLA_FLAGS" else
+                        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import dfdx  # noqa: E402
+import dfdx.numpy as dnp  # noqa: E402
+
+
+def per_call_seconds(fn, min_time=0.02):
+  """Seconds per call of fn, from a loop long enough to be timed reliably."""
+  n = 1
+  while True:
+    start = time.perf_counter()
+    for _ in range(n):
+      fn()
+    elapsed = time.perf_counter() - start
+    if elapsed >= min_time:
+      return elapsed / n
+    n *= 2
+
+
+def interleaved_medians(candidates, samples):
+  """Median seconds per call of each candidate, sampling them in turn (noise hits all)."""
+  times = {name: [] for name in candidates}
+  for fn in candidates.values():
+    fn()  # warm up
+  for _ in range(samples):
+    for name, fn in candidates.items():
+      times[name].append(per_call_seconds(fn))
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def tiny_grad_candidates(x):
+  candidates = {}
+  f = lambda x: dnp.sum(dnp.sin(x) * x)
+  dfdx_grad = dfdx.grad(f)
+  candidates["dfdx grad"] = lambda: dfdx_grad(x)
+  try:
+    import autograd
+    import autograd.numpy as anp
+    ag = autograd.grad(lambda x: anp.sum(anp.sin(x) * x))
+    candidates["autograd grad"] = lambda: ag(x)
+  except ImportError:
+    pass
+  try:
+    import torch
+    torch.set_num_threads(1)
+    xt = torch.tensor(x)
+
+    def torch_backward():
+      xr = xt.detach().requires_grad_(True)
+      (torch.sin(xr) * xr).sum().backward()
+      return xr.grad
+    candidates["torch .backward()"] = torch_backward
+    tf_grad = torch.func.grad(lambda x: (torch.sin(x) * x).sum())
+    candidates["torch.func.grad"] = lambda: tf_grad(xt)
+  except ImportError:
+    pass
+  try:
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    jg = jax.grad(lambda x: jnp.sum(jnp.sin(x) * x))
+    xj = jnp.asarray(x)
+    candidates["jax grad (eager)"] = lambda: jg(xj).block_until_ready()
+  except ImportError:
+    pass
+  return candidates
+
+
+def import_time(statement, samples=7):
+  """Median wall time of a fresh interpreter running `statement`."""
+  times = []
+  for _ in range(samples):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", statement], check=True)
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def table(rows, headers):
+  widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+  line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+  return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--samples", type=int, default=30, help="samples per measurement")
+  args = parser.parse_args()
+  x = np.linspace(0.1, 1.0, 10)
+  print("dfdx eager overhead; one thread for every library; medians of "
+        f"{args.samples} interleaved samples; NumPy {np.__version__}, Python "
+        f"{sys.version.split()[0]}")
+
+  calls = interleaved_medians({
+      "np.sin(x)": lambda: np.sin(x), "dnp.sin(x)": lambda: dnp.sin(x),
+      "np.sum(x)": lambda: np.sum(x), "dnp.sum(x)": lambda: dnp.sum(x),
+      "x * x (numpy)": lambda: np.multiply(x, x), "dnp.multiply(x, x)": lambda: dnp.multiply(x, x),
+  }, args.samples)
+  rows = []
+  for np_name, dnp_name in (("np.sin(x)", "dnp.sin(x)"), ("np.sum(x)", "dnp.sum(x)"),
+                            ("x * x (numpy)", "dnp.multiply(x, x)")):
+    rows.append([dnp_name, f"{calls[dnp_name] * 1e6:.2f}", f"{calls[np_name] * 1e6:.2f}",
+                 f"{calls[dnp_name] / calls[np_name]:.2f}"])
+  print("\nOne call with nothing traced (10 elements)")
+  print(table(rows, ["call", "dfdx us", "NumPy us", "ratio"]))
+
+  grads = interleaved_medians(tiny_grad_candidates(x), args.samples)
+  base = grads.get("autograd grad")
+  rows = [[name, f"{t * 1e6:.1f}", f"{t / grads['dfdx grad']:.2f}",
+           f"{grads['dfdx grad'] / base:.2f}" if name == "dfdx grad" and base else ""]
+          for name, t in sorted(grads.items(), key=lambda kv: kv[1])]
+  print("\nEager gradient of f(x) = sum(sin(x) * x), 10 elements")
+  print(table(rows, ["tool", "us per grad", "x dfdx's time", "dfdx / autograd"]))
+  if base:
+    verdict = "met" if grads["dfdx grad"] <= 0.5 * base else "NOT met"
+    print(f"target dfdx <= 0.5 x autograd: {verdict} ({grads['dfdx grad'] / base:.2f})")
+
+  t_numpy = import_time("import numpy")
+  t_dfdx = import_time("import numpy, dfdx")
+  print(f"\nimport numpy: {t_numpy:.3f} s; import numpy, dfdx: {t_dfdx:.3f} s; dfdx adds "
+        f"{t_dfdx - t_numpy:.3f} s (target <= 0.100 s: "
+        f"{'met' if t_dfdx - t_numpy <= 0.1 else 'NOT met'})")
+  print("\nRerun: python bench/overhead.py --samples 30")
+
+
+if __name__ == "__main__":
+  main()

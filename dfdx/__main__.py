@@ -1,0 +1,46 @@
+"""`python -m dfdx`: a short demonstration of what dfdx computes, each result next to its
+closed form."""
+import numpy as np
+
+import dfdx
+import dfdx.numpy as dnp
+
+
+def _show(title, code, result, closed_form):
+  print(f"\n{title}\n  {code}")
+  print("  dfdx:       ", np.array2string(np.asarray(result), precision=6, prefix=" " * 15))
+  print("  closed form:", np.array2string(np.asarray(closed_form), precision=6,
+                                         prefix=" " * 15))
+  print(f"  max |difference| = {np.max(np.abs(np.asarray(result) - closed_form)):.1e}")
+
+
+def main():
+  print(f"dfdx {dfdx.__version__}: exact derivatives of NumPy code")
+  x = np.array([0.5, 1.0, 2.0])
+
+  f = lambda x: dnp.sum(dnp.sin(x) * x)
+  _show("Gradient of f(x) = sum(sin(x) * x)", "dfdx.grad(f)(x)", dfdx.grad(f)(x),
+        np.cos(x) * x + np.sin(x))
+
+  g = lambda x: dnp.asarray([x[0] * x[1], dnp.sin(x[1]), dnp.exp(x[0]) * x[2]])
+  closed = np.array([[x[1], x[0], 0.0], [0.0, np.cos(x[1]), 0.0],
+                     [np.exp(x[0]) * x[2], 0.0, np.exp(x[0])]])
+  _show("Jacobian of g(x) = [x0 x1, sin x1, exp(x0) x2]", "dfdx.jacobian(g)(x)",
+        dfdx.jacobian(g)(x), closed)
+
+  h = lambda x: dnp.sum(x ** 3) + x[0] * x[1]
+  closed = np.diag(6 * x)
+  closed[0, 1] = closed[1, 0] = 1.0
+  _show("Hessian of h(x) = sum(x^3) + x0 x1", "dfdx.hessian(h)(x)", dfdx.hessian(h)(x), closed)
+
+  rng = np.random.default_rng(0)
+  w, xs, ys = np.array([0.5, -1.0, 2.0]), rng.standard_normal((4, 3)), rng.standard_normal(4)
+  loss = lambda w, x, y: (dnp.sum(w * x) - y) ** 2
+  per_example = dfdx.vmap(dfdx.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)
+  _show("Per-example gradients of the squared error (w.x - y)^2 over 4 examples",
+        "dfdx.vmap(dfdx.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)", per_example,
+        2 * (xs @ w - ys)[:, None] * xs)
+
+
+if __name__ == "__main__":
+  main()
