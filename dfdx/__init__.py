@@ -22,6 +22,7 @@ from dfdx._src.api import (  # noqa: F401
     vjp as vjp,
     vmap as vmap,
 )
+from dfdx._src.jit import jit as jit, make_expr as make_expr  # noqa: F401
 from dfdx._src.errors import (  # noqa: F401
     ArgnumsError as ArgnumsError,
     AxisSizeError as AxisSizeError,
@@ -36,6 +37,7 @@ from dfdx._src.errors import (  # noqa: F401
 )
 from dfdx import tree as tree  # noqa: F401
 from dfdx import testing as testing  # noqa: F401
+from dfdx import export as export  # noqa: F401
 import dfdx.numpy  # noqa: F401,E402  (installs array behaviour on traced values)
 
 __version__ = "0.1.0"

@@ -4,14 +4,16 @@ shape and dtype)."""
 import os
 
 os.environ.setdefault("DFDX_DEBUG_CHECKS", "1")
+os.environ.setdefault("DFDX_CHECK_PROGRAMS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import dfdx  # noqa: E402,F401
-from dfdx._src import ad  # noqa: E402
+from dfdx._src import ad, staging  # noqa: E402
 
 ad.debug_checks = True
+staging.check_programs = True
 
 
 @pytest.fixture(autouse=True)

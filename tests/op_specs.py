@@ -116,8 +116,8 @@ def pytest_param(spec, shapes):
 
 
 def all_specs():
-  from tests.specs import contraction, elementwise, indexing, linalg, reduction, shape
-  return [s for m in (elementwise, reduction, shape, indexing, contraction, linalg)
+  from tests.specs import contraction, control, elementwise, indexing, linalg, reduction, shape
+  return [s for m in (elementwise, reduction, shape, indexing, contraction, linalg, control)
           for s in m.SPECS]
 
 

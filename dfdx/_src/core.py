@@ -197,6 +197,11 @@ def abstract_eval(prim: Primitive, args, params):
   return prim.abstract_eval(*[get_aval(a) for a in args], **params)
 
 
+def abstract_eval_avals(prim: Primitive, avals, params):
+  """Output aval(s) of `prim` applied to arguments with these avals."""
+  return prim.abstract_eval(*avals, **params)
+
+
 # ---- traces and tracers -----------------------------------------------------------------
 
 

@@ -1,0 +1,203 @@
+"""Code generation: a program becomes the source of a Python function whose body is a flat
+sequence of NumPy calls (no tracing and no dfdx dispatch when it runs).
+
+Owns the table `codegen_rules` (one rule per primitive: the NumPy expression computing it),
+`program_source`, `compile_program` and buffer reuse: a ufunc's result is written with
+`out=` into a temporary that dies at that equation, has the same shape and dtype, and that no
+live value views. Inputs, constants and views are never written into.
+
+A rule is either `Ufunc("sin")` (a NumPy ufunc: `np.sin(x)`, eligible for `out=`), or a
+function `rule(ins, params) -> str` returning an expression from the input expressions, or
+`View(rule)` for an expression that may return a view of its first input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src.ir import Lit, Program, Var
+
+
+class Ufunc:
+  __slots__ = ("name",)
+
+  def __init__(self, name):
+    self.name = name
+
+
+class View:
+  __slots__ = ("rule",)
+
+  def __init__(self, rule):
+    self.rule = rule
+
+
+codegen_rules: dict = {}
+# Helper functions some rules call; emitted into standalone sources that use them.
+helpers: dict[str, str] = {}
+
+
+def register(prim_name, rule):
+  codegen_rules[prim_name] = rule
+
+
+class MissingCodegenRuleError(NotImplementedError):
+  """A primitive has no NumPy code generation rule."""
+
+
+def literal(value) -> str:
+  """Python source that evaluates to `value` (a static parameter or a literal)."""
+  if isinstance(value, np.dtype):
+    return f"np.dtype({value.name!r})"
+  if isinstance(value, type) and issubclass(value, np.generic):
+    return f"np.{value.__name__}"
+  if isinstance(value, np.generic):
+    return f"np.{type(value).__name__}({value.item()!r})"
+  if isinstance(value, np.ndarray):
+    return f"np.array({value.tolist()!r}, dtype={value.dtype.name!r})"
+  if isinstance(value, float):
+    if np.isnan(value) or np.isinf(value):
+      return f"float({str(value)!r})"
+    return repr(value)
+  if isinstance(value, tuple):
+    return "(" + "".join(literal(v) + ", " for v in value) + ")"
+  if isinstance(value, list):
+    return "[" + ", ".join(literal(v) for v in value) + "]"
+  if isinstance(value, dict):
+    return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+  if value is None or isinstance(value, (bool, int, str)):
+    return repr(value)
+  raise MissingCodegenRuleError(f"cannot write the parameter {value!r} as source")
+
+
+class _Emitter:
+  """Names, liveness and buffer ownership while writing one program."""
+
+  def __init__(self, program, const_names):
+    self.program = program
+    self.names = {}
+    self.count = 0
+    self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
+    self.hoisted = {}  # literal key -> (name, value): NumPy scalar literals, built once
+    self.last_use = {}
+    for i, eqn in enumerate(program.eqns):
+      for a in eqn.inputs:
+        if isinstance(a, Var):
+          self.last_use[id(a)] = i
+    for o in program.outs:
+      if isinstance(o, Var):
+        self.last_use[id(o)] = len(program.eqns)
+    for v in program.in_vars:
+      self.owner[id(v)] = None
+    for v, name in zip(program.const_vars, const_names):
+      self.owner[id(v)] = None
+      self.names[id(v)] = name
+
+  def name(self, v):
+    if id(v) not in self.names:
+      self.names[id(v)] = f"v{self.count}"
+      self.count += 1
+    return self.names[id(v)]
+
+  def atom(self, a):
+    if type(a) is not Lit:
+      return self.name(a)
+    if isinstance(a.val, (np.ndarray, np.generic)):  # hoisted: built once, not per call
+      key = (type(a.val), a.aval.dtype.str, repr(np.asarray(a.val).item()))
+      if key not in self.hoisted:
+        self.hoisted[key] = (f"k{len(self.hoisted)}", a.val)
+      return self.hoisted[key][0]
+    return literal(a.val)
+
+  def reusable_buffer(self, eqn, index):
+    """An input of equation `index` whose buffer can take its output, or None."""
+    (out,) = eqn.outputs
+    if not out.aval.shape:
+      return None
+    for a in eqn.inputs:
+      if not isinstance(a, Var) or self.last_use.get(id(a)) != index:
+        continue
+      root = self.owner.get(id(a))
+      # Only the variable that owns a fresh buffer may be written into: never a view.
+      if root != id(a) or (a.aval.shape, a.aval.dtype) != (out.aval.shape, out.aval.dtype):
+        continue
+      if all(self.last_use.get(v, -1) <= index for v, r in self.owner.items() if r == root):
+        return a
+    return None
+
+
+def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
+                   arg_names=None, single_output=False, return_literals=False):
+  """The source of a Python function computing `program` with NumPy. A standalone source
+  embeds the constants and helper functions and needs only `import numpy as np`. The
+  function returns a tuple of the outputs, or the output itself with `single_output`."""
+  const_names = [f"c{i}" for i in range(len(program.const_vars))]
+  em = _Emitter(program, const_names)
+  if arg_names is not None:
+    for v, n in zip(program.in_vars, arg_names, strict=True):
+      em.names[id(v)] = n
+  args = ", ".join(em.name(v) for v in program.in_vars)
+  body, used_helpers = [], set()
+  for i, eqn in enumerate(program.eqns):
+    rule = codegen_rules.get(eqn.prim.name)
+    if rule is None:
+      raise MissingCodegenRuleError(
+          f"primitive '{eqn.prim.name}' has no NumPy code generation rule; register one in "
+          "dfdx/_src/codegen_rules.py.")
+    ins = [em.atom(a) for a in eqn.inputs]
+    outs = [em.name(v) for v in eqn.outputs]
+    if isinstance(rule, Ufunc):
+      buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
+      extra = f", out={em.name(buffer)}" if buffer is not None else ""
+      expr = f"np.{rule.name}({', '.join(ins)}{extra})"
+      root = em.owner[id(buffer)] if buffer is not None else id(eqn.outputs[0])
+      em.owner[id(eqn.outputs[0])] = root
+    else:
+      fn = rule.rule if isinstance(rule, View) else rule
+      expr = fn(ins, eqn.params)
+      for v in eqn.outputs:
+        first = eqn.inputs[0] if eqn.inputs else None
+        em.owner[id(v)] = (em.owner.get(id(first)) if isinstance(rule, View) and
+                           isinstance(first, Var) else id(v))
+    used_helpers.update(h for h in helpers if h + "(" in expr)
+    lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
+    body.append(f"    {lhs} = {expr}")
+  ret = ", ".join(em.atom(o) for o in program.outs)
+  if single_output and len(program.outs) == 1:
+    body.append(f"    return {ret}")
+  else:
+    body.append(f"    return ({ret}{',' if len(program.outs) == 1 else ''})")
+  header = [f"def {_identifier(name)}({args}):"]
+  hoisted = list(em.hoisted.values())
+  if standalone:
+    prelude = ["import numpy as np", ""]
+    prelude += [helpers[h] for h in sorted(used_helpers)]
+    prelude += [f"{c} = {literal(np.asarray(v))}" for c, v in zip(const_names,
+                                                                  program.const_vals)]
+    prelude += [f"{k} = {literal(v)}" for k, v in hoisted]
+    return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
+  source = "\n".join(header + body) + "\n"
+  return (source, dict(hoisted)) if return_literals else source
+
+
+def compile_program(program: Program, name="f"):
+  """A Python function (flat list of inputs -> list of outputs) computing `program`."""
+  const_names = [f"c{i}" for i in range(len(program.const_vars))]
+  source, literals = program_source(program, _identifier(name), standalone=False,
+                                    return_literals=True)
+  namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
+  for h in helpers.values():
+    exec(h, namespace)
+  exec(compile(source, f"<dfdx jit of {name}>", "exec"), namespace)
+  fn = namespace[_identifier(name)]
+  fn.__dfdx_source__ = source
+  return fn
+
+
+def _identifier(name):
+  cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+  return cleaned if cleaned and not cleaned[0].isdigit() else f"f_{cleaned}"
+
+
+
+# The rules register themselves into the tables above.
+from dfdx._src import codegen_rules as _codegen_rules  # noqa: E402,F401

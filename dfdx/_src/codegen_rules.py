@@ -1,0 +1,69 @@
+"""NumPy code generation rules, one per primitive (see codegen.py for the rule kinds).
+
+Each rule writes the NumPy expression that the primitive's impl evaluates, so that generated
+code computes exactly what eager evaluation computes.
+"""
+from __future__ import annotations
+
+from dfdx._src.codegen import Ufunc, View, helpers, literal, register
+
+# ---- elementwise ----------------------------------------------------------------------------
+for _prim, _ufunc in {
+    "neg": "negative", "add": "add", "sub": "subtract", "mul": "multiply",
+    "div": "true_divide", "pow": "power", "sqrt": "sqrt", "cbrt": "cbrt", "exp": "exp",
+    "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2", "log10": "log10",
+    "log1p": "log1p", "logaddexp": "logaddexp", "sin": "sin", "cos": "cos", "tan": "tan",
+    "arcsin": "arcsin", "arccos": "arccos", "arctan": "arctan", "sinh": "sinh",
+    "cosh": "cosh", "tanh": "tanh", "arcsinh": "arcsinh", "arccosh": "arccosh",
+    "arctanh": "arctanh", "arctan2": "arctan2", "hypot": "hypot", "abs": "absolute",
+    "sign": "sign", "floor": "floor", "ceil": "ceil", "trunc": "trunc",
+    "floor_divide": "floor_divide", "rem": "remainder", "maximum": "maximum",
+    "minimum": "minimum", "fmax": "fmax", "fmin": "fmin", "eq": "equal", "ne": "not_equal",
+    "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+    "logical_and": "logical_and", "logical_or": "logical_or", "logical_xor": "logical_xor",
+    "logical_not": "logical_not", "isnan": "isnan", "isfinite": "isfinite", "isinf": "isinf",
+}.items():
+  register(_prim, Ufunc(_ufunc))
+
+register("integer_pow", lambda ins, p: f"np.square({ins[0]})" if p["y"] == 2
+         else f"np.power({ins[0]}, {p['y']})")
+register("round", lambda ins, p: f"np.round({ins[0]}, {p['decimals']})")
+register("select", lambda ins, p: f"np.where({ins[0]}, {ins[1]}, {ins[2]})")
+register("logistic", lambda ins, p: f"np.exp(-np.logaddexp(0, np.negative({ins[0]})))")
+
+# ---- reductions -----------------------------------------------------------------------------
+for _prim, _ufunc in {"reduce_sum": "add", "reduce_max": "maximum", "reduce_min": "minimum",
+                      "reduce_prod": "multiply"}.items():
+  register(_prim, lambda ins, p, u=_ufunc: f"np.{u}.reduce({ins[0]}, axis={literal(p['axes'])})")
+register("argmax", lambda ins, p: f"np.argmax({ins[0]}, axis={p['axis']})")
+register("argmin", lambda ins, p: f"np.argmin({ins[0]}, axis={p['axis']})")
+
+helpers["_cumulative"] = '''def _cumulative(fn, x, axis, reverse):
+    if not reverse:
+        return fn(x, axis=axis)
+    return np.flip(fn(np.flip(x, axis), axis=axis), axis)
+'''
+for _prim in ("cumsum", "cumprod"):
+  register(_prim, lambda ins, p, fn=_prim: f"_cumulative(np.{fn}, {ins[0]}, {p['axis']}, True)"
+           if p["reverse"] else f"np.{fn}({ins[0]}, axis={p['axis']})")
+
+# ---- shape ----------------------------------------------------------------------------------
+register("broadcast_to", View(lambda ins, p: f"np.broadcast_to({ins[0]}, "
+                                             f"{literal(p['shape'])})"))
+register("reshape", View(lambda ins, p: f"np.reshape({ins[0]}, {literal(p['shape'])})"))
+register("transpose", View(lambda ins, p: f"np.transpose({ins[0]}, {literal(p['perm'])})"))
+register("rev", View(lambda ins, p: f"np.flip({ins[0]}, {literal(p['axes'])})"))
+register("slice", View(lambda ins, p: f"np.asarray({ins[0]})[" + ", ".join(
+    f"{a}:{b}:{c}" for a, b, c in zip(p["start"], p["limit"], p["strides"])) + ",]"))
+register("concatenate", lambda ins, p: f"np.concatenate(({', '.join(ins)},), axis={p['axis']})")
+register("convert_element_type",
+         lambda ins, p: f"np.asarray({ins[0]}).astype({literal(p['new_dtype'])})")
+helpers["_pad"] = '''def _pad(x, config):
+    x = np.asarray(x)
+    shape = tuple(lo + hi + n + max(n - 1, 0) * i for n, (lo, hi, i) in zip(x.shape, config))
+    out = np.zeros(shape, x.dtype)
+    out[tuple(slice(lo, lo + n + max(n - 1, 0) * i, i + 1)
+              for n, (lo, hi, i) in zip(x.shape, config))] = x
+    return out
+'''
+register("pad", lambda ins, p: f"_pad({ins[0]}, {literal(p['config'])})")

@@ -1,0 +1,364 @@
+"""jit and make_expr: trace a function once per input signature, optimize the program, and
+run it as a flat sequence of NumPy calls.
+
+Owns `jit`, `make_expr` (the printable program of any composition), the `jit_call`
+primitive through which an enclosing transformation sees a jitted call, and the cache with
+its retrace explanations. The passes live in `passes.py`, code generation in `codegen.py`.
+
+Signature of a call (the cache key): the pytree structure of the dynamic arguments, each
+leaf's shape, dtype and weak type (Python scalars), and the values of the static arguments.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, errors
+from dfdx._src.core import Tracer
+from dfdx._src.ir import Program, eval_program, pp_program
+from dfdx._src.staging import make_program
+from dfdx._src.tree import tree_flatten, tree_unflatten
+
+logger = logging.getLogger("dfdx.jit")
+
+# ---- the jit_call primitive ---------------------------------------------------------------
+jit_call_p = core.primitive("jit_call", multiple_results=True)
+
+
+def _jit_call_impl(*args, program, compiled, name):
+  return compiled(*args)
+
+
+def _jit_call_abstract_eval(*avals, program, compiled, name):
+  return program.out_avals
+
+
+def _jit_call_jvp(primals, tangents, *, program, compiled, name):
+  # The program is run under the differentiation, equation by equation.
+  return ad.jvp_flat(lambda *xs: eval_program(program, *xs), primals, tangents)
+
+
+def _jit_call_batch(axis_size, vals, dims, *, program, compiled, name):
+  return batching.vmap_flat(lambda *xs: eval_program(program, *xs), axis_size, vals, dims)
+
+
+jit_call_p.def_impl(_jit_call_impl)
+jit_call_p.def_abstract_eval(_jit_call_abstract_eval)
+ad.primitive_jvps[jit_call_p] = _jit_call_jvp
+batching.primitive_batchers[jit_call_p] = _jit_call_batch
+
+
+# ---- signatures -----------------------------------------------------------------------------
+
+
+def _leaf_aval(x, path, fun_name):
+  if isinstance(x, Tracer):
+    return x.aval
+  if isinstance(x, (bool, int, float, complex, np.ndarray, np.generic)):
+    return core.get_aval(x)
+  raise errors.InvalidInputError(
+      f"jit({fun_name}): the argument at {path} is a {type(x).__name__} ({x!r:.60}), not an "
+      "array. Mark it static with static_argnums or static_argnames.")
+
+
+def _static_key(value, where, fun_name):
+  try:
+    hash(value)
+  except TypeError:
+    raise TypeError(f"jit({fun_name}): the static argument {where} ({type(value).__name__}) "
+                    "is not hashable, so it cannot be part of the cache key. Pass a hashable "
+                    "value (a tuple instead of a list, for example).") from None
+  return value
+
+
+class _Signature:
+  """The cache key of a call, with what is needed to explain a retrace."""
+  __slots__ = ("tree", "avals", "statics", "key")
+
+  def __init__(self, tree, avals, statics):
+    self.tree, self.avals, self.statics = tree, avals, statics
+    self.key = (tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals), statics)
+
+  def explain_difference(self, other: "_Signature") -> str:
+    if self.tree != other.tree:
+      return f"the structure of the arguments changed: {other.tree} -> {self.tree}"
+    reasons = []
+    for path, old, new in zip(self.tree.leaf_paths(), other.avals, self.avals):
+      if old.shape != new.shape:
+        reasons.append(f"{_describe_path(path)}: shape {old.shape} -> {new.shape}")
+      if old.dtype != new.dtype or old.weak_type != new.weak_type:
+        reasons.append(f"{_describe_path(path)}: dtype {_dtype_str(old)} -> {_dtype_str(new)}")
+    for (name, old), (_, new) in zip(other.statics, self.statics):
+      if old != new:
+        reasons.append(f"static argument {name}: {old!r} -> {new!r}")
+    return "; ".join(reasons) or "the signature changed"
+
+
+def _dtype_str(aval):
+  return f"{aval.dtype.name}{' (Python scalar)' if aval.weak_type else ''}"
+
+
+def _describe_path(path):
+  # Paths of ((args...), {kwargs}): "[0][1]..." is positional argument 1, "[1]['k']" keyword.
+  if path.startswith("[0]"):
+    rest = path[3:]
+    return f"argument {rest[1:rest.index(']')]}{rest[rest.index(']') + 1:]}"
+  return f"keyword argument {path[4:]}"
+
+
+# ---- compiled entries ---------------------------------------------------------------------
+
+
+class _Entry:
+  """One compiled specialization: the optimized program, its NumPy function, the output
+  structure and the non-array outputs baked in at trace time."""
+  __slots__ = ("program", "run", "out_tree", "out_statics", "name")
+
+  def __init__(self, program, run, out_tree, out_statics, name):
+    self.program, self.run, self.out_tree = program, run, out_tree
+    self.out_statics, self.name = out_statics, name
+
+
+def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
+  """Stage f on abstract versions of its dynamic arguments."""
+  store = {}
+  leaves_tree = dynamic
+
+  def flat_fun(*leaves):
+    dyn_args, dyn_kwargs = tree_unflatten(leaves_tree, leaves)
+    call_args, call_kwargs = statics_of(dyn_args, dyn_kwargs)
+    out = f(*call_args, **call_kwargs)
+    out_leaves, store["out_tree"] = tree_flatten(out)
+    arrays, statics = [], {}
+    for i, o in enumerate(out_leaves):
+      if isinstance(o, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
+        arrays.append(o)
+      else:
+        statics[i] = o
+    store["out_statics"] = statics
+    return arrays
+  program, lifted = make_program(flat_fun, avals)
+  return program, lifted, store["out_tree"], store["out_statics"]
+
+
+def _rebuild(entry, outs):
+  outs = list(outs)
+  leaves = []
+  it = iter(outs)
+  for i in range(entry.out_tree.num_leaves):
+    leaves.append(entry.out_statics[i] if i in entry.out_statics else next(it))
+  return tree_unflatten(entry.out_tree, leaves)
+
+
+def _output(x):
+  """Outputs of a compiled call: 0-d arrays become NumPy scalars, as NumPy's own results."""
+  if type(x) is np.ndarray and x.ndim == 0:
+    return x[()]
+  return x
+
+
+# ---- jit ------------------------------------------------------------------------------------
+
+
+def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=True):
+  """Compile `f`: trace it once per input signature, optimize the program and run it as a
+  flat sequence of NumPy calls.
+
+  Args:
+    f: the function (of arrays, pytrees of arrays, and static arguments).
+    static_argnums / static_argnames: arguments that are settings rather than data: their
+      values (hashable) are part of the cache key, and Python control flow may use them.
+    explain: log why each retrace happened (which argument's shape, dtype, structure or
+      static value changed), on the "dfdx.jit" logger at WARNING level. Setting that
+      logger to INFO explains retraces of every jitted function.
+    optimize: run the optimizing passes (dead code, common subexpressions, constant folding,
+      simplifications) before code generation.
+
+  >>> import dfdx.numpy as dnp
+  >>> f = jit(lambda x: dnp.sum(dnp.sin(x) ** 2))
+  >>> float(f(np.zeros(3)))
+  0.0
+  """
+  name = getattr(f, "__name__", type(f).__name__)
+  static_nums, static_names = _resolve_statics(f, static_argnums, static_argnames)
+  cache: dict = {}
+  last = []
+
+  def split(args, kwargs):
+    nums = {a % len(args) for a in static_nums if -len(args) <= a < len(args)}
+    statics = tuple((f"argument {i}", _static_key(args[i], f"at position {i}", name))
+                    for i in sorted(nums))
+    statics += tuple((repr(k), _static_key(kwargs[k], repr(k), name))
+                     for k in sorted(kwargs) if k in static_names)
+    dyn_args = tuple(a for i, a in enumerate(args) if i not in nums)
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_names}
+
+    def merge(dyn_args_, dyn_kwargs_):
+      it = iter(dyn_args_)
+      full = [args[i] if i in nums else next(it) for i in range(len(args))]
+      return full, {**dyn_kwargs_, **{k: kwargs[k] for k in kwargs if k in static_names}}
+    return dyn_args, dyn_kwargs, statics, merge
+
+  @functools.wraps(f)
+  def jitted(*args, **kwargs):
+    dyn_args, dyn_kwargs, statics, merge = split(args, kwargs)
+    leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
+    paths = None
+    avals = []
+    for i, x in enumerate(leaves):
+      if isinstance(x, (np.ndarray, Tracer)):
+        avals.append(core.shaped_array(x.shape, x.dtype) if type(x) is np.ndarray else x.aval)
+      else:
+        paths = paths or tree.leaf_paths()
+        avals.append(_leaf_aval(x, _describe_path(paths[i]), name))
+    sig = _Signature(tree, avals, statics)
+    entry = cache.get(sig.key)
+    if entry is None:
+      if last and (explain or logger.isEnabledFor(logging.INFO)):
+        level = logging.WARNING if explain else logging.INFO
+        logger.log(level, "jit(%s): retracing because %s", name,
+                   sig.explain_difference(last[-1]))
+      program, lifted, out_tree, out_statics = _trace_to_program(
+          f, args, kwargs, tree, merge, avals, name)
+      entry = _compile(program, out_tree, out_statics, name, optimize)
+      if lifted:  # closes over values of an enclosing transformation: not reusable
+        return _rebuild(entry, jit_call_p.bind(*leaves, *lifted, program=entry.program,
+                                               compiled=entry.run, name=name))
+      cache[sig.key] = entry
+      last[:] = [sig]
+    if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
+      return _rebuild(entry, [_output(o) for o in entry.run(*leaves)])
+    return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
+                                           name=name))
+
+  jitted.cache_size = lambda: len(cache)
+  jitted.clear_cache = cache.clear
+  return jitted
+
+
+def _resolve_statics(f, static_argnums, static_argnames):
+  """Static arguments by position and by name, each completed from the signature, so that a
+  static argument is static however it is passed."""
+  nums = {static_argnums} if isinstance(static_argnums, int) else set(static_argnums)
+  names = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
+  try:
+    params = list(inspect.signature(f).parameters.values())
+  except (TypeError, ValueError):
+    return nums, names
+  positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  for i, p in enumerate(positional):
+    if p.name in names:
+      nums.add(i)
+    if i in nums and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+      names.add(p.name)
+  return nums, names
+
+
+def _compile(program, out_tree, out_statics, name, optimize):
+  from dfdx._src import codegen, codegen_rules, passes  # noqa: F401  (registers the rules)
+  program = passes.optimize(program) if optimize else passes.inline_jit_calls(program)
+  run = codegen.compile_program(program, name)
+  return _Entry(program, run, out_tree, out_statics, name)
+
+
+# ---- make_expr ------------------------------------------------------------------------------
+
+
+class Expr:
+  """The program of a traced function: printable (`str`, and the same `repr` in a
+  notebook), checkable, evaluable, and drawable."""
+
+  def __init__(self, program: Program, in_tree, out_tree, out_statics, name):
+    self.program, self.in_tree, self.out_tree = program, in_tree, out_tree
+    self.out_statics, self.name = out_statics, name
+
+  def __str__(self):
+    return pp_program(self.program)
+
+  __repr__ = __str__
+
+  def _repr_pretty_(self, p, cycle):
+    p.text(str(self))
+
+  @property
+  def eqns(self):
+    return self.program.eqns
+
+  def typecheck(self):
+    from dfdx._src.ir import typecheck_program
+    typecheck_program(self.program)
+    return self
+
+  def __call__(self, *args, **kwargs):
+    """Evaluate the program (with bind: differentiable again) on new arguments of the same
+    signature."""
+    leaves, tree = tree_flatten((args, kwargs))
+    if tree != self.in_tree:
+      raise errors.PytreeError(f"make_expr({self.name}): the program was traced for arguments "
+                               f"{self.in_tree}, got {tree}.")
+    outs = eval_program(self.program, *leaves)
+    entry = _Entry(self.program, None, self.out_tree, self.out_statics, self.name)
+    return _rebuild(entry, outs)
+
+  def to_source(self, name=None):
+    from dfdx._src import codegen
+    return codegen.program_source(self.program, name or self.name)
+
+  def to_dot(self):
+    from dfdx._src import pictures
+    return pictures.to_dot(self.program, self.name)
+
+  def to_svg(self, path=None):
+    from dfdx._src import pictures
+    svg = pictures.to_svg(self.program, self.name)
+    if path is not None:
+      with open(path, "w") as fh:
+        fh.write(svg)
+    return svg
+
+
+def make_expr(f, optimize=False, static_argnums=(), static_argnames=()):
+  """Return a function that traces `f` (any composition: `make_expr(grad(f))`,
+  `make_expr(hessian(f))`, `make_expr(vmap(grad(f)))`) on its arguments and returns the
+  program as an `Expr`, printable like `jax.make_jaxpr` or Nx's `debug_expr`. With
+  `optimize=True` the program is shown after jit's passes.
+
+  >>> import dfdx, dfdx.numpy as dnp
+  >>> print(make_expr(dnp.sin)(1.0))
+  { lambda a:float64[]. let
+      b:float64[] = sin a
+    in (b,) }
+  """
+  name = getattr(f, "__name__", type(f).__name__)
+
+  @functools.wraps(f)
+  def traced(*args, **kwargs):
+    nums = {a % len(args) for a in ((static_argnums,) if isinstance(static_argnums, int)
+                                    else static_argnums)}
+    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    dyn_args = tuple(a for i, a in enumerate(args) if i not in nums)
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in names}
+    leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
+    avals = [_leaf_aval(x, "?", name) if not isinstance(x, np.ndarray) else
+             core.shaped_array(x.shape, x.dtype) for x in leaves]
+
+    def merge(dyn_args_, dyn_kwargs_):
+      it = iter(dyn_args_)
+      return ([args[i] if i in nums else next(it) for i in range(len(args))],
+              {**dyn_kwargs_, **{k: kwargs[k] for k in names if k in kwargs}})
+    program, lifted, out_tree, out_statics = _trace_to_program(f, args, kwargs, tree, merge,
+                                                               avals, name)
+    if lifted:
+      raise errors.InvalidInputError(
+          f"make_expr({name}) closes over values traced by an enclosing transformation; "
+          "call make_expr outside other transformations.")
+    if optimize:
+      from dfdx._src import passes
+      program = passes.optimize(program)
+    return Expr(program, tree, out_tree, out_statics, name)
+  return traced
+

@@ -1,0 +1,135 @@
+"""Staging: trace a function to a `Program` instead of running it.
+
+Owns `StagingTrace` / `StagingTracer` and `make_program`. A staging trace records every
+primitive applied to its tracers as an equation, with the user's source line. Arrays the
+function closes over become constants of the program; Python scalars become literals;
+operations on constants alone are evaluated right away (constant folding at trace time).
+Tracers of other, enclosing transformations that the function closes over are lifted to
+extra inputs of the program (closure conversion), so that those transformations still see
+them flow through.
+
+A staged value has no concrete value: Python control flow on it raises
+`ConcretizationError` naming the user's line and the fixes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from dfdx._src import core, errors
+from dfdx._src.core import Trace, Tracer, swap_trace
+from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
+
+# With DFDX_CHECK_PROGRAMS=1 (the test suite sets it) every program built is type checked.
+check_programs = os.environ.get("DFDX_CHECK_PROGRAMS", "") == "1"
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_source_line(skip_numpy=True):
+  """'file:line (function)' of the innermost frame outside dfdx (and NumPy's dispatch)."""
+  frame = sys._getframe(1)
+  while frame is not None:
+    filename = frame.f_code.co_filename
+    inside = filename.startswith(_PACKAGE_DIR) or (
+        skip_numpy and (os.sep + "numpy" + os.sep) in filename)
+    if not inside:
+      return f"{filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+    frame = frame.f_back
+  return None
+
+
+class StagingTracer(Tracer):
+  __slots__ = ("var",)
+
+  def __init__(self, trace, var):
+    self._trace, self.var = trace, var
+
+  aval = property(lambda self: self.var.aval)
+  shape = property(lambda self: self.var.aval.shape)
+  dtype = property(lambda self: self.var.aval.dtype)
+
+  def concrete_value(self, purpose):
+    self.check_alive()
+    where = user_source_line()
+    raise errors.ConcretizationError(
+        f"{purpose} needs a concrete value, but under jit this value ({self._describe()}) is "
+        f"abstract: only its shape and dtype are known while the function is traced"
+        f"{f', at {where}' if where else ''}. Use dfdx.numpy.where for choices that depend on "
+        "values, or mark the argument static (jit(f, static_argnums=...) or "
+        "static_argnames=...) if it is a setting rather than data.")
+
+
+class StagingTrace(Trace):
+  """Records equations. Values it owns are `StagingTracer(var)`."""
+  __slots__ = ("eqns", "consts", "lifted", "record_source")
+  kind = "jit"
+
+  def __init__(self, record_source=True):
+    super().__init__()
+    self.eqns = []
+    self.consts = {}   # id(array) -> (Var, array)
+    self.lifted = {}   # id(foreign tracer) -> (Var, tracer)
+    self.record_source = record_source
+
+  def to_atom(self, x):
+    if type(x) is StagingTracer and x._trace is self:
+      return x.var
+    if isinstance(x, Tracer):
+      x.check_alive()
+      entry = self.lifted.get(id(x))
+      if entry is None:
+        entry = self.lifted[id(x)] = (Var(x.aval), x)
+      return entry[0]
+    if isinstance(x, (bool, int, float, complex)) or (
+        isinstance(x, (np.generic, np.ndarray)) and np.ndim(x) == 0):
+      return Lit(x)
+    x = np.asarray(x)
+    entry = self.consts.get(id(x))
+    if entry is None:
+      entry = self.consts[id(x)] = (Var(core.get_aval(x)), x)
+    return entry[0]
+
+  def process_primitive(self, prim, args, params):
+    for a in args:
+      if isinstance(a, Tracer):
+        break
+    else:  # constants only: fold now
+      return prim.impl(*args, **params)
+    inputs = [self.to_atom(a) for a in args]
+    out_avals = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
+    if prim.multiple_results:
+      outs = [Var(aval) for aval in out_avals]
+    else:
+      outs = [Var(out_avals)]
+    source = user_source_line() if self.record_source else None
+    self.eqns.append(Eqn(prim, inputs, params, outs, source))
+    tracers = [StagingTracer(self, v) for v in outs]
+    return tracers if prim.multiple_results else tracers[0]
+
+
+def make_program(flat_fun, in_avals, record_source=True):
+  """Trace `flat_fun` (flat list of arrays -> flat list of arrays) on abstract inputs.
+
+  Returns (program, lifted): `lifted` lists the enclosing transformations' tracers the
+  function closed over; they are the program's last inputs and must be passed to it.
+  """
+  trace = StagingTrace(record_source)
+  in_vars = [Var(aval) for aval in in_avals]
+  prev = swap_trace(trace)
+  try:
+    outs = flat_fun(*[StagingTracer(trace, v) for v in in_vars])
+    out_atoms = [trace.to_atom(o) for o in outs]
+  finally:
+    swap_trace(prev)
+    trace.alive = False
+  lifted = list(trace.lifted.values())
+  const_vars = [v for v, _ in trace.consts.values()]
+  const_vals = [c for _, c in trace.consts.values()]
+  program = Program(in_vars + [v for v, _ in lifted], const_vars, const_vals, trace.eqns,
+                    out_atoms)
+  if check_programs:
+    typecheck_program(program)
+  return program, [t for _, t in lifted]

@@ -1,0 +1,84 @@
+"""SymPy expressions from programs: evaluate a program on arrays of SymPy symbols.
+
+Shape, indexing and linear-algebra-free primitives run their NumPy impls on object arrays
+(NumPy applies `+`, `*` and friends elementwise to SymPy objects); transcendental and other
+nonlinear primitives map to SymPy functions through `sympy_rules`. SymPy is imported only
+here, and only when this module is used (it is an optional dependency).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src.ir import Lit, Program
+
+
+def _rules(sp):
+  unary = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "arcsin": sp.asin, "arccos": sp.acos,
+           "arctan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh,
+           "arcsinh": sp.asinh, "arccosh": sp.acosh, "arctanh": sp.atanh, "exp": sp.exp,
+           "log": sp.log, "sqrt": sp.sqrt, "cbrt": sp.cbrt, "abs": sp.Abs, "sign": sp.sign,
+           "floor": sp.floor, "ceil": sp.ceiling, "neg": lambda x: -x,
+           "exp2": lambda x: 2 ** x, "expm1": lambda x: sp.exp(x) - 1,
+           "log2": lambda x: sp.log(x, 2), "log10": lambda x: sp.log(x, 10),
+           "log1p": lambda x: sp.log(1 + x), "logistic": lambda x: 1 / (1 + sp.exp(-x))}
+  binary = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+            "div": lambda a, b: a / b, "pow": lambda a, b: a ** b,
+            "arctan2": sp.atan2, "hypot": lambda a, b: sp.sqrt(a ** 2 + b ** 2),
+            "maximum": sp.Max, "minimum": sp.Min, "fmax": sp.Max, "fmin": sp.Min,
+            "logaddexp": lambda a, b: sp.log(sp.exp(a) + sp.exp(b))}
+  rules = {name: np.vectorize(fn, otypes=[object]) for name, fn in unary.items()}
+  rules.update({name: np.vectorize(fn, otypes=[object]) for name, fn in binary.items()})
+  rules["integer_pow"] = lambda x, *, y: np.vectorize(lambda v: v ** y, otypes=[object])(x)
+  rules["select"] = np.vectorize(lambda c, x, y: sp.Piecewise((x, c), (y, True)),
+                                 otypes=[object])
+  for cmp, fn in {"lt": sp.Lt, "le": sp.Le, "gt": sp.Gt, "ge": sp.Ge, "eq": sp.Eq,
+                  "ne": sp.Ne}.items():
+    rules[cmp] = np.vectorize(fn, otypes=[object])
+  return rules
+
+
+def _exact(sp, value):
+  """A SymPy number: integers for integral floats (so 2.0*x prints as 2*x)."""
+  value = np.asarray(value).item()
+  if isinstance(value, float) and value.is_integer():
+    return sp.Integer(int(value))
+  return sp.sympify(value)
+
+
+def _to_object(sp, value):
+  value = np.asarray(value)
+  out = np.empty(value.shape, dtype=object)
+  for index in np.ndindex(value.shape):
+    out[index] = _exact(sp, value[index])
+  return out
+
+
+def sympy_eval(program: Program, inputs):
+  """Evaluate `program` on SymPy inputs (symbols or object arrays of symbols)."""
+  import sympy as sp
+  rules = _rules(sp)
+  env = {id(v): x for v, x in zip(program.in_vars, inputs)}
+  env.update((id(v), _to_object(sp, c)) for v, c in zip(program.const_vars,
+                                                       program.const_vals))
+
+  def read(a):
+    return _exact(sp, a.val) if type(a) is Lit else env[id(a)]
+
+  for eqn in program.eqns:
+    args = [read(a) for a in eqn.inputs]
+    rule = rules.get(eqn.prim.name)
+    if rule is not None:
+      out = rule(*[np.asarray(a, dtype=object) for a in args], **eqn.params)
+    else:
+      if eqn.prim.name == "convert_element_type":
+        out = args[0]
+      else:
+        out = eqn.prim.impl(*[np.asarray(a, dtype=object) for a in args], **eqn.params)
+    outs = out if eqn.prim.multiple_results else [out]
+    for v, o in zip(eqn.outputs, outs):
+      env[id(v)] = np.asarray(o, dtype=object)
+  results = []
+  for o in program.outs:
+    value = np.asarray(read(o), dtype=object)
+    results.append(value.item() if value.ndim == 0 else sp.Array(value.tolist()))
+  return results

@@ -1,0 +1,82 @@
+"""Export derivatives (and any traced function) as code or formulas.
+
+`to_source` returns the NumPy source of the optimized program: a function that runs on its
+own with only NumPy imported. `to_sympy` returns SymPy expressions for programs on scalars
+and small arrays (SymPy, an optional dependency, is imported only there).
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from dfdx._src import codegen
+from dfdx._src.jit import make_expr
+from dfdx._src.tree import tree_leaves
+
+__all__ = ["to_source", "to_sympy"]
+
+
+def _arg_names(f, n_args, leaves_per_arg):
+  try:
+    params = [p.name for p in inspect.signature(f).parameters.values()]
+  except (TypeError, ValueError):
+    params = []
+  if len(params) >= n_args and all(k == 1 for k in leaves_per_arg):
+    return params[:n_args]
+  return None
+
+
+def to_source(f, *args, name=None):
+  """The source of a standalone NumPy function computing `f` (any composition, e.g.
+  `grad(g)`) for arguments like `args`, after jit's optimizing passes.
+
+  The generated function takes the leaves of the arguments (for array arguments: the
+  arguments themselves, named as in `f`) and returns the output (a tuple of the output
+  leaves when there are several).
+
+  >>> import dfdx, dfdx.numpy as dnp
+  >>> print(to_source(dfdx.grad(dnp.sin), 1.0, name="dsin"))
+  import numpy as np
+  <BLANKLINE>
+  def dsin(x):
+      v0 = np.cos(x)
+      return v0
+  <BLANKLINE>
+  """
+  expr = make_expr(f, optimize=True)(*args)
+  leaves_per_arg = [len(tree_leaves(a)) for a in args]
+  names = _arg_names(f, len(args), leaves_per_arg) or [f"x{i}" for i in range(
+      len(expr.program.in_vars))]
+  if len(names) != len(expr.program.in_vars):
+    names = [f"x{i}" for i in range(len(expr.program.in_vars))]
+  return codegen.program_source(expr.program, name or expr.name, arg_names=names,
+                                single_output=expr.out_tree.num_leaves == 1)
+
+
+def to_sympy(f, *args, simplify=True):
+  """SymPy expressions of `f` (any composition) at arguments shaped like `args`: a scalar
+  argument becomes a symbol named after the parameter, an array argument an array of
+  symbols `name_i`. Returns one expression (or `sympy.Array`) per output leaf; a single
+  output is returned by itself.
+
+  >>> import dfdx
+  >>> to_sympy(dfdx.grad(lambda x: 1 / x), 2.0)
+  -1/x**2
+  """
+  import sympy as sp
+  expr = make_expr(f, optimize=True)(*args)
+  names = _arg_names(f, len(args), [1] * len(args)) or [f"x{i}" for i in range(len(args))]
+  inputs = []
+  for a, n in zip(args, names):
+    shape = np.shape(a)
+    if shape == ():
+      inputs.append(sp.Symbol(n, real=True))
+    else:
+      flat = [sp.Symbol(f"{n}_{i}", real=True) for i in range(int(np.prod(shape)))]
+      inputs.append(np.array(flat, dtype=object).reshape(shape))
+  from dfdx._src.sympy_export import sympy_eval
+  results = sympy_eval(expr.program, inputs)
+  if simplify:
+    results = [sp.simplify(r) for r in results]
+  return results[0] if len(results) == 1 else tuple(results)

@@ -1,0 +1,260 @@
+"""Programs, make_expr, jit, the passes and code generation."""
+import logging
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import codegen, passes
+from dfdx._src.ir import eval_program, typecheck_program
+from dfdx._src.ops import shape as shape_ops
+
+
+def f(x):
+  return dnp.sum(dnp.sin(x) * x)
+
+
+X = np.linspace(0.1, 1.0, 5)
+
+
+# ---- make_expr ------------------------------------------------------------------------------
+
+def test_make_expr_listing_has_typed_inputs_equations_and_outputs():
+  expr = dfdx.make_expr(f)(X)
+  text = str(expr)
+  assert text.splitlines()[0] == "{ lambda a:float64[5]. let"
+  assert "= sin a" in text and "reduce_sum[axes=(0,)]" in text
+  assert text.splitlines()[-1].startswith("  in (")
+  assert repr(expr) == text
+  assert len(text.splitlines()) == len(expr.eqns) + 2
+
+
+def test_make_expr_of_compositions():
+  for transform in (dfdx.grad, dfdx.hessian, lambda g: dfdx.vmap(dfdx.grad(g))):
+    xs = X if transform is not None else None
+    arg = np.stack([X, X]) if transform not in (dfdx.grad, dfdx.hessian) else X
+    expr = dfdx.make_expr(transform(f))(arg)
+    typecheck_program(expr.program)
+    np.testing.assert_allclose(expr(arg), transform(f)(arg), rtol=1e-13)
+    del xs
+
+
+def test_grad_of_sin_optimizes_to_cos_alone():
+  raw = dfdx.make_expr(dfdx.grad(dnp.sin))(1.0)
+  assert [e.prim.name for e in raw.eqns] == ["sin", "cos", "mul"]  # seed 001's dead sin
+  optimized = dfdx.make_expr(dfdx.grad(dnp.sin), optimize=True)(1.0)
+  assert [e.prim.name for e in optimized.eqns] == ["cos"]
+
+
+def test_program_evaluation_equals_the_function_and_is_differentiable_again():
+  expr = dfdx.make_expr(dfdx.grad(f))(X)
+  np.testing.assert_allclose(eval_program(expr.program, X)[0], dfdx.grad(f)(X), rtol=1e-14)
+  second = dfdx.jacfwd(lambda x: eval_program(expr.program, x)[0])(X)
+  np.testing.assert_allclose(second, dfdx.hessian(f)(X), rtol=1e-12)
+  np.testing.assert_allclose(dfdx.grad(lambda x: dnp.sum(expr(x)))(X),
+                             dfdx.grad(lambda x: dnp.sum(dfdx.grad(f)(x)))(X), rtol=1e-12)
+
+
+def test_programs_pass_the_type_checker_after_every_pass():
+  program = dfdx.make_expr(dfdx.hessian(f))(X).program
+  for p in (passes.fold_constants, passes.simplify, passes.cse, passes.dce, passes.optimize):
+    program = p(program)
+    typecheck_program(program)
+
+
+# ---- passes -----------------------------------------------------------------------------
+
+def test_dead_code_elimination():
+  expr = dfdx.make_expr(lambda x: (dnp.exp(x), dnp.sin(x))[1], optimize=True)(X)
+  assert [e.prim.name for e in expr.eqns] == ["sin"]
+
+
+def test_common_subexpression_elimination():
+  expr = dfdx.make_expr(lambda x: dnp.sin(x) * dnp.sin(x) + dnp.sin(x), optimize=True)(X)
+  assert [e.prim.name for e in expr.eqns].count("sin") == 1
+
+
+def test_constant_folding():
+  c = np.arange(3.0)
+  expr = dfdx.make_expr(lambda x: x * dfdx._src.ops.elementwise.exp(c), optimize=True)(X[:3])
+  assert [e.prim.name for e in expr.eqns] == ["mul"]
+
+
+def test_simplifications_of_ones_zeros_negations_and_transposes():
+  expr = dfdx.make_expr(lambda x: -(-(x * 1.0 + 0.0)) / 1.0, optimize=True)(X)
+  assert expr.eqns == []
+  flip = lambda x: shape_ops.transpose(x, (1, 0))
+  expr = dfdx.make_expr(lambda x: flip(flip(x)), optimize=True)(np.ones((2, 3)))
+  assert expr.eqns == []
+
+
+# ---- jit ------------------------------------------------------------------------------------
+
+def test_jit_matches_eager_and_caches_per_signature():
+  jf = dfdx.jit(f)
+  np.testing.assert_allclose(jf(X), f(X), rtol=1e-15)
+  jf(X + 1.0)
+  assert jf.cache_size() == 1
+  jf(np.ones(4))
+  jf(np.ones(4, np.float32))
+  jf(2.0)
+  assert jf.cache_size() == 4
+
+
+def test_jit_compositions():
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(X), dfdx.grad(f)(X), rtol=1e-14)
+  np.testing.assert_allclose(dfdx.grad(dfdx.jit(f))(X), dfdx.grad(f)(X), rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jacfwd(dfdx.jit(dfdx.grad(f)))(X), dfdx.hessian(f)(X),
+                             rtol=1e-12)
+  xs = np.stack([X, 2 * X])
+  np.testing.assert_allclose(dfdx.vmap(dfdx.jit(f))(xs), [f(X), f(2 * X)], rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(dfdx.vmap(dfdx.grad(f)))(xs),
+                             np.stack([dfdx.grad(f)(X), dfdx.grad(f)(2 * X)]), rtol=1e-14)
+
+
+def test_jit_with_pytrees_keywords_and_aux():
+  def loss(params, x, scale=1.0):
+    return scale * dnp.sum((params["w"] * x + params["b"]) ** 2), {"x": x}
+  params = {"w": np.array([1.0, -2.0]), "b": 0.5}
+  g = dfdx.jit(dfdx.grad(loss, has_aux=True))
+  (grads, aux) = g(params, np.array([0.3, 0.4]), scale=2.0)
+  expected, _ = dfdx.grad(loss, has_aux=True)(params, np.array([0.3, 0.4]), scale=2.0)
+  np.testing.assert_allclose(grads["w"], expected["w"])
+  np.testing.assert_allclose(grads["b"], expected["b"])
+  np.testing.assert_array_equal(aux["x"], [0.3, 0.4])
+
+
+def test_jit_static_arguments():
+  def power_sum(x, n):
+    out = x
+    for _ in range(n - 1):  # Python control flow on a static value
+      out = out * x
+    return dnp.sum(out)
+  jf = dfdx.jit(power_sum, static_argnums=1)
+  assert jf(X, 3) == pytest.approx(np.sum(X ** 3))
+  assert jf(X, n=2) == pytest.approx(np.sum(X ** 2))
+  jg = dfdx.jit(power_sum, static_argnames="n")
+  assert jg(X, 4) == pytest.approx(np.sum(X ** 4))
+  with pytest.raises(TypeError, match="not hashable"):
+    dfdx.jit(lambda x, n: x, static_argnums=1)(X, [1, 2])
+
+
+def test_jit_control_flow_on_traced_value_names_line_and_fixes():
+  def relu_sum(x):
+    if dnp.sum(x) > 0:  # the offending line
+      return dnp.sum(x)
+    return 0.0
+  with pytest.raises(dfdx.ConcretizationError,
+                     match=r"test_jit\.py:\d+ \(relu_sum\).*dfdx\.numpy\.where.*static_argnums"):
+    dfdx.jit(relu_sum)(X)
+
+
+def test_jit_explains_retraces(caplog):
+  jf = dfdx.jit(lambda x, scale: dnp.asarray(x) * scale, static_argnums=1, explain=True)
+  with caplog.at_level(logging.WARNING, logger="dfdx.jit"):
+    jf(np.ones(3), 2.0)
+    jf(np.ones(4), 2.0)
+    jf(np.ones(4, np.float32), 2.0)
+    jf(np.ones(4, np.float32), 3.0)
+    jf([np.ones(4, np.float32)], 3.0)
+  messages = [r.getMessage() for r in caplog.records]
+  assert len(messages) == 4
+  assert "argument 0: shape (3,) -> (4,)" in messages[0]
+  assert "dtype float64 -> float32" in messages[1]
+  assert "static argument argument 1: 2.0 -> 3.0" in messages[2]
+  assert "structure of the arguments changed" in messages[3]
+
+
+def test_jit_rejects_non_array_arguments_with_a_fix():
+  with pytest.raises(TypeError, match="static_argnums or static_argnames"):
+    dfdx.jit(lambda x, mode: x)(X, "fast")
+
+
+# ---- code generation ----------------------------------------------------------------------
+
+def test_generated_code_is_flat_numpy_with_buffer_reuse():
+  expr = dfdx.make_expr(dfdx.grad(lambda x: dnp.sum(dnp.tanh(x) * dnp.exp(x) * x)),
+                        optimize=True)(X)
+  source = expr.to_source()
+  body = [line.strip() for line in source.splitlines() if line.startswith("    ")]
+  assert all(re.match(r"(v\d+(, )?)+ = np\.|return", line) for line in body), source
+  assert "dfdx" not in source
+  assert "out=" in source
+
+
+def test_buffer_reuse_never_writes_into_inputs_or_views():
+  def g(x):
+    y = shape_ops.reshape(x, (5,))  # a view of the input
+    z = dnp.exp(y)
+    return z + dnp.sin(z) + y       # y must stay intact
+  x = np.linspace(0, 1, 5)
+  before = x.copy()
+  out = dfdx.jit(g)(x)
+  np.testing.assert_array_equal(x, before)
+  np.testing.assert_allclose(out, np.exp(x) + np.sin(np.exp(x)) + x)
+
+
+def test_jit_results_equal_eager_on_many_functions(rng):
+  functions = [
+      lambda x: dnp.sum(dnp.exp(-x ** 2) * dnp.cos(3 * x)),
+      lambda x: dnp.max(dnp.cumsum(x) / (1 + dnp.abs(x))),
+      lambda x: dnp.logaddexp(x, 2 * x).mean(),
+      lambda x: dnp.sum(dnp.where(x > 0.5, dnp.sqrt(x), x ** 3)),
+      lambda x: dnp.prod(1 + x / 10) * dnp.var(x),
+  ]
+  x = rng.uniform(0.1, 1.0, 6)
+  for fn in functions:
+    for t in (fn, dfdx.grad(fn), dfdx.hessian(fn)):
+      np.testing.assert_allclose(dfdx.jit(t)(x), t(x), rtol=1e-12, atol=1e-14)
+
+
+# ---- export and pictures ----------------------------------------------------------------
+
+def test_to_source_runs_with_only_numpy():
+  source = dfdx.export.to_source(dfdx.grad(f), X, name="grad_f")
+  imports = [line for line in source.splitlines() if "import" in line]
+  assert imports == ["import numpy as np"]
+  namespace = {}
+  exec(source, namespace)
+  np.testing.assert_allclose(namespace["grad_f"](X), dfdx.grad(f)(X), rtol=1e-14)
+
+
+def test_to_sympy_of_derivatives():
+  sp = pytest.importorskip("sympy")
+  x = sp.Symbol("x", real=True)
+  assert sp.simplify(dfdx.export.to_sympy(dfdx.grad(lambda x: 1 / x), 2.0) + 1 / x ** 2) == 0
+  dx, dy = dfdx.export.to_sympy(dfdx.grad(lambda x, y: dnp.sin(x) * y ** 2, argnums=(0, 1)),
+                                1.0, 2.0)
+  y = sp.Symbol("y", real=True)
+  assert sp.simplify(dx - y ** 2 * sp.cos(x)) == 0 and sp.simplify(dy - 2 * y * sp.sin(x)) == 0
+  g = dfdx.export.to_sympy(dfdx.grad(lambda v: dnp.sum(v ** 3)), np.ones(2))
+  assert list(g) == [3 * sp.Symbol("v_0", real=True) ** 2, 3 * sp.Symbol("v_1", real=True) ** 2]
+
+
+def test_picture_has_one_node_per_equation(tmp_path):
+  expr = dfdx.make_expr(dfdx.grad(f), optimize=True)(X)
+  path = tmp_path / "grad.svg"
+  svg = expr.to_svg(str(path))
+  root = ET.parse(path).getroot()
+  groups = root.findall("{http://www.w3.org/2000/svg}g")
+  assert sum(g.get("class") == "equation" for g in groups) == len(expr.eqns)
+  assert sum(g.get("class") == "input" for g in groups) == 1
+  assert svg == path.read_text()
+  dot = expr.to_dot()
+  assert dot.startswith("digraph") and dot.count("shape=box") == len(expr.eqns)
+
+
+def test_codegen_rule_missing_is_a_clear_error():
+  from dfdx._src import core
+  prim = core.Primitive("nameless_test_op")
+  prim.def_impl(lambda x: x)
+  prim.def_abstract_eval(lambda x: x)
+  from dfdx._src.ir import Eqn, Program, Var
+  v, w = Var(core.shaped_array((2,), np.dtype("float64"))), None
+  w = Var(v.aval)
+  program = Program([v], [], [], [Eqn(prim, [v], {}, [w])], [w])
+  with pytest.raises(codegen.MissingCodegenRuleError, match="nameless_test_op"):
+    codegen.program_source(program)
