@@ -115,11 +115,12 @@ def _describe_path(path):
 class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
-  __slots__ = ("program", "run", "out_tree", "out_statics", "name")
+  __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output")
 
   def __init__(self, program, run, out_tree, out_statics, name):
     self.program, self.run, self.out_tree = program, run, out_tree
     self.out_statics, self.name = out_statics, name
+    self.single_output = out_tree.kind is None and not out_statics
 
 
 def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
@@ -202,8 +203,34 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       return full, {**dyn_kwargs_, **{k: kwargs[k] for k in kwargs if k in static_names}}
     return dyn_args, dyn_kwargs, statics, merge
 
+  fast_cache: dict = {}  # (treedef of args, shapes and dtypes) -> entry, for plain calls
+
   @functools.wraps(f)
   def jitted(*args, **kwargs):
+    if not kwargs and not static_nums and core.current_trace() is None:
+      leaves, tree = tree_flatten(args)
+      try:
+        key = (tree, tuple([(x.shape, x.dtype) for x in leaves
+                            if type(x) is np.ndarray or _fail()]))
+      except _NotFast:
+        key = None
+      entry = fast_cache.get(key) if key is not None else None
+      if entry is not None:
+        outs = entry.run(*leaves)
+        if entry.single_output:
+          return _output(outs[0])
+        return _rebuild(entry, [_output(o) for o in outs])
+      entry = slow_call_entry(args, kwargs)
+      if key is not None and entry is not None:
+        fast_cache[key] = entry
+    return slow_call(args, kwargs)
+
+  def slow_call_entry(args, kwargs):
+    """The cached entry a call would use (compiling it if needed), or None."""
+    result = slow_call(args, kwargs, entry_only=True)
+    return result if isinstance(result, _Entry) else None
+
+  def slow_call(args, kwargs, entry_only=False):
     dyn_args, dyn_kwargs, statics, merge = split(args, kwargs)
     leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
     paths = None
@@ -229,14 +256,28 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
                                                compiled=entry.run, name=name))
       cache[sig.key] = entry
       last[:] = [sig]
+    if entry_only:
+      return entry
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
       return _rebuild(entry, [_output(o) for o in entry.run(*leaves)])
     return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
                                            name=name))
 
   jitted.cache_size = lambda: len(cache)
-  jitted.clear_cache = cache.clear
+
+  def clear_cache():
+    cache.clear()
+    fast_cache.clear()
+  jitted.clear_cache = clear_cache
   return jitted
+
+
+class _NotFast(Exception):
+  pass
+
+
+def _fail():
+  raise _NotFast
 
 
 def _resolve_statics(f, static_argnums, static_argnames):
