@@ -8,7 +8,9 @@ live value views. Inputs, constants and views are never written into.
 
 A rule is either `Ufunc("sin")` (a NumPy ufunc: `np.sin(x)`, eligible for `out=`), or a
 function `rule(ins, params) -> str` returning an expression from the input expressions, or
-`View(rule)` for an expression that may return a view of its first input.
+`View(rule)` for an expression that may return a view of its first input. A function marked
+`with_avals` (see `with_avals`) also receives the input and output avals, to specialize the
+code to the shapes.
 """
 from __future__ import annotations
 
@@ -38,6 +40,12 @@ helpers: dict[str, str] = {}
 
 def register(prim_name, rule):
   codegen_rules[prim_name] = rule
+
+
+def with_avals(rule):
+  """Mark a rule as `rule(ins, params, in_avals, out_avals) -> str`."""
+  rule.with_avals = True
+  return rule
 
 
 class MissingCodegenRuleError(NotImplementedError):
@@ -153,7 +161,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       em.owner[id(eqn.outputs[0])] = root
     else:
       fn = rule.rule if isinstance(rule, View) else rule
-      expr = fn(ins, eqn.params)
+      if getattr(fn, "with_avals", False):
+        expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs])
+      else:
+        expr = fn(ins, eqn.params)
       for v in eqn.outputs:
         first = eqn.inputs[0] if eqn.inputs else None
         em.owner[id(v)] = (em.owner.get(id(first)) if isinstance(rule, View) and

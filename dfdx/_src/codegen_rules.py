@@ -5,7 +5,9 @@ code computes exactly what eager evaluation computes.
 """
 from __future__ import annotations
 
-from dfdx._src.codegen import Ufunc, View, helpers, literal, register
+import math
+
+from dfdx._src.codegen import Ufunc, View, helpers, literal, register, with_avals
 
 # ---- elementwise ----------------------------------------------------------------------------
 for _prim, _ufunc in {
@@ -67,3 +69,54 @@ helpers["_pad"] = '''def _pad(x, config):
     return out
 '''
 register("pad", lambda ins, p: f"_pad({ins[0]}, {literal(p['config'])})")
+
+
+# ---- contractions and linear algebra ---------------------------------------------------------
+
+
+def _permuted(expr, perm):
+  return expr if perm == tuple(range(len(perm))) else f"{expr}.transpose({literal(perm)})"
+
+
+def _reshaped(expr, shape, current):
+  return expr if tuple(shape) == tuple(current) else f"{expr}.reshape({literal(tuple(shape))})"
+
+
+@with_avals
+def _dot_general_code(ins, p, in_avals, out_avals):
+  """Specialized to the shapes: operands permuted to (batch, free, contract) and multiplied
+  with np.matmul (batched) or np.dot, as the impl does, with no per-call shape arithmetic."""
+  (xc, yc), (xb, yb) = p["dimension_numbers"]
+  (xa, ya), (out,) = in_avals, out_avals
+  xf = tuple(i for i in range(xa.ndim) if i not in xc and i not in xb)
+  yf = tuple(i for i in range(ya.ndim) if i not in yc and i not in yb)
+  size = lambda aval, axes: math.prod(aval.shape[i] for i in axes)
+  # Values of rank >= 1 are always arrays in generated code; 0-d ones may be NumPy scalars.
+  x = ins[0] if xa.ndim else f"np.asarray({ins[0]})"
+  y = ins[1] if ya.ndim else f"np.asarray({ins[1]})"
+  if xb:
+    b, f, c, g = size(xa, xb), size(xa, xf), size(xa, xc), size(ya, yf)
+    xp = _reshaped(_permuted(x, xb + xf + xc), (b, f, c), [xa.shape[i] for i in xb + xf + xc])
+    yp = _reshaped(_permuted(y, yb + yc + yf), (b, c, g), [ya.shape[i] for i in yb + yc + yf])
+    expr = f"np.matmul({xp}, {yp})"
+    result_shape = (b, f, g)
+  elif xc:
+    f, c, g = size(xa, xf), size(xa, xc), size(ya, yf)
+    xs, ys = ((f, c) if xf else (c,)), ((c, g) if yf else (c,))
+    xp = _reshaped(_permuted(x, xf + xc), xs, [xa.shape[i] for i in xf + xc])
+    yp = _reshaped(_permuted(y, yc + yf), ys, [ya.shape[i] for i in yc + yf])
+    expr = f"np.dot({xp}, {yp})"
+    result_shape = xs[:-1] + ys[1:]
+  else:
+    expr = f"np.multiply.outer({x}, {y})"
+    result_shape = xa.shape + ya.shape
+  expr = _reshaped(expr, out.shape, result_shape)
+  dtype = out.dtype
+  if math.prod(out.shape) and (xa.dtype != dtype or ya.dtype != dtype):
+    expr = f"{expr}.astype({literal(dtype)})"
+  return expr
+
+
+register("dot_general", _dot_general_code)
+register("det", lambda ins, p: f"np.linalg.det({ins[0]})")
+register("solve", lambda ins, p: f"np.linalg.solve({ins[0]}, {ins[1]})")

@@ -1,1 +1,216 @@
-"""Placeholder for the contraction primitives."""
+"""The contraction primitive, dot_general, and the compositions that other families' rules
+and dfdx.numpy share: `matmul` (NumPy's semantics), `matrix_transpose`, `diagonal` (a strided
+slice of the flattened matrix axes, no primitive of its own) and `trace`.
+
+`dot_general(x, y, ((x_contract, y_contract), (x_batch, y_batch)))` is `lax.dot_general`:
+it sums over the paired contracting dims and pairs the batch dims; the output is (batch dims,
+x's free dims, y's free dims), each group in its operand's axis order. The impl moves the
+dims to (batch, free, contract) and calls np.dot or np.matmul (BLAS), never einsum. The
+result dtype is NumPy's promotion of the operands' dtypes (integers stay integers).
+
+dot_general is bilinear: its JVP and transposes are dot_generals and transposes. It also has
+a direct VJP rule, so reverse mode records one node per product (see `_dot_general_vjp`).
+This module imports only the engine and the shape and reduction families.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, dtypes
+from dfdx._src.batching import NOT_MAPPED, logical_axis, moveaxis
+from dfdx._src.core import ShapedArray
+from dfdx._src.ops import reduction
+from dfdx._src.ops import shape as shape_ops
+
+# ---- dot_general ----------------------------------------------------------------------------
+dot_general_p = core.primitive("dot_general")
+
+
+def dot_general(x, y, dimension_numbers):
+  """Contract `x` and `y`: `dimension_numbers = ((x_contract, y_contract), (x_batch,
+  y_batch))`, sequences of axes (negative allowed). Output: batch, x free, y free dims."""
+  (xc, yc), (xb, yb) = dimension_numbers
+  xn, yn = core.ndim_of(x), core.ndim_of(y)
+  dims = ((_axes(xc, xn), _axes(yc, yn)), (_axes(xb, xn), _axes(yb, yn)))
+  return dot_general_p.bind(x, y, dimension_numbers=dims)
+
+
+def _axes(axes, ndim):
+  return tuple(int(a) + ndim if -ndim <= int(a) < 0 else int(a) for a in axes)
+
+
+def _free_dims(ndim, contract, batch):
+  return tuple(i for i in range(ndim) if i not in contract and i not in batch)
+
+
+def _dot_general_shape(x_shape, y_shape, dimension_numbers):
+  """The output shape; a ValueError saying what is wrong for invalid dimension numbers."""
+  (xc, yc), (xb, yb) = dimension_numbers
+  where = f"dot_general of shapes {x_shape} and {y_shape} with dimension_numbers " \
+          f"{dimension_numbers}"
+  for axes, shape in ((xc + xb, x_shape), (yc + yb, y_shape)):
+    if len(set(axes)) != len(axes) or any(not 0 <= a < len(shape) for a in axes):
+      raise ValueError(f"{where}: the axes {axes} must be distinct and in range for rank "
+                       f"{len(shape)}. Give each axis once, as contracting or as batch axis.")
+  for kind, xs, ys in (("contracting", xc, yc), ("batch", xb, yb)):
+    if len(xs) != len(ys) or any(x_shape[a] != y_shape[b] for a, b in zip(xs, ys)):
+      raise ValueError(f"{where}: the {kind} dims have sizes "
+                       f"{[x_shape[a] for a in xs]} and {[y_shape[b] for b in ys]}, which must "
+                       "be equal, pair by pair.")
+  return (tuple(x_shape[i] for i in xb) + tuple(x_shape[i] for i in _free_dims(
+      len(x_shape), xc, xb)) + tuple(y_shape[i] for i in _free_dims(len(y_shape), yc, yb)))
+
+
+def _dot_general_impl(x, y, *, dimension_numbers):
+  (xc, yc), (xb, yb) = dimension_numbers
+  dtype = np.result_type(x, y)
+  x, y = np.asarray(x), np.asarray(y)
+  xs, ys = x.shape, y.shape
+  xf, yf = _free_dims(x.ndim, xc, xb), _free_dims(y.ndim, yc, yb)
+  out_shape = (tuple(xs[i] for i in xb) + tuple(xs[i] for i in xf)
+               + tuple(ys[i] for i in yf))
+  c = math.prod(xs[i] for i in xc)
+  f, g = math.prod(xs[i] for i in xf), math.prod(ys[i] for i in yf)
+  if xb:  # (batch, free, contract) @ (batch, contract, free)
+    b = math.prod(xs[i] for i in xb)
+    out = np.matmul(x.transpose(xb + xf + xc).reshape(b, f, c),
+                    y.transpose(yb + yc + yf).reshape(b, c, g))
+  elif xc:
+    out = np.dot(x.transpose(xf + xc).reshape((f, c) if xf else (c,)),
+                 y.transpose(yc + yf).reshape((c, g) if yf else (c,)))
+  else:
+    out = np.multiply.outer(x, y)
+  out = np.asarray(out).reshape(out_shape)
+  return out if out.dtype == dtype else out.astype(dtype)
+
+
+def _dot_general_abstract_eval(x, y, *, dimension_numbers):
+  return ShapedArray(_dot_general_shape(x.shape, y.shape, dimension_numbers),
+                     dtypes.result_type(x, y), dtypes.result_weak_type(x, y))
+
+
+def _ranges_like(*xs):
+  start = 0
+  for x in xs:
+    yield tuple(range(start, start + len(x)))
+    start += len(x)
+
+
+def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False):
+  # ct has the output's layout; contract its y-free dims with y's, then put x's axes back.
+  (xc, yc), (xb, yb) = dimension_numbers
+  x_kept = _free_dims(core.ndim_of(x), xc, xb)
+  y_kept = _free_dims(core.ndim_of(y), yc, yb)
+  if swap_ans:
+    ans_batch, ans_y, _ = _ranges_like(xb, y_kept, x_kept)
+  else:
+    ans_batch, _, ans_y = _ranges_like(xb, x_kept, y_kept)
+  x_contract_by_y = tuple(xc[i] for i in np.argsort(yc, kind="stable"))
+  out = dot_general_p.bind(ct, y, dimension_numbers=((ans_y, y_kept), (ans_batch, yb)))
+  out = shape_ops.transpose(out, tuple(np.argsort(xb + x_kept + x_contract_by_y)))
+  dtype = core.get_aval(x).dtype
+  return out if out.dtype == dtype else shape_ops.convert_element_type(out, dtype)
+
+
+def _dot_general_transpose_rhs(ct, x, y, *, dimension_numbers):
+  (xc, yc), (xb, yb) = dimension_numbers
+  return _dot_general_transpose_lhs(ct, y, x, dimension_numbers=((yc, xc), (yb, xb)),
+                                    swap_ans=True)
+
+
+def _dot_general_vjp(ct, ans, x, y, *, needs, dimension_numbers):
+  # One tape node per product instead of two recorded products and an add. Measured: grad
+  # of a 10-layer tanh MLP with 8x8 weights, 571 us with this rule, 876 us without; equal
+  # (27 ms) at 512x512, where BLAS time dominates.
+  return [_dot_general_transpose_lhs(ct, x, y, dimension_numbers=dimension_numbers)
+          if needs[0] else None,
+          _dot_general_transpose_rhs(ct, x, y, dimension_numbers=dimension_numbers)
+          if needs[1] else None]
+
+
+def _dot_general_batch(axis_size, vals, dims, *, dimension_numbers):
+  # A batched operand's batch axis becomes a new batch dim if both are batched, else a free
+  # dim of that operand (no broadcast of the unbatched one).
+  (x, y), (xd, yd) = vals, dims
+  (xc, yc), (xb, yb) = dimension_numbers
+  if xd is not NOT_MAPPED and yd is not NOT_MAPPED:
+    x, y = moveaxis(x, xd, 0), moveaxis(y, yd, 0)
+    xc, yc, xb, yb = (tuple(a + 1 for a in axes) for axes in (xc, yc, xb, yb))
+    return dot_general_p.bind(x, y, dimension_numbers=((xc, yc), ((0,) + xb, (0,) + yb))), 0
+  if xd is not NOT_MAPPED:
+    xc, xb = (tuple(logical_axis(a, xd) for a in axes) for axes in (xc, xb))
+    out_dim = len(xb) + _free_dims(core.ndim_of(x), xc, xb).index(xd)
+  else:
+    yc, yb = (tuple(logical_axis(a, yd) for a in axes) for axes in (yc, yb))
+    x_free = len(_free_dims(core.ndim_of(x), xc, xb))
+    out_dim = len(yb) + x_free + _free_dims(core.ndim_of(y), yc, yb).index(yd)
+  return dot_general_p.bind(x, y, dimension_numbers=((xc, yc), (xb, yb))), out_dim
+
+
+dot_general_p.def_impl(_dot_general_impl)
+dot_general_p.def_abstract_eval(_dot_general_abstract_eval)
+ad.defbilinear(dot_general_p, _dot_general_transpose_lhs, _dot_general_transpose_rhs)
+ad.defvjp(dot_general_p, _dot_general_vjp)
+batching.primitive_batchers[dot_general_p] = _dot_general_batch
+
+# ---- compositions used by other rules and by dfdx.numpy ------------------------------------
+_MATMUL_SIGNATURE = "signature (n?,k),(k,m?)->(n?,m?)"
+
+
+def matmul(x, y):
+  """`x @ y` with NumPy's semantics (1-D operands as vectors, batch dims broadcast) and
+  NumPy's errors. Only operands with batch dims on both sides are broadcast."""
+  xs, ys = core.shape_of(x), core.shape_of(y)
+  xn, yn = len(xs), len(ys)
+  for i, n in enumerate((xn, yn)):
+    if n == 0:
+      raise ValueError(f"matmul: Input operand {i} does not have enough dimensions (has 0, "
+                       f"gufunc core with {_MATMUL_SIGNATURE} requires 1)")
+  k = ys[-2] if yn >= 2 else ys[0]
+  if xs[-1] != k:
+    raise ValueError(f"matmul: Input operand 1 has a mismatch in its core dimension 0, with "
+                     f"gufunc {_MATMUL_SIGNATURE} (size {k} is different from {xs[-1]})")
+  if yn <= 2:  # y has no batch dims: x's batch dims are free dims
+    return dot_general(x, y, (((xn - 1,), (0,)), ((), ())))
+  if xn <= 2:  # x has no batch dims: y's are free dims, then x's row axis moves after them
+    out = dot_general(x, y, (((xn - 1,), (yn - 2,)), ((), ())))
+    return out if xn == 1 else moveaxis(out, 0, yn - 2)
+  batch = np.broadcast_shapes(xs[:-2], ys[:-2])
+  x = shape_ops.broadcast_to(x, batch + xs[-2:])
+  y = shape_ops.broadcast_to(y, batch + ys[-2:])
+  nb = tuple(range(len(batch)))
+  return dot_general(x, y, (((len(batch) + 1,), (len(batch),)), (nb, nb)))
+
+
+def matrix_transpose(x):
+  """Swap the last two axes."""
+  n = core.ndim_of(x)
+  return shape_ops.transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+  """`numpy.diagonal` for distinct non-negative axes: the other axes, then the diagonal.
+  Moves the two axes last, flattens them, and takes a strided slice."""
+  shape = core.shape_of(x)
+  rest = tuple(i for i in range(len(shape)) if i not in (axis1, axis2))
+  n, m = shape[axis1], shape[axis2]
+  lead = tuple(shape[i] for i in rest)
+  flat = shape_ops.reshape(shape_ops.transpose(x, rest + (axis1, axis2)), lead + (n * m,))
+  if offset >= 0:
+    length, start = max(0, min(n, m - offset)), offset
+  else:
+    length, start = max(0, min(n + offset, m)), -offset * m
+  if length == 0:
+    start = limit = 0
+  else:
+    limit = start + (length - 1) * (m + 1) + 1
+  return shape_ops.slice_in_dim(flat, start, limit, len(lead), m + 1)
+
+
+def trace(x):
+  """The trace of the matrices in the last two axes of `x` (NumPy's sum dtype)."""
+  n = core.ndim_of(x)
+  return reduction.reduce_sum(diagonal(x, 0, n - 2, n - 1), (n - 2,))
+
