@@ -1,12 +1,469 @@
-"""Placeholder: filled in by the indexing work. A minimal getitem for integers and slices."""
-from dfdx._src.ops import shape as shape_ops
+"""Indexing in `dfdx.numpy`: `x[index]` on traced values (`getitem`, behind
+`Tracer.__getitem__`), functional updates (`x.at[index].set/add/multiply/get`, and `at(x)`
+for any array), take, take_along_axis, compress, and the index helpers nonzero, flatnonzero,
+argwhere, ix_, diag_indices, tril_indices and triu_indices (NumPy's own).
 
-__all__ = []
+Indexes mean exactly what they mean in NumPy: integers (negative ones count from the end),
+slices (any step, out-of-range bounds clipped), None, Ellipsis, integer arrays and lists
+(out-of-bounds entries raise IndexError), boolean masks, and their combinations, with NumPy's
+placement of the index-array axes. Basic indexes (integers, slices, None, Ellipsis) are built
+from the shape primitives (rev, slice, reshape); index arrays and masks use the gather and
+scatter primitives of `dfdx._src.ops.indexing`.
+
+A boolean mask decides the shape of the result, so it must be concrete: a NumPy array, or a
+traced value with one concrete value (as under grad). Under vmap, use `where` instead.
+
+With no traced argument every function calls NumPy and returns what NumPy returns. This
+module holds no derivative rules.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+from numpy import diag_indices, diag_indices_from, ix_, tril_indices, tril_indices_from, \
+    triu_indices, triu_indices_from
+
+from dfdx._src import dtypes, errors
+from dfdx._src.core import Tracer, get_aval
+from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import indexing as ix
+from dfdx._src.ops import shape as shape_ops
+from dfdx._src.ops.indexing import ArrayIndex
+from dfdx._src.numpy.util import arg, contains_tracer, normalize_axis, reject_out, \
+    shape as shape_of
+
+__all__ = ["at", "take", "take_along_axis", "compress", "nonzero", "flatnonzero", "argwhere",
+           "ix_", "diag_indices", "diag_indices_from", "tril_indices", "tril_indices_from",
+           "triu_indices", "triu_indices_from"]
+
+_INVALID_INDEX = ("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
+                  "integer or boolean arrays are valid indices")
+
+
+# ---- resolving an index against a shape -------------------------------------------------------
+
+
+class _Resolved:
+  """An index resolved against an array's shape: the primitives' `spec` and index `arrays`,
+  and `shape`, the array's shape with a unit axis where a 0-d boolean stands (NumPy treats
+  `True`/`False` as a mask over a new unit axis)."""
+  __slots__ = ("spec", "arrays", "shape")
+
+  def __init__(self, spec, arrays, shape):
+    self.spec, self.arrays, self.shape = tuple(spec), arrays, tuple(shape)
+
+
+def _concrete(x, purpose, fix):
+  """The concrete value of a traced `x` whose value decides a shape, or a clear error."""
+  try:
+    return np.asarray(x.concrete_value(purpose))
+  except errors.ConcretizationError as e:
+    raise errors.ConcretizationError(
+        f"{purpose}: the result's shape depends on the values of this "
+        f"{x.aval.str_short()}, so they must be concrete, but here they are traced "
+        f"(e.g. batched under vmap, where each element could select a different number of "
+        f"entries). {fix}") from e
+
+
+_MASK_FIX = ("Use dfdx.numpy.where(mask, x, 0) to keep the shape, or an integer index array, "
+             "instead of indexing with a traced boolean mask.")
+
+
+def _classify(item):
+  """One entry of an index as None, Ellipsis, a slice, an int, ('array', integer array) or
+  ('mask', NumPy bool array)."""
+  if item is None or item is Ellipsis or isinstance(item, slice):
+    return item
+  if isinstance(item, (bool, np.bool_)):
+    return ("mask", np.asarray(item))
+  if isinstance(item, (int, np.integer)):
+    return int(item)
+  if isinstance(item, (list, tuple)):
+    item = arg(item) if contains_tracer(item) else _list_index(item)
+  if isinstance(item, Tracer):
+    kind = item.dtype.kind
+    if kind == "b":
+      return ("mask", _concrete(item, "indexing with a boolean mask", _MASK_FIX))
+    return ("array", item) if kind in "iu" else _not_integer(item)
+  if isinstance(item, (np.ndarray, np.generic)):
+    kind = item.dtype.kind
+    if kind == "b":
+      return ("mask", np.asarray(item))
+    if kind in "iu":
+      return int(item) if np.ndim(item) == 0 else ("array", np.asarray(item))
+    return _not_integer(item)
+  raise IndexError(f"{_INVALID_INDEX}; got {type(item).__name__} {item!r:.60}")
+
+
+def _list_index(item):
+  a = np.asarray(item)
+  return a.astype(np.intp) if a.size == 0 and a.dtype.kind == "f" else a  # x[[]] is valid
+
+
+def _not_integer(item):
+  raise IndexError("arrays used as indices must be of integer (or boolean) type, got "
+                   f"{get_aval(item).str_short()}")
+
+
+def _consumed(item):
+  if item is None or item is Ellipsis:
+    return 0
+  return item[1].ndim if type(item) is tuple and item[0] == "mask" else 1
+
+
+def _check_bounds(indices, n, axis):
+  """NumPy's IndexError for concrete integer indices outside [-n, n); traced indices are
+  checked when they are evaluated."""
+  if isinstance(indices, Tracer) or np.size(indices) == 0:
+    return
+  bad = (indices < -n) | (indices >= n)
+  if np.any(bad):
+    raise IndexError(f"index {np.asarray(indices)[bad].flat[0]} is out of bounds for axis "
+                     f"{axis} with size {n}")
+
+
+def _normalize_slice(s, n):
+  start, stop, step = (None if v is None else operator.index(v) for v in (s.start, s.stop, s.step))
+  start, stop, step = slice(start, stop, step).indices(n)
+  return (start, None if step < 0 and stop < 0 else stop, step)
+
+
+def _resolve(shape, idx):
+  """Resolve a NumPy index against `shape` (NumPy's IndexErrors for indexes that do not fit)."""
+  items = [_classify(i) for i in (idx if type(idx) is tuple else (idx,))]
+  if sum(i is Ellipsis for i in items) > 1:
+    raise IndexError("an index can only have a single ellipsis ('...')")
+  consumed = sum(_consumed(i) for i in items)
+  if consumed > len(shape):
+    raise IndexError(f"too many indices for array: array is {len(shape)}-dimensional, but "
+                     f"{consumed} were indexed")
+  spec, arrays, new_shape, dim = [], [], [], 0
+  for item in items:
+    if item is None or item is Ellipsis:
+      spec.append(item)
+      k = len(shape) - consumed if item is Ellipsis else 0
+      new_shape += shape[dim:dim + k]
+      dim += k
+    elif type(item) is tuple and item[0] == "mask":
+      dim = _resolve_mask(item[1], shape, dim, spec, arrays, new_shape)
+    else:
+      n = shape[dim]
+      if isinstance(item, slice):
+        spec.append(_normalize_slice(item, n))
+      elif isinstance(item, int):
+        _check_bounds(np.asarray(item), n, dim)
+        spec.append(item % n)
+      else:
+        _check_bounds(item[1], n, dim)
+        spec.append(ArrayIndex(len(arrays)))
+        arrays.append(item[1])
+      new_shape.append(n)
+      dim += 1
+  return _Resolved(spec, arrays, new_shape + list(shape[dim:]))
+
+
+def _resolve_mask(mask, shape, dim, spec, arrays, new_shape):
+  """A boolean mask becomes the integer arrays of its nonzero entries (as in NumPy); a 0-d one
+  indexes a new unit axis. Returns the next axis of `shape`."""
+  if mask.ndim == 0:
+    spec.append(ArrayIndex(len(arrays)))
+    arrays.append(np.zeros(int(mask), np.intp))
+    new_shape.append(1)
+    return dim
+  for i, (n, m) in enumerate(zip(shape[dim:], mask.shape)):
+    if n != m:
+      raise IndexError(f"boolean index did not match indexed array along axis {dim + i}; size "
+                       f"of axis is {n} but size of corresponding boolean axis is {m}")
+  for a in np.nonzero(mask):
+    spec.append(ArrayIndex(len(arrays)))
+    arrays.append(a)
+  new_shape += shape[dim:dim + mask.ndim]
+  return dim + mask.ndim
+
+
+def _basic(x, spec):
+  """`x[spec]` for integers, slices, None and Ellipsis: one rev, one slice, one reshape."""
+  shape = shape_of(x)
+  starts, limits, strides, flips, out_shape, dim = [], [], [], [], [], 0
+  for e in _expand_ellipsis(spec, len(shape)):
+    if e is None:
+      out_shape.append(1)
+      continue
+    start, limit, stride, length = _slice_bounds(e, shape[dim])
+    if type(e) is tuple and e[2] is not None and e[2] < 0:
+      flips.append(dim)
+    if length is not None:
+      out_shape.append(length)
+    starts.append(start)
+    limits.append(limit)
+    strides.append(stride)
+    dim += 1
+  x = shape_ops.slice_array(shape_ops.rev(x, flips), starts, limits, strides)
+  return shape_ops.reshape(x, out_shape)
+
+
+def _expand_ellipsis(spec, ndim):
+  rest = ndim - sum(e is not None and e is not Ellipsis for e in spec)
+  spec = spec if Ellipsis in spec else spec + (Ellipsis,)
+  i = spec.index(Ellipsis)
+  return spec[:i] + ((None, None, None),) * rest + spec[i + 1:]
+
+
+def _slice_bounds(e, n):
+  """(start, limit, stride, length) of a slice or an integer as a forward slice of an axis of
+  size n (reversed first if the step is negative); an integer has no length (it is dropped)."""
+  if type(e) is int:
+    return e, e + 1, 1, None
+  start, stop, step = slice(*e).indices(n)
+  length = len(range(start, stop, step))
+  if step < 0:
+    start, step = n - 1 - start, -step
+  if length == 0:
+    return 0, 0, 1, 0
+  return start, start + (length - 1) * step + 1, step, length
+
+
+# ---- x[index] ---------------------------------------------------------------------------------
 
 
 def getitem(x, idx):
-  if isinstance(idx, int):
-    n = x.shape[0]
-    i = idx % n
-    return shape_ops.reshape(shape_ops.slice_in_dim(x, i, i + 1, 0), x.shape[1:])
-  raise NotImplementedError(f"indexing with {idx!r}")
+  """`x[idx]` with NumPy's semantics, for a traced `x` and/or traced index arrays (this is
+  `Tracer.__getitem__`). Linear in x, so derivatives flow back to the selected entries
+  (summed where an index repeats)."""
+  if not isinstance(x, Tracer) and not contains_tracer(idx):
+    return (x if isinstance(x, np.ndarray) else np.asarray(x))[idx]
+  x = arg(x)
+  index = _resolve(shape_of(x), idx)
+  x = shape_ops.reshape(x, index.shape)
+  if not index.arrays:
+    return _basic(x, index.spec)
+  return ix.gather(x, index.arrays, index.spec)
+
+
+# ---- x.at[index] --------------------------------------------------------------------------------
+
+
+def at(x):
+  """Functional index updates of `x`: the function form of `x.at`, for NumPy arrays as well as
+  traced values.
+
+  `at(x)[index].set(v)`, `.add(v)`, `.multiply(v)` return a new array equal to `x` except at
+  `x[index]`, which is replaced by, increased by or multiplied by `v` (broadcast to the
+  indexed shape and cast to x's dtype); `x` itself is never modified. Where the index repeats
+  a position, `add` and `multiply` combine every update (numpy.add.at / numpy.multiply.at),
+  and `set` keeps NumPy's write (the last) and differentiates through it. `.get()` is
+  `x[index]`.
+
+  >>> dnp.at(np.zeros(3))[np.array([1, 1, 2])].add(1.0)
+  array([0., 2., 1.])
+  >>> float(dfdx.grad(lambda v: dnp.at(np.zeros(3))[1].set(v).sum())(2.0))
+  1.0
+  """
+  return _IndexUpdateHelper(x)
+
+
+class _IndexUpdateHelper:
+  """`x.at`: index it (`x.at[index]`) to choose the entries to update."""
+  __slots__ = ("array",)
+
+  def __init__(self, array):
+    self.array = array
+
+  def __getitem__(self, index):
+    return _IndexUpdateRef(self.array, index)
+
+  def __repr__(self):
+    return f"_IndexUpdateHelper({self.array!r})"
+
+
+class _IndexUpdateRef:
+  """`x.at[index]`: `.set(v)`, `.add(v)`, `.multiply(v)` return updated copies of x, `.get()`
+  returns `x[index]`."""
+  __slots__ = ("array", "index")
+
+  def __init__(self, array, index):
+    self.array, self.index = array, index
+
+  def get(self):
+    """`x[index]`."""
+    return getitem(self.array, self.index)
+
+  def set(self, values):
+    """A copy of x with `x[index] = values`."""
+    return _update("set", self.array, self.index, values)
+
+  def add(self, values):
+    """A copy of x with `values` added at `x[index]` (repeated positions accumulate)."""
+    return _update("add", self.array, self.index, values)
+
+  def multiply(self, values):
+    """A copy of x with `x[index]` multiplied by `values` (repeated positions multiply)."""
+    return _update("multiply", self.array, self.index, values)
+
+  def __repr__(self):
+    return f"_IndexUpdateRef({self.array!r}, {self.index!r})"
+
+
+_UFUNCS = {"add": np.add, "multiply": np.multiply}
+_SCATTERS = {"set": ix.scatter, "add": ix.scatter_add, "multiply": ix.scatter_mul}
+
+
+def _update(kind, x, idx, values):
+  if not isinstance(x, Tracer) and not contains_tracer(values) and not contains_tracer(idx):
+    out = np.array(x, copy=True)
+    if kind == "set":
+      out[idx] = values
+    else:
+      _UFUNCS[kind].at(out, idx, values)
+    return out
+  x, values = arg(x), arg(values)
+  x_aval = get_aval(x)
+  index = _resolve(x_aval.shape, idx)
+  indexed = ix.index_shape(index.shape, index.spec, [shape_of(a) for a in index.arrays])
+  values = _updates(kind, values, x_aval, indexed)
+  out = _SCATTERS[kind](shape_ops.reshape(x, index.shape), values, index.arrays, index.spec)
+  return shape_ops.reshape(out, x_aval.shape)
+
+
+def _updates(kind, values, x_aval, shape):
+  """`values` cast to x's dtype (as NumPy's assignment, or ufunc.at's 'same_kind' rule) and
+  broadcast to the indexed `shape` (as NumPy's assignment)."""
+  v_aval = get_aval(values)
+  if kind != "set" and not np.can_cast(dtypes.result_type(x_aval, v_aval), x_aval.dtype,
+                                       "same_kind"):
+    raise TypeError(f"x.at[...].{kind}: cannot {kind} {v_aval.str_short()} values into an array "
+                    f"of dtype {x_aval.dtype} (numpy.{_UFUNCS[kind].__name__}.at casts with "
+                    "'same_kind'); cast the values or the array first.")
+  values = shape_ops.convert_element_type(values, x_aval.dtype)
+  v_shape = shape_of(values)
+  while len(v_shape) > len(shape) and v_shape[0] == 1:
+    v_shape = v_shape[1:]
+  if len(v_shape) > len(shape) or any(a not in (1, b) for a, b in zip(v_shape[::-1],
+                                                                       shape[::-1])):
+    raise ValueError(f"x.at[...].{kind}: could not broadcast input array from shape "
+                     f"{shape_of(values)} into the indexed shape {shape}")
+  return shape_ops.broadcast_to(shape_ops.reshape(values, v_shape), shape)
+
+
+# ---- take, take_along_axis, compress -----------------------------------------------------------
+
+
+def _index_array(indices, name):
+  if isinstance(indices, Tracer):
+    if indices.dtype.kind not in "iu":
+      raise TypeError(f"dfdx.numpy.{name}: indices must be integers, got "
+                      f"{indices.aval.str_short()}")
+    return indices
+  indices = np.asarray(indices)
+  if indices.size == 0 and indices.dtype.kind not in "iu":
+    return indices.astype(np.intp)
+  if indices.dtype.kind not in "iu":
+    raise TypeError(f"dfdx.numpy.{name}: cannot cast array data from {indices.dtype} to "
+                    "int64 according to the rule 'safe'; indices must be integers.")
+  return indices
+
+
+def _take_mode(indices, n, mode, axis):
+  """Indices in range for an axis of size n by NumPy's `mode` ('raise', 'wrap', 'clip')."""
+  if mode == "raise":
+    _check_bounds(indices, n, axis)
+    return indices
+  if mode not in ("wrap", "clip"):
+    raise ValueError(f"clipmode must be one of 'clip', 'raise', or 'wrap' (got {mode!r})")
+  if n == 0 and math.prod(shape_of(indices)) > 0:
+    raise IndexError("cannot do a non-empty take from an empty axes.")
+  if not isinstance(indices, Tracer):
+    return np.mod(indices, n) if mode == "wrap" else np.clip(indices, 0, n - 1)
+  return ew.rem(indices, n) if mode == "wrap" else ew.minimum(ew.maximum(indices, 0), n - 1)
+
+
+def take(a, indices, axis=None, out=None, mode=None):
+  """Differentiable `numpy.take`: entries of `a` at `indices` along `axis` (of the flattened
+  array when `axis` is None). `indices` may be traced (e.g. batched under vmap).
+
+  Args:
+    mode: 'raise' (default: out-of-bounds indices raise IndexError), 'wrap' or 'clip'.
+
+  >>> dnp.take(np.array([1.0, 2.0, 3.0]), [2, -1, 0])
+  array([3., 3., 1.])
+  """
+  mode = "raise" if mode is None else mode
+  if not isinstance(a, Tracer) and not contains_tracer(indices):
+    return np.take(a, indices, axis=axis, out=out, mode=mode)
+  reject_out("take", out)
+  a, indices = arg(a), _index_array(arg(indices), "take")
+  if axis is None:
+    a, axis = shape_ops.reshape(a, (math.prod(shape_of(a)),)), 0
+  axis = normalize_axis(axis, len(shape_of(a)))
+  indices = _take_mode(indices, shape_of(a)[axis], mode, axis)
+  return ix.gather(a, [indices], (slice(None),) * axis + (ArrayIndex(0),))
+
+
+def take_along_axis(arr, indices, axis=-1):
+  """Differentiable `numpy.take_along_axis`: `arr` indexed by `indices` along `axis`, the
+  other axes matched (broadcast) with those of `indices`.
+
+  >>> dnp.take_along_axis(np.array([[10., 30., 20.]]), np.array([[1, 2]]), axis=1)
+  array([[30., 20.]])
+  """
+  if not isinstance(arr, Tracer) and not contains_tracer(indices):
+    return np.take_along_axis(arr, indices, axis=axis)
+  arr, indices = arg(arr), _index_array(arg(indices), "take_along_axis")
+  if axis is None:
+    if len(shape_of(indices)) != 1:
+      raise ValueError("when axis=None, `indices` must have a single dimension.")
+    arr, axis = shape_ops.reshape(arr, (math.prod(shape_of(arr)),)), 0
+  elif len(shape_of(indices)) != len(shape_of(arr)):
+    raise ValueError("`indices` and `arr` must have the same number of dimensions")
+  shape = shape_of(arr)
+  axis = normalize_axis(axis, len(shape))
+  _check_bounds(indices, shape[axis], axis)
+  arrays = [indices if d == axis else
+            np.arange(n).reshape((1,) * d + (n,) + (1,) * (len(shape) - d - 1))
+            for d, n in enumerate(shape)]
+  return ix.gather(arr, arrays, tuple(ArrayIndex(d) for d in range(len(shape))))
+
+
+def compress(condition, a, axis=None, out=None):
+  """Differentiable `numpy.compress` (in `a`): the slices of `a` along `axis` where the 1-d
+  `condition` is true. `condition` must be concrete.
+
+  >>> dnp.compress([True, False, True], np.array([1.0, 2.0, 3.0]))
+  array([1., 3.])
+  """
+  if not isinstance(a, Tracer) and not isinstance(condition, Tracer):
+    return np.compress(condition, a, axis=axis, out=out)
+  reject_out("compress", out)
+  if isinstance(condition, Tracer):
+    condition = _concrete(condition, "compress", _MASK_FIX)
+  condition = np.asarray(condition)
+  if condition.ndim != 1:
+    raise ValueError("condition must be a 1-d array")
+  return take(a, np.nonzero(condition)[0], axis=axis)
+
+
+# ---- indices of nonzero entries (concrete only) -------------------------------------------------
+_NONZERO_FIX = "Use dfdx.numpy.where(condition, x, y), which keeps the shape, instead."
+
+
+def nonzero(a):
+  """`numpy.nonzero`: the indices of the nonzero entries, as a tuple of integer arrays. `a`
+  must be concrete (the number of entries decides the result's shape).
+
+  >>> dnp.nonzero(np.array([0.0, 2.0, 3.0]))
+  (array([1, 2]),)
+  """
+  return np.nonzero(_concrete(a, "nonzero", _NONZERO_FIX) if isinstance(a, Tracer) else a)
+
+
+def flatnonzero(a):
+  """`numpy.flatnonzero` (`a` must be concrete)."""
+  return np.flatnonzero(_concrete(a, "flatnonzero", _NONZERO_FIX) if isinstance(a, Tracer)
+                        else a)
+
+
+def argwhere(a):
+  """`numpy.argwhere` (`a` must be concrete)."""
+  return np.argwhere(_concrete(a, "argwhere", _NONZERO_FIX) if isinstance(a, Tracer) else a)

@@ -1,0 +1,412 @@
+"""The transformations' API: argnums and wrt, has_aux and return_value conventions, pytrees
+in and out, Jacobian shapes and nesting, vmap's in_axes/out_axes, and the errors."""
+import collections
+import dataclasses
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx import tree
+
+
+def f2(x, y):
+  return dnp.sum(x ** 2 * y)
+
+
+X = np.array([1.0, 2.0, 3.0])
+Y = np.array([0.5, -1.0, 2.0])
+
+
+# ---- argnums and wrt ----------------------------------------------------------------------
+
+def test_argnums_int_tuple_and_negative():
+  np.testing.assert_allclose(dfdx.grad(f2)(X, Y), 2 * X * Y)
+  gx, gy = dfdx.grad(f2, argnums=(0, 1))(X, Y)
+  np.testing.assert_allclose(gx, 2 * X * Y)
+  np.testing.assert_allclose(gy, X ** 2)
+  np.testing.assert_allclose(dfdx.grad(f2, argnums=-1)(X, Y), X ** 2)
+  (gy_only,) = dfdx.grad(f2, argnums=(1,))(X, Y)
+  np.testing.assert_allclose(gy_only, X ** 2)
+
+
+def test_wrt_names_positional_and_keyword_calls():
+  def loss(x, y):
+    return x ** 2 * y
+  dx = dfdx.grad(loss, wrt="x")
+  assert dx(x=1.0, y=1.0) == 2.0
+  assert dx(1.0, 3.0) == 6.0
+  assert dx(1.0, y=3.0) == 6.0
+  assert dfdx.grad(loss, wrt="x,y")(1.0, 1.0) == (2.0, 1.0)
+  assert dfdx.grad(loss, wrt=("y", "x"))(x=2.0, y=1.0) == (4.0, 4.0)
+  assert dfdx.grad(loss, wrt="y")(2.0, y=5.0) == 4.0
+
+
+def test_wrt_with_default_argument():
+  def f(x, scale=3.0):
+    return scale * x ** 2
+  assert dfdx.grad(f, wrt="scale")(2.0) == 4.0
+  assert dfdx.grad(f, wrt="x")(2.0, scale=1.0) == 4.0
+
+
+def test_argnums_out_of_range_is_a_clear_error():
+  with pytest.raises(dfdx.ArgnumsError, match=r"argnums=2 is out of range.*2 positional"):
+    dfdx.grad(f2, argnums=2)(X, Y)
+  with pytest.raises(dfdx.ArgnumsError, match="argnums must be an int"):
+    dfdx.grad(f2, argnums="x")
+  with pytest.raises(ValueError, match="out of range"):  # ArgnumsError is a ValueError
+    dfdx.jacrev(f2, argnums=(0, 5))(X, Y)
+
+
+def test_wrt_unknown_name_is_a_clear_error():
+  with pytest.raises(dfdx.ArgnumsError, match=r"wrt names 'z'.*parameters \(x, y\)"):
+    dfdx.grad(f2, wrt="z")
+  with pytest.raises(dfdx.ArgnumsError, match="not both"):
+    dfdx.grad(f2, argnums=1, wrt="x")
+
+
+# ---- return conventions -----------------------------------------------------------------
+
+def aux_fun(x):
+  return dnp.sum(x ** 2), {"double": 2 * x}
+
+
+def test_grad_return_conventions():
+  g = dfdx.grad(aux_fun, has_aux=True)(X)
+  assert isinstance(g, tuple) and len(g) == 2
+  np.testing.assert_allclose(g[0], 2 * X)
+  np.testing.assert_allclose(g[1]["double"], 2 * X)
+  g, v = dfdx.grad(f2, return_value=True)(X, Y)
+  np.testing.assert_allclose(g, 2 * X * Y)
+  assert v == f2(X, Y)
+  g, v, aux = dfdx.grad(aux_fun, has_aux=True, return_value=True)(X)
+  assert v == np.sum(X ** 2)
+  np.testing.assert_allclose(aux["double"], 2 * X)
+
+
+def test_aux_holds_plain_arrays_not_tracers():
+  _, aux = dfdx.grad(aux_fun, has_aux=True)(X)
+  assert type(aux["double"]) is np.ndarray
+
+
+def test_value_and_grad_conventions():
+  v, g = dfdx.value_and_grad(f2)(X, Y)
+  assert v == f2(X, Y)
+  np.testing.assert_allclose(g, 2 * X * Y)
+  (v, aux), g = dfdx.value_and_grad(aux_fun, has_aux=True)(X)
+  assert v == np.sum(X ** 2)
+  np.testing.assert_allclose(aux["double"], 2 * X)
+
+
+def test_has_aux_requires_a_pair():
+  with pytest.raises(TypeError, match=r"has_aux=True requires.*pair"):
+    dfdx.grad(lambda x: x ** 2, has_aux=True)(1.0)
+
+
+def test_jacobian_and_hessian_return_conventions():
+  def f(x):
+    return x ** 2, dnp.sum(x)
+  jac, value, aux = dfdx.jacobian(f, has_aux=True, return_value=True)(X)
+  np.testing.assert_allclose(jac, np.diag(2 * X))
+  np.testing.assert_allclose(value, X ** 2)
+  assert aux == X.sum()
+  for jac_fn in (dfdx.jacfwd, dfdx.jacrev):
+    jac, value = jac_fn(lambda x: x ** 3, return_value=True)(X)
+    np.testing.assert_allclose(jac, np.diag(3 * X ** 2))
+    np.testing.assert_allclose(value, X ** 3)
+  hess, value, aux = dfdx.hessian(lambda x: (dnp.sum(x ** 3), x), has_aux=True,
+                                  return_value=True)(X)
+  np.testing.assert_allclose(hess, np.diag(6 * X))
+  assert value == np.sum(X ** 3)
+  np.testing.assert_allclose(aux, X)
+
+
+# ---- scalars, dtypes and outputs ----------------------------------------------------------
+
+def test_python_scalars_in_numpy_scalars_out():
+  g = dfdx.grad(lambda x: x ** 2)(3.0)
+  assert type(g) is np.float64 and g == 6.0
+  g = dfdx.grad(lambda x: x ** 2)(np.float64(3.0))
+  assert type(g) is np.float64
+  g = dfdx.grad(lambda x: x ** 2)(np.array(3.0))
+  assert type(g) is np.ndarray and g.shape == ()
+
+
+def test_integer_inputs_get_float_derivatives():
+  g = dfdx.grad(lambda x: dnp.sum(x ** 3 + x))(np.array([[1, 1], [2, 3], [5, 8]]))
+  assert g.dtype == np.float64
+  np.testing.assert_array_equal(g, [[4, 4], [13, 28], [76, 193]])
+  assert dfdx.grad(lambda x: x * x)(3) == 6.0
+
+
+def test_float32_stays_float32():
+  x = np.ones(3, np.float32)
+  g = dfdx.grad(lambda x: dnp.sum(dnp.sin(x) * 2.0))(x)
+  assert g.dtype == np.float32
+
+
+def test_gradients_are_writable_arrays():
+  g = dfdx.grad(lambda x: dnp.sum(x))(np.ones((2, 3)))
+  g[0, 0] = 5.0
+  assert g.flags.writeable
+
+
+def test_non_scalar_output_error_names_shape_and_alternatives():
+  with pytest.raises(dfdx.NonScalarOutputError, match=r"float64\[3\].*vector_grad.*jacobian"):
+    dfdx.grad(lambda x: x * 2)(X)
+  with pytest.raises(TypeError, match="must return a scalar"):
+    dfdx.grad(lambda x: (dnp.sum(x), dnp.sum(x)))(X)
+
+
+def test_non_numeric_arguments_are_clear_errors():
+  with pytest.raises(dfdx.NonDifferentiableInputError, match=r"argument 0.*str"):
+    dfdx.grad(lambda s: 1.0)("text")
+  with pytest.raises(dfdx.NonDifferentiableInputError, match="boolean"):
+    dfdx.grad(lambda b: 1.0)(np.array([True, False]))
+  with pytest.raises(dfdx.NonDifferentiableInputError, match=r"argument 'y' at \['k'\]"):
+    dfdx.grad(lambda x, y: x, wrt="y")(1.0, {"k": "v"})
+
+
+# ---- pytrees ------------------------------------------------------------------------------
+
+Point = collections.namedtuple("Point", ["x", "y"])
+
+
+@dataclasses.dataclass
+class Params:
+  w: np.ndarray
+  b: float
+  name: str = "layer"
+
+
+class Vec:
+  """PhiML's convention: __value_attrs__ lists the differentiated attributes."""
+
+  def __init__(self, x1, x2, label="v"):
+    self.x1, self.x2, self.label = x1, x2, label
+
+  def __value_attrs__(self):
+    return ("x1", "x2")
+
+
+class Pair:
+  def __init__(self, a, b):
+    self.a, self.b = a, b
+
+
+tree.register_pytree_node(Pair, lambda p: ((p.a, p.b), None), lambda _, ch: Pair(*ch))
+
+
+def test_grad_of_containers_keeps_structure_and_type():
+  g = dfdx.grad(lambda p: dnp.sum(p[0] ** 2) + p[1][0] * p[1][1])((X, [2.0, 3.0]))
+  assert isinstance(g, tuple) and isinstance(g[1], list)
+  np.testing.assert_allclose(g[0], 2 * X)
+  assert g[1] == [3.0, 2.0]
+  g = dfdx.grad(lambda d: d["a"] * d["b"] + (0.0 if d["none"] is None else 1.0))(
+      {"b": 2.0, "a": 5.0, "none": None})
+  assert g == {"a": 2.0, "b": 5.0, "none": None}
+  g = dfdx.grad(lambda p: p.x * p.y ** 2)(Point(3.0, 2.0))
+  assert type(g) is Point and g == Point(4.0, 12.0)
+
+
+def test_grad_of_dataclass_without_registration():
+  p = Params(np.array([1.0, 2.0]), 3.0)
+  g = dfdx.grad(lambda p: dnp.sum(p.w ** 2) * p.b)(p)
+  assert type(g) is Params and g.name == "layer"
+  np.testing.assert_allclose(g.w, 2 * p.w * p.b)
+  assert g.b == np.sum(p.w ** 2)
+
+
+def test_grad_of_class_with_value_attrs_carries_other_attributes():
+  v = Vec(1.0, 2.0, label="mine")
+  g = dfdx.grad(lambda v: v.x1 ** 4 / 2 + v.x2 ** 4 / 2)(v)
+  assert type(g) is Vec and g.label == "mine"
+  assert (g.x1, g.x2) == (2.0, 16.0)
+
+
+def test_grad_of_registered_node():
+  g = dfdx.grad(lambda p: p.a * p.b)(Pair(2.0, 5.0))
+  assert type(g) is Pair and (g.a, g.b) == (5.0, 2.0)
+
+
+def test_jvp_vjp_linearize_with_pytrees():
+  def f(p):
+    return {"s": p["a"] * p["b"], "t": p["a"] ** 2}
+  primals = ({"a": 2.0, "b": 3.0},)
+  out, t = dfdx.jvp(f, primals, ({"a": 1.0, "b": 0.0},))
+  assert out == {"s": 6.0, "t": 4.0} and t == {"s": 3.0, "t": 4.0}
+  out, vjp_fn = dfdx.vjp(f, *primals)
+  (ct,) = vjp_fn({"s": 1.0, "t": 1.0})
+  assert ct == {"a": 7.0, "b": 2.0}
+  out, jvp_fn = dfdx.linearize(f, *primals)
+  assert jvp_fn({"a": 0.0, "b": 1.0}) == {"s": 2.0, "t": 0.0}
+
+
+def test_vjp_and_jvp_check_structures_and_shapes():
+  _, vjp_fn = dfdx.vjp(lambda x: (x, x), X)
+  with pytest.raises(dfdx.PytreeError, match="expected tuple"):
+    vjp_fn([X, X])
+  with pytest.raises(ValueError, match=r"cotangent at \[1\] has shape \(2,\)"):
+    vjp_fn((X, np.ones(2)))
+  with pytest.raises(ValueError, match=r"tangent at \[0\] has shape"):
+    dfdx.jvp(lambda x: x, (X,), (np.ones(2),))
+  with pytest.raises(TypeError, match="primals must be a tuple or list"):
+    dfdx.jvp(lambda x: x, X, X)
+
+
+def test_jvp_and_vjp_with_has_aux():
+  out, t, aux = dfdx.jvp(lambda x: (x ** 2, "aux"), (3.0,), (1.0,), has_aux=True)
+  assert (out, t, aux) == (9.0, 6.0, "aux")
+  out, vjp_fn, aux = dfdx.vjp(lambda x: (x ** 2, x + 1), 3.0, has_aux=True)
+  assert vjp_fn(1.0) == (6.0,) and aux == 4.0
+
+
+# ---- Jacobians and Hessians ------------------------------------------------------------
+
+def test_jacobian_shapes_are_out_shape_plus_in_shape():
+  x = np.random.rand(2, 3)
+  f = lambda x: dnp.sin(x)[..., None] * np.ones(4)  # (2, 3, 4)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    j = jac(f)(x)
+    assert j.shape == (2, 3, 4, 2, 3)
+    expected = np.einsum("ij,jk,ia,l->ijlak", np.cos(x), np.eye(3), np.eye(2), np.ones(4))
+    np.testing.assert_allclose(j, expected)
+
+
+def test_jacobian_nests_output_tree_of_input_trees():
+  def f(x, y):
+    return {"p": x * y[0], "q": dnp.sum(x) + y[1]}
+  x, y = np.array([1.0, 2.0]), (3.0, 4.0)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    j = jac(f, argnums=(0, 1))(x, y)
+    assert set(j) == {"p", "q"}
+    jx, (jy0, jy1) = j["p"]
+    np.testing.assert_allclose(jx, 3 * np.eye(2))
+    np.testing.assert_allclose(jy0, x)
+    assert jy1.shape == (2,) and not jy1.any()
+    jx, (jy0, jy1) = j["q"]
+    np.testing.assert_allclose(jx, [1.0, 1.0])
+    assert (jy0, jy1) == (0.0, 1.0)
+
+
+def test_jacobian_auto_mode_agrees_with_both_modes():
+  wide = lambda x: dnp.sum(dnp.sin(x)) * dnp.asarray([x[0], x[1]])  # 5 inputs -> 2 outputs
+  tall = lambda x: dnp.exp(x[0]) * dnp.ones(7)                       # 5 inputs -> 7 outputs
+  x = np.linspace(0.1, 1.0, 5)
+  for f in (wide, tall):
+    expected = dfdx.jacfwd(f)(x)
+    np.testing.assert_allclose(dfdx.jacobian(f)(x), expected)
+    np.testing.assert_allclose(dfdx.jacrev(f)(x), expected)
+    np.testing.assert_allclose(dfdx.jacobian(f, mode="rev")(x), expected)
+    np.testing.assert_allclose(dfdx.jacobian(f, mode="fwd")(x), expected)
+  with pytest.raises(ValueError, match="mode must be"):
+    dfdx.jacobian(wide, mode="sideways")
+
+
+def test_hessian_closed_form_and_symmetry():
+  A = np.array([[2.0, 1.0], [1.0, 3.0]])
+  quad = lambda x: dnp.sum(x * (A[0] * x[0] + A[1] * x[1])) / 2  # x^T A x / 2
+  np.testing.assert_allclose(dfdx.hessian(quad)(np.array([0.3, -0.7])), A)
+  g = lambda x: dnp.sum(dnp.sin(x) * dnp.exp(x[0]))
+  x = np.array([0.1, 0.5, 0.9])
+  h = dfdx.hessian(g)(x)
+  np.testing.assert_allclose(h, h.T, atol=1e-12)
+  closed = np.diag(-np.sin(x)) * np.exp(x[0])
+  closed[0, :] += np.cos(x) * np.exp(x[0])
+  closed[:, 0] += np.cos(x) * np.exp(x[0])
+  closed[0, 0] += np.sum(np.sin(x)) * np.exp(x[0])
+  np.testing.assert_allclose(h, closed, rtol=1e-12)
+
+
+def test_hvp_matches_hessian_times_vector():
+  f = lambda x: dnp.sum(dnp.exp(x) * x[0] ** 2)
+  x, v = np.array([0.2, 0.4, 0.6]), np.array([1.0, -1.0, 2.0])
+  np.testing.assert_allclose(dfdx.hvp(f, (x,), (v,)), dfdx.hessian(f)(x) @ v)
+  hx, hy = dfdx.hvp(lambda x, y: x ** 2 * y ** 3, (2.0, 3.0), (1.0, 0.0))
+  assert (hx, hy) == (2 * 27.0, 6 * 2.0 * 9.0)
+
+
+def test_vector_grad_is_elementwise_derivative():
+  a, b = np.arange(5.0), np.random.rand(5)
+  f = lambda a, b: dnp.sin(b) * a
+  np.testing.assert_allclose(dfdx.vector_grad(f)(a, b), np.sin(b))
+  ga, gb = dfdx.vector_grad(f, argnums=(0, 1))(a, b)
+  np.testing.assert_allclose(gb, np.cos(b) * a)
+  g, value = dfdx.vector_grad(lambda x: (x ** 2, x ** 3), return_value=True)(X)
+  np.testing.assert_allclose(g, 2 * X + 3 * X ** 2)
+  np.testing.assert_allclose(value[1], X ** 3)
+
+
+# ---- vmap -----------------------------------------------------------------------------------
+
+def test_vmap_in_axes_variants():
+  xs = np.random.rand(4, 3)
+  w = np.random.rand(3)
+  f = lambda x, w: dnp.sum(x * w)
+  expected = xs @ w
+  np.testing.assert_allclose(dfdx.vmap(f, in_axes=(0, None))(xs, w), expected)
+  np.testing.assert_allclose(dfdx.vmap(f, in_axes=(1, None))(xs.T, w), expected)
+  np.testing.assert_allclose(dfdx.vmap(f, in_axes=(-1, None))(xs.T, w), expected)
+  np.testing.assert_allclose(dfdx.vmap(f, in_axes=[0, None])(xs, w), expected)
+  g = lambda d: dnp.sum(d["x"] * d["w"])
+  np.testing.assert_allclose(dfdx.vmap(g, in_axes=({"x": 0, "w": None},))({"x": xs, "w": w}),
+                             expected)
+
+
+def test_vmap_out_axes_and_unbatched_outputs():
+  xs = np.random.rand(4, 3)
+  out = dfdx.vmap(lambda x: x * 2, out_axes=1)(xs)
+  np.testing.assert_allclose(out, (xs * 2).T)
+  a, b = dfdx.vmap(lambda x: (x, 1.0), out_axes=(0, None))(xs)
+  np.testing.assert_allclose(a, xs)
+  assert b == 1.0
+  c = dfdx.vmap(lambda x: np.ones(2))(xs)  # an unbatched output is broadcast
+  assert c.shape == (4, 2)
+  with pytest.raises(ValueError, match="out_axes is None.*mapped"):
+    dfdx.vmap(lambda x: x, out_axes=None)(xs)
+
+
+def test_nested_vmap_and_kwargs():
+  x = np.random.rand(2, 3)
+  y = np.random.rand(3)
+  out = dfdx.vmap(dfdx.vmap(lambda a, b: a * b, in_axes=(0, 0)), in_axes=(0, None))(x, y)
+  np.testing.assert_allclose(out, x * y)
+  out = dfdx.vmap(lambda a, scale: a * scale)(x, scale=np.array([1.0, 2.0]))
+  np.testing.assert_allclose(out, x * np.array([[1.0], [2.0]]))
+
+
+def test_vmap_axis_size_without_mapped_inputs():
+  out = dfdx.vmap(lambda: np.float64(1.0), axis_size=3)()
+  np.testing.assert_allclose(out, np.ones(3))
+  with pytest.raises(ValueError, match="axis_size"):
+    dfdx.vmap(lambda x: x, in_axes=None)(1.0)
+
+
+def test_vmap_mismatched_sizes_is_a_clear_error():
+  with pytest.raises(dfdx.AxisSizeError, match=r"size 3: argument 0.*size 4: argument 1"):
+    dfdx.vmap(lambda a, b: a + b)(np.ones(3), np.ones(4))
+  with pytest.raises(ValueError, match="in_axes has 1 entries but .* 2 positional"):
+    dfdx.vmap(lambda a, b: a + b, in_axes=(0,))(np.ones(3), np.ones(3))
+  with pytest.raises(ValueError, match="axis 0 of the argument at argument 0.*rank 0"):
+    dfdx.vmap(lambda a: a)(1.0)
+
+
+def test_jacobians_under_vmap_with_batched_primal_outputs():
+  i = np.arange(6.0).reshape(2, 3)
+  v = np.array([1.0, 2.0, 3.0])
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    out = dfdx.vmap(lambda i, v: jac(lambda v: v * i)(v), in_axes=(0, None))(i, v)
+    np.testing.assert_allclose(out, np.stack([np.diag(row) for row in i]))
+
+
+def test_per_example_gradients():
+  w = np.array([0.5, -0.2, 0.1])
+  xs = np.random.rand(6, 3)
+  ys = np.random.rand(6)
+  loss = lambda w, x, y: (dnp.sum(w * x) - y) ** 2
+  per_example = dfdx.vmap(dfdx.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)
+  stacked = np.stack([dfdx.grad(loss)(w, x, y) for x, y in zip(xs, ys)])
+  np.testing.assert_allclose(per_example, stacked)
+  closed = 2 * (xs @ w - ys)[:, None] * xs
+  np.testing.assert_allclose(per_example, closed)
