@@ -120,3 +120,50 @@ def _dot_general_code(ins, p, in_avals, out_avals):
 register("dot_general", _dot_general_code)
 register("det", lambda ins, p: f"np.linalg.det({ins[0]})")
 register("solve", lambda ins, p: f"np.linalg.solve({ins[0]}, {ins[1]})")
+
+
+# ---- indexing -----------------------------------------------------------------------------
+
+
+def _index_parts(spec, arrays, subscript):
+  """The entries of the NumPy index: slices as a:b:c in a subscript, else slice(a, b, c)."""
+  parts = []
+  for e in spec:
+    if e is None:
+      parts.append("None")
+    elif e is Ellipsis:
+      parts.append("...")
+    elif type(e) is tuple:
+      parts.append(":".join("" if v is None else str(v) for v in e) if subscript
+                   else f"slice{e!r}")
+    elif type(e).__name__ == "ArrayIndex":
+      parts.append(arrays[e.k])
+    else:
+      parts.append(str(int(e)))
+  return parts
+
+
+def _index_expr(spec, arrays):
+  """The index as a tuple expression."""
+  return "(" + "".join(p + ", " for p in _index_parts(spec, arrays, False)) + ")"
+
+
+def _gather_code(ins, p):
+  parts = _index_parts(p["spec"], ins[1:], True)
+  subscript = ", ".join(parts) + "," if parts else "()"
+  return f"np.asarray({ins[0]})[{subscript}]"
+
+
+register("gather", View(_gather_code))
+helpers["_scatter"] = '''def _scatter(ufunc, x, updates, index):
+    out = np.array(x, copy=True)
+    if ufunc is None:
+        out[index] = updates
+    else:
+        ufunc.at(out, index, updates)
+    return out
+'''
+for _prim, _ufunc in (("scatter", "None"), ("scatter_add", "np.add"),
+                      ("scatter_mul", "np.multiply")):
+  register(_prim, lambda ins, p, u=_ufunc: f"_scatter({u}, {ins[0]}, {ins[1]}, "
+           f"{_index_expr(p['spec'], ins[2:])})")
