@@ -85,6 +85,7 @@ class _Emitter:
     self.names = {}
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
+    self.members = {}  # id of a fresh buffer -> ids of the variables that live in it
     self.hoisted = {}  # literal key -> (name, value): NumPy scalar literals, built once
     self.last_use = {}
     for i, eqn in enumerate(program.eqns):
@@ -128,9 +129,14 @@ class _Emitter:
       # Only the variable that owns a fresh buffer may be written into: never a view.
       if root != id(a) or (a.aval.shape, a.aval.dtype) != (out.aval.shape, out.aval.dtype):
         continue
-      if all(self.last_use.get(v, -1) <= index for v, r in self.owner.items() if r == root):
+      if all(self.last_use.get(v, -1) <= index for v in self.members.get(root, ())):
         return a
     return None
+
+  def set_owner(self, var, root):
+    self.owner[id(var)] = root
+    if root is not None:
+      self.members.setdefault(root, []).append(id(var))
 
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
@@ -145,7 +151,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       em.names[id(v)] = n
   args = ", ".join(em.name(v) for v in program.in_vars)
   body, used_helpers = [], set()
+  skipped, fused_reductions = _fuse_reductions(program, em)
   for i, eqn in enumerate(program.eqns):
+    if i in skipped:
+      continue
     rule = codegen_rules.get(eqn.prim.name)
     if rule is None:
       raise MissingCodegenRuleError(
@@ -158,7 +167,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       extra = f", out={em.name(buffer)}" if buffer is not None else ""
       expr = f"np.{rule.name}({', '.join(ins)}{extra})"
       root = em.owner[id(buffer)] if buffer is not None else id(eqn.outputs[0])
-      em.owner[id(eqn.outputs[0])] = root
+      em.set_owner(eqn.outputs[0], root)
+    elif i in fused_reductions:
+      expr = fused_reductions[i]
+      em.set_owner(eqn.outputs[0], id(eqn.outputs[0]))
     else:
       fn = rule.rule if isinstance(rule, View) else rule
       if getattr(fn, "with_avals", False):
@@ -167,8 +179,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         expr = fn(ins, eqn.params)
       for v in eqn.outputs:
         first = eqn.inputs[0] if eqn.inputs else None
-        em.owner[id(v)] = (em.owner.get(id(first)) if isinstance(rule, View) and
-                           isinstance(first, Var) else id(v))
+        em.set_owner(v, em.owner.get(id(first)) if isinstance(rule, View) and
+                     isinstance(first, Var) else id(v))
     used_helpers.update(h for h in helpers if h + "(" in expr)
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
@@ -188,6 +200,52 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
   source = "\n".join(header + body) + "\n"
   return (source, dict(hoisted)) if return_literals else source
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _fuse_reductions(program, em):
+  """Sums of products (`reduce_sum(mul(a, b))`, `reduce_sum(x ** 2)`) whose product is used
+  nowhere else become one `np.einsum` call: one pass over the data and no temporary array.
+  Returns the indices of the fused products (not emitted) and the reductions' expressions."""
+  uses, producer = {}, {}
+  for i, eqn in enumerate(program.eqns):
+    for a in eqn.inputs:
+      if isinstance(a, Var):
+        uses[id(a)] = uses.get(id(a), 0) + 1
+    for v in eqn.outputs:
+      producer[id(v)] = i
+  for o in program.outs:
+    if isinstance(o, Var):
+      uses[id(o)] = uses.get(id(o), 0) + 1
+  skipped, fused = set(), {}
+  for i, eqn in enumerate(program.eqns):
+    if eqn.prim.name != "reduce_sum" or not isinstance(eqn.inputs[0], Var):
+      continue
+    product = eqn.inputs[0]
+    j = producer.get(id(product))
+    if j is None or uses.get(id(product)) != 1 or product.aval.dtype.kind != "f":
+      continue
+    source = program.eqns[j]
+    if source.prim.name == "mul":
+      operands = source.inputs
+    elif source.prim.name == "integer_pow" and source.params["y"] == 2:
+      operands = (source.inputs[0], source.inputs[0])
+    else:
+      continue
+    shape = product.aval.shape
+    if len(shape) > len(_LETTERS) or not all(
+        isinstance(a, Var) and a.aval.dtype == product.aval.dtype
+        and a.aval.shape == shape[len(shape) - a.aval.ndim:] for a in operands):
+      continue
+    letters = _LETTERS[:len(shape)]
+    subscripts = [letters[len(shape) - a.aval.ndim:] for a in operands]
+    kept = "".join(c for k, c in enumerate(letters) if k not in eqn.params["axes"])
+    fused[i] = (f"np.einsum('{subscripts[0]},{subscripts[1]}->{kept}', "
+                f"{em.atom(operands[0])}, {em.atom(operands[1])})")
+    skipped.add(j)
+  return skipped, fused
 
 
 def compile_program(program: Program, name="f"):
