@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from dfdx._src import core, errors
+from dfdx._src import errors
 from dfdx._src.core import Tracer
 
 
@@ -72,26 +72,31 @@ def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
   return shape_ops.convert_element_type(self, dtype)
 
 
-def _logical_or_bitwise(logical, name):
-  def op(self, other, reflected=False):
+def _T(self):
+  from dfdx._src.ops import shape as shape_ops
+  return shape_ops.transpose(self, tuple(reversed(range(self.ndim))))
+
+
+def _mT(self):
+  if self.ndim < 2:
+    raise ValueError("matrix transpose with ndim < 2 is undefined")
+  from dfdx._src.ops import shape as shape_ops
+  perm = tuple(range(self.ndim - 2)) + (self.ndim - 1, self.ndim - 2)
+  return shape_ops.transpose(self, perm)
+
+
+def _round(self, ndigits=None):
+  return _dnp().round(self, 0 if ndigits is None else ndigits)
+
+
+def _bitwise(name, reflected=False):
+  def op(self, other):
     if not isinstance(other, _OPERAND_TYPES):
       return NotImplemented
-    dnp = _dnp()
-    a, b = (other, self) if reflected else (self, other)
-    kinds = {core.get_aval(v).dtype.kind if isinstance(v, (Tracer, np.ndarray, np.generic))
-             else np.asarray(v).dtype.kind for v in (a, b)}
-    if kinds != {"b"}:
-      raise TypeError(f"the operator {name} on traced values needs boolean operands (bitwise "
-                      f"operations on integers are not supported), got dtype kinds {kinds}.")
-    return getattr(dnp, logical)(a, b)
+    fn = getattr(_dnp(), name)
+    return fn(other, self) if reflected else fn(self, other)
+  op.__name__ = f"__{'r' if reflected else ''}{name}__"
   return op
-
-
-def _invert(self):
-  if self.dtype.kind != "b":
-    raise TypeError("~ on traced values needs a boolean operand (bitwise not of integers is "
-                    "not supported).")
-  return _dnp().logical_not(self)
 
 
 def _iter(self):
@@ -159,7 +164,7 @@ _BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "true_
 _COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
                 "eq": "equal", "ne": "not_equal"}
 _METHODS = ["sum", "mean", "max", "min", "prod", "std", "var", "cumsum", "cumprod", "argmax",
-            "argmin", "any", "all", "ptp", "ravel", "swapaxes", "squeeze", "dot", "clip",
+            "argmin", "any", "all", "ravel", "swapaxes", "squeeze", "dot", "clip",
             "round", "repeat", "take", "diagonal", "trace", "nonzero", "conj", "conjugate",
             "copy"]
 
@@ -172,14 +177,13 @@ def install():
     setattr(T, f"__r{op}__", _binary_op(name, reflected=True))
   for op, name in _COMPARISONS.items():
     setattr(T, f"__{op}__", _binary_op(name))
-  for op, name in {"and": "logical_and", "or": "logical_or", "xor": "logical_xor"}.items():
-    fn = _logical_or_bitwise(name, f"__{op}__")
-    setattr(T, f"__{op}__", fn)
-    setattr(T, f"__r{op}__", lambda self, other, fn=fn: fn(self, other, reflected=True))
+  for op, name in {"and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor"}.items():
+    setattr(T, f"__{op}__", _bitwise(name))
+    setattr(T, f"__r{op}__", _bitwise(name, reflected=True))
   T.__neg__ = _unary_op("negative")
   T.__pos__ = _unary_op("positive")
   T.__abs__ = _unary_op("absolute")
-  T.__invert__ = _invert
+  T.__invert__ = _unary_op("invert")
   T.__divmod__ = lambda self, other: (self // other, self % other)
   T.__rdivmod__ = lambda self, other: (other // self, other % self)
   T.__getitem__ = lambda self, idx: _indexing().getitem(self, idx)
@@ -194,8 +198,11 @@ def install():
   T.flatten = lambda self, order="C": _dnp().ravel(self, order)
   T.item = _item
   T.tolist = _item
-  T.T = property(lambda self: _dnp().transpose(self))
-  T.mT = property(lambda self: _dnp().swapaxes(self, -1, -2))
+  T.T = property(_T)
+  T.mT = property(_mT)
+  T.__round__ = _round
+  T.itemsize = property(lambda self: self.dtype.itemsize)
+  T.nbytes = property(lambda self: self.size * self.dtype.itemsize)
   T.real = property(lambda self: self)
   T.imag = property(lambda self: _dnp().zeros_like(self))
   T.at = property(lambda self: _indexing().at(self))

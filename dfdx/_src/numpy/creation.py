@@ -8,12 +8,14 @@ Creation functions return plain NumPy arrays unless a traced value flows into th
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from dfdx._src.core import Tracer, get_aval
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
-from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, normalize_axis, \
+from dfdx._src.numpy.util import contains_tracer, is_weak, normalize_axis, result_type, \
     shape as shape_of
 
 __all__ = ["array", "asarray", "asanyarray", "ascontiguousarray", "zeros", "ones", "empty",
@@ -43,14 +45,16 @@ def _nested_dtype(x):
   return get_aval(x).dtype if isinstance(x, Tracer) else np.asarray(x).dtype
 
 
-def asarray(a, dtype=None, order=None, *, copy=None):
+def asarray(a, dtype=None, order=None, *, device=None, copy=None, like=None):
   """Differentiable `numpy.asarray`: traced values pass through, and lists holding traced
-  values become one traced array (`asarray([x[0] * y[0], 5 * x[2]])`)."""
+  values become one traced array (`asarray([x[0] * y[0], 5 * x[2]])`), with the dtype NumPy
+  would give the list."""
   if isinstance(a, Tracer):
     return a if dtype is None else shape_ops.convert_element_type(a, dtype)
   if isinstance(a, (list, tuple)) and contains_tracer(a):
     return _stack_nested(a, np.dtype(dtype) if dtype is not None else _nested_dtype(a))
-  return np.asarray(a, dtype=dtype, order=order, copy=copy)
+  return np.asarray(a, dtype=dtype, order=order, device=device, copy=copy,
+                    **({} if like is None else {"like": like}))
 
 
 def array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0):  # noqa: A002
@@ -74,21 +78,24 @@ def copy(a, order="K", subok=False):
 zeros, ones, empty, eye, identity = np.zeros, np.ones, np.empty, np.eye, np.identity
 
 
-def full(shape, fill_value, dtype=None, order="C"):
-  """Differentiable `numpy.full`: a traced `fill_value` is broadcast."""
-  if not isinstance(fill_value, Tracer):
-    return np.full(shape, fill_value, dtype=dtype, order=order)
+def full(shape, fill_value, dtype=None, order="C", *, like=None):
+  """Differentiable `numpy.full`: a traced `fill_value` (a scalar or an array, or a list
+  holding traced values) is broadcast to `shape`."""
+  if not _any_traced(fill_value):
+    return np.full(shape, fill_value, dtype=dtype, order=order,
+                   **({} if like is None else {"like": like}))
   shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-  fill = fill_value if dtype is None else shape_ops.convert_element_type(fill_value, dtype)
+  fill = asarray(fill_value)
+  fill = fill if dtype is None else shape_ops.convert_element_type(fill, dtype)
   return shape_ops.broadcast_to(fill, shape)
 
 
 def _like(np_fun):
-  def fn(a, dtype=None, order="K", subok=True, shape=None):
-    if not isinstance(a, Tracer):
-      return np_fun(a, dtype=dtype, order=order, subok=subok, shape=shape)
-    aval = get_aval(a)
-    return np_fun(np.empty((0,), aval.dtype), dtype=dtype or aval.dtype,
+  def fn(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    if not _any_traced(a):
+      return np_fun(a, dtype=dtype, order=order, subok=subok, shape=shape, device=device)
+    aval = get_aval(asarray(a))
+    return np_fun(np.empty((0,), aval.dtype), dtype=aval.dtype if dtype is None else dtype,
                   shape=aval.shape if shape is None else shape)
   fn.__name__ = fn.__qualname__ = np_fun.__name__
   fn.__doc__ = (f"`numpy.{np_fun.__name__}`; of a traced array, a constant of its shape and "
@@ -101,14 +108,16 @@ ones_like = _like(np.ones_like)
 empty_like = _like(np.empty_like)
 
 
-def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-  """Differentiable `numpy.full_like`: a traced `fill_value` is broadcast."""
-  if not isinstance(a, Tracer) and not isinstance(fill_value, Tracer):
-    return np.full_like(a, fill_value, dtype=dtype, order=order, subok=subok, shape=shape)
-  aval = get_aval(a)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+  """Differentiable `numpy.full_like`: a traced `fill_value` is broadcast (and cast to the
+  dtype of `a`, as NumPy does, so an integer `a` gives a zero derivative)."""
+  if not _any_traced(a, fill_value):
+    return np.full_like(a, fill_value, dtype=dtype, order=order, subok=subok, shape=shape,
+                        device=device)
+  aval = get_aval(asarray(a))
   out_shape = aval.shape if shape is None else shape
-  out_dtype = np.dtype(dtype or aval.dtype)
-  if isinstance(fill_value, Tracer):
+  out_dtype = np.dtype(aval.dtype if dtype is None else dtype)
+  if _any_traced(fill_value):
     return full(out_shape, fill_value, out_dtype)
   return np.full(out_shape, fill_value, out_dtype)
 
@@ -130,45 +139,95 @@ def arange(start, stop=None, step=None, dtype=None, *, like=None):
 
 
 def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
-  """Differentiable `numpy.linspace`, in `start` and `stop`."""
-  if not isinstance(start, Tracer) and not isinstance(stop, Tracer):
+  """Differentiable `numpy.linspace`, in `start` and `stop` (scalars or arrays), computed as
+  NumPy computes it: start + arange(num) * step, with the last sample set to `stop`."""
+  if not _any_traced(start, stop):
     return np.linspace(start, stop, num, endpoint, retstep, dtype, axis)
-  num = int(num)
+  num = operator.index(num)
   if num < 0:
     raise ValueError(f"Number of samples, {num}, must be non-negative.")
   div = (num - 1) if endpoint else num
-  out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(
-      dtype_of(start), dtype_of(stop), float)
-  start = shape_ops.convert_element_type(asarray(start), out_dtype)
-  stop = shape_ops.convert_element_type(asarray(stop), out_dtype)
-  delta = ew.sub(stop, start)
-  bshape = np.broadcast_shapes(shape_of(start), shape_of(stop))
-  steps = np.arange(num, dtype=out_dtype).reshape((num,) + (1,) * len(bshape))
-  step = ew.div(delta, div) if div > 0 else ew.mul(delta, np.nan)
-  y = ew.add(shape_ops.reshape(shape_ops.broadcast_to(start, bshape), (1,) + bshape),
-             ew.mul(steps, shape_ops.reshape(shape_ops.broadcast_to(step, bshape),
-                                             (1,) + bshape)))
+  start, stop = _as_operand(start), _as_operand(stop)
+  dt = result_type(start, stop)
+  if dt.kind not in "fc":
+    dt = np.result_type(dt, np.float64)
+  integer_dtype = dtype is not None and np.issubdtype(dtype, np.integer)
+  dtype = dt if dtype is None else np.dtype(dtype)
+  start = _cast_operand(start, dt)
+  delta = ew.sub(_cast_operand(stop, dt), start)
+  bshape = shape_of(delta)
+  y = np.arange(num, dtype=dt).reshape((-1,) + (1,) * len(bshape))
+  if div > 0:
+    step = ew.div(delta, div)
+    y = ew.mul(y, step)
+  else:  # no step for 0 samples, or 1 sample with the endpoint
+    step = np.nan
+    y = ew.mul(y, delta)
+  y = ew.add(y, start)
   if endpoint and num > 1:
-    last = shape_ops.reshape(shape_ops.broadcast_to(stop, bshape), (1,) + bshape)
-    y = shape_ops.concatenate([shape_ops.slice_in_dim(y, 0, num - 1, 0), last], 0)
+    last = shape_ops.broadcast_to(_cast_operand(stop, dt), bshape)
+    y = shape_ops.concatenate([shape_ops.slice_in_dim(y, 0, num - 1, 0),
+                               shape_ops.reshape(last, (1,) + bshape)], 0)
   axis = normalize_axis(axis, len(bshape) + 1)
   if axis:
     y = shape_ops.transpose(y, tuple(range(1, axis + 1)) + (0,) + tuple(
         range(axis + 1, len(bshape) + 1)))
+  if integer_dtype:
+    y = ew.floor(y)
+  y = shape_ops.convert_element_type(y, dtype)
   return (y, step) if retstep else y
 
 
 def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
-  """Differentiable `numpy.logspace`: base ** linspace(start, stop)."""
-  if not any(isinstance(v, Tracer) for v in (start, stop, base)):
+  """Differentiable `numpy.logspace`: base ** linspace(start, stop), in start, stop and base."""
+  if not _any_traced(start, stop, base):
     return np.logspace(start, stop, num, endpoint, base, dtype, axis)
-  y = ew.pow(base, linspace(start, stop, num, endpoint, axis=axis))
-  return y if dtype is None else shape_ops.convert_element_type(y, dtype)
+  start, stop, base = _as_operand(start), _as_operand(stop), _as_operand(base)
+  if not is_weak(base) and shape_of(base):
+    # A non-scalar base is broadcast with start and stop, since it may change what axis means.
+    ndmax = len(np.broadcast_shapes(shape_of(start), shape_of(stop), shape_of(base)))
+    start, stop, base = (_at_least_ndim(v, ndmax) for v in (start, stop, base))
+    axis_ = normalize_axis(axis, ndmax + 1)
+    base_shape = shape_of(base)
+    base = shape_ops.reshape(base, base_shape[:axis_] + (1,) + base_shape[axis_:])
+  y = linspace(start, stop, num=num, endpoint=endpoint, axis=axis)
+  out = _power(base, y)
+  return out if dtype is None else shape_ops.convert_element_type(out, dtype)
+
+
+def _power(x, y):
+  from dfdx._src.numpy.ufuncs import power
+  return power(x, y)
+
+
+def _any_traced(*xs):
+  return any(isinstance(x, Tracer) or contains_tracer(x) for x in xs)
+
+
+def _as_operand(x):
+  """A tracer or Python scalar as it is; anything else as an array (lists may hold tracers)."""
+  if isinstance(x, Tracer) or is_weak(x):
+    return x
+  return asarray(x)
+
+
+def _cast_operand(x, dtype):
+  if is_weak(x):
+    return np.asarray(x, dtype)
+  return shape_ops.convert_element_type(x, dtype)
+
+
+def _at_least_ndim(x, ndim):
+  shape = shape_of(x)
+  if len(shape) >= ndim:
+    return x
+  return shape_ops.reshape(x if not is_weak(x) else np.asarray(x),
+                           (1,) * (ndim - len(shape)) + shape)
 
 
 def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
-  """Differentiable `numpy.meshgrid`."""
-  if not any(isinstance(x, Tracer) for x in xi):
+  """Differentiable `numpy.meshgrid` (a tuple of arrays, as in NumPy 2)."""
+  if not _any_traced(*xi):
     return np.meshgrid(*xi, copy=copy, sparse=sparse, indexing=indexing)
   if indexing not in ("xy", "ij"):
     raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")

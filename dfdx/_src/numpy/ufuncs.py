@@ -1,33 +1,87 @@
 """Elementwise functions of `dfdx.numpy`: NumPy's ufuncs, differentiable.
 
 A call with no traced operand goes straight to NumPy (with all of NumPy's keyword arguments).
-A traced call binds the primitive of `dfdx._src.ops.elementwise`, which broadcasts and
-promotes dtypes exactly as NumPy does. This module holds no derivative rules.
+A traced call first casts its operands to the dtypes of the loop NumPy would run (NumPy 2
+promotion, Python scalars weak, `dtype=` and `casting=` honoured, NumPy's own error where NumPy
+has no loop), then composes the primitives of `dfdx._src.ops.elementwise`; its result has
+NumPy's dtype. This module holds no derivative rules.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
-from dfdx._src.numpy.util import arg, dtype as dtype_of, reject_out
+from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, is_weak, \
+    numpy_result_dtype, reject_out, result_type, standin
 
 __all__ = []
 
+_ACCEPTED = ("order", "subok")  # NumPy keywords that do not change a result's values
+_loop_cache: dict = {}
 
-def _finish(name, out, kwargs):
-  """Apply the keyword arguments NumPy's ufuncs accept that make sense without `out`."""
-  dtype = kwargs.pop("dtype", None)
+
+def _check_kwargs(name, kwargs):
+  """`dtype` and `casting` from NumPy's ufunc keywords; the others are checked: those that
+  need in-place writes (out, where) are refused on traced values."""
   reject_out(name, kwargs.pop("out", None))
-  where = kwargs.pop("where", True)
-  if where is not True:
+  if kwargs.pop("where", True) is not True:
     raise TypeError(f"dfdx.numpy.{name}: where= is not supported on traced values; use "
                     "dfdx.numpy.where(mask, result, other) instead.")
+  for key in _ACCEPTED:
+    kwargs.pop(key, None)
+  dtype, casting = kwargs.pop("dtype", None), kwargs.pop("casting", None)
   if kwargs:
     raise TypeError(f"dfdx.numpy.{name}: unsupported keyword arguments {sorted(kwargs)} on "
                     "traced values.")
-  return out if dtype is None else shape_ops.convert_element_type(out, dtype)
+  return None if dtype is None else np.dtype(dtype), casting
+
+
+def _operand_type(x):
+  """What `ufunc.resolve_dtypes` takes: a dtype, or a Python scalar type (weak, NEP 50)."""
+  t = type(x)
+  if t is bool:
+    return np.dtype(bool)
+  return t if t in (int, float, complex) else dtype_of(x)
+
+
+def _loop(np_fun, args, dtype, casting):
+  """(input dtypes, output dtype) of the loop NumPy runs for `np_fun(*args, dtype=dtype,
+  casting=casting)`; an input dtype of None means "leave the operand as it is". Raises NumPy's
+  own error where NumPy has no loop (positive of bool, sin with dtype=int)."""
+  types = tuple(_operand_type(a) for a in args)
+  key = (np_fun, types, dtype, casting)
+  try:
+    return _loop_cache[key]
+  except KeyError:
+    pass
+  kwargs = {k: v for k, v in (("dtype", dtype), ("casting", casting)) if v is not None}
+  with np.errstate(all="ignore"):
+    out_dtype = np.asarray(np_fun(*[standin(a) for a in args], **kwargs)).dtype
+  if isinstance(np_fun, np.ufunc) and np_fun.nout == 1:
+    extra = {} if dtype is None else {"signature": (None,) * np_fun.nin + (dtype,)}
+    in_dtypes = np_fun.resolve_dtypes(types + (None,), casting=casting or "same_kind",
+                                      **extra)[:-1]
+  else:
+    in_dtypes = (out_dtype if out_dtype.kind in "fc" else None,) * len(args)
+  result = _loop_cache[key] = (in_dtypes, out_dtype)
+  return result
+
+
+def _apply(name, np_fun, op, args, kwargs):
+  """`op(*args)` as NumPy computes `np_fun(*args, **kwargs)`: the operands are cast to the
+  dtypes of NumPy's loop first (ints to float64 for sin, uint8 to float16, both operands to
+  int64 for `add(int8, int8, dtype=int64)`), so that composite ops compute in the dtype NumPy
+  does, and the result has NumPy's dtype."""
+  dtype, casting = _check_kwargs(name, kwargs) if kwargs else (None, None)
+  in_dtypes, out_dtype = _loop(np_fun, args, dtype, casting)
+  args = [a if d is None or is_weak(a) or dtype_of(a) == d else astype(a, d)
+          for a, d in zip(args, in_dtypes)]
+  out = op(*args)
+  return out if dtype_of(out) == out_dtype else shape_ops.convert_element_type(out, out_dtype)
 
 
 def _unary(name, np_fun, op):
@@ -36,8 +90,7 @@ def _unary(name, np_fun, op):
       x = arg(x)
       if not isinstance(x, Tracer):
         return np_fun(x, **kwargs)
-    out = op(x)
-    return _finish(name, out, kwargs) if kwargs else out
+    return _apply(name, np_fun, op, [x], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
   __all__.append(name)
@@ -50,8 +103,7 @@ def _binary(name, np_fun, op):
       x1, x2 = arg(x1), arg(x2)
       if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
         return np_fun(x1, x2, **kwargs)
-    out = op(arg(x1), arg(x2))
-    return _finish(name, out, kwargs) if kwargs else out
+    return _apply(name, np_fun, op, [arg(x1), arg(x2)], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
   __all__.append(name)
@@ -68,30 +120,50 @@ floor_divide = _binary("floor_divide", np.floor_divide, ew.floor_divide)
 remainder = _binary("remainder", np.remainder, ew.rem)
 mod = _binary("mod", np.mod, ew.rem)
 negative = _unary("negative", np.negative, ew.neg)
+
+
+def divmod(x1, x2, /, **kwargs):  # noqa: A001  (the NumPy name)
+  """Differentiable `numpy.divmod`: (floor_divide(x1, x2), remainder(x1, x2))."""
+  if not (isinstance(x1, Tracer) or isinstance(x2, Tracer) or contains_tracer(x1)
+          or contains_tracer(x2)):
+    return np.divmod(x1, x2, **kwargs)
+  return floor_divide(x1, x2, **kwargs), remainder(x1, x2, **kwargs)
+
+
+__all__.append("divmod")
 positive = _unary("positive", np.positive, lambda x: x)
 
 
+def _integer_exponent(x2):
+  """A concrete scalar exponent with an integer value, as an int (else None)."""
+  if isinstance(x2, Tracer) or np.ndim(x2) != 0 or isinstance(x2, (bool, np.bool_)):
+    return None
+  y = x2.item() if isinstance(x2, (np.ndarray, np.generic)) else x2
+  if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y) \
+      and float(y).is_integer() and abs(y) <= 1 << 31:
+    return int(y)
+  return None
+
+
 def _power(x1, x2):
-  if isinstance(x2, (int, np.integer)) and not isinstance(x2, (bool, np.bool_)):
-    return ew.integer_pow(x1, int(x2))
+  # A concrete integer exponent (2, 2.0, np.int64(3)) of a float base uses integer_pow, whose
+  # derivatives are exact at x1 = 0 (x ** 0 has derivative 0, x ** 2 has 2x); pow's rule would
+  # give 0 * 0 ** -1 = nan there.
+  y = _integer_exponent(x2)
+  if y is not None and dtype_of(x1).kind in "fc":
+    return ew.integer_pow(x1, y)
   return ew.pow(x1, x2)
 
 
 power = _binary("power", np.power, _power)
-
-
-def _float_power(x1, x2):
-  dtype = np.result_type(dtype_of(x1), dtype_of(x2), np.float64)
-  return ew.pow(shape_ops.convert_element_type(x1, dtype), x2)
-
-
-float_power = _binary("float_power", np.float_power, _float_power)
+float_power = _binary("float_power", np.float_power, _power)
 square = _unary("square", np.square, lambda x: ew.integer_pow(x, 2))
 
 
 def _reciprocal(x):
   if dtype_of(x).kind in "iub":
-    return ew.floor_divide(1, x)  # NumPy's integer reciprocal
+    # NumPy's integer reciprocal truncates 1 / x toward zero: x for x = +-1, else 0.
+    return ew.select(ew.eq(ew.abs(x), 1), x, np.zeros((), dtype_of(x)))
   return ew.div(np.ones((), dtype_of(x)), x)
 
 
@@ -115,8 +187,13 @@ logaddexp = _binary("logaddexp", np.logaddexp, ew.logaddexp)
 
 
 def _logaddexp2(x1, x2):
-  ln2 = np.log(2.0)
-  return ew.div(ew.logaddexp(ew.mul(x1, ln2), ew.mul(x2, ln2)), ln2)
+  dtype = result_type(x1, x2)
+  if dtype == np.float16:  # NumPy computes float16 in float32 too
+    x1, x2 = (x if is_weak(x) else
+              shape_ops.convert_element_type(x, np.float32) for x in (x1, x2))
+  ln2 = math.log(2.0)  # a Python float, so that float32 stays float32
+  out = ew.div(ew.logaddexp(ew.mul(x1, ln2), ew.mul(x2, ln2)), ln2)
+  return shape_ops.convert_element_type(out, dtype)
 
 
 logaddexp2 = _binary("logaddexp2", np.logaddexp2, _logaddexp2)
@@ -156,6 +233,7 @@ def round(a, decimals=0, out=None):  # noqa: A001  (the NumPy name)
     if not isinstance(a, Tracer):
       return np.round(a, decimals, out)
   reject_out("round", out)
+  numpy_result_dtype(np.round, a)  # NumPy's error for dtypes it cannot round
   return ew.round(a, decimals)
 
 
@@ -171,22 +249,42 @@ fmin = _binary("fmin", np.fmin, ew.fmin)
 _NO_VALUE = object()
 
 
-def clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *, min=_NO_VALUE, max=_NO_VALUE):  # noqa: A002
-  """Differentiable `numpy.clip`: minimum(maximum(a, a_min), a_max). At a bound the
-  derivative is split equally between `a` and the bound, as for maximum and minimum."""
-  lo = min if a_min is _NO_VALUE else a_min
-  hi = max if a_max is _NO_VALUE else a_max
-  lo = None if lo is _NO_VALUE else lo
-  hi = None if hi is _NO_VALUE else hi
-  if not (isinstance(a, Tracer) or isinstance(lo, Tracer) or isinstance(hi, Tracer)):
-    return np.clip(a, lo, hi, out=out)
+def _given(**kwargs):
+  return {k: v for k, v in kwargs.items() if v is not _NO_VALUE}
+
+
+def clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *,
+         min=_NO_VALUE, max=_NO_VALUE, **kwargs):  # noqa: A002  (NumPy's names)
+  """Differentiable `numpy.clip`: minimum(maximum(a, a_min), a_max), with None for no bound.
+  At a bound the derivative is split equally between `a` and the bound, as for maximum and
+  minimum."""
+  bounds = _given(a_min=a_min, a_max=a_max, min=min, max=max)
+  if not (isinstance(a, Tracer) or contains_tracer(a)
+          or any(isinstance(b, Tracer) or contains_tracer(b) for b in bounds.values())):
+    return np.clip(a, out=out, **bounds, **kwargs)
   reject_out("clip", out)
-  out = arg(a)
-  if lo is not None:
-    out = ew.maximum(out, arg(lo))
-  if hi is not None:
-    out = ew.minimum(out, arg(hi))
-  return out
+  if a_min is _NO_VALUE and a_max is _NO_VALUE:
+    lo, hi = (None if min is _NO_VALUE else min), (None if max is _NO_VALUE else max)
+  elif a_min is _NO_VALUE or a_max is _NO_VALUE:
+    missing = "a_min" if a_min is _NO_VALUE else "a_max"
+    raise TypeError(f"clip() missing 1 required positional argument: '{missing}'")
+  elif min is not _NO_VALUE or max is not _NO_VALUE:
+    raise ValueError("Passing `min` or `max` keyword argument when `a_min` and `a_max` are "
+                     "provided is forbidden.")
+  else:
+    lo, hi = a_min, a_max
+  a = arg(a)
+  if dtype_of(a).kind in "iu":  # NumPy drops Python-int bounds beyond the integer type (NEP 50)
+    info = np.iinfo(dtype_of(a))
+    lo = None if type(lo) is int and lo <= info.min else lo
+    hi = None if type(hi) is int and hi >= info.max else hi
+  if lo is None and hi is None:
+    return positive(a, **kwargs)
+  if lo is None:
+    return minimum(a, arg(hi), **kwargs)
+  if hi is None:
+    return maximum(a, arg(lo), **kwargs)
+  return minimum(maximum(a, arg(lo), **kwargs), arg(hi), **kwargs)
 
 
 __all__.append("clip")
@@ -207,33 +305,77 @@ isfinite = _unary("isfinite", np.isfinite, ew.isfinite_p.bind)
 isinf = _unary("isinf", np.isinf, ew.isinf_p.bind)
 
 
+def _boolean_only(name, np_fun, logical):
+  """NumPy's bitwise ufunc: on traced booleans it is the logical one; traced integers are
+  refused (dfdx has no bitwise primitives)."""
+  def fn(*args, **kwargs):
+    if not any(isinstance(a, Tracer) or contains_tracer(a) for a in args):
+      return np_fun(*args, **kwargs)
+    args = [arg(a) for a in args]
+    kinds = {dtype_of(a).kind for a in args}
+    if kinds != {"b"}:
+      raise TypeError(f"dfdx.numpy.{name} (an &, |, ^ or ~ operator) on traced values needs "
+                      f"boolean operands; got dtype kinds {sorted(kinds)}. Bitwise operations "
+                      "on integers are not supported on traced values.")
+    return logical(*args, **kwargs)
+  fn.__name__ = fn.__qualname__ = name
+  fn.__doc__ = f"`numpy.{name}` of traced booleans (the logical operation; zero derivative)."
+  __all__.append(name)
+  return fn
+
+
+bitwise_and = _boolean_only("bitwise_and", np.bitwise_and, logical_and)
+bitwise_or = _boolean_only("bitwise_or", np.bitwise_or, logical_or)
+bitwise_xor = _boolean_only("bitwise_xor", np.bitwise_xor, logical_xor)
+invert = _boolean_only("invert", np.invert, logical_not)
+bitwise_not = _boolean_only("bitwise_not", np.bitwise_not, logical_not)
+
+
 def where(condition, x=_NO_VALUE, y=_NO_VALUE, /):
-  """Differentiable `numpy.where(condition, x, y)`. With only `condition`, the indices of its
-  nonzero entries (which must then be concrete), like numpy.nonzero."""
+  """Differentiable `numpy.where(condition, x, y)`: the derivative flows to the selected branch
+  only. With only `condition`, the indices of its nonzero entries (numpy.nonzero), which needs
+  a concrete condition (under vmap it raises ConcretizationError)."""
   if x is _NO_VALUE and y is _NO_VALUE:
-    from dfdx._src.numpy.indexing import nonzero
-    return nonzero(condition)
+    condition = arg(condition)
+    if isinstance(condition, Tracer):
+      condition = condition.concrete_value("where(condition) (numpy.nonzero)")
+    return np.where(condition)
   if x is _NO_VALUE or y is _NO_VALUE:
     raise ValueError("either both or neither of x and y should be given")
   if not (isinstance(condition, Tracer) or isinstance(x, Tracer) or isinstance(y, Tracer)):
     condition, x, y = arg(condition), arg(x), arg(y)
     if not (isinstance(condition, Tracer) or isinstance(x, Tracer) or isinstance(y, Tracer)):
       return np.where(condition, x, y)
-  return ew.select(arg(condition), arg(x), arg(y))
+  condition, x, y = arg(condition), arg(x), arg(y)
+  if dtype_of(condition) != np.bool_:
+    condition = ew.ne(condition, 0)
+  return ew.select(condition, x, y)
 
 
 def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
-  """Differentiable `numpy.isclose` (boolean result)."""
-  if not isinstance(a, Tracer) and not isinstance(b, Tracer):
+  """`numpy.isclose` on traced values (a boolean result, zero derivative), with NumPy's
+  formula: |a - b| <= atol + rtol |b| where b is finite, or a == b."""
+  if not any(isinstance(v, Tracer) or contains_tracer(v) for v in (a, b, rtol, atol)):
     return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
-  a, b = arg(a), arg(b)
-  close = ew.le(ew.abs(ew.sub(a, b)), ew.add(atol, ew.mul(rtol, ew.abs(b))))
-  both_inf = ew.logical_and_p.bind(ew.eq(a, b), ew.isinf_p.bind(a))
-  close = ew.logical_or_p.bind(close, both_inf)
-  if equal_nan:
-    close = ew.logical_or_p.bind(close, ew.logical_and_p.bind(ew.isnan_p.bind(a),
-                                                              ew.isnan_p.bind(b)))
-  return close
+  x, y = arg(a), arg(b)
+  if type(y) is int:
+    y = float(y)
+  elif not is_weak(y):
+    y = astype(y, result_type(y, 1.0))  # inexact, so that abs(INT_MIN) is not negative
+  with np.errstate(invalid="ignore"):
+    close = less_equal(absolute(subtract(x, y)), add(atol, multiply(rtol, absolute(y))))
+    result = logical_or(logical_and(close, isfinite(y)), equal(x, y))
+    if equal_nan:
+      result = logical_or(result, logical_and(isnan(x), isnan(y)))
+  return result
+
+
+def astype(x, dtype):
+  """`x` cast to `dtype` (a traced value stays traced; the derivative passes through casts
+  between floating types)."""
+  if isinstance(x, Tracer):
+    return shape_ops.convert_element_type(x, dtype)
+  return np.asarray(x).astype(dtype)
 
 
 __all__ += ["where", "isclose"]
@@ -255,7 +397,13 @@ def _real_only(name, np_fun, op):
   return fn
 
 
-conj = _real_only("conj", np.conj, lambda x: x)
-conjugate = _real_only("conjugate", np.conjugate, lambda x: x)
+def _real_identity(x):
+  if dtype_of(x).kind == "c":
+    raise TypeError("dfdx.numpy.conj: complex traced values are not supported yet.")
+  return x
+
+
+conj = _unary("conj", np.conj, _real_identity)
+conjugate = _unary("conjugate", np.conjugate, _real_identity)
 real = _real_only("real", np.real, lambda x: x)
 imag = _real_only("imag", np.imag, lambda x: np.zeros(x.shape, x.dtype))

@@ -2,8 +2,11 @@
 arguments, and normalizing axes the way NumPy does (with NumPy's errors)."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
+from dfdx._src import dtypes
 from dfdx._src.core import Tracer, get_aval
 
 
@@ -50,12 +53,18 @@ def dtype(x) -> np.dtype:
 
 
 def normalize_axis(axis, ndim: int) -> int:
-  """A non-negative axis; NumPy's AxisError if out of range."""
-  if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-    raise TypeError(f"an integer is required for the axis, got {type(axis).__name__}")
+  """A non-negative axis; NumPy's TypeError for a non-integer and AxisError if out of range.
+  Integer NumPy scalars and 0-d integer arrays are accepted, as NumPy does."""
+  if isinstance(axis, (bool, np.bool_)):
+    raise TypeError("an integer is required for the axis")
+  try:
+    axis = operator.index(axis)
+  except TypeError:
+    raise TypeError(f"'{type(axis).__name__}' object cannot be interpreted as an integer "
+                    "(axis must be an integer)") from None
   if not -ndim <= axis < ndim:
-    raise np.exceptions.AxisError(int(axis), ndim)
-  return int(axis) % ndim if ndim else 0
+    raise np.exceptions.AxisError(axis, ndim)
+  return axis % ndim if ndim else 0
 
 
 def normalize_axes(axis, ndim: int) -> tuple:
@@ -67,6 +76,29 @@ def normalize_axes(axis, ndim: int) -> tuple:
   if len(set(out)) != len(out):
     raise ValueError("duplicate value in 'axis'")
   return tuple(sorted(out))
+
+
+def is_weak(x) -> bool:
+  """Whether `x` is a Python scalar, whose dtype yields in promotion (NEP 50). NumPy scalars
+  are not weak, although np.float64 subclasses float."""
+  return type(x) in (bool, int, float, complex)
+
+
+def standin(x):
+  """A value that NumPy promotes like `x` (an array, tracer or scalar): an empty array of its
+  dtype, or the Python scalar itself (weak, NEP 50)."""
+  return x if is_weak(x) else np.empty((0,), dtype(x))
+
+
+def result_type(*xs) -> np.dtype:
+  """NumPy's `result_type` of arrays, tracers and scalars, Python scalars weak (NEP 50)."""
+  return np.result_type(*[standin(x) for x in xs])
+
+
+def numpy_result_dtype(np_fun, *xs) -> np.dtype:
+  """The dtype of `np_fun(*xs)` for operands of these dtypes (cached; raises NumPy's error when
+  NumPy has no loop for them)."""
+  return dtypes.ufunc_result_dtype(np_fun, *[get_aval(x) for x in xs])
 
 
 def reject_out(name, out):
