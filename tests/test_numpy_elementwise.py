@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dfdx
+from dfdx._src import ad
 import dfdx.numpy as dnp
 from dfdx._src.numpy import ufuncs
 from dfdx.testing import check_grads
@@ -367,11 +368,20 @@ def test_zero_base_with_traced_exponent():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, reason="engine: pow_p's JVP in x is y * x ** (y - 1) = 0 * inf "
-                   "at x = 0, y = 0 (see the report; fix in dfdx/_src/ops/elementwise.py)")
 def test_zero_to_the_zero_with_array_exponent():
   g = dfdx.grad(lambda x: dnp.sum(dnp.power(x, np.array([0.0, 1.0]))))(np.zeros(2))
   assert_same(g, np.array([0.0, 1.0]))
+  with ad.use_vjp_rules(False):
+    g = dfdx.grad(lambda x: dnp.sum(dnp.power(x, np.array([0.0, 1.0]))))(np.zeros(2))
+  assert_same(g, np.array([0.0, 1.0]))
+  _, t = dfdx.jvp(lambda x: dnp.power(x, np.array([0.0, 1.0])), (np.zeros(2),), (np.ones(2),))
+  assert_same(t, np.array([0.0, 1.0]))
+
+
+def test_integer_power_of_booleans_has_numpys_dtype():
+  from dfdx._src.ops import elementwise as ew
+  b = np.array([True, False])
+  assert ew.integer_pow(b, 2).dtype == np.power(b, 2).dtype
 
 
 # ---- where -------------------------------------------------------------------------------

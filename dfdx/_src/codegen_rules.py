@@ -27,8 +27,9 @@ for _prim, _ufunc in {
 }.items():
   register(_prim, Ufunc(_ufunc))
 
-register("integer_pow", lambda ins, p: f"np.square({ins[0]})" if p["y"] == 2
-         else f"np.power({ins[0]}, {p['y']})")
+register("integer_pow", with_avals(
+    lambda ins, p, in_avals, out_avals: f"np.square({ins[0]})"
+    if p["y"] == 2 and in_avals[0].dtype.kind != "b" else f"np.power({ins[0]}, {p['y']})"))
 register("round", lambda ins, p: f"np.round({ins[0]}, {p['decimals']})")
 register("select", lambda ins, p: f"np.where({ins[0]}, {ins[1]}, {ins[2]})")
 register("logistic", lambda ins, p: f"np.exp(-np.logaddexp(0, np.negative({ins[0]})))")

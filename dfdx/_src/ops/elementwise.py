@@ -150,7 +150,10 @@ def pow(x, y):  # noqa: A001  (the NumPy name)
 
 
 def _pow_jvp_x(x_dot, x, y):
-  return mul(x_dot, mul(y, pow(x, sub(y, 1))))
+  # y x**(y-1), taken as 0 where y == 0 (x**0 is constant): no 0 * inf at x = 0.
+  y_is_zero = eq(y, 0)
+  safe_y = select(y_is_zero, 1, y)
+  return mul(x_dot, select(y_is_zero, 0, mul(safe_y, pow(x, sub(safe_y, 1)))))
 
 
 def _pow_jvp_y(y_dot, ans, x, y):
@@ -180,7 +183,8 @@ def integer_pow(x, y: int):
 
 
 def _integer_pow_impl(x, *, y):
-  return np.square(x) if y == 2 else np.power(x, y)
+  # np.square keeps bools as int8, np.power makes them int64: power's dtype is the rule.
+  return np.square(x) if y == 2 and np.result_type(x).kind != "b" else np.power(x, y)
 
 
 def _integer_pow_jvp(x_dot, x, *, y):
