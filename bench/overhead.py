@@ -7,7 +7,8 @@ Measures (medians of repeated samples, tools interleaved, one thread everywhere)
   * the time `import dfdx` adds to `import numpy` (fresh interpreters).
 
 Targets (issue 2): dfdx's eager grad at most half of autograd's time; `import dfdx` adds at
-most 0.1 s to `import numpy`.
+most 0.1 s to `import numpy`. The row "dfdx, no VJP rules" is reverse mode as the transpose of
+the JVP rules alone: the difference is what the direct VJP rules buy.
 
 Run: python bench/overhead.py [--samples 30]      (peers: pip install -e '.[bench]')
 """
@@ -30,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import dfdx  # noqa: E402
 import dfdx.numpy as dnp  # noqa: E402
+from dfdx._src import ad  # noqa: E402
 
 
 def per_call_seconds(fn, min_time=0.02):
@@ -61,6 +63,11 @@ def tiny_grad_candidates(x):
   f = lambda x: dnp.sum(dnp.sin(x) * x)
   dfdx_grad = dfdx.grad(f)
   candidates["dfdx grad"] = lambda: dfdx_grad(x)
+
+  def without_vjp_rules():  # reverse mode as the transpose of the JVP rules alone
+    with ad.use_vjp_rules(False):
+      return dfdx_grad(x)
+  candidates["dfdx, no VJP rules"] = without_vjp_rules
   try:
     import autograd
     import autograd.numpy as anp
@@ -94,12 +101,20 @@ def tiny_grad_candidates(x):
   return candidates
 
 
-def import_time(statement, samples=7):
-  """Median wall time of a fresh interpreter running `statement`."""
+def import_time(statement, samples=7, bytecode=True):
+  """Median wall time of a fresh interpreter running `statement`: with bytecode caching (the
+  normal case; the cache is warmed first), or compiling every module from source."""
+  env = dict(os.environ)
+  env.pop("PYTHONDONTWRITEBYTECODE", None)
+  if not bytecode:
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(os.getcwd(), ".no-such-pycache-dir")
+  else:
+    subprocess.run([sys.executable, "-c", statement], check=True, env=env)
   times = []
   for _ in range(samples):
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
+    subprocess.run([sys.executable, "-c", statement], check=True, env=env)
     times.append(time.perf_counter() - start)
   return statistics.median(times)
 
@@ -148,7 +163,10 @@ def main():
   t_dfdx = import_time("import numpy, dfdx")
   print(f"\nimport numpy: {t_numpy:.3f} s; import numpy, dfdx: {t_dfdx:.3f} s; dfdx adds "
         f"{t_dfdx - t_numpy:.3f} s (target <= 0.100 s: "
-        f"{'met' if t_dfdx - t_numpy <= 0.1 else 'NOT met'})")
+        f"{'met' if t_dfdx - t_numpy <= 0.1 else 'NOT met'}), with bytecode caching")
+  cold = import_time("import numpy, dfdx", samples=3, bytecode=False) - import_time(
+      "import numpy", samples=3, bytecode=False)
+  print(f"compiling every module from source (PYTHONDONTWRITEBYTECODE=1), dfdx adds {cold:.3f} s")
   print("\nRerun: python bench/overhead.py --samples 30")
 
 

@@ -234,10 +234,16 @@ class _NodeRules:
   def backward(self, ct, env):
     prim, tangents = self.prim, self.tangents
     if prim.linear:
-      args = [p if t is None else t for p, t in zip(self.primals, tangents)]
+      args = tangents if len(tangents) == 1 else [
+          p if t is None else t for p, t in zip(self.primals, tangents)]
       arg_cts = primitive_transposes[prim](ct, *args, **self.params)
     else:
-      needs = tuple([t is not None for t in tangents])
+      if len(tangents) == 1:
+        needs = _NEEDS_ONE
+      elif len(tangents) == 2:
+        needs = (tangents[0] is not None, tangents[1] is not None)
+      else:
+        needs = tuple([t is not None for t in tangents])
       arg_cts = primitive_vjps[prim](ct, self.ans, *self.primals, needs=needs, **self.params)
     for t, c in zip(tangents, arg_cts):
       if c is not None and t is not None:
@@ -246,6 +252,9 @@ class _NodeRules:
         key = id(t)
         prev = env.get(key)
         env[key] = c if prev is None else tangent_ops.add(prev, c)
+
+
+_NEEDS_ONE = (True,)
 
 
 class _Node(_NodeRules, TapeTracer):
@@ -378,10 +387,11 @@ def linearize_flat(fun, primals):
   finally:
     swap_trace(prev)
     trace.alive = False  # the tape stays alive: transpose rules read its variables' avals
-  primals_out, tangents_out = _unzip_tracers(trace, outs)
+    eqns, tape.eqns = tape.eqns, None  # no reference cycle tape -> nodes -> tape: memory is
+  primals_out, tangents_out = _unzip_tracers(trace, outs)  # freed as soon as it is unused
   for t in tangents_out:
     assert t is None or isinstance(t, TapeTracer), t
-  return primals_out, Linearized(tape.eqns, in_vars, tangents_out)
+  return primals_out, Linearized(eqns, in_vars, tangents_out)
 
 
 def strip_tracers(trace, tree_leaves):

@@ -256,15 +256,50 @@ def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec):
   return out[0] if spec.single else out
 
 
+def _non_scalar_error(f, transform, out_leaves, out_tree):
+  return errors.NonScalarOutputError(
+      f"{transform}: {_fun_name(f)} must return a scalar, but it returned "
+      f"{_describe_output(out_leaves, out_tree)}. Use vector_grad for the gradient of its sum, "
+      "jacobian (or jacrev) for the full derivative, or reduce the output (e.g. with .sum()).")
+
+
+def _grad_of_one_array(f, argnum, transform, args, kwargs):
+  """The common case, with no pytree plumbing: the gradient with respect to one float array
+  argument of a function returning one scalar. Returns (derivative, value)."""
+  x = args[argnum]
+
+  def flat_fun(t):
+    new_args = list(args)
+    new_args[argnum] = t
+    out = f(*new_args, **kwargs)
+    if not isinstance(out, (Tracer, np.ndarray, np.generic)):
+      out_leaves, out_tree = tree_flatten(out)
+      if out_tree.kind is not None:
+        raise _non_scalar_error(f, transform, [_as_value(o, transform) for o in out_leaves],
+                                out_tree)
+      out = _as_value(out, transform)
+    return [out]
+  (value,), lin = ad.linearize_flat(flat_fun, [x])
+  if value.shape != ():
+    raise _non_scalar_error(f, transform, [value], tree_structure(value))
+  if value.dtype.kind not in "fc":
+    value = np.asarray(value, dtypes.default_float)
+  (ct,) = lin.transpose([_one(value.dtype)])
+  return _to_output(np.zeros(x.shape, x.dtype) if ct is None else ct, False), value
+
+
 def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
+  if spec.single and not has_aux and spec.argnums is not None:
+    argnum = spec.argnums[0]
+    if -len(args) <= argnum < len(args):
+      x = args[argnum]
+      if type(x) is np.ndarray and x.dtype.kind == "f":
+        return (*_grad_of_one_array(f, argnum, transform, args, kwargs), None)
   leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
       f, spec, args, kwargs, has_aux, transform)
   out_tree = store["out_tree"]
   if out_tree.kind is not None or core.shape_of(out_leaves[0]) != ():
-    raise errors.NonScalarOutputError(
-        f"{transform}: {_fun_name(f)} must return a scalar, but it returned "
-        f"{_describe_output(out_leaves, out_tree)}. Use vector_grad for the gradient of its sum, "
-        "jacobian (or jacrev) for the full derivative, or reduce the output (e.g. with .sum()).")
+    raise _non_scalar_error(f, transform, out_leaves, out_tree)
   value = out_leaves[0]
   if value.dtype.kind not in "fc":
     value = np.asarray(value, dtypes.default_float)

@@ -30,11 +30,18 @@ _OPERAND_TYPES = (Tracer, np.ndarray, np.generic, numbers.Number, list, tuple)
 
 
 def _binary_op(name, reflected=False):
-  def op(self, other):
-    if not isinstance(other, _OPERAND_TYPES):
-      return NotImplemented
-    fn = getattr(_dnp(), name)
-    return fn(other, self) if reflected else fn(self, other)
+  fn = getattr(_dnp(), name)  # bound once: install() runs after dfdx.numpy is complete
+
+  if reflected:
+    def op(self, other):
+      if not isinstance(other, _OPERAND_TYPES):
+        return NotImplemented
+      return fn(other, self)
+  else:
+    def op(self, other):
+      if not isinstance(other, _OPERAND_TYPES):
+        return NotImplemented
+      return fn(self, other)
   op.__name__ = f"__{'r' if reflected else ''}{name}__"
   return op
 

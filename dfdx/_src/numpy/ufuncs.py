@@ -84,12 +84,23 @@ def _apply(name, np_fun, op, args, kwargs):
   return out if dtype_of(out) == out_dtype else shape_ops.convert_element_type(out, out_dtype)
 
 
+def _is_the_ufunc(np_fun, op):
+  """Whether `op` binds a primitive whose impl is `np_fun` itself: then the primitive already
+  computes in NumPy's dtypes and no cast is needed (the fast path of traced calls)."""
+  prim = getattr(ew, getattr(op, "__name__", "") + "_p", None)
+  return prim is not None and prim.impl is np_fun
+
+
 def _unary(name, np_fun, op):
+  direct = _is_the_ufunc(np_fun, op)
+
   def fn(x, /, **kwargs):
     if not isinstance(x, Tracer):
       x = arg(x)
       if not isinstance(x, Tracer):
         return np_fun(x, **kwargs)
+    if direct and not kwargs:
+      return op(x)
     return _apply(name, np_fun, op, [x], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
@@ -98,11 +109,15 @@ def _unary(name, np_fun, op):
 
 
 def _binary(name, np_fun, op):
+  direct = _is_the_ufunc(np_fun, op)
+
   def fn(x1, x2, /, **kwargs):
     if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
       x1, x2 = arg(x1), arg(x2)
       if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
         return np_fun(x1, x2, **kwargs)
+    if direct and not kwargs:
+      return op(arg(x1), arg(x2))
     return _apply(name, np_fun, op, [arg(x1), arg(x2)], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
