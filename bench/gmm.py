@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-  os.environ.setdefault(_var, "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                      "intra_op_parallelism_threads=1")
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import seconds_per_call, single_threaded  # noqa: E402
+
+single_threaded()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -87,32 +88,38 @@ def wishart_constant(d, k, gamma, m):
   return k * (n * d * math.log(gamma / math.sqrt(2)) - log_gamma_distrib(0.5 * n, d))
 
 
-# ---- the objective, written once with dfdx.numpy -----------------------------------------
+# ---- the objective, written once --------------------------------------------------------
+# `xp` is an array namespace with NumPy's API: dfdx.numpy, and for the peers jax.numpy or
+# autograd.numpy; PyTorch, whose API differs, has its own transcription below.
 
 
-def logsumexp(a, axis=None):
-  mx = dnp.max(a, axis=axis, keepdims=True)
-  return dnp.log(dnp.sum(dnp.exp(a - mx), axis=axis)) + dnp.squeeze(mx, axis=axis)
+def make_gmm_objective(xp):
+  def logsumexp(a, axis=None):
+    mx = xp.max(a, axis=axis, keepdims=True)
+    return xp.log(xp.sum(xp.exp(a - mx), axis=axis)) + xp.squeeze(mx, axis=axis)
+
+  def gmm_objective(alphas, means, icf, x, gamma, m):
+    n, d = x.shape
+    k = alphas.shape[0]
+    plan = _gather_plan(d)
+    log_q = icf[:, :d]
+    q_diags = xp.exp(log_q)
+    sum_qs = xp.sum(log_q, axis=1)
+    offdiag = icf[:, d:]
+    padded = xp.concatenate([offdiag, xp.zeros((k, 1))], axis=1)
+    ls = xp.reshape(padded[:, plan], (k, d, d))
+    xcentered = x[:, None, :] - means[None, :, :]
+    lxcentered = q_diags * xcentered + xp.einsum("kij,nkj->nki", ls, xcentered)
+    inner = alphas + sum_qs - 0.5 * xp.sum(lxcentered ** 2, axis=2)
+    prior = xp.sum(0.5 * gamma ** 2 * (xp.sum(q_diags ** 2, axis=1)
+                                       + xp.sum(offdiag ** 2, axis=1)) - m * sum_qs)
+    constant = -n * d * 0.5 * math.log(2 * math.pi) - wishart_constant(d, k, gamma, m)
+    return (constant + xp.sum(logsumexp(inner, axis=1)) - n * logsumexp(alphas)
+            + prior)
+  return gmm_objective
 
 
-def gmm_objective(alphas, means, icf, x, gamma, m):
-  n, d = x.shape
-  plan = _gather_plan(d)
-  k = alphas.shape[0]
-  log_q = icf[:, :d]
-  q_diags = dnp.exp(log_q)
-  sum_qs = dnp.sum(log_q, axis=1)
-  offdiag = icf[:, d:]
-  padded = dnp.concatenate([offdiag, dnp.zeros((k, 1))], axis=1)
-  ls = dnp.reshape(padded[:, plan], (k, d, d))
-  xcentered = x[:, None, :] - means[None, :, :]
-  lxcentered = q_diags * xcentered + dnp.einsum("kij,nkj->nki", ls, xcentered)
-  inner = alphas + sum_qs - 0.5 * dnp.sum(lxcentered ** 2, axis=2)
-  prior = dnp.sum(0.5 * gamma ** 2 * (dnp.sum(q_diags ** 2, axis=1)
-                                      + dnp.sum(offdiag ** 2, axis=1)) - m * sum_qs)
-  constant = -n * d * 0.5 * math.log(2 * math.pi) - wishart_constant(d, k, gamma, m)
-  return (constant + dnp.sum(logsumexp(inner, axis=1)) - n * logsumexp(alphas)
-          + prior)
+gmm_objective = make_gmm_objective(dnp)
 
 
 # ---- the hand-written NumPy value and gradient (the floor) -------------------------------
@@ -158,26 +165,8 @@ def jax_tool(d, plan):
   import jax
   import jax.numpy as jnp
   jax.config.update("jax_enable_x64", True)
-
-  def lse(a, axis=None):
-    mx = jnp.max(a, axis=axis, keepdims=True)
-    return jnp.log(jnp.sum(jnp.exp(a - mx), axis=axis)) + jnp.squeeze(mx, axis=axis)
-
-  def objective(alphas, means, icf, x, gamma, m):
-    n, dd = x.shape
-    k = alphas.shape[0]
-    log_q = icf[:, :dd]
-    q = jnp.exp(log_q)
-    offdiag = icf[:, dd:]
-    ls = jnp.concatenate([offdiag, jnp.zeros((k, 1))], 1)[:, plan].reshape(k, dd, dd)
-    z = x[:, None, :] - means[None]
-    lz = q * z + jnp.einsum("kij,nkj->nki", ls, z)
-    inner = alphas + log_q.sum(1) - 0.5 * jnp.sum(lz ** 2, 2)
-    prior = jnp.sum(0.5 * gamma ** 2 * ((q ** 2).sum(1) + (offdiag ** 2).sum(1)) - m * log_q.sum(1))
-    constant = -n * dd * 0.5 * math.log(2 * math.pi) - wishart_constant(dd, k, gamma, m)
-    return constant + jnp.sum(lse(inner, 1)) - n * lse(alphas) + prior
-
-  vg = jax.jit(jax.value_and_grad(objective, argnums=(0, 1, 2)), static_argnums=(4, 5))
+  vg = jax.jit(jax.value_and_grad(make_gmm_objective(jnp), argnums=(0, 1, 2)),
+               static_argnums=(4, 5))
 
   def run(alphas, means, icf, x, gamma, m):
     value, grads = vg(alphas, means, icf, x, gamma, m)
@@ -188,31 +177,7 @@ def jax_tool(d, plan):
 def autograd_tool(d, plan):
   import autograd
   import autograd.numpy as anp
-
-  def lse(a, axis=None):
-    mx = anp.max(a, axis=axis, keepdims=True)
-    return anp.log(anp.sum(anp.exp(a - mx), axis=axis)) + anp.squeeze(mx, axis=axis)
-
-  def objective(alphas, means, icf, x, gamma, m):
-    n, dd = x.shape
-    k = alphas.shape[0]
-    log_q = icf[:, :dd]
-    q = anp.exp(log_q)
-    offdiag = icf[:, dd:]
-    ls = anp.reshape(anp.concatenate([offdiag, anp.zeros((k, 1))], 1)[:, plan], (k, dd, dd))
-    z = x[:, None, :] - means[None]
-    lz = q * z + anp.einsum("kij,nkj->nki", ls, z)
-    inner = alphas + anp.sum(log_q, 1) - 0.5 * anp.sum(lz ** 2, 2)
-    prior = anp.sum(0.5 * gamma ** 2 * (anp.sum(q ** 2, 1) + anp.sum(offdiag ** 2, 1))
-                    - m * anp.sum(log_q, 1))
-    constant = -n * dd * 0.5 * math.log(2 * math.pi) - wishart_constant(dd, k, gamma, m)
-    return constant + anp.sum(lse(inner, 1)) - n * lse(alphas) + prior
-
-  vg = autograd.value_and_grad(objective, (0, 1, 2))
-
-  def run(alphas, means, icf, x, gamma, m):
-    return vg(alphas, means, icf, x, gamma, m)
-  return run
+  return autograd.value_and_grad(make_gmm_objective(anp), (0, 1, 2))
 
 
 def torch_tool(d, plan):
@@ -248,18 +213,6 @@ def torch_tool(d, plan):
 
 
 # ---- timing ---------------------------------------------------------------------------------
-
-
-def seconds_per_call(fn, min_time=0.05):
-  n = 1
-  while True:
-    start = time.perf_counter()
-    for _ in range(n):
-      fn()
-    elapsed = time.perf_counter() - start
-    if elapsed >= min_time:
-      return elapsed / n
-    n *= 2
 
 
 def relative_error(a, b):

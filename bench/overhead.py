@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "XLA_FLAGS", "TF_NUM_INTEROP_THREADS"):
-  os.environ.setdefault(_var, "1" if _var != "XLA_FLAGS" else
-                        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import interleaved_medians, single_threaded  # noqa: E402
+
+single_threaded()
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,30 +33,6 @@ import numpy as np  # noqa: E402
 import dfdx  # noqa: E402
 import dfdx.numpy as dnp  # noqa: E402
 from dfdx._src import ad  # noqa: E402
-
-
-def per_call_seconds(fn, min_time=0.02):
-  """Seconds per call of fn, from a loop long enough to be timed reliably."""
-  n = 1
-  while True:
-    start = time.perf_counter()
-    for _ in range(n):
-      fn()
-    elapsed = time.perf_counter() - start
-    if elapsed >= min_time:
-      return elapsed / n
-    n *= 2
-
-
-def interleaved_medians(candidates, samples):
-  """Median seconds per call of each candidate, sampling them in turn (noise hits all)."""
-  times = {name: [] for name in candidates}
-  for fn in candidates.values():
-    fn()  # warm up
-  for _ in range(samples):
-    for name, fn in candidates.items():
-      times[name].append(per_call_seconds(fn))
-  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def tiny_grad_candidates(x):

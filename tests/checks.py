@@ -62,3 +62,17 @@ def assert_same_array(actual, expected, rtol=1e-12, atol=0.0):
   assert actual.shape == expected.shape, (actual.shape, expected.shape)
   assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
   np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def differentiable_part(spec, args, shapes):
+  """`spec.fun` as a function of its differentiated arguments only (the others fixed to
+  `args`), and those arguments."""
+  argnums = spec.differentiated(shapes)
+
+  def f(*diff_args):
+    full = list(args)
+    for i, a in zip(argnums, diff_args):
+      full[i] = a
+    return spec.fun(*full)
+  f.__name__ = spec.name
+  return f, tuple(args[i] for i in argnums)

@@ -5,6 +5,7 @@ import pytest
 
 import dfdx
 from dfdx._src import ad
+from tests.checks import differentiable_part
 from tests.op_specs import all_specs, cases
 
 CASES = cases([s for s in all_specs() if s.is_linear()], differentiable=True)
@@ -14,14 +15,8 @@ CASES = cases([s for s in all_specs() if s.is_linear()], differentiable=True)
 @pytest.mark.parametrize("spec,shapes", CASES)
 def test_transpose_dot_product(spec, shapes, vjp_rules, rng):
   args = list(spec.make_args(rng, shapes))
-  argnums = spec.differentiated(shapes)
-
-  def linear(*xs):
-    full = list(args)
-    for i, x in zip(argnums, xs):
-      full[i] = x
-    return spec.fun(*full)
-  xs = tuple(np.asarray(rng.standard_normal(np.shape(args[i]))) for i in argnums)
+  linear, diff_args = differentiable_part(spec, args, shapes)
+  xs = tuple(np.asarray(rng.standard_normal(np.shape(a))) for a in diff_args)
   with ad.use_vjp_rules(vjp_rules):
     out, vjp_fn = dfdx.vjp(linear, *xs)
     ct = rng.standard_normal(np.shape(out))

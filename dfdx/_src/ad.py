@@ -456,6 +456,21 @@ def deflinear(prim, transpose_rule):
   prim.linear = True
 
 
+def deflinear_rules(prim, jvp_rule, transpose_rule):
+  """A primitive linear in its array arguments jointly (add, concatenate, select in its
+  branches, scatters) whose JVP needs a rule of its own (to handle zero tangents, or a
+  non-differentiable argument): registers both rules and marks the primitive linear."""
+  primitive_jvps[prim] = jvp_rule
+  primitive_transposes[prim] = transpose_rule
+  prim.linear = True
+
+
+def deftranspose(prim, transpose_rule):
+  """Mark a primitive whose JVP is already registered as linear, with this transpose rule."""
+  primitive_transposes[prim] = transpose_rule
+  prim.linear = True
+
+
 def defbilinear(prim, lhs_transpose, rhs_transpose):
   """A primitive linear in each of its two arguments separately (mul, dot): its JVP is
   `prim(x_dot, y) + prim(x, y_dot)`. `lhs_transpose(ct, x, y)` gives x's cotangent with y

@@ -88,8 +88,7 @@ def _add_transpose(ct, x, y):
 
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
-ad.primitive_transposes[add_p] = _add_transpose
-add_p.linear = True
+ad.deftranspose(add_p, _add_transpose)
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -104,8 +103,7 @@ def _sub_transpose(ct, x, y):
 
 
 ad.defjvp(sub_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: neg(y_dot))
-ad.primitive_transposes[sub_p] = _sub_transpose
-sub_p.linear = True
+ad.deftranspose(sub_p, _sub_transpose)
 
 # ---- mul, div -----------------------------------------------------------------------------
 mul_p = _nary_prim("mul", np.multiply)
@@ -638,8 +636,6 @@ def _select_transpose(ct, c, x, y):
           _unbroadcast(select(c, zero, ct), y) if ad.is_linear(y) else None]
 
 
-ad.primitive_jvps[select_p] = _select_jvp
-ad.primitive_transposes[select_p] = _select_transpose
-select_p.linear = True
+ad.deflinear_rules(select_p, _select_jvp, _select_transpose)
 
 ad.tangent_ops.add = add

@@ -250,9 +250,7 @@ def _gather_batch(axis_size, vals, dims, *, spec):
 
 gather_p.def_impl(_gather_impl)
 gather_p.def_abstract_eval(_gather_abstract_eval)
-ad.primitive_jvps[gather_p] = _gather_jvp
-ad.primitive_transposes[gather_p] = _gather_transpose
-gather_p.linear = True
+ad.deflinear_rules(gather_p, _gather_jvp, _gather_transpose)
 batching.primitive_batchers[gather_p] = _gather_batch
 
 
@@ -313,9 +311,7 @@ def _scatter_add_transpose(ct, x, updates, *indices, spec):
 
 scatter_add_p.def_impl(_scatter_impl(np.add))
 scatter_add_p.def_abstract_eval(_scatter_abstract_eval("scatter_add"))
-ad.primitive_jvps[scatter_add_p] = _scatter_add_jvp
-ad.primitive_transposes[scatter_add_p] = _scatter_add_transpose
-scatter_add_p.linear = True
+ad.deflinear_rules(scatter_add_p, _scatter_add_jvp, _scatter_add_transpose)
 batching.primitive_batchers[scatter_add_p] = _scatter_batch(scatter_add_p)
 
 
@@ -366,9 +362,7 @@ def _scatter_transpose(ct, x, updates, *indices, spec):
 
 scatter_p.def_impl(_scatter_impl(None))
 scatter_p.def_abstract_eval(_scatter_abstract_eval("scatter"))
-ad.primitive_jvps[scatter_p] = _scatter_jvp
-ad.primitive_transposes[scatter_p] = _scatter_transpose
-scatter_p.linear = True
+ad.deflinear_rules(scatter_p, _scatter_jvp, _scatter_transpose)
 batching.primitive_batchers[scatter_p] = _scatter_batch(scatter_p)
 
 

@@ -191,9 +191,7 @@ def _concatenate_batch(axis_size, vals, dims, *, axis):
 
 concatenate_p.def_impl(lambda *xs, axis: np.concatenate(xs, axis=axis))
 concatenate_p.def_abstract_eval(_concatenate_abstract_eval)
-ad.primitive_jvps[concatenate_p] = _concatenate_jvp
-ad.primitive_transposes[concatenate_p] = _concatenate_transpose
-concatenate_p.linear = True
+ad.deflinear_rules(concatenate_p, _concatenate_jvp, _concatenate_transpose)
 batching.primitive_batchers[concatenate_p] = _concatenate_batch
 
 # ---- pad (with zeros; lo, hi and interior padding per axis) -----------------------------
@@ -358,9 +356,7 @@ def _convert_transpose(ct, x, *, new_dtype):
 convert_element_type_p.def_impl(_convert_impl)
 convert_element_type_p.def_abstract_eval(
     lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype))
-ad.primitive_jvps[convert_element_type_p] = _convert_jvp
-ad.primitive_transposes[convert_element_type_p] = _convert_transpose
-convert_element_type_p.linear = True
+ad.deflinear_rules(convert_element_type_p, _convert_jvp, _convert_transpose)
 batching.defvectorized(convert_element_type_p)
 
 # ---- wiring ---------------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+"""Timing helpers shared by the benchmarks: per-call time of a fast function, medians of
+interleaved samples, and thread settings for every library."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+
+def single_threaded():
+  """One thread for NumPy's BLAS, XLA and PyTorch (set before they are imported)."""
+  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+  os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                        "intra_op_parallelism_threads=1")
+
+
+def seconds_per_call(fn, min_time=0.02):
+  """Seconds per call of fn, from a loop long enough to be timed reliably."""
+  n = 1
+  while True:
+    start = time.perf_counter()
+    for _ in range(n):
+      fn()
+    elapsed = time.perf_counter() - start
+    if elapsed >= min_time:
+      return elapsed / n
+    n *= 2
+
+
+def interleaved_medians(candidates, samples, min_time=0.02):
+  """Median seconds per call of each candidate, sampling them in turn so that machine noise
+  hits every candidate alike."""
+  times = {name: [] for name in candidates}
+  for fn in candidates.values():
+    fn()  # warm up
+  for _ in range(samples):
+    for name, fn in candidates.items():
+      times[name].append(seconds_per_call(fn, min_time))
+  return {name: statistics.median(t) for name, t in times.items()}
