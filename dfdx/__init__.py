@@ -16,6 +16,7 @@ from dfdx._src.api import (  # noqa: F401
     jacobian as jacobian,
     jacrev as jacrev,
     jvp as jvp,
+    stop_gradient as stop_gradient,
     linearize as linearize,
     value_and_grad as value_and_grad,
     vector_grad as vector_grad,

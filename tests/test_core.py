@@ -155,3 +155,13 @@ def test_division_derivative_is_stable_where_b_squared_underflows():
   assert dfdx.grad(lambda b: -1e-200 / b)(1e-200) == pytest.approx(1e200)
   with ad.use_vjp_rules(False):
     assert dfdx.grad(lambda b: -1e-200 / b)(1e-200) == pytest.approx(1e200)
+
+
+def test_stop_gradient_is_a_constant_for_every_derivative():
+  x = np.array([1.0, 2.0])
+  f = lambda x: dnp.sum(x ** 2 * dfdx.stop_gradient(x))
+  np.testing.assert_allclose(dfdx.grad(f)(x), 2 * x * x)
+  np.testing.assert_allclose(dfdx.jvp(f, (x,), (np.ones(2),))[1], np.sum(2 * x * x))
+  np.testing.assert_allclose(dfdx.hessian(f)(x), np.diag(2 * x))
+  assert dfdx.stop_gradient({"a": 1.0})["a"] == 1.0
+  assert float(dfdx.grad(lambda x: float(dfdx.stop_gradient(x)) * x)(3.0)) == 3.0

@@ -32,6 +32,7 @@ register("integer_pow", with_avals(
     if p["y"] == 2 and in_avals[0].dtype.kind != "b" else f"np.power({ins[0]}, {p['y']})"))
 register("round", lambda ins, p: f"np.round({ins[0]}, {p['decimals']})")
 register("select", lambda ins, p: f"np.where({ins[0]}, {ins[1]}, {ins[2]})")
+register("stop_gradient", View(lambda ins, p: ins[0]))
 register("logistic", lambda ins, p: f"np.exp(-np.logaddexp(0, np.negative({ins[0]})))")
 
 # ---- reductions -----------------------------------------------------------------------------

@@ -62,6 +62,8 @@ SPECS = [
     unary("abs", ew.abs_p, ew.abs, np.abs, domain=(0.1, 2.0)),
     unary("abs_negative", ew.abs_p, ew.abs, np.abs, domain=(-2.0, -0.1)),
     unary("sign", ew.sign_p, ew.sign, np.sign),
+    unary("stop_gradient", ew.stop_gradient_p, ew.stop_gradient, lambda x: x,
+          grad=False),  # zero derivative by definition; tested in test_core.py
     unary("floor", ew.floor_p, ew.floor, np.floor),
     unary("ceil", ew.ceil_p, ew.ceil, np.ceil),
     unary("trunc", ew.trunc_p, ew.trunc, np.trunc),

@@ -450,6 +450,19 @@ def hypot(x, y):
 ad.defjvp2(hypot_p, lambda x_dot, ans, x, y: mul(x_dot, div(x, ans)),
            lambda y_dot, ans, x, y: mul(y_dot, div(y, ans)))
 
+# ---- stop_gradient (the identity, with a zero derivative) ------------------------------
+stop_gradient_p = core.primitive("stop_gradient")
+
+
+def stop_gradient(x):
+  return stop_gradient_p.bind(x)
+
+
+stop_gradient_p.def_impl(lambda x: x)
+stop_gradient_p.def_abstract_eval(lambda x: x)
+ad.defjvp_zero(stop_gradient_p)
+batching.defvectorized(stop_gradient_p)
+
 # ---- abs, sign, rounding (piecewise constant: zero derivatives) --------------------------
 abs_p = _unary_prim("abs", np.absolute)
 
