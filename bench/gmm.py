@@ -2,7 +2,8 @@
 NumPy gradient and the peers, in one run.
 
 The objective is ADBench's log-likelihood of n points under a K-component Gaussian mixture
-in d dimensions, each component's inverse covariance given by
+in d dimensions (computed here with the points along the last axis, the layout in which
+Q (x - mu) is one batched matmul, for every tool alike), each component's inverse covariance given by
 its Cholesky-like factor Q = diag(exp(icf[:, :d])) + L (L strictly lower triangular, from
 icf[:, d:] in column-major order), plus a Wishart prior. Data as ADBench generates it
 (seed 31337): alphas, icf and x standard normal, means uniform(0, 1), gamma = 1, m = 0.
@@ -11,8 +12,8 @@ Columns: dfdx jit(value_and_grad) (the issue-3 target: within 1.1x of the hand-w
 gradient at every size, faster than JAX-jit at (64, 100)), dfdx eager value_and_grad, the
 hand-written NumPy value-and-gradient, JAX jit, autograd and PyTorch (eager backward). Every
 tool's gradient is checked against the hand-written one first (a tool that disagrees is
-reported, not timed). First-call times (trace, passes, code generation vs. JAX's
-compilation) are reported too.
+reported, not timed). First-call times are reported too, and "compile", the first call minus
+a steady call: tracing, passes and code generation for dfdx jit, XLA compilation for JAX.
 
 Run: python bench/gmm.py [--sizes 2,5 10,25 20,50 64,100] [--samples 7]
 """
@@ -107,14 +108,16 @@ def make_gmm_objective(xp):
     sum_qs = xp.sum(log_q, axis=1)
     offdiag = icf[:, d:]
     padded = xp.concatenate([offdiag, xp.zeros((k, 1))], axis=1)
-    ls = xp.reshape(padded[:, plan], (k, d, d))
-    xcentered = x[:, None, :] - means[None, :, :]
-    lxcentered = q_diags * xcentered + xp.einsum("kij,nkj->nki", ls, xcentered)
-    inner = alphas + sum_qs - 0.5 * xp.sum(lxcentered ** 2, axis=2)
+    # Q = diag(exp(icf[:, :d])) + L, and points along the last axis, (K, d, n), so that
+    # Q (x - mu) is one batched matmul.
+    qs = xp.reshape(padded[:, plan], (k, d, d)) + q_diags[:, :, None] * np.eye(d)
+    xcentered = xp.transpose(x)[None, :, :] - means[:, :, None]
+    lxcentered = xp.matmul(qs, xcentered)
+    inner = (alphas + sum_qs)[:, None] - 0.5 * xp.sum(lxcentered ** 2, axis=1)
     prior = xp.sum(0.5 * gamma ** 2 * (xp.sum(q_diags ** 2, axis=1)
                                        + xp.sum(offdiag ** 2, axis=1)) - m * sum_qs)
     constant = -n * d * 0.5 * math.log(2 * math.pi) - wishart_constant(d, k, gamma, m)
-    return (constant + xp.sum(logsumexp(inner, axis=1)) - n * logsumexp(alphas)
+    return (constant + xp.sum(logsumexp(inner, axis=0)) - n * logsumexp(alphas)
             + prior)
   return gmm_objective
 
@@ -196,13 +199,13 @@ def torch_tool(d, plan):
     offdiag = icf[:, dd:]
     ls = torch.cat([offdiag, torch.zeros((k, 1), dtype=icf.dtype)], 1)[:, plan_t].reshape(
         k, dd, dd)
-    z = x[:, None, :] - means[None]
-    lz = q * z + torch.einsum("kij,nkj->nki", ls, z)
-    inner = alphas + log_q.sum(1) - 0.5 * torch.sum(lz ** 2, 2)
+    z = x.T[None, :, :] - means[:, :, None]
+    lz = torch.matmul(ls + q[:, :, None] * torch.eye(dd, dtype=ls.dtype), z)
+    inner = (alphas + log_q.sum(1))[:, None] - 0.5 * torch.sum(lz ** 2, 1)
     prior = torch.sum(0.5 * gamma ** 2 * ((q ** 2).sum(1) + (offdiag ** 2).sum(1))
                       - m * log_q.sum(1))
     constant = -n * dd * 0.5 * math.log(2 * math.pi) - wishart_constant(dd, k, gamma, m)
-    return constant + torch.sum(lse(inner, 1)) - n * lse(alphas) + prior
+    return constant + torch.sum(lse(inner, 0)) - n * lse(alphas) + prior
 
   def run(alphas, means, icf, x, gamma, m):
     params = [torch.tensor(v, requires_grad=True) for v in (alphas, means, icf)]
@@ -257,6 +260,8 @@ def run_size(d, k, samples):
     for name, r in results.items():
       if r["error"] < 1e-8:
         r["times"].append(seconds_per_call(r["fn"]))
+  for r in results.values():  # what the first call costs beyond a steady call: compilation
+    r["compile"] = max(r["first"] - statistics.median(r["times"]), 0.0) if r["times"] else None
   return results
 
 
@@ -269,7 +274,8 @@ def main():
   print(f"ADBench GMM, n = {N_POINTS}: value_and_grad; medians of {args.samples} interleaved "
         f"samples; one thread for every library; NumPy {np.__version__}, Python "
         f"{sys.version.split()[0]}")
-  header = f"{'d,K':>8}  {'tool':<14} {'ms':>9} {'x numpy':>8} {'first call s':>12} {'max rel err':>11}"
+  header = (f"{'d,K':>8}  {'tool':<14} {'ms':>9} {'x numpy':>8} {'first call s':>12} "
+            f"{'compile s':>9} {'max rel err':>11}")
   print(header)
   print("-" * len(header))
   for d, k in sizes:
@@ -281,14 +287,14 @@ def main():
         continue
       t = statistics.median(r["times"])
       print(f"{d:>3},{k:<4}  {name:<14} {t * 1e3:>9.3f} {t / base:>8.2f} {r['first']:>12.3f} "
-            f"{r['error']:>11.1e}")
+            f"{r['compile']:>9.3f} {r['error']:>11.1e}")
     jit_t = statistics.median(results["dfdx jit"]["times"])
     verdicts = [f"dfdx jit / numpy = {jit_t / base:.2f} (target <= 1.10)"]
     if "jax jit" in results and results["jax jit"]["times"]:
       jax_t = statistics.median(results["jax jit"]["times"])
       verdicts.append(f"dfdx jit / jax jit = {jit_t / jax_t:.2f}")
-      verdicts.append(f"first call dfdx / jax = "
-                      f"{results['dfdx jit']['first'] / results['jax jit']['first']:.2f} "
+      verdicts.append(f"compilation dfdx / jax = "
+                      f"{results['dfdx jit']['compile'] / results['jax jit']['compile']:.2f} "
                       "(target <= 0.10)")
     print(" " * 10 + "; ".join(verdicts))
   print("\nRerun: python bench/gmm.py --sizes 2,5 10,25 20,50 64,100 --samples 7")

@@ -55,6 +55,10 @@ class MissingCodegenRuleError(NotImplementedError):
 def literal(value) -> str:
   """Python source that evaluates to `value` (a static parameter or a literal)."""
   if isinstance(value, np.dtype):
+    # The scalar type stands for the dtype in every NumPy call and is a plain attribute
+    # lookup (no np.dtype(...) call each time the code runs).
+    if value.isbuiltin and hasattr(np, value.name) and np.dtype(getattr(np, value.name)) == value:
+      return f"np.{value.name}"
     return f"np.dtype({value.name!r})"
   if isinstance(value, type) and issubclass(value, np.generic):
     return f"np.{value.__name__}"

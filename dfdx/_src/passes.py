@@ -6,11 +6,19 @@ Every pass returns a new, equivalent program (the input is not modified). `optim
 them to a fixed point. The simplifications are exact rewrites only (they never change a
 result, NaN and infinity included): `x * 1 -> x`, `x + 0 -> x`, `x - 0 -> x`, `x / 1 -> x`,
 `-(-x) -> x`, transposes and reshapes of themselves, casts and broadcasts to the same type.
+
+`push_sums` moves sums toward the data they sum (`sum(-x) -> -sum(x)`, `sum(a + b) ->
+sum(a) + sum(b)`, `sum(a * c) -> sum(a) * c` for c constant along the summed axes, sums
+through transposes, and `sum_n (A @ x_n) -> A @ sum_n x_n`). Reverse mode makes such sums
+everywhere (the transpose of broadcasting); pushed down they sum small arrays instead of
+large ones. These rewrites are algebraically exact; like any change of summation order they
+may change rounding in the last bits.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from dfdx._src import core
 from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
 from dfdx._src import staging
 
@@ -181,10 +189,58 @@ def _simplify_eqn(eqn, inputs, producers, consts):
   return None
 
 
-def _fuse_eqn(eqn, inputs, producers):
+def _power_of_two(a):
+  """Whether `a` is a scalar literal +-2**k (multiplying by it is exact in binary floats)."""
+  if type(a) is not Lit or np.ndim(a.val) != 0 or a.aval.dtype.kind not in "fi":
+    return False
+  value = abs(float(np.asarray(a.val)))
+  return value > 0 and np.isfinite(value) and np.frexp(value)[0] == 0.5
+
+
+_BROADCASTING = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "select", "atan2",
+                 "logaddexp", "eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def _unbroadcast_operands(eqn, inputs, producers):
+  """The inputs with explicit broadcasts dropped where NumPy broadcasting of the other
+  operands gives the same output shape (`broadcast_to(s, S) * b -> s * b`)."""
+  if eqn.prim.name not in _BROADCASTING:
+    return None
+  out_shape = eqn.outputs[0].aval.shape
+  changed, new = False, list(inputs)
+  for i, a in enumerate(inputs):
+    p = producers.get(id(a)) if isinstance(a, Var) else None
+    if p is None or p.prim.name != "broadcast_to":
+      continue
+    trial = new[:i] + [p.inputs[0]] + new[i + 1:]
+    if np.broadcast_shapes(*[t.aval.shape for t in trial]) == out_shape:
+      new, changed = trial, True
+  return Eqn(eqn.prim, new, eqn.params, eqn.outputs, eqn.source) if changed else None
+
+
+def _fuse_eqn(eqn, inputs, producers, uses=None):
   """A cheaper equation computing the same output (reshape of reshape, transpose of
-  transpose), or None."""
+  transpose, explicit broadcasts dropped, power-of-two literals moved to the smaller
+  operand), or None."""
+  unbroadcast = _unbroadcast_operands(eqn, inputs, producers)
+  if unbroadcast is not None:
+    return unbroadcast
   name = eqn.prim.name
+  if name == "mul" and uses is not None:
+    # a * (k * b) -> (a * k) * b with k = +-2**j (exact) when a is smaller than b: the
+    # multiplication by k then runs over the small operand only.
+    for a, kb in (inputs, inputs[::-1]):
+      inner = producers.get(id(kb)) if isinstance(kb, Var) else None
+      if inner is None or inner.prim.name != "mul" or uses.get(id(kb)) != 1:
+        continue
+      k, b = inner.inputs if _power_of_two(inner.inputs[0]) else inner.inputs[::-1]
+      if not _power_of_two(k) or not isinstance(a, Var) or a.aval.size >= b.aval.size:
+        continue
+      scaled = Var(core.abstract_eval_avals(eqn.prim, [a.aval, k.aval], {}))
+      if scaled.aval.dtype != a.aval.dtype:
+        continue
+      return [Eqn(eqn.prim, [a, k], {}, [scaled], eqn.source),
+              Eqn(eqn.prim, [scaled, b], {}, eqn.outputs, eqn.source)]
   producer = producers.get(id(inputs[0])) if inputs and isinstance(inputs[0], Var) else None
   if producer is None:
     return None
@@ -196,20 +252,34 @@ def _fuse_eqn(eqn, inputs, producers):
   return None
 
 
+def _use_counts(program):
+  uses = {}
+  for eqn in program.eqns:
+    for a in eqn.inputs:
+      if isinstance(a, Var):
+        uses[id(a)] = uses.get(id(a), 0) + 1
+  for o in program.outs:
+    if isinstance(o, Var):
+      uses[id(o)] = uses.get(id(o), 0) + 2
+  return uses
+
+
 def simplify(program: Program) -> Program:
   """Apply the exact algebraic rewrites listed in the module docstring."""
   subst, producers, eqns, consts = _Subst(), {}, [], _Constants(program)
+  uses = _use_counts(program)
   for eqn in program.eqns:
     inputs = [subst(a) for a in eqn.inputs]
     replacement = _simplify_eqn(eqn, inputs, producers, consts)
     if replacement is not None:
       subst.set(eqn.outputs[0], replacement)
       continue
-    new = _fuse_eqn(eqn, inputs, producers) or Eqn(eqn.prim, inputs, eqn.params, eqn.outputs,
-                                                  eqn.source)
-    for v in new.outputs:
-      producers[id(v)] = new
-    eqns.append(new)
+    new = _fuse_eqn(eqn, inputs, producers, uses) or Eqn(eqn.prim, inputs, eqn.params,
+                                                        eqn.outputs, eqn.source)
+    for e in (new if isinstance(new, list) else [new]):
+      for v in e.outputs:
+        producers[id(v)] = e
+      eqns.append(e)
   return _rebuild(program, eqns, [subst(o) for o in program.outs])
 
 
@@ -243,12 +313,135 @@ def inline_jit_calls(program: Program) -> Program:
   return _rebuild(program, eqns, [subst(o) for o in program.outs], const_vars, const_vals)
 
 
+# ---- pushing sums down ----------------------------------------------------------------------
+
+
+class _SumPusher:
+  """Rewrites `reduce_sum(v, axes)` by pushing the sum into the equation that produced `v`
+  when `v` is used only there (so the producer dies), recursively."""
+
+  def __init__(self, program):
+    from dfdx._src.ops import contraction, elementwise, reduction, shape
+    self.ops = {"neg": elementwise.neg_p, "add": elementwise.add_p, "sub": elementwise.sub_p,
+                "mul": elementwise.mul_p, "reduce_sum": reduction.reduce_sum_p,
+                "transpose": shape.transpose_p, "reshape": shape.reshape_p,
+                "dot_general": contraction.dot_general_p}
+    self.uses, self.producer = {}, {}
+    for eqn in program.eqns:
+      for a in eqn.inputs:
+        if isinstance(a, Var):
+          self.uses[id(a)] = self.uses.get(id(a), 0) + 1
+      for v in eqn.outputs:
+        self.producer[id(v)] = eqn
+    for o in program.outs:
+      if isinstance(o, Var):
+        self.uses[id(o)] = self.uses.get(id(o), 0) + 2  # outputs are never consumed away
+    self.out = []
+
+  def emit(self, name, inputs, params, source=None):
+    prim = self.ops[name]
+    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
+    var = Var(aval)
+    self.out.append(Eqn(prim, inputs, params, [var], source))
+    return var
+
+  def reduce(self, v, axes):
+    return self.emit("reduce_sum", [v], {"axes": tuple(axes)}) if axes else v
+
+  def push(self, v, axes):
+    """An atom equal to reduce_sum(v, axes), computed as cheaply as the rules allow."""
+    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
+    if eqn is None or self.uses.get(id(v)) != 1 or v.aval.dtype.kind != "f":
+      return self.reduce(v, axes)
+    rule = getattr(self, "_push_" + eqn.prim.name, None)
+    result = rule(eqn, v, axes) if rule is not None else None
+    return self.reduce(v, axes) if result is None else result
+
+  def _push_neg(self, eqn, v, axes):
+    return self.emit("neg", [self.push(eqn.inputs[0], axes)], {})
+
+  def _push_add(self, eqn, v, axes, name="add"):
+    x, y = eqn.inputs
+    if x.aval.shape != v.aval.shape or y.aval.shape != v.aval.shape:
+      return None
+    return self.emit(name, [self.push(x, axes), self.push(y, axes)], {})
+
+  def _push_sub(self, eqn, v, axes):
+    return self._push_add(eqn, v, axes, "sub")
+
+  def _push_mul(self, eqn, v, axes):
+    shape = v.aval.shape
+    for full, other in (eqn.inputs, eqn.inputs[::-1]):
+      if full.aval.shape != shape or not self._constant_along(other, shape, axes):
+        continue
+      kept_other = _drop_axes(other.aval.shape, len(shape), axes)
+      if kept_other != other.aval.shape:
+        other = self.emit("reshape", [other], {"shape": kept_other})
+      return self.emit("mul", [self.push(full, axes), other], {})
+    return None
+
+  @staticmethod
+  def _constant_along(a, shape, axes):
+    lead = len(shape) - a.aval.ndim
+    return all(ax < lead or a.aval.shape[ax - lead] == 1 for ax in axes)
+
+  def _push_transpose(self, eqn, v, axes):
+    perm = eqn.params["perm"]
+    in_axes = sorted(perm[ax] for ax in axes)
+    remaining_in = [i for i in range(len(perm)) if i not in in_axes]
+    new_perm = tuple(remaining_in.index(perm[ax]) for ax in range(len(perm)) if ax not in axes)
+    reduced = self.push(eqn.inputs[0], in_axes)
+    if new_perm == tuple(range(len(new_perm))):
+      return reduced
+    return self.emit("transpose", [reduced], {"perm": new_perm})
+
+  def _push_dot_general(self, eqn, v, axes):
+    x, y = eqn.inputs
+    (xc, yc), (xb, yb) = eqn.params["dimension_numbers"]
+    xf = [i for i in range(x.aval.ndim) if i not in xc and i not in xb]
+    yf = [i for i in range(y.aval.ndim) if i not in yc and i not in yb]
+    nb = len(xb)
+    if any(ax < nb for ax in axes):
+      return None
+    x_sum = sorted(xf[ax - nb] for ax in axes if ax < nb + len(xf))
+    y_sum = sorted(yf[ax - nb - len(xf)] for ax in axes if ax >= nb + len(xf))
+    renumber = lambda dims, gone: tuple(d - sum(g < d for g in gone) for d in dims)
+    numbers = ((renumber(xc, x_sum), renumber(yc, y_sum)),
+               (renumber(xb, x_sum), renumber(yb, y_sum)))
+    return self.emit("dot_general", [self.push(x, x_sum), self.push(y, y_sum)],
+                     {"dimension_numbers": numbers}, eqn.source)
+
+
+def _drop_axes(shape, rank, axes):
+  """`shape` (right-aligned in an array of `rank` axes) without the summed `axes`."""
+  lead = rank - len(shape)
+  return tuple(d for i, d in enumerate(shape) if i + lead not in axes)
+
+
+def push_sums(program: Program) -> Program:
+  """Move sums toward the data they sum (see the module docstring)."""
+  if not any(e.prim.name == "reduce_sum" for e in program.eqns):
+    return program
+  pusher, subst, eqns = _SumPusher(program), _Subst(), []
+  for eqn in program.eqns:
+    inputs = [subst(a) for a in eqn.inputs]
+    if eqn.prim.name == "reduce_sum" and eqn.params["axes"] and isinstance(inputs[0], Var):
+      pusher.out = []
+      result = pusher.push(inputs[0], eqn.params["axes"])
+      if len(pusher.out) != 1 or pusher.out[0].prim.name != "reduce_sum":
+        eqns.extend(pusher.out)
+        subst.set(eqn.outputs[0], result)
+        continue
+    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+
+
 def optimize(program: Program, max_rounds: int = 4) -> Program:
   """Run the passes until the program stops changing (or `max_rounds`)."""
   program = dce(inline_jit_calls(program))
   for _ in range(max_rounds):
     before = len(program.eqns)
-    program = dce(cse(simplify(fold_constants(program))))
+    program = dce(cse(push_sums(simplify(fold_constants(program)))))
     if len(program.eqns) == before:
       break
   return program
