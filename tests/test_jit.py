@@ -258,3 +258,34 @@ def test_codegen_rule_missing_is_a_clear_error():
   program = Program([v], [], [], [Eqn(prim, [v], {}, [w])], [w])
   with pytest.raises(codegen.MissingCodegenRuleError, match="nameless_test_op"):
     codegen.program_source(program)
+
+
+def test_sums_are_pushed_through_matmuls_and_elementwise_ops(rng):
+  a, x = rng.standard_normal((3, 4)), rng.standard_normal((4, 50))
+
+  def f(a, x):
+    return dnp.sum(-(a @ x) + 2.0 * (a @ x), axis=1)
+  expr = dfdx.make_expr(f, optimize=True)(a, x)
+  products = [e for e in expr.eqns if e.prim.name == "dot_general"]
+  assert products and all(e.outputs[0].aval.shape == (3,) for e in products)
+  np.testing.assert_allclose(expr(a, x), f(a, x), rtol=1e-12)
+  # The gradient of a bias-like input: d/db sum(w (A x + b)) sums a product over n.
+  g = lambda a, x, b: dnp.sum(dnp.tanh(a @ x + b[:, None]))
+  expr = dfdx.make_expr(dfdx.grad(g, (0, 2)), optimize=True)(a, x, np.ones(3))
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(g, (0, 2)))(a, x, np.ones(3))[1],
+                             dfdx.grad(g, (0, 2))(a, x, np.ones(3))[1], rtol=1e-12)
+
+
+def test_broadcasts_are_dropped_and_power_of_two_literals_move_to_the_small_operand():
+  s, b = np.ones((4, 1)), np.ones((4, 100))
+  expr = dfdx.make_expr(lambda s, b: dnp.broadcast_to(s, (4, 100)) * (2.0 * b),
+                        optimize=True)(s, b)
+  names = [e.prim.name for e in expr.eqns]
+  assert "broadcast_to" not in names
+  doubled = [e for e in expr.eqns if e.prim.name == "mul" and any(
+      getattr(a, "val", None) == 2.0 for a in e.inputs)]
+  assert [e.outputs[0].aval.shape for e in doubled] == [(4, 1)]
+  np.testing.assert_array_equal(expr(s, b), 2.0 * s * b)
+  # A literal that is not a power of two stays where it is (moving it would round).
+  expr = dfdx.make_expr(lambda s, b: s * (3.0 * b), optimize=True)(s, b)
+  assert [e.outputs[0].aval.shape for e in expr.eqns] == [(4, 100), (4, 100)]
