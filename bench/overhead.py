@@ -6,6 +6,8 @@ Measures (medians of repeated samples, tools interleaved, one thread everywhere)
     PyTorch (`.backward()` and `torch.func.grad`) and JAX eager (no jit), when installed;
   * the time `import dfdx` adds to `import numpy` (fresh interpreters).
 
+Also the call overhead of the jitted gradient of the same function against JAX's jitted call.
+
 Targets (issue 2): dfdx's eager grad at most half of autograd's time; `import dfdx` adds at
 most 0.1 s to `import numpy`. The row "dfdx, no VJP rules" is reverse mode as the transpose of
 the JVP rules alone: the difference is what the direct VJP rules buy.
@@ -78,6 +80,23 @@ def tiny_grad_candidates(x):
   return candidates
 
 
+def jitted_grad_candidates(x):
+  f = lambda x: dnp.sum(dnp.sin(x) * x)
+  jg = dfdx.jit(dfdx.grad(f))
+  candidates = {"dfdx jit(grad)": lambda: jg(x)}
+  try:
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    jjg = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(x) * x)))
+    xj = jnp.asarray(x)
+    candidates["jax jit(grad), jax array in"] = lambda: jjg(xj).block_until_ready()
+    candidates["jax jit(grad), numpy in and out"] = lambda: np.asarray(jjg(x))
+  except ImportError:
+    pass
+  return candidates
+
+
 def import_time(statement, samples=7, bytecode=True):
   """Median wall time of a fresh interpreter running `statement`: with bytecode caching (the
   normal case; the cache is warmed first), or compiling every module from source."""
@@ -135,6 +154,12 @@ def main():
   if base:
     verdict = "met" if grads["dfdx grad"] <= 0.5 * base else "NOT met"
     print(f"target dfdx <= 0.5 x autograd: {verdict} ({grads['dfdx grad'] / base:.2f})")
+
+  jitted = interleaved_medians(jitted_grad_candidates(x), args.samples)
+  rows = [[name, f"{t * 1e6:.2f}", f"{t / jitted['dfdx jit(grad)']:.2f}"]
+          for name, t in sorted(jitted.items(), key=lambda kv: kv[1])]
+  print("\nJitted gradient of the same function (issue 3: dfdx at or under JAX's jitted call)")
+  print(table(rows, ["tool", "us per call", "x dfdx's time"]))
 
   t_numpy = import_time("import numpy")
   t_dfdx = import_time("import numpy, dfdx")
