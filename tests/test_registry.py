@@ -1,7 +1,7 @@
 """Every primitive has every rule it needs and at least one line in the spec table."""
 import pytest
 
-from dfdx._src import ad, batching, core
+from dfdx._src import ad, batching, codegen, core
 from tests.op_specs import all_specs
 
 COVERED = {s.prim for s in all_specs()}
@@ -19,3 +19,6 @@ def test_primitive_has_rules_and_spec_line(prim):
   if prim in ad.primitive_vjps:
     assert not prim.linear, f"{prim.name}: linear primitives use their transpose, not a VJP"
   assert prim in COVERED, f"{prim.name}: no line in the spec table (tests/specs/)"
+  assert prim.name in codegen.codegen_rules or prim.name in codegen.INLINED, (
+      f"{prim.name}: no NumPy code generation rule (dfdx/_src/codegen_rules.py), so jit "
+      "cannot compile it")

@@ -34,6 +34,8 @@ class View:
 
 
 codegen_rules: dict = {}
+# Higher-order primitives whose programs are inlined before code generation.
+INLINED = {"jit_call"}
 # Helper functions some rules call; emitted into standalone sources that use them.
 helpers: dict[str, str] = {}
 
@@ -148,6 +150,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`."""
+  from dfdx._src.passes import inline_jit_calls
+  program = inline_jit_calls(program)
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   em = _Emitter(program, const_names)
   if arg_names is not None:
@@ -254,6 +258,8 @@ def _fuse_reductions(program, em):
 
 def compile_program(program: Program, name="f"):
   """A Python function (flat list of inputs -> list of outputs) computing `program`."""
+  from dfdx._src.passes import inline_jit_calls
+  program = inline_jit_calls(program)
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   source, literals = program_source(program, _identifier(name), standalone=False,
                                     return_literals=True)
