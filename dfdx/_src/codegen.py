@@ -92,6 +92,7 @@ class _Emitter:
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
     self.members = {}  # id of a fresh buffer -> ids of the variables that live in it
+    self.views = set()  # ids of variables that are views of a buffer (never written into)
     self.hoisted = {}  # literal key -> (name, value): NumPy scalar literals, built once
     self.last_use = {}
     for i, eqn in enumerate(program.eqns):
@@ -132,8 +133,9 @@ class _Emitter:
       if not isinstance(a, Var) or self.last_use.get(id(a)) != index:
         continue
       root = self.owner.get(id(a))
-      # Only the variable that owns a fresh buffer may be written into: never a view.
-      if root != id(a) or (a.aval.shape, a.aval.dtype) != (out.aval.shape, out.aval.dtype):
+      # Only a variable that fills a fresh buffer may be written into: never a view of one.
+      if root is None or id(a) in self.views or (a.aval.shape, a.aval.dtype) != (
+          out.aval.shape, out.aval.dtype):
         continue
       if all(self.last_use.get(v, -1) <= index for v in self.members.get(root, ())):
         return a
@@ -187,8 +189,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         expr = fn(ins, eqn.params)
       for v in eqn.outputs:
         first = eqn.inputs[0] if eqn.inputs else None
-        em.set_owner(v, em.owner.get(id(first)) if isinstance(rule, View) and
-                     isinstance(first, Var) else id(v))
+        if isinstance(rule, View) and isinstance(first, Var):
+          em.set_owner(v, em.owner.get(id(first)))
+          em.views.add(id(v))
+        else:
+          em.set_owner(v, id(v))
     used_helpers.update(h for h in helpers if h + "(" in expr)
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")

@@ -157,7 +157,7 @@ def pp_param(value) -> str:
   if isinstance(value, np.dtype):
     return value.name
   if isinstance(value, Program):
-    return "{ program }"
+    return "\n" + "\n".join("      " + line for line in pp_program(value).splitlines())
   if isinstance(value, np.ndarray):
     return f"array({value.dtype.name}{list(value.shape)})"
   if callable(value) and hasattr(value, "__name__"):
