@@ -116,9 +116,10 @@ def pytest_param(spec, shapes):
 
 
 def all_specs():
-  from tests.specs import contraction, control, elementwise, indexing, linalg, reduction, shape
-  return [s for m in (elementwise, reduction, shape, indexing, contraction, linalg, control)
-          for s in m.SPECS]
+  from tests.specs import (contraction, control, elementwise, indexing, linalg, reduction,
+                           shape, sorting, special)
+  return [s for m in (elementwise, reduction, shape, indexing, contraction, linalg, control,
+                      special, sorting) for s in m.SPECS]
 
 
 def batching_patterns(nargs, sampleable):

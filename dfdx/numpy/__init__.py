@@ -17,6 +17,7 @@ from dfdx._src.numpy.reductions import *  # noqa: F401,F403
 from dfdx._src.numpy.manipulation import *  # noqa: F401,F403
 from dfdx._src.numpy.indexing import *  # noqa: F401,F403
 from dfdx._src.numpy.contractions import *  # noqa: F401,F403
+from dfdx._src.numpy.extras import *  # noqa: F401,F403
 from dfdx._src.numpy import array_methods as _array_methods
 from dfdx.numpy import linalg  # noqa: F401
 

@@ -1,0 +1,2 @@
+"""Spec lines of the sorting primitives (see tests/op_specs.py)."""
+SPECS = []
