@@ -319,3 +319,147 @@ def test_nx_container_gradient():
   g = dfdx.grad(lambda p: dnp.sum(p.x * p.y))(Pair(np.array([1.0, 2.0]), np.array([3.0, 4.0])))
   assert isinstance(g, Pair)
   np.testing.assert_array_equal(g.y, [1.0, 2.0])
+
+
+# ---- seed 003: BrainPy's gradients with respect to object variables ------------------------
+
+class BPLinear(dfdx.Module):
+  def __init__(self):
+    super().__init__()
+    self.w = dfdx.Variable(np.random.default_rng(0).random((1, 10)))
+    self.b = dfdx.Variable(np.zeros(1))
+
+  def update(self, x):
+    r = dnp.dot(self.w, x) + self.b
+    return r.sum()
+
+
+def test_brainpy_argnums_and_grad_vars():
+  lin = BPLinear()
+  np.testing.assert_allclose(dfdx.grad(lin.update, argnums=0)(np.ones(10)), lin.w.value[0])
+  gw, gb = dfdx.grad(lin.update, grad_vars=(lin.w, lin.b))(np.ones(10))
+  np.testing.assert_array_equal(gw, np.ones((1, 10)))
+  np.testing.assert_array_equal(gb, [1.0])
+  var_grads, arg_grads = dfdx.grad(lin.update, grad_vars=(lin.w, lin.b), argnums=0)(
+      np.ones(10))
+  np.testing.assert_array_equal(var_grads[0], np.ones((1, 10)))
+  np.testing.assert_allclose(arg_grads, lin.w.value[0])
+  gradient, value = dfdx.grad(lin.update, argnums=0, return_value=True)(np.ones(10))
+  assert value == pytest.approx(lin.w.value.sum())
+
+
+def test_brainpy_has_aux():
+  class LinearAux(BPLinear):
+    def update(self, x):
+      dot = dnp.dot(self.w, x)
+      r = (dot + self.b).sum()
+      return r, (r, dot)
+  lin = LinearAux()
+  gradient, (r, dot) = dfdx.grad(lin.update, argnums=0, has_aux=True)(np.ones(10))
+  np.testing.assert_allclose(gradient, lin.w.value[0])
+  assert r == pytest.approx(lin.w.value.sum()) and dot.shape == (1,)
+
+
+class BPF(dfdx.Module):
+  def __init__(self):
+    super().__init__()
+    self.a = dfdx.TrainVar(np.ones(1))
+    self.b = dfdx.TrainVar(np.ones(1))
+
+  def __call__(self, c):
+    ab = self.a * self.b
+    ab2 = ab * 2
+    vv = ab2 + c
+    return vv.mean()
+
+
+def test_brainpy_class_objects():
+  f = BPF()
+  grads = dfdx.grad(f, grad_vars=f.train_vars())(10.0)
+  assert set(grads) == {f"{f.name}.a", f"{f.name}.b"}
+  for g in grads.values():
+    np.testing.assert_array_equal(g, [2.0])
+  ga, gb = dfdx.grad(f, grad_vars=[f.a, f.b])(10.0)
+  np.testing.assert_array_equal(ga, [2.0])
+  grad, loss = dfdx.grad(f, grad_vars=f.a, return_value=True)(10.0)
+  np.testing.assert_array_equal(grad, [2.0])
+  assert loss == 12.0
+
+
+def test_brainpy_variables_changed_inside_the_gradient_function():
+  class F2(BPF):
+    def __call__(self, c):
+      ab = self.a * self.b
+      ab = ab * 2
+      self.a.value = ab
+      return (ab + c).mean()
+  f2 = F2()
+  np.testing.assert_array_equal(dfdx.grad(f2, grad_vars=f2.b)(10.0), [2.0])
+  assert type(f2.a.value) is np.ndarray and f2.a.value[0] == 2.0  # no dyn_vars needed
+
+
+def test_brainpy_grad_vars_with_argnums():
+  class F3(BPF):
+    def __call__(self, c, d):
+      ab = self.a * self.b
+      ab = ab * 2
+      return (ab + c * d).mean()
+  f3 = F3()
+  grads_of_gv, grad_of_args = dfdx.grad(f3, grad_vars=[f3.a, f3.b], argnums=0)(10.0, 3.0)
+  np.testing.assert_array_equal(grads_of_gv[0], [2.0])
+  assert grad_of_args == 3.0
+  grads_of_gv, grad_of_args = dfdx.grad(f3, grad_vars=[f3.a, f3.b], argnums=(0, 1))(10.0, 3.0)
+  assert grad_of_args == (3.0, 10.0)
+
+
+def test_brainpy_auxiliary_data():
+  class F4(BPF):
+    def __call__(self, c):
+      ab = self.a * self.b
+      ab2 = ab * 2
+      loss = (ab + c).mean()
+      return loss, (ab, ab2)
+  f4 = F4()
+  grad, (ab, ab2) = dfdx.grad(f4, grad_vars=f4.a, has_aux=True)(10.0)
+  np.testing.assert_array_equal(grad, [1.0])
+  np.testing.assert_array_equal(ab2, [2.0])
+
+
+def test_brainpy_vector_grad_of_object_variables():
+  class Test(dfdx.Module):
+    def __init__(self):
+      super().__init__()
+      self.x = dfdx.Variable(np.ones(5))
+      self.y = dfdx.Variable(np.ones(5))
+
+    def __call__(self):
+      return self.x ** 2 + self.y ** 3 + 10
+  t = Test()
+  np.testing.assert_array_equal(dfdx.vector_grad(t, grad_vars=t.x)(), 2 * np.ones(5))
+  (gx,) = dfdx.vector_grad(t, grad_vars=(t.x,))()
+  np.testing.assert_array_equal(gx, 2 * np.ones(5))
+  gx, gy = dfdx.vector_grad(t, grad_vars=(t.x, t.y))()
+  np.testing.assert_array_equal(gy, 3 * np.ones(5))
+
+
+def test_brainpy_jacobian_of_object_variables():
+  class Test(dfdx.Module):
+    def __init__(self):
+      super().__init__()
+      self.x = dfdx.Variable(np.array([1.0, 2.0, 3.0]))
+
+    def __call__(self, y):
+      a = self.x[0] * y[0]
+      b = 5 * self.x[2] * y[1]
+      c = 4 * self.x[1] ** 2 - 2 * self.x[2]
+      d = self.x[2] * dnp.sin(self.x[0])
+      r = dnp.asarray([a, b, c, d])
+      return r, (c, d)
+  t = Test()
+  (var_grads, arg_grads), value, aux = dfdx.jacobian(
+      t, grad_vars=t.x, argnums=0, has_aux=True, return_value=True)(np.array([10.0, 5.0]))
+  np.testing.assert_allclose(var_grads, [[10, 0, 0], [0, 0, 25], [0, 16, -2],
+                                         [3 * np.cos(1.0), 0, np.sin(1.0)]])
+  np.testing.assert_array_equal(arg_grads, [[1, 0], [0, 15], [0, 0], [0, 0]])
+  np.testing.assert_allclose(value, [10, 75, 10, 3 * np.sin(1.0)])
+  assert aux[0] == 10.0

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from dfdx._src import core, errors
+from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, get_aval, swap_trace
 
 primitive_jvps: dict = {}
@@ -353,13 +353,20 @@ def jvp_flat(fun, primals, tangents):
   `None` are zero. Returns (primals_out, tangents_out), with `None` for zero tangents."""
   trace = JVPTrace()
   ins = [p if t is None else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
-  prev = swap_trace(trace)
-  try:
-    outs = fun(*ins)
-  finally:
-    swap_trace(prev)
-    trace.alive = False
+
+  def run():
+    prev = swap_trace(trace)
+    try:
+      return fun(*ins)
+    finally:
+      swap_trace(prev)
+      trace.alive = False
+  outs = state.run_journaled(trace, run, _primal_of)
   return _unzip_tracers(trace, outs)
+
+
+def _primal_of(tracer):
+  return tracer.primal
 
 
 def _unzip_tracers(trace, outs):
@@ -381,12 +388,17 @@ def linearize_flat(fun, primals):
   trace = JVPTrace(tape=tape)
   in_vars = [TapeTracer(tape, p.shape, p.dtype) for p in primals]
   ins = [JVPTracer(trace, p, v) for p, v in zip(primals, in_vars)]
-  prev = swap_trace(trace)
+
+  def run():
+    prev = swap_trace(trace)
+    try:
+      return fun(*ins)
+    finally:
+      swap_trace(prev)
+      trace.alive = False  # the tape stays alive: transpose rules read its variables' avals
   try:
-    outs = fun(*ins)
+    outs = state.run_journaled(trace, run, _primal_of)
   finally:
-    swap_trace(prev)
-    trace.alive = False  # the tape stays alive: transpose rules read its variables' avals
     eqns, tape.eqns = tape.eqns, None  # no reference cycle tape -> nodes -> tape: memory is
   primals_out, tangents_out = _unzip_tracers(trace, outs)  # freed as soon as it is unused
   for t in tangents_out:

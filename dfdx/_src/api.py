@@ -18,18 +18,33 @@ import numpy as np
 from dfdx._src import ad, batching, core, dtypes, errors
 from dfdx._src.batching import NOT_MAPPED
 from dfdx._src.core import Tracer
+from dfdx._src.state import Variable
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.tree import tree_flatten, tree_map, tree_unflatten, tree_structure, PyTreeDef
 
 # ---- choosing the differentiated arguments ----------------------------------------------
 
 
-class _DiffArgs:
-  """Which arguments of `f` a derivative is taken with respect to: positions (`argnums`) or
-  parameter names (`wrt`), resolved from the signature so that keywords work too."""
+class _DefaultArgnums(int):
+  """The default `argnums` (0), distinguishable from an explicit 0: with `grad_vars` and no
+  explicit argnums, only the Variables are differentiated."""
 
-  def __init__(self, f, argnums, wrt, transform, allow_empty=False):
+  def __repr__(self):
+    return "0"
+
+
+DEFAULT_ARGNUMS = _DefaultArgnums(0)
+
+
+class _DiffArgs:
+  """What a derivative is taken with respect to: positional arguments (`argnums`), parameters
+  by name (`wrt`, resolved from the signature so that keywords work too), and Variables
+  (`grad_vars`). `pack` arranges the derivatives by the conventions of DESIGN.md."""
+
+  def __init__(self, f, argnums, wrt, transform, allow_empty=False, grad_vars=None):
     self.f, self.transform = f, transform
+    self.var_leaves, self.var_tree = _variables(grad_vars, transform)
+    self.has_args = grad_vars is None or wrt is not None or argnums is not DEFAULT_ARGNUMS
     if wrt is not None:
       if argnums not in (0, None):
         raise errors.ArgnumsError(f"{transform}: give argnums or wrt, not both.")
@@ -55,6 +70,31 @@ class _DiffArgs:
 
   def select(self, args, kwargs):
     """The differentiated values (a tuple) and a function calling f with replacements."""
+    if self.var_tree is None:
+      return self._select_args(args, kwargs)
+    if self.has_args:
+      values, call_args = self._select_args(args, kwargs)
+    else:
+      values, call_args = (), lambda _: self.f(*args, **kwargs)
+    var_values = self.var_tree.unflatten([v.value for v in self.var_leaves])
+
+    def call(new_values):
+      for var, value in zip(self.var_leaves, self.var_tree.flatten_up_to(new_values[0])):
+        var.value = value
+      return call_args(new_values[1:])
+    return (var_values,) + values, call
+
+  def pack(self, derivatives):
+    """The derivatives (one per selected value) as the transformation returns them: a single
+    derivative, a tuple of them, the Variables' derivatives, or (var_grads, arg_grads)."""
+    if self.var_tree is not None:
+      var_grads, rest = derivatives[0], derivatives[1:]
+      if not self.has_args:
+        return var_grads
+      return var_grads, (rest[0] if self.single else rest)
+    return derivatives[0] if self.single else derivatives
+
+  def _select_args(self, args, kwargs):
     if self.names is not None:
       return self._select_names(args, kwargs)
     n = len(args)
@@ -91,10 +131,31 @@ class _DiffArgs:
     return values, call
 
   def describe(self, i):
+    if self.var_tree is not None:
+      if i == 0:
+        return "grad_vars"
+      i -= 1
     return f"argument {self.names[i]!r}" if self.names else f"argument {self.argnums[i]}"
 
   def suffix(self):
-    return "_".join(self.names) if self.names else "_".join(map(str, self.argnums))
+    parts = ["vars"] if self.var_tree is not None else []
+    if self.has_args:
+      parts += list(self.names) if self.names else list(map(str, self.argnums))
+    return "_".join(parts)
+
+
+def _variables(grad_vars, transform):
+  """The Variables of `grad_vars` (a Variable, or a tuple, list or dict of them) and their
+  structure; (None, None) without grad_vars."""
+  if grad_vars is None:
+    return None, None
+  leaves, tree = tree_flatten(grad_vars, is_leaf=lambda x: isinstance(x, Variable))
+  bad = [type(x).__name__ for x in leaves if not isinstance(x, Variable)]
+  if bad or not leaves:
+    raise TypeError(f"{transform}: grad_vars must be a Variable or a tuple, list or dict of "
+                    f"Variables, but it holds {', '.join(bad) or 'none'}. Wrap arrays the "
+                    "function reads in dfdx.Variable.")
+  return leaves, tree
 
 
 def _signature(f, transform):
@@ -252,8 +313,7 @@ def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec):
   in_cts = lin.transpose(cts)
   grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
            for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
-  out = tree_unflatten(in_tree, grads)
-  return out[0] if spec.single else out
+  return spec.pack(tree_unflatten(in_tree, grads))
 
 
 def _non_scalar_error(f, transform, out_leaves, out_tree):
@@ -289,7 +349,7 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
 
 
 def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
-  if spec.single and not has_aux and spec.argnums is not None:
+  if spec.single and not has_aux and spec.argnums is not None and spec.var_tree is None:
     argnum = spec.argnums[0]
     if -len(args) <= argnum < len(args):
       x = args[argnum]
@@ -313,7 +373,8 @@ def _describe_output(out_leaves, out_tree):
   return f"a pytree {out_tree} of {', '.join(core.get_aval(o).str_short() for o in out_leaves)}"
 
 
-def grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+def grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+         grad_vars=None):
   """Return a function computing the gradient of scalar-valued `f`.
 
   Args:
@@ -324,10 +385,13 @@ def grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
       function then accepts those arguments positionally or by keyword.
     has_aux: `f` returns `(output, aux)`; aux is returned, not differentiated.
     return_value: also return `f`'s value.
+    grad_vars: a `dfdx.Variable`, or a tuple, list or dict of them, that `f` reads: their
+      values are differentiated too. Without an explicit argnums, only they are.
 
   Returns:
     A function returning the gradient (same structure as the differentiated arguments; a
-    tuple of them for a tuple argnums), or `(gradient, value)`, `(gradient, aux)`,
+    tuple of them for a tuple argnums; the structure of grad_vars for Variables, and
+    `(var_grads, arg_grads)` with both), or `(gradient, value)`, `(gradient, aux)`,
     `(gradient, value, aux)` as `return_value` and `has_aux` ask.
 
   Raises:
@@ -337,7 +401,7 @@ def grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   >>> float(grad(dnp.sin)(0.0))
   1.0
   """
-  spec = _DiffArgs(f, argnums, wrt, "grad")
+  spec = _DiffArgs(f, argnums, wrt, "grad", grad_vars=grad_vars)
 
   @_wraps(f, f"grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def grad_f(*args, **kwargs):
@@ -346,7 +410,7 @@ def grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   return grad_f
 
 
-def value_and_grad(f, argnums=0, *, wrt=None, has_aux=False):
+def value_and_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, grad_vars=None):
   """Return a function computing `f`'s value and gradient in one pass.
 
   Returns `(value, gradient)`, or `((value, aux), gradient)` with `has_aux=True` (JAX's
@@ -356,7 +420,7 @@ def value_and_grad(f, argnums=0, *, wrt=None, has_aux=False):
   >>> value_and_grad(lambda x: x ** 2)(3.0)
   (np.float64(9.0), np.float64(6.0))
   """
-  spec = _DiffArgs(f, argnums, wrt, "value_and_grad")
+  spec = _DiffArgs(f, argnums, wrt, "value_and_grad", grad_vars=grad_vars)
 
   @_wraps(f, f"value_and_grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def value_and_grad_f(*args, **kwargs):
@@ -365,7 +429,8 @@ def value_and_grad(f, argnums=0, *, wrt=None, has_aux=False):
   return value_and_grad_f
 
 
-def vector_grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+def vector_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+                grad_vars=None):
   """Return a function computing the gradient of `sum(f)`: for functions with diagonal
   Jacobians (elementwise ones), the elementwise derivative.
 
@@ -376,7 +441,7 @@ def vector_grad(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   >>> vector_grad(dnp.square)(np.array([1.0, 2.0]))
   array([2., 4.])
   """
-  spec = _DiffArgs(f, argnums, wrt, "vector_grad")
+  spec = _DiffArgs(f, argnums, wrt, "vector_grad", grad_vars=grad_vars)
 
   @_wraps(f, f"vector_grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def vector_grad_f(*args, **kwargs):
@@ -535,7 +600,7 @@ def _assemble_jacobian(blocks, out_tree, out_leaves, in_tree, leaves, scalar_inp
     scalar_out = np.ndim(o) == 0
     inner = tree_unflatten(in_tree, [_to_output(b, s and scalar_out)
                                      for b, s in zip(blocks[k], scalar_inputs)])
-    per_output.append(inner[0] if spec.single else inner)
+    per_output.append(spec.pack(inner))
   return tree_unflatten(out_tree, per_output)
 
 
@@ -572,7 +637,8 @@ def _batched_or_broadcast(x, bdim, size, like):
   return batching.bdim_at_front(x, bdim, size)
 
 
-def jacfwd(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+           grad_vars=None):
   """Jacobian of `f` by forward mode (vmap of jvp over the input basis): best when inputs are
   smaller than outputs.
 
@@ -584,7 +650,7 @@ def jacfwd(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   array([[2., 0.],
          [0., 4.]])
   """
-  spec = _DiffArgs(f, argnums, wrt, "jacfwd")
+  spec = _DiffArgs(f, argnums, wrt, "jacfwd", grad_vars=grad_vars)
 
   @_wraps(f, f"jacfwd_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def jacfwd_f(*args, **kwargs):
@@ -615,7 +681,8 @@ def _unbatched(x):
   return x
 
 
-def jacrev(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+           grad_vars=None):
   """Jacobian of `f` by reverse mode (one linearization, then vmap of its transpose over the
   output basis): best when outputs are smaller than inputs.
 
@@ -625,10 +692,11 @@ def jacrev(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   >>> jacrev(lambda x: dnp.sum(x ** 2))(np.array([1.0, 2.0]))
   array([2., 4.])
   """
-  return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev")
+  return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev", grad_vars)
 
 
-def jacobian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False, mode="auto"):
+def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+             mode="auto", grad_vars=None):
   """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
   when there are no more inputs than outputs, else pulls the output basis back; "fwd" and
   "rev" force a mode. Shapes and conventions are as for `jacfwd`.
@@ -641,12 +709,13 @@ def jacobian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False, mode=
   if mode not in ("auto", "fwd", "rev"):
     raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}.")
   if mode == "fwd":
-    return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value)
-  return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian")
+    return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value,
+                  grad_vars=grad_vars)
+  return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian", grad_vars)
 
 
-def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform):
-  spec = _DiffArgs(f, argnums, wrt, transform)
+def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars=None):
+  spec = _DiffArgs(f, argnums, wrt, transform, grad_vars=grad_vars)
 
   @_wraps(f, f"{transform}_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def jac_f(*args, **kwargs):
@@ -666,7 +735,8 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform):
   return jac_f
 
 
-def hessian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
+def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
+            grad_vars=None):
   """Hessian of scalar-valued `f`: `jacfwd(jacrev(f))` (forward over reverse).
 
   Blocks have shape `in.shape + in.shape`. Conventions are as for `grad`; `return_value`
@@ -677,13 +747,13 @@ def hessian(f, argnums=0, *, wrt=None, has_aux=False, return_value=False):
   array([[ 6.,  0.],
          [ 0., 12.]])
   """
-  inner = jacrev(f, argnums, wrt=wrt, has_aux=has_aux, return_value=True)
+  inner = jacrev(f, argnums, wrt=wrt, has_aux=has_aux, return_value=True, grad_vars=grad_vars)
 
   @_wraps(f, f"gradient_of_{_fun_name(f)}")
   def gradient_with_value(*args, **kwargs):
     out = inner(*args, **kwargs)
     return out[0], out[1:]
-  outer = jacfwd(gradient_with_value, argnums, wrt=wrt, has_aux=True)
+  outer = jacfwd(gradient_with_value, argnums, wrt=wrt, has_aux=True, grad_vars=grad_vars)
 
   @_wraps(f, f"hessian_of_{_fun_name(f)}")
   def hessian_f(*args, **kwargs):

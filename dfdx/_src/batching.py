@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfdx._src import core, errors
+from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, swap_trace
 
 NOT_MAPPED = None
@@ -85,14 +85,23 @@ def vmap_flat(fun, axis_size, vals, in_dims):
   """Run `fun` (flat list -> flat list) over a batch. Returns (outs, out_dims)."""
   trace = BatchTrace(axis_size)
   ins = [v if d is NOT_MAPPED else BatchTracer(trace, v, d) for v, d in zip(vals, in_dims)]
-  prev = swap_trace(trace)
-  try:
-    outs = fun(*ins)
-  finally:
-    swap_trace(prev)
-    trace.alive = False
+
+  def run():
+    prev = swap_trace(trace)
+    try:
+      return fun(*ins)
+    finally:
+      swap_trace(prev)
+      trace.alive = False
+  outs = state.run_journaled(trace, run, _batched_variable)
   return ([o.val if type(o) is BatchTracer and o._trace is trace else o for o in outs],
           [o.bdim if type(o) is BatchTracer and o._trace is trace else NOT_MAPPED for o in outs])
+
+
+def _batched_variable(tracer):
+  raise errors.ConcretizationError(
+      f"A Variable was assigned a value that varies over the vmap's batch ({tracer!r}); a "
+      "Variable holds one value. Return the batched value from the vmapped function instead.")
 
 
 # ---- helpers for rules --------------------------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from dfdx._src import core, errors
+from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, swap_trace
 from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
 
@@ -110,6 +110,12 @@ class StagingTrace(Trace):
     return tracers if prim.multiple_results else tracers[0]
 
 
+def _staged_variable(tracer):
+  raise errors.InvalidInputError(
+      "A Variable was assigned a value computed inside jit (or make_expr); compiled programs "
+      "do not update Variables. Return the new value from the function and assign it outside.")
+
+
 def make_program(flat_fun, in_avals, record_source=True):
   """Trace `flat_fun` (flat list of arrays -> flat list of arrays) on abstract inputs.
 
@@ -118,13 +124,16 @@ def make_program(flat_fun, in_avals, record_source=True):
   """
   trace = StagingTrace(record_source)
   in_vars = [Var(aval) for aval in in_avals]
-  prev = swap_trace(trace)
-  try:
-    outs = flat_fun(*[StagingTracer(trace, v) for v in in_vars])
-    out_atoms = [trace.to_atom(o) for o in outs]
-  finally:
-    swap_trace(prev)
-    trace.alive = False
+
+  def run():
+    prev = swap_trace(trace)
+    try:
+      outs = flat_fun(*[StagingTracer(trace, v) for v in in_vars])
+      return [trace.to_atom(o) for o in outs]
+    finally:
+      swap_trace(prev)
+      trace.alive = False
+  out_atoms = state.run_journaled(trace, run, _staged_variable)
   lifted = list(trace.lifted.values())
   const_vars = [v for v, _ in trace.consts.values()]
   const_vals = [c for _, c in trace.consts.values()]

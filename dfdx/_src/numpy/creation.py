@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 from dfdx._src.core import Tracer, get_aval
+from dfdx._src.state import Variable
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import contains_tracer, is_weak, normalize_axis, result_type, \
@@ -49,6 +50,8 @@ def asarray(a, dtype=None, order=None, *, device=None, copy=None, like=None):
   """Differentiable `numpy.asarray`: traced values pass through, and lists holding traced
   values become one traced array (`asarray([x[0] * y[0], 5 * x[2]])`), with the dtype NumPy
   would give the list."""
+  if isinstance(a, Variable):
+    a = a.value
   if isinstance(a, Tracer):
     return a if dtype is None else shape_ops.convert_element_type(a, dtype)
   if isinstance(a, (list, tuple)) and contains_tracer(a):
@@ -59,6 +62,8 @@ def asarray(a, dtype=None, order=None, *, device=None, copy=None, like=None):
 
 def array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0):  # noqa: A002
   """Differentiable `numpy.array` (see `asarray`)."""
+  if isinstance(object, Variable):
+    object = object.value  # noqa: A001
   if not (isinstance(object, Tracer) or contains_tracer(object)):
     return np.array(object, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin)
   out = asarray(object, dtype)

@@ -8,6 +8,7 @@ import numpy as np
 
 from dfdx._src import dtypes
 from dfdx._src.core import Tracer, get_aval
+from dfdx._src.state import Variable
 
 
 def is_traced(x) -> bool:
@@ -22,7 +23,9 @@ def any_traced(*xs) -> bool:
 
 
 def contains_tracer(x) -> bool:
-  """Whether a (nested) list or tuple holds a traced value."""
+  """Whether a (nested) list or tuple holds a traced value (or a Variable holding one)."""
+  if isinstance(x, Variable):
+    x = x.value
   if isinstance(x, Tracer):
     return True
   if isinstance(x, (list, tuple)):
@@ -31,8 +34,10 @@ def contains_tracer(x) -> bool:
 
 
 def arg(x):
-  """An operand as NumPy or dfdx sees it: tracers and scalars as they are, sequences (which
-  may hold tracers) as arrays."""
+  """An operand as NumPy or dfdx sees it: tracers and scalars as they are, a Variable as its
+  value, sequences (which may hold tracers) as arrays."""
+  if isinstance(x, Variable):
+    return x.value
   if isinstance(x, (list, tuple)):
     from dfdx._src.numpy.creation import asarray
     return asarray(x)

@@ -1,0 +1,255 @@
+"""Mutable state for BrainPy-style code: `Variable`, `TrainVar`, `Module`, and the journal that
+keeps Variables consistent through transformations.
+
+A `Variable` is a box around an array (`.value`). Arithmetic, indexing, methods and every
+NumPy or `dfdx.numpy` function accept it as its value (through NumPy's dispatch protocols).
+Transformations may differentiate with respect to Variables (`grad(f, grad_vars=...)`), and the
+differentiated code may assign them (`self.a.value = a * b`).
+
+The journal: each transformation call opens a frame; the first assignment to a Variable
+inside it records the Variable's previous value. When the transformation returns, every
+Variable assigned inside holds a plain value again (traced values of the ending
+transformation are replaced by their values), so no tracer ever escapes into a Variable;
+if it raises, every Variable assigned inside gets its previous value back.
+
+Imports only the core.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from dfdx._src.core import Tracer
+
+_frames: list = []  # the journal: one dict id(var) -> (var, previous value) per open call
+in_use = False       # set once a Variable exists: until then transformations skip the journal
+
+
+class Variable:
+  """A mutable array held by an object, differentiable with `grad_vars`.
+
+  >>> v = Variable(np.array([1.0, 2.0]))
+  >>> v * 2
+  array([2., 4.])
+  >>> v.value = v.value + 1
+  >>> v
+  Variable(array([2., 3.]))
+  """
+  __slots__ = ("_value", "__weakref__")
+  __array_priority__ = 2000
+
+  def __init__(self, value):
+    global in_use
+    in_use = True
+    value = unwrap(value)
+    self._value = value if isinstance(value, (np.ndarray, Tracer)) else np.asarray(value)
+
+  @property
+  def value(self):
+    return self._value
+
+  @value.setter
+  def value(self, new):
+    if isinstance(new, Variable):
+      new = new.value
+    if not isinstance(new, (np.ndarray, Tracer)):
+      new = np.asarray(new)
+    if _frames and id(self) not in _frames[-1]:
+      _frames[-1][id(self)] = (self, self._value)
+    self._value = new
+
+  shape = property(lambda self: self._value.shape)
+  dtype = property(lambda self: self._value.dtype)
+  ndim = property(lambda self: self._value.ndim)
+  size = property(lambda self: self._value.size)
+  T = property(lambda self: self._value.T)
+
+  def __len__(self):
+    return len(self._value)
+
+  def __iter__(self):
+    return iter(self._value)
+
+  def __getitem__(self, index):
+    return self._value[index]
+
+  def __getattr__(self, name):  # methods of the value: sum, mean, reshape, astype, ...
+    if name.startswith("__"):
+      raise AttributeError(name)
+    return getattr(self._value, name)
+
+  def __array__(self, dtype=None, copy=None):
+    return np.asarray(self._value, dtype=dtype)
+
+  def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+    inputs = [unwrap(x) for x in inputs]
+    return getattr(ufunc, method)(*inputs, **kwargs)
+
+  def __array_function__(self, func, types, args, kwargs):
+    return func(*unwrap_nested(args), **unwrap_nested(kwargs))
+
+  def __repr__(self):
+    return f"{type(self).__name__}({self._value!r})"
+
+  def __bool__(self):
+    return bool(self._value)
+
+  def __float__(self):
+    return float(self._value)
+
+  def __int__(self):
+    return int(self._value)
+
+  def __index__(self):
+    return self._value.__index__()
+
+  __hash__ = object.__hash__
+
+
+def _binary(name):
+  def op(self, other):
+    return getattr(self._value, name)(unwrap(other))
+  op.__name__ = name
+  return op
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "lt", "le",
+              "gt", "ge", "eq", "ne", "and", "or", "xor", "divmod"):
+  setattr(Variable, f"__{_name}__", _binary(f"__{_name}__"))
+  if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(Variable, f"__r{_name}__", _binary(f"__r{_name}__"))
+for _name in ("neg", "pos", "abs", "invert"):
+  setattr(Variable, f"__{_name}__", lambda self, _n=_name: getattr(self._value, f"__{_n}__")())
+
+
+class TrainVar(Variable):
+  """A Variable that is trained (`Module.train_vars()` collects these)."""
+  __slots__ = ()
+
+
+def unwrap(x):
+  return x._value if isinstance(x, Variable) else x
+
+
+def unwrap_nested(x):
+  """`x` with Variables replaced by their values, inside lists, tuples and dicts too."""
+  if isinstance(x, Variable):
+    return x._value
+  if isinstance(x, (list, tuple)):
+    return type(x)(unwrap_nested(v) for v in x)
+  if isinstance(x, dict):
+    return {k: unwrap_nested(v) for k, v in x.items()}
+  return x
+
+
+# ---- modules --------------------------------------------------------------------------------
+
+_module_counts: dict = {}
+
+
+class Module:
+  """Base class of objects that hold Variables (BrainPy's convention).
+
+  `vars()` and `train_vars()` return dicts name -> Variable, collected from the attributes,
+  recursively through sub-Modules, lists, tuples and dicts. Names are stable across calls:
+  the owning module's name (the class name and a per-class counter, like BrainPy's "F0")
+  and the attribute path, e.g. "Linear0.w" or "Net0.layers[1].b".
+
+  >>> class Linear(Module):
+  ...   def __init__(self):
+  ...     super().__init__()
+  ...     self.w = TrainVar(np.ones(2))
+  >>> list(Linear().vars())   # doctest: +ELLIPSIS
+  ['Linear....w']
+  """
+
+  def __init__(self, name=None):
+    object.__setattr__(self, "_dfdx_name", name or _new_name(type(self).__name__))
+
+  @property
+  def name(self):
+    if "_dfdx_name" not in self.__dict__:  # a subclass that did not call Module.__init__
+      object.__setattr__(self, "_dfdx_name", _new_name(type(self).__name__))
+    return self.__dict__["_dfdx_name"]
+
+  def vars(self) -> dict:
+    """Every Variable reachable from this module: name -> Variable."""
+    found, seen = {}, set()
+    _collect(self, self.name, found, seen)
+    return found
+
+  def train_vars(self) -> dict:
+    """The TrainVars among `vars()`."""
+    return {k: v for k, v in self.vars().items() if isinstance(v, TrainVar)}
+
+
+def _new_name(cls_name):
+  count = _module_counts.get(cls_name, itertools.count())
+  _module_counts[cls_name] = count
+  return f"{cls_name}{next(count)}"
+
+
+def _collect(obj, path, found, seen):
+  if id(obj) in seen:
+    return
+  if isinstance(obj, Variable):
+    seen.add(id(obj))
+    found[path] = obj
+    return
+  if isinstance(obj, Module):
+    seen.add(id(obj))
+    for key, value in vars(obj).items():
+      if not key.startswith("_dfdx_"):
+        _collect(value, f"{obj.name}.{key}", found, seen)
+  elif isinstance(obj, (list, tuple)):
+    for i, value in enumerate(obj):
+      _collect(value, f"{path}[{i}]", found, seen)
+  elif isinstance(obj, dict):
+    for key, value in obj.items():
+      _collect(value, f"{path}[{key!r}]", found, seen)
+
+
+# ---- the journal ------------------------------------------------------------------------------
+
+
+def run_journaled(trace, run, strip):
+  """`run()` for a transformation whose trace is `trace`: afterwards every Variable assigned
+  inside holds `strip(tracer)` instead of a value traced by `trace`; if `run` raises, the
+  Variables get their previous values back."""
+  if not in_use:
+    return run()
+  with journal() as j:
+    out = run()
+    j.finish(trace, strip)
+  return out
+
+
+class journal:
+  """Context manager around one transformation call: Variables assigned inside hold plain
+  values when it returns (`finish(trace, strip)`), and their previous values if it raises."""
+  __slots__ = ("frame",)
+
+  def __enter__(self):
+    self.frame = {}
+    _frames.append(self.frame)
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    _frames.pop()
+    if exc_type is not None:
+      for var, previous in self.frame.values():
+        var._value = previous
+      return False
+    if _frames:  # an enclosing call may still have to restore them
+      parent = _frames[-1]
+      for key, entry in self.frame.items():
+        parent.setdefault(key, entry)
+    return False
+
+  def finish(self, trace, strip):
+    """Replace values traced by `trace` (an ending transformation) with `strip(tracer)`."""
+    for var, _ in self.frame.values():
+      value = var._value
+      if isinstance(value, Tracer) and value._trace is trace:
+        var._value = strip(value)
