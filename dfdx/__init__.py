@@ -24,6 +24,11 @@ from dfdx._src.api import (  # noqa: F401
     vmap as vmap,
 )
 from dfdx._src.jit import jit as jit, make_expr as make_expr  # noqa: F401
+from dfdx._src.custom import (  # noqa: F401
+    checkpoint as checkpoint,
+    custom_jvp as custom_jvp,
+    custom_vjp as custom_vjp,
+)
 from dfdx._src.state import Module as Module, TrainVar as TrainVar, Variable as Variable  # noqa: F401
 from dfdx._src.errors import (  # noqa: F401
     ArgnumsError as ArgnumsError,

@@ -34,6 +34,10 @@ from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, get_aval, swap_t
 primitive_jvps: dict = {}
 primitive_transposes: dict = {}
 primitive_vjps: dict = {}
+# Reverse-mode rules that keep residuals: prim -> (fwd, bwd), fwd(primals, **params) ->
+# (outputs, residuals) at recording time, bwd(residuals, cts, primals, needs, **params) ->
+# cotangents at backward time (custom_vjp: the user's own forward and backward).
+primitive_residual_vjps: dict = {}
 _vjp_rules_enabled = True
 
 
@@ -108,8 +112,11 @@ class JVPTrace(Trace):
         tangents.append(None)
     if not differentiated:
       return bind_in(self.parent, prim, primals, params)
-    if self.tape is not None and _vjp_rules_enabled and (prim.linear or prim in primitive_vjps):
-      return self._record_node(prim, primals, tangents, params)
+    if self.tape is not None and _vjp_rules_enabled:
+      if prim.linear or prim in primitive_vjps:
+        return self._record_node(prim, primals, tangents, params)
+      if prim in primitive_residual_vjps:
+        return self._record_residual_node(prim, primals, tangents, params)
     rule = primitive_jvps.get(prim)
     if rule is None:
       raise errors.MissingRuleError(
@@ -136,6 +143,18 @@ class JVPTrace(Trace):
     node = _Node(self.tape, prim, tangents, primals, params, ans)
     self.tape.eqns.append(node)
     return JVPTracer(self, ans, node)
+
+  def _record_residual_node(self, prim, primals, tangents, params):
+    fwd = primitive_residual_vjps[prim][0]
+    prev = swap_trace(self.parent)
+    try:
+      outs, residuals = fwd(primals, **params)
+    finally:
+      swap_trace(prev)
+    vars_out = [TapeTracer(self.tape, o.shape, o.dtype) if o.dtype.kind in "fc" else None
+                for o in outs]
+    self.tape.eqns.append(_ResidualNode(prim, tangents, primals, params, residuals, vars_out))
+    return [self.wrap(o, v) for o, v in zip(outs, vars_out)]
 
   def wrap(self, primal, tangent):
     if tangent is None:
@@ -252,6 +271,24 @@ class _NodeRules:
         key = id(t)
         prev = env.get(key)
         env[key] = c if prev is None else tangent_ops.add(prev, c)
+
+
+class _ResidualNode(_NodeRules):
+  """A multiple-output primitive recorded with the residuals of its forward rule; backward
+  runs its residual-VJP rule (see `primitive_residual_vjps`)."""
+  __slots__ = ("prim", "tangents", "primals", "params", "ans", "out")
+
+  def __init__(self, prim, tangents, primals, params, residuals, out):
+    self.prim, self.tangents, self.primals = prim, tangents, primals
+    self.params, self.ans, self.out = params, residuals, out
+
+  def backward(self, ct, env):
+    needs = tuple([t is not None for t in self.tangents])
+    bwd = primitive_residual_vjps[self.prim][1]
+    arg_cts = bwd(self.ans, ct, self.primals, needs, **self.params)
+    for t, c in zip(self.tangents, arg_cts):
+      if c is not None and t is not None:
+        _accumulate(env, t, c)
 
 
 _NEEDS_ONE = (True,)

@@ -301,9 +301,12 @@ def _resolve_statics(f, static_argnums, static_argnames):
 
 def _compile(program, out_tree, out_statics, name, optimize):
   from dfdx._src import codegen, codegen_rules, passes  # noqa: F401  (registers the rules)
-  program = passes.optimize(program) if optimize else passes.inline_jit_calls(program)
-  run = codegen.compile_program(program, name)
-  return _Entry(program, run, out_tree, out_statics, name)
+  # The entry's program is what enclosing transformations differentiate: nested calls (and
+  # so custom derivative rules) stay in it; the compiled code inlines them.
+  transformable = passes.optimize(program, inline=False) if optimize else program
+  compiled = passes.optimize(transformable) if optimize else program
+  run = codegen.compile_program(compiled, name)
+  return _Entry(transformable, run, out_tree, out_statics, name)
 
 
 # ---- make_expr ------------------------------------------------------------------------------

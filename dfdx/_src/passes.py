@@ -286,18 +286,24 @@ def simplify(program: Program) -> Program:
 # ---- nested jit calls -------------------------------------------------------------------
 
 
+# Higher-order primitives inlined before code generation: name -> the param holding the
+# program, whose inputs are the first inputs of the equation.
+INLINED_PROGRAMS = {"jit_call": "program"}
+
+
 def inline_jit_calls(program: Program) -> Program:
-  """Replace each nested jit call by the equations of its program."""
-  if not any(e.prim.name == "jit_call" for e in program.eqns):
+  """Replace each nested jit call (and custom-rule or checkpoint call) by the equations of
+  its program."""
+  if not any(e.prim.name in INLINED_PROGRAMS for e in program.eqns):
     return program
   subst, eqns = _Subst(), []
   const_vars, const_vals = list(program.const_vars), list(program.const_vals)
   for eqn in program.eqns:
     inputs = [subst(a) for a in eqn.inputs]
-    if eqn.prim.name != "jit_call":
+    if eqn.prim.name not in INLINED_PROGRAMS:
       eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
       continue
-    inner = inline_jit_calls(eqn.params["program"])
+    inner = inline_jit_calls(eqn.params[INLINED_PROGRAMS[eqn.prim.name]])
     inner_subst = _Subst()
     for v, a in zip(inner.in_vars, inputs):
       inner_subst.set(v, a)
@@ -436,9 +442,10 @@ def push_sums(program: Program) -> Program:
   return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
 
 
-def optimize(program: Program, max_rounds: int = 4) -> Program:
-  """Run the passes until the program stops changing (or `max_rounds`)."""
-  program = dce(inline_jit_calls(program))
+def optimize(program: Program, max_rounds: int = 4, inline: bool = True) -> Program:
+  """Run the passes until the program stops changing (or `max_rounds`). With `inline=False`
+  nested calls stay (a program that is differentiated later keeps custom rules)."""
+  program = dce(inline_jit_calls(program) if inline else program)
   for _ in range(max_rounds):
     before = len(program.eqns)
     program = dce(cse(push_sums(simplify(fold_constants(program)))))

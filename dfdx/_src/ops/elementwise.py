@@ -299,8 +299,9 @@ def logistic(x):
   return logistic_p.bind(x)
 
 
-ad.defjvp2(logistic_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, sub(1, ans))))
-ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [mul(ct, mul(ans, sub(1, ans)))])
+# s (1 - s) as s(x) s(-x): 1 - s cancels to 0 for large x, where the derivative is e^-x.
+ad.defjvp2(logistic_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, logistic(neg(x)))))
+ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [mul(ct, mul(ans, logistic(neg(x))))])
 
 logaddexp_p = _nary_prim("logaddexp", np.logaddexp)
 

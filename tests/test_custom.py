@@ -1,0 +1,203 @@
+"""custom_jvp, custom_vjp and checkpoint: the custom rules are what every transformation uses
+(to any order, under vmap and jit), closures over traced values need no conversion by the
+user, a custom_vjp works in forward mode through its transposed backward rule, and
+checkpointed blocks keep only their inputs for the backward pass."""
+import functools
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import ad
+from dfdx.testing import check_grads
+
+
+# A function whose custom derivative is deliberately not its true derivative, so tests can
+# tell which rule ran: f(x) = sin(x), "f'(x)" = 2 cos(x).
+@dfdx.custom_jvp
+def fake_sin(x):
+  return dnp.sin(x)
+
+
+@fake_sin.defjvp
+def _fake_sin_jvp(primals, tangents):
+  (x,), (x_dot,) = primals, tangents
+  return fake_sin(x), 2.0 * dnp.cos(x) * x_dot
+
+
+@dfdx.custom_vjp
+def fake_sin_vjp(x):
+  return dnp.sin(x)
+
+
+fake_sin_vjp.defvjp(lambda x: (dnp.sin(x), x), lambda x, ct: (2.0 * dnp.cos(x) * ct,))
+
+X = np.array([0.2, 0.5, 0.9])
+
+
+@pytest.mark.parametrize("f", [fake_sin, fake_sin_vjp], ids=["custom_jvp", "custom_vjp"])
+def test_custom_rule_is_used_by_every_transformation(f):
+  expected = 2 * np.cos(X)
+  scalar = lambda x: dnp.sum(f(x))
+  np.testing.assert_allclose(dfdx.grad(scalar)(X), expected)
+  np.testing.assert_allclose(dfdx.jvp(f, (X,), (np.ones(3),))[1], expected)
+  np.testing.assert_allclose(dfdx.jacfwd(f)(X), np.diag(expected))
+  np.testing.assert_allclose(dfdx.jacrev(f)(X), np.diag(expected))
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(lambda x: f(x)))(X), expected)
+  np.testing.assert_allclose(dfdx.grad(lambda x: dnp.sum(dfdx.vmap(f)(x)))(X), expected)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(scalar))(X), expected)
+  np.testing.assert_allclose(dfdx.grad(dfdx.jit(scalar))(X), expected)
+  np.testing.assert_allclose(f(X), np.sin(X))
+  with ad.use_vjp_rules(False):
+    np.testing.assert_allclose(dfdx.grad(scalar)(X), expected)
+
+
+@pytest.mark.parametrize("f", [fake_sin, fake_sin_vjp], ids=["custom_jvp", "custom_vjp"])
+def test_second_derivatives_differentiate_the_rule(f):
+  # d/dx of the rule 2 cos(x) is -2 sin(x).
+  np.testing.assert_allclose(dfdx.hessian(lambda x: dnp.sum(f(x)))(X), np.diag(-2 * np.sin(X)))
+  np.testing.assert_allclose(dfdx.grad(dfdx.grad(lambda x: f(x)))(0.4), -2 * np.sin(0.4))
+
+
+def test_custom_jvp_pytrees_and_nondiff_argnums():
+  @functools.partial(dfdx.custom_jvp, nondiff_argnums=(0,))
+  def scaled(power, p):
+    return {"out": p["a"] ** power * p["b"]}
+
+  @scaled.defjvp
+  def _(power, primals, tangents):
+    (p,), (t,) = primals, tangents
+    out = scaled(power, p)
+    return out, {"out": power * p["a"] ** (power - 1) * p["b"] * t["a"]
+                 + p["a"] ** power * t["b"]}
+  p = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}
+  g = dfdx.grad(lambda p: dnp.sum(scaled(3, p)["out"]))(p)
+  np.testing.assert_allclose(g["a"], 3 * p["a"] ** 2 * p["b"])
+  np.testing.assert_allclose(g["b"], p["a"] ** 3)
+  check_grads(lambda a, b: scaled(2, {"a": a, "b": b})["out"], (p["a"], p["b"]), order=2)
+
+
+def test_custom_vjp_pytrees_residuals_and_none_cotangents():
+  @dfdx.custom_vjp
+  def combine(p, q):
+    return p["x"] * q, dnp.sum(q)
+
+  def fwd(p, q):
+    return combine(p, q), {"x": p["x"], "q": q}
+
+  def bwd(res, cts):
+    ct_prod, ct_sum = cts
+    return {"x": dnp.sum(ct_prod * res["q"])}, ct_prod * res["x"] + ct_sum
+  combine.defvjp(fwd, bwd)
+  p, q = {"x": np.array(2.0)}, np.array([1.0, 3.0])
+  check_grads(lambda x, q: combine({"x": x}, q), (p["x"], q), order=2)
+
+  @dfdx.custom_vjp
+  def only_first(a, b):
+    return a * b
+  only_first.defvjp(lambda a, b: (a * b, b), lambda b, ct: (ct * b, None))
+  assert dfdx.grad(only_first, (0, 1))(2.0, 3.0) == (3.0, 0.0)
+
+
+def test_closures_over_traced_values_need_no_conversion():
+  def outer(c):
+    @dfdx.custom_jvp
+    def times_c(x):
+      return x * c
+
+    @times_c.defjvp
+    def _(p, t):
+      return times_c(p[0]), t[0] * c
+    return dnp.sum(times_c(X))
+  # The derivative in the closed-over c comes from differentiating the function itself.
+  np.testing.assert_allclose(dfdx.grad(outer)(2.0), np.sum(X))
+  np.testing.assert_allclose(dfdx.hessian(lambda c: outer(c) * c)(2.0), 2 * np.sum(X))
+
+  def outer_vjp(c):
+    @dfdx.custom_vjp
+    def times_c(x):
+      return x * c
+    times_c.defvjp(lambda x: (x * c, None), lambda r, ct: (ct * c,))
+    return dnp.sum(times_c(X) ** 2)
+  np.testing.assert_allclose(dfdx.grad(outer_vjp)(2.0), 2 * 2.0 * np.sum(X ** 2))
+  np.testing.assert_allclose(dfdx.jvp(outer_vjp, (2.0,), (1.0,))[1], 4.0 * np.sum(X ** 2))
+
+
+def test_custom_vjp_in_forward_mode_transposes_the_backward_rule():
+  # A gradient clipper: the identity, whose backward rule clips the cotangent. Forward mode
+  # transposes the (linear) backward rule.
+  @dfdx.custom_vjp
+  def double_grad(x):
+    return x
+  double_grad.defvjp(lambda x: (x, None), lambda r, ct: (2.0 * ct,))
+  assert dfdx.jvp(double_grad, (1.0,), (3.0,))[1] == 6.0
+  np.testing.assert_allclose(dfdx.jacfwd(double_grad)(X), 2 * np.eye(3))
+
+
+def test_seed_001_stable_ratio_with_a_custom_vjp():
+  @dfdx.custom_vjp
+  def new_div(x, y):
+    return x / y
+
+  def new_div_fwd(x, y):
+    return x / y, (x, y)
+
+  def new_div_bwd(res, g):
+    x, y = res
+    return g / y, -((x / y) / y) * g
+  new_div.defvjp(new_div_fwd, new_div_bwd)
+  assert dfdx.grad(lambda b: -new_div(1e-200, b))(1e-200) == pytest.approx(1e200)
+  for a in (1e-100, 1e-250):
+    assert np.isfinite(dfdx.grad(lambda b: new_div(a, b))(a))
+    assert dfdx.grad(lambda b: -new_div(a, b))(a) == pytest.approx(1 / a)
+
+
+def test_custom_functions_errors():
+  @dfdx.custom_jvp
+  def no_rule(x):
+    return x
+  with pytest.raises(TypeError, match="has no rule"):
+    dfdx.grad(no_rule)(1.0)
+
+  @dfdx.custom_vjp
+  def bad_bwd(x):
+    return x
+  bad_bwd.defvjp(lambda x: (x, None), lambda r, ct: ct)
+  with pytest.raises(TypeError, match="bwd must return a tuple"):
+    dfdx.grad(bad_bwd)(1.0)
+
+
+# ---- checkpoint -------------------------------------------------------------------------------
+
+def block(x):
+  return dnp.tanh(dnp.sin(x) * dnp.exp(x / 4))
+
+
+def test_checkpoint_values_and_derivatives_are_unchanged():
+  cb = dfdx.checkpoint(block)
+  np.testing.assert_allclose(cb(X), block(X))
+  np.testing.assert_allclose(dfdx.grad(lambda x: dnp.sum(cb(cb(x))))(X),
+                             dfdx.grad(lambda x: dnp.sum(block(block(x))))(X), rtol=1e-14)
+  check_grads(cb, (X,), order=2)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(lambda x: cb(x)))(X),
+                             dfdx.vmap(dfdx.grad(block))(X))
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(lambda x: dnp.sum(cb(x))))(X),
+                             dfdx.grad(lambda x: dnp.sum(block(x)))(X))
+
+
+def test_checkpoint_keeps_only_inputs_and_recomputes_in_the_backward_pass():
+  calls = []
+
+  def counted(x):
+    calls.append(1)
+    return block(x)
+  cb = dfdx.checkpoint(counted)
+  outs, lin = ad.linearize_flat(lambda x: [dnp.sum(cb(x))], [X])
+  # One node for the whole block (its internals are not on the tape).
+  assert [e.prim.name for e in lin.eqns] == ["checkpoint_call", "reduce_sum"]
+  traced = len(calls)
+  lin.transpose([1.0])
+  assert len(calls) == traced  # the staged program runs again, not the Python function
+  node = lin.eqns[0]
+  assert [np.shape(p) for p in node.primals] == [(3,)]
