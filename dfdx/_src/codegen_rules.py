@@ -169,3 +169,27 @@ for _prim, _ufunc in (("scatter", "None"), ("scatter_add", "np.add"),
                       ("scatter_mul", "np.multiply")):
   register(_prim, lambda ins, p, u=_ufunc: f"_scatter({u}, {ins[0]}, {ins[1]}, "
            f"{_index_expr(p['spec'], ins[2:])})")
+
+
+# ---- sorting and more of NumPy ----
+register("sort", lambda ins, p: f"np.sort({ins[0]}, axis={p['axis']}, kind={p['kind']!r})")
+register("argsort", lambda ins, p: f"np.argsort({ins[0]}, axis={p['axis']}, kind={p['kind']!r})")
+register("partition", lambda ins, p: f"np.partition({ins[0]}, {literal(p['kth'])}, "
+                                     f"axis={p['axis']})")
+register("argpartition", lambda ins, p: f"np.argpartition({ins[0]}, {literal(p['kth'])}, "
+                                        f"axis={p['axis']})")
+helpers["_searchsorted"] = '''def _searchsorted(a, v, side, batch_ndim):
+    a, v = np.asarray(a), np.asarray(v)
+    out = np.empty(v.shape, np.intp)
+    for i in np.ndindex(a.shape[:batch_ndim]):
+        out[i] = np.searchsorted(a[i], v[i], side=side)
+    return out
+'''
+register("searchsorted", lambda ins, p: (
+    f"np.searchsorted({ins[0]}, {ins[1]}, side={p['side']!r})" if p["batch_ndim"] == 0 else
+    f"_searchsorted({ins[0]}, {ins[1]}, {p['side']!r}, {p['batch_ndim']})"))
+for _prim in ("signbit", "spacing", "nextafter", "fmod", "ldexp"):
+  register(_prim, Ufunc(_prim))
+register("frexp_exponent", lambda ins, p: f"np.frexp({ins[0]})[1]")
+
+
