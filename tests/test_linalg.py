@@ -110,11 +110,11 @@ def test_hessian_of_log_det_is_symmetric_and_closed_form(rng):
                              atol=1e-14)
 
 
-def test_derivative_at_a_singular_matrix_is_an_error_not_a_wrong_number():
+def test_derivative_of_det_at_a_singular_matrix_is_the_adjugate():
   singular = np.array([[1.0, 2.0], [2.0, 4.0]])
   assert float(la.det(singular)) == 0.0
-  with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
-    dfdx.grad(la.det)(singular)
+  np.testing.assert_allclose(dfdx.grad(la.det)(singular), [[4.0, -2.0], [-2.0, 1.0]], atol=1e-14)
+  # inv has no derivative there (it has no value): an error, not a wrong number.
   with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
     dfdx.grad(lambda a: dnp.sum(la.inv(a)))(singular)
 
@@ -195,9 +195,12 @@ def test_vmap_norm(rng):
 
 
 @pytest.mark.parametrize("ord", ["nuc", 2, -2])
-def test_norms_needing_svd_are_not_implemented(ord):
-  with pytest.raises(NotImplementedError, match="needs singular values.*no differentiable SVD"):
-    traced(lambda x: la.norm(x, ord), np.ones((2, 2)))
+def test_norms_from_singular_values(ord, rng):
+  x = _away_from_zero(rng, (2, 3, 4))
+  for kw in (dict(axis=(1, 2)), dict(axis=(2, 0), keepdims=True)):
+    fun = lambda x: la.norm(x, ord, **kw)  # noqa: E731
+    assert_same_array(traced(fun, x), np.linalg.norm(x, ord, **kw), rtol=1e-12)
+    check_grads(fun, (x,), order=2, rng=rng)
 
 
 @pytest.mark.parametrize("shape,kw,match", [

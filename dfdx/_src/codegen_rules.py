@@ -193,3 +193,49 @@ for _prim in ("signbit", "spacing", "nextafter", "fmod", "ldexp"):
 register("frexp_exponent", lambda ins, p: f"np.frexp({ins[0]})[1]")
 
 
+# ---- linear algebra decompositions ----
+# The multiple-result primitives unpack NumPy's result tuples; adjugate and lstsq call helpers
+# that compute exactly what their impls in dfdx/_src/ops/linalg.py compute.
+helpers["_linalg_adjugate"] = '''def _linalg_adjugate(a):
+    a = np.asarray(a)
+    a = a if a.dtype.kind in "fc" else a.astype(np.float64)
+    if a.shape[-1] == 0 or a.size == 0:
+        return np.array(a, copy=True)
+    u, s, vh = np.linalg.svd(a)
+    ones = np.ones(s.shape[:-1] + (1,), s.dtype)
+    before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
+    after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
+    return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
+                            np.swapaxes(u, -1, -2))
+'''
+helpers["_linalg_lstsq"] = '''def _linalg_lstsq(a, b, rcond, out_dtypes):
+    a, b = np.asarray(a), np.asarray(b)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+    (m, n), k = a.shape[-2:], b.shape[-1]
+    shapes = ((n, k), (k if m > n else 0,), (), (min(m, n),))
+    outs = [np.empty(batch + s, d) for s, d in zip(shapes, out_dtypes)]
+    for i in np.ndindex(*batch):
+        x, res, rank, s = np.linalg.lstsq(a[i], b[i], rcond=rcond)
+        if m > n and res.shape[0] != k:
+            res = np.sum(np.square(b[i] - a[i] @ x), axis=0)
+        for out, value in zip(outs, (x, res, rank, s)):
+            out[i] = value
+    return outs
+'''
+register("adjugate", lambda ins, p: f"_linalg_adjugate({ins[0]})")
+register("slogdet", lambda ins, p: f"np.linalg.slogdet({ins[0]})")
+register("cholesky", lambda ins, p: f"np.linalg.cholesky({ins[0]}, upper={p['upper']!r})")
+register("qr", lambda ins, p: f"np.linalg.qr({ins[0]}, "
+         f"mode={'complete' if p['full_matrices'] else 'reduced'!r})")
+register("eigh", lambda ins, p: f"np.linalg.eigh({ins[0]}, UPLO={'L' if p['lower'] else 'U'!r})")
+register("svd", lambda ins, p: f"np.linalg.svd({ins[0]}, full_matrices={p['full_matrices']!r})"
+         if p["compute_uv"] else f"(np.linalg.svd({ins[0]}, compute_uv=False),)")
+register("pinv", lambda ins, p: f"np.linalg.pinv({ins[0]}, {literal(p['rcond'])}, "
+         f"{p['hermitian']!r})")
+register("lstsq", with_avals(lambda ins, p, in_avals, out_avals: (
+    f"_linalg_lstsq({ins[0]}, {ins[1]}, {literal(p['rcond'])}, "
+    f"{literal(tuple(a.dtype for a in out_avals))})")))
+
+

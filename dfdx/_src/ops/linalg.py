@@ -1,24 +1,42 @@
-"""Linear-algebra primitives: det and solve, on stacks of matrices (leading batch dims, as
-in numpy.linalg); `inv` is solve with an identity right-hand side.
+"""Linear-algebra primitives, on stacks of matrices (leading batch dims, as in numpy.linalg):
+solve, det, adjugate, slogdet, cholesky, qr, eigh, svd, pinv and lstsq. `inv` is solve with
+an identity right-hand side; everything else in `dfdx.numpy.linalg` is composed from these.
 
 `solve_p` takes a matrix right-hand side only, b of shape (..., n, k), with the batch dims of
 a and b broadcast as NumPy does; the wrapper `solve` gives NumPy 2's vector case (b.ndim ==
 1) by adding and removing a unit column. Result dtypes are numpy.linalg's (integers become
-float64; float16 is rejected as NumPy rejects it).
+float64; float16 is rejected as NumPy rejects it). Decompositions with several outputs are
+primitives with `multiple_results` (lists in NumPy's order).
 
-Matrix-calculus rules from M. Giles, "Collected matrix derivative results for forward and
-reverse mode algorithmic differentiation" (2008). At a singular matrix the rules raise
-NumPy's LinAlgError (from the solve they use) rather than return a wrong number.
+Matrix-calculus rules: M. Giles, "Collected matrix derivative results for forward and reverse
+mode algorithmic differentiation" (2008); I. Murray, "Differentiation of the Cholesky
+decomposition" (2016); J. Townsend, "Differentiating the singular value decomposition"
+(2016) and M. Seeger et al., "Auto-differentiating linear algebra" (2017); G. Golub and V.
+Pereyra, "The differentiation of pseudo-inverses" (1973); S. Walter and L. Lehmann,
+"Algorithmic differentiation of linear algebra functions" (2018) for QR.
+
+Where the derivative exists the rules stay finite:
+  * det's derivative is the adjugate, computed from an SVD without division, so it is exact
+    at singular matrices (a solve would raise there); the adjugate's own derivative is exact
+    everywhere too.
+  * eigenvalue and singular-value derivatives (diag(V^T dA V), diag(U^T dA V)) use no gaps,
+    so they are exact at repeated values; the 1/gap factors of the eigenvector and
+    singular-vector derivatives are set to 0 where the gap is zero to working precision
+    (within a degenerate space the vectors are not differentiable; those contributions are
+    dropped, as in the literature), so no NaN or inf appears.
+eigh, cholesky and pinv(hermitian=True) read one triangle of their input, as LAPACK does:
+their derivatives with respect to the other triangle are zero.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from dfdx._src import ad, batching, core
-from dfdx._src.batching import NOT_MAPPED, moveaxis
+from dfdx._src.batching import NOT_MAPPED, bdim_at_front, moveaxis
 from dfdx._src.core import ShapedArray
 from dfdx._src.ops import contraction
 from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import reduction as red
 from dfdx._src.ops import shape as shape_ops
 
 _dtype_cache: dict = {}
@@ -37,13 +55,93 @@ def _linalg_dtype(*dtypes_):
   return dtype
 
 
-def _check_square(a, name):
+def _check_matrix(a, name):
   if a.ndim < 2:
     raise np.linalg.LinAlgError(f"{a.ndim}-dimensional array given. Array must be at least "
                                 f"two-dimensional (in {name}).")
+
+
+def _check_square(a, name):
+  _check_matrix(a, name)
   if a.shape[-1] != a.shape[-2]:
     raise np.linalg.LinAlgError(f"Last 2 dimensions of the array must be square (in {name}, "
                                 f"got shape {a.shape}).")
+
+
+# ---- helpers for the rules (dfdx ops only: the rules are differentiated again) -------------
+_mT = contraction.matrix_transpose
+_mm = contraction.matmul
+
+
+def _dtype(x):
+  return core.get_aval(x).dtype
+
+
+def _diag(x):
+  """The diagonals of the matrices in the last two axes: (..., n, m) -> (..., min(n, m))."""
+  n = core.ndim_of(x)
+  return contraction.diagonal(x, 0, n - 2, n - 1)
+
+
+def _row(v):
+  """(..., k) -> (..., 1, k): entry [i, j] of a broadcast is v[j]."""
+  shape = core.shape_of(v)
+  return shape_ops.reshape(v, shape[:-1] + (1, shape[-1]))
+
+
+def _col(v):
+  """(..., k) -> (..., k, 1): entry [i, j] of a broadcast is v[i]."""
+  shape = core.shape_of(v)
+  return shape_ops.reshape(v, shape + (1,))
+
+
+def _diag_matrix(v):
+  """(..., k) -> (..., k, k) with v on the diagonal."""
+  return ew.mul(_col(v), np.eye(core.shape_of(v)[-1], dtype=_dtype(v)))
+
+
+def _triangle(x, k=0, lower=True):
+  """tril(x, k) (lower) or triu(x, k): a product with a constant mask, so linear."""
+  n, m = core.shape_of(x)[-2:]
+  mask = np.tri(n, m, k, dtype=_dtype(x)) if lower else 1 - np.tri(n, m, k - 1, _dtype(x))
+  return ew.mul(x, mask)
+
+
+def _symmetrized(x, lower):
+  """The symmetric matrix that a LAPACK routine reading one triangle of `x` sees."""
+  if lower:
+    return ew.add(_triangle(x), _mT(_triangle(x, -1)))
+  return ew.add(_triangle(x, 0, False), _mT(_triangle(x, 1, False)))
+
+
+def _tolerance(v):
+  """10 len eps max|v| over the last axis (keepdims): the size below which a difference of
+  entries of v is zero to working precision (computed eigenvalues of a repeated one differ
+  by up to about len eps max|v|)."""
+  v = ew.stop_gradient(v)
+  shape, dtype = core.shape_of(v), _dtype(v)
+  if shape[-1] == 0:
+    return np.zeros(shape[:-1] + (1,), dtype)
+  scale = red.reduce_max(ew.abs(v), (len(shape) - 1,))
+  scale = ew.mul(scale, np.asarray(10 * shape[-1] * np.finfo(dtype).eps, dtype))
+  return shape_ops.reshape(scale, shape[:-1] + (1,))
+
+
+def _safe_reciprocal(x, tol):
+  """1 / x, and 0 where |x| <= tol. Both branches of the select are finite, so every
+  derivative order is free of NaN and inf."""
+  small = ew.le(ew.abs(x), tol)
+  zero, one = np.zeros((), _dtype(x)), np.ones((), _dtype(x))
+  return ew.select(small, zero, ew.div(one, ew.select(small, one, x)))
+
+
+def _unary_matrix_batcher(prim):
+  """Batching rule of a primitive of one stack of matrices: the batch axis goes first."""
+  def rule(axis_size, vals, dims, **params):
+    (a,), (d,) = vals, dims
+    out = prim.bind(moveaxis(a, d, 0), **params)
+    return out, ([0] * len(out) if prim.multiple_results else 0)
+  batching.primitive_batchers[prim] = rule
 
 
 # ---- solve --------------------------------------------------------------------------------
@@ -142,6 +240,80 @@ def inv(a):
   return solve_p.bind(a, np.eye(aval.shape[-1], dtype=_linalg_dtype(aval.dtype)))
 
 
+# ---- adjugate -----------------------------------------------------------------------------
+adjugate_p = core.primitive("adjugate")
+
+
+def adjugate(a):
+  """Adjugates (transposed cofactor matrices) of the matrices in the last two axes: det(a)
+  inv(a) where a is invertible, and finite (exact) where it is not."""
+  return adjugate_p.bind(a)
+
+
+def _adjugate_impl(a):
+  # adj(U S V^T) = det(U) det(V) V adj(S) U^T, adj(S) = diag(prod_{j != i} s_j): no division.
+  a = np.asarray(a)
+  a = a if a.dtype.kind in "fc" else a.astype(np.float64)
+  n = a.shape[-1]
+  if n == 0 or a.size == 0:
+    return np.array(a, copy=True)
+  u, s, vh = np.linalg.svd(a)
+  ones = np.ones(s.shape[:-1] + (1,), s.dtype)
+  before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
+  after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
+  sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
+  return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
+                          np.swapaxes(u, -1, -2))
+
+
+def _adjugate_abstract_eval(a):
+  _check_square(a, "adjugate")
+  return ShapedArray(a.shape, _linalg_dtype(a.dtype))
+
+
+def _adjugate_jvp(primals, tangents):
+  # With A = U S V^T and E = U^T dA V: d adj(A) = det(U) det(V) V (diag(P diag(E)) - P o E)
+  # U^T, P_ij = prod_{k not in {i, j}} s_k (i != j), P_ii = 0: the first-order cofactors of
+  # S + E, from adj(XY) = adj(Y) adj(X) (cf. Magnus & Neudecker, "Matrix differential
+  # calculus", ch. 8, on the differential of the adjoint matrix); exact at any rank.
+  (a,), (a_dot,) = primals, tangents
+  ans = adjugate(a)
+  n = core.shape_of(a)[-1]
+  if n <= 1:
+    return ans, None
+  u, s, vh = svd_p.bind(a, full_matrices=False, compute_uv=True)
+  sign = ew.sign(ew.mul(det(ew.stop_gradient(u)), det(ew.stop_gradient(vh))))
+  e = _mm(_mT(u), _mm(a_dot, _mT(vh)))
+  p = _pair_cofactors(s)
+  d = ew.sub(_diag_matrix(red.reduce_sum(ew.mul(p, _row(_diag(e))), (core.ndim_of(e) - 1,))),
+             ew.mul(p, e))
+  return ans, ew.mul(_col(_col(sign)), _mm(_mT(vh), _mm(d, _mT(u))))
+
+
+def _pair_cofactors(s):
+  """P_ij = prod_{k not in {i, j}} s_k for i != j and P_ii = 0, with no division and O(n^2)
+  memory: for i < j, (prod_{k < i} s_k) (prod_{i < k < j} s_k) (prod_{k > j} s_k)."""
+  shape, dtype = core.shape_of(s), _dtype(s)
+  n, last = shape[-1], len(shape) - 1
+  k = np.arange(n)
+  ones = np.ones(shape[:-1] + (1,), dtype)
+  before = shape_ops.concatenate(
+      [ones, red.cumprod(shape_ops.slice_in_dim(s, 0, n - 1, last), last)], last)
+  after = shape_ops.concatenate(
+      [red.cumprod(shape_ops.slice_in_dim(s, 1, n, last), last, reverse=True), ones], last)
+  between = red.cumprod(ew.select(k > k[:, None], _row(s), np.ones((), dtype)), last + 1)
+  between = shape_ops.concatenate(  # [i, j] = prod_{i < k < j} s_k
+      [np.ones(shape[:-1] + (n, 1), dtype),
+       shape_ops.slice_in_dim(between, 0, n - 1, last + 1)], last + 1)
+  p = ew.mul(ew.mul(_col(before), between), ew.mul(_row(after), np.tri(n, k=-1, dtype=dtype).T))
+  return ew.add(p, _mT(p))
+
+
+adjugate_p.def_impl(_adjugate_impl)
+adjugate_p.def_abstract_eval(_adjugate_abstract_eval)
+ad.primitive_jvps[adjugate_p] = _adjugate_jvp
+_unary_matrix_batcher(adjugate_p)
+
 # ---- det ----------------------------------------------------------------------------------
 det_p = core.primitive("det")
 
@@ -156,6 +328,13 @@ def _det_abstract_eval(a):
   return ShapedArray(a.shape[:-2], _linalg_dtype(a.dtype))
 
 
+def _det_jvp(a_dot, a):
+  # d det(A) = tr(adj(A) dA)  (Giles 2008, sec. 2.2.2, with det(A) A^-1 = adj(A)): finite and
+  # exact at singular matrices, where det(A) A^-1 is not defined.
+  nd = core.ndim_of(a_dot)
+  return red.reduce_sum(ew.mul(_mT(adjugate(a)), a_dot), (nd - 2, nd - 1))
+
+
 def _det_batch(axis_size, vals, dims):
   (a,), (d,) = vals, dims
   if d >= core.ndim_of(a) - 2:  # the batch axis is one of the matrix axes: move it first
@@ -165,6 +344,369 @@ def _det_batch(axis_size, vals, dims):
 
 det_p.def_impl(np.linalg.det)
 det_p.def_abstract_eval(_det_abstract_eval)
-# d det(A) = det(A) tr(A^-1 dA)  (Giles 2008, sec. 2.2.2)
-ad.defjvp2(det_p, lambda a_dot, ans, a: ew.mul(ans, contraction.trace(solve_p.bind(a, a_dot))))
+ad.defjvp(det_p, _det_jvp)
 batching.primitive_batchers[det_p] = _det_batch
+
+# ---- slogdet ------------------------------------------------------------------------------
+slogdet_p = core.primitive("slogdet", multiple_results=True)
+
+
+def slogdet(a):
+  """[sign, log|det|] of the matrices in the last two axes of `a`."""
+  return slogdet_p.bind(a)
+
+
+def _slogdet_impl(a):
+  sign, logabsdet = np.linalg.slogdet(a)
+  return [sign, logabsdet]
+
+
+def _slogdet_abstract_eval(a):
+  _check_square(a, "slogdet")
+  aval = ShapedArray(a.shape[:-2], _linalg_dtype(a.dtype))
+  return [aval, aval]
+
+
+def _slogdet_jvp(primals, tangents):
+  # d log|det A| = tr(A^-1 dA)  (Giles 2008, sec. 2.2.2); the sign is locally constant.
+  (a,), (a_dot,) = primals, tangents
+  ans = slogdet(a)
+  return ans, [None, ad.match_primal(contraction.trace(solve_p.bind(a, a_dot)), ans[1])]
+
+
+slogdet_p.def_impl(_slogdet_impl)
+slogdet_p.def_abstract_eval(_slogdet_abstract_eval)
+ad.primitive_jvps[slogdet_p] = _slogdet_jvp
+_unary_matrix_batcher(slogdet_p)
+
+# ---- cholesky -----------------------------------------------------------------------------
+cholesky_p = core.primitive("cholesky")
+
+
+def cholesky(a, upper=False):
+  """Cholesky factors L (L L^T = a, from a's lower triangle) or, with `upper`, U (U^T U = a,
+  from a's upper triangle), as numpy.linalg.cholesky."""
+  return cholesky_p.bind(a, upper=bool(upper))
+
+
+def _cholesky_abstract_eval(a, *, upper):
+  _check_square(a, "cholesky")
+  return ShapedArray(a.shape, _linalg_dtype(a.dtype))
+
+
+def _cholesky_jvp(primals, tangents, *, upper):
+  # dL = L Phi(L^-1 dA L^-T), Phi: the lower triangle with the diagonal halved (Murray 2016,
+  # forward mode); dA is symmetrized from the triangle that was read.
+  (a,), (a_dot,) = primals, tangents
+  ans = cholesky(a, upper)
+  l = _mT(ans) if upper else ans
+  x = solve_p.bind(l, _symmetrized(a_dot, lower=not upper))
+  x = _mT(solve_p.bind(l, _mT(x)))
+  n = core.shape_of(a)[-1]
+  l_dot = _mm(l, ew.mul(x, np.tri(n, k=-1, dtype=_dtype(x)) + 0.5 * np.eye(n, dtype=_dtype(x))))
+  return ans, _mT(l_dot) if upper else l_dot
+
+
+cholesky_p.def_impl(lambda a, *, upper: np.linalg.cholesky(a, upper=upper))
+cholesky_p.def_abstract_eval(_cholesky_abstract_eval)
+ad.primitive_jvps[cholesky_p] = _cholesky_jvp
+_unary_matrix_batcher(cholesky_p)
+
+# ---- qr -----------------------------------------------------------------------------------
+qr_p = core.primitive("qr", multiple_results=True)
+
+
+def qr(a, full_matrices=False):
+  """[q, r] of the matrices in the last two axes: numpy.linalg.qr's mode 'reduced', or mode
+  'complete' with `full_matrices`."""
+  return qr_p.bind(a, full_matrices=bool(full_matrices))
+
+
+def _qr_impl(a, *, full_matrices):
+  q, r = np.linalg.qr(a, mode="complete" if full_matrices else "reduced")
+  return [q, r]
+
+
+def _qr_abstract_eval(a, *, full_matrices):
+  _check_matrix(a, "qr")
+  (m, n), batch, dtype = a.shape[-2:], a.shape[:-2], _linalg_dtype(a.dtype)
+  k = m if full_matrices else min(m, n)
+  return [ShapedArray(batch + (m, k), dtype), ShapedArray(batch + (k, n), dtype)]
+
+
+def _qr_jvp(primals, tangents, *, full_matrices):
+  (a,), (a_dot,) = primals, tangents
+  q, r = ans = qr(a, full_matrices)
+  m, n = core.shape_of(a)[-2:]
+  if m > n and full_matrices:
+    raise NotImplementedError(
+        f"qr: the derivative of mode='complete' for a tall {m}x{n} matrix is not implemented: "
+        f"the last {m - n} columns of q are any orthonormal basis of the complement of a's "
+        "column space and have no well-defined derivative. Use mode='reduced' (the default), "
+        "whose derivative is implemented.")
+  if m >= n:
+    return ans, list(_qr_tangents(q, r, a_dot))
+  # A wide matrix [X Y] = Q [R_X, Q^T Y]: Q and R_X come from X alone.
+  nd = core.ndim_of(a)
+  x_dot, y_dot = (shape_ops.slice_in_dim(a_dot, 0, m, nd - 1),
+                  shape_ops.slice_in_dim(a_dot, m, n, nd - 1))
+  q_dot, rx_dot = _qr_tangents(q, shape_ops.slice_in_dim(r, 0, m, nd - 1), x_dot)
+  y = shape_ops.convert_element_type(shape_ops.slice_in_dim(a, m, n, nd - 1), _dtype(q))
+  ry_dot = ew.add(_mm(_mT(q_dot), y), _mm(_mT(q), y_dot))
+  return ans, [q_dot, shape_ops.concatenate([rx_dot, ry_dot], nd - 1)]
+
+
+def _qr_tangents(q, r, a_dot):
+  # With C = Q^T dA R^-1 and its skew part Omega = tril(C, -1) - tril(C, -1)^T:
+  # dQ = Q (Omega - C) + dA R^-1, dR = (C - Omega) R (Walter & Lehmann 2018).
+  a_dot_rinv = _mT(solve_p.bind(_mT(r), _mT(a_dot)))
+  c = _mm(_mT(q), a_dot_rinv)
+  low = _triangle(c, -1)
+  omega = ew.sub(low, _mT(low))
+  return ew.add(_mm(q, ew.sub(omega, c)), a_dot_rinv), _mm(ew.sub(c, omega), r)
+
+
+qr_p.def_impl(_qr_impl)
+qr_p.def_abstract_eval(_qr_abstract_eval)
+ad.primitive_jvps[qr_p] = _qr_jvp
+_unary_matrix_batcher(qr_p)
+
+# ---- eigh ---------------------------------------------------------------------------------
+eigh_p = core.primitive("eigh", multiple_results=True)
+
+
+def eigh(a, lower=True):
+  """[w, v]: ascending eigenvalues and orthonormal eigenvectors (columns) of the symmetric
+  matrices that the lower (or upper) triangles of `a` define, as numpy.linalg.eigh."""
+  return eigh_p.bind(a, lower=bool(lower))
+
+
+def _eigh_impl(a, *, lower):
+  w, v = np.linalg.eigh(a, UPLO="L" if lower else "U")
+  return [w, v]
+
+
+def _eigh_abstract_eval(a, *, lower):
+  _check_square(a, "eigh")
+  dtype = _linalg_dtype(a.dtype)
+  return [ShapedArray(a.shape[:-1], dtype), ShapedArray(a.shape, dtype)]
+
+
+def _eigh_jvp(primals, tangents, *, lower):
+  # dw = diag(V^T dA V), dV = V (F o V^T dA V), F_ij = 1 / (w_j - w_i) (Giles 2008, sec. 3.1),
+  # with F_ij = 0 where w_i = w_j to working precision: dw needs no gap, dV stays finite.
+  (a,), (a_dot,) = primals, tangents
+  w, v = ans = eigh(a, lower)
+  vt_dot_v = _mm(_mT(v), _mm(_symmetrized(a_dot, lower), v))
+  f = _safe_reciprocal(ew.sub(_row(w), _col(w)), _col(_tolerance(w)))
+  return ans, [_diag(vt_dot_v), _mm(v, ew.mul(f, vt_dot_v))]
+
+
+eigh_p.def_impl(_eigh_impl)
+eigh_p.def_abstract_eval(_eigh_abstract_eval)
+ad.primitive_jvps[eigh_p] = _eigh_jvp
+_unary_matrix_batcher(eigh_p)
+
+# ---- svd ----------------------------------------------------------------------------------
+svd_p = core.primitive("svd", multiple_results=True)
+
+
+def svd(a, full_matrices=True, compute_uv=True):
+  """[u, s, vh] (or [s] without `compute_uv`) of the matrices in the last two axes, as
+  numpy.linalg.svd: s descending, a = u[..., :k] diag(s) vh[..., :k, :]."""
+  return svd_p.bind(a, full_matrices=bool(full_matrices), compute_uv=bool(compute_uv))
+
+
+def _svd_impl(a, *, full_matrices, compute_uv):
+  if not compute_uv:
+    return [np.linalg.svd(a, compute_uv=False)]
+  u, s, vh = np.linalg.svd(a, full_matrices=full_matrices)
+  return [u, s, vh]
+
+
+def _svd_abstract_eval(a, *, full_matrices, compute_uv):
+  _check_matrix(a, "svd")
+  (m, n), batch, dtype = a.shape[-2:], a.shape[:-2], _linalg_dtype(a.dtype)
+  k = min(m, n)
+  s = ShapedArray(batch + (k,), dtype)
+  if not compute_uv:
+    return [s]
+  mu, nv = (m, n) if full_matrices else (k, k)
+  return [ShapedArray(batch + (m, mu), dtype), s, ShapedArray(batch + (nv, n), dtype)]
+
+
+def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
+  # With dS = U^T dA V: ds = diag(dS), dU = U Om_U, dV = V Om_V, where for i != j
+  # Om_U_ij = (dS_ij s_j + s_i dS_ji) / (s_j^2 - s_i^2) and Om_V_ij = (s_i dS_ij + dS_ji s_j) /
+  # (s_j^2 - s_i^2), plus the parts outside the column spaces for non-square matrices
+  # (Townsend 2016; Seeger et al. 2017). Split by partial fractions into
+  # sym(dS) / (s_j - s_i) -+ skew(dS) / (s_j + s_i): only the symmetric part, which has no
+  # limit, is dropped where s_i = s_j to working precision; the skew part (a rotation shared
+  # by U and V) is kept. 1/s is 0 where s is 0. No NaN, no inf.
+  (a,), (a_dot,) = primals, tangents
+  ans = svd(a, full_matrices, compute_uv)
+  m, n = core.shape_of(a)[-2:]
+  if compute_uv and full_matrices and m != n:
+    raise NotImplementedError(
+        f"svd: the derivative of full_matrices=True for a non-square {m}x{n} matrix is not "
+        f"implemented: the last {abs(m - n)} {'columns of u' if m > n else 'rows of vh'} are "
+        "any orthonormal basis of a complement and have no well-defined derivative. Use "
+        "full_matrices=False (whose derivative is implemented), or compute_uv=False / svdvals "
+        "for singular values only.")
+  u, s, vh = ans if compute_uv else svd_p.bind(a, full_matrices=False, compute_uv=True)
+  v = _mT(vh)
+  ds = _mm(_mT(u), _mm(a_dot, v))
+  s_dot = _diag(ds)
+  if not compute_uv:
+    return ans, [s_dot]
+  s_row, s_col, tol = _row(s), _col(s), _tolerance(s)
+  half = np.asarray(0.5, _dtype(s))
+  sym = ew.mul(_safe_reciprocal(ew.sub(s_row, s_col), _col(tol)),
+               ew.mul(ew.add(ds, _mT(ds)), half))
+  skew = ew.mul(_safe_reciprocal(ew.add(s_row, s_col), _col(tol)),
+                ew.mul(ew.sub(ds, _mT(ds)), half))
+  u_dot, v_dot = _mm(u, ew.add(sym, skew)), _mm(v, ew.sub(sym, skew))
+  if m != n:
+    inv_s = _row(_safe_reciprocal(s, tol))
+    if m > n:  # dU += (I - U U^T) dA V S^-1
+      dav = _mm(a_dot, v)
+      u_dot = ew.add(u_dot, ew.mul(ew.sub(dav, _mm(u, _mm(_mT(u), dav))), inv_s))
+    else:  # dV += (I - V V^T) dA^T U S^-1
+      dau = _mm(_mT(a_dot), u)
+      v_dot = ew.add(v_dot, ew.mul(ew.sub(dau, _mm(v, _mm(vh, dau))), inv_s))
+  return ans, [u_dot, s_dot, _mT(v_dot)]
+
+
+svd_p.def_impl(_svd_impl)
+svd_p.def_abstract_eval(_svd_abstract_eval)
+ad.primitive_jvps[svd_p] = _svd_jvp
+_unary_matrix_batcher(svd_p)
+
+# ---- pinv ---------------------------------------------------------------------------------
+pinv_p = core.primitive("pinv")
+
+
+def pinv(a, rcond=1e-15, hermitian=False):
+  """Moore-Penrose pseudo-inverses of the matrices in the last two axes (numpy.linalg.pinv;
+  `rcond` a float)."""
+  return pinv_p.bind(a, rcond=float(rcond), hermitian=bool(hermitian))
+
+
+def _pinv_abstract_eval(a, *, rcond, hermitian):
+  _check_matrix(a, "pinv")
+  return ShapedArray(a.shape[:-2] + a.shape[:-3:-1], _linalg_dtype(a.dtype))
+
+
+def _pinv_jvp(primals, tangents, *, rcond, hermitian):
+  # dA+ = -A+ dA A+ + A+ A+^T dA^T (I - A A+) + (I - A+ A) dA^T A+^T A+, where the rank is
+  # locally constant (Golub & Pereyra 1973).
+  (a,), (a_dot,) = primals, tangents
+  p = pinv(a, rcond, hermitian)
+  if hermitian:  # LAPACK reads the lower triangle
+    a, a_dot = _symmetrized(a, True), _symmetrized(a_dot, True)
+  a = shape_ops.convert_element_type(a, _dtype(p))
+  a_dot_t = _mT(a_dot)
+  term1 = ew.neg(_mm(p, _mm(a_dot, p)))
+  term2 = _mm(p, _mm(_mT(p), ew.sub(a_dot_t, _mm(_mm(a_dot_t, a), p))))
+  term3 = _mm(ew.sub(a_dot_t, _mm(p, _mm(a, a_dot_t))), _mm(_mT(p), p))
+  return p, ew.add(ew.add(term1, term2), term3)
+
+
+pinv_p.def_impl(lambda a, *, rcond, hermitian: np.linalg.pinv(a, rcond, hermitian))
+pinv_p.def_abstract_eval(_pinv_abstract_eval)
+ad.primitive_jvps[pinv_p] = _pinv_jvp
+_unary_matrix_batcher(pinv_p)
+
+# ---- lstsq --------------------------------------------------------------------------------
+lstsq_p = core.primitive("lstsq", multiple_results=True)
+
+
+def lstsq(a, b, rcond):
+  """[x, residuals, rank, s] of the least-squares problems a x = b, for a (..., m, n) and a
+  matrix right-hand side b (..., m, k) with broadcast batch dims; `rcond` a float.
+
+  Unlike numpy.linalg.lstsq (two-dimensional, with empty residuals when rank < n), the
+  residuals have shape (..., k) whenever m > n (else (..., 0)), so that their shape does not
+  depend on the values."""
+  return lstsq_p.bind(a, b, rcond=float(rcond))
+
+
+def _lstsq_impl(a, b, *, rcond):
+  a, b = np.asarray(a), np.asarray(b)
+  batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+  a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+  m, n = a.shape[-2:]
+  outs = []
+  for i in np.ndindex(*batch):
+    x, res, rank, s = np.linalg.lstsq(a[i], b[i], rcond=rcond)
+    if m > n and res.shape[0] != b.shape[-1]:  # rank < n: NumPy leaves them out
+      res = np.sum(np.square(b[i] - a[i] @ x), axis=0).astype(res.dtype)
+    outs.append((x, res, np.asarray(rank, np.int32), s))
+  if not batch:
+    return list(outs[0])
+  return [np.stack([o[j] for o in outs]).reshape(batch + np.shape(outs[0][j]))
+          if outs else _lstsq_empty(a, b, batch, j) for j in range(4)]
+
+
+def _lstsq_empty(a, b, batch, j):
+  aval = _lstsq_abstract_eval(core.get_aval(a), core.get_aval(b), rcond=0.0)[j]
+  return np.zeros(batch + aval.shape[len(batch):], aval.dtype)
+
+
+def _lstsq_abstract_eval(a, b, *, rcond):
+  if a.ndim < 2 or b.ndim < 2:
+    raise np.linalg.LinAlgError(f"{min(a.ndim, b.ndim)}-dimensional array given. Array must "
+                                "be two-dimensional (in lstsq).")
+  (m, n), (mb, k) = a.shape[-2:], b.shape[-2:]
+  if m != mb:
+    raise np.linalg.LinAlgError(f"Incompatible dimensions (in lstsq: a has {m} rows, b has "
+                                f"{mb}).")
+  batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+  dtype = _linalg_dtype(a.dtype, b.dtype)
+  return [ShapedArray(batch + (n, k), dtype), ShapedArray(batch + (k if m > n else 0,), dtype),
+          ShapedArray(batch, np.int32), ShapedArray(batch + (min(m, n),), dtype)]
+
+
+def _lstsq_jvp(primals, tangents, *, rcond):
+  # x = A+ b: dx = A+ (db - dA x) + A+ A+^T dA^T r + (I - A+ A) dA^T A+^T x with r = b - A x
+  # (Golub & Pereyra 1973); d|r|^2 = 2 r . (db - dA x), as A^T r = 0; ds = diag(U^T dA V).
+  (a, b), (a_dot, b_dot) = primals, tangents
+  x, res, rank, s = ans = lstsq(a, b, rcond)
+  dtype = _dtype(x)
+  a, b = (shape_ops.convert_element_type(v, dtype) for v in (a, b))
+  rhs = b_dot  # db - dA x
+  if a_dot is not None:
+    a_dot_x = _mm(a_dot, x)
+    rhs = ew.neg(a_dot_x) if rhs is None else ew.sub(rhs, a_dot_x)
+  p = pinv(a, rcond)
+  r = ew.sub(b, _mm(a, x))
+  x_dot = _mm(p, rhs)
+  s_dot = None
+  if a_dot is not None:
+    a_dot_t = _mT(a_dot)
+    x_dot = ew.add(x_dot, _mm(p, _mm(_mT(p), _mm(a_dot_t, r))))
+    y = _mm(a_dot_t, _mm(_mT(p), x))
+    x_dot = ew.add(x_dot, ew.sub(y, _mm(p, _mm(a, y))))
+    u, _, vh = svd_p.bind(a, full_matrices=False, compute_uv=True)
+    s_dot = _diag(_mm(_mT(u), _mm(a_dot, _mT(vh))))
+  nd = core.ndim_of(r)
+  res_dot = None
+  if core.shape_of(res)[-1]:
+    res_dot = ew.mul(red.reduce_sum(ew.mul(r, rhs), (nd - 2,)), np.asarray(2, dtype))
+  return ans, [ad.match_primal(x_dot, x), None if res_dot is None else ad.match_primal(
+      res_dot, res), None, None if s_dot is None else ad.match_primal(s_dot, s)]
+
+
+def _lstsq_batch(axis_size, vals, dims, *, rcond):
+  a, b = (bdim_at_front(v, d, axis_size) for v, d in zip(vals, dims))
+  if core.ndim_of(a) != core.ndim_of(b):  # line up the batch dims: unit axes after the first
+    a, b = (shape_ops.reshape(v, core.shape_of(v)[:1] + (1,) * (
+        max(core.ndim_of(a), core.ndim_of(b)) - core.ndim_of(v)) + core.shape_of(v)[1:])
+            for v in (a, b))
+  return lstsq(a, b, rcond), [0, 0, 0, 0]
+
+
+lstsq_p.def_impl(_lstsq_impl)
+lstsq_p.def_abstract_eval(_lstsq_abstract_eval)
+ad.primitive_jvps[lstsq_p] = _lstsq_jvp
+batching.primitive_batchers[lstsq_p] = _lstsq_batch
