@@ -12,6 +12,7 @@ import pytest
 import dfdx
 import dfdx.numpy as dnp
 import dfdx.scipy.special as dss
+from dfdx._src import errors as dfdx_errors
 from dfdx.testing import check_grads
 
 RNG = np.random.default_rng(0)
@@ -189,3 +190,277 @@ def test_no_scipy_needed():
           "import dfdx.scipy; print(dfdx.scipy.special.logsumexp([0.0, 0.0]))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == str(np.log(2.0))
+
+
+# ---- the functions computed by SciPy: values, dtypes, derivatives --------------------------
+
+special = pytest.importorskip("scipy.special")
+
+# name, a point set inside the domain for each argument (the last one is differentiated)
+UNARY = {
+    "erf": (-2.0, 2.0), "erfc": (-2.0, 2.0), "erfinv": (-0.9, 0.9), "erfcinv": (0.1, 1.9),
+    "erfcx": (-2.0, 3.0), "ndtr": (-3.0, 3.0), "log_ndtr": (-20.0, 3.0), "ndtri": (0.05, 0.95),
+    "gamma": (0.5, 3.0),
+    "gammaln": (0.3, 3.0), "rgamma": (-2.5, 3.0), "digamma": (0.3, 3.0), "psi": (0.3, 3.0),
+    "j0": (-5.0, 5.0), "j1": (-5.0, 5.0), "y0": (0.5, 5.0), "y1": (0.5, 5.0), "i0": (-3.0, 3.0),
+    "i1": (-3.0, 3.0), "i0e": (0.2, 3.0), "i1e": (0.2, 3.0), "k0": (0.3, 3.0),
+    "k1": (0.3, 3.0), "k0e": (0.3, 3.0), "k1e": (0.3, 3.0),
+}
+# name, first argument (order or shape parameter, fixed), domain of x
+BINARY = {
+    "polygamma": (np.array([0, 1, 2]), (0.5, 3.0)), "jv": (np.array([0.0, 1.5, 2.0]), (0.3, 5)),
+    "jn": (np.array([0, 1, 3]), (-4.0, 4.0)), "yv": (np.array([0.5, 1.0, 2.5]), (0.5, 5.0)),
+    "yn": (np.array([0, 1, 2]), (0.5, 5.0)), "iv": (np.array([0.0, 1.0, 2.5]), (0.3, 3.0)),
+    "ive": (np.array([0.0, 1.0, 2.5]), (0.3, 3.0)), "kv": (np.array([0.0, 1.0, 2.5]), (0.3, 3)),
+    "kve": (np.array([0.0, 1.0, 2.5]), (0.3, 3.0)), "gammainc": (np.array([0.5, 1.0, 3.0]),
+                                                                  (0.2, 3.0)),
+    "gammaincc": (np.array([0.5, 1.0, 3.0]), (0.2, 3.0)),
+    "stdtr": (np.array([1.0, 2.5, 10.0]), (-3.0, 3.0)),
+}
+
+
+def _points(domain, n=3):
+  lo, hi = domain
+  return np.linspace(lo + 0.1 * (hi - lo), hi - 0.13 * (hi - lo), n)
+
+
+def _call(name, *args):
+  return getattr(dss, name)(*args)
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_values_dtypes_and_types(name):
+  x = _points(UNARY[name])
+  ref = getattr(special, name)
+  with np.errstate(all="ignore"):
+    for arg in (x, np.float32(x), x[0], float(x[0]), np.array(x[1]), np.int64(1), [0.5, 0.6]):
+      assert_like_scipy(_call(name, arg), ref(arg), 1e-6 if ref(arg).dtype == np.float32
+                        else 1e-15)
+      # traced (under jvp) values and dtypes are SciPy's too
+      traced = dfdx.jvp(lambda a: _call(name, a), (np.asarray(arg, float),),
+                        (np.ones(np.shape(arg)),))[0]
+      np.testing.assert_allclose(traced, ref(np.asarray(arg, float)), rtol=1e-15)
+  out = dfdx.jvp(lambda a: _call(name, a), (np.float32(x),), (np.float32(x),))
+  assert out[0].dtype == ref(np.float32(x)).dtype and out[1].dtype == out[0].dtype
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_values_and_broadcasting(name):
+  order, domain = BINARY[name]
+  x = _points(domain)
+  ref = getattr(special, name)
+  with np.errstate(all="ignore"):
+    for a, b in ((order, x), (order[:, None], x), (order[1], x[0]), (order, np.float32(x))):
+      assert_like_scipy(_call(name, a, b), ref(a, b), 1e-6 if np.asarray(ref(a, b)).dtype ==
+                        np.float32 else 1e-15)
+      traced = dfdx.jvp(lambda b: _call(name, a, b), (np.asarray(b),), (np.ones(np.shape(b),
+                                                                           np.asarray(b).dtype),))
+      np.testing.assert_allclose(traced[0], ref(a, b), rtol=1e-6)
+      assert traced[0].shape == np.shape(ref(a, b))
+
+
+def test_betainc_beta_betaln_values():
+  a, b, x = np.array([0.5, 2.0, 3.0]), np.array([[1.5], [4.0]]), np.array([0.2, 0.5, 0.9])
+  for name, args in (("betainc", (a, b, x)), ("beta", (a, b)), ("betaln", (a, b))):
+    assert_like_scipy(_call(name, *args), getattr(special, name)(*args), 1e-15)
+    traced = dfdx.jvp(lambda last: _call(name, *args[:-1], last), (args[-1],),
+                      (np.ones_like(args[-1]),))[0]
+    np.testing.assert_allclose(traced, getattr(special, name)(*args), rtol=1e-15)
+
+
+def _grad_closed_forms():
+  x = np.array([0.4, 1.1, 2.3])
+  return [
+      ("erf", x, 2 / np.sqrt(np.pi) * np.exp(-x ** 2)),
+      ("erfc", x, -2 / np.sqrt(np.pi) * np.exp(-x ** 2)),
+      ("erfinv", x / 3, np.sqrt(np.pi) / 2 * np.exp(special.erfinv(x / 3) ** 2)),
+      ("erfcinv", x / 3, -np.sqrt(np.pi) / 2 * np.exp(special.erfcinv(x / 3) ** 2)),
+      ("gamma", x, special.gamma(x) * special.digamma(x)),
+      ("gammaln", x, special.digamma(x)),
+      ("rgamma", x, -special.digamma(x) / special.gamma(x)),
+      ("digamma", x, special.polygamma(1, x)),
+      ("j0", x, -special.j1(x)),
+      ("j1", x, special.j0(x) - special.j1(x) / x),  # DLMF 10.6.2
+      ("y0", x, -special.y1(x)),
+      ("y1", x, special.y0(x) - special.y1(x) / x),
+      ("i0", x, special.i1(x)),
+      ("i1", x, special.i0(x) - special.i1(x) / x),  # DLMF 10.29.2
+      ("k0", x, -special.k1(x)),
+      ("ndtr", x, np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi)),
+      ("log_ndtr", -x, np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi) / special.ndtr(-x)),
+  ]
+
+
+@pytest.mark.parametrize("name,x,expected", [pytest.param(*c, id=c[0])
+                                             for c in _grad_closed_forms()])
+def test_derivative_closed_forms(name, x, expected):
+  grad = dfdx.vector_grad(getattr(dss, name))(x) if hasattr(dfdx, "vector_grad") else \
+      dfdx.jacfwd(getattr(dss, name))(x).diagonal()
+  np.testing.assert_allclose(grad, expected, rtol=1e-12)
+
+
+def test_higher_derivatives_chain_through_polygamma():
+  x = 1.7
+  d = dss.gammaln
+  for n in range(4):  # d^(n+1) gammaln = polygamma(n, x)
+    d = dfdx.grad(d)
+    np.testing.assert_allclose(d(x), special.polygamma(n, x), rtol=1e-12)
+  np.testing.assert_allclose(dfdx.grad(lambda x: dss.polygamma(2, x))(x),
+                             special.polygamma(3, x), rtol=1e-12)
+
+
+def test_bessel_derivatives_in_x():
+  x, v = 1.3, 1.7
+  for name, expected in (
+      ("jv", (special.jv(v - 1, x) - special.jv(v + 1, x)) / 2),
+      ("yv", (special.yv(v - 1, x) - special.yv(v + 1, x)) / 2),
+      ("iv", (special.iv(v - 1, x) + special.iv(v + 1, x)) / 2),
+      ("kv", -(special.kv(v - 1, x) + special.kv(v + 1, x)) / 2),
+      ("ive", (special.iv(v - 1, x) + special.iv(v + 1, x)) / 2 * np.exp(-x)
+       - special.ive(v, x)),
+      ("kve", -(special.kv(v - 1, x) + special.kv(v + 1, x)) / 2 * np.exp(x)
+       + special.kve(v, x))):
+    np.testing.assert_allclose(dfdx.grad(lambda x: _call(name, v, x))(x), expected, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.grad(lambda x: dss.jn(3, x))(x),
+                             (special.jn(2, x) - special.jn(4, x)) / 2, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.grad(lambda x: dss.yn(2, x))(x),
+                             (special.yn(1, x) - special.yn(3, x)) / 2, rtol=1e-12)
+
+
+def _check_grad_cases():
+  cases = [(name, lambda x, n=name: _call(n, x), (_points(dom),)) for name, dom in UNARY.items()]
+  cases += [(name, lambda x, n=name, o=o: _call(n, o, x), (_points(dom),))
+            for name, (o, dom) in BINARY.items()]
+  x = np.array([0.6, 1.3, 2.2])
+  cases += [
+      ("beta", dss.beta, (x, x[::-1])), ("betaln", dss.betaln, (x, x[::-1])),
+      ("betainc", lambda x: dss.betainc(2.5, 1.5, x), (np.array([0.2, 0.5, 0.8]),)),
+      ("multigammaln", lambda a: dss.multigammaln(a, 3), (x + 1.5,)),
+      ("xlogy", dss.xlogy, (x - 1.0, x)), ("xlog1py", dss.xlog1py, (x - 1.0, x - 0.5)),
+      ("gamma-negative", dss.gamma, (np.array([-0.5, -1.5, -2.7]),)),
+      ("rgamma-poles", dss.rgamma, (np.array([0.0, -1.0, -2.0, -3.0]),)),
+      ("log_ndtr-tail", dss.log_ndtr, (np.array([-40.0, -12.0, -5.0]),)),
+  ]
+  return [pytest.param(f, args, id=name) for name, f, args in cases]
+
+
+@pytest.mark.parametrize("fun,args", _check_grad_cases())
+def test_check_grads_order_2(fun, args):
+  with np.errstate(all="ignore"):
+    check_grads(fun, args, order=2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["erf", "gammaln", "j1", "i1e", "log_ndtr"])
+def test_vmap_of_grad_matches_stacked(name):
+  x = _points(UNARY[name], 4)
+  g = dfdx.grad(getattr(dss, name))
+  np.testing.assert_allclose(dfdx.vmap(g)(x), [g(v) for v in x], rtol=1e-14)
+  f = lambda n, x: dss.polygamma(n, x)  # noqa: E731
+  n = np.array([0, 1, 2, 3])
+  np.testing.assert_allclose(dfdx.vmap(f)(n, x + 3), [f(a, b) for a, b in zip(n, x + 3)],
+                             rtol=1e-14)
+
+
+def test_jit_of_compositions():
+  def f(x):
+    return dnp.sum(dss.gammaln(x) * dss.erf(x) + dss.xlogy(x, x) + dss.iv(1.5, x))
+  x = np.array([0.5, 1.5, 2.5])
+  np.testing.assert_allclose(dfdx.jit(f)(x), f(x), rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), dfdx.grad(f)(x), rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(dfdx.hessian(f))(x), dfdx.hessian(f)(x), rtol=1e-13)
+
+
+# ---- xlogy, xlog1py, multigammaln ------------------------------------------------------------
+
+XLOGY = [(0.0, 0.0), (0.0, -1.0), (0.0, np.inf), (0.0, np.nan), (2.0, 0.0), (2.0, -1.0),
+         (np.float32(1.5), np.float32(2.0)), (3, 4), (np.float32([0.0, 1.5]), 2.0), (np.array([0.0, 1.0, 2.0]), 2.0),
+         (np.array([[0.0], [1.0]]), np.array([0.0, 3.0]))]
+
+
+@pytest.mark.parametrize("name", ["xlogy", "xlog1py"])
+@pytest.mark.parametrize("x,y", XLOGY)
+def test_xlogy_matches_scipy(name, x, y):
+  with np.errstate(all="ignore"):
+    expected = getattr(special, name)(x, y)
+  assert_like_scipy(getattr(dss, name)(x, y), expected, 1e-6 if np.asarray(expected).dtype ==
+                    np.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("name,edge", [("xlogy", 0.0), ("xlog1py", -1.0)])
+def test_xlogy_is_zero_with_finite_derivatives_at_x_zero(name, edge):
+  fun = getattr(dss, name)
+  for y in (edge, edge - 1.0, np.inf, 2.0):
+    assert fun(0.0, y) == 0.0
+    gx, gy = dfdx.grad(fun, (0, 1))(0.0, y)
+    assert np.isfinite(gx) and gy == 0.0, (y, gx, gy)
+    hess = dfdx.hessian(fun, (0, 1))(0.0, y)
+    assert np.all(np.isfinite(np.asarray(hess, float))), hess
+  # at x = 0 the x-derivative is log(y) (log1p(y)) where that is finite
+  np.testing.assert_allclose(dfdx.grad(fun)(0.0, 2.0), np.log(2.0) if name == "xlogy"
+                             else np.log1p(2.0), rtol=1e-15)
+
+
+def test_multigammaln():
+  a = np.array([2.0, 3.5, 10.0])
+  for d in (1, 2, 3):
+    np.testing.assert_allclose(dss.multigammaln(a, d), special.multigammaln(a, d), rtol=1e-14)
+    traced = dfdx.jvp(lambda a: dss.multigammaln(a, d), (a,), (np.ones(3),))
+    np.testing.assert_allclose(traced[0], special.multigammaln(a, d), rtol=1e-14)
+    expected = sum(special.digamma(a - j / 2) for j in range(d))
+    np.testing.assert_allclose(traced[1], expected, rtol=1e-13)
+  with pytest.raises(ValueError):
+    dss.multigammaln(0.1, 3)  # SciPy's own check, untraced
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["jv", "yv", "iv", "ive", "kv", "kve", "stdtr"])
+def test_derivative_in_order_is_a_clear_error(name):
+  with pytest.raises(dfdx_errors.MissingRuleError, match=f"{name}: the derivative with "
+                     "respect to .* is not implemented"):
+    dfdx.grad(lambda v: _call(name, v, 1.2))(1.5)
+  # the x-derivative alone, with the order a traced constant, is fine
+  dfdx.grad(lambda v, x: _call(name, v, x), argnums=1)(1.5, 1.2)
+
+
+@pytest.mark.parametrize("a,x", [(0.5, 0.2), (2.0, 1.0), (2.0, 5.0), (10.0, 3.0), (3.0, 60.0),
+                                 (100.0, 90.0), (100.0, 151.0), (1000.0, 1050.0), (0.3, 40.0)])
+def test_gammainc_derivative_in_a(a, x):
+  # central differences of SciPy's gammainc, in double-double-free float64: rtol 1e-6
+  h = 1e-5 * a
+  numeric = (special.gammainc(a + h, x) - special.gammainc(a - h, x)) / (2 * h)
+  got = dfdx.grad(dss.gammainc)(a, x)
+  np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-14)
+  np.testing.assert_allclose(dfdx.grad(dss.gammaincc)(a, x), -got, rtol=1e-15)
+
+
+def test_gammainc_derivative_in_a_at_the_edges():
+  grad = dfdx.vmap(dfdx.grad(dss.gammainc), in_axes=(None, 0))(2.0, np.array([0.0, -1.0]))
+  assert grad[0] == 0.0 and np.isnan(grad[1])
+  check_grads(lambda x: dfdx.grad(dss.gammainc)(1.5, x), (0.7,), order=2)  # mixed: closed form
+  with pytest.raises(dfdx_errors.MissingRuleError, match="gammainc_grad_a"):
+    dfdx.grad(dfdx.grad(dss.gammainc))(1.5, 0.7)
+
+
+def test_integer_orders_have_zero_derivative():
+  g = dfdx.grad(lambda n, x: dss.polygamma(n, x), (0, 1))(1.0, 2.0)
+  assert g[0] == 0.0 and np.isclose(g[1], special.polygamma(2, 2.0))
+
+
+def test_complex_inputs_are_refused_when_traced():
+  with pytest.raises(TypeError, match="complex"):
+    dfdx.jvp(lambda x: dss.erf(x + 0j), (1.0,), (1.0,))
+
+
+def test_missing_scipy_is_a_clear_import_error():
+  code = ("import sys; sys.modules['scipy'] = None\n"
+          "import dfdx, dfdx.scipy.special as s\n"
+          "for f in (lambda: s.erf(0.5), lambda: dfdx.grad(s.gammaln)(2.0)):\n"
+          "  try:\n    f()\n  except ImportError as e:\n    print(e)\n"
+          "print(s.xlogy(0.0, 0.0), s.expit(0.0))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  lines = out.stdout.strip().splitlines()
+  assert "scipy.special.erf" in lines[0] and "pip install dfdx[scipy]" in lines[0]
+  assert "scipy.special.gammaln" in lines[1] and "pip install dfdx[scipy]" in lines[1]
+  assert lines[2] == "0.0 0.5"

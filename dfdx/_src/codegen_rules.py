@@ -239,3 +239,47 @@ register("lstsq", with_avals(lambda ins, p, in_avals, out_avals: (
     f"{literal(tuple(a.dtype for a in out_avals))})")))
 
 
+# ---- special functions and SciPy ----
+# The special functions are SciPy's ufuncs, imported by the generated code when it first runs.
+helpers["_scipy_special"] = '''def _scipy_special():
+    import scipy.special
+    return scipy.special
+'''
+for _prim in ("erf", "erfc", "erfinv", "erfcinv", "erfcx", "ndtr", "log_ndtr", "ndtri", "gamma",
+              "gammaln", "rgamma", "digamma", "polygamma", "beta", "betaln", "j0", "j1", "y0",
+              "y1", "i0", "i1", "i0e", "i1e", "k0", "k1", "k0e", "k1e", "jv", "yv", "yn", "iv",
+              "ive", "kv", "kve", "gammainc", "gammaincc", "betainc", "stdtr"):
+  register(_prim, lambda ins, p, n=_prim: f"_scipy_special().{n}({', '.join(ins)})")
+
+from dfdx._src.codegen import MissingCodegenRuleError  # noqa: E402
+
+# The matrix functions and the ODE solver call their primitive's impl (SciPy with dfdx's
+# checks and batching). Params that cannot be written as source (odeint's program) stay in
+# `opaque_params`, so such code runs only in the process that generated it.
+helpers["_dfdx_impl"] = '''def _dfdx_impl(name, *args, **params):
+    from dfdx._src import core
+    return core.all_primitives[name].impl(*args, **params)
+'''
+helpers["_dfdx_impl_opaque"] = '''def _dfdx_impl_opaque(name, key, *args):
+    from dfdx._src import codegen_rules, core
+    return core.all_primitives[name].impl(*args, **codegen_rules.opaque_params[key])
+'''
+opaque_params: list = []
+
+
+def _impl_call(name):
+  def rule(ins, p):
+    args = "".join(", " + i for i in ins)
+    try:
+      kwargs = "".join(f", {k}={literal(v)}" for k, v in p.items())
+    except MissingCodegenRuleError:
+      opaque_params.append(dict(p))
+      return f"_dfdx_impl_opaque({name!r}, {len(opaque_params) - 1}{args})"
+    return f"_dfdx_impl({name!r}{args}{kwargs})"
+  return rule
+
+
+for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
+              "lu_factor", "lu_pivots_to_permutation", "odeint", "odeint_tangent",
+              "gammainc_grad_a"):
+  register(_prim, _impl_call(_prim))

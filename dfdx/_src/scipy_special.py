@@ -1,13 +1,20 @@
-"""The functions of `dfdx.scipy.special`: logsumexp, softmax, log_softmax, expit, logit.
+"""The functions of `dfdx.scipy.special`.
 
-They are written with `dfdx.numpy`, so with no traced argument they run on NumPy alone and
-give SciPy's results (SciPy is never imported), and with traced arguments they differentiate
-and batch. All use the stable forms: logits are shifted by their maximum, so nothing
-overflows, and every division or logarithm that a `where` discards sees a safe argument, so
-its derivative is finite too ("double where"). The shift carries a derivative, but the
-results do not depend on it, so its contributions cancel exactly, ties included.
+logsumexp, softmax, log_softmax, expit, logit, xlogy and xlog1py are written with
+`dfdx.numpy`, so with no traced argument they run on NumPy alone and give SciPy's results
+(SciPy is never imported for them), and with traced arguments they differentiate and batch.
+They use the stable forms: logits are shifted by their maximum, so nothing overflows, and
+every division or logarithm that a `where` discards sees a safe argument, so its derivative is
+finite too ("double where"). The shift carries a derivative, but the results do not depend on
+it, so its contributions cancel exactly, ties included.
 
-This module holds no derivative rules and imports no SciPy.
+The other functions (erf, gamma, Bessel functions, ...) bind the primitives of
+`dfdx._src.ops.special`, whose impls are SciPy's ufuncs: with no traced argument they call
+SciPy directly (SciPy's values, dtypes, warnings and errors); traced, the operands are cast to
+the dtype of the loop SciPy runs and the primitive is bound. They need SciPy at runtime (the
+`scipy` extra); a missing SciPy raises an ImportError naming `pip install dfdx[scipy]`.
+
+This module holds no derivative rules.
 """
 from __future__ import annotations
 
@@ -15,11 +22,20 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 import dfdx.numpy as dnp
+from dfdx._src import core, dtypes
 from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import special as sp
 from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "expit", "logit"]
+__all__ = [
+    "logsumexp", "softmax", "log_softmax", "expit", "logit", "xlogy", "xlog1py",
+    "erf", "erfc", "erfinv", "erfcinv", "erfcx", "ndtr", "log_ndtr", "ndtri",
+    "gamma", "gammaln", "rgamma", "digamma", "psi", "polygamma", "beta", "betaln",
+    "multigammaln", "gammainc", "gammaincc", "betainc", "stdtr",
+    "j0", "j1", "jv", "jn", "y0", "y1", "yv", "yn", "i0", "i1", "i0e", "i1e", "iv", "ive",
+    "k0", "k1", "k0e", "k1e", "kv", "kve",
+]
 
 _QUIET = dict(divide="ignore", invalid="ignore", over="ignore")
 
@@ -176,3 +192,173 @@ def logit(x):
     s = 2 * (dnp.where(middle, x, 0.5) - 0.5)
     out = dnp.where(middle, dnp.log1p(s) - dnp.log1p(-s), dnp.log(outer / (1 - outer)))
   return _scalar(out) if not isinstance(out, Tracer) else out
+
+
+# ---- xlogy and xlog1py (NumPy only) --------------------------------------------------------
+
+
+def _xlog(name, op):
+  def fn(x, y):
+    # SciPy's loops are (double, float): a Python scalar counts as a float64 array there, so
+    # xlogy(float32 array, 2.0) is float64 and only float32 with float32 stays float32.
+    x, y = dnp.asarray(x), dnp.asarray(y)
+    dtype = _ufunc_dtype(np.empty(0, _float_dtype(dtype_of(x), dtype_of(y))))
+    x, y = _cast(x, dtype), _cast(y, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      return _scalar(op(x, y)) if not _traced(x, y) else op(x, y)
+  fn.__name__ = fn.__qualname__ = name
+  return fn
+
+
+xlogy = _xlog("xlogy", sp.xlogy)
+xlogy.__doc__ = """Differentiable `scipy.special.xlogy`: x * log(y), and 0 where x == 0 whatever y
+is (except NaN). The derivatives are finite there: log(y) with respect to x (0 where y <= 0),
+0 with respect to y. Needs no SciPy.
+
+>>> float(xlogy(0.0, 0.0)), float(xlogy(2.0, np.e))
+(0.0, 2.0)
+"""
+xlog1py = _xlog("xlog1py", sp.xlog1py)
+xlog1py.__doc__ = """Differentiable `scipy.special.xlog1py`: x * log1p(y), 0 where x == 0 (finite
+derivatives there, as for `xlogy`). Needs no SciPy.
+
+>>> float(xlog1py(0.0, -1.0))
+0.0
+"""
+
+
+def _cast(x, dtype):
+  return x if dtype_of(x) == dtype else dnp.asarray(x, dtype)
+
+
+# ---- functions computed by SciPy --------------------------------------------------------------
+
+
+def _loop_dtype(prim, args):
+  """The dtype of SciPy's loop for these operands (Python scalars weak, as in NumPy 2)."""
+  return dtypes.ufunc_result_dtype(prim.impl, *[core.get_aval(a) for a in args])
+
+
+def _special(name, prim, doc, scipy_name=None):
+  """`scipy.special.<name>` called directly when no argument is traced; otherwise the floating
+  operands are cast to the dtype of SciPy's loop and `prim` is bound."""
+  scipy_name = scipy_name or name
+
+  def fn(*args):
+    if not _traced(*args):
+      return getattr(sp.scipy_special(scipy_name), scipy_name)(*args)
+    args = [dnp.asarray(a) if isinstance(a, (list, tuple)) else a for a in args]
+    for a in args:
+      if dtype_of(a).kind == "c":
+        raise TypeError(f"dfdx.scipy.special.{name}: complex inputs are not supported when "
+                        "differentiating; pass real arrays.")
+    dtype = _loop_dtype(prim, args)
+    args = [a if isinstance(a, (int, float, bool)) or dtype_of(a).kind != "f"
+            else _cast(a, dtype) for a in args]
+    return prim.bind(*args)
+  fn.__name__ = fn.__qualname__ = name
+  fn.__doc__ = doc
+  return fn
+
+
+erf = _special("erf", sp.erf_p, """Differentiable `scipy.special.erf`, the error function
+2/sqrt(pi) int_0^x exp(-t^2) dt; d erf = 2/sqrt(pi) exp(-x^2) dx (DLMF 7.2.1).
+
+>>> round(float(erf(1.0)), 12)
+0.842700792950""")
+erfc = _special("erfc", sp.erfc_p, """Differentiable `scipy.special.erfc`, 1 - erf(x), accurate
+for large x.""")
+erfinv = _special("erfinv", sp.erfinv_p, """Differentiable `scipy.special.erfinv`, the inverse
+of erf on (-1, 1).""")
+erfcinv = _special("erfcinv", sp.erfcinv_p, """Differentiable `scipy.special.erfcinv`, the
+inverse of erfc on (0, 2).""")
+erfcx = _special("erfcx", sp.erfcx_p, """Differentiable `scipy.special.erfcx`, the scaled
+complementary error function exp(x^2) erfc(x), which does not underflow for large x.""")
+ndtr = _special("ndtr", sp.ndtr_p, """Differentiable `scipy.special.ndtr`, the standard normal
+distribution function.""")
+log_ndtr = _special("log_ndtr", sp.log_ndtr_p, """Differentiable `scipy.special.log_ndtr`,
+log(ndtr(x)), accurate in the far left tail (log_ndtr(-40) is about -804.6), with a finite
+derivative there (about -x).""")
+ndtri = _special("ndtri", sp.ndtri_p, """Differentiable `scipy.special.ndtri`, the inverse of
+ndtr (the standard normal quantile function).""")
+gamma = _special("gamma", sp.gamma_p, """Differentiable `scipy.special.gamma`; d gamma =
+gamma * digamma (DLMF 5.2.2).
+
+>>> float(gamma(5.0))
+24.0""")
+gammaln = _special("gammaln", sp.gammaln_p, """Differentiable `scipy.special.gammaln`,
+log|gamma(x)|; its derivative is digamma(x).""")
+rgamma = _special("rgamma", sp.rgamma_p, """Differentiable `scipy.special.rgamma`, 1/gamma(x),
+an entire function: its derivative at the poles of gamma (x = -n) is (-1)^n n!.""")
+digamma = _special("digamma", sp.digamma_p, """Differentiable `scipy.special.digamma` (psi),
+the derivative of gammaln; its derivative is polygamma(1, x).""", "psi")
+psi = digamma
+polygamma = _special("polygamma", sp.polygamma_p, """Differentiable
+`scipy.special.polygamma(n, x)`, the n-th derivative of digamma; differentiable in x (its
+derivative is polygamma(n + 1, x)); n is an integer order with no derivative.
+
+>>> round(float(polygamma(1, 1.0)), 12)  # pi^2 / 6
+1.644934066848""")
+beta = _special("beta", sp.beta_p, """Differentiable `scipy.special.beta`, gamma(a) gamma(b) /
+gamma(a + b).""")
+betaln = _special("betaln", sp.betaln_p, """Differentiable `scipy.special.betaln`,
+log|beta(a, b)|; d/da = digamma(a) - digamma(a + b).""")
+gammainc = _special("gammainc", sp.gammainc_p, """Differentiable `scipy.special.gammainc(a, x)`,
+the regularized lower incomplete gamma function P(a, x). Differentiable in x to any order; in
+a to first order (computed by a series or a quadrature, accurate to about 1e-9 relative; a
+second derivative in a raises MissingRuleError).""")
+gammaincc = _special("gammaincc", sp.gammaincc_p, """Differentiable
+`scipy.special.gammaincc(a, x)` = 1 - gammainc(a, x), differentiable as gammainc.""")
+betainc = _special("betainc", sp.betainc_p, """Differentiable `scipy.special.betainc(a, b, x)`,
+the regularized incomplete beta function, differentiable in x only.""")
+stdtr = _special("stdtr", sp.stdtr_p, """Differentiable `scipy.special.stdtr(df, t)`, Student's t
+distribution function, differentiable in t only.""")
+j0 = _special("j0", sp.j0_p, """Differentiable `scipy.special.j0`; d j0 = -j1 (DLMF 10.6.2).""")
+j1 = _special("j1", sp.j1_p, """Differentiable `scipy.special.j1`; d j1 = (j0 - jv(2, .)) / 2.""")
+y0 = _special("y0", sp.y0_p, """Differentiable `scipy.special.y0`; d y0 = -y1.""")
+y1 = _special("y1", sp.y1_p, """Differentiable `scipy.special.y1`; d y1 = (y0 - yn(2, .)) / 2.""")
+jv = _special("jv", sp.jv_p, """Differentiable `scipy.special.jv(v, x)`, the Bessel function of
+the first kind of real order v; differentiable in x: (jv(v-1, x) - jv(v+1, x)) / 2 (DLMF
+10.6.1). The derivative in v is not implemented (MissingRuleError).""")
+jn = _special("jn", sp.jv_p, """Differentiable `scipy.special.jn(n, x)` (SciPy's alias of jv);
+d/dx jn = (j_{n-1} - j_{n+1}) / 2.""", "jv")
+yv = _special("yv", sp.yv_p, """Differentiable `scipy.special.yv(v, x)`, the Bessel function of
+the second kind of real order v; differentiable in x.""")
+yn = _special("yn", sp.yn_p, """Differentiable `scipy.special.yn(n, x)`, integer order n;
+d/dx yn = (y_{n-1} - y_{n+1}) / 2.""")
+i0 = _special("i0", sp.i0_p, """Differentiable `scipy.special.i0`; d i0 = i1 (DLMF 10.29.3).""")
+i1 = _special("i1", sp.i1_p, """Differentiable `scipy.special.i1`; d i1 = (i0 + iv(2, .)) / 2.""")
+i0e = _special("i0e", sp.i0e_p, """Differentiable `scipy.special.i0e`, i0(x) exp(-|x|).""")
+i1e = _special("i1e", sp.i1e_p, """Differentiable `scipy.special.i1e`, i1(x) exp(-|x|).""")
+iv = _special("iv", sp.iv_p, """Differentiable `scipy.special.iv(v, x)`, the modified Bessel
+function of the first kind; differentiable in x: (iv(v-1, x) + iv(v+1, x)) / 2 (DLMF
+10.29.1). The derivative in v is not implemented (MissingRuleError).""")
+ive = _special("ive", sp.ive_p, """Differentiable `scipy.special.ive(v, x)`, iv(v, x)
+exp(-|x|); differentiable in x.""")
+k0 = _special("k0", sp.k0_p, """Differentiable `scipy.special.k0`; d k0 = -k1.""")
+k1 = _special("k1", sp.k1_p, """Differentiable `scipy.special.k1`; d k1 = -(k0 + kv(2, .)) / 2.""")
+k0e = _special("k0e", sp.k0e_p, """Differentiable `scipy.special.k0e`, k0(x) exp(x).""")
+k1e = _special("k1e", sp.k1e_p, """Differentiable `scipy.special.k1e`, k1(x) exp(x).""")
+kv = _special("kv", sp.kv_p, """Differentiable `scipy.special.kv(v, x)`, the modified Bessel
+function of the second kind; differentiable in x: -(kv(v-1, x) + kv(v+1, x)) / 2.""")
+kve = _special("kve", sp.kve_p, """Differentiable `scipy.special.kve(v, x)`, kv(v, x) exp(x);
+differentiable in x.""")
+
+
+def multigammaln(a, d):
+  """Differentiable `scipy.special.multigammaln(a, d)`, the log of the multivariate gamma
+  function: d (d-1) / 4 log(pi) + sum_{j=1..d} gammaln(a - (j-1)/2) (DLMF 35.3.1).
+  `d` is a Python integer; `a` must exceed (d - 1) / 2.
+
+  >>> round(float(multigammaln(3.0, 1)), 12)  # gammaln(3) = log(2)
+  0.69314718056
+  """
+  if not _traced(a):
+    return sp.scipy_special("multigammaln").multigammaln(a, d)
+  if not isinstance(d, (int, np.integer)) or d < 1:
+    raise ValueError(f"multigammaln: d must be a positive integer, got {d!r}")
+  a = dnp.asarray(a)
+  a = _cast(a, np.result_type(dtype_of(a), np.float64))
+  halves = np.arange(d, dtype=np.float64) / 2
+  terms = gammaln(dnp.expand_dims(a, -1) - halves)
+  return dnp.sum(terms, axis=-1) + d * (d - 1) / 4 * np.log(np.pi)

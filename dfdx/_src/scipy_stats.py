@@ -1,0 +1,406 @@
+"""The distributions of `dfdx.scipy.stats`: norm, t, beta, gamma, chi2, poisson, dirichlet and
+multivariate_normal, with SciPy's method names, argument names and defaults.
+
+Each method is a composition of `dfdx.scipy.special` and `dfdx.numpy`, so it differentiates
+in every argument where the special functions do: x, loc, scale and the shape parameters of
+the densities to any order; the distribution functions of gamma and chi2 in a and df to first
+order (gammainc's derivative in a); those of t and beta not in df, a, b (betainc's are not
+implemented).
+SciPy's conventions are kept: results are float64; NaN for invalid parameters (scale <= 0,
+a shape parameter out of range) or a NaN argument; -inf log-density outside the support; the
+distribution function 0 below and 1 above it. Both sides of every such choice see valid
+arguments ("double where"), so derivatives are finite wherever the result is.
+
+norm.logpdf (and pdf) and multivariate_normal need NumPy alone; the others use special
+functions computed by SciPy.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import dfdx.numpy as dnp
+from dfdx._src import scipy_special as sps
+from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
+
+__all__ = ["norm", "t", "beta", "gamma", "chi2", "poisson", "dirichlet", "multivariate_normal"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_QUIET = dict(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+
+
+class _Distribution:
+  """A namespace of functions, like SciPy's distribution objects (not frozen)."""
+
+  def __init__(self, name, doc, **methods):
+    self.name, self.__doc__ = name, doc
+    for key, fn in methods.items():
+      fn.__name__ = fn.__qualname__ = f"{name}.{key}"
+      setattr(self, key, fn)
+
+  def __repr__(self):
+    return f"<dfdx.scipy.stats.{self.name}>"
+
+
+def _floats(*xs):
+  """The arguments as float64 (or wider) arrays, SciPy's working precision."""
+  xs = [dnp.asarray(x) for x in xs]
+  dtype = np.result_type(np.float64, *[dtype_of(x) for x in xs])
+  if dtype.kind == "c":
+    raise TypeError("dfdx.scipy.stats: complex arguments are not supported.")
+  return [x if dtype_of(x) == dtype else dnp.asarray(x, dtype) for x in xs]
+
+
+def _finish(out):
+  return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+
+
+def _safe(cond, x, default):
+  return dnp.where(cond, x, default)
+
+
+# ---- location-scale families ----------------------------------------------------------------
+
+
+class _Family:
+  """A continuous location-scale family: the standardized log-density and distribution
+  functions of z = (x - loc) / scale, the shape parameters' validity, the support [lo, hi]
+  and a point inside it (what excluded entries are evaluated at)."""
+
+  def __init__(self, logpdf, cdf=None, logcdf=None, sf=None, logsf=None, argcheck=None,
+               support=(-np.inf, np.inf), inside=0.0, defaults=()):
+    self.logpdf, self.cdf, self.logcdf, self.sf, self.logsf = logpdf, cdf, logcdf, sf, logsf
+    self.argcheck, self.support, self.inside, self.defaults = argcheck, support, inside, defaults
+
+  def prepare(self, x, args, loc, scale):
+    x, loc, scale, *args = _floats(x, loc, scale, *args)
+    valid = scale > 0
+    if self.argcheck is not None:
+      valid = valid & self.argcheck(*args)
+    args = [_safe(valid, a, d) for a, d in zip(args, self.defaults)]
+    scale = _safe(valid, scale, 1.0)
+    z = (x - loc) / scale
+    bad = ~valid | dnp.isnan(z)
+    return z, args, scale, bad
+
+  def evaluate(self, kind, x, args, loc, scale):
+    with np.errstate(**_QUIET):
+      z, args, scale, bad = self.prepare(x, args, loc, scale)
+      lo, hi = self.support
+      if kind in ("logpdf", "pdf"):
+        keep = (z >= lo) & (z <= hi)
+        value = self.logpdf(_safe(keep, z, self.inside), *args) - dnp.log(scale)
+        out = dnp.where(keep, value, -np.inf)
+        out = dnp.exp(out) if kind == "pdf" else out
+      else:
+        keep = (z > lo) & (z < hi)
+        value = getattr(self, kind)(_safe(keep, z, self.inside), *args)
+        below, above = {"cdf": (0.0, 1.0), "logcdf": (-np.inf, 0.0), "sf": (1.0, 0.0),
+                        "logsf": (0.0, -np.inf)}[kind]
+        out = dnp.where(keep, value, dnp.where(z >= hi, above, below))
+      return _finish(dnp.where(bad, np.nan, out))
+
+
+def _log_distribution(cdf, sf, upper=False):
+  """SciPy's generic logcdf (or, with `upper`, logsf): log of the smaller of cdf and sf, else
+  log1p of minus the other, which keeps precision in both tails."""
+  def fn(z, *args):
+    p, q = (sf, cdf) if upper else (cdf, sf)
+    p_val, q_val = p(z, *args), q(z, *args)
+    small = p_val < 0.5
+    return dnp.where(small, dnp.log(_safe(small, p_val, 0.5)),
+                     dnp.log1p(-_safe(small, 0.5, q_val)))
+  return fn
+
+
+def _methods(family, nshape, kinds=("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf")):
+  """SciPy-signature methods f(x, *shape_args, loc=0, scale=1) of a family."""
+  def method(kind):
+    def fn(x, *args, loc=0, scale=1):
+      if len(args) > nshape:  # loc and scale given positionally
+        extra = args[nshape:]
+        args = args[:nshape]
+        loc = extra[0]
+        scale = extra[1] if len(extra) > 1 else scale
+      if len(args) != nshape:
+        raise TypeError(f"missing {nshape - len(args)} required shape argument(s)")
+      return family.evaluate(kind, x, args, loc, scale)
+    return fn
+  return {kind: method(kind) for kind in kinds}
+
+
+# norm: log_ndtr keeps logcdf accurate (and its gradient finite) far into the left tail.
+_norm = _Family(lambda z: -0.5 * z * z - _LOG_SQRT_2PI, cdf=sps.ndtr, logcdf=sps.log_ndtr,
+                sf=lambda z: sps.ndtr(-z), logsf=lambda z: sps.log_ndtr(-z))
+
+
+def _norm_quantile(sign):
+  def fn(q, loc=0, scale=1):
+    q, loc, scale = _floats(q, loc, scale)
+    with np.errstate(**_QUIET):
+      valid = scale > 0
+      out = loc + sign * _safe(valid, scale, 1.0) * sps.ndtri(q)  # isf(q) = -ppf(q), exactly
+      return _finish(dnp.where(valid, out, np.nan))
+  return fn
+
+
+norm = _Distribution(
+    "norm", """The normal distribution: logpdf, pdf, cdf, logcdf, sf, logsf, ppf, isf with
+    arguments (x, loc=0, scale=1). logpdf and pdf need no SciPy; logcdf and logsf use log_ndtr,
+    accurate (with finite derivatives) in the far tails.""",
+    **_methods(_norm, 0), ppf=_norm_quantile(1), isf=_norm_quantile(-1))
+
+
+def _t_logpdf(z, df):
+  # SciPy's t._logpdf: log Gamma((df+1)/2) - log Gamma(df/2) - log(df pi)/2
+  #                    - (df+1)/2 log1p(z^2/df)
+  return (sps.gammaln((df + 1) / 2) - sps.gammaln(df / 2) - 0.5 * dnp.log(df * np.pi)
+          - (df + 1) / 2 * dnp.log1p(z * z / df))
+
+
+def _t_cdf(z, df):
+  return sps.stdtr(df, z)
+
+
+def _t_sf(z, df):
+  return sps.stdtr(df, -z)
+
+
+_t = _Family(_t_logpdf, cdf=_t_cdf, logcdf=_log_distribution(_t_cdf, _t_sf), sf=_t_sf,
+             logsf=_log_distribution(_t_cdf, _t_sf, upper=True), argcheck=lambda df: df > 0,
+             defaults=(1.0,))
+t = _Distribution("t", """Student's t distribution: logpdf, pdf, cdf, logcdf, sf, logsf with
+arguments (x, df, loc=0, scale=1). The distribution functions are differentiable in x, loc and
+scale (not in df).""", **_methods(_t, 1))
+
+
+def _beta_logpdf(z, a, b):
+  return sps.xlog1py(b - 1.0, -z) + sps.xlogy(a - 1.0, z) - sps.betaln(a, b)
+
+
+def _beta_cdf(z, a, b):
+  return sps.betainc(a, b, z)
+
+
+def _beta_sf(z, a, b):
+  return sps.betainc(b, a, 1 - z)  # betaincc(a, b, z) (DLMF 8.17.4)
+
+
+_beta = _Family(_beta_logpdf, cdf=_beta_cdf, logcdf=_log_distribution(_beta_cdf, _beta_sf),
+                sf=_beta_sf, logsf=_log_distribution(_beta_cdf, _beta_sf, upper=True),
+                argcheck=lambda a, b: (a > 0) & (b > 0), support=(0.0, 1.0), inside=0.5,
+                defaults=(1.0, 1.0))
+beta = _Distribution("beta", """The beta distribution: logpdf, pdf, cdf, logcdf, sf, logsf
+with arguments (x, a, b, loc=0, scale=1). The distribution functions are differentiable in x,
+loc and scale (not in a, b).""", **_methods(_beta, 2))
+
+
+def _gamma_logpdf(z, a):
+  return sps.xlogy(a - 1.0, z) - z - sps.gammaln(a)
+
+
+def _gamma_cdf(z, a):
+  return sps.gammainc(a, z)
+
+
+def _gamma_sf(z, a):
+  return sps.gammaincc(a, z)
+
+
+_gamma = _Family(_gamma_logpdf, cdf=_gamma_cdf, logcdf=_log_distribution(_gamma_cdf, _gamma_sf),
+                 sf=_gamma_sf, logsf=_log_distribution(_gamma_cdf, _gamma_sf, upper=True),
+                 argcheck=lambda a: a > 0, support=(0.0, np.inf), inside=1.0, defaults=(1.0,))
+gamma = _Distribution("gamma", """The gamma distribution: logpdf, pdf, cdf, logcdf, sf, logsf
+with arguments (x, a, loc=0, scale=1). The distribution functions are differentiable in a to
+first order only.""", **_methods(_gamma, 1))
+
+
+def _chi2_logpdf(z, df):
+  return sps.xlogy(df / 2 - 1, z) - z / 2 - sps.gammaln(df / 2) - math.log(2) * df / 2
+
+
+def _chi2_cdf(z, df):
+  return sps.gammainc(df / 2, z / 2)
+
+
+def _chi2_sf(z, df):
+  return sps.gammaincc(df / 2, z / 2)
+
+
+_chi2 = _Family(_chi2_logpdf, cdf=_chi2_cdf, logcdf=_log_distribution(_chi2_cdf, _chi2_sf),
+                sf=_chi2_sf, logsf=_log_distribution(_chi2_cdf, _chi2_sf, upper=True),
+                argcheck=lambda df: df > 0, support=(0.0, np.inf), inside=1.0, defaults=(1.0,))
+chi2 = _Distribution("chi2", """The chi-squared distribution: logpdf, pdf, cdf, logcdf, sf,
+logsf with arguments (x, df, loc=0, scale=1). The distribution functions are differentiable in
+df to first order only.""", **_methods(_chi2, 1))
+
+
+# ---- poisson ----------------------------------------------------------------------------------
+
+
+def _poisson_prepare(k, mu, loc):
+  k, mu, loc = _floats(k, mu, loc)
+  k = k - loc
+  valid = mu >= 0
+  return k, _safe(valid, mu, 1.0), ~valid | dnp.isnan(k)
+
+
+def _poisson_logpmf(k, mu, loc=0):
+  with np.errstate(**_QUIET):
+    k, mu, bad = _poisson_prepare(k, mu, loc)
+    keep = (k >= 0) & (dnp.floor(k) == k)
+    ks = _safe(keep, k, 0.0)
+    out = dnp.where(keep, sps.xlogy(ks, mu) - sps.gammaln(ks + 1) - mu, -np.inf)
+    return _finish(dnp.where(bad, np.nan, out))
+
+
+def _poisson_pmf(k, mu, loc=0):
+  with np.errstate(**_QUIET):
+    return _finish(dnp.exp(_poisson_logpmf(k, mu, loc)))
+
+
+def _poisson_distribution(kind):
+  def fn(k, mu, loc=0):
+    with np.errstate(**_QUIET):
+      k, mu, bad = _poisson_prepare(k, mu, loc)
+      k = dnp.floor(k)
+      keep = (k >= 0) & (k < np.inf)
+      ks = _safe(keep, k, 0.0)
+      # P(K <= k) = Q(k + 1, mu) (DLMF 8.4.10)
+      value = sps.gammaincc(ks + 1, mu) if kind in ("cdf", "logcdf") else sps.gammainc(ks + 1, mu)
+      if kind.startswith("log"):
+        value = dnp.log(value)
+      below, above = {"cdf": (0.0, 1.0), "logcdf": (-np.inf, 0.0), "sf": (1.0, 0.0),
+                      "logsf": (0.0, -np.inf)}[kind]
+      out = dnp.where(keep, value, dnp.where(k >= np.inf, above, below))
+      return _finish(dnp.where(bad, np.nan, out))
+  return fn
+
+
+poisson = _Distribution(
+    "poisson", """The Poisson distribution: logpmf, pmf, cdf, logcdf, sf, logsf with arguments
+    (k, mu, loc=0); differentiable in mu (and loc, where it moves no integer boundary).""",
+    logpmf=_poisson_logpmf, pmf=_poisson_pmf, cdf=_poisson_distribution("cdf"),
+    logcdf=_poisson_distribution("logcdf"), sf=_poisson_distribution("sf"),
+    logsf=_poisson_distribution("logsf"))
+
+
+# ---- dirichlet --------------------------------------------------------------------------------
+
+
+def _squeeze(out):
+  out = dnp.squeeze(out)
+  return _finish(out)
+
+
+def _dirichlet_logpdf(x, alpha):
+  alpha, x = _floats(alpha, x)
+  if len(shape_of(alpha)) != 1:
+    raise ValueError("Parameter vector 'a' must be one dimensional, but a.shape = "
+                     f"{shape_of(alpha)}.")
+  concrete = not contains_tracer([x, alpha])
+  if concrete and np.min(alpha) <= 0:
+    raise ValueError("All parameters must be greater than 0")
+  k = shape_of(alpha)[0]
+  if shape_of(x)[0] not in (k, k - 1):
+    raise ValueError("Vector 'x' must have either the same number of entries as, or one "
+                     f"entry fewer than, parameter vector 'a', but alpha.shape = "
+                     f"{shape_of(alpha)} and x.shape = {shape_of(x)}.")
+  if shape_of(x)[0] == k - 1:
+    x = dnp.concatenate([x, (1 - dnp.sum(x, 0))[None]], axis=0)
+  if concrete:
+    _dirichlet_check_values(np.asarray(x), np.asarray(alpha))
+  a = dnp.reshape(alpha, (k,) + (1,) * (len(shape_of(x)) - 1))
+  with np.errstate(**_QUIET):
+    log_b = dnp.sum(sps.gammaln(alpha)) - sps.gammaln(dnp.sum(alpha))
+    return _squeeze(dnp.sum(sps.xlogy(a - 1, x), 0) - log_b)
+
+
+def _dirichlet_check_values(x, alpha):
+  # SciPy's checks of the quantiles, with its messages.
+  if np.min(x) < 0:
+    raise ValueError("Each entry in 'x' must be greater than or equal to zero.")
+  if np.max(x) > 1:
+    raise ValueError("Each entry in 'x' must be smaller or equal one.")
+  alpha_lt1 = np.reshape(alpha < 1, (-1,) + (1,) * (x.ndim - 1))
+  if np.any((x == 0) & alpha_lt1):
+    raise ValueError("Each entry in 'x' must be greater than zero if its alpha is less than "
+                     "one.")
+  if np.any(np.abs(np.sum(x, 0) - 1.0) > 10e-10):
+    raise ValueError("The input vector 'x' must lie within the normal simplex. but "
+                     f"np.sum(x, 0) = {np.sum(x, 0)}.")
+
+
+def _dirichlet_pdf(x, alpha):
+  return _finish(dnp.exp(_dirichlet_logpdf(x, alpha)))
+
+
+dirichlet = _Distribution(
+    "dirichlet", """The Dirichlet distribution: logpdf(x, alpha), pdf(x, alpha); x holds the
+    components along its first axis (K or K - 1 of them, SciPy's convention); differentiable
+    in x and alpha (SciPy's value checks run on concrete values only).""",
+    logpdf=_dirichlet_logpdf, pdf=_dirichlet_pdf)
+
+
+# ---- multivariate_normal ----------------------------------------------------------------------
+
+
+def _mvn_parameters(mean, cov):
+  """SciPy's processing of (mean, cov): dim, mean (dim,), cov (dim, dim)."""
+  if mean is None:
+    cov = _floats(1.0 if cov is None else cov)[0]
+    dim = 1 if len(shape_of(cov)) < 2 else shape_of(cov)[0]
+    mean = np.zeros(dim)
+  mean, cov = _floats(mean, 1.0 if cov is None else cov)
+  dim = int(np.prod(shape_of(mean)))
+  if dim == 1:
+    mean, cov = dnp.reshape(mean, (1,)), dnp.reshape(cov, (1, 1))
+  if len(shape_of(mean)) != 1 or shape_of(mean)[0] != dim:
+    raise ValueError(f"Array 'mean' must be a vector of length {dim}.")
+  if len(shape_of(cov)) == 0:
+    cov = cov * np.eye(dim)
+  elif len(shape_of(cov)) == 1:
+    cov = dnp.diag(cov)
+  elif len(shape_of(cov)) == 2 and shape_of(cov) != (dim, dim):
+    rows, cols = shape_of(cov)
+    if rows != cols:
+      raise ValueError("Array 'cov' must be square if it is two dimensional, but cov.shape = "
+                       f"{shape_of(cov)}.")
+    raise ValueError(f"Dimension mismatch: array 'cov' is of shape {shape_of(cov)}, but "
+                     f"'mean' is a vector of length {dim}.")
+  elif len(shape_of(cov)) > 2:
+    raise ValueError(f"Array 'cov' must be at most two-dimensional, but cov.ndim = "
+                     f"{len(shape_of(cov))}")
+  return dim, mean, cov
+
+
+def _mvn_logpdf(x, mean=None, cov=1, allow_singular=False):
+  dim, mean, cov = _mvn_parameters(mean, cov)
+  x = _floats(x)[0]
+  if len(shape_of(x)) == 0:
+    x = x[None]
+  elif len(shape_of(x)) == 1:
+    x = x[:, None] if dim == 1 else x[None, :]
+  chol = dnp.linalg.cholesky(cov)
+  # (x - mean) C^-1 (x - mean)^T = |L^-1 (x - mean)^T|^2 with C = L L^T; log det C = 2 sum log L_ii
+  dev = dnp.reshape(x - mean, (-1, dim))
+  from dfdx._src.scipy_linalg import solve_triangular
+  white = solve_triangular(chol, dnp.swapaxes(dev, 0, 1), lower=True)
+  maha = dnp.sum(white * white, axis=0)
+  log_det = 2 * dnp.sum(dnp.log(dnp.diagonal(chol)))
+  out = -0.5 * (dim * math.log(2 * math.pi) + log_det + maha)
+  return _squeeze(dnp.reshape(out, shape_of(x)[:-1]))
+
+
+def _mvn_pdf(x, mean=None, cov=1, allow_singular=False):
+  return _finish(dnp.exp(_mvn_logpdf(x, mean, cov, allow_singular)))
+
+
+multivariate_normal = _Distribution(
+    "multivariate_normal", """The multivariate normal distribution: logpdf and pdf with
+    arguments (x, mean=None, cov=1, allow_singular=False), SciPy's argument processing (x's
+    last axis holds the components; cov a scalar, a diagonal or a matrix). Computed with the
+    Cholesky factor of cov, so cov must be positive definite (allow_singular is accepted but a
+    singular cov is not supported); differentiable in x, mean and cov. Needs no SciPy.""",
+    logpdf=_mvn_logpdf, pdf=_mvn_pdf)

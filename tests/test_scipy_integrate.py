@@ -1,0 +1,131 @@
+"""dfdx.scipy.integrate.odeint: SciPy's values; derivatives in y0, args, t and closed-over
+values against the closed form of y' = -k y (y = y0 exp(-k t)) in forward and reverse mode
+(the adjoint method), to second order; check_grads on a nonlinear system; vmap, jit, errors.
+"""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import ad
+from dfdx.scipy.integrate import odeint
+from dfdx.testing import check_grads
+
+si = pytest.importorskip("scipy.integrate")
+
+T = np.array([0.0, 0.3, 1.0, 1.7])
+TOL = dict(rtol=1e-11, atol=1e-12)
+
+
+def decay(y, t, k):
+  return -k * y
+
+
+def solve_decay(y0, k, t=T):
+  return odeint(decay, y0, t, (k,), **TOL)[:, 0]
+
+
+def test_untraced_call_is_scipy():
+  np.testing.assert_array_equal(odeint(decay, 2.0, T, (1.5,)), si.odeint(decay, 2.0, T, (1.5,)))
+  out = odeint(decay, [1.0, 2.0], T, args=(0.5,), full_output=True)
+  assert isinstance(out, tuple) and out[0].shape == (4, 2)
+
+
+def test_traced_values_match_scipy():
+  y = dfdx.jvp(lambda k: odeint(decay, np.array([2.0, 1.0]), T, (k,), **TOL), (1.5,), (1.0,))[0]
+  np.testing.assert_allclose(y, si.odeint(decay, [2.0, 1.0], T, (1.5,), **TOL), rtol=1e-14)
+  assert y.shape == (4, 2) and y.dtype == np.float64
+
+
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_closed_form_derivatives(mode):
+  y0, k = 2.0, 1.5
+  jac = dfdx.jacfwd if mode == "fwd" else dfdx.jacrev
+  d_y0, d_k, d_t = jac(solve_decay, (0, 1, 2))(y0, k, T)
+  e = np.exp(-k * T)
+  np.testing.assert_allclose(d_y0, e, rtol=1e-8)
+  np.testing.assert_allclose(d_k, -T * y0 * e, rtol=1e-8, atol=1e-12)
+  # y(t_i) = y0 exp(-k (t_i - t_0)): the output time moves it by -k y, the start by +k y;
+  # y(t_0) = y0 does not move at all.
+  expected = np.diag(-k * y0 * e)
+  expected[1:, 0] = k * y0 * e[1:]
+  expected[0, 0] = 0.0
+  np.testing.assert_allclose(d_t, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_second_derivatives_closed_form():
+  y0, k, t = 2.0, 1.5, T[-1]
+  last = lambda y0, k: solve_decay(y0, k)[-1]  # noqa: E731
+  hess = dfdx.hessian(last, (0, 1))(y0, k)
+  e = np.exp(-k * t)
+  expected = [[0.0, -t * e], [-t * e, t * t * y0 * e]]
+  np.testing.assert_allclose(np.array(hess, float), expected, rtol=1e-6, atol=1e-10)
+  # reverse over reverse
+  g2 = dfdx.grad(dfdx.grad(last, 1), 1)(y0, k)
+  np.testing.assert_allclose(g2, t * t * y0 * e, rtol=1e-6)
+
+
+def test_reverse_mode_is_the_adjoint_with_or_without_vjp_rules():
+  y0, k = 2.0, 1.5
+  expected = dfdx.grad(lambda k: solve_decay(y0, k)[-1])(k)
+  with ad.use_vjp_rules(False):
+    got = dfdx.grad(lambda k: solve_decay(y0, k)[-1])(k)
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+  np.testing.assert_allclose(got, -T[-1] * y0 * np.exp(-k * T[-1]), rtol=1e-8)
+
+
+def lotka_volterra(y, t, params):
+  a, b = params["a"], params["b"]
+  prey, predator = y[0], y[1]
+  return dnp.stack([a * prey - b * prey * predator, b * prey * predator - predator])
+
+
+def test_check_grads_nonlinear_system_with_pytree_args():
+  t = np.array([0.0, 0.5, 1.2])
+
+  def f(y0, a, b):
+    return odeint(lotka_volterra, y0, t, ({"a": a, "b": b},), **TOL)
+  check_grads(f, (np.array([1.0, 0.5]), 1.1, 0.4), order=1, rtol=1e-5, atol=1e-6)
+  check_grads(lambda a: f(np.array([1.0, 0.5]), a, 0.4)[-1], (1.1,), order=2, rtol=1e-4,
+              atol=1e-5)
+
+
+def test_closed_over_tracers_and_times():
+  def f(k, t):
+    return odeint(lambda y, s: dnp.stack([y[1], -k * y[0] + dnp.cos(s)]),
+                  np.array([1.0, 0.0]), t, **TOL)
+  check_grads(f, (2.0, T), order=1, rtol=1e-5, atol=1e-6)
+  check_grads(lambda k: f(k, T)[-1, 0], (2.0,), order=2, rtol=1e-4, atol=1e-5)
+
+
+def test_tfirst():
+  got = dfdx.jvp(lambda k: odeint(lambda t, y, k: -k * y * t, 1.0, T, (k,), tfirst=True, **TOL),
+                 (1.5,), (1.0,))
+  np.testing.assert_allclose(got[0][:, 0], np.exp(-1.5 * T ** 2 / 2), rtol=1e-9)
+  np.testing.assert_allclose(got[1][:, 0], -T ** 2 / 2 * np.exp(-1.5 * T ** 2 / 2), rtol=1e-8,
+                             atol=1e-12)
+
+
+def test_vmap_matches_stacked_calls():
+  ks = np.array([0.5, 1.0, 2.0])
+  out = dfdx.vmap(lambda k: solve_decay(2.0, k))(ks)
+  np.testing.assert_allclose(out, [solve_decay(2.0, k) for k in ks], rtol=1e-12)
+  grads = dfdx.vmap(dfdx.grad(lambda k: solve_decay(2.0, k)[-1]))(ks)
+  np.testing.assert_allclose(grads, -T[-1] * 2.0 * np.exp(-ks * T[-1]), rtol=1e-8)
+
+
+def test_jit():
+  f = dfdx.jit(lambda y0, k: solve_decay(y0, k))
+  np.testing.assert_allclose(f(2.0, 1.5), 2.0 * np.exp(-1.5 * T), rtol=1e-9)
+  g = dfdx.jit(dfdx.grad(lambda k: solve_decay(2.0, k)[-1]))
+  np.testing.assert_allclose(g(1.5), -T[-1] * 2.0 * np.exp(-1.5 * T[-1]), rtol=1e-8)
+
+
+def test_errors():
+  run = lambda **kw: dfdx.jvp(lambda k: odeint(decay, **kw, args=(k,)), (1.0,), (1.0,))  # noqa
+  with pytest.raises(ValueError, match="one-dimensional"):
+    run(y0=np.ones((2, 2)), t=T)
+  with pytest.raises(NotImplementedError, match="full_output"):
+    run(y0=1.0, t=T, full_output=True)
+  with pytest.raises(ValueError, match="func returned shape"):
+    dfdx.jvp(lambda y0: odeint(lambda y, t: dnp.ones(3), y0, T), (np.ones(2),), (np.ones(2),))

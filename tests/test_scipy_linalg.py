@@ -1,0 +1,209 @@
+"""dfdx.scipy.linalg: values against scipy.linalg, check_grads (order 2 on small matrices),
+closed-form derivatives (Frechet derivatives, the Sylvester equation of sqrtm), vmap
+against stacked calls, jit, and the errors.
+"""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+import dfdx.scipy.linalg as dsl
+from dfdx.testing import check_grads
+
+sl = pytest.importorskip("scipy.linalg")
+
+RNG = np.random.default_rng(0)
+A = RNG.standard_normal((3, 3)) * 0.5
+B = RNG.standard_normal((3, 2))
+SPD = A @ A.T + 2 * np.eye(3)  # symmetric positive definite, eigenvalues away from 0
+TRI = np.tril(A) + 2 * np.eye(3)  # well-conditioned triangles either way
+STACK = RNG.standard_normal((2, 3, 3)) * 0.4
+
+
+def _close(a, b, rtol=1e-12, atol=1e-13):
+  np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+# ---- values --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("trans", [0, 1, 2, "N", "T"])
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("unit_diagonal", [False, True])
+def test_solve_triangular_matches_scipy(trans, lower, unit_diagonal):
+  a = TRI + TRI.T
+  for b in (B, B[:, 0]):
+    kw = dict(trans=trans, lower=lower, unit_diagonal=unit_diagonal)
+    got = dsl.solve_triangular(a, b, **kw)
+    assert got.shape == b.shape and got.dtype == np.float64
+    _close(got, sl.solve_triangular(a, b, **kw))
+  got32 = dsl.solve_triangular(np.float32(a), np.float32(B), lower=lower)
+  assert got32.dtype == sl.solve_triangular(np.float32(a), np.float32(B), lower=lower).dtype
+
+
+@pytest.mark.parametrize("lower", [False, True])
+def test_cho_factor_and_cho_solve_match_scipy(lower):
+  c, low = dsl.cho_factor(SPD, lower=lower)
+  c_ref, low_ref = sl.cho_factor(SPD, lower=lower)
+  assert low == low_ref
+  triangle = np.tril if lower else np.triu
+  _close(c, triangle(c_ref))
+  assert np.all((np.triu(c, 1) if lower else np.tril(c, -1)) == 0)  # the rest is zero
+  for b in (B, B[:, 0]):
+    _close(dsl.cho_solve((c, low), b), sl.cho_solve((c_ref, low_ref), b))
+    _close(dsl.cho_solve((c_ref, low_ref), b), sl.cho_solve((c_ref, low_ref), b))  # SciPy's
+
+
+@pytest.mark.parametrize("trans", [0, 1, 2])
+def test_lu_factor_and_lu_solve_match_scipy(trans):
+  lu, piv = dsl.lu_factor(A)
+  lu_ref, piv_ref = sl.lu_factor(A)
+  _close(lu, lu_ref)
+  np.testing.assert_array_equal(piv, piv_ref)
+  assert piv.dtype == piv_ref.dtype
+  for b in (B, B[:, 0]):
+    _close(dsl.lu_solve((lu, piv), b, trans=trans), sl.lu_solve((lu_ref, piv_ref), b, trans))
+
+
+def test_factors_work_with_scipys_solves():
+  np.testing.assert_allclose(sl.cho_solve(dsl.cho_factor(SPD), B), np.linalg.solve(SPD, B),
+                             rtol=1e-12)
+  np.testing.assert_allclose(sl.cho_solve(dsl.cho_factor(SPD, lower=True), B),
+                             np.linalg.solve(SPD, B), rtol=1e-12)
+  np.testing.assert_allclose(sl.lu_solve(dsl.lu_factor(A), B), np.linalg.solve(A, B),
+                             rtol=1e-12)
+
+
+def test_lu_factor_of_a_stack():
+  lu, piv = dsl.lu_factor(STACK)
+  for i in range(2):
+    _close(lu[i], sl.lu_factor(STACK[i])[0])
+    np.testing.assert_array_equal(piv[i], sl.lu_factor(STACK[i])[1])
+  traced = dfdx.jvp(lambda a: dsl.lu_factor(a)[0], (STACK,), (STACK,))[0]
+  _close(traced, lu)
+
+
+@pytest.mark.filterwarnings("ignore:logm result may be inaccurate")
+@pytest.mark.parametrize("name", ["expm", "logm", "sqrtm"])
+def test_matrix_functions_match_scipy(name):
+  a = SPD if name != "expm" else A
+  for x in (a, np.float32(a), STACK + 2 * np.eye(3)):
+    expected = getattr(sl, name)(x)
+    traced = dfdx.jvp(getattr(dsl, name), (x,), (np.ones_like(x),))[0]
+    assert traced.dtype == expected.dtype and traced.shape == expected.shape
+    _close(traced, expected, rtol=1e-5 if x.dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(getattr(dsl, name)(x), expected)  # untraced: SciPy itself
+
+
+def test_solve_sylvester_and_banded_match_scipy():
+  q = RNG.standard_normal((3, 2))
+  b = SPD[:2, :2]
+  _close(dsl.solve_sylvester(SPD, b, q), sl.solve_sylvester(SPD, b, q))
+  traced = dfdx.jvp(lambda q: dsl.solve_sylvester(SPD, b, q), (q,), (q,))[0]
+  _close(traced, sl.solve_sylvester(SPD, b, q))
+  for l_and_u in ((1, 1), (0, 2), (2, 0), (1, 2)):
+    ab = RNG.standard_normal((sum(l_and_u) + 1, 5))
+    ab[l_and_u[1]] += 4.0  # a dominant diagonal
+    for rhs in (RNG.standard_normal(5), RNG.standard_normal((5, 2))):
+      _close(dsl.solve_banded(l_and_u, ab, rhs), sl.solve_banded(l_and_u, ab, rhs))
+
+
+# ---- derivatives -----------------------------------------------------------------------------
+
+GRADS = [
+    ("solve_triangular", lambda a, b: dsl.solve_triangular(a, b, lower=True), (TRI, B)),
+    ("solve_triangular-trans-unit",
+     lambda a, b: dsl.solve_triangular(a, b, trans=1, unit_diagonal=True), (TRI.T, B[:, 0])),
+    ("cho_factor", lambda a: dsl.cho_factor(a)[0], (SPD,)),
+    ("cho_solve-lower", lambda a, b: dsl.cho_solve(dsl.cho_factor(a, lower=True), b), (SPD, B)),
+    ("cho_solve-factor", lambda c, b: dsl.cho_solve((c, False), b),
+     (np.linalg.cholesky(SPD).T, B)),
+    ("lu_factor", lambda a: dsl.lu_factor(a)[0], (A,)),
+    ("lu_solve", lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b), (A + np.eye(3), B)),
+    ("lu_solve-trans", lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b, trans=1),
+     (A + np.eye(3), B[:, 0])),
+    ("expm", dsl.expm, (A,)),
+    ("expm-stack", dsl.expm, (STACK,)),
+    ("logm", dsl.logm, (SPD,)),
+    ("sqrtm", dsl.sqrtm, (SPD,)),
+    ("sqrtm-nonsymmetric", dsl.sqrtm, (A + 2 * np.eye(3),)),
+    ("solve_sylvester", dsl.solve_sylvester, (SPD, SPD[:2, :2], RNG.standard_normal((3, 2)))),
+    ("solve_banded", lambda ab, b: dsl.solve_banded((1, 1), ab, b),
+     (np.array([[0.0, 1.0, 0.5, 0.3], [3.0, 3.5, 4.0, 3.2], [0.7, 0.2, 0.4, 0.0]]),
+      RNG.standard_normal(4))),
+]
+
+
+@pytest.mark.parametrize("fun,args", [pytest.param(f, a, id=n) for n, f, a in GRADS])
+def test_check_grads_order_2(fun, args):
+  check_grads(fun, args, order=2, rtol=1e-5, atol=1e-6)
+
+
+def test_expm_derivative_is_the_frechet_derivative():
+  e = RNG.standard_normal((3, 3))
+  _close(dfdx.jvp(dsl.expm, (A,), (e,))[1], sl.expm_frechet(A, e, compute_expm=False))
+  # reverse mode: <L(A, E), G> = <E, L(A^T, G)>
+  g = RNG.standard_normal((3, 3))
+  grad = dfdx.grad(lambda a: dnp.sum(dsl.expm(a) * g))(A)
+  _close(grad, sl.expm_frechet(A.T, g, compute_expm=False))
+
+
+def test_sqrtm_and_logm_derivatives_invert_those_of_square_and_expm():
+  e = RNG.standard_normal((3, 3))
+  x, x_dot = dfdx.jvp(dsl.sqrtm, (SPD,), (e,))
+  _close(x @ x_dot + x_dot @ x, e, atol=1e-12)  # the Sylvester equation
+  log, log_dot = dfdx.jvp(dsl.logm, (SPD,), (e,))
+  _close(sl.expm_frechet(log, log_dot, compute_expm=False), e, rtol=1e-9, atol=1e-10)
+
+
+def test_solve_triangular_reads_one_triangle():
+  grad = dfdx.grad(lambda a: dnp.sum(dsl.solve_triangular(a, B, lower=True)))(TRI + TRI.T)
+  assert np.all(np.triu(grad, 1) == 0)
+  grad = dfdx.grad(lambda a: dnp.sum(dsl.solve_triangular(a, B, unit_diagonal=True)))(TRI.T)
+  assert np.all(np.tril(grad) == 0)
+
+
+def test_vmap_matches_stacked_calls():
+  bs = RNG.standard_normal((2, 3, 2))
+  for fun, args in (
+      (dsl.expm, (STACK,)), (dsl.sqrtm, (STACK + 2 * np.eye(3),)),
+      (dsl.logm, (STACK + 2 * np.eye(3),)),
+      (lambda a, b: dsl.solve_triangular(a, b, lower=True), (STACK + 2 * np.eye(3), bs)),
+      (lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b), (STACK + 2 * np.eye(3), bs)),
+      (lambda a, b: dsl.cho_solve(dsl.cho_factor(a), b),
+       (STACK @ np.swapaxes(STACK, 1, 2) + np.eye(3), bs)),
+      (lambda q: dsl.solve_sylvester(SPD, SPD[:2, :2], q), (bs,))):
+    out = dfdx.vmap(fun)(*args)
+    expected = np.stack([fun(*[a[i] for a in args]) for i in range(2)])
+    _close(out, expected, rtol=1e-10, atol=1e-12)
+  grads = dfdx.vmap(dfdx.grad(lambda a: dnp.sum(dsl.expm(a))))(STACK)
+  _close(grads, np.stack([dfdx.grad(lambda a: dnp.sum(dsl.expm(a)))(s) for s in STACK]))
+
+
+def test_jit():
+  def f(a, b):
+    c = dsl.cho_factor(a @ a.T + np.eye(3))
+    return dnp.sum(dsl.cho_solve(c, b)) + dnp.sum(dsl.expm(a) * dsl.sqrtm(a @ a.T + np.eye(3)))
+  _close(dfdx.jit(f)(A, B), f(A, B))
+  for got, want in zip(dfdx.jit(dfdx.grad(f, (0, 1)))(A, B), dfdx.grad(f, (0, 1))(A, B)):
+    _close(got, want)
+  g = dfdx.jit(lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b, trans=1))
+  _close(g(A, B), np.linalg.solve(A.T, B))
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def test_errors():
+  with pytest.raises(ValueError, match="square"):
+    dsl.solve_triangular(np.ones((2, 3)), np.ones(2))
+  with pytest.raises(ValueError, match="incompatible"):
+    dsl.solve_triangular(np.eye(2), np.ones(3))
+  with pytest.raises(ValueError, match="trans must be"):
+    dsl.solve_triangular(np.eye(2), np.ones(2), trans=3)
+  with pytest.raises(ValueError, match="l\\+u\\+1"):
+    dsl.solve_banded((1, 1), np.ones((2, 3)), np.ones(3))
+  with pytest.raises(ValueError, match="no real logm"):
+    dfdx.jvp(dsl.logm, (-np.eye(2),), (np.eye(2),))
+  with pytest.raises(TypeError, match="complex"):
+    dfdx.jvp(lambda a: dsl.expm(a + 0j), (A,), (A,))
+  with pytest.raises(ValueError, match="shapes"):
+    dfdx.jvp(lambda q: dsl.solve_sylvester(SPD, SPD, q), (np.ones((2, 3)),), (np.ones((2, 3)),))
