@@ -39,6 +39,65 @@ primitive_vjps: dict = {}
 # cotangents at backward time (custom_vjp: the user's own forward and backward).
 primitive_residual_vjps: dict = {}
 _vjp_rules_enabled = True
+# The zero-absorbing chain rule (see ops/elementwise.py, `tmul`): on while a derivative that
+# came out NaN is computed again. Linear equations recorded on a tape swap their primitive
+# for its zero-absorbing version when applied then.
+zero_absorbing = False
+zero_absorbing_prims: dict = {}
+# Primitives whose derivative rules are right for complex values (adjoints for the real
+# inner product: see ops/elementwise.py). Others refuse complex operands when differentiated.
+complex_rules: set = set()
+
+
+def holds_nan(tree) -> bool:
+  """Whether any concrete floating leaf of `tree` holds a NaN."""
+  if isinstance(tree, (tuple, list)):
+    return any(holds_nan(t) for t in tree)
+  if isinstance(tree, dict):
+    return any(holds_nan(t) for t in tree.values())
+  if isinstance(tree, (np.ndarray, np.generic)):
+    if tree.dtype.kind not in "fc":
+      return False
+    if tree.ndim == 0:
+      return tree != tree
+    norm = np.vdot(tree, tree)  # a sum of squared magnitudes: NaN exactly when an entry is
+    return norm != norm
+  if isinstance(tree, float):
+    return tree != tree
+  from dfdx._src.tree import tree_leaves
+  leaves = tree_leaves(tree)
+  return not (len(leaves) == 1 and leaves[0] is tree) and holds_nan(leaves)
+
+
+def recompute_if_nan(run, always=False):
+  """`run()`, or, if its result holds a NaN and something was differentiated in it (or
+  `always`), `run()` again with the zero-absorbing chain rule. Only the outermost call
+  (no transformation current) checks: values inside transformations are not concrete."""
+  global zero_absorbing
+  if zero_absorbing or core._current_trace is not None:
+    return run()
+  made = JVPTrace.made
+  if state.in_use:  # the second run starts from the Variables' values before the first
+    with state.journal() as j:
+      out = run()
+    assigned = list(j.frame.values())
+  else:
+    out, assigned = run(), ()
+  if not ((always or JVPTrace.made != made) and holds_nan(out)):
+    return out
+  for var, previous in assigned:
+    var._value = previous
+  return run_zero_absorbing(run)
+
+
+def run_zero_absorbing(run):
+  """`run()` with the zero-absorbing chain rule."""
+  global zero_absorbing
+  zero_absorbing = True
+  try:
+    return run()
+  finally:
+    zero_absorbing = False
 
 
 class use_vjp_rules:
@@ -63,6 +122,10 @@ tangent_ops = type("TangentOps", (), {})()
 # With DFDX_DEBUG_CHECKS=1 (set by the test suite), every tangent is checked against its
 # primal's shape and dtype, so a wrong rule fails loudly where it is applied.
 debug_checks = os.environ.get("DFDX_DEBUG_CHECKS", "") == "1"
+
+# Makes each tape's list of recorded operations. `dfdx.debug_nans` swaps in a list that also
+# records the user's line of each operation, for messages about NaNs in reverse mode.
+new_tape = list
 
 
 # ---- forward mode -------------------------------------------------------------------------
@@ -96,9 +159,12 @@ class JVPTrace(Trace):
   __slots__ = ("tangent_trace", "tape")
   kind = "jvp"
 
+  made = 0  # how many were made: tells `recompute_if_nan` whether anything was differentiated
+
   def __init__(self, tape=None):
     self.parent, self.alive, self.tape = core.current_trace(), True, tape
     self.tangent_trace = self.parent if tape is None else tape
+    JVPTrace.made += 1
 
   def process_primitive(self, prim, args, params):
     primals, tangents, differentiated = [], [], False
@@ -112,6 +178,12 @@ class JVPTrace(Trace):
         tangents.append(None)
     if not differentiated:
       return bind_in(self.parent, prim, primals, params)
+    if prim not in complex_rules and any(
+        getattr(p, "dtype", None) is not None and p.dtype.kind == "c" for p in primals):
+      raise errors.MissingRuleError(
+          f"dfdx has no derivative of `{prim.name}` for complex values yet (its rules are "
+          "written for real ones). Differentiate with respect to real and imaginary parts "
+          "separately (dnp.real, dnp.imag), or file an issue.")
     if self.tape is not None and _vjp_rules_enabled:
       if prim.linear or prim in primitive_vjps:
         return self._record_node(prim, primals, tangents, params)
@@ -195,7 +267,7 @@ class TapeTrace(Trace):
   kind = "linearize"
 
   def __init__(self):
-    self.parent, self.alive, self.eqns = core.current_trace(), True, []
+    self.parent, self.alive, self.eqns = core.current_trace(), True, new_tape()
 
   def process_primitive(self, prim, args, params):
     for a in args:
@@ -229,7 +301,8 @@ class _Eqn:
     vals = [env.get(id(a)) if isinstance(a, TapeTracer) else a for a in self.args]
     if any(v is None for v in vals):  # a zero input tangent
       vals = [_zeros_for(a) if v is None else v for a, v in zip(self.args, vals)]
-    return self.prim.bind(*vals, **self.params)
+    prim = zero_absorbing_prims.get(self.prim, self.prim) if zero_absorbing else self.prim
+    return prim.bind(*vals, **self.params)
 
   def backward(self, ct, env):
     arg_cts = primitive_transposes[self.prim](ct, *self.args, **self.params)

@@ -172,13 +172,17 @@ def _fun_name(f):
 
 
 def _wraps(f, name):
+  """Name the transformed function after `f`; a derivative that comes out NaN is computed
+  again with the zero-absorbing chain rule (`ad.recompute_if_nan`)."""
   def decorate(g):
+    def transformed(*args, **kwargs):
+      return ad.recompute_if_nan(lambda: g(*args, **kwargs))
     try:
-      functools.update_wrapper(g, f)
+      functools.update_wrapper(transformed, f)
     except (AttributeError, TypeError):
       pass
-    g.__name__ = g.__qualname__ = name
-    return g
+    transformed.__name__ = transformed.__qualname__ = name
+    return transformed
   return decorate
 
 
@@ -195,14 +199,14 @@ def _differentiable_leaf(x, transform, where):
     raise errors.NonDifferentiableInputError(
         f"{transform}: cannot differentiate with respect to {where()}, which is boolean. "
         "Differentiate only real-valued arguments (choose them with argnums or wrt).")
-  if not isinstance(x, (int, float, np.ndarray, np.number)) or np.asarray(x).dtype.kind not in "iuf":
-    kind = "complex" if np.iscomplexobj(x) else type(x).__name__
+  if not isinstance(x, (int, float, complex, np.ndarray, np.number)) or \
+      np.asarray(x).dtype.kind not in "iufc":
     raise errors.NonDifferentiableInputError(
-        f"{transform}: cannot differentiate with respect to {where()}, which is {kind} "
-        f"({x!r:.60}); expected a real number or an array of real numbers. Choose the "
-        "differentiated arguments with argnums or wrt, or make this value static.")
+        f"{transform}: cannot differentiate with respect to {where()}, which is "
+        f"{type(x).__name__} ({x!r:.60}); expected a number or an array of numbers. Choose "
+        "the differentiated arguments with argnums or wrt, or make this value static.")
   x = np.asarray(x)
-  return x if x.dtype.kind == "f" else x.astype(dtypes.default_float)
+  return x if x.dtype.kind in "fc" else x.astype(dtypes.default_float)
 
 
 def _flatten_diff_args(values, spec, transform):
@@ -342,14 +346,34 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
   (value,), lin = ad.linearize_flat(flat_fun, [x])
   if value.shape != ():
     raise _non_scalar_error(f, transform, [value], tree_structure(value))
-  if value.dtype.kind not in "fc":
-    value = np.asarray(value, dtypes.default_float)
+  value = _scalar_output(value, f, transform, False)
   (ct,) = lin.transpose([_one(value.dtype)])
   return _to_output(np.zeros(x.shape, x.dtype) if ct is None else ct, False), value
 
 
-def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
-  if spec.single and not has_aux and spec.argnums is not None and spec.var_tree is None:
+def _scalar_output(value, f, transform, holomorphic):
+  """The value of a function `grad` differentiates, checked: real, or complex with
+  `holomorphic` (whose gradient is then the complex derivative f'(z))."""
+  kind = value.dtype.kind
+  if kind == "c" and not holomorphic:
+    raise TypeError(
+        f"{transform}: {_fun_name(f)} returned a complex value ({value.dtype}); a gradient "
+        "needs a real-valued function. Differentiate a real loss (dnp.abs(z) ** 2, "
+        "dnp.real(z)), or pass holomorphic=True for the complex derivative of a holomorphic "
+        "function.")
+  if holomorphic and kind != "c":
+    raise TypeError(f"{transform}: holomorphic=True needs a complex output, but "
+                    f"{_fun_name(f)} returned {value.dtype}.")
+  return value if kind in "fc" else np.asarray(value, dtypes.default_float)
+
+
+def _conj_tree(tree):
+  return tree_map(lambda g: g.conjugate() if np.iscomplexobj(g) else g, tree)
+
+
+def _grad_with_value(f, spec, has_aux, transform, args, kwargs, holomorphic=False):
+  if spec.single and not has_aux and spec.argnums is not None and spec.var_tree is None \
+      and not holomorphic:
     argnum = spec.argnums[0]
     if -len(args) <= argnum < len(args):
       x = args[argnum]
@@ -360,10 +384,10 @@ def _grad_with_value(f, spec, has_aux, transform, args, kwargs):
   out_tree = store["out_tree"]
   if out_tree.kind is not None or core.shape_of(out_leaves[0]) != ():
     raise _non_scalar_error(f, transform, out_leaves, out_tree)
-  value = out_leaves[0]
-  if value.dtype.kind not in "fc":
-    value = np.asarray(value, dtypes.default_float)
+  value = _scalar_output(out_leaves[0], f, transform, holomorphic)
   derivative = _pull_back(lin, [_one(value.dtype)], leaves, in_tree, scalar_inputs, spec)
+  if holomorphic:  # the pullback of 1 is conj(f'(z)) (the adjoint): conjugate it back
+    derivative = _conj_tree(derivative)
   return derivative, value, store.get("aux")
 
 
@@ -374,7 +398,7 @@ def _describe_output(out_leaves, out_tree):
 
 
 def grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-         grad_vars=None):
+         grad_vars=None, holomorphic=False):
   """Return a function computing the gradient of scalar-valued `f`.
 
   Args:
@@ -387,6 +411,10 @@ def grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=Fa
     return_value: also return `f`'s value.
     grad_vars: a `dfdx.Variable`, or a tuple, list or dict of them, that `f` reads: their
       values are differentiated too. Without an explicit argnums, only they are.
+    holomorphic: `f` is a holomorphic function returning a complex scalar; the result is
+      its complex derivative f'(z). Without it, `f` must return a real scalar; for complex
+      arguments the gradient is then df/dx + i df/dy (z = x + iy), the direction of steepest
+      ascent (PyTorch's convention; JAX returns its conjugate).
 
   Returns:
     A function returning the gradient (same structure as the differentiated arguments; a
@@ -405,12 +433,14 @@ def grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=Fa
 
   @_wraps(f, f"grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def grad_f(*args, **kwargs):
-    derivative, value, aux = _grad_with_value(f, spec, has_aux, "grad", args, kwargs)
+    derivative, value, aux = _grad_with_value(f, spec, has_aux, "grad", args, kwargs,
+                                              holomorphic)
     return _pack(derivative, value, aux, return_value, has_aux)
   return grad_f
 
 
-def value_and_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, grad_vars=None):
+def value_and_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, grad_vars=None,
+                   holomorphic=False):
   """Return a function computing `f`'s value and gradient in one pass.
 
   Returns `(value, gradient)`, or `((value, aux), gradient)` with `has_aux=True` (JAX's
@@ -424,7 +454,8 @@ def value_and_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, grad_
 
   @_wraps(f, f"value_and_grad_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def value_and_grad_f(*args, **kwargs):
-    derivative, value, aux = _grad_with_value(f, spec, has_aux, "value_and_grad", args, kwargs)
+    derivative, value, aux = _grad_with_value(f, spec, has_aux, "value_and_grad", args, kwargs,
+                                              holomorphic)
     return ((value, aux) if has_aux else value), derivative
   return value_and_grad_f
 
@@ -469,7 +500,8 @@ def vjp(f, *primals, has_aux=False):
 
   def vjp_fn(cotangent):
     cts = _matching_leaves(out_tree, cotangent, out_leaves, "vjp", "cotangent")
-    return _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec)
+    return ad.recompute_if_nan(
+        lambda: _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec), always=True)
 
   out = tree_unflatten(out_tree, out_leaves)
   return (out, vjp_fn, store.get("aux")) if has_aux else (out, vjp_fn)
@@ -510,6 +542,10 @@ def jvp(f, primals, tangents, has_aux=False):
   >>> jvp(dnp.sin, (0.0,), (2.0,))
   (np.float64(0.0), np.float64(2.0))
   """
+  return ad.recompute_if_nan(lambda: _jvp(f, primals, tangents, has_aux))
+
+
+def _jvp(f, primals, tangents, has_aux):
   primals = _check_primals(primals, "jvp")
   tangents = _check_primals(tangents, "jvp")
   spec = _DiffArgs(f, tuple(range(len(primals))), None, "jvp", allow_empty=True)
@@ -554,7 +590,7 @@ def linearize(f, *primals):
       raise ValueError(f"linearize: jvp_fn takes {len(primals)} tangents (one per primal), "
                        f"got {len(tangents)}.")
     tangent_leaves = _matching_leaves(in_tree, tangents, leaves, "linearize", "tangent")
-    outs = lin.forward(tangent_leaves)
+    outs = ad.recompute_if_nan(lambda: lin.forward(tangent_leaves), always=True)
     return tree_unflatten(out_tree, [_tangent_output(o, t) for o, t in zip(out_leaves, outs)])
 
   return tree_unflatten(out_tree, out_leaves), jvp_fn
@@ -638,12 +674,13 @@ def _batched_or_broadcast(x, bdim, size, like):
 
 
 def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None):
+           grad_vars=None, holomorphic=False):
   """Jacobian of `f` by forward mode (vmap of jvp over the input basis): best when inputs are
   smaller than outputs.
 
   Each block has shape `out.shape + in.shape`; pytrees nest as output tree of input trees.
-  Arguments and return conventions are as for `grad`.
+  Arguments and return conventions are as for `grad`. Complex outputs of real inputs are
+  fine; complex inputs need `holomorphic=True` (the blocks are then complex derivatives).
 
   >>> import dfdx.numpy as dnp
   >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -656,6 +693,7 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
   def jacfwd_f(*args, **kwargs):
     values, call = spec.select(args, kwargs)
     leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jacfwd")
+    _check_complex("jacfwd", f, leaves, (), "fwd", holomorphic)
     store = {}
     flat_fun = _traced_call(call, in_tree, has_aux, "jacfwd", store)
 
@@ -682,21 +720,23 @@ def _unbatched(x):
 
 
 def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None):
+           grad_vars=None, holomorphic=False):
   """Jacobian of `f` by reverse mode (one linearization, then vmap of its transpose over the
   output basis): best when outputs are smaller than inputs.
 
-  Shapes and conventions are as for `jacfwd`.
+  Shapes and conventions are as for `jacfwd`. Real outputs of complex inputs give gradient
+  rows as `grad` does; complex outputs need `holomorphic=True`.
 
   >>> import dfdx.numpy as dnp
   >>> jacrev(lambda x: dnp.sum(x ** 2))(np.array([1.0, 2.0]))
   array([2., 4.])
   """
-  return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev", grad_vars)
+  return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev", grad_vars,
+                   holomorphic)
 
 
 def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-             mode="auto", grad_vars=None):
+             mode="auto", grad_vars=None, holomorphic=False):
   """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
   when there are no more inputs than outputs, else pulls the output basis back; "fwd" and
   "rev" force a mode. Shapes and conventions are as for `jacfwd`.
@@ -710,11 +750,28 @@ def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_valu
     raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}.")
   if mode == "fwd":
     return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value,
-                  grad_vars=grad_vars)
-  return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian", grad_vars)
+                  grad_vars=grad_vars, holomorphic=holomorphic)
+  return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian", grad_vars,
+                   holomorphic)
 
 
-def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars=None):
+def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
+  """Which modes give a Jacobian with complex values around: forward mode needs real inputs
+  (or a holomorphic f), reverse mode real outputs (or a holomorphic f)."""
+  complex_in = any(np.dtype(x.dtype).kind == "c" for x in leaves)
+  complex_out = any(np.dtype(o.dtype).kind == "c" for o in out_leaves)
+  if holomorphic or (mode == "fwd" and not complex_in) or (mode == "rev" and not complex_out):
+    return
+  what = "its arguments are complex" if mode == "fwd" else "its outputs are complex"
+  raise TypeError(
+      f"{transform}: the Jacobian of {_fun_name(f)} is not defined by {mode} mode, because "
+      f"{what} (a non-holomorphic function of complex numbers is not complex-linear). Pass "
+      "holomorphic=True for a holomorphic function, or split real and imaginary parts with "
+      "dnp.real and dnp.imag.")
+
+
+def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars=None,
+              holomorphic=False):
   spec = _DiffArgs(f, argnums, wrt, transform, grad_vars=grad_vars)
 
   @_wraps(f, f"{transform}_of_{_fun_name(f)}_wrt_{spec.suffix()}")
@@ -723,13 +780,22 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
         f, spec, args, kwargs, has_aux, transform)
     n_in = sum(int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves)
     n_out = sum(int(np.prod(np.shape(o), dtype=np.int64)) for o in out_leaves)
-    if mode == "auto" and n_in <= n_out:
+    use = mode
+    if mode == "auto":
+      complex_in = any(np.dtype(x.dtype).kind == "c" for x in leaves)
+      complex_out = any(np.dtype(o.dtype).kind == "c" for o in out_leaves)
+      use = "fwd" if (n_in <= n_out or complex_out) and not (complex_in and not complex_out) \
+          else "rev"
+    _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
+    if use == "fwd":
       blocks, _ = _jacobian_by_pushforward(lambda *t: lin.forward(list(t)), leaves,
                                            lambda: out_leaves)
     else:
       blocks = _jacobian_by_transpose(lin, out_leaves, leaves)
     jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,
                              scalar_inputs, spec)
+    if use == "rev" and holomorphic:  # pullbacks give conj(f'(z)): conjugate them back
+      jac = _conj_tree(jac)
     value = tree_unflatten(store["out_tree"], out_leaves)
     return _pack(jac, value, store.get("aux"), return_value, has_aux)
   return jac_f

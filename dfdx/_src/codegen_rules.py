@@ -27,6 +27,22 @@ for _prim, _ufunc in {
 }.items():
   register(_prim, Ufunc(_ufunc))
 
+helpers["_zero_absorbing"] = '''def _zero_absorbing(out, absorbs):
+    if out.dtype.kind in "fc":
+        nan = np.isnan(out)
+        if nan.any():
+            out = np.where(nan & absorbs, out.dtype.type(0), out)[()]
+    return out
+'''
+# Products of the zero-absorbing chain rule (elementwise.zmul, zdiv): 0 where a factor is 0.
+register("zmul", lambda ins, p: f"_zero_absorbing(np.multiply({ins[0]}, {ins[1]}), "
+         f"(np.equal({ins[0]}, 0) | np.equal({ins[1]}, 0)))")
+register("zdiv", lambda ins, p: f"_zero_absorbing(np.true_divide({ins[0]}, {ins[1]}), "
+         f"(np.equal({ins[0]}, 0) | np.isinf({ins[1]})))")
+register("real", lambda ins, p: f"np.real({ins[0]})")
+register("imag", lambda ins, p: f"np.imag({ins[0]})")
+register("conj", Ufunc("conjugate"))
+register("complex", lambda ins, p: f"np.add({ins[0]}, np.multiply({ins[1]}, 1j))")
 register("integer_pow", with_avals(
     lambda ins, p, in_avals, out_avals: f"np.square({ins[0]})"
     if p["y"] == 2 and in_avals[0].dtype.kind != "b" else f"np.power({ins[0]}, {p['y']})"))

@@ -138,6 +138,7 @@ def _primal_inside(custom):
 
 # ---- custom_jvp -----------------------------------------------------------------------------
 custom_jvp_call_p = core.primitive("custom_jvp_call", multiple_results=True)
+ad.complex_rules.add(custom_jvp_call_p)  # the user's rules, or those of its equations
 
 
 def _custom_jvp_impl(*vals, fun, jvp, n_args, n_lifted):
@@ -261,6 +262,7 @@ class custom_jvp:
 
 # ---- custom_vjp -----------------------------------------------------------------------------
 custom_vjp_call_p = core.primitive("custom_vjp_call", multiple_results=True)
+ad.complex_rules.add(custom_vjp_call_p)  # the user's rules, or those of its equations
 
 
 def _custom_vjp_impl(*vals, fun, fwd, bwd, n_args, n_lifted, n_fwd_lifted):
@@ -440,6 +442,7 @@ class custom_vjp:
 
 # ---- checkpoint -----------------------------------------------------------------------------
 checkpoint_call_p = core.primitive("checkpoint_call", multiple_results=True)
+ad.complex_rules.add(checkpoint_call_p)  # the user's rules, or those of its equations
 
 
 def _checkpoint_impl(*vals, program):

@@ -23,9 +23,13 @@ from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
 logger = logging.getLogger("dfdx.jit")
+# None, or while dfdx.debug_nans is on, nan_check(entry, leaves, outs), which raises NaNError
+# when a compiled call produced a NaN (see dfdx/_src/debug.py).
+nan_check = None
 
 # ---- the jit_call primitive ---------------------------------------------------------------
 jit_call_p = core.primitive("jit_call", multiple_results=True)
+ad.complex_rules.add(jit_call_p)  # its rules apply those of its equations
 
 
 def _jit_call_impl(*args, program, compiled, name):
@@ -115,12 +119,16 @@ def _describe_path(path):
 class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
-  __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output")
+  __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output",
+               "differentiates")
 
   def __init__(self, program, run, out_tree, out_statics, name):
     self.program, self.run, self.out_tree = program, run, out_tree
     self.out_statics, self.name = out_statics, name
     self.single_output = out_tree.kind is None and not out_statics
+    # Whether tracing differentiated anything: a NaN output is then computed again with the
+    # zero-absorbing chain rule (a second program, see `ad.recompute_if_nan`).
+    self.differentiates = False
 
 
 def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
@@ -207,7 +215,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
 
   @functools.wraps(f)
   def jitted(*args, **kwargs):
-    if not kwargs and not static_nums and core.current_trace() is None:
+    if not kwargs and not static_nums and core.current_trace() is None and \
+        not ad.zero_absorbing:
       leaves, tree = tree_flatten(args)
       try:
         key = (tree, tuple([(x.shape, x.dtype) for x in leaves
@@ -217,6 +226,10 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       entry = fast_cache.get(key) if key is not None else None
       if entry is not None:
         outs = entry.run(*leaves)
+        if entry.differentiates and ad.holds_nan(outs):
+          return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
+        if nan_check is not None:
+          nan_check(entry, leaves, outs)
         if entry.single_output:
           return _output(outs[0])
         return _rebuild(entry, [_output(o) for o in outs])
@@ -242,24 +255,31 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         paths = paths or tree.leaf_paths()
         avals.append(_leaf_aval(x, _describe_path(paths[i]), name))
     sig = _Signature(tree, avals, statics)
-    entry = cache.get(sig.key)
+    entry = cache.get((sig.key, ad.zero_absorbing))
     if entry is None:
       if last and (explain or logger.isEnabledFor(logging.INFO)):
         level = logging.WARNING if explain else logging.INFO
         logger.log(level, "jit(%s): retracing because %s", name,
                    sig.explain_difference(last[-1]))
+      made = ad.JVPTrace.made
       program, lifted, out_tree, out_statics = _trace_to_program(
           f, args, kwargs, tree, merge, avals, name)
       entry = _compile(program, out_tree, out_statics, name, optimize)
+      entry.differentiates = ad.JVPTrace.made != made
       if lifted:  # closes over values of an enclosing transformation: not reusable
         return _rebuild(entry, jit_call_p.bind(*leaves, *lifted, program=entry.program,
                                                compiled=entry.run, name=name))
-      cache[sig.key] = entry
+      cache[sig.key, ad.zero_absorbing] = entry
       last[:] = [sig]
     if entry_only:
       return entry
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
-      return _rebuild(entry, [_output(o) for o in entry.run(*leaves)])
+      outs = entry.run(*leaves)
+      if entry.differentiates and not ad.zero_absorbing and ad.holds_nan(outs):
+        return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
+      if nan_check is not None:
+        nan_check(entry, leaves, outs)
+      return _rebuild(entry, [_output(o) for o in outs])
     return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
                                            name=name))
 

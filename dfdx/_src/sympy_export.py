@@ -21,8 +21,8 @@ def _rules(sp):
            "exp2": lambda x: 2 ** x, "expm1": lambda x: sp.exp(x) - 1,
            "log2": lambda x: sp.log(x, 2), "log10": lambda x: sp.log(x, 10),
            "log1p": lambda x: sp.log(1 + x), "logistic": lambda x: 1 / (1 + sp.exp(-x))}
-  binary = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-            "div": lambda a, b: a / b, "pow": lambda a, b: a ** b,
+  binary = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "zmul": lambda a, b: a * b,
+            "div": lambda a, b: a / b, "zdiv": lambda a, b: a / b, "pow": lambda a, b: a ** b,
             "arctan2": sp.atan2, "hypot": lambda a, b: sp.sqrt(a ** 2 + b ** 2),
             "maximum": sp.Max, "minimum": sp.Min, "fmax": sp.Max, "fmin": sp.Min,
             "logaddexp": lambda a, b: sp.log(sp.exp(a) + sp.exp(b))}

@@ -28,13 +28,16 @@ from numpy import (  # noqa: F401
     bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64, intp,
     float16, float32, float64, complex64, complex128,
     shape, ndim, size, result_type, promote_types, can_cast, issubdtype, isscalar,
-    broadcast_shapes, errstate, random,
+    broadcast_shapes, errstate,
 )
 
 _array_methods.install()
 
 
 def __getattr__(name):
+  if name == "random":  # NumPy's own, imported on first use as NumPy does (it is slow to import)
+    import numpy.random
+    return numpy.random
   if hasattr(_np, name):
     raise AttributeError(
         f"dfdx.numpy has no '{name}' yet (numpy.{name} exists but has no differentiable version "

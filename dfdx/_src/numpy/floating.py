@@ -209,13 +209,12 @@ iscomplex = _real_predicate("iscomplex", np.iscomplex, False)
 
 
 def angle(z, deg=False):
-  """`numpy.angle` of real traced values: 0, or pi where z < 0 (zero derivative)."""
+  """Differentiable `numpy.angle`: arctan2(imag(z), real(z)); for real z, 0 or pi (zero
+  derivative)."""
   if not traced(z):
     return np.angle(z, deg)
   z = arg(z)
-  if dtype_of(z).kind == "c":
-    raise TypeError("dfdx.numpy.angle: complex traced values are not supported yet.")
-  a = uf.arctan2(0, z)
+  a = uf.arctan2(uf.imag(z), uf.real(z)) if dtype_of(z).kind == "c" else uf.arctan2(0, z)
   return uf.multiply(a, 180 / np.pi) if deg else a
 
 

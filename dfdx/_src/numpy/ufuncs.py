@@ -396,29 +396,29 @@ def astype(x, dtype):
 __all__ += ["where", "isclose"]
 
 
-# ---- complex parts (dfdx differentiates real arrays: these are the identities on them) ----
+# ---- complex parts ---------------------------------------------------------------------------
 
 
-def _real_only(name, np_fun, op):
+def _part(name, np_fun, op):
   def fn(val, /):
     if not isinstance(val, Tracer):
-      return np_fun(val)
-    if dtype_of(val).kind == "c":
-      raise TypeError(f"dfdx.numpy.{name}: complex traced values are not supported yet.")
+      val = arg(val)
+      if not isinstance(val, Tracer):
+        return np_fun(val)
     return op(val)
   fn.__name__ = fn.__qualname__ = name
-  fn.__doc__ = f"`numpy.{name}` of a real traced value."
+  fn.__doc__ = f"Differentiable `numpy.{name}`."
   __all__.append(name)
   return fn
 
 
-def _real_identity(x):
+def _conj(x):
   if dtype_of(x).kind == "c":
-    raise TypeError("dfdx.numpy.conj: complex traced values are not supported yet.")
-  return x
+    return ew.conj(x)
+  return shape_ops.convert_element_type(x, np.conjugate(np.zeros(0, dtype_of(x))).dtype)
 
 
-conj = _unary("conj", np.conj, _real_identity)
-conjugate = _unary("conjugate", np.conjugate, _real_identity)
-real = _real_only("real", np.real, lambda x: x)
-imag = _real_only("imag", np.imag, lambda x: np.zeros(x.shape, x.dtype))
+conj = _unary("conj", np.conj, _conj)
+conjugate = _unary("conjugate", np.conjugate, _conj)
+real = _part("real", np.real, ew.real)
+imag = _part("imag", np.imag, ew.imag)

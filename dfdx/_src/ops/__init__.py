@@ -1,3 +1,18 @@
 """The primitives, one module per family. Importing this package registers all of them."""
 from dfdx._src.ops import shape, reduction, elementwise  # noqa: F401  (shape first)
 from dfdx._src.ops import indexing, contraction, linalg, special, sorting  # noqa: F401
+
+from dfdx._src import ad as _ad, core as _core  # noqa: E402
+
+# Primitives whose rules hold for complex values (checked in tests/test_complex.py): the
+# structural and linear ones, and the holomorphic elementwise functions with conjugating
+# transposes. Others raise MissingRuleError when differentiated at a complex operand.
+_ad.complex_rules.update(
+    p for p in _core.all_primitives.values() if p.name in {
+        "neg", "add", "sub", "mul", "div", "zmul", "zdiv", "integer_pow", "pow", "sqrt", "exp",
+        "log", "expm1", "log1p", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin",
+        "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "abs", "real", "imag", "conj",
+        "complex", "select", "stop_gradient", "broadcast_to", "reshape", "transpose",
+        "concatenate", "pad", "slice", "rev", "convert_element_type", "gather", "scatter_add",
+        "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "isnan", "isfinite",
+        "isinf", "logical_and", "logical_or", "logical_xor", "logical_not"})

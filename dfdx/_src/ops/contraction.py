@@ -21,7 +21,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, dtypes
 from dfdx._src.batching import NOT_MAPPED, logical_axis, moveaxis
 from dfdx._src.core import ShapedArray
-from dfdx._src.ops import reduction
+from dfdx._src.ops import elementwise, reduction
 from dfdx._src.ops import shape as shape_ops
 
 # ---- dot_general ----------------------------------------------------------------------------
@@ -108,6 +108,8 @@ def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False):
   else:
     ans_batch, _, ans_y = _ranges_like(xb, x_kept, y_kept)
   x_contract_by_y = tuple(xc[i] for i in np.argsort(yc, kind="stable"))
+  if y.dtype.kind == "c":  # the adjoint for complex values (see ops/elementwise.py)
+    y = elementwise.conj(y)
   out = dot_general_p.bind(ct, y, dimension_numbers=((ans_y, y_kept), (ans_batch, yb)))
   out = shape_ops.transpose(out, tuple(np.argsort(xb + x_kept + x_contract_by_y)))
   dtype = core.get_aval(x).dtype

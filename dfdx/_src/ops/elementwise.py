@@ -8,6 +8,7 @@ derivatives (not errors). Ties in maximum/minimum split the derivative equally.
 """
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
@@ -62,7 +63,9 @@ def _unbroadcast(ct, x):
 
 def _const(value, like):
   """A 0-d constant of `like`'s dtype, so rules keep float32 computations in float32."""
-  return np.asarray(value, dtype=dtypes.differentiable_dtype(like.dtype))
+  dtype = getattr(like, "dtype", None)
+  return np.asarray(value, dtype=dtypes.differentiable_dtype(
+      np.result_type(like) if dtype is None else dtype))
 
 
 # ---- linear: neg, add, sub ----------------------------------------------------------------
@@ -113,11 +116,13 @@ def mul(x, y):
   return mul_p.bind(x, y)
 
 
-ad.defbilinear(mul_p, lambda ct, x, y: _unbroadcast(mul(ct, y), x),
-               lambda ct, x, y: _unbroadcast(mul(x, ct), y))
+ad.defjvp(mul_p, lambda x_dot, x, y: tmul(x_dot, y), lambda y_dot, x, y: tmul(y_dot, x))
+ad.primitive_transposes[mul_p] = lambda ct, x, y: [
+    _unbroadcast(tmul(ct, _cj(y)), x) if ad.is_linear(x) else None,
+    _unbroadcast(tmul(ct, _cj(x)), y) if ad.is_linear(y) else None]
 ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(mul(ct, y), x) if needs[0] else None,
-    _unbroadcast(mul(x, ct), y) if needs[1] else None])
+    _unbroadcast(tmul(ct, _cj(y)), x) if needs[0] else None,
+    _unbroadcast(tmul(ct, _cj(x)), y) if needs[1] else None])
 
 div_p = _nary_prim("div", np.true_divide)
 
@@ -128,16 +133,147 @@ def div(x, y):
 
 def _div_transpose(ct, x, y):
   assert not ad.is_linear(y), "div is linear in its numerator only"
-  return [_unbroadcast(div(ct, y), x), None]
+  return [_unbroadcast(tdiv(ct, _cj(y)), x), None]
 
 
 # d(x/y)/dy = -(x/y)/y, not -x/y**2: y**2 underflows where the true derivative is finite.
-ad.defjvp2(div_p, lambda x_dot, ans, x, y: div(x_dot, y),
-           lambda y_dot, ans, x, y: mul(y_dot, neg(div(ans, y))))
+ad.defjvp2(div_p, lambda x_dot, ans, x, y: tdiv(x_dot, y),
+           lambda y_dot, ans, x, y: tmul(y_dot, neg(tdiv(ans, y))))
 ad.primitive_transposes[div_p] = _div_transpose
 ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(div(ct, y), x) if needs[0] else None,
-    _unbroadcast(mul(ct, neg(div(ans, y))), y) if needs[1] else None])
+    _unbroadcast(tdiv(ct, _cj(y)), x) if needs[0] else None,
+    _unbroadcast(tmul(ct, _cj(neg(tdiv(ans, y)))), y) if needs[1] else None])
+
+# ---- zero-absorbing products: the chain rule where a factor is infinite -------------------
+#
+# Derivative rules multiply a tangent by a derivative factor with `tmul` and `tdiv`. They are
+# plain mul and div, so derivatives cost nothing extra. When a derivative comes out NaN, the
+# transformations compute it once more with `ad.zero_absorbing` on, where they are zmul and
+# zdiv: products that are 0 wherever one factor is 0, whatever the other (0 * inf = 0). A
+# branch that `where` does not select then contributes 0, not NaN, and a zero derivative
+# factor (clip outside its range, |x| at 0) stops an infinite cotangent.
+
+
+def _zero_absorbing(np_fun, absorbs):
+  def impl(x, y):
+    with np.errstate(invalid="ignore"):
+      out = np_fun(x, y)
+    if out.dtype.kind in "fc":
+      nan = np.isnan(out)
+      if nan.any():
+        out = np.where(nan & absorbs(x, y), out.dtype.type(0), out)[()]
+    return out
+  return impl
+
+
+zmul_p = _nary_prim("zmul", _zero_absorbing(np.multiply, lambda x, y: (x == 0) | (y == 0)))
+zdiv_p = _nary_prim("zdiv", _zero_absorbing(np.true_divide,
+                                            lambda x, y: (x == 0) | np.isinf(y)))
+
+
+def zmul(x, y):
+  """x * y, but 0 wherever x or y is 0 (also where the other is inf or NaN)."""
+  return zmul_p.bind(x, y)
+
+
+def zdiv(x, y):
+  """x / y, but 0 wherever x is 0 or y is infinite (0 / 0 = 0)."""
+  return zdiv_p.bind(x, y)
+
+
+def tmul(t, d):
+  """A tangent or cotangent `t` times a derivative factor `d` (see above)."""
+  return zmul_p.bind(t, d) if ad.zero_absorbing else mul_p.bind(t, d)
+
+
+def tdiv(t, d):
+  """A tangent or cotangent `t` divided by a derivative factor `d` (see above)."""
+  return zdiv_p.bind(t, d) if ad.zero_absorbing else div_p.bind(t, d)
+
+
+ad.defjvp(zmul_p, lambda x_dot, x, y: zmul(x_dot, y), lambda y_dot, x, y: zmul(y_dot, x))
+ad.primitive_transposes[zmul_p] = lambda ct, x, y: [
+    _unbroadcast(zmul(ct, _cj(y)), x) if ad.is_linear(x) else None,
+    _unbroadcast(zmul(ct, _cj(x)), y) if ad.is_linear(y) else None]
+ad.defjvp2(zdiv_p, lambda x_dot, ans, x, y: zdiv(x_dot, y),
+           lambda y_dot, ans, x, y: zmul(y_dot, neg(zdiv(ans, y))))
+ad.primitive_transposes[zdiv_p] = lambda ct, x, y: [_unbroadcast(zdiv(ct, _cj(y)), x), None]
+ad.zero_absorbing_prims.update({mul_p: zmul_p, div_p: zdiv_p})
+
+# ---- complex numbers: real, imag, conj, complex ------------------------------------------
+#
+# Tangents of complex values are complex; transposes are adjoints for the real inner product
+# <a, b> = Re(sum(conj(a) * b)), which treats C as R^2. The transpose of multiplying by c is
+# multiplying by conj(c) (`_cj` in the rules), so the gradient of a real-valued f of complex z
+# is df/dx + i df/dy: the direction of steepest ascent, as PyTorch defines it (JAX returns its
+# conjugate).
+
+
+def _cj(x):
+  """conj(x) for complex x; real x unchanged (no operation)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is None:  # a Python number
+    return x.conjugate() if isinstance(x, builtins.complex) else x
+  return conj_p.bind(x) if dtype.kind == "c" else x
+
+
+def _real_dtype(dtype):
+  return np.empty(0, dtype).real.dtype
+
+
+real_p = core.primitive("real")
+real_p.def_impl(np.real)
+real_p.def_abstract_eval(lambda x: ShapedArray(x.shape, _real_dtype(x.dtype), x.weak_type))
+batching.defvectorized(real_p)
+imag_p = core.primitive("imag")
+imag_p.def_impl(np.imag)
+imag_p.def_abstract_eval(lambda x: ShapedArray(x.shape, _real_dtype(x.dtype), x.weak_type))
+batching.defvectorized(imag_p)
+conj_p = _unary_prim("conj", np.conjugate)
+complex_p = _nary_prim("complex", lambda x, y: np.add(x, np.multiply(y, 1j)))
+complex_p.def_abstract_eval(lambda x, y: ShapedArray(
+    broadcast_shapes(x.shape, y.shape), np.result_type(x.dtype, y.dtype, np.complex64),
+    dtypes.result_weak_type(x, y)))
+
+
+def real(x):
+  """The real part (of a complex array; a real array itself)."""
+  return real_p.bind(x) if x.dtype.kind == "c" else x
+
+
+def imag(x):
+  """The imaginary part (of a complex array; zeros for a real one, with no derivative)."""
+  if x.dtype.kind != "c":
+    return np.zeros(core.shape_of(x), x.dtype)
+  return imag_p.bind(x)
+
+
+def conj(x):
+  return _cj(x)
+
+
+def complex(x, y):  # noqa: A001  (x + iy)
+  return complex_p.bind(x, y)
+
+
+def _complex_transpose(ct, x, y):
+  return [_unbroadcast(real(ct), x) if ad.is_linear(x) else None,
+          _unbroadcast(imag_p.bind(ct), y) if ad.is_linear(y) else None]
+
+
+def _complex_jvp(primals, tangents):
+  (x, y), (x_dot, y_dot) = primals, tangents
+  ans = complex(x, y)
+  x_dot = _const(0, x) if x_dot is None else x_dot
+  y_dot = _const(0, y) if y_dot is None else y_dot
+  return ans, ad.match_primal(complex(x_dot, y_dot), ans)
+
+
+ad.deflinear(real_p, lambda ct, x: [shape_ops.convert_element_type(ct, x.aval.dtype)])
+# <Im z, r> = Re(conj(i r) z): the adjoint of taking the imaginary part is r -> i r.
+ad.deflinear(imag_p, lambda ct, x: [complex(_const(0, ct), ct)])
+ad.deflinear(conj_p, lambda ct, x: [_cj(ct)])
+ad.deflinear_rules(complex_p, _complex_jvp, _complex_transpose)
 
 # ---- powers ---------------------------------------------------------------------------------
 pow_p = _nary_prim("pow", np.power)
@@ -151,13 +287,13 @@ def _pow_jvp_x(x_dot, x, y):
   # y x**(y-1), taken as 0 where y == 0 (x**0 is constant): no 0 * inf at x = 0.
   y_is_zero = eq(y, 0)
   safe_y = select(y_is_zero, 1, y)
-  return mul(x_dot, select(y_is_zero, 0, mul(safe_y, pow(x, sub(safe_y, 1)))))
+  return tmul(x_dot, select(y_is_zero, 0, mul(safe_y, pow(x, sub(safe_y, 1)))))
 
 
 def _pow_jvp_y(y_dot, ans, x, y):
   # d(x**y)/dy = x**y log(x), taken as 0 where x == 0 (x**y is flat in y there for y > 0).
   safe_x = select(eq(x, 0), 1, x)
-  return mul(y_dot, mul(ans, log(safe_x)))
+  return tmul(y_dot, mul(ans, log(safe_x)))
 
 
 def _pow_jvp(primals, tangents):
@@ -190,14 +326,14 @@ def _integer_pow_jvp(x_dot, x, *, y):
     return None
   if y == 1:
     return x_dot
-  return mul(x_dot, mul(_const(y, x), integer_pow(x, y - 1)))
+  return tmul(x_dot, mul(_const(y, x), integer_pow(x, y - 1)))
 
 
 integer_pow_p.def_impl(_integer_pow_impl)
 integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
     x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
 ad.defjvp(integer_pow_p, _integer_pow_jvp)
-ad.defvjp(integer_pow_p, lambda ct, ans, x, *, needs, y: [_integer_pow_jvp(ct, x, y=y)])
+ad.defvjp(integer_pow_p, lambda ct, ans, x, *, needs, y: [_integer_pow_jvp(ct, _cj(x), y=y)])
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)
@@ -207,8 +343,8 @@ def sqrt(x):
   return sqrt_p.bind(x)
 
 
-ad.defjvp2(sqrt_p, lambda x_dot, ans, x: div(mul(x_dot, _const(0.5, ans)), ans))
-ad.defvjp(sqrt_p, lambda ct, ans, x, *, needs: [div(mul(ct, _const(0.5, ans)), ans)])
+ad.defjvp2(sqrt_p, lambda x_dot, ans, x: tdiv(tmul(x_dot, _const(0.5, ans)), ans))
+ad.defvjp(sqrt_p, lambda ct, ans, x, *, needs: [tdiv(tmul(ct, _const(0.5, ans)), _cj(ans))])
 
 cbrt_p = _unary_prim("cbrt", np.cbrt)
 
@@ -217,7 +353,7 @@ def cbrt(x):
   return cbrt_p.bind(x)
 
 
-ad.defjvp2(cbrt_p, lambda x_dot, ans, x: div(x_dot, mul(_const(3, ans), mul(ans, ans))))
+ad.defjvp2(cbrt_p, lambda x_dot, ans, x: tdiv(x_dot, mul(_const(3, ans), mul(ans, ans))))
 
 # ---- exponentials and logarithms ----------------------------------------------------------
 exp_p = _unary_prim("exp", np.exp)
@@ -227,8 +363,8 @@ def exp(x):
   return exp_p.bind(x)
 
 
-ad.defjvp2(exp_p, lambda x_dot, ans, x: mul(x_dot, ans))
-ad.defvjp(exp_p, lambda ct, ans, x, *, needs: [mul(ct, ans)])
+ad.defjvp2(exp_p, lambda x_dot, ans, x: tmul(x_dot, ans))
+ad.defvjp(exp_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(ans))])
 
 exp2_p = _unary_prim("exp2", np.exp2)
 
@@ -237,7 +373,7 @@ def exp2(x):
   return exp2_p.bind(x)
 
 
-ad.defjvp2(exp2_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, _const(math.log(2), ans))))
+ad.defjvp2(exp2_p, lambda x_dot, ans, x: tmul(x_dot, mul(ans, _const(math.log(2), ans))))
 
 expm1_p = _unary_prim("expm1", np.expm1)
 
@@ -246,7 +382,7 @@ def expm1(x):
   return expm1_p.bind(x)
 
 
-ad.defjvp2(expm1_p, lambda x_dot, ans, x: mul(x_dot, add(ans, 1)))
+ad.defjvp2(expm1_p, lambda x_dot, ans, x: tmul(x_dot, add(ans, 1)))
 
 log_p = _unary_prim("log", np.log)
 
@@ -255,8 +391,8 @@ def log(x):
   return log_p.bind(x)
 
 
-ad.defjvp(log_p, lambda x_dot, x: div(x_dot, x))
-ad.defvjp(log_p, lambda ct, ans, x, *, needs: [div(ct, x)])
+ad.defjvp(log_p, lambda x_dot, x: tdiv(x_dot, x))
+ad.defvjp(log_p, lambda ct, ans, x, *, needs: [tdiv(ct, _cj(x))])
 
 log2_p = _unary_prim("log2", np.log2)
 
@@ -265,7 +401,7 @@ def log2(x):
   return log2_p.bind(x)
 
 
-ad.defjvp(log2_p, lambda x_dot, x: div(x_dot, mul(x, _const(math.log(2), x))))
+ad.defjvp(log2_p, lambda x_dot, x: tdiv(x_dot, mul(x, _const(math.log(2), x))))
 
 log10_p = _unary_prim("log10", np.log10)
 
@@ -274,7 +410,7 @@ def log10(x):
   return log10_p.bind(x)
 
 
-ad.defjvp(log10_p, lambda x_dot, x: div(x_dot, mul(x, _const(math.log(10), x))))
+ad.defjvp(log10_p, lambda x_dot, x: tdiv(x_dot, mul(x, _const(math.log(10), x))))
 
 log1p_p = _unary_prim("log1p", np.log1p)
 
@@ -283,7 +419,7 @@ def log1p(x):
   return log1p_p.bind(x)
 
 
-ad.defjvp(log1p_p, lambda x_dot, x: div(x_dot, add(x, 1)))
+ad.defjvp(log1p_p, lambda x_dot, x: tdiv(x_dot, add(x, 1)))
 
 
 def _logistic_impl(x):
@@ -300,8 +436,9 @@ def logistic(x):
 
 
 # s (1 - s) as s(x) s(-x): 1 - s cancels to 0 for large x, where the derivative is e^-x.
-ad.defjvp2(logistic_p, lambda x_dot, ans, x: mul(x_dot, mul(ans, logistic(neg(x)))))
-ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [mul(ct, mul(ans, logistic(neg(x))))])
+ad.defjvp2(logistic_p, lambda x_dot, ans, x: tmul(x_dot, mul(ans, logistic(neg(x)))))
+ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [
+    tmul(ct, _cj(mul(ans, logistic(neg(x)))))])
 
 logaddexp_p = _nary_prim("logaddexp", np.logaddexp)
 
@@ -311,8 +448,8 @@ def logaddexp(x, y):
 
 
 # exp(x - ans) <= 1: no overflow, unlike exp(x) / (exp(x) + exp(y)).
-ad.defjvp2(logaddexp_p, lambda x_dot, ans, x, y: mul(x_dot, exp(sub(x, ans))),
-           lambda y_dot, ans, x, y: mul(y_dot, exp(sub(y, ans))))
+ad.defjvp2(logaddexp_p, lambda x_dot, ans, x, y: tmul(x_dot, exp(sub(x, ans))),
+           lambda y_dot, ans, x, y: tmul(y_dot, exp(sub(y, ans))))
 
 # ---- trigonometric and hyperbolic -----------------------------------------------------------
 sin_p = _unary_prim("sin", np.sin)
@@ -322,8 +459,8 @@ def sin(x):
   return sin_p.bind(x)
 
 
-ad.defjvp(sin_p, lambda x_dot, x: mul(x_dot, cos(x)))
-ad.defvjp(sin_p, lambda ct, ans, x, *, needs: [mul(ct, cos(x))])
+ad.defjvp(sin_p, lambda x_dot, x: tmul(x_dot, cos(x)))
+ad.defvjp(sin_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(cos(x)))])
 
 cos_p = _unary_prim("cos", np.cos)
 
@@ -332,8 +469,8 @@ def cos(x):
   return cos_p.bind(x)
 
 
-ad.defjvp(cos_p, lambda x_dot, x: mul(x_dot, neg(sin(x))))
-ad.defvjp(cos_p, lambda ct, ans, x, *, needs: [mul(ct, neg(sin(x)))])
+ad.defjvp(cos_p, lambda x_dot, x: tmul(x_dot, neg(sin(x))))
+ad.defvjp(cos_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(neg(sin(x))))])
 
 tan_p = _unary_prim("tan", np.tan)
 
@@ -342,7 +479,7 @@ def tan(x):
   return tan_p.bind(x)
 
 
-ad.defjvp2(tan_p, lambda x_dot, ans, x: mul(x_dot, add(1, mul(ans, ans))))
+ad.defjvp2(tan_p, lambda x_dot, ans, x: tmul(x_dot, add(1, mul(ans, ans))))
 
 arcsin_p = _unary_prim("arcsin", np.arcsin)
 
@@ -351,7 +488,7 @@ def arcsin(x):
   return arcsin_p.bind(x)
 
 
-ad.defjvp(arcsin_p, lambda x_dot, x: div(x_dot, sqrt(sub(1, mul(x, x)))))
+ad.defjvp(arcsin_p, lambda x_dot, x: tdiv(x_dot, sqrt(sub(1, mul(x, x)))))
 
 arccos_p = _unary_prim("arccos", np.arccos)
 
@@ -360,7 +497,7 @@ def arccos(x):
   return arccos_p.bind(x)
 
 
-ad.defjvp(arccos_p, lambda x_dot, x: neg(div(x_dot, sqrt(sub(1, mul(x, x))))))
+ad.defjvp(arccos_p, lambda x_dot, x: neg(tdiv(x_dot, sqrt(sub(1, mul(x, x))))))
 
 arctan_p = _unary_prim("arctan", np.arctan)
 
@@ -369,7 +506,7 @@ def arctan(x):
   return arctan_p.bind(x)
 
 
-ad.defjvp(arctan_p, lambda x_dot, x: div(x_dot, add(1, mul(x, x))))
+ad.defjvp(arctan_p, lambda x_dot, x: tdiv(x_dot, add(1, mul(x, x))))
 
 sinh_p = _unary_prim("sinh", np.sinh)
 
@@ -378,7 +515,7 @@ def sinh(x):
   return sinh_p.bind(x)
 
 
-ad.defjvp(sinh_p, lambda x_dot, x: mul(x_dot, cosh(x)))
+ad.defjvp(sinh_p, lambda x_dot, x: tmul(x_dot, cosh(x)))
 
 cosh_p = _unary_prim("cosh", np.cosh)
 
@@ -387,7 +524,7 @@ def cosh(x):
   return cosh_p.bind(x)
 
 
-ad.defjvp(cosh_p, lambda x_dot, x: mul(x_dot, sinh(x)))
+ad.defjvp(cosh_p, lambda x_dot, x: tmul(x_dot, sinh(x)))
 
 tanh_p = _unary_prim("tanh", np.tanh)
 
@@ -396,8 +533,8 @@ def tanh(x):
   return tanh_p.bind(x)
 
 
-ad.defjvp2(tanh_p, lambda x_dot, ans, x: mul(x_dot, sub(1, mul(ans, ans))))
-ad.defvjp(tanh_p, lambda ct, ans, x, *, needs: [mul(ct, sub(1, mul(ans, ans)))])
+ad.defjvp2(tanh_p, lambda x_dot, ans, x: tmul(x_dot, sub(1, mul(ans, ans))))
+ad.defvjp(tanh_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(sub(1, mul(ans, ans))))])
 
 arcsinh_p = _unary_prim("arcsinh", np.arcsinh)
 
@@ -406,7 +543,7 @@ def arcsinh(x):
   return arcsinh_p.bind(x)
 
 
-ad.defjvp(arcsinh_p, lambda x_dot, x: div(x_dot, sqrt(add(mul(x, x), 1))))
+ad.defjvp(arcsinh_p, lambda x_dot, x: tdiv(x_dot, sqrt(add(mul(x, x), 1))))
 
 arccosh_p = _unary_prim("arccosh", np.arccosh)
 
@@ -416,7 +553,7 @@ def arccosh(x):
 
 
 # sqrt(x - 1) sqrt(x + 1) rather than sqrt(x*x - 1): no cancellation near x = 1.
-ad.defjvp(arccosh_p, lambda x_dot, x: div(x_dot, mul(sqrt(sub(x, 1)), sqrt(add(x, 1)))))
+ad.defjvp(arccosh_p, lambda x_dot, x: tdiv(x_dot, mul(sqrt(sub(x, 1)), sqrt(add(x, 1)))))
 
 arctanh_p = _unary_prim("arctanh", np.arctanh)
 
@@ -425,7 +562,7 @@ def arctanh(x):
   return arctanh_p.bind(x)
 
 
-ad.defjvp(arctanh_p, lambda x_dot, x: div(x_dot, mul(sub(1, x), add(1, x))))
+ad.defjvp(arctanh_p, lambda x_dot, x: tdiv(x_dot, mul(sub(1, x), add(1, x))))
 
 arctan2_p = _nary_prim("arctan2", np.arctan2)
 
@@ -438,8 +575,8 @@ def _arctan2_denominator(y, x):
   return add(mul(x, x), mul(y, y))
 
 
-ad.defjvp(arctan2_p, lambda y_dot, y, x: mul(y_dot, div(x, _arctan2_denominator(y, x))),
-          lambda x_dot, y, x: mul(x_dot, neg(div(y, _arctan2_denominator(y, x)))))
+ad.defjvp(arctan2_p, lambda y_dot, y, x: tmul(y_dot, tdiv(x, _arctan2_denominator(y, x))),
+          lambda x_dot, y, x: tmul(x_dot, neg(tdiv(y, _arctan2_denominator(y, x)))))
 
 hypot_p = _nary_prim("hypot", np.hypot)
 
@@ -448,8 +585,8 @@ def hypot(x, y):
   return hypot_p.bind(x, y)
 
 
-ad.defjvp2(hypot_p, lambda x_dot, ans, x, y: mul(x_dot, div(x, ans)),
-           lambda y_dot, ans, x, y: mul(y_dot, div(y, ans)))
+ad.defjvp2(hypot_p, lambda x_dot, ans, x, y: tmul(x_dot, tdiv(x, ans)),
+           lambda y_dot, ans, x, y: tmul(y_dot, tdiv(y, ans)))
 
 # ---- stop_gradient (the identity, with a zero derivative) ------------------------------
 stop_gradient_p = core.primitive("stop_gradient")
@@ -472,8 +609,27 @@ def abs(x):  # noqa: A001  (the NumPy name)
   return abs_p.bind(x)
 
 
-ad.defjvp(abs_p, lambda x_dot, x: mul(x_dot, sign(x)))
-ad.defvjp(abs_p, lambda ct, ans, x, *, needs: [mul(ct, sign(x))])
+def _unit(z):
+  """z / |z| for complex z, 0 at z = 0 (both branches finite: the double where)."""
+  zero = eq(z, 0)
+  return select(zero, _const(0, z), div(z, select(zero, _const(1, z), abs(z))))
+
+
+def _abs_jvp(x_dot, x):
+  if x.dtype.kind != "c":
+    return tmul(x_dot, sign(x))
+  # |z| is not holomorphic: d|z| = Re(conj(z) dz) / |z|, taken as 0 at z = 0.
+  return real(tmul(x_dot, conj(_unit(x))))
+
+
+def _abs_vjp(ct, ans, x, *, needs):
+  if x.dtype.kind != "c":
+    return [tmul(ct, sign(x))]
+  return [tmul(shape_ops.convert_element_type(ct, x.dtype), _unit(x))]
+
+
+ad.defjvp(abs_p, _abs_jvp)
+ad.defvjp(abs_p, _abs_vjp)
 
 sign_p = _unary_prim("sign", np.sign)
 
@@ -531,7 +687,7 @@ def rem(x, y):
 
 
 ad.defjvp(rem_p, lambda x_dot, x, y: x_dot,
-          lambda y_dot, x, y: mul(y_dot, neg(floor_divide(x, y))))
+          lambda y_dot, x, y: tmul(y_dot, neg(floor_divide(x, y))))
 
 # ---- maximum, minimum ---------------------------------------------------------------------
 
@@ -544,8 +700,8 @@ def _balanced_eq(x, z, y):
 
 def _chooser_prim(name, np_fun):
   prim = _nary_prim(name, np_fun)
-  ad.defjvp2(prim, lambda x_dot, ans, x, y: mul(x_dot, _balanced_eq(x, ans, y)),
-             lambda y_dot, ans, x, y: mul(y_dot, _balanced_eq(y, ans, x)))
+  ad.defjvp2(prim, lambda x_dot, ans, x, y: tmul(x_dot, _balanced_eq(x, ans, y)),
+             lambda y_dot, ans, x, y: tmul(y_dot, _balanced_eq(y, ans, x)))
   return prim
 
 

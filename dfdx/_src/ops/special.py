@@ -16,6 +16,7 @@ computed by a series or a quadrature.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -463,7 +464,10 @@ ad.defjvp(stdtr_p, _not_implemented("stdtr", "df", "the degrees of freedom"),
 
 # ---- the derivative of gammainc in a ----------------------------------------------------------
 gammainc_grad_a_p = core.primitive("gammainc_grad_a")
-_LAGUERRE = np.polynomial.laguerre.laggauss(80)
+@functools.cache
+def _laguerre():
+  """Gauss-Laguerre nodes and weights (built on first use: numpy.polynomial is slow to import)."""
+  return np.polynomial.laguerre.laggauss(80)
 
 
 def gammainc_grad_a(a, x):
@@ -487,7 +491,7 @@ def _gammainc_grad_a_impl(a, x):
     upper = ok & (x > a + 5 * np.sqrt(np.maximum(a, 1)) + 1)
     series = ok & (x > 0) & ~upper
     if upper.any():
-      nodes, weights = _LAGUERRE
+      nodes, weights = _laguerre()
       aa, xx = a[upper][:, None], x[upper][:, None]
       rate = 1 - np.maximum(aa - 1, 0) / xx
       u, log_x = nodes / rate, np.log(xx)

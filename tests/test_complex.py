@@ -1,0 +1,133 @@
+"""Complex numbers: gradients of real-valued functions of complex arguments (df/dx + i df/dy,
+PyTorch's convention), holomorphic derivatives, Jacobians, and errors where a rule is not
+written for complex values. Checked against central differences in float64."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+
+RNG = np.random.default_rng(7)
+Z = RNG.normal(size=3) + 1j * RNG.normal(size=3)
+A = RNG.normal(size=(3, 3)) + 1j * RNG.normal(size=(3, 3))
+
+
+def wirtinger_fd(f, z, eps=1e-6):
+  """df/dx + i df/dy by central differences, for real-valued f of a complex array."""
+  z = np.asarray(z, complex)
+  out = np.zeros(z.shape, complex)
+  for idx in np.ndindex(z.shape):
+    for step, unit in ((eps, 1.0), (1j * eps, 1j)):
+      e = np.zeros(z.shape, complex)
+      e[idx] = step
+      out[idx] += unit * (float(f(z + e)) - float(f(z - e))) / (2 * eps)
+  return out
+
+
+# real-valued functions of a complex vector, written once for NumPy and dfdx.numpy
+LOSSES = {
+    "abs_squared": lambda m, z: m.sum(m.abs(z) ** 2),
+    "real_of_square": lambda m, z: m.sum(m.real(z * z)),
+    "imag_of_exp": lambda m, z: m.sum(m.imag(m.exp(z))),
+    "conj_product": lambda m, z: m.real(m.sum(m.conj(z) * m.sin(z))),
+    "matmul_norm": lambda m, z: m.sum(m.abs(A @ z) ** 2),
+    "log_sqrt": lambda m, z: m.sum(m.real(m.log(z) * m.sqrt(z))),
+    "division": lambda m, z: m.sum(m.imag(1.0 / (z + 3.0))),
+    "angle": lambda m, z: m.sum(m.angle(z) * m.abs(z)),
+    "tanh_cos": lambda m, z: m.sum(m.real(m.tanh(z) * m.cos(z))),
+    "einsum": lambda m, z: m.real(m.einsum("i,ij,j->", m.conj(z), A, z)),
+    "power": lambda m, z: m.sum(m.abs(z ** 3 + z ** 0.5)),
+    "indexing": lambda m, z: m.real(z[0] * z[2]) + m.imag(m.concatenate([z, z[::-1]]).sum()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradient_is_df_dx_plus_i_df_dy(name):
+  f = LOSSES[name]
+  got = dfdx.grad(lambda z: f(dnp, z))(Z)
+  np.testing.assert_allclose(got, wirtinger_fd(lambda z: f(np, z), Z), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_forward_mode_matches_reverse_mode(name):
+  f = lambda z: LOSSES[name](dnp, z)  # noqa: E731
+  g = dfdx.grad(f)(Z)
+  for direction in (np.array([1.0, -0.5, 2.0]), 1j * np.array([0.3, 1.0, -1.0])):
+    # df along a complex direction v is Re(sum(conj(g) v)) with g = df/dx + i df/dy
+    t = dfdx.jvp(f, (Z,), (direction.astype(complex),))[1]
+    np.testing.assert_allclose(t, np.real(np.vdot(g, direction)), rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_descent_direction():
+  # the convention makes z - lr * grad a descent step
+  f = lambda z: dnp.sum(dnp.abs(z - (1 + 2j)) ** 2)  # noqa: E731
+  g = dfdx.grad(f)(Z)
+  np.testing.assert_allclose(g, 2 * (Z - (1 + 2j)))
+  assert float(f(Z - 0.1 * g)) < float(f(Z))
+
+
+def test_second_order_and_vmap_and_jit():
+  f = LOSSES["matmul_norm"]
+  h = dfdx.hessian(lambda x: f(dnp, x + 1j * x[::-1]))(Z.real)
+  want = dfdx.jacfwd(dfdx.grad(lambda x: f(dnp, x + 1j * x[::-1])))(Z.real)
+  np.testing.assert_allclose(h, want, rtol=1e-10)
+  np.testing.assert_allclose(h, h.T, rtol=1e-10)
+  g = dfdx.grad(lambda z: f(dnp, z))
+  batch = np.stack([Z, 2 * Z])
+  np.testing.assert_allclose(dfdx.vmap(g)(batch), np.stack([g(Z), g(2 * Z)]), rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jit(g)(Z), g(Z), rtol=1e-12)
+
+
+@pytest.mark.parametrize("f,df", [
+    (lambda z: z ** 3, lambda z: 3 * z ** 2),
+    (lambda z: dnp.exp(z) * dnp.sin(z), lambda z: np.exp(z) * (np.sin(z) + np.cos(z))),
+    (lambda z: 1 / (z - 2j), lambda z: -1 / (z - 2j) ** 2),
+    (lambda z: dnp.log(z) * z, lambda z: np.log(z) + 1),
+])
+def test_holomorphic_grad_is_the_complex_derivative(f, df):
+  z = np.complex128(0.7 - 1.3j)
+  np.testing.assert_allclose(dfdx.grad(f, holomorphic=True)(z), df(z), rtol=1e-12)
+  value, d = dfdx.value_and_grad(f, holomorphic=True)(z)
+  np.testing.assert_allclose(d, df(z), rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jacfwd(f, holomorphic=True)(z), df(z), rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jacrev(f, holomorphic=True)(z), df(z), rtol=1e-12)
+  # and it is the limit of difference quotients along any complex direction
+  for h in (1e-6, 1e-6j):
+    np.testing.assert_allclose((complex(f(z + h)) - complex(f(z - h))) / (2 * h), df(z),
+                               rtol=1e-6)
+
+
+def test_holomorphic_jacobians_of_vector_functions():
+  f = lambda z: A @ dnp.exp(z)  # noqa: E731
+  want = A * np.exp(Z)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    np.testing.assert_allclose(jac(f, holomorphic=True)(Z), want, rtol=1e-12)
+
+
+def test_complex_outputs_of_real_inputs():
+  x = np.array([0.5, 1.0])
+  want = np.diag(1j * np.exp(1j * x))
+  np.testing.assert_allclose(dfdx.jacfwd(lambda x: dnp.exp(1j * x))(x), want)
+  np.testing.assert_allclose(dfdx.jacobian(lambda x: dnp.exp(1j * x))(x), want)
+  out, t = dfdx.jvp(lambda x: dnp.exp(1j * x), (x,), (np.ones(2),))
+  np.testing.assert_allclose(t, 1j * np.exp(1j * x))
+
+
+def test_clear_errors():
+  z = np.complex128(1 + 1j)
+  with pytest.raises(TypeError, match="holomorphic=True"):
+    dfdx.grad(lambda z: z * z)(z)
+  with pytest.raises(TypeError, match="needs a complex output"):
+    dfdx.grad(lambda z: dnp.abs(z), holomorphic=True)(z)
+  with pytest.raises(TypeError, match="holomorphic=True"):
+    dfdx.jacfwd(lambda z: dnp.abs(z))(Z)
+  with pytest.raises(TypeError, match="holomorphic=True"):
+    dfdx.jacrev(lambda x: x * 1j)(np.ones(2))
+  # a rule written for real values refuses complex ones instead of answering wrongly
+  with pytest.raises(dfdx.MissingRuleError, match="complex"):
+    dfdx.grad(lambda a: dnp.abs(dnp.linalg.det(a)))(A)
+
+
+def test_abs_at_zero_is_finite():
+  np.testing.assert_array_equal(dfdx.grad(lambda z: dnp.sum(dnp.abs(z)))(np.zeros(2, complex)),
+                                np.zeros(2))

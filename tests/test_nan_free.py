@@ -1,0 +1,208 @@
+"""Derivatives that do not turn into NaN (issue 5): a branch that `where` does not select,
+a zero derivative factor meeting an infinite one, subgradients at kinks and ties, and the
+zero-absorbing primitives that make them exact."""
+import warnings
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+import dfdx.scipy.special as dss
+from dfdx._src import ad
+from dfdx._src.ops import elementwise as ew
+from dfdx.testing import check_grads
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def _safe_log(x):
+  return dnp.where(x > 0, dnp.log(x), 0.0)
+
+
+def _sinc(x):
+  return dnp.where(x != 0, dnp.sin(x) / x, 1.0)
+
+
+def _sqrt_square(x):
+  return dnp.sqrt(x * x)
+
+
+def _arccos_clip(x):
+  return dnp.arccos(dnp.clip(x, -1, 1))
+
+
+def _where_exp(x):
+  return dnp.where(x < 100, dnp.exp(x), 0.0)
+
+
+def _where_sqrt(x):
+  return dnp.where(x > 0, dnp.sqrt(x), 0.0)
+
+
+# function, point, exact first derivative there
+CASES = [
+    (_safe_log, 0.0, 0.0), (_safe_log, 2.0, 0.5), (_safe_log, -1.0, 0.0),
+    (_sinc, 0.0, 0.0), (_sinc, 1.0, np.cos(1.0) - np.sin(1.0)),
+    (_sqrt_square, 0.0, 0.0), (_sqrt_square, -3.0, -1.0),
+    (_arccos_clip, 2.0, 0.0), (_arccos_clip, -2.0, 0.0), (_arccos_clip, 0.5, -1 / np.sqrt(0.75)),
+    (_where_exp, 1000.0, 0.0), (_where_exp, 1.0, np.e),
+    (_where_sqrt, -1.0, 0.0), (_where_sqrt, 4.0, 0.25),
+]
+IDS = [f"{f.__name__}@{x}" for f, x, _ in CASES]
+
+
+@pytest.mark.parametrize("f,x,want", CASES, ids=IDS)
+def test_reverse_mode(f, x, want):
+  np.testing.assert_allclose(dfdx.grad(f)(x), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("f,x,want", CASES, ids=IDS)
+def test_forward_mode(f, x, want):
+  np.testing.assert_allclose(dfdx.jvp(f, (x,), (1.0,))[1], want, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jacfwd(f)(x), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("f,x,want", CASES, ids=IDS)
+def test_jit_vmap_vjp_linearize(f, x, want):
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), want, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.grad(dfdx.jit(f))(x), want, rtol=1e-12)
+  xs = np.array([x, x])
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(f))(xs), [want, want], rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jit(dfdx.vmap(dfdx.grad(f)))(xs), [want, want], rtol=1e-12)
+  np.testing.assert_allclose(dfdx.vjp(f, x)[1](1.0)[0], want, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.linearize(f, x)[1](1.0), want, rtol=1e-12)
+
+
+def test_second_derivatives_stay_finite():
+  assert dfdx.hessian(_safe_log)(0.0) == 0.0
+  assert dfdx.hessian(_sinc)(0.0) == 0.0  # the branch is constant there
+  np.testing.assert_allclose(dfdx.hessian(_safe_log)(2.0), -0.25)
+  assert dfdx.hessian(_arccos_clip)(2.0) == 0.0
+  assert dfdx.hessian(_where_exp)(1000.0) == 0.0
+
+
+def test_arrays_mix_selected_and_unselected_entries():
+  x = np.array([-1.0, 0.0, 0.5, 2.0])
+  g = dfdx.grad(lambda x: dnp.sum(_safe_log(x)))(x)
+  np.testing.assert_allclose(g, [0.0, 0.0, 2.0, 0.5])
+  g = dfdx.grad(lambda x: dnp.sum(_sinc(x)))(x)
+  want = np.where(x != 0, (x * np.cos(x) - np.sin(x)) / np.where(x != 0, x, 1) ** 2, 0.0)
+  np.testing.assert_allclose(g, want, rtol=1e-12)
+
+
+def test_norms_at_zero_and_at_equal_points():
+  x = np.array([1.0, -2.0, 3.0])
+  np.testing.assert_array_equal(dfdx.grad(dnp.linalg.norm)(np.zeros(3)), np.zeros(3))
+  np.testing.assert_array_equal(dfdx.grad(lambda x: dnp.linalg.norm(x - x.copy()))(x), 0 * x)
+  y = x.copy()
+  np.testing.assert_array_equal(dfdx.grad(lambda x: dnp.linalg.norm(x - y))(x), 0 * x)
+  np.testing.assert_array_equal(
+      dfdx.grad(lambda x: dnp.sqrt(dnp.sum((x - y) ** 2)))(x), 0 * x)
+
+
+def test_ties_and_kinks_follow_one_convention():
+  # abs at 0: 0 (the midpoint of the subdifferential); maximum/minimum/clip ties: one half
+  # to each side; sort ties: each value takes the tangent of one entry, in order.
+  assert dfdx.grad(dnp.abs)(0.0) == 0.0
+  assert dfdx.grad(lambda x: dnp.maximum(x, 1.0))(1.0) == 0.5
+  assert dfdx.grad(lambda x: dnp.minimum(x, 1.0))(1.0) == 0.5
+  assert dfdx.grad(lambda x: dnp.clip(x, 1.0, 2.0))(1.0) == 0.5
+  assert dfdx.grad(lambda x: dnp.clip(x, 1.0, 2.0))(2.0) == 0.5
+  assert dfdx.grad(lambda x: dnp.clip(x, 1.0, 2.0))(3.0) == 0.0
+  np.testing.assert_array_equal(dfdx.jacobian(dnp.sort)(np.array([1.0, 1.0])), np.eye(2))
+
+
+def test_softmax_and_logsumexp_stay_finite():
+  x = np.array([-np.inf, 0.0, 1.0])
+  g = dfdx.grad(dss.logsumexp)(x)
+  np.testing.assert_allclose(g, [0.0, *np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()])
+  big = np.array([1000.0, -1000.0, 0.0])
+  jac = dfdx.jacobian(dss.softmax)(big)
+  assert np.all(np.isfinite(jac))
+  np.testing.assert_allclose(jac, np.zeros((3, 3)), atol=1e-300)
+
+
+def test_linear_algebra_at_degenerate_points():
+  a = np.eye(3)
+  # Near a repeated eigenvalue the basis-independent sum((V * w) @ V.T) = sum(A) has the
+  # exact gradient (eigh reads the lower triangle); at the repeated value itself it stays
+  # finite (the part inside the eigenspace is dropped: see dfdx.numpy.linalg.eigh).
+  f = lambda a: dnp.sum((lambda w, v: (v * w) @ v.T)(*dnp.linalg.eigh(a)))  # noqa: E731
+  b = np.array([[0.0, 1.0, 2.0], [1.0, 0.5, -1.0], [2.0, -1.0, 0.3]])
+  np.testing.assert_allclose(dfdx.grad(f)(a + 1e-6 * b),
+                             np.tril(np.ones((3, 3))) + np.tril(np.ones((3, 3)), -1), rtol=1e-6)
+  assert np.all(np.isfinite(dfdx.grad(f)(a)))
+  np.testing.assert_allclose(dfdx.grad(lambda a: dnp.sum(dnp.linalg.eigvalsh(a) ** 2))(a),
+                             2 * a)
+  np.testing.assert_allclose(
+      dfdx.grad(lambda a: dnp.sum(dnp.linalg.svd(a, full_matrices=False)[1]))(a), np.eye(3))
+  ones = np.ones((3, 3))
+  np.testing.assert_allclose(dfdx.grad(dnp.linalg.det)(ones), np.zeros((3, 3)), atol=1e-15)
+
+
+def test_no_recomputation_when_nothing_is_nan():
+  calls = []
+
+  def f(x):
+    calls.append(1)
+    return dnp.sin(x)
+  dfdx.grad(f)(1.0)
+  assert len(calls) == 1
+  calls.clear()
+  # a NaN in the value alone (nothing differentiated) is not computed twice under vmap
+  dfdx.vmap(f)(np.array([np.nan, 1.0]))
+  assert len(calls) == 1
+
+
+def test_recomputation_starts_from_the_variables_before_the_call():
+  counter = dfdx.Variable(np.float64(0.0))
+
+  def f(x):
+    counter.value = counter.value + 1.0
+    return _safe_log(x)
+  assert dfdx.grad(f)(0.0) == 0.0
+  assert counter.value == 1.0
+
+
+def test_true_nans_stay_nan():
+  # the input itself is invalid where the branch is selected: the derivative is NaN
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert np.isnan(dfdx.grad(lambda x: dnp.log(x) * 0 + dnp.sqrt(x))(-1.0))
+
+
+@pytest.mark.parametrize("x,y", [(0.0, 5.0), (3.0, 0.0), (0.0, np.inf), (np.inf, 0.0),
+                                 (0.0, np.nan), (2.0, 3.0)])
+def test_zmul_absorbs_zeros(x, y):
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    got = ew.zmul(np.float64(x), np.float64(y))
+  want = 0.0 if x == 0 or y == 0 else x * y
+  assert got == want
+  assert ew.zmul(np.array([x, 1.0]), np.array([y, 2.0]))[0] == want
+
+
+@pytest.mark.parametrize("x,y", [(0.0, 0.0), (np.inf, np.inf), (0.0, np.nan), (3.0, 2.0),
+                                 (1.0, 0.0)])
+def test_zdiv_absorbs_zeros(x, y):
+  got = ew.zdiv(np.float64(x), np.float64(y))
+  want = 0.0 if x == 0 or np.isinf(y) else np.float64(x) / np.float64(y)
+  assert got == want
+
+
+def test_zero_absorbing_primitives_differentiate_like_mul_and_div():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=3), rng.uniform(0.5, 2.0, size=3)
+  check_grads(ew.zmul, (x, y), order=2)
+  check_grads(ew.zdiv, (x, y), order=2)
+  assert ad.zero_absorbing is False
+
+
+def test_generated_code_of_the_zero_absorbing_program():
+  got = ad.run_zero_absorbing(lambda: dfdx.export.to_source(dfdx.grad(_safe_log), 0.0))
+  namespace = {}
+  exec(got, namespace)
+  fn = [v for k, v in namespace.items() if k.startswith("grad")][0]
+  assert fn(np.float64(0.0)) == 0.0
+  assert fn(np.float64(2.0)) == 0.5
