@@ -10,7 +10,7 @@ import inspect
 
 import numpy as np
 
-from dfdx._src import codegen
+from dfdx._src import ad, codegen
 from dfdx._src.jit import make_expr
 from dfdx._src.tree import tree_leaves
 
@@ -44,14 +44,40 @@ def to_source(f, *args, name=None):
       return v0
   <BLANKLINE>
   """
+  made = ad.JVPTrace.made
   expr = make_expr(f, optimize=True)(*args)
   leaves_per_arg = [len(tree_leaves(a)) for a in args]
   names = _arg_names(f, len(args), leaves_per_arg) or [f"x{i}" for i in range(
       len(expr.program.in_vars))]
   if len(names) != len(expr.program.in_vars):
     names = [f"x{i}" for i in range(len(expr.program.in_vars))]
-  return codegen.program_source(expr.program, name or expr.name, arg_names=names,
-                                single_output=expr.out_tree.num_leaves == 1)
+  name = codegen._identifier(name or expr.name)
+  single = expr.out_tree.num_leaves == 1
+  if ad.JVPTrace.made == made:  # nothing differentiated: one program
+    return codegen.program_source(expr.program, name, arg_names=names, single_output=single)
+  # A derivative: as dfdx computes it, a result holding a NaN is computed again with the
+  # zero-absorbing chain rule (see README, "Derivatives that stay finite").
+  safe = ad.run_zero_absorbing(lambda: make_expr(f, optimize=True)(*args))
+  if not any(e.prim.name in ("zmul", "zdiv") for e in safe.program.eqns):
+    return codegen.program_source(safe.program, name, arg_names=names, single_output=single)
+  plain_src = codegen.program_source(expr.program, f"_{name}_plain", arg_names=names)
+  safe_src = codegen.program_source(safe.program, f"_{name}_zero_absorbing", arg_names=names,
+                                    prefix="z")
+  safe_body = safe_src[safe_src.index(f"def _{name}_zero_absorbing"):]
+  safe_prelude = [line for line in safe_src[:safe_src.index(f"def _{name}_zero_absorbing")]
+                  .splitlines() if line and line not in plain_src]
+  args_text = ", ".join(names)
+  wrapper = (
+      f"def _holds_nan(outs):\n"
+      f"    return any(np.isnan(np.sum(o)) for o in outs if np.iscomplexobj(o) or "
+      f"np.issubdtype(np.result_type(o), np.floating))\n\n"
+      f"def {name}({args_text}):\n"
+      f"    outs = _{name}_plain({args_text})\n"
+      f"    if _holds_nan(outs):  # where a factor is infinite: 0 * inf = 0 in the chain rule\n"
+      f"        outs = _{name}_zero_absorbing({args_text})\n"
+      f"    return {'outs[0]' if single else 'outs'}\n")
+  return "\n".join([plain_src.rstrip("\n"), "", *safe_prelude, "", safe_body.rstrip("\n"),
+                    "", wrapper])
 
 
 def to_sympy(f, *args, simplify=True):

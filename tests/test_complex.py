@@ -38,6 +38,8 @@ LOSSES = {
     "einsum": lambda m, z: m.real(m.einsum("i,ij,j->", m.conj(z), A, z)),
     "power": lambda m, z: m.sum(m.abs(z ** 3 + z ** 0.5)),
     "indexing": lambda m, z: m.real(z[0] * z[2]) + m.imag(m.concatenate([z, z[::-1]]).sum()),
+    "solve": lambda m, z: m.sum(m.abs(m.linalg.solve(A + m.diag(z), z)) ** 2),
+    "inv": lambda m, z: m.real(m.sum(m.linalg.inv(A * z) @ z)),
 }
 
 

@@ -86,8 +86,8 @@ def literal(value) -> str:
 class _Emitter:
   """Names, liveness and buffer ownership while writing one program."""
 
-  def __init__(self, program, const_names):
-    self.program = program
+  def __init__(self, program, const_names, prefix=""):
+    self.program, self.prefix = program, prefix
     self.names = {}
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
@@ -120,7 +120,7 @@ class _Emitter:
     if isinstance(a.val, (np.ndarray, np.generic)):  # hoisted: built once, not per call
       key = (type(a.val), a.aval.dtype.str, repr(np.asarray(a.val).item()))
       if key not in self.hoisted:
-        self.hoisted[key] = (f"k{len(self.hoisted)}", a.val)
+        self.hoisted[key] = (f"{self.prefix}k{len(self.hoisted)}", a.val)
       return self.hoisted[key][0]
     return literal(a.val)
 
@@ -148,14 +148,15 @@ class _Emitter:
 
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
-                   arg_names=None, single_output=False, return_literals=False):
+                   arg_names=None, single_output=False, return_literals=False, prefix=""):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
-  function returns a tuple of the outputs, or the output itself with `single_output`."""
+  function returns a tuple of the outputs, or the output itself with `single_output`.
+  `prefix` starts the names of its constants (so that two sources can share a file)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
-  const_names = [f"c{i}" for i in range(len(program.const_vars))]
-  em = _Emitter(program, const_names)
+  const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
+  em = _Emitter(program, const_names, prefix)
   if arg_names is not None:
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n

@@ -163,7 +163,7 @@ def _simplify_eqn(eqn, inputs, producers, consts):
   if eqn.prim.multiple_results:
     return None
   name, out = eqn.prim.name, eqn.outputs[0]
-  if name == "mul":
+  if name in ("mul", "zmul"):
     for a, b in ((inputs[0], inputs[1]), (inputs[1], inputs[0])):
       if consts.is_all(b, 1) and _same_type(a, out):
         return a
@@ -173,7 +173,7 @@ def _simplify_eqn(eqn, inputs, producers, consts):
       return x
     if name == "add" and consts.is_all(x, 0) and _same_type(y, out):
       return y
-  if name == "div" and consts.is_all(inputs[1], 1) and _same_type(inputs[0], out):
+  if name in ("div", "zdiv") and consts.is_all(inputs[1], 1) and _same_type(inputs[0], out):
     return inputs[0]
   if name == "integer_pow" and eqn.params["y"] == 1:
     return inputs[0]
@@ -226,6 +226,12 @@ def _fuse_eqn(eqn, inputs, producers, uses=None):
   if unbroadcast is not None:
     return unbroadcast
   name = eqn.prim.name
+  if name in ("zmul", "zdiv"):
+    # A zero-absorbing product with a finite, nonzero literal factor (or divisor) is the
+    # plain one: nothing can be absorbed.
+    plain = _plain_product(eqn, inputs)
+    if plain is not None:
+      return plain
   if name == "mul" and uses is not None:
     # a * (k * b) -> (a * k) * b with k = +-2**j (exact) when a is smaller than b: the
     # multiplication by k then runs over the small operand only.
@@ -249,6 +255,23 @@ def _fuse_eqn(eqn, inputs, producers, uses=None):
   if name == "transpose" and producer.prim.name == "transpose":
     perm = tuple(producer.params["perm"][p] for p in eqn.params["perm"])
     return Eqn(eqn.prim, [producer.inputs[0]], {"perm": perm}, eqn.outputs, eqn.source)
+  return None
+
+
+def _finite_nonzero_literal(a):
+  if type(a) is not Lit:
+    return False
+  v = np.asarray(a.val)
+  return v.dtype.kind in "biufc" and bool(np.all(np.isfinite(v)) and np.all(v != 0))
+
+
+def _plain_product(eqn, inputs):
+  from dfdx._src.ops import elementwise
+  x, y = inputs
+  if eqn.prim.name == "zmul" and (_finite_nonzero_literal(x) or _finite_nonzero_literal(y)):
+    return Eqn(elementwise.mul_p, inputs, {}, eqn.outputs, eqn.source)
+  if eqn.prim.name == "zdiv" and (_finite_nonzero_literal(x) or _finite_nonzero_literal(y)):
+    return Eqn(elementwise.div_p, inputs, {}, eqn.outputs, eqn.source)
   return None
 
 

@@ -15,4 +15,4 @@ _ad.complex_rules.update(
         "complex", "select", "stop_gradient", "broadcast_to", "reshape", "transpose",
         "concatenate", "pad", "slice", "rev", "convert_element_type", "gather", "scatter_add",
         "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "isnan", "isfinite",
-        "isinf", "logical_and", "logical_or", "logical_xor", "logical_not"})
+        "isinf", "logical_and", "logical_or", "logical_xor", "logical_not", "solve"})

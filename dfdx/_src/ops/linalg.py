@@ -194,9 +194,10 @@ def _solve_jvp(primals, tangents):
 
 
 def _solve_transpose(ct, a, b):
-  # Linear in b only: b_bar = A^-T x_bar, summed over the batch dims b was broadcast along.
+  # Linear in b only: b_bar = A^-H x_bar (the adjoint: A^-T for real A), summed over the
+  # batch dims b was broadcast along.
   assert not ad.is_linear(a), "solve is linear in its right-hand side only"
-  b_bar = shape_ops.sum_to_shape(solve_p.bind(contraction.matrix_transpose(a), ct),
+  b_bar = shape_ops.sum_to_shape(solve_p.bind(contraction.matrix_transpose(ew.conj(a)), ct),
                                  core.shape_of(b))
   dtype = core.get_aval(b).dtype
   return [None, b_bar if b_bar.dtype == dtype else shape_ops.convert_element_type(b_bar, dtype)]
