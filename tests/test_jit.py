@@ -180,9 +180,23 @@ def test_generated_code_is_flat_numpy_with_buffer_reuse():
                         optimize=True)(X)
   source = expr.to_source()
   body = [line.strip() for line in source.splitlines() if line.startswith("    ")]
-  assert all(re.match(r"(v\d+(, )?)+ = np\.|return", line) for line in body), source
+  assert all(re.match(r"(v\d+(, )?)+ = np\.|return|del v\d+", line) for line in body), source
   assert "dfdx" not in source
   assert "out=" in source
+
+
+def test_generated_code_frees_temporaries_after_their_last_use():
+  expr = dfdx.make_expr(dfdx.grad(lambda x: dnp.sum(dnp.tanh(x) * dnp.exp(x) * x)),
+                        optimize=True)(X)
+  body = [line.strip() for line in expr.to_source().splitlines() if line.startswith("    ")]
+  deleted = [n for line in body if line.startswith("del ") for n in line[4:].split(", ")]
+  assigned = {n for line in body if " = " in line for n in line.split(" = ")[0].split(", ")}
+  returned = set(body[-1][len("return ("):-1].rstrip(",").split(", "))
+  assert set(deleted) == assigned - returned  # every temporary, once
+  assert len(deleted) == len(set(deleted))
+  for k, line in enumerate(body):  # none is read after its deletion
+    for name in (line[4:].split(", ") if line.startswith("del ") else []):
+      assert not any(re.search(rf"\b{name}\b", later) for later in body[k + 1:]), name
 
 
 def test_buffer_reuse_never_writes_into_inputs_or_views():

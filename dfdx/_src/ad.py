@@ -60,7 +60,8 @@ def holds_nan(tree) -> bool:
       return False
     if tree.ndim == 0:
       return tree != tree
-    norm = np.vdot(tree, tree)  # a sum of squared magnitudes: NaN exactly when an entry is
+    flat = tree.ravel(order="K")  # no copy for any dense layout (transposed outputs)
+    norm = np.vdot(flat, flat)  # a sum of squared magnitudes: NaN exactly when an entry is
     return norm != norm
   if isinstance(tree, float):
     return tree != tree

@@ -163,6 +163,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   args = ", ".join(em.name(v) for v in program.in_vars)
   body, used_helpers = [], set()
   skipped, fused_reductions = _fuse_reductions(program, em)
+  dels_after = _dead_after(program, skipped, fused_reductions)
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
       continue
@@ -198,6 +199,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     used_helpers.update(h for h in helpers if h + "(" in expr)
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
+    if i in dels_after:
+      body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
   ret = ", ".join(em.atom(o) for o in program.outs)
   if single_output and len(program.outs) == 1:
     body.append(f"    return {ret}")
@@ -276,6 +279,32 @@ def compile_program(program: Program, name="f"):
   fn = namespace[_identifier(name)]
   fn.__dfdx_source__ = source
   return fn
+
+
+def _dead_after(program, skipped, fused_reductions):
+  """Statement index -> the intermediate variables last used there, which the generated code
+  deletes right after it: a temporary is freed as soon as it is dead, not when the function
+  returns (lower peak memory, and NumPy's allocator can hand its memory to the next one)."""
+  producer = {id(v): k for k, e in enumerate(program.eqns) for v in e.outputs}
+  last = {}
+  for i, eqn in enumerate(program.eqns):
+    if i in skipped:
+      continue
+    inputs = eqn.inputs
+    if i in fused_reductions:  # the einsum reads the operands of the product it replaces
+      inputs = program.eqns[producer[id(eqn.inputs[0])]].inputs
+    for a in inputs:
+      if isinstance(a, Var):
+        last[id(a)] = i
+  keep = {id(o) for o in program.outs if isinstance(o, Var)}
+  dead: dict = {}
+  for i, eqn in enumerate(program.eqns):
+    if i in skipped:
+      continue
+    for v in eqn.outputs:
+      if id(v) not in keep:
+        dead.setdefault(last.get(id(v), i), []).append(v)
+  return dead
 
 
 def _identifier(name):

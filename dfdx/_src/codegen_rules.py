@@ -166,7 +166,13 @@ def _index_expr(spec, arrays):
   return "(" + "".join(p + ", " for p in _index_parts(spec, arrays, False)) + ")"
 
 
-def _gather_code(ins, p):
+@with_avals
+def _gather_code(ins, p, in_avals, out_avals):
+  if len(ins) == 2 and in_avals[1].dtype.kind in "iu":
+    from dfdx._src.ops.indexing import take_axis
+    axis = take_axis(p["spec"], in_avals[0].shape)
+    if axis:
+      return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
   parts = _index_parts(p["spec"], ins[1:], True)
   subscript = ", ".join(parts) + "," if parts else "()"
   return f"np.asarray({ins[0]})[{subscript}]"
@@ -299,3 +305,7 @@ for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sy
               "lu_factor", "lu_pivots_to_permutation", "odeint", "odeint_tangent",
               "gammainc_grad_a"):
   register(_prim, _impl_call(_prim))
+
+# ---- fft ----------------------------------------------------------------------------------
+register("fft", lambda ins, p: f"np.fft.{p['fft_type']}n({ins[0]}, s={literal(p['lengths'])}, "
+         f"axes={literal(p['axes'])}, norm={p['norm']!r})")

@@ -218,8 +218,26 @@ def gather(x, indices, spec):
   return gather_p.bind(x, *indices, spec=_normalize_spec(spec, len(indices)))
 
 
+def take_axis(spec, shape):
+  """The axis k when `spec` is `[:, ..., :, idx]` (full slices, then one index array at axis
+  k, then full slices), else None. NumPy's `take` along k computes it into a contiguous
+  result, where fancy indexing past axis 0 gives a strided one that a later reshape copies."""
+  axis = None
+  for i, e in enumerate(spec):
+    if type(e) is ArrayIndex and axis is None:
+      axis = i
+    elif not (type(e) is tuple and i < len(shape) and e == (0, shape[i], 1)):
+      return None
+  return axis
+
+
 def _gather_impl(x, *indices, spec):
-  return np.asarray(x)[_np_index(spec, indices)]
+  x = np.asarray(x)
+  if len(indices) == 1 and indices[0].dtype.kind in "iu":
+    axis = take_axis(spec, x.shape)
+    if axis:
+      return np.take(x, indices[0], axis=axis)
+  return x[_np_index(spec, indices)]
 
 
 def _gather_abstract_eval(x, *indices, spec):
