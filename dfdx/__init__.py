@@ -37,6 +37,7 @@ from dfdx._src.errors import (  # noqa: F401
     DfdxError as DfdxError,
     EscapedTracerError as EscapedTracerError,
     MissingRuleError as MissingRuleError,
+    NaNError as NaNError,
     NonDifferentiableInputError as NonDifferentiableInputError,
     NonScalarOutputError as NonScalarOutputError,
     PytreeError as PytreeError,
@@ -46,5 +47,6 @@ from dfdx import tree as tree  # noqa: F401
 from dfdx import testing as testing  # noqa: F401
 from dfdx import export as export  # noqa: F401
 import dfdx.numpy  # noqa: F401,E402  (installs array behaviour on traced values)
+from dfdx._src.debug import debug_nans as debug_nans  # noqa: F401,E402  (last: see its env var)
 
 __version__ = "0.1.0"

@@ -97,3 +97,29 @@ class PytreeError(DfdxError, ValueError):
 
 class InvalidInputError(DfdxError, TypeError):
   """A primitive or transformation received a value of a type it cannot use."""
+
+
+class NaNError(DfdxError, FloatingPointError):
+  """While `dfdx.debug_nans` is on: an operation produced a NaN from inputs that held none,
+  in the forward computation or in a derivative rule.
+
+  >>> with dfdx.debug_nans():                         # doctest: +SKIP
+  ...   dfdx.grad(lambda x: dnp.sqrt(x) - dnp.sqrt(x))(0.0)
+  NaNError: debug_nans: `add` produced a NaN from inputs free of NaN, in reverse mode, adding
+  up the cotangents that reach an input of `sqrt` (... inf - inf), for the operation at ...
+
+  The message names the primitive, the rule it ran in, the user's line of the forward
+  operation, and the inputs. So do the attributes: `primitive`; `context`, one of "forward",
+  "jvp" (a JVP rule), "vjp" (a reverse-mode rule), "sum" (adding up cotangents in reverse
+  mode) or "linear" (a linearized derivative applied); `derivative_of`, the primitive whose
+  rule it was (or None); `source`, "file:line (function)"; and `code`, the text of that line.
+
+  Fix: keep the input inside the function's domain, or guard it with `dnp.where` and a safe
+  value before the operation (the double-where pattern).
+  """
+
+  def __init__(self, message, *, primitive=None, context=None, derivative_of=None,
+               source=None, code=None):
+    super().__init__(message)
+    self.primitive, self.context, self.derivative_of = primitive, context, derivative_of
+    self.source, self.code = source, code

@@ -96,8 +96,8 @@ class StagingTrace(Trace):
     for a in args:
       if isinstance(a, Tracer):
         break
-    else:  # constants only: fold now
-      return prim.impl(*args, **params)
+    else:  # constants only: fold now (with core.bind_in, which debug_nans checks)
+      return core.bind_in(None, prim, args, params)
     inputs = [self.to_atom(a) for a in args]
     out_avals = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
     if prim.multiple_results:

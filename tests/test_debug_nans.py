@@ -1,0 +1,251 @@
+"""dfdx.debug_nans: the first NaN produced, forward or in a derivative rule, raises NaNError
+naming the primitive, the rule and the user's line of the forward operation.
+
+Lines are found in this file by their `#@name` markers, not hard-coded."""
+import inspect
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+
+_LINES = inspect.getsource(sys.modules[__name__]).splitlines()
+
+
+def line_of(marker):
+  """The line number of the line of this file marked `#@marker`."""
+  (number,) = [i + 1 for i, text in enumerate(_LINES) if text.rstrip().endswith("#@" + marker)]
+  return number
+
+
+def here(marker):
+  return f"{os.path.basename(__file__)}:{line_of(marker)}"
+
+
+def assert_site(err, marker):
+  assert err.source is not None and here(marker) in err.source, (err.source, here(marker))
+  assert f"{here(marker)} " in str(err)
+
+
+def eval_path():
+  """What debug_nans swaps in while on."""
+  from dfdx._src import ad, batching, core, jit, staging
+  return (core.Primitive.bind, core.bind_in, ad.bind_in, batching.bind_in, ad.new_tape,
+          jit.nan_check, staging.user_source_line, np.geterr(), np.geterrcall())
+
+
+@pytest.fixture(autouse=True)
+def quiet_and_off():
+  """NumPy's warnings about invalid values are expected here; every test leaves the checks
+  off and the plain eval path in place, as it found them."""
+  assert not dfdx.debug_nans.is_enabled()
+  before = eval_path()
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    yield
+  assert not dfdx.debug_nans.is_enabled()
+  assert eval_path() == before
+
+
+# ---- forward --------------------------------------------------------------------------------
+
+
+def test_forward_dnp_call_on_concrete_values():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`dfdx.numpy.log` produced") as e:
+    dnp.log(-1.0)  #@fwd-log
+  assert e.value.context == "forward" and e.value.derivative_of is None
+  assert_site(e.value, "fwd-log")
+  assert "dnp.log(-1.0)" in str(e.value) and "double-where" in str(e.value)
+  assert isinstance(e.value, FloatingPointError)
+
+
+@pytest.mark.parametrize("fun", [lambda x: dnp.sqrt(-x), lambda x: dnp.divide(x - x, x - x),
+                                 lambda x: dnp.subtract(dnp.exp(x), dnp.exp(x))])
+def test_forward_common_nans(fun):  # sqrt(-1), 0 / 0, inf - inf
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError):
+    fun(np.array([1000.0, 2.0]))
+
+
+def test_forward_under_grad_names_the_primitive():
+  def f(x):
+    y = x * 2.0
+    return dnp.log(y - 4.0)  #@fwd-grad
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`log` produced a NaN") as e:
+    dfdx.grad(f)(1.0)
+  assert e.value.primitive == "log" and e.value.context == "forward"
+  assert_site(e.value, "fwd-grad")
+  assert "float64[] = -2.0" in str(e.value)
+
+
+def test_forward_primitive_that_numpy_does_not_flag():
+  signs = np.array([np.inf, -np.inf])
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`reduce_sum` produced") as e:
+    dfdx.grad(lambda x: dnp.sum(x * signs))(1.0)  #@fwd-sum
+  assert_site(e.value, "fwd-sum")
+
+
+def test_forward_under_vmap_shows_the_first_bad_entry():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
+    dfdx.vmap(lambda x: dnp.sqrt(x))(np.array([1.0, 4.0, -9.0]))  #@fwd-vmap
+  assert e.value.primitive == "sqrt"
+  assert_site(e.value, "fwd-vmap")
+  assert "the first at index (2,), where the inputs are -9.0" in str(e.value)
+
+
+# ---- derivatives ----------------------------------------------------------------------------
+
+
+def both_infinite(x):
+  return dnp.sqrt(x) - dnp.sqrt(x)  #@inf-minus-inf
+
+
+def test_reverse_mode_nan_names_the_rule_and_forward_line():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="reverse mode") as e:
+    dfdx.grad(both_infinite)(0.0)  #@grad-call
+  assert e.value.derivative_of == "sqrt" and e.value.context in ("vjp", "sum")
+  assert_site(e.value, "inf-minus-inf")
+  assert "return dnp.sqrt(x) - dnp.sqrt(x)" in str(e.value)
+  assert f"the derivative ran from {os.path.abspath(__file__)}" in str(e.value)
+
+
+def test_reverse_mode_nan_without_direct_vjp_rules():
+  from dfdx._src import ad
+  with ad.use_vjp_rules(False), dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
+    dfdx.vector_grad(both_infinite)(np.zeros(3))
+  assert e.value.context in ("vjp", "sum")
+  assert_site(e.value, "inf-minus-inf")
+
+
+def test_forward_mode_nan_names_the_jvp_rule():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match=r"derivative \(JVP\) rule") as e:
+    dfdx.jvp(both_infinite, (0.0,), (1.0,))
+  assert e.value.context == "jvp" and e.value.derivative_of is not None
+  assert_site(e.value, "inf-minus-inf")
+
+
+def test_linearized_derivative():
+  with dfdx.debug_nans():
+    _, f_jvp = dfdx.linearize(both_infinite, 0.0)
+    with pytest.raises(dfdx.NaNError, match="linearized derivative") as e:
+      f_jvp(1.0)
+  assert_site(e.value, "inf-minus-inf")
+
+
+def test_vjp_recorded_while_off_still_reports():
+  _, f_vjp = dfdx.vjp(both_infinite, 0.0)
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="recorded while debug_nans was off"):
+    f_vjp(1.0)
+
+
+def test_a_nan_the_library_removes_is_not_reported():
+  f = dfdx.grad(lambda x: dnp.where(x > 0, dnp.sqrt(x), 0.0))
+  plain = f(0.0)
+  with dfdx.debug_nans():
+    if np.isnan(plain):  # without a recomputation of NaN derivatives, it is a NaN produced
+      with pytest.raises(dfdx.NaNError):
+        f(0.0)
+    else:
+      assert f(0.0) == plain
+
+
+# ---- jit ------------------------------------------------------------------------------------
+
+
+def test_jit_forward():
+  f = dfdx.jit(lambda x: dnp.sum(dnp.log(x - 1.0)))  #@jit-fwd
+  f(np.ones(3) * 2.0)  # compiled while off
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match=r"jit\(<lambda>\) returned") as e:
+    f(np.array([2.0, 0.5, 3.0]))
+  assert e.value.primitive == "log" and e.value.context == "forward"
+  assert_site(e.value, "jit-fwd")
+
+
+def test_jit_backward_traced_while_on():
+  f = dfdx.jit(dfdx.grad(both_infinite))
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="returned a NaN") as e:
+    f(0.0)
+  assert e.value.derivative_of == "sqrt"
+  assert_site(e.value, "inf-minus-inf")
+
+
+def test_grad_of_jit():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
+    dfdx.grad(dfdx.jit(lambda x: dnp.sqrt(x) - dnp.sqrt(2.0 * x)))(0.0)  #@grad-of-jit
+  assert e.value.derivative_of == "sqrt"
+  assert_site(e.value, "grad-of-jit")
+
+
+def test_jit_constant_folded_while_tracing():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
+    dfdx.jit(lambda x: x + dnp.log(dnp.zeros(()) - 1.0))(1.0)  #@jit-fold
+  assert_site(e.value, "jit-fold")
+
+
+# ---- the switch -----------------------------------------------------------------------------
+
+
+def test_off_by_default_results_unchanged():
+  assert np.isnan(dnp.log(-1.0))
+  assert np.isnan(dfdx.grad(both_infinite)(0.0))
+  assert np.isnan(dfdx.jit(lambda x: dnp.log(x))(-1.0))
+
+
+def test_nan_in_the_inputs_is_not_reported():
+  x = np.array([1.0, np.nan])
+  with dfdx.debug_nans():
+    assert np.isnan(dnp.log(x)).tolist() == [False, True]
+    assert np.isnan(dfdx.grad(lambda x: dnp.sum(dnp.sin(x) * x))(x)).tolist() == [False, True]
+    assert np.isnan(dfdx.jit(lambda x: dnp.exp(x))(x)).tolist() == [False, True]
+    assert np.isnan(dfdx.grad(dnp.sqrt)(np.nan))
+
+
+def test_context_manager_restores_state_and_nests():
+  with dfdx.debug_nans():
+    assert dfdx.debug_nans.is_enabled()
+    with dfdx.debug_nans(False):
+      assert not dfdx.debug_nans.is_enabled()
+      assert np.isnan(dnp.log(-1.0))
+    assert dfdx.debug_nans.is_enabled()
+  assert not dfdx.debug_nans.is_enabled()
+
+
+def test_exception_inside_the_block_restores_state():
+  with pytest.raises(dfdx.NaNError):
+    with dfdx.debug_nans():
+      dnp.sqrt(-1.0)
+  assert not dfdx.debug_nans.is_enabled()
+  with pytest.raises(KeyError):
+    with dfdx.debug_nans():
+      raise KeyError("x")
+  assert not dfdx.debug_nans.is_enabled()
+
+
+def test_global_switch():
+  dfdx.debug_nans(True)
+  try:
+    assert dfdx.debug_nans.is_enabled()
+    with pytest.raises(dfdx.NaNError):
+      dnp.log(-1.0)
+  finally:
+    dfdx.debug_nans(False)
+  assert np.isnan(dnp.log(-1.0))
+
+
+def test_plain_numpy_keeps_its_warnings():
+  with dfdx.debug_nans():
+    assert np.geterr()["invalid"] == "call"
+    with pytest.warns(RuntimeWarning, match="invalid value"):
+      warnings.simplefilter("always", RuntimeWarning)
+      np.log(np.array(-1.0))
+
+
+def test_environment_variable():
+  env = dict(os.environ, DFDX_DEBUG_NANS="1")
+  out = subprocess.run([sys.executable, "-c", "import dfdx; print(dfdx.debug_nans.is_enabled())"],
+                       env=env, capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "True"
