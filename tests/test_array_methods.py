@@ -235,7 +235,7 @@ def test_numpy_linalg_norm_dispatches():
 
 
 def test_numpy_functions_dfdx_lacks_raise_a_clear_type_error():
-  for f in [lambda x: np.fft.fft(x), lambda x: np.add.outer(x, x),
+  for f in [lambda x: np.frompyfunc(abs, 1, 1)(x), lambda x: np.add.outer(x, x),
             lambda x: np.add.reduceat(x, [0, 1]), lambda x: np.maximum.accumulate(x)]:
     with pytest.raises(TypeError, match="does not support traced values"):
       dfdx.grad(lambda x: dnp.sum(f(x)))(X)

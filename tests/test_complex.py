@@ -133,3 +133,20 @@ def test_clear_errors():
 def test_abs_at_zero_is_finite():
   np.testing.assert_array_equal(dfdx.grad(lambda z: dnp.sum(dnp.abs(z)))(np.zeros(2, complex)),
                                 np.zeros(2))
+
+
+def test_real_and_imag_attributes_of_traced_values():
+  f = lambda z: dnp.sum(z.real * z.imag + (z.conj() * z).real)  # noqa: E731
+  np.testing.assert_allclose(dfdx.grad(f)(Z), Z.imag + 1j * Z.real + 2 * Z, rtol=1e-12)
+  np.testing.assert_allclose(dfdx.jit(lambda z: z.imag)(Z), Z.imag)
+  np.testing.assert_allclose(dfdx.vmap(lambda z: z.real)(A), A.real)
+
+
+def test_complex_and_non_finite_constants_in_compiled_code():
+  x = np.arange(4.0)
+  np.testing.assert_allclose(dfdx.jit(lambda x: x * (1 + 0.5j))(x), x * (1 + 0.5j))
+  weights = np.array([np.nan, 1.0, -np.inf, 2.0 + 1j * np.inf])
+  np.testing.assert_array_equal(dfdx.jit(lambda x: x * weights)(x), x * weights)
+  namespace = {}
+  exec(dfdx.export.to_source(lambda x: x * weights, x, name="g"), namespace)
+  np.testing.assert_array_equal(namespace["g"](x), x * weights)

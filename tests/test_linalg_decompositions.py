@@ -513,14 +513,6 @@ def test_jit_of_decompositions_equals_numpy(rng):
 
 
 # ---- errors -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["eig", "eigvals"])
-def test_eig_raises_on_traced_values(name):
-  a = np.array([[0.0, 1.0], [-1.0, 0.0]])
-  assert getattr(la, name)(a) is not None  # NumPy's answer on untraced values
-  with pytest.raises(NotImplementedError, match="complex.*eigh"):
-    dfdx.grad(lambda a: dnp.sum(getattr(la, name)(a)))(a)
-
-
 def test_undefined_derivatives_raise_not_implemented(rng):
   tall = _general(rng, (4, 3))
   with pytest.raises(NotImplementedError, match="full_matrices=False"):

@@ -65,12 +65,18 @@ def literal(value) -> str:
   if isinstance(value, type) and issubclass(value, np.generic):
     return f"np.{value.__name__}"
   if isinstance(value, np.generic):
-    return f"np.{type(value).__name__}({value.item()!r})"
+    return f"np.{type(value).__name__}({literal(value.item())})"
   if isinstance(value, np.ndarray):
+    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+      return f"np.array({literal(value.tolist())}, dtype={value.dtype.name!r})"
     return f"np.array({value.tolist()!r}, dtype={value.dtype.name!r})"
   if isinstance(value, float):
     if np.isnan(value) or np.isinf(value):
       return f"float({str(value)!r})"
+    return repr(value)
+  if isinstance(value, complex):
+    if not (np.isfinite(value.real) and np.isfinite(value.imag)):
+      return f"complex({literal(value.real)}, {literal(value.imag)})"
     return repr(value)
   if isinstance(value, tuple):
     return "(" + "".join(literal(v) + ", " for v in value) + ")"

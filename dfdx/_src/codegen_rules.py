@@ -309,3 +309,6 @@ for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sy
 # ---- fft ----------------------------------------------------------------------------------
 register("fft", lambda ins, p: f"np.fft.{p['fft_type']}n({ins[0]}, s={literal(p['lengths'])}, "
          f"axes={literal(p['axes'])}, norm={p['norm']!r})")
+
+# ---- eig ----------------------------------------------------------------------------------
+register("eig", _impl_call("eig"))  # numpy.linalg.eig, always complex (see ops/linalg.py)

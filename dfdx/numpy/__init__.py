@@ -20,6 +20,7 @@ from dfdx._src.numpy.contractions import *  # noqa: F401,F403
 from dfdx._src.numpy.extras import *  # noqa: F401,F403
 from dfdx._src.numpy import array_methods as _array_methods
 from dfdx.numpy import linalg  # noqa: F401
+from dfdx.numpy import fft  # noqa: F401
 
 # Constants, dtypes and functions of array metadata, as NumPy has them.
 from numpy import (  # noqa: F401

@@ -134,3 +134,30 @@ SPECS = [
            domain=HALF),
 ]
 
+
+
+# ---- eig: general matrices, real or complex ------------------------------------------------
+def _eig_shift(n):
+  """A diagonal 5, 10, 15, ... with an unsymmetric rotation in the first 2x2 block (its
+  eigenvalues 7.5 +- 2.4i), so that eigenvalues are separated and some complex, and no two
+  entries of an eigenvector tie for the largest modulus (which LAPACK makes real)."""
+  d = np.diag(5.0 * np.arange(1, n + 1))
+  if n >= 2:
+    d[0, 1], d[1, 0] = 6.0, -2.0
+  return d
+
+
+def _eig_parts(w, v, m=ew):
+  """eig's results through their real and imaginary parts (the table compares real arrays)."""
+  return [m.real(w), m.imag(w), m.real(v), m.imag(v)]
+
+
+SPECS += [
+    OpSpec("eig", la.eig_p, lambda a: _eig_parts(*la.eig(ew.add(a, _eig_shift(a.shape[-1])))),
+           lambda a: _eig_parts(*np.linalg.eig(a + _eig_shift(a.shape[-1])), m=np),
+           SQUARE_SHAPES + [((2, 2),), ((0, 0),)], domain=HALF),
+    OpSpec("eig_complex", la.eig_p,
+           lambda x, y: _eig_parts(*la.eig(ew.add(ew.complex(x, y), _eig_shift(x.shape[-1])))),
+           lambda x, y: _eig_parts(*np.linalg.eig(x + 1j * y + _eig_shift(x.shape[-1])), m=np),
+           [((3, 3), (3, 3)), ((2, 2, 2), (2, 2, 2))], domain=HALF),
+]

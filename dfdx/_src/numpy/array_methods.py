@@ -210,6 +210,6 @@ def install():
   T.__round__ = _round
   T.itemsize = property(lambda self: self.dtype.itemsize)
   T.nbytes = property(lambda self: self.size * self.dtype.itemsize)
-  T.real = property(lambda self: self)
-  T.imag = property(lambda self: _dnp().zeros_like(self))
+  T.real = property(lambda self: _dnp().real(self))
+  T.imag = property(lambda self: _dnp().imag(self))
   T.at = property(lambda self: _indexing().at(self))

@@ -2,13 +2,13 @@
 matrices (leading batch dims), its dtypes, result tuples and errors.
 
 With no traced operand each function calls NumPy itself. Traced calls use the primitives of
-`dfdx._src.ops.linalg` (solve, det, slogdet, cholesky, qr, eigh, svd, pinv, lstsq) and
+`dfdx._src.ops.linalg` (solve, det, slogdet, cholesky, qr, eigh, eig, svd, pinv, lstsq) and
 compose the rest (inv, eigvalsh, svdvals, matrix_power, multi_dot, matrix_rank, cond and the
 norms) from them; this module holds no derivative rules. The derivatives are documented on
 each function; see the primitives' module for the rules and how they stay finite.
 
-eig and eigvals have complex results, which dfdx cannot trace yet: they raise
-NotImplementedError on traced values.
+eig and eigvals have complex results in general: their derivatives follow dfdx's complex
+convention (gradients of real-valued functions are df/dx + i df/dy).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ SlogdetResult = type(np.linalg.slogdet(np.eye(1)))
 EighResult = type(np.linalg.eigh(np.eye(1)))
 QRResult = type(np.linalg.qr(np.eye(1)))
 SVDResult = type(np.linalg.svd(np.eye(1)))
+EigResult = type(np.linalg.eig(np.eye(1)))
 
 
 def _square(a, name):
@@ -314,26 +315,54 @@ def svdvals(x, /):
 
 
 def eig(a):
-  """`numpy.linalg.eig` on values that are not traced; NotImplementedError on traced values
-  (its results are complex, which dfdx does not differentiate yet)."""
+  """Differentiable `numpy.linalg.eig`: (eigenvalues, eigenvectors) of stacks of general
+  square matrices, real or complex, with NumPy's results: unit-norm eigenvector columns whose
+  largest-modulus entry is real (LAPACK's normalization), complex unless the input is real and
+  every eigenvalue is real, in which case NumPy returns real arrays. dfdx decides that on
+  concrete values; under jit and vmap, where the values are abstract, the results stay
+  complex (with zero imaginary parts there).
+
+  Derivatives (forward and reverse, any order): with A = V diag(w) V^-1 and dA' = V^-1 dA V,
+  dw = diag(dA') and dV = V (F o dA' + diag(c)), F_ij = 1 / (w_j - w_i), where c keeps each
+  column's norm and the phase of its largest entry fixed, so that dV is the derivative of what
+  NumPy returns. F is 0 where two eigenvalues are equal to working precision, so repeated
+  eigenvalues give finite results, not NaN: the sum of a repeated eigenvalue's copies has an
+  exact derivative, the copies and their eigenvectors are not differentiable there (their
+  eigenspace has no preferred basis). A defective matrix (V singular) has no derivative.
+
+  >>> import dfdx
+  >>> dfdx.grad(lambda a: eig(a).eigenvalues[1])(np.array([[1.0, 2.0], [0.0, 3.0]]))
+  array([[0., 1.],
+         [0., 1.]])
+  """
   if not _traced(a):
     return np.linalg.eig(a)
-  raise _complex_results("eig")
+  a = _operand(a)
+  _square(a, "eig")
+  w, v = linalg_ops.eig(a)
+  if _all_real(a, w):
+    w, v = ew.real(w), ew.real(v)
+  return EigResult(w, v)
 
 
 def eigvals(a):
-  """`numpy.linalg.eigvals` on values that are not traced; NotImplementedError on traced
-  values (its results are complex, which dfdx does not differentiate yet)."""
+  """Differentiable `numpy.linalg.eigvals`: the eigenvalues of stacks of general square
+  matrices, with NumPy's dtype rule and the derivative of eig's eigenvalues (see eig)."""
   if not _traced(a):
     return np.linalg.eigvals(a)
-  raise _complex_results("eigvals")
+  return eig(a).eigenvalues
 
 
-def _complex_results(name):
-  return NotImplementedError(
-      f"dfdx.numpy.linalg.{name}: the eigenvalues of a general matrix are complex, and dfdx "
-      f"cannot trace complex values yet. For symmetric matrices use eigh or eigvalsh; else call "
-      f"numpy.linalg.{name} on values that are not traced.")
+def _all_real(a, w):
+  """Whether NumPy would return eig's results as real arrays: real input with real
+  eigenvalues only (decided on concrete values; False where they are abstract)."""
+  if dtype_of(a).kind == "c":
+    return False
+  try:
+    w = w.concrete_value("eig") if isinstance(w, Tracer) else w
+  except ConcretizationError:
+    return False
+  return bool(np.all(np.imag(w) == 0))
 
 
 # ---- products and ranks -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Linear-algebra primitives, on stacks of matrices (leading batch dims, as in numpy.linalg):
-solve, det, adjugate, slogdet, cholesky, qr, eigh, svd, pinv and lstsq. `inv` is solve with
-an identity right-hand side; everything else in `dfdx.numpy.linalg` is composed from these.
+solve, det, adjugate, slogdet, cholesky, qr, eigh, eig, svd, pinv and lstsq. `inv` is solve
+with an identity right-hand side; everything else in `dfdx.numpy.linalg` is composed from
+these.
 
 `solve_p` takes a matrix right-hand side only, b of shape (..., n, k), with the batch dims of
 a and b broadcast as NumPy does; the wrapper `solve` gives NumPy 2's vector case (b.ndim ==
@@ -711,3 +712,63 @@ lstsq_p.def_impl(_lstsq_impl)
 lstsq_p.def_abstract_eval(_lstsq_abstract_eval)
 ad.primitive_jvps[lstsq_p] = _lstsq_jvp
 batching.primitive_batchers[lstsq_p] = _lstsq_batch
+
+# ---- eig ----------------------------------------------------------------------------------
+eig_p = core.primitive("eig", multiple_results=True)
+
+
+def eig(a):
+  """[w, v]: eigenvalues and unit-norm right eigenvectors (columns) of the general square
+  matrices in the last two axes, as numpy.linalg.eig, but always complex (NumPy returns real
+  arrays for real input whose eigenvalues are all real; dfdx.numpy.linalg.eig does too)."""
+  return eig_p.bind(a)
+
+
+def _eig_dtype(dtype):
+  return np.result_type(_linalg_dtype(dtype), np.complex64)
+
+
+def _eig_impl(a):
+  a = np.asarray(a)
+  w, v = np.linalg.eig(a)
+  dtype = _eig_dtype(a.dtype)
+  return [w.astype(dtype, copy=False), v.astype(dtype, copy=False)]
+
+
+def _eig_abstract_eval(a):
+  _check_square(a, "eig")
+  dtype = _eig_dtype(a.dtype)
+  return [ShapedArray(a.shape[:-1], dtype), ShapedArray(a.shape, dtype)]
+
+
+def _eig_jvp(primals, tangents):
+  # A = V diag(w) V^-1. With dA' = V^-1 dA V: dw = diag(dA'), dV = V (F o dA' + diag(c)),
+  # F_ij = 1 / (w_j - w_i) for i != j, 0 on the diagonal and where w_i = w_j to working
+  # precision (Giles 2008, sec. 3.1; no NaN or inf at repeated eigenvalues). Each column's
+  # own component c_j follows LAPACK's normalization of v_j: unit 2-norm, so
+  # Re(v_j^H dv_j) = 0, and its largest-modulus entry v_kj kept real, so that entry's phase
+  # is constant: Im(dv_kj / v_kj) = 0. Then dV is the derivative of what NumPy returns.
+  (a,), (a_dot,) = primals, tangents
+  w, v = ans = eig(a)
+  dtype, nd = _dtype(w), core.ndim_of(v)
+  n = core.shape_of(v)[-1]
+  if n == 0 or 0 in core.shape_of(v):
+    return ans, [None, None]
+  da = solve_p.bind(v, _mm(shape_ops.convert_element_type(a_dot, dtype), v))
+  gap = ew.sub(_row(w), _col(w))
+  f = _safe_reciprocal(gap, _col(_tolerance(ew.abs(ew.stop_gradient(w)))))
+  v_dot = _mm(v, ew.mul(f, da))
+  # c_j = -Re(v_j^H dv_j) - i Im(dv_kj / v_kj), k the row of the largest |v_kj| (the first).
+  norm_part = ew.real(red.reduce_sum(ew.mul(ew.conj(v), v_dot), (nd - 2,)))
+  k = red.argmax_p.bind(ew.abs(ew.stop_gradient(v)), axis=nd - 2)
+  pivot = shape_ops.convert_element_type(ew.eq(_row(k), np.arange(n).reshape(n, 1)), dtype)
+  phase_part = ew.imag(ew.div(red.reduce_sum(ew.mul(pivot, v_dot), (nd - 2,)),
+                              red.reduce_sum(ew.mul(pivot, v), (nd - 2,))))
+  c = ew.complex(ew.neg(norm_part), ew.neg(phase_part))
+  return ans, [_diag(da), ew.add(v_dot, ew.mul(v, _row(c)))]
+
+
+eig_p.def_impl(_eig_impl)
+eig_p.def_abstract_eval(_eig_abstract_eval)
+ad.primitive_jvps[eig_p] = _eig_jvp
+_unary_matrix_batcher(eig_p)
