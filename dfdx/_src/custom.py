@@ -121,6 +121,46 @@ def _batch_inputs(axis_size, vals, dims):
   return moved, [core.get_aval(v) for v in moved]
 
 
+class _Call:
+  """One call of a custom_jvp or custom_vjp function, split for staging: the static and
+  dynamic arguments, the dynamic leaves with their avals, the cache key, and `flat_fun`, the
+  primal function on the leaves (it records the output tree in `store`)."""
+
+  def __init__(self, custom, args):
+    self.static, self.dynamic, self.merge = _split_static(args, custom.nondiff_argnums)
+    self.leaves, self.in_tree = tree_flatten(self.dynamic)
+    self.avals = [_leaf_aval(x) for x in self.leaves]
+    self.key = ((self.in_tree, tuple(self.avals), self.static) if _hashable(self.static)
+                else None)
+    self.store = {}
+
+  def args_of(self, xs):
+    return self.merge(tree_unflatten(self.in_tree, xs))
+
+  def flat_fun(self, fun):
+    def flat(*xs):
+      out_leaves, self.store["out_tree"] = tree_flatten(fun(*self.args_of(xs)))
+      return out_leaves
+    return flat
+
+
+def _start_call(custom, args, kwargs, has_rules, how_to_define):
+  """The `_Call` of a custom function, or None when it just runs its primal function (no
+  traced argument, or inside its own rules). Checks the call and that the rules exist."""
+  kind = type(custom).__name__
+  if kwargs:
+    raise TypeError(f"{kind} function {custom.__name__} takes positional arguments only; "
+                    "got keywords " + ", ".join(kwargs))
+  if not has_rules:
+    raise TypeError(f"{kind} function {custom.__name__} has no rule: {how_to_define}")
+  if custom._staging_rules:
+    return None
+  if core.current_trace() is None and not any(
+      isinstance(x, Tracer) for x in tree_flatten(args)[0]):
+    return None
+  return _Call(custom, args)
+
+
 def _primal_inside(custom):
   """Decorator: while `fun` (a rule of `custom`) runs, calls to `custom` compute its primal
   (rules usually call the function itself: `return f(x), ...`)."""
@@ -215,25 +255,13 @@ class custom_jvp:
     return jvp
 
   def __call__(self, *args, **kwargs):
-    if kwargs:
-      raise TypeError(f"custom_jvp function {self.__name__} takes positional arguments only; "
-                      "got keywords " + ", ".join(kwargs))
-    if self.jvp is None:
-      raise TypeError(f"custom_jvp function {self.__name__} has no rule: decorate one with "
-                      f"@{self.__name__}.defjvp before calling it.")
-    static, dynamic, merge = _split_static(args, self.nondiff_argnums)
-    leaves, in_tree = tree_flatten(dynamic)
-    if self._staging_rules or (core.current_trace() is None
-                               and not any(isinstance(x, Tracer) for x in leaves)):
+    call = _start_call(self, args, kwargs, self.jvp is not None,
+                       f"decorate one with @{self.__name__}.defjvp before calling it.")
+    if call is None:
       return self.fun(*args)
-    avals = [_leaf_aval(x) for x in leaves]
-    key = (in_tree, tuple(avals), static) if _hashable(static) else None
-    store = {}
-
-    def flat_fun(*xs):
-      out = self.fun(*merge(tree_unflatten(in_tree, xs)))
-      out_leaves, store["out_tree"] = tree_flatten(out)
-      return out_leaves
+    static, leaves, in_tree, avals, key = (call.static, call.leaves, call.in_tree, call.avals,
+                                           call.key)
+    flat_fun, store = call.flat_fun(self.fun), call.store
 
     @_primal_inside(self)
     def flat_jvp(*xs):
@@ -392,25 +420,13 @@ class custom_vjp:
     return out
 
   def __call__(self, *args, **kwargs):
-    if kwargs:
-      raise TypeError(f"custom_vjp function {self.__name__} takes positional arguments only; "
-                      "got keywords " + ", ".join(kwargs))
-    if self.fwd is None:
-      raise TypeError(f"custom_vjp function {self.__name__} has no rules: call "
-                      f"{self.__name__}.defvjp(fwd, bwd) before calling it.")
-    static, dynamic, merge = _split_static(args, self.nondiff_argnums)
-    leaves, in_tree = tree_flatten(dynamic)
-    if self._staging_rules or (core.current_trace() is None
-                               and not any(isinstance(x, Tracer) for x in leaves)):
+    call = _start_call(self, args, kwargs, self.fwd is not None,
+                       f"call {self.__name__}.defvjp(fwd, bwd) before calling it.")
+    if call is None:
       return self.fun(*args)
-    avals = [_leaf_aval(x) for x in leaves]
-    key = (in_tree, tuple(avals), static) if _hashable(static) else None
-    store = {}
-
-    def flat_fun(*xs):
-      out = self.fun(*merge(tree_unflatten(in_tree, xs)))
-      out_leaves, store["out_tree"] = tree_flatten(out)
-      return out_leaves
+    static, dynamic, merge = call.static, call.dynamic, call.merge
+    leaves, in_tree, avals, key = call.leaves, call.in_tree, call.avals, call.key
+    flat_fun, store = call.flat_fun(self.fun), call.store
 
     @_primal_inside(self)
     def flat_fwd(*xs):
