@@ -74,7 +74,6 @@ def recompute_if_nan(run, always=False):
   """`run()`, or, if its result holds a NaN and something was differentiated in it (or
   `always`), `run()` again with the zero-absorbing chain rule. Only the outermost call
   (no transformation current) checks: values inside transformations are not concrete."""
-  global zero_absorbing
   if zero_absorbing or core._current_trace is not None:
     return run()
   made = JVPTrace.made
@@ -464,16 +463,7 @@ def jvp_flat(fun, primals, tangents):
   `None` are zero. Returns (primals_out, tangents_out), with `None` for zero tangents."""
   trace = JVPTrace()
   ins = [p if t is None else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
-
-  def run():
-    prev = swap_trace(trace)
-    try:
-      return fun(*ins)
-    finally:
-      swap_trace(prev)
-      trace.alive = False
-  outs = state.run_journaled(trace, run, _primal_of)
-  return _unzip_tracers(trace, outs)
+  return _unzip_tracers(trace, state.run_in_trace(trace, fun, ins, _primal_of))
 
 
 def _primal_of(tracer):
@@ -499,16 +489,8 @@ def linearize_flat(fun, primals):
   trace = JVPTrace(tape=tape)
   in_vars = [TapeTracer(tape, p.shape, p.dtype) for p in primals]
   ins = [JVPTracer(trace, p, v) for p, v in zip(primals, in_vars)]
-
-  def run():
-    prev = swap_trace(trace)
-    try:
-      return fun(*ins)
-    finally:
-      swap_trace(prev)
-      trace.alive = False  # the tape stays alive: transpose rules read its variables' avals
-  try:
-    outs = state.run_journaled(trace, run, _primal_of)
+  try:  # the trace ends; the tape stays alive: transpose rules read its variables' avals
+    outs = state.run_in_trace(trace, fun, ins, _primal_of)
   finally:
     eqns, tape.eqns = tape.eqns, None  # no reference cycle tape -> nodes -> tape: memory is
   primals_out, tangents_out = _unzip_tracers(trace, outs)  # freed as soon as it is unused

@@ -10,7 +10,6 @@ dfdx ops, so vmap composes with every other transformation.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, swap_trace
@@ -85,15 +84,7 @@ def vmap_flat(fun, axis_size, vals, in_dims):
   """Run `fun` (flat list -> flat list) over a batch. Returns (outs, out_dims)."""
   trace = BatchTrace(axis_size)
   ins = [v if d is NOT_MAPPED else BatchTracer(trace, v, d) for v, d in zip(vals, in_dims)]
-
-  def run():
-    prev = swap_trace(trace)
-    try:
-      return fun(*ins)
-    finally:
-      swap_trace(prev)
-      trace.alive = False
-  outs = state.run_journaled(trace, run, _batched_variable)
+  outs = state.run_in_trace(trace, fun, ins, _batched_variable)
   return ([o.val if type(o) is BatchTracer and o._trace is trace else o for o in outs],
           [o.bdim if type(o) is BatchTracer and o._trace is trace else NOT_MAPPED for o in outs])
 

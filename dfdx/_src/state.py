@@ -20,7 +20,7 @@ import itertools
 
 import numpy as np
 
-from dfdx._src.core import Tracer
+from dfdx._src.core import Tracer, swap_trace
 
 _frames: list = []  # the journal: one dict id(var) -> (var, previous value) per open call
 in_use = False       # set once a Variable exists: until then transformations skip the journal
@@ -211,6 +211,19 @@ def _collect(obj, path, found, seen):
 
 
 # ---- the journal ------------------------------------------------------------------------------
+
+
+def run_in_trace(trace, fun, ins, strip):
+  """`fun(*ins)` with `trace` current, journaled (see `run_journaled`); the trace ends
+  (`alive = False`) when it returns or raises."""
+  def run():
+    prev = swap_trace(trace)
+    try:
+      return fun(*ins)
+    finally:
+      swap_trace(prev)
+      trace.alive = False
+  return run_journaled(trace, run, strip)
 
 
 def run_journaled(trace, run, strip):
