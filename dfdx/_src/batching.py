@@ -10,7 +10,6 @@ dfdx ops, so vmap composes with every other transformation.
 """
 from __future__ import annotations
 
-
 from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, swap_trace
 
