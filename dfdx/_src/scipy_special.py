@@ -104,13 +104,19 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
   return (_scalar(out), _scalar(sign)) if return_sign else _scalar(out)
 
 
+def _stop_gradient(x):
+  return ew.stop_gradient(x) if isinstance(x, Tracer) else x
+
+
 def _logsumexp(a, b, axes):
   """log|sum(b * exp(a))| and its sign over `axes` (kept), for a nonempty `a`."""
   kept = dict(axis=axes, keepdims=True)
   ignored = None if b is None else b == 0
   a_seen = a if b is None else dnp.where(ignored, -np.inf, a)
   a_max = dnp.max(a_seen, **kept)
-  shift = dnp.where(dnp.isfinite(a_max), a_max, 0)
+  # The result does not depend on the shift, so its derivative is not taken (the gradient is
+  # softmax either way; this leaves the maximum's tie-splitting rule out of the derivative).
+  shift = _stop_gradient(dnp.where(dnp.isfinite(a_max), a_max, 0))
   if b is not None:
     # Ignored entries above the maximum would overflow: drop them (with SciPy); the others
     # stay, so that the derivative in b is exp(a - result) there too.
