@@ -97,7 +97,8 @@ class _Emitter:
     self.names = {}
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
-    self.members = {}  # id of a fresh buffer -> ids of the variables that live in it
+    # id of a fresh buffer -> the last use of any variable that lives in it
+    self.buffer_last_use = {}
     self.views = set()  # ids of variables that are views of a buffer (never written into)
     self.hoisted = {}  # literal key -> (name, value): NumPy scalar literals, built once
     self.last_use = {}
@@ -143,14 +144,16 @@ class _Emitter:
       if root is None or id(a) in self.views or (a.aval.shape, a.aval.dtype) != (
           out.aval.shape, out.aval.dtype):
         continue
-      if all(self.last_use.get(v, -1) <= index for v in self.members.get(root, ())):
+      if self.buffer_last_use.get(root, -1) <= index:
         return a
     return None
 
   def set_owner(self, var, root):
     self.owner[id(var)] = root
     if root is not None:
-      self.members.setdefault(root, []).append(id(var))
+      last = self.last_use.get(id(var), -1)
+      if last > self.buffer_last_use.get(root, -1):
+        self.buffer_last_use[root] = last
 
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,

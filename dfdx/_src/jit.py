@@ -11,6 +11,7 @@ leaf's shape, dtype and weak type (Python scalars), and the values of the static
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import logging
 
@@ -129,6 +130,21 @@ class _Entry:
     # Whether tracing differentiated anything: a NaN output is then computed again with the
     # zero-absorbing chain rule (a second program, see `ad.recompute_if_nan`).
     self.differentiates = False
+
+
+class _paused_gc:
+  """Tracing and compiling make many objects and no garbage cycles; Python's cyclic collector
+  would scan the growing program again and again (time superlinear in its length: 2.3x for
+  an unrolled loop of 256 steps), so it waits until they are done."""
+  __slots__ = ("was_enabled",)
+
+  def __enter__(self):
+    self.was_enabled = gc.isenabled()
+    gc.disable()
+
+  def __exit__(self, *exc):
+    if self.was_enabled:
+      gc.enable()
 
 
 def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
@@ -262,9 +278,10 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         logger.log(level, "jit(%s): retracing because %s", name,
                    sig.explain_difference(last[-1]))
       made = ad.JVPTrace.made
-      program, lifted, out_tree, out_statics = _trace_to_program(
-          f, args, kwargs, tree, merge, avals, name)
-      entry = _compile(program, out_tree, out_statics, name, optimize)
+      with _paused_gc():
+        program, lifted, out_tree, out_statics = _trace_to_program(
+            f, args, kwargs, tree, merge, avals, name)
+        entry = _compile(program, out_tree, out_statics, name, optimize)
       entry.differentiates = ad.JVPTrace.made != made
       if lifted:  # closes over values of an enclosing transformation: not reusable
         return _rebuild(entry, jit_call_p.bind(*leaves, *lifted, program=entry.program,
@@ -414,8 +431,9 @@ def make_expr(f, optimize=False, static_argnums=(), static_argnames=()):
       it = iter(dyn_args_)
       return ([args[i] if i in nums else next(it) for i in range(len(args))],
               {**dyn_kwargs_, **{k: kwargs[k] for k in names if k in kwargs}})
-    program, lifted, out_tree, out_statics = _trace_to_program(f, args, kwargs, tree, merge,
-                                                               avals, name)
+    with _paused_gc():
+      program, lifted, out_tree, out_statics = _trace_to_program(f, args, kwargs, tree, merge,
+                                                                 avals, name)
     if lifted:
       raise errors.InvalidInputError(
           f"make_expr({name}) closes over values traced by an enclosing transformation; "
