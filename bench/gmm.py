@@ -8,14 +8,18 @@ its Cholesky-like factor Q = diag(exp(icf[:, :d])) + L (L strictly lower triangu
 icf[:, d:] in column-major order), plus a Wishart prior. Data as ADBench generates it
 (seed 31337): alphas, icf and x standard normal, means uniform(0, 1), gamma = 1, m = 0.
 
-Columns: dfdx jit(value_and_grad) (the issue-3 target: within 1.1x of the hand-written NumPy
-gradient at every size, faster than JAX-jit at (64, 100)), dfdx eager value_and_grad, the
-hand-written NumPy value-and-gradient, JAX jit, autograd and PyTorch (eager backward). Every
-tool's gradient is checked against the hand-written one first (a tool that disagrees is
-reported, not timed). First-call times are reported too, and "compile", the first call minus
-a steady call: tracing, passes and code generation for dfdx jit, XLA compilation for JAX.
+Tools (the problem interface of common.py; `python bench/run.py --problems gmm` runs it with
+the others): the hand-written NumPy value-and-gradient (the floor), dfdx eager and jit
+value_and_grad, autograd, JAX eager (value_and_grad, no jit) and jit, PyTorch (eager
+backward). Every tool's gradient is checked against the hand-written one first (a tool that
+disagrees is reported, not timed).
 
-Run: python bench/gmm.py [--sizes 2,5 10,25 20,50 64,100] [--samples 7]
+Standalone, this prints the issue-3 table: dfdx jit within 1.1x of the hand-written NumPy
+gradient at every size, faster than JAX-jit at (64, 100), and "compile", the first call minus
+a steady call: tracing, passes and code generation for dfdx jit, XLA compilation for JAX.
+Issue 6 asks of eager dfdx at most 0.5x autograd's time and at most PyTorch eager's.
+
+Run: python bench/gmm.py [--sizes 2,5 10,25 20,50 64,100] [--samples 7] [--tools ...]
 """
 from __future__ import annotations
 
@@ -24,23 +28,26 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import seconds_per_call, single_threaded  # noqa: E402
+from timing import single_threaded  # noqa: E402
 
 single_threaded()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import math  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import dfdx  # noqa: E402
 import dfdx.numpy as dnp  # noqa: E402
+from common import (Tool, fd_error, import_jax, import_torch, measure_tools,  # noqa: E402
+                    size_label)
 
+NAME = "gmm"
 N_POINTS = 1000
-SIZES = [(2, 5), (10, 25), (20, 50), (64, 100)]
+# ADBench's grid (n = 1000 here; ADBench also has n = 10000).
+SIZES = [(d, k) for d in (2, 10, 20, 32, 64, 128) for k in (5, 10, 25, 50, 100, 200)]
+DEFAULT_SIZES = [(2, 5), (10, 25), (20, 50), (64, 100)]
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -161,143 +168,142 @@ def gmm_value_and_grad_numpy(alphas, means, icf, x, gamma, m, rows, cols):
   return value, (g_alphas, g_means, np.concatenate([g_log_q, g_offdiag], axis=1))
 
 
-# ---- peers ------------------------------------------------------------------------------------
+# ---- the tools ------------------------------------------------------------------------------
 
 
-def jax_tool(d, plan):
-  import jax
-  import jax.numpy as jnp
-  jax.config.update("jax_enable_x64", True)
-  vg = jax.jit(jax.value_and_grad(make_gmm_objective(jnp), argnums=(0, 1, 2)),
-               static_argnums=(4, 5))
-
-  def run(alphas, means, icf, x, gamma, m):
-    value, grads = vg(alphas, means, icf, x, gamma, m)
-    return float(value), tuple(np.asarray(g) for g in grads)
-  return run
-
-
-def autograd_tool(d, plan):
-  import autograd
-  import autograd.numpy as anp
-  return autograd.value_and_grad(make_gmm_objective(anp), (0, 1, 2))
-
-
-def torch_tool(d, plan):
-  import torch
-  torch.set_num_threads(1)
-  plan_t = torch.as_tensor(plan)
-
-  def lse(a, dim=None):
-    return torch.logsumexp(a, dim=dim) if dim is not None else torch.logsumexp(a, 0)
-
+def torch_objective(torch, plan):
+  """The objective transcribed to PyTorch's API (same layout and operations)."""
   def objective(alphas, means, icf, x, gamma, m):
-    n, dd = x.shape
+    n, d = x.shape
     k = alphas.shape[0]
-    log_q = icf[:, :dd]
+    log_q = icf[:, :d]
     q = torch.exp(log_q)
-    offdiag = icf[:, dd:]
-    ls = torch.cat([offdiag, torch.zeros((k, 1), dtype=icf.dtype)], 1)[:, plan_t].reshape(
-        k, dd, dd)
+    offdiag = icf[:, d:]
+    ls = torch.cat([offdiag, torch.zeros((k, 1), dtype=icf.dtype)], 1)[:, plan].reshape(k, d, d)
     z = x.T[None, :, :] - means[:, :, None]
-    lz = torch.matmul(ls + q[:, :, None] * torch.eye(dd, dtype=ls.dtype), z)
+    lz = torch.matmul(ls + q[:, :, None] * torch.eye(d, dtype=ls.dtype), z)
     inner = (alphas + log_q.sum(1))[:, None] - 0.5 * torch.sum(lz ** 2, 1)
     prior = torch.sum(0.5 * gamma ** 2 * ((q ** 2).sum(1) + (offdiag ** 2).sum(1))
                       - m * log_q.sum(1))
-    constant = -n * dd * 0.5 * math.log(2 * math.pi) - wishart_constant(dd, k, gamma, m)
-    return constant + torch.sum(lse(inner, 0)) - n * lse(alphas) + prior
-
-  def run(alphas, means, icf, x, gamma, m):
-    params = [torch.tensor(v, requires_grad=True) for v in (alphas, means, icf)]
-    value = objective(*params, torch.as_tensor(x), gamma, m)
-    value.backward()
-    return float(value), tuple(p.grad.numpy() for p in params)
-  return run
+    constant = -n * d * 0.5 * math.log(2 * math.pi) - wishart_constant(d, k, gamma, m)
+    return (constant + torch.sum(torch.logsumexp(inner, 0)) - n * torch.logsumexp(alphas, 0)
+            + prior)
+  return objective
 
 
-# ---- timing ---------------------------------------------------------------------------------
+def tool_makers(data):
+  """{tool name: () -> Tool} for GMM with the inputs `data` bound. Every derivative is
+  value_and_grad with respect to (alphas, means, icf)."""
+  d = data[3].shape[1]
+  rows, cols = lower_triangle_indices(d)
+  numpy_objective = make_gmm_objective(np)
+
+  def numpy_tool():
+    return Tool(lambda: numpy_objective(*data),
+                lambda: gmm_value_and_grad_numpy(*data, rows, cols), "gradient by hand")
+
+  def dfdx_eager():
+    vg = dfdx.value_and_grad(gmm_objective, (0, 1, 2))
+    return Tool(lambda: gmm_objective(*data), lambda: vg(*data))
+
+  def dfdx_jit():
+    objective = dfdx.jit(gmm_objective, static_argnums=(4, 5))
+    vg = dfdx.jit(dfdx.value_and_grad(gmm_objective, (0, 1, 2)), static_argnums=(4, 5))
+    return Tool(lambda: objective(*data), lambda: vg(*data))
+
+  def autograd_tool():
+    import autograd
+    import autograd.numpy as anp
+    objective = make_gmm_objective(anp)
+    vg = autograd.value_and_grad(objective, (0, 1, 2))
+    return Tool(lambda: objective(*data), lambda: vg(*data))
+
+  def jax_tool(jit):
+    jax, jnp = import_jax()
+    objective = make_gmm_objective(jnp)
+    vg = jax.value_and_grad(objective, argnums=(0, 1, 2))
+    if jit:
+      objective = jax.jit(objective, static_argnums=(4, 5))
+      vg = jax.jit(vg, static_argnums=(4, 5))
+
+    def derivative():
+      value, grads = vg(*data)
+      return float(value), tuple(np.asarray(g) for g in grads)
+    return Tool(lambda: float(objective(*data)), derivative)
+
+  def torch_tool():
+    torch = import_torch()
+    objective = torch_objective(torch, torch.as_tensor(_gather_plan(d)))
+    x = torch.as_tensor(data[3])
+
+    def value():
+      with torch.no_grad():
+        return float(objective(*(torch.as_tensor(v) for v in data[:3]), x, *data[4:]))
+
+    def derivative():
+      params = [torch.tensor(v, requires_grad=True) for v in data[:3]]
+      out = objective(*params, x, *data[4:])
+      out.backward()
+      return float(out.detach()), tuple(p.grad.numpy() for p in params)
+    return Tool(value, derivative, "eager backward")
+
+  return {"numpy": numpy_tool, "dfdx eager": dfdx_eager, "dfdx jit": dfdx_jit,
+          "autograd": autograd_tool, "jax eager": lambda: jax_tool(False),
+          "jax jit": lambda: jax_tool(True), "pytorch": torch_tool}
 
 
-def relative_error(a, b):
-  """ADBench's per-entry metric |a - b| / max(1, |a| + |b|), maximized."""
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a) + np.abs(b)))) if a.size else 0.0
-
-
-def first_call_seconds(make):
-  start = time.perf_counter()
-  fn = make()
-  fn()
-  return time.perf_counter() - start, fn
-
-
-def run_size(d, k, samples):
+def measure(size, tools=None, samples=5):
+  """Rows (see common.py) for GMM at size (d, K), n = 1000 points."""
+  d, k = size
   data = gmm_data(d, k)
   rows, cols = lower_triangle_indices(d)
-  plan = _gather_plan(d)
   reference = gmm_value_and_grad_numpy(*data, rows, cols)
-  tools = {
-      "numpy by hand": lambda: lambda: gmm_value_and_grad_numpy(*data, rows, cols),
-      "dfdx jit": lambda: (lambda vg: lambda: vg(*data))(
-          dfdx.jit(dfdx.value_and_grad(gmm_objective, (0, 1, 2)), static_argnums=(4, 5))),
-      "dfdx eager": lambda: lambda: dfdx.value_and_grad(gmm_objective, (0, 1, 2))(*data),
-  }
-  for name, maker in (("jax jit", jax_tool), ("autograd", autograd_tool),
-                      ("pytorch", torch_tool)):
-    try:
-      run = maker(d, plan)
-      tools[name] = lambda run=run: lambda: run(*data)
-    except ImportError:
-      pass
-  results = {}
-  for name, make in tools.items():
-    first, fn = first_call_seconds(make)
-    value, grads = fn()
-    error = max([relative_error(value, reference[0])]
-                + [relative_error(g, r) for g, r in zip(grads, reference[1])])
-    results[name] = {"first": first, "fn": fn, "error": error, "times": []}
-  for _ in range(samples):
-    for name, r in results.items():
-      if r["error"] < 1e-8:
-        r["times"].append(seconds_per_call(r["fn"]))
-  for r in results.values():  # what the first call costs beyond a steady call: compilation
-    r["compile"] = max(r["first"] - statistics.median(r["times"]), 0.0) if r["times"] else None
-  return results
+  fd = fd_error(make_gmm_objective(np), data, (0, 1, 2), reference[1])
+  n_params = sum(a.size for a in data[:3])
+  return measure_tools(NAME, size, n_params, reference, tool_makers(data), tools, samples, fd)
+
+
+# ---- standalone run: the issue-3 table ---------------------------------------------------
 
 
 def main():
   parser = argparse.ArgumentParser(description="ADBench GMM: value and gradient")
-  parser.add_argument("--sizes", nargs="*", default=[f"{d},{k}" for d, k in SIZES])
+  parser.add_argument("--sizes", nargs="*", default=[size_label(s) for s in DEFAULT_SIZES])
   parser.add_argument("--samples", type=int, default=7)
+  parser.add_argument("--tools", nargs="*", default=None)
   args = parser.parse_args()
   sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
+  tools = None if args.tools is None else ["numpy"] + args.tools
   print(f"ADBench GMM, n = {N_POINTS}: value_and_grad; medians of {args.samples} interleaved "
         f"samples; one thread for every library; NumPy {np.__version__}, Python "
         f"{sys.version.split()[0]}")
-  header = (f"{'d,K':>8}  {'tool':<14} {'ms':>9} {'x numpy':>8} {'first call s':>12} "
+  header = (f"{'d,K':>8}  {'tool':<11} {'ms':>9} {'x numpy':>8} {'first call s':>12} "
             f"{'compile s':>9} {'max rel err':>11}")
   print(header)
   print("-" * len(header))
   for d, k in sizes:
-    results = run_size(d, k, args.samples)
-    base = statistics.median(results["numpy by hand"]["times"])
-    for name, r in results.items():
-      if not r["times"]:
-        print(f"{d:>3},{k:<4}  {name:<14} {'disagrees: not timed':>30} {r['error']:>11.1e}")
+    by_tool = {r["tool"]: r for r in measure((d, k), tools, args.samples)}
+    base = by_tool["numpy"]["derivative_s"]
+    for name, r in by_tool.items():
+      if r["derivative_s"] is None:
+        print(f"{d:>3},{k:<4}  {name:<11} {'disagrees: not timed':>30} {r['error']:>11.1e}")
         continue
-      t = statistics.median(r["times"])
-      print(f"{d:>3},{k:<4}  {name:<14} {t * 1e3:>9.3f} {t / base:>8.2f} {r['first']:>12.3f} "
-            f"{r['compile']:>9.3f} {r['error']:>11.1e}")
-    jit_t = statistics.median(results["dfdx jit"]["times"])
-    verdicts = [f"dfdx jit / numpy = {jit_t / base:.2f} (target <= 1.10)"]
-    if "jax jit" in results and results["jax jit"]["times"]:
-      jax_t = statistics.median(results["jax jit"]["times"])
-      verdicts.append(f"dfdx jit / jax jit = {jit_t / jax_t:.2f}")
-      verdicts.append(f"compilation dfdx / jax = "
-                      f"{results['dfdx jit']['compile'] / results['jax jit']['compile']:.2f} "
-                      "(target <= 0.10)")
+      r["compile"] = max(r["first_call_s"] - r["derivative_s"], 0.0)
+      print(f"{d:>3},{k:<4}  {name:<11} {r['derivative_s'] * 1e3:>9.3f} "
+            f"{r['derivative_s'] / base:>8.2f} {r['first_call_s']:>12.3f} {r['compile']:>9.3f} "
+            f"{r['error']:>11.1e}")
+    verdicts = []
+    jit = by_tool.get("dfdx jit", {}).get("derivative_s")
+    if jit:
+      verdicts.append(f"dfdx jit / numpy = {jit / base:.2f} (target <= 1.10)")
+      jax = by_tool.get("jax jit", {}).get("derivative_s")
+      if jax:
+        verdicts.append(f"dfdx jit / jax jit = {jit / jax:.2f}")
+        verdicts.append(f"compilation dfdx / jax = "
+                        f"{by_tool['dfdx jit']['compile'] / by_tool['jax jit']['compile']:.2f} "
+                        "(target <= 0.10)")
     print(" " * 10 + "; ".join(verdicts))
-  print("\nRerun: python bench/gmm.py --sizes 2,5 10,25 20,50 64,100 --samples 7")
+  print(f"\nRerun: python bench/gmm.py --sizes {' '.join(args.sizes)} --samples {args.samples}")
 
 
 if __name__ == "__main__":

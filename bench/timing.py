@@ -1,7 +1,9 @@
 """Timing helpers shared by the benchmarks: per-call time of a fast function, medians of
-interleaved samples, and thread settings for every library."""
+interleaved samples, thread settings for every library, and an allocator that keeps memory."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import statistics
 import time
@@ -13,6 +15,24 @@ def single_threaded():
     os.environ.setdefault(var, "1")
   os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                         "intra_op_parallelism_threads=1")
+
+
+def steady_allocator():
+  """Let glibc's malloc keep freed memory for reuse instead of returning it to the system.
+
+  By default every array above 32 MB is mmap-ed and unmapped again, so each call pays page
+  faults for it again, at a cost that varies with the machine's memory state (3x swings for
+  one call on a virtual machine). Reusing memory times every library's arithmetic, not the
+  kernel's page zeroing, and makes repeated samples agree. A no-op without glibc."""
+  name = ctypes.util.find_library("c")
+  try:
+    libc = ctypes.CDLL(name)
+    mallopt = libc.mallopt
+  except (OSError, AttributeError, TypeError):
+    return
+  m_trim_threshold, m_mmap_threshold = -1, -3
+  mallopt(m_mmap_threshold, 1 << 30)
+  mallopt(m_trim_threshold, (1 << 31) - 1)
 
 
 def seconds_per_call(fn, min_time=0.02):
