@@ -101,9 +101,14 @@ def wishart_constant(d, k, gamma, m):
 # autograd.numpy; PyTorch, whose API differs, has its own transcription below.
 
 
-def make_gmm_objective(xp):
+def make_gmm_objective(xp, stop_gradient=None):
+  """The objective with the array namespace `xp`. `stop_gradient`, where the tool has one,
+  marks the shift of the stable log-sum-exp as constant (the value does not depend on it,
+  so neither does the gradient), as jax.scipy.special.logsumexp does."""
   def logsumexp(a, axis=None):
     mx = xp.max(a, axis=axis, keepdims=True)
+    if stop_gradient is not None:
+      mx = stop_gradient(mx)
     return xp.log(xp.sum(xp.exp(a - mx), axis=axis)) + xp.squeeze(mx, axis=axis)
 
   def gmm_objective(alphas, means, icf, x, gamma, m):
@@ -129,7 +134,7 @@ def make_gmm_objective(xp):
   return gmm_objective
 
 
-gmm_objective = make_gmm_objective(dnp)
+gmm_objective = make_gmm_objective(dnp, dfdx.stop_gradient)
 
 
 # ---- the hand-written NumPy value and gradient (the floor) -------------------------------
@@ -220,7 +225,7 @@ def tool_makers(data):
 
   def jax_tool(jit):
     jax, jnp = import_jax()
-    objective = make_gmm_objective(jnp)
+    objective = make_gmm_objective(jnp, jax.lax.stop_gradient)
     vg = jax.value_and_grad(objective, argnums=(0, 1, 2))
     if jit:
       objective = jax.jit(objective, static_argnums=(4, 5))

@@ -303,3 +303,21 @@ def test_broadcasts_are_dropped_and_power_of_two_literals_move_to_the_small_oper
   # A literal that is not a power of two stays where it is (moving it would round).
   expr = dfdx.make_expr(lambda s, b: s * (3.0 * b), optimize=True)(s, b)
   assert [e.outputs[0].aval.shape for e in expr.eqns] == [(4, 100), (4, 100)]
+
+
+def test_scalar_chains_and_uniform_constants_fold():
+  x = np.random.default_rng(3).normal(size=(4, 5))
+  ones = np.ones((4, 5))
+
+  def f(x):
+    return dnp.exp(-((x * 0.5) * 3.0)) * (0.25 * ones)
+
+  expr = dfdx.make_expr(f, optimize=True)(x)
+  names = [e.prim.name for e in expr.eqns]
+  # -((x * 0.5) * 3) -> x * -1.5 (0.5 is a power of two: exact); the uniform array -> 0.25
+  assert names.count("mul") == 2 and "neg" not in names, expr
+  assert not expr.program.const_vars, expr
+  np.testing.assert_array_equal(dfdx.jit(f)(x), f(x))
+  # a product that would round differently is left alone
+  expr = dfdx.make_expr(lambda x: (x * 0.3) * 0.7, optimize=True)(x)
+  assert [e.prim.name for e in expr.eqns] == ["mul", "mul"], expr

@@ -226,6 +226,17 @@ def _fuse_eqn(eqn, inputs, producers, uses=None):
   if unbroadcast is not None:
     return unbroadcast
   name = eqn.prim.name
+  if name == "mul" and uses is not None:
+    folded = _fold_scalar_chain(eqn, inputs, producers, uses)
+    if folded is not None:
+      return folded
+  if name == "neg" and uses is not None:  # -(y * c) -> y * (-c): exact
+    inner = producers.get(id(inputs[0])) if isinstance(inputs[0], Var) else None
+    if inner is not None and inner.prim.name == "mul" and uses.get(id(inputs[0])) == 1:
+      for y, c in (inner.inputs, inner.inputs[::-1]):
+        k = _scalar_factor(c)
+        if k is not None and isinstance(y, Var) and y.aval == eqn.outputs[0].aval:
+          return Eqn(inner.prim, [y, Lit((-k)[()])], {}, eqn.outputs, eqn.source)
   if name in ("zmul", "zdiv"):
     # A zero-absorbing product with a finite, nonzero literal factor (or divisor) is the
     # plain one: nothing can be absorbed.
@@ -287,12 +298,69 @@ def _use_counts(program):
   return uses
 
 
+def _uniform_constants_as_scalars(eqn, inputs, consts):
+  """In a broadcasting operation, a constant array holding one value everywhere (a broadcast
+  cotangent, say) becomes a scalar literal when the other operands already give the output
+  its shape: the same result, without reading the array (and open to the rewrites below)."""
+  if eqn.prim.name not in _BROADCASTING or eqn.prim.name in ("eq", "ne", "lt", "le", "gt",
+                                                            "ge", "select"):
+    return inputs
+  out_shape = eqn.outputs[0].aval.shape
+  new = inputs
+  for i, a in enumerate(inputs):
+    c = consts.values.get(id(a)) if isinstance(a, Var) else None
+    if c is None or c.size == 0 or c.dtype.kind not in "fc":
+      continue
+    first = c.flat[0]
+    if not np.all(c == first):
+      continue
+    others = [b.aval.shape for j, b in enumerate(new) if j != i]
+    if not others or np.broadcast_shapes(*others) != out_shape:
+      continue
+    new = new[:i] + [Lit(c.dtype.type(first))] + new[i + 1:]
+  return new
+
+
+def _scalar_factor(a):
+  """The value of a scalar floating literal, or None."""
+  if type(a) is Lit and np.ndim(a.val) == 0 and a.aval.dtype.kind == "f":
+    return np.asarray(a.val)
+  return None
+
+
+def _fold_scalar_chain(eqn, inputs, producers, uses):
+  """(y * c1) * c2 -> y * (c1 c2) and (-y) * c -> y * (-c), for scalar literals whose product
+  is exact (one of them a power of two), when the inner result has no other use."""
+  for x, c2 in (inputs, inputs[::-1]):
+    k2 = _scalar_factor(c2)
+    inner = producers.get(id(x)) if isinstance(x, Var) else None
+    if k2 is None or inner is None or uses.get(id(x)) != 1:
+      continue
+    if inner.prim.name == "neg":
+      y, k1 = inner.inputs[0], np.asarray(-1.0, k2.dtype)
+    elif inner.prim.name == "mul":
+      a, b = inner.inputs
+      y, k1 = (a, _scalar_factor(b)) if _scalar_factor(b) is not None else (b, _scalar_factor(a))
+      if k1 is None:
+        continue
+    else:
+      continue
+    if not (_power_of_two(Lit(k1[()])) or _power_of_two(Lit(k2[()]))):
+      continue
+    if not isinstance(y, Var) or y.aval.shape != eqn.outputs[0].aval.shape or \
+        y.aval.dtype != eqn.outputs[0].aval.dtype:
+      continue
+    product = np.asarray(k1 * k2, eqn.outputs[0].aval.dtype)[()]
+    return Eqn(eqn.prim, [y, Lit(product)], {}, eqn.outputs, eqn.source)
+  return None
+
+
 def simplify(program: Program) -> Program:
   """Apply the exact algebraic rewrites listed in the module docstring."""
   subst, producers, eqns, consts = _Subst(), {}, [], _Constants(program)
   uses = _use_counts(program)
   for eqn in program.eqns:
-    inputs = [subst(a) for a in eqn.inputs]
+    inputs = _uniform_constants_as_scalars(eqn, [subst(a) for a in eqn.inputs], consts)
     replacement = _simplify_eqn(eqn, inputs, producers, consts)
     if replacement is not None:
       subst.set(eqn.outputs[0], replacement)
