@@ -51,20 +51,25 @@ complex_rules: set = set()
 
 def holds_nan(tree) -> bool:
   """Whether any concrete floating leaf of `tree` holds a NaN."""
-  if isinstance(tree, (tuple, list)):
-    return any(holds_nan(t) for t in tree)
-  if isinstance(tree, dict):
-    return any(holds_nan(t) for t in tree.values())
+  if type(tree) is list or type(tree) is tuple:
+    for t in tree:
+      if holds_nan(t):
+        return True
+    return False
   if isinstance(tree, (np.ndarray, np.generic)):
     if tree.dtype.kind not in "fc":
       return False
     if tree.ndim == 0:
       return tree != tree
     flat = tree.ravel(order="K")  # no copy for any dense layout (transposed outputs)
-    norm = np.vdot(flat, flat)  # a sum of squared magnitudes: NaN exactly when an entry is
-    return norm != norm
+    norm = np.vdot(flat, flat)  # a sum of squared magnitudes: NaN when an entry is (no
+    return norm != norm  # overflow warning, unlike dot)
   if isinstance(tree, float):
     return tree != tree
+  if isinstance(tree, dict):
+    return any(holds_nan(t) for t in tree.values())
+  if isinstance(tree, (tuple, list)):  # namedtuples and other subclasses
+    return any(holds_nan(t) for t in tree)
   from dfdx._src.tree import tree_leaves
   leaves = tree_leaves(tree)
   return not (len(leaves) == 1 and leaves[0] is tree) and holds_nan(leaves)
