@@ -233,12 +233,16 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
   def jitted(*args, **kwargs):
     if not kwargs and not static_nums and core.current_trace() is None and \
         not ad.zero_absorbing:
-      leaves, tree = tree_flatten(args)
-      try:
-        key = (tree, tuple([(x.shape, x.dtype) for x in leaves
-                            if type(x) is np.ndarray or _fail()]))
+      try:  # arguments that are all arrays need no flattening: their structure is their number
+        key = (len(args), *[(x.shape, x.dtype) for x in args if type(x) is np.ndarray or _fail()])
+        leaves = args
       except _NotFast:
-        key = None
+        leaves, tree = tree_flatten(args)
+        try:
+          key = (tree, tuple([(x.shape, x.dtype) for x in leaves
+                              if type(x) is np.ndarray or _fail()]))
+        except _NotFast:
+          key = None
       entry = fast_cache.get(key) if key is not None else None
       if entry is not None:
         outs = entry.run(*leaves)
