@@ -50,6 +50,22 @@ class Tool:
   note: str = ""
 
 
+def torch_backward_tool(torch, objective, params, fixed):
+  """The PyTorch tool of a gradient problem: `objective(*params, *fixed)` evaluated under
+  no_grad, and its value and gradient with respect to `params` (NumPy arrays, made tensors
+  that require grad on each call) by eager backward. `fixed` are tensors or constants."""
+  def value():
+    with torch.no_grad():
+      return float(objective(*(torch.as_tensor(v) for v in params), *fixed))
+
+  def derivative():
+    leaves = [torch.tensor(v, requires_grad=True) for v in params]
+    out = objective(*leaves, *fixed)
+    out.backward()
+    return float(out.detach()), tuple(p.grad.numpy() for p in leaves)
+  return Tool(value, derivative, "eager backward")
+
+
 def size_label(size):
   """The text form of a size: "2,5" for (2, 5), the string itself otherwise."""
   return ",".join(str(v) for v in size) if isinstance(size, tuple) else str(size)

@@ -18,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import seconds_per_call, single_threaded  # noqa: E402
+from timing import seconds_per_call, single_threaded, table  # noqa: E402
 
 single_threaded()
 
@@ -74,13 +74,6 @@ def off_on_medians(fn, samples, min_time):
     with dfdx.debug_nans():
       on.append(seconds_per_call(fn, min_time))
   return statistics.median(off), statistics.median(on)
-
-
-def table(rows, headers):
-  widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-  line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths)))
-  return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def main():

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import dfdx  # noqa: E402
 import dfdx.numpy as dnp  # noqa: E402
 from common import (Tool, fd_error, import_jax, import_torch, measure_tools,  # noqa: E402
-                    size_label)
+                    size_label, torch_backward_tool)
 
 NAME = "gmm"
 N_POINTS = 1000
@@ -239,18 +239,8 @@ def tool_makers(data):
   def torch_tool():
     torch = import_torch()
     objective = torch_objective(torch, torch.as_tensor(_gather_plan(d)))
-    x = torch.as_tensor(data[3])
-
-    def value():
-      with torch.no_grad():
-        return float(objective(*(torch.as_tensor(v) for v in data[:3]), x, *data[4:]))
-
-    def derivative():
-      params = [torch.tensor(v, requires_grad=True) for v in data[:3]]
-      out = objective(*params, x, *data[4:])
-      out.backward()
-      return float(out.detach()), tuple(p.grad.numpy() for p in params)
-    return Tool(value, derivative, "eager backward")
+    return torch_backward_tool(torch, objective, data[:3],
+                               (torch.as_tensor(data[3]), *data[4:]))
 
   return {"numpy": numpy_tool, "dfdx eager": dfdx_eager, "dfdx jit": dfdx_jit,
           "autograd": autograd_tool, "jax eager": lambda: jax_tool(False),

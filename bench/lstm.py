@@ -42,7 +42,8 @@ import numpy as np  # noqa: E402
 import dfdx  # noqa: E402
 import dfdx.numpy as dnp  # noqa: E402
 import dfdx.scipy.special as dsp  # noqa: E402
-from common import Tool, fd_error, import_jax, import_torch, measure_tools  # noqa: E402
+from common import (Tool, fd_error, import_jax, import_torch, measure_tools,  # noqa: E402
+                    torch_backward_tool)
 
 NAME = "lstm"
 CHAR_BITS = 14
@@ -273,19 +274,8 @@ def tool_makers(data):
 
   def torch_tool():
     torch = import_torch()
-    objective = torch_objective(torch)
-    state, sequence = (torch.as_tensor(v) for v in data[2:])
-
-    def value():
-      with torch.no_grad():
-        return float(objective(*(torch.as_tensor(v) for v in data[:2]), state, sequence))
-
-    def derivative():
-      params = [torch.tensor(v, requires_grad=True) for v in data[:2]]
-      out = objective(*params, state, sequence)
-      out.backward()
-      return float(out.detach()), tuple(p.grad.numpy() for p in params)
-    return Tool(value, derivative, "eager backward")
+    return torch_backward_tool(torch, torch_objective(torch), data[:2],
+                               [torch.as_tensor(v) for v in data[2:]])
 
   return {"numpy": numpy_tool, "dfdx eager": dfdx_eager, "dfdx jit": dfdx_jit,
           "autograd": autograd_tool, "jax eager": lambda: jax_tool(False),

@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import interleaved_medians, single_threaded  # noqa: E402
+from timing import interleaved_medians, single_threaded, table  # noqa: E402
 
 single_threaded()
 
@@ -113,13 +113,6 @@ def import_time(statement, samples=7, bytecode=True):
     subprocess.run([sys.executable, "-c", statement], check=True, env=env)
     times.append(time.perf_counter() - start)
   return statistics.median(times)
-
-
-def table(rows, headers):
-  widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-  line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths)))
-  return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def main():

@@ -58,3 +58,11 @@ def interleaved_medians(candidates, samples, min_time=0.02):
     for name, fn in candidates.items():
       times[name].append(seconds_per_call(fn, min_time))
   return {name: statistics.median(t) for name, t in times.items()}
+
+
+def table(rows, headers):
+  """A plain-text table: the first column left-aligned, the others right-aligned."""
+  widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+  line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                             for i, (c, w) in enumerate(zip(r, widths)))
+  return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
