@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from dfdx._src.codegen import Ufunc, View, helpers, literal, register, with_avals
+from dfdx._src.ops import linalg as _linalg_ops
 
 # ---- elementwise ----------------------------------------------------------------------------
 for _prim, _ufunc in {
@@ -218,19 +219,7 @@ register("frexp_exponent", lambda ins, p: f"np.frexp({ins[0]})[1]")
 # ---- linear algebra decompositions ----
 # The multiple-result primitives unpack NumPy's result tuples; adjugate and lstsq call helpers
 # that compute exactly what their impls in dfdx/_src/ops/linalg.py compute.
-helpers["_linalg_adjugate"] = '''def _linalg_adjugate(a):
-    a = np.asarray(a)
-    a = a if a.dtype.kind in "fc" else a.astype(np.float64)
-    if a.shape[-1] == 0 or a.size == 0:
-        return np.array(a, copy=True)
-    u, s, vh = np.linalg.svd(a)
-    ones = np.ones(s.shape[:-1] + (1,), s.dtype)
-    before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
-    after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
-    sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
-    return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
-                            np.swapaxes(u, -1, -2))
-'''
+helpers["_linalg_adjugate"] = _linalg_ops.ADJUGATE_SOURCE
 helpers["_linalg_lstsq"] = '''def _linalg_lstsq(a, b, rcond, out_dtypes):
     a, b = np.asarray(a), np.asarray(b)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])

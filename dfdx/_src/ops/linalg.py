@@ -252,20 +252,24 @@ def adjugate(a):
   return adjugate_p.bind(a)
 
 
-def _adjugate_impl(a):
-  # adj(U S V^T) = det(U) det(V) V adj(S) U^T, adj(S) = diag(prod_{j != i} s_j): no division.
-  a = np.asarray(a)
-  a = a if a.dtype.kind in "fc" else a.astype(np.float64)
-  n = a.shape[-1]
-  if n == 0 or a.size == 0:
-    return np.array(a, copy=True)
-  u, s, vh = np.linalg.svd(a)
-  ones = np.ones(s.shape[:-1] + (1,), s.dtype)
-  before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
-  after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
-  sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
-  return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
-                          np.swapaxes(u, -1, -2))
+# adj(U S V^T) = det(U) det(V) V adj(S) U^T, adj(S) = diag(prod_{j != i} s_j): no division.
+# One source for the impl and for generated code (codegen_rules.py emits it as a helper).
+ADJUGATE_SOURCE = '''def _linalg_adjugate(a):
+    a = np.asarray(a)
+    a = a if a.dtype.kind in "fc" else a.astype(np.float64)
+    if a.shape[-1] == 0 or a.size == 0:
+        return np.array(a, copy=True)
+    u, s, vh = np.linalg.svd(a)
+    ones = np.ones(s.shape[:-1] + (1,), s.dtype)
+    before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
+    after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
+    return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
+                            np.swapaxes(u, -1, -2))
+'''
+_namespace = {"np": np}
+exec(ADJUGATE_SOURCE, _namespace)
+_adjugate_impl = _namespace["_linalg_adjugate"]
 
 
 def _adjugate_abstract_eval(a):
