@@ -41,6 +41,19 @@ def main():
         "dfdx.vmap(dfdx.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)", per_example,
         2 * (xs @ w - ys)[:, None] * xs)
 
+  safe_log = lambda x: dnp.sum(dnp.where(x > 0, dnp.log(x), 0.0))
+  xs0 = np.array([0.0, 0.5, 2.0])
+  with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, unselected
+    guarded = dfdx.grad(safe_log)(xs0)
+  _show("A where that guards log at 0: the unselected branch cannot make the gradient NaN",
+        "dfdx.grad(lambda x: dnp.sum(dnp.where(x > 0, dnp.log(x), 0.0)))(x)",
+        guarded, np.where(xs0 > 0, 1 / np.where(xs0 > 0, xs0, 1), 0.0))
+
+  z = np.array([1 + 2j, -0.5 + 1j])
+  _show("Gradient of |z|^2 for complex z (df/dx + i df/dy)",
+        "dfdx.grad(lambda z: dnp.sum(dnp.abs(z) ** 2))(z)",
+        dfdx.grad(lambda z: dnp.sum(dnp.abs(z) ** 2))(z), 2 * z)
+
 
 if __name__ == "__main__":
   main()
