@@ -17,4 +17,4 @@ _ad.complex_rules.update(
         "concatenate", "pad", "slice", "rev", "convert_element_type", "gather", "scatter_add",
         "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "isnan", "isfinite",
         "isinf", "logical_and", "logical_or", "logical_xor", "logical_not", "solve", "fft",
-        "eig"})
+        "eig", "det"})

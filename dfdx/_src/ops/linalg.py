@@ -252,7 +252,8 @@ def adjugate(a):
   return adjugate_p.bind(a)
 
 
-# adj(U S V^T) = det(U) det(V) V adj(S) U^T, adj(S) = diag(prod_{j != i} s_j): no division.
+# adj(U S V^H) = det(U) det(V^H) V adj(S) U^H, adj(S) = diag(prod_{j != i} s_j): no
+# division.
 # One source for the impl and for generated code (codegen_rules.py emits it as a helper).
 ADJUGATE_SOURCE = '''def _linalg_adjugate(a):
     a = np.asarray(a)
@@ -264,8 +265,10 @@ ADJUGATE_SOURCE = '''def _linalg_adjugate(a):
     before = np.cumprod(np.concatenate([ones, s[..., :-1]], -1), -1)
     after = np.flip(np.cumprod(np.concatenate([ones, np.flip(s[..., 1:], -1)], -1), -1), -1)
     sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
-    return sign * np.matmul(np.swapaxes(vh, -1, -2) * (before * after)[..., None, :],
-                            np.swapaxes(u, -1, -2))
+    v, uh = np.swapaxes(vh, -1, -2), np.swapaxes(u, -1, -2)
+    if a.dtype.kind == "c":  # A = U S V^H: adj(A) = det(U) det(V^H) V adj(S) U^H
+        v, uh = v.conj(), uh.conj()
+    return sign * np.matmul(v * (before * after)[..., None, :], uh)
 '''
 _namespace = {"np": np}
 exec(ADJUGATE_SOURCE, _namespace)
