@@ -7,6 +7,7 @@ and small arrays (SymPy, an optional dependency, is imported only there).
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 
@@ -63,9 +64,14 @@ def to_source(f, *args, name=None):
   plain_src = codegen.program_source(expr.program, f"_{name}_plain", arg_names=names)
   safe_src = codegen.program_source(safe.program, f"_{name}_zero_absorbing", arg_names=names,
                                     prefix="z")
-  safe_body = safe_src[safe_src.index(f"def _{name}_zero_absorbing"):]
-  safe_prelude = [line for line in safe_src[:safe_src.index(f"def _{name}_zero_absorbing")]
-                  .splitlines() if line and line not in plain_src]
+  start = safe_src.index(f"def _{name}_zero_absorbing")
+  safe_body = safe_src[start:]
+  # The second program's prelude: the helpers the first does not define already, and its own
+  # constants (named with the prefix "z").
+  safe_prelude = [source.rstrip("\n") for h, source in sorted(codegen.helpers.items())
+                  if f"def {h}(" in safe_src[:start] and f"def {h}(" not in plain_src]
+  safe_prelude += [line for line in safe_src[:start].splitlines()
+                   if re.match(r"z[ck]\d+ = ", line)]
   args_text = ", ".join(names)
   wrapper = (
       f"def _holds_nan(outs):\n"

@@ -206,5 +206,11 @@ def test_exported_source_computes_what_dfdx_computes():
   exec(source, namespace)
   assert namespace["dlog"](np.float64(0.0)) == 0.0
   assert namespace["dlog"](np.float64(2.0)) == 0.5
+  # a plain program that needs helpers of its own (the slice's transpose pads)
+  sliced = dfdx.grad(lambda x: dnp.sum(_safe_log(x[1:])))
+  x = np.array([1.0, 0.0, 2.0])
+  namespace = {}
+  exec(dfdx.export.to_source(sliced, x, name="dsliced"), namespace)
+  np.testing.assert_array_equal(namespace["dsliced"](x), sliced(x))
   # with nothing to absorb, one plain program
   assert "zero_absorbing" not in dfdx.export.to_source(dfdx.grad(dnp.sin), 1.0)
