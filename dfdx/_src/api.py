@@ -781,11 +781,13 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
     n_in = sum(int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves)
     n_out = sum(int(np.prod(np.shape(o), dtype=np.int64)) for o in out_leaves)
     use = mode
-    if mode == "auto":
+    if mode == "auto":  # by size, unless only one mode is defined for complex values
       complex_in = any(np.dtype(x.dtype).kind == "c" for x in leaves)
       complex_out = any(np.dtype(o.dtype).kind == "c" for o in out_leaves)
-      use = "fwd" if (n_in <= n_out or complex_out) and not (complex_in and not complex_out) \
-          else "rev"
+      if complex_in != complex_out:
+        use = "rev" if complex_in else "fwd"
+      else:
+        use = "fwd" if n_in <= n_out else "rev"
     _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
     if use == "fwd":
       blocks, _ = _jacobian_by_pushforward(lambda *t: lin.forward(list(t)), leaves,

@@ -246,10 +246,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       entry = fast_cache.get(key) if key is not None else None
       if entry is not None:
         outs = entry.run(*leaves)
-        if entry.differentiates and ad.holds_nan(outs):
-          return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
-        if nan_check is not None:
-          nan_check(entry, leaves, outs)
+        if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
+          return checked_outputs(entry, leaves, outs, args, kwargs)
         if entry.single_output:
           return _output(outs[0])
         return _rebuild(entry, [_output(o) for o in outs])
@@ -257,6 +255,15 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       if key is not None and entry is not None:
         fast_cache[key] = entry
     return slow_call(args, kwargs)
+
+  def checked_outputs(entry, leaves, outs, args, kwargs):
+    """The results of a direct run: a derivative holding a NaN is computed again with the
+    zero-absorbing chain rule (its own program); debug_nans looks at the rest."""
+    if entry.differentiates and not ad.zero_absorbing and ad.holds_nan(outs):
+      return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
+    if nan_check is not None:
+      nan_check(entry, leaves, outs)
+    return _rebuild(entry, [_output(o) for o in outs])
 
   def slow_call_entry(args, kwargs):
     """The cached entry a call would use (compiling it if needed), or None."""
@@ -295,12 +302,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     if entry_only:
       return entry
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
-      outs = entry.run(*leaves)
-      if entry.differentiates and not ad.zero_absorbing and ad.holds_nan(outs):
-        return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
-      if nan_check is not None:
-        nan_check(entry, leaves, outs)
-      return _rebuild(entry, [_output(o) for o in outs])
+      return checked_outputs(entry, leaves, entry.run(*leaves), args, kwargs)
     return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
                                            name=name))
 
