@@ -47,6 +47,13 @@ zero_absorbing_prims: dict = {}
 # Primitives whose derivative rules are right for complex values (adjoints for the real
 # inner product: see ops/elementwise.py). Others refuse complex operands when differentiated.
 complex_rules: set = set()
+# Exact derivatives at ties of a spectrum (see ops/gaps.py): reverse passes that met a tie
+# with a nonzero cotangent (`ties_met`, a counter), the rules that a split spectrum uses
+# instead of the JVP rules (prim -> rule(primals, tangents)), and the split's trace while a
+# derivative is computed again with it (`run_split`).
+ties_met = 0
+split_rules: dict = {}
+split_trace = None
 
 
 def holds_nan(tree) -> bool:
@@ -75,24 +82,34 @@ def holds_nan(tree) -> bool:
   return not (len(leaves) == 1 and leaves[0] is tree) and holds_nan(leaves)
 
 
-def recompute_if_nan(run, always=False):
-  """`run()`, or, if its result holds a NaN and something was differentiated in it (or
-  `always`), `run()` again with the zero-absorbing chain rule. Only the outermost call
-  (no transformation current) checks: values inside transformations are not concrete."""
+def recompute_if_nan(run, always=False, again=None):
+  """`run()`, computed again when its first result cannot stand:
+    * a reverse pass met a tie of a spectrum (eigenvalues, singular values) where the
+      derivative is a limit: again with the spectrum split (`run_split`; `again`, if given,
+      recomputes everything `run` depends on, such as the forward pass of a vjp);
+    * the result holds a NaN and something was differentiated in it (or `always`): again
+      with the zero-absorbing chain rule.
+  Only the outermost call (no transformation current) checks: values inside
+  transformations are not concrete."""
   if zero_absorbing or core._current_trace is not None:
     return run()
-  made = JVPTrace.made
-  if state.in_use:  # the second run starts from the Variables' values before the first
+  made, ties = JVPTrace.made, ties_met
+  if state.in_use:  # a second run starts from the Variables' values before the first
     with state.journal() as j:
       out = run()
     assigned = list(j.frame.values())
   else:
     out, assigned = run(), ()
+  split = ties_met != ties
+  if split:
+    for var, previous in assigned:
+      var._value = previous
+    out = run_split(again or run, out)
   if not ((always or JVPTrace.made != made) and holds_nan(out)):
     return out
   for var, previous in assigned:
     var._value = previous
-  return run_zero_absorbing(run)
+  return run_zero_absorbing((lambda: run_split(again or run, out)) if split else run)
 
 
 def run_zero_absorbing(run):
@@ -485,6 +502,61 @@ def _unzip_tracers(trace, outs):
       primals_out.append(o)
       tangents_out.append(None)
   return primals_out, tangents_out
+
+
+class SplitTrace(JVPTrace):
+  """Forward mode in the split t of a spectrum (see ops/gaps.py): its tangents are rates in
+  t at t = 0, and primitives with a rule in `split_rules` use it."""
+  __slots__ = ()
+  kind = "split"
+
+  def process_primitive(self, prim, args, params):
+    rule = split_rules.get(prim)
+    if rule is None or not any(type(a) is JVPTracer and a._trace is self for a in args):
+      return super().process_primitive(prim, args, params)
+    primals = [a.primal if type(a) is JVPTracer and a._trace is self else a for a in args]
+    tangents = [a.tangent if type(a) is JVPTracer and a._trace is self else None for a in args]
+    prev = swap_trace(self.parent)
+    try:
+      out, tangent = rule(primals, tangents, **params)
+    finally:
+      swap_trace(prev)
+    return self.wrap(out, tangent)
+
+
+def split_value(x, rate):
+  """In a JVP rule: `x` (a spectrum computed from concrete values), moving at `rate()` in the
+  split t while a derivative is computed with the spectrum split; `x` itself otherwise."""
+  if split_trace is None or type(x) is not np.ndarray or not split_trace.alive:
+    return x
+  return JVPTracer(split_trace, x, rate())
+
+
+def run_split(run, like):
+  """`run()` with every spectrum split (see ops/gaps.py), and its result at t = 0: the
+  leaves are shaped like those of `like` (the first run's result: NumPy scalars stay
+  scalars)."""
+  global split_trace
+  from dfdx._src.tree import tree_flatten, tree_leaves, tree_unflatten
+  trace = split_trace = SplitTrace()
+  try:
+    out = state.run_in_trace(trace, run, (), _primal_of)
+  finally:
+    split_trace = None
+  leaves, tree = tree_flatten(out)
+  like_leaves = tree_leaves(like)
+  if len(like_leaves) != len(leaves):
+    like_leaves = [None] * len(leaves)
+  values = []
+  for leaf, like_leaf in zip(leaves, like_leaves):
+    if type(leaf) is JVPTracer and leaf._trace is trace:
+      leaf = leaf.primal
+      if isinstance(like_leaf, np.generic) and isinstance(leaf, np.ndarray):
+        leaf = leaf[()]
+      elif isinstance(leaf, np.ndarray) and not leaf.flags.writeable:
+        leaf = leaf.copy()
+    values.append(leaf)
+  return tree_unflatten(tree, values)
 
 
 def linearize_flat(fun, primals):

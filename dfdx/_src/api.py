@@ -501,7 +501,8 @@ def vjp(f, *primals, has_aux=False):
   def vjp_fn(cotangent):
     cts = _matching_leaves(out_tree, cotangent, out_leaves, "vjp", "cotangent")
     return ad.recompute_if_nan(
-        lambda: _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec), always=True)
+        lambda: _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec), always=True,
+        again=lambda: vjp(f, *primals, has_aux=has_aux)[1](cotangent))
 
   out = tree_unflatten(out_tree, out_leaves)
   return (out, vjp_fn, store.get("aux")) if has_aux else (out, vjp_fn)

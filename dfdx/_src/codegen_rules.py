@@ -301,3 +301,10 @@ register("fft", lambda ins, p: f"np.fft.{p['fft_type']}n({ins[0]}, s={literal(p[
 
 # ---- eig ----------------------------------------------------------------------------------
 register("eig", _impl_call("eig"))  # numpy.linalg.eig, always complex (see ops/linalg.py)
+
+# ---- gaps of a spectrum (ops/gaps.py) -----------------------------------------------------
+helpers["_gap_div"] = '''def _gap_div(x, gap, tol):
+    tie = np.abs(gap) <= tol
+    return np.where(tie, 0, x / np.where(tie, 1, gap))
+'''
+register("gap_div", lambda ins, p: f"_gap_div({ins[0]}, {ins[1]}, {ins[2]})")

@@ -9,6 +9,7 @@ import numpy as np
 from dfdx._src import core
 from dfdx._src.ops import contraction as con
 from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import gaps
 from dfdx._src.ops import linalg as la
 from dfdx._src.ops import shape as shape_ops
 from tests.op_specs import Fixed, OpSpec
@@ -160,4 +161,25 @@ SPECS += [
            lambda x, y: _eig_parts(*la.eig(ew.add(ew.complex(x, y), _eig_shift(x.shape[-1])))),
            lambda x, y: _eig_parts(*np.linalg.eig(x + 1j * y + _eig_shift(x.shape[-1])), m=np),
            [((3, 3), (3, 3)), ((2, 2, 2), (2, 2, 2))], domain=HALF),
+]
+
+# ---- gaps of a spectrum (ops/gaps.py) ----------------------------------------------------
+_TIES = np.array([[0.0, 1.5, -2.0], [-1.5, 0.0, 1e-17], [2.0, -1e-17, 0.0]])
+_NO_TOL, _TOL = Fixed(np.zeros(())), Fixed(np.full((3, 1), 1e-15))
+
+
+def _away(g):
+  """Gaps in (2, 4): away from 0."""
+  return ew.add(g, 3.0)
+
+
+SPECS += [
+    OpSpec("gap_div", gaps.gap_div_p, lambda x, g, tol: gaps.gap_div(x, _away(g), tol),
+           lambda x, g, tol: x / (g + 3.0),
+           [((3, 3), (3, 3), ()), ((2, 3), (3,), ()), ((2, 1, 3), (4, 1), ())],
+           domain=[(-1.0, 1.0), (-1.0, 1.0), _NO_TOL]),
+    OpSpec("gap_div_ties", gaps.gap_div_p, lambda x, tol: gaps.gap_div(x, _TIES, tol),
+           lambda x, tol: np.where(np.abs(_TIES) <= 1e-15, 0.0, x / np.where(
+               np.abs(_TIES) <= 1e-15, 1.0, _TIES)),
+           [((3, 3), (3, 1)), ((2, 3, 3), (3, 1))], domain=[(-1.0, 1.0), _TOL]),
 ]

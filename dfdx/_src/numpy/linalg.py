@@ -253,20 +253,24 @@ def eigh(a, UPLO="L"):  # noqa: N803  (NumPy's name)
   """Differentiable `numpy.linalg.eigh`: (eigenvalues, eigenvectors) of the symmetric
   matrices that a's lower (UPLO='L') or upper ('U') triangles define, for stacks.
 
-  The eigenvalues' derivative, diag(V^T da V), needs no eigenvalue gaps, so it is exact and
-  finite at repeated eigenvalues too. The eigenvectors' derivative divides by the gaps;
-  where a gap is zero (to working precision) that factor is set to 0, so no NaN or inf
-  appears. Eigenvectors of a repeated eigenvalue are not differentiable (any rotation within
-  their eigenspace is as good), so their derivative there has no meaning. Functions invariant
-  under such rotations, like v diag(f(w)) v^T, are differentiable there, but through eigh
-  their derivative loses the part within the eigenspace (f'(w) times that block of da): it
-  is finite, not exact, at (near-)repeated eigenvalues. Sums of functions of the eigenvalues
-  alone (eigvalsh) have exact first derivatives.
+  The eigenvalues' derivative, diag(V^H da V), needs no eigenvalue gaps, so it is exact
+  and finite at repeated eigenvalues too. The eigenvectors' derivative divides by the gaps.
+  Eigenvectors of a repeated eigenvalue are not differentiable (any rotation within their
+  eigenspace is as good), but functions that do not depend on that choice, such as
+  v diag(f(w)) v^T, are. For them the gradient at an exactly repeated eigenvalue is a limit:
+  a reverse pass (grad, value_and_grad, vjp, jacrev) that meets a tie is computed once more
+  with the eigenvalues split by an infinitesimal, which gives the limit exactly (see
+  dfdx/_src/ops/gaps.py). Forward mode, higher orders and jit keep the first pass's
+  answer there, in which the factor of a zero gap is 0: finite, not exact. Complex
+  eigenvectors are fixed in phase by diag(V^H dV) = 0.
 
   >>> import dfdx
-  >>> dfdx.grad(lambda a: eigh(a).eigenvalues.sum())(np.eye(2))  # repeated: finite, exact
+  >>> def f(a):  # sum(a) as eigh reads it (the lower triangle), through the eigenvectors
+  ...   w, v = eigh(a)
+  ...   return ((v * w) @ v.T).sum()
+  >>> dfdx.grad(f)(np.eye(2))  # a repeated eigenvalue: exact
   array([[1., 0.],
-         [0., 1.]])
+         [2., 1.]])
   """
   if not _traced(a):
     return np.linalg.eigh(a, UPLO)
@@ -287,10 +291,13 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
   """Differentiable `numpy.linalg.svd` of stacks of matrices: (U, S, Vh), or S alone without
   `compute_uv`.
 
-  The singular values' derivative, diag(U^T da V), is exact at repeated singular values.
-  The singular vectors' derivative is that of the reduced decomposition, with the 1/(s_i^2 -
-  s_j^2) factors set to 0 where the gap is zero to working precision (the vectors of a
-  repeated singular value are not differentiable; no NaN or inf appears). With
+  The singular values' derivative, Re diag(U^H da V), is exact at repeated singular values.
+  The singular vectors' derivative is that of the reduced decomposition; it divides by
+  s_j - s_i, s_j + s_i and s_i. The vectors of a repeated (or zero) singular value are not
+  differentiable, but functions that do not depend on their choice, such as u diag(f(s)) vh,
+  are: at such ties a reverse pass is computed again with the singular values split, which
+  gives their gradient exactly, as for eigh. Elsewhere (forward mode, jit) a zero gap's
+  factor is 0, so no NaN or inf appears. With
   full_matrices=True (NumPy's default) and a non-square matrix, differentiating raises
   NotImplementedError: use full_matrices=False, or svdvals for the singular values only.
   With `hermitian` on traced values, dfdx decomposes the symmetric matrix defined by a's lower
@@ -621,6 +628,10 @@ def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002  (NumPy's name)
   if dtype_of(x).kind not in "fc":
     x = shape_ops.convert_element_type(x, np.float64)
   nd = len(shape_of(x))
+  if dtype_of(x).kind == "c":
+    pair = nd == 2 if axis is None else isinstance(axis, tuple) and len(axis) == 2
+    if not (pair and isinstance(ord, (int, str)) and ord in (2, -2, "nuc")):
+      x = ew.abs(x)  # norms of the magnitudes (the spectral ones take the complex SVD)
   if axis is None:
     if ord is None or (ord in ("f", "fro") and nd == 2) or (ord == 2 and nd == 1):
       out = _root(red.reduce_sum(ew.mul(x, x), tuple(range(nd))), 2)

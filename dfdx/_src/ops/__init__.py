@@ -1,7 +1,7 @@
 """The primitives, one module per family. Importing this package registers all of them."""
 from dfdx._src.ops import shape, reduction, elementwise  # noqa: F401  (shape first)
 from dfdx._src.ops import indexing, contraction, linalg, special, sorting  # noqa: F401
-from dfdx._src.ops import fft  # noqa: F401
+from dfdx._src.ops import fft, gaps  # noqa: F401
 
 from dfdx._src import ad as _ad, core as _core  # noqa: E402
 
@@ -17,4 +17,4 @@ _ad.complex_rules.update(
         "concatenate", "pad", "slice", "rev", "convert_element_type", "gather", "scatter_add",
         "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "isnan", "isfinite",
         "isinf", "logical_and", "logical_or", "logical_xor", "logical_not", "solve", "fft",
-        "eig", "det"})
+        "eig", "det", "adjugate", "slogdet", "cholesky", "qr", "eigh", "svd", "pinv", "lstsq"})

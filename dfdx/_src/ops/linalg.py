@@ -9,6 +9,16 @@ a and b broadcast as NumPy does; the wrapper `solve` gives NumPy 2's vector case
 float64; float16 is rejected as NumPy rejects it). Decompositions with several outputs are
 primitives with `multiple_results` (lists in NumPy's order).
 
+Complex matrices: every primitive here but the adjugate is differentiable at complex operands
+(listed in `ad.complex_rules`); the rules are the real ones with conjugate transposes (A^H)
+in place of transposes, JVPs are complex-linear in the tangent where the function is, and
+reverse mode, their transpose, gives gradients df/dx + i df/dy of real-valued f. As NumPy,
+eigh and svd return real eigen- and singular values, slogdet a complex sign and a real
+logabsdet, lstsq real residuals and singular values. Complex eigenvectors (eigh) and
+singular vectors (svd) are defined up to a phase per column: the derivatives fix that gauge
+with Im diag(V^H dV) = 0 (as JAX), so only phase-invariant functions of them (V diag(g(w))
+V^H, U diag(s) V^H, |v_ij|) have derivatives that match finite differences of NumPy's.
+
 Matrix-calculus rules: M. Giles, "Collected matrix derivative results for forward and reverse
 mode algorithmic differentiation" (2008); I. Murray, "Differentiation of the Cholesky
 decomposition" (2016); J. Townsend, "Differentiating the singular value decomposition"
@@ -20,13 +30,16 @@ Where the derivative exists the rules stay finite:
   * det's derivative is the adjugate, computed from an SVD without division, so it is exact
     at singular matrices (a solve would raise there); the adjugate's own derivative is exact
     everywhere too.
-  * eigenvalue and singular-value derivatives (diag(V^T dA V), diag(U^T dA V)) use no gaps,
-    so they are exact at repeated values; the 1/gap factors of the eigenvector and
-    singular-vector derivatives are set to 0 where the gap is zero to working precision
-    (within a degenerate space the vectors are not differentiable; those contributions are
-    dropped, as in the literature), so no NaN or inf appears.
+  * eigenvalue and singular-value derivatives (diag(V^H dA V), Re diag(U^H dA V)) use no gaps,
+    so they are exact at repeated values. The 1/gap factors of the eigenvector and
+    singular-vector derivatives are one primitive, gaps.gap_div: 0 where the gap is zero to
+    working precision (within a degenerate space the vectors are not differentiable), so no
+    NaN or inf appears, and a reverse pass that meets such a tie is computed again with the
+    spectrum split, which gives the exact gradient of functions that do not depend on the
+    basis of a degenerate space (see ops/gaps.py).
 eigh, cholesky and pinv(hermitian=True) read one triangle of their input, as LAPACK does:
-their derivatives with respect to the other triangle are zero.
+their derivatives with respect to the other triangle are zero (and, for complex input, with
+respect to the imaginary parts of the diagonal).
 """
 from __future__ import annotations
 
@@ -35,7 +48,7 @@ import numpy as np
 from dfdx._src import ad, batching, core
 from dfdx._src.batching import NOT_MAPPED, bdim_at_front, moveaxis
 from dfdx._src.core import ShapedArray
-from dfdx._src.ops import contraction
+from dfdx._src.ops import contraction, gaps
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import reduction as red
 from dfdx._src.ops import shape as shape_ops
@@ -108,11 +121,44 @@ def _triangle(x, k=0, lower=True):
   return ew.mul(x, mask)
 
 
+def _mH(x):
+  """The conjugate transposes of the matrices in the last two axes (_mT for real x)."""
+  return _mT(ew.conj(x))
+
+
+def _is_complex(x):
+  return _dtype(x).kind == "c"
+
+
+def _real_dtype(dtype):
+  """float64 for complex128, float32 for complex64; real dtypes unchanged."""
+  return np.empty(0, dtype).real.dtype
+
+
+def _re(x):
+  """Re x in x's real dtype (x itself if real), taken from a fresh conj(x): jit's generated
+  np.real returns a view of its operand, which a later in-place operation on the result could
+  otherwise write through into a live value."""
+  return ew.real(ew.conj(x)) if _is_complex(x) else x
+
+
+def _i_im(x):
+  """i Im x = (x - conj(x)) / 2, complex (fresh, like _re)."""
+  return ew.mul(ew.sub(x, ew.conj(x)), np.asarray(0.5, _real_dtype(_dtype(x))))
+
+
 def _symmetrized(x, lower):
-  """The symmetric matrix that a LAPACK routine reading one triangle of `x` sees."""
-  if lower:
-    return ew.add(_triangle(x), _mT(_triangle(x, -1)))
-  return ew.add(_triangle(x, 0, False), _mT(_triangle(x, 1, False)))
+  """The symmetric (for complex x, Hermitian) matrix that a LAPACK routine reading one
+  triangle of `x` sees: the other triangle is the (conjugate) transpose of the one read, and
+  the imaginary parts of a complex diagonal are ignored (taken as 0), as LAPACK does."""
+  if not _is_complex(x):
+    if lower:
+      return ew.add(_triangle(x), _mT(_triangle(x, -1)))
+    return ew.add(_triangle(x, 0, False), _mT(_triangle(x, 1, False)))
+  strict = _triangle(x, -1) if lower else _triangle(x, 1, False)
+  n = core.shape_of(x)[-1]
+  diag = ew.mul(ew.add(x, ew.conj(x)), np.eye(n, dtype=_real_dtype(_dtype(x))) * 0.5)
+  return ew.add(ew.add(strict, _mH(strict)), diag)
 
 
 def _tolerance(v):
@@ -281,22 +327,27 @@ def _adjugate_abstract_eval(a):
 
 
 def _adjugate_jvp(primals, tangents):
-  # With A = U S V^T and E = U^T dA V: d adj(A) = det(U) det(V) V (diag(P diag(E)) - P o E)
-  # U^T, P_ij = prod_{k not in {i, j}} s_k (i != j), P_ii = 0: the first-order cofactors of
-  # S + E, from adj(XY) = adj(Y) adj(X) (cf. Magnus & Neudecker, "Matrix differential
-  # calculus", ch. 8, on the differential of the adjoint matrix); exact at any rank.
+  # With A = U S V^H and E = U^H dA V: d adj(A) = det(U) det(V^H) V (diag(P diag(E)) - P o E)
+  # U^H, P_ij = prod_{k not in {i, j}} s_k (i != j), P_ii = 0: the first-order cofactors of
+  # S + E, from adj(XY) = adj(Y) adj(X) and adj(U) = det(U) U^H for unitary U (cf. Magnus &
+  # Neudecker, "Matrix differential calculus", ch. 8, on the differential of the adjoint
+  # matrix); exact at any rank. det(U) det(V^H) is a sign for real A, a phase for complex A.
   (a,), (a_dot,) = primals, tangents
   ans = adjugate(a)
   n = core.shape_of(a)[-1]
   if n <= 1:
     return ans, None
   u, s, vh = svd_p.bind(a, full_matrices=False, compute_uv=True)
-  sign = ew.sign(ew.mul(det(ew.stop_gradient(u)), det(ew.stop_gradient(vh))))
-  e = _mm(_mT(u), _mm(a_dot, _mT(vh)))
+  if _is_complex(a):  # moves with the singular vectors' gauge (derivatives of order 2 on)
+    phase = ew.mul(det(u), det(vh))
+  else:
+    phase = ew.sign(ew.mul(det(ew.stop_gradient(u)), det(ew.stop_gradient(vh))))
+  uh, v = _mH(u), _mH(vh)
+  e = _mm(uh, _mm(a_dot, v))
   p = _pair_cofactors(s)
   d = ew.sub(_diag_matrix(red.reduce_sum(ew.mul(p, _row(_diag(e))), (core.ndim_of(e) - 1,))),
              ew.mul(p, e))
-  return ans, ew.mul(_col(_col(sign)), _mm(_mT(vh), _mm(d, _mT(u))))
+  return ans, ew.mul(_col(_col(phase)), _mm(v, _mm(d, uh)))
 
 
 def _pair_cofactors(s):
@@ -372,15 +423,20 @@ def _slogdet_impl(a):
 
 def _slogdet_abstract_eval(a):
   _check_square(a, "slogdet")
-  aval = ShapedArray(a.shape[:-2], _linalg_dtype(a.dtype))
-  return [aval, aval]
+  dtype = _linalg_dtype(a.dtype)  # complex input: a complex sign, a real logabsdet
+  return [ShapedArray(a.shape[:-2], dtype), ShapedArray(a.shape[:-2], _real_dtype(dtype))]
 
 
 def _slogdet_jvp(primals, tangents):
-  # d log|det A| = tr(A^-1 dA)  (Giles 2008, sec. 2.2.2); the sign is locally constant.
+  # With t = tr(A^-1 dA) = d log det A (Giles 2008, sec. 2.2.2): d log|det A| = Re t. A real
+  # sign is locally constant; a complex one, sign = exp(i arg det A), has d sign = i Im(t) sign.
   (a,), (a_dot,) = primals, tangents
-  ans = slogdet(a)
-  return ans, [None, ad.match_primal(contraction.trace(solve_p.bind(a, a_dot)), ans[1])]
+  sign, logabsdet = ans = slogdet(a)
+  t = contraction.trace(solve_p.bind(a, a_dot))
+  sign_dot = None
+  if _is_complex(sign):
+    sign_dot = ew.mul(sign, _i_im(t))
+  return ans, [sign_dot, ad.match_primal(_re(t), logabsdet)]
 
 
 slogdet_p.def_impl(_slogdet_impl)
@@ -393,8 +449,9 @@ cholesky_p = core.primitive("cholesky")
 
 
 def cholesky(a, upper=False):
-  """Cholesky factors L (L L^T = a, from a's lower triangle) or, with `upper`, U (U^T U = a,
-  from a's upper triangle), as numpy.linalg.cholesky."""
+  """Cholesky factors L (L L^H = a, from a's lower triangle) or, with `upper`, U (U^H U = a,
+  from a's upper triangle), as numpy.linalg.cholesky (L^H = L^T for real a; for complex a the
+  imaginary parts of the diagonal are not read)."""
   return cholesky_p.bind(a, upper=bool(upper))
 
 
@@ -404,16 +461,18 @@ def _cholesky_abstract_eval(a, *, upper):
 
 
 def _cholesky_jvp(primals, tangents, *, upper):
-  # dL = L Phi(L^-1 dA L^-T), Phi: the lower triangle with the diagonal halved (Murray 2016,
-  # forward mode); dA is symmetrized from the triangle that was read.
+  # dL = L Phi(L^-1 dA L^-H), Phi: the lower triangle with the diagonal halved (Murray 2016,
+  # forward mode; L^-H = L^-T for real A); dA is symmetrized (made Hermitian) from the
+  # triangle that was read. For complex A the diagonal of L^-1 dA L^-H is real, so dL keeps
+  # L's diagonal real. Upper: U = L^H.
   (a,), (a_dot,) = primals, tangents
   ans = cholesky(a, upper)
-  l = _mT(ans) if upper else ans
+  l = _mH(ans) if upper else ans
   x = solve_p.bind(l, _symmetrized(a_dot, lower=not upper))
-  x = _mT(solve_p.bind(l, _mT(x)))
+  x = _mT(solve_p.bind(ew.conj(l), _mT(x)))  # x L^-H = (conj(L)^-1 x^T)^T
   n = core.shape_of(a)[-1]
   l_dot = _mm(l, ew.mul(x, np.tri(n, k=-1, dtype=_dtype(x)) + 0.5 * np.eye(n, dtype=_dtype(x))))
-  return ans, _mT(l_dot) if upper else l_dot
+  return ans, _mH(l_dot) if upper else l_dot
 
 
 cholesky_p.def_impl(lambda a, *, upper: np.linalg.cholesky(a, upper=upper))
@@ -461,17 +520,22 @@ def _qr_jvp(primals, tangents, *, full_matrices):
                   shape_ops.slice_in_dim(a_dot, m, n, nd - 1))
   q_dot, rx_dot = _qr_tangents(q, shape_ops.slice_in_dim(r, 0, m, nd - 1), x_dot)
   y = shape_ops.convert_element_type(shape_ops.slice_in_dim(a, m, n, nd - 1), _dtype(q))
-  ry_dot = ew.add(_mm(_mT(q_dot), y), _mm(_mT(q), y_dot))
+  ry_dot = ew.add(_mm(_mH(q_dot), y), _mm(_mH(q), y_dot))
   return ans, [q_dot, shape_ops.concatenate([rx_dot, ry_dot], nd - 1)]
 
 
 def _qr_tangents(q, r, a_dot):
-  # With C = Q^T dA R^-1 and its skew part Omega = tril(C, -1) - tril(C, -1)^T:
-  # dQ = Q (Omega - C) + dA R^-1, dR = (C - Omega) R (Walter & Lehmann 2018).
+  # With C = Q^H dA R^-1 and Omega = Q^H dQ, skew-Hermitian, from C's strict lower triangle:
+  # Omega = tril(C, -1) - tril(C, -1)^H + i Im diag(C), dQ = Q (Omega - C) + dA R^-1,
+  # dR = (C - Omega) R (Walter & Lehmann 2018; Q^H = Q^T for real A). The imaginary diagonal
+  # keeps diag(R) real, as LAPACK's (NumPy's) complex R is: Re diag(C) = diag(dR R^-1).
   a_dot_rinv = _mT(solve_p.bind(_mT(r), _mT(a_dot)))
-  c = _mm(_mT(q), a_dot_rinv)
+  c = _mm(_mH(q), a_dot_rinv)
   low = _triangle(c, -1)
-  omega = ew.sub(low, _mT(low))
+  omega = ew.sub(low, _mH(low))
+  if _is_complex(c):
+    omega = ew.add(omega, ew.mul(_i_im(c), np.eye(core.shape_of(c)[-1],
+                                                  dtype=_real_dtype(_dtype(c)))))
   return ew.add(_mm(q, ew.sub(omega, c)), a_dot_rinv), _mm(ew.sub(c, omega), r)
 
 
@@ -497,18 +561,24 @@ def _eigh_impl(a, *, lower):
 
 def _eigh_abstract_eval(a, *, lower):
   _check_square(a, "eigh")
-  dtype = _linalg_dtype(a.dtype)
-  return [ShapedArray(a.shape[:-1], dtype), ShapedArray(a.shape, dtype)]
+  dtype = _linalg_dtype(a.dtype)  # complex input: real eigenvalues
+  return [ShapedArray(a.shape[:-1], _real_dtype(dtype)), ShapedArray(a.shape, dtype)]
 
 
 def _eigh_jvp(primals, tangents, *, lower):
-  # dw = diag(V^T dA V), dV = V (F o V^T dA V), F_ij = 1 / (w_j - w_i) (Giles 2008, sec. 3.1),
-  # with F_ij = 0 where w_i = w_j to working precision: dw needs no gap, dV stays finite.
+  # dw = diag(V^H dA V), dV = V (F o V^H dA V), F_ij = 1 / (w_j - w_i) (Giles 2008, sec. 3.1;
+  # V^H = V^T for real A), with F_ij = 0 where w_i = w_j to working precision: dw needs no
+  # gap, dV stays finite. F_ii = 0 fixes the gauge of complex eigenvectors (each column's
+  # phase): diag(V^H dV) = 0, its imaginary part included (as JAX).
+  # At a tie the factor is a limit, which a second pass with the spectrum split finds (see
+  # ops/gaps.py): the split moves w_i at rate i.
   (a,), (a_dot,) = primals, tangents
-  w, v = ans = eigh(a, lower)
-  vt_dot_v = _mm(_mT(v), _mm(_symmetrized(a_dot, lower), v))
-  f = _safe_reciprocal(ew.sub(_row(w), _col(w)), _col(_tolerance(w)))
-  return ans, [_diag(vt_dot_v), _mm(v, ew.mul(f, vt_dot_v))]
+  w, v = eigh(a, lower)
+  w = ad.split_value(w, lambda: np.broadcast_to(np.arange(w.shape[-1], dtype=w.dtype), w.shape))
+  vt_dot_v = _mm(_mH(v), _mm(_symmetrized(a_dot, lower), v))
+  v_dot = _mm(v, gaps.gap_div(vt_dot_v, ew.sub(_row(w), _col(w)), _col(_tolerance(w)),
+                                 difference=True))
+  return [w, v], [_re(_diag(vt_dot_v)), v_dot]
 
 
 eigh_p.def_impl(_eigh_impl)
@@ -537,7 +607,7 @@ def _svd_abstract_eval(a, *, full_matrices, compute_uv):
   _check_matrix(a, "svd")
   (m, n), batch, dtype = a.shape[-2:], a.shape[:-2], _linalg_dtype(a.dtype)
   k = min(m, n)
-  s = ShapedArray(batch + (k,), dtype)
+  s = ShapedArray(batch + (k,), _real_dtype(dtype))  # complex input: real singular values
   if not compute_uv:
     return [s]
   mu, nv = (m, n) if full_matrices else (k, k)
@@ -545,13 +615,16 @@ def _svd_abstract_eval(a, *, full_matrices, compute_uv):
 
 
 def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
-  # With dS = U^T dA V: ds = diag(dS), dU = U Om_U, dV = V Om_V, where for i != j
-  # Om_U_ij = (dS_ij s_j + s_i dS_ji) / (s_j^2 - s_i^2) and Om_V_ij = (s_i dS_ij + dS_ji s_j) /
-  # (s_j^2 - s_i^2), plus the parts outside the column spaces for non-square matrices
-  # (Townsend 2016; Seeger et al. 2017). Split by partial fractions into
-  # sym(dS) / (s_j - s_i) -+ skew(dS) / (s_j + s_i): only the symmetric part, which has no
-  # limit, is dropped where s_i = s_j to working precision; the skew part (a rotation shared
-  # by U and V) is kept. 1/s is 0 where s is 0. No NaN, no inf.
+  # With dS = U^H dA V (U^T dA V for real A): ds = Re diag(dS), dU = U Om_U, dV = V Om_V,
+  # where for i != j Om_U_ij = (dS_ij s_j + s_i conj(dS_ji)) / (s_j^2 - s_i^2) and
+  # Om_V_ij = (s_i dS_ij + conj(dS_ji) s_j) / (s_j^2 - s_i^2), plus the parts outside the
+  # column spaces for non-square matrices (Townsend 2016; Seeger et al. 2017). Split by
+  # partial fractions into herm(dS) / (s_j - s_i) -+ skew(dS) / (s_j + s_i) (the Hermitian and
+  # skew-Hermitian parts): only the Hermitian part, which has no limit, is dropped where
+  # s_i = s_j to working precision; the skew part (a rotation shared by U and V) is kept.
+  # 1/s is 0 where s is 0. No NaN, no inf. Complex A: a phase e^{i t} on u_i and v_i leaves
+  # A unchanged; the gauge is JAX's, Im diag(V^H dV) = 0 (diag(Om_V) = 0, and
+  # diag(Om_U) = i Im(dS_ii) / s_i).
   (a,), (a_dot,) = primals, tangents
   ans = svd(a, full_matrices, compute_uv)
   m, n = core.shape_of(a)[-2:]
@@ -563,27 +636,35 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
         "full_matrices=False (whose derivative is implemented), or compute_uv=False / svdvals "
         "for singular values only.")
   u, s, vh = ans if compute_uv else svd_p.bind(a, full_matrices=False, compute_uv=True)
-  v = _mT(vh)
-  ds = _mm(_mT(u), _mm(a_dot, v))
-  s_dot = _diag(ds)
+  v = _mH(vh)
+  ds = _mm(_mH(u), _mm(a_dot, v))
+  s_dot = _re(_diag(ds))
   if not compute_uv:
     return ans, [s_dot]
+  # At ties the factors are limits, which a second pass with the singular values split finds
+  # (see ops/gaps.py): the split moves s_i at rate -(i + 1), so that no rate, difference of
+  # two rates or sum of two rates is 0.
+  s = ad.split_value(s, lambda: np.broadcast_to(-np.arange(1, s.shape[-1] + 1, dtype=s.dtype),
+                                                s.shape))
   s_row, s_col, tol = _row(s), _col(s), _tolerance(s)
   half = np.asarray(0.5, _dtype(s))
-  sym = ew.mul(_safe_reciprocal(ew.sub(s_row, s_col), _col(tol)),
-               ew.mul(ew.add(ds, _mT(ds)), half))
-  skew = ew.mul(_safe_reciprocal(ew.add(s_row, s_col), _col(tol)),
-                ew.mul(ew.sub(ds, _mT(ds)), half))
+  sym = gaps.gap_div(ew.mul(ew.add(ds, _mH(ds)), half), ew.sub(s_row, s_col), _col(tol),
+                     difference=True)
+  skew = gaps.gap_div(ew.mul(ew.sub(ds, _mH(ds)), half), ew.add(s_row, s_col), _col(tol))
   u_dot, v_dot = _mm(u, ew.add(sym, skew)), _mm(v, ew.sub(sym, skew))
+  if _is_complex(ds):  # the gauge: move skew's diagonal (phases of v_i) onto u_i
+    phase = _row(_diag(skew))
+    u_dot, v_dot = ew.add(u_dot, ew.mul(u, phase)), ew.add(v_dot, ew.mul(v, phase))
   if m != n:
-    inv_s = _row(_safe_reciprocal(s, tol))
-    if m > n:  # dU += (I - U U^T) dA V S^-1
+    if m > n:  # dU += (I - U U^H) dA V S^-1
       dav = _mm(a_dot, v)
-      u_dot = ew.add(u_dot, ew.mul(ew.sub(dav, _mm(u, _mm(_mT(u), dav))), inv_s))
-    else:  # dV += (I - V V^T) dA^T U S^-1
-      dau = _mm(_mT(a_dot), u)
-      v_dot = ew.add(v_dot, ew.mul(ew.sub(dau, _mm(v, _mm(vh, dau))), inv_s))
-  return ans, [u_dot, s_dot, _mT(v_dot)]
+      u_dot = ew.add(u_dot, gaps.gap_div(ew.sub(dav, _mm(u, _mm(_mH(u), dav))), s_row,
+                                         _row(tol)))
+    else:  # dV += (I - V V^H) dA^H U S^-1
+      dau = _mm(_mH(a_dot), u)
+      v_dot = ew.add(v_dot, gaps.gap_div(ew.sub(dau, _mm(v, _mm(vh, dau))), s_row,
+                                         _row(tol)))
+  return [u, s, vh], [u_dot, s_dot, _mH(v_dot)]
 
 
 svd_p.def_impl(_svd_impl)
@@ -607,17 +688,17 @@ def _pinv_abstract_eval(a, *, rcond, hermitian):
 
 
 def _pinv_jvp(primals, tangents, *, rcond, hermitian):
-  # dA+ = -A+ dA A+ + A+ A+^T dA^T (I - A A+) + (I - A+ A) dA^T A+^T A+, where the rank is
-  # locally constant (Golub & Pereyra 1973).
+  # dA+ = -A+ dA A+ + A+ A+^H dA^H (I - A A+) + (I - A+ A) dA^H A+^H A+, where the rank is
+  # locally constant (Golub & Pereyra 1973; ^H = ^T for real A).
   (a,), (a_dot,) = primals, tangents
   p = pinv(a, rcond, hermitian)
   if hermitian:  # LAPACK reads the lower triangle
     a, a_dot = _symmetrized(a, True), _symmetrized(a_dot, True)
   a = shape_ops.convert_element_type(a, _dtype(p))
-  a_dot_t = _mT(a_dot)
+  a_dot_t = _mH(a_dot)
   term1 = ew.neg(_mm(p, _mm(a_dot, p)))
-  term2 = _mm(p, _mm(_mT(p), ew.sub(a_dot_t, _mm(_mm(a_dot_t, a), p))))
-  term3 = _mm(ew.sub(a_dot_t, _mm(p, _mm(a, a_dot_t))), _mm(_mT(p), p))
+  term2 = _mm(p, _mm(_mH(p), ew.sub(a_dot_t, _mm(_mm(a_dot_t, a), p))))
+  term3 = _mm(ew.sub(a_dot_t, _mm(p, _mm(a, a_dot_t))), _mm(_mH(p), p))
   return p, ew.add(ew.add(term1, term2), term3)
 
 
@@ -649,7 +730,7 @@ def _lstsq_impl(a, b, *, rcond):
   for i in np.ndindex(*batch):
     x, res, rank, s = np.linalg.lstsq(a[i], b[i], rcond=rcond)
     if m > n and res.shape[0] != b.shape[-1]:  # rank < n: NumPy leaves them out
-      res = np.sum(np.square(b[i] - a[i] @ x), axis=0).astype(res.dtype)
+      res = np.sum(np.square(np.abs(b[i] - a[i] @ x)), axis=0).astype(res.dtype)
     outs.append((x, res, np.asarray(rank, np.int32), s))
   if not batch:
     return list(outs[0])
@@ -672,13 +753,15 @@ def _lstsq_abstract_eval(a, b, *, rcond):
                                 f"{mb}).")
   batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
   dtype = _linalg_dtype(a.dtype, b.dtype)
-  return [ShapedArray(batch + (n, k), dtype), ShapedArray(batch + (k if m > n else 0,), dtype),
-          ShapedArray(batch, np.int32), ShapedArray(batch + (min(m, n),), dtype)]
+  real = _real_dtype(dtype)  # complex problems: real residuals and singular values
+  return [ShapedArray(batch + (n, k), dtype), ShapedArray(batch + (k if m > n else 0,), real),
+          ShapedArray(batch, np.int32), ShapedArray(batch + (min(m, n),), real)]
 
 
 def _lstsq_jvp(primals, tangents, *, rcond):
-  # x = A+ b: dx = A+ (db - dA x) + A+ A+^T dA^T r + (I - A+ A) dA^T A+^T x with r = b - A x
-  # (Golub & Pereyra 1973); d|r|^2 = 2 r . (db - dA x), as A^T r = 0; ds = diag(U^T dA V).
+  # x = A+ b: dx = A+ (db - dA x) + A+ A+^H dA^H r + (I - A+ A) dA^H A+^H x with r = b - A x
+  # (Golub & Pereyra 1973); d|r|^2 = 2 Re(r^H (db - dA x)), as A^H r = 0;
+  # ds = Re diag(U^H dA V). (^H = ^T for real A and b.)
   (a, b), (a_dot, b_dot) = primals, tangents
   x, res, rank, s = ans = lstsq(a, b, rcond)
   dtype = _dtype(x)
@@ -692,16 +775,17 @@ def _lstsq_jvp(primals, tangents, *, rcond):
   x_dot = _mm(p, rhs)
   s_dot = None
   if a_dot is not None:
-    a_dot_t = _mT(a_dot)
-    x_dot = ew.add(x_dot, _mm(p, _mm(_mT(p), _mm(a_dot_t, r))))
-    y = _mm(a_dot_t, _mm(_mT(p), x))
+    a_dot_t = _mH(a_dot)
+    x_dot = ew.add(x_dot, _mm(p, _mm(_mH(p), _mm(a_dot_t, r))))
+    y = _mm(a_dot_t, _mm(_mH(p), x))
     x_dot = ew.add(x_dot, ew.sub(y, _mm(p, _mm(a, y))))
     u, _, vh = svd_p.bind(a, full_matrices=False, compute_uv=True)
-    s_dot = _diag(_mm(_mT(u), _mm(a_dot, _mT(vh))))
+    s_dot = _re(_diag(_mm(_mH(u), _mm(a_dot, _mH(vh)))))
   nd = core.ndim_of(r)
   res_dot = None
   if core.shape_of(res)[-1]:
-    res_dot = ew.mul(red.reduce_sum(ew.mul(r, rhs), (nd - 2,)), np.asarray(2, dtype))
+    res_dot = ew.mul(_re(red.reduce_sum(ew.mul(ew.conj(r), rhs), (nd - 2,))),
+                     np.asarray(2, _dtype(res)))
   return ans, [ad.match_primal(x_dot, x), None if res_dot is None else ad.match_primal(
       res_dot, res), None, None if s_dot is None else ad.match_primal(s_dot, s)]
 
