@@ -525,11 +525,19 @@ class SplitTrace(JVPTrace):
 
 
 def split_value(x, rate):
-  """In a JVP rule: `x` (a spectrum computed from concrete values), moving at `rate()` in the
-  split t while a derivative is computed with the spectrum split; `x` itself otherwise."""
-  if split_trace is None or type(x) is not np.ndarray or not split_trace.alive:
+  """In a JVP rule: `x` (a spectrum), moving at `rate()` (an array of x's shape) in the split
+  t while a derivative is computed with the spectrum split; `x` itself otherwise. Only
+  concrete values split, and batches of them (vmap of a derivative)."""
+  if split_trace is None or not split_trace.alive:
     return x
-  return JVPTracer(split_trace, x, rate())
+  if type(x) is np.ndarray:
+    return JVPTracer(split_trace, x, rate())
+  from dfdx._src.batching import BatchTracer
+  if type(x) is BatchTracer and type(x.val) is np.ndarray:
+    val = x.val
+    moving = np.moveaxis(np.broadcast_to(rate(), (val.shape[x.bdim],) + x.shape), 0, x.bdim)
+    return BatchTracer(x._trace, JVPTracer(split_trace, val, moving), x.bdim)
+  return x
 
 
 def run_split(run, like):

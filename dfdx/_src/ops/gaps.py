@@ -37,6 +37,8 @@ def gap_div(x, gap, tol, *, difference=False, cotangent=False):
 
 def _impl(x, gap, tol, *, difference, cotangent):
   tie = np.abs(gap) <= tol
+  if cotangent and not ad.zero_absorbing:
+    _note_ties(tie, difference)
   return np.where(tie, 0, x / np.where(tie, 1, gap))
 
 
@@ -63,20 +65,17 @@ def _jvp(primals, tangents, **params):
 
 
 def _transpose(ct, x, gap, tol, *, difference, cotangent):
-  if isinstance(gap, np.ndarray) and isinstance(tol, np.ndarray) and not ad.zero_absorbing:
-    _note_ties(gap, tol, difference)
   return [ew._unbroadcast(gap_div(ct, gap, tol, difference=difference, cotangent=True), x),
           None, None]
 
 
-def _note_ties(gap, tol, difference):
-  """Count a reverse pass that met a tie (not the diagonal of a difference, which the split
-  leaves 0): the derivative is then computed again with the spectrum split (see the module
-  docstring). The cotangent's value at the tie tells nothing: it vanishes there whenever the
-  derivative is a limit, which is its rate."""
-  tie = np.abs(gap) <= tol
+def _note_ties(tie, difference):
+  """Count a reverse pass that met a tie (not on the diagonal of a difference, which the
+  split leaves 0): the derivative is then computed again with the spectrum split (see the
+  module docstring). The cotangent's value at the tie tells nothing: it vanishes there
+  whenever the derivative is a limit, which is its rate."""
   if difference:
-    tie = tie & ~np.eye(gap.shape[-1], dtype=bool)
+    tie = tie & ~np.eye(tie.shape[-1], dtype=bool)
   if tie.any():
     ad.ties_met += 1
 
