@@ -527,3 +527,25 @@ def test_adjugate_derivative_at_a_singular_complex_matrix(rng):
   # rank 1: adj is not det * inv there; its derivative is still exact
   x, y = _crandn(rng, (3, 1)), _crandn(rng, (1, 3))
   check_complex_grads(linalg_ops.adjugate, [x @ y], rng, order=1)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (2, 4)], ids=str)
+def test_full_and_complete_bases_of_complex_matrices(shape, rng):
+  a = _general(rng, shape)
+  m, n = shape
+  cm = _crandn(rng, (m, m))
+
+  def svd_f(a):
+    u, s, vh = dnp.linalg.svd(a)
+    uc = u[:, min(m, n):]
+    vc = dnp.conj(vh[min(m, n):, :]).T
+    return (dnp.real(dnp.sum((uc @ dnp.conj(uc).T) * cm)) + dnp.sum(s ** 3) +
+            dnp.real(dnp.sum(vc @ dnp.conj(vc).T)))
+
+  check_complex_grads(svd_f, [a], rng, order=2)
+  if m > n:
+    def qr_f(a):
+      q, r = dnp.linalg.qr(a, "complete")
+      qc = q[:, n:]
+      return dnp.real(dnp.sum((qc @ dnp.conj(qc).T) * cm)) + dnp.sum(dnp.abs(r) ** 2)
+    check_complex_grads(qr_f, [a], rng, order=2)

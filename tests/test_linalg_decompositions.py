@@ -515,11 +515,6 @@ def test_jit_of_decompositions_equals_numpy(rng):
 # ---- errors -------------------------------------------------------------------------------------
 def test_undefined_derivatives_raise_not_implemented(rng):
   tall = _general(rng, (4, 3))
-  with pytest.raises(NotImplementedError, match="full_matrices=False"):
-    dfdx.grad(lambda a: dnp.sum(la.svd(a)[1]))(tall)
-  with pytest.raises(NotImplementedError, match="mode='reduced'"):
-    dfdx.grad(lambda a: dnp.sum(la.qr(a, "complete")[1]))(tall)
-  # ... but values and batching of those decompositions work, and square ones differentiate.
   assert_same_array(traced(la.svd, tall)[0], np.linalg.svd(tall)[0])
   check_grads(lambda a: la.svd(a)[1], (_general(rng, (3, 3)),), order=1)
   with pytest.raises(np.linalg.LinAlgError, match="Singular"):
@@ -559,3 +554,59 @@ def test_numpy_linalg_dispatches_on_traced_values(rng):
                              np.linalg.inv(a).T, rtol=1e-10)
   np.testing.assert_allclose(dfdx.grad(lambda a: np.linalg.norm(a, "nuc"))(a),
                              dfdx.grad(lambda a: la.norm(a, "nuc"))(a))
+
+
+# ---- the complement bases of full_matrices / mode='complete' ------------------------------
+def _complement_functions(a_shape, rng):
+  """Functions of svd(a) (full_matrices) and qr(a, 'complete') that do not depend on the
+  basis chosen for a complement: projectors weighted by fixed matrices, plus s and r."""
+  m, n = a_shape[-2:]
+  cm, cn = rng.normal(size=(m, m)), rng.normal(size=(n, n))
+
+  def svd_f(a):
+    u, s, vh = la.svd(a)
+    k = min(m, n)
+    uc, vc = u[..., :, k:], dnp.swapaxes(vh[..., k:, :], -1, -2)
+    return (dnp.sum((uc @ dnp.swapaxes(uc, -1, -2)) * cm) +
+            dnp.sum((vc @ dnp.swapaxes(vc, -1, -2)) * cn) + dnp.sum(s ** 2))
+
+  def qr_f(a):
+    q, r = la.qr(a, "complete")
+    qc = q[..., :, n:]
+    return dnp.sum((qc @ dnp.swapaxes(qc, -1, -2)) * cm) + dnp.sum(r ** 2)
+  return svd_f, qr_f
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 4, 2), (4, 4)], ids=str)
+def test_full_and_complete_bases_differentiate(shape, rng):
+  a = _general(rng, shape)
+  svd_f, qr_f = _complement_functions(shape, rng)
+  check_grads(svd_f, (a,), order=2)
+  if shape[-2] >= shape[-1]:  # qr's derivative needs full column rank (or a wide matrix)
+    check_grads(qr_f, (a,), order=2)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(svd_f))(a), dfdx.grad(svd_f)(a), rtol=1e-12,
+                             atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)], ids=str)
+def test_full_and_complete_tangents_keep_the_bases_orthonormal(shape, rng):
+  a, t = _general(rng, shape), rng.normal(size=shape)
+  (u, s, vh), (du, ds, dvh) = dfdx.jvp(la.svd, (a,), (t,))
+  np.testing.assert_allclose(u.T @ du, -(u.T @ du).T, atol=1e-13)
+  np.testing.assert_allclose(vh @ dvh.T, -(vh @ dvh.T).T, atol=1e-13)
+  (q, r), (dq, dr) = dfdx.jvp(lambda a: la.qr(a, "complete"), (a,), (t,))
+  np.testing.assert_allclose(q.T @ dq, -(q.T @ dq).T, atol=1e-13)
+  np.testing.assert_allclose(np.tril(dr, -1), 0, atol=1e-13)
+  # and they reproduce da: d(u s vh) = da, d(q r) = da
+  k = min(shape)
+  recon = du[:, :k] * s @ vh[:k] + u[:, :k] * ds @ vh[:k] + u[:, :k] * s @ dvh[:k]
+  np.testing.assert_allclose(recon, t, atol=1e-12)
+  np.testing.assert_allclose(dq @ r + q @ dr, t, atol=1e-12)
+
+
+def test_full_and_complete_bases_under_vmap(rng):
+  a = _general(rng, (3, 5, 2))
+  svd_f, qr_f = _complement_functions((5, 2), rng)
+  for f in (svd_f, qr_f):
+    np.testing.assert_allclose(dfdx.vmap(dfdx.grad(f))(a),
+                               np.stack([dfdx.grad(f)(x) for x in a]), rtol=1e-12, atol=1e-12)

@@ -225,10 +225,11 @@ def qr(a, mode="reduced"):
   """Differentiable `numpy.linalg.qr` of stacks of matrices, modes 'reduced' (q, r),
   'complete' (q, r) and 'r' (r only).
 
-  The derivative is implemented for matrices of full rank: tall or square in modes
-  'reduced' and 'r', and wide (M < N, where Q comes from the first M columns) in every mode.
-  For mode='complete' of a tall matrix it raises NotImplementedError (the extra columns of q
-  have no well-defined derivative). Mode 'raw' is not supported on traced values.
+  The derivative is implemented for matrices of full rank, tall, square or wide (M < N,
+  where Q comes from the first M columns), in every mode but 'raw' (not supported on traced
+  values). In mode 'complete' the extra columns of a tall matrix's q are any orthonormal
+  basis of the complement: their derivative is the least rotation that keeps q unitary,
+  exact for functions of the complement that do not depend on that basis (q_c q_c^T).
   """
   if not _traced(a):
     return np.linalg.qr(a, mode)
@@ -298,8 +299,9 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
   are: at such ties a reverse pass is computed again with the singular values split, which
   gives their gradient exactly, as for eigh. Elsewhere (forward mode, jit) a zero gap's
   factor is 0, so no NaN or inf appears. With
-  full_matrices=True (NumPy's default) and a non-square matrix, differentiating raises
-  NotImplementedError: use full_matrices=False, or svdvals for the singular values only.
+  full_matrices=True (NumPy's default) and a non-square matrix, the extra vectors are any
+  orthonormal basis of a complement: their derivative is the least rotation that keeps u
+  (or vh) unitary, exact for functions that do not depend on that basis.
   With `hermitian` on traced values, dfdx decomposes the symmetric matrix defined by a's lower
   triangle with the general SVD: S is NumPy's, U and Vh may differ from it by signs.
   """

@@ -506,16 +506,21 @@ def _qr_jvp(primals, tangents, *, full_matrices):
   (a,), (a_dot,) = primals, tangents
   q, r = ans = qr(a, full_matrices)
   m, n = core.shape_of(a)[-2:]
+  nd = core.ndim_of(a)
   if m > n and full_matrices:
-    raise NotImplementedError(
-        f"qr: the derivative of mode='complete' for a tall {m}x{n} matrix is not implemented: "
-        f"the last {m - n} columns of q are any orthonormal basis of the complement of a's "
-        "column space and have no well-defined derivative. Use mode='reduced' (the default), "
-        "whose derivative is implemented.")
+    # The last m - n columns Q_c of Q are any orthonormal basis of the complement of a's
+    # column space: their derivative is the least rotation keeping Q unitary, Q_c^H dQ_c = 0
+    # and Q_1^H dQ_c = -(Q_c^H dQ_1)^H (exact for functions of the complement that do not
+    # depend on its basis, such as Q_c Q_c^H). R's last m - n rows stay 0.
+    q1 = shape_ops.slice_in_dim(q, 0, n, nd - 1)
+    q1_dot, r1_dot = _qr_tangents(q1, shape_ops.slice_in_dim(r, 0, n, nd - 2), a_dot)
+    qc_dot = ew.neg(_mm(q1, _mH(_mm(_mH(shape_ops.slice_in_dim(q, n, m, nd - 1)), q1_dot))))
+    zeros = np.zeros(core.shape_of(r)[:-2] + (m - n, n), _dtype(r))
+    return ans, [shape_ops.concatenate([q1_dot, qc_dot], nd - 1),
+                 shape_ops.concatenate([r1_dot, zeros], nd - 2)]
   if m >= n:
     return ans, list(_qr_tangents(q, r, a_dot))
   # A wide matrix [X Y] = Q [R_X, Q^T Y]: Q and R_X come from X alone.
-  nd = core.ndim_of(a)
   x_dot, y_dot = (shape_ops.slice_in_dim(a_dot, 0, m, nd - 1),
                   shape_ops.slice_in_dim(a_dot, m, n, nd - 1))
   q_dot, rx_dot = _qr_tangents(q, shape_ops.slice_in_dim(r, 0, m, nd - 1), x_dot)
@@ -625,17 +630,21 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
   # 1/s is 0 where s is 0. No NaN, no inf. Complex A: a phase e^{i t} on u_i and v_i leaves
   # A unchanged; the gauge is JAX's, Im diag(V^H dV) = 0 (diag(Om_V) = 0, and
   # diag(Om_U) = i Im(dS_ii) / s_i).
+  # full_matrices of a tall matrix: the last m - k columns U_c of U are any orthonormal basis
+  # of the complement. Their derivative is the least rotation keeping U unitary:
+  # U_c^H dU_c = 0 and U^H dU_c = -(U_c^H dU)^H, so dU_c = -U (U_c^H dA V S^-1)^H, which is
+  # exact for functions of the complement that do not depend on its basis (U_c U_c^H); V's
+  # for a wide matrix likewise.
   (a,), (a_dot,) = primals, tangents
   ans = svd(a, full_matrices, compute_uv)
   m, n = core.shape_of(a)[-2:]
-  if compute_uv and full_matrices and m != n:
-    raise NotImplementedError(
-        f"svd: the derivative of full_matrices=True for a non-square {m}x{n} matrix is not "
-        f"implemented: the last {abs(m - n)} {'columns of u' if m > n else 'rows of vh'} are "
-        "any orthonormal basis of a complement and have no well-defined derivative. Use "
-        "full_matrices=False (whose derivative is implemented), or compute_uv=False / svdvals "
-        "for singular values only.")
-  u, s, vh = ans if compute_uv else svd_p.bind(a, full_matrices=False, compute_uv=True)
+  k, nd = min(m, n), core.ndim_of(a)
+  if compute_uv:
+    u_full, s, vh_full = ans
+    u = shape_ops.slice_in_dim(u_full, 0, k, nd - 1) if m > n and full_matrices else u_full
+    vh = shape_ops.slice_in_dim(vh_full, 0, k, nd - 2) if m < n and full_matrices else vh_full
+  else:
+    u, s, vh = svd_p.bind(a, full_matrices=False, compute_uv=True)
   v = _mH(vh)
   ds = _mm(_mH(u), _mm(a_dot, v))
   s_dot = _re(_diag(ds))
@@ -660,11 +669,19 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
       dav = _mm(a_dot, v)
       u_dot = ew.add(u_dot, gaps.gap_div(ew.sub(dav, _mm(u, _mm(_mH(u), dav))), s_row,
                                          _row(tol)))
+      if full_matrices:
+        u_c = shape_ops.slice_in_dim(u_full, k, m, nd - 1)
+        x = gaps.gap_div(_mm(_mH(u_c), dav), s_row, _row(tol))
+        u_dot = shape_ops.concatenate([u_dot, ew.neg(_mm(u, _mH(x)))], nd - 1)
     else:  # dV += (I - V V^H) dA^H U S^-1
       dau = _mm(_mH(a_dot), u)
       v_dot = ew.add(v_dot, gaps.gap_div(ew.sub(dau, _mm(v, _mm(vh, dau))), s_row,
                                          _row(tol)))
-  return [u, s, vh], [u_dot, s_dot, _mH(v_dot)]
+      if full_matrices:
+        v_c = _mH(shape_ops.slice_in_dim(vh_full, k, n, nd - 2))
+        y = gaps.gap_div(_mm(_mH(v_c), dau), s_row, _row(tol))
+        v_dot = shape_ops.concatenate([v_dot, ew.neg(_mm(v, _mH(y)))], nd - 1)
+  return [u_full, s, vh_full], [u_dot, s_dot, _mH(v_dot)]
 
 
 svd_p.def_impl(_svd_impl)
