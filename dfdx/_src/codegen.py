@@ -10,7 +10,15 @@ A rule is either `Ufunc("sin")` (a NumPy ufunc: `np.sin(x)`, eligible for `out=`
 function `rule(ins, params) -> str` returning an expression from the input expressions, or
 `View(rule)` for an expression that may return a view of its first input. A function marked
 `with_avals` (see `with_avals`) also receives the input and output avals, to specialize the
-code to the shapes.
+code to the shapes; one marked `with_arrays` receives, besides, which inputs are certainly
+NumPy arrays in the generated code (so that it may call their methods, `x.reshape(s)`, a
+fifth of the cost of `np.reshape(x, s)`).
+
+Scalar arithmetic (`+ - * /` and negation of 0-d floating values of which one is a NumPy
+scalar) is written with Python's operators: the same IEEE operation, the same result type,
+a tenth of a ufunc call's overhead. A broadcasting ufunc whose NumPy-chosen ("K") output
+layout would leave it a short inner loop (a transposed operand broadcast against others:
+`x.T[None] - m[:, :, None]`) gets that operand copied to C order first (see `_Layouts`).
 """
 from __future__ import annotations
 
@@ -47,6 +55,42 @@ def register(prim_name, rule):
 def with_avals(rule):
   """Mark a rule as `rule(ins, params, in_avals, out_avals) -> str`."""
   rule.with_avals = True
+  return rule
+
+
+def with_constants(rule):
+  """Mark a rule as `rule(ins, params, in_avals, out_avals, constants) -> str`, where
+  `constants.value(i)` is the value of input i when it is a constant of the program (else
+  None), and `constants.hoist(value)` names a value (a tuple of arrays, say) computed now,
+  at code generation, that the generated code reads as a constant."""
+  rule.with_avals = True
+  rule.with_constants = True
+  return rule
+
+
+class _RuleConstants:
+  __slots__ = ("em", "inputs")
+
+  def __init__(self, em, inputs):
+    self.em, self.inputs = em, inputs
+
+  def value(self, i):
+    a = self.inputs[i]
+    return self.em.constant_values.get(id(a)) if isinstance(a, Var) else None
+
+  def hoist(self, value):
+    key = ("hoisted", len(self.em.hoisted))
+    name = f"{self.em.prefix}k{len(self.em.hoisted)}"
+    self.em.hoisted[key] = (name, value)
+    return name
+
+
+def with_arrays(rule):
+  """Mark a rule as `rule(ins, params, in_avals, out_avals, arrays) -> str`, where
+  `arrays[i]` says whether input i is certainly a NumPy array when the code runs (not a
+  Python or NumPy scalar, nor a list passed to a standalone function)."""
+  rule.with_avals = True
+  rule.with_arrays = True
   return rule
 
 
@@ -100,7 +144,8 @@ class _Emitter:
     # id of a fresh buffer -> the last use of any variable that lives in it
     self.buffer_last_use = {}
     self.views = set()  # ids of variables that are views of a buffer (never written into)
-    self.hoisted = {}  # literal key -> (name, value): NumPy scalar literals, built once
+    # key -> (name, value): NumPy scalar literals and values rules computed, built once
+    self.hoisted = {}
     self.last_use = {}
     for i, eqn in enumerate(program.eqns):
       for a in eqn.inputs:
@@ -114,6 +159,13 @@ class _Emitter:
     for v, name in zip(program.const_vars, const_names):
       self.owner[id(v)] = None
       self.names[id(v)] = name
+    # Variables certainly held as NumPy arrays (results of rank >= 1 and constants; the
+    # inputs too where the caller guarantees it), and 0-d ones certainly NumPy scalars or
+    # 0-d arrays (results of ufuncs and reductions), never Python numbers.
+    self.arrays = {id(v) for v in program.const_vars}
+    self.constant_values = {id(v): c for v, c in zip(program.const_vars, program.const_vals)}
+    self.numpy_scalars = set()
+    self.layouts = _Layouts()
 
   def name(self, v):
     if id(v) not in self.names:
@@ -171,6 +223,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       em.names[id(v)] = n
   args = ", ".join(em.name(v) for v in program.in_vars)
   body, used_helpers = [], set()
+  if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
+    em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
   skipped, fused_reductions = _fuse_reductions(program, em)
   dels_after = _dead_after(program, skipped, fused_reductions)
   for i, eqn in enumerate(program.eqns):
@@ -184,17 +238,34 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     ins = [em.atom(a) for a in eqn.inputs]
     outs = [em.name(v) for v in eqn.outputs]
     if isinstance(rule, Ufunc):
-      buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
-      extra = f", out={em.name(buffer)}" if buffer is not None else ""
-      expr = f"np.{rule.name}({', '.join(ins)}{extra})"
+      expr = _scalar_operator(rule.name, eqn, ins, em)
+      if expr is None:
+        buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
+        extra = f", out={em.name(buffer)}" if buffer is not None else ""
+        copied, c_order = em.layouts.plan(eqn) if buffer is None else ((), False)
+        for k in copied:
+          ins[k] = f"np.ascontiguousarray({ins[k]})"
+        extra += ", order='C'" if c_order else ""
+        expr = f"np.{rule.name}({', '.join(ins)}{extra})"
+        em.layouts.after_ufunc(eqn, buffer, copied, c_order)
+      else:
+        buffer = None
       root = em.owner[id(buffer)] if buffer is not None else id(eqn.outputs[0])
       em.set_owner(eqn.outputs[0], root)
+      em.numpy_scalars.add(id(eqn.outputs[0]))
     elif i in fused_reductions:
       expr = fused_reductions[i]
       em.set_owner(eqn.outputs[0], id(eqn.outputs[0]))
+      em.numpy_scalars.add(id(eqn.outputs[0]))
     else:
       fn = rule.rule if isinstance(rule, View) else rule
-      if getattr(fn, "with_avals", False):
+      if getattr(fn, "with_constants", False):
+        expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs],
+                  _RuleConstants(em, eqn.inputs))
+      elif getattr(fn, "with_arrays", False):
+        expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs],
+                  [isinstance(a, Var) and id(a) in em.arrays for a in eqn.inputs])
+      elif getattr(fn, "with_avals", False):
         expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs])
       else:
         expr = fn(ins, eqn.params)
@@ -205,6 +276,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
           em.views.add(id(v))
         else:
           em.set_owner(v, id(v))
+      if eqn.prim.name in _NUMPY_SCALAR_RESULTS:
+        em.numpy_scalars.update(id(v) for v in eqn.outputs)
+      if isinstance(rule, View):
+        em.layouts.after_view(eqn)
+    em.arrays.update(id(v) for v in eqn.outputs if v.aval.ndim)
     used_helpers.update(h for h in helpers if h + "(" in expr)
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
@@ -226,6 +302,194 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
   source = "\n".join(header + body) + "\n"
   return (source, dict(hoisted)) if return_literals else source
+
+
+# Primitives whose 0-d results are NumPy scalars (ufunc reductions).
+_NUMPY_SCALAR_RESULTS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"}
+_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/"}
+
+
+def _scalar_operator(ufunc, eqn, ins, em):
+  """`a + b` for `np.add(a, b)` (and - * /, unary -) on 0-d floating values of one dtype, of
+  which one at least is certainly a NumPy scalar, so that NumPy's scalar arithmetic runs
+  (the same IEEE operation and result type as the ufunc, with its errstate handling), never
+  Python's (which raises on division by zero). None when that does not apply."""
+  out = eqn.outputs[0].aval
+  if out.ndim or out.dtype.kind not in "fc" or (ufunc not in _OPERATORS and ufunc != "negative"):
+    return None
+  numpy_operand = False
+  for a in eqn.inputs:
+    if a.aval.ndim:
+      return None
+    if type(a) is Lit:
+      if isinstance(a.val, np.generic):
+        if a.val.dtype != out.dtype:
+          return None
+        numpy_operand = True
+      elif not isinstance(a.val, (int, float, complex)) or isinstance(a.val, bool):
+        return None
+    else:
+      if a.aval.dtype != out.dtype:
+        return None
+      numpy_operand = numpy_operand or id(a) in em.numpy_scalars
+  if not numpy_operand:
+    return None
+  if ufunc == "negative":
+    return f"-{ins[0]}"
+  return f"{ins[0]} {_OPERATORS[ufunc]} {ins[1]}"
+
+
+def _c_strides(shape):
+  strides, step = [], 1
+  for n in reversed(shape):
+    strides.append(step)
+    step *= max(n, 1)
+  return tuple(reversed(strides))
+
+
+class _Layouts:
+  """A static model of the memory layout of the values that the generated code makes.
+
+  NumPy gives a ufunc's result the layout of its operands ("K" order: the axes sorted by
+  the operands' strides, C order winning conflicts). For a transposed operand broadcast
+  against others that can make the innermost loop run along a short axis: `x.T[None, :, :] -
+  m[:, :, None]` with x of shape (1000, 2) is laid out with the axis of length 2 innermost,
+  and runs 7x slower than on a C-ordered copy of x.T (and so does every later operation on
+  the result). The model follows the strides (in elements) of transposes through views
+  (reshapes adding or dropping axes of length 1, broadcasts, slices) and of ufunc results;
+  where K order would leave a short inner loop and C order a much longer one, the broadcast
+  operands laid out otherwise are copied to C order first (`np.ascontiguousarray`: a pass
+  over the small operand instead of strided reads of it for every output element), and
+  `order='C'` is asked of the ufunc if that is not enough. Everything else is taken to be
+  C-contiguous (inputs, constants, results of other calls): the model only chooses layouts,
+  never values, so a wrong guess costs time, not correctness."""
+
+  SHORT = 32  # K order is kept for inner loops this long (measured: from there on it wins)
+
+  def __init__(self):
+    self.strides = {}  # id(var) -> element strides, for values known not to be C-ordered
+
+  def of(self, a, c_ordered=()):
+    s = self.strides.get(id(a)) if isinstance(a, Var) and id(a) not in c_ordered else None
+    return s if s is not None else _c_strides(a.aval.shape)
+
+  @staticmethod
+  def _broadcast(strides, shape, out_shape):
+    lead = len(out_shape) - len(shape)
+    return tuple(0 if i < lead or shape[i - lead] == 1 else strides[i - lead]
+                 for i in range(len(out_shape)))
+
+  @staticmethod
+  def _numpy_order(axes, operands):
+    """The axes fastest first, as NumPy's iterator orders them (a stable insertion sort by
+    stride, an operand with a zero stride on either axis having no say, C order winning
+    conflicts)."""
+    perm = list(reversed(axes))
+    for i0 in range(1, len(perm)):
+      j0, pos = perm[i0], i0
+      for i1 in range(i0 - 1, -1, -1):
+        j1 = perm[i1]
+        ambiguous, swap = True, False
+        for s in operands:
+          if s[j0] != 0 and s[j1] != 0:
+            if abs(s[j1]) <= abs(s[j0]):
+              swap = False
+            elif ambiguous:
+              swap = True
+            ambiguous = False
+        if not ambiguous:
+          if not swap:
+            break
+          pos = i1
+      if pos != i0:
+        perm.insert(pos, perm.pop(i0))
+    return perm
+
+  @staticmethod
+  def _inner_length(order, operands, shape):
+    """The length of the innermost loop once NumPy coalesces the axes contiguous in every
+    operand."""
+    length = shape[order[0]]
+    for inner, outer in zip(order, order[1:]):
+      if any(s[outer] != s[inner] * shape[inner] for s in operands):
+        break
+      length *= shape[outer]
+    return length
+
+  @staticmethod
+  def _contiguous_in(order, shape):
+    strides, step = [0] * len(shape), 1
+    for ax in order:
+      strides[ax] = step
+      step *= shape[ax]
+    return tuple(strides)
+
+  def _k_order(self, eqn, c_ordered=()):
+    """The non-trivial axes fastest first in NumPy's K order and the operands' strides, or
+    None when the result is C-ordered (every operand is)."""
+    if not any(isinstance(a, Var) and id(a) in self.strides and id(a) not in c_ordered
+               for a in eqn.inputs):
+      return None
+    shape = eqn.outputs[0].aval.shape
+    axes = [i for i, n in enumerate(shape) if n > 1]
+    operands = [self._broadcast(self.of(a, c_ordered), a.aval.shape, shape)
+                for a in eqn.inputs if isinstance(a, Var) and a.aval.ndim]
+    order = self._numpy_order(axes, operands)
+    return None if order == axes[::-1] else (order, operands)
+
+  def _short_inner_loop(self, eqn, c_ordered=()):
+    found = self._k_order(eqn, c_ordered)
+    if found is None:
+      return False
+    order, operands = found
+    shape = eqn.outputs[0].aval.shape
+    c_order = [i for i, n in enumerate(shape) if n > 1][::-1]
+    k_inner = self._inner_length(order, operands + [self._contiguous_in(order, shape)], shape)
+    c_inner = self._inner_length(c_order, operands + [_c_strides(shape)], shape)
+    return k_inner < self.SHORT and c_inner >= 4 * k_inner
+
+  def plan(self, eqn):
+    """(indices of the operands to copy to C order first, whether to ask for order='C')."""
+    if not self._short_inner_loop(eqn):
+      return (), False
+    size = eqn.outputs[0].aval.size
+    copied = tuple(k for k, a in enumerate(eqn.inputs) if isinstance(a, Var) and a.aval.ndim
+                   and id(a) in self.strides and 2 * a.aval.size <= size)
+    c_ordered = {id(eqn.inputs[k]) for k in copied}
+    return copied, self._short_inner_loop(eqn, c_ordered)
+
+  def after_ufunc(self, eqn, buffer, copied, c_order):
+    out = eqn.outputs[0]
+    if buffer is not None:
+      if id(buffer) in self.strides:
+        self.strides[id(out)] = self.strides[id(buffer)]
+      return
+    found = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
+    if found is not None:
+      self.strides[id(out)] = self._contiguous_in(found[0], out.aval.shape)
+
+  def after_view(self, eqn):
+    """The strides of a view's result (transpose, reshape adding or dropping axes of length
+    1, broadcast, slice, stop_gradient)."""
+    if not eqn.inputs or not isinstance(eqn.inputs[0], Var) or len(eqn.outputs) != 1:
+      return
+    x, out, name = eqn.inputs[0], eqn.outputs[0], eqn.prim.name
+    if name == "transpose":
+      s = self.of(x)
+      self.strides[id(out)] = tuple(s[p] for p in eqn.params["perm"])
+      return
+    if id(x) not in self.strides:
+      return
+    s = self.strides[id(x)]
+    if name in ("stop_gradient", "slice", "rev") and out.aval.ndim == x.aval.ndim:
+      self.strides[id(out)] = s
+    elif name == "broadcast_to":
+      self.strides[id(out)] = self._broadcast(s, x.aval.shape, out.aval.shape)
+    elif name == "reshape":
+      kept = [st for st, n in zip(s, x.aval.shape) if n != 1]
+      if [n for n in x.aval.shape if n != 1] == [n for n in out.aval.shape if n != 1]:
+        it = iter(kept)
+        self.strides[id(out)] = tuple(0 if n == 1 else next(it) for n in out.aval.shape)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -227,23 +227,41 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       return full, {**dyn_kwargs_, **{k: kwargs[k] for k in kwargs if k in static_names}}
     return dyn_args, dyn_kwargs, statics, merge
 
-  fast_cache: dict = {}  # (treedef of args, shapes and dtypes) -> entry, for plain calls
+  fast_cache: dict = {}  # (structure, statics, shapes and dtypes) -> entry, for plain calls
+  positions_by_count: dict = {}  # number of arguments -> the static positions among them
+
+  def static_positions(n):
+    """(set, sorted tuple) of the static positions among n positional arguments."""
+    pos = positions_by_count.get(n)
+    if pos is None:
+      nums = frozenset(a % n for a in static_nums if -n <= a < n)
+      pos = positions_by_count[n] = (nums, tuple(sorted(nums)))
+    return pos
 
   @functools.wraps(f)
   def jitted(*args, **kwargs):
-    if not kwargs and not static_nums and core.current_trace() is None and \
-        not ad.zero_absorbing:
+    if not kwargs and core.current_trace() is None and not ad.zero_absorbing:
+      if static_nums:  # the static values are part of the key, the others are the leaves
+        pos, ordered = static_positions(len(args))
+        statics = tuple([args[i] for i in ordered])
+        dyn = tuple([a for i, a in enumerate(args) if i not in pos])
+      else:
+        statics, dyn = (), args
       try:  # arguments that are all arrays need no flattening: their structure is their number
-        key = (len(args), *[(x.shape, x.dtype) for x in args if type(x) is np.ndarray or _fail()])
-        leaves = args
+        key = (len(args), statics,
+               *[(x.shape, x.dtype) for x in dyn if type(x) is np.ndarray or _fail()])
+        leaves = dyn
       except _NotFast:
-        leaves, tree = tree_flatten(args)
+        leaves, tree = tree_flatten(dyn)
         try:
-          key = (tree, tuple([(x.shape, x.dtype) for x in leaves
-                              if type(x) is np.ndarray or _fail()]))
+          key = (tree, len(args), statics, tuple([(x.shape, x.dtype) for x in leaves
+                                                  if type(x) is np.ndarray or _fail()]))
         except _NotFast:
           key = None
-      entry = fast_cache.get(key) if key is not None else None
+      try:
+        entry = fast_cache.get(key) if key is not None else None
+      except TypeError:  # an unhashable static value: the slow path explains it
+        entry = key = None
       if entry is not None:
         outs = entry.run(*leaves)
         if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
@@ -347,7 +365,7 @@ def _compile(program, out_tree, out_statics, name, optimize):
   # The entry's program is what enclosing transformations differentiate: nested calls (and
   # so custom derivative rules) stay in it; the compiled code inlines them.
   transformable = passes.optimize(program, inline=False) if optimize else program
-  compiled = passes.optimize(transformable) if optimize else program
+  compiled = passes.optimize(transformable, evaluate_only=True) if optimize else program
   run = codegen.compile_program(compiled, name)
   return _Entry(transformable, run, out_tree, out_statics, name)
 

@@ -6,13 +6,18 @@ Every pass returns a new, equivalent program (the input is not modified). `optim
 them to a fixed point. The simplifications are exact rewrites only (they never change a
 result, NaN and infinity included): `x * 1 -> x`, `x + 0 -> x`, `x - 0 -> x`, `x / 1 -> x`,
 `-(-x) -> x`, transposes and reshapes of themselves, casts and broadcasts to the same type.
+Rewrites that save an operation: explicit broadcasts (and reshapes adding leading axes of
+length 1) dropped before broadcasting operations, scalar factors folded (`(y * c1) * c2`,
+also through a reshape: `reshape(y * c) -> reshape(y) * c`), and `pad(a) + pad(b)` of
+adjacent blocks joined into one concatenation (the gradients of slices of one input).
+For programs that are only run (compiled code, `evaluate_only`), stop_gradient goes too.
 
 `push_sums` moves sums toward the data they sum (`sum(-x) -> -sum(x)`, `sum(a + b) ->
 sum(a) + sum(b)`, `sum(a * c) -> sum(a) * c` for c constant along the summed axes, sums
-through transposes, and `sum_n (A @ x_n) -> A @ sum_n x_n`). Reverse mode makes such sums
-everywhere (the transpose of broadcasting); pushed down they sum small arrays instead of
-large ones. These rewrites are algebraically exact; like any change of summation order they
-may change rounding in the last bits.
+through transposes, `sum(sum(x, a1), a2) -> sum(x, a1 + a2)`, and `sum_n (A @ x_n) -> A @
+sum_n x_n`). Reverse mode makes such sums everywhere (the transpose of broadcasting); pushed
+down they sum small arrays instead of large ones. These rewrites are algebraically exact;
+like any change of summation order they may change rounding in the last bits.
 """
 from __future__ import annotations
 
@@ -203,15 +208,21 @@ _BROADCASTING = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "selec
 
 def _unbroadcast_operands(eqn, inputs, producers):
   """The inputs with explicit broadcasts dropped where NumPy broadcasting of the other
-  operands gives the same output shape (`broadcast_to(s, S) * b -> s * b`)."""
+  operands gives the same output shape (`broadcast_to(s, S) * b -> s * b`, and
+  `reshape(s, (1,) + s.shape) * b -> s * b`)."""
   if eqn.prim.name not in _BROADCASTING:
     return None
   out_shape = eqn.outputs[0].aval.shape
   changed, new = False, list(inputs)
   for i, a in enumerate(inputs):
     p = producers.get(id(a)) if isinstance(a, Var) else None
-    if p is None or p.prim.name != "broadcast_to":
+    if p is None or p.prim.name not in ("broadcast_to", "reshape"):
       continue
+    if p.prim.name == "reshape":  # only leading axes of length 1 added: broadcasting does it
+      x_shape = p.inputs[0].aval.shape
+      lead = a.aval.ndim - len(x_shape)
+      if lead <= 0 or a.aval.shape != (1,) * lead + x_shape:
+        continue
     trial = new[:i] + [p.inputs[0]] + new[i + 1:]
     if np.broadcast_shapes(*[t.aval.shape for t in trial]) == out_shape:
       new, changed = trial, True
@@ -258,15 +269,82 @@ def _fuse_eqn(eqn, inputs, producers, uses=None):
         continue
       return [Eqn(eqn.prim, [a, k], {}, [scaled], eqn.source),
               Eqn(eqn.prim, [scaled, b], {}, eqn.outputs, eqn.source)]
+  if name == "add" and uses is not None:
+    joined = _join_pads(eqn, inputs, producers, uses)
+    if joined is not None:
+      return joined
   producer = producers.get(id(inputs[0])) if inputs and isinstance(inputs[0], Var) else None
   if producer is None:
     return None
+  if name == "reshape" and uses is not None and uses.get(id(inputs[0])) == 1:
+    # reshape(y * c) -> reshape(y) * c, reshape(-y) -> -reshape(y): scalar factors move out
+    # of reshapes, where the chain rules above fold them with the next ones.
+    scaled = _scaled_operand(producer)
+    if scaled is not None and scaled.aval.dtype == eqn.outputs[0].aval.dtype:
+      moved = Var(eqn.outputs[0].aval)
+      return [Eqn(eqn.prim, [scaled], eqn.params, [moved], eqn.source),
+              Eqn(producer.prim, [moved if a is scaled else a for a in producer.inputs], {},
+                  eqn.outputs, producer.source)]
   if name == "reshape" and producer.prim.name == "reshape":
     return Eqn(eqn.prim, [producer.inputs[0]], eqn.params, eqn.outputs, eqn.source)
   if name == "transpose" and producer.prim.name == "transpose":
     perm = tuple(producer.params["perm"][p] for p in eqn.params["perm"])
     return Eqn(eqn.prim, [producer.inputs[0]], {"perm": perm}, eqn.outputs, eqn.source)
   return None
+
+
+def _scaled_operand(eqn):
+  """y when `eqn` is `-y`, `y * c` or `c * y` with c a scalar floating literal, else None."""
+  if eqn.prim.name == "neg" and isinstance(eqn.inputs[0], Var):
+    return eqn.inputs[0]
+  if eqn.prim.name == "mul":
+    a, b = eqn.inputs
+    if _scalar_factor(b) is not None and isinstance(a, Var):
+      return a
+    if _scalar_factor(a) is not None and isinstance(b, Var):
+      return b
+  return None
+
+
+def _pad_extent(eqn, out):
+  """(axis, lo, hi) of a pad with zeros along one axis only, with no interior padding and the
+  shape of `out`, else None."""
+  if eqn is None or eqn.prim.name != "pad" or eqn.outputs[0].aval.shape != out.aval.shape:
+    return None
+  padded = [(ax, lo, hi) for ax, (lo, hi, interior) in enumerate(eqn.params["config"])
+            if lo or hi or interior]
+  if len(padded) != 1 or eqn.params["config"][padded[0][0]][2]:
+    return None
+  return padded[0]
+
+
+def _join_pads(eqn, inputs, producers, uses):
+  """pad(a, lo=k) + pad(b, hi=m) with adjacent blocks -> concatenate([b, a]) (or a pad of the
+  concatenation, if the two leave zeros at the ends): the gradients of slices of one input.
+  Exact: each entry of the sum is an entry of a or b plus zero."""
+  out = eqn.outputs[0]
+  pads = [producers.get(id(a)) if isinstance(a, Var) and uses.get(id(a)) == 1 else None
+          for a in inputs]
+  extents = [_pad_extent(p, out) for p in pads]
+  if None in extents or extents[0][0] != extents[1][0]:
+    return None
+  axis = extents[0][0]
+  blocks = sorted(((lo, out.aval.shape[axis] - hi, p.inputs[0])
+                  for (_, lo, hi), p in zip(extents, pads)), key=lambda b: b[:2])
+  (lo, mid, first), (start, end, second) = blocks
+  if mid != start or not all(isinstance(x, Var) and x.aval.dtype == out.aval.dtype
+                             for x in (first, second)):
+    return None
+  from dfdx._src.ops import shape as shape_ops
+  hi = out.aval.shape[axis] - end
+  if not lo and not hi:
+    return Eqn(shape_ops.concatenate_p, [first, second], {"axis": axis}, eqn.outputs,
+               eqn.source)
+  joined = Var(core.abstract_eval_avals(shape_ops.concatenate_p, [first.aval, second.aval],
+                                        {"axis": axis}))
+  config = tuple((lo, hi, 0) if ax == axis else (0, 0, 0) for ax in range(out.aval.ndim))
+  return [Eqn(shape_ops.concatenate_p, [first, second], {"axis": axis}, [joined], eqn.source),
+          Eqn(shape_ops.pad_p, [joined], {"config": config}, eqn.outputs, eqn.source)]
 
 
 def _finite_nonzero_literal(a):
@@ -365,8 +443,13 @@ def simplify(program: Program) -> Program:
     if replacement is not None:
       subst.set(eqn.outputs[0], replacement)
       continue
-    new = _fuse_eqn(eqn, inputs, producers, uses) or Eqn(eqn.prim, inputs, eqn.params,
-                                                        eqn.outputs, eqn.source)
+    new = _fuse_eqn(eqn, inputs, producers, uses)
+    if isinstance(new, Eqn):  # the fused equation may simplify away (reshape back and forth)
+      replacement = _simplify_eqn(new, new.inputs, producers, consts)
+      if replacement is not None:
+        subst.set(eqn.outputs[0], replacement)
+        continue
+    new = new or Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source)
     for e in (new if isinstance(new, list) else [new]):
       for v in e.outputs:
         producers[id(v)] = e
@@ -482,6 +565,12 @@ class _SumPusher:
     lead = len(shape) - a.aval.ndim
     return all(ax < lead or a.aval.shape[ax - lead] == 1 for ax in axes)
 
+  def _push_reduce_sum(self, eqn, v, axes):
+    # sum(sum(x, a1), a2) -> sum(x, a1 + a2): one pass over x, no intermediate array.
+    (x,), inner = eqn.inputs, eqn.params["axes"]
+    remaining = [i for i in range(x.aval.ndim) if i not in inner]
+    return self.push(x, sorted(set(inner) | {remaining[ax] for ax in axes}))
+
   def _push_transpose(self, eqn, v, axes):
     perm = eqn.params["perm"]
     in_axes = sorted(perm[ax] for ax in axes)
@@ -525,7 +614,8 @@ def push_sums(program: Program) -> Program:
     if eqn.prim.name == "reduce_sum" and eqn.params["axes"] and isinstance(inputs[0], Var):
       pusher.out = []
       result = pusher.push(inputs[0], eqn.params["axes"])
-      if len(pusher.out) != 1 or pusher.out[0].prim.name != "reduce_sum":
+      if len(pusher.out) != 1 or pusher.out[0].prim.name != "reduce_sum" or \
+          pusher.out[0].inputs[0] is not inputs[0]:
         eqns.extend(pusher.out)
         subst.set(eqn.outputs[0], result)
         continue
@@ -533,10 +623,31 @@ def push_sums(program: Program) -> Program:
   return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
 
 
-def optimize(program: Program, max_rounds: int = 4, inline: bool = True) -> Program:
+def strip_stop_gradients(program: Program) -> Program:
+  """Replace `stop_gradient(x)` by x: only for a program that is evaluated and never
+  transformed again (code generation), where it is the identity. Without it the rewrites
+  that look through reshapes and the like stop at it."""
+  if not any(e.prim.name == "stop_gradient" for e in program.eqns):
+    return program
+  subst, eqns = _Subst(), []
+  for eqn in program.eqns:
+    inputs = [subst(a) for a in eqn.inputs]
+    if eqn.prim.name == "stop_gradient" and _same_type(inputs[0], eqn.outputs[0]):
+      subst.set(eqn.outputs[0], inputs[0])
+      continue
+    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+  return _rebuild(program, eqns, [subst(o) for o in program.outs])
+
+
+def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
+             evaluate_only: bool = False) -> Program:
   """Run the passes until the program stops changing (or `max_rounds`). With `inline=False`
-  nested calls stay (a program that is differentiated later keeps custom rules)."""
+  nested calls stay (a program that is differentiated later keeps custom rules). With
+  `evaluate_only` the program is only run (compiled code), never transformed again: the
+  markers of transformations (stop_gradient) go."""
   program = dce(inline_jit_calls(program) if inline else program)
+  if evaluate_only:
+    program = strip_stop_gradients(program)
   for _ in range(max_rounds):
     before = len(program.eqns)
     program = dce(cse(push_sums(simplify(fold_constants(program)))))

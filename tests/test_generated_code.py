@@ -1,0 +1,285 @@
+"""What jit generates: rewrites that save NumPy calls (passes.py), the code written for them
+(codegen.py: methods, scalar operators, memory layouts) and jit's call path. Every test
+checks the program or source no longer has the pattern, and that the results equal eager
+evaluation (or the unoptimized program)."""
+import re
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import codegen, passes
+from dfdx._src import jit as jit_module
+from dfdx._src.ir import eval_program
+from dfdx._src.ops import shape as shape_ops
+
+
+@pytest.fixture
+def jit_sources(monkeypatch):
+  """The sources jit compiles from now on (the list fills as jitted functions compile)."""
+  sources = []
+  compile_program = codegen.compile_program
+
+  def spy(program, name="f"):
+    fn = compile_program(program, name)
+    sources.append(fn.__dfdx_source__)
+    return fn
+  monkeypatch.setattr(codegen, "compile_program", spy)
+  return sources
+
+
+def _names(expr):
+  return [e.prim.name for e in expr.eqns]
+
+
+def _unoptimized_equals(f, *args, rtol=0):
+  raw = dfdx.make_expr(f)(*args)
+  opt = dfdx.make_expr(f, optimize=True)(*args)
+  for a, b in zip(eval_program(raw.program, *args), eval_program(opt.program, *args)):
+    np.testing.assert_allclose(b, a, rtol=rtol, atol=0)
+  return opt
+
+
+# ---- passes ---------------------------------------------------------------------------------
+
+
+def test_sum_of_a_sum_is_one_sum(rng):
+  x = rng.standard_normal((4, 5))
+  f = lambda x: dnp.sum(dnp.sum(x ** 2, axis=1)) + dnp.sum(dnp.sum(dnp.exp(x), axis=0))
+  expr = _unoptimized_equals(f, x, rtol=1e-14)
+  sums = [e for e in expr.eqns if e.prim.name == "reduce_sum"]
+  assert [e.params["axes"] for e in sums] == [(0, 1), (0, 1)], expr
+  # the sum of squares becomes one einsum over both axes
+  assert "np.einsum('ab,ab->', " in expr.to_source()
+
+
+def test_pads_of_adjacent_blocks_summed_are_one_concatenation(rng):
+  a, b = rng.standard_normal((5, 1)), rng.standard_normal((5, 3))
+  pad = lambda x, lo, hi: shape_ops.pad(x, ((0, 0, 0), (lo, hi, 0)))
+
+  def f(a, b):  # as the cotangents of two slices of one input
+    return pad(dnp.sin(a), 0, 3) + pad(b * 2.0, 1, 0)
+  expr = _unoptimized_equals(f, a, b)
+  assert "pad" not in _names(expr) and _names(expr).count("concatenate") == 1, expr
+  np.testing.assert_array_equal(dfdx.jit(f)(a, b), f(a, b))
+
+  def ends(a, b):  # adjacent blocks leaving zeros at both ends: one pad of the concatenation
+    return pad(b[:, :1] * 2.0, 2, 1) + pad(dnp.sin(a), 1, 2)
+  expr = _unoptimized_equals(ends, a, b)
+  assert _names(expr).count("pad") == 1 and "concatenate" in _names(expr), expr
+  padding = next(e for e in expr.eqns if e.prim.name == "pad")
+  assert padding.params["config"] == ((0, 0, 0), (1, 1, 0))
+  np.testing.assert_array_equal(dfdx.jit(ends)(a, b), ends(a, b))
+
+  def gap(a, b):  # blocks that do not touch: left alone
+    return pad(dnp.sin(a), 0, 3) + pad(b[:, 1:] * 2.0, 2, 0)
+  expr = _unoptimized_equals(gap, a, b)
+  assert _names(expr).count("pad") == 2 and "concatenate" not in _names(expr), expr
+
+
+def test_scalar_factors_move_out_of_reshapes_and_fold(rng):
+  y, w = rng.standard_normal((5, 10)), rng.standard_normal((5, 2, 10))
+
+  def f(y, w):
+    return shape_ops.reshape(y * -0.5, (5, 1, 10)) * 2.0 * w
+  expr = _unoptimized_equals(f, y, w)
+  literals = [a.val for e in expr.eqns if e.prim.name == "mul" for a in e.inputs
+              if not isinstance(a, dfdx._src.ir.Var)]
+  assert literals == [-1.0], expr  # -0.5 * 2 (exact: a power of two)
+  np.testing.assert_array_equal(dfdx.jit(f)(y, w), f(y, w))
+
+
+def test_reshapes_adding_leading_axes_are_left_to_broadcasting(rng):
+  x, y = rng.standard_normal((3, 5)), rng.standard_normal(5)
+  f = lambda x, y: (x - shape_ops.reshape(y, (1, 5))) * shape_ops.reshape(dnp.max(y), (1,))
+  expr = _unoptimized_equals(f, x, y)
+  assert "reshape" not in _names(expr), expr
+  np.testing.assert_array_equal(dfdx.jit(f)(x, y), f(x, y))
+  # a reshape adding a trailing axis changes the broadcasting: it stays
+  expr = _unoptimized_equals(lambda x, y: x - shape_ops.reshape(y[:3], (3, 1)), x, y)
+  assert "reshape" in _names(expr)
+
+
+def test_a_fused_reshape_that_gives_back_its_input_disappears(rng):
+  x = rng.standard_normal(5)
+
+  def f(x):
+    row = shape_ops.reshape(x, (1, 5))  # used twice: reshape(reshape(x)) fuses to reshape(x)
+    return dnp.exp(row), shape_ops.reshape(row, (5,)) * 3.0
+  expr = _unoptimized_equals(f, x)
+  assert _names(expr).count("reshape") == 1, expr
+
+
+def test_stop_gradient_goes_only_from_programs_that_are_only_run(rng, jit_sources):
+  x = rng.standard_normal((4, 6))
+
+  def lse(x):
+    mx = dfdx.stop_gradient(dnp.max(x, axis=0, keepdims=True))
+    return dnp.sum(dnp.log(dnp.sum(dnp.exp(x - mx), axis=0)) + dnp.squeeze(mx, axis=0))
+  expr = dfdx.make_expr(lse, optimize=True)(x)
+  assert "stop_gradient" in _names(expr)  # make_expr's programs stay differentiable
+  stripped = passes.optimize(expr.program, evaluate_only=True)
+  assert "stop_gradient" not in [e.prim.name for e in stripped.eqns]
+  # without it, reshape(reshape(max)) simplifies to the max itself: no reshape is left
+  assert [e.prim.name for e in stripped.eqns].count("reshape") == 0, stripped
+  np.testing.assert_allclose(eval_program(stripped, x)[0], lse(x), rtol=1e-15)
+  vg = dfdx.jit(dfdx.value_and_grad(lse))
+  value, grad = vg(x)
+  np.testing.assert_allclose(value, lse(x), rtol=1e-15)
+  np.testing.assert_allclose(grad, dfdx.grad(lse)(x), rtol=1e-14)
+  assert "stop_gradient" not in jit_sources[-1]
+
+
+# ---- code generation ------------------------------------------------------------------------
+
+
+def test_scalar_arithmetic_is_written_with_operators(rng, jit_sources):
+  x = rng.standard_normal(6)
+
+  def f(x, a):
+    s = dnp.sum(x)
+    return (s * 0.5 - dnp.max(x)) / (dnp.sum(x ** 2) + 1.0) * a - s
+  jf = dfdx.jit(f)
+  out = jf(x, 2.0)  # a Python float argument
+  assert out == f(x, 2.0) and isinstance(out, np.float64)
+  body = [line.strip() for line in jit_sources[-1].splitlines()[1:]]
+  ops = [line for line in body if re.fullmatch(r"v\d+ = \S+ [-+*/] \S+", line)]
+  assert len(ops) >= 5, jit_sources[-1]
+  assert not any(re.search(r"np\.(add|subtract|multiply|true_divide)\(", line)
+                 for line in body), jit_sources[-1]
+  # NumPy's scalar division: inf with NumPy's warning machinery, never ZeroDivisionError
+  with np.errstate(divide="ignore", invalid="ignore"):
+    assert dfdx.jit(lambda x: dnp.sum(x) / (dnp.max(x) - dnp.max(x)))(np.ones(3)) == np.inf
+    assert np.isnan(dfdx.jit(lambda x: (dnp.max(x) - dnp.max(x)) / (dnp.max(x) - dnp.max(x)))(x))
+  # two Python numbers stay with the ufunc (Python's / would raise)
+  with np.errstate(divide="ignore"):
+    assert dfdx.jit(lambda a, b: a / b)(1.0, 0.0) == np.inf
+  assert "np.true_divide(" in jit_sources[-1]
+
+
+def test_views_use_methods_on_arrays_and_functions_on_standalone_inputs(rng, jit_sources):
+  x = rng.standard_normal((2, 3))
+  f = lambda x: dnp.sum(dnp.exp(shape_ops.reshape(shape_ops.transpose(x, (1, 0)), (6,)))
+                        * shape_ops.reshape(x, (6,))[:4].sum())
+  dfdx.jit(dfdx.grad(f))(x)
+  source = jit_sources[-1]
+  assert ".T" in source and ".reshape((6, ))" in source and "np.reshape(" not in source, source
+  assert "np.transpose(" not in source and "np.asarray(" not in source, source
+  # the standalone source also takes lists: its inputs go through the functions
+  exported = dfdx.export.to_source(dfdx.grad(f), x, name="g")
+  namespace = {}
+  exec(exported, namespace)
+  np.testing.assert_allclose(namespace["g"](x.tolist()), dfdx.grad(f)(x), rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), dfdx.grad(f)(x), rtol=1e-14)
+
+
+def test_layout_model_predicts_numpys_result_layout(rng):
+  """`_Layouts._numpy_order` against the strides NumPy gives ufunc results."""
+  L, not_c = codegen._Layouts, 0
+  for _ in range(300):
+    ndim = int(rng.integers(2, 5))
+    shape = tuple(int(n) for n in rng.integers(1, 5, ndim))
+    operands = []
+    for _ in range(int(rng.integers(1, 3))):
+      perm = tuple(int(p) for p in rng.permutation(ndim))
+      base = rng.standard_normal(tuple(shape[p] for p in np.argsort(perm)))
+      a = base.transpose(perm)
+      assert a.shape == shape
+      if rng.random() < 0.5:  # broadcast along some axes
+        keep = rng.random(ndim) < 0.6
+        a = a[tuple(slice(None) if k else slice(0, 1) for k in keep)]
+      operands.append(a)
+    result = np.negative(operands[0]) if len(operands) == 1 else np.add(*operands)
+    if result.shape != shape:
+      continue
+    axes = [i for i, n in enumerate(shape) if n > 1]
+    if len(axes) < 2:
+      continue
+    strides = [L._broadcast(tuple(s // 8 for s in a.strides), a.shape, shape) for a in operands]
+    order = L._numpy_order(axes, strides)
+    predicted = L._contiguous_in(order, shape)
+    actual = tuple(s // 8 for s in result.strides)
+    assert all(predicted[i] == actual[i] for i in axes), (shape, [a.strides for a in operands],
+                                                         predicted, actual)
+    not_c += order != axes[::-1]
+  assert not_c > 50  # many of the cases are laid out in an order other than C's
+
+
+def test_a_transposed_operand_broadcast_with_a_short_inner_axis_is_copied_first(rng,
+                                                                                 jit_sources):
+  def centered(x, m):  # (k, d, n): the points along the last axis
+    return dnp.sum(dnp.tanh(shape_ops.transpose(x, (1, 0))[None, :, :] - m[:, :, None]) ** 2)
+  for d, copied in ((2, True), (64, False)):
+    x, m = rng.standard_normal((300, d)), rng.standard_normal((3, d))
+    jf = dfdx.jit(dfdx.value_and_grad(centered, (0, 1)))
+    value, grads = jf(x, m)
+    assert ("np.ascontiguousarray(" in jit_sources[-1]) == copied, jit_sources[-1]
+    expected_value, expected_grads = dfdx.value_and_grad(centered, (0, 1))(x, m)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-13)
+    for g, e in zip(grads, expected_grads):
+      np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+# ---- jit's call path ------------------------------------------------------------------------
+
+
+def test_calls_with_static_arguments_take_the_fast_path(rng, monkeypatch):
+  def f(x, scale, mode):
+    return dnp.sum(x * scale) if mode == "sum" else dnp.max(x * scale)
+  jf = dfdx.jit(f, static_argnums=(1, 2))
+  x = rng.standard_normal(4)
+  assert jf(x, 2.0, "sum") == f(x, 2.0, "sum")
+  signatures = []
+  real = jit_module._Signature
+  monkeypatch.setattr(jit_module, "_Signature", lambda *a: signatures.append(a) or real(*a))
+  for _ in range(3):
+    assert jf(x, 2.0, "sum") == f(x, 2.0, "sum")
+  assert not signatures  # served from the fast cache, no flattening nor signature
+  assert jf(x, 3.0, "max") == f(x, 3.0, "max")  # another static value: its own entry
+  assert jf(x, 3.0, "sum") == f(x, 3.0, "sum")
+  assert jf.cache_size() == 3
+  assert jf(x, -1, "sum") == f(x, -1, "sum")  # negative static positions count from the end
+  jg = dfdx.jit(lambda x, n: dnp.sum(x ** n), static_argnums=-1)
+  assert jg(x, 3) == pytest.approx(np.sum(x ** 3)) and jg(x, 2) == pytest.approx(np.sum(x ** 2))
+  with pytest.raises(TypeError, match="not hashable"):
+    jf(x, [2.0], "sum")
+  assert jf({"a": x}["a"], 2.0, "sum") == f(x, 2.0, "sum")
+  jt = dfdx.jit(lambda p, k: dnp.sum(p["w"]) * k, static_argnums=1)  # a pytree argument
+  assert jt({"w": x}, 2) == 2 * np.sum(x) and jt({"w": x}, 2) == 2 * np.sum(x)
+
+
+def test_scatter_add_at_constant_indices_is_planned_at_code_generation(rng, jit_sources):
+  """The gradient of a gather at constant indices (repeated, negative, along any axis) is a
+  scatter_add: planned now, not np.add.at in every call."""
+  index = np.array([3, 0, -1, 3, 3, 1, 0])  # 2 never updated; 3 three times; -1 is 4
+
+  for axis, shape in ((0, (5, 3)), (1, (2, 5, 3)), (2, (2, 3, 5))):
+    x = rng.standard_normal(shape)
+    f = lambda x: dnp.sum(dnp.sin(dnp.take(x, index, axis=axis)) * dnp.arange(7.0).reshape(
+        (7,) + (1,) * (x.ndim - axis - 1)))
+    g = dfdx.jit(dfdx.grad(f))
+    np.testing.assert_array_equal(g(x), dfdx.grad(f)(x))
+    assert "_scatter_add_axis(" in jit_sources[-1] and "_scatter(" not in jit_sources[-1]
+  # every position updated, many times (sums of 8 or more are pairwise: rounding may differ)
+  x = rng.standard_normal((3, 5))
+  for idx in (np.array([4, 3, 2, 1, 0, 0, 4]), np.r_[np.arange(5), np.zeros(40, int)]):
+    f = lambda x: dnp.sum(dnp.exp(dnp.take(x, idx, axis=1)) * dnp.arange(idx.size))
+    np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), dfdx.grad(f)(x), rtol=1e-15)
+    assert "_scatter_add_axis(" in jit_sources[-1]
+  # onto a nonzero base (x.at[index].add): np.add.at's order of summation is kept
+  base, updates = rng.standard_normal((3, 5)), rng.standard_normal((3, 7))
+  h = lambda b, u: dnp.at(dnp.exp(b))[:, index].add(u * 2.0)
+  np.testing.assert_array_equal(dfdx.jit(h)(base, updates), h(base, updates))
+  assert "_scatter(np.add" in jit_sources[-1]
+  # the standalone source carries the plan and the helper
+  f = lambda x: dnp.sum(dnp.take(x, index, axis=1) ** 2)
+  source = dfdx.export.to_source(dfdx.grad(f), base, name="g")
+  namespace = {}
+  exec(source, namespace)
+  np.testing.assert_array_equal(namespace["g"](base), dfdx.grad(f)(base))
+  assert "_scatter_add_axis" in source
+  # an index array that is not a constant keeps np.add.at
+  k = lambda u, i: dnp.at(np.zeros((3, 5)))[:, i].add(u)
+  np.testing.assert_array_equal(dfdx.jit(k)(updates, index), k(updates, index))
+  assert "_scatter(np.add" in jit_sources[-1]
