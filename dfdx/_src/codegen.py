@@ -46,6 +46,9 @@ codegen_rules: dict = {}
 INLINED = {"jit_call"}
 # Helper functions some rules call; emitted into standalone sources that use them.
 helpers: dict[str, str] = {}
+# Functions that code compiled in this process (jit) calls instead of a helper's standalone
+# definition, where dfdx itself must hear of something (ties noted in reverse passes).
+runtime_helpers: dict = {}
 
 
 def register(prim_name, rule):
@@ -548,6 +551,7 @@ def compile_program(program: Program, name="f"):
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
   for h in helpers.values():
     exec(h, namespace)
+  namespace.update(runtime_helpers)
   exec(compile(source, f"<dfdx jit of {name}>", "exec"), namespace)
   fn = namespace[_identifier(name)]
   fn.__dfdx_source__ = source

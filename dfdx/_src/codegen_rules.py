@@ -9,8 +9,9 @@ import math
 
 import numpy as np
 
-from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, with_arrays,
-                               with_avals, with_constants)
+from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_helpers,
+                               with_arrays, with_avals, with_constants)
+from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import linalg as _linalg_ops
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -397,4 +398,13 @@ helpers["_gap_div"] = '''def _gap_div(x, gap, tol):
     tie = np.abs(gap) <= tol
     return np.where(tie, 0, x / np.where(tie, 1, gap))
 '''
-register("gap_div", lambda ins, p: f"_gap_div({ins[0]}, {ins[1]}, {ins[2]})")
+# A reverse pass's division notes ties when compiled by jit (which then computes the call
+# again without jit, see jit.py); a standalone source just divides.
+helpers["_gap_div_noted"] = '''def _gap_div_noted(x, gap, tol, difference):
+    tie = np.abs(gap) <= tol
+    return np.where(tie, 0, x / np.where(tie, 1, gap))
+'''
+runtime_helpers["_gap_div_noted"] = _gaps.noted_gap_div
+register("gap_div", lambda ins, p: (
+    f"_gap_div_noted({ins[0]}, {ins[1]}, {ins[2]}, {p['difference']!r})" if p["cotangent"]
+    else f"_gap_div({ins[0]}, {ins[1]}, {ins[2]})"))

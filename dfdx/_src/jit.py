@@ -121,7 +121,7 @@ class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
   __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output",
-               "differentiates")
+               "differentiates", "notes_ties")
 
   def __init__(self, program, run, out_tree, out_statics, name):
     self.program, self.run, self.out_tree = program, run, out_tree
@@ -130,6 +130,8 @@ class _Entry:
     # Whether tracing differentiated anything: a NaN output is then computed again with the
     # zero-absorbing chain rule (a second program, see `ad.recompute_if_nan`).
     self.differentiates = False
+    # Whether its reverse pass divides by the gaps of a spectrum (see `run_noting_ties`).
+    self.notes_ties = "_gap_div_noted(" in getattr(run, "__dfdx_source__", "")
 
 
 class _paused_gc:
@@ -263,6 +265,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       except TypeError:  # an unhashable static value: the slow path explains it
         entry = key = None
       if entry is not None:
+        if entry.notes_ties:
+          return run_noting_ties(entry, leaves, args, kwargs)
         outs = entry.run(*leaves)
         if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
           return checked_outputs(entry, leaves, outs, args, kwargs)
@@ -282,6 +286,16 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     if nan_check is not None:
       nan_check(entry, leaves, outs)
     return _rebuild(entry, [_output(o) for o in outs])
+
+  def run_noting_ties(entry, leaves, args, kwargs):
+    """A direct run of a program whose reverse pass divides by the gaps of a spectrum. One
+    that met a tie is computed again without jit: eager reverse passes take the limit there
+    (see ops/gaps.py)."""
+    ties = ad.ties_met
+    outs = entry.run(*leaves)
+    if ad.ties_met != ties:
+      return f(*args, **kwargs)
+    return checked_outputs(entry, leaves, outs, args, kwargs)
 
   def slow_call_entry(args, kwargs):
     """The cached entry a call would use (compiling it if needed), or None."""
@@ -320,6 +334,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     if entry_only:
       return entry
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
+      if entry.notes_ties:
+        return run_noting_ties(entry, leaves, args, kwargs)
       return checked_outputs(entry, leaves, entry.run(*leaves), args, kwargs)
     return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
                                            name=name))

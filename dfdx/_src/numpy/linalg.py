@@ -259,10 +259,10 @@ def eigh(a, UPLO="L"):  # noqa: N803  (NumPy's name)
   Eigenvectors of a repeated eigenvalue are not differentiable (any rotation within their
   eigenspace is as good), but functions that do not depend on that choice, such as
   v diag(f(w)) v^T, are. For them the gradient at an exactly repeated eigenvalue is a limit:
-  a reverse pass (grad, value_and_grad, vjp, jacrev) that meets a tie is computed once more
-  with the eigenvalues split by an infinitesimal, which gives the limit exactly (see
-  dfdx/_src/ops/gaps.py). Forward mode, higher orders and jit keep the first pass's
-  answer there, in which the factor of a zero gap is 0: finite, not exact. Complex
+  a reverse pass (grad, value_and_grad, vjp, jacrev, also under vmap and jit) that meets a
+  tie is computed once more with the eigenvalues split by an infinitesimal, which gives the
+  limit exactly (see dfdx/_src/ops/gaps.py). Forward mode and higher orders keep the first
+  pass's answer there, in which the factor of a zero gap is 0: finite, not exact. Complex
   eigenvectors are fixed in phase by diag(V^H dV) = 0.
 
   >>> import dfdx
@@ -297,7 +297,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
   s_j - s_i, s_j + s_i and s_i. The vectors of a repeated (or zero) singular value are not
   differentiable, but functions that do not depend on their choice, such as u diag(f(s)) vh,
   are: at such ties a reverse pass is computed again with the singular values split, which
-  gives their gradient exactly, as for eigh. Elsewhere (forward mode, jit) a zero gap's
+  gives their gradient exactly, as for eigh. Elsewhere (forward mode) a zero gap's
   factor is 0, so no NaN or inf appears. With
   full_matrices=True (NumPy's default) and a non-square matrix, the extra vectors are any
   orthonormal basis of a complement: their derivative is the least rotation that keeps u

@@ -15,6 +15,12 @@ split function is the same function of a nearby matrix with distinct eigenvalues
 derivative is continuous in t. At t = 0 the cotangent x and the gap both vanish at a tie, and
 `gap_div`'s rule under the split (`ad.split_rules`) returns their ratio of rates,
 d x / dt over d gap / dt: l'Hopital's rule, exact.
+
+Where: eager reverse passes, batched or not (the outermost transformation reruns), and jit,
+whose compiled reverse pass notes ties (`noted_gap_div`) so that the call is computed again
+without jit. Forward mode cannot split (its tangent at a tie is infinite until a later
+operation cancels the gap), and a spectrum computed under an enclosing derivative or jit
+does not split: those keep the 0, finite but not exact at a tie.
 """
 from __future__ import annotations
 
@@ -40,6 +46,11 @@ def _impl(x, gap, tol, *, difference, cotangent):
   if cotangent and not ad.zero_absorbing:
     _note_ties(tie, difference)
   return np.where(tie, 0, x / np.where(tie, 1, gap))
+
+
+def noted_gap_div(x, gap, tol, difference):
+  """The division of a reverse pass, as code compiled by jit runs it (ties noted)."""
+  return _impl(x, gap, tol, difference=difference, cotangent=True)
 
 
 def _abstract_eval(x, gap, tol, *, difference, cotangent):
