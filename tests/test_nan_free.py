@@ -214,3 +214,16 @@ def test_exported_source_computes_what_dfdx_computes():
   np.testing.assert_array_equal(namespace["dsliced"](x), sliced(x))
   # with nothing to absorb, one plain program
   assert "zero_absorbing" not in dfdx.export.to_source(dfdx.grad(dnp.sin), 1.0)
+
+
+def test_reverse_passes_raise_no_numpy_warnings():
+  # The forward pass warns as NumPy does (log(0)); the reverse pass, whose NaN is then removed
+  # by the zero-absorbing rerun, does not add "invalid value" or "divide by zero" warnings.
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert dfdx.grad(lambda x: dnp.where(x > 0, dnp.log(x), 0.0))(0.0) == 0.0
+    assert dfdx.grad(lambda x: dnp.sqrt(x * x))(0.0) == 0.0
+    np.testing.assert_array_equal(dfdx.grad(dnp.linalg.norm)(np.zeros(3)), np.zeros(3))
+  messages = sorted({str(w.message) for w in caught})
+  assert messages == ["divide by zero encountered in log"], messages
+  assert np.geterr()["invalid"] == "warn"  # the reverse pass's quiet settings are undone

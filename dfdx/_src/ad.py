@@ -52,6 +52,11 @@ complex_rules: set = set()
 # instead of the JVP rules (prim -> rule(primals, tangents)), and the split's trace while a
 # derivative is computed again with it (`run_split`).
 ties_met = 0
+# NumPy's floating-point warnings (divide by zero, invalid value, overflow) are silenced in
+# reverse passes: a derivative's NaN or inf is in its result (and computed again when
+# `recompute_if_nan` can remove it), so a warning from inside a rule only alarms. debug_nans
+# turns this off, to see every NaN where it is made.
+quiet_reverse_passes = True
 split_rules: dict = {}
 split_trace = None
 

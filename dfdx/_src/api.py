@@ -314,7 +314,11 @@ def _linearize_args(f, spec, args, kwargs, has_aux, transform):
 
 
 def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec):
-  in_cts = lin.transpose(cts)
+  if ad.quiet_reverse_passes:
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+      in_cts = lin.transpose(cts)
+  else:
+    in_cts = lin.transpose(cts)
   grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
            for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
   return spec.pack(tree_unflatten(in_tree, grads))

@@ -106,6 +106,7 @@ def _set(on: bool) -> bool:
 def _install():
   global _numpy_prev
   _numpy_prev = (np.seterr(invalid="call"), np.seterrcall(_numpy_invalid))
+  ad.quiet_reverse_passes = False
   _complete_unscanned()
   core.Primitive.bind = _checked_bind
   _swap_bind_in(_plain_bind_in, _checked_bind_in)
@@ -119,6 +120,7 @@ def _install():
 def _uninstall():
   np.seterr(**_numpy_prev[0])
   np.seterrcall(_numpy_prev[1])
+  ad.quiet_reverse_passes = True
   core.Primitive.bind = _plain_bind
   _swap_bind_in(_checked_bind_in, _plain_bind_in)
   ad.new_tape = list
