@@ -370,7 +370,7 @@ class _NodeRules:
           _check_cotangent(t, c)
         key = id(t)
         prev = env.get(key)
-        env[key] = c if prev is None else tangent_ops.add(prev, c)
+        env[key] = c if prev is None else _add_cotangents(prev, c)
 
 
 class _ResidualNode(_NodeRules):
@@ -449,28 +449,50 @@ class Linearized:
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
         if ct is not None:
-          eqn.backward(ct, env)
+          eqn.backward(_materialized(ct), env)
         continue
       out = eqn.out
       if eqn.prim.multiple_results:
-        cts = [None if o is None else env.pop(id(o), None) for o in out]
+        cts = [None if o is None else _materialized(env.pop(id(o), None)) for o in out]
         if all(c is None for c in cts):
           continue
         ct = [_zeros_for(o) if c is None and o is not None else c for o, c in zip(out, cts)]
       else:
-        ct = env.pop(id(out), None)
+        ct = _materialized(env.pop(id(out), None))
         if ct is None:
           continue
       eqn.backward(ct, env)
-    return [env.get(id(v)) for v in self.in_vars]
+    return [_materialized(env.get(id(v))) for v in self.in_vars]
 
 
 def _zeros_for(x):
   return tangent_ops.zeros(x.aval)
 
 
+class PendingCotangent:
+  """A cotangent that a transpose rule returns in a form that is cheaper to sum than an array
+  (ops/shape.py: the cotangent of an array from those of its slices). The reverse pass sums
+  contributions to one variable with `_add_cotangents` and materializes the sum (an array or
+  tracer, made with primitives) before any rule or caller sees it. Subclasses define `aval`,
+  `add(ct)` (self + ct), `radd(ct)` (ct + self, ct not pending) and `materialize()`."""
+  __slots__ = ()
+
+
+def _add_cotangents(prev, ct):
+  """prev + ct, for contributions to one cotangent (in the order they arrive)."""
+  if isinstance(prev, PendingCotangent):
+    return prev.add(ct)
+  if isinstance(ct, PendingCotangent):
+    return ct.radd(prev)
+  return tangent_ops.add(prev, ct)
+
+
+def _materialized(ct):
+  return ct.materialize() if isinstance(ct, PendingCotangent) else ct
+
+
 def _check_cotangent(var, ct):
-  got = get_aval(ct)
+  got = ct.aval if isinstance(ct, PendingCotangent) else get_aval(ct)
   assert got.shape == var.shape, f"cotangent {got} does not match its variable {var.aval}"
 
 
@@ -479,7 +501,7 @@ def _accumulate(env, var, ct):
     _check_cotangent(var, ct)
   key = id(var)
   prev = env.get(key)
-  env[key] = ct if prev is None else tangent_ops.add(prev, ct)
+  env[key] = ct if prev is None else _add_cotangents(prev, ct)
 
 
 # ---- transformations on flat lists ----------------------------------------------------------

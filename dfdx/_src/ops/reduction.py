@@ -6,6 +6,8 @@ NumPy layer reshapes). Ties in max/min share the derivative equally among the ti
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dfdx._src import ad, batching, core
@@ -69,7 +71,42 @@ def _reduce_sum_transpose(ct, x, *, axes):
   return [expand_reduced(ct, x.aval.shape, axes)]
 
 
-reduce_sum_p.def_impl(lambda x, *, axes: np.add.reduce(x, axis=axes))
+_SUM_BY_SLICES_MAX = 7  # NumPy adds a run of fewer than 8 entries one by one
+_SUM_BY_SLICES_MIN_ROWS = 128
+_SUM_BY_SLICES_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _sum_by_slices(x, axes):
+  """np.add.reduce(x, axis=axes) bit for bit, as adds of whole slices, where that is NumPy's
+  slow case: a C-contiguous array summed over a few trailing entries per row (batched
+  3-vectors, the cotangents of broadcast operands), one inner-loop call per row in NumPy.
+  NumPy adds such a run one by one onto +0.0, so the sum is ((0 + x0) + x1) + ... (and a sum
+  of -0.0s is +0.0). None where this does not apply."""
+  if type(x) is not np.ndarray or not axes or axes[0] != x.ndim - len(axes):
+    return None  # (axes are sorted and distinct: the trailing ones, or not)
+  nd = x.ndim - len(axes)
+  n, rows = math.prod(x.shape[nd:]), x.shape[:nd]
+  if (not 0 < n <= _SUM_BY_SLICES_MAX or math.prod(rows) < _SUM_BY_SLICES_MIN_ROWS
+          or x.dtype not in _SUM_BY_SLICES_DTYPES or not x.flags.c_contiguous):
+    return None
+  x = x.reshape(rows + (n,))
+  if n == 1:
+    return np.add(x[..., 0], 0.0)
+  out = np.add(x[..., 0], x[..., 1])
+  for i in range(2, n):
+    np.add(out, x[..., i], out=out)
+  return np.add(out, 0.0, out=out)  # -0.0 becomes +0.0, everything else stays
+
+
+def _reduce_sum_impl(x, *, axes):
+  if type(x) is np.ndarray and x.size >= _SUM_BY_SLICES_MIN_ROWS:
+    out = _sum_by_slices(x, axes)
+    if out is not None:
+      return out
+  return np.add.reduce(x, axis=axes)
+
+
+reduce_sum_p.def_impl(_reduce_sum_impl)
 reduce_sum_p.def_abstract_eval(_reduce_sum_abstract_eval)
 ad.deflinear(reduce_sum_p, _reduce_sum_transpose)
 batching.defreducer(reduce_sum_p)

@@ -284,12 +284,81 @@ def _slice_abstract_eval(x, *, start, limit, strides):
   return ShapedArray(_slice_out_shape(start, limit, strides), x.dtype, x.weak_type)
 
 
-def _slice_transpose(ct, x, *, start, limit, strides):
-  shape = x.aval.shape
+def _slice_pad_config(shape, start, limit, strides):
+  """The pad config that puts a slice's values back where they came from in `shape`."""
   out = _slice_out_shape(start, limit, strides)
-  config = tuple((lo, n - lo - (_padded_size(m, 0, 0, st - 1) if m else 0), st - 1)
-                 for lo, n, m, st in zip(start, shape, out, strides))
-  return [pad(ct, config)]
+  return tuple((lo, n - lo - (_padded_size(m, 0, 0, st - 1) if m else 0), st - 1)
+               for lo, n, m, st in zip(start, shape, out, strides))
+
+
+def _slice_transpose(ct, x, *, start, limit, strides):
+  return [SliceCotangents(x.aval, None, [(ct, start, limit, strides)])]
+
+
+class SliceCotangents(ad.PendingCotangent):
+  """The cotangent of an array from the cotangents of its slices, left unsummed while the
+  reverse pass collects them (see ad.PendingCotangent): the sum of each slice's cotangent
+  padded with zeros to the array's shape, after a dense `base` (or None). A vector of
+  parameters split into pieces (x[..., 0:3], x[..., 3:6], x[..., 6:7], ...) gets one
+  cotangent per piece; padding each to the whole and adding them up writes the whole array
+  once per piece, where slices that do not overlap along one axis are joined by one
+  concatenate (zeros in the gaps). Overlapping or strided slices are padded and added in the
+  order they came, as before. Either way each entry sums the same terms in the same order
+  (the joined form leaves out adding zeros, which changes at most the sign of a zero)."""
+  __slots__ = ("aval", "base", "parts")
+
+  def __init__(self, aval, base, parts):
+    self.aval, self.base, self.parts = aval, base, parts  # parts: (ct, start, limit, strides)
+
+  def add(self, ct):
+    if isinstance(ct, SliceCotangents) and ct.base is None and ct.aval.shape == self.aval.shape:
+      return SliceCotangents(self.aval, self.base, self.parts + ct.parts)
+    if isinstance(ct, ad.PendingCotangent):
+      ct = ct.materialize()
+    return ad.tangent_ops.add(self.materialize(), ct)
+
+  def radd(self, ct):
+    if self.base is None:
+      return SliceCotangents(self.aval, ct, self.parts)
+    return ad.tangent_ops.add(ct, self.materialize())
+
+  def materialize(self):
+    shape, parts = self.aval.shape, self.parts
+    joined = _join_slices(shape, parts) if len(parts) > 1 else None
+    if joined is None:
+      out = self.base
+      for ct, start, limit, strides in parts:
+        padded = pad(ct, _slice_pad_config(shape, start, limit, strides))
+        out = padded if out is None else ad.tangent_ops.add(out, padded)
+      return out
+    return joined if self.base is None else ad.tangent_ops.add(self.base, joined)
+
+
+def _join_slices(shape, parts):
+  """The sum of the padded `parts` as one concatenate along the one axis they slice, when
+  they are unit-stride slices of that axis only and do not overlap; else None."""
+  axis = None
+  for _, start, limit, strides in parts:
+    for i, (lo, hi, st, n) in enumerate(zip(start, limit, strides, shape)):
+      if (lo, hi, st) != (0, n, 1):
+        if st != 1 or (axis is not None and axis != i):
+          return None
+        axis = i
+  if axis is None:
+    return None
+  pieces, end = [], 0
+  dtype = np.result_type(*[ct.dtype for ct, _, _, _ in parts])
+  for ct, start, limit, _ in sorted(parts, key=lambda p: p[1][axis]):
+    lo, hi = start[axis], limit[axis]
+    if lo < end or hi <= lo:
+      return None
+    if lo > end:
+      pieces.append(np.zeros(shape[:axis] + (lo - end,) + shape[axis + 1:], dtype))
+    pieces.append(ct)
+    end = hi
+  if end < shape[axis]:
+    pieces.append(np.zeros(shape[:axis] + (shape[axis] - end,) + shape[axis + 1:], dtype))
+  return concatenate(pieces, axis)
 
 
 def _slice_batch(axis_size, vals, dims, *, start, limit, strides):
