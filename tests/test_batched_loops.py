@@ -382,3 +382,13 @@ def test_slice_cotangents_under_vmap_and_jit(rng):
   np.testing.assert_allclose(dfdx.jit(dfdx.vmap(grad))(x), expected, rtol=1e-14)
   np.testing.assert_allclose(dfdx.vmap(dfdx.jacfwd(grad))(x),
                              np.stack([dfdx.jacfwd(grad)(v) for v in x]), rtol=1e-14)
+
+
+def test_blocked_impls_keep_dfdx_numpys_direct_path():
+  # dfdx.numpy binds a ufunc's primitive directly (no dtype resolution, no casts) when the
+  # primitive computes that ufunc; the blocked impls must still count as computing it.
+  from dfdx._src.numpy import ufuncs
+  from dfdx._src.ops import elementwise as ew
+  for np_fun, op in ((np.multiply, ew.mul), (np.add, ew.add), (np.subtract, ew.sub),
+                     (np.true_divide, ew.div), (np.maximum, ew.maximum)):
+    assert ufuncs._is_the_ufunc(np_fun, op), np_fun

@@ -88,7 +88,7 @@ def _is_the_ufunc(np_fun, op):
   """Whether `op` binds a primitive whose impl is `np_fun` itself: then the primitive already
   computes in NumPy's dtypes and no cast is needed (the fast path of traced calls)."""
   prim = getattr(ew, getattr(op, "__name__", "") + "_p", None)
-  return prim is not None and prim.impl is np_fun
+  return prim is not None and getattr(prim.impl, "ufunc", prim.impl) is np_fun
 
 
 def _unary(name, np_fun, op):

@@ -165,6 +165,7 @@ def _blocked_ufunc(ufunc):
         return blocked(args)
       return ufunc(*args)
   impl.__name__ = impl.__qualname__ = f"blocked_{ufunc.__name__}"
+  impl.ufunc = ufunc  # computes what `ufunc` computes (dfdx.numpy's fast path checks this)
   return impl
 
 
