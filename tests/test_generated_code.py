@@ -283,3 +283,27 @@ def test_scatter_add_at_constant_indices_is_planned_at_code_generation(rng, jit_
   k = lambda u, i: dnp.at(np.zeros((3, 5)))[:, i].add(u)
   np.testing.assert_array_equal(dfdx.jit(k)(updates, index), k(updates, index))
   assert "_scatter(np.add" in jit_sources[-1]
+
+
+def test_batched_short_axes_call_the_blocked_impls(rng, jit_sources):
+  # (p, 2, 1) * (p, 1, 3) and a sum over 3 trailing entries of (p, 2, 3): compiled code calls
+  # the primitives' impls (which avoid NumPy's short inner loops); the results are NumPy's
+  # bits; a standalone source calls NumPy.
+  x, y = rng.normal(size=(3000, 2, 1)), rng.normal(size=(3000, 1, 3))
+
+  def f(x, y):
+    return dnp.sum(x * y, axis=-1), x * y + 1.0
+  s, prod = dfdx.jit(f)(x, y)
+  source = jit_sources[-1]
+  assert "_blocked_multiply(" in source and "_sum_trailing(" in source, source
+  np.testing.assert_array_equal(prod, x * y + 1.0)
+  np.testing.assert_array_equal(s, np.add.reduce(x * y, axis=-1))
+  standalone = dfdx.export.to_source(f, x, y)
+  namespace = {}
+  exec(standalone, namespace)
+  assert "return np.multiply(x, y)" in standalone
+  out = [v for k, v in namespace.items() if callable(v) and not k.startswith("_")][0](x, y)
+  np.testing.assert_array_equal(out[1], x * y + 1.0)
+  # small or long-axis results keep plain ufunc calls
+  dfdx.jit(lambda a, b: a * b)(rng.normal(size=(10, 2, 1)), rng.normal(size=(10, 1, 3)))
+  assert "_blocked_" not in jit_sources[-1]

@@ -22,6 +22,8 @@ layout would leave it a short inner loop (a transposed operand broadcast against
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dfdx._src.ir import Lit, Program, Var
@@ -242,7 +244,9 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     outs = [em.name(v) for v in eqn.outputs]
     if isinstance(rule, Ufunc):
       expr = _scalar_operator(rule.name, eqn, ins, em)
-      if expr is None:
+      if expr is None and _short_inner_loops(eqn):
+        expr, buffer = f"_blocked_{eqn.prim.impl.ufunc.__name__}({', '.join(ins)})", None
+      elif expr is None:
         buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
         extra = f", out={em.name(buffer)}" if buffer is not None else ""
         copied, c_order = em.layouts.plan(eqn) if buffer is None else ((), False)
@@ -348,6 +352,17 @@ def _c_strides(shape):
     strides.append(step)
     step *= max(n, 1)
   return tuple(reversed(strides))
+
+
+def _short_inner_loops(eqn):
+  """Whether a binary ufunc's result is a large batch of short trailing axes, where NumPy
+  can run a short inner loop inside two outer levels: compiled code then calls the
+  primitive's impl, which loops over the few trailing positions instead when the operands'
+  layouts make NumPy's loop slow (ops/elementwise.py, "short inner loops"); a standalone
+  source calls the ufunc."""
+  shape = eqn.outputs[0].aval.shape
+  return (len(eqn.inputs) == 2 and len(shape) >= 3 and shape[-1] < _Layouts.SHORT
+          and math.prod(shape) >= 1 << 14 and hasattr(eqn.prim.impl, "ufunc"))
 
 
 class _Layouts:

@@ -11,7 +11,9 @@ import numpy as np
 
 from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_helpers,
                                with_arrays, with_avals, with_constants)
+from dfdx._src import core as _core
 from dfdx._src.ops import gaps as _gaps
+from dfdx._src.ops import reduction as _reduction_ops
 from dfdx._src.ops import linalg as _linalg_ops
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -58,9 +60,36 @@ register("stop_gradient", View(lambda ins, p: ins[0]))
 register("logistic", lambda ins, p: f"np.exp(-np.logaddexp(0, np.negative({ins[0]})))")
 
 # ---- reductions -----------------------------------------------------------------------------
-for _prim, _ufunc in {"reduce_sum": "add", "reduce_max": "maximum", "reduce_min": "minimum",
+for _prim, _ufunc in {"reduce_max": "maximum", "reduce_min": "minimum",
                       "reduce_prod": "multiply"}.items():
   register(_prim, lambda ins, p, u=_ufunc: f"np.{u}.reduce({ins[0]}, axis={literal(p['axes'])})")
+
+
+@with_avals
+def _reduce_sum_code(ins, p, in_avals, out_avals):
+  """np.add.reduce; a sum over a few trailing entries of many rows calls the primitive's
+  impl in compiled code (the same bits, by adds of slices: ops/reduction.py)."""
+  x, axes = in_avals[0], p["axes"]
+  if (axes and axes[0] == x.ndim - len(axes) and x.dtype.kind == "f"
+          and math.prod(x.shape[x.ndim - len(axes):]) <= 7 and x.size >= 1 << 10):
+    return f"_sum_trailing({ins[0]}, {literal(axes)})"
+  return f"np.add.reduce({ins[0]}, axis={literal(axes)})"
+
+
+register("reduce_sum", _reduce_sum_code)
+helpers["_sum_trailing"] = '''def _sum_trailing(x, axes):
+    return np.add.reduce(x, axis=axes)
+'''
+runtime_helpers["_sum_trailing"] = lambda x, axes: _reduction_ops.reduce_sum_p.impl(x, axes=axes)
+
+# The impls of binary ufunc primitives avoid NumPy's slow short inner loops on batched values
+# (ops/elementwise.py); compiled code calls them for such results (codegen._short_inner_loops).
+for _p in _core.all_primitives.values():
+  _u = getattr(_p.impl, "ufunc", None)
+  if _u is not None and _u.nin == 2:
+    helpers[f"_blocked_{_u.__name__}"] = (f"def _blocked_{_u.__name__}(x, y):\n"
+                                         f"    return np.{_u.__name__}(x, y)\n")
+    runtime_helpers[f"_blocked_{_u.__name__}"] = _p.impl
 register("argmax", lambda ins, p: f"np.argmax({ins[0]}, axis={p['axis']})")
 register("argmin", lambda ins, p: f"np.argmin({ins[0]}, axis={p['axis']})")
 
