@@ -209,6 +209,42 @@ def target_lines(rows):
   return lines
 
 
+def jit_target_lines(rows):
+  """The issue-3 targets on GMM: jit(value_and_grad) within 1.1x of the hand-written gradient
+  at every size and faster than JAX-jit at (64, 100); the first call's tracing, passes and
+  code generation (the first call less one steady call) at most a tenth of JAX-jit's first
+  call (the ratio of whole first calls is shown too)."""
+  by = {(r["size"], r["tool"]): r for r in rows if r["problem"] == "gmm"}
+  sizes = list(dict.fromkeys(r["size"] for r in rows if r["problem"] == "gmm"))
+  lines = []
+
+  def line(label, ratios, ok):
+    shown = "; ".join(f"{s}: {v}" for s, v in ratios)
+    met = [ok(v) for _, v in ratios if isinstance(v, float)]
+    verdict = ("met" if all(met) else "NOT met" if not any(met) else
+               f"met at {sum(met)} of {len(met)} sizes") if met else "not measured"
+    lines.append(f"gmm: {label}: {verdict} ({shown})".replace("'", ""))
+
+  def ratio(size, tool, peer, key, minus=None):
+    a, b = by.get((size, tool)), by.get((size, peer))
+    if a is None or b is None or a.get(key) is None or b.get(key) is None:
+      return "not measured"
+    mine = a[key] - (a[minus] if minus else 0.0)
+    return float(f"{mine / b[key]:.2f}")
+  line("dfdx jit / numpy (hand-written gradient) <= 1.1",
+       [(s, ratio(s, "dfdx jit", "numpy", "derivative_s")) for s in sizes], lambda v: v <= 1.1)
+  big = [s for s in sizes if s == "64,100"]
+  if big:
+    line("dfdx jit / jax jit < 1 at 64,100",
+         [(s, ratio(s, "dfdx jit", "jax jit", "derivative_s")) for s in big], lambda v: v < 1)
+  line("dfdx jit first call less one call (trace, passes, codegen) / jax jit first call "
+       "<= 0.1", [(s, ratio(s, "dfdx jit", "jax jit", "first_call_s", "derivative_s"))
+                  for s in sizes], lambda v: v <= 0.1)
+  lines.append("gmm: whole first calls, dfdx jit / jax jit: " + "; ".join(
+      f"{s}: {ratio(s, 'dfdx jit', 'jax jit', 'first_call_s')}" for s in sizes))
+  return lines
+
+
 # ---- the plot -------------------------------------------------------------------------------
 
 
@@ -277,6 +313,9 @@ def write_markdown(path, rows, machine, settings, rerun, plot_path, missing):
     section += ["", f"Not run (module missing): {', '.join(missing)}."]
   section += ["", "### Issue-6 targets (ratios of derivative times, at each size)", ""]
   section += [f"- {line}" for line in target_lines(rows)]
+  jit_lines = jit_target_lines(rows)
+  if any("not measured" not in line for line in jit_lines):
+    section += ["", "### Issue-3 targets (GMM, jit)", ""] + [f"- {line}" for line in jit_lines]
   if plot_path:
     rel = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(path)))
     section += ["", f"![derivative time against parameters]({rel})"]
@@ -351,6 +390,11 @@ def main(argv=None):
   print("\nIssue-6 targets (ratios of derivative times, at each size):")
   for line in target_lines(rows):
     print("  " + line)
+  jit_lines = jit_target_lines(rows)
+  if any("not measured" not in line for line in jit_lines):
+    print("\nIssue-3 targets (GMM, jit):")
+    for line in jit_lines:
+      print("  " + line)
   if args.plot:
     plot(rows, args.plot)
     print(f"Plot: {args.plot}")
