@@ -320,3 +320,20 @@ def test_traced_mask_under_vmap_is_an_error():
 def test_out_of_bounds_batched_indices_raise():
   with pytest.raises(IndexError, match="out of bounds"):
     dfdx.vmap(lambda i: dnp.take(np.zeros(3), i))(np.array([[0], [3]]))
+
+
+def test_cached_basic_index_plans_depend_on_shape_and_index(rng):
+  """Basic indexes of Python ints and slices resolve through a cache keyed on the shape and
+  the index: the same index on other shapes, indexes that differ only in the type of an entry
+  (bool, NumPy integer) and errors, each time, all match NumPy."""
+  idxs = [(S, slice(1, None)), (slice(None, None, -1), None, 1), (-1, Ellipsis),
+          (True,), (np.int64(1), S), (slice(np.int64(0), 2),), (1, slice(True, None))]
+  for _ in range(2):  # the second time from the cache
+    for shape in [(3, 4), (5, 2, 3), (2, 7)]:
+      x = rng.standard_normal(shape)
+      for idx in idxs:
+        y, y_dot = dfdx.jvp(lambda x: x[idx], (x,), (x,))
+        assert_same_array(y, x[idx])
+        assert_same_array(y_dot, x[idx])
+    with pytest.raises(IndexError, match="index 3 is out of bounds for axis 1 with size 3"):
+      _traced(lambda x: x[:, 3], np.zeros((2, 3)))

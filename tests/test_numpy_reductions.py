@@ -255,6 +255,25 @@ def test_ties_in_max_and_min_share_the_derivative_equally():
               np.array([-0.5, 0.5, 0.0, 0.5, -0.5]))
 
 
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 2)])
+def test_max_and_min_vjp_rules_match_their_transposed_jvps(axis):
+  """reduce_max/min have direct VJP rules: the same values, ties included, as reverse mode
+  through the transposed JVP rule, and under a second derivative."""
+  from dfdx._src import ad
+  x = np.round(sample((3, 4, 2), (-2.0, 2.0), seed=3))  # many ties
+  for reduce in (dnp.max, dnp.min):
+    def f(x):
+      return dnp.sum(reduce(x, axis=axis) ** 3 * 0.5)
+    with ad.use_vjp_rules(False):
+      expected, expected2 = dfdx.grad(f)(x), dfdx.grad(lambda x: dnp.sum(dfdx.grad(f)(x)))(x)
+    assert_same(dfdx.grad(f)(x), expected)
+    assert_same(dfdx.grad(lambda x: dnp.sum(dfdx.grad(f)(x)))(x), expected2)
+  # a max under stop_gradient (the shift of a log-sum-exp) records no derivative work
+  g = dfdx.grad(lambda x: dnp.sum(x - dfdx.stop_gradient(dnp.max(x, axis=0))))
+  assert_same(g(x), np.ones_like(x))
+
+
 def _product_of_others(x):
   return np.array([np.prod(np.delete(x, i)) for i in range(x.size)])
 

@@ -31,6 +31,8 @@ import numpy as np
 from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, get_aval, swap_trace
 
+_plain_bind_in = bind_in
+
 primitive_jvps: dict = {}
 primitive_transposes: dict = {}
 primitive_vjps: dict = {}
@@ -194,26 +196,59 @@ class JVPTrace(Trace):
     JVPTrace.made += 1
 
   def process_primitive(self, prim, args, params):
-    primals, tangents, differentiated = [], [], False
-    for a in args:
+    n = len(args)
+    if n == 2:  # the common arities unrolled: the same lists as the loop below makes
+      a, b = args
       if type(a) is JVPTracer and a._trace is self:
-        primals.append(a.primal)
-        tangents.append(a.tangent)
-        differentiated = True
+        if type(b) is JVPTracer and b._trace is self:
+          primals, tangents = [a.primal, b.primal], [a.tangent, b.tangent]
+        else:
+          primals, tangents = [a.primal, b], [a.tangent, None]
+      elif type(b) is JVPTracer and b._trace is self:
+        primals, tangents = [a, b.primal], [None, b.tangent]
       else:
-        primals.append(a)
-        tangents.append(None)
-    if not differentiated:
-      return bind_in(self.parent, prim, primals, params)
-    if prim not in complex_rules and any(
-        getattr(p, "dtype", None) is not None and p.dtype.kind == "c" for p in primals):
-      raise errors.MissingRuleError(
-          f"dfdx has no derivative of `{prim.name}` for complex values yet (its rules are "
-          "written for real ones). Differentiate with respect to real and imaginary parts "
-          "separately (dnp.real, dnp.imag), or file an issue.")
-    if self.tape is not None and _vjp_rules_enabled:
+        return bind_in(self.parent, prim, args, params)
+    elif n == 1:
+      a = args[0]
+      if type(a) is not JVPTracer or a._trace is not self:
+        return bind_in(self.parent, prim, args, params)
+      primals, tangents = [a.primal], [a.tangent]
+    else:
+      primals, tangents, differentiated = [], [], False
+      for a in args:
+        if type(a) is JVPTracer and a._trace is self:
+          primals.append(a.primal)
+          tangents.append(a.tangent)
+          differentiated = True
+        else:
+          primals.append(a)
+          tangents.append(None)
+      if not differentiated:
+        return bind_in(self.parent, prim, primals, params)
+    if prim not in complex_rules:
+      for p in primals:
+        dtype = getattr(p, "dtype", None)
+        if dtype is not None and dtype.kind == "c":
+          raise errors.MissingRuleError(
+              f"dfdx has no derivative of `{prim.name}` for complex values yet (its rules are "
+              "written for real ones). Differentiate with respect to real and imaginary "
+              "parts separately (dnp.real, dnp.imag), or file an issue.")
+    tape = self.tape
+    if tape is not None and _vjp_rules_enabled:
       if prim.linear or prim in primitive_vjps:
-        return self._record_node(prim, primals, tangents, params)
+        if prim.multiple_results:
+          return self._record_node(prim, primals, tangents, params)
+        # _record_node's single-output case, inlined (the most common path of reverse mode)
+        parent = self.parent
+        if parent is None and bind_in is _plain_bind_in:  # (debug_nans swaps bind_in)
+          ans = prim.impl(*primals, **params)
+        else:
+          ans = bind_in(parent, prim, primals, params)
+        if ans.dtype.kind not in "fc":
+          return ans
+        node = _Node(tape, prim, tangents, primals, params, ans)
+        tape.eqns.append(node)
+        return JVPTracer(self, ans, node)
       if prim in primitive_residual_vjps:
         return self._record_residual_node(prim, primals, tangents, params)
     rule = primitive_jvps.get(prim)
@@ -353,8 +388,15 @@ class _NodeRules:
   def backward(self, ct, env):
     prim, tangents = self.prim, self.tangents
     if prim.linear:
-      args = tangents if len(tangents) == 1 else [
-          p if t is None else t for p, t in zip(self.primals, tangents)]
+      n = len(tangents)
+      if n == 1:
+        args = tangents
+      elif n == 2:
+        t0, t1 = tangents
+        p0, p1 = self.primals
+        args = (p0 if t0 is None else t0, p1 if t1 is None else t1)
+      else:
+        args = [p if t is None else t for p, t in zip(self.primals, tangents)]
       arg_cts = primitive_transposes[prim](ct, *args, **self.params)
     else:
       if len(tangents) == 1:
@@ -449,7 +491,9 @@ class Linearized:
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
         if ct is not None:
-          eqn.backward(_materialized(ct), env)
+          if isinstance(ct, PendingCotangent):
+            ct = ct.materialize()
+          eqn.backward(ct, env)
         continue
       out = eqn.out
       if eqn.prim.multiple_results:

@@ -862,6 +862,8 @@ def stop_gradient(x):
   3.0
   """
   from dfdx._src.ops import elementwise
+  if isinstance(x, Tracer):  # a single traced array (a leaf): the common case
+    return elementwise.stop_gradient(x)
   return tree_map(lambda leaf: elementwise.stop_gradient(leaf) if isinstance(leaf, Tracer)
                   else leaf, x)
 

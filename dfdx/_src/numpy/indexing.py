@@ -185,7 +185,17 @@ def _resolve_mask(mask, shape, dim, spec, arrays, new_shape):
 
 def _basic(x, spec):
   """`x[spec]` for integers, slices, None and Ellipsis: one rev, one slice, one reshape."""
-  shape = shape_of(x)
+  return _apply_basic(x, _basic_plan(shape_of(x), spec))
+
+
+def _apply_basic(x, plan):
+  starts, limits, strides, flips, out_shape = plan
+  x = shape_ops.slice_array(shape_ops.rev(x, flips), starts, limits, strides)
+  return shape_ops.reshape(x, out_shape)
+
+
+def _basic_plan(shape, spec):
+  """The bounds of `_basic`'s slice, the axes it reverses and the result's shape."""
   starts, limits, strides, flips, out_shape, dim = [], [], [], [], [], 0
   for e in _expand_ellipsis(spec, len(shape)):
     if e is None:
@@ -200,8 +210,7 @@ def _basic(x, spec):
     limits.append(limit)
     strides.append(stride)
     dim += 1
-  x = shape_ops.slice_array(shape_ops.rev(x, flips), starts, limits, strides)
-  return shape_ops.reshape(x, out_shape)
+  return starts, limits, strides, flips, out_shape
 
 
 def _expand_ellipsis(spec, ndim):
@@ -228,6 +237,31 @@ def _slice_bounds(e, n):
 # ---- x[index] ---------------------------------------------------------------------------------
 
 
+_basic_plans: dict = {}
+
+
+def _basic_key(idx):
+  """A hashable stand-in for a basic index made of Python ints, slices of Python ints, None
+  and Ellipsis (the indexes whose resolution depends on the shape alone); None for any other
+  index."""
+  if type(idx) is not tuple:
+    idx = (idx,)
+  key = []
+  for item in idx:
+    t = type(item)
+    if t is slice:
+      start, stop, step = item.start, item.stop, item.step
+      if not ((start is None or type(start) is int) and (stop is None or type(stop) is int)
+              and (step is None or type(step) is int)):
+        return None
+      key.append((start, stop, step))
+    elif t is int or item is None or item is Ellipsis:
+      key.append(item)
+    else:
+      return None
+  return tuple(key)
+
+
 def getitem(x, idx):
   """`x[idx]` with NumPy's semantics, for a traced `x` and/or traced index arrays (this is
   `Tracer.__getitem__`). Linear in x, so derivatives flow back to the selected entries
@@ -235,7 +269,19 @@ def getitem(x, idx):
   if not isinstance(x, Tracer) and not contains_tracer(idx):
     return (x if isinstance(x, np.ndarray) else np.asarray(x))[idx]
   x = arg(x)
-  index = _resolve(shape_of(x), idx)
+  shape = shape_of(x)
+  key = _basic_key(idx)
+  if key is not None:  # a basic index of plain ints and slices: its resolved plan is cached
+    key = (shape, key)
+    plan = _basic_plans.get(key)
+    if plan is None:
+      index = _resolve(shape, idx)
+      plan = (index.shape, _basic_plan(index.shape, index.spec))
+      if len(_basic_plans) >= 4096:
+        _basic_plans.clear()
+      _basic_plans[key] = plan
+    return _apply_basic(shape_ops.reshape(x, plan[0]), plan[1])
+  index = _resolve(shape, idx)
   x = shape_ops.reshape(x, index.shape)
   if not index.arrays:
     return _basic(x, index.spec)

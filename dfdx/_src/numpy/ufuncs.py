@@ -151,6 +151,8 @@ positive = _unary("positive", np.positive, lambda x: x)
 
 def _integer_exponent(x2):
   """A concrete scalar exponent with an integer value, as an int (else None)."""
+  if type(x2) is int and -(1 << 31) <= x2 <= 1 << 31:  # the common case, as below
+    return x2
   if isinstance(x2, Tracer) or np.ndim(x2) != 0 or isinstance(x2, (bool, np.bool_)):
     return None
   y = x2.item() if isinstance(x2, (np.ndarray, np.generic)) else x2

@@ -36,6 +36,8 @@ def contains_tracer(x) -> bool:
 def arg(x):
   """An operand as NumPy or dfdx sees it: tracers and scalars as they are, a Variable as its
   value, sequences (which may hold tracers) as arrays."""
+  if type(x) is np.ndarray or isinstance(x, Tracer):  # the common cases first
+    return x
   if isinstance(x, Variable):
     return x.value
   if isinstance(x, (list, tuple)):
@@ -76,6 +78,8 @@ def normalize_axes(axis, ndim: int) -> tuple:
   """`axis` (None, an int or a tuple) as a sorted tuple of distinct non-negative axes."""
   if axis is None:
     return tuple(range(ndim))
+  if type(axis) is int and -ndim <= axis < ndim:  # the common case, as normalize_axis does
+    return (axis % ndim,)
   axes = axis if isinstance(axis, (tuple, list)) else (axis,)
   out = tuple(normalize_axis(a, ndim) for a in axes)
   if len(set(out)) != len(out):

@@ -14,6 +14,7 @@ This module imports only the engine and the shape and reduction families.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -98,20 +99,32 @@ def _ranges_like(*xs):
     start += len(x)
 
 
-def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False):
-  # ct has the output's layout; contract its y-free dims with y's, then put x's axes back.
+@functools.lru_cache(maxsize=1024)
+def _transpose_lhs_plan(xn, yn, dimension_numbers, swap_ans):
+  """The dimension numbers of the lhs transpose's product and the permutation after it."""
   (xc, yc), (xb, yb) = dimension_numbers
-  x_kept = _free_dims(core.ndim_of(x), xc, xb)
-  y_kept = _free_dims(core.ndim_of(y), yc, yb)
+  x_kept = _free_dims(xn, xc, xb)
+  y_kept = _free_dims(yn, yc, yb)
   if swap_ans:
     ans_batch, ans_y, _ = _ranges_like(xb, y_kept, x_kept)
   else:
     ans_batch, _, ans_y = _ranges_like(xb, x_kept, y_kept)
   x_contract_by_y = tuple(xc[i] for i in np.argsort(yc, kind="stable"))
+  return (((ans_y, y_kept), (ans_batch, yb)),
+          tuple(int(i) for i in np.argsort(xb + x_kept + x_contract_by_y)))
+
+
+def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False):
+  # ct has the output's layout; contract its y-free dims with y's, then put x's axes back.
+  xn, yn = core.ndim_of(x), core.ndim_of(y)
+  try:
+    dims, perm = _transpose_lhs_plan(xn, yn, dimension_numbers, swap_ans)
+  except TypeError:  # unhashable dimension numbers (lists)
+    dims, perm = _transpose_lhs_plan.__wrapped__(xn, yn, dimension_numbers, swap_ans)
   if y.dtype.kind == "c":  # the adjoint for complex values (see ops/elementwise.py)
     y = elementwise.conj(y)
-  out = dot_general_p.bind(ct, y, dimension_numbers=((ans_y, y_kept), (ans_batch, yb)))
-  out = shape_ops.transpose(out, tuple(np.argsort(xb + x_kept + x_contract_by_y)))
+  out = dot_general_p.bind(ct, y, dimension_numbers=dims)
+  out = shape_ops.transpose(out, perm)
   dtype = core.get_aval(x).dtype
   return out if out.dtype == dtype else shape_ops.convert_element_type(out, dtype)
 

@@ -54,6 +54,8 @@ reduce_sum_p = core.primitive("reduce_sum")
 
 def _sorted_axes(axes):
   axes = tuple(axes)
+  if len(axes) == 1 and type(axes[0]) is int:  # the common case, as below
+    return axes
   return axes if all(type(a) is int for a in axes) and list(axes) == sorted(axes) else \
       tuple(sorted(int(a) for a in axes))
 
@@ -135,6 +137,17 @@ def _chooser_jvp(prim):
   return jvp
 
 
+def _chooser_vjp(ct, ans, x, *, needs, axes):
+  """The transpose of the chooser's JVP, step for step (the same values), recorded as one
+  node: a max whose derivative is not used (the shift of a log-sum-exp under stop_gradient)
+  then costs no derivative work in the forward pass."""
+  location = shape_ops.convert_element_type(
+      elementwise.eq(x, expand_reduced(ans, x.shape, axes)), ans.dtype)
+  counts = reduce_sum(location, axes)
+  return [elementwise.tmul(expand_reduced(elementwise.tdiv(ct, counts), x.shape, axes),
+                           location)]
+
+
 reduce_max_p = core.primitive("reduce_max")
 
 
@@ -145,6 +158,7 @@ def reduce_max(x, axes):
 reduce_max_p.def_impl(lambda x, *, axes: np.maximum.reduce(x, axis=axes))
 reduce_max_p.def_abstract_eval(_chooser_abstract_eval("maximum"))
 ad.primitive_jvps[reduce_max_p] = _chooser_jvp(reduce_max_p)
+ad.defvjp(reduce_max_p, _chooser_vjp)
 batching.defreducer(reduce_max_p)
 
 reduce_min_p = core.primitive("reduce_min")
@@ -157,6 +171,7 @@ def reduce_min(x, axes):
 reduce_min_p.def_impl(lambda x, *, axes: np.minimum.reduce(x, axis=axes))
 reduce_min_p.def_abstract_eval(_chooser_abstract_eval("minimum"))
 ad.primitive_jvps[reduce_min_p] = _chooser_jvp(reduce_min_p)
+ad.defvjp(reduce_min_p, _chooser_vjp)
 batching.defreducer(reduce_min_p)
 
 # ---- reduce_prod --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ broadcast_to_p = core.primitive("broadcast_to")
 
 def broadcast_to(x, shape):
   """Broadcast `x` to `shape` with NumPy's rules (trailing axes aligned)."""
-  shape = tuple(int(d) for d in shape)
+  shape = tuple(map(int, shape))
   if core.shape_of(x) == shape:
     return x
   return broadcast_to_p.bind(x, shape=shape)
@@ -85,7 +85,7 @@ reshape_p = core.primitive("reshape")
 
 def reshape(x, shape):
   """Reshape to `shape` (fully specified, no -1)."""
-  shape = tuple(int(d) for d in shape)
+  shape = tuple(map(int, shape))
   if core.shape_of(x) == shape:
     return x
   return reshape_p.bind(x, shape=shape)
@@ -113,7 +113,7 @@ transpose_p = core.primitive("transpose")
 
 def transpose(x, perm):
   """Permute the axes of `x`: output axis i is input axis perm[i]."""
-  perm = tuple(int(p) for p in perm)
+  perm = tuple(map(int, perm))
   if perm == tuple(range(len(perm))):
     return x
   return transpose_p.bind(x, perm=perm)
@@ -253,8 +253,8 @@ slice_p = core.primitive("slice")
 def slice_array(x, start, limit, strides=None):
   """`x[start[0]:limit[0]:strides[0], ...]` with non-negative, in-range bounds."""
   shape = core.shape_of(x)
-  start, limit = tuple(int(s) for s in start), tuple(int(s) for s in limit)
-  strides = (1,) * len(start) if strides is None else tuple(int(s) for s in strides)
+  start, limit = tuple(map(int, start)), tuple(map(int, limit))
+  strides = (1,) * len(start) if strides is None else tuple(map(int, strides))
   if start == (0,) * len(shape) and limit == shape and all(s == 1 for s in strides):
     return x
   return slice_p.bind(x, start=start, limit=limit, strides=strides)
@@ -378,7 +378,7 @@ rev_p = core.primitive("rev")
 
 
 def rev(x, axes):
-  axes = tuple(int(a) for a in axes)
+  axes = tuple(map(int, axes))
   return x if not axes else rev_p.bind(x, axes=axes)
 
 
