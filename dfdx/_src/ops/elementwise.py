@@ -266,7 +266,7 @@ def sub(x, y):
 
 def _sub_transpose(ct, x, y):
   return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
-          _unbroadcast(neg(ct), y) if ad.is_linear(y) else None]
+          neg(_unbroadcast(ct, y)) if ad.is_linear(y) else None]  # (negate the smaller)
 
 
 ad.defjvp(sub_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: neg(y_dot))
