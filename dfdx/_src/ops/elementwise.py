@@ -177,12 +177,17 @@ def _where_step(c, x, y, out):
   np.copyto(out, x, casting="unsafe", where=c)
 
 
+def _large_batched(a):
+  return type(a) is np.ndarray and a.ndim > 2 and a.size >= _BLOCK_MIN_INPUT
+
+
 def _select_impl(c, x, y):
   """numpy.where(c, x, y), blocked like the ufuncs when its inner loop is short."""
+  if not (_large_batched(c) or _large_batched(x) or _large_batched(y)):
+    return np.where(c, x, y)  # the common case, decided without building anything
   args = (c, x, y)
-  if not any(type(a) is np.ndarray and a.ndim > 2 and a.size >= _BLOCK_MIN_INPUT
-             for a in args) or not (type(c) is np.ndarray and c.dtype == bool) or not all(
-             type(a) is np.ndarray or type(a) in _SCALAR_TYPES for a in args):
+  if not (type(c) is np.ndarray and c.dtype == bool) or not all(
+          type(a) is np.ndarray or type(a) in _SCALAR_TYPES for a in args):
     return np.where(c, x, y)
   arrays = [a for a in args if type(a) is np.ndarray]
   shape = broadcast_shapes(*[a.shape for a in arrays])
