@@ -194,10 +194,14 @@ def test_shape_parameter_derivatives_of_distribution_functions():
   check_grads(lambda df: dst.chi2.logsf(np.array([0.5, 3.0, 9.0]), df), (3.0,), order=1)
   with pytest.raises(errors.MissingRuleError, match="gammainc_grad_a"):
     dfdx.grad(dfdx.grad(lambda a: dst.gamma.cdf(1.0, a)))(2.0)
-  with pytest.raises(errors.MissingRuleError, match="betainc"):
-    dfdx.grad(lambda a: dst.beta.cdf(0.3, a, 2.0))(2.0)
-  with pytest.raises(errors.MissingRuleError, match="stdtr"):
-    dfdx.grad(lambda df: dst.t.cdf(1.0, df))(2.0)
+  check_grads(lambda a, b: dst.beta.cdf(np.array([0.1, 0.3, 0.8]), a, b), (2.0, 3.0),
+              order=1)
+  check_grads(lambda a, b: dst.beta.logsf(0.6, a, b), (0.7, 1.5), order=1)
+  check_grads(lambda df: dst.t.cdf(np.array([-2.0, -0.3, 0.0, 0.5, 4.0]), df), (2.5,),
+              order=1)
+  check_grads(lambda df: dst.t.logcdf(1.5, df), (np.array([0.9, 4.0, 30.0]),), order=1)
+  with pytest.raises(errors.MissingRuleError, match="betainc_grad"):
+    dfdx.grad(dfdx.grad(lambda a: dst.beta.cdf(0.3, a, 2.0)))(2.0)
 
 
 def test_vmap_and_jit():

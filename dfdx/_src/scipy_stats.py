@@ -3,9 +3,8 @@ multivariate_normal, with SciPy's method names, argument names and defaults.
 
 Each method is a composition of `dfdx.scipy.special` and `dfdx.numpy`, so it differentiates
 in every argument where the special functions do: x, loc, scale and the shape parameters of
-the densities to any order; the distribution functions of gamma and chi2 in a and df to first
-order (gammainc's derivative in a); those of t and beta not in df, a, b (betainc's are not
-implemented).
+the densities to any order; the distribution functions of gamma, chi2, t and beta in a, b
+and df to first order (the derivatives of gammainc and betainc in their shape parameters).
 SciPy's conventions are kept: results are float64; NaN for invalid parameters (scale <= 0,
 a shape parameter out of range) or a NaN argument; -inf log-density outside the support; the
 distribution function 0 below and 1 above it. Both sides of every such choice see valid

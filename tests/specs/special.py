@@ -77,6 +77,19 @@ SPECS = [
     order("stdtr", (1.0, 10.0), (-3.0, 3.0)),
     OpSpec("betainc", sp.betainc_p, sp.betainc, special.betainc, TERNARY_SHAPES,
            domain=[(0.5, 3.0), (0.5, 3.0), (0.1, 0.9)], diff_argnums=(2,)),
+    OpSpec("betainc_in_a_and_b", sp.betainc_p, sp.betainc, special.betainc, TERNARY_SHAPES,
+           domain=[(0.5, 3.0), (0.5, 3.0), (0.1, 0.9)], order=1),
+    OpSpec("stdtr_in_df", sp.stdtr_p, sp.stdtr, special.stdtr, BINARY_SHAPES,
+           domain=[(0.8, 10.0), (-3.0, 3.0)], order=1),
+    # SciPy has no d betainc / da or / db: values are checked against finite differences
+    # here (betainc_in_a_and_b) and mpmath (tests/test_scipy_special.py); these lines check
+    # abstract eval, d/dx and vmap.
+    OpSpec("betainc_grad", sp.betainc_grad_p, lambda a, b, x: sp.betainc_grad(a, b, x, "a"),
+           lambda a, b, x: sp.betainc_grad_p.impl(a, b, x, wrt="a"), TERNARY_SHAPES,
+           domain=[(0.5, 3.0), (0.5, 3.0), (0.1, 0.9)], diff_argnums=(2,)),
+    OpSpec("betainc_grad_b", sp.betainc_grad_p, lambda a, b, x: sp.betainc_grad(a, b, x, "b"),
+           lambda a, b, x: sp.betainc_grad_p.impl(a, b, x, wrt="b"), TERNARY_SHAPES,
+           domain=[(0.5, 3.0), (0.5, 3.0), (0.1, 0.9)], diff_argnums=(2,)),
 ]
 
 # ---- the primitives of dfdx.scipy.linalg and dfdx.scipy.integrate ---------------------------
