@@ -52,15 +52,16 @@ class BatchTrace(Trace):
     self.axis_size = axis_size
 
   def process_primitive(self, prim, args, params):
+    for a in args:
+      if type(a) is BatchTracer and a._trace is self:
+        break
+    else:  # nothing batched (the primal side of vmap-of-jvp): straight to the parent
+      return bind_in(self.parent, prim, args, params)
     vals = list(args)
     dims = [NOT_MAPPED] * len(args)
-    batched = False
     for i, a in enumerate(args):
       if type(a) is BatchTracer and a._trace is self:
         vals[i], dims[i] = a.val, a.bdim
-        batched = True
-    if not batched:
-      return bind_in(self.parent, prim, vals, params)
     prev = swap_trace(self.parent)
     try:
       rule = primitive_batchers.get(prim)
@@ -73,7 +74,7 @@ class BatchTrace(Trace):
       swap_trace(prev)
     if prim.multiple_results:
       return [self.wrap(o, d) for o, d in zip(out, out_dim, strict=True)]
-    return self.wrap(out, out_dim)
+    return out if out_dim is NOT_MAPPED else BatchTracer(self, out, out_dim)  # (self.wrap)
 
   def wrap(self, val, bdim):
     return val if bdim is NOT_MAPPED else BatchTracer(self, val, bdim)
@@ -95,6 +96,13 @@ def _batched_variable(tracer):
 
 
 # ---- helpers for rules --------------------------------------------------------------------
+
+
+# Batching rules keep the batch axis first, except where a concrete operand is at least this
+# many elements: there a rule may place it where the operand's memory layout makes the NumPy
+# call cheaper (the values are the same either way). Below it, the extra transposes that a
+# batch axis elsewhere costs later rules outweigh the memory traffic saved.
+LAYOUT_MIN_SIZE = 1 << 14
 
 
 def moveaxis(x, src: int, dst: int):
@@ -134,7 +142,18 @@ def defbroadcasting(prim):
   enough unit axes to line up with the unbatched ones; the output's batch axis is first."""
   def rule(axis_size, vals, dims, **params):
     d0 = dims[0]
-    if all(d == d0 for d in dims) and len({core.ndim_of(v) for v in vals}) == 1:
+    if len(vals) == 2:  # the common arity, unrolled: the same tests as below
+      x, y = vals
+      d1 = dims[1]
+      if d1 == d0 and core.ndim_of(x) == core.ndim_of(y):
+        return prim.bind(x, y, **params), d0
+      # one operand batched at the front and the other unbatched of no higher rank than an
+      # example: already aligned (what _align below would leave as it is)
+      if d0 == 0 and d1 is NOT_MAPPED and core.ndim_of(y) < core.ndim_of(x):
+        return prim.bind(x, y, **params), 0
+      if d1 == 0 and d0 is NOT_MAPPED and core.ndim_of(x) < core.ndim_of(y):
+        return prim.bind(x, y, **params), 0
+    elif all(d == d0 for d in dims) and len({core.ndim_of(v) for v in vals}) == 1:
       return prim.bind(*vals, **params), d0
     rank = max(core.ndim_of(v) - (d is not NOT_MAPPED) for v, d in zip(vals, dims))
     return prim.bind(*[_align(v, d, rank) for v, d in zip(vals, dims)], **params), 0

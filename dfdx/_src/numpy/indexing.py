@@ -118,6 +118,9 @@ def _check_bounds(indices, n, axis):
   checked when they are evaluated."""
   if isinstance(indices, Tracer) or np.size(indices) == 0:
     return
+  if type(indices) is np.ndarray and indices.dtype.kind in "iu":  # two reductions, no masks
+    if indices.max() < n and (indices.dtype.kind == "u" or indices.min() >= -n):
+      return
   bad = (indices < -n) | (indices >= n)
   if np.any(bad):
     raise IndexError(f"index {np.asarray(indices)[bad].flat[0]} is out of bounds for axis "
@@ -153,7 +156,8 @@ def _resolve(shape, idx):
       if isinstance(item, slice):
         spec.append(_normalize_slice(item, n))
       elif isinstance(item, int):
-        _check_bounds(np.asarray(item), n, dim)
+        if not -n <= item < n:
+          _check_bounds(np.asarray(item), n, dim)
         spec.append(item % n)
       else:
         _check_bounds(item[1], n, dim)

@@ -274,7 +274,18 @@ def _sub_transpose(ct, x, y):
           neg(_unbroadcast(ct, y)) if ad.is_linear(y) else None]  # (negate the smaller)
 
 
-ad.defjvp(sub_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: neg(y_dot))
+def _sub_jvp(primals, tangents):
+  # As defjvp's sum of the terms x_dot and neg(y_dot), with one pass when both are there:
+  # x_dot - y_dot is x_dot + (-y_dot) exactly (negation is exact).
+  (x_dot, y_dot), ans = tangents, sub_p.bind(*primals)
+  if x_dot is None:
+    out = None if y_dot is None else neg(y_dot)
+  else:
+    out = x_dot if y_dot is None else sub(x_dot, y_dot)
+  return ans, None if out is None else ad.match_primal(out, ans)
+
+
+ad.primitive_jvps[sub_p] = _sub_jvp
 ad.deftranspose(sub_p, _sub_transpose)
 
 # ---- mul, div -----------------------------------------------------------------------------

@@ -226,7 +226,7 @@ def take_axis(spec, shape):
   for i, e in enumerate(spec):
     if type(e) is ArrayIndex and axis is None:
       axis = i
-    elif not (type(e) is tuple and i < len(shape) and e == (0, shape[i], 1)):
+    elif not (type(e) is tuple and i < len(shape) and (e == _FULL or e == (0, shape[i], 1))):
       return None
   return axis
 
@@ -235,7 +235,7 @@ def _gather_impl(x, *indices, spec):
   x = np.asarray(x)
   if len(indices) == 1 and indices[0].dtype.kind in "iu":
     axis = take_axis(spec, x.shape)
-    if axis:
+    if axis is not None:
       return np.take(x, indices[0], axis=axis)
   return x[_np_index(spec, indices)]
 
@@ -259,6 +259,19 @@ def _gather_transpose(ct, x, *indices, spec):
 def _gather_batch(axis_size, vals, dims, *, spec):
   (x, *indices), (x_dim, *dims_i) = vals, dims
   x_batched = x_dim is not NOT_MAPPED
+  if (x_batched and len(indices) == 1 and dims_i[0] is NOT_MAPPED and type(x) is np.ndarray
+      and type(indices[0]) is np.ndarray):
+    # `x[..., idx, ...]` along one axis, of a concrete batched x by an unbatched index: with
+    # the batch axis last, every index copies one block holding all the batch elements
+    # (NumPy's take), where batch-first copies one small block per element and index. The
+    # result keeps the batch axis last: a later reshape of it is then a view.
+    shape = x.shape[:x_dim] + x.shape[x_dim + 1:]
+    axis = take_axis(spec, shape)
+    if (axis is not None and len(spec) <= len(shape) and indices[0].dtype.kind in "iu"
+        and indices[0].size >= shape[axis]
+        and x.size // max(shape[axis], 1) * indices[0].size >= batching.LAYOUT_MIN_SIZE):
+      out = gather_p.bind(moveaxis(x, x_dim, x.ndim - 1), *indices, spec=spec)
+      return out, out.ndim - 1
   x = moveaxis(x, x_dim, 0) if x_batched else x
   x_shape = core.shape_of(x)[1:] if x_batched else core.shape_of(x)
   new_spec, new_indices, perm = _batch_index(x_shape, spec, indices, dims_i, axis_size,
