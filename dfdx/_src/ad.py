@@ -682,6 +682,12 @@ def defjvp2(prim, *rules):
 
 
 def _sum_contributions(rules, tangents, primals, params, ans, ans_arg):
+  if len(tangents) == 1 and ans_arg is None:  # unary ops, unrolled: the same as the loop
+    t, rule = tangents[0], rules[0]
+    if t is None or rule is None:
+      return None
+    out = rule(t, *primals, **params)
+    return None if out is None else match_primal(out, ans)
   out = None
   for rule, t in zip(rules, tangents):
     if t is None or rule is None:
