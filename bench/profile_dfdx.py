@@ -34,22 +34,6 @@ import gmm  # noqa: E402
 import lstm  # noqa: E402
 
 
-def count_binds(fn):
-  """Number of Primitive.bind calls during one call of fn."""
-  count = [0]
-  original = core.Primitive.bind
-
-  def counting(self, *args, **params):
-    count[0] += 1
-    return original(self, *args, **params)
-  core.Primitive.bind = counting
-  try:
-    fn()
-  finally:
-    core.Primitive.bind = original
-  return count[0]
-
-
 def impl_times(fn):
   """{primitive name: [calls, seconds]} spent in primitive implementations during fn()."""
   totals = {}
@@ -80,7 +64,7 @@ def report(title, derivative, floor, top):
   gc.freeze()
   seconds = min(seconds_per_call(derivative, 0.2) for _ in range(3))
   floor_seconds = min(seconds_per_call(floor, 0.2) for _ in range(3))
-  binds = count_binds(derivative)
+  binds = sum(core.count_binds(derivative).values())
   impls = min((impl_times(derivative) for _ in range(3)),
               key=lambda t: sum(v[1] for v in t.values()))
   numpy_seconds = sum(v[1] for v in impls.values())

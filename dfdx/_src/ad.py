@@ -107,16 +107,17 @@ def recompute_if_nan(run, always=False, again=None):
     assigned = list(j.frame.values())
   else:
     out, assigned = run(), ()
-  split = ties_met != ties
-  if split:
+  if ties_met != ties:  # from here on every run is split
     for var, previous in assigned:
       var._value = previous
-    out = run_split(again or run, out)
+    first, whole = out, again or run
+    run = lambda: run_split(whole, first)  # noqa: E731
+    out = run()
   if not ((always or JVPTrace.made != made) and holds_nan(out)):
     return out
   for var, previous in assigned:
     var._value = previous
-  return run_zero_absorbing((lambda: run_split(again or run, out)) if split else run)
+  return run_zero_absorbing(run)
 
 
 def run_zero_absorbing(run):

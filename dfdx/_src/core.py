@@ -184,6 +184,24 @@ class Primitive:
 all_primitives: dict[str, Primitive] = {}
 
 
+def count_binds(fn):
+  """How often each primitive was bound (by name, a collections.Counter) during `fn()`: for
+  tests and profiles of the engine."""
+  import collections
+  counts = collections.Counter()
+  original = Primitive.bind
+
+  def counting(self, *args, **params):
+    counts[self.name] += 1
+    return original(self, *args, **params)
+  Primitive.bind = counting
+  try:
+    fn()
+  finally:
+    Primitive.bind = original
+  return counts
+
+
 def primitive(name: str, *, multiple_results: bool = False) -> Primitive:
   """Create a primitive and enter it in the registry that the registry test checks."""
   if name in all_primitives:
