@@ -492,7 +492,8 @@ class Linearized:
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
         if ct is not None:
-          if isinstance(ct, PendingCotangent):
+          if isinstance(ct, PendingCotangent) and not (
+              eqn.prim in summing_transposes and hasattr(ct, "sum_to_shape")):
             ct = ct.materialize()
           eqn.backward(ct, env)
         continue
@@ -516,11 +517,23 @@ def _zeros_for(x):
 
 class PendingCotangent:
   """A cotangent that a transpose rule returns in a form that is cheaper to sum than an array
-  (ops/shape.py: the cotangent of an array from those of its slices). The reverse pass sums
-  contributions to one variable with `_add_cotangents` and materializes the sum (an array or
-  tracer, made with primitives) before any rule or caller sees it. Subclasses define `aval`,
-  `add(ct)` (self + ct), `radd(ct)` (ct + self, ct not pending) and `materialize()`."""
+  (ops/shape.py: the cotangent of an array from those of its slices; ops/contraction.py: a
+  product not yet computed). The reverse pass sums contributions to one variable with
+  `_add_cotangents` and materializes the sum (an array or tracer, made with primitives)
+  before any rule or caller sees it, except the rules of `summing_transposes`. Subclasses
+  define `aval`, `add(ct)` (self + ct), `radd(ct)` (ct + self, ct not pending) and
+  `materialize()`; one that also defines `sum_to_shape(shape)` (see ops/shape.py's
+  function of that name) reaches the rules of `summing_transposes` unmaterialized."""
   __slots__ = ()
+
+
+# Primitives whose transpose rules take a PendingCotangent with a `sum_to_shape` method: the
+# transposes of broadcasting (add, sub, broadcast_to), which sum their cotangent to each
+# operand's shape. A product summed over one of its factors' free axes is the product of
+# that factor's sum, so `W @ (x - mu)` costs one small product for mu's cotangent instead
+# of a large one and a sum. Registered by ops/ (a rule returns the cotangent unchanged or
+# sums it with shape.sum_to_shape, which materializes what cannot be summed first).
+summing_transposes: set = set()
 
 
 def _add_cotangents(prev, ct):

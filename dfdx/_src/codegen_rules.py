@@ -5,6 +5,7 @@ code computes exactly what eager evaluation computes.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_
                                with_arrays, with_avals, with_constants)
 from dfdx._src import core as _core
 from dfdx._src.ops import gaps as _gaps
+from dfdx._src.ops import indexing as _indexing_ops
 from dfdx._src.ops import reduction as _reduction_ops
 from dfdx._src.ops import linalg as _linalg_ops
 
@@ -263,38 +265,7 @@ for _prim, _ufunc in (("scatter", "None"), ("scatter_add", "np.add"),
 # faster than np.add.at, which visits the updates one by one. A sum of 8 or more updates at one
 # position may round differently in the last bits (NumPy sums pairwise, np.add.at in order),
 # as any change of summation order; onto a nonzero base, np.add.at's order is kept.
-helpers["_scatter_add_axis"] = '''def _scatter_add_axis(shape, updates, axis, plan):
-    once_dst, once_src, rep_dst, rep_src, rep_starts, fills = plan
-    lead = (slice(None),) * axis
-    out = (np.empty if fills else np.zeros)(shape, updates.dtype)
-    if once_dst.size:
-        out[lead + (once_dst,)] = np.take(updates, once_src, axis=axis)
-    if rep_dst.size:
-        out[lead + (rep_dst,)] = np.add.reduceat(np.take(updates, rep_src, axis=axis),
-                                                 rep_starts, axis=axis)
-    return out
-'''
-
-
-def scatter_add_plan(index, n):
-  """(once_dst, once_src, rep_dst, rep_src, rep_starts, fills) for adding updates at the
-  1-d `index` of an axis of length n (see _scatter_add_axis), or None if an index is out of
-  bounds."""
-  index = np.asarray(index).astype(np.intp)
-  if index.ndim != 1 or not index.size or index.min() < -n or index.max() >= n:
-    return None
-  index = index % n
-  order = np.argsort(index, kind="stable")
-  ordered = index[order]
-  starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-  counts = np.diff(np.r_[starts, ordered.size])
-  once, rep = counts == 1, counts > 1
-  rep_src = np.concatenate([order[s:s + c] for s, c in zip(starts[rep], counts[rep])] or
-                           [np.zeros(0, np.intp)]).astype(np.intp)
-  rep_starts = np.r_[0, np.cumsum(counts[rep])[:-1]].astype(np.intp) if rep.any() else \
-      np.zeros(0, np.intp)
-  return (ordered[starts[once]], order[starts[once]], ordered[starts[rep]], rep_src, rep_starts,
-          starts.size == n)
+helpers["_scatter_add_axis"] = inspect.getsource(_indexing_ops._scatter_add_axis)
 
 
 @with_constants
@@ -304,7 +275,7 @@ def _scatter_add_code(ins, p, in_avals, out_avals, constants):
   plan = None
   if axis is not None and x is not None and not np.any(x) and index is not None and \
       x_aval.dtype.kind in "iufc" and index.dtype.kind in "iu":
-    plan = scatter_add_plan(index, x_aval.shape[axis])
+    plan = _indexing_ops.scatter_add_plan(index, x_aval.shape[axis])
   if plan is None:
     return f"_scatter(np.add, {ins[0]}, {ins[1]}, {_index_expr(p['spec'], ins[2:])})"
   return (f"_scatter_add_axis({literal(x_aval.shape)}, {ins[1]}, {axis}, "

@@ -221,13 +221,21 @@ def _nary_prim(name, np_fun, dtype_rule=None):
   return prim
 
 
-def _unbroadcast(ct, x):
+def _unbroadcast(ct, x, keep_pending=False):
   """The cotangent of operand `x` (an array, tracer or tape variable) from the cotangent of a
-  broadcast result: summed to x's shape, in x's dtype."""
+  broadcast result: summed to x's shape, in x's dtype. A pending cotangent (the transposes
+  of ad.summing_transposes get them) is summed by its own rule, and returned still pending
+  where nothing is summed if `keep_pending`."""
   if ct.shape != x.shape:
     ct = shape_ops.sum_to_shape(ct, x.shape)
+  elif not keep_pending and isinstance(ct, ad.PendingCotangent):
+    ct = ct.materialize()
   dtype = x.dtype
-  return ct if ct.dtype == dtype else shape_ops.convert_element_type(ct, dtype)
+  if ct.dtype == dtype:
+    return ct
+  if isinstance(ct, ad.PendingCotangent):
+    ct = ct.materialize()
+  return shape_ops.convert_element_type(ct, dtype)
 
 
 def _const(value, like):
@@ -255,8 +263,8 @@ def add(x, y):
 
 
 def _add_transpose(ct, x, y):
-  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
-          _unbroadcast(ct, y) if ad.is_linear(y) else None]
+  return [_unbroadcast(ct, x, True) if ad.is_linear(x) else None,
+          _unbroadcast(ct, y, True) if ad.is_linear(y) else None]
 
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
@@ -270,7 +278,7 @@ def sub(x, y):
 
 
 def _sub_transpose(ct, x, y):
-  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
+  return [_unbroadcast(ct, x, True) if ad.is_linear(x) else None,
           neg(_unbroadcast(ct, y)) if ad.is_linear(y) else None]  # (negate the smaller)
 
 
@@ -287,6 +295,7 @@ def _sub_jvp(primals, tangents):
 
 ad.primitive_jvps[sub_p] = _sub_jvp
 ad.deftranspose(sub_p, _sub_transpose)
+ad.summing_transposes.update((add_p, sub_p))
 
 # ---- mul, div -----------------------------------------------------------------------------
 mul_p = _nary_prim("mul", np.multiply)
@@ -512,8 +521,26 @@ def _integer_pow_jvp(x_dot, x, *, y):
 integer_pow_p.def_impl(_integer_pow_impl)
 integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
     x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
+def _integer_pow_vjp(ct, ans, x, *, needs, y):
+  source = _broadcast_source(ct) if y > 1 else None
+  if source is None:
+    return [_integer_pow_jvp(ct, _cj(x), y=y)]
+  # ct is a broadcast (a reduction's transpose: the gradient of sum(x ** 2, axis)): scaled
+  # by y before it is broadcast, x ** y costs one pass over x's size instead of two.
+  scaled = shape_ops.broadcast_to(mul(source, _const(y, x)), ct.shape)
+  return [tmul(scaled, integer_pow(_cj(x), y - 1))]
+
+
+def _broadcast_source(ct):
+  """The smallest array that `ct` (a NumPy array) is a broadcast view of, or None when `ct`
+  repeats no entries (no axis of stride 0)."""
+  if type(ct) is not np.ndarray or not ct.size or 0 not in ct.strides:
+    return None
+  return ct[tuple(slice(0, 1) if st == 0 else slice(None) for st in ct.strides)]
+
+
 ad.defjvp(integer_pow_p, _integer_pow_jvp)
-ad.defvjp(integer_pow_p, lambda ct, ans, x, *, needs, y: [_integer_pow_jvp(ct, _cj(x), y=y)])
+ad.defvjp(integer_pow_p, _integer_pow_vjp)
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)

@@ -298,6 +298,10 @@ def scatter_add(x, updates, indices, spec):
 
 def _scatter_impl(ufunc):
   def impl(x, updates, *indices, spec):
+    if ufunc is np.add and len(indices) == 1 and updates.size >= _PLANNED_MIN_SIZE:
+      out = _planned_scatter_add(x, updates, indices[0], spec)
+      if out is not None:
+        return out
     out = np.array(x, copy=True)
     index = _np_index(spec, indices)
     if ufunc is None:
@@ -306,6 +310,71 @@ def _scatter_impl(ufunc):
       ufunc.at(out, index, updates)
     return out
   return impl
+
+
+# Below this many updates np.add.at is as fast as planning (the gradient of a small gather).
+_PLANNED_MIN_SIZE = 4096
+_plan_cache: dict = {}  # id(index) -> (a copy of the index, axis length, plan)
+
+
+def scatter_add_plan(index, n):
+  """(once_dst, once_src, rep_dst, rep_src, rep_starts, fills) for adding updates at the
+  1-d integer `index` of an axis of length n into zeros, or None if an index is out of
+  bounds: positions updated once take their update (a gather), positions updated several
+  times the sum of theirs (np.add.reduceat over the updates sorted stably by position);
+  `fills` tells that every position is updated. 3-5x faster than np.add.at, which visits
+  the updates one by one. Shared by the impl and the generated code (codegen_rules)."""
+  index = np.asarray(index).astype(np.intp)
+  if index.ndim != 1 or not index.size or index.min() < -n or index.max() >= n:
+    return None
+  index = index % n
+  order = np.argsort(index, kind="stable")
+  ordered = index[order]
+  starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+  counts = np.diff(np.r_[starts, ordered.size])
+  once, rep = counts == 1, counts > 1
+  rep_src = np.concatenate([order[s:s + c] for s, c in zip(starts[rep], counts[rep])] or
+                           [np.zeros(0, np.intp)]).astype(np.intp)
+  rep_starts = np.r_[0, np.cumsum(counts[rep])[:-1]].astype(np.intp) if rep.any() else \
+      np.zeros(0, np.intp)
+  return (ordered[starts[once]], order[starts[once]], ordered[starts[rep]], rep_src, rep_starts,
+          starts.size == n)
+
+
+def _planned_scatter_add(x, updates, index, spec):
+  """scatter_add into zeros (a gather's transpose) along one axis by `scatter_add_plan`, or
+  None where it does not apply (another index form, a nonzero base: np.add.at then keeps
+  its order of summation). The plan is kept for the index array while its values last."""
+  x = np.asarray(x)
+  axis = take_axis(spec, x.shape)
+  if axis is None or index.dtype.kind not in "iu" or x.dtype.kind not in "iufc" or x.any():
+    return None
+  n = x.shape[axis]
+  cached = _plan_cache.get(id(index))
+  if cached is not None and cached[1] == n and np.array_equal(cached[0], index):
+    plan = cached[2]
+  else:
+    plan = scatter_add_plan(index, n)
+    if plan is None:
+      return None
+    if len(_plan_cache) > 64:
+      _plan_cache.clear()
+    _plan_cache[id(index)] = (index.copy(), n, plan)
+  return _scatter_add_axis(x.shape, np.asarray(updates, x.dtype), axis, plan)
+
+
+def _scatter_add_axis(shape, updates, axis, plan):
+  """Zeros of `shape` with `updates` added along `axis` by `plan` (scatter_add_plan). Also
+  the generated code's helper of that name (codegen_rules copies its source)."""
+  once_dst, once_src, rep_dst, rep_src, rep_starts, fills = plan
+  lead = (slice(None),) * axis
+  out = (np.empty if fills else np.zeros)(shape, updates.dtype)
+  if once_dst.size:
+    out[lead + (once_dst,)] = np.take(updates, once_src, axis=axis)
+  if rep_dst.size:
+    out[lead + (rep_dst,)] = np.add.reduceat(np.take(updates, rep_src, axis=axis),
+                                             rep_starts, axis=axis)
+  return out
 
 
 def _scatter_abstract_eval(name):

@@ -63,11 +63,15 @@ def _broadcast_to_batch(axis_size, vals, dims, *, shape):
 broadcast_to_p.def_impl(_broadcast_to_impl)
 broadcast_to_p.def_abstract_eval(_broadcast_to_abstract_eval)
 ad.deflinear(broadcast_to_p, _broadcast_to_transpose)
+ad.summing_transposes.add(broadcast_to_p)
 batching.primitive_batchers[broadcast_to_p] = _broadcast_to_batch
 
 
 def sum_to_shape(x, shape):
-  """Sum `x` down to `shape`, undoing a NumPy broadcast (the transpose of broadcasting)."""
+  """Sum `x` down to `shape`, undoing a NumPy broadcast (the transpose of broadcasting).
+  `x` may be a pending cotangent with its own `sum_to_shape` (see ad.summing_transposes)."""
+  if isinstance(x, ad.PendingCotangent):
+    return x.sum_to_shape(shape)
   xshape = x.shape
   if xshape == shape:
     return x
