@@ -304,6 +304,17 @@ def test_batched_short_axes_call_the_blocked_impls(rng, jit_sources):
   assert "return np.multiply(x, y)" in standalone
   out = [v for k, v in namespace.items() if callable(v) and not k.startswith("_")][0](x, y)
   np.testing.assert_array_equal(out[1], x * y + 1.0)
+  np.testing.assert_array_equal(out[0], np.add.reduce(x * y, axis=-1))
+  # The standalone helper adds whole slices too, with np.add.reduce's bits (signed zeros
+  # included), and leaves non-contiguous input to NumPy.
+  sum_trailing = namespace["_sum_trailing"]
+  z = np.where(rng.random((500, 4, 3)) < 0.3, -0.0, rng.normal(size=(500, 4, 3)))
+  for a, axes in ((z, (2,)), (z, (1, 2)), (z[:, ::2], (2,)), (z.transpose(1, 0, 2), (2,)),
+                  (z.astype(np.float32), (2,)), (z[:0], (2,))):
+    got, want = sum_trailing(a, axes), np.add.reduce(a, axis=axes)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert not (np.signbit(got) ^ np.signbit(want)).any()
   # small or long-axis results keep plain ufunc calls
   dfdx.jit(lambda a, b: a * b)(rng.normal(size=(10, 2, 1)), rng.normal(size=(10, 1, 3)))
   assert "_blocked_" not in jit_sources[-1]

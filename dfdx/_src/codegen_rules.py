@@ -69,8 +69,8 @@ for _prim, _ufunc in {"reduce_max": "maximum", "reduce_min": "minimum",
 
 @with_avals
 def _reduce_sum_code(ins, p, in_avals, out_avals):
-  """np.add.reduce; a sum over a few trailing entries of many rows calls the primitive's
-  impl in compiled code (the same bits, by adds of slices: ops/reduction.py)."""
+  """np.add.reduce; a sum over a few trailing entries of many rows adds whole slices, in
+  compiled and in exported code (the same bits: ops/reduction.py's _sum_trailing)."""
   x, axes = in_avals[0], p["axes"]
   if (axes and axes[0] == x.ndim - len(axes) and x.dtype.kind == "f"
           and math.prod(x.shape[x.ndim - len(axes):]) <= 7 and x.size >= 1 << 10):
@@ -79,10 +79,7 @@ def _reduce_sum_code(ins, p, in_avals, out_avals):
 
 
 register("reduce_sum", _reduce_sum_code)
-helpers["_sum_trailing"] = '''def _sum_trailing(x, axes):
-    return np.add.reduce(x, axis=axes)
-'''
-runtime_helpers["_sum_trailing"] = lambda x, axes: _reduction_ops.reduce_sum_p.impl(x, axes=axes)
+helpers["_sum_trailing"] = inspect.getsource(_reduction_ops._sum_trailing)
 
 # The impls of binary ufunc primitives avoid NumPy's slow short inner loops on batched values
 # (ops/elementwise.py); compiled code calls them for such results (codegen._short_inner_loops).

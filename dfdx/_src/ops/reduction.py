@@ -91,7 +91,21 @@ def _sum_by_slices(x, axes):
   if (not 0 < n <= _SUM_BY_SLICES_MAX or math.prod(rows) < _SUM_BY_SLICES_MIN_ROWS
           or x.dtype not in _SUM_BY_SLICES_DTYPES or not x.flags.c_contiguous):
     return None
-  x = x.reshape(rows + (n,))
+  return _sum_trailing(x, axes)
+
+
+def _sum_trailing(x, axes):
+  """np.add.reduce(x, axis=axes) over the trailing `axes`, bit for bit: by adds of whole
+  slices where x is C-contiguous and each sum has at most 7 entries (see _sum_by_slices;
+  NumPy sums 8 or more pairwise), else by NumPy. Also the generated code's helper of that
+  name (codegen_rules copies its source)."""
+  nd = x.ndim - len(axes)
+  n = 1
+  for d in x.shape[nd:]:
+    n *= d
+  if not 0 < n <= 7 or not x.flags.c_contiguous:
+    return np.add.reduce(x, axis=axes)
+  x = x.reshape(x.shape[:nd] + (n,))
   if n == 1:
     return np.add(x[..., 0], 0.0)
   out = np.add(x[..., 0], x[..., 1])
