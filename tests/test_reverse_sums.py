@@ -1,7 +1,8 @@
 """Eager reverse mode doing less work than the plain rules: a product's cotangent summed over
 a broadcast axis is computed from the summed factor (contraction.PendingProduct), x ** y's
 cotangent scaled before it is broadcast, and a gather's transpose planned instead of
-np.add.at. Each is checked against finite differences or NumPy, and for doing less work."""
+np.add.at. Each is checked against finite differences, forward mode or NumPy, and for doing
+less work."""
 import numpy as np
 import pytest
 
@@ -32,7 +33,7 @@ def gmm_like(q, mu, x):
 
 
 def test_product_summed_over_a_broadcast_axis_is_computed_from_the_summed_factor(
-    rng, products):
+    rng, products):  # (eager; jit's program is checked below)
   q, mu, x = rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3)), rng.normal(size=(3, 50))
   g_q, g_mu = dfdx.grad(gmm_like, (0, 1))(q, mu, x)
   # The forward product, q's cotangent, and mu's from the summed cotangent: no (4, 3, 50)
@@ -65,9 +66,10 @@ def test_product_summed_over_a_broadcast_axis_is_computed_from_the_summed_factor
 def test_pending_products_give_the_same_gradients(fun, shapes, rng):
   args = tuple(rng.normal(size=s) for s in shapes)
   check_grads(fun, args, order=2, modes=("rev",))
-  direct = dfdx.jit(dfdx.grad(fun, (0, 1)))(*args)  # traced: no pending products
-  for got, want in zip(dfdx.grad(fun, (0, 1))(*args), direct):
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+  forward = dfdx.jacfwd(fun, (0, 1))(*args)  # forward mode: no transposes at all
+  for grad in (dfdx.grad(fun, (0, 1)), dfdx.jit(dfdx.grad(fun, (0, 1)))):
+    for got, want in zip(grad(*args), forward):
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
 def test_pending_product_keeps_the_operand_dtype_and_complex_adjoint(rng):
@@ -148,3 +150,15 @@ def test_scatter_add_onto_nonzero_base_keeps_add_at(rng):
   want = base.copy()
   np.add.at(want, (slice(None), index), updates)
   np.testing.assert_array_equal(got, want)
+
+
+def test_jit_program_has_the_summed_product_only(rng):
+  q, mu, x = rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3)), rng.normal(size=(3, 50))
+  program = str(dfdx.make_expr(dfdx.grad(gmm_like, (0, 1)), optimize=True)(q, mu, x))
+  products = [line.split("=")[0].strip() for line in program.splitlines()
+              if "dot_general" in line]
+  assert sorted(p.split(":")[1] for p in products) == [
+      "float64[4,1,3]", "float64[4,3,3]", "float64[4,3,50]"], program
+  got = dfdx.jit(dfdx.grad(gmm_like, (0, 1)))(q, mu, x)
+  for a, b in zip(got, dfdx.grad(gmm_like, (0, 1))(q, mu, x)):
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
