@@ -321,3 +321,68 @@ def test_scalar_chains_and_uniform_constants_fold():
   # a product that would round differently is left alone
   expr = dfdx.make_expr(lambda x: (x * 0.3) * 0.7, optimize=True)(x)
   assert [e.prim.name for e in expr.eqns] == ["mul", "mul"], expr
+
+
+def _computed_sizes(expr, name):
+  return sorted(e.outputs[0].aval.shape for e in expr.eqns if e.prim.name == name)
+
+
+def test_gathers_of_a_few_entries_are_pulled_up_to_the_data(rng):
+  # A model evaluated everywhere, then at a few points: only those points are computed.
+  skin, rot = rng.normal(size=(8, 40)), rng.normal(size=(3, 3))
+  idx = np.array([5, 39, -1, 5, 0])  # repeats and a negative index
+
+  def posed(w, shift):
+    vertices = rot @ (w @ skin)                            # (3, 40), products of free axes
+    moved = dnp.tanh(vertices + shift[:, None]) * 2.0 + 1.0  # elementwise, a broadcast operand
+    return dnp.transpose(moved)[idx]                        # (5, 3): a transpose, then rows
+
+  w, shift = rng.normal(size=(3, 8)), rng.normal(size=3)
+  expr = dfdx.make_expr(posed, optimize=True)(w, shift)
+  # The gather reached the constant skin and was folded into it: no 40-point array is left.
+  assert all(40 not in e.outputs[0].aval.shape for e in expr.eqns), expr
+  assert not any(e.prim.name == "gather" for e in expr.eqns), expr
+  np.testing.assert_allclose(dfdx.jit(posed)(w, shift), posed(w, shift), rtol=1e-13)
+  # Forward-mode Jacobian of it (the hand-tracking pattern): 26-like tangents too.
+  jac = dfdx.jacfwd(posed, (0, 1))
+  for got, want in zip(dfdx.jit(jac)(w, shift), jac(w, shift)):
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("fun, shapes", [
+    (lambda a, b: dnp.sum(a * b, axis=1)[np.array([2, 0])], [(4, 6), (4, 6)]),   # a sum
+    (lambda a, b: dnp.reshape(a + b, (4, 3, 2))[:, np.array([2, 1])], [(4, 6), (4, 6)]),
+    (lambda a, b: dnp.matmul(a, b)[np.array([1, 1, 2])], [(3, 4, 5), (3, 5, 2)]),  # batch
+    (lambda a, b: dnp.where(a > 0, a, b)[:, np.array([0, 3])], [(2, 5), (2, 5)]),  # select
+    (lambda a, b: (a.astype(np.float32) * b[0])[:, np.array([4])], [(2, 5), (5,)]),
+])
+def test_pulled_gathers_give_the_same_values_and_gradients(fun, shapes, rng):
+  args = [rng.normal(size=s) for s in shapes]
+  np.testing.assert_allclose(dfdx.jit(fun)(*args), fun(*args), rtol=1e-6)
+  g = dfdx.grad(lambda *a: dnp.sum(dnp.sin(fun(*a))), (0, 1))
+  for got, want in zip(dfdx.jit(g)(*args), g(*args)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+
+
+def test_gathers_stay_where_pulling_would_not_save_work(rng):
+  a, b = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+  # As many entries as the axis holds (or more): computed whole, then gathered.
+  many = np.array([0, 1, 2, 3, 4, 5, 5])
+  expr = dfdx.make_expr(lambda a, b: (a * b)[:, many], optimize=True)(a, b)
+  assert _computed_sizes(expr, "mul") == [(4, 6)]
+  # A value used elsewhere too is computed whole once; its gather is not pulled through it.
+  def both(a, b):
+    p = a * b
+    return p[:, np.array([1])], p
+  expr = dfdx.make_expr(both, optimize=True)(a, b)
+  assert _computed_sizes(expr, "mul") == [(4, 6)]
+  out = dfdx.jit(both)(a, b)
+  np.testing.assert_array_equal(out[0], (a * b)[:, [1]])
+
+
+def test_pulled_gather_out_of_bounds_is_numpys_index_error(rng):
+  c = rng.normal(size=(3, 4))
+  with pytest.raises(IndexError):
+    dfdx.jit(lambda x: (x @ c)[:, np.array([0, 9])])(np.ones((2, 3)))
+  with pytest.raises(IndexError):
+    dfdx.jit(lambda x: (x * 2.0)[:, np.array([0, 9])])(np.ones((2, 5)))

@@ -130,16 +130,23 @@ def logical_axis(axis: int, bdim) -> int:
 # ---- rule builders ------------------------------------------------------------------------
 
 
+# The primitives registered below: elementwise (each output entry from the entries of the
+# operands at its position, NumPy broadcasting). The passes move gathers through them.
+elementwise_prims: set = set()
+
+
 def defvectorized(prim):
   """Unary elementwise (or any per-element) primitive: batch axis passes through."""
   def rule(axis_size, vals, dims, **params):
     return prim.bind(*vals, **params), dims[0]
   primitive_batchers[prim] = rule
+  elementwise_prims.add(prim)
 
 
 def defbroadcasting(prim):
   """N-ary primitive with NumPy broadcasting: batched operands get their batch axis first and
   enough unit axes to line up with the unbatched ones; the output's batch axis is first."""
+  elementwise_prims.add(prim)
   def rule(axis_size, vals, dims, **params):
     d0 = dims[0]
     if len(vals) == 2:  # the common arity, unrolled: the same tests as below

@@ -1,6 +1,6 @@
 """Optimizing passes over programs: inlining of nested jit calls, constant folding,
-simplification of the zeros and ones that differentiation introduces, common-subexpression
-elimination and dead-code elimination.
+simplification of the zeros and ones that differentiation introduces, sums and gathers moved
+toward their data, common-subexpression elimination and dead-code elimination.
 
 Every pass returns a new, equivalent program (the input is not modified). `optimize` runs
 them to a fixed point. The simplifications are exact rewrites only (they never change a
@@ -18,6 +18,11 @@ through transposes, `sum(sum(x, a1), a2) -> sum(x, a1 + a2)`, and `sum_n (A @ x_
 sum_n x_n`). Reverse mode makes such sums everywhere (the transpose of broadcasting); pushed
 down they sum small arrays instead of large ones. These rewrites are algebraically exact;
 like any change of summation order they may change rounding in the last bits.
+
+`pull_gathers` does the same for gathers that keep fewer entries than their axis holds
+(`take(f(x), idx) -> f(take(x, idx))` through elementwise operations, transposes, reshapes,
+sums and products): a model evaluated everywhere and then at a few points computes those
+points only, and a gather that reaches a constant is folded into it.
 """
 from __future__ import annotations
 
@@ -623,6 +628,121 @@ def push_sums(program: Program) -> Program:
   return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
 
 
+# ---- pulling gathers up ----------------------------------------------------------------------
+
+
+class _GatherPuller:
+  """Rewrites `take(v, idx, axis)` (a gather of fewer entries than the axis holds) by taking
+  the entries from the operands of the equation that produced `v` when `v` is used only
+  there, recursively: elementwise operations (broadcast operands of length 1 along the
+  axis stay whole), transposes, reshapes that keep the axis, sums over other axes and
+  products along a free or batch axis. What is left is computed at the points kept only;
+  a gather that reaches a constant is folded."""
+
+  def __init__(self, program, subst):
+    from dfdx._src import batching
+    from dfdx._src.ops import indexing
+    self.elementwise = batching.elementwise_prims
+    self.gather_p, self.take_axis = indexing.gather_p, indexing.take_axis
+    self.full, self.subst = indexing._FULL, subst
+    self.uses, self.producer = _use_counts(program), {}
+    for eqn in program.eqns:
+      for v in eqn.outputs:
+        self.producer[id(v)] = eqn
+    self.out = []
+
+  def emit(self, prim, inputs, params, source=None):
+    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
+    var = Var(aval)
+    self.out.append(Eqn(prim, inputs, params, [var], source))
+    return var
+
+  def take(self, v, index, axis):
+    from dfdx._src.ops import indexing
+    spec = (self.full,) * axis + (indexing.ArrayIndex(0),)
+    return self.emit(self.gather_p, [v, index], {"spec": spec})
+
+  def pull(self, v, index, axis):
+    """An atom equal to take(v, index, axis)."""
+    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
+    if eqn is None or self.uses.get(id(v)) != 1 or len(eqn.outputs) != 1:
+      return self.take(v, index, axis)
+    if eqn.prim in self.elementwise:
+      rule = self._pull_elementwise
+    else:
+      rule = getattr(self, "_pull_" + eqn.prim.name, None)
+    result = rule(eqn, v, index, axis) if rule is not None else None
+    return self.take(v, index, axis) if result is None else result
+
+  def _pull_elementwise(self, eqn, v, index, axis):
+    rank, inputs = v.aval.ndim, []
+    for a in map(self.subst, eqn.inputs):
+      j = axis - (rank - a.aval.ndim)
+      inputs.append(a if j < 0 or a.aval.shape[j] == 1 else self.pull(a, index, j))
+    return self.emit(eqn.prim, inputs, eqn.params, eqn.source)
+
+  def _pull_transpose(self, eqn, v, index, axis):
+    perm = eqn.params["perm"]
+    return self.emit(eqn.prim, [self.pull(self.subst(eqn.inputs[0]), index, perm[axis])],
+                     eqn.params)
+
+  def _pull_reshape(self, eqn, v, index, axis):
+    x, out_shape = self.subst(eqn.inputs[0]), v.aval.shape
+    before = int(np.prod(out_shape[:axis], dtype=np.int64))
+    for j, d in enumerate(x.aval.shape):
+      if d == out_shape[axis] and int(np.prod(x.aval.shape[:j], dtype=np.int64)) == before:
+        shape = out_shape[:axis] + (index.aval.shape[0],) + out_shape[axis + 1:]
+        return self.emit(eqn.prim, [self.pull(x, index, j)], {"shape": shape})
+    return None
+
+  def _pull_reduce_sum(self, eqn, v, index, axis):
+    x, axes = self.subst(eqn.inputs[0]), eqn.params["axes"]
+    kept = [i for i in range(x.aval.ndim) if i not in axes]
+    return self.emit(eqn.prim, [self.pull(x, index, kept[axis])], eqn.params)
+
+  def _pull_dot_general(self, eqn, v, index, axis):
+    x, y = map(self.subst, eqn.inputs)
+    (xc, yc), (xb, yb) = eqn.params["dimension_numbers"]
+    xf = [i for i in range(x.aval.ndim) if i not in xc and i not in xb]
+    nb = len(xb)
+    if axis < nb:  # a batch axis: both operands
+      x, y = self.pull(x, index, xb[axis]), self.pull(y, index, yb[axis])
+    elif axis < nb + len(xf):
+      x = self.pull(x, index, xf[axis - nb])
+    else:
+      yf = [i for i in range(y.aval.ndim) if i not in yc and i not in yb]
+      y = self.pull(y, index, yf[axis - nb - len(xf)])
+    return self.emit(eqn.prim, [x, y], eqn.params, eqn.source)
+
+
+def pull_gathers(program: Program) -> Program:
+  """Move gathers that keep fewer entries than their axis holds toward the data they take
+  from (see _GatherPuller): a jacobian or a model evaluated at a few of its points then
+  computes those points only. Exact: each kept entry is computed as before (a product's
+  entries by BLAS calls of another shape, which may round differently in the last bits)."""
+  gathers = [e for e in program.eqns if e.prim.name == "gather"]
+  if not gathers:
+    return program
+  subst, eqns = _Subst(), []
+  puller = _GatherPuller(program, subst)
+  for eqn in program.eqns:
+    inputs = [subst(a) for a in eqn.inputs]
+    if eqn.prim is puller.gather_p and len(inputs) == 2 and isinstance(inputs[0], Var):
+      x, index = inputs
+      axis = puller.take_axis(eqn.params["spec"], x.aval.shape)
+      if (axis is not None and index.aval.ndim == 1 and index.aval.dtype.kind in "iu"
+              and index.aval.shape[0] < x.aval.shape[axis]
+              and puller.producer.get(id(x)) is not None and puller.uses.get(id(x)) == 1):
+        puller.out = []
+        result = puller.pull(x, index, axis)
+        if _same_type(result, eqn.outputs[0]):
+          eqns.extend(puller.out)
+          subst.set(eqn.outputs[0], result)
+          continue
+    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+
+
 def strip_stop_gradients(program: Program) -> Program:
   """Replace `stop_gradient(x)` by x: only for a program that is evaluated and never
   transformed again (code generation), where it is the identity. Without it the rewrites
@@ -649,9 +769,14 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
   if evaluate_only:
     program = strip_stop_gradients(program)
   for _ in range(max_rounds):
-    before = len(program.eqns)
-    program = dce(cse(push_sums(simplify(fold_constants(program)))))
-    if len(program.eqns) == before:
+    before = _size(program)
+    program = dce(cse(pull_gathers(push_sums(simplify(fold_constants(program))))))
+    if _size(program) == before:
       break
   return program
+
+
+def _size(program):
+  """The number of equations and the entries they compute: what the passes lower."""
+  return len(program.eqns), sum(v.aval.size for e in program.eqns for v in e.outputs)
 
