@@ -164,6 +164,30 @@ def test_blocked_ufuncs_decline_other_layouts(rng):
   assert ew._trailing_split((P, 4, 4), wide) is None
 
 
+@pytest.mark.parametrize("d, copied", [(2, True), (64, False)])
+def test_transposed_operand_broadcast_along_a_short_axis_is_laid_out_first(d, copied, rng):
+  # x.T[None] - m[:, :, None] (GMM's centred points): with d = 2 NumPy would loop along the
+  # axis of 2 and give the result that layout; the impl copies x.T to C order first. With
+  # d = 64 the loop is long enough and NumPy's own layout stays.
+  x, m = rng.standard_normal((1000, d)), rng.standard_normal((5, d))
+  a, b = x.T[None], m[:, :, None]
+  for ufunc in (np.subtract, np.multiply, np.logaddexp):
+    got, want = ew._blocked_ufunc(ufunc)(a, b), ufunc(a, b)
+    assert_same_bits(got, want)
+    assert got.flags.c_contiguous == copied or d == 64 and got.strides == want.strides
+  # Through dfdx.numpy, values and gradients as before.
+  f = lambda x, m: dnp.sum(dnp.tanh(dnp.transpose(x)[None] - m[:, :, None]) ** 2)
+  got = dfdx.grad(f, (0, 1))(x, m)
+  y = np.tanh(x.T[None] - m[:, :, None])
+  g = 2 * y * (1 - y ** 2)
+  np.testing.assert_allclose(got[0], g.sum(0).T, rtol=1e-12)
+  np.testing.assert_allclose(got[1], -g.sum(2), rtol=1e-12)
+  # Same shapes, a scalar, or a small result: NumPy's call as it is.
+  big = rng.standard_normal((40, 300))
+  for args in ((big.T, big.T), (big.T, 2.0), (x[:20].T[None], m[:, :, None])):
+    assert_same_bits(ew._blocked_ufunc(np.add)(*args), np.add(*args))
+
+
 @pytest.mark.parametrize("pair", [0, 1, 2, 4, 6])
 def test_blocked_select_is_numpy_bit_for_bit(pair, rng, monkeypatch):
   sa, sb = PAIRS[pair]

@@ -175,8 +175,10 @@ def test_views_use_methods_on_arrays_and_functions_on_standalone_inputs(rng, jit
 
 
 def test_layout_model_predicts_numpys_result_layout(rng):
-  """`_Layouts._numpy_order` against the strides NumPy gives ufunc results."""
-  L, not_c = codegen._Layouts, 0
+  """`layouts.numpy_order` (the model of codegen's _Layouts and of the eager impls) against
+  the strides NumPy gives ufunc results."""
+  from dfdx._src import layouts as L
+  not_c = 0
   for _ in range(300):
     ndim = int(rng.integers(2, 5))
     shape = tuple(int(n) for n in rng.integers(1, 5, ndim))
@@ -196,9 +198,10 @@ def test_layout_model_predicts_numpys_result_layout(rng):
     axes = [i for i, n in enumerate(shape) if n > 1]
     if len(axes) < 2:
       continue
-    strides = [L._broadcast(tuple(s // 8 for s in a.strides), a.shape, shape) for a in operands]
-    order = L._numpy_order(axes, strides)
-    predicted = L._contiguous_in(order, shape)
+    strides = [L.broadcast_strides(tuple(s // 8 for s in a.strides), a.shape, shape)
+               for a in operands]
+    order = L.numpy_order(axes, strides)
+    predicted = L.contiguous_in(order, shape)
     actual = tuple(s // 8 for s in result.strides)
     assert all(predicted[i] == actual[i] for i in axes), (shape, [a.strides for a in operands],
                                                          predicted, actual)

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from dfdx._src import layouts
 from dfdx._src.ir import Lit, Program, Var
 
 
@@ -346,14 +347,6 @@ def _scalar_operator(ufunc, eqn, ins, em):
   return f"{ins[0]} {_OPERATORS[ufunc]} {ins[1]}"
 
 
-def _c_strides(shape):
-  strides, step = [], 1
-  for n in reversed(shape):
-    strides.append(step)
-    step *= max(n, 1)
-  return tuple(reversed(strides))
-
-
 def _short_inner_loops(eqn):
   """Whether a binary ufunc's result is a large batch of short trailing axes, where NumPy
   can run a short inner loop inside two outer levels: compiled code then calls the
@@ -361,7 +354,7 @@ def _short_inner_loops(eqn):
   layouts make NumPy's loop slow (ops/elementwise.py, "short inner loops"); a standalone
   source calls the ufunc."""
   shape = eqn.outputs[0].aval.shape
-  return (len(eqn.inputs) == 2 and len(shape) >= 3 and shape[-1] < _Layouts.SHORT
+  return (len(eqn.inputs) == 2 and len(shape) >= 3 and shape[-1] < layouts.SHORT
           and math.prod(shape) >= 1 << 14 and hasattr(eqn.prim.impl, "ufunc"))
 
 
@@ -382,65 +375,12 @@ class _Layouts:
   C-contiguous (inputs, constants, results of other calls): the model only chooses layouts,
   never values, so a wrong guess costs time, not correctness."""
 
-  SHORT = 32  # K order is kept for inner loops this long (measured: from there on it wins)
-
   def __init__(self):
     self.strides = {}  # id(var) -> element strides, for values known not to be C-ordered
 
   def of(self, a, c_ordered=()):
     s = self.strides.get(id(a)) if isinstance(a, Var) and id(a) not in c_ordered else None
-    return s if s is not None else _c_strides(a.aval.shape)
-
-  @staticmethod
-  def _broadcast(strides, shape, out_shape):
-    lead = len(out_shape) - len(shape)
-    return tuple(0 if i < lead or shape[i - lead] == 1 else strides[i - lead]
-                 for i in range(len(out_shape)))
-
-  @staticmethod
-  def _numpy_order(axes, operands):
-    """The axes fastest first, as NumPy's iterator orders them (a stable insertion sort by
-    stride, an operand with a zero stride on either axis having no say, C order winning
-    conflicts)."""
-    perm = list(reversed(axes))
-    for i0 in range(1, len(perm)):
-      j0, pos = perm[i0], i0
-      for i1 in range(i0 - 1, -1, -1):
-        j1 = perm[i1]
-        ambiguous, swap = True, False
-        for s in operands:
-          if s[j0] != 0 and s[j1] != 0:
-            if abs(s[j1]) <= abs(s[j0]):
-              swap = False
-            elif ambiguous:
-              swap = True
-            ambiguous = False
-        if not ambiguous:
-          if not swap:
-            break
-          pos = i1
-      if pos != i0:
-        perm.insert(pos, perm.pop(i0))
-    return perm
-
-  @staticmethod
-  def _inner_length(order, operands, shape):
-    """The length of the innermost loop once NumPy coalesces the axes contiguous in every
-    operand."""
-    length = shape[order[0]]
-    for inner, outer in zip(order, order[1:]):
-      if any(s[outer] != s[inner] * shape[inner] for s in operands):
-        break
-      length *= shape[outer]
-    return length
-
-  @staticmethod
-  def _contiguous_in(order, shape):
-    strides, step = [0] * len(shape), 1
-    for ax in order:
-      strides[ax] = step
-      step *= shape[ax]
-    return tuple(strides)
+    return s if s is not None else layouts.c_strides(a.aval.shape)
 
   def _k_order(self, eqn, c_ordered=()):
     """The non-trivial axes fastest first in NumPy's K order and the operands' strides, or
@@ -449,22 +389,20 @@ class _Layouts:
                for a in eqn.inputs):
       return None
     shape = eqn.outputs[0].aval.shape
-    axes = [i for i, n in enumerate(shape) if n > 1]
-    operands = [self._broadcast(self.of(a, c_ordered), a.aval.shape, shape)
-                for a in eqn.inputs if isinstance(a, Var) and a.aval.ndim]
-    order = self._numpy_order(axes, operands)
-    return None if order == axes[::-1] else (order, operands)
+    operands = self._operands(eqn, c_ordered)
+    order = layouts.k_order(shape, operands)
+    return None if order is None else (order, operands)
+
+  def _operands(self, eqn, c_ordered):
+    shape = eqn.outputs[0].aval.shape
+    return [layouts.broadcast_strides(self.of(a, c_ordered), a.aval.shape, shape)
+            for a in eqn.inputs if isinstance(a, Var) and a.aval.ndim]
 
   def _short_inner_loop(self, eqn, c_ordered=()):
-    found = self._k_order(eqn, c_ordered)
-    if found is None:
+    if not any(isinstance(a, Var) and id(a) in self.strides and id(a) not in c_ordered
+               for a in eqn.inputs):
       return False
-    order, operands = found
-    shape = eqn.outputs[0].aval.shape
-    c_order = [i for i, n in enumerate(shape) if n > 1][::-1]
-    k_inner = self._inner_length(order, operands + [self._contiguous_in(order, shape)], shape)
-    c_inner = self._inner_length(c_order, operands + [_c_strides(shape)], shape)
-    return k_inner < self.SHORT and c_inner >= 4 * k_inner
+    return layouts.short_inner_loop(eqn.outputs[0].aval.shape, self._operands(eqn, c_ordered))
 
   def plan(self, eqn):
     """(indices of the operands to copy to C order first, whether to ask for order='C')."""
@@ -484,7 +422,7 @@ class _Layouts:
       return
     found = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
     if found is not None:
-      self.strides[id(out)] = self._contiguous_in(found[0], out.aval.shape)
+      self.strides[id(out)] = layouts.contiguous_in(found[0], out.aval.shape)
 
   def after_view(self, eqn):
     """The strides of a view's result (transpose, reshape adding or dropping axes of length
@@ -502,7 +440,7 @@ class _Layouts:
     if name in ("stop_gradient", "slice", "rev") and out.aval.ndim == x.aval.ndim:
       self.strides[id(out)] = s
     elif name == "broadcast_to":
-      self.strides[id(out)] = self._broadcast(s, x.aval.shape, out.aval.shape)
+      self.strides[id(out)] = layouts.broadcast_strides(s, x.aval.shape, out.aval.shape)
     elif name == "reshape":
       kept = [st for st, n in zip(s, x.aval.shape) if n != 1]
       if [n for n in x.aval.shape if n != 1] == [n for n in out.aval.shape if n != 1]:

@@ -184,6 +184,8 @@ class PendingProduct(ad.PendingCotangent):
     full = self.aval.shape
     if full == shape:
       return self
+    if self._value is not None:  # computed already for another use: sum that
+      return shape_ops.sum_to_shape(self._value, shape)
     lead = len(full) - len(shape)
     axes = list(range(lead)) + [lead + i for i, d in enumerate(shape)
                                 if d == 1 and full[lead + i] != 1]

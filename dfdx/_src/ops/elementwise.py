@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, dtypes
+from dfdx._src import ad, batching, core, dtypes, layouts
 from dfdx._src.core import ShapedArray
 from dfdx._src.ops import shape as shape_ops
 
@@ -149,6 +149,8 @@ def _blocked_ufunc(ufunc):
       k = _trailing_split(shape, arrays)
       if k is not None:
         return _blocked(step, args, shape, k, ufunc(*[_probe(a) for a in args]).dtype)
+      if any(_transposed(a) for a in arrays):
+        return _in_good_order(ufunc, args)
     return ufunc(*args)
 
   ndarray = np.ndarray
@@ -157,6 +159,9 @@ def _blocked_ufunc(ufunc):
       if ((type(x) is ndarray and x.ndim > 2 and x.size >= _BLOCK_MIN_INPUT)
               or (type(y) is ndarray and y.ndim > 2 and y.size >= _BLOCK_MIN_INPUT)):
         return blocked((x, y))
+      if ((_transposed(x) or _transposed(y)) and type(x) is ndarray and type(y) is ndarray
+              and x.shape != y.shape):  # (one broadcast against the other: see above)
+        return _in_good_order(ufunc, (x, y))
       return ufunc(x, y)
   else:
     def impl(*args):
@@ -170,6 +175,48 @@ def _blocked_ufunc(ufunc):
 
 
 _SCALAR_TYPES = (int, float, builtins.complex, bool)
+
+
+# ---- transposed operands ------------------------------------------------------------------
+# NumPy lays a ufunc's result out like its operands and loops innermost along their fastest
+# axis; a transposed operand broadcast against others can make that a short axis
+# (`x.T[None, :, :] - m[:, :, None]` with x of shape (1000, 2) loops along the axis of 2,
+# 4-8x slower than over a C-ordered copy of x.T, and so is every later operation on the
+# result). Where an operand's fastest axis is short and the result's last axis is not, the
+# operand is copied to C order first if it is at most half the result's size (a pass over a
+# small array), else order='C' is asked for. Compiled code does the same from its model of
+# the layouts (codegen.py, _Layouts). Values are NumPy's.
+_LAYOUT_MIN_SIZE = 1 << 12  # results at least this large
+
+
+def _transposed(a):
+  """Whether `a` is an array whose last axis is not its fastest (a transposed view)."""
+  return type(a) is np.ndarray and a.ndim > 1 and a.strides[-1] > a.strides[-2] >= 0
+
+
+def _short_fastest_axis(a):
+  """Whether the axis `a` steps through fastest (of those longer than 1) is short."""
+  fastest = min(((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1 and s),
+                default=(0, 0))
+  return fastest[1] < layouts.SHORT
+
+
+def _in_good_order(ufunc, args):
+  """ufunc(*args), with the layout of transposed operands fixed first where NumPy would
+  loop along a short axis (see above)."""
+  shape = broadcast_shapes(*[np.shape(a) for a in args])
+  size = math.prod(shape)
+  if size < _LAYOUT_MIN_SIZE or shape[-1] < layouts.SHORT:
+    return ufunc(*args)
+  fixed, order = [], "K"
+  for a in args:
+    if _transposed(a) and _short_fastest_axis(a):
+      if 2 * a.size <= size:
+        a = np.ascontiguousarray(a)
+      else:
+        order = "C"
+    fixed.append(a)
+  return ufunc(*fixed, order=order)
 
 
 def _where_step(c, x, y, out):
