@@ -1,5 +1,6 @@
-"""A model of how NumPy's iterator lays out and loops over a ufunc's operands, shared by the
-eager impls (ops/elementwise.py) and the generated code (codegen.py's _Layouts).
+"""A model of how NumPy's iterator lays out and loops over a ufunc's operands: what the
+generated code plans its layouts with (codegen.py's _Layouts). The eager impls
+(ops/elementwise.py) see the real strides and use a quicker test with the same threshold.
 
 NumPy gives a ufunc's result the layout of its operands ("K" order: the axes sorted by the
 operands' strides, C order winning conflicts) and loops innermost along the fastest axis.
