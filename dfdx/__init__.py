@@ -7,6 +7,7 @@ with `dfdx.numpy`, NumPy's API made differentiable.
 >>> float(dfdx.grad(dnp.sin)(0.0))
 1.0
 """
+from dfdx._src import memory as _memory  # noqa: F401  (malloc keeps freed memory: see there)
 from dfdx._src import ops as _ops  # noqa: F401  (registers the primitives)
 from dfdx._src.api import (  # noqa: F401
     grad as grad,
