@@ -159,8 +159,8 @@ def _blocked_ufunc(ufunc):
       if ((type(x) is ndarray and x.ndim > 2 and x.size >= _BLOCK_MIN_INPUT)
               or (type(y) is ndarray and y.ndim > 2 and y.size >= _BLOCK_MIN_INPUT)):
         return blocked((x, y))
-      if ((_transposed(x) or _transposed(y)) and type(x) is ndarray and type(y) is ndarray
-              and x.shape != y.shape):  # (one broadcast against the other: see above)
+      if (type(x) is ndarray and type(y) is ndarray and x.shape != y.shape
+              and (_transposed(x) or _transposed(y))):  # (one broadcast: see above)
         return _in_good_order(ufunc, (x, y))
       return ufunc(x, y)
   else:
