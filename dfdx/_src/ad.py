@@ -499,16 +499,16 @@ class Linearized:
         continue
       out = eqn.out
       if eqn.prim.multiple_results:
-        cts = [None if o is None else _materialized(env.pop(id(o), None)) for o in out]
+        cts = [None if o is None else materialized(env.pop(id(o), None)) for o in out]
         if all(c is None for c in cts):
           continue
         ct = [_zeros_for(o) if c is None and o is not None else c for o, c in zip(out, cts)]
       else:
-        ct = _materialized(env.pop(id(out), None))
+        ct = materialized(env.pop(id(out), None))
         if ct is None:
           continue
       eqn.backward(ct, env)
-    return [_materialized(env.get(id(v))) for v in self.in_vars]
+    return [materialized(env.get(id(v))) for v in self.in_vars]
 
 
 def _zeros_for(x):
@@ -545,7 +545,7 @@ def _add_cotangents(prev, ct):
   return tangent_ops.add(prev, ct)
 
 
-def _materialized(ct):
+def materialized(ct):
   return ct.materialize() if isinstance(ct, PendingCotangent) else ct
 
 

@@ -175,7 +175,7 @@ class PendingProduct(ad.PendingCotangent):
     return self._value
 
   def add(self, ct):
-    return ad.tangent_ops.add(self.materialize(), ad._materialized(ct))
+    return ad.tangent_ops.add(self.materialize(), ad.materialized(ct))
 
   def radd(self, ct):
     return ad.tangent_ops.add(ct, self.materialize())

@@ -268,21 +268,17 @@ def _nary_prim(name, np_fun, dtype_rule=None):
   return prim
 
 
-def _unbroadcast(ct, x, keep_pending=False):
+def _unbroadcast(ct, x):
   """The cotangent of operand `x` (an array, tracer or tape variable) from the cotangent of a
-  broadcast result: summed to x's shape, in x's dtype. A pending cotangent (the transposes
-  of ad.summing_transposes get them) is summed by its own rule, and returned still pending
-  where nothing is summed if `keep_pending`."""
+  broadcast result: summed to x's shape, in x's dtype. A pending cotangent (only the
+  transposes of ad.summing_transposes get them) is summed by its own rule, and returned
+  still pending where nothing is done to it."""
   if ct.shape != x.shape:
     ct = shape_ops.sum_to_shape(ct, x.shape)
-  elif not keep_pending and isinstance(ct, ad.PendingCotangent):
-    ct = ct.materialize()
   dtype = x.dtype
   if ct.dtype == dtype:
     return ct
-  if isinstance(ct, ad.PendingCotangent):
-    ct = ct.materialize()
-  return shape_ops.convert_element_type(ct, dtype)
+  return shape_ops.convert_element_type(ad.materialized(ct), dtype)
 
 
 def _const(value, like):
@@ -310,8 +306,8 @@ def add(x, y):
 
 
 def _add_transpose(ct, x, y):
-  return [_unbroadcast(ct, x, True) if ad.is_linear(x) else None,
-          _unbroadcast(ct, y, True) if ad.is_linear(y) else None]
+  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
+          _unbroadcast(ct, y) if ad.is_linear(y) else None]
 
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
@@ -325,8 +321,9 @@ def sub(x, y):
 
 
 def _sub_transpose(ct, x, y):
-  return [_unbroadcast(ct, x, True) if ad.is_linear(x) else None,
-          neg(_unbroadcast(ct, y)) if ad.is_linear(y) else None]  # (negate the smaller)
+  # y's cotangent is negated after the sum (the smaller array), and computed first if pending.
+  return [_unbroadcast(ct, x) if ad.is_linear(x) else None,
+          neg(ad.materialized(_unbroadcast(ct, y))) if ad.is_linear(y) else None]
 
 
 def _sub_jvp(primals, tangents):
