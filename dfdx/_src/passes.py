@@ -723,7 +723,7 @@ def pull_gathers(program: Program) -> Program:
   gathers = [e for e in program.eqns if e.prim.name == "gather"]
   if not gathers:
     return program
-  subst, eqns = _Subst(), []
+  subst, eqns, pulled = _Subst(), [], False
   puller = _GatherPuller(program, subst)
   for eqn in program.eqns:
     inputs = [subst(a) for a in eqn.inputs]
@@ -738,8 +738,11 @@ def pull_gathers(program: Program) -> Program:
         if _same_type(result, eqn.outputs[0]):
           eqns.extend(puller.out)
           subst.set(eqn.outputs[0], result)
+          pulled = True
           continue
     eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+  if not pulled:
+    return program
   return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
 
 
@@ -769,14 +772,11 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
   if evaluate_only:
     program = strip_stop_gradients(program)
   for _ in range(max_rounds):
-    before = _size(program)
-    program = dce(cse(pull_gathers(push_sums(simplify(fold_constants(program))))))
-    if _size(program) == before:
+    before = len(program.eqns)
+    program = push_sums(simplify(fold_constants(program)))
+    pulled = pull_gathers(program)  # (the same program where it moved nothing)
+    moved, program = pulled is not program, dce(cse(pulled))
+    if len(program.eqns) == before and not moved:
       break
   return program
-
-
-def _size(program):
-  """The number of equations and the entries they compute: what the passes lower."""
-  return len(program.eqns), sum(v.aval.size for e in program.eqns for v in e.outputs)
 
