@@ -312,8 +312,9 @@ def _scatter_impl(ufunc):
   return impl
 
 
-# Below this many updates np.add.at is as fast as planning (the gradient of a small gather).
-_PLANNED_MIN_SIZE = 4096
+# Below this many updates np.add.at is faster than planning (about 10 us; measured: 2500
+# updates 20 us by np.add.at, 10 us planned; 20 updates 2.4 and 12.5 us).
+_PLANNED_MIN_SIZE = 1024
 _plan_cache: dict = {}  # id(index) -> (a copy of the index, axis length, plan)
 
 
