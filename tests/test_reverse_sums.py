@@ -162,3 +162,28 @@ def test_jit_program_has_the_summed_product_only(rng):
   got = dfdx.jit(dfdx.grad(gmm_like, (0, 1)))(q, mu, x)
   for a, b in zip(got, dfdx.grad(gmm_like, (0, 1))(q, mu, x)):
     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_parameters_cotangents_do_not_keep_their_products_factors_alive(rng):
+  # A pending product kept as a weight's cotangent until the end of the pass would hold
+  # every layer's activation-sized cotangent: 10 more layers' worth of memory here.
+  import tracemalloc
+  layers, n, width = 10, 2000, 256
+  ws = [rng.normal(size=(width, width)) * 0.05 for _ in range(layers)]
+  x = rng.normal(size=(n, width))
+
+  def loss(ws, x):
+    h = x
+    for w in ws:
+      h = dnp.tanh(h @ w)
+    return dnp.sum(h ** 2)
+  grad = dfdx.grad(loss)
+  grad(ws, x)
+  tracemalloc.start()
+  try:
+    grad(ws, x)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  layer_bytes = n * width * 8  # two of these a layer are kept for the reverse pass
+  assert peak < (2 * layers + 8) * layer_bytes, peak / layer_bytes

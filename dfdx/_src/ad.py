@@ -411,6 +411,8 @@ class _NodeRules:
       if c is not None and t is not None:
         if debug_checks:
           _check_cotangent(t, c)
+        if type(c) is not np.ndarray and isinstance(c, PendingCotangent) and not c.keep_for(t):
+          c = c.materialize()
         key = id(t)
         prev = env.get(key)
         env[key] = c if prev is None else _add_cotangents(prev, c)
@@ -523,8 +525,13 @@ class PendingCotangent:
   before any rule or caller sees it, except the rules of `summing_transposes`. Subclasses
   define `aval`, `add(ct)` (self + ct), `radd(ct)` (ct + self, ct not pending) and
   `materialize()`; one that also defines `sum_to_shape(shape)` (see ops/shape.py's
-  function of that name) reaches the rules of `summing_transposes` unmaterialized."""
+  function of that name) reaches the rules of `summing_transposes` unmaterialized.
+  `keep_for(var)` says whether it is worth keeping pending as `var`'s cotangent until var's
+  turn comes (what it holds stays alive until then)."""
   __slots__ = ()
+
+  def keep_for(self, var):
+    return True
 
 
 # Primitives whose transpose rules take a PendingCotangent with a `sum_to_shape` method: the
@@ -534,6 +541,12 @@ class PendingCotangent:
 # of a large one and a sum. Registered by ops/ (a rule returns the cotangent unchanged or
 # sums it with shape.sum_to_shape, which materializes what cannot be summed first).
 summing_transposes: set = set()
+
+
+def sums_its_cotangent(var):
+  """Whether `var` is the output of a primitive whose transpose may sum its cotangent (see
+  summing_transposes), so that a pending cotangent can be kept for it."""
+  return type(var) is _Node and var.prim in summing_transposes
 
 
 def _add_cotangents(prev, ct):

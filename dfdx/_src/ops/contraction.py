@@ -169,6 +169,11 @@ class PendingProduct(ad.PendingCotangent):
   shape = property(lambda self: self.aval.shape)
   dtype = property(lambda self: self.aval.dtype)
 
+  def keep_for(self, var):
+    # Kept only for a variable whose transpose may sum it: held elsewhere (a parameter's
+    # cotangent, kept to the end of the pass) it would keep the product's factors alive.
+    return ad.sums_its_cotangent(var)
+
   def materialize(self):
     if self._value is None:
       self._value = _product(self.ct, self.other, self.dims, self.perm, self.aval.dtype)
