@@ -177,6 +177,7 @@ class PendingProduct(ad.PendingCotangent):
   def materialize(self):
     if self._value is None:
       self._value = _product(self.ct, self.other, self.dims, self.perm, self.aval.dtype)
+      self.ct = self.other = None  # (not needed any more: let them go)
     return self._value
 
   def add(self, ct):
