@@ -359,21 +359,17 @@ def _short_inner_loops(eqn):
 
 
 class _Layouts:
-  """A static model of the memory layout of the values that the generated code makes.
-
-  NumPy gives a ufunc's result the layout of its operands ("K" order: the axes sorted by
-  the operands' strides, C order winning conflicts). For a transposed operand broadcast
-  against others that can make the innermost loop run along a short axis: `x.T[None, :, :] -
-  m[:, :, None]` with x of shape (1000, 2) is laid out with the axis of length 2 innermost,
-  and runs 7x slower than on a C-ordered copy of x.T (and so does every later operation on
-  the result). The model follows the strides (in elements) of transposes through views
-  (reshapes adding or dropping axes of length 1, broadcasts, slices) and of ufunc results;
-  where K order would leave a short inner loop and C order a much longer one, the broadcast
-  operands laid out otherwise are copied to C order first (`np.ascontiguousarray`: a pass
-  over the small operand instead of strided reads of it for every output element), and
-  `order='C'` is asked of the ufunc if that is not enough. Everything else is taken to be
-  C-contiguous (inputs, constants, results of other calls): the model only chooses layouts,
-  never values, so a wrong guess costs time, not correctness."""
+  """A static model of the memory layout of the values that the generated code makes, for
+  NumPy's K-order results (dfdx/_src/layouts.py: a transposed operand broadcast along a
+  short axis makes every later operation on the result loop along that axis). It follows the
+  strides (in elements) of transposes through views (reshapes adding or dropping axes of
+  length 1, broadcasts, slices) and of ufunc results; where K order would leave a short
+  inner loop and C order a much longer one, the broadcast operands laid out otherwise are
+  copied to C order first (`np.ascontiguousarray`: a pass over the small operand instead of
+  strided reads of it for every output element), and `order='C'` is asked of the ufunc if
+  that is not enough. Everything else is taken to be C-contiguous (inputs, constants,
+  results of other calls): the model only chooses layouts, never values, so a wrong guess
+  costs time, not correctness."""
 
   def __init__(self):
     self.strides = {}  # id(var) -> element strides, for values known not to be C-ordered
@@ -382,27 +378,26 @@ class _Layouts:
     s = self.strides.get(id(a)) if isinstance(a, Var) and id(a) not in c_ordered else None
     return s if s is not None else layouts.c_strides(a.aval.shape)
 
-  def _k_order(self, eqn, c_ordered=()):
-    """The non-trivial axes fastest first in NumPy's K order and the operands' strides, or
-    None when the result is C-ordered (every operand is)."""
+  def _operands(self, eqn, c_ordered):
+    """The operands' strides broadcast to the result's shape, or None when every operand is
+    C-ordered (and so is the result)."""
     if not any(isinstance(a, Var) and id(a) in self.strides and id(a) not in c_ordered
                for a in eqn.inputs):
       return None
     shape = eqn.outputs[0].aval.shape
-    operands = self._operands(eqn, c_ordered)
-    order = layouts.k_order(shape, operands)
-    return None if order is None else (order, operands)
-
-  def _operands(self, eqn, c_ordered):
-    shape = eqn.outputs[0].aval.shape
     return [layouts.broadcast_strides(self.of(a, c_ordered), a.aval.shape, shape)
             for a in eqn.inputs if isinstance(a, Var) and a.aval.ndim]
 
+  def _k_order(self, eqn, c_ordered=()):
+    """The non-trivial axes fastest first in NumPy's K order, or None when the result is
+    C-ordered."""
+    operands = self._operands(eqn, c_ordered)
+    return None if operands is None else layouts.k_order(eqn.outputs[0].aval.shape, operands)
+
   def _short_inner_loop(self, eqn, c_ordered=()):
-    if not any(isinstance(a, Var) and id(a) in self.strides and id(a) not in c_ordered
-               for a in eqn.inputs):
-      return False
-    return layouts.short_inner_loop(eqn.outputs[0].aval.shape, self._operands(eqn, c_ordered))
+    operands = self._operands(eqn, c_ordered)
+    return operands is not None and layouts.short_inner_loop(eqn.outputs[0].aval.shape,
+                                                             operands)
 
   def plan(self, eqn):
     """(indices of the operands to copy to C order first, whether to ask for order='C')."""
@@ -420,9 +415,9 @@ class _Layouts:
       if id(buffer) in self.strides:
         self.strides[id(out)] = self.strides[id(buffer)]
       return
-    found = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
-    if found is not None:
-      self.strides[id(out)] = layouts.contiguous_in(found[0], out.aval.shape)
+    order = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
+    if order is not None:
+      self.strides[id(out)] = layouts.contiguous_in(order, out.aval.shape)
 
   def after_view(self, eqn):
     """The strides of a view's result (transpose, reshape adding or dropping axes of length

@@ -73,7 +73,8 @@ def _reduce_sum_code(ins, p, in_avals, out_avals):
   compiled and in exported code (the same bits: ops/reduction.py's _sum_trailing)."""
   x, axes = in_avals[0], p["axes"]
   if (axes and axes[0] == x.ndim - len(axes) and x.dtype.kind == "f"
-          and math.prod(x.shape[x.ndim - len(axes):]) <= 7 and x.size >= 1 << 10):
+          and math.prod(x.shape[x.ndim - len(axes):]) <= _reduction_ops._SUM_BY_SLICES_MAX
+          and x.size >= 1 << 10):
     return f"_sum_trailing({ins[0]}, {literal(axes)})"
   return f"np.add.reduce({ins[0]}, axis={literal(axes)})"
 
@@ -217,23 +218,10 @@ def _index_expr(spec, arrays):
   return "(" + "".join(p + ", " for p in _index_parts(spec, arrays, False)) + ")"
 
 
-def _take_axis(spec, shape):
-  """The axis k when `spec` is `[:, ..., :, idx]` (full slices, in any spelling, then one
-  index array at axis k, then full slices), else None."""
-  axis = None
-  for i, e in enumerate(spec):
-    if type(e).__name__ == "ArrayIndex" and axis is None:
-      axis = i
-    elif not (type(e) is tuple and i < len(shape) and
-              slice(*e).indices(shape[i]) == (0, shape[i], 1)):
-      return None
-  return axis
-
-
 @with_avals
 def _gather_code(ins, p, in_avals, out_avals):
   if len(ins) == 2 and in_avals[1].dtype.kind in "iu":
-    axis = _take_axis(p["spec"], in_avals[0].shape)
+    axis = _indexing_ops.take_axis(p["spec"], in_avals[0].shape)
     if axis:
       return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
   parts = _index_parts(p["spec"], ins[1:], True)
@@ -268,7 +256,7 @@ helpers["_scatter_add_axis"] = inspect.getsource(_indexing_ops._scatter_add_axis
 @with_constants
 def _scatter_add_code(ins, p, in_avals, out_avals, constants):
   x_aval, x, index = in_avals[0], constants.value(0), constants.value(2)
-  axis = _take_axis(p["spec"], x_aval.shape) if len(ins) == 3 else None
+  axis = _indexing_ops.take_axis(p["spec"], x_aval.shape) if len(ins) == 3 else None
   plan = None
   if axis is not None and x is not None and not np.any(x) and index is not None and \
       x_aval.dtype.kind in "iufc" and index.dtype.kind in "iu":

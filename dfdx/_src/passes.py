@@ -501,34 +501,39 @@ def inline_jit_calls(program: Program) -> Program:
 # ---- pushing sums down ----------------------------------------------------------------------
 
 
-class _SumPusher:
+class _Mover:
+  """What the passes that move an operation into the equations producing its operand share:
+  each variable's producer and number of uses (outputs count twice: never consumed away),
+  and the equations emitted (`out`)."""
+
+  def __init__(self, program):
+    self.uses, self.producer = _use_counts(program), {}
+    for eqn in program.eqns:
+      for v in eqn.outputs:
+        self.producer[id(v)] = eqn
+    self.out = []
+
+  def emit_prim(self, prim, inputs, params, source=None):
+    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
+    var = Var(aval)
+    self.out.append(Eqn(prim, inputs, params, [var], source))
+    return var
+
+
+class _SumPusher(_Mover):
   """Rewrites `reduce_sum(v, axes)` by pushing the sum into the equation that produced `v`
   when `v` is used only there (so the producer dies), recursively."""
 
   def __init__(self, program):
     from dfdx._src.ops import contraction, elementwise, reduction, shape
+    super().__init__(program)
     self.ops = {"neg": elementwise.neg_p, "add": elementwise.add_p, "sub": elementwise.sub_p,
                 "mul": elementwise.mul_p, "reduce_sum": reduction.reduce_sum_p,
                 "transpose": shape.transpose_p, "reshape": shape.reshape_p,
                 "dot_general": contraction.dot_general_p}
-    self.uses, self.producer = {}, {}
-    for eqn in program.eqns:
-      for a in eqn.inputs:
-        if isinstance(a, Var):
-          self.uses[id(a)] = self.uses.get(id(a), 0) + 1
-      for v in eqn.outputs:
-        self.producer[id(v)] = eqn
-    for o in program.outs:
-      if isinstance(o, Var):
-        self.uses[id(o)] = self.uses.get(id(o), 0) + 2  # outputs are never consumed away
-    self.out = []
 
   def emit(self, name, inputs, params, source=None):
-    prim = self.ops[name]
-    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
-    var = Var(aval)
-    self.out.append(Eqn(prim, inputs, params, [var], source))
-    return var
+    return self.emit_prim(self.ops[name], inputs, params, source)
 
   def reduce(self, v, axes):
     return self.emit("reduce_sum", [v], {"axes": tuple(axes)}) if axes else v
@@ -631,7 +636,7 @@ def push_sums(program: Program) -> Program:
 # ---- pulling gathers up ----------------------------------------------------------------------
 
 
-class _GatherPuller:
+class _GatherPuller(_Mover):
   """Rewrites `take(v, idx, axis)` (a gather of fewer entries than the axis holds) by taking
   the entries from the operands of the equation that produced `v` when `v` is used only
   there, recursively: elementwise operations (broadcast operands of length 1 along the
@@ -642,25 +647,12 @@ class _GatherPuller:
   def __init__(self, program, subst):
     from dfdx._src import batching
     from dfdx._src.ops import indexing
-    self.elementwise = batching.elementwise_prims
-    self.gather_p, self.take_axis = indexing.gather_p, indexing.take_axis
-    self.full, self.subst = indexing._FULL, subst
-    self.uses, self.producer = _use_counts(program), {}
-    for eqn in program.eqns:
-      for v in eqn.outputs:
-        self.producer[id(v)] = eqn
-    self.out = []
-
-  def emit(self, prim, inputs, params, source=None):
-    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
-    var = Var(aval)
-    self.out.append(Eqn(prim, inputs, params, [var], source))
-    return var
+    super().__init__(program)
+    self.elementwise, self.subst, self.indexing = batching.elementwise_prims, subst, indexing
 
   def take(self, v, index, axis):
-    from dfdx._src.ops import indexing
-    spec = (self.full,) * axis + (indexing.ArrayIndex(0),)
-    return self.emit(self.gather_p, [v, index], {"spec": spec})
+    spec = (self.indexing._FULL,) * axis + (self.indexing.ArrayIndex(0),)
+    return self.emit_prim(self.indexing.gather_p, [v, index], {"spec": spec})
 
   def pull(self, v, index, axis):
     """An atom equal to take(v, index, axis)."""
@@ -679,11 +671,11 @@ class _GatherPuller:
     for a in map(self.subst, eqn.inputs):
       j = axis - (rank - a.aval.ndim)
       inputs.append(a if j < 0 or a.aval.shape[j] == 1 else self.pull(a, index, j))
-    return self.emit(eqn.prim, inputs, eqn.params, eqn.source)
+    return self.emit_prim(eqn.prim, inputs, eqn.params, eqn.source)
 
   def _pull_transpose(self, eqn, v, index, axis):
     perm = eqn.params["perm"]
-    return self.emit(eqn.prim, [self.pull(self.subst(eqn.inputs[0]), index, perm[axis])],
+    return self.emit_prim(eqn.prim, [self.pull(self.subst(eqn.inputs[0]), index, perm[axis])],
                      eqn.params)
 
   def _pull_reshape(self, eqn, v, index, axis):
@@ -692,13 +684,13 @@ class _GatherPuller:
     for j, d in enumerate(x.aval.shape):
       if d == out_shape[axis] and int(np.prod(x.aval.shape[:j], dtype=np.int64)) == before:
         shape = out_shape[:axis] + (index.aval.shape[0],) + out_shape[axis + 1:]
-        return self.emit(eqn.prim, [self.pull(x, index, j)], {"shape": shape})
+        return self.emit_prim(eqn.prim, [self.pull(x, index, j)], {"shape": shape})
     return None
 
   def _pull_reduce_sum(self, eqn, v, index, axis):
     x, axes = self.subst(eqn.inputs[0]), eqn.params["axes"]
     kept = [i for i in range(x.aval.ndim) if i not in axes]
-    return self.emit(eqn.prim, [self.pull(x, index, kept[axis])], eqn.params)
+    return self.emit_prim(eqn.prim, [self.pull(x, index, kept[axis])], eqn.params)
 
   def _pull_dot_general(self, eqn, v, index, axis):
     x, y = map(self.subst, eqn.inputs)
@@ -712,7 +704,7 @@ class _GatherPuller:
     else:
       yf = [i for i in range(y.aval.ndim) if i not in yc and i not in yb]
       y = self.pull(y, index, yf[axis - nb - len(xf)])
-    return self.emit(eqn.prim, [x, y], eqn.params, eqn.source)
+    return self.emit_prim(eqn.prim, [x, y], eqn.params, eqn.source)
 
 
 def pull_gathers(program: Program) -> Program:
@@ -727,9 +719,9 @@ def pull_gathers(program: Program) -> Program:
   puller = _GatherPuller(program, subst)
   for eqn in program.eqns:
     inputs = [subst(a) for a in eqn.inputs]
-    if eqn.prim is puller.gather_p and len(inputs) == 2 and isinstance(inputs[0], Var):
+    if eqn.prim is puller.indexing.gather_p and len(inputs) == 2 and isinstance(inputs[0], Var):
       x, index = inputs
-      axis = puller.take_axis(eqn.params["spec"], x.aval.shape)
+      axis = puller.indexing.take_axis(eqn.params["spec"], x.aval.shape)
       if (axis is not None and index.aval.ndim == 1 and index.aval.dtype.kind in "iu"
               and index.aval.shape[0] < x.aval.shape[axis]
               and puller.producer.get(id(x)) is not None and puller.uses.get(id(x)) == 1):

@@ -110,16 +110,14 @@ def _unary(name, np_fun, op):
 
 def _binary(name, np_fun, op):
   direct = _is_the_ufunc(np_fun, op)
-  ndarray = np.ndarray
 
   def fn(x1, x2, /, **kwargs):
     if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
       x1, x2 = arg(x1), arg(x2)
       if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
         return np_fun(x1, x2, **kwargs)
-    if direct and not kwargs:  # (arg's common cases inline: this is every traced a * b)
-      return op(x1 if type(x1) is ndarray or isinstance(x1, Tracer) else arg(x1),
-                x2 if type(x2) is ndarray or isinstance(x2, Tracer) else arg(x2))
+    if direct and not kwargs:
+      return op(arg(x1), arg(x2))
     return _apply(name, np_fun, op, [arg(x1), arg(x2)], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."

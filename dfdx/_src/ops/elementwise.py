@@ -562,9 +562,6 @@ def _integer_pow_jvp(x_dot, x, *, y):
   return tmul(x_dot, mul(_const(y, x), integer_pow(x, y - 1)))
 
 
-integer_pow_p.def_impl(_integer_pow_impl)
-integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
-    x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
 def _integer_pow_vjp(ct, ans, x, *, needs, y):
   source = _broadcast_source(ct) if y > 1 else None
   if source is None:
@@ -583,6 +580,9 @@ def _broadcast_source(ct):
   return ct[tuple(slice(0, 1) if st == 0 else slice(None) for st in ct.strides)]
 
 
+integer_pow_p.def_impl(_integer_pow_impl)
+integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
+    x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
 ad.defjvp(integer_pow_p, _integer_pow_jvp)
 ad.defvjp(integer_pow_p, _integer_pow_vjp)
 batching.defvectorized(integer_pow_p)

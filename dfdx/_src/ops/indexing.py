@@ -219,14 +219,16 @@ def gather(x, indices, spec):
 
 
 def take_axis(spec, shape):
-  """The axis k when `spec` is `[:, ..., :, idx]` (full slices, then one index array at axis
-  k, then full slices), else None. NumPy's `take` along k computes it into a contiguous
-  result, where fancy indexing past axis 0 gives a strided one that a later reshape copies."""
+  """The axis k when `spec` is `[:, ..., :, idx]` (full slices, in any spelling, then one
+  index array at axis k, then full slices), else None. NumPy's `take` along k computes it
+  into a contiguous result, where fancy indexing past axis 0 gives a strided one that a later
+  reshape copies."""
   axis = None
   for i, e in enumerate(spec):
     if type(e) is ArrayIndex and axis is None:
       axis = i
-    elif not (type(e) is tuple and i < len(shape) and (e == _FULL or e == (0, shape[i], 1))):
+    elif not (type(e) is tuple and i < len(shape) and
+              (e == _FULL or slice(*e).indices(shape[i]) == (0, shape[i], 1))):
       return None
   return axis
 
