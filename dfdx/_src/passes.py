@@ -10,7 +10,8 @@ Rewrites that save an operation: explicit broadcasts (and reshapes adding leadin
 length 1) dropped before broadcasting operations, scalar factors folded (`(y * c1) * c2`,
 also through a reshape: `reshape(y * c) -> reshape(y) * c`), and `pad(a) + pad(b)` of
 adjacent blocks joined into one concatenation (the gradients of slices of one input).
-For programs that are only run (compiled code, `evaluate_only`), stop_gradient goes too.
+For programs that are only run (compiled code, `evaluate_only`), stop_gradient goes too,
+and `batch_last` lays a batch of many small problems out with the batch axis last.
 
 `push_sums` moves sums toward the data they sum (`sum(-x) -> -sum(x)`, `sum(a + b) ->
 sum(a) + sum(b)`, `sum(a * c) -> sum(a) * c` for c constant along the summed axes, sums
@@ -770,5 +771,214 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
     moved, program = pulled is not program, dce(cse(pulled))
     if len(program.eqns) == before and not moved:
       break
+  if evaluate_only:
+    program = batch_last(program)
   return program
 
+
+
+# ---- the batch axis last ------------------------------------------------------------------
+# vmap puts the batch axis first, so a batch of many small problems (bundle adjustment: 30,000
+# observations of 2 x 3 blocks) becomes arrays of shape (B, 2, 3) whose every operation loops
+# innermost over 2 or 3 entries, where NumPy is slowest. `batch_last` stores such arrays with
+# the batch axis last, (2, 3, B), so that each operation loops over B contiguous entries.
+# Values are exactly those of the batch-first program: elementwise operations do not depend
+# on the layout, the sums moved are over at most 7 entries, which NumPy adds one by one in
+# either layout, and other operations read a copy in C order. The exception is the sums of
+# products that code generation writes as np.einsum, whose rounding depends on the layout.
+# The rewrite is kept where it moves many equations for each operand it must copy.
+_BATCH_MIN = 1 << 10  # batches at least this long
+_BATCH_GAIN = 8  # equations moved per operand that must be transposed (copied) to be moved
+
+
+def _batch_size(program):
+  """The leading length B shared by most of the data held in arrays with B rows and a short
+  rest (fewer than layouts.SHORT entries per row), or None."""
+  from dfdx._src import layouts
+  totals = {}
+  for v in _all_vars(program):
+    shape = v.aval.shape
+    if len(shape) >= 2 and shape[0] >= _BATCH_MIN and 1 < np.prod(shape[1:]) < layouts.SHORT:
+      totals[shape[0]] = totals.get(shape[0], 0) + int(np.prod(shape))
+  return max(totals, key=totals.get) if totals else None
+
+
+def _all_vars(program):
+  yield from program.in_vars
+  for eqn in program.eqns:
+    yield from eqn.outputs
+
+
+class _BatchLast:
+  """Rewrites a program with the batch axis of length B moved last in every variable that
+  has B rows and a short rest (`_short_rows`), where the equation producing it allows
+  (elementwise operations, reshapes, slices and concatenations that keep the batch axis, sums
+  over a few entries of each row, and gathers of whole rows). Each variable has a plain form
+  (its own shape) and a moved one; a missing form is made where needed by a transpose (a
+  view; a copy in C order for operations other than elementwise ones, whose rounding may
+  depend on the layout), so every other equation reads plain operands and the program's
+  outputs are plain (transposed views)."""
+
+  def __init__(self, program, size):
+    from dfdx._src import batching, layouts
+    from dfdx._src.ops import indexing, shape
+    self.size, self.short = size, layouts.SHORT
+    self.elementwise, self.indexing, self.shape_ops = batching.elementwise_prims, indexing, shape
+    self.plain, self.moved, self.views, self.eqns = {}, {}, {}, []
+    self.rewritten = self.converted = 0  # equations moved; operands transposed to be
+
+  def emit(self, prim, inputs, params, source=None):
+    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
+    var = Var(aval)
+    self.eqns.append(Eqn(prim, inputs, params, [var], source))
+    return var
+
+  def _short_rows(self, aval):
+    shape = aval.shape
+    return len(shape) >= 2 and shape[0] == self.size and np.prod(shape[1:]) < self.short
+
+  def get_plain(self, a, c_order=False):
+    """`a` in its own shape: a transposed view of its moved form, or with `c_order` a copy
+    in C order (NumPy's sums, products and the like round as on the batch-first array)."""
+    if not isinstance(a, Var):
+      return a
+    plain = self.plain.get(id(a))
+    if plain is not None:
+      return plain
+    key = (id(a), c_order)
+    plain = self.views.get(key)
+    if plain is None:
+      moved = self.moved[id(a)]
+      rank = moved.aval.ndim
+      plain = self.emit(self.shape_ops.transpose_p, [moved],
+                        {"perm": (rank - 1,) + tuple(range(rank - 1))})
+      if c_order:  # flattening a transposed array copies it in C order
+        flat = self.emit(self.shape_ops.reshape_p, [plain], {"shape": (a.aval.size,)})
+        plain = self.emit(self.shape_ops.reshape_p, [flat], {"shape": a.aval.shape})
+      self.views[key] = plain
+    return plain
+
+  def get_moved(self, a):
+    """`a` (B or 1 rows) with its first axis last."""
+    moved = self.moved.get(id(a))
+    if moved is None and a.aval.ndim == 1:
+      return self.get_plain(a)
+    if moved is None:
+      plain, shape = self.get_plain(a), a.aval.shape
+      if shape[0] == 1:
+        moved = self.emit(self.shape_ops.reshape_p, [plain], {"shape": shape[1:] + (1,)})
+      else:
+        self.converted += 1
+        moved = self.emit(self.shape_ops.transpose_p, [plain],
+                          {"perm": tuple(range(1, len(shape))) + (0,)})
+      if isinstance(a, Var):
+        self.moved[id(a)] = moved
+    return moved
+
+  def has_moved(self, a):
+    return isinstance(a, Var) and (id(a) in self.moved or (
+        a.aval.shape == (self.size,) and id(a) in self.plain))
+
+  def set_moved(self, var, moved):
+    self.moved[id(var)] = moved
+    if moved.aval.ndim == 1:  # a vector of B entries: both forms
+      self.plain[id(var)] = moved
+
+  def run(self, program):
+    for v in list(program.in_vars) + list(program.const_vars):
+      self.plain[id(v)] = v
+    for eqn in program.eqns:
+      rule = None
+      if len(eqn.outputs) == 1:
+        rule = (self._elementwise if eqn.prim in self.elementwise
+                else getattr(self, "_" + eqn.prim.name, None))
+      moved = rule(eqn, eqn.outputs[0]) if rule is not None else None
+      if moved is None:
+        c_order = eqn.prim not in self.elementwise
+        inputs = [self.get_plain(a, c_order) for a in eqn.inputs]
+        self.eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+        for v in eqn.outputs:
+          self.plain[id(v)] = v
+      else:
+        self.rewritten += 1
+        self.set_moved(eqn.outputs[0], moved)
+    outs = [self.get_plain(o) for o in program.outs]
+    return dce(_rebuild(program, self.eqns, outs))
+
+  # Each rule returns the moved form of the equation's output, or None where it does not
+  # apply (the equation is then kept as it is, on plain operands).
+
+  def _elementwise(self, eqn, out):
+    if not self._short_rows(out.aval):
+      return None
+    rank, inputs = out.aval.ndim, []
+    for a in eqn.inputs:
+      r = a.aval.ndim
+      if r == rank:
+        inputs.append(self.get_moved(a))
+      elif r == 0:
+        inputs.append(self.get_plain(a))
+      else:  # aligned with the trailing axes: one more, of length 1, for the batch axis
+        inputs.append(self.emit(self.shape_ops.reshape_p, [self.get_plain(a)],
+                                {"shape": a.aval.shape + (1,)}))
+    return self.emit(eqn.prim, inputs, eqn.params, eqn.source)
+
+  def _keeps_batch(self, x, out):
+    return (self.has_moved(x) and x.aval.shape[0] == self.size
+            and (self._short_rows(out.aval) or out.aval.shape == (self.size,)))
+
+  def _reshape(self, eqn, out):
+    x = eqn.inputs[0]
+    if not (self._keeps_batch(x, out) and out.aval.shape[0] == self.size):
+      return None
+    shape = out.aval.shape[1:] + (self.size,)
+    return self.emit(eqn.prim, [self.get_moved(x)], {"shape": shape}, eqn.source)
+
+  def _slice(self, eqn, out):
+    x, p = eqn.inputs[0], eqn.params
+    if not (self._keeps_batch(x, out) and x.aval.ndim >= 2 and p["start"][0] == 0
+            and p["limit"][0] == self.size and p["strides"][0] == 1):
+      return None
+    params = {"start": p["start"][1:] + (0,), "limit": p["limit"][1:] + (self.size,),
+              "strides": p["strides"][1:] + (1,)}
+    return self.emit(eqn.prim, [self.get_moved(x)], params, eqn.source)
+
+  def _concatenate(self, eqn, out):
+    axis = eqn.params["axis"]
+    if axis == 0 or not self._short_rows(out.aval):
+      return None
+    inputs = [self.get_moved(a) for a in eqn.inputs]
+    return self.emit(eqn.prim, inputs, {"axis": axis - 1}, eqn.source)
+
+  def _reduce_sum(self, eqn, out):
+    from dfdx._src.ops import reduction
+    x, axes = eqn.inputs[0], eqn.params["axes"]
+    if (not self._keeps_batch(x, out) or x.aval.ndim < 2 or 0 in axes
+            or np.prod([x.aval.shape[i] for i in axes]) > reduction._SUM_BY_SLICES_MAX):
+      return None
+    return self.emit(eqn.prim, [self.get_moved(x)], {"axes": tuple(i - 1 for i in axes)},
+                     eqn.source)
+
+  def _gather(self, eqn, out):
+    if len(eqn.inputs) != 2 or not self._short_rows(out.aval):
+      return None
+    x, index = eqn.inputs
+    if (x.aval.ndim < 2 or index.aval.shape != (self.size,) or index.aval.dtype.kind not in "iu"
+            or self.indexing.take_axis(eqn.params["spec"], x.aval.shape) != 0):
+      return None
+    rank = x.aval.ndim
+    columns = self.emit(self.shape_ops.transpose_p, [self.get_plain(x)],
+                        {"perm": tuple(range(1, rank)) + (0,)})
+    spec = (self.indexing._FULL,) * (rank - 1) + (self.indexing.ArrayIndex(0),)
+    return self.emit(eqn.prim, [columns, self.get_plain(index)], {"spec": spec}, eqn.source)
+
+
+def batch_last(program: Program) -> Program:
+  """The program with the batch axis last in the arrays of a batch of small problems (see
+  _BatchLast): the same values, computed by operations that loop over the batch."""
+  size = _batch_size(program)
+  if size is None:
+    return program
+  mover = _BatchLast(program, size)
+  moved = mover.run(program)
+  return moved if mover.rewritten >= _BATCH_GAIN * mover.converted else program

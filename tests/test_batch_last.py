@@ -1,0 +1,214 @@
+"""The batch axis moved last in compiled programs (passes.batch_last): a batch of many small
+problems, (B, 2, 3) arrays as vmap makes them, is computed as (2, 3, B) arrays. Each test
+checks which equations moved (by the shapes the rewritten program holds) and that its values
+are the original program's, bit for bit (evaluated by the same impls), or jit's against eager
+evaluation where code generation writes sums of products with np.einsum."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import passes
+from dfdx._src.ir import eval_program, typecheck_program
+
+B = 2048
+
+
+def _programs(f, *args):
+  """(original, rewritten) programs of f at args, unoptimized: the rules see what f binds."""
+  program = dfdx.make_expr(f)(*args).program
+  moved = passes.batch_last(program)
+  typecheck_program(moved)
+  return program, moved
+
+
+def _shapes(program):
+  return [v.aval.shape for e in program.eqns for v in e.outputs]
+
+
+def _same_values(original, moved, *args):
+  for a, b in zip(eval_program(original, *args), eval_program(moved, *args), strict=True):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(b, a)
+
+
+def _many(step, n=12):
+  """A chain of n elementwise steps: enough moved equations to pay for transposed inputs."""
+  def f(*args):
+    y = step(*args)
+    for _ in range(n):
+      y = dnp.sin(y) * 1.5 + y
+    return y
+  return f
+
+
+def test_elementwise_chains_run_on_batch_last_arrays_with_the_same_bits(rng):
+  x, v, c = rng.normal(size=(B, 2, 3)), rng.normal(size=3), rng.normal(size=(1, 2, 1))
+  f = _many(lambda x, v, c: x * v - c + 2.0)
+  original, moved = _programs(f, x, v, c)
+  assert moved is not original
+  assert (2, 3, B) in _shapes(moved) and (B, 2, 3) not in _shapes(moved)[:-1]
+  _same_values(original, moved, x, v, c)
+
+
+def test_only_the_programs_outputs_are_transposed_back(rng):
+  x = rng.normal(size=(B, 2, 3))
+  original, moved = _programs(_many(lambda x: x * 2.0), x)
+  transposes = [e for e in moved.eqns if e.prim.name == "transpose"]
+  assert [e.params["perm"] for e in transposes] == [(1, 2, 0), (2, 0, 1)]
+  assert moved.outs[0].aval.shape == (B, 2, 3)
+
+
+def test_reshapes_slices_and_concatenations_keeping_the_batch_axis_move(rng):
+  x, w = rng.normal(size=(B, 6)), rng.normal(size=(B,))
+
+  def f(x, w):
+    y = dnp.reshape(x, (B, 2, 3)) * w[:, None, None]
+    y = dnp.concatenate([y[:, :, 1:], y[:, :, :1], dnp.cos(y)], axis=2)
+    for _ in range(6):
+      y = dnp.tanh(y) + y
+    return dnp.reshape(y, (B, 12)), dnp.reshape(y[:, 1:, 2:3], (B,))
+  original, moved = _programs(f, x, w)
+  shapes = _shapes(moved)
+  assert (2, 3, B) in shapes and (2, 6, B) in shapes and (1, 1, B) in shapes
+  assert [o.aval.shape for o in moved.outs] == [(B, 12), (B,)]
+  _same_values(original, moved, x, w)
+
+
+def test_short_sums_move_and_keep_numpys_bits(rng):
+  x = rng.normal(size=(B, 3, 7))
+  x[:5] = -0.0  # all-negative-zero sums are +0.0 in NumPy's every layout
+
+  def f(x):
+    y = x
+    for _ in range(8):
+      y = dnp.sin(y) + y
+    return dnp.sum(y, axis=2), dnp.sum(y, axis=(1, 2), keepdims=True)
+  original, moved = _programs(f, x)
+  sums = [e for e in moved.eqns if e.prim.name == "reduce_sum"]
+  # 7 entries: moved; 21: summed batch-first, from a copy in C order (as before)
+  assert [(e.inputs[0].aval.shape, e.params["axes"]) for e in sums] == [
+      ((3, 7, B), (1,)), ((B, 3, 7), (1, 2))]
+  _same_values(original, moved, x)
+  assert not np.signbit(eval_program(moved, x)[0][:5]).any()
+
+
+def test_long_sums_stay_batch_first(rng):
+  """NumPy adds 8 or more entries pairwise along the last axis, one by one along others."""
+  x = rng.normal(size=(B, 2, 16))
+
+  def f(x):
+    y = x[:, :, :10]
+    for _ in range(8):
+      y = dnp.sin(y) + y
+    return dnp.sum(y, axis=2)
+  original, moved = _programs(f, x)
+  sums = [e for e in moved.eqns if e.prim.name == "reduce_sum"]
+  assert sums[0].inputs[0].aval.shape == (B, 2, 10)
+  _same_values(original, moved, x)
+
+
+def test_gathers_of_rows_take_columns_of_the_transposed_operand(rng):
+  table, index = rng.normal(size=(50, 11)), rng.integers(0, 50, B)
+
+  def f(table, index):
+    rows = table[index]
+    y = rows[:, 0:3] * rows[:, 3:6]
+    for _ in range(6):
+      y = dnp.exp(-y * y) + y
+    return y
+  original, moved = _programs(f, table, index)
+  gathers = [e for e in moved.eqns if e.prim.name == "gather"]
+  assert gathers[0].outputs[0].aval.shape == (11, B)
+  _same_values(original, moved, table, index)
+
+
+def test_other_equations_read_plain_operands_in_c_order(rng):
+  """A product with a matrix is not rewritten: its operand is transposed back for it, and
+  copied in C order (flattened and reshaped), as the batch-first program had it."""
+  x, m = rng.normal(size=(B, 2, 3)), rng.normal(size=(3, 3))
+
+  def f(x, m):
+    y = x
+    for _ in range(8):
+      y = dnp.sin(y) + y
+    z = y @ m
+    for _ in range(8):
+      z = dnp.cos(z) * z
+    return z
+  original, moved = _programs(f, x, m)
+  dot = next(e for e in moved.eqns if e.prim.name == "dot_general")
+  assert dot.inputs[0].aval.shape == (B, 2, 3)
+  flat = next(e for e in moved.eqns if e.outputs[0] is dot.inputs[0]).inputs[0]
+  assert flat.aval.shape == (B * 6,)
+  _same_values(original, moved, x, m)
+
+
+@pytest.mark.parametrize("shape", [(B // 4, 2, 3), (B, 4, 8), (B,)])
+def test_small_batches_long_rows_and_vectors_are_left_alone(rng, shape):
+  x = rng.normal(size=shape)
+  original, moved = _programs(_many(lambda x: x * 2.0), x)
+  assert moved is original
+
+
+def test_few_equations_per_transposed_input_are_left_alone(rng):
+  x, y = rng.normal(size=(B, 2, 1)), rng.normal(size=(B, 1, 3))
+  original, moved = _programs(lambda x, y: x * y + 1.0, x, y)
+  assert moved is original
+
+
+def test_dtypes_booleans_and_selects_keep_their_types(rng):
+  x = rng.normal(size=(B, 2, 3)).astype(np.float32)
+
+  def f(x):
+    y = dnp.where(x > 0, x, -2 * x)
+    for _ in range(8):
+      y = dnp.sqrt(y + 1) * y
+    return y, y > 1, (y * 3).astype(np.int32)
+  original, moved = _programs(f, x)
+  assert moved is not original
+  _same_values(original, moved, x)
+
+
+def _reprojection(cam, point):
+  """A small residual of one observation (the shape of bundle adjustment's)."""
+  rot, center, focal = cam[0:3], cam[3:6], cam[6]
+  p = point - center
+  q = p + dnp.cross(rot, p) * dnp.cos(dnp.sum(rot * rot))
+  return focal * q[:2] / q[2]
+
+
+def test_jit_of_a_batched_jacobian_matches_eager_and_is_rewritten(rng, monkeypatch):
+  cams, points = rng.normal(size=(40, 7)), rng.normal(size=(500, 3)) + [0, 0, 5]
+  ci, pi = rng.integers(0, 40, B), rng.integers(0, 500, B)
+  blocks = dfdx.vmap(dfdx.jacobian(_reprojection, (0, 1)))
+
+  def f(cams, points, ci, pi):
+    return blocks(cams[ci], points[pi])
+  rewritten = []
+  batch_last = passes.batch_last
+
+  def spy(program):
+    out = batch_last(program)
+    rewritten.append(out is not program)
+    return out
+  monkeypatch.setattr(passes, "batch_last", spy)
+  got = dfdx.jit(f)(cams, points, ci, pi)
+  want = f(cams, points, ci, pi)
+  assert rewritten == [True]
+  for g, w in zip(got, want, strict=True):
+    assert g.shape == w.shape
+    np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)
+
+
+def test_grad_through_a_jitted_batch_is_unaffected(rng):
+  """batch_last runs on the compiled program only: the program differentiated is the same."""
+  cams, points = rng.normal(size=(40, 7)), rng.normal(size=(500, 3)) + [0, 0, 5]
+  ci, pi = rng.integers(0, 40, B), rng.integers(0, 500, B)
+  residuals = dfdx.vmap(_reprojection)
+
+  def loss(cams):
+    return dnp.sum(dfdx.jit(residuals)(cams[ci], points[pi]) ** 2)
+  np.testing.assert_allclose(dfdx.grad(loss)(cams),
+                             dfdx.grad(lambda c: dnp.sum(residuals(c[ci], points[pi]) ** 2))(cams),
+                             rtol=1e-12)
