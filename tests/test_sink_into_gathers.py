@@ -1,0 +1,129 @@
+"""Transposes and unary operations moved into the gathers before them
+(passes.sink_into_gathers), and how compiled code gathers rows. Each test checks where the
+operations ended up and that the values are the original program's, bit for bit."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import passes
+from dfdx._src.ir import eval_program, typecheck_program
+from dfdx._src.ops.indexing import ArrayIndex
+
+
+def _programs(f, *args):
+  program = dfdx.make_expr(f)(*args).program
+  sunk = passes.sink_into_gathers(program)
+  typecheck_program(sunk)
+  for a, b in zip(eval_program(program, *args), eval_program(sunk, *args), strict=True):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(b, a)
+  return program, sunk
+
+
+def _eqns(program, name):
+  return [e for e in program.eqns if e.prim.name == name]
+
+
+def test_a_jacobians_last_transpose_makes_its_gather_take_whole_rows(rng):
+  """The tail of a forward-mode Jacobian of residuals at repeated points: columns first,
+  each point's 3 coordinates taken, negated, and transposed last."""
+  x, idx = rng.normal(size=(26, 3, 50)), rng.integers(0, 50, 400)
+
+  def f(x, idx):
+    picked = dnp.take(dnp.transpose(x, (0, 2, 1)), idx, axis=1)  # (26, 400, 3)
+    return -dnp.reshape(picked, (26, 1200)).T
+  original, sunk = _programs(f, x, idx)
+  gather, = _eqns(sunk, "gather")
+  assert gather.inputs[0].aval.shape == (50, 3, 26)  # rows of 3 x 26 entries
+  assert type(gather.params["spec"][0]) is ArrayIndex
+  neg, = _eqns(sunk, "neg")
+  assert neg.outputs[0].aval.size == x.size  # once per entry, before the gather repeats it
+  assert sunk.eqns.index(neg) < sunk.eqns.index(gather)
+  assert [e.prim.name for e in sunk.eqns[sunk.eqns.index(gather):]] == ["gather", "reshape"]
+  assert sunk.outs[0].aval.shape == (1200, 26)
+
+
+def test_unary_operations_move_before_gathers_that_repeat_entries(rng):
+  x, idx = rng.normal(size=(20, 4)), rng.integers(0, 20, 100)
+  original, sunk = _programs(lambda x, idx: dnp.exp(dnp.sin(x[idx])), x, idx)
+  assert [e.prim.name for e in sunk.eqns] == ["sin", "exp", "gather"]
+  assert _eqns(sunk, "exp")[0].outputs[0].aval.shape == (20, 4)
+
+
+def test_gathers_of_fewer_entries_keep_their_operations_after_them(rng):
+  x, idx = rng.normal(size=(20, 4)), rng.integers(0, 20, 5)
+  original, sunk = _programs(lambda x, idx: dnp.exp(x[idx]), x, idx)
+  assert sunk is original
+
+
+def test_transposes_that_do_not_bring_the_gathered_axis_forward_stay(rng):
+  x, idx = rng.normal(size=(30, 4, 5)), rng.integers(0, 30, 60)
+  original, sunk = _programs(lambda x, idx: dnp.transpose(x[idx], (0, 2, 1)), x, idx)
+  assert sunk is original
+
+
+def test_a_used_intermediate_is_not_recomputed(rng):
+  """The gather's result is also an output: moving the transpose would compute it twice."""
+  x, idx = rng.normal(size=(4, 10)), rng.integers(0, 10, 30)
+
+  def f(x, idx):
+    picked = dnp.take(x, idx, axis=1)
+    return picked.T * 2.0, picked
+  original, sunk = _programs(f, x, idx)
+  assert sunk is original
+
+
+@pytest.mark.parametrize("shape, out, blocks", [
+    ((26, 400, 3), (26, 1200), [([0], [0]), ([1, 2], [1])]),
+    ((6, 4), (2, 3, 4), [([0], [0, 1]), ([1], [2])]),
+    ((1, 5), (5,), [([0, 1], [0])]),
+    ((2, 3), (3, 2), None),  # 2 x 3 -> 3 x 2 mixes its axes
+    ((5,), (5, 1), None),
+])
+def test_reshape_blocks(shape, out, blocks):
+  assert passes._blocks(shape, out) == blocks
+
+
+def test_jit_of_a_forward_jacobian_at_repeated_points_matches_eager(rng, monkeypatch):
+  table = rng.normal(size=(40, 3))
+  idx = rng.integers(0, 40, 500)
+
+  def residuals(theta, points):
+    c, s = dnp.cos(theta[0]), dnp.sin(theta[0])
+    rot = dnp.stack([dnp.stack([c, -s, 0 * c]), dnp.stack([s, c, 0 * c]),
+                     dnp.stack([0 * c, 0 * c, 1 + 0 * c])])
+    model = (table * theta[1]) @ rot.T + theta[2:5]
+    return dnp.ravel(points - model[idx])
+  theta, points = rng.normal(size=5), rng.normal(size=(500, 3))
+  calls = []
+  sink = passes.sink_into_gathers
+
+  def spy(program):
+    out = sink(program)
+    calls.append(out is not program)
+    return out
+  monkeypatch.setattr(passes, "sink_into_gathers", spy)
+  jac = dfdx.jacfwd(residuals)
+  np.testing.assert_allclose(dfdx.jit(jac)(theta, points), jac(theta, points), rtol=1e-14,
+                             atol=1e-14)
+  assert calls == [True]
+
+
+def test_compiled_gathers_of_repeated_rows_use_take(rng, monkeypatch):
+  from dfdx._src import codegen
+  sources = []
+  compile_program = codegen.compile_program
+
+  def spy(program, name="f"):
+    fn = compile_program(program, name)
+    sources.append(fn.__dfdx_source__)
+    return fn
+  monkeypatch.setattr(codegen, "compile_program", spy)
+  x, many, few = rng.normal(size=(10, 3)), rng.integers(-10, 10, 40), rng.integers(0, 10, 4)
+  f = dfdx.jit(lambda x, i, j: (x[i], x[j], x[:, 0][i]))
+  got = f(x, many, few)
+  for g, w in zip(got, (x[many], x[few], x[:, 0][many])):
+    np.testing.assert_array_equal(g, w)
+  source = sources[-1]
+  assert source.count("np.take(") == 1 and "axis=0" in source, source
