@@ -14,11 +14,14 @@ from dfdx._src.ir import eval_program, typecheck_program
 B = 2048
 
 
-def _programs(f, *args):
-  """(original, rewritten) programs of f at args, unoptimized: the rules see what f binds."""
+def _programs(f, *args, exact=True):
+  """(original, rewritten) programs of f at args, unoptimized: the rules see what f binds;
+  with `exact`, their values are checked to be the same, bit for bit."""
   program = dfdx.make_expr(f)(*args).program
   moved = passes.batch_last(program)
   typecheck_program(moved)
+  if exact:
+    _same_values(program, moved, *args)
   return program, moved
 
 
@@ -48,7 +51,6 @@ def test_elementwise_chains_run_on_batch_last_arrays_with_the_same_bits(rng):
   original, moved = _programs(f, x, v, c)
   assert moved is not original
   assert (2, 3, B) in _shapes(moved) and (B, 2, 3) not in _shapes(moved)[:-1]
-  _same_values(original, moved, x, v, c)
 
 
 def test_only_the_programs_outputs_are_transposed_back(rng):
@@ -72,7 +74,6 @@ def test_reshapes_slices_and_concatenations_keeping_the_batch_axis_move(rng):
   shapes = _shapes(moved)
   assert (2, 3, B) in shapes and (2, 6, B) in shapes and (1, 1, B) in shapes
   assert [o.aval.shape for o in moved.outs] == [(B, 12), (B,)]
-  _same_values(original, moved, x, w)
 
 
 def test_short_sums_move_and_keep_numpys_bits(rng):
@@ -83,29 +84,66 @@ def test_short_sums_move_and_keep_numpys_bits(rng):
     y = x
     for _ in range(8):
       y = dnp.sin(y) + y
-    return dnp.sum(y, axis=2), dnp.sum(y, axis=(1, 2), keepdims=True)
+    return dnp.sum(y, axis=2), dnp.sum(y[:, :1], axis=(1, 2))
   original, moved = _programs(f, x)
   sums = [e for e in moved.eqns if e.prim.name == "reduce_sum"]
-  # 7 entries: moved; 21: summed batch-first, from a copy in C order (as before)
   assert [(e.inputs[0].aval.shape, e.params["axes"]) for e in sums] == [
-      ((3, 7, B), (1,)), ((B, 3, 7), (1, 2))]
-  _same_values(original, moved, x)
+      ((3, 7, B), (1,)), ((1, 7, B), (0, 1))]
   assert not np.signbit(eval_program(moved, x)[0][:5]).any()
 
 
-def test_long_sums_stay_batch_first(rng):
-  """NumPy adds 8 or more entries pairwise along the last axis, one by one along others."""
+def test_long_sums_and_extremes_move(rng):
+  """NumPy adds 8 or more entries pairwise along the last axis and one by one along others:
+  the same sums to rounding. Maxima and minima are the same in any order."""
   x = rng.normal(size=(B, 2, 16))
+  x[7, 1, 3] = np.nan
 
   def f(x):
-    y = x[:, :, :10]
+    y = x
     for _ in range(8):
       y = dnp.sin(y) + y
-    return dnp.sum(y, axis=2)
+    return dnp.sum(y, axis=2), dnp.max(y, axis=(1, 2)), dnp.min(y, axis=1)
+  original, moved = _programs(f, x, exact=False)
+  reductions = [e for e in moved.eqns if e.prim.name.startswith("reduce_")]
+  assert [e.inputs[0].aval.shape for e in reductions] == [(2, 16, B)] * 3
+  want, got = eval_program(original, x), eval_program(moved, x)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-14, atol=1e-14)
+  np.testing.assert_array_equal(got[1], want[1])
+  np.testing.assert_array_equal(got[2], want[2])
+  assert np.isnan(got[1][7]) and np.isnan(got[2][7, 3])
+
+
+def test_products_of_small_matrices_are_sums_of_broadcast_products(rng):
+  """(B, 4, 3) @ (B, 3, 3) as (4, 1, 3, B) * (1, 3, 3, B) summed over the 3 entries."""
+  x, r = rng.normal(size=(B, 4, 3)), rng.normal(size=(B, 3, 3))
+
+  def f(x, r):
+    y = dnp.matmul(x, r)
+    for _ in range(8):
+      y = dnp.tanh(y) + y
+    return y, dnp.einsum("bij,bkj->bik", x, r)
+  original, moved = _programs(f, x, r, exact=False)
+  assert not [e for e in moved.eqns if e.prim.name == "dot_general"]
+  products = [e.outputs[0].aval.shape for e in moved.eqns if e.prim.name == "mul"]
+  assert (4, 3, 3, B) in products
+  for got, want in zip(eval_program(moved, x, r), eval_program(original, x, r)):
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_transposes_broadcasts_and_pads_of_the_rest_move(rng):
+  x = rng.normal(size=(B, 2, 3))
+
+  def f(x):
+    y = dnp.transpose(x, (0, 2, 1)) * 2.0
+    y = dnp.broadcast_to(y[:, :1, :], (B, 4, 2)) + dnp.pad(y, ((0, 0), (0, 1), (0, 0)))
+    for _ in range(8):
+      y = dnp.sin(y) + y
+    return y
   original, moved = _programs(f, x)
-  sums = [e for e in moved.eqns if e.prim.name == "reduce_sum"]
-  assert sums[0].inputs[0].aval.shape == (B, 2, 10)
-  _same_values(original, moved, x)
+  shapes = _shapes(moved)
+  assert (3, 2, B) in shapes and (4, 2, B) in shapes
+  assert not [e for e in moved.eqns if e.prim.name == "transpose"
+              and e.outputs[0].aval.shape == (B, 3, 2)]
 
 
 def test_gathers_of_rows_take_columns_of_the_transposed_operand(rng):
@@ -120,12 +158,12 @@ def test_gathers_of_rows_take_columns_of_the_transposed_operand(rng):
   original, moved = _programs(f, table, index)
   gathers = [e for e in moved.eqns if e.prim.name == "gather"]
   assert gathers[0].outputs[0].aval.shape == (11, B)
-  _same_values(original, moved, table, index)
 
 
 def test_other_equations_read_plain_operands_in_c_order(rng):
-  """A product with a matrix is not rewritten: its operand is transposed back for it, and
-  copied in C order (flattened and reshaped), as the batch-first program had it."""
+  """A product with a matrix shared by the batch is not rewritten: its operand is
+  transposed back for it, and copied in C order (flattened and reshaped), as the
+  batch-first program had it."""
   x, m = rng.normal(size=(B, 2, 3)), rng.normal(size=(3, 3))
 
   def f(x, m):
@@ -141,10 +179,9 @@ def test_other_equations_read_plain_operands_in_c_order(rng):
   assert dot.inputs[0].aval.shape == (B, 2, 3)
   flat = next(e for e in moved.eqns if e.outputs[0] is dot.inputs[0]).inputs[0]
   assert flat.aval.shape == (B * 6,)
-  _same_values(original, moved, x, m)
 
 
-@pytest.mark.parametrize("shape", [(B // 4, 2, 3), (B, 4, 8), (B,)])
+@pytest.mark.parametrize("shape", [(B // 4, 2, 3), (B, 16, 16), (B,)])
 def test_small_batches_long_rows_and_vectors_are_left_alone(rng, shape):
   x = rng.normal(size=shape)
   original, moved = _programs(_many(lambda x: x * 2.0), x)
@@ -167,7 +204,6 @@ def test_dtypes_booleans_and_selects_keep_their_types(rng):
     return y, y > 1, (y * 3).astype(np.int32)
   original, moved = _programs(f, x)
   assert moved is not original
-  _same_values(original, moved, x)
 
 
 def _reprojection(cam, point):

@@ -945,23 +945,25 @@ def sink_into_gathers(program: Program) -> Program:
 # observations of 2 x 3 blocks) becomes arrays of shape (B, 2, 3) whose every operation loops
 # innermost over 2 or 3 entries, where NumPy is slowest. `batch_last` stores such arrays with
 # the batch axis last, (2, 3, B), so that each operation loops over B contiguous entries.
-# Values are exactly those of the batch-first program: elementwise operations do not depend
-# on the layout, the sums moved are over at most 7 entries, which NumPy adds one by one in
-# either layout, and other operations read a copy in C order. The exception is the sums of
-# products that code generation writes as np.einsum, whose rounding depends on the layout.
+# Values are those of the batch-first program: elementwise operations do not depend on the
+# layout, sums of at most 7 entries are added one by one in either layout, and operations
+# without a rule here read a copy in C order. Sums of 8 or more entries (NumPy adds them
+# pairwise along the last axis, one by one along others), products of small matrices
+# (written as broadcast products and sums) and the sums of products that code generation
+# writes as np.einsum may round differently in the last bits, as push_sums' sums may.
 # The rewrite is kept where it moves many equations for each operand it must copy.
 _BATCH_MIN = 1 << 10  # batches at least this long
+_BATCH_ROW_MAX = 128  # of problems at most this large (entries of an array per batch entry)
 _BATCH_GAIN = 8  # equations moved per operand that must be transposed (copied) to be moved
 
 
 def _batch_size(program):
   """The leading length B shared by most of the data held in arrays with B rows and a short
-  rest (fewer than layouts.SHORT entries per row), or None."""
-  from dfdx._src import layouts
+  rest (at most _BATCH_ROW_MAX entries per row), or None."""
   totals = {}
   for v in _all_vars(program):
     shape = v.aval.shape
-    if len(shape) >= 2 and shape[0] >= _BATCH_MIN and 1 < np.prod(shape[1:]) < layouts.SHORT:
+    if len(shape) >= 2 and shape[0] >= _BATCH_MIN and 1 < np.prod(shape[1:]) <= _BATCH_ROW_MAX:
       totals[shape[0]] = totals.get(shape[0], 0) + int(np.prod(shape))
   return max(totals, key=totals.get) if totals else None
 
@@ -983,9 +985,9 @@ class _BatchLast:
   outputs are plain (transposed views)."""
 
   def __init__(self, program, size):
-    from dfdx._src import batching, layouts
+    from dfdx._src import batching
     from dfdx._src.ops import indexing, shape
-    self.size, self.short = size, layouts.SHORT
+    self.size = size
     self.elementwise, self.indexing, self.shape_ops = batching.elementwise_prims, indexing, shape
     self.plain, self.moved, self.views, self.eqns = {}, {}, {}, []
     self.rewritten = self.converted = 0  # equations moved; operands transposed to be
@@ -998,7 +1000,7 @@ class _BatchLast:
 
   def _short_rows(self, aval):
     shape = aval.shape
-    return len(shape) >= 2 and shape[0] == self.size and np.prod(shape[1:]) < self.short
+    return len(shape) >= 2 and shape[0] == self.size and np.prod(shape[1:]) <= _BATCH_ROW_MAX
 
   def get_plain(self, a, c_order=False):
     """`a` in its own shape: a transposed view of its moved form, or with `c_order` a copy
@@ -1087,7 +1089,7 @@ class _BatchLast:
     return self.emit(eqn.prim, inputs, eqn.params, eqn.source)
 
   def _keeps_batch(self, x, out):
-    return (self.has_moved(x) and x.aval.shape[0] == self.size
+    return (isinstance(x, Var) and x.aval.ndim and x.aval.shape[0] == self.size
             and (self._short_rows(out.aval) or out.aval.shape == (self.size,)))
 
   def _reshape(self, eqn, out):
@@ -1114,13 +1116,65 @@ class _BatchLast:
     return self.emit(eqn.prim, inputs, {"axis": axis - 1}, eqn.source)
 
   def _reduce_sum(self, eqn, out):
-    from dfdx._src.ops import reduction
     x, axes = eqn.inputs[0], eqn.params["axes"]
-    if (not self._keeps_batch(x, out) or x.aval.ndim < 2 or 0 in axes
-            or np.prod([x.aval.shape[i] for i in axes]) > reduction._SUM_BY_SLICES_MAX):
+    if not self._keeps_batch(x, out) or x.aval.ndim < 2 or 0 in axes:
       return None
     return self.emit(eqn.prim, [self.get_moved(x)], {"axes": tuple(i - 1 for i in axes)},
                      eqn.source)
+
+  _reduce_max = _reduce_min = _reduce_sum
+
+  def _pad(self, eqn, out):
+    x, config = eqn.inputs[0], eqn.params["config"]
+    if config[0] != (0, 0, 0) or x.aval.ndim < 2 or not self._keeps_batch(x, out):
+      return None
+    return self.emit(eqn.prim, [self.get_moved(x)], {"config": config[1:] + ((0, 0, 0),)},
+                     eqn.source)
+
+  def _transpose(self, eqn, out):
+    x, perm = eqn.inputs[0], eqn.params["perm"]
+    if perm[0] != 0 or not self._keeps_batch(x, out):
+      return None
+    perm = tuple(i - 1 for i in perm[1:]) + (len(perm) - 1,)
+    return self.emit(eqn.prim, [self.get_moved(x)], {"perm": perm}, eqn.source)
+
+  def _broadcast_to(self, eqn, out):
+    x, shape = eqn.inputs[0], eqn.params["shape"]
+    if x.aval.ndim != len(shape) or len(shape) < 2 or not self._keeps_batch(x, out):
+      return None
+    return self.emit(eqn.prim, [self.get_moved(x)], {"shape": shape[1:] + (self.size,)},
+                     eqn.source)
+
+  def _dot_general(self, eqn, out):
+    """A product batched over B of small factors, as a broadcast product and a sum over the
+    few contracted entries."""
+    from dfdx._src.ops import elementwise, reduction
+    x, y = eqn.inputs
+    (xc, yc), (xb, yb) = eqn.params["dimension_numbers"]
+    if not (tuple(xb) == (0,) == tuple(yb) and self._short_rows(out.aval)
+            and isinstance(x, Var) and isinstance(y, Var)
+            and x.aval.shape[0] == y.aval.shape[0] == self.size
+            and x.aval.dtype == y.aval.dtype and x.aval.dtype.kind == "f"
+            and np.prod([x.aval.shape[i] for i in xc]) <= reduction._SUM_BY_SLICES_MAX):
+      return None
+    xf = [i for i in range(1, x.aval.ndim) if i not in xc]
+    yf = [i for i in range(1, y.aval.ndim) if i not in yc]
+
+    def factor(v, free, contracted, before, after):
+      axes = free + list(contracted)
+      moved = self.get_moved(v)
+      moved = self.emit(self.shape_ops.transpose_p, [moved],
+                        {"perm": tuple(i - 1 for i in axes) + (v.aval.ndim - 1,)})
+      shape = ((1,) * before + tuple(v.aval.shape[i] for i in free) + (1,) * after
+               + tuple(v.aval.shape[i] for i in contracted) + (self.size,))
+      return self.emit(self.shape_ops.reshape_p, [moved], {"shape": shape})
+    product = self.emit(elementwise.mul_p, [factor(x, xf, xc, 0, len(yf)),
+                                            factor(y, yf, yc, len(xf), 0)], {}, eqn.source)
+    kept = len(xf) + len(yf)
+    if not xc:
+      return product
+    return self.emit(reduction.reduce_sum_p, [product],
+                     {"axes": tuple(range(kept, kept + len(xc)))}, eqn.source)
 
   def _gather(self, eqn, out):
     if len(eqn.inputs) != 2 or not self._short_rows(out.aval):
