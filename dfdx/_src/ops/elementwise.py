@@ -297,6 +297,7 @@ def neg(x):
 
 
 ad.deflinear(neg_p, lambda ct, x: [neg(ct)])
+ad.defvjp_eager(neg_p, lambda ct, ans, x, *, needs: [np.negative(ct)])
 
 add_p = _nary_prim("add", np.add)
 
@@ -312,6 +313,7 @@ def _add_transpose(ct, x, y):
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
 ad.deftranspose(add_p, _add_transpose)
+ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: [ct, ct])
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -339,6 +341,8 @@ def _sub_jvp(primals, tangents):
 
 ad.primitive_jvps[sub_p] = _sub_jvp
 ad.deftranspose(sub_p, _sub_transpose)
+ad.defvjp_eager(sub_p, lambda ct, ans, x, y, *, needs: [
+    ct, np.negative(ct) if needs[1] else None])
 ad.summing_transposes.update((add_p, sub_p))
 
 # ---- mul, div -----------------------------------------------------------------------------
@@ -356,6 +360,8 @@ ad.primitive_transposes[mul_p] = lambda ct, x, y: [
 ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tmul(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(x)), y) if needs[1] else None])
+ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: [
+    np.multiply(ct, y) if needs[0] else None, np.multiply(ct, x) if needs[1] else None])
 
 div_p = _nary_prim("div", np.true_divide)
 
@@ -376,6 +382,9 @@ ad.primitive_transposes[div_p] = _div_transpose
 ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tdiv(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(neg(tdiv(ans, y)))), y) if needs[1] else None])
+ad.defvjp_eager(div_p, lambda ct, ans, x, y, *, needs: [
+    np.true_divide(ct, y) if needs[0] else None,
+    np.multiply(ct, np.negative(np.true_divide(ans, y))) if needs[1] else None])
 
 # ---- zero-absorbing products: the chain rule where a factor is infinite -------------------
 #
@@ -596,6 +605,8 @@ def sqrt(x):
 
 ad.defjvp2(sqrt_p, lambda x_dot, ans, x: tdiv(tmul(x_dot, _const(0.5, ans)), ans))
 ad.defvjp(sqrt_p, lambda ct, ans, x, *, needs: [tdiv(tmul(ct, _const(0.5, ans)), _cj(ans))])
+ad.defvjp_eager(sqrt_p, lambda ct, ans, x, *, needs: [
+    np.true_divide(np.multiply(ct, _const(0.5, ans)), ans)])
 
 cbrt_p = _unary_prim("cbrt", np.cbrt)
 
@@ -616,6 +627,7 @@ def exp(x):
 
 ad.defjvp2(exp_p, lambda x_dot, ans, x: tmul(x_dot, ans))
 ad.defvjp(exp_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(ans))])
+ad.defvjp_eager(exp_p, lambda ct, ans, x, *, needs: [np.multiply(ct, ans)])
 
 exp2_p = _unary_prim("exp2", np.exp2)
 
@@ -644,6 +656,7 @@ def log(x):
 
 ad.defjvp(log_p, lambda x_dot, x: tdiv(x_dot, x))
 ad.defvjp(log_p, lambda ct, ans, x, *, needs: [tdiv(ct, _cj(x))])
+ad.defvjp_eager(log_p, lambda ct, ans, x, *, needs: [np.true_divide(ct, x)])
 
 log2_p = _unary_prim("log2", np.log2)
 
@@ -690,6 +703,8 @@ def logistic(x):
 ad.defjvp2(logistic_p, lambda x_dot, ans, x: tmul(x_dot, mul(ans, logistic(neg(x)))))
 ad.defvjp(logistic_p, lambda ct, ans, x, *, needs: [
     tmul(ct, _cj(mul(ans, logistic(neg(x)))))])
+ad.defvjp_eager(logistic_p, lambda ct, ans, x, *, needs: [
+    np.multiply(ct, np.multiply(ans, _logistic_impl(np.negative(x))))])
 
 logaddexp_p = _nary_prim("logaddexp", np.logaddexp)
 
@@ -712,6 +727,7 @@ def sin(x):
 
 ad.defjvp(sin_p, lambda x_dot, x: tmul(x_dot, cos(x)))
 ad.defvjp(sin_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(cos(x)))])
+ad.defvjp_eager(sin_p, lambda ct, ans, x, *, needs: [np.multiply(ct, np.cos(x))])
 
 cos_p = _unary_prim("cos", np.cos)
 
@@ -722,6 +738,8 @@ def cos(x):
 
 ad.defjvp(cos_p, lambda x_dot, x: tmul(x_dot, neg(sin(x))))
 ad.defvjp(cos_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(neg(sin(x))))])
+ad.defvjp_eager(cos_p, lambda ct, ans, x, *, needs: [
+    np.multiply(ct, np.negative(np.sin(x)))])
 
 tan_p = _unary_prim("tan", np.tan)
 
@@ -786,6 +804,8 @@ def tanh(x):
 
 ad.defjvp2(tanh_p, lambda x_dot, ans, x: tmul(x_dot, sub(1, mul(ans, ans))))
 ad.defvjp(tanh_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(sub(1, mul(ans, ans))))])
+ad.defvjp_eager(tanh_p, lambda ct, ans, x, *, needs: [
+    np.multiply(ct, np.subtract(1, np.multiply(ans, ans)))])
 
 arcsinh_p = _unary_prim("arcsinh", np.arcsinh)
 
