@@ -10,8 +10,7 @@ Rewrites that save an operation: explicit broadcasts (and reshapes adding leadin
 length 1) dropped before broadcasting operations, scalar factors folded (`(y * c1) * c2`,
 also through a reshape: `reshape(y * c) -> reshape(y) * c`), and `pad(a) + pad(b)` of
 adjacent blocks joined into one concatenation (the gradients of slices of one input).
-For programs that are only run (compiled code, `evaluate_only`), stop_gradient goes too,
-and `batch_last` lays a batch of many small problems out with the batch axis last.
+For programs that are only run (compiled code, `evaluate_only`), stop_gradient goes too.
 
 `push_sums` moves sums toward the data they sum (`sum(-x) -> -sum(x)`, `sum(a + b) ->
 sum(a) + sum(b)`, `sum(a * c) -> sum(a) * c` for c constant along the summed axes, sums
@@ -24,6 +23,12 @@ like any change of summation order they may change rounding in the last bits.
 (`take(f(x), idx) -> f(take(x, idx))` through elementwise operations, transposes, reshapes,
 sums and products): a model evaluated everywhere and then at a few points computes those
 points only, and a gather that reaches a constant is folded into it.
+
+Two layout passes run on compiled programs only: `sink_into_gathers` moves a Jacobian's last
+transpose into the gather before it (which then copies whole rows) and unary operations
+before gathers that repeat entries; `batch_last` lays a batch of many small problems out
+with the batch axis last, so that NumPy loops over the batch instead of over each problem's
+few entries.
 """
 from __future__ import annotations
 
