@@ -26,3 +26,36 @@ def rng():
 def doctest_namespace_setup(doctest_namespace):
   import dfdx.numpy as dnp
   doctest_namespace.update(np=np, dfdx=dfdx, dnp=dnp)
+
+
+@pytest.fixture
+def jit_sources(monkeypatch):
+  """The sources jit compiles from now on (the list fills as jitted functions compile)."""
+  from dfdx._src import codegen
+  sources = []
+  compile_program = codegen.compile_program
+
+  def spy(program, name="f"):
+    fn = compile_program(program, name)
+    sources.append(fn.__dfdx_source__)
+    return fn
+  monkeypatch.setattr(codegen, "compile_program", spy)
+  return sources
+
+
+@pytest.fixture
+def pass_changes(monkeypatch):
+  """`watch(name)`: a list that records, from now on, whether each run of passes.<name>
+  changed the program it was given."""
+  from dfdx._src import passes
+
+  def watch(name):
+    changes, run = [], getattr(passes, name)
+
+    def spy(program):
+      out = run(program)
+      changes.append(out is not program)
+      return out
+    monkeypatch.setattr(passes, name, spy)
+    return changes
+  return watch

@@ -241,7 +241,7 @@ def test_numpy_functions_dfdx_lacks_raise_a_clear_type_error():
       dfdx.grad(lambda x: dnp.sum(f(x)))(X)
 
 
-def test_numpy_functions_dispatch_to_dfdx_numpy():
+def test_numpy_histogram_dispatches_to_dfdx_numpy():
   counts, edges = np.histogram(dfdx.numpy.asarray(X), bins=3)
   want_counts, want_edges = np.histogram(X, bins=3)
   np.testing.assert_array_equal(counts, want_counts)

@@ -214,21 +214,14 @@ def _reprojection(cam, point):
   return focal * q[:2] / q[2]
 
 
-def test_jit_of_a_batched_jacobian_matches_eager_and_is_rewritten(rng, monkeypatch):
+def test_jit_of_a_batched_jacobian_matches_eager_and_is_rewritten(rng, pass_changes):
   cams, points = rng.normal(size=(40, 7)), rng.normal(size=(500, 3)) + [0, 0, 5]
   ci, pi = rng.integers(0, 40, B), rng.integers(0, 500, B)
   blocks = dfdx.vmap(dfdx.jacobian(_reprojection, (0, 1)))
 
   def f(cams, points, ci, pi):
     return blocks(cams[ci], points[pi])
-  rewritten = []
-  batch_last = passes.batch_last
-
-  def spy(program):
-    out = batch_last(program)
-    rewritten.append(out is not program)
-    return out
-  monkeypatch.setattr(passes, "batch_last", spy)
+  rewritten = pass_changes("batch_last")
   got = dfdx.jit(f)(cams, points, ci, pi)
   want = f(cams, points, ci, pi)
   assert rewritten == [True]

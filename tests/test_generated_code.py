@@ -9,24 +9,10 @@ import pytest
 
 import dfdx
 import dfdx.numpy as dnp
-from dfdx._src import codegen, passes
+from dfdx._src import passes
 from dfdx._src import jit as jit_module
 from dfdx._src.ir import eval_program
 from dfdx._src.ops import shape as shape_ops
-
-
-@pytest.fixture
-def jit_sources(monkeypatch):
-  """The sources jit compiles from now on (the list fills as jitted functions compile)."""
-  sources = []
-  compile_program = codegen.compile_program
-
-  def spy(program, name="f"):
-    fn = compile_program(program, name)
-    sources.append(fn.__dfdx_source__)
-    return fn
-  monkeypatch.setattr(codegen, "compile_program", spy)
-  return sources
 
 
 def _names(expr):

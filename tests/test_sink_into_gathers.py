@@ -85,7 +85,7 @@ def test_reshape_blocks(shape, out, blocks):
   assert passes._blocks(shape, out) == blocks
 
 
-def test_jit_of_a_forward_jacobian_at_repeated_points_matches_eager(rng, monkeypatch):
+def test_jit_of_a_forward_jacobian_at_repeated_points_matches_eager(rng, pass_changes):
   table = rng.normal(size=(40, 3))
   idx = rng.integers(0, 40, 500)
 
@@ -96,34 +96,18 @@ def test_jit_of_a_forward_jacobian_at_repeated_points_matches_eager(rng, monkeyp
     model = (table * theta[1]) @ rot.T + theta[2:5]
     return dnp.ravel(points - model[idx])
   theta, points = rng.normal(size=5), rng.normal(size=(500, 3))
-  calls = []
-  sink = passes.sink_into_gathers
-
-  def spy(program):
-    out = sink(program)
-    calls.append(out is not program)
-    return out
-  monkeypatch.setattr(passes, "sink_into_gathers", spy)
+  calls = pass_changes("sink_into_gathers")
   jac = dfdx.jacfwd(residuals)
   np.testing.assert_allclose(dfdx.jit(jac)(theta, points), jac(theta, points), rtol=1e-14,
                              atol=1e-14)
   assert calls == [True]
 
 
-def test_compiled_gathers_of_repeated_rows_use_take(rng, monkeypatch):
-  from dfdx._src import codegen
-  sources = []
-  compile_program = codegen.compile_program
-
-  def spy(program, name="f"):
-    fn = compile_program(program, name)
-    sources.append(fn.__dfdx_source__)
-    return fn
-  monkeypatch.setattr(codegen, "compile_program", spy)
+def test_compiled_gathers_of_repeated_rows_use_take(rng, jit_sources):
   x, many, few = rng.normal(size=(10, 3)), rng.integers(-10, 10, 40), rng.integers(0, 10, 4)
   f = dfdx.jit(lambda x, i, j: (x[i], x[j], x[:, 0][i]))
   got = f(x, many, few)
   for g, w in zip(got, (x[many], x[few], x[:, 0][many])):
     np.testing.assert_array_equal(g, w)
-  source = sources[-1]
+  source = jit_sources[-1]
   assert source.count("np.take(") == 1 and "axis=0" in source, source

@@ -10,7 +10,6 @@ import pytest
 
 import dfdx
 import dfdx.numpy as dnp
-from dfdx._src import ad
 
 
 def _orthogonal(n, seed):

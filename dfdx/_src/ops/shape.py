@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from dfdx._src import ad, batching, core, dtypes
-from dfdx._src.batching import NOT_MAPPED, bdim_at_front, logical_axis, moveaxis
+from dfdx._src.batching import bdim_at_front, logical_axis, moveaxis
 from dfdx._src.core import ShapedArray
 
 # ---- broadcast_to -------------------------------------------------------------------------
