@@ -959,7 +959,7 @@ def sink_into_gathers(program: Program) -> Program:
 # The rewrite is kept where it moves many equations for each operand it must copy.
 _BATCH_MIN = 1 << 10  # batches at least this long
 _BATCH_ROW_MAX = 128  # of problems at most this large (entries of an array per batch entry)
-_BATCH_GAIN = 8  # equations moved per operand that must be transposed (copied) to be moved
+_BATCH_GAIN = 8  # equations moved per operand copied into or out of the moved layout
 
 
 def _batch_size(program):
@@ -995,7 +995,7 @@ class _BatchLast:
     self.size = size
     self.elementwise, self.indexing, self.shape_ops = batching.elementwise_prims, indexing, shape
     self.plain, self.moved, self.views, self.eqns = {}, {}, {}, []
-    self.rewritten = self.converted = 0  # equations moved; operands transposed to be
+    self.rewritten = self.converted = 0  # equations moved; operands copied to or from
 
   def emit(self, prim, inputs, params, source=None):
     aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
@@ -1023,6 +1023,7 @@ class _BatchLast:
       plain = self.emit(self.shape_ops.transpose_p, [moved],
                         {"perm": (rank - 1,) + tuple(range(rank - 1))})
       if c_order:  # flattening a transposed array copies it in C order
+        self.converted += 1
         flat = self.emit(self.shape_ops.reshape_p, [plain], {"shape": (a.aval.size,)})
         plain = self.emit(self.shape_ops.reshape_p, [flat], {"shape": a.aval.shape})
       self.views[key] = plain
