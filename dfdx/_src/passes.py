@@ -32,6 +32,8 @@ few entries.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from dfdx._src import core
@@ -760,26 +762,36 @@ def strip_stop_gradients(program: Program) -> Program:
   return _rebuild(program, eqns, [subst(o) for o in program.outs])
 
 
+# Programs that `optimize` left at a fixed point of its rounds (a weak set: programs of
+# jitted functions live as long as their cache entries).
+_settled = weakref.WeakSet()
+
+
 def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
              evaluate_only: bool = False) -> Program:
   """Run the passes until the program stops changing (or `max_rounds`). With `inline=False`
   nested calls stay (a program that is differentiated later keeps custom rules). With
   `evaluate_only` the program is only run (compiled code), never transformed again: the
-  markers of transformations (stop_gradient) go."""
-  program = dce(inline_jit_calls(program) if inline else program)
+  markers of transformations (stop_gradient) go, and the layout passes run. A program that
+  optimize already left at a fixed point gets no more rounds unless inlining or stripping
+  changed it (jit optimizes each program twice: for transformations, then to compile)."""
+  start = program
+  program = inline_jit_calls(program) if inline else program
   if evaluate_only:
     program = strip_stop_gradients(program)
-  for _ in range(max_rounds):
-    before = len(program.eqns)
-    program = push_sums(simplify(fold_constants(program)))
-    pulled = pull_gathers(program)  # (the same program where it moved nothing)
-    moved, program = pulled is not program, dce(cse(pulled))
-    if len(program.eqns) == before and not moved:
-      break
+  if not (program is start and start in _settled):
+    program = dce(program)
+    for _ in range(max_rounds):
+      before = len(program.eqns)
+      program = push_sums(simplify(fold_constants(program)))
+      pulled = pull_gathers(program)  # (the same program where it moved nothing)
+      moved, program = pulled is not program, dce(cse(pulled))
+      if len(program.eqns) == before and not moved:
+        _settled.add(program)
+        break
   if evaluate_only:
     program = batch_last(sink_into_gathers(program))
   return program
-
 
 
 # ---- transposes and unary operations moved to the data a gather repeats ---------------------
