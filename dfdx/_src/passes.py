@@ -993,9 +993,10 @@ def _all_vars(program):
 
 class _BatchLast:
   """Rewrites a program with the batch axis of length B moved last in every variable that
-  has B rows and a short rest (`_short_rows`), where the equation producing it allows
-  (elementwise operations, reshapes, slices and concatenations that keep the batch axis, sums
-  over a few entries of each row, and gathers of whole rows). Each variable has a plain form
+  has B rows and a short rest (`_short_rows`), where the equation producing it has a rule
+  here: elementwise operations; reshapes, slices, concatenations, transposes, broadcasts and
+  pads that keep the batch axis first; sums, maxima and minima over the rest; gathers of
+  whole rows; products batched over B. Each variable has a plain form
   (its own shape) and a moved one; a missing form is made where needed by a transpose (a
   view; a copy in C order for operations other than elementwise ones, whose rounding may
   depend on the layout), so every other equation reads plain operands and the program's
@@ -1057,10 +1058,6 @@ class _BatchLast:
       if isinstance(a, Var):
         self.moved[id(a)] = moved
     return moved
-
-  def has_moved(self, a):
-    return isinstance(a, Var) and (id(a) in self.moved or (
-        a.aval.shape == (self.size,) and id(a) in self.plain))
 
   def set_moved(self, var, moved):
     self.moved[id(var)] = moved
@@ -1179,10 +1176,10 @@ class _BatchLast:
     yf = [i for i in range(1, y.aval.ndim) if i not in yc]
 
     def factor(v, free, contracted, before, after):
-      axes = free + list(contracted)
+      perm = tuple(i - 1 for i in free + list(contracted)) + (v.aval.ndim - 1,)
       moved = self.get_moved(v)
-      moved = self.emit(self.shape_ops.transpose_p, [moved],
-                        {"perm": tuple(i - 1 for i in axes) + (v.aval.ndim - 1,)})
+      if perm != tuple(range(len(perm))):
+        moved = self.emit(self.shape_ops.transpose_p, [moved], {"perm": perm})
       shape = ((1,) * before + tuple(v.aval.shape[i] for i in free) + (1,) * after
                + tuple(v.aval.shape[i] for i in contracted) + (self.size,))
       return self.emit(self.shape_ops.reshape_p, [moved], {"shape": shape})
