@@ -241,3 +241,44 @@ def test_grad_through_a_jitted_batch_is_unaffected(rng):
   np.testing.assert_allclose(dfdx.grad(loss)(cams),
                              dfdx.grad(lambda c: dnp.sum(residuals(c[ci], points[pi]) ** 2))(cams),
                              rtol=1e-12)
+
+
+def _table(rng):
+  r = rng.normal
+  return {
+      "argmax": (lambda x: dnp.argmax(dnp.sin(x) * x, axis=-1) + dnp.sum(dnp.cos(x), -1),
+                 [r(size=(B, 3, 4))]),
+      "cumsum": (lambda x: dnp.cumsum(dnp.tanh(x) + x, axis=-1) * dnp.exp(x), [r(size=(B, 2, 5))]),
+      "sort": (lambda x: dnp.sort(dnp.sin(x) + x * x, axis=-1) - dnp.log1p(x * x), [r(size=(B, 6))]),
+      "norm": (lambda x: dnp.linalg.norm(dnp.sin(x) + x, axis=-1, keepdims=True) * x,
+               [r(size=(B, 3))]),
+      "integers": (lambda x, k: dnp.where(k > 0, dnp.sin(x), dnp.cos(x)) * k + x ** 3,
+                   [r(size=(B, 2, 3)), rng.integers(-2, 3, (B, 2, 3))]),
+      "outer": (lambda x, y: dnp.einsum("bi,bj->bij", dnp.sin(x), dnp.cos(y)) * 2 + 1,
+                [r(size=(B, 3)), r(size=(B, 4))]),
+      "matvec": (lambda m, v: dnp.tanh(dnp.einsum("bij,bj->bi", m, v) + v[:, :3]),
+                 [r(size=(B, 3, 4)), r(size=(B, 4))]),
+      "hessians": (dfdx.vmap(dfdx.hessian(lambda x: dnp.sum(dnp.exp(-x * x) * dnp.cos(x[::-1])))),
+                   [r(size=(B, 4))]),
+      "complex": (lambda x: dnp.abs(dnp.exp(1j * x) * (x + 2j)) + dnp.real(x * (1 + 1j)) * x,
+                  [r(size=(B, 2, 3))]),
+      "pad": (lambda x: dnp.concatenate([dnp.pad(dnp.sin(x), ((0, 0), (1, 0))), x ** 2], axis=1),
+              [r(size=(B, 4))]),
+      "rows": (lambda t, i: dnp.sin(t[i]) * t[i] + dnp.cos(t[i][:, ::-1]),
+               [r(size=(30, 5)), rng.integers(0, 30, B)]),
+      "flat": (lambda x: dnp.reshape(dnp.sin(x) ** 2 + x, (B * 6,)) * 2.0, [r(size=(B, 2, 3))]),
+      "batch_contracted": (lambda x: (dnp.sin(x) * x).T @ dnp.ones(B) + x[:3, 0], [r(size=(B, 3))]),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_table(np.random.default_rng(0))))
+def test_jit_with_every_program_rewritten_matches_eager(name, rng, monkeypatch, pass_changes):
+  """The rules and the operations without one, on programs the gain rule would leave alone:
+  jit's values against eager evaluation."""
+  monkeypatch.setattr(passes, "_BATCH_GAIN", 0)
+  f, args = _table(rng)[name]
+  rewritten = pass_changes("batch_last")
+  got, want = dfdx.jit(f)(*args), f(*args)
+  assert rewritten == [True]
+  assert got.shape == want.shape and got.dtype == want.dtype
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
