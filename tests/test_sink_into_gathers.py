@@ -111,3 +111,29 @@ def test_compiled_gathers_of_repeated_rows_use_take(rng, jit_sources):
     np.testing.assert_array_equal(g, w)
   source = jit_sources[-1]
   assert source.count("np.take(") == 1 and "axis=0" in source, source
+
+
+def _table(rng):
+  t = rng.normal(size=(40, 3))
+  idx, cols = rng.integers(-40, 40, 300), rng.integers(0, 3, 50)
+  return {
+      "jacfwd of gathered rows": (
+          dfdx.jacfwd(lambda th: dnp.ravel(-(dnp.sin(t * th[0]) + th[1:4])[idx])),
+          [rng.normal(size=4)]),
+      "exp after a gather": (
+          dfdx.jacfwd(lambda th: dnp.exp(dnp.ravel((t * th[0])[idx].T))), [rng.normal(size=1)]),
+      "a chain of unary operations": (lambda x: dnp.tanh(dnp.sin(x[idx]) * 1.0).T, [t]),
+      "columns": (lambda x: -dnp.transpose(dnp.take(x, cols, axis=1), (1, 0)), [t]),
+      "a reshape that splits an axis": (
+          lambda x: dnp.reshape(-x[idx], (300, 3, 1)).transpose((2, 1, 0)), [t]),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_table(np.random.default_rng(0))))
+def test_jit_of_sunk_programs_matches_eager(name, rng, pass_changes):
+  f, args = _table(rng)[name]
+  changed = pass_changes("sink_into_gathers")
+  got, want = dfdx.jit(f)(*args), f(*args)
+  assert changed == [True]
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
