@@ -52,10 +52,13 @@ def _float_dtype(*dtypes):
   return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.longdouble))
+
+
 def _ufunc_dtype(x):
   """The result dtype of SciPy's ufuncs (loops float32, float64, longdouble)."""
   dtype = dtype_of(x)
-  return dtype if dtype in (np.float32, np.longdouble) else np.dtype(np.float64)
+  return dtype if dtype in _LOOP_DTYPES else np.dtype(np.float64)
 
 
 def _scalar(x):
@@ -175,6 +178,8 @@ def expit(x):
   >>> float(expit(0.0))
   0.5
   """
+  if isinstance(x, Tracer) and x.dtype in _LOOP_DTYPES:  # the common case, as below
+    return ew.logistic(x)
   if not _traced(x):
     x = np.asarray(x)
     with np.errstate(over="ignore"):
