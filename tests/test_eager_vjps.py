@@ -61,6 +61,28 @@ def test_eager_rules_give_the_general_rules_bits(prim, dtype, shape, rng):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("prim", [ew.add_p, ew.sub_p, ew.mul_p, ew.div_p], ids=str)
+@pytest.mark.parametrize("number", [2, 0.5])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_python_numbers_and_numpy_scalars_take_them_too(prim, number, dtype, rng):
+  """A Python number operand (not differentiated) and NumPy scalar cotangents (what a full
+  reduction's cotangent is): the same values as the general rules."""
+  x = dtype(rng.normal() + 3.0)
+  ct = dtype(rng.normal())
+  for primals, needs in (((x, number), (True, False)), ((number, x), (False, True))):
+    assert ad._plain_float_arrays(ct, primals, needs)
+    ans = prim.impl(*primals)
+    want = _general(prim, ct, ans, list(primals), needs)
+    got = ad.eager_vjps[prim](ct, ans, *primals, needs=needs)
+    for g, w, need in zip(got, want, needs, strict=True):
+      if need:
+        assert type(g) is type(w) and np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(g, w)
+  assert not ad._plain_float_arrays(ct, (x, number), (True, True))  # a number to differentiate
+  assert not ad._plain_float_arrays(ct, (x, 1j), (True, False))
+  assert not ad._plain_float_arrays(np.complex128(1), (x, x), (True, True))
+
+
 def _counting_rules(monkeypatch):
   calls = []
   rules = {p: (lambda r, name: lambda *a, **k: calls.append(name) or r(*a, **k))(r, p.name)

@@ -389,8 +389,7 @@ class _NodeRules:
   def backward(self, ct, env):
     prim, tangents = self.prim, self.tangents
     eager = eager_vjps.get(prim)
-    if (eager is not None and core._current_trace is None and not zero_absorbing
-            and bind_in is _plain_bind_in and _plain_float_arrays(ct, self.primals)):
+    if eager is not None:
       n = len(tangents)
       if n == 1:
         needs = _NEEDS_ONE
@@ -398,6 +397,10 @@ class _NodeRules:
         needs = (tangents[0] is not None, tangents[1] is not None)
       else:
         needs = tuple([t is not None for t in tangents])
+      if not (core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
+              and _plain_float_arrays(ct, self.primals, needs)):
+        eager = None
+    if eager is not None:
       arg_cts = eager(ct, self.ans, *self.primals, needs=needs)
     elif prim.linear:
       n = len(tangents)
@@ -803,27 +806,39 @@ def defvjp(prim, rule):
 # Run on NumPy arrays (no transformation current; the zero-absorbing chain rule and
 # debug_nans, whose checked binds would be skipped, off), a VJP rule's primitives each go
 # through bind and their impl's checks: on small arrays that dispatch costs more than the
-# arithmetic. For an operation whose operands are all float arrays of its cotangent's shape
-# and dtype (nothing to broadcast, convert or conjugate), `eager_vjps[prim]` computes the
-# cotangents with the NumPy calls those primitives' impls make: the same values without the
-# dispatch (the LSTM gradient: 10% faster). tests/test_eager_vjps.py checks every rule
-# against the general one, bit for bit.
+# arithmetic. For an operation whose operands are all float arrays (or NumPy scalars) of its
+# cotangent's shape and dtype, or Python numbers not differentiated (nothing to broadcast,
+# convert or conjugate), `eager_vjps[prim]` computes the cotangents with the NumPy calls
+# those primitives' impls make: the same values without the dispatch (the LSTM gradient:
+# 10% faster). tests/test_eager_vjps.py checks every rule against the general one, bit for
+# bit.
 eager_vjps: dict = {}
 
 
 def defvjp_eager(prim, rule):
-  """`rule(ct, ans, *primals, needs)` (NumPy arrays of one shape and float dtype) returns
-  what prim's VJP rule, or its transpose for a linear primitive, returns for them."""
+  """`rule(ct, ans, *primals, needs)` (see above) returns what prim's VJP rule, or its
+  transpose for a linear primitive, returns for them."""
   eager_vjps[prim] = rule
 
 
-def _plain_float_arrays(ct, primals):
-  """Whether `ct` and every primal are NumPy float arrays of one shape and dtype."""
-  if type(ct) is not np.ndarray or ct.dtype.kind != "f":
+_FLOAT_SCALARS = (np.float64, np.float32)
+
+
+def _plain_float_arrays(ct, primals, needs):
+  """Whether `ct` and every primal are NumPy float arrays (or scalars) of one shape and
+  dtype; a primal whose cotangent is not needed may also be a Python number."""
+  kind = type(ct)
+  if kind is not np.ndarray and kind not in _FLOAT_SCALARS:
     return False
   shape, dtype = ct.shape, ct.dtype
-  for p in primals:
-    if type(p) is not np.ndarray or p.shape != shape or p.dtype != dtype:
+  if dtype.kind != "f":
+    return False
+  for p, need in zip(primals, needs):
+    kind = type(p)
+    if kind is np.ndarray or kind in _FLOAT_SCALARS:
+      if p.shape != shape or p.dtype != dtype:
+        return False
+    elif need or (kind is not float and kind is not int):
       return False
   return True
 
