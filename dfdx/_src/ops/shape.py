@@ -294,7 +294,9 @@ def _slice_out_shape(start, limit, strides):
 
 
 def _slice_impl(x, *, start, limit, strides):
-  return np.asarray(x)[tuple(slice(a, b, c) for a, b, c in zip(start, limit, strides))]
+  if type(x) is not np.ndarray:
+    x = np.asarray(x)
+  return x[tuple(map(slice, start, limit, strides))]
 
 
 def _slice_abstract_eval(x, *, start, limit, strides):
