@@ -16,13 +16,22 @@ from dfdx._src import errors
 from dfdx._src.core import Tracer
 
 
+_modules = {}  # dfdx.numpy and its indexing module, imported on first use (they import this)
+
+
 def _dnp():
-  import dfdx.numpy as dnp
+  dnp = _modules.get("dnp")
+  if dnp is None:
+    import dfdx.numpy as dnp
+    _modules["dnp"] = dnp
   return dnp
 
 
 def _indexing():
-  from dfdx._src.numpy import indexing
+  indexing = _modules.get("indexing")
+  if indexing is None:
+    from dfdx._src.numpy import indexing
+    _modules["indexing"] = indexing
   return indexing
 
 
