@@ -63,6 +63,14 @@ def test_transposes_that_do_not_bring_the_gathered_axis_forward_stay(rng):
   assert sunk is original
 
 
+def test_a_transpose_stays_after_a_gather_of_few_entries(rng):
+  """Taking from a transposed operand copies all of it first: worth it only where the
+  gather repeats entries."""
+  x, idx = rng.normal(size=(40, 300)), rng.integers(0, 300, 10)
+  original, sunk = _programs(lambda x, idx: dnp.take(x, idx, axis=1).T, x, idx)
+  assert sunk is original
+
+
 def test_a_used_intermediate_is_not_recomputed(rng):
   """The gather's result is also an output: moving the transpose would compute it twice."""
   x, idx = rng.normal(size=(4, 10)), rng.integers(0, 10, 30)

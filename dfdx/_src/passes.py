@@ -833,8 +833,8 @@ def _blocks(shape, out_shape):
 class _GatherSinker(_Mover):
   """`transpose(v)` and `u(v)` (u unary elementwise) rewritten into the equations producing
   v, through single-use reshapes, transposes, unary operations (transposes only) and gathers
-  of one index array (see above). `crossed` says whether a gather was reached with a gain:
-  its axis moved forward (a transpose) or entries repeated (a unary operation)."""
+  of one index array (see above). `crossed` says whether a gather that repeats entries was
+  reached with a gain: its axis moved forward (a transpose), or at all (a unary operation)."""
 
   def __init__(self, program, subst):
     from dfdx._src import batching
@@ -907,7 +907,8 @@ class _GatherSinker(_Mover):
     if axis is not None:
       x, index = map(self.subst, eqn.inputs)
       new_axis = perm.index(axis)
-      self.crossed |= new_axis < axis
+      # a gain where the gather repeats entries: taking from a transposed operand copies it
+      self.crossed |= new_axis < axis and index.aval.shape[0] >= x.aval.shape[axis]
       return self.take(self.transpose(x, perm), index, new_axis, eqn.source)
     return self.emit_prim(self.transpose_p, [v], {"perm": perm})
 
