@@ -160,6 +160,20 @@ def test_gathers_of_rows_take_columns_of_the_transposed_operand(rng):
   assert gathers[0].outputs[0].aval.shape == (11, B)
 
 
+def test_rows_of_a_table_longer_than_the_batch_are_gathered_as_they_are(rng):
+  """Taking columns of the transposed table copies all of it: not for a large table."""
+  table, index = rng.normal(size=(3 * B, 4)), rng.integers(0, 3 * B, B)
+
+  def f(table, index):
+    y = table[index] * 2.0
+    for _ in range(8):
+      y = dnp.sin(y) + y
+    return y
+  original, moved = _programs(f, table, index)
+  gather, = [e for e in moved.eqns if e.prim.name == "gather"]
+  assert gather.inputs[0].aval.shape == (3 * B, 4) and gather.outputs[0].aval.shape == (B, 4)
+
+
 def test_other_equations_read_plain_operands_in_c_order(rng):
   """A product with a matrix shared by the batch is not rewritten: its operand is
   transposed back for it, and copied in C order (flattened and reshaped), as the

@@ -1197,7 +1197,8 @@ class _BatchLast:
       return None
     x, index = eqn.inputs
     if (x.aval.ndim < 2 or index.aval.shape != (self.size,) or index.aval.dtype.kind not in "iu"
-            or self.indexing.take_axis(eqn.params["spec"], x.aval.shape) != 0):
+            or self.indexing.take_axis(eqn.params["spec"], x.aval.shape) != 0
+            or x.aval.shape[0] > self.size):  # (the transposed table is copied whole)
       return None
     rank = x.aval.ndim
     columns = self.emit(self.shape_ops.transpose_p, [self.get_plain(x)],
