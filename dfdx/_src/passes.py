@@ -509,6 +509,28 @@ def inline_jit_calls(program: Program) -> Program:
 # ---- pushing sums down ----------------------------------------------------------------------
 
 
+def _emit(eqns, prim, inputs, params, source=None):
+  """Append the equation `prim(*inputs, **params)` to `eqns`; its output variable."""
+  var = Var(core.abstract_eval_avals(prim, [a.aval for a in inputs], params))
+  eqns.append(Eqn(prim, inputs, params, [var], source))
+  return var
+
+
+def _take_axis(x, index, spec):
+  """k where gather(x, index, spec) is a take of the integer vector `index` along axis k of
+  x, else None."""
+  from dfdx._src.ops import indexing
+  if index.aval.ndim != 1 or index.aval.dtype.kind not in "iu":
+    return None
+  return indexing.take_axis(spec, x.aval.shape)
+
+
+def _take_spec(axis):
+  """The gather spec of a take along `axis` (its index array the gather's second operand)."""
+  from dfdx._src.ops import indexing
+  return (indexing._FULL,) * axis + (indexing.ArrayIndex(0),)
+
+
 class _Mover:
   """What the passes that move an operation into the equations producing its operand share:
   each variable's producer and number of uses (outputs count twice: never consumed away),
@@ -522,10 +544,14 @@ class _Mover:
     self.out = []
 
   def emit_prim(self, prim, inputs, params, source=None):
-    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
-    var = Var(aval)
-    self.out.append(Eqn(prim, inputs, params, [var], source))
-    return var
+    return _emit(self.out, prim, inputs, params, source)
+
+  def sole_producer(self, v):
+    """The equation producing `v` (one output) where v is used only once, else None."""
+    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
+    if eqn is None or self.uses.get(id(v)) != 1 or len(eqn.outputs) != 1:
+      return None
+    return eqn
 
 
 class _SumPusher(_Mover):
@@ -659,13 +685,12 @@ class _GatherPuller(_Mover):
     self.elementwise, self.subst, self.indexing = batching.elementwise_prims, subst, indexing
 
   def take(self, v, index, axis):
-    spec = (self.indexing._FULL,) * axis + (self.indexing.ArrayIndex(0),)
-    return self.emit_prim(self.indexing.gather_p, [v, index], {"spec": spec})
+    return self.emit_prim(self.indexing.gather_p, [v, index], {"spec": _take_spec(axis)})
 
   def pull(self, v, index, axis):
     """An atom equal to take(v, index, axis)."""
-    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
-    if eqn is None or self.uses.get(id(v)) != 1 or len(eqn.outputs) != 1:
+    eqn = self.sole_producer(v)
+    if eqn is None:
       return self.take(v, index, axis)
     if eqn.prim in self.elementwise:
       rule = self._pull_elementwise
@@ -729,10 +754,9 @@ def pull_gathers(program: Program) -> Program:
     inputs = [subst(a) for a in eqn.inputs]
     if eqn.prim is puller.indexing.gather_p and len(inputs) == 2 and isinstance(inputs[0], Var):
       x, index = inputs
-      axis = puller.indexing.take_axis(eqn.params["spec"], x.aval.shape)
-      if (axis is not None and index.aval.ndim == 1 and index.aval.dtype.kind in "iu"
-              and index.aval.shape[0] < x.aval.shape[axis]
-              and puller.producer.get(id(x)) is not None and puller.uses.get(id(x)) == 1):
+      axis = _take_axis(x, index, eqn.params["spec"])
+      if (axis is not None and index.aval.shape[0] < x.aval.shape[axis]
+              and puller.sole_producer(x) is not None):
         puller.out = []
         result = puller.pull(x, index, axis)
         if _same_type(result, eqn.outputs[0]):
@@ -854,29 +878,21 @@ class _GatherSinker(_Mover):
           self.uses[id(a)] = self.uses.get(id(a), 0) + 1
     self.uses[id(result)] = self.uses.get(id(replaced), 0)
 
-  def _producer(self, v):
-    eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
-    if eqn is None or self.uses.get(id(v)) != 1 or len(eqn.outputs) != 1:
-      return None
-    return eqn
-
   def _take_axis(self, eqn):
     if eqn.prim is not self.indexing.gather_p or len(eqn.inputs) != 2:
       return None
     x, index = map(self.subst, eqn.inputs)
-    if index.aval.ndim != 1 or index.aval.dtype.kind not in "iu":
-      return None
-    return self.indexing.take_axis(eqn.params["spec"], x.aval.shape)
+    return _take_axis(x, index, eqn.params["spec"])
 
   def take(self, x, index, axis, source):
-    spec = (self.indexing._FULL,) * axis + (self.indexing.ArrayIndex(0),)
-    return self.emit_prim(self.indexing.gather_p, [x, index], {"spec": spec}, source)
+    return self.emit_prim(self.indexing.gather_p, [x, index], {"spec": _take_spec(axis)},
+                          source)
 
   def transpose(self, v, perm):
     """An atom equal to transpose(v, perm)."""
     if perm == tuple(range(len(perm))):
       return v
-    eqn = self._producer(v)
+    eqn = self.sole_producer(v)
     name = eqn.prim.name if eqn is not None else None
     if name == "transpose":
       inner = eqn.params["perm"]
@@ -914,7 +930,7 @@ class _GatherSinker(_Mover):
 
   def unary(self, v, prim, params, source):
     """An atom equal to prim(v, **params), prim elementwise with one operand."""
-    eqn = self._producer(v)
+    eqn = self.sole_producer(v)
     if eqn is not None and eqn.prim.name in ("reshape", "transpose"):
       x = self.unary(self.subst(eqn.inputs[0]), prim, params, source)
       return self.emit_prim(eqn.prim, [x], eqn.params, eqn.source)
@@ -1005,17 +1021,14 @@ class _BatchLast:
 
   def __init__(self, program, size):
     from dfdx._src import batching
-    from dfdx._src.ops import indexing, shape
+    from dfdx._src.ops import shape
     self.size = size
-    self.elementwise, self.indexing, self.shape_ops = batching.elementwise_prims, indexing, shape
+    self.elementwise, self.shape_ops = batching.elementwise_prims, shape
     self.plain, self.moved, self.views, self.eqns = {}, {}, {}, []
     self.rewritten = self.converted = 0  # equations moved; operands copied to or from
 
   def emit(self, prim, inputs, params, source=None):
-    aval = core.abstract_eval_avals(prim, [a.aval for a in inputs], params)
-    var = Var(aval)
-    self.eqns.append(Eqn(prim, inputs, params, [var], source))
-    return var
+    return _emit(self.eqns, prim, inputs, params, source)
 
   def _short_rows(self, aval):
     shape = aval.shape
@@ -1196,15 +1209,15 @@ class _BatchLast:
     if len(eqn.inputs) != 2 or not self._short_rows(out.aval):
       return None
     x, index = eqn.inputs
-    if (x.aval.ndim < 2 or index.aval.shape != (self.size,) or index.aval.dtype.kind not in "iu"
-            or self.indexing.take_axis(eqn.params["spec"], x.aval.shape) != 0
+    if (x.aval.ndim < 2 or index.aval.shape != (self.size,)
+            or _take_axis(x, index, eqn.params["spec"]) != 0
             or x.aval.shape[0] > self.size):  # (the transposed table is copied whole)
       return None
     rank = x.aval.ndim
     columns = self.emit(self.shape_ops.transpose_p, [self.get_plain(x)],
                         {"perm": tuple(range(1, rank)) + (0,)})
-    spec = (self.indexing._FULL,) * (rank - 1) + (self.indexing.ArrayIndex(0),)
-    return self.emit(eqn.prim, [columns, self.get_plain(index)], {"spec": spec}, eqn.source)
+    return self.emit(eqn.prim, [columns, self.get_plain(index)], {"spec": _take_spec(rank - 1)},
+                     eqn.source)
 
 
 def batch_last(program: Program) -> Program:
