@@ -136,10 +136,22 @@ def test_not_under_transformations_zero_absorbing_or_debug_nans(rng, monkeypatch
   with dfdx.debug_nans():
     dfdx.grad(f)(x)
   assert calls == []
-  # the zero-absorbing chain rule: where's unselected branch holds inf * 0
+  # the zero-absorbing chain rule (where's unselected branch holds inf * 0): the first pass
+  # takes the rules, the second, zero-absorbing one must not
+  absorbing = []
+  calls_during = []
+  run = ad.run_zero_absorbing
+
+  def spy(f):
+    absorbing.append(len(calls))
+    out = run(f)
+    calls_during.append(len(calls) - absorbing[-1])
+    return out
+  monkeypatch.setattr(ad, "run_zero_absorbing", spy)
   g = dfdx.grad(lambda x: dnp.sum(dnp.where(x > 0, dnp.sqrt(dnp.abs(x)), 0.0)))(
       np.array([0.0, 4.0]))
   np.testing.assert_array_equal(g, [0.0, 0.25])
+  assert len(absorbing) == 1 and absorbing[0] > 0 and calls_during == [0]
   assert core.current_trace() is None
 
 
