@@ -215,10 +215,10 @@ def torch_objective(torch):
   return objective
 
 
-def jax_scan_objective(jax, jnp):
-  """The same step function under lax.scan (what a JAX user writes for jit: the loop is
-  compiled once, not unrolled)."""
-  step = make_lstm_step(jnp, jax.nn.sigmoid)
+def make_scan_objective(xp, sigmoid, scan):
+  """The same step function under a scan (`dfdx.scan`, `jax.lax.scan`): what a user writes
+  for jit, where the loop is then compiled once instead of unrolled."""
+  step = make_lstm_step(xp, sigmoid)
 
   def objective(main_params, extra_params, state, sequence):
     weights, biases, extra, hiddens, cells = unpack(main_params, extra_params, state)
@@ -226,8 +226,8 @@ def jax_scan_objective(jax, jnp):
     def body(carry, xy):
       hiddens, cells, loglik = step(weights, biases, extra, *carry, *xy)
       return (hiddens, cells), loglik
-    _, logliks = jax.lax.scan(body, (hiddens, cells), (sequence[:-1], sequence[1:]))
-    return -jnp.sum(logliks) / sequence[1:].size
+    _, logliks = scan(body, (hiddens, cells), (sequence[:-1], sequence[1:]))
+    return -xp.sum(logliks) / sequence[1:].size
   return objective
 
 
@@ -245,9 +245,10 @@ def tool_makers(data):
     return Tool(lambda: lstm_objective(*data), lambda: vg(*data))
 
   def dfdx_jit():
-    objective = dfdx.jit(lstm_objective)
-    vg = dfdx.jit(dfdx.value_and_grad(lstm_objective, (0, 1)))
-    return Tool(lambda: objective(*data), lambda: vg(*data), "Python loop unrolled")
+    scanned = make_scan_objective(dnp, dsp.expit, dfdx.scan)
+    objective = dfdx.jit(scanned)
+    vg = dfdx.jit(dfdx.value_and_grad(scanned, (0, 1)))
+    return Tool(lambda: objective(*data), lambda: vg(*data), "dfdx.scan")
 
   def autograd_tool():
     import autograd
@@ -260,7 +261,7 @@ def tool_makers(data):
   def jax_tool(jit):
     jax, jnp = import_jax()
     if jit:
-      objective = jax.jit(jax_scan_objective(jax, jnp))
+      objective = jax.jit(make_scan_objective(jnp, jax.nn.sigmoid, jax.lax.scan))
     else:
       objective = make_lstm_objective(jnp, jax.nn.sigmoid)
     vg = jax.value_and_grad(objective, argnums=(0, 1))

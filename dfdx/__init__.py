@@ -25,6 +25,7 @@ from dfdx._src.api import (  # noqa: F401
     vmap as vmap,
 )
 from dfdx._src.jit import jit as jit, make_expr as make_expr  # noqa: F401
+from dfdx._src.ops.control_flow import fori_loop as fori_loop, scan as scan  # noqa: F401
 from dfdx._src.custom import (  # noqa: F401
     checkpoint as checkpoint,
     custom_jvp as custom_jvp,

@@ -372,7 +372,7 @@ def _impl_call(name):
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "odeint", "odeint_tangent",
-              "gammainc_grad_a", "betainc_grad"):
+              "gammainc_grad_a", "betainc_grad", "scan"):
   register(_prim, _impl_call(_prim))
 
 # ---- fft ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import dfdx
 import dfdx.numpy as dnp
 from dfdx._src.custom import checkpoint_call_p, custom_jvp_call_p, custom_vjp_call_p
 from dfdx._src.jit import jit_call_p
+from dfdx._src.ops.control_flow import _scan, scan_p
 from tests.op_specs import BINARY_SHAPES, OpSpec
 
 _jitted = dfdx.jit(lambda x, y: dnp.sin(x) * y + x ** 2)
@@ -40,4 +41,70 @@ SPECS = [
            [((), ()), ((3,), (3,)), ((2, 3), (2, 3))]),
     OpSpec("checkpoint_call", checkpoint_call_p, _checkpointed,
            lambda x, y: np.sin(x) * y + x ** 2, BINARY_SHAPES),
+]
+
+
+# ---- scan (dfdx/_src/ops/control_flow.py): one equation of scan_p, outside jit too ----
+_SCAN = lambda f, init, xs=None, length=None, reverse=False: _scan(  # noqa: E731
+    f, init, xs, length, reverse, staged=True)
+
+
+def _recurrence(c, x):
+  c = dnp.sin(c) * x + 0.5 * c
+  return c, c * x
+
+
+def _np_scan(step, init, xs, y_shape, reverse=False):
+  carry, ys = init, []
+  for x in (xs[::-1] if reverse else xs):
+    carry, y = step(carry, x)
+    ys.append(y)
+  ys = ys[::-1] if reverse else ys
+  return carry, (np.stack(ys) if ys else np.zeros((0,) + y_shape))
+
+
+def _np_recurrence(c, x):
+  c = np.sin(c) * x + 0.5 * c
+  return c, c * x
+
+
+def _scanned(c, xs):
+  return _SCAN(_recurrence, c, xs)
+
+
+def _scanned_closure(w, xs):
+  """A closed-over value (a const of the body), reverse order, and a carry that is a pair."""
+  (a, b), ys = _SCAN(lambda c, x: ((dnp.tanh(c[0] * w + x), c[1] + c[0] * x), c[0] - w * x),
+                     (dnp.zeros_like(w) + 0.3, w * 0), xs, reverse=True)
+  return a, b, ys
+
+
+def _np_closure(w, xs):
+  (a, b), ys = _np_scan(lambda c, x: ((np.tanh(c[0] * w + x), c[1] + c[0] * x), c[0] - w * x),
+                        (np.zeros_like(w) + 0.3, w * 0), xs, np.shape(w), reverse=True)
+  return a, b, ys
+
+
+def _scanned_counter(x):
+  """An integer carry (a counter, not differentiated) beside a float one; xs=None."""
+  return _SCAN(lambda c, _: ((c[0] + 1, c[1] * dnp.cos(x) + c[0]), None), (0, x),
+               length=3)[0][1]
+
+
+def _np_counter(x):
+  i, v = 0, x
+  for _ in range(3):
+    i, v = i + 1, v * np.cos(x) + i
+  return v
+
+
+_jit_scanned = dfdx.jit(_scanned)
+SCAN_SHAPES = [((), (4,)), ((3,), (4, 3)), ((2, 3), (5, 2, 3)), ((3,), (0, 3))]
+SPECS += [
+    OpSpec("scan", scan_p, _scanned,
+           lambda c, xs: _np_scan(_np_recurrence, c, xs, np.shape(c)), SCAN_SHAPES),
+    OpSpec("scan under jit", jit_call_p, _jit_scanned,
+           lambda c, xs: _np_scan(_np_recurrence, c, xs, np.shape(c)), SCAN_SHAPES[:2]),
+    OpSpec("scan closure reverse", scan_p, _scanned_closure, _np_closure, SCAN_SHAPES),
+    OpSpec("scan counter", scan_p, _scanned_counter, _np_counter, [((),), ((3,),)]),
 ]

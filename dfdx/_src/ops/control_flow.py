@@ -1,0 +1,609 @@
+"""Control flow: `scan` (a loop carrying state, stacking per-step outputs) and `fori_loop`.
+
+Outside `jit` (and `make_expr`), `scan` is an ordinary Python loop over the steps: every
+transformation sees the steps one by one, exactly as if the user had written the loop. Under
+staging the loop would be unrolled into the program, one copy of the body per step (a
+1024-step LSTM: 150,000 equations, tens of seconds to optimize and compile), so there the
+body is traced once to a `Program` and the loop is one equation of the primitive `scan`:
+
+  scan(*carry, *xs, *consts; body, num_carry, num_xs, length, reverse, linear)
+      -> (*final_carry, *ys)
+
+`body` maps (*carry, *x, *consts) to (*carry, *y): x is one step's slice of the stacked
+inputs xs (leading axis `length`), ys stack the per-step outputs the same way; consts are
+the values the body closes over, including tracers of enclosing transformations (closure
+conversion, see staging.make_program). With `reverse` the steps run from the last to the
+first (ys[i] still belongs to xs[i]).
+
+Its rules are scans again, so every composition works to any order:
+  * JVP: one scan of the body's JVP over (carry, carry tangent). Under linearization (reverse
+    mode) it is split instead: a scan of the body that also stacks each step's incoming carry,
+    and a scan linear in the tangents (`linear` marks those inputs) that takes the stacked
+    carries as inputs.
+  * Transpose (of such a linear scan): a scan in the opposite direction whose body is the
+    transpose of the linear body; cotangents of the constants are summed in its carry.
+  * Batching: the body under vmap; carries that the batch reaches are batched from the start.
+Which carries have tangents (or a batch axis) is found by propagating through the body until
+the set stops growing. The impl loops in Python over the body compiled to NumPy code.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, errors
+from dfdx._src.core import ShapedArray
+from dfdx._src.ir import Lit, eval_program
+from dfdx._src.staging import make_program
+from dfdx._src.tree import tree_flatten, tree_unflatten
+
+__all__ = ["scan", "fori_loop"]
+
+
+def _dnp():
+  import dfdx.numpy as dnp
+  return dnp
+
+
+def _staging():
+  """Whether a program is being traced (jit, make_expr) under the current transformations."""
+  trace = core.current_trace()
+  while trace is not None:
+    if trace.kind == "jit":
+      return True
+    trace = trace.parent
+  return False
+
+
+# ---- the user's functions -------------------------------------------------------------------
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+  """Loop `f` over the leading axis of `xs`, carrying state: `jax.lax.scan`'s semantics.
+
+  `f(carry, x) -> (carry, y)`. Returns `(final_carry, ys)`, where ys stacks every step's y
+  along a new leading axis. In Python terms::
+
+      def scan(f, init, xs, length=None, reverse=False):
+        carry, ys = init, []
+        for x in (reversed(xs) if reverse else xs):
+          carry, y = f(carry, x)
+          ys.append(y)
+        return carry, np.stack(ys[::-1] if reverse else ys)
+
+  Every transformation differentiates, batches and compiles it. Outside `jit` it runs as that
+  loop; under `jit` the body is traced once and compiled once, however many steps it takes.
+
+  Args:
+    f: the step, `f(carry, x) -> (carry, y)`. The carry it returns must have the structure,
+      shapes and dtypes of `init` (a Python number in `init` takes the dtype f gives it);
+      `y` may be any pytree of arrays (or None).
+    init: the initial carry, a pytree of arrays or numbers.
+    xs: a pytree of arrays sharing a leading axis, sliced one entry per step, or None.
+    length: the number of steps; needed when xs is None, else checked against xs.
+    reverse: run from the last entry of xs to the first.
+  Returns:
+    (final carry, ys).
+
+  >>> import dfdx, dfdx.numpy as dnp, numpy as np
+  >>> cumulative = lambda xs: dfdx.scan(lambda c, x: (c + x, c + x), 0.0, xs)[1]
+  >>> dfdx.jit(cumulative)(np.array([1.0, 2.0, 3.0]))
+  array([1., 3., 6.])
+  """
+  return _scan(f, init, xs, length, reverse, staged=False)
+
+
+def _scan(f, init, xs, length, reverse, staged):
+  """scan; with `staged`, as one equation of scan_p even outside jit (the tests' way to run
+  the primitive's rules under every transformation)."""
+  if not callable(f):
+    raise TypeError(f"scan: f must be a function f(carry, x) -> (carry, y), got "
+                    f"{type(f).__name__}.")
+  init_leaves, init_tree = tree_flatten(init)
+  xs_leaves, xs_tree = tree_flatten(xs)
+  xs_leaves = [_as_array(x, "xs") for x in xs_leaves]
+  length = _scan_length(xs_leaves, length)
+  init_leaves = [_as_array(c, "init") for c in init_leaves]
+  if not isinstance(reverse, (bool, np.bool_)):
+    raise TypeError(f"scan: reverse must be True or False, got {reverse!r}.")
+  if not (staged or _staging()) and length > 0:
+    return _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse))
+  return _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse))
+
+
+def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
+  """scan as one equation of `scan_p` (what jit compiles)."""
+  body, consts, y_tree = _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree)
+  init_leaves = [_cast(c, v.aval) for c, v in zip(init_leaves, body.in_vars)]
+  outs = scan_p.bind(*init_leaves, *xs_leaves, *consts, body=body,
+                     num_carry=len(init_leaves), num_xs=len(xs_leaves), length=length,
+                     reverse=reverse, linear=(False,) * (len(init_leaves)
+                                                               + len(xs_leaves) + len(consts)))
+  n = len(init_leaves)
+  return tree_unflatten(init_tree, outs[:n]), tree_unflatten(y_tree, outs[n:])
+
+
+def fori_loop(lower, upper, body_fun, init_val):
+  """`val = body_fun(i, val)` for i in range(lower, upper): `jax.lax.fori_loop`.
+
+  The bounds must be Python or NumPy integers (not traced values): the loop is a `scan` over
+  `range(lower, upper)`, so it is differentiable in both modes and compiled once under jit.
+
+  >>> import dfdx
+  >>> dfdx.grad(lambda x: dfdx.fori_loop(0, 3, lambda i, v: v * x, 1.0))(2.0)  # d x^3 / dx
+  np.float64(12.0)
+  """
+  bounds = []
+  for name, b in (("lower", lower), ("upper", upper)):
+    if isinstance(b, core.Tracer):
+      raise errors.ConcretizationError(
+          f"fori_loop: {name} is a traced value ({b!r}); the number of steps must be known "
+          "when the loop is traced. Pass a Python integer, or use dfdx.scan with a fixed "
+          "length and mask the steps you do not want.")
+    if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+      raise TypeError(f"fori_loop: {name} must be an integer, got {b!r}.")
+    bounds.append(int(b))
+  lower, upper = bounds
+  if upper <= lower:
+    return init_val
+  if not _staging():  # the plain loop (what scan does outside jit), without the index array
+    val = init_val
+    for i in range(lower, upper):
+      val = body_fun(i, val)
+    return val
+  final, _ = scan(lambda val, i: (body_fun(i, val), None), init_val,
+                  np.arange(lower, upper))
+  return final
+
+
+def _as_array(x, where):
+  if isinstance(x, core.Tracer) or type(x) is np.ndarray:
+    return x
+  if isinstance(x, (bool, int, float, complex, np.generic)):
+    return x
+  try:
+    return np.asarray(x)
+  except Exception as e:
+    raise TypeError(f"scan: every leaf of {where} must be an array or number, got "
+                    f"{type(x).__name__}.") from e
+
+
+def _scan_length(xs_leaves, length):
+  lengths = set()
+  for x in xs_leaves:
+    shape = core.shape_of(x)
+    if not shape:
+      raise ValueError(f"scan: every leaf of xs needs a leading axis to scan over, got a "
+                       f"scalar ({core.get_aval(x).str_short()}). Stack the inputs along a "
+                       "new first axis, or close over values that are the same every step.")
+    lengths.add(shape[0])
+  if length is not None:
+    if isinstance(length, core.Tracer) or not isinstance(length, (int, np.integer)) \
+            or isinstance(length, (bool, np.bool_)) or length < 0:
+      raise TypeError(f"scan: length must be a non-negative Python integer, got {length!r}.")
+    lengths.add(int(length))
+  if not lengths:
+    raise ValueError("scan: with xs=None (or no arrays in xs), pass length= (the number of "
+                     "steps).")
+  if len(lengths) > 1:
+    raise ValueError(f"scan: the leading axes of xs (and length=) must agree; got lengths "
+                     f"{sorted(lengths)} ({[core.shape_of(x) for x in xs_leaves]}).")
+  return lengths.pop()
+
+
+def _cast(x, aval):
+  """An init leaf as the dtype its carry has (a Python number takes the carry's dtype)."""
+  if core.get_aval(x).dtype == aval.dtype:
+    return x
+  return _dnp().asarray(x, aval.dtype)
+
+
+def _describe(leaves, tree):
+  return str(tree_unflatten(tree, [core.get_aval(x).str_short() for x in leaves]))
+
+
+def _check_carry(init_leaves, init_tree, out_leaves, out_tree):
+  """The carry f returned against init: the same structure, shapes and dtypes (a weak-typed
+  init leaf, a Python number, may change dtype). Returns the indices that changed dtype."""
+  if out_tree != init_tree:
+    raise TypeError(f"scan: f must return a carry with the structure of init; init is "
+                    f"{_describe(init_leaves, init_tree)}, f returned "
+                    f"{_describe(out_leaves, out_tree)}.")
+  changed = []
+  for i, (a, b) in enumerate(zip(init_leaves, out_leaves)):
+    pa, pb = core.get_aval(a), core.get_aval(b)
+    if pa.shape != pb.shape or (pa.dtype != pb.dtype and not pa.weak_type):
+      raise TypeError(
+          f"scan: the carry f returns must keep init's shapes and dtypes; leaf {i} of init is "
+          f"{pa.str_short()}, f returned {pb.str_short()} (init "
+          f"{_describe(init_leaves, init_tree)}). Give init the dtype and shape of the "
+          f"carry (e.g. np.zeros({pb.shape}, np.{pb.dtype.name})).")
+    if pa.dtype != pb.dtype:
+      changed.append(i)
+  return changed
+
+
+def _split_output(out, where):
+  if not (isinstance(out, (tuple, list)) and len(out) == 2):
+    raise TypeError(f"scan: f must return a pair (carry, y), got {type(out).__name__}"
+                    f"{'' if not isinstance(out, (tuple, list)) else f' of {len(out)}'} "
+                    f"{where}.")
+  return out
+
+
+def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
+  dnp = _dnp()
+  carry = tree_unflatten(init_tree, init_leaves)
+  ys, y_tree = [], None
+  for i in (range(length - 1, -1, -1) if reverse else range(length)):
+    x = tree_unflatten(xs_tree, [a[i] for a in xs_leaves])
+    carry, y = _split_output(f(carry, x), f"at step {i}")
+    out_leaves, out_tree = tree_flatten(carry)
+    changed = _check_carry(init_leaves, init_tree, out_leaves, out_tree)
+    if changed and not ys:  # a Python number in init: start again with the carry's dtype
+      init_leaves = [_cast(c, core.get_aval(o)) if j in changed else c
+                     for j, (c, o) in enumerate(zip(init_leaves, out_leaves))]
+      return _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse)
+    leaves, tree = tree_flatten(y)
+    if y_tree is None:
+      y_tree = tree
+    elif tree != y_tree:
+      raise TypeError(f"scan: f returned y of structure {tree} at step {i}, but {y_tree} "
+                      "before; every step must return the same structure.")
+    ys.append(leaves)
+  if reverse:
+    ys.reverse()
+  stacked = [dnp.stack([dnp.asarray(y[k]) for y in ys]) for k in range(len(ys[0]))]
+  return carry, tree_unflatten(y_tree, stacked)
+
+
+def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
+  """f as a program (*carry, *x, *consts) -> (*carry, *y). Returns (program, consts, y_tree)."""
+  carry_avals = [core.get_aval(c) for c in init_leaves]
+  x_avals = [ShapedArray(core.shape_of(x)[1:], core.get_aval(x).dtype) for x in xs_leaves]
+  for attempt in range(2):
+    store = {}
+
+    def flat_fun(*ins):
+      carry = tree_unflatten(init_tree, ins[:len(carry_avals)])
+      x = tree_unflatten(xs_tree, ins[len(carry_avals):])
+      new_carry, y = _split_output(f(carry, x), "when traced")
+      out_leaves, out_tree = tree_flatten(new_carry)
+      store["changed"] = _check_carry(ins[:len(carry_avals)], init_tree, out_leaves, out_tree)
+      y_leaves, store["y_tree"] = tree_flatten(y)
+      dnp = _dnp()
+      return [dnp.asarray(o) for o in out_leaves] + [dnp.asarray(y) for y in y_leaves]
+    body, consts = make_program(flat_fun, carry_avals + x_avals)
+    if not store["changed"] or attempt:
+      break
+    # A Python number in init: trace again with the dtype f gives that carry.
+    carry_avals = [ShapedArray(a.shape, body.outs[i].aval.dtype) if i in store["changed"]
+                   else a for i, a in enumerate(carry_avals)]
+  return body, consts, store["y_tree"]
+
+
+# ---- the primitive ----------------------------------------------------------------------------
+scan_p = core.primitive("scan", multiple_results=True)
+ad.complex_rules.add(scan_p)  # its rules apply those of the body's equations
+
+_compiled_bodies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(body):
+  """The body as a NumPy function (optimized and generated code where every primitive has a
+  code generation rule, else evaluated equation by equation)."""
+  fn = _compiled_bodies.get(body)
+  if fn is None:
+    from dfdx._src import codegen, codegen_rules, passes  # noqa: F401  (registers the rules)
+    try:
+      fn = codegen.compile_program(passes.optimize(body, evaluate_only=True), "scan_body")
+    except codegen.MissingCodegenRuleError:
+      fn = lambda *xs: eval_program(body, *xs)  # noqa: E731
+    _compiled_bodies[body] = fn
+  return fn
+
+
+def _scan_impl(*args, body, num_carry, num_xs, length, reverse, linear):
+  step = _compiled(body)
+  carry = list(args[:num_carry])
+  xs = args[num_carry:num_carry + num_xs]
+  consts = args[num_carry + num_xs:]
+  y_avals = body.out_avals[num_carry:]
+  ys = [np.empty((length,) + a.shape, a.dtype) for a in y_avals]
+  for i in (range(length - 1, -1, -1) if reverse else range(length)):
+    outs = step(*carry, *[x[i] for x in xs], *consts)
+    carry = outs[:num_carry]
+    for stacked, y in zip(ys, outs[num_carry:]):
+      stacked[i] = y
+  c_avals = body.out_avals[:num_carry]
+  return [np.asarray(c, a.dtype) if core.get_aval(c).dtype != a.dtype else c
+          for c, a in zip(carry, c_avals)] + ys
+
+
+def _scan_abstract_eval(*avals, body, num_carry, num_xs, length, reverse, linear):
+  expected = ([v.aval for v in body.in_vars[:num_carry]]
+              + [ShapedArray((length,) + v.aval.shape, v.aval.dtype)
+                 for v in body.in_vars[num_carry:num_carry + num_xs]]
+              + [v.aval for v in body.in_vars[num_carry + num_xs:]])
+  if len(avals) != len(expected) or len(linear) != len(avals):
+    raise TypeError(f"scan: {len(avals)} inputs for a body of {len(body.in_vars)}")
+  for i, (a, e) in enumerate(zip(avals, expected)):
+    if a.shape != e.shape or a.dtype != e.dtype:
+      raise TypeError(f"scan: input {i} is {a.str_short()}, the body expects {e.str_short()}")
+  outs = body.out_avals
+  return outs[:num_carry] + [ShapedArray((length,) + a.shape, a.dtype)
+                             for a in outs[num_carry:]]
+
+
+scan_p.def_impl(_scan_impl)
+scan_p.def_abstract_eval(_scan_abstract_eval)
+
+
+def _reaches(body, flags):
+  """Which outputs of `body` depend on the inputs flagged (conservatively: an equation's
+  outputs all depend on each of its inputs)."""
+  marked = {id(v) for v, flag in zip(body.in_vars, flags) if flag}
+  for eqn in body.eqns:
+    if any(type(a) is not Lit and id(a) in marked for a in eqn.inputs):
+      marked.update(id(o) for o in eqn.outputs)
+  return [type(o) is not Lit and id(o) in marked for o in body.outs]
+
+
+def _carry_fixed_point(body, num_carry, carry_flags, other_flags):
+  """The carries reached by the flagged inputs, over any number of steps."""
+  carry_flags = list(carry_flags)
+  while True:
+    out = _reaches(body, carry_flags + list(other_flags))
+    new = [c or o for c, o in zip(carry_flags, out[:num_carry])]
+    if new == carry_flags:
+      return carry_flags, out[num_carry:]
+    carry_flags = new
+
+
+def _differentiable(aval):
+  return aval.dtype.kind in "fc"
+
+
+def _zeros(aval):
+  return np.zeros(aval.shape, aval.dtype)
+
+
+def _split_args(args, num_carry, num_xs):
+  return (list(args[:num_carry]), list(args[num_carry:num_carry + num_xs]),
+          list(args[num_carry + num_xs:]))
+
+
+# ---- forward mode -------------------------------------------------------------------------------
+
+
+def _scan_jvp(primals, tangents, *, body, num_carry, num_xs, length, reverse, linear):
+  params = dict(num_carry=num_carry, length=length, reverse=reverse)
+  in_avals = body.in_avals
+  nonzero = [t is not None and _differentiable(a) for t, a in zip(tangents, in_avals)]
+  carry_nz, y_nz = _carry_fixed_point(body, num_carry, nonzero[:num_carry],
+                                      nonzero[num_carry:])
+  out_avals = body.out_avals
+  carry_nz = [nz and _differentiable(a) for nz, a in zip(carry_nz, out_avals)]
+  y_nz = [nz and _differentiable(a) for nz, a in zip(y_nz, out_avals[num_carry:])]
+  if not any(carry_nz) and not any(y_nz):
+    outs = scan_p.bind(*primals, body=body, num_xs=num_xs, linear=linear, **params)
+    return outs, [None] * len(outs)
+  # A tangent input reached by no flagged input stays zero; carries reached get zeros to start.
+  nonzero[:num_carry] = carry_nz
+  tangents = [(_zeros(a) if t is None else t) if nz else None
+              for t, nz, a in zip(tangents, nonzero, in_avals)]
+  if any(isinstance(t, ad.TapeTracer) for t in tangents):
+    return _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry,
+                            num_xs, length, reverse)
+  carry, xs, consts = _split_args(primals, num_carry, num_xs)
+  carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
+
+  def jvp_body(*ins):
+    (c, ct, x, xt, k, kt) = _unflatten(ins, [num_carry, sum(nz_c), num_xs, sum(nz_x),
+                                             len(consts), sum(nz_k)])
+    primal_in = c + x + k
+    tangent_in = _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt)
+    outs, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), primal_in, tangent_in)
+    c_out, y_out = outs[:num_carry], outs[num_carry:]
+    ct_out = [_instantiate(t, o) for t, o in zip(pick(out_t[:num_carry], carry_nz),
+                                                 pick(c_out, carry_nz))]
+    yt_out = [_instantiate(t, o) for t, o in zip(pick(out_t[num_carry:], y_nz),
+                                                 pick(y_out, y_nz))]
+    return c_out + ct_out + y_out + yt_out
+  avals = ([a for a in in_avals[:num_carry]] + pick(in_avals[:num_carry], nz_c)
+           + in_avals[num_carry:num_carry + num_xs] + pick(in_avals[num_carry:num_carry
+                                                                     + num_xs], nz_x)
+           + in_avals[num_carry + num_xs:] + pick(in_avals[num_carry + num_xs:], nz_k))
+  new_body, lifted = make_program(jvp_body, avals, record_source=False)
+  assert not lifted, lifted
+  args = (carry + pick(carry_t, nz_c) + xs + pick(xs_t, nz_x) + consts + pick(consts_t, nz_k))
+  outs = scan_p.bind(*args, body=new_body, num_carry=num_carry + sum(nz_c),
+                     num_xs=num_xs + sum(nz_x), length=length, reverse=reverse,
+                     linear=(False,) * len(args))
+  n_nz = sum(carry_nz)
+  c_out, ct_out = outs[:num_carry], outs[num_carry:num_carry + n_nz]
+  rest = outs[num_carry + n_nz:]
+  y_out, yt_out = rest[:len(y_nz)], rest[len(y_nz):]
+  return c_out + y_out, _fill(carry_nz, ct_out) + _fill(y_nz, yt_out)
+
+
+def _unflatten(values, sizes):
+  parts, i = [], 0
+  for n in sizes:
+    parts.append(list(values[i:i + n]))
+    i += n
+  return parts
+
+
+def _fill(flags, values):
+  """values placed at the flagged positions, None elsewhere."""
+  values = iter(values)
+  return [next(values) if f else None for f in flags]
+
+
+def _instantiate(t, like):
+  return _zeros(core.get_aval(like)) if t is None else t
+
+
+def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry, num_xs,
+                     length, reverse):
+  """Reverse mode's JVP: the primal scan, stacking each step's incoming carry, and a scan
+  linear in the tangents, which reads those carries (and the xs and consts) as inputs."""
+  carry, xs, consts = _split_args(primals, num_carry, num_xs)
+  in_avals = body.in_avals
+  c_avals = in_avals[:num_carry]
+
+  def stacking_body(*ins):
+    outs = eval_program(body, *ins)
+    return outs + list(ins[:num_carry])
+  res_body, lifted = make_program(stacking_body, in_avals, record_source=False)
+  assert not lifted, lifted
+  outs = scan_p.bind(*primals, body=res_body, num_carry=num_carry, num_xs=num_xs,
+                     length=length, reverse=reverse, linear=(False,) * len(primals))
+  n_y = len(body.outs) - num_carry
+  primal_out = outs[:num_carry + n_y]
+  carries = outs[num_carry + n_y:]
+
+  nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
+  carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  sizes = [sum(nz_c), num_carry, num_xs, sum(nz_x), len(consts), sum(nz_k)]
+
+  def tangent_body(*ins):
+    ct, c, x, xt, k, kt = _unflatten(ins, sizes)
+    _, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), c + x + k,
+                           _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt))
+    out_avals = body.out_avals
+    ct_out = [_zeros(a) if t is None else t
+              for t, a in zip(pick(out_t[:num_carry], carry_nz), pick(out_avals, carry_nz))]
+    yt_out = [_zeros(a) if t is None else t
+              for t, a in zip(pick(out_t[num_carry:], y_nz), pick(out_avals[num_carry:], y_nz))]
+    return ct_out + yt_out
+  avals = (pick(c_avals, nz_c) + c_avals + in_avals[num_carry:num_carry + num_xs]
+           + pick(in_avals[num_carry:num_carry + num_xs], nz_x)
+           + in_avals[num_carry + num_xs:] + pick(in_avals[num_carry + num_xs:], nz_k))
+  lin_body, lifted = make_program(tangent_body, avals, record_source=False)
+  assert not lifted, lifted
+  lin_args = (pick(carry_t, nz_c) + carries + xs + pick(xs_t, nz_x) + consts
+              + pick(consts_t, nz_k))
+  flags = ([True] * sizes[0] + [False] * (num_carry + num_xs) + [True] * sizes[3]
+           + [False] * len(consts) + [True] * sizes[5])
+  # carry_nz has the entries of nz_c (the fixed point), so the linear scan's carries are
+  # exactly the nonzero carry tangents.
+  tan_out = scan_p.bind(*lin_args, body=lin_body, num_carry=sizes[0],
+                        num_xs=num_carry + num_xs + sizes[3], length=length, reverse=reverse,
+                        linear=tuple(flags))
+  ct_out, yt_out = tan_out[:sizes[0]], tan_out[sizes[0]:]
+  return primal_out, _fill(carry_nz, ct_out) + _fill(y_nz, yt_out)
+
+
+# ---- reverse mode: the transpose of a linear scan ----------------------------------------------
+
+
+def _scan_transpose(cts, *args, body, num_carry, num_xs, length, reverse, linear):
+  carry, xs, consts = _split_args(args, num_carry, num_xs)
+  lin_c, lin_x, lin_k = _split_args(linear, num_carry, num_xs)
+  if not all(lin_c):
+    raise errors.MissingRuleError(
+        "scan: only a scan whose carries are all linear can be transposed (reverse mode "
+        "transposes the linear scans that its JVP makes).")
+  in_avals = body.in_avals
+  c_avals, x_avals, k_avals = _split_args(in_avals, num_carry, num_xs)
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  keep = lambda values, flags: [v for v, f in zip(values, flags) if not f]  # noqa: E731
+  n_y = len(body.outs) - num_carry
+  lin_k_avals = pick(k_avals, lin_k)
+  sizes = [num_carry, len(lin_k_avals), len(keep(x_avals, lin_x)), n_y,
+           len(keep(k_avals, lin_k))]
+
+  def transposed_body(*ins):
+    ct_c, acc, x_nl, ct_y, k_nl = _unflatten(ins, sizes)
+
+    def linear_fn(*lin):
+      lc, lx, lk = _unflatten(lin, [num_carry, sum(lin_x), len(lin_k_avals)])
+      xs_full = _merge(lin_x, lx, x_nl)
+      k_full = _merge(lin_k, lk, k_nl)
+      return eval_program(body, *lc, *xs_full, *k_full)
+    points = [_zeros(a) for a in c_avals + pick(x_avals, lin_x) + lin_k_avals]
+    _, lin = ad.linearize_flat(linear_fn, points)
+    in_cts = lin.transpose(list(ct_c) + list(ct_y))
+    in_cts = [_zeros(a) if c is None else c for c, a in zip(in_cts, map(core.get_aval, points))]
+    ct_carry, ct_x, ct_k = _unflatten(in_cts, [num_carry, sum(lin_x), len(lin_k_avals)])
+    return ct_carry + [a + c for a, c in zip(acc, ct_k)] + ct_x
+  y_avals = body.out_avals[num_carry:]
+  avals = (body.out_avals[:num_carry] + lin_k_avals + keep(x_avals, lin_x) + y_avals
+           + keep(k_avals, lin_k))
+  t_body, lifted = make_program(transposed_body, avals, record_source=False)
+  assert not lifted, lifted
+  ct_carry_in = [_zeros(a) if c is None else c for c, a in zip(cts[:num_carry], c_avals)]
+  ct_ys = [_zeros(ShapedArray((length,) + a.shape, a.dtype)) if c is None else c
+           for c, a in zip(cts[num_carry:], y_avals)]
+  t_args = (ct_carry_in + [_zeros(a) for a in lin_k_avals] + keep(xs, lin_x) + ct_ys
+            + keep(consts, lin_k))
+  outs = scan_p.bind(*t_args, body=t_body, num_carry=num_carry + len(lin_k_avals),
+                     num_xs=sizes[2] + n_y, length=length, reverse=not reverse,
+                     linear=(False,) * len(t_args))
+  ct_init = outs[:num_carry]
+  ct_consts = outs[num_carry:num_carry + len(lin_k_avals)]
+  ct_xs = outs[num_carry + len(lin_k_avals):]
+  result = [c if ad.is_linear(a) else None for c, a in zip(ct_init, carry)]
+  result += [c if ad.is_linear(a) else None for c, a in zip(_fill(lin_x, ct_xs), xs)]
+  result += [c if ad.is_linear(a) else None for c, a in zip(_fill(lin_k, ct_consts), consts)]
+  return result
+
+
+def _merge(flags, flagged, others):
+  flagged, others = iter(flagged), iter(others)
+  return [next(flagged) if f else next(others) for f in flags]
+
+
+ad.primitive_jvps[scan_p] = _scan_jvp
+ad.primitive_transposes[scan_p] = _scan_transpose
+
+
+# ---- batching -----------------------------------------------------------------------------------
+
+
+def _scan_batch(axis_size, vals, dims, *, body, num_carry, num_xs, length, reverse, linear):
+  dnp = _dnp()
+  not_mapped = batching.NOT_MAPPED
+  batched = [d is not not_mapped for d in dims]
+  carry_b, y_b = _carry_fixed_point(body, num_carry, batched[:num_carry], batched[num_carry:])
+  moved = []
+  for i, (v, d) in enumerate(zip(vals, dims)):
+    in_x = num_carry <= i < num_carry + num_xs
+    if d is not_mapped:
+      if i < num_carry and carry_b[i]:
+        aval = core.get_aval(v)
+        v = dnp.broadcast_to(v, (axis_size,) + aval.shape)
+    else:
+      v = batching.moveaxis(v, d, 1 if in_x else 0)
+    moved.append(v)
+  in_b = carry_b + batched[num_carry:]
+  in_dims = [0 if b else not_mapped for b in in_b]
+  body_avals = [ShapedArray((axis_size,) + a.shape, a.dtype) if b else a
+                for a, b in zip(body.in_avals, in_b)]
+  out_b = carry_b + y_b
+
+  def batched_body(*ins):
+    outs, out_dims = batching.vmap_flat(lambda *a: eval_program(body, *a), axis_size,
+                                        list(ins), in_dims)
+    fixed = []
+    for o, d, b in zip(outs, out_dims, out_b):
+      if b:
+        o = (dnp.broadcast_to(o, (axis_size,) + core.shape_of(o)) if d is not_mapped
+             else batching.moveaxis(o, d, 0))
+      fixed.append(o)
+    return fixed
+  new_body, lifted = make_program(batched_body, body_avals, record_source=False)
+  assert not lifted, lifted
+  outs = scan_p.bind(*moved, body=new_body, num_carry=num_carry, num_xs=num_xs, length=length,
+                     reverse=reverse, linear=linear)
+  out_dims = [0 if b else not_mapped for b in carry_b] + [1 if b else not_mapped for b in y_b]
+  return outs, out_dims
+
+
+batching.primitive_batchers[scan_p] = _scan_batch
