@@ -34,7 +34,8 @@ import numpy as np
 
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
-from dfdx._src.ir import Lit, eval_program
+from dfdx._src import staging
+from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -450,8 +451,74 @@ def _instantiate(t, like):
 
 def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry, num_xs,
                      length, reverse):
-  """Reverse mode's JVP: the primal scan, stacking each step's incoming carry, and a scan
-  linear in the tangents, which reads those carries (and the xs and consts) as inputs."""
+  """Reverse mode's JVP, split in two scans (partial evaluation). The body's JVP is traced
+  once; its equations that read no tangent form the primal scan's body, which also stacks
+  the values the others read (residuals); the others form the body of a scan linear in the
+  tangents, which takes the stacked residuals as inputs. Nothing is computed twice."""
+  carry, xs, consts = _split_args(primals, num_carry, num_xs)
+  nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
+  carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  in_avals = body.in_avals
+  c_avals, x_avals, k_avals = _split_args(in_avals, num_carry, num_xs)
+  sizes = [num_carry, num_xs, len(consts), sum(nz_c), sum(nz_x), sum(nz_k)]
+  out_avals = body.out_avals
+
+  def jvp_body(*ins):
+    c, x, k, ct, xt, kt = _unflatten(ins, sizes)
+    outs, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), c + x + k,
+                              _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt))
+    ct_out = [_zeros(a) if t is None else t
+              for t, a in zip(pick(out_t[:num_carry], carry_nz), pick(out_avals, carry_nz))]
+    yt_out = [_zeros(a) if t is None else t for t, a in
+              zip(pick(out_t[num_carry:], y_nz), pick(out_avals[num_carry:], y_nz))]
+    return outs + ct_out + yt_out
+  jvp_prog, lifted = make_program(
+      jvp_body, in_avals + pick(c_avals, nz_c) + pick(x_avals, nz_x) + pick(k_avals, nz_k),
+      record_source=False)
+  assert not lifted, lifted
+  n_in, n_out = len(in_avals), len(out_avals)
+  split = _partial_eval(jvp_prog, n_in, n_out)
+  if split is None:
+    return _recomputing_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry,
+                             num_xs, length, reverse)
+  known_eqns, linear_eqns, residuals = split
+  primal_in = jvp_prog.in_vars[:n_in]
+  position = {id(v): i for i, v in enumerate(primal_in)}
+  # Residuals that are a step's x or a const are passed as they are; the others (incoming
+  # carries and computed values) are stacked by the primal scan.
+  res_x = [r for r in residuals if num_carry <= position.get(id(r), -1) < num_carry + num_xs]
+  res_k = [r for r in residuals if position.get(id(r), -1) >= num_carry + num_xs]
+  stacked = [r for r in residuals if id(r) not in {id(v) for v in res_x + res_k}]
+  consts_of = (jvp_prog.const_vars, jvp_prog.const_vals)
+  known = Program(primal_in, *consts_of, known_eqns, jvp_prog.outs[:n_out] + stacked)
+  outs = scan_p.bind(*primals, body=_checked(known), num_carry=num_carry, num_xs=num_xs,
+                     length=length, reverse=reverse, linear=(False,) * len(primals))
+  primal_out, stacked_vals = outs[:n_out], outs[n_out:]
+
+  ct_in, xt_in, kt_in = _unflatten(jvp_prog.in_vars[n_in:], sizes[3:])
+  linear_prog = Program(ct_in + stacked + res_x + xt_in + res_k + kt_in, *consts_of,
+                        linear_eqns, jvp_prog.outs[n_out:])
+  lin_args = (pick(carry_t, nz_c) + stacked_vals + [xs[position[id(r)] - num_carry]
+                                                     for r in res_x]
+              + pick(xs_t, nz_x) + [consts[position[id(r)] - num_carry - num_xs] for r in res_k]
+              + pick(consts_t, nz_k))
+  flags = ([True] * sizes[3] + [False] * (len(stacked) + len(res_x)) + [True] * sizes[4]
+           + [False] * len(res_k) + [True] * sizes[5])
+  # carry_nz has the entries of nz_c (the fixed point), so the linear scan's carries are
+  # exactly the nonzero carry tangents.
+  tan_out = scan_p.bind(*lin_args, body=_checked(linear_prog), num_carry=sizes[3],
+                        num_xs=len(stacked) + len(res_x) + sizes[4], length=length,
+                        reverse=reverse, linear=tuple(flags))
+  ct_out, yt_out = tan_out[:sizes[3]], tan_out[sizes[3]:]
+  return primal_out, _fill(carry_nz, ct_out) + _fill(y_nz, yt_out)
+
+
+def _recomputing_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry, num_xs,
+                     length, reverse):
+  """Reverse mode's JVP where the body's JVP does not split (an equation that reads a
+  tangent also gives a primal output: a nested scan). The primal scan stacks each step's
+  incoming carry; the linear scan computes the step's primal values again from them."""
   carry, xs, consts = _split_args(primals, num_carry, num_xs)
   in_avals = body.in_avals
   c_avals = in_avals[:num_carry]
@@ -498,6 +565,37 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
                         linear=tuple(flags))
   ct_out, yt_out = tan_out[:sizes[0]], tan_out[sizes[0]:]
   return primal_out, _fill(carry_nz, ct_out) + _fill(y_nz, yt_out)
+
+
+def _partial_eval(program, n_primal_in, n_primal_out):
+  """Split a JVP's program (primal inputs first, then tangents; primal outputs first) into
+  the equations that read no tangent, those that do, and the residuals: variables of the
+  first kind (inputs included, constants not) that the second kind or a tangent output
+  reads, in order of first use. None where a primal output is computed by an equation that
+  also reads a tangent."""
+  unknown = {id(v) for v in program.in_vars[n_primal_in:]}
+  known_eqns, linear_eqns = [], []
+  for eqn in program.eqns:
+    if any(type(a) is not Lit and id(a) in unknown for a in eqn.inputs):
+      linear_eqns.append(eqn)
+      unknown.update(id(o) for o in eqn.outputs)
+    else:
+      known_eqns.append(eqn)
+  if any(type(a) is not Lit and id(a) in unknown for a in program.outs[:n_primal_out]):
+    return None  # (see _recomputing_scan)
+  skip = unknown | {id(v) for v in program.const_vars}
+  residuals = []
+  for a in [a for eqn in linear_eqns for a in eqn.inputs] + program.outs[n_primal_out:]:
+    if type(a) is not Lit and id(a) not in skip:
+      skip.add(id(a))
+      residuals.append(a)
+  return known_eqns, linear_eqns, residuals
+
+
+def _checked(program):
+  if staging.check_programs:
+    typecheck_program(program)
+  return program
 
 
 # ---- reverse mode: the transpose of a linear scan ----------------------------------------------
