@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from dfdx._src import ad, codegen
+from dfdx._src.ir import Program
 from dfdx._src.jit import make_expr
 from dfdx._src.tree import tree_leaves
 
@@ -59,7 +60,7 @@ def to_source(f, *args, name=None):
   # A derivative: as dfdx computes it, a result holding a NaN is computed again with the
   # zero-absorbing chain rule (see README, "Derivatives that stay finite").
   safe = ad.run_zero_absorbing(lambda: make_expr(f, optimize=True)(*args))
-  if not any(e.prim.name in ("zmul", "zdiv") for e in safe.program.eqns):
+  if not _absorbs_zeros(safe.program):
     return codegen.program_source(safe.program, name, arg_names=names, single_output=single)
   plain_src = codegen.program_source(expr.program, f"_{name}_plain", arg_names=names)
   safe_src = codegen.program_source(safe.program, f"_{name}_zero_absorbing", arg_names=names,
@@ -84,6 +85,14 @@ def to_source(f, *args, name=None):
       f"    return {'outs[0]' if single else 'outs'}\n")
   return "\n".join([plain_src.rstrip("\n"), "", *safe_prelude, "", safe_body.rstrip("\n"),
                     "", wrapper])
+
+
+def _absorbs_zeros(program):
+  """Whether the program (or a program in its equations' params: a scan's body) has an
+  equation of the zero-absorbing chain rule."""
+  return any(e.prim.name in ("zmul", "zdiv") or any(
+      isinstance(v, Program) and _absorbs_zeros(v) for v in e.params.values())
+      for e in program.eqns)
 
 
 def to_sympy(f, *args, simplify=True):

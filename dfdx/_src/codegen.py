@@ -91,6 +91,36 @@ class _RuleConstants:
     return name
 
 
+def with_functions(rule):
+  """Mark a rule as `rule(ins, params, in_avals, out_avals, functions) -> str`, where
+  `functions.define(program)` names a function computing `program` (returning the tuple of
+  its outputs) that the generated code calls: compiled now and read as a constant under
+  jit, written out in full just before the call in a standalone source."""
+  rule.with_avals = True
+  rule.with_functions = True
+  return rule
+
+
+class _RuleFunctions:
+  __slots__ = ("em",)
+
+  def __init__(self, em):
+    self.em = em
+
+  def define(self, program):
+    em = self.em
+    name = f"{em.prefix}fn{em.functions}"
+    em.functions += 1
+    if em.standalone:
+      text, used = program_source(program, name, prefix=name + "_", nested=True)
+      em.pre_lines += text.splitlines()
+      em.used_helpers |= used
+    else:
+      # (its own name differs from the names it gives functions it defines)
+      em.hoisted[("function", name)] = (name, compile_program(program, name + "_body"))
+    return name
+
+
 def with_arrays(rule):
   """Mark a rule as `rule(ins, params, in_avals, out_avals, arrays) -> str`, where
   `arrays[i]` says whether input i is certainly a NumPy array when the code runs (not a
@@ -144,6 +174,9 @@ class _Emitter:
 
   def __init__(self, program, const_names, prefix=""):
     self.program, self.prefix = program, prefix
+    # Functions that rules define (see with_functions): their count, and in a standalone
+    # source the lines that define them before the equation that calls them.
+    self.standalone, self.functions, self.pre_lines, self.used_helpers = True, 0, [], set()
     self.names = {}
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
@@ -215,15 +248,19 @@ class _Emitter:
 
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
-                   arg_names=None, single_output=False, return_literals=False, prefix=""):
+                   arg_names=None, single_output=False, return_literals=False, prefix="",
+                   nested=False):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
-  `prefix` starts the names of its constants (so that two sources can share a file)."""
+  `prefix` starts the names of its constants (so that two sources can share a file).
+  `nested`: a standalone source to be placed inside another function, without the import
+  and the helpers; returns (source, names of the helpers it uses)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
   em = _Emitter(program, const_names, prefix)
+  em.standalone = standalone
   if arg_names is not None:
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n
@@ -267,7 +304,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       em.numpy_scalars.add(id(eqn.outputs[0]))
     else:
       fn = rule.rule if isinstance(rule, View) else rule
-      if getattr(fn, "with_constants", False):
+      if getattr(fn, "with_functions", False):
+        expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs],
+                  _RuleFunctions(em))
+      elif getattr(fn, "with_constants", False):
         expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs],
                   _RuleConstants(em, eqn.inputs))
       elif getattr(fn, "with_arrays", False):
@@ -290,6 +330,9 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         em.layouts.after_view(eqn)
     em.arrays.update(id(v) for v in eqn.outputs if v.aval.ndim)
     used_helpers.update(h for h in helpers if h + "(" in expr)
+    if em.pre_lines:  # functions the rule defined (standalone)
+      body += ["    " + line if line else line for line in em.pre_lines]
+      em.pre_lines = []
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
     if i in dels_after:
@@ -301,6 +344,12 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     body.append(f"    return ({ret}{',' if len(program.outs) == 1 else ''})")
   header = [f"def {_identifier(name)}({args}):"]
   hoisted = list(em.hoisted.values())
+  used_helpers |= em.used_helpers
+  if nested:
+    prelude = [f"{c} = {literal(np.asarray(v))}" for c, v in zip(const_names,
+                                                                program.const_vals)]
+    prelude += [f"{k} = {literal(v)}" for k, v in hoisted]
+    return "\n".join(prelude + header + body) + "\n", used_helpers
   if standalone:
     prelude = ["import numpy as np", ""]
     prelude += [helpers[h] for h in sorted(used_helpers)]

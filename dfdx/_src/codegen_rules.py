@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_helpers,
-                               with_arrays, with_avals, with_constants)
+                               with_arrays, with_avals, with_constants, with_functions)
 from dfdx._src import core as _core
 from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import indexing as _indexing_ops
@@ -344,6 +344,32 @@ for _prim in ("erf", "erfc", "erfinv", "erfcinv", "erfcx", "ndtr", "log_ndtr", "
 
 from dfdx._src.codegen import MissingCodegenRuleError  # noqa: E402
 
+# ---- scan (ops/control_flow.py): a loop calling the body, a function of its own -------------
+helpers["_scan_loop"] = '''def _scan_loop(step, num_carry, num_xs, length, reverse, ys_like, *args):
+    carry = args[:num_carry]
+    xs = args[num_carry:num_carry + num_xs]
+    consts = args[num_carry + num_xs:]
+    ys = [np.empty((length,) + shape, dtype) for shape, dtype in ys_like]
+    for i in (range(length - 1, -1, -1) if reverse else range(length)):
+        outs = step(*carry, *[x[i] for x in xs], *consts)
+        carry = outs[:num_carry]
+        for stacked, y in zip(ys, outs[num_carry:]):
+            stacked[i] = y
+    return (*carry, *ys)
+'''
+
+
+@with_functions
+def _scan_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  body = functions.define(passes.optimize(p["body"], evaluate_only=True))
+  ys_like = tuple((a.shape[1:], a.dtype.name) for a in out_avals[p["num_carry"]:])
+  return (f"_scan_loop({body}, {p['num_carry']}, {p['num_xs']}, {p['length']}, "
+          f"{p['reverse']}, {literal(ys_like)}{''.join(', ' + i for i in ins)})")
+
+
+register("scan", _scan_rule)
+
 # The matrix functions and the ODE solver call their primitive's impl (SciPy with dfdx's
 # checks and batching). Params that cannot be written as source (odeint's program) stay in
 # `opaque_params`, so such code runs only in the process that generated it.
@@ -372,7 +398,7 @@ def _impl_call(name):
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "odeint", "odeint_tangent",
-              "gammainc_grad_a", "betainc_grad", "scan"):
+              "gammainc_grad_a", "betainc_grad"):
   register(_prim, _impl_call(_prim))
 
 # ---- fft ----------------------------------------------------------------------------------

@@ -342,11 +342,21 @@ scan_p.def_abstract_eval(_scan_abstract_eval)
 
 
 def _reaches(body, flags):
-  """Which outputs of `body` depend on the inputs flagged (conservatively: an equation's
-  outputs all depend on each of its inputs)."""
+  """Which outputs of `body` depend on the inputs flagged: through a scan, as its body's
+  dependences say (the JVP of a nested scan is one equation with primal and tangent
+  outputs, and its primal outputs must stay unreached by the tangents); through any other
+  equation, every output depends on every input."""
   marked = {id(v) for v, flag in zip(body.in_vars, flags) if flag}
   for eqn in body.eqns:
-    if any(type(a) is not Lit and id(a) in marked for a in eqn.inputs):
+    reached = [type(a) is not Lit and id(a) in marked for a in eqn.inputs]
+    if not any(reached):
+      continue
+    if eqn.prim is scan_p:
+      p = eqn.params
+      c_out, y_out = _carry_fixed_point(p["body"], p["num_carry"], reached[:p["num_carry"]],
+                                        reached[p["num_carry"]:])
+      marked.update(id(o) for o, r in zip(eqn.outputs, c_out + y_out) if r)
+    else:
       marked.update(id(o) for o in eqn.outputs)
   return [type(o) is not Lit and id(o) in marked for o in body.outs]
 
