@@ -26,6 +26,8 @@ from dfdx._src.api import (  # noqa: F401
 )
 from dfdx._src.jit import jit as jit, make_expr as make_expr  # noqa: F401
 from dfdx._src.ops.control_flow import fori_loop as fori_loop, scan as scan  # noqa: F401
+from dfdx._src.ops.branches import (  # noqa: F401
+    cond as cond, switch as switch, while_loop as while_loop)
 from dfdx._src.custom import (  # noqa: F401
     checkpoint as checkpoint,
     custom_jvp as custom_jvp,

@@ -255,3 +255,15 @@ def test_exported_source_is_standalone(rng):
     namespace = {}
     exec(source, namespace)
     np.testing.assert_allclose(namespace["exported"](0.8, xs), fn(0.8, xs), rtol=1e-13)
+
+
+def test_compiled_code_never_writes_into_a_carry_passed_through():
+  # The final carry is the input itself (the body returns it unchanged): code after the scan
+  # must not reuse it as a buffer.
+  def f(c, xs):
+    carry, ys = dfdx.scan(lambda c, x: (c, c * x), c, xs)
+    return carry + ys[0] + 1.0
+  c, xs = np.ones(3), np.arange(6.0).reshape(2, 3)
+  out = dfdx.jit(f)(c, xs)
+  np.testing.assert_array_equal(c, np.ones(3))
+  np.testing.assert_array_equal(out, 1 + xs[0] + 1)

@@ -322,6 +322,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         if isinstance(rule, View) and isinstance(first, Var):
           em.set_owner(v, em.owner.get(id(first)))
           em.views.add(id(v))
+        elif getattr(fn, "with_functions", False):
+          em.set_owner(v, None)  # a function's result may be its input: never written into
         else:
           em.set_owner(v, id(v))
       if eqn.prim.name in _NUMPY_SCALAR_RESULTS:

@@ -370,6 +370,46 @@ def _scan_rule(ins, p, in_avals, out_avals, functions):
 
 register("scan", _scan_rule)
 
+# ---- while and cond (ops/branches.py) -------------------------------------------------------
+helpers["_while_loop"] = '''def _while_loop(test, step, num_vals, num_cond_consts, *args):
+    vals = args[:num_vals]
+    cond_consts = args[num_vals:num_vals + num_cond_consts]
+    body_consts = args[num_vals + num_cond_consts:]
+    while test(*vals, *cond_consts)[0]:
+        vals = step(*vals, *body_consts)
+    return vals
+'''
+
+
+@with_functions
+def _while_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  test = functions.define(passes.optimize(p["cond"], evaluate_only=True))
+  step = functions.define(passes.optimize(p["body"], evaluate_only=True))
+  return (f"_while_loop({test}, {step}, {p['num_vals']}, {p['num_cond_consts']}"
+          f"{''.join(', ' + i for i in ins)})")
+
+
+register("while", _while_rule)
+
+helpers["_cond_branch"] = '''def _cond_branch(index, branches, num_consts, *args):
+    k = min(max(int(index), 0), len(branches) - 1)
+    n_ops = len(args) - sum(num_consts)
+    start = n_ops + sum(num_consts[:k])
+    return branches[k](*args[:n_ops], *args[start:start + num_consts[k]])
+'''
+
+
+@with_functions
+def _cond_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  names = [functions.define(passes.optimize(b, evaluate_only=True)) for b in p["branches"]]
+  return (f"_cond_branch({ins[0]}, ({', '.join(names)},), {literal(p['num_consts'])}"
+          f"{''.join(', ' + i for i in ins[1:])})")
+
+
+register("cond", _cond_rule)
+
 # The matrix functions and the ODE solver call their primitive's impl (SciPy with dfdx's
 # checks and batching). Params that cannot be written as source (odeint's program) stay in
 # `opaque_params`, so such code runs only in the process that generated it.

@@ -158,6 +158,8 @@ def pp_param(value) -> str:
     return value.name
   if isinstance(value, Program):
     return "\n" + "\n".join("      " + line for line in pp_program(value).splitlines())
+  if isinstance(value, tuple) and value and all(isinstance(v, Program) for v in value):
+    return "(" + ",".join(pp_param(v) for v in value) + ")"
   if isinstance(value, np.ndarray):
     return f"array({value.dtype.name}{list(value.shape)})"
   if callable(value) and hasattr(value, "__name__"):

@@ -5,6 +5,7 @@ import dfdx
 import dfdx.numpy as dnp
 from dfdx._src.custom import checkpoint_call_p, custom_jvp_call_p, custom_vjp_call_p
 from dfdx._src.jit import jit_call_p
+from dfdx._src.ops.branches import _cond, _switch_of, _while, cond_p, while_p
 from dfdx._src.ops.control_flow import _scan, scan_p
 from tests.op_specs import BINARY_SHAPES, OpSpec
 
@@ -107,4 +108,46 @@ SPECS += [
            lambda c, xs: _np_scan(_np_recurrence, c, xs, np.shape(c)), SCAN_SHAPES[:2]),
     OpSpec("scan closure reverse", scan_p, _scanned_closure, _np_closure, SCAN_SHAPES),
     OpSpec("scan counter", scan_p, _scanned_counter, _np_counter, [((),), ((3,),)]),
+]
+
+
+# ---- while and cond (dfdx/_src/ops/branches.py): under jit, where they are equations ----
+def _halvings(x):
+  """Halve until below 0.1 (the step count depends on x); reverse mode needs a bound."""
+  return _while(lambda v: dnp.max(dnp.abs(v[0])) > 0.1,
+                lambda v: (dnp.sin(v[0]) * 0.5, v[1] + v[0] ** 2), (x, dnp.zeros_like(x)),
+                staged=True)
+
+
+def _np_halvings(x):
+  v, s = x, np.zeros_like(x)
+  while np.max(np.abs(v)) > 0.1:
+    v, s = np.sin(v) * 0.5, s + v ** 2
+  return v, s
+
+
+def _branching(x, y):
+  """cond on a value's sign, and a three-way switch on an integer computed from it."""
+  a = _cond(dnp.sum(x) > 0, lambda x, y: dnp.sin(x) * y, lambda x, y: x * y ** 2, (x, y),
+            staged=True)
+  i = dnp.asarray(dnp.floor(dnp.sum(y)), np.int64)
+  return a + _switch_of(i, [lambda x: dnp.exp(x), lambda x: x ** 3, lambda x: -x], (x,),
+                        staged=True)
+
+
+def _np_branching(x, y):
+  a = np.sin(x) * y if np.sum(x) > 0 else x * y ** 2
+  i = min(max(int(np.floor(np.sum(y))), 0), 2)
+  return a + [np.exp, lambda x: x ** 3, np.negative][i](x)
+
+
+SPECS += [
+    OpSpec("while", while_p, _halvings, _np_halvings, [((),), ((3,),), ((2, 3),)],
+           domain=(0.3, 1.5), modes=("fwd",)),
+    OpSpec("while under jit", jit_call_p, dfdx.jit(_halvings), _np_halvings, [((3,),)],
+           domain=(0.3, 1.5), modes=("fwd",)),
+    OpSpec("cond", cond_p, _branching, _np_branching,
+           [((), ()), ((3,), (3,)), ((2, 3), ()), ((3,), (2, 3))]),
+    OpSpec("cond under jit", jit_call_p, dfdx.jit(_branching), _np_branching,
+           [((3,), (3,)), ((3,), (2, 3))]),
 ]

@@ -204,21 +204,22 @@ def _describe(leaves, tree):
   return str(tree_unflatten(tree, [core.get_aval(x).str_short() for x in leaves]))
 
 
-def _check_carry(init_leaves, init_tree, out_leaves, out_tree):
+def _check_carry(init_leaves, init_tree, out_leaves, out_tree, who="scan: f",
+                 init_name="init"):
   """The carry f returned against init: the same structure, shapes and dtypes (a weak-typed
   init leaf, a Python number, may change dtype). Returns the indices that changed dtype."""
   if out_tree != init_tree:
-    raise TypeError(f"scan: f must return a carry with the structure of init; init is "
-                    f"{_describe(init_leaves, init_tree)}, f returned "
-                    f"{_describe(out_leaves, out_tree)}.")
+    raise TypeError(f"{who} must return a carry with the structure of {init_name}; "
+                    f"{init_name} is {_describe(init_leaves, init_tree)}, {who.split(': ')[-1]} "
+                    f"returned {_describe(out_leaves, out_tree)}.")
   changed = []
   for i, (a, b) in enumerate(zip(init_leaves, out_leaves)):
     pa, pb = core.get_aval(a), core.get_aval(b)
     if pa.shape != pb.shape or (pa.dtype != pb.dtype and not pa.weak_type):
       raise TypeError(
-          f"scan: the carry f returns must keep init's shapes and dtypes; leaf {i} of init is "
-          f"{pa.str_short()}, f returned {pb.str_short()} (init "
-          f"{_describe(init_leaves, init_tree)}). Give init the dtype and shape of the "
+          f"{who}: the carry it returns must keep {init_name}'s shapes and dtypes; leaf {i} of "
+          f"{init_name} is {pa.str_short()}, it returned {pb.str_short()} ({init_name} "
+          f"{_describe(init_leaves, init_tree)}). Give {init_name} the dtype and shape of the "
           f"carry (e.g. np.zeros({pb.shape}, np.{pb.dtype.name})).")
     if pa.dtype != pb.dtype:
       changed.append(i)

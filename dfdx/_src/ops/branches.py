@@ -1,0 +1,529 @@
+"""Control flow decided by values: `while_loop`, `cond` and `switch` (`jax.lax`'s semantics).
+
+As with `scan` (ops/control_flow.py), outside `jit` and `vmap` these are the Python `while`
+and `if` they stand for, so every transformation sees the operations that actually run. Under
+staging (jit, make_expr), or under vmap where the decision may differ per example, the
+functions are traced once to programs and the control flow is one equation:
+
+  while(*vals, *cond_consts, *body_consts; cond, body, num_vals, num_cond_consts) -> vals
+  cond(index, *operands, *consts_0, *consts_1, ...; branches, num_consts) -> outs
+
+* `while`: forward mode runs the loop on (value, tangent) pairs. Reverse mode needs the
+  number of steps when the loop is traced, which a while loop does not have: under jit it
+  raises, pointing to `fori_loop`/`scan` with a bound (outside jit the Python loop is
+  differentiated as it runs). Batched, the loop runs until every example's condition is
+  false, and an example whose condition is false keeps its value.
+* `cond`: the branch `index` picks runs (clipped to the branches, as JAX does). JVP and
+  transpose are conds of the branches' JVPs and transposes, so it works in both modes to
+  any order. Batched over the index, every branch runs and each example takes its own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src import ad, batching, core, errors
+from dfdx._src.core import ShapedArray
+from dfdx._src.ir import eval_program
+from dfdx._src.ops.control_flow import (_carry_fixed_point, _check_carry, _compiled, _dnp,
+                                        _fill, _reaches, _staging, _unflatten, _zeros)
+from dfdx._src.staging import make_program
+from dfdx._src.tree import tree_flatten, tree_unflatten
+
+__all__ = ["while_loop", "cond", "switch"]
+
+
+def _batching():
+  trace = core.current_trace()
+  while trace is not None:
+    if trace.kind == "vmap":
+      return True
+    trace = trace.parent
+  return False
+
+
+def _leaves(tree, where):
+  leaves, treedef = tree_flatten(tree)
+  out = []
+  for x in leaves:
+    if not (isinstance(x, core.Tracer) or type(x) is np.ndarray
+            or isinstance(x, (bool, int, float, complex, np.generic))):
+      try:
+        x = np.asarray(x)
+      except Exception as e:
+        raise TypeError(f"{where}: every leaf must be an array or number, got "
+                        f"{type(x).__name__}.") from e
+    out.append(x)
+  return out, treedef
+
+
+def _predicate(p, where):
+  """A traced or concrete boolean scalar, checked."""
+  aval = core.get_aval(p)
+  if aval.shape != () or aval.dtype != np.bool_:
+    raise TypeError(f"{where} must return a boolean scalar, got {aval.str_short()}. Reduce "
+                    "it (dnp.all, dnp.any) or compare (x > 0).")
+  return p
+
+
+# ---- while_loop ---------------------------------------------------------------------------------
+
+
+def while_loop(cond_fun, body_fun, init_val):
+  """`val = body_fun(val)` while `cond_fun(val)`: `jax.lax.while_loop`.
+
+  Outside jit and vmap this is the Python loop, differentiable in both modes. Under jit it is
+  compiled once; forward mode (jvp, jacfwd) differentiates it there, reverse mode needs the
+  number of steps when traced: use `fori_loop` or `scan` with a bound. Under vmap each
+  example loops until its own condition is false.
+
+  Args:
+    cond_fun: val -> boolean scalar.
+    body_fun: val -> val, keeping the structure, shapes and dtypes of init_val.
+    init_val: a pytree of arrays or numbers.
+
+  >>> import dfdx
+  >>> float(dfdx.jit(lambda x: dfdx.while_loop(lambda v: v < 10, lambda v: v * 2, x))(1.5))
+  12.0
+  """
+  return _while(cond_fun, body_fun, init_val, staged=False)
+
+
+def _while(cond_fun, body_fun, init_val, staged):
+  """while_loop; with `staged`, an equation of while_p even outside jit and vmap (tests)."""
+  leaves, tree = _leaves(init_val, "while_loop: init_val")
+  if not (staged or _staging() or _batching()):
+    val = init_val
+    while bool(_predicate(_dnp().asarray(cond_fun(val)), "while_loop: cond_fun")):
+      val = body_fun(val)
+      out_leaves, out_tree = tree_flatten(val)
+      _check_carry(leaves, tree, out_leaves, out_tree, "while_loop: body_fun", "init_val")
+    return val
+  body, body_consts, leaves = _trace_body(body_fun, leaves, tree)
+  avals = [v.aval for v in body.in_vars[:len(leaves)]]
+
+  def flat_cond(*vals):
+    return [_predicate(_dnp().asarray(cond_fun(tree_unflatten(tree, vals))),
+                       "while_loop: cond_fun")]
+  cond_prog, cond_consts = make_program(flat_cond, avals)
+  outs = while_p.bind(*leaves, *cond_consts, *body_consts, cond=cond_prog, body=body,
+                      num_vals=len(leaves), num_cond_consts=len(cond_consts))
+  return tree_unflatten(tree, outs)
+
+
+def _trace_body(body_fun, leaves, tree):
+  """body_fun as a program (*vals, *consts) -> vals; a Python number in init_val takes the
+  dtype body_fun gives it. Returns (program, consts, init leaves cast to the vals' dtypes)."""
+  avals = [core.get_aval(x) for x in leaves]
+  for attempt in range(2):
+    store = {}
+
+    def flat_body(*vals):
+      out_leaves, out_tree = tree_flatten(body_fun(tree_unflatten(tree, vals)))
+      store["changed"] = _check_carry(vals, tree, out_leaves, out_tree, "while_loop: body_fun",
+                                      "init_val")
+      return [_dnp().asarray(o) for o in out_leaves]
+    body, consts = make_program(flat_body, avals)
+    if not store["changed"] or attempt:
+      break
+    avals = [ShapedArray(a.shape, body.outs[i].aval.dtype) if i in store["changed"] else a
+             for i, a in enumerate(avals)]
+  leaves = [x if core.get_aval(x).dtype == a.dtype else _dnp().asarray(x, a.dtype)
+            for x, a in zip(leaves, avals)]
+  return body, consts, leaves
+
+
+while_p = core.primitive("while", multiple_results=True)
+ad.complex_rules.add(while_p)
+
+
+def _split(args, num_vals, num_cond_consts):
+  return (list(args[:num_vals]), list(args[num_vals:num_vals + num_cond_consts]),
+          list(args[num_vals + num_cond_consts:]))
+
+
+def _while_impl(*args, cond, body, num_vals, num_cond_consts):
+  vals, cond_consts, body_consts = _split(args, num_vals, num_cond_consts)
+  test, step = _compiled(cond), _compiled(body)
+  while test(*vals, *cond_consts)[0]:
+    vals = step(*vals, *body_consts)
+  return [np.asarray(v, a.dtype) if core.get_aval(v).dtype != a.dtype else v
+          for v, a in zip(vals, body.out_avals)]
+
+
+def _while_abstract_eval(*avals, cond, body, num_vals, num_cond_consts):
+  for i, (a, e) in enumerate(zip(avals, body.in_avals[:num_vals] + cond.in_avals[num_vals:]
+                                 + body.in_avals[num_vals:])):
+    if a.shape != e.shape or a.dtype != e.dtype:
+      raise TypeError(f"while: input {i} is {a.str_short()}, the loop expects "
+                      f"{e.str_short()}")
+  return body.out_avals
+
+
+while_p.def_impl(_while_impl)
+while_p.def_abstract_eval(_while_abstract_eval)
+
+
+def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
+  vals, cond_consts, body_consts = _split(primals, num_vals, num_cond_consts)
+  vals_t, _, consts_t = _split(tangents, num_vals, num_cond_consts)
+  nonzero = [t is not None and a.dtype.kind in "fc" for t, a in zip(tangents, [
+      core.get_aval(p) for p in primals])]
+  nz_v, _, nz_k = _split(nonzero, num_vals, num_cond_consts)
+  nz_v, _ = _carry_fixed_point(body, num_vals, nz_v, nz_k)
+  nz_v = [nz and a.dtype.kind in "fc" for nz, a in zip(nz_v, body.out_avals)]
+  params = dict(cond=cond, body=body, num_vals=num_vals, num_cond_consts=num_cond_consts)
+  if not any(nz_v):
+    outs = while_p.bind(*primals, **params)
+    return outs, [None] * len(outs)
+  if any(isinstance(t, ad.TapeTracer) for t in tangents):
+    raise errors.MissingRuleError(
+        "while_loop under jit cannot be differentiated in reverse mode: the number of steps "
+        "is not known when the loop is traced. Use dfdx.fori_loop or dfdx.scan with a "
+        "bound on the steps (masking the steps after convergence), differentiate in "
+        "forward mode (jvp, jacfwd), or call the function without jit, where the Python "
+        "loop is differentiated as it runs.")
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  vals_t = [_zeros(core.get_aval(v)) if t is None else t for v, t in zip(vals, vals_t)]
+  n_vt, n_kt = sum(nz_v), sum(nz_k)
+  v_avals = body.in_avals[:num_vals]
+  k_avals = body.in_avals[num_vals:]
+
+  def jvp_body(*ins):
+    v, vt, k, kt = _unflatten(ins, [num_vals, n_vt, len(body_consts), n_kt])
+    outs, outs_t = ad.jvp_flat(lambda *a: eval_program(body, *a), v + k,
+                               _fill(nz_v, vt) + _fill(nz_k, kt))
+    return outs + [_zeros(core.get_aval(o)) if t is None else t
+                   for o, t in zip(pick(outs, nz_v), pick(outs_t, nz_v))]
+  new_body, lifted = make_program(jvp_body, v_avals + pick(v_avals, nz_v) + k_avals
+                                  + pick(k_avals, nz_k), record_source=False)
+  assert not lifted, lifted
+
+  def new_cond_fn(*ins):
+    return eval_program(cond, *ins[:num_vals], *ins[num_vals + n_vt:])
+  new_cond, lifted = make_program(new_cond_fn, v_avals + pick(v_avals, nz_v)
+                                  + cond.in_avals[num_vals:], record_source=False)
+  assert not lifted, lifted
+  outs = while_p.bind(*vals, *pick(vals_t, nz_v), *cond_consts, *body_consts,
+                      *pick(consts_t, nz_k), cond=new_cond, body=new_body,
+                      num_vals=num_vals + n_vt, num_cond_consts=len(cond_consts))
+  return outs[:num_vals], _fill(nz_v, outs[num_vals:])
+
+
+def _while_batch(axis_size, vals, dims, *, cond, body, num_vals, num_cond_consts):
+  dnp, not_mapped = _dnp(), batching.NOT_MAPPED
+  batched = [d is not not_mapped for d in dims]
+  v_b, c_b, k_b = _split(batched, num_vals, num_cond_consts)
+  v_b, _ = _carry_fixed_point(body, num_vals, v_b, k_b)
+  pred_b = _reaches(cond, v_b + c_b)[0]
+  if pred_b:  # each example stops on its own: every value may differ per example
+    v_b = [True] * num_vals
+  moved = []
+  for i, (v, d) in enumerate(zip(vals, dims)):
+    if d is not_mapped:
+      if i < num_vals and v_b[i]:
+        v = dnp.broadcast_to(v, (axis_size,) + core.shape_of(v))
+    else:
+      v = batching.moveaxis(v, d, 0)
+    moved.append(v)
+  args_v, args_c, args_k = _split(moved, num_vals, num_cond_consts)
+  in_dims = [0 if b else not_mapped for b in v_b + c_b + k_b]
+  v_dims, c_dims, k_dims = _split(in_dims, num_vals, num_cond_consts)
+  batch = lambda a, d: a if d is not_mapped else ShapedArray(  # noqa: E731
+      (axis_size,) + a.shape, a.dtype)
+  v_avals = [batch(a, d) for a, d in zip(body.in_avals[:num_vals], v_dims)]
+  c_avals = [batch(a, d) for a, d in zip(cond.in_avals[num_vals:], c_dims)]
+  k_avals = [batch(a, d) for a, d in zip(body.in_avals[num_vals:], k_dims)]
+
+  def predicates(v, c):
+    (p,), (d,) = batching.vmap_flat(lambda *a: eval_program(cond, *a), axis_size,
+                                    list(v) + list(c), v_dims + c_dims)
+    return dnp.broadcast_to(p, (axis_size,)) if d is not_mapped else p
+
+  def new_body_fn(*ins):
+    v, c, k = _split(ins, num_vals, len(args_c))
+    outs, out_dims = batching.vmap_flat(lambda *a: eval_program(body, *a), axis_size,
+                                        v + k, v_dims + k_dims)
+    outs = [dnp.broadcast_to(o, (axis_size,) + core.shape_of(o)) if b and d is not_mapped
+            else o for o, d, b in zip(outs, out_dims, v_b)]
+    if not pred_b:
+      return outs
+    p = predicates(v, c)
+    return [dnp.where(dnp.reshape(p, (axis_size,) + (1,) * (len(core.shape_of(o)) - 1)), o, x)
+            for o, x in zip(outs, v)]
+  new_body, lifted = make_program(new_body_fn, v_avals + c_avals + k_avals,
+                                  record_source=False)
+  assert not lifted, lifted
+
+  def new_cond_fn(*ins):
+    v, c = ins[:num_vals], ins[num_vals:]
+    if pred_b:
+      return [dnp.any(predicates(v, c))]
+    (p,), _ = batching.vmap_flat(lambda *a: eval_program(cond, *a), axis_size,
+                                 list(v) + list(c), v_dims + c_dims)
+    return [p]  # (the condition does not depend on the batch)
+  new_cond, lifted = make_program(new_cond_fn, v_avals + c_avals, record_source=False)
+  assert not lifted, lifted
+  outs = while_p.bind(*args_v, *args_c, *args_c, *args_k, cond=new_cond, body=new_body,
+                      num_vals=num_vals, num_cond_consts=len(args_c))
+  return outs, v_dims
+
+
+ad.primitive_jvps[while_p] = _while_jvp
+batching.primitive_batchers[while_p] = _while_batch
+
+
+# ---- cond and switch ----------------------------------------------------------------------------
+
+
+def cond(pred, true_fun, false_fun, *operands):
+  """`true_fun(*operands)` if `pred` else `false_fun(*operands)`: `jax.lax.cond`.
+
+  Outside jit and vmap this is the Python `if`. Under jit only the branch taken runs; under
+  vmap with a batched `pred` both run and each example takes its own result (as
+  `dnp.where` would). Both branches must return the same structure, shapes and dtypes.
+
+  >>> import dfdx
+  >>> f = dfdx.jit(lambda x: dfdx.cond(x > 0, lambda x: x ** 2, lambda x: -x, x))
+  >>> float(f(3.0)), float(dfdx.grad(f)(-3.0))
+  (9.0, -1.0)
+  """
+  return _cond(pred, true_fun, false_fun, operands, staged=False)
+
+
+def _cond(pred, true_fun, false_fun, operands, staged):
+  """cond; with `staged`, an equation of cond_p even outside jit and vmap (tests)."""
+  aval = core.get_aval(pred)
+  if aval.shape != () or aval.dtype.kind not in "biu":
+    raise TypeError(f"cond: pred must be a boolean (or integer) scalar, got "
+                    f"{aval.str_short()}. Reduce it (dnp.all, dnp.any) or compare (x > 0).")
+  if not (staged or _staging() or _batching()):
+    return true_fun(*operands) if bool(pred) else false_fun(*operands)
+  index = _dnp().asarray(pred if aval.dtype.kind == "b" else pred != 0, np.int64)
+  return _switch(index, (false_fun, true_fun), operands, "cond")
+
+
+def switch(index, branches, *operands):
+  """`branches[index](*operands)`, with `index` clipped to the branches: `jax.lax.switch`.
+
+  >>> import dfdx
+  >>> float(dfdx.jit(lambda i, x: dfdx.switch(i, [lambda x: x, lambda x: 2 * x], x))(5, 1.5))
+  3.0
+  """
+  return _switch_of(index, branches, operands, staged=False)
+
+
+def _switch_of(index, branches, operands, staged):
+  """switch; with `staged`, an equation of cond_p even outside jit and vmap (tests)."""
+  branches = list(branches)
+  if not branches or not all(callable(b) for b in branches):
+    raise TypeError(f"switch: branches must be a non-empty sequence of functions, got "
+                    f"{branches!r}.")
+  aval = core.get_aval(index)
+  if aval.shape != () or aval.dtype.kind not in "iu":
+    raise TypeError(f"switch: index must be an integer scalar, got {aval.str_short()}.")
+  if not (staged or _staging() or _batching()):
+    return branches[min(max(int(index), 0), len(branches) - 1)](*operands)
+  return _switch(_dnp().asarray(index, np.int64), branches, operands, "switch")
+
+
+def _switch(index, branches, operands, who):
+  leaves, tree = _leaves(operands, f"{who}: operands")
+  avals = [core.get_aval(x) for x in leaves]
+  programs, consts, outs = [], [], []
+  for k, branch in enumerate(branches):
+    store = {}
+
+    def flat_branch(*ins, branch=branch, store=store):
+      out_leaves, store["tree"] = tree_flatten(branch(*tree_unflatten(tree, ins)))
+      return [_dnp().asarray(o) for o in out_leaves]
+    program, lifted = make_program(flat_branch, avals)
+    programs.append(program)
+    consts.append(lifted)
+    outs.append((store["tree"], program.out_avals))
+  first_tree, first_avals = outs[0]
+  for k, (out_tree, out_avals) in enumerate(outs[1:], 1):
+    if out_tree != first_tree or [(a.shape, a.dtype) for a in out_avals] != [
+            (a.shape, a.dtype) for a in first_avals]:
+      names = ("false_fun", "true_fun") if who == "cond" else [f"branch {i}" for i in
+                                                                 range(len(branches))]
+      show = lambda t, a: str(tree_unflatten(t, [x.str_short() for x in a]))  # noqa: E731
+      raise TypeError(f"{who}: every branch must return the same structure, shapes and "
+                      f"dtypes; {names[0]} returned {show(first_tree, first_avals)}, "
+                      f"{names[k]} returned {show(out_tree, out_avals)}.")
+  outs = cond_p.bind(index, *leaves, *[c for cs in consts for c in cs],
+                     branches=tuple(programs), num_consts=tuple(len(c) for c in consts),
+                     linear=(False,) * len(leaves))
+  return tree_unflatten(first_tree, outs)
+
+
+cond_p = core.primitive("cond", multiple_results=True)
+ad.complex_rules.add(cond_p)
+
+
+def _branch_args(args, branches, num_consts, k):
+  """The inputs of branch k among the operands and every branch's constants."""
+  n_ops = len(args) - sum(num_consts)
+  start = n_ops + sum(num_consts[:k])
+  return list(args[:n_ops]) + list(args[start:start + num_consts[k]])
+
+
+def _pick_branch(index, n):
+  return min(max(int(index), 0), n - 1)
+
+
+def _cond_impl(index, *args, branches, num_consts, linear):
+  k = _pick_branch(index, len(branches))
+  return list(_compiled(branches[k])(*_branch_args(args, branches, num_consts, k)))
+
+
+def _cond_abstract_eval(index, *avals, branches, num_consts, linear):
+  if index.shape != () or index.dtype.kind not in "iu":
+    raise TypeError(f"cond: the index is {index.str_short()}, an integer scalar is expected")
+  for k, program in enumerate(branches):
+    for a, e in zip(_branch_args(avals, branches, num_consts, k), program.in_avals,
+                    strict=True):
+      if a.shape != e.shape or a.dtype != e.dtype:
+        raise TypeError(f"cond: branch {k} expects {e.str_short()}, got {a.str_short()}")
+  return branches[0].out_avals
+
+
+cond_p.def_impl(_cond_impl)
+cond_p.def_abstract_eval(_cond_abstract_eval)
+
+
+def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
+  index, args = primals[0], list(primals[1:])
+  arg_t = list(tangents[1:])
+  nonzero = [t is not None and core.get_aval(a).dtype.kind in "fc"
+             for a, t in zip(args, arg_t)]
+  out_avals = branches[0].out_avals
+  out_nz = [False] * len(out_avals)
+  for k, program in enumerate(branches):
+    reached = _reaches(program, _branch_args(nonzero, branches, num_consts, k))
+    out_nz = [a or b for a, b in zip(out_nz, reached)]
+  out_nz = [nz and a.dtype.kind in "fc" for nz, a in zip(out_nz, out_avals)]
+  params = dict(branches=branches, num_consts=num_consts, linear=linear)
+  if not any(out_nz):
+    outs = cond_p.bind(*primals, **params)
+    return outs, [None] * len(outs)
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  n_args, n_t = len(args), sum(nonzero)
+  arg_avals = [core.get_aval(a) for a in args]
+  linearizing = any(isinstance(t, ad.TapeTracer) for t in arg_t)
+
+  def tangent_branch(k):
+    def fn(*ins):
+      a, t = list(ins[:n_args]), list(ins[n_args:])
+      outs, outs_t = ad.jvp_flat(
+          lambda *x: eval_program(branches[k], *x), _branch_args(a, branches, num_consts, k),
+          _branch_args(_fill(nonzero, t), branches, num_consts, k))
+      t_out = [_zeros(core.get_aval(o)) if d is None else d
+               for o, d in zip(pick(outs, out_nz), pick(outs_t, out_nz))]
+      return t_out if linearizing else outs + t_out
+    program, lifted = make_program(fn, arg_avals + pick(arg_avals, nonzero),
+                                   record_source=False)
+    assert not lifted, lifted
+    return program
+  new_branches = tuple(tangent_branch(k) for k in range(len(branches)))
+  new_args = args + pick(arg_t, nonzero)
+  new_params = dict(branches=new_branches, num_consts=(0,) * len(branches))
+  if linearizing:  # the primal cond, and a cond linear in the tangents (see _cond_transpose)
+    outs = cond_p.bind(*primals, **params)
+    t_out = cond_p.bind(index, *new_args, linear=(False,) * n_args + (True,) * n_t,
+                        **new_params)
+    return outs, _fill(out_nz, t_out)
+  outs = cond_p.bind(index, *new_args, linear=(False,) * len(new_args), **new_params)
+  return outs[:len(out_avals)], _fill(out_nz, outs[len(out_avals):])
+
+
+def _cond_transpose(cts, index, *args, branches, num_consts, linear):
+  if ad.is_linear(index):
+    raise errors.MissingRuleError("cond: the index of a cond cannot be linear")
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  keep = lambda values, flags: [v for v, f in zip(values, flags) if not f]  # noqa: E731
+  out_avals = branches[0].out_avals
+  cts = [_zeros(a) if c is None else c for c, a in zip(cts, out_avals)]
+  arg_avals = [core.get_aval(a) for a in args]
+  lin_avals = pick(arg_avals, linear)
+
+  def transposed(k):
+    def fn(*ins):
+      others, ct = ins[:len(ins) - len(out_avals)], ins[len(ins) - len(out_avals):]
+      full = lambda lin: _merge(linear, lin, others)  # noqa: E731
+      _, lin = ad.linearize_flat(
+          lambda *lin: eval_program(branches[k], *_branch_args(full(lin), branches,
+                                                               num_consts, k)),
+          [_zeros(a) for a in lin_avals])
+      return [_zeros(a) if c is None else c
+              for c, a in zip(lin.transpose(list(ct)), lin_avals)]
+    program, lifted = make_program(fn, keep(arg_avals, linear) + out_avals,
+                                   record_source=False)
+    assert not lifted, lifted
+    return program
+  new_branches = tuple(transposed(k) for k in range(len(branches)))
+  new_args = keep(list(args), linear) + cts
+  outs = cond_p.bind(index, *new_args, branches=new_branches,
+                     num_consts=(0,) * len(branches), linear=(False,) * len(new_args))
+  return [None] + [c if ad.is_linear(a) else None
+                   for c, a in zip(_fill(linear, outs), args)]
+
+
+def _merge(flags, flagged, others):
+  flagged, others = iter(flagged), iter(others)
+  return [next(flagged) if f else next(others) for f in flags]
+
+
+def _cond_batch(axis_size, vals, dims, *, branches, num_consts, linear):
+  dnp, not_mapped = _dnp(), batching.NOT_MAPPED
+  index, args = vals[0], list(vals[1:])
+  index_dim, arg_dims = dims[0], list(dims[1:])
+  out_avals = branches[0].out_avals
+
+  def run(k):
+    return batching.vmap_flat(lambda *a: eval_program(branches[k], *a), axis_size,
+                              _branch_args(args, branches, num_consts, k),
+                              _branch_args(arg_dims, branches, num_consts, k))
+  if index_dim is not not_mapped:  # every branch runs; each example takes its own result
+    index = dnp.clip(batching.moveaxis(index, index_dim, 0), 0, len(branches) - 1)
+    results = []
+    for k in range(len(branches)):
+      outs, out_dims = run(k)
+      results.append([dnp.broadcast_to(o, (axis_size,) + a.shape) if d is not_mapped
+                      else batching.moveaxis(o, d, 0)
+                      for o, d, a in zip(outs, out_dims, out_avals)])
+    chosen = results[-1]
+    for k in range(len(branches) - 2, -1, -1):
+      chosen = [dnp.where(dnp.reshape(index == k, (axis_size,) + (1,) * len(a.shape)), r, c)
+                for r, c, a in zip(results[k], chosen, out_avals)]
+    return chosen, [0] * len(out_avals)
+  batched = [d is not not_mapped for d in arg_dims]
+  out_b = [False] * len(out_avals)
+  for k, program in enumerate(branches):
+    reached = _reaches(program, _branch_args(batched, branches, num_consts, k))
+    out_b = [a or b for a, b in zip(out_b, reached)]
+  moved = [a if d is not_mapped else batching.moveaxis(a, d, 0)
+           for a, d in zip(args, arg_dims)]
+  in_dims = [not_mapped if d is not_mapped else 0 for d in arg_dims]
+
+  def batched_branch(k):
+    def fn(*ins):
+      outs, out_dims = batching.vmap_flat(
+          lambda *a: eval_program(branches[k], *a), axis_size,
+          _branch_args(list(ins), branches, num_consts, k),
+          _branch_args(in_dims, branches, num_consts, k))
+      return [(dnp.broadcast_to(o, (axis_size,) + a.shape) if d is not_mapped
+               else batching.moveaxis(o, d, 0)) if b else o
+              for o, d, a, b in zip(outs, out_dims, out_avals, out_b)]
+    avals = [core.get_aval(a) for a in moved]
+    program, lifted = make_program(fn, avals, record_source=False)
+    assert not lifted, lifted
+    return program
+  new_branches = tuple(batched_branch(k) for k in range(len(branches)))
+  outs = cond_p.bind(index, *moved, branches=new_branches, num_consts=(0,) * len(branches),
+                     linear=linear)
+  return outs, [0 if b else not_mapped for b in out_b]
+
+
+ad.primitive_jvps[cond_p] = _cond_jvp
+ad.primitive_transposes[cond_p] = _cond_transpose
+batching.primitive_batchers[cond_p] = _cond_batch

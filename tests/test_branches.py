@@ -1,0 +1,139 @@
+"""dfdx.while_loop, dfdx.cond and dfdx.switch: Python control flow outside jit and vmap, one
+equation under them. The spec table (tests/specs/control.py) checks the primitives'
+derivatives against finite differences to second order; these tests check the API, the
+compositions and the errors."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx.testing import check_grads
+
+
+def newton_sqrt(a):
+  """sqrt(a) by Newton's iteration, and the number of steps it took."""
+  return dfdx.while_loop(lambda v: dnp.abs(v[0] * v[0] - a) > 1e-12 * a,
+                         lambda v: ((v[0] + a / v[0]) / 2, v[1] + 1), (a, 0))
+
+
+def test_while_loop_is_the_python_loop():
+  root, steps = newton_sqrt(2.0)
+  assert abs(root - np.sqrt(2.0)) < 1e-15 and steps == 5
+  root_jit, steps_jit = dfdx.jit(newton_sqrt)(2.0)
+  assert root_jit == root and steps_jit == steps and steps_jit.dtype.kind == "i"
+
+
+def test_while_loop_derivatives():
+  f = lambda a: newton_sqrt(a)[0]  # noqa: E731
+  exact = 0.5 / np.sqrt(2.0)
+  np.testing.assert_allclose(dfdx.grad(f)(2.0), exact, rtol=1e-12)  # the Python loop
+  for d in (dfdx.jacfwd(dfdx.jit(f))(2.0), dfdx.jit(dfdx.jacfwd(f))(2.0),
+            dfdx.jvp(dfdx.jit(f), (2.0,), (1.0,))[1]):
+    np.testing.assert_allclose(d, exact, rtol=1e-12)
+  check_grads(dfdx.jit(f), (2.0,), order=2, modes=("fwd",))
+  with pytest.raises(dfdx.MissingRuleError, match="fori_loop or dfdx.scan with a bound"):
+    dfdx.jit(dfdx.grad(f))(2.0)
+
+
+def test_while_loop_under_vmap_stops_each_example_on_its_own():
+  a = np.array([2.0, 9.0, 1e6])
+  roots, steps = dfdx.vmap(newton_sqrt)(a)
+  for k in range(3):
+    r, s = newton_sqrt(a[k])
+    assert roots[k] == r and steps[k] == s
+  assert len(set(steps.tolist())) > 1  # the examples took different numbers of steps
+  np.testing.assert_array_equal(dfdx.jit(dfdx.vmap(newton_sqrt))(a)[1], steps)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.jacfwd(lambda a: newton_sqrt(a)[0]))(a),
+                             0.5 / np.sqrt(a), rtol=1e-12)
+
+
+def test_while_loop_vmap_of_a_closed_over_value():
+  # Only the body's constant is batched: the condition does not depend on the batch.
+  def f(w):
+    return dfdx.while_loop(lambda v: v[1] < 4, lambda v: (v[0] * w + 1.0, v[1] + 1), (1.0, 0))[0]
+  w = np.array([0.5, 1.0, 2.0])
+  np.testing.assert_allclose(dfdx.vmap(f)(w), [f(x) for x in w], rtol=1e-15)
+
+
+def test_while_loop_errors():
+  with pytest.raises(TypeError, match="cond_fun must return a boolean scalar"):
+    dfdx.while_loop(lambda v: v < 3, lambda v: v + 1, np.zeros(2))
+  with pytest.raises(TypeError, match="cond_fun must return a boolean scalar"):
+    dfdx.jit(lambda x: dfdx.while_loop(lambda v: v, lambda v: v - 1, x))(3.0)
+  with pytest.raises(TypeError, match=r"body_fun.*float64\[2\].*float64\[\]"):
+    dfdx.jit(lambda x: dfdx.while_loop(lambda v: dnp.sum(v) < 3, lambda v: dnp.sum(v), x))(
+        np.zeros(2))
+
+
+def test_cond_takes_one_branch_under_jit():
+  f = dfdx.jit(lambda x: dfdx.cond(x > 0, lambda x: dnp.log(x), lambda x: -x, x))
+  with np.errstate(all="raise"):  # the log of a negative number is never computed
+    assert f(-2.0) == 2.0
+    assert f(np.e) == 1.0
+    assert dfdx.grad(f)(-2.0) == -1.0
+
+
+def _piecewise(x, w):
+  return dfdx.cond(dnp.sum(x) > 0, lambda x: dnp.sin(x * w), lambda x: dnp.cos(x) * w ** 2, x)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_cond_derivatives(sign):
+  x, w = sign * np.array([0.3, 0.5]), 1.3
+  expected = dfdx.jacrev(_piecewise, (0, 1))(x, w)  # the Python if
+  for jac in (dfdx.jit(dfdx.jacrev(_piecewise, (0, 1)))(x, w),
+              dfdx.jacfwd(dfdx.jit(_piecewise), (0, 1))(x, w),
+              dfdx.jacrev(dfdx.jit(_piecewise), (0, 1))(x, w)):
+    for a, b in zip(jac, expected):
+      np.testing.assert_allclose(a, b, rtol=1e-14)
+  check_grads(dfdx.jit(_piecewise), (x, w), order=2)
+  np.testing.assert_allclose(dfdx.jit(dfdx.hessian(lambda w: dnp.sum(_piecewise(x, w))))(w),
+                             dfdx.hessian(lambda w: dnp.sum(_piecewise(x, w)))(w), rtol=1e-13)
+
+
+def test_cond_under_vmap():
+  xs = np.array([[0.3, 0.5], [-0.3, -0.5], [0.6, -0.1]])
+  expected = np.stack([_piecewise(x, 1.3) for x in xs])
+  np.testing.assert_allclose(dfdx.vmap(_piecewise, (0, None))(xs, 1.3), expected, rtol=1e-15)
+  np.testing.assert_allclose(dfdx.jit(dfdx.vmap(_piecewise, (0, None)))(xs, 1.3), expected,
+                             rtol=1e-15)
+  grads = dfdx.vmap(dfdx.grad(lambda x, w: dnp.sum(_piecewise(x, w)), 1), (0, None))(xs, 1.3)
+  np.testing.assert_allclose(
+      grads, [dfdx.grad(lambda w: dnp.sum(_piecewise(x, w)))(1.3) for x in xs], rtol=1e-14)
+  # An unbatched predicate with a batched operand: one branch for the whole batch.
+  ws = np.array([1.0, 2.0])
+  np.testing.assert_allclose(dfdx.vmap(_piecewise, (None, 0))(xs[0], ws),
+                             [_piecewise(xs[0], w) for w in ws], rtol=1e-15)
+
+
+def test_switch_clips_the_index():
+  branches = [lambda x: x, lambda x: 2 * x, lambda x: 3 * x]
+  for f in (lambda i, x: dfdx.switch(i, branches, x),
+            dfdx.jit(lambda i, x: dfdx.switch(i, branches, x))):
+    assert [float(f(i, 1.0)) for i in (-5, 0, 1, 2, 7)] == [1.0, 1.0, 2.0, 3.0, 3.0]
+  i = np.array([0, 2, 9, -1])
+  np.testing.assert_array_equal(dfdx.vmap(lambda i: dfdx.switch(i, branches, 1.0))(i),
+                                [1.0, 3.0, 3.0, 1.0])
+
+
+def test_branch_errors():
+  with pytest.raises(TypeError, match=r"true_fun returned float64\[2\]"):
+    dfdx.jit(lambda x: dfdx.cond(x[0] > 0, lambda x: x, lambda x: x[0], x))(np.ones(2))
+  with pytest.raises(TypeError, match="pred must be a boolean"):
+    dfdx.cond(np.array([True, False]), lambda: 1.0, lambda: 2.0)
+  with pytest.raises(TypeError, match="index must be an integer scalar"):
+    dfdx.switch(1.0, [lambda: 1.0], )
+  with pytest.raises(TypeError, match="non-empty sequence of functions"):
+    dfdx.switch(0, [])
+
+
+def test_exported_branches_and_while_run_standalone():
+  def f(x):
+    y = dfdx.cond(x > 1, lambda x: dnp.sqrt(x), lambda x: x ** 2, x)
+    return dfdx.while_loop(lambda v: v < 10, lambda v: v * 3 + y, y)
+  for fn in (f, dfdx.jacfwd(f)):
+    for x in (0.5, 2.0):
+      source = dfdx.export.to_source(fn, x, name="exported")
+      namespace = {}
+      exec(source, namespace)
+      np.testing.assert_allclose(namespace["exported"](x), fn(x), rtol=1e-14)
