@@ -137,3 +137,11 @@ def test_exported_branches_and_while_run_standalone():
       namespace = {}
       exec(source, namespace)
       np.testing.assert_allclose(namespace["exported"](x), fn(x), rtol=1e-14)
+
+
+def test_to_sympy_refuses_value_dependent_control_flow():
+  pytest.importorskip("sympy")
+  with pytest.raises(NotImplementedError, match="cond.*no single formula.*dnp.where"):
+    dfdx.export.to_sympy(lambda x: dfdx.cond(x > 0, lambda x: x, lambda x: -x, x), 1.0)
+  with pytest.raises(NotImplementedError, match="while_loop"):
+    dfdx.export.to_sympy(lambda x: dfdx.while_loop(lambda v: v < 3, lambda v: v * 2, x), 1.0)

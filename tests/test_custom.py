@@ -186,6 +186,13 @@ def test_checkpoint_values_and_derivatives_are_unchanged():
                              dfdx.grad(lambda x: dnp.sum(block(x)))(X))
 
 
+def test_checkpoint_of_a_python_number():
+  # The block's input is a Python float (a loop's first carry, say); its cotangent is not
+  # wanted, the closed-over w's is.
+  g = dfdx.grad(lambda w: dfdx.checkpoint(lambda c: dnp.sin(c * w))(0.1))(0.5)
+  np.testing.assert_allclose(g, 0.1 * np.cos(0.05), rtol=1e-15)
+
+
 def test_checkpoint_keeps_only_inputs_and_recomputes_in_the_backward_pass():
   calls = []
 

@@ -267,3 +267,11 @@ def test_compiled_code_never_writes_into_a_carry_passed_through():
   out = dfdx.jit(f)(c, xs)
   np.testing.assert_array_equal(c, np.ones(3))
   np.testing.assert_array_equal(out, 1 + xs[0] + 1)
+
+
+def test_to_sympy_unrolls_the_steps():
+  sp = pytest.importorskip("sympy")
+  w = sp.Symbol("w", real=True)
+  poly = lambda w: dfdx.fori_loop(0, 3, lambda i, v: v * w + i, 1.0)  # noqa: E731
+  assert sp.simplify(dfdx.export.to_sympy(poly, 0.5) - (w ** 3 + w + 2)) == 0
+  assert sp.simplify(dfdx.export.to_sympy(dfdx.grad(poly), 0.5) - (3 * w ** 2 + 1)) == 0

@@ -471,7 +471,10 @@ def _checkpoint_jvp(primals, tangents, *, program):
 
 def _checkpoint_vjp(cts, ans, *primals, needs, program):
   # Rematerialization: only the inputs were kept; the block runs again, linearized, now.
-  _, lin = ad.linearize_flat(lambda *xs: eval_program(program, *xs), list(primals))
+  # (A Python number among them is linearized as the 0-d array of its dtype.)
+  primals = [np.asarray(p, core.get_aval(p).dtype) if isinstance(p, (int, float, complex))
+             else p for p in primals]
+  _, lin = ad.linearize_flat(lambda *xs: eval_program(program, *xs), primals)
   return lin.transpose(list(cts))
 
 

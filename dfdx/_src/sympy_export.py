@@ -56,6 +56,14 @@ def _to_object(sp, value):
 def sympy_eval(program: Program, inputs):
   """Evaluate `program` on SymPy inputs (symbols or object arrays of symbols)."""
   import sympy as sp
+  results = []
+  for value in _eval(sp, program, inputs):
+    results.append(value.item() if value.ndim == 0 else sp.Array(value.tolist()))
+  return results
+
+
+def _eval(sp, program, inputs):
+  """The program's outputs as object arrays."""
   rules = _rules(sp)
   env = {id(v): x for v, x in zip(program.in_vars, inputs)}
   env.update((id(v), _to_object(sp, c)) for v, c in zip(program.const_vars,
@@ -69,6 +77,13 @@ def sympy_eval(program: Program, inputs):
     rule = rules.get(eqn.prim.name)
     if rule is not None:
       out = rule(*[np.asarray(a, dtype=object) for a in args], **eqn.params)
+    elif eqn.prim.name == "scan":
+      out = _scan(sp, [np.asarray(a, dtype=object) for a in args], **eqn.params)
+    elif eqn.prim.name in ("while", "cond"):
+      raise NotImplementedError(
+          f"to_sympy: a `{'while_loop' if eqn.prim.name == 'while' else 'cond'}` decides "
+          "what to compute from values, so it has no single formula. Write the function "
+          "with dnp.where (a formula of both branches), or export it with to_source.")
     else:
       if eqn.prim.name == "convert_element_type":
         out = args[0]
@@ -77,8 +92,19 @@ def sympy_eval(program: Program, inputs):
     outs = out if eqn.prim.multiple_results else [out]
     for v, o in zip(eqn.outputs, outs):
       env[id(v)] = np.asarray(o, dtype=object)
-  results = []
-  for o in program.outs:
-    value = np.asarray(read(o), dtype=object)
-    results.append(value.item() if value.ndim == 0 else sp.Array(value.tolist()))
-  return results
+  return [np.asarray(read(o), dtype=object) for o in program.outs]
+
+
+def _scan(sp, args, *, body, num_carry, num_xs, length, reverse, linear):
+  """A scan's steps, one after another: the formula of the unrolled loop."""
+  carry, xs = args[:num_carry], args[num_carry:num_carry + num_xs]
+  consts = args[num_carry + num_xs:]
+  ys = [None] * length
+  for i in (range(length - 1, -1, -1) if reverse else range(length)):
+    outs = _eval(sp, body, carry + [x[i] for x in xs] + consts)
+    carry, ys[i] = outs[:num_carry], outs[num_carry:]
+  stacked = [np.empty((length,) + a.shape, dtype=object) for a in body.out_avals[num_carry:]]
+  for i, step in enumerate(ys):
+    for s, y in zip(stacked, step):
+      s[i] = y
+  return carry + stacked
