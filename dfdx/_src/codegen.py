@@ -91,6 +91,20 @@ class _RuleConstants:
     return name
 
 
+_helper_functions: dict = {}
+
+
+def helper_function(name):
+  """The helper `name` as a function of this process (what compiled code calls), for an
+  impl that runs the same loop as the generated code."""
+  fn = _helper_functions.get(name)
+  if fn is None:
+    namespace = {"np": np}
+    exec(helpers[name], namespace)
+    fn = _helper_functions[name] = namespace[name]
+  return fn
+
+
 def with_functions(rule):
   """Mark a rule as `rule(ins, params, in_avals, out_avals, functions) -> str`, where
   `functions.define(program)` names a function computing `program` (returning the tuple of

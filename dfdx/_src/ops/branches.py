@@ -25,7 +25,8 @@ from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_carry_fixed_point, _check_carry, _compiled, _dnp,
-                                        _fill, _reaches, _staging, _unflatten, _zeros)
+                                        _fill, _reaches, _staging, _unflatten, _with_dtypes,
+                                        _zeros)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -142,12 +143,10 @@ def _split(args, num_vals, num_cond_consts):
 
 
 def _while_impl(*args, cond, body, num_vals, num_cond_consts):
-  vals, cond_consts, body_consts = _split(args, num_vals, num_cond_consts)
-  test, step = _compiled(cond), _compiled(body)
-  while test(*vals, *cond_consts)[0]:
-    vals = step(*vals, *body_consts)
-  return [np.asarray(v, a.dtype) if core.get_aval(v).dtype != a.dtype else v
-          for v, a in zip(vals, body.out_avals)]
+  from dfdx._src.codegen import helper_function  # the loop the generated code runs
+  outs = helper_function("_while_loop")(_compiled(cond), _compiled(body), num_vals,
+                                        num_cond_consts, *args)
+  return _with_dtypes(outs, body.out_avals)
 
 
 def _while_abstract_eval(*avals, cond, body, num_vals, num_cond_consts):

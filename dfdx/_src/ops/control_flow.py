@@ -307,20 +307,20 @@ def _compiled(body):
 
 
 def _scan_impl(*args, body, num_carry, num_xs, length, reverse, linear):
-  step = _compiled(body)
-  carry = list(args[:num_carry])
-  xs = args[num_carry:num_carry + num_xs]
-  consts = args[num_carry + num_xs:]
-  y_avals = body.out_avals[num_carry:]
-  ys = [np.empty((length,) + a.shape, a.dtype) for a in y_avals]
-  for i in (range(length - 1, -1, -1) if reverse else range(length)):
-    outs = step(*carry, *[x[i] for x in xs], *consts)
-    carry = outs[:num_carry]
-    for stacked, y in zip(ys, outs[num_carry:]):
-      stacked[i] = y
-  c_avals = body.out_avals[:num_carry]
-  return [np.asarray(c, a.dtype) if core.get_aval(c).dtype != a.dtype else c
-          for c, a in zip(carry, c_avals)] + ys
+  from dfdx._src.codegen import helper_function  # the loop the generated code runs
+  ys_like = tuple((a.shape, a.dtype) for a in body.out_avals[num_carry:])
+  outs = helper_function("_scan_loop")(_compiled(body), num_carry, num_xs, length, reverse,
+                                       ys_like, *args)
+  return _with_dtypes(outs, body.out_avals[:num_carry])
+
+
+def _with_dtypes(outs, avals):
+  """Results as the dtypes of avals (a body may return a Python number for a float32)."""
+  outs = list(outs)
+  for i, a in enumerate(avals):
+    if core.get_aval(outs[i]).dtype != a.dtype:
+      outs[i] = np.asarray(outs[i], a.dtype)
+  return outs
 
 
 def _scan_abstract_eval(*avals, body, num_carry, num_xs, length, reverse, linear):
