@@ -99,8 +99,8 @@ def test_linearize_and_vjp(rnn_args):
   f = lambda w: _rnn(staged_scan)(w, u, xs)  # noqa: E731
   value, jvp_fn = dfdx.linearize(f, w)
   v = np.array([0.3, -1.0, 2.0])
-  np.testing.assert_allclose(jvp_fn(v), dfdx.jvp(_rnn(dfdx.scan), (w, u, xs), (v, 0 * u, 0 * xs))[1],
-                             rtol=1e-12)
+  expected = dfdx.jvp(_rnn(dfdx.scan), (w, u, xs), (v, 0 * u, 0 * xs))[1]
+  np.testing.assert_allclose(jvp_fn(v), expected, rtol=1e-12)
   _, vjp_fn = dfdx.vjp(f, w)
   np.testing.assert_allclose(vjp_fn(1.0)[0], dfdx.grad(_rnn(dfdx.scan))(w, u, xs), rtol=1e-12)
 

@@ -24,9 +24,9 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
-from dfdx._src.ops.control_flow import (_carry_fixed_point, _check_carry, _compiled, _dnp,
-                                        _fill, _reaches, _staging, _unflatten, _with_dtypes,
-                                        _zeros)
+from dfdx._src.ops.control_flow import (_as_array, _carry_fixed_point, _check_carry,
+                                        _compiled, _dnp, _fill, _reaches, _staging,
+                                        _unflatten, _with_dtypes, _zeros)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -44,17 +44,7 @@ def _batching():
 
 def _leaves(tree, where):
   leaves, treedef = tree_flatten(tree)
-  out = []
-  for x in leaves:
-    if not (isinstance(x, core.Tracer) or type(x) is np.ndarray
-            or isinstance(x, (bool, int, float, complex, np.generic))):
-      try:
-        x = np.asarray(x)
-      except Exception as e:
-        raise TypeError(f"{where}: every leaf must be an array or number, got "
-                        f"{type(x).__name__}.") from e
-    out.append(x)
-  return out, treedef
+  return [_as_array(x, where) for x in leaves], treedef
 
 
 def _predicate(p, where):

@@ -103,9 +103,9 @@ def _scan(f, init, xs, length, reverse, staged):
                     f"{type(f).__name__}.")
   init_leaves, init_tree = tree_flatten(init)
   xs_leaves, xs_tree = tree_flatten(xs)
-  xs_leaves = [_as_array(x, "xs") for x in xs_leaves]
+  xs_leaves = [_as_array(x, "scan: xs") for x in xs_leaves]
   length = _scan_length(xs_leaves, length)
-  init_leaves = [_as_array(c, "init") for c in init_leaves]
+  init_leaves = [_as_array(c, "scan: init") for c in init_leaves]
   if not isinstance(reverse, (bool, np.bool_)):
     raise TypeError(f"scan: reverse must be True or False, got {reverse!r}.")
   if not (staged or _staging()) and length > 0:
@@ -117,10 +117,9 @@ def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, rever
   """scan as one equation of `scan_p` (what jit compiles)."""
   body, consts, y_tree = _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree)
   init_leaves = [_cast(c, v.aval) for c, v in zip(init_leaves, body.in_vars)]
-  outs = scan_p.bind(*init_leaves, *xs_leaves, *consts, body=body,
-                     num_carry=len(init_leaves), num_xs=len(xs_leaves), length=length,
-                     reverse=reverse, linear=(False,) * (len(init_leaves)
-                                                               + len(xs_leaves) + len(consts)))
+  args = [*init_leaves, *xs_leaves, *consts]
+  outs = scan_p.bind(*args, body=body, num_carry=len(init_leaves), num_xs=len(xs_leaves),
+                     length=length, reverse=reverse, linear=(False,) * len(args))
   n = len(init_leaves)
   return tree_unflatten(init_tree, outs[:n]), tree_unflatten(y_tree, outs[n:])
 
@@ -159,14 +158,13 @@ def fori_loop(lower, upper, body_fun, init_val):
 
 
 def _as_array(x, where):
-  if isinstance(x, core.Tracer) or type(x) is np.ndarray:
-    return x
-  if isinstance(x, (bool, int, float, complex, np.generic)):
+  """A leaf of an input pytree: an array, a number, or what NumPy makes an array of."""
+  if isinstance(x, (core.Tracer, np.ndarray, bool, int, float, complex, np.generic)):
     return x
   try:
     return np.asarray(x)
   except Exception as e:
-    raise TypeError(f"scan: every leaf of {where} must be an array or number, got "
+    raise TypeError(f"{where}: every leaf must be an array or number, got "
                     f"{type(x).__name__}.") from e
 
 
