@@ -230,6 +230,19 @@ def test_input_errors():
     dfdx.scan(f, 0.0, length=2.5)
   with pytest.raises(TypeError, match="f must be a function"):
     dfdx.scan(3, 0.0, np.ones(2))
+  with pytest.raises(TypeError, match="unroll must be a positive integer"):
+    dfdx.scan(f, 0.0, np.ones(2), unroll=0)
+
+
+def test_unroll_is_accepted_and_changes_nothing():
+  xs = np.arange(5.0)
+  step = lambda c, x: (c * 0.5 + x, c)  # noqa: E731
+  expected = dfdx.scan(step, 1.0, xs)
+  for unroll in (2, True):
+    for got in (dfdx.scan(step, 1.0, xs, unroll=unroll),
+                dfdx.jit(lambda xs: dfdx.scan(step, 1.0, xs, unroll=unroll))(xs)):
+      np.testing.assert_array_equal(got[1], expected[1])
+  assert dfdx.fori_loop(0, 3, lambda i, v: v + i, 0.0, unroll=3) == 3.0
 
 
 def test_fori_loop_bounds_must_be_concrete():

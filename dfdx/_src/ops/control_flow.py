@@ -60,7 +60,7 @@ def _staging():
 # ---- the user's functions -------------------------------------------------------------------
 
 
-def scan(f, init, xs=None, length=None, reverse=False):
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
   """Loop `f` over the leading axis of `xs`, carrying state: `jax.lax.scan`'s semantics.
 
   `f(carry, x) -> (carry, y)`. Returns `(final_carry, ys)`, where ys stacks every step's y
@@ -84,6 +84,8 @@ def scan(f, init, xs=None, length=None, reverse=False):
     xs: a pytree of arrays sharing a leading axis, sliced one entry per step, or None.
     length: the number of steps; needed when xs is None, else checked against xs.
     reverse: run from the last entry of xs to the first.
+    unroll: accepted for code written for JAX (a positive integer or a bool); the values do
+      not depend on it, and dfdx's compiled loop calls the body once per step whatever it is.
   Returns:
     (final carry, ys).
 
@@ -92,7 +94,16 @@ def scan(f, init, xs=None, length=None, reverse=False):
   >>> dfdx.jit(cumulative)(np.array([1.0, 2.0, 3.0]))
   array([1., 3., 6.])
   """
+  _check_unroll(unroll, "scan")
   return _scan(f, init, xs, length, reverse, staged=False)
+
+
+def _check_unroll(unroll, who):
+  if isinstance(unroll, (bool, np.bool_)):
+    return
+  if isinstance(unroll, core.Tracer) or not isinstance(unroll, (int, np.integer)) \
+          or unroll < 1:
+    raise TypeError(f"{who}: unroll must be a positive integer or a bool, got {unroll!r}.")
 
 
 def _scan(f, init, xs, length, reverse, staged):
@@ -124,16 +135,19 @@ def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, rever
   return tree_unflatten(init_tree, outs[:n]), tree_unflatten(y_tree, outs[n:])
 
 
-def fori_loop(lower, upper, body_fun, init_val):
+def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
   """`val = body_fun(i, val)` for i in range(lower, upper): `jax.lax.fori_loop`.
 
   The bounds must be Python or NumPy integers (not traced values): the loop is a `scan` over
   `range(lower, upper)`, so it is differentiable in both modes and compiled once under jit.
+  `unroll` is accepted as `scan` accepts it.
 
   >>> import dfdx
   >>> dfdx.grad(lambda x: dfdx.fori_loop(0, 3, lambda i, v: v * x, 1.0))(2.0)  # d x^3 / dx
   np.float64(12.0)
   """
+  if unroll is not None:
+    _check_unroll(unroll, "fori_loop")
   bounds = []
   for name, b in (("lower", lower), ("upper", upper)):
     if isinstance(b, core.Tracer):
