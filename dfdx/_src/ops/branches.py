@@ -25,7 +25,7 @@ from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_as_array, _carry_fixed_point, _check_carry,
-                                        _compiled, _dnp, _fill, _reaches, _staging,
+                                        _compiled, _dnp, _fill, _reaches, _staging, _under,
                                         _unflatten, _with_dtypes, _zeros)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
@@ -34,12 +34,8 @@ __all__ = ["while_loop", "cond", "switch"]
 
 
 def _batching():
-  trace = core.current_trace()
-  while trace is not None:
-    if trace.kind == "vmap":
-      return True
-    trace = trace.parent
-  return False
+  """Whether vmap is among the current transformations (a decision may differ per example)."""
+  return _under("vmap")
 
 
 def _leaves(tree, where):

@@ -47,14 +47,19 @@ def _dnp():
   return dnp
 
 
-def _staging():
-  """Whether a program is being traced (jit, make_expr) under the current transformations."""
+def _under(kind):
+  """Whether a trace of `kind` is among the current transformations."""
   trace = core.current_trace()
   while trace is not None:
-    if trace.kind == "jit":
+    if trace.kind == kind:
       return True
     trace = trace.parent
   return False
+
+
+def _staging():
+  """Whether a program is being traced (jit, make_expr)."""
+  return _under("jit")
 
 
 # ---- the user's functions -------------------------------------------------------------------
