@@ -172,7 +172,19 @@ def _power(x1, x2):
   return ew.pow(x1, x2)
 
 
-power = _binary("power", np.power, _power)
+_power_general = _binary("power", np.power, _power)
+
+
+def power(x1, x2, /, **kwargs):
+  """Differentiable `numpy.power`."""
+  if type(x2) is int and isinstance(x1, Tracer) and not kwargs and x1.dtype.kind in "fc" \
+          and -(1 << 31) <= x2 <= 1 << 31:
+    # The common `x ** 2` of a traced float: NumPy keeps the base's dtype for a Python int.
+    return ew.integer_pow(x1, x2)
+  return _power_general(x1, x2, **kwargs)
+
+
+
 float_power = _binary("float_power", np.float_power, _power)
 square = _unary("square", np.square, lambda x: ew.integer_pow(x, 2))
 

@@ -55,8 +55,9 @@ def ndim(x) -> int:
 
 
 def dtype(x) -> np.dtype:
-  return get_aval(x).dtype if isinstance(x, (Tracer, np.ndarray, np.generic)) else \
-      np.asarray(x).dtype
+  if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    return x.dtype  # (a tracer's dtype is its aval's, without building the aval)
+  return np.asarray(x).dtype
 
 
 def normalize_axis(axis, ndim: int) -> int:

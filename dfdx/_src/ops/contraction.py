@@ -65,26 +65,52 @@ def _dot_general_shape(x_shape, y_shape, dimension_numbers):
 
 
 def _dot_general_impl(x, y, *, dimension_numbers):
+  if type(x) is np.ndarray and type(y) is np.ndarray:
+    dtype = _result_dtype(x.dtype, y.dtype)
+  else:  # (Python scalars are weak: NumPy's rule on the values themselves)
+    dtype = np.result_type(x, y)
+    x, y = np.asarray(x), np.asarray(y)
+  kind, x_perm, x_shape, y_perm, y_shape, out_shape = _dot_plan(x.shape, y.shape,
+                                                                dimension_numbers)
+  if x_perm is not None:
+    x = x.transpose(x_perm)
+  if y_perm is not None:
+    y = y.transpose(y_perm)
+  if kind == "outer":
+    out = np.multiply.outer(x, y)
+  else:
+    out = (np.matmul if kind == "matmul" else np.dot)(x.reshape(x_shape), y.reshape(y_shape))
+  out = np.asarray(out).reshape(out_shape)
+  return out if out.dtype == dtype else out.astype(dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _result_dtype(x_dtype, y_dtype):
+  return np.result_type(x_dtype, y_dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dot_plan(xs, ys, dimension_numbers):
+  """How the impl computes a product of these shapes: (kind, x's permutation or None, the
+  shape it is reshaped to, the same for y, the output shape)."""
   (xc, yc), (xb, yb) = dimension_numbers
-  dtype = np.result_type(x, y)
-  x, y = np.asarray(x), np.asarray(y)
-  xs, ys = x.shape, y.shape
-  xf, yf = _free_dims(x.ndim, xc, xb), _free_dims(y.ndim, yc, yb)
+  xf, yf = _free_dims(len(xs), xc, xb), _free_dims(len(ys), yc, yb)
   out_shape = (tuple(xs[i] for i in xb) + tuple(xs[i] for i in xf)
                + tuple(ys[i] for i in yf))
   c = math.prod(xs[i] for i in xc)
   f, g = math.prod(xs[i] for i in xf), math.prod(ys[i] for i in yf)
   if xb:  # (batch, free, contract) @ (batch, contract, free)
     b = math.prod(xs[i] for i in xb)
-    out = np.matmul(x.transpose(xb + xf + xc).reshape(b, f, c),
-                    y.transpose(yb + yc + yf).reshape(b, c, g))
+    kind, x_perm, y_perm = "matmul", xb + xf + xc, yb + yc + yf
+    x_shape, y_shape = (b, f, c), (b, c, g)
   elif xc:
-    out = np.dot(x.transpose(xf + xc).reshape((f, c) if xf else (c,)),
-                 y.transpose(yc + yf).reshape((c, g) if yf else (c,)))
+    kind, x_perm, y_perm = "dot", xf + xc, yc + yf
+    x_shape, y_shape = (f, c) if xf else (c,), (c, g) if yf else (c,)
   else:
-    out = np.multiply.outer(x, y)
-  out = np.asarray(out).reshape(out_shape)
-  return out if out.dtype == dtype else out.astype(dtype)
+    kind, x_perm, y_perm, x_shape, y_shape = "outer", None, None, None, None
+  identity = lambda perm, n: perm is None or perm == tuple(range(n))  # noqa: E731
+  return (kind, None if identity(x_perm, len(xs)) else x_perm, x_shape,
+          None if identity(y_perm, len(ys)) else y_perm, y_shape, out_shape)
 
 
 def _dot_general_abstract_eval(x, y, *, dimension_numbers):
