@@ -30,9 +30,30 @@ def test_while_loop_derivatives():
   for d in (dfdx.jacfwd(dfdx.jit(f))(2.0), dfdx.jit(dfdx.jacfwd(f))(2.0),
             dfdx.jvp(dfdx.jit(f), (2.0,), (1.0,))[1]):
     np.testing.assert_allclose(d, exact, rtol=1e-12)
-  check_grads(dfdx.jit(f), (2.0,), order=2, modes=("fwd",))
-  with pytest.raises(dfdx.MissingRuleError, match="fori_loop or dfdx.scan with a bound"):
-    dfdx.jit(dfdx.grad(f))(2.0)
+  check_grads(dfdx.jit(f), (2.0,), order=2, modes=("fwd", "rev"))
+  # Reverse mode under jit: the loop counts its steps, and the reverse pass runs them back.
+  for d in (dfdx.jit(dfdx.grad(f))(2.0), dfdx.grad(dfdx.jit(f))(2.0)):
+    np.testing.assert_allclose(d, exact, rtol=1e-12)
+  second = -0.25 * 2.0 ** -1.5  # d^2 sqrt(a) / da^2
+  for h in (dfdx.jit(dfdx.hessian(f))(2.0), dfdx.jit(dfdx.grad(dfdx.grad(f)))(2.0),
+            dfdx.hessian(dfdx.jit(f))(2.0)):
+    np.testing.assert_allclose(h, second, rtol=1e-10)
+
+
+def test_while_loop_reverse_mode_through_values_and_constants(rng):
+  def f(w, x0):  # a fixed number of steps, so that the Python loop gives the same Jacobian
+    return dfdx.while_loop(lambda v: v[1] < 5, lambda v: (dnp.sin(v[0] * w) + v[0], v[1] + 1),
+                           (x0, 0))[0]
+  x0 = rng.uniform(0, 1, 3)
+  expected = dfdx.jacrev(f, (0, 1))(0.7, x0)  # the Python loop's tape
+  for jac in (dfdx.jit(dfdx.jacrev(f, (0, 1)))(0.7, x0),
+              dfdx.jacrev(dfdx.jit(f), (0, 1))(0.7, x0)):
+    for a, b in zip(jac, expected):
+      np.testing.assert_allclose(a, b, rtol=1e-13)
+  check_grads(dfdx.jit(f), (0.7, x0), order=2, modes=("fwd", "rev"))
+  np.testing.assert_allclose(
+      dfdx.jit(dfdx.vmap(dfdx.grad(lambda w, x: dnp.sum(f(w, x))), (None, 0)))(0.7, x0[:, None]),
+      [dfdx.grad(lambda w: dnp.sum(f(w, x)))(0.7) for x in x0[:, None]], rtol=1e-13)
 
 
 def test_while_loop_under_vmap_stops_each_example_on_its_own():
@@ -131,7 +152,7 @@ def test_exported_branches_and_while_run_standalone():
   def f(x):
     y = dfdx.cond(x > 1, lambda x: dnp.sqrt(x), lambda x: x ** 2, x)
     return dfdx.while_loop(lambda v: v < 10, lambda v: v * 3 + y, y)
-  for fn in (f, dfdx.jacfwd(f)):
+  for fn in (f, dfdx.jacfwd(f), dfdx.grad(f)):
     for x in (0.5, 2.0):
       source = dfdx.export.to_source(fn, x, name="exported")
       namespace = {}

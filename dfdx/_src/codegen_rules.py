@@ -392,6 +392,28 @@ def _while_rule(ins, p, in_avals, out_avals, functions):
 
 register("while", _while_rule)
 
+helpers["_tangent_loop"] = '''def _tangent_loop(step, num_vals, num_consts, num_t, n, *args):
+    vals = args[:num_vals]
+    consts = args[num_vals:num_vals + num_consts]
+    tangents = args[num_vals + num_consts:num_vals + num_consts + num_t]
+    const_tangents = args[num_vals + num_consts + num_t:]
+    for _ in range(int(n)):
+        outs = step(*vals, *consts, *tangents, *const_tangents)
+        vals, tangents = outs[:num_vals], outs[num_vals:]
+    return tuple(tangents)
+'''
+
+
+@with_functions
+def _while_tangent_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  step = functions.define(passes.optimize(p["step"], evaluate_only=True))
+  return (f"_tangent_loop({step}, {p['num_vals']}, {p['num_consts']}, {len(out_avals)}"
+          f"{''.join(', ' + i for i in ins)})")
+
+
+register("while_tangent", _while_tangent_rule)
+
 helpers["_cond_branch"] = '''def _cond_branch(index, branches, num_consts, *args):
     k = min(max(int(index), 0), len(branches) - 1)
     n_ops = len(args) - sum(num_consts)

@@ -5,7 +5,8 @@ import dfdx
 import dfdx.numpy as dnp
 from dfdx._src.custom import checkpoint_call_p, custom_jvp_call_p, custom_vjp_call_p
 from dfdx._src.jit import jit_call_p
-from dfdx._src.ops.branches import _cond, _switch_of, _while, cond_p, while_p
+from dfdx._src.ops.branches import (_cond, _switch_of, _while, cond_p, while_p,
+                                    while_tangent_p)
 from dfdx._src.ops.control_flow import _scan, scan_p
 from tests.op_specs import BINARY_SHAPES, OpSpec
 
@@ -113,7 +114,7 @@ SPECS += [
 
 # ---- while and cond (dfdx/_src/ops/branches.py): under jit, where they are equations ----
 def _halvings(x):
-  """Halve until below 0.1 (the step count depends on x); reverse mode needs a bound."""
+  """Shrink until below 0.1: the number of steps depends on x."""
   return _while(lambda v: dnp.max(dnp.abs(v[0])) > 0.1,
                 lambda v: (dnp.sin(v[0]) * 0.5, v[1] + v[0] ** 2), (x, dnp.zeros_like(x)),
                 staged=True)
@@ -143,11 +144,44 @@ def _np_branching(x, y):
 
 SPECS += [
     OpSpec("while", while_p, _halvings, _np_halvings, [((),), ((3,),), ((2, 3),)],
-           domain=(0.3, 1.5), modes=("fwd",)),
+           domain=(0.3, 1.5)),
     OpSpec("while under jit", jit_call_p, dfdx.jit(_halvings), _np_halvings, [((3,),)],
-           domain=(0.3, 1.5), modes=("fwd",)),
+           domain=(0.3, 1.5)),
     OpSpec("cond", cond_p, _branching, _np_branching,
            [((), ()), ((3,), (3,)), ((2, 3), ()), ((3,), (2, 3))]),
     OpSpec("cond under jit", jit_call_p, dfdx.jit(_branching), _np_branching,
            [((3,), (3,)), ((3,), (2, 3))]),
+]
+
+
+# while_tangent: the tangents of 3 steps of v -> sin(v w) + v, linear in (v_dot, w_dot).
+def _tangent_step_program(shape):
+  from dfdx._src.core import ShapedArray
+  from dfdx._src.ops.branches import _tangent_step
+  from dfdx._src.staging import make_program
+  body, _ = make_program(lambda v, w: [dnp.sin(v * w) + v],
+                         [ShapedArray(shape, np.float64), ShapedArray((), np.float64)])
+  return _tangent_step(body, 1, [True], [True])
+
+
+_STEPS = {}
+
+
+def _while_tangent(v, w, v_dot, w_dot):
+  shape = np.shape(v)
+  if shape not in _STEPS:
+    _STEPS[shape] = _tangent_step_program(shape)
+  return while_tangent_p.bind(np.int64(3), v, w, v_dot, w_dot, step=_STEPS[shape], num_vals=1,
+                              num_consts=1)[0]
+
+
+def _np_while_tangent(v, w, v_dot, w_dot):
+  for _ in range(3):
+    v, v_dot = np.sin(v * w) + v, np.cos(v * w) * (v_dot * w + v * w_dot) + v_dot
+  return v_dot
+
+
+SPECS += [
+    OpSpec("while_tangent", while_tangent_p, _while_tangent, _np_while_tangent,
+           [((), (), (), ()), ((3,), (), (3,), ())]),
 ]

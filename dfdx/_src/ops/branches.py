@@ -8,11 +8,14 @@ functions are traced once to programs and the control flow is one equation:
   while(*vals, *cond_consts, *body_consts; cond, body, num_vals, num_cond_consts) -> vals
   cond(index, *operands, *consts_0, *consts_1, ...; branches, num_consts) -> outs
 
-* `while`: forward mode runs the loop on (value, tangent) pairs. Reverse mode needs the
-  number of steps when the loop is traced, which a while loop does not have: under jit it
-  raises, pointing to `fori_loop`/`scan` with a bound (outside jit the Python loop is
-  differentiated as it runs). Batched, the loop runs until every example's condition is
-  false, and an example whose condition is false keeps its value.
+* `while`: forward mode runs the loop on (value, tangent) pairs. In reverse mode the loop
+  also counts its steps n, and the tangents are `while_tangent`, a loop of n steps linear in
+  them; its transpose runs the steps backwards, computing the values at step k again from
+  the start. Memory stays that of one step (nothing is stacked: the number of steps is not
+  known when the loop is traced), time grows as n^2 steps, which suits iterative solvers'
+  tens of steps; a loop of known length is better written with `scan` or `fori_loop`.
+  Batched, the loop runs until every example's condition is false, and an example whose
+  condition is false keeps its value.
 * `cond`: the branch `index` picks runs (clipped to the branches, as JAX does). JVP and
   transpose are conds of the branches' JVPs and transposes, so it works in both modes to
   any order. Batched over the index, every branch runs and each example takes its own.
@@ -26,7 +29,8 @@ from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_as_array, _carry_fixed_point, _check_carry,
                                         _compiled, _dnp, _fill, _reaches, _staging, _under,
-                                        _unflatten, _with_dtypes, _zeros)
+                                        _unflatten, _with_dtypes, _zeros,
+                                        dependence_rules)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -58,10 +62,11 @@ def _predicate(p, where):
 def while_loop(cond_fun, body_fun, init_val):
   """`val = body_fun(val)` while `cond_fun(val)`: `jax.lax.while_loop`.
 
-  Outside jit and vmap this is the Python loop, differentiable in both modes. Under jit it is
-  compiled once; forward mode (jvp, jacfwd) differentiates it there, reverse mode needs the
-  number of steps when traced: use `fori_loop` or `scan` with a bound. Under vmap each
-  example loops until its own condition is false.
+  Outside jit and vmap this is the Python loop. Under jit it is compiled once and
+  differentiable in both modes to any order; reverse mode there keeps no values per step
+  and computes them again instead (n^2 / 2 steps for a loop of n steps: for a long loop of
+  known length, `scan` or `fori_loop` is faster). Under vmap each example loops until its
+  own condition is false.
 
   Args:
     cond_fun: val -> boolean scalar.
@@ -148,6 +153,14 @@ while_p.def_impl(_while_impl)
 while_p.def_abstract_eval(_while_abstract_eval)
 
 
+def _while_dependence(reached, *, cond, body, num_vals, num_cond_consts):
+  v, c, k = _split(reached, num_vals, num_cond_consts)
+  v, _ = _carry_fixed_point(body, num_vals, v, k)
+  if _reaches(cond, v + c)[0]:  # the number of steps depends on them: every value may
+    return [True] * num_vals
+  return v
+
+
 def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
   vals, cond_consts, body_consts = _split(primals, num_vals, num_cond_consts)
   vals_t, _, consts_t = _split(tangents, num_vals, num_cond_consts)
@@ -160,25 +173,27 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
   if not any(nz_v):
     outs = while_p.bind(*primals, **params)
     return outs, [None] * len(outs)
-  if any(isinstance(t, ad.TapeTracer) for t in tangents):
-    raise errors.MissingRuleError(
-        "while_loop under jit cannot be differentiated in reverse mode: the number of steps "
-        "is not known when the loop is traced. Use dfdx.fori_loop or dfdx.scan with a "
-        "bound on the steps (masking the steps after convergence), differentiate in "
-        "forward mode (jvp, jacfwd), or call the function without jit, where the Python "
-        "loop is differentiated as it runs.")
   pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   vals_t = [_zeros(core.get_aval(v)) if t is None else t for v, t in zip(vals, vals_t)]
   n_vt, n_kt = sum(nz_v), sum(nz_k)
   v_avals = body.in_avals[:num_vals]
   k_avals = body.in_avals[num_vals:]
+  step = _tangent_step(body, num_vals, nz_v, nz_k)
+  if any(isinstance(t, ad.TapeTracer) for t in tangents):
+    # Reverse mode: the primal loop also counts its steps; the tangents are a loop linear in
+    # them, of that many steps (see while_tangent).
+    outs = while_p.bind(*vals, np.int64(0), *cond_consts, *body_consts,
+                        cond=_counted(cond, num_vals, "cond"),
+                        body=_counted(body, num_vals, "body"),
+                        num_vals=num_vals + 1, num_cond_consts=len(cond_consts))
+    t_out = while_tangent_p.bind(outs[num_vals], *vals, *body_consts, *pick(vals_t, nz_v),
+                                 *pick(consts_t, nz_k), step=step, num_vals=num_vals,
+                                 num_consts=len(body_consts))
+    return outs[:num_vals], _fill(nz_v, t_out)
 
   def jvp_body(*ins):
     v, vt, k, kt = _unflatten(ins, [num_vals, n_vt, len(body_consts), n_kt])
-    outs, outs_t = ad.jvp_flat(lambda *a: eval_program(body, *a), v + k,
-                               _fill(nz_v, vt) + _fill(nz_k, kt))
-    return outs + [_zeros(core.get_aval(o)) if t is None else t
-                   for o, t in zip(pick(outs, nz_v), pick(outs_t, nz_v))]
+    return eval_program(step, *v, *k, *vt, *kt)
   new_body, lifted = make_program(jvp_body, v_avals + pick(v_avals, nz_v) + k_avals
                                   + pick(k_avals, nz_k), record_source=False)
   assert not lifted, lifted
@@ -192,6 +207,167 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
                       *pick(consts_t, nz_k), cond=new_cond, body=new_body,
                       num_vals=num_vals + n_vt, num_cond_consts=len(cond_consts))
   return outs[:num_vals], _fill(nz_v, outs[num_vals:])
+
+
+def _tangent_step(body, num_vals, nz_v, nz_k):
+  """One step with its tangents: (*vals, *consts, *val tangents, *const tangents) ->
+  (*vals, *val tangents), the tangents those of the flagged values and constants."""
+  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
+  v_avals, k_avals = body.in_avals[:num_vals], body.in_avals[num_vals:]
+
+  def fn(*ins):
+    v, k, vt, kt = _unflatten(ins, [num_vals, len(k_avals), sum(nz_v), sum(nz_k)])
+    outs, outs_t = ad.jvp_flat(lambda *a: eval_program(body, *a), v + k,
+                               _fill(nz_v, vt) + _fill(nz_k, kt))
+    return outs + [_zeros(core.get_aval(o)) if t is None else t
+                   for o, t in zip(pick(outs, nz_v), pick(outs_t, nz_v))]
+  step, lifted = make_program(fn, v_avals + k_avals + pick(v_avals, nz_v) + pick(k_avals, nz_k),
+                              record_source=False)
+  assert not lifted, lifted
+  return step
+
+
+def _counted(program, num_vals, kind):
+  """The loop's condition or body with a step counter after the values: the body adds one
+  to it, the condition ignores it."""
+  avals = program.in_avals
+  counter = ShapedArray((), np.dtype(np.int64))
+
+  def fn(*ins):
+    vals, count, consts = ins[:num_vals], ins[num_vals], ins[num_vals + 1:]
+    outs = eval_program(program, *vals, *consts)
+    return outs if kind == "cond" else outs + [count + 1]
+  counted, lifted = make_program(fn, avals[:num_vals] + [counter] + avals[num_vals:],
+                                 record_source=False)
+  assert not lifted, lifted
+  return counted
+
+
+# ---- while_tangent: a while loop's tangents, given its number of steps --------------------------
+# while_tangent(n, *vals, *consts, *val_tangents, *const_tangents; step, num_vals, num_consts)
+#   -> the val tangents after n steps of `step` (see _tangent_step), linear in the tangents.
+# Its transpose runs the steps backwards; the values at step k are computed again from the
+# start (k steps of the body), so memory stays that of one step and time grows as n^2 steps,
+# which suits the few steps of an iterative solver.
+while_tangent_p = core.primitive("while_tangent", multiple_results=True)
+ad.complex_rules.add(while_tangent_p)
+
+
+def _tangent_args(args, num_vals, num_consts):
+  n, rest = args[0], list(args[1:])
+  vals, consts = rest[:num_vals], rest[num_vals:num_vals + num_consts]
+  return n, vals, consts, rest[num_vals + num_consts:]
+
+
+def _while_tangent_impl(*args, step, num_vals, num_consts):
+  from dfdx._src.codegen import helper_function  # the loop the generated code runs
+  outs = helper_function("_tangent_loop")(_compiled(step), num_vals, num_consts,
+                                          len(step.outs) - num_vals, *args)
+  return _with_dtypes(outs, step.out_avals[num_vals:])
+
+
+def _while_tangent_abstract_eval(n, *avals, step, num_vals, num_consts):
+  if n.shape != () or n.dtype.kind not in "iu":
+    raise TypeError(f"while_tangent: the step count is {n.str_short()}, an integer scalar "
+                    "is expected")
+  return step.out_avals[num_vals:]
+
+
+def _as_while(*args, step, num_vals, num_consts):
+  """while_tangent written as a while_p loop over (counter, values, tangents), for the rules
+  that transform it (JVP, batching)."""
+  n, vals, consts, tangents = _tangent_args(args, num_vals, num_consts)
+  num_t = len(step.outs) - num_vals
+  t_vals, t_consts = tangents[:num_t], tangents[num_t:]
+  count = ShapedArray((), np.dtype(np.int64))
+  v_avals = step.in_avals[:num_vals]
+  k_avals = step.in_avals[num_vals:num_vals + num_consts]
+  vt_avals = step.in_avals[num_vals + num_consts:num_vals + num_consts + num_t]
+  kt_avals = step.in_avals[num_vals + num_consts + num_t:]
+
+  def cond_fn(i, *rest):
+    return [i < rest[-1]]
+  cond, lifted = make_program(cond_fn, [count] + v_avals + vt_avals + [count],
+                              record_source=False)
+  assert not lifted, lifted
+
+  def body_fn(i, *rest):
+    v, vt, k, kt = _unflatten(rest, [num_vals, num_t, num_consts, len(kt_avals)])
+    outs = eval_program(step, *v, *k, *vt, *kt)
+    return [i + 1] + outs
+  body, lifted = make_program(body_fn, [count] + v_avals + vt_avals + k_avals + kt_avals,
+                              record_source=False)
+  assert not lifted, lifted
+  outs = while_p.bind(np.int64(0), *vals, *t_vals, _dnp().asarray(n, np.int64), *consts,
+                      *t_consts, cond=cond, body=body, num_vals=1 + num_vals + num_t,
+                      num_cond_consts=1)
+  return outs[1 + num_vals:]
+
+
+def _while_tangent_jvp(primals, tangents, **params):
+  return ad.jvp_flat(lambda *a: _as_while(*a, **params), list(primals), list(tangents))
+
+
+def _while_tangent_batch(axis_size, vals, dims, **params):
+  return batching.vmap_flat(lambda *a: _as_while(*a, **params), axis_size, list(vals),
+                            list(dims))
+
+
+def _while_tangent_transpose(cts, *args, step, num_vals, num_consts):
+  n, vals, consts, tangents = _tangent_args(args, num_vals, num_consts)
+  if ad.is_linear(n) or any(ad.is_linear(a) for a in vals + consts):
+    raise errors.MissingRuleError("while_tangent is linear in its tangents only")
+  num_t = len(step.outs) - num_vals
+  count = ShapedArray((), np.dtype(np.int64))
+  v_avals = step.in_avals[:num_vals]
+  k_avals = step.in_avals[num_vals:num_vals + num_consts]
+  vt_avals = step.in_avals[num_vals + num_consts:num_vals + num_consts + num_t]
+  kt_avals = step.in_avals[num_vals + num_consts + num_t:]
+  cts = [_zeros(a) if c is None else c for c, a in zip(cts, vt_avals)]
+
+  def values_at(k, vals, consts):
+    """The values after k steps of the loop, computed again from the start."""
+    def cond_fn(j, *rest):
+      return [j < rest[-1]]
+
+    def body_fn(j, *rest):
+      return [j + 1] + eval_program(step, *rest[:num_vals], *rest[num_vals:],
+                                    *[_zeros(a) for a in vt_avals + kt_avals])[:num_vals]
+    cond, _ = make_program(cond_fn, [count] + v_avals + [count], record_source=False)
+    body, _ = make_program(body_fn, [count] + v_avals + k_avals, record_source=False)
+    return while_p.bind(np.int64(0), *vals, k, *consts, cond=cond, body=body,
+                        num_vals=1 + num_vals, num_cond_consts=1)[1:]
+
+  def back_cond(k, *rest):
+    return [k >= 0]
+
+  def back_body(k, *rest):
+    ct, acc, v0, c = _unflatten(rest, [num_t, len(kt_avals), num_vals, num_consts])
+    v = values_at(k, v0, c)
+    _, lin = ad.linearize_flat(
+        lambda *t: eval_program(step, *v, *c, *t)[num_vals:],
+        [_zeros(a) for a in vt_avals + kt_avals])
+    back = [_zeros(a) if b is None else b for b, a in zip(lin.transpose(list(ct)),
+                                                          vt_avals + kt_avals)]
+    return [k - 1] + back[:num_t] + [a + b for a, b in zip(acc, back[num_t:])]
+  cond, lifted = make_program(back_cond, [count] + vt_avals + kt_avals, record_source=False)
+  assert not lifted, lifted
+  body, lifted = make_program(back_body, [count] + vt_avals + kt_avals + v_avals + k_avals,
+                              record_source=False)
+  assert not lifted, lifted
+  outs = while_p.bind(_dnp().asarray(n, np.int64) - 1, *cts, *[_zeros(a) for a in kt_avals],
+                      *vals, *consts, cond=cond, body=body,
+                      num_vals=1 + num_t + len(kt_avals), num_cond_consts=0)
+  ct_t, ct_k = outs[1:1 + num_t], outs[1 + num_t:]
+  return ([None] * (1 + num_vals + num_consts)
+          + [c if ad.is_linear(a) else None for c, a in zip(ct_t + ct_k, tangents)])
+
+
+while_tangent_p.def_impl(_while_tangent_impl)
+while_tangent_p.def_abstract_eval(_while_tangent_abstract_eval)
+ad.primitive_jvps[while_tangent_p] = _while_tangent_jvp
+ad.primitive_transposes[while_tangent_p] = _while_tangent_transpose
+batching.primitive_batchers[while_tangent_p] = _while_tangent_batch
 
 
 def _while_batch(axis_size, vals, dims, *, cond, body, num_vals, num_cond_consts):
@@ -509,6 +685,17 @@ def _cond_batch(axis_size, vals, dims, *, branches, num_consts, linear):
   return outs, [0 if b else not_mapped for b in out_b]
 
 
+def _cond_dependence(reached, *, branches, num_consts, linear):
+  if reached[0]:  # the branch taken depends on them
+    return [True] * len(branches[0].outs)
+  out = [False] * len(branches[0].outs)
+  for k, program in enumerate(branches):
+    out = [a or b for a, b in zip(out, _reaches(program, _branch_args(reached[1:], branches,
+                                                                      num_consts, k)))]
+  return out
+
+
+dependence_rules.update({while_p: _while_dependence, cond_p: _cond_dependence})
 ad.primitive_jvps[cond_p] = _cond_jvp
 ad.primitive_transposes[cond_p] = _cond_transpose
 batching.primitive_batchers[cond_p] = _cond_batch

@@ -304,6 +304,9 @@ def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
 
 # ---- the primitive ----------------------------------------------------------------------------
 scan_p = core.primitive("scan", multiple_results=True)
+# Primitives holding programs, whose outputs depend on their inputs as those programs say
+# (see _reaches): prim -> rule(reached, **params) -> a flag per output.
+dependence_rules: dict = {}
 ad.complex_rules.add(scan_p)  # its rules apply those of the body's equations
 
 _compiled_bodies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -359,6 +362,14 @@ scan_p.def_impl(_scan_impl)
 scan_p.def_abstract_eval(_scan_abstract_eval)
 
 
+def _scan_dependence(reached, *, body, num_carry, **params):
+  c_out, y_out = _carry_fixed_point(body, num_carry, reached[:num_carry], reached[num_carry:])
+  return c_out + y_out
+
+
+dependence_rules[scan_p] = _scan_dependence
+
+
 def _reaches(body, flags):
   """Which outputs of `body` depend on the inputs flagged: through a scan, as its body's
   dependences say (the JVP of a nested scan is one equation with primal and tangent
@@ -369,14 +380,11 @@ def _reaches(body, flags):
     reached = [type(a) is not Lit and id(a) in marked for a in eqn.inputs]
     if not any(reached):
       continue
-    if eqn.prim is scan_p:
-      p = eqn.params
-      c_out, y_out = _carry_fixed_point(p["body"], p["num_carry"], reached[:p["num_carry"]],
-                                        reached[p["num_carry"]:])
-      marked.update(id(o) for o, r in zip(eqn.outputs, c_out + y_out) if r)
-    else:
-      marked.update(id(o) for o in eqn.outputs)
+    rule = dependence_rules.get(eqn.prim)
+    out = rule(reached, **eqn.params) if rule else [True] * len(eqn.outputs)
+    marked.update(id(o) for o, r in zip(eqn.outputs, out) if r)
   return [type(o) is not Lit and id(o) in marked for o in body.outs]
+
 
 
 def _carry_fixed_point(body, num_carry, carry_flags, other_flags):
