@@ -288,3 +288,26 @@ def test_to_sympy_unrolls_the_steps():
   poly = lambda w: dfdx.fori_loop(0, 3, lambda i, v: v * w + i, 1.0)  # noqa: E731
   assert sp.simplify(dfdx.export.to_sympy(poly, 0.5) - (w ** 3 + w + 2)) == 0
   assert sp.simplify(dfdx.export.to_sympy(dfdx.grad(poly), 0.5) - (3 * w ** 2 + 1)) == 0
+
+
+def test_nested_control_flow_splits_and_the_recomputing_fallback_agrees(rng, monkeypatch):
+  from dfdx._src.ops import control_flow
+  xs = rng.uniform(0, 1, (3, 4))
+
+  def f(w, xs):
+    def outer(c, row):
+      inner, _ = dfdx.scan(lambda d, x: (dnp.sin(d * w + x), None), c, row)
+      c2 = dfdx.while_loop(lambda v: v[1] < 3, lambda v: (v[0] * w + 0.1, v[1] + 1),
+                           (inner, 0))[0]
+      return dfdx.cond(c2 > 0.5, lambda z: z * w, lambda z: z - w, c2), inner * c
+    return dnp.sum(dfdx.scan(outer, 0.5, xs)[1])
+  expected = dfdx.grad(f)(0.8, xs)  # the Python loops
+  calls = []
+  recompute = control_flow._recomputing_scan
+  monkeypatch.setattr(control_flow, "_recomputing_scan",
+                      lambda *a, **k: calls.append(1) or recompute(*a, **k))
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(0.8, xs), expected, rtol=1e-13)
+  assert not calls  # the nested scan, while and cond split: the body's JVP splits
+  monkeypatch.setattr(control_flow, "_partial_eval", lambda *a: None)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(0.8, xs), expected, rtol=1e-13)
+  assert calls

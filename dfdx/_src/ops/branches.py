@@ -30,7 +30,7 @@ from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_as_array, _carry_fixed_point, _check_carry,
                                         _compiled, _dnp, _fill, _reaches, _staging, _under,
                                         _unflatten, _with_dtypes, _zeros,
-                                        dependence_rules)
+                                        dependence_rules, linearizing)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -179,7 +179,7 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
   v_avals = body.in_avals[:num_vals]
   k_avals = body.in_avals[num_vals:]
   step = _tangent_step(body, num_vals, nz_v, nz_k)
-  if any(isinstance(t, ad.TapeTracer) for t in tangents):
+  if linearizing(tangents):
     # Reverse mode: the primal loop also counts its steps; the tangents are a loop linear in
     # them, of that many steps (see while_tangent).
     outs = while_p.bind(*vals, np.int64(0), *cond_consts, *body_consts,
@@ -570,7 +570,7 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
   pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   n_args, n_t = len(args), sum(nonzero)
   arg_avals = [core.get_aval(a) for a in args]
-  linearizing = any(isinstance(t, ad.TapeTracer) for t in arg_t)
+  split = linearizing(arg_t)
 
   def tangent_branch(k):
     def fn(*ins):
@@ -580,7 +580,7 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
           _branch_args(_fill(nonzero, t), branches, num_consts, k))
       t_out = [_zeros(core.get_aval(o)) if d is None else d
                for o, d in zip(pick(outs, out_nz), pick(outs_t, out_nz))]
-      return t_out if linearizing else outs + t_out
+      return t_out if split else outs + t_out
     program, lifted = make_program(fn, arg_avals + pick(arg_avals, nonzero),
                                    record_source=False)
     assert not lifted, lifted
@@ -588,7 +588,7 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
   new_branches = tuple(tangent_branch(k) for k in range(len(branches)))
   new_args = args + pick(arg_t, nonzero)
   new_params = dict(branches=new_branches, num_consts=(0,) * len(branches))
-  if linearizing:  # the primal cond, and a cond linear in the tangents (see _cond_transpose)
+  if split:  # the primal cond, and a cond linear in the tangents (see _cond_transpose)
     outs = cond_p.bind(*primals, **params)
     t_out = cond_p.bind(index, *new_args, linear=(False,) * n_args + (True,) * n_t,
                         **new_params)

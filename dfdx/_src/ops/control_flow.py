@@ -387,6 +387,17 @@ def _reaches(body, flags):
 
 
 
+_splitting = False
+
+
+def linearizing(tangents):
+  """Whether a JVP rule of control flow should give its primal and tangent parts as separate
+  equations (the tangent one linear): under reverse mode (tangents on a tape), and while a
+  scan's body is traced for partial evaluation, so that a nested loop or branch splits
+  too instead of being one equation with primal and tangent outputs."""
+  return _splitting or any(isinstance(t, ad.TapeTracer) for t in tangents)
+
+
 def _carry_fixed_point(body, num_carry, carry_flags, other_flags):
   """The carries reached by the flagged inputs, over any number of steps."""
   carry_flags = list(carry_flags)
@@ -430,7 +441,7 @@ def _scan_jvp(primals, tangents, *, body, num_carry, num_xs, length, reverse, li
   nonzero[:num_carry] = carry_nz
   tangents = [(_zeros(a) if t is None else t) if nz else None
               for t, nz, a in zip(tangents, nonzero, in_avals)]
-  if any(isinstance(t, ad.TapeTracer) for t in tangents):
+  if linearizing(tangents):
     return _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry,
                             num_xs, length, reverse)
   carry, xs, consts = _split_args(primals, num_carry, num_xs)
@@ -509,9 +520,14 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
     yt_out = [_zeros(a) if t is None else t for t, a in
               zip(pick(out_t[num_carry:], y_nz), pick(out_avals[num_carry:], y_nz))]
     return outs + ct_out + yt_out
-  jvp_prog, lifted = make_program(
-      jvp_body, in_avals + pick(c_avals, nz_c) + pick(x_avals, nz_x) + pick(k_avals, nz_k),
-      record_source=False)
+  global _splitting
+  prev, _splitting = _splitting, True  # (nested loops split too: see linearizing)
+  try:
+    jvp_prog, lifted = make_program(
+        jvp_body, in_avals + pick(c_avals, nz_c) + pick(x_avals, nz_x) + pick(k_avals, nz_k),
+        record_source=False)
+  finally:
+    _splitting = prev
   assert not lifted, lifted
   n_in, n_out = len(in_avals), len(out_avals)
   split = _partial_eval(jvp_prog, n_in, n_out)
@@ -553,7 +569,8 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
 def _recomputing_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry, num_xs,
                      length, reverse):
   """Reverse mode's JVP where the body's JVP does not split (an equation that reads a
-  tangent also gives a primal output: a nested scan). The primal scan stacks each step's
+  tangent also gives a primal output: a primitive whose JVP rule is one such equation; the
+  loops and branches here split, see `linearizing`). The primal scan stacks each step's
   incoming carry; the linear scan computes the step's primal values again from them."""
   carry, xs, consts = _split_args(primals, num_carry, num_xs)
   in_avals = body.in_avals
