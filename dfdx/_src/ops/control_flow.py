@@ -17,9 +17,9 @@ first (ys[i] still belongs to xs[i]).
 
 Its rules are scans again, so every composition works to any order:
   * JVP: one scan of the body's JVP over (carry, carry tangent). Under linearization (reverse
-    mode) it is split instead: a scan of the body that also stacks each step's incoming carry,
-    and a scan linear in the tangents (`linear` marks those inputs) that takes the stacked
-    carries as inputs.
+    mode) it is split instead (partial evaluation of the body's JVP): a scan of the body
+    that also stacks the values its derivative needs (residuals), and a scan linear in the
+    tangents (`linear` marks those inputs) that reads them.
   * Transpose (of such a linear scan): a scan in the opposite direction whose body is the
     transpose of the linear body; cotangents of the constants are summed in its carry.
   * Batching: the body under vmap; carries that the batch reaches are batched from the start.
@@ -32,9 +32,8 @@ import weakref
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, errors
+from dfdx._src import ad, batching, core, errors, staging
 from dfdx._src.core import ShapedArray
-from dfdx._src import staging
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
