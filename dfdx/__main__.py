@@ -49,6 +49,13 @@ def main():
         "dfdx.grad(lambda x: dnp.sum(dnp.where(x > 0, dnp.log(x), 0.0)))(x)",
         guarded, np.where(xs0 > 0, 1 / np.where(xs0 > 0, xs0, 1), 0.0))
 
+  newton = dfdx.jit(lambda a: dfdx.while_loop(
+      lambda r: dnp.abs(r * r - a) > 1e-12 * a, lambda r: (r + a / r) / 2, a))
+  a = np.array(2.0)
+  _show("Reverse mode through a compiled while loop (Newton's iteration for sqrt(a))",
+        "dfdx.grad(dfdx.jit(lambda a: dfdx.while_loop(cond, newton_step, a)))(a)",
+        dfdx.grad(newton)(a), 0.5 / np.sqrt(a))
+
   z = np.array([1 + 2j, -0.5 + 1j])
   _show("Gradient of |z|^2 for complex z (df/dx + i df/dy)",
         "dfdx.grad(lambda z: dnp.sum(dnp.abs(z) ** 2))(z)",

@@ -8,8 +8,8 @@ def test_demo_results_match_closed_forms(capsys):
   main()
   out = capsys.readouterr().out
   differences = [float(d) for d in re.findall(r"max \|difference\| = (\S+)", out)]
-  assert len(differences) == 6
+  assert len(differences) == 7
   assert max(differences) < 1e-12
   for title in ("Gradient", "Jacobian", "Hessian", "Per-example gradients", "guards log",
-                "complex z"):
+                "compiled while loop", "complex z"):
     assert title in out
