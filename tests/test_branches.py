@@ -166,3 +166,19 @@ def test_to_sympy_refuses_value_dependent_control_flow():
     dfdx.export.to_sympy(lambda x: dfdx.cond(x > 0, lambda x: x, lambda x: -x, x), 1.0)
   with pytest.raises(NotImplementedError, match="while_loop"):
     dfdx.export.to_sympy(lambda x: dfdx.while_loop(lambda v: v < 3, lambda v: v * 2, x), 1.0)
+
+
+def test_while_loop_gradient_of_a_long_loop_runs_the_steps_back(monkeypatch):
+  # 2000 steps: the gradient under jit takes n steps each way (it would take n^2 / 2 = 2M
+  # steps if it computed the values again), and agrees with the Python loop's tape.
+  from dfdx._src.ops import branches
+
+  def f(w):
+    return dfdx.while_loop(lambda v: v[1] < 2000,
+                           lambda v: (v[0] * (1 - 1e-3 * w) + 1e-3, v[1] + 1), (1.0, 0))[0]
+  calls = []
+  original = branches._reverse_as_while
+  monkeypatch.setattr(branches, "_reverse_as_while",
+                      lambda *a, **k: calls.append(1) or original(*a, **k))
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(0.5), dfdx.grad(f)(0.5), rtol=1e-12)
+  assert not calls  # first order never builds the recomputing loops

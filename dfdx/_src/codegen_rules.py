@@ -414,6 +414,41 @@ def _while_tangent_rule(ins, p, in_avals, out_avals, functions):
 
 register("while_tangent", _while_tangent_rule)
 
+helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num_consts, acc_like, n, *args):
+    vals = args[:num_vals]
+    consts = args[num_vals:num_vals + num_consts]
+    cts = args[num_vals + num_consts:]
+    saved = []
+    for _ in range(int(n)):
+        saved.append(vals)
+        vals = forward(*vals, *consts)
+    num_t = len(cts)
+    acc = None
+    for vals in reversed(saved):
+        outs = backward(*vals, *consts, *cts)
+        cts = outs[:num_t]
+        acc = outs[num_t:] if acc is None else [a + b for a, b in zip(acc, outs[num_t:])]
+    if acc is None:
+        acc = [np.zeros(shape, dtype) for shape, dtype in acc_like]
+    return (*cts, *acc)
+'''
+
+
+@with_functions
+def _while_reverse_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  from dfdx._src.ops.branches import _cached_parts
+  fwd, back = _cached_parts(p["step"], p["num_vals"], p["num_consts"])
+  fwd = functions.define(passes.optimize(fwd, evaluate_only=True))
+  back = functions.define(passes.optimize(back, evaluate_only=True))
+  num_t = len(p["step"].outs) - p["num_vals"]
+  acc_like = tuple((a.shape, a.dtype.name) for a in out_avals[num_t:])
+  return (f"_reverse_loop({fwd}, {back}, {p['num_vals']}, {p['num_consts']}, "
+          f"{literal(acc_like)}{''.join(', ' + i for i in ins)})")
+
+
+register("while_reverse", _while_reverse_rule)
+
 helpers["_cond_branch"] = '''def _cond_branch(index, branches, num_consts, *args):
     k = min(max(int(index), 0), len(branches) - 1)
     n_ops = len(args) - sum(num_consts)

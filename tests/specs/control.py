@@ -6,7 +6,7 @@ import dfdx.numpy as dnp
 from dfdx._src.custom import checkpoint_call_p, custom_jvp_call_p, custom_vjp_call_p
 from dfdx._src.jit import jit_call_p
 from dfdx._src.ops.branches import (_cond, _switch_of, _while, cond_p, while_p,
-                                    while_tangent_p)
+                                    while_reverse_p, while_tangent_p)
 from dfdx._src.ops.control_flow import _scan, scan_p
 from tests.op_specs import BINARY_SHAPES, OpSpec
 
@@ -184,4 +184,31 @@ def _np_while_tangent(v, w, v_dot, w_dot):
 SPECS += [
     OpSpec("while_tangent", while_tangent_p, _while_tangent, _np_while_tangent,
            [((), (), (), ()), ((3,), (), (3,), ())]),
+]
+
+
+# while_reverse: while_tangent's transpose (the same 3 steps), linear in the cotangent.
+def _while_reverse(v, w, ct):
+  shape = np.shape(v)
+  if shape not in _STEPS:
+    _STEPS[shape] = _tangent_step_program(shape)
+  return while_reverse_p.bind(np.int64(3), v, w, ct, step=_STEPS[shape], num_vals=1,
+                              num_consts=1)
+
+
+def _np_while_reverse(v, w, ct):
+  values = []
+  for _ in range(3):
+    values.append(v)
+    v = np.sin(v * w) + v
+  ct_w = np.zeros(())
+  for v in reversed(values):
+    ct_w = ct_w + np.sum(ct * np.cos(v * w) * v)
+    ct = ct * (np.cos(v * w) * w + 1)
+  return ct, ct_w
+
+
+SPECS += [
+    OpSpec("while_reverse", while_reverse_p, _while_reverse, _np_while_reverse,
+           [((), (), ()), ((3,), (), (3,))]),
 ]

@@ -10,10 +10,11 @@ functions are traced once to programs and the control flow is one equation:
 
 * `while`: forward mode runs the loop on (value, tangent) pairs. In reverse mode the loop
   also counts its steps n, and the tangents are `while_tangent`, a loop of n steps linear in
-  them; its transpose runs the steps backwards, computing the values at step k again from
-  the start. Memory stays that of one step (nothing is stacked: the number of steps is not
-  known when the loop is traced), time grows as n^2 steps, which suits iterative solvers'
-  tens of steps; a loop of known length is better written with `scan` or `fori_loop`.
+  them. Its transpose, `while_reverse`, keeps each step's values in a Python list when it
+  runs (the number of steps is not known when the loop is traced, so no array of static
+  shape can hold them) and runs the transposed steps backwards: n steps of time, like a
+  tape. Derivatives of that (second order and up) are loops of static shape that compute
+  the values at step k again from the start: memory of one step, n^2/2 steps of time.
   Batched, the loop runs until every example's condition is false, and an example whose
   condition is false keeps its value.
 * `cond`: the branch `index` picks runs (clipped to the branches, as JAX does). JVP and
@@ -63,10 +64,10 @@ def while_loop(cond_fun, body_fun, init_val):
   """`val = body_fun(val)` while `cond_fun(val)`: `jax.lax.while_loop`.
 
   Outside jit and vmap this is the Python loop. Under jit it is compiled once and
-  differentiable in both modes to any order; reverse mode there keeps no values per step
-  and computes them again instead (n^2 / 2 steps for a loop of n steps: for a long loop of
-  known length, `scan` or `fori_loop` is faster). Under vmap each example loops until its
-  own condition is false.
+  differentiable in both modes to any order: the gradient runs the steps back in n steps of
+  time; second and higher derivatives in reverse mode compute the steps' values again
+  (n^2 / 2 steps: for a long loop of known length, `scan` or `fori_loop` is faster there).
+  Under vmap each example loops until its own condition is false.
 
   Args:
     cond_fun: val -> boolean scalar.
@@ -246,9 +247,7 @@ def _counted(program, num_vals, kind):
 # ---- while_tangent: a while loop's tangents, given its number of steps --------------------------
 # while_tangent(n, *vals, *consts, *val_tangents, *const_tangents; step, num_vals, num_consts)
 #   -> the val tangents after n steps of `step` (see _tangent_step), linear in the tangents.
-# Its transpose runs the steps backwards; the values at step k are computed again from the
-# start (k steps of the body), so memory stays that of one step and time grows as n^2 steps,
-# which suits the few steps of an iterative solver.
+# Its transpose is while_reverse (below), which runs the steps backwards.
 while_tangent_p = core.primitive("while_tangent", multiple_results=True)
 ad.complex_rules.add(while_tangent_p)
 
@@ -317,13 +316,92 @@ def _while_tangent_transpose(cts, *args, step, num_vals, num_consts):
   n, vals, consts, tangents = _tangent_args(args, num_vals, num_consts)
   if ad.is_linear(n) or any(ad.is_linear(a) for a in vals + consts):
     raise errors.MissingRuleError("while_tangent is linear in its tangents only")
+  vt_avals = step.out_avals[num_vals:]
+  cts = [_zeros(a) if c is None else c for c, a in zip(cts, vt_avals)]
+  outs = while_reverse_p.bind(n, *vals, *consts, *cts, step=step, num_vals=num_vals,
+                              num_consts=num_consts)
+  return ([None] * (1 + num_vals + num_consts)
+          + [c if ad.is_linear(a) else None for c, a in zip(outs, tangents)])
+
+
+# ---- while_reverse: while_tangent's transpose -----------------------------------------------
+# while_reverse(n, *vals, *consts, *cts; step, num_vals, num_consts) -> the cotangents of
+# while_tangent's tangent inputs (values', then constants') given those of its outputs.
+# Its impl keeps each step's values (a Python list: the number of steps is known only when it
+# runs) and runs the transposed steps backwards: n steps of time, memory of n steps' values.
+# Its derivatives and batching go through `_reverse_as_while`, the same computation as while
+# loops of static shape, which computes step k's values again from the start (n^2/2 steps).
+while_reverse_p = core.primitive("while_reverse", multiple_results=True)
+ad.complex_rules.add(while_reverse_p)
+
+
+def _step_parts(step, num_vals, num_consts):
+  """From while_tangent's step: the values' step (*vals, *consts) -> vals, and the transposed
+  tangent step (*vals, *consts, *cts) -> (*cts of the value tangents, *cts of the constant
+  tangents)."""
   num_t = len(step.outs) - num_vals
-  count = ShapedArray((), np.dtype(np.int64))
   v_avals = step.in_avals[:num_vals]
   k_avals = step.in_avals[num_vals:num_vals + num_consts]
-  vt_avals = step.in_avals[num_vals + num_consts:num_vals + num_consts + num_t]
-  kt_avals = step.in_avals[num_vals + num_consts + num_t:]
-  cts = [_zeros(a) if c is None else c for c, a in zip(cts, vt_avals)]
+  t_avals = step.in_avals[num_vals + num_consts:]
+  vt_avals = t_avals[:num_t]
+
+  def forward(*ins):
+    return eval_program(step, *ins, *[_zeros(a) for a in t_avals])[:num_vals]
+
+  def backward(*ins):
+    v, c, ct = _unflatten(ins, [num_vals, num_consts, num_t])
+    _, lin = ad.linearize_flat(lambda *t: eval_program(step, *v, *c, *t)[num_vals:],
+                               [_zeros(a) for a in t_avals])
+    return [_zeros(a) if b is None else b for b, a in zip(lin.transpose(list(ct)), t_avals)]
+  fwd, lifted = make_program(forward, v_avals + k_avals, record_source=False)
+  assert not lifted, lifted
+  back, lifted = make_program(backward, v_avals + k_avals + vt_avals, record_source=False)
+  assert not lifted, lifted
+  return fwd, back
+
+
+_parts: dict = {}
+
+
+def _cached_parts(step, num_vals, num_consts):
+  key = (id(step), num_vals, num_consts)
+  entry = _parts.get(key)
+  if entry is None or entry[0] is not step:
+    if len(_parts) >= 256:
+      _parts.clear()
+    entry = _parts[key] = (step, *_step_parts(step, num_vals, num_consts))
+  return entry[1:]
+
+
+def _while_reverse_impl(*args, step, num_vals, num_consts):
+  from dfdx._src.codegen import helper_function  # the loop the generated code runs
+  fwd, back = _cached_parts(step, num_vals, num_consts)
+  avals = step.in_avals[num_vals + num_consts:]
+  num_t = len(step.outs) - num_vals
+  acc_like = tuple((a.shape, a.dtype) for a in avals[num_t:])
+  outs = helper_function("_reverse_loop")(_compiled(fwd), _compiled(back), num_vals,
+                                          num_consts, acc_like, *args)
+  return _with_dtypes(outs, avals)
+
+
+def _while_reverse_abstract_eval(n, *avals, step, num_vals, num_consts):
+  if n.shape != () or n.dtype.kind not in "iu":
+    raise TypeError(f"while_reverse: the step count is {n.str_short()}, an integer scalar "
+                    "is expected")
+  return step.in_avals[num_vals + num_consts:]
+
+
+def _reverse_as_while(*args, step, num_vals, num_consts):
+  """while_reverse written with while_p loops of static shape: the values at step k are
+  computed again from the start (for the rules that transform it)."""
+  n, vals, consts, cts = _tangent_args(args, num_vals, num_consts)
+  num_t = len(step.outs) - num_vals
+  count = ShapedArray((), np.dtype(np.int64))
+  fwd, back = _cached_parts(step, num_vals, num_consts)
+  v_avals = step.in_avals[:num_vals]
+  k_avals = step.in_avals[num_vals:num_vals + num_consts]
+  t_avals = step.in_avals[num_vals + num_consts:]
+  kt_avals = t_avals[num_t:]
 
   def values_at(k, vals, consts):
     """The values after k steps of the loop, computed again from the start."""
@@ -331,8 +409,7 @@ def _while_tangent_transpose(cts, *args, step, num_vals, num_consts):
       return [j < rest[-1]]
 
     def body_fn(j, *rest):
-      return [j + 1] + eval_program(step, *rest[:num_vals], *rest[num_vals:],
-                                    *[_zeros(a) for a in vt_avals + kt_avals])[:num_vals]
+      return [j + 1] + eval_program(fwd, *rest)
     cond, _ = make_program(cond_fn, [count] + v_avals + [count], record_source=False)
     body, _ = make_program(body_fn, [count] + v_avals + k_avals, record_source=False)
     return while_p.bind(np.int64(0), *vals, k, *consts, cond=cond, body=body,
@@ -343,24 +420,32 @@ def _while_tangent_transpose(cts, *args, step, num_vals, num_consts):
 
   def back_body(k, *rest):
     ct, acc, v0, c = _unflatten(rest, [num_t, len(kt_avals), num_vals, num_consts])
-    v = values_at(k, v0, c)
-    _, lin = ad.linearize_flat(
-        lambda *t: eval_program(step, *v, *c, *t)[num_vals:],
-        [_zeros(a) for a in vt_avals + kt_avals])
-    back = [_zeros(a) if b is None else b for b, a in zip(lin.transpose(list(ct)),
-                                                          vt_avals + kt_avals)]
-    return [k - 1] + back[:num_t] + [a + b for a, b in zip(acc, back[num_t:])]
-  cond, lifted = make_program(back_cond, [count] + vt_avals + kt_avals, record_source=False)
+    out = eval_program(back, *values_at(k, v0, c), *c, *ct)
+    return [k - 1] + out[:num_t] + [a + b for a, b in zip(acc, out[num_t:])]
+  cond, lifted = make_program(back_cond, [count] + t_avals, record_source=False)
   assert not lifted, lifted
-  body, lifted = make_program(back_body, [count] + vt_avals + kt_avals + v_avals + k_avals,
+  body, lifted = make_program(back_body, [count] + t_avals + v_avals + k_avals,
                               record_source=False)
   assert not lifted, lifted
   outs = while_p.bind(_dnp().asarray(n, np.int64) - 1, *cts, *[_zeros(a) for a in kt_avals],
-                      *vals, *consts, cond=cond, body=body,
-                      num_vals=1 + num_t + len(kt_avals), num_cond_consts=0)
-  ct_t, ct_k = outs[1:1 + num_t], outs[1 + num_t:]
-  return ([None] * (1 + num_vals + num_consts)
-          + [c if ad.is_linear(a) else None for c, a in zip(ct_t + ct_k, tangents)])
+                      *vals, *consts, cond=cond, body=body, num_vals=1 + len(t_avals),
+                      num_cond_consts=0)
+  return outs[1:]
+
+
+def _while_reverse_jvp(primals, tangents, **params):
+  return ad.jvp_flat(lambda *a: _reverse_as_while(*a, **params), list(primals), list(tangents))
+
+
+def _while_reverse_batch(axis_size, vals, dims, **params):
+  return batching.vmap_flat(lambda *a: _reverse_as_while(*a, **params), axis_size, list(vals),
+                            list(dims))
+
+
+while_reverse_p.def_impl(_while_reverse_impl)
+while_reverse_p.def_abstract_eval(_while_reverse_abstract_eval)
+ad.primitive_jvps[while_reverse_p] = _while_reverse_jvp
+batching.primitive_batchers[while_reverse_p] = _while_reverse_batch
 
 
 while_tangent_p.def_impl(_while_tangent_impl)
