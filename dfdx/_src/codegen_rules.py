@@ -414,8 +414,8 @@ def _while_tangent_rule(ins, p, in_avals, out_avals, functions):
 
 register("while_tangent", _while_tangent_rule)
 
-helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num_consts, acc_like, n,
-                  *args):
+helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num_consts, acc_like,
+                  n, *args):
     vals = args[:num_vals]
     consts = args[num_vals:num_vals + num_consts]
     cts = args[num_vals + num_consts:]
