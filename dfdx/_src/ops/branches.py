@@ -6,7 +6,7 @@ staging (jit, make_expr), or under vmap where the decision may differ per exampl
 functions are traced once to programs and the control flow is one equation:
 
   while(*vals, *cond_consts, *body_consts; cond, body, num_vals, num_cond_consts) -> vals
-  cond(index, *operands, *consts_0, *consts_1, ...; branches, num_consts) -> outs
+  cond(index, *operands, *consts_0, *consts_1, ...; branches, num_consts, linear) -> outs
 
 * `while`: forward mode runs the loop on (value, tangent) pairs. In reverse mode the loop
   also counts its steps n, and the tangents are `while_tangent`, a loop of n steps linear in
