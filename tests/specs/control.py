@@ -112,7 +112,7 @@ SPECS += [
 ]
 
 
-# ---- while and cond (dfdx/_src/ops/branches.py): under jit, where they are equations ----
+# ---- while and cond (dfdx/_src/ops/branches.py): one equation each, outside jit too ----
 def _halvings(x):
   """Shrink until below 0.1: the number of steps depends on x."""
   return _while(lambda v: dnp.max(dnp.abs(v[0])) > 0.1,
