@@ -69,6 +69,25 @@ def _probe(shape):
   return np.broadcast_to(np.zeros((), np.int8), shape)
 
 
+_result_shapes: dict = {}
+
+
+def _result_shape(np_fun, shape, *args):
+  """`np_fun(_probe(shape), *args).shape`, remembered for hashable arguments (a traced
+  reshape or squeeze then costs a dict lookup instead of NumPy's argument handling)."""
+  try:
+    key = (np_fun, shape, args)
+    out = _result_shapes.get(key)
+  except TypeError:  # (a list of axes, say)
+    return np_fun(_probe(shape), *args).shape
+  if out is None:
+    out = np_fun(_probe(shape), *args).shape
+    if len(_result_shapes) >= 4096:
+      _result_shapes.clear()
+    _result_shapes[key] = out
+  return out
+
+
 def _static(x, what):
   """The concrete value of a static argument; a traced one is read off where it has a single
   value (under grad), and raises ConcretizationError where it has not (under vmap)."""
@@ -164,7 +183,7 @@ def reshape(a, /, shape, order="C", *, copy=None):
   if not _traced(a):
     return np.reshape(a, shape, order=order, copy=copy)
   a = _operand(a)
-  out_shape = np.reshape(_probe(shape_of(a)), shape, order=order).shape
+  out_shape = _result_shape(np.reshape, tuple(shape_of(a)), shape, order)
   if order == "F":
     return _reverse_axes(shape_ops.reshape(_reverse_axes(a), out_shape[::-1]))
   return shape_ops.reshape(a, out_shape)
@@ -231,7 +250,7 @@ def squeeze(a, axis=None):
   if not _traced(a):
     return np.squeeze(a, axis)
   a = _operand(a)
-  return shape_ops.reshape(a, np.squeeze(_probe(shape_of(a)), axis).shape)
+  return shape_ops.reshape(a, _result_shape(np.squeeze, tuple(shape_of(a)), axis))
 
 
 def expand_dims(a, axis):
@@ -239,7 +258,7 @@ def expand_dims(a, axis):
   if not _traced(a):
     return np.expand_dims(a, axis)
   a = _operand(a)
-  return shape_ops.reshape(a, np.expand_dims(_probe(shape_of(a)), axis).shape)
+  return shape_ops.reshape(a, _result_shape(np.expand_dims, tuple(shape_of(a)), axis))
 
 
 def broadcast_to(array, shape, subok=False):
@@ -247,7 +266,7 @@ def broadcast_to(array, shape, subok=False):
   if not _traced(array):
     return np.broadcast_to(array, shape, subok=subok)
   x = _operand(array)
-  return shape_ops.broadcast_to(x, np.broadcast_to(_probe(shape_of(x)), shape).shape)
+  return shape_ops.broadcast_to(x, _result_shape(np.broadcast_to, tuple(shape_of(x)), shape))
 
 
 def broadcast_arrays(*args, subok=False):
