@@ -468,9 +468,9 @@ def _cond_rule(ins, p, in_avals, out_avals, functions):
 
 register("cond", _cond_rule)
 
-# The matrix functions and the ODE solver call their primitive's impl (SciPy with dfdx's
-# checks and batching). Params that cannot be written as source (odeint's program) stay in
-# `opaque_params`, so such code runs only in the process that generated it.
+# The matrix functions and odeint_tangent call their primitive's impl (SciPy with dfdx's
+# checks and batching). Params that cannot be written as source (odeint_tangent's program)
+# stay in `opaque_params`, so such code runs only in the process that generated it.
 helpers["_dfdx_impl"] = '''def _dfdx_impl(name, *args, **params):
     from dfdx._src import core
     return core.all_primitives[name].impl(*args, **params)
@@ -495,9 +495,32 @@ def _impl_call(name):
 
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
-              "lu_factor", "lu_pivots_to_permutation", "odeint", "odeint_tangent",
+              "lu_factor", "lu_pivots_to_permutation", "odeint_tangent",
               "gammainc_grad_a", "betainc_grad"):
   register(_prim, _impl_call(_prim))
+
+# odeint: SciPy's solver on the right-hand side, a function of its own (with_functions), so
+# that exported code (to_source) runs with NumPy and SciPy alone. Reverse mode's adjoint
+# solves are odeints too; odeint_tangent (forward mode) still calls dfdx's impl.
+helpers["_odeint"] = '''def _odeint(rhs, options, y0, t, *theta):
+    import scipy.integrate
+    theta = [np.asarray(x) for x in theta]
+    with np.errstate(all="ignore"):
+        out = scipy.integrate.odeint(lambda y, s: rhs(y, np.float64(s), *theta)[0],
+                                     np.asarray(y0, np.float64), np.asarray(t, np.float64),
+                                     **dict(options))
+    return np.asarray(out, np.float64)
+'''
+
+
+@with_functions
+def _odeint_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  rhs = functions.define(passes.optimize(p["program"], evaluate_only=True))
+  return f"_odeint({rhs}, {literal(p['options'])}{''.join(', ' + i for i in ins)})"
+
+
+register("odeint", _odeint_rule)
 
 # ---- fft ----------------------------------------------------------------------------------
 register("fft", lambda ins, p: f"np.fft.{p['fft_type']}n({ins[0]}, s={literal(p['lengths'])}, "
