@@ -133,14 +133,15 @@ def test_errors():
 
 def test_exported_derivative_runs_with_numpy_and_scipy_alone():
   # The right-hand side is written out as a function of its own; reverse mode's adjoint
-  # solves are odeints too, so the exported gradient calls SciPy directly.
+  # solves are odeints too, and forward mode's tangent is written out as its definition, so
+  # the exported derivatives call SciPy directly.
   t = np.linspace(0, 1, 5)
 
   def f(k):
     ys = odeint(lambda y, s, k: -k * y * dnp.sin(s + 1), np.array([1.0, 2.0]), t, (k,),
                 rtol=1e-10, atol=1e-10)
     return dnp.sum(ys)
-  for fn in (f, dfdx.grad(f)):
+  for fn in (f, dfdx.grad(f), dfdx.jacfwd(f)):
     source = dfdx.export.to_source(fn, 0.7, name="exported")
     assert "_dfdx_impl" not in source and "import dfdx" not in source
     namespace = {}

@@ -468,9 +468,9 @@ def _cond_rule(ins, p, in_avals, out_avals, functions):
 
 register("cond", _cond_rule)
 
-# The matrix functions and odeint_tangent call their primitive's impl (SciPy with dfdx's
-# checks and batching). Params that cannot be written as source (odeint_tangent's program)
-# stay in `opaque_params`, so such code runs only in the process that generated it.
+# The matrix functions call their primitive's impl (SciPy with dfdx's checks and batching).
+# Params that cannot be written as source stay in `opaque_params`, so such code runs only in
+# the process that generated it.
 helpers["_dfdx_impl"] = '''def _dfdx_impl(name, *args, **params):
     from dfdx._src import core
     return core.all_primitives[name].impl(*args, **params)
@@ -495,13 +495,13 @@ def _impl_call(name):
 
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
-              "lu_factor", "lu_pivots_to_permutation", "odeint_tangent",
-              "gammainc_grad_a", "betainc_grad"):
+              "lu_factor", "lu_pivots_to_permutation", "gammainc_grad_a", "betainc_grad"):
   register(_prim, _impl_call(_prim))
 
 # odeint: SciPy's solver on the right-hand side, a function of its own (with_functions), so
 # that exported code (to_source) runs with NumPy and SciPy alone. Reverse mode's adjoint
-# solves are odeints too; odeint_tangent (forward mode) still calls dfdx's impl.
+# solves are odeints too; odeint_tangent (forward mode) is its definition, traced to a
+# program of odeints and dfdx ops and written out as a function.
 helpers["_odeint"] = '''def _odeint(rhs, options, y0, t, *theta):
     import scipy.integrate
     theta = [np.asarray(x) for x in theta]
@@ -521,6 +521,20 @@ def _odeint_rule(ins, p, in_avals, out_avals, functions):
 
 
 register("odeint", _odeint_rule)
+
+
+@with_functions
+def _odeint_tangent_rule(ins, p, in_avals, out_avals, functions):
+  from dfdx._src import passes
+  from dfdx._src.scipy_integrate import _tangent
+  from dfdx._src.staging import make_program
+  program, _ = make_program(lambda *args: [_tangent(*args, **p)], in_avals,
+                            record_source=False)
+  tangent = functions.define(passes.optimize(program, evaluate_only=True))
+  return f"{tangent}({', '.join(ins)})[0]"
+
+
+register("odeint_tangent", _odeint_tangent_rule)
 
 # ---- fft ----------------------------------------------------------------------------------
 register("fft", lambda ins, p: f"np.fft.{p['fft_type']}n({ins[0]}, s={literal(p['lengths'])}, "
