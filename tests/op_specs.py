@@ -65,7 +65,6 @@ class OpSpec:
   transpose_rtol: float = 1e-10
   vmap: bool = True
   grad: bool = True
-  modes: tuple = ("fwd", "rev")  # the modes test_ops_grad checks
   dtype: Any = np.float64
 
   def domains(self, nargs):

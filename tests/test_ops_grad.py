@@ -15,11 +15,11 @@ CASES = cases([s for s in all_specs() if s.grad], differentiable=True)
 def test_grads(spec, shapes, rng):
   args = spec.make_args(rng, shapes)
   f, diff_args = differentiable_part(spec, args, shapes)
-  check_grads(f, diff_args, order=spec.order, modes=spec.modes, eps=spec.eps,
+  check_grads(f, diff_args, order=spec.order, modes=("fwd", "rev"), eps=spec.eps,
               atol=spec.atol, rtol=spec.rtol, rng=rng)
 
 
-@pytest.mark.parametrize("spec,shapes", [c for c in CASES if "rev" in c.values[0].modes])
+@pytest.mark.parametrize("spec,shapes", CASES)
 def test_grads_without_vjp_rules(spec, shapes, rng):
   args = spec.make_args(rng, shapes)
   f, diff_args = differentiable_part(spec, args, shapes)
