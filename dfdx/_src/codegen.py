@@ -23,6 +23,7 @@ layout would leave it a short inner loop (a transposed operand broadcast against
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -126,13 +127,34 @@ class _RuleFunctions:
     name = f"{em.prefix}fn{em.functions}"
     em.functions += 1
     if em.standalone:
-      text, used = program_source(program, name, prefix=name + "_", nested=True)
+      from dfdx._src.passes import optimize
+      text, used = program_source(optimize(program, evaluate_only=True), name,
+                                  prefix=name + "_", nested=True)
       em.pre_lines += text.splitlines()
       em.used_helpers |= used
     else:
-      # (its own name differs from the names it gives functions it defines)
-      em.hoisted[("function", name)] = (name, compile_program(program, name + "_body"))
+      em.hoisted[("function", name)] = (name, program_function(program))
     return name
+
+
+_program_functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def program_function(program):
+  """`program` as a NumPy function of this process (list of inputs -> tuple of outputs),
+  optimized and compiled once; evaluated equation by equation where a primitive has no code
+  generation rule. What the impls of primitives holding programs (loops, branches, odeint)
+  run, and what compiled code calls for them."""
+  fn = _program_functions.get(program)
+  if fn is None:
+    from dfdx._src.ir import eval_program
+    from dfdx._src.passes import optimize
+    try:
+      fn = compile_program(optimize(program, evaluate_only=True), "body")
+    except MissingCodegenRuleError:
+      fn = lambda *xs: eval_program(program, *xs)  # noqa: E731
+    _program_functions[program] = fn
+  return fn
 
 
 def with_arrays(rule):

@@ -361,8 +361,7 @@ helpers["_scan_loop"] = '''def _scan_loop(step, num_carry, num_xs, length, rever
 
 @with_functions
 def _scan_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
-  body = functions.define(passes.optimize(p["body"], evaluate_only=True))
+  body = functions.define(p["body"])
   ys_like = tuple((a.shape[1:], a.dtype.name) for a in out_avals[p["num_carry"]:])
   return (f"_scan_loop({body}, {p['num_carry']}, {p['num_xs']}, {p['length']}, "
           f"{p['reverse']}, {literal(ys_like)}{''.join(', ' + i for i in ins)})")
@@ -383,9 +382,8 @@ helpers["_while_loop"] = '''def _while_loop(test, step, num_vals, num_cond_const
 
 @with_functions
 def _while_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
-  test = functions.define(passes.optimize(p["cond"], evaluate_only=True))
-  step = functions.define(passes.optimize(p["body"], evaluate_only=True))
+  test = functions.define(p["cond"])
+  step = functions.define(p["body"])
   return (f"_while_loop({test}, {step}, {p['num_vals']}, {p['num_cond_consts']}"
           f"{''.join(', ' + i for i in ins)})")
 
@@ -406,8 +404,7 @@ helpers["_tangent_loop"] = '''def _tangent_loop(step, num_vals, num_consts, num_
 
 @with_functions
 def _while_tangent_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
-  step = functions.define(passes.optimize(p["step"], evaluate_only=True))
+  step = functions.define(p["step"])
   return (f"_tangent_loop({step}, {p['num_vals']}, {p['num_consts']}, {len(out_avals)}"
           f"{''.join(', ' + i for i in ins)})")
 
@@ -437,11 +434,10 @@ helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num
 
 @with_functions
 def _while_reverse_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
   from dfdx._src.ops.branches import _cached_parts
   fwd, back = _cached_parts(p["step"], p["num_vals"], p["num_consts"])
-  fwd = functions.define(passes.optimize(fwd, evaluate_only=True))
-  back = functions.define(passes.optimize(back, evaluate_only=True))
+  fwd = functions.define(fwd)
+  back = functions.define(back)
   num_t = len(p["step"].outs) - p["num_vals"]
   acc_like = tuple((a.shape, a.dtype.name) for a in out_avals[num_t:])
   return (f"_reverse_loop({fwd}, {back}, {p['num_vals']}, {p['num_consts']}, "
@@ -460,8 +456,7 @@ helpers["_cond_branch"] = '''def _cond_branch(index, branches, num_consts, *args
 
 @with_functions
 def _cond_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
-  names = [functions.define(passes.optimize(b, evaluate_only=True)) for b in p["branches"]]
+  names = [functions.define(b) for b in p["branches"]]
   return (f"_cond_branch({ins[0]}, ({', '.join(names)},), {literal(p['num_consts'])}"
           f"{''.join(', ' + i for i in ins[1:])})")
 
@@ -515,8 +510,7 @@ helpers["_odeint"] = '''def _odeint(rhs, options, y0, t, *theta):
 
 @with_functions
 def _odeint_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
-  rhs = functions.define(passes.optimize(p["program"], evaluate_only=True))
+  rhs = functions.define(p["program"])
   return f"_odeint({rhs}, {literal(p['options'])}{''.join(', ' + i for i in ins)})"
 
 
@@ -525,12 +519,11 @@ register("odeint", _odeint_rule)
 
 @with_functions
 def _odeint_tangent_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src import passes
   from dfdx._src.scipy_integrate import _tangent
   from dfdx._src.staging import make_program
   program, _ = make_program(lambda *args: [_tangent(*args, **p)], in_avals,
                             record_source=False)
-  tangent = functions.define(passes.optimize(program, evaluate_only=True))
+  tangent = functions.define(program)
   return f"{tangent}({', '.join(ins)})[0]"
 
 

@@ -145,23 +145,8 @@ def _stage(func, y_shape, leaves, args_tree, tfirst):
 
 
 # ---- the right-hand side, and the augmented systems -----------------------------------------
-_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _tangent_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _adjoint_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _numpy_rhs(program):
-  """program as a NumPy function (generated code when every primitive has a rule)."""
-  fn = _compiled.get(program)
-  if fn is None:
-    from dfdx._src import codegen
-    try:
-      compiled = codegen.compile_program(program, "odeint_rhs")
-      fn = lambda *xs: compiled(*xs)[0]  # noqa: E731
-    except codegen.MissingCodegenRuleError:
-      fn = lambda *xs: eval_program(program, *xs)[0]  # noqa: E731
-    _compiled[program] = fn
-  return fn
 
 
 def _rhs(program, y, s, theta):
@@ -232,13 +217,9 @@ odeint_tangent_p = core.primitive("odeint_tangent")
 
 
 def _odeint_impl(y0, t, *theta, program, options):
-  rhs = _numpy_rhs(program)
-  theta = [np.asarray(x) for x in theta]
-  with np.errstate(all="ignore"):
-    out = scipy_integrate().odeint(lambda y, s: rhs(y, np.float64(s), *theta),
-                                   np.asarray(y0, np.float64), np.asarray(t, np.float64),
-                                   **dict(options))
-  return np.asarray(out, np.float64)
+  from dfdx._src.codegen import helper_function, program_function
+  scipy_integrate()  # (SciPy installed, or an ImportError that says what to install)
+  return helper_function("_odeint")(program_function(program), options, y0, t, *theta)
 
 
 def _odeint_abstract_eval(y0, t, *theta, program, options):

@@ -23,19 +23,25 @@ functions are traced once to programs and the control flow is one equation:
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
-from dfdx._src.ops.control_flow import (_as_array, _carry_fixed_point, _check_carry,
-                                        _compiled, _dnp, _fill, _reaches, _staging, _under,
-                                        _unflatten, _with_dtypes, _zeros,
-                                        dependence_rules, linearizing)
+from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carry_fixed_point,
+                                        _check_carry, _compiled, _dnp, _fill, _keep, _merge,
+                                        _pick, _reaches, _rule_program, _staging,
+                                        _trace_carrying, _transpose, _under, _unflatten,
+                                        _with_dtypes, _zeros, dependence_rules, linearizing)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
 __all__ = ["while_loop", "cond", "switch"]
+
+
+_COUNT = ShapedArray((), np.dtype(np.int64))  # a loop's step counter
 
 
 def _batching():
@@ -106,8 +112,7 @@ def _while(cond_fun, body_fun, init_val, staged):
 def _trace_body(body_fun, leaves, tree):
   """body_fun as a program (*vals, *consts) -> vals; a Python number in init_val takes the
   dtype body_fun gives it. Returns (program, consts, init leaves cast to the vals' dtypes)."""
-  avals = [core.get_aval(x) for x in leaves]
-  for attempt in range(2):
+  def trace(avals):
     store = {}
 
     def flat_body(*vals):
@@ -116,10 +121,8 @@ def _trace_body(body_fun, leaves, tree):
                                       "init_val")
       return [_dnp().asarray(o) for o in out_leaves]
     body, consts = make_program(flat_body, avals)
-    if not store["changed"] or attempt:
-      break
-    avals = [ShapedArray(a.shape, body.outs[i].aval.dtype) if i in store["changed"] else a
-             for i, a in enumerate(avals)]
+    return body, consts, store["changed"]
+  body, consts, avals = _trace_carrying(trace, [core.get_aval(x) for x in leaves])
   leaves = [x if core.get_aval(x).dtype == a.dtype else _dnp().asarray(x, a.dtype)
             for x, a in zip(leaves, avals)]
   return body, consts, leaves
@@ -174,7 +177,6 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
   if not any(nz_v):
     outs = while_p.bind(*primals, **params)
     return outs, [None] * len(outs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   vals_t = [_zeros(core.get_aval(v)) if t is None else t for v, t in zip(vals, vals_t)]
   n_vt, n_kt = sum(nz_v), sum(nz_k)
   v_avals = body.in_avals[:num_vals]
@@ -187,25 +189,23 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
                         cond=_counted(cond, num_vals, "cond"),
                         body=_counted(body, num_vals, "body"),
                         num_vals=num_vals + 1, num_cond_consts=len(cond_consts))
-    t_out = while_tangent_p.bind(outs[num_vals], *vals, *body_consts, *pick(vals_t, nz_v),
-                                 *pick(consts_t, nz_k), step=step, num_vals=num_vals,
+    t_out = while_tangent_p.bind(outs[num_vals], *vals, *body_consts, *_pick(vals_t, nz_v),
+                                 *_pick(consts_t, nz_k), step=step, num_vals=num_vals,
                                  num_consts=len(body_consts))
     return outs[:num_vals], _fill(nz_v, t_out)
 
   def jvp_body(*ins):
     v, vt, k, kt = _unflatten(ins, [num_vals, n_vt, len(body_consts), n_kt])
     return eval_program(step, *v, *k, *vt, *kt)
-  new_body, lifted = make_program(jvp_body, v_avals + pick(v_avals, nz_v) + k_avals
-                                  + pick(k_avals, nz_k), record_source=False)
-  assert not lifted, lifted
+  new_body = _rule_program(jvp_body, v_avals + _pick(v_avals, nz_v) + k_avals
+                           + _pick(k_avals, nz_k))
 
   def new_cond_fn(*ins):
     return eval_program(cond, *ins[:num_vals], *ins[num_vals + n_vt:])
-  new_cond, lifted = make_program(new_cond_fn, v_avals + pick(v_avals, nz_v)
-                                  + cond.in_avals[num_vals:], record_source=False)
-  assert not lifted, lifted
-  outs = while_p.bind(*vals, *pick(vals_t, nz_v), *cond_consts, *body_consts,
-                      *pick(consts_t, nz_k), cond=new_cond, body=new_body,
+  new_cond = _rule_program(new_cond_fn, v_avals + _pick(v_avals, nz_v)
+                           + cond.in_avals[num_vals:])
+  outs = while_p.bind(*vals, *_pick(vals_t, nz_v), *cond_consts, *body_consts,
+                      *_pick(consts_t, nz_k), cond=new_cond, body=new_body,
                       num_vals=num_vals + n_vt, num_cond_consts=len(cond_consts))
   return outs[:num_vals], _fill(nz_v, outs[num_vals:])
 
@@ -213,18 +213,14 @@ def _while_jvp(primals, tangents, *, cond, body, num_vals, num_cond_consts):
 def _tangent_step(body, num_vals, nz_v, nz_k):
   """One step with its tangents: (*vals, *consts, *val tangents, *const tangents) ->
   (*vals, *val tangents), the tangents those of the flagged values and constants."""
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   v_avals, k_avals = body.in_avals[:num_vals], body.in_avals[num_vals:]
 
   def fn(*ins):
     v, k, vt, kt = _unflatten(ins, [num_vals, len(k_avals), sum(nz_v), sum(nz_k)])
-    outs, outs_t = ad.jvp_flat(lambda *a: eval_program(body, *a), v + k,
-                               _fill(nz_v, vt) + _fill(nz_k, kt))
-    return outs + [_zeros(core.get_aval(o)) if t is None else t
-                   for o, t in zip(pick(outs, nz_v), pick(outs_t, nz_v))]
-  step, lifted = make_program(fn, v_avals + k_avals + pick(v_avals, nz_v) + pick(k_avals, nz_k),
-                              record_source=False)
-  assert not lifted, lifted
+    outs, t_out = _body_jvp(body, v + k, _fill(nz_v, vt) + _fill(nz_k, kt), nz_v)
+    return outs + t_out
+  step = _rule_program(fn, v_avals + k_avals + _pick(v_avals, nz_v)
+                       + _pick(k_avals, nz_k))
   return step
 
 
@@ -232,15 +228,12 @@ def _counted(program, num_vals, kind):
   """The loop's condition or body with a step counter after the values: the body adds one
   to it, the condition ignores it."""
   avals = program.in_avals
-  counter = ShapedArray((), np.dtype(np.int64))
 
   def fn(*ins):
     vals, count, consts = ins[:num_vals], ins[num_vals], ins[num_vals + 1:]
     outs = eval_program(program, *vals, *consts)
     return outs if kind == "cond" else outs + [count + 1]
-  counted, lifted = make_program(fn, avals[:num_vals] + [counter] + avals[num_vals:],
-                                 record_source=False)
-  assert not lifted, lifted
+  counted = _rule_program(fn, avals[:num_vals] + [_COUNT] + avals[num_vals:])
   return counted
 
 
@@ -278,7 +271,6 @@ def _as_while(*args, step, num_vals, num_consts):
   n, vals, consts, tangents = _tangent_args(args, num_vals, num_consts)
   num_t = len(step.outs) - num_vals
   t_vals, t_consts = tangents[:num_t], tangents[num_t:]
-  count = ShapedArray((), np.dtype(np.int64))
   v_avals = step.in_avals[:num_vals]
   k_avals = step.in_avals[num_vals:num_vals + num_consts]
   vt_avals = step.in_avals[num_vals + num_consts:num_vals + num_consts + num_t]
@@ -286,17 +278,13 @@ def _as_while(*args, step, num_vals, num_consts):
 
   def cond_fn(i, *rest):
     return [i < rest[-1]]
-  cond, lifted = make_program(cond_fn, [count] + v_avals + vt_avals + [count],
-                              record_source=False)
-  assert not lifted, lifted
+  cond = _rule_program(cond_fn, [_COUNT] + v_avals + vt_avals + [_COUNT])
 
   def body_fn(i, *rest):
     v, vt, k, kt = _unflatten(rest, [num_vals, num_t, num_consts, len(kt_avals)])
     outs = eval_program(step, *v, *k, *vt, *kt)
     return [i + 1] + outs
-  body, lifted = make_program(body_fn, [count] + v_avals + vt_avals + k_avals + kt_avals,
-                              record_source=False)
-  assert not lifted, lifted
+  body = _rule_program(body_fn, [_COUNT] + v_avals + vt_avals + k_avals + kt_avals)
   outs = while_p.bind(np.int64(0), *vals, *t_vals, _dnp().asarray(n, np.int64), *consts,
                       *t_consts, cond=cond, body=body, num_vals=1 + num_vals + num_t,
                       num_cond_consts=1)
@@ -350,27 +338,21 @@ def _step_parts(step, num_vals, num_consts):
 
   def backward(*ins):
     v, c, ct = _unflatten(ins, [num_vals, num_consts, num_t])
-    _, lin = ad.linearize_flat(lambda *t: eval_program(step, *v, *c, *t)[num_vals:],
-                               [_zeros(a) for a in t_avals])
-    return [_zeros(a) if b is None else b for b, a in zip(lin.transpose(list(ct)), t_avals)]
-  fwd, lifted = make_program(forward, v_avals + k_avals, record_source=False)
-  assert not lifted, lifted
-  back, lifted = make_program(backward, v_avals + k_avals + vt_avals, record_source=False)
-  assert not lifted, lifted
+    return _transpose(lambda *t: eval_program(step, *v, *c, *t)[num_vals:], t_avals, ct)
+  fwd = _rule_program(forward, v_avals + k_avals)
+  back = _rule_program(backward, v_avals + k_avals + vt_avals)
   return fwd, back
 
 
-_parts: dict = {}
+_parts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cached_parts(step, num_vals, num_consts):
-  key = (id(step), num_vals, num_consts)
-  entry = _parts.get(key)
-  if entry is None or entry[0] is not step:
-    if len(_parts) >= 256:
-      _parts.clear()
-    entry = _parts[key] = (step, *_step_parts(step, num_vals, num_consts))
-  return entry[1:]
+  """_step_parts, once per step program (its params num_vals and num_consts go with it)."""
+  parts = _parts.get(step)
+  if parts is None:
+    parts = _parts[step] = _step_parts(step, num_vals, num_consts)
+  return parts
 
 
 def _while_reverse_impl(*args, step, num_vals, num_consts):
@@ -396,7 +378,6 @@ def _reverse_as_while(*args, step, num_vals, num_consts):
   computed again from the start (for the rules that transform it)."""
   n, vals, consts, cts = _tangent_args(args, num_vals, num_consts)
   num_t = len(step.outs) - num_vals
-  count = ShapedArray((), np.dtype(np.int64))
   fwd, back = _cached_parts(step, num_vals, num_consts)
   v_avals = step.in_avals[:num_vals]
   k_avals = step.in_avals[num_vals:num_vals + num_consts]
@@ -410,8 +391,8 @@ def _reverse_as_while(*args, step, num_vals, num_consts):
 
     def body_fn(j, *rest):
       return [j + 1] + eval_program(fwd, *rest)
-    cond, _ = make_program(cond_fn, [count] + v_avals + [count], record_source=False)
-    body, _ = make_program(body_fn, [count] + v_avals + k_avals, record_source=False)
+    cond = _rule_program(cond_fn, [_COUNT] + v_avals + [_COUNT])
+    body = _rule_program(body_fn, [_COUNT] + v_avals + k_avals)
     return while_p.bind(np.int64(0), *vals, k, *consts, cond=cond, body=body,
                         num_vals=1 + num_vals, num_cond_consts=1)[1:]
 
@@ -422,11 +403,8 @@ def _reverse_as_while(*args, step, num_vals, num_consts):
     ct, acc, v0, c = _unflatten(rest, [num_t, len(kt_avals), num_vals, num_consts])
     out = eval_program(back, *values_at(k, v0, c), *c, *ct)
     return [k - 1] + out[:num_t] + [a + b for a, b in zip(acc, out[num_t:])]
-  cond, lifted = make_program(back_cond, [count] + t_avals, record_source=False)
-  assert not lifted, lifted
-  body, lifted = make_program(back_body, [count] + t_avals + v_avals + k_avals,
-                              record_source=False)
-  assert not lifted, lifted
+  cond = _rule_program(back_cond, [_COUNT] + t_avals)
+  body = _rule_program(back_body, [_COUNT] + t_avals + v_avals + k_avals)
   outs = while_p.bind(_dnp().asarray(n, np.int64) - 1, *cts, *[_zeros(a) for a in kt_avals],
                       *vals, *consts, cond=cond, body=body, num_vals=1 + len(t_avals),
                       num_cond_consts=0)
@@ -496,9 +474,7 @@ def _while_batch(axis_size, vals, dims, *, cond, body, num_vals, num_cond_consts
     p = predicates(v, c)
     return [dnp.where(dnp.reshape(p, (axis_size,) + (1,) * (len(core.shape_of(o)) - 1)), o, x)
             for o, x in zip(outs, v)]
-  new_body, lifted = make_program(new_body_fn, v_avals + c_avals + k_avals,
-                                  record_source=False)
-  assert not lifted, lifted
+  new_body = _rule_program(new_body_fn, v_avals + c_avals + k_avals)
 
   def new_cond_fn(*ins):
     v, c = ins[:num_vals], ins[num_vals:]
@@ -507,8 +483,7 @@ def _while_batch(axis_size, vals, dims, *, cond, body, num_vals, num_cond_consts
     (p,), _ = batching.vmap_flat(lambda *a: eval_program(cond, *a), axis_size,
                                  list(v) + list(c), v_dims + c_dims)
     return [p]  # (the condition does not depend on the batch)
-  new_cond, lifted = make_program(new_cond_fn, v_avals + c_avals, record_source=False)
-  assert not lifted, lifted
+  new_cond = _rule_program(new_cond_fn, v_avals + c_avals)
   outs = while_p.bind(*args_v, *args_c, *args_c, *args_k, cond=new_cond, body=new_body,
                       num_vals=num_vals, num_cond_consts=len(args_c))
   return outs, v_dims
@@ -652,7 +627,6 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
   if not any(out_nz):
     outs = cond_p.bind(*primals, **params)
     return outs, [None] * len(outs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   n_args, n_t = len(args), sum(nonzero)
   arg_avals = [core.get_aval(a) for a in args]
   split = linearizing(arg_t)
@@ -664,14 +638,12 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
           lambda *x: eval_program(branches[k], *x), _branch_args(a, branches, num_consts, k),
           _branch_args(_fill(nonzero, t), branches, num_consts, k))
       t_out = [_zeros(core.get_aval(o)) if d is None else d
-               for o, d in zip(pick(outs, out_nz), pick(outs_t, out_nz))]
+               for o, d in zip(_pick(outs, out_nz), _pick(outs_t, out_nz))]
       return t_out if split else outs + t_out
-    program, lifted = make_program(fn, arg_avals + pick(arg_avals, nonzero),
-                                   record_source=False)
-    assert not lifted, lifted
+    program = _rule_program(fn, arg_avals + _pick(arg_avals, nonzero))
     return program
   new_branches = tuple(tangent_branch(k) for k in range(len(branches)))
-  new_args = args + pick(arg_t, nonzero)
+  new_args = args + _pick(arg_t, nonzero)
   new_params = dict(branches=new_branches, num_consts=(0,) * len(branches))
   if split:  # the primal cond, and a cond linear in the tangents (see _cond_transpose)
     outs = cond_p.bind(*primals, **params)
@@ -685,38 +657,29 @@ def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
 def _cond_transpose(cts, index, *args, branches, num_consts, linear):
   if ad.is_linear(index):
     raise errors.MissingRuleError("cond: the index of a cond cannot be linear")
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
-  keep = lambda values, flags: [v for v, f in zip(values, flags) if not f]  # noqa: E731
   out_avals = branches[0].out_avals
   cts = [_zeros(a) if c is None else c for c, a in zip(cts, out_avals)]
   arg_avals = [core.get_aval(a) for a in args]
-  lin_avals = pick(arg_avals, linear)
+  lin_avals = _pick(arg_avals, linear)
 
   def transposed(k):
     def fn(*ins):
       others, ct = ins[:len(ins) - len(out_avals)], ins[len(ins) - len(out_avals):]
       full = lambda lin: _merge(linear, lin, others)  # noqa: E731
-      _, lin = ad.linearize_flat(
+      return _transpose(
           lambda *lin: eval_program(branches[k], *_branch_args(full(lin), branches,
                                                                num_consts, k)),
-          [_zeros(a) for a in lin_avals])
-      return [_zeros(a) if c is None else c
-              for c, a in zip(lin.transpose(list(ct)), lin_avals)]
-    program, lifted = make_program(fn, keep(arg_avals, linear) + out_avals,
-                                   record_source=False)
-    assert not lifted, lifted
+          lin_avals, ct)
+    program = _rule_program(fn, _keep(arg_avals, linear) + out_avals)
     return program
   new_branches = tuple(transposed(k) for k in range(len(branches)))
-  new_args = keep(list(args), linear) + cts
+  new_args = _keep(list(args), linear) + cts
   outs = cond_p.bind(index, *new_args, branches=new_branches,
                      num_consts=(0,) * len(branches), linear=(False,) * len(new_args))
   return [None] + [c if ad.is_linear(a) else None
                    for c, a in zip(_fill(linear, outs), args)]
 
 
-def _merge(flags, flagged, others):
-  flagged, others = iter(flagged), iter(others)
-  return [next(flagged) if f else next(others) for f in flags]
 
 
 def _cond_batch(axis_size, vals, dims, *, branches, num_consts, linear):
@@ -761,8 +724,7 @@ def _cond_batch(axis_size, vals, dims, *, branches, num_consts, linear):
                else batching.moveaxis(o, d, 0)) if b else o
               for o, d, a, b in zip(outs, out_dims, out_avals, out_b)]
     avals = [core.get_aval(a) for a in moved]
-    program, lifted = make_program(fn, avals, record_source=False)
-    assert not lifted, lifted
+    program = _rule_program(fn, avals)
     return program
   new_branches = tuple(batched_branch(k) for k in range(len(branches)))
   outs = cond_p.bind(index, *moved, branches=new_branches, num_consts=(0,) * len(branches),

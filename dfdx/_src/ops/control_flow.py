@@ -28,8 +28,6 @@ the set stops growing. The impl loops in Python over the body compiled to NumPy 
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from dfdx._src import ad, batching, core, errors, staging
@@ -59,6 +57,40 @@ def _under(kind):
 def _staging():
   """Whether a program is being traced (jit, make_expr)."""
   return _under("jit")
+
+
+def _pick(values, flags):
+  return [v for v, f in zip(values, flags) if f]
+
+
+def _keep(values, flags):
+  return [v for v, f in zip(values, flags) if not f]
+
+
+def _merge(flags, flagged, others):
+  """`flagged` at the flagged positions, `others` at the rest, in order."""
+  flagged, others = iter(flagged), iter(others)
+  return [next(flagged) if f else next(others) for f in flags]
+
+
+def _rule_program(fn, avals):
+  """The program of a rule's function of its inputs alone (it closes over no tracer)."""
+  program, lifted = make_program(fn, avals, record_source=False)
+  assert not lifted, lifted
+  return program
+
+
+def _trace_carrying(trace, avals):
+  """`trace(avals) -> (program, consts, changed)` for a loop body whose first outputs are
+  carries: where a Python number among the inputs (weak-typed) came out of the body with
+  another dtype (`changed`, their indices), the body is traced again with that dtype.
+  Returns (program, consts, the avals traced)."""
+  program, consts, changed = trace(avals)
+  if changed:
+    avals = [ShapedArray(a.shape, program.outs[i].aval.dtype) if i in changed else a
+             for i, a in enumerate(avals)]
+    program, consts, _ = trace(avals)
+  return program, consts, avals
 
 
 # ---- the user's functions -------------------------------------------------------------------
@@ -278,26 +310,23 @@ def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse)
 
 def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
   """f as a program (*carry, *x, *consts) -> (*carry, *y). Returns (program, consts, y_tree)."""
-  carry_avals = [core.get_aval(c) for c in init_leaves]
+  n = len(init_leaves)
   x_avals = [ShapedArray(core.shape_of(x)[1:], core.get_aval(x).dtype) for x in xs_leaves]
-  for attempt in range(2):
-    store = {}
+  store = {}
 
+  def trace(avals):
     def flat_fun(*ins):
-      carry = tree_unflatten(init_tree, ins[:len(carry_avals)])
-      x = tree_unflatten(xs_tree, ins[len(carry_avals):])
+      carry = tree_unflatten(init_tree, ins[:n])
+      x = tree_unflatten(xs_tree, ins[n:])
       new_carry, y = _split_output(f(carry, x), "when traced")
       out_leaves, out_tree = tree_flatten(new_carry)
-      store["changed"] = _check_carry(ins[:len(carry_avals)], init_tree, out_leaves, out_tree)
+      store["changed"] = _check_carry(ins[:n], init_tree, out_leaves, out_tree)
       y_leaves, store["y_tree"] = tree_flatten(y)
       dnp = _dnp()
       return [dnp.asarray(o) for o in out_leaves] + [dnp.asarray(y) for y in y_leaves]
-    body, consts = make_program(flat_fun, carry_avals + x_avals)
-    if not store["changed"] or attempt:
-      break
-    # A Python number in init: trace again with the dtype f gives that carry.
-    carry_avals = [ShapedArray(a.shape, body.outs[i].aval.dtype) if i in store["changed"]
-                   else a for i, a in enumerate(carry_avals)]
+    body, consts = make_program(flat_fun, avals)
+    return body, consts, store["changed"]
+  body, consts, _ = _trace_carrying(trace, [core.get_aval(c) for c in init_leaves] + x_avals)
   return body, consts, store["y_tree"]
 
 
@@ -308,21 +337,9 @@ scan_p = core.primitive("scan", multiple_results=True)
 dependence_rules: dict = {}
 ad.complex_rules.add(scan_p)  # its rules apply those of the body's equations
 
-_compiled_bodies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _compiled(body):
-  """The body as a NumPy function (optimized and generated code where every primitive has a
-  code generation rule, else evaluated equation by equation)."""
-  fn = _compiled_bodies.get(body)
-  if fn is None:
-    from dfdx._src import codegen, codegen_rules, passes  # noqa: F401  (registers the rules)
-    try:
-      fn = codegen.compile_program(passes.optimize(body, evaluate_only=True), "scan_body")
-    except codegen.MissingCodegenRuleError:
-      fn = lambda *xs: eval_program(body, *xs)  # noqa: E731
-    _compiled_bodies[body] = fn
-  return fn
+def _compiled(program):
+  from dfdx._src.codegen import program_function  # (codegen imports the ops)
+  return program_function(program)
 
 
 def _scan_impl(*args, body, num_carry, num_xs, length, reverse, linear):
@@ -445,28 +462,19 @@ def _scan_jvp(primals, tangents, *, body, num_carry, num_xs, length, reverse, li
                             num_xs, length, reverse)
   carry, xs, consts = _split_args(primals, num_carry, num_xs)
   carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
 
   def jvp_body(*ins):
     (c, ct, x, xt, k, kt) = _unflatten(ins, [num_carry, sum(nz_c), num_xs, sum(nz_x),
                                              len(consts), sum(nz_k)])
-    primal_in = c + x + k
-    tangent_in = _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt)
-    outs, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), primal_in, tangent_in)
-    c_out, y_out = outs[:num_carry], outs[num_carry:]
-    ct_out = [_instantiate(t, o) for t, o in zip(pick(out_t[:num_carry], carry_nz),
-                                                 pick(c_out, carry_nz))]
-    yt_out = [_instantiate(t, o) for t, o in zip(pick(out_t[num_carry:], y_nz),
-                                                 pick(y_out, y_nz))]
-    return c_out + ct_out + y_out + yt_out
-  avals = ([a for a in in_avals[:num_carry]] + pick(in_avals[:num_carry], nz_c)
-           + in_avals[num_carry:num_carry + num_xs] + pick(in_avals[num_carry:num_carry
-                                                                     + num_xs], nz_x)
-           + in_avals[num_carry + num_xs:] + pick(in_avals[num_carry + num_xs:], nz_k))
-  new_body, lifted = make_program(jvp_body, avals, record_source=False)
-  assert not lifted, lifted
-  args = (carry + pick(carry_t, nz_c) + xs + pick(xs_t, nz_x) + consts + pick(consts_t, nz_k))
+    outs, t_out = _body_jvp(body, c + x + k, _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt),
+                            carry_nz + y_nz)
+    n_ct = sum(carry_nz)
+    return outs[:num_carry] + t_out[:n_ct] + outs[num_carry:] + t_out[n_ct:]
+  c_avals, x_avals, k_avals = _split_args(in_avals, num_carry, num_xs)
+  new_body = _rule_program(jvp_body, c_avals + _pick(c_avals, nz_c) + x_avals
+                           + _pick(x_avals, nz_x) + k_avals + _pick(k_avals, nz_k))
+  args = (carry + _pick(carry_t, nz_c) + xs + _pick(xs_t, nz_x) + consts + _pick(consts_t, nz_k))
   outs = scan_p.bind(*args, body=new_body, num_carry=num_carry + sum(nz_c),
                      num_xs=num_xs + sum(nz_x), length=length, reverse=reverse,
                      linear=(False,) * len(args))
@@ -485,14 +493,25 @@ def _unflatten(values, sizes):
   return parts
 
 
+def _body_jvp(body, primals, tangents, out_flags):
+  """The body's outputs under jvp, and the tangents of the flagged outputs (zeros where the
+  JVP gives none: a tangent the fixed point says may be nonzero is always an array)."""
+  outs, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), primals, tangents)
+  return outs, [_zeros(v.aval) if t is None else t
+                for t, v in zip(_pick(out_t, out_flags), _pick(body.outs, out_flags))]
+
+
+def _transpose(linear_fn, avals, cts):
+  """The transpose of `linear_fn` (linear in its inputs, of avals) applied to `cts`: the
+  inputs' cotangents, zeros where none reach them."""
+  _, lin = ad.linearize_flat(linear_fn, [_zeros(a) for a in avals])
+  return [_zeros(a) if c is None else c for c, a in zip(lin.transpose(list(cts)), avals)]
+
+
 def _fill(flags, values):
   """values placed at the flagged positions, None elsewhere."""
   values = iter(values)
   return [next(values) if f else None for f in flags]
-
-
-def _instantiate(t, like):
-  return _zeros(core.get_aval(like)) if t is None else t
 
 
 def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry, num_xs,
@@ -504,7 +523,6 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
   carry, xs, consts = _split_args(primals, num_carry, num_xs)
   nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
   carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   in_avals = body.in_avals
   c_avals, x_avals, k_avals = _split_args(in_avals, num_carry, num_xs)
   sizes = [num_carry, num_xs, len(consts), sum(nz_c), sum(nz_x), sum(nz_k)]
@@ -512,22 +530,16 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
 
   def jvp_body(*ins):
     c, x, k, ct, xt, kt = _unflatten(ins, sizes)
-    outs, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), c + x + k,
-                              _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt))
-    ct_out = [_zeros(a) if t is None else t
-              for t, a in zip(pick(out_t[:num_carry], carry_nz), pick(out_avals, carry_nz))]
-    yt_out = [_zeros(a) if t is None else t for t, a in
-              zip(pick(out_t[num_carry:], y_nz), pick(out_avals[num_carry:], y_nz))]
-    return outs + ct_out + yt_out
+    outs, t_out = _body_jvp(body, c + x + k, _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt),
+                            carry_nz + y_nz)
+    return outs + t_out
   global _splitting
   prev, _splitting = _splitting, True  # (nested loops split too: see linearizing)
   try:
-    jvp_prog, lifted = make_program(
-        jvp_body, in_avals + pick(c_avals, nz_c) + pick(x_avals, nz_x) + pick(k_avals, nz_k),
-        record_source=False)
+    jvp_prog = _rule_program(jvp_body, in_avals + _pick(c_avals, nz_c) + _pick(x_avals, nz_x)
+                             + _pick(k_avals, nz_k))
   finally:
     _splitting = prev
-  assert not lifted, lifted
   n_in, n_out = len(in_avals), len(out_avals)
   split = _partial_eval(jvp_prog, n_in, n_out)
   if split is None:
@@ -550,10 +562,10 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
   ct_in, xt_in, kt_in = _unflatten(jvp_prog.in_vars[n_in:], sizes[3:])
   linear_prog = Program(ct_in + stacked + res_x + xt_in + res_k + kt_in, *consts_of,
                         linear_eqns, jvp_prog.outs[n_out:])
-  lin_args = (pick(carry_t, nz_c) + stacked_vals + [xs[position[id(r)] - num_carry]
+  lin_args = (_pick(carry_t, nz_c) + stacked_vals + [xs[position[id(r)] - num_carry]
                                                      for r in res_x]
-              + pick(xs_t, nz_x) + [consts[position[id(r)] - num_carry - num_xs] for r in res_k]
-              + pick(consts_t, nz_k))
+              + _pick(xs_t, nz_x) + [consts[position[id(r)] - num_carry - num_xs] for r in res_k]
+              + _pick(consts_t, nz_k))
   flags = ([True] * sizes[3] + [False] * (len(stacked) + len(res_x)) + [True] * sizes[4]
            + [False] * len(res_k) + [True] * sizes[5])
   # carry_nz has the entries of nz_c (the fixed point), so the linear scan's carries are
@@ -578,8 +590,7 @@ def _recomputing_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carr
   def stacking_body(*ins):
     outs = eval_program(body, *ins)
     return outs + list(ins[:num_carry])
-  res_body, lifted = make_program(stacking_body, in_avals, record_source=False)
-  assert not lifted, lifted
+  res_body = _rule_program(stacking_body, in_avals)
   outs = scan_p.bind(*primals, body=res_body, num_carry=num_carry, num_xs=num_xs,
                      length=length, reverse=reverse, linear=(False,) * len(primals))
   n_y = len(body.outs) - num_carry
@@ -588,26 +599,18 @@ def _recomputing_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carr
 
   nz_c, nz_x, nz_k = _split_args(nonzero, num_carry, num_xs)
   carry_t, xs_t, consts_t = _split_args(tangents, num_carry, num_xs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
   sizes = [sum(nz_c), num_carry, num_xs, sum(nz_x), len(consts), sum(nz_k)]
 
   def tangent_body(*ins):
     ct, c, x, xt, k, kt = _unflatten(ins, sizes)
-    _, out_t = ad.jvp_flat(lambda *a: eval_program(body, *a), c + x + k,
-                           _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt))
-    out_avals = body.out_avals
-    ct_out = [_zeros(a) if t is None else t
-              for t, a in zip(pick(out_t[:num_carry], carry_nz), pick(out_avals, carry_nz))]
-    yt_out = [_zeros(a) if t is None else t
-              for t, a in zip(pick(out_t[num_carry:], y_nz), pick(out_avals[num_carry:], y_nz))]
-    return ct_out + yt_out
-  avals = (pick(c_avals, nz_c) + c_avals + in_avals[num_carry:num_carry + num_xs]
-           + pick(in_avals[num_carry:num_carry + num_xs], nz_x)
-           + in_avals[num_carry + num_xs:] + pick(in_avals[num_carry + num_xs:], nz_k))
-  lin_body, lifted = make_program(tangent_body, avals, record_source=False)
-  assert not lifted, lifted
-  lin_args = (pick(carry_t, nz_c) + carries + xs + pick(xs_t, nz_x) + consts
-              + pick(consts_t, nz_k))
+    return _body_jvp(body, c + x + k, _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt),
+                     carry_nz + y_nz)[1]
+  avals = (_pick(c_avals, nz_c) + c_avals + in_avals[num_carry:num_carry + num_xs]
+           + _pick(in_avals[num_carry:num_carry + num_xs], nz_x)
+           + in_avals[num_carry + num_xs:] + _pick(in_avals[num_carry + num_xs:], nz_k))
+  lin_body = _rule_program(tangent_body, avals)
+  lin_args = (_pick(carry_t, nz_c) + carries + xs + _pick(xs_t, nz_x) + consts
+              + _pick(consts_t, nz_k))
   flags = ([True] * sizes[0] + [False] * (num_carry + num_xs) + [True] * sizes[3]
            + [False] * len(consts) + [True] * sizes[5])
   # carry_nz has the entries of nz_c (the fixed point), so the linear scan's carries are
@@ -662,12 +665,10 @@ def _scan_transpose(cts, *args, body, num_carry, num_xs, length, reverse, linear
         "transposes the linear scans that its JVP makes).")
   in_avals = body.in_avals
   c_avals, x_avals, k_avals = _split_args(in_avals, num_carry, num_xs)
-  pick = lambda values, flags: [v for v, f in zip(values, flags) if f]  # noqa: E731
-  keep = lambda values, flags: [v for v, f in zip(values, flags) if not f]  # noqa: E731
   n_y = len(body.outs) - num_carry
-  lin_k_avals = pick(k_avals, lin_k)
-  sizes = [num_carry, len(lin_k_avals), len(keep(x_avals, lin_x)), n_y,
-           len(keep(k_avals, lin_k))]
+  lin_k_avals = _pick(k_avals, lin_k)
+  sizes = [num_carry, len(lin_k_avals), len(_keep(x_avals, lin_x)), n_y,
+           len(_keep(k_avals, lin_k))]
 
   def transposed_body(*ins):
     ct_c, acc, x_nl, ct_y, k_nl = _unflatten(ins, sizes)
@@ -677,22 +678,19 @@ def _scan_transpose(cts, *args, body, num_carry, num_xs, length, reverse, linear
       xs_full = _merge(lin_x, lx, x_nl)
       k_full = _merge(lin_k, lk, k_nl)
       return eval_program(body, *lc, *xs_full, *k_full)
-    points = [_zeros(a) for a in c_avals + pick(x_avals, lin_x) + lin_k_avals]
-    _, lin = ad.linearize_flat(linear_fn, points)
-    in_cts = lin.transpose(list(ct_c) + list(ct_y))
-    in_cts = [_zeros(a) if c is None else c for c, a in zip(in_cts, map(core.get_aval, points))]
+    in_cts = _transpose(linear_fn, c_avals + _pick(x_avals, lin_x) + lin_k_avals,
+                        list(ct_c) + list(ct_y))
     ct_carry, ct_x, ct_k = _unflatten(in_cts, [num_carry, sum(lin_x), len(lin_k_avals)])
     return ct_carry + [a + c for a, c in zip(acc, ct_k)] + ct_x
   y_avals = body.out_avals[num_carry:]
-  avals = (body.out_avals[:num_carry] + lin_k_avals + keep(x_avals, lin_x) + y_avals
-           + keep(k_avals, lin_k))
-  t_body, lifted = make_program(transposed_body, avals, record_source=False)
-  assert not lifted, lifted
+  avals = (body.out_avals[:num_carry] + lin_k_avals + _keep(x_avals, lin_x) + y_avals
+           + _keep(k_avals, lin_k))
+  t_body = _rule_program(transposed_body, avals)
   ct_carry_in = [_zeros(a) if c is None else c for c, a in zip(cts[:num_carry], c_avals)]
   ct_ys = [_zeros(ShapedArray((length,) + a.shape, a.dtype)) if c is None else c
            for c, a in zip(cts[num_carry:], y_avals)]
-  t_args = (ct_carry_in + [_zeros(a) for a in lin_k_avals] + keep(xs, lin_x) + ct_ys
-            + keep(consts, lin_k))
+  t_args = (ct_carry_in + [_zeros(a) for a in lin_k_avals] + _keep(xs, lin_x) + ct_ys
+            + _keep(consts, lin_k))
   outs = scan_p.bind(*t_args, body=t_body, num_carry=num_carry + len(lin_k_avals),
                      num_xs=sizes[2] + n_y, length=length, reverse=not reverse,
                      linear=(False,) * len(t_args))
@@ -705,9 +703,6 @@ def _scan_transpose(cts, *args, body, num_carry, num_xs, length, reverse, linear
   return result
 
 
-def _merge(flags, flagged, others):
-  flagged, others = iter(flagged), iter(others)
-  return [next(flagged) if f else next(others) for f in flags]
 
 
 ad.primitive_jvps[scan_p] = _scan_jvp
@@ -748,8 +743,7 @@ def _scan_batch(axis_size, vals, dims, *, body, num_carry, num_xs, length, rever
              else batching.moveaxis(o, d, 0))
       fixed.append(o)
     return fixed
-  new_body, lifted = make_program(batched_body, body_avals, record_source=False)
-  assert not lifted, lifted
+  new_body = _rule_program(batched_body, body_avals)
   outs = scan_p.bind(*moved, body=new_body, num_carry=num_carry, num_xs=num_xs, length=length,
                      reverse=reverse, linear=linear)
   out_dims = [0 if b else not_mapped for b in carry_b] + [1 if b else not_mapped for b in y_b]
