@@ -88,11 +88,13 @@ def to_source(f, *args, name=None):
 
 
 def _absorbs_zeros(program):
-  """Whether the program (or a program in its equations' params: a scan's body) has an
-  equation of the zero-absorbing chain rule."""
-  return any(e.prim.name in ("zmul", "zdiv") or any(
-      isinstance(v, Program) and _absorbs_zeros(v) for v in e.params.values())
-      for e in program.eqns)
+  """Whether the program (or a program in its equations' params: a loop's body, a cond's
+  branches) has an equation of the zero-absorbing chain rule."""
+  def nested(value):
+    return (isinstance(value, Program) and _absorbs_zeros(value)) or (
+        isinstance(value, tuple) and any(nested(v) for v in value))
+  return any(e.prim.name in ("zmul", "zdiv") or any(nested(v) for v in e.params.values())
+             for e in program.eqns)
 
 
 def to_sympy(f, *args, simplify=True):

@@ -184,7 +184,6 @@ def power(x1, x2, /, **kwargs):
   return _power_general(x1, x2, **kwargs)
 
 
-
 float_power = _binary("float_power", np.float_power, _power)
 square = _unary("square", np.square, lambda x: ew.integer_pow(x, 2))
 
