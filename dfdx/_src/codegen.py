@@ -208,11 +208,11 @@ def literal(value) -> str:
 class _Emitter:
   """Names, liveness and buffer ownership while writing one program."""
 
-  def __init__(self, program, const_names, prefix=""):
-    self.program, self.prefix = program, prefix
+  def __init__(self, program, const_names, prefix="", standalone=True):
+    self.program, self.prefix, self.standalone = program, prefix, standalone
     # Functions that rules define (see with_functions): their count, and in a standalone
     # source the lines that define them before the equation that calls them.
-    self.standalone, self.functions, self.pre_lines, self.used_helpers = True, 0, [], set()
+    self.functions, self.pre_lines, self.used_helpers = 0, [], set()
     self.names = {}
     self.count = 0
     self.owner = {}  # id(var) -> id of the fresh buffer it lives in, or None (not ours)
@@ -295,8 +295,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
-  em = _Emitter(program, const_names, prefix)
-  em.standalone = standalone
+  em = _Emitter(program, const_names, prefix, standalone)
   if arg_names is not None:
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n
