@@ -388,7 +388,8 @@ class _NodeRules:
 
   def backward(self, ct, env):
     prim, tangents = self.prim, self.tangents
-    eager = eager_vjps.get(prim)
+    plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
+    eager = eager_vjps.get(prim) if plain else None
     if eager is not None:
       n = len(tangents)
       if n == 1:
@@ -397,11 +398,10 @@ class _NodeRules:
         needs = (tangents[0] is not None, tangents[1] is not None)
       else:
         needs = tuple([t is not None for t in tangents])
-      if not (core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
-              and _plain_float_arrays(ct, self.primals, needs)):
+      if not _plain_float_arrays(ct, self.primals, needs):
         eager = None
     if eager is not None:
-      arg_cts = eager(ct, self.ans, *self.primals, needs=needs)
+      arg_cts = eager(ct, self.ans, *self.primals, needs=needs, **self.params)
     elif prim.linear:
       n = len(tangents)
       if n == 1:
@@ -412,7 +412,11 @@ class _NodeRules:
         args = (p0 if t0 is None else t0, p1 if t1 is None else t1)
       else:
         args = [p if t is None else t for p, t in zip(self.primals, tangents)]
-      arg_cts = primitive_transposes[prim](ct, *args, **self.params)
+      rule = None
+      if plain and (type(ct) is np.ndarray or type(ct) in _FLOAT_SCALARS) \
+          and ct.dtype.kind == "f":
+        rule = eager_transposes.get(prim)
+      arg_cts = (rule or primitive_transposes[prim])(ct, *args, **self.params)
     else:
       if len(tangents) == 1:
         needs = _NEEDS_ONE
@@ -807,26 +811,39 @@ def defvjp(prim, rule):
 # debug_nans, whose checked binds would be skipped, off), a VJP rule's primitives each go
 # through bind and their impl's checks: on small arrays that dispatch costs more than the
 # arithmetic. For an operation whose operands are all float arrays (or NumPy scalars) of its
-# cotangent's shape and dtype, or Python numbers not differentiated (nothing to broadcast,
-# convert or conjugate), `eager_vjps[prim]` computes the cotangents with the NumPy calls
-# those primitives' impls make: the same values without the dispatch (the LSTM gradient:
-# 10% faster). tests/test_eager_vjps.py checks every rule against the general one, bit for
-# bit.
+# cotangent's dtype, or Python numbers not differentiated (nothing to convert or conjugate),
+# `eager_vjps[prim]` computes the cotangents with the NumPy calls those primitives' impls
+# make: the same values without the dispatch (the LSTM gradient: 10% faster). Operands of
+# other shapes than the cotangent's (broadcast ones) take them only below
+# EAGER_BROADCAST_SIZE, where the impls' layout rules (ops/elementwise.py) do not apply; a
+# rule sums such an operand's cotangent to its shape as the general rule does. Linear
+# primitives' transposes have the same kind of rule, `eager_transposes[prim]`, for a
+# float cotangent. tests/test_eager_vjps.py checks every rule against the general one, bit
+# for bit.
 eager_vjps: dict = {}
+eager_transposes: dict = {}
+EAGER_BROADCAST_SIZE = 1 << 12
 
 
 def defvjp_eager(prim, rule):
-  """`rule(ct, ans, *primals, needs)` (see above) returns what prim's VJP rule, or its
-  transpose for a linear primitive, returns for them."""
+  """`rule(ct, ans, *primals, needs, **params)` (see above) returns what prim's VJP rule, or
+  its transpose for a linear primitive, returns for them."""
   eager_vjps[prim] = rule
+
+
+def deftranspose_eager(prim, rule):
+  """`rule(ct, *args, **params)`, with a NumPy float cotangent (see above), returns what
+  prim's transpose rule returns for it."""
+  eager_transposes[prim] = rule
 
 
 _FLOAT_SCALARS = (np.float64, np.float32)
 
 
 def _plain_float_arrays(ct, primals, needs):
-  """Whether `ct` and every primal are NumPy float arrays (or scalars) of one shape and
-  dtype; a primal whose cotangent is not needed may also be a Python number."""
+  """Whether `ct` and every primal are NumPy float arrays (or scalars) of one dtype, of ct's
+  shape or (below EAGER_BROADCAST_SIZE) broadcast to it; a primal whose cotangent is not
+  needed may also be a Python number."""
   kind = type(ct)
   if kind is not np.ndarray and kind not in _FLOAT_SCALARS:
     return False
@@ -836,7 +853,7 @@ def _plain_float_arrays(ct, primals, needs):
   for p, need in zip(primals, needs):
     kind = type(p)
     if kind is np.ndarray or kind in _FLOAT_SCALARS:
-      if p.shape != shape or p.dtype != dtype:
+      if p.dtype != dtype or (p.shape != shape and ct.size >= EAGER_BROADCAST_SIZE):
         return False
     elif need or (kind is not float and kind is not int):
       return False

@@ -266,6 +266,28 @@ def _basic_key(idx):
   return tuple(key)
 
 
+def _basic_steps(shape, idx):
+  """The primitives `_apply_basic` binds for `x[idx]` on an array of `shape` (a basic index),
+  as (primitive, params) pairs with the parameters its wrappers would normalize: what the
+  cache of basic indexes holds, so that a repeated index binds them directly."""
+  index = _resolve(shape, idx)
+  starts, limits, strides, flips, out_shape = _basic_plan(index.shape, index.spec)
+  steps, shape = [], tuple(shape)
+  if tuple(index.shape) != shape:
+    shape = tuple(map(int, index.shape))
+    steps.append((shape_ops.reshape_p, {"shape": shape}))
+  if flips:
+    steps.append((shape_ops.rev_p, {"axes": tuple(map(int, flips))}))
+  start, limit, stride = (tuple(map(int, v)) for v in (starts, limits, strides))
+  if not (start == (0,) * len(shape) and limit == shape and all(s == 1 for s in stride)):
+    steps.append((shape_ops.slice_p, {"start": start, "limit": limit, "strides": stride}))
+    shape = shape_ops._slice_out_shape(start, limit, stride)
+  out_shape = tuple(map(int, out_shape))
+  if out_shape != shape:
+    steps.append((shape_ops.reshape_p, {"shape": out_shape}))
+  return tuple(steps)
+
+
 def getitem(x, idx):
   """`x[idx]` with NumPy's semantics, for a traced `x` and/or traced index arrays (this is
   `Tracer.__getitem__`). Linear in x, so derivatives flow back to the selected entries
@@ -277,14 +299,15 @@ def getitem(x, idx):
   key = _basic_key(idx)
   if key is not None:  # a basic index of plain ints and slices: its resolved plan is cached
     key = (shape, key)
-    plan = _basic_plans.get(key)
-    if plan is None:
-      index = _resolve(shape, idx)
-      plan = (index.shape, _basic_plan(index.shape, index.spec))
+    steps = _basic_plans.get(key)
+    if steps is None:
+      steps = _basic_steps(shape, idx)
       if len(_basic_plans) >= 4096:
         _basic_plans.clear()
-      _basic_plans[key] = plan
-    return _apply_basic(shape_ops.reshape(x, plan[0]), plan[1])
+      _basic_plans[key] = steps
+    for prim, params in steps:
+      x = prim.bind(x, **params)
+    return x
   index = _resolve(shape, idx)
   x = shape_ops.reshape(x, index.shape)
   if not index.arrays:

@@ -313,7 +313,8 @@ def _add_transpose(ct, x, y):
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
 ad.deftranspose(add_p, _add_transpose)
-ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: [ct, ct])
+ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: [
+    _unbroadcast(ct, x) if needs[0] else None, _unbroadcast(ct, y) if needs[1] else None])
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -342,7 +343,8 @@ def _sub_jvp(primals, tangents):
 ad.primitive_jvps[sub_p] = _sub_jvp
 ad.deftranspose(sub_p, _sub_transpose)
 ad.defvjp_eager(sub_p, lambda ct, ans, x, y, *, needs: [
-    ct, np.negative(ct) if needs[1] else None])
+    _unbroadcast(ct, x) if needs[0] else None,
+    np.negative(_unbroadcast(ct, y)) if needs[1] else None])
 ad.summing_transposes.update((add_p, sub_p))
 
 # ---- mul, div -----------------------------------------------------------------------------
@@ -361,7 +363,8 @@ ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tmul(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(x)), y) if needs[1] else None])
 ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: [
-    np.multiply(ct, y) if needs[0] else None, np.multiply(ct, x) if needs[1] else None])
+    _unbroadcast(np.multiply(ct, y), x) if needs[0] else None,
+    _unbroadcast(np.multiply(ct, x), y) if needs[1] else None])
 
 div_p = _nary_prim("div", np.true_divide)
 
@@ -383,8 +386,8 @@ ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tdiv(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(neg(tdiv(ans, y)))), y) if needs[1] else None])
 ad.defvjp_eager(div_p, lambda ct, ans, x, y, *, needs: [
-    np.true_divide(ct, y) if needs[0] else None,
-    np.multiply(ct, np.negative(np.true_divide(ans, y))) if needs[1] else None])
+    _unbroadcast(np.true_divide(ct, y), x) if needs[0] else None,
+    _unbroadcast(np.multiply(ct, np.negative(np.true_divide(ans, y))), y) if needs[1] else None])
 
 # ---- zero-absorbing products: the chain rule where a factor is infinite -------------------
 #
@@ -581,6 +584,22 @@ def _integer_pow_vjp(ct, ans, x, *, needs, y):
   return [tmul(scaled, integer_pow(_cj(x), y - 1))]
 
 
+def _integer_pow_vjp_eager(ct, ans, x, *, needs, y):
+  # _integer_pow_vjp by its primitives' impls (see ad.eager_vjps)
+  if y == 0:
+    return [None]
+  if y == 1:
+    return [ct]
+  x_pow = x if y == 2 else _integer_pow_impl(x, y=y - 1)
+  source = _broadcast_source(ct)
+  if source is None:
+    return [mul_p.impl(ct, mul_p.impl(_const(y, x), x_pow))]
+  scaled = mul_p.impl(source, _const(y, x))
+  if scaled.shape != ct.shape:
+    scaled = shape_ops.broadcast_to_p.impl(scaled, shape=ct.shape)
+  return [mul_p.impl(scaled, x_pow)]
+
+
 def _broadcast_source(ct):
   """The smallest array that `ct` (a NumPy array) is a broadcast view of, or None when `ct`
   repeats no entries (no axis of stride 0)."""
@@ -594,6 +613,7 @@ integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
     x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
 ad.defjvp(integer_pow_p, _integer_pow_jvp)
 ad.defvjp(integer_pow_p, _integer_pow_vjp)
+ad.defvjp_eager(integer_pow_p, _integer_pow_vjp_eager)
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)

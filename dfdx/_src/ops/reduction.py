@@ -6,6 +6,7 @@ NumPy layer reshapes). Ties in max/min share the derivative equally among the ti
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -38,6 +39,14 @@ def _check_axes(x, axes, name):
 
 def keepdims_shape(shape, axes):
   """`shape` with the reduced `axes` kept as size-1 axes."""
+  try:
+    return _keepdims_shape(shape, axes)
+  except TypeError:  # (a list: not hashable)
+    return _keepdims_shape(tuple(shape), tuple(axes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _keepdims_shape(shape, axes):
   return tuple(1 if i in axes else d for i, d in enumerate(shape))
 
 
@@ -70,7 +79,15 @@ def _reduce_sum_abstract_eval(x, *, axes):
 
 
 def _reduce_sum_transpose(ct, x, *, axes):
-  return [expand_reduced(ct, x.aval.shape, axes)]
+  return [expand_reduced(ct, x.shape, axes)]
+
+
+def _reduce_sum_transpose_eager(ct, x, *, axes):
+  # expand_reduced's reshape and broadcast_to, by their impls (see ad.eager_transposes)
+  shape = x.shape
+  if len(axes) != len(shape):
+    ct = ct.reshape(keepdims_shape(shape, axes))
+  return [ct if ct.shape == shape else shape_ops.broadcast_to_p.impl(ct, shape=shape)]
 
 
 _SUM_BY_SLICES_MAX = 7  # NumPy adds a run of fewer than 8 entries one by one
@@ -125,6 +142,7 @@ def _reduce_sum_impl(x, *, axes):
 reduce_sum_p.def_impl(_reduce_sum_impl)
 reduce_sum_p.def_abstract_eval(_reduce_sum_abstract_eval)
 ad.deflinear(reduce_sum_p, _reduce_sum_transpose)
+ad.deftranspose_eager(reduce_sum_p, _reduce_sum_transpose_eager)
 batching.defreducer(reduce_sum_p)
 
 

@@ -7,6 +7,7 @@ flip, moveaxis and friends from these.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -48,7 +49,7 @@ def _broadcast_to_abstract_eval(x, *, shape):
 
 
 def _broadcast_to_transpose(ct, x, *, shape):
-  return [sum_to_shape(ct, x.aval.shape)]
+  return [sum_to_shape(ct, x.shape)]
 
 
 def _broadcast_to_batch(axis_size, vals, dims, *, shape):
@@ -125,7 +126,8 @@ def _batch_last_is_cheaper(x, d):
 
 reshape_p.def_impl(lambda x, *, shape: np.asarray(x).reshape(shape))
 reshape_p.def_abstract_eval(_reshape_abstract_eval)
-ad.deflinear(reshape_p, lambda ct, x, *, shape: [reshape(ct, x.aval.shape)])
+ad.deflinear(reshape_p, lambda ct, x, *, shape: [reshape(ct, x.shape)])
+ad.deftranspose_eager(reshape_p, lambda ct, x, *, shape: [ct.reshape(x.shape)])
 batching.primitive_batchers[reshape_p] = _reshape_batch
 
 # ---- transpose ----------------------------------------------------------------------------
@@ -146,8 +148,13 @@ def _transpose_abstract_eval(x, *, perm):
   return ShapedArray(tuple(x.shape[p] for p in perm), x.dtype, x.weak_type)
 
 
+@functools.lru_cache(maxsize=1024)
+def _inverse_permutation(perm):
+  return tuple(int(i) for i in np.argsort(perm))
+
+
 def _transpose_transpose(ct, x, *, perm):
-  return [transpose(ct, tuple(np.argsort(perm)))]
+  return [transpose(ct, _inverse_permutation(perm))]
 
 
 def _transpose_batch(axis_size, vals, dims, *, perm):
