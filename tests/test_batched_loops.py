@@ -175,6 +175,10 @@ def test_transposed_operand_broadcast_along_a_short_axis_is_laid_out_first(d, co
     got, want = ew._blocked_ufunc(ufunc)(a, b), ufunc(a, b)
     assert_same_bits(got, want)
     assert got.flags.c_contiguous == copied or d == 64 and got.strides == want.strides
+  # Deciding the layout is plain Python: it binds no primitive, also while a trace is
+  # current (a reverse pass of eager code records the subtraction above)
+  counts = core.count_binds(lambda: dfdx.grad(lambda m: dnp.sum(a - m[:, :, None]))(m))
+  assert set(counts) <= {"sub", "reshape", "reduce_sum", "broadcast_to", "neg"}, counts
   # Through dfdx.numpy, values and gradients as before.
   f = lambda x, m: dnp.sum(dnp.tanh(dnp.transpose(x)[None] - m[:, :, None]) ** 2)
   got = dfdx.grad(f, (0, 1))(x, m)

@@ -8,6 +8,7 @@ NumPy's dtype. This module holds no derivative rules.
 """
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
@@ -157,7 +158,7 @@ def _integer_exponent(x2):
     return None
   y = x2.item() if isinstance(x2, (np.ndarray, np.generic)) else x2
   if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y) \
-      and float(y).is_integer() and abs(y) <= 1 << 31:
+      and float(y).is_integer() and builtins.abs(y) <= 1 << 31:
     return int(y)
   return None
 

@@ -196,7 +196,7 @@ def _transposed(a):
 
 def _short_fastest_axis(a):
   """Whether the axis `a` steps through fastest (of those longer than 1) is short."""
-  fastest = min(((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1 and s),
+  fastest = min(((builtins.abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1 and s),
                 default=(0, 0))
   return fastest[1] < layouts.SHORT
 
