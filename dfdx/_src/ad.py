@@ -386,45 +386,28 @@ class _NodeRules:
               for o, t in zip(self.out, out_tangent)]
     return _zeros_for(self) if out_tangent is None else out_tangent
 
-  def backward(self, ct, env):
-    prim, tangents = self.prim, self.tangents
-    plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
-    eager = eager_vjps.get(prim) if plain else None
-    if eager is not None:
-      n = len(tangents)
-      if n == 1:
-        needs = _NEEDS_ONE
-      elif n == 2:
-        needs = (tangents[0] is not None, tangents[1] is not None)
+  def backward(self, ct, env, plain=False):
+    """Add the cotangents of the inputs to `env`, given the output's `ct`. `plain`: no
+    transformation is current and neither the zero-absorbing chain rule nor debug_nans is
+    on, so the eager rules may run (see eager_vjps)."""
+    prim, tangents, primals = self.prim, self.tangents, self.primals
+    arg_cts = None
+    if plain and (type(ct) is np.ndarray or type(ct) in _FLOAT_SCALARS) and ct.dtype.kind == "f":
+      eager = eager_vjps.get(prim)
+      if eager is not None:
+        needs = _needs(tangents)
+        if _plain_operands(ct, primals, needs):
+          arg_cts = eager(ct, self.ans, *primals, needs=needs, **self.params)
+      elif prim.linear:
+        eager = eager_transposes.get(prim)
+        if eager is not None:
+          arg_cts = eager(ct, *_linear_args(tangents, primals), **self.params)
+    if arg_cts is None:
+      if prim.linear:
+        arg_cts = primitive_transposes[prim](ct, *_linear_args(tangents, primals), **self.params)
       else:
-        needs = tuple([t is not None for t in tangents])
-      if not _plain_float_arrays(ct, self.primals, needs):
-        eager = None
-    if eager is not None:
-      arg_cts = eager(ct, self.ans, *self.primals, needs=needs, **self.params)
-    elif prim.linear:
-      n = len(tangents)
-      if n == 1:
-        args = tangents
-      elif n == 2:
-        t0, t1 = tangents
-        p0, p1 = self.primals
-        args = (p0 if t0 is None else t0, p1 if t1 is None else t1)
-      else:
-        args = [p if t is None else t for p, t in zip(self.primals, tangents)]
-      rule = None
-      if plain and (type(ct) is np.ndarray or type(ct) in _FLOAT_SCALARS) \
-          and ct.dtype.kind == "f":
-        rule = eager_transposes.get(prim)
-      arg_cts = (rule or primitive_transposes[prim])(ct, *args, **self.params)
-    else:
-      if len(tangents) == 1:
-        needs = _NEEDS_ONE
-      elif len(tangents) == 2:
-        needs = (tangents[0] is not None, tangents[1] is not None)
-      else:
-        needs = tuple([t is not None for t in tangents])
-      arg_cts = primitive_vjps[prim](ct, self.ans, *self.primals, needs=needs, **self.params)
+        arg_cts = primitive_vjps[prim](ct, self.ans, *primals, needs=_needs(tangents),
+                                       **self.params)
     for t, c in zip(tangents, arg_cts):
       if c is not None and t is not None:
         if debug_checks:
@@ -434,6 +417,30 @@ class _NodeRules:
         key = id(t)
         prev = env.get(key)
         env[key] = c if prev is None else _add_cotangents(prev, c)
+
+
+_NEEDS_ONE = (True,)
+
+
+def _needs(tangents):
+  """Which inputs' cotangents a VJP rule is asked for: those with tangents."""
+  if len(tangents) == 1:
+    return _NEEDS_ONE
+  if len(tangents) == 2:
+    return (tangents[0] is not None, tangents[1] is not None)
+  return tuple([t is not None for t in tangents])
+
+
+def _linear_args(tangents, primals):
+  """A linear primitive's transpose arguments: its tangent (tape variable) where it has one,
+  else its primal (a constant)."""
+  if len(tangents) == 1:
+    return tangents
+  if len(tangents) == 2:
+    t0, t1 = tangents
+    p0, p1 = primals
+    return (p0 if t0 is None else t0, p1 if t1 is None else t1)
+  return [p if t is None else t for p, t in zip(primals, tangents)]
 
 
 class _ResidualNode(_NodeRules):
@@ -452,9 +459,6 @@ class _ResidualNode(_NodeRules):
     for t, c in zip(self.tangents, arg_cts):
       if c is not None and t is not None:
         _accumulate(env, t, c)
-
-
-_NEEDS_ONE = (True,)
 
 
 class _Node(_NodeRules, TapeTracer):
@@ -508,14 +512,15 @@ class Linearized:
     for v, ct in zip(self.out_vars, cotangents, strict=True):
       if ct is not None and isinstance(v, TapeTracer):
         _accumulate(env, v, ct)
+    plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
     for eqn in reversed(self.eqns):
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
         if ct is not None:
-          if isinstance(ct, PendingCotangent) and not (
+          if type(ct) is not np.ndarray and isinstance(ct, PendingCotangent) and not (
               eqn.prim in summing_transposes and hasattr(ct, "sum_to_shape")):
             ct = ct.materialize()
-          eqn.backward(ct, env)
+          eqn.backward(ct, env, plain)
         continue
       out = eqn.out
       if eqn.prim.multiple_results:
@@ -840,20 +845,16 @@ def deftranspose_eager(prim, rule):
 _FLOAT_SCALARS = (np.float64, np.float32)
 
 
-def _plain_float_arrays(ct, primals, needs):
-  """Whether `ct` and every primal are NumPy float arrays (or scalars) of one dtype, of ct's
-  shape or (below EAGER_BROADCAST_SIZE) broadcast to it; a primal whose cotangent is not
-  needed may also be a Python number."""
-  kind = type(ct)
-  if kind is not np.ndarray and kind not in _FLOAT_SCALARS:
-    return False
+def _plain_operands(ct, primals, needs):
+  """Whether every primal is a NumPy float array (or scalar) of the dtype of `ct` (a NumPy
+  float array or scalar), of ct's shape or (below EAGER_BROADCAST_SIZE) broadcast to it; a
+  primal whose cotangent is not needed may also be a Python number."""
   shape, dtype = ct.shape, ct.dtype
-  if dtype.kind != "f":
-    return False
   for p, need in zip(primals, needs):
     kind = type(p)
     if kind is np.ndarray or kind in _FLOAT_SCALARS:
-      if p.dtype != dtype or (p.shape != shape and ct.size >= EAGER_BROADCAST_SIZE):
+      if (p.dtype is not dtype and p.dtype != dtype) or (
+          p.shape != shape and ct.size >= EAGER_BROADCAST_SIZE):
         return False
     elif need or (kind is not float and kind is not int):
       return False

@@ -156,6 +156,9 @@ def _blocked_ufunc(ufunc):
   ndarray = np.ndarray
   if ufunc.nin == 2:
     def impl(x, y):  # the common case first: a small operand, or not a batched shape
+      if (x.size if type(x) is ndarray else 1) * (y.size if type(y) is ndarray else 1) \
+          < _SMALL_OPERANDS:  # (then the result and both operands are small: NumPy as is)
+        return ufunc(x, y)
       if ((type(x) is ndarray and x.ndim > 2 and x.size >= _BLOCK_MIN_INPUT)
               or (type(y) is ndarray and y.ndim > 2 and y.size >= _BLOCK_MIN_INPUT)):
         return blocked((x, y))
@@ -187,6 +190,9 @@ _SCALAR_TYPES = (int, float, builtins.complex, bool)
 # small array), else order='C' is asked for. Compiled code does the same from its model of
 # the layouts (codegen.py, _Layouts). Values are NumPy's.
 _LAYOUT_MIN_SIZE = 1 << 12  # results at least this large
+# Operands whose sizes multiply to less than this are neither blocked nor laid out (their
+# broadcast result is no larger than that product).
+_SMALL_OPERANDS = min(_BLOCK_MIN_INPUT, _LAYOUT_MIN_SIZE)
 
 
 def _transposed(a):
