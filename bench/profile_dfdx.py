@@ -3,7 +3,9 @@ the first call of the jitted one.
 
 Prints, per problem: the call's time next to the hand-written NumPy floor; the time spent
 inside primitive implementations (the NumPy work, forward and backward), by primitive, and
-what is left (the engine's own Python: tracing, the tape, rule dispatch); then cProfile's
+what is left (the engine's own Python: tracing, the tape, rule dispatch); the bytecodes and
+function calls of Python that one call executes (the same in every run, unlike times on a
+shared machine: compare versions of the engine by them); then cProfile's
 functions with the most own time (a NumPy ufunc's time shows as its caller's own time).
 For jit: the first call's time split into tracing, the optimizing passes and code generation.
 
@@ -59,6 +61,26 @@ def impl_times(fn):
   return {name: entry for name, entry in totals.items() if entry[0]}
 
 
+def python_executed(fn):
+  """(bytecodes, calls) of Python that fn() executes: a measure of the engine's own work that
+  does not move with the machine's load, for comparing two versions of it."""
+  counts = [0, 0]
+
+  def tracer(frame, event, arg):
+    if event == "call":
+      counts[1] += 1
+      frame.f_trace_opcodes, frame.f_trace_lines = True, False
+    elif event == "opcode":
+      counts[0] += 1
+    return tracer
+  sys.settrace(tracer)
+  try:
+    fn()
+  finally:
+    sys.settrace(None)
+  return tuple(counts)
+
+
 def report(title, derivative, floor, top):
   gc.collect()
   gc.freeze()
@@ -75,6 +97,8 @@ def report(title, derivative, floor, top):
         f"{sum(v[0] for v in impls.values())} calls; the rest (engine): "
         f"{(seconds - numpy_seconds) * 1e3:.2f} ms, "
         f"{(seconds - numpy_seconds) / max(binds, 1) * 1e6:.1f} us per bind")
+  bytecodes, calls = python_executed(derivative)
+  print(f"Python executed by one call: {bytecodes} bytecodes, {calls} function calls")
   print("impl time by primitive (calls, ms):")
   for name, (calls, secs) in sorted(impls.items(), key=lambda kv: -kv[1][1])[:12]:
     print(f"  {name:<20} {calls:>7} {secs * 1e3:>9.3f}")
