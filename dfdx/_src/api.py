@@ -19,6 +19,7 @@ from dfdx._src import ad, batching, core, dtypes, errors
 from dfdx._src.batching import NOT_MAPPED
 from dfdx._src.core import Tracer
 from dfdx._src.state import Variable
+from dfdx._src.ops import elementwise
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.tree import tree_flatten, tree_map, tree_unflatten, tree_structure, PyTreeDef
 
@@ -861,7 +862,6 @@ def stop_gradient(x):
   >>> float(grad(lambda x: x * stop_gradient(x))(3.0))   # d/dx [x * c] with c = x = 3
   3.0
   """
-  from dfdx._src.ops import elementwise
   if isinstance(x, Tracer):  # a single traced array (a leaf): the common case
     return elementwise.stop_gradient(x)
   return tree_map(lambda leaf: elementwise.stop_gradient(leaf) if isinstance(leaf, Tracer)

@@ -35,7 +35,8 @@ def _indexing():
   return indexing
 
 
-_OPERAND_TYPES = (Tracer, np.ndarray, np.generic, numbers.Number, list, tuple)
+# (Python's numbers before numbers.Number, whose isinstance check runs Python code)
+_OPERAND_TYPES = (Tracer, np.ndarray, float, int, np.generic, numbers.Number, list, tuple)
 
 
 def _binary_op(name, reflected=False):

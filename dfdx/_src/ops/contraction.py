@@ -295,7 +295,7 @@ def matmul(x, y):
   if xn <= 2:  # x has no batch dims: y's are free dims, then x's row axis moves after them
     out = dot_general(x, y, (((xn - 1,), (yn - 2,)), ((), ())))
     return out if xn == 1 else moveaxis(out, 0, yn - 2)
-  batch = np.broadcast_shapes(xs[:-2], ys[:-2])
+  batch = elementwise.broadcast_shapes(xs[:-2], ys[:-2])
   x = shape_ops.broadcast_to(x, batch + xs[-2:])
   y = shape_ops.broadcast_to(y, batch + ys[-2:])
   nb = tuple(range(len(batch)))
