@@ -263,3 +263,54 @@ def test_second_derivatives_are_unchanged(rng):
   from dfdx.testing import check_grads
   x, w = rng.normal(size=6), rng.normal(size=(4, 6))
   check_grads(_lstm_like, (x, w), order=2, modes=("fwd", "rev"))
+
+
+_SHAPES = [(), (4,), (3, 1), (1, 4), (3, 4), (2, 3, 4), (2, 1, 4)]
+
+
+def _random_program(rng):
+  """A random function of three arrays of broadcastable shapes: elementwise arithmetic,
+  powers, sums over random axes (some kept) and reshapes, ending in a full sum."""
+  shapes = [_SHAPES[i] for i in rng.integers(0, len(_SHAPES), 3)]
+  steps = [(int(rng.integers(0, 8)), int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+           for _ in range(8)]
+
+  def f(a, b, c):
+    vals = [a, b, c]
+    for kind, i, j in steps:
+      x, y = vals[i % len(vals)], vals[j % len(vals)]
+      if kind == 0:
+        out = x + y
+      elif kind == 1:
+        out = x - y
+      elif kind == 2:
+        out = x * y
+      elif kind == 3:
+        out = x / (1.5 + y * y)
+      elif kind == 4:
+        out = x ** 2 + y ** 3
+      elif kind == 5 and dnp.ndim(x):
+        out = dnp.sum(x, axis=-1, keepdims=bool(i % 2))
+      elif kind == 6 and dnp.ndim(x):
+        out = dnp.reshape(x, (-1,))[:, None] * 0.5
+      else:
+        out = dnp.exp(-x * x) - y
+      vals.append(out)
+    return dnp.sum(vals[-1]) + dnp.sum(vals[-2] ** 2)
+  return f, shapes
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_programs_take_the_same_bits_with_and_without_the_eager_rules(seed,
+                                                                              monkeypatch):
+  rng = np.random.default_rng(seed)
+  f, shapes = _random_program(rng)
+  args = [rng.normal(size=s) for s in shapes]
+  want = dfdx.grad(f, (0, 1, 2))(*args)
+  with monkeypatch.context() as m:
+    m.setattr(ad, "eager_vjps", {})
+    m.setattr(ad, "eager_transposes", {})
+    plain = dfdx.grad(f, (0, 1, 2))(*args)
+  for g, p in zip(want, plain, strict=True):
+    assert g.shape == p.shape and g.dtype == p.dtype
+    np.testing.assert_array_equal(g, p)
