@@ -54,10 +54,10 @@ def _needs(n):
 
 
 def test_every_primitive_with_an_eager_rule_is_covered():
-  assert set(ad.eager_vjps) == {ew.add_p, ew.sub_p, ew.neg_p, ew.mul_p, ew.div_p, ew.sqrt_p,
+  assert set(ad.eager_vjps) == {ew.add_p, ew.sub_p, ew.mul_p, ew.div_p, ew.sqrt_p,
                                 ew.exp_p, ew.log_p, ew.logistic_p, ew.sin_p, ew.cos_p,
                                 ew.tanh_p, ew.integer_pow_p}
-  assert set(ad.eager_transposes) == {reduction.reduce_sum_p, shape_ops.reshape_p}
+  assert set(ad.eager_transposes) == {reduction.reduce_sum_p, shape_ops.reshape_p, ew.neg_p}
 
 
 @pytest.mark.parametrize("prim", sorted(ad.eager_vjps, key=lambda p: p.name), ids=str)
@@ -314,3 +314,13 @@ def test_random_programs_take_the_same_bits_with_and_without_the_eager_rules(see
   for g, p in zip(want, plain, strict=True):
     assert g.shape == p.shape and g.dtype == p.dtype
     np.testing.assert_array_equal(g, p)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(), (3, 4)])
+def test_neg_transposes_like_the_general_rule(dtype, shape, rng):
+  x = np.asarray(rng.normal(size=shape)).astype(dtype)
+  ct = np.asarray(rng.normal(size=shape)).astype(dtype)
+  want = _general(ew.neg_p, ct, None, [x], (True,))
+  got = ad.eager_transposes[ew.neg_p](ct, ad.TapeTracer(ad.TapeTrace(), x.shape, x.dtype))
+  _assert_same_bits(got, want, (True,))

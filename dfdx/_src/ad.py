@@ -238,8 +238,7 @@ class JVPTrace(Trace):
     if tape is not None and _vjp_rules_enabled:
       if prim.linear or prim in primitive_vjps:
         if prim.multiple_results:
-          return self._record_node(prim, primals, tangents, params)
-        # _record_node's single-output case, inlined (the most common path of reverse mode)
+          return self._record_multi_node(prim, primals, tangents, params)
         parent = self.parent
         if parent is None and bind_in is _plain_bind_in:  # (debug_nans swaps bind_in)
           ans = prim.impl(*primals, **params)
@@ -248,6 +247,10 @@ class JVPTrace(Trace):
         if ans.dtype.kind not in "fc":
           return ans
         node = _Node(tape, prim, tangents, primals, params, ans)
+        if prim in _forgets_output:  # (see there)
+          node.ans = None
+          if prim in _forgets_inputs:
+            node.primals = None
         tape.eqns.append(node)
         return JVPTracer(self, ans, node)
       if prim in primitive_residual_vjps:
@@ -266,18 +269,12 @@ class JVPTrace(Trace):
       return [self.wrap(o, t) for o, t in zip(out, out_tangent, strict=True)]
     return self.wrap(out, out_tangent)
 
-  def _record_node(self, prim, primals, tangents, params):
+  def _record_multi_node(self, prim, primals, tangents, params):
     ans = bind_in(self.parent, prim, primals, params)
-    if prim.multiple_results:
-      outs = [TapeTracer(self.tape, a.shape, a.dtype) if a.dtype.kind in "fc" else None
-              for a in ans]
-      self.tape.eqns.append(_MultiNode(prim, tangents, primals, params, ans, outs))
-      return [self.wrap(a, o) for a, o in zip(ans, outs)]
-    if ans.dtype.kind not in "fc":
-      return ans
-    node = _Node(self.tape, prim, tangents, primals, params, ans)
-    self.tape.eqns.append(node)
-    return JVPTracer(self, ans, node)
+    outs = [TapeTracer(self.tape, a.shape, a.dtype) if a.dtype.kind in "fc" else None
+            for a in ans]
+    self.tape.eqns.append(_MultiNode(prim, tangents, primals, params, ans, outs))
+    return [self.wrap(a, o) for a, o in zip(ans, outs)]
 
   def _record_residual_node(self, prim, primals, tangents, params):
     fwd = primitive_residual_vjps[prim][0]
@@ -380,6 +377,9 @@ class _NodeRules:
 
   def forward(self, env):
     tangents = [None if t is None else env.get(id(t)) for t in self.tangents]
+    if self.primals is None:  # linear in its one argument, its inputs forgotten: the JVP
+      t = tangents[0]         # is the primitive itself (see deflinear)
+      return _zeros_for(self) if t is None else self.prim.bind(t, **self.params)
     out_tangent = primitive_jvps[self.prim](self.primals, tangents, **self.params)[1]
     if self.prim.multiple_results:
       return [_zeros_for(o) if t is None and o is not None else t
@@ -766,14 +766,33 @@ def match_primal(tangent, primal):
   return tangent
 
 
+# ---- what a recorded node keeps -------------------------------------------------------------
+# A node of the tape keeps the arrays its reverse rule reads until the reverse pass reaches
+# it. A linear primitive's transpose never reads its output, nor does a VJP rule registered
+# with `vjp_ignores_output`; a primitive linear in its one argument (`deflinear`) needs
+# neither its input (its transpose reads the shape of its tangent, and its JVP is itself) nor
+# its output. Such nodes forget them, so that a temporary (the squares in `sum(x ** 2,
+# axis)`) is freed once the next operation has used it, as it is without differentiation.
+_forgets_output: set = set()
+_forgets_inputs: set = set()
+
+
+def vjp_ignores_output(prim):
+  """Declare that prim's VJP rules (general and eager) do not read `ans`: its recorded nodes
+  do not keep the output alive."""
+  _forgets_output.add(prim)
+
+
 def deflinear(prim, transpose_rule):
   """A primitive linear in its (single) array argument: its JVP applies it to the tangent.
-  `transpose_rule(ct, x, **params)` returns `[x_ct]`."""
+  `transpose_rule(ct, x, **params)` returns `[x_ct]`, reading only x's shape and dtype."""
   def jvp(primals, tangents, **params):
     return prim.bind(*primals, **params), prim.bind(*tangents, **params)
   primitive_jvps[prim] = jvp
   primitive_transposes[prim] = transpose_rule
   prim.linear = True
+  _forgets_output.add(prim)
+  _forgets_inputs.add(prim)
 
 
 def deflinear_rules(prim, jvp_rule, transpose_rule):
@@ -783,12 +802,14 @@ def deflinear_rules(prim, jvp_rule, transpose_rule):
   primitive_jvps[prim] = jvp_rule
   primitive_transposes[prim] = transpose_rule
   prim.linear = True
+  _forgets_output.add(prim)
 
 
 def deftranspose(prim, transpose_rule):
   """Mark a primitive whose JVP is already registered as linear, with this transpose rule."""
   primitive_transposes[prim] = transpose_rule
   prim.linear = True
+  _forgets_output.add(prim)
 
 
 def defbilinear(prim, lhs_transpose, rhs_transpose):

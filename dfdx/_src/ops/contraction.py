@@ -271,6 +271,7 @@ dot_general_p.def_impl(_dot_general_impl)
 dot_general_p.def_abstract_eval(_dot_general_abstract_eval)
 ad.defbilinear(dot_general_p, _dot_general_transpose_lhs, _dot_general_transpose_rhs)
 ad.defvjp(dot_general_p, _dot_general_vjp)
+ad.vjp_ignores_output(dot_general_p)
 batching.primitive_batchers[dot_general_p] = _dot_general_batch
 
 # ---- compositions used by other rules and by dfdx.numpy ------------------------------------

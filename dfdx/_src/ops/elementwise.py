@@ -303,7 +303,7 @@ def neg(x):
 
 
 ad.deflinear(neg_p, lambda ct, x: [neg(ct)])
-ad.defvjp_eager(neg_p, lambda ct, ans, x, *, needs: [np.negative(ct)])
+ad.deftranspose_eager(neg_p, lambda ct, x: [np.negative(ct)])
 
 add_p = _nary_prim("add", np.add)
 
@@ -371,6 +371,7 @@ ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
 ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(np.multiply(ct, y), x) if needs[0] else None,
     _unbroadcast(np.multiply(ct, x), y) if needs[1] else None])
+ad.vjp_ignores_output(mul_p)
 
 div_p = _nary_prim("div", np.true_divide)
 
@@ -620,6 +621,7 @@ integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
 ad.defjvp(integer_pow_p, _integer_pow_jvp)
 ad.defvjp(integer_pow_p, _integer_pow_vjp)
 ad.defvjp_eager(integer_pow_p, _integer_pow_vjp_eager)
+ad.vjp_ignores_output(integer_pow_p)
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)
