@@ -281,7 +281,7 @@ def _basic_steps(shape, idx):
   start, limit, stride = (tuple(map(int, v)) for v in (starts, limits, strides))
   if not (start == (0,) * len(shape) and limit == shape and all(s == 1 for s in stride)):
     steps.append((shape_ops.slice_p, {"start": start, "limit": limit, "strides": stride}))
-    shape = shape_ops._slice_out_shape(start, limit, stride)
+    shape = tuple(len(range(*bounds)) for bounds in zip(start, limit, stride))
   out_shape = tuple(map(int, out_shape))
   if out_shape != shape:
     steps.append((shape_ops.reshape_p, {"shape": out_shape}))
