@@ -29,7 +29,7 @@ from timing import seconds_per_call, steady_allocator
 
 TOOLS = ("numpy", "dfdx eager", "dfdx jit", "autograd", "jax eager", "jax jit", "pytorch")
 ROW_KEYS = ("problem", "size", "tool", "n_params", "objective_s", "derivative_s",
-            "first_call_s", "peak_mb", "error", "fd_error", "note")
+            "first_call_s", "peak_mb", "error", "fd_error", "note", "derivative_samples")
 MAX_ERROR = 1e-8
 HEAP_ONLY = ("jax eager", "jax jit", "pytorch")  # their buffers are invisible to tracemalloc
 TOOL_BUDGET_S = 30  # seconds of timed calls per tool and size, before it gets fewer samples
@@ -178,6 +178,7 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
   rows = {name: dict(problem=problem, size=size_label(size), tool=name,
                      n_params=int(n_params), objective_s=None, derivative_s=None,
                      first_call_s=None, peak_mb=None, error=None, fd_error=fd,
+                     derivative_samples=None,
                      note=built[name].note if name in built else skip.get(name, ""))
           for name in wanted if name in built or name in skip}
   freeze_heap()
@@ -211,6 +212,7 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
       add_note(row, f"{len(objective_times)} sample{'s' * (len(objective_times) > 1)}")
     if derivative_times:
       row["derivative_s"] = float(np.median(derivative_times))
+      row["derivative_samples"] = derivative_times  # sample i of every tool: round i
       limit = max(PEAK_LIMIT_S, 4 * row["derivative_s"] * (name not in HEAP_ONLY))
       row["peak_mb"] = peak_megabytes(timed[name].derivative, limit)
       if row["peak_mb"] is None:

@@ -182,10 +182,23 @@ def fd_line(rows):
       + ".")
 
 
+def paired_ratio_range(mine, theirs):
+  """The lowest and highest ratio of two tools' derivative times taken in the same round of
+  samples (the tools run in turn in each round, so noise that lasts a round hits both), or
+  None with fewer than two rounds in common."""
+  n = min(len(mine or ()), len(theirs or ()))
+  if n < 2:
+    return None
+  ratios = [a / b for a, b in zip(mine[:n], theirs[:n])]
+  return min(ratios), max(ratios)
+
+
 def target_lines(rows):
-  """One line per issue-6 target: the measured ratio at each size, and whether it is met at
-  every size."""
+  """One line per issue-6 target: the measured ratio at each size (of the medians; in
+  brackets the range of the ratios within one round of samples, which shows how far this
+  machine's noise moves it), and whether it is met at every size."""
   times = {(r["problem"], r["size"], r["tool"]): r["derivative_s"] for r in rows}
+  samples = {(r["problem"], r["size"], r["tool"]): r.get("derivative_samples") for r in rows}
   sizes = {}
   for r in rows:
     sizes.setdefault(r["problem"], [])
@@ -201,7 +214,10 @@ def target_lines(rows):
       if mine is None or theirs is None:
         measured.append(f"{size}: not measured")
       else:
-        measured.append(f"{size}: {mine / theirs:.2f}")
+        spread = paired_ratio_range(samples.get((problem, size, tool)),
+                                    samples.get((problem, size, peer)))
+        measured.append(f"{size}: {mine / theirs:.2f}" + (
+            "" if spread is None else f" [{spread[0]:.2f}-{spread[1]:.2f}]"))
         verdicts.append(mine / theirs <= limit)
     verdict = ("met" if all(verdicts) else "NOT met" if not any(verdicts) else
                f"met at {sum(verdicts)} of {len(verdicts)} sizes") if verdicts else "not measured"
@@ -311,7 +327,9 @@ def write_markdown(path, rows, machine, settings, rerun, plot_path, missing):
   section += ["", fd_line(rows)]
   if missing:
     section += ["", f"Not run (module missing): {', '.join(missing)}."]
-  section += ["", "### Issue-6 targets (ratios of derivative times, at each size)", ""]
+  section += ["", "### Issue-6 targets (ratios of derivative times, at each size)", "",
+              "The ratio of the medians; in brackets the lowest and highest ratio of the two "
+              "tools' times within one round of samples.", ""]
   section += [f"- {line}" for line in target_lines(rows)]
   jit_lines = jit_target_lines(rows)
   if any("not measured" not in line for line in jit_lines):
@@ -387,7 +405,8 @@ def main(argv=None):
         print(text_line(cells(r, floor.get((r["problem"], r["size"])))), flush=True)
   print(f"(* peak MB: Python heap only.) Total {time.perf_counter() - start:.0f} s.")
   print(fd_line(rows))
-  print("\nIssue-6 targets (ratios of derivative times, at each size):")
+  print("\nIssue-6 targets (ratios of derivative times, at each size; in brackets the lowest "
+        "and highest ratio within one round of samples):")
   for line in target_lines(rows):
     print("  " + line)
   jit_lines = jit_target_lines(rows)

@@ -319,8 +319,16 @@ def _add_transpose(ct, x, y):
 
 ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
 ad.deftranspose(add_p, _add_transpose)
-ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(ct, x) if needs[0] else None, _unbroadcast(ct, y) if needs[1] else None])
+
+
+def _add_vjp_eager(ct, ans, x, y, *, needs):
+  # (The eager rules of the binary ops test shapes before calling _unbroadcast: most
+  # operands have the cotangent's shape, and this runs once per reverse node.)
+  return [(ct if ct.shape == x.shape else _unbroadcast(ct, x)) if needs[0] else None,
+          (ct if ct.shape == y.shape else _unbroadcast(ct, y)) if needs[1] else None]
+
+
+ad.defvjp_eager(add_p, _add_vjp_eager)
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -348,9 +356,14 @@ def _sub_jvp(primals, tangents):
 
 ad.primitive_jvps[sub_p] = _sub_jvp
 ad.deftranspose(sub_p, _sub_transpose)
-ad.defvjp_eager(sub_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(ct, x) if needs[0] else None,
-    np.negative(_unbroadcast(ct, y)) if needs[1] else None])
+
+
+def _sub_vjp_eager(ct, ans, x, y, *, needs):
+  return [(ct if ct.shape == x.shape else _unbroadcast(ct, x)) if needs[0] else None,
+          np.negative(ct if ct.shape == y.shape else _unbroadcast(ct, y)) if needs[1] else None]
+
+
+ad.defvjp_eager(sub_p, _sub_vjp_eager)
 ad.summing_transposes.update((add_p, sub_p))
 
 # ---- mul, div -----------------------------------------------------------------------------
@@ -368,9 +381,22 @@ ad.primitive_transposes[mul_p] = lambda ct, x, y: [
 ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tmul(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(x)), y) if needs[1] else None])
-ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(np.multiply(ct, y), x) if needs[0] else None,
-    _unbroadcast(np.multiply(ct, x), y) if needs[1] else None])
+
+
+def _mul_vjp_eager(ct, ans, x, y, *, needs):
+  x_ct = y_ct = None
+  if needs[0]:
+    x_ct = np.multiply(ct, y)
+    if x_ct.shape != x.shape:
+      x_ct = _unbroadcast(x_ct, x)
+  if needs[1]:
+    y_ct = np.multiply(ct, x)
+    if y_ct.shape != y.shape:
+      y_ct = _unbroadcast(y_ct, y)
+  return [x_ct, y_ct]
+
+
+ad.defvjp_eager(mul_p, _mul_vjp_eager)
 ad.vjp_ignores_output(mul_p)
 
 div_p = _nary_prim("div", np.true_divide)
@@ -392,9 +418,22 @@ ad.primitive_transposes[div_p] = _div_transpose
 ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tdiv(ct, _cj(y)), x) if needs[0] else None,
     _unbroadcast(tmul(ct, _cj(neg(tdiv(ans, y)))), y) if needs[1] else None])
-ad.defvjp_eager(div_p, lambda ct, ans, x, y, *, needs: [
-    _unbroadcast(np.true_divide(ct, y), x) if needs[0] else None,
-    _unbroadcast(np.multiply(ct, np.negative(np.true_divide(ans, y))), y) if needs[1] else None])
+
+
+def _div_vjp_eager(ct, ans, x, y, *, needs):
+  x_ct = y_ct = None
+  if needs[0]:
+    x_ct = np.true_divide(ct, y)
+    if x_ct.shape != x.shape:
+      x_ct = _unbroadcast(x_ct, x)
+  if needs[1]:
+    y_ct = np.multiply(ct, np.negative(np.true_divide(ans, y)))
+    if y_ct.shape != y.shape:
+      y_ct = _unbroadcast(y_ct, y)
+  return [x_ct, y_ct]
+
+
+ad.defvjp_eager(div_p, _div_vjp_eager)
 
 # ---- zero-absorbing products: the chain rule where a factor is infinite -------------------
 #
