@@ -321,14 +321,18 @@ ad.defjvp(add_p, lambda x_dot, x, y: x_dot, lambda y_dot, x, y: y_dot)
 ad.deftranspose(add_p, _add_transpose)
 
 
-def _add_vjp_eager(ct, ans, x, y, *, needs):
-  # (The eager rules of the binary ops test shapes before calling _unbroadcast: most
-  # operands have the cotangent's shape, and this runs once per reverse node.)
-  return [(ct if ct.shape == x.shape else _unbroadcast(ct, x)) if needs[0] else None,
-          (ct if ct.shape == y.shape else _unbroadcast(ct, y)) if needs[1] else None]
+def _summed_to_operands(x_ct, y_ct, x, y):
+  """The eager rules' cotangents of a binary op's operands (or None), those of broadcast
+  operands summed to their shapes (most operands have the cotangent's shape already)."""
+  if x_ct is not None and x_ct.shape != x.shape:
+    x_ct = _unbroadcast(x_ct, x)
+  if y_ct is not None and y_ct.shape != y.shape:
+    y_ct = _unbroadcast(y_ct, y)
+  return [x_ct, y_ct]
 
 
-ad.defvjp_eager(add_p, _add_vjp_eager)
+ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
+    ct if needs[0] else None, ct if needs[1] else None, x, y))
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -359,8 +363,8 @@ ad.deftranspose(sub_p, _sub_transpose)
 
 
 def _sub_vjp_eager(ct, ans, x, y, *, needs):
-  return [(ct if ct.shape == x.shape else _unbroadcast(ct, x)) if needs[0] else None,
-          np.negative(ct if ct.shape == y.shape else _unbroadcast(ct, y)) if needs[1] else None]
+  x_ct, y_ct = _summed_to_operands(ct if needs[0] else None, ct if needs[1] else None, x, y)
+  return [x_ct, None if y_ct is None else np.negative(y_ct)]  # (negated after the sum)
 
 
 ad.defvjp_eager(sub_p, _sub_vjp_eager)
@@ -383,20 +387,8 @@ ad.defvjp(mul_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tmul(ct, _cj(x)), y) if needs[1] else None])
 
 
-def _mul_vjp_eager(ct, ans, x, y, *, needs):
-  x_ct = y_ct = None
-  if needs[0]:
-    x_ct = np.multiply(ct, y)
-    if x_ct.shape != x.shape:
-      x_ct = _unbroadcast(x_ct, x)
-  if needs[1]:
-    y_ct = np.multiply(ct, x)
-    if y_ct.shape != y.shape:
-      y_ct = _unbroadcast(y_ct, y)
-  return [x_ct, y_ct]
-
-
-ad.defvjp_eager(mul_p, _mul_vjp_eager)
+ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
+    np.multiply(ct, y) if needs[0] else None, np.multiply(ct, x) if needs[1] else None, x, y))
 ad.vjp_ignores_output(mul_p)
 
 div_p = _nary_prim("div", np.true_divide)
@@ -420,20 +412,9 @@ ad.defvjp(div_p, lambda ct, ans, x, y, *, needs: [
     _unbroadcast(tmul(ct, _cj(neg(tdiv(ans, y)))), y) if needs[1] else None])
 
 
-def _div_vjp_eager(ct, ans, x, y, *, needs):
-  x_ct = y_ct = None
-  if needs[0]:
-    x_ct = np.true_divide(ct, y)
-    if x_ct.shape != x.shape:
-      x_ct = _unbroadcast(x_ct, x)
-  if needs[1]:
-    y_ct = np.multiply(ct, np.negative(np.true_divide(ans, y)))
-    if y_ct.shape != y.shape:
-      y_ct = _unbroadcast(y_ct, y)
-  return [x_ct, y_ct]
-
-
-ad.defvjp_eager(div_p, _div_vjp_eager)
+ad.defvjp_eager(div_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
+    np.true_divide(ct, y) if needs[0] else None,
+    np.multiply(ct, np.negative(np.true_divide(ans, y))) if needs[1] else None, x, y))
 
 # ---- zero-absorbing products: the chain rule where a factor is infinite -------------------
 #
