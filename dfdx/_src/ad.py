@@ -463,8 +463,9 @@ class _ResidualNode(_NodeRules):
 
 class _Node(_NodeRules, TapeTracer):
   """A whole primitive recorded for reverse mode, which is also its output's tape variable:
-  its tangent inputs (tape variables or None), primal inputs and output. Backward uses its
-  VJP rule (or, for a linear primitive, its transpose rule); forward uses its JVP rule."""
+  its tangent inputs (tape variables or None), primal inputs and output (None where no rule
+  reads them: see "what a recorded node keeps"). Backward uses its VJP rule (or, for a
+  linear primitive, its transpose rule); forward uses its JVP rule."""
   __slots__ = ("prim", "tangents", "primals", "params", "ans")
 
   def __init__(self, trace, prim, tangents, primals, params, ans):
