@@ -101,6 +101,8 @@ def test_large_broadcasts_take_the_general_rules(rng):
   (ops/elementwise.py), so the general rules run; operands of the cotangent's shape still
   take the eager ones."""
   n = ad.EAGER_BROADCAST_SIZE
+  # below it neither of the impls' rules applies (blocked loops, laid-out operands)
+  assert n <= min(ew._BLOCK_MIN_INPUT, ew._LAYOUT_MIN_SIZE)
   x, row = rng.normal(size=(n // 8, 8)), rng.normal(size=8)
   assert not ad._plain_operands(x, (x, row), (True, True))
   assert ad._plain_operands(x, (x, x), (True, True))

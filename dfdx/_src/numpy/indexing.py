@@ -187,17 +187,6 @@ def _resolve_mask(mask, shape, dim, spec, arrays, new_shape):
   return dim + mask.ndim
 
 
-def _basic(x, spec):
-  """`x[spec]` for integers, slices, None and Ellipsis: one rev, one slice, one reshape."""
-  return _apply_basic(x, _basic_plan(shape_of(x), spec))
-
-
-def _apply_basic(x, plan):
-  starts, limits, strides, flips, out_shape = plan
-  x = shape_ops.slice_array(shape_ops.rev(x, flips), starts, limits, strides)
-  return shape_ops.reshape(x, out_shape)
-
-
 def _basic_plan(shape, spec):
   """The bounds of `_basic`'s slice, the axes it reverses and the result's shape."""
   starts, limits, strides, flips, out_shape, dim = [], [], [], [], [], 0
@@ -266,11 +255,11 @@ def _basic_key(idx):
   return tuple(key)
 
 
-def _basic_steps(shape, idx):
-  """The primitives `_apply_basic` binds for `x[idx]` on an array of `shape` (a basic index),
-  as (primitive, params) pairs with the parameters its wrappers would normalize: what the
-  cache of basic indexes holds, so that a repeated index binds them directly."""
-  index = _resolve(shape, idx)
+def _basic_steps(shape, index):
+  """The primitives that take `x[index]` for an array of `shape` and a resolved index of
+  integers, slices, None and Ellipsis (no arrays): a reshape to the index's shape, one rev,
+  one slice and one reshape, each left out where it would change nothing, as (primitive,
+  params) pairs with normalized params (what the cache of basic indexes holds)."""
   starts, limits, strides, flips, out_shape = _basic_plan(index.shape, index.spec)
   steps, shape = [], tuple(shape)
   if tuple(index.shape) != shape:
@@ -288,6 +277,12 @@ def _basic_steps(shape, idx):
   return tuple(steps)
 
 
+def _bind_steps(x, steps):
+  for prim, params in steps:
+    x = prim.bind(x, **params)
+  return x
+
+
 def getitem(x, idx):
   """`x[idx]` with NumPy's semantics, for a traced `x` and/or traced index arrays (this is
   `Tracer.__getitem__`). Linear in x, so derivatives flow back to the selected entries
@@ -301,18 +296,15 @@ def getitem(x, idx):
     key = (shape, key)
     steps = _basic_plans.get(key)
     if steps is None:
-      steps = _basic_steps(shape, idx)
+      steps = _basic_steps(shape, _resolve(shape, idx))
       if len(_basic_plans) >= 4096:
         _basic_plans.clear()
       _basic_plans[key] = steps
-    for prim, params in steps:
-      x = prim.bind(x, **params)
-    return x
+    return _bind_steps(x, steps)
   index = _resolve(shape, idx)
-  x = shape_ops.reshape(x, index.shape)
   if not index.arrays:
-    return _basic(x, index.spec)
-  return ix.gather(x, index.arrays, index.spec)
+    return _bind_steps(x, _basic_steps(shape, index))
+  return ix.gather(shape_ops.reshape(x, index.shape), index.arrays, index.spec)
 
 
 # ---- x.at[index] --------------------------------------------------------------------------------
