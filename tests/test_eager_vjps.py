@@ -110,6 +110,25 @@ def test_large_broadcasts_take_the_general_rules(rng):
   assert ad._plain_operands(small, (small, row), (True, True))
 
 
+@pytest.mark.parametrize("prim", [ew.add_p, ew.sub_p], ids=str)
+@pytest.mark.parametrize("shapes", [((512, 16), (16,)), ((64, 1, 128), (64, 8, 1)),
+                                    ((1, 4096), (8, 1))], ids=str)
+def test_add_and_sub_take_broadcasts_of_any_size(prim, shapes, rng):
+  """Their rules compute nothing from the operands (the cotangent, summed by the impl the
+  general rule binds), so layouts cannot change their bits, at any size and for a cotangent
+  in any memory order."""
+  primals = _operands(prim, rng, shapes, np.float64)
+  ans = prim.impl(*primals)
+  assert ans.size >= ad.EAGER_BROADCAST_SIZE and prim in ad.eager_any_broadcast
+  for ct in (rng.normal(size=ans.shape), rng.normal(size=ans.shape[::-1]).T):
+    for needs in _needs(2):
+      assert ad._plain_operands(ct, primals, needs, True)
+      assert not ad._plain_operands(ct, primals, needs)  # (the others' limit)
+      want = _general(prim, ct, ans, primals, needs)
+      got = ad.eager_vjps[prim](ct, ans, *primals, needs=needs)
+      _assert_same_bits(got, want, needs)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("y", [2, 3, -1])
 def test_integer_pow_of_a_broadcast_cotangent(dtype, y, rng):

@@ -160,6 +160,11 @@ new_tape = list
 
 # ---- forward mode -------------------------------------------------------------------------
 
+# Which inputs of a recorded node have tangents (whose cotangents its VJP rule is asked for),
+# for the common arities.
+_NEEDS_ONE, _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True,), (True, True), (True, False), \
+    (False, True)
+
 
 class JVPTracer(Tracer):
   __slots__ = ("primal", "tangent")
@@ -202,20 +207,20 @@ class JVPTrace(Trace):
       a, b = args
       if type(a) is JVPTracer and a._trace is self:
         if type(b) is JVPTracer and b._trace is self:
-          primals, tangents = [a.primal, b.primal], [a.tangent, b.tangent]
+          primals, tangents, needs = [a.primal, b.primal], [a.tangent, b.tangent], _NEEDS_BOTH
         else:
-          primals, tangents = [a.primal, b], [a.tangent, None]
+          primals, tangents, needs = [a.primal, b], [a.tangent, None], _NEEDS_FIRST
       elif type(b) is JVPTracer and b._trace is self:
-        primals, tangents = [a, b.primal], [None, b.tangent]
+        primals, tangents, needs = [a, b.primal], [None, b.tangent], _NEEDS_SECOND
       else:
         return bind_in(self.parent, prim, args, params)
     elif n == 1:
       a = args[0]
       if type(a) is not JVPTracer or a._trace is not self:
         return bind_in(self.parent, prim, args, params)
-      primals, tangents = [a.primal], [a.tangent]
+      primals, tangents, needs = [a.primal], [a.tangent], _NEEDS_ONE
     else:
-      primals, tangents, differentiated = [], [], False
+      primals, tangents, differentiated, needs = [], [], False, None
       for a in args:
         if type(a) is JVPTracer and a._trace is self:
           primals.append(a.primal)
@@ -241,12 +246,13 @@ class JVPTrace(Trace):
           return self._record_multi_node(prim, primals, tangents, params)
         parent = self.parent
         if parent is None and bind_in is _plain_bind_in:  # (debug_nans swaps bind_in)
-          ans = prim.impl(*primals, **params)
+          ans = prim.impl(*primals, **params) if params else prim.impl(*primals)
         else:
           ans = bind_in(parent, prim, primals, params)
         if ans.dtype.kind not in "fc":
           return ans
-        node = _Node(tape, prim, tangents, primals, params, ans)
+        node = _Node(tape, prim, tangents, primals, params, ans,
+                     needs or tuple([t is not None for t in tangents]))
         if prim in _forgets_output:  # (see there)
           node.ans = None
           if prim in _forgets_inputs:
@@ -395,8 +401,8 @@ class _NodeRules:
     if plain and (type(ct) is np.ndarray or type(ct) in _FLOAT_SCALARS) and ct.dtype.kind == "f":
       eager = eager_vjps.get(prim)
       if eager is not None:
-        needs = _needs(tangents)
-        if _plain_operands(ct, primals, needs):
+        needs = self.needs
+        if _plain_operands(ct, primals, needs, prim in eager_any_broadcast):
           arg_cts = eager(ct, self.ans, *primals, needs=needs, **self.params)
       elif prim.linear:
         eager = eager_transposes.get(prim)
@@ -406,7 +412,7 @@ class _NodeRules:
       if prim.linear:
         arg_cts = primitive_transposes[prim](ct, *_linear_args(tangents, primals), **self.params)
       else:
-        arg_cts = primitive_vjps[prim](ct, self.ans, *primals, needs=_needs(tangents),
+        arg_cts = primitive_vjps[prim](ct, self.ans, *primals, needs=self.needs,
                                        **self.params)
     for t, c in zip(tangents, arg_cts):
       if c is not None and t is not None:
@@ -417,18 +423,6 @@ class _NodeRules:
         key = id(t)
         prev = env.get(key)
         env[key] = c if prev is None else _add_cotangents(prev, c)
-
-
-_NEEDS_ONE = (True,)
-
-
-def _needs(tangents):
-  """Which inputs' cotangents a VJP rule is asked for: those with tangents."""
-  if len(tangents) == 1:
-    return _NEEDS_ONE
-  if len(tangents) == 2:
-    return (tangents[0] is not None, tangents[1] is not None)
-  return tuple([t is not None for t in tangents])
 
 
 def _linear_args(tangents, primals):
@@ -466,12 +460,18 @@ class _Node(_NodeRules, TapeTracer):
   its tangent inputs (tape variables or None), primal inputs and output (None where no rule
   reads them: see "what a recorded node keeps"). Backward uses its VJP rule (or, for a
   linear primitive, its transpose rule); forward uses its JVP rule."""
-  __slots__ = ("prim", "tangents", "primals", "params", "ans")
+  __slots__ = ("prim", "tangents", "primals", "params", "ans", "needs")
 
-  def __init__(self, trace, prim, tangents, primals, params, ans):
-    self._trace, self.shape, self.dtype = trace, ans.shape, ans.dtype
-    self.prim, self.tangents, self.primals, self.params, self.ans = (
-        prim, tangents, primals, params, ans)
+  def __init__(self, trace, prim, tangents, primals, params, ans, needs):
+    self._trace = trace
+    self.shape = ans.shape
+    self.dtype = ans.dtype
+    self.prim = prim
+    self.tangents = tangents
+    self.primals = primals
+    self.params = params
+    self.ans = ans
+    self.needs = needs
 
   out = property(lambda self: self)
 
@@ -479,11 +479,12 @@ class _Node(_NodeRules, TapeTracer):
 class _MultiNode(_NodeRules):
   """A primitive with several outputs recorded whole; `out` holds one tape variable per
   output (None for outputs that are not differentiable)."""
-  __slots__ = ("prim", "tangents", "primals", "params", "ans", "out")
+  __slots__ = ("prim", "tangents", "primals", "params", "ans", "out", "needs")
 
   def __init__(self, prim, tangents, primals, params, ans, out):
     self.prim, self.tangents, self.primals = prim, tangents, primals
     self.params, self.ans, self.out = params, ans, out
+    self.needs = tuple([t is not None for t in tangents])
 
 
 class Linearized:
@@ -843,19 +844,26 @@ def defvjp(prim, rule):
 # make: the same values without the dispatch (the LSTM gradient: 10% faster). Operands of
 # other shapes than the cotangent's (broadcast ones) take them only below
 # EAGER_BROADCAST_SIZE, where the impls' layout rules (ops/elementwise.py) do not apply; a
-# rule sums such an operand's cotangent to its shape as the general rule does. Linear
+# rule sums such an operand's cotangent to its shape as the general rule does. The rules of
+# add and sub compute nothing from their operands (their cotangents are the cotangent, summed
+# where an operand is broadcast, by the impls the general rules bind), so they take
+# broadcasts of any size (`eager_any_broadcast`). Linear
 # primitives' transposes have the same kind of rule, `eager_transposes[prim]`, for a
 # float cotangent. tests/test_eager_vjps.py checks every rule against the general one, bit
 # for bit.
 eager_vjps: dict = {}
 eager_transposes: dict = {}
+eager_any_broadcast: set = set()
 EAGER_BROADCAST_SIZE = 1 << 12
 
 
-def defvjp_eager(prim, rule):
+def defvjp_eager(prim, rule, *, any_broadcast=False):
   """`rule(ct, ans, *primals, needs, **params)` (see above) returns what prim's VJP rule, or
-  its transpose for a linear primitive, returns for them."""
+  its transpose for a linear primitive, returns for them. `any_broadcast`: the rule computes
+  no values from the operands, so broadcast operands of any size may take it."""
   eager_vjps[prim] = rule
+  if any_broadcast:
+    eager_any_broadcast.add(prim)
 
 
 def deftranspose_eager(prim, rule):
@@ -867,16 +875,17 @@ def deftranspose_eager(prim, rule):
 _FLOAT_SCALARS = (np.float64, np.float32)
 
 
-def _plain_operands(ct, primals, needs):
+def _plain_operands(ct, primals, needs, any_broadcast=False):
   """Whether every primal is a NumPy float array (or scalar) of the dtype of `ct` (a NumPy
-  float array or scalar), of ct's shape or (below EAGER_BROADCAST_SIZE) broadcast to it; a
-  primal whose cotangent is not needed may also be a Python number."""
+  float array or scalar), of ct's shape or (below EAGER_BROADCAST_SIZE, or at any size with
+  `any_broadcast`) broadcast to it; a primal whose cotangent is not needed may also be a
+  Python number."""
   shape, dtype = ct.shape, ct.dtype
+  large = not any_broadcast and ct.size >= EAGER_BROADCAST_SIZE
   for p, need in zip(primals, needs):
     kind = type(p)
     if kind is np.ndarray or kind in _FLOAT_SCALARS:
-      if (p.dtype is not dtype and p.dtype != dtype) or (
-          p.shape != shape and ct.size >= EAGER_BROADCAST_SIZE):
+      if (p.dtype is not dtype and p.dtype != dtype) or (large and p.shape != shape):
         return False
     elif need or (kind is not float and kind is not int):
       return False

@@ -325,14 +325,14 @@ def _summed_to_operands(x_ct, y_ct, x, y):
   """The eager rules' cotangents of a binary op's operands (or None), those of broadcast
   operands summed to their shapes (most operands have the cotangent's shape already)."""
   if x_ct is not None and x_ct.shape != x.shape:
-    x_ct = _unbroadcast(x_ct, x)
+    x_ct = shape_ops.sum_to_shape_eager(x_ct, x.shape)
   if y_ct is not None and y_ct.shape != y.shape:
-    y_ct = _unbroadcast(y_ct, y)
+    y_ct = shape_ops.sum_to_shape_eager(y_ct, y.shape)
   return [x_ct, y_ct]
 
 
 ad.defvjp_eager(add_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
-    ct if needs[0] else None, ct if needs[1] else None, x, y))
+    ct if needs[0] else None, ct if needs[1] else None, x, y), any_broadcast=True)
 
 sub_p = _nary_prim("sub", np.subtract)
 
@@ -367,7 +367,7 @@ def _sub_vjp_eager(ct, ans, x, y, *, needs):
   return [x_ct, None if y_ct is None else np.negative(y_ct)]  # (negated after the sum)
 
 
-ad.defvjp_eager(sub_p, _sub_vjp_eager)
+ad.defvjp_eager(sub_p, _sub_vjp_eager, any_broadcast=True)
 ad.summing_transposes.update((add_p, sub_p))
 
 # ---- mul, div -----------------------------------------------------------------------------

@@ -73,15 +73,29 @@ def sum_to_shape(x, shape):
   `x` may be a pending cotangent with its own `sum_to_shape` (see ad.summing_transposes)."""
   if isinstance(x, ad.PendingCotangent):
     return x.sum_to_shape(shape)
-  xshape = x.shape
-  if xshape == shape:
+  if x.shape == shape:
     return x
-  lead = len(xshape) - len(shape)
-  axes = tuple(range(lead)) + tuple(
-      lead + i for i, d in enumerate(shape) if d == 1 and xshape[lead + i] != 1)
+  axes = _summed_axes(x.shape, shape)
   if axes:
     x = reduction.reduce_sum(x, axes)
   return reshape(x, shape) if core.shape_of(x) != shape else x
+
+
+def sum_to_shape_eager(x, shape):
+  """sum_to_shape of a NumPy array (or scalar) by the impls of the primitives it binds (see
+  ad.eager_vjps)."""
+  axes = _summed_axes(x.shape, shape)
+  if axes:
+    x = reduction.reduce_sum_p.impl(x, axes=axes)
+  return x.reshape(shape) if x.shape != shape else x
+
+
+@functools.lru_cache(maxsize=1024)
+def _summed_axes(from_shape, to_shape):
+  """The axes that sum_to_shape sums to take `from_shape` to `to_shape`."""
+  lead = len(from_shape) - len(to_shape)
+  return tuple(range(lead)) + tuple(
+      lead + i for i, d in enumerate(to_shape) if d == 1 and from_shape[lead + i] != 1)
 
 
 # ---- reshape ------------------------------------------------------------------------------
