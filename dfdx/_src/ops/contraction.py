@@ -218,9 +218,7 @@ class PendingProduct(ad.PendingCotangent):
       return self
     if self._value is not None:  # computed already for another use: sum that
       return shape_ops.sum_to_shape(self._value, shape)
-    lead = len(full) - len(shape)
-    axes = list(range(lead)) + [lead + i for i, d in enumerate(shape)
-                                if d == 1 and full[lead + i] != 1]
+    axes = shape_ops.summed_axes(tuple(full), tuple(shape))
     (ct_contract, other_contract), (ct_batch, other_batch) = self.dims
     ct, other = self.ct, self.other
     ct_free = _free_dims(core.ndim_of(ct), ct_contract, ct_batch)

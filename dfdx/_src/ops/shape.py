@@ -75,7 +75,7 @@ def sum_to_shape(x, shape):
     return x.sum_to_shape(shape)
   if x.shape == shape:
     return x
-  axes = _summed_axes(x.shape, shape)
+  axes = summed_axes(x.shape, shape)
   if axes:
     x = reduction.reduce_sum(x, axes)
   return reshape(x, shape) if core.shape_of(x) != shape else x
@@ -84,15 +84,16 @@ def sum_to_shape(x, shape):
 def sum_to_shape_eager(x, shape):
   """sum_to_shape of a NumPy array (or scalar) by the impls of the primitives it binds (see
   ad.eager_vjps)."""
-  axes = _summed_axes(x.shape, shape)
+  axes = summed_axes(x.shape, shape)
   if axes:
     x = reduction.reduce_sum_p.impl(x, axes=axes)
   return x.reshape(shape) if x.shape != shape else x
 
 
 @functools.lru_cache(maxsize=1024)
-def _summed_axes(from_shape, to_shape):
-  """The axes that sum_to_shape sums to take `from_shape` to `to_shape`."""
+def summed_axes(from_shape, to_shape):
+  """The axes that sum_to_shape sums to take `from_shape` to `to_shape` (tuples): the
+  leading ones and those of size 1 in `to_shape` only."""
   lead = len(from_shape) - len(to_shape)
   return tuple(range(lead)) + tuple(
       lead + i for i, d in enumerate(to_shape) if d == 1 and from_shape[lead + i] != 1)
