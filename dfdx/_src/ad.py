@@ -166,6 +166,11 @@ _NEEDS_ONE, _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True,), (True, True), (T
     (False, True)
 
 
+def _needs_of(tangents):
+  """Which inputs have tangents, for any arity."""
+  return tuple([t is not None for t in tangents])
+
+
 class JVPTracer(Tracer):
   __slots__ = ("primal", "tangent")
 
@@ -252,7 +257,7 @@ class JVPTrace(Trace):
         if ans.dtype.kind not in "fc":
           return ans
         node = _Node(tape, prim, tangents, primals, params, ans,
-                     needs or tuple([t is not None for t in tangents]))
+                     needs or _needs_of(tangents))
         if prim in _forgets_output:  # (see there)
           node.ans = None
           if prim in _forgets_inputs:
@@ -447,7 +452,7 @@ class _ResidualNode(_NodeRules):
     self.params, self.ans, self.out = params, residuals, out
 
   def backward(self, ct, env):
-    needs = tuple([t is not None for t in self.tangents])
+    needs = _needs_of(self.tangents)
     bwd = primitive_residual_vjps[self.prim][1]
     arg_cts = bwd(self.ans, ct, self.primals, needs, **self.params)
     for t, c in zip(self.tangents, arg_cts):
@@ -484,7 +489,7 @@ class _MultiNode(_NodeRules):
   def __init__(self, prim, tangents, primals, params, ans, out):
     self.prim, self.tangents, self.primals = prim, tangents, primals
     self.params, self.ans, self.out = params, ans, out
-    self.needs = tuple([t is not None for t in tangents])
+    self.needs = _needs_of(tangents)
 
 
 class Linearized:
