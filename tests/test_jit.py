@@ -211,6 +211,21 @@ def test_buffer_reuse_never_writes_into_inputs_or_views():
   np.testing.assert_allclose(out, np.exp(x) + np.sin(np.exp(x)) + x)
 
 
+def test_buffer_reuse_waits_for_a_fused_sum_of_products_to_read_its_operands():
+  # sum(a * y) is emitted as one einsum at the sum, after `a * x`; a's buffer must not take
+  # a * x, though the product that a is an operand of comes before it
+  def g(x, y):
+    a = dnp.sin(x)
+    p = a * y
+    c = a * x
+    return dnp.sum(p) + dnp.sum(dnp.exp(c))
+  x, y = np.linspace(0.1, 1, 5), np.linspace(1, 2, 5)
+  source = dfdx.make_expr(g, optimize=True)(x, y).to_source()
+  assert "np.einsum(" in source
+  assert dfdx.jit(g)(x, y) == pytest.approx(np.sum(np.sin(x) * y) + np.sum(np.exp(np.sin(x) * x)),
+                                            rel=1e-14)
+
+
 def test_jit_results_equal_eager_on_many_functions(rng):
   functions = [
       lambda x: dnp.sum(dnp.exp(-x ** 2) * dnp.cos(3 * x)),

@@ -572,6 +572,9 @@ def _fuse_reductions(program, em):
     fused[i] = (f"np.einsum('{subscripts[0]},{subscripts[1]}->{kept}', "
                 f"{em.atom(operands[0])}, {em.atom(operands[1])})")
     skipped.add(j)
+    for a in operands:  # the einsum reads them at the reduction: no buffer reuse before it
+      if em.last_use.get(id(a), -1) < i:
+        em.last_use[id(a)] = i
   return skipped, fused
 
 
