@@ -53,5 +53,6 @@ def test_reverse_passes_stop_faulting_pages_in():
   if memory.top_pad is None:
     pytest.skip("this C library has no mallopt")
   kept, released = faults(str(64 << 20)), faults("0")
-  # Each call keeps about 10 arrays of 320 KB: some 800 pages a call when they are returned.
-  assert released > 5000 and kept < released / 10, (kept, released)
+  # Each call holds several arrays of 320 KB (78 pages each) at once: over a hundred pages a
+  # call when they are returned.
+  assert released > 1500 and kept < released / 10, (kept, released)

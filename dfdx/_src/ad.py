@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from dfdx._src import core, errors, state
+from dfdx._src import core, errors, reverse_cache, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, get_aval, swap_trace
 
 _plain_bind_in = bind_in
@@ -317,8 +317,9 @@ def _check_tangent(primal, tangent):
 
 
 class TapeTracer(Tracer):
-  """A tangent under linearization: a variable of the linear program being recorded."""
-  __slots__ = ("shape", "dtype")
+  """A tangent under linearization: a variable of the linear program being recorded.
+  `index`, where set: its place on the tape (a node's position; -1 - i for input i)."""
+  __slots__ = ("shape", "dtype", "index")
 
   def __init__(self, trace, shape, dtype):
     self._trace, self.shape, self.dtype = trace, shape, dtype
@@ -477,6 +478,7 @@ class _Node(_NodeRules, TapeTracer):
     self.params = params
     self.ans = ans
     self.needs = needs
+    self.index = len(trace.eqns)
 
   out = property(lambda self: self)
 
@@ -515,11 +517,24 @@ class Linearized:
 
   def transpose(self, cotangents):
     """Cotangents of the inputs given cotangents of the outputs (`None` = zero)."""
+    plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
+    if plain and reverse_cache.enabled and not debug_checks and \
+        0 < len(self.eqns) <= reverse_cache.MAX_NODES:
+      sig = reverse_cache.signature(self.eqns, self.in_vars, self.out_vars, cotangents, _Node)
+      if sig is not None:  # a tape of the kind compiled (see reverse_cache)
+        flat, residuals = sig
+        found = reverse_cache.lookup(flat, len(self.eqns))
+        if type(found) is reverse_cache.Entry:
+          return reverse_cache.interpret(found, self, residuals, cotangents, plain)
+        if found is not None:
+          return reverse_cache.run(found, residuals, len(self.in_vars))
+    return self._interpret(cotangents, plain)
+
+  def _interpret(self, cotangents, plain):
     env: dict = {}
     for v, ct in zip(self.out_vars, cotangents, strict=True):
       if ct is not None and isinstance(v, TapeTracer):
         _accumulate(env, v, ct)
-    plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
     for eqn in reversed(self.eqns):
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
@@ -704,6 +719,8 @@ def linearize_flat(fun, primals):
   tape = TapeTrace()
   trace = JVPTrace(tape=tape)
   in_vars = [TapeTracer(tape, p.shape, p.dtype) for p in primals]
+  for i, v in enumerate(in_vars):
+    v.index = -1 - i
   ins = [JVPTracer(trace, p, v) for p, v in zip(primals, in_vars)]
   try:  # the trace ends; the tape stays alive: transpose rules read its variables' avals
     outs = state.run_in_trace(trace, fun, ins, _primal_of)

@@ -285,13 +285,15 @@ class _Emitter:
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
                    arg_names=None, single_output=False, return_literals=False, prefix="",
-                   nested=False):
+                   nested=False, fuse_reductions=True):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
   `prefix` starts the names of its constants (so that two sources can share a file).
   `nested`: a standalone source to be placed inside another function, without the import
-  and the helpers; returns (source, names of the helpers it uses)."""
+  and the helpers; returns (source, names of the helpers it uses). `fuse_reductions=False`:
+  sums of products stay a product and a sum (the rounding of NumPy's pairwise sums, which
+  einsum's does not match)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
@@ -303,7 +305,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   body, used_helpers = [], set()
   if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
-  skipped, fused_reductions = _fuse_reductions(program, em)
+  skipped, fused_reductions = _fuse_reductions(program, em) if fuse_reductions else ({}, {})
   dels_after = _dead_after(program, skipped, fused_reductions)
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
@@ -578,13 +580,13 @@ def _fuse_reductions(program, em):
   return skipped, fused
 
 
-def compile_program(program: Program, name="f"):
+def compile_program(program: Program, name="f", fuse_reductions=True):
   """A Python function (flat list of inputs -> list of outputs) computing `program`."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   source, literals = program_source(program, _identifier(name), standalone=False,
-                                    return_literals=True)
+                                    return_literals=True, fuse_reductions=fuse_reductions)
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
   for h in helpers.values():
     exec(h, namespace)

@@ -1,0 +1,199 @@
+"""Compiled reverse passes (dfdx/_src/reverse_cache.py): an eager gradient called again and
+again with the same structure runs a compiled reverse pass, which gives the interpreted
+pass's results bit for bit on new values; anything else is interpreted as before."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import ad, reverse_cache
+
+_CHECK = reverse_cache._compile_and_check
+
+
+@pytest.fixture
+def compiling(monkeypatch):
+  """Compile at the second sighting of a structure, with the debug checks (which the test
+  configuration turns on and which keep passes interpreted) off; a fresh cache."""
+  monkeypatch.setattr(ad, "debug_checks", False)
+  monkeypatch.setattr(reverse_cache, "enabled", True)
+  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 0.0)
+  monkeypatch.setattr(reverse_cache, "_entries", {})
+  monkeypatch.setattr(reverse_cache, "_count", 0)
+  monkeypatch.setattr(reverse_cache, "stats", dict.fromkeys(reverse_cache.stats, 0))
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", _check_at_once)
+  return reverse_cache.stats
+
+
+def _check_at_once(entry, lin, residuals, cotangents, expected, seconds):
+  # A compiled pass is kept only if it is not slower than the interpreted one; on a loaded
+  # machine one timing can lose by chance, so these tests keep it whenever it agrees. The
+  # estimate of compilation times that a compilation updates stays 0.
+  _CHECK(entry, lin, residuals, cotangents, expected, float("inf"))
+  reverse_cache._compile_seconds_per_node = 0.0
+
+
+def interpreted(fn, *args):
+  previous, reverse_cache.enabled = reverse_cache.enabled, False
+  try:
+    return fn(*args)
+  finally:
+    reverse_cache.enabled = previous
+
+
+def assert_same_bits(got, expected):
+  got, expected = dfdx.tree.tree_leaves(got), dfdx.tree.tree_leaves(expected)
+  assert len(got) == len(expected)
+  for g, e in zip(got, expected):
+    g, e = np.asarray(g), np.asarray(e)
+    assert g.dtype == e.dtype and g.shape == e.shape
+    np.testing.assert_array_equal(g, e)
+    np.testing.assert_array_equal(np.signbit(g), np.signbit(e))
+
+
+def mixture(params, x):
+  """A small Gaussian mixture: gathers, broadcasts, a batched matmul, log-sum-exp."""
+  means, log_scales, weights = params
+  z = (x[None, :, :] - means[:, None, :]) * dnp.exp(-log_scales)[:, None, :]
+  inner = weights[:, None] - 0.5 * dnp.sum(z ** 2, axis=2) - dnp.sum(log_scales, axis=1)[:, None]
+  top = dnp.max(inner, axis=0)
+  return dnp.sum(dnp.log(dnp.sum(dnp.exp(inner - dfdx.stop_gradient(top)), axis=0)) + top)
+
+
+def mixture_data(rng, k=3, d=2, n=50):
+  return (rng.normal(size=(k, d)), 0.1 * rng.normal(size=(k, d)), rng.normal(size=k)), \
+      rng.normal(size=(n, d))
+
+
+def test_a_training_loop_runs_the_compiled_pass_with_the_interpreted_bits(compiling, rng):
+  vg = dfdx.value_and_grad(mixture)
+  for step in range(6):  # new values each call: the pass is compiled, not its results
+    params, x = mixture_data(rng)
+    got = vg(params, x)
+    assert_same_bits(got, interpreted(vg, params, x))
+  assert compiling["compiled"] == 1
+  assert compiling["differed"] == compiling["not staged"] == 0
+
+
+def test_the_default_estimate_compiles_only_a_pass_called_often(monkeypatch, rng):
+  monkeypatch.setattr(ad, "debug_checks", False)
+  monkeypatch.setattr(reverse_cache, "enabled", True)
+  monkeypatch.setattr(reverse_cache, "_entries", {})
+  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 1e-3)
+  monkeypatch.setattr(reverse_cache, "stats", dict.fromkeys(reverse_cache.stats, 0))
+  params, x = mixture_data(rng)
+  grad = dfdx.grad(mixture)
+  for _ in range(2):
+    grad(params, x)
+  assert sum(reverse_cache.stats.values()) == 0  # two calls do not repay a compilation
+  (entry,) = [e for bucket in reverse_cache._entries.values() for e in bucket]
+  assert entry.fn is None and entry.spent > 0
+  entry.spent = 1e-3 * entry.nodes  # as if it had been interpreted that long
+  grad(params, x)
+  assert sum(reverse_cache.stats.values()) == 1 and entry.fn is not None
+
+
+def test_constants_and_python_scalars_are_read_on_every_call(compiling, rng):
+  def f(x, c, s):
+    return dnp.sum(c * dnp.sin(x) ** 2) * s + s * dnp.sum(x)
+  grad = dfdx.grad(f)
+  for step in range(5):
+    x, c, s = rng.normal(size=4), rng.normal(size=4), float(step + 1)
+    got = grad(x, c, s)
+    np.testing.assert_allclose(got, c * 2 * np.sin(x) * np.cos(x) * s + s, rtol=1e-14)
+    assert_same_bits(got, interpreted(grad, x, c, s))
+  assert compiling["compiled"] == 1
+
+
+def test_structures_that_differ_only_in_wiring_or_parameters_are_told_apart(compiling, rng):
+  # same primitives, shapes and dtypes: only which operand is reused, or the axis, differs
+  fns = [lambda x, y: dnp.sum(x * y + x), lambda x, y: dnp.sum(x * y + y),
+         lambda x, y: dnp.sum(dnp.cumsum(x, axis=0) * y),
+         lambda x, y: dnp.sum(dnp.cumsum(x, axis=1) * y)]
+  grads = [dfdx.grad(f, (0, 1)) for f in fns]
+  for step in range(3):
+    x, y = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    for g in grads:
+      assert_same_bits(g(x, y), interpreted(g, x, y))
+  assert compiling["compiled"] == len(fns)
+
+
+def test_python_control_flow_keeps_each_path_its_own_pass(compiling, rng):
+  def f(x):
+    if x.sum() > 0:  # the forward is plain Python: a branch on a value is fine
+      return dnp.sum(dnp.sin(x) * x)
+    return dnp.sum(dnp.exp(x))
+  grad = dfdx.grad(f)
+  for step in range(8):
+    x = rng.normal(size=5) + (1.0 if step % 2 else -1.0)
+    expected = np.sin(x) + x * np.cos(x) if x.sum() > 0 else np.exp(x)
+    np.testing.assert_allclose(grad(x), expected, rtol=1e-14)
+  assert compiling["compiled"] == 2
+
+
+def test_vjp_functions_and_shapes_make_their_own_entries(compiling, rng):
+  for n in (3, 4):
+    x = rng.normal(size=n)
+    _, pullback = dfdx.vjp(lambda x: dnp.tanh(x) * x, x)
+    for step in range(3):
+      ct = rng.normal(size=n)
+      (got,) = pullback(ct)
+      np.testing.assert_allclose(got, ct * ((1 - np.tanh(x) ** 2) * x + np.tanh(x)),
+                                 rtol=1e-14)
+  assert compiling["compiled"] == 2
+
+
+def test_a_nan_from_a_compiled_pass_is_redone_with_the_zero_absorbing_rule(compiling):
+  grad = dfdx.grad(lambda x: dnp.sum(dnp.sqrt(x) * 0.0 + x))
+  x = np.array([0.0, 1.0, 4.0])
+  results = [grad(x) for _ in range(4)]  # sqrt'(0) * 0: the chain rule absorbs the zero
+  assert compiling["compiled"] == 1
+  for r in results:
+    np.testing.assert_array_equal(r, [1.0, 1.0, 1.0])
+
+
+def test_transformations_debug_checks_and_the_switch_keep_passes_interpreted(compiling, rng,
+                                                                               monkeypatch):
+  x = rng.normal(size=4)
+  grad = dfdx.grad(lambda x: dnp.sum(dnp.sin(x) ** 3))
+  for _ in range(3):
+    dfdx.vmap(grad)(rng.normal(size=(2, 4)))  # under vmap: not a plain pass
+    dfdx.jit(grad)(x)
+    dfdx.hessian(lambda x: dnp.sum(dnp.sin(x) ** 3))(x)
+  monkeypatch.setattr(ad, "debug_checks", True)
+  for _ in range(3):
+    grad(x)
+  monkeypatch.setattr(ad, "debug_checks", False)
+  monkeypatch.setattr(reverse_cache, "enabled", False)
+  for _ in range(3):
+    grad(x)
+  assert sum(compiling.values()) == 0
+
+
+def test_a_compiled_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
+  def off_by_one_ulp(entry, lin, residuals, cotangents, expected, seconds):
+    expected = [np.nextafter(e, np.inf) for e in expected]
+    return _check_at_once(entry, lin, residuals, cotangents, expected, seconds)
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", off_by_one_ulp)
+  grad = dfdx.grad(lambda x: dnp.sum(dnp.cos(x) * x))
+  x = rng.normal(size=3)
+  for _ in range(4):
+    np.testing.assert_array_equal(grad(x), -np.sin(x) * x + np.cos(x))
+  assert compiling == {"compiled": 0, "differed": 1, "slower": 0, "not staged": 0}
+  (entry,) = [e for bucket in reverse_cache._entries.values() for e in bucket]
+  assert entry.fn is reverse_cache._INTERPRET
+
+
+def test_structures_that_never_repeat_do_not_crowd_out_a_compiled_one(compiling, rng,
+                                                                        monkeypatch):
+  monkeypatch.setattr(reverse_cache, "_MAX_SEEN", 8)
+  hot = dfdx.grad(lambda x: dnp.sum(dnp.sin(x) * x))
+  x = rng.normal(size=3)
+  for _ in range(3):
+    hot(x)
+  assert compiling["compiled"] == 1
+  for n in range(1, 20):  # a new shape every call
+    dfdx.grad(lambda x: dnp.sum(dnp.cos(x)))(rng.normal(size=n))
+  assert reverse_cache._count <= 8
+  hot(x)
+  assert compiling["compiled"] == 1  # still compiled: not compiled again
