@@ -4,7 +4,8 @@ valgrind's callgrind: a measure of the engine's work that this machine's load do
 run, which bench/profile_dfdx.py's bytecode count does not.
 
 Runs this script twice under callgrind, making `--calls` gradient calls after a warm-up and
-then none, and prints the difference over `--calls`. Compare two versions of dfdx by running
+then none, and prints the difference over `--calls`: the steady state of a loop, where the
+reverse pass is compiled (dfdx/_src/reverse_cache.py) from the warm-up on. Compare two versions of dfdx by running
 it in each checkout. Needs valgrind (not a Python package: `apt install valgrind`); each count
 takes about 20 s.
 
@@ -29,6 +30,10 @@ def run_calls(problem, size, calls):
   single_threaded()
   steady_allocator()
   import dfdx
+  from dfdx._src import reverse_cache
+  # The steady state of a loop: a compiled reverse pass (when enabled) is compiled during
+  # the warm-up, not at a point that depends on timings.
+  reverse_cache._compile_seconds_per_node = 0.0
   if problem == "gmm":
     import gmm
     data = gmm.gmm_data(*size)
@@ -66,8 +71,10 @@ def main():
     sys.exit("bench/instructions.py needs valgrind on the PATH (apt install valgrind)")
   per_call = (instructions(problem, label, args.calls) - instructions(problem, label, 0)) \
       / args.calls
+  compiled = "off" if os.environ.get("DFDX_COMPILED_REVERSE") == "0" else "on"
   print(f"{problem} {label}: {per_call / 1e6:.3f}M instructions per eager value_and_grad "
-        f"call ({args.calls} calls, callgrind)")
+        f"call ({args.calls} calls after the warm-up, callgrind; compiled reverse passes "
+        f"{compiled}: DFDX_COMPILED_REVERSE=0 turns them off)")
 
 
 if __name__ == "__main__":
