@@ -34,6 +34,10 @@ MAX_ERROR = 1e-8
 HEAP_ONLY = ("jax eager", "jax jit", "pytorch")  # their buffers are invisible to tracemalloc
 TOOL_BUDGET_S = 30  # seconds of timed calls per tool and size, before it gets fewer samples
 PEAK_LIMIT_S = 10  # longest traced call for a peak-memory figure (4x a steady call if longer)
+# A derivative whose first call took less runs this long before it is timed: the steady
+# state of a loop (eager dfdx compiles a repeated reverse pass once its interpreted passes
+# have cost what compiling does: dfdx/_src/reverse_cache.py).
+WARM_UP_S = 0.5
 
 
 @dataclasses.dataclass
@@ -158,6 +162,12 @@ def add_note(row, note):
   row["note"] = "; ".join(filter(None, [row["note"], note]))
 
 
+def _reverse_passes_compiled():
+  """How many reverse passes eager dfdx has compiled so far (see WARM_UP_S)."""
+  from dfdx._src import reverse_cache
+  return reverse_cache.stats["compiled"]
+
+
 def measure_tools(problem, size, n_params, reference, makers, tools, samples,
                   fd=None, skip=None, budget_s=TOOL_BUDGET_S):
   """Rows for one problem at one size.
@@ -193,6 +203,11 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
       if row["error"] >= MAX_ERROR:
         add_note(row, "disagrees: not timed")
         continue
+      if row["first_call_s"] < WARM_UP_S:
+        compiled = _reverse_passes_compiled()
+        seconds_per_call(tool.derivative, WARM_UP_S)
+        if _reverse_passes_compiled() != compiled:
+          add_note(row, "reverse pass compiled in the warm-up")
     tool.objective()  # warm up (a jitted objective compiles here)
     timed[name] = tool
   freeze_heap()

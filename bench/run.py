@@ -385,7 +385,11 @@ def main(argv=None):
   settings = [f"Medians of {samples} interleaved samples (each tool's objective and derivative "
               "within each sample); a tool whose calls would take more than 30 s in all gets "
               "fewer samples (its note says how many). Every derivative is checked against "
-              "the reference first; one that disagrees (error >= 1e-8) is not timed.",
+              "the reference first; one that disagrees (error >= 1e-8) is not timed. A "
+              "derivative whose first call takes under 0.5 s is run for 0.5 s before it is "
+              "timed: the steady state of a loop, in which eager dfdx runs a compiled reverse "
+              "pass where the tape repeats (a note says so; DFDX_COMPILED_REVERSE=0 turns "
+              "that off).",
               "glibc's malloc keeps freed memory for reuse (bench/timing.py steady_allocator), "
               "so that page faults on large arrays are not timed; the peers' modules are "
               "frozen out of the garbage collector (gc.freeze) before timing."]
