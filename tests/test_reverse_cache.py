@@ -197,3 +197,18 @@ def test_structures_that_never_repeat_do_not_crowd_out_a_compiled_one(compiling,
   assert reverse_cache._count <= 8
   hot(x)
   assert compiling["compiled"] == 1  # still compiled: not compiled again
+
+
+def test_a_slower_compiled_pass_is_tried_again_then_given_up(compiling, rng, monkeypatch):
+  def never_fast_enough(entry, lin, residuals, cotangents, expected, seconds):
+    _CHECK(entry, lin, residuals, cotangents, expected, -1.0)
+    reverse_cache._compile_seconds_per_node = 0.0
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", never_fast_enough)
+  grad = dfdx.grad(lambda x: dnp.sum(dnp.tanh(x) * x))
+  x = rng.normal(size=3)
+  for _ in range(2 * reverse_cache._TRIES + 3):  # two sightings before each try
+    np.testing.assert_allclose(grad(x), (1 - np.tanh(x) ** 2) * x + np.tanh(x), rtol=1e-14)
+  assert compiling == {"compiled": 0, "differed": 0, "slower": reverse_cache._TRIES,
+                       "not staged": 0}
+  (entry,) = [e for bucket in reverse_cache._entries.values() for e in bucket]
+  assert entry.fn is reverse_cache._INTERPRET
