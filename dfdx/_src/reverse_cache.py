@@ -249,6 +249,7 @@ def _compile(lin, residuals, cotangents):
       copy = object.__new__(ad._Node)
       copy._trace, copy.shape, copy.dtype = node._trace, node.shape, node.dtype
       copy.prim, copy.params, copy.needs = node.prim, node.params, node.needs
+      copy.index = node.index
       copy.primals = None if node.primals is None else [next(it) for _ in node.primals]
       copy.ans = None if node.ans is None else next(it)
       copy.tangents = [None if t is None else mapping[id(t)] for t in node.tangents]
