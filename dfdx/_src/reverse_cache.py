@@ -15,8 +15,8 @@ taken as long as compiling it is expected to take (so that a function called a f
 never pays for a compilation it would not repay), and the compiled pass is kept only if
 it reproduces the interpreted pass that it runs next to, every cotangent bit for bit, and is
 not slower (a slower one is tried again later, at most three times in all); otherwise that
-structure stays interpreted. A pass whose result holds a NaN or
-meets a tie of a spectrum is redone by `recompute_if_nan` as before, interpreted.
+structure stays interpreted. A pass whose result holds a NaN or meets a tie of a spectrum is
+redone by `recompute_if_nan` as before, interpreted.
 
 The compiled pass computes every value with the NumPy operations the interpreter would use:
 of jit's passes it takes only the exact ones (`simplify`'s rewrites, common subexpressions
