@@ -212,3 +212,16 @@ def test_a_slower_compiled_pass_is_tried_again_then_given_up(compiling, rng, mon
                        "not staged": 0}
   (entry,) = [e for bucket in reverse_cache._entries.values() for e in bucket]
   assert entry.fn is reverse_cache._INTERPRET
+
+
+def test_tapes_with_other_kinds_of_nodes_stay_interpreted(compiling, rng):
+  # a custom_vjp records its forward's residuals: a residual node, which is not compiled
+  @dfdx.custom_vjp
+  def clip(x):
+    return x
+  clip.defvjp(lambda x: (x, None), lambda _, ct: (dnp.clip(ct, -1.0, 1.0),))
+  grad = dfdx.grad(lambda x: dnp.sum(clip(dnp.sin(x)) * 3.0))
+  x = rng.uniform(0.5, 1.0, size=4)
+  for _ in range(4):
+    np.testing.assert_allclose(grad(x), np.cos(x), rtol=1e-14)
+  assert sum(compiling.values()) == 0
