@@ -225,3 +225,19 @@ def test_tapes_with_other_kinds_of_nodes_stay_interpreted(compiling, rng):
   for _ in range(4):
     np.testing.assert_allclose(grad(x), np.cos(x), rtol=1e-14)
   assert sum(compiling.values()) == 0
+
+
+def test_index_arrays_are_read_on_every_call(compiling, rng):
+  def f(x, rows, cols):
+    return dnp.sum(dnp.sin(x[rows, cols]) * x[:, cols[:2]].sum())
+  grad = dfdx.grad(f)
+  x = rng.normal(size=(4, 5))
+  for step in range(5):
+    rows, cols = rng.integers(0, 4, size=3), rng.integers(0, 5, size=3)
+    got = grad(x, rows, cols)
+    assert_same_bits(got, interpreted(grad, x, rows, cols))
+    expected = np.zeros_like(x)
+    np.add.at(expected, (rows, cols), np.cos(x[rows, cols]) * x[:, cols[:2]].sum())
+    np.add.at(expected, (slice(None), cols[:2]), np.sin(x[rows, cols]).sum())
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+  assert compiling["compiled"] >= 1
