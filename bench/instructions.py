@@ -5,9 +5,9 @@ run, which bench/profile_dfdx.py's bytecode count does not.
 
 Runs this script twice under callgrind, making `--calls` gradient calls after a warm-up and
 then none, and prints the difference over `--calls`: the steady state of a loop, where the
-reverse pass is compiled (dfdx/_src/reverse_cache.py) from the warm-up on. Compare two versions of dfdx by running
-it in each checkout. Needs valgrind (not a Python package: `apt install valgrind`); each count
-takes about 20 s.
+reverse pass is compiled (dfdx/_src/reverse_cache.py) from the warm-up on. Compare two
+versions of dfdx by running it in each checkout. Needs valgrind (not a Python package:
+`apt install valgrind`); each count takes about 20 s.
 
 Run: python bench/instructions.py [--gmm 2,5 | --lstm 2,64] [--calls 100]
 """

@@ -305,7 +305,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   body, used_helpers = [], set()
   if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
-  skipped, fused_reductions = _fuse_reductions(program, em) if fuse_reductions else ({}, {})
+  skipped, fused_reductions = _fuse_reductions(program, em) if fuse_reductions else (set(), {})
   dels_after = _dead_after(program, skipped, fused_reductions)
   for i, eqn in enumerate(program.eqns):
     if i in skipped:

@@ -150,8 +150,8 @@ def lookup(flat, nodes):
 
 
 def _forget_uncompiled():
-  """Forget the structures not compiled (all of them, if the compiled ones fill half the
-  room): room for new ones, without compiling a program's hot loop again."""
+  """Forget the structures still undecided (all of them, if those compiled or given up on
+  fill half the room): room for new ones, without compiling a program's hot loop again."""
   global _count
   kept = {n: [e for e in bucket if e.fn is not None] for n, bucket in _entries.items()}
   _count = sum(len(bucket) for bucket in kept.values())
