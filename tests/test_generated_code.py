@@ -9,7 +9,7 @@ import pytest
 
 import dfdx
 import dfdx.numpy as dnp
-from dfdx._src import passes
+from dfdx._src import codegen, passes
 from dfdx._src import jit as jit_module
 from dfdx._src.ir import eval_program
 from dfdx._src.ops import shape as shape_ops
@@ -329,3 +329,20 @@ def test_batched_short_axes_call_the_blocked_impls(rng, jit_sources):
   # small or long-axis results keep plain ufunc calls
   dfdx.jit(lambda a, b: a * b)(rng.normal(size=(10, 2, 1)), rng.normal(size=(10, 1, 3)))
   assert "_blocked_" not in jit_sources[-1]
+
+
+def test_destinations_write_each_output_into_the_callers_array():
+  """codegen's `destinations`: outputs computed into the arrays passed after the inputs."""
+  x = np.random.default_rng(0).standard_normal((3, 5))
+
+  def f(x):
+    y = dnp.sin(x)
+    return (y * 2).T, dnp.concatenate([y, x]), y, x
+  program = dfdx.make_expr(f)(x).program
+  run = codegen.compile_program(program, "f", destinations=True)
+  outs = [np.empty((5, 3)), np.empty((6, 5)), np.empty((3, 5)), np.empty((3, 5))]
+  assert run(x, *outs) is None
+  for got, expected in zip(outs, f(x)):
+    np.testing.assert_array_equal(got, expected)
+  assert "out=d0.transpose((1, 0))" in run.__dfdx_source__
+  assert "out=d1)" in run.__dfdx_source__

@@ -22,6 +22,7 @@ layout would leave it a short inner loop (a transposed operand broadcast against
 """
 from __future__ import annotations
 
+import collections
 import math
 import weakref
 
@@ -285,7 +286,7 @@ class _Emitter:
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
                    arg_names=None, single_output=False, return_literals=False, prefix="",
-                   nested=False, fuse_reductions=True):
+                   nested=False, fuse_reductions=True, destinations=False):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
@@ -293,7 +294,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   `nested`: a standalone source to be placed inside another function, without the import
   and the helpers; returns (source, names of the helpers it uses). `fuse_reductions=False`:
   sums of products stay a product and a sum (the rounding of NumPy's pairwise sums, which
-  einsum's does not match)."""
+  einsum's does not match). `destinations`: the function takes one more argument per output,
+  an array of the output's shape and dtype, writes each output into it (computing it there
+  where the output is a ufunc's or a concatenation's result, or a transpose of one) and
+  returns None."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
@@ -302,6 +306,17 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n
   args = ", ".join(em.name(v) for v in program.in_vars)
+  dest_of, written = (_destinations(program) if destinations else {}), set()
+  if destinations:
+    args = ", ".join([args] * bool(args) + [f"d{k}" for k in range(len(program.outs))])
+
+  def destination(var):
+    """The output array `var` is computed into, as source, or None."""
+    if id(var) not in dest_of:
+      return None
+    k, perm = dest_of[id(var)]
+    written.add(k)
+    return f"d{k}" if perm is None else f"d{k}.transpose({perm})"
   body, used_helpers = [], set()
   if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
@@ -318,9 +333,17 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     ins = [em.atom(a) for a in eqn.inputs]
     outs = [em.name(v) for v in eqn.outputs]
     if isinstance(rule, Ufunc):
+      into = False
       expr = _scalar_operator(rule.name, eqn, ins, em)
       if expr is None and _short_inner_loops(eqn):
         expr, buffer = f"_blocked_{eqn.prim.impl.ufunc.__name__}({', '.join(ins)})", None
+      elif expr is None and id(eqn.outputs[0]) in dest_of:
+        copied, _ = em.layouts.plan(eqn)
+        for k in copied:
+          ins[k] = f"np.ascontiguousarray({ins[k]})"
+        expr = f"np.{rule.name}({', '.join(ins)}, out={destination(eqn.outputs[0])})"
+        buffer, into = None, True
+        em.layouts.after_ufunc(eqn, None, copied, False)
       elif expr is None:
         buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
         extra = f", out={em.name(buffer)}" if buffer is not None else ""
@@ -333,7 +356,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       else:
         buffer = None
       root = em.owner[id(buffer)] if buffer is not None else id(eqn.outputs[0])
-      em.set_owner(eqn.outputs[0], root)
+      em.set_owner(eqn.outputs[0], None if into else root)  # (the caller's array: not ours)
       em.numpy_scalars.add(id(eqn.outputs[0]))
     elif i in fused_reductions:
       expr = fused_reductions[i]
@@ -354,13 +377,17 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs])
       else:
         expr = fn(ins, eqn.params)
+      into = eqn.prim.name == "concatenate" and id(eqn.outputs[0]) in dest_of
+      if into:
+        expr = f"{expr[:-1]}, out={destination(eqn.outputs[0])})"
       for v in eqn.outputs:
         first = eqn.inputs[0] if eqn.inputs else None
         if isinstance(rule, View) and isinstance(first, Var):
           em.set_owner(v, em.owner.get(id(first)))
           em.views.add(id(v))
-        elif getattr(fn, "with_functions", False):
-          em.set_owner(v, None)  # a function's result may be its input: never written into
+        elif getattr(fn, "with_functions", False) or into:
+          em.set_owner(v, None)  # a function's result may be its input, or the caller's
+                                 # output array: never written into
         else:
           em.set_owner(v, id(v))
       if eqn.prim.name in _NUMPY_SCALAR_RESULTS:
@@ -377,7 +404,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     if i in dels_after:
       body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
   ret = ", ".join(em.atom(o) for o in program.outs)
-  if single_output and len(program.outs) == 1:
+  if destinations:
+    body += [f"    d{k}[...] = {em.atom(o)}" for k, o in enumerate(program.outs)
+             if k not in written]
+    body.append("    return None")
+  elif single_output and len(program.outs) == 1:
     body.append(f"    return {ret}")
   else:
     body.append(f"    return ({ret}{',' if len(program.outs) == 1 else ''})")
@@ -580,13 +611,36 @@ def _fuse_reductions(program, em):
   return skipped, fused
 
 
-def compile_program(program: Program, name="f", fuse_reductions=True):
-  """A Python function (flat list of inputs -> list of outputs) computing `program`."""
+def _destinations(program):
+  """id(var) -> (output position, permutation or None) of the variables whose values can be
+  computed straight into an output array: an output, or the one operand of an output that
+  transposes it (the output array transposed back)."""
+  producer = {id(v): e for e in program.eqns for v in e.outputs}
+  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs)
+  outs = collections.Counter(id(o) for o in program.outs if isinstance(o, Var))
+  found = {}
+  for k, o in enumerate(program.outs):
+    if not isinstance(o, Var) or outs[id(o)] > 1 or id(o) not in producer:
+      continue
+    eqn = producer[id(o)]
+    if eqn.prim.name == "transpose":
+      x = eqn.inputs[0]
+      if isinstance(x, Var) and id(x) in producer and uses[id(x)] == 1 and id(x) not in outs:
+        found[id(x)] = (k, tuple(int(d) for d in np.argsort(eqn.params["perm"])))
+    elif len(eqn.outputs) == 1:
+      found[id(o)] = (k, None)
+  return found
+
+
+def compile_program(program: Program, name="f", fuse_reductions=True, destinations=False):
+  """A Python function (flat list of inputs -> list of outputs) computing `program`; with
+  `destinations`, it writes them into arrays passed after the inputs (see program_source)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   source, literals = program_source(program, _identifier(name), standalone=False,
-                                    return_literals=True, fuse_reductions=fuse_reductions)
+                                    return_literals=True, fuse_reductions=fuse_reductions,
+                                    destinations=destinations)
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
   for h in helpers.values():
     exec(h, namespace)
