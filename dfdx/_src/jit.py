@@ -377,12 +377,13 @@ def _resolve_statics(f, static_argnums, static_argnames):
 
 
 def _compile(program, out_tree, out_statics, name, optimize):
-  from dfdx._src import codegen, codegen_rules, passes  # noqa: F401  (registers the rules)
+  from dfdx._src import codegen, codegen_rules, passes, tiling  # noqa: F401  (registers the rules)
   # The entry's program is what enclosing transformations differentiate: nested calls (and
   # so custom derivative rules) stay in it; the compiled code inlines them.
   transformable = passes.optimize(program, inline=False) if optimize else program
   compiled = passes.optimize(transformable, evaluate_only=True) if optimize else program
-  run = codegen.compile_program(compiled, name)
+  run = (optimize and tiling.compile_tiled(compiled, name)) or codegen.compile_program(
+      compiled, name)
   return _Entry(transformable, run, out_tree, out_statics, name)
 
 
