@@ -161,6 +161,16 @@ def test_programs_that_mix_entries_along_the_axis_run_whole(small_chunks, name, 
   np.testing.assert_allclose(got, f(x), rtol=1e-13, atol=1e-13)
 
 
+def test_inputs_returned_unchanged_beside_values_of_other_inputs(small_chunks):
+  x, y = rng().standard_normal((N, 2)), rng().standard_normal(3)
+
+  def f(x, y):
+    return x, dnp.sum(y * y)
+  got = dfdx.jit(f)(x, y)
+  assert small_chunks[-1] is not None
+  assert_same(got, whole(f, x, y))
+
+
 def test_short_axes_and_the_off_switch_run_whole(small_chunks, monkeypatch):
   def f(x):
     return dnp.sin(x) * 2

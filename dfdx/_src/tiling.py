@@ -227,8 +227,9 @@ def tile_plan(program):
     axes = _axes_for(program, n)
     if axes is None:
       continue
-    widest = max(v.aval.dtype.itemsize * math.prod(v.aval.shape) // n
-                 for e in program.eqns for v in e.outputs if id(v) in axes)
+    tiled = [v for v in program.in_vars if id(v) in axes] + [
+        v for e in program.eqns for v in e.outputs if id(v) in axes]
+    widest = max(v.aval.dtype.itemsize * math.prod(v.aval.shape) // n for v in tiled)
     chunk = max(MIN_CHUNK, 1 << int(math.log2(max(TARGET_BYTES // max(widest, 1), 1))))
     if n < 2 * chunk:
       continue
@@ -238,9 +239,9 @@ def tile_plan(program):
 
 
 def split(program, axes, chunk):
-  """(prologue, body, body_inputs, prologue_outputs): the prologue computes, from the
-  untiled inputs, the untiled values the body or the outputs read; the body takes the tiled
-  inputs (one chunk each) and then those values, and returns the tiled outputs."""
+  """(prologue, body, passed, prologue_outputs): the prologue computes, from the untiled
+  inputs, the untiled values the body reads (`passed`) and the untiled outputs; the body
+  takes the tiled inputs (one chunk each), then `passed`, and returns the tiled outputs."""
   resized = {}
 
   def new(v, b):
