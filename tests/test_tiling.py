@@ -178,3 +178,24 @@ def test_short_axes_and_the_off_switch_run_whole(small_chunks, monkeypatch):
   monkeypatch.setattr(tiling, "enabled", False)
   dfdx.jit(f)(np.ones((N, 2)))
   assert small_chunks == [None, None]
+
+
+def test_the_default_chunk_sizes_tile_a_long_batch(monkeypatch):
+  """Without the fixture's small chunks: 8 bytes an entry makes chunks of 2 MB / 8 entries,
+  and an axis of 600,000 entries runs in 3 of them."""
+  monkeypatch.setattr(tiling, "enabled", True)
+  runs = []
+  compile_tiled = tiling.compile_tiled
+
+  def logged(program, name):
+    runs.append(compile_tiled(program, name))
+    return runs[-1]
+  monkeypatch.setattr(tiling, "compile_tiled", logged)
+  x = np.linspace(-3, 3, 600_000)
+
+  def f(x):
+    return dnp.sin(x) * dnp.cos(2 * x)
+  got = dfdx.jit(f)(x)
+  assert runs[-1] is not None and runs[-1].tiles == (600_000, 200_000, 3)
+  np.testing.assert_array_equal(got, whole(f, x))
+  np.testing.assert_allclose(got, np.sin(x) * np.cos(2 * x), rtol=1e-15, atol=1e-15)

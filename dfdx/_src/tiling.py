@@ -300,7 +300,8 @@ def compile_tiled(program, name):
   prologue, body, passed, pro_outs = split(program, axes, chunk)
   try:
     typecheck_program(body)
-  except Exception:  # a resized parameter the rules above do not know: run it whole
+  except Exception:  # (ProgramTypeError, or an abstract evaluation's own error) a
+    # resized parameter the rules above do not know: run it whole
     return None
   prologue_run = codegen.compile_program(passes.dce(prologue), f"{name}_prologue")
   body_run = codegen.compile_program(body, f"{name}_chunk", destinations=True)
@@ -308,8 +309,7 @@ def compile_tiled(program, name):
   untiled_in = [i for i, v in enumerate(program.in_vars) if id(v) not in axes]
   pro_index = {id(v): k for k, v in enumerate(pro_outs)}
   passed_at = [pro_index[id(v)] for v in passed]
-  # Each output: ("chunk", position in the body's outputs, axis) or ("whole", position in
-  # the prologue's outputs).
+  # Each output: (its tiled axis, its aval), or its position in the prologue's outputs.
   out_at = [(axes[id(o)], o.aval) if id(o) in axes else pro_index[id(o)] for o in program.outs]
   starts = list(range(0, n - chunk, chunk)) + [n - chunk]
   # An output that transposes the body's result is laid out as that result is (as the
