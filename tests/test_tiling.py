@@ -128,6 +128,26 @@ def test_reductions_over_other_axes_and_broadcasts_are_tiled(small_chunks):
   assert_same(got, whole(f, x))
 
 
+def test_constants_along_the_axis_are_cut_into_chunks_with_the_inputs(small_chunks):
+  r = rng()
+  data, scale = r.standard_normal((N, 3)), r.standard_normal(N)  # closed over: constants
+  x = r.standard_normal((N, 2))
+
+  def f(x, w):
+    return dnp.tanh(data @ w) * scale, x * np.arange(N)[:, None]
+  w = r.standard_normal(3)
+  got = dfdx.jit(f)(x, w)
+  assert small_chunks[-1] is not None
+  assert_same(got, whole(f, x, w))
+  np.testing.assert_allclose(got[0], np.tanh(data @ w) * scale, rtol=1e-14)
+
+  def only_constants(w):  # the constants' axis alone, no input along it
+    return dnp.sin(data @ w)
+  got = dfdx.jit(only_constants)(w)
+  assert small_chunks[-1] is not None
+  assert_same([got], [whole(only_constants, w)])
+
+
 def test_gradient_through_a_tiled_jit_is_exact(small_chunks):
   x = rng().standard_normal(N)
 
@@ -149,7 +169,6 @@ def test_gradient_through_a_tiled_jit_is_exact(small_chunks):
     ("sort along it", lambda x: dnp.sort(x, axis=0) * 2),
     ("shifted slice", lambda x: x[1:] - x[:-1]),
     ("reversed", lambda x: dnp.sin(x[::-1])),
-    ("a constant of the axis's length", lambda x: x * np.arange(N)[:, None]),
     ("axis merged by a reshape", lambda x: dnp.reshape(dnp.sin(x), (-1,))),
     ("contracted in a product", lambda x: dnp.sin(x).T @ x),
     ("gathered at fixed positions", lambda x: dnp.sin(x)[np.arange(N)[::-1]]),

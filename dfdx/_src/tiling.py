@@ -8,12 +8,14 @@ main memory, and the program runs at memory speed. When each entry along the bat
 computed only from the entries at the same position (elementwise operations, reductions and
 contractions over other axes, gathers by a batch of indices), the program computes the same
 values on any stretch of the axis as on all of it. `tile_plan` proves that, equation by
-equation, and picks the axis; `compile_tiled` then splits the program in two:
+equation, and picks the axis (an axis of the inputs, or of constants the function closes
+over, such as its data); `compile_tiled` then splits the program in two:
 
 - a prologue: the equations that do not touch the batch axis (a transposed table of
   parameters, say), run once per call;
 - a body: the rest, resized to a chunk of the axis (`TARGET_BYTES` for its largest
-  intermediate), run once per chunk, writing into its stretch of the outputs.
+  intermediate), run once per chunk on that chunk of the tiled inputs and constants,
+  writing into its stretch of the outputs.
 
 The last chunk ends at the end of the axis and may overlap the one before it: its entries
 are computed again, to the same values. Every entry goes through the same NumPy calls as
@@ -188,7 +190,7 @@ def _axes_for(program, n):
   """{id(var): axis} of the variables that carry axis length `n` as the tiled axis, or None
   where an equation mixes entries along it (or an output is not tiled)."""
   axes = {}
-  for v in program.in_vars:
+  for v in program.in_vars + program.const_vars:
     where = [d for d, size in enumerate(v.aval.shape) if size == n]
     if len(where) > 1:
       return None
@@ -221,13 +223,13 @@ def tile_plan(program):
   """(axis length n, {id(var): axis}, chunk length) for a program worth running in chunks,
   or None. Candidate lengths are the input dimensions long enough for two chunks, longest
   first."""
-  lengths = sorted({size for v in program.in_vars for size in v.aval.shape
-                    if size >= 2 * MIN_CHUNK}, reverse=True)
+  lengths = sorted({size for v in program.in_vars + program.const_vars
+                    for size in v.aval.shape if size >= 2 * MIN_CHUNK}, reverse=True)
   for n in lengths[:2]:
     axes = _axes_for(program, n)
     if axes is None:
       continue
-    tiled = [v for v in program.in_vars if id(v) in axes] + [
+    tiled = [v for v in program.in_vars + program.const_vars if id(v) in axes] + [
         v for e in program.eqns for v in e.outputs if id(v) in axes]
     widest = max(v.aval.dtype.itemsize * math.prod(v.aval.shape) // n for v in tiled)
     chunk = max(MIN_CHUNK, 1 << int(math.log2(max(TARGET_BYTES // max(widest, 1), 1))))
@@ -241,7 +243,8 @@ def tile_plan(program):
 def split(program, axes, chunk):
   """(prologue, body, passed, prologue_outputs): the prologue computes, from the untiled
   inputs, the untiled values the body reads (`passed`) and the untiled outputs; the body
-  takes the tiled inputs (one chunk each), then `passed`, and returns the tiled outputs."""
+  takes the tiled inputs and then the tiled constants (one chunk each), then `passed`, and
+  returns the tiled outputs."""
   resized = {}
 
   def new(v, b):
@@ -253,7 +256,8 @@ def split(program, axes, chunk):
 
   consts = {id(v): c for v, c in zip(program.const_vars, program.const_vals)}
   pro_eqns, body_eqns, needed = [], [], {}
-  body_in = [new(v, axes[id(v)]) for v in program.in_vars if id(v) in axes]
+  body_in = [new(v, axes[id(v)]) for v in program.in_vars + program.const_vars
+             if id(v) in axes]
   for eqn in program.eqns:
     out = eqn.outputs[0] if len(eqn.outputs) == 1 else None
     if out is None or id(out) not in axes:
@@ -306,6 +310,8 @@ def compile_tiled(program, name):
   prologue_run = codegen.compile_program(passes.dce(prologue), f"{name}_prologue")
   body_run = codegen.compile_program(body, f"{name}_chunk", destinations=True)
   tiled_in = [(i, axes[id(v)]) for i, v in enumerate(program.in_vars) if id(v) in axes]
+  tiled_consts = [(c, axes[id(v)]) for v, c in zip(program.const_vars, program.const_vals)
+                  if id(v) in axes]
   untiled_in = [i for i, v in enumerate(program.in_vars) if id(v) not in axes]
   pro_index = {id(v): k for k, v in enumerate(pro_outs)}
   passed_at = [pro_index[id(v)] for v in passed]
@@ -325,9 +331,10 @@ def compile_tiled(program, name):
             for k, at in enumerate(out_at)]
     tiled = [(x, at[0]) for x, at in zip(full, out_at) if type(at) is tuple]
     for start in starts:
-      body_run(*[args[i][(slice(None),) * a + (slice(start, start + chunk),)]
-                 for i, a in tiled_in], *extra,
-               *[x[(slice(None),) * a + (slice(start, start + chunk),)] for x, a in tiled])
+      part = (slice(start, start + chunk),)
+      body_run(*[args[i][(slice(None),) * a + part] for i, a in tiled_in],
+               *[c[(slice(None),) * a + part] for c, a in tiled_consts], *extra,
+               *[x[(slice(None),) * a + part] for x, a in tiled])
     return full
 
   run.__dfdx_source__ = (f"# {name}: {len(starts)} chunks of {chunk} along an axis of {n}\n"
