@@ -16,9 +16,14 @@ N = 103  # not a multiple of the chunk: the last chunk overlaps the one before i
 def small_chunks(monkeypatch):
   """Chunks of 16 entries of the axis (the widest intermediate sets the length), and a log of
   what compile_tiled decided: None (run whole) or the function's `tiles`."""
-  monkeypatch.setattr(tiling, "enabled", True)
   monkeypatch.setattr(tiling, "MIN_CHUNK", 16)
   monkeypatch.setattr(tiling, "TARGET_BYTES", 16 * 8)
+  return logged_decisions(monkeypatch)
+
+
+def logged_decisions(monkeypatch):
+  """Tiling on, and the list compile_tiled's decisions are appended to."""
+  monkeypatch.setattr(tiling, "enabled", True)
   decisions = []
   compile_tiled = tiling.compile_tiled
 
@@ -39,8 +44,8 @@ def whole(f, *args):
 
 
 def assert_same(got, expected):
-  got, expected = np.atleast_1d(*got), np.atleast_1d(*expected)
   for g, e in zip(got, expected, strict=True):
+    g, e = np.atleast_1d(g), np.atleast_1d(e)
     assert g.shape == e.shape and g.dtype == e.dtype
     np.testing.assert_array_equal(g, e)
 
@@ -202,19 +207,13 @@ def test_short_axes_and_the_off_switch_run_whole(small_chunks, monkeypatch):
 def test_the_default_chunk_sizes_tile_a_long_batch(monkeypatch):
   """Without the fixture's small chunks: 8 bytes an entry makes chunks of 2 MB / 8 entries,
   and an axis of 600,000 entries runs in 3 of them."""
-  monkeypatch.setattr(tiling, "enabled", True)
-  runs = []
-  compile_tiled = tiling.compile_tiled
-
-  def logged(program, name):
-    runs.append(compile_tiled(program, name))
-    return runs[-1]
-  monkeypatch.setattr(tiling, "compile_tiled", logged)
+  decisions = logged_decisions(monkeypatch)
   x = np.linspace(-3, 3, 600_000)
 
   def f(x):
     return dnp.sin(x) * dnp.cos(2 * x)
   got = dfdx.jit(f)(x)
-  assert runs[-1] is not None and runs[-1].tiles == (600_000, 200_000, 3)
+  chunks = -(-600_000 // (tiling.TARGET_BYTES // 8))  # float64 entries
+  assert decisions == [(600_000, 600_000 // chunks, chunks)]
   np.testing.assert_array_equal(got, whole(f, x))
   np.testing.assert_allclose(got, np.sin(x) * np.cos(2 * x), rtol=1e-15, atol=1e-15)

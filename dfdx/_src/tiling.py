@@ -151,9 +151,9 @@ def _dot_general_axis(eqn, axes, n):
     if ay is None or ay != yb[list(xb).index(ax)]:
       raise _NotTiled
     return list(xb).index(ax)
-  if ax is not None and ax in x_free and ay is None and n not in np.take(y.aval.shape, yb):
+  if ax is not None and ax in x_free and ay is None:
     return len(xb) + x_free.index(ax)
-  if ay is not None and ay in y_free and ax is None and n not in np.take(x.aval.shape, xb):
+  if ay is not None and ay in y_free and ax is None:
     return len(xb) + len(x_free) + y_free.index(ay)
   raise _NotTiled
 
@@ -188,7 +188,7 @@ def _resized_params(eqn, axes, out_axis, chunk):
 
 def _axes_for(program, n):
   """{id(var): axis} of the variables that carry axis length `n` as the tiled axis, or None
-  where an equation mixes entries along it (or an output is not tiled)."""
+  where an equation mixes entries along it (or no output is tiled)."""
   axes = {}
   for v in program.in_vars + program.const_vars:
     where = [d for d, size in enumerate(v.aval.shape) if size == n]
@@ -276,12 +276,10 @@ def split(program, axes, chunk):
   # Values the body reads or the caller gets that are not tiled come from the prologue
   # (constants stay constants of the body).
   untiled_outs = [o for o in program.outs if isinstance(o, Var) and id(o) not in axes]
-  pro_outs = [v for v in needed.values() if id(v) not in consts] + untiled_outs
-  pro_in = [v for v in program.in_vars if id(v) not in axes]
-  pro_consts = [(v, c) for v, c in zip(program.const_vars, program.const_vals)]
-  prologue = Program(pro_in, [v for v, _ in pro_consts], [c for _, c in pro_consts],
-                     pro_eqns, pro_outs)
   passed = [v for v in needed.values() if id(v) not in consts]
+  pro_outs = passed + untiled_outs
+  pro_in = [v for v in program.in_vars if id(v) not in axes]
+  prologue = Program(pro_in, program.const_vars, program.const_vals, pro_eqns, pro_outs)
   body_consts = [v for v in needed.values() if id(v) in consts]
   body_outs = [resized[id(o)] for o in program.outs if isinstance(o, Var) and id(o) in axes]
   body = Program(body_in + passed, body_consts, [consts[id(v)] for v in body_consts],
@@ -313,8 +311,8 @@ def compile_tiled(program, name):
   tiled_consts = [(c, axes[id(v)]) for v, c in zip(program.const_vars, program.const_vals)
                   if id(v) in axes]
   untiled_in = [i for i, v in enumerate(program.in_vars) if id(v) not in axes]
-  pro_index = {id(v): k for k, v in enumerate(pro_outs)}
-  passed_at = [pro_index[id(v)] for v in passed]
+  pro_index = {id(v): k for k, v in enumerate(pro_outs)}  # (`passed` come first)
+  n_passed = len(passed)
   # Each output: (its tiled axis, its aval), or its position in the prologue's outputs.
   out_at = [(axes[id(o)], o.aval) if id(o) in axes else pro_index[id(o)] for o in program.outs]
   starts = list(range(0, n - chunk, chunk)) + [n - chunk]
@@ -326,7 +324,7 @@ def compile_tiled(program, name):
 
   def run(*args):
     pro = prologue_run(*[args[i] for i in untiled_in])
-    extra = [pro[j] for j in passed_at]
+    extra = pro[:n_passed]
     full = [_empty(at[1], perms.get(k)) if type(at) is tuple else pro[at]
             for k, at in enumerate(out_at)]
     tiled = [(x, at[0]) for x, at in zip(full, out_at) if type(at) is tuple]
