@@ -180,6 +180,66 @@ def test_einsum_uses_greedy_pairwise_order(rng, monkeypatch):
   assert shapes == [((20, 20), (20,)), ((20, 20), (20,))]  # b @ v first: no matrix product
 
 
+# Products that are not matrix products: batch dims and nothing summed (a broadcast multiply),
+# batch and contracting dims only (batched dot products, by np.einsum on the operands as laid
+# out). (x shape, y shape, dimension_numbers, the impl's form)
+ELEMENTWISE_PRODUCTS = [
+    ((4, 5, 6), (4, 6), (((), ()), ((0, 2), (0, 1))), "mul"),
+    ((3, 4, 5), (5, 3, 2), (((), ()), ((0, 2), (1, 0))), "mul"),
+    ((3, 4), (4, 3), (((), ()), ((0, 1), (1, 0))), "mul"),
+    ((6, 2, 7), (6, 2, 7), (((1,), (1,)), ((0, 2), (0, 2))), "einsum"),
+    ((2, 3, 4), (3, 2, 4), (((2,), (2,)), ((1, 0), (0, 1))), "einsum"),
+    ((5, 3, 2), (2, 5, 3), (((1, 2), (2, 0)), ((0,), (1,))), "einsum"),
+    ((0, 3), (0, 3), (((1,), (1,)), ((0,), (0,))), "einsum"),
+    ((4, 0, 2), (4, 0, 2), (((2,), (2,)), ((0, 1), (0, 1))), "einsum"),
+    ((0, 3), (0,), (((), ()), ((0,), (0,))), "mul"),
+]
+
+
+@pytest.mark.parametrize("xs,ys,dims,form", ELEMENTWISE_PRODUCTS)
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
+                                    (np.int8, np.int8), (np.int32, np.float32), (bool, bool),
+                                    (np.complex128, np.float64)])
+def test_dot_general_forms_that_are_not_matrix_products(xs, ys, dims, form, dtypes, rng):
+  """The impl's broadcast multiply and batched np.einsum: NumPy's values and dtypes (int8
+  wraps as matmul's does), the same form in compiled code, and derivatives."""
+  from dfdx._src.ops import contraction as con
+  (xc, yc), (xb, yb) = dims
+  x = (rng.uniform(-3, 3, xs) * 40).astype(dtypes[0])
+  y = (rng.uniform(-3, 3, ys) * 40).astype(dtypes[1])
+  assert con._dot_plan(xs, ys, dims)[0] == form
+  letters = "abcdefgh"
+  xsub, ysub = letters[:len(xs)], list(letters[len(xs):len(xs) + len(ys)])
+  for i, j in zip(xc + xb, yc + yb):
+    ysub[j] = xsub[i]
+  free = [xsub[i] for i in range(len(xs)) if i not in xc + xb] + \
+      [ysub[j] for j in range(len(ys)) if j not in yc + yb]
+  out = "".join(xsub[i] for i in xb) + "".join(free)
+  want = np.einsum(f"{xsub},{''.join(ysub)}->{out}", x, y).astype(np.result_type(x, y))
+  got = traced(lambda a, b: con.dot_general(a, b, dims), x, y)
+  assert_same_array(got, want)
+  assert_same_array(dfdx.jit(lambda a, b: con.dot_general(a, b, dims))(x, y), got)
+  if dtypes[0] == np.float64 and all(xs) and all(ys):
+    check_grads(lambda a, b: con.dot_general(a, b, dims), (x / 40, y / 40), order=2)
+
+
+def test_batched_dot_products_are_not_batched_matrix_products(rng, monkeypatch):
+  """sum(a * b, axis) written as einsum: one np.einsum forward, broadcast multiplies back,
+  and no matmul (which would first copy the operands with their batch dims outermost)."""
+  y = rng.standard_normal((5, 4, 30))
+  calls = []
+  real = np.matmul
+  monkeypatch.setattr(np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+  f = lambda y: dnp.sum(dnp.exp(-dnp.einsum("kdn,kdn->kn", y, y)))
+  value, grad = dfdx.value_and_grad(f)(y)
+  e = np.exp(-np.einsum("kdn,kdn->kn", y, y))
+  np.testing.assert_allclose(value, e.sum(), rtol=1e-14)
+  np.testing.assert_allclose(grad, -2 * e[:, None, :] * y, rtol=1e-14)
+  jv, jg = dfdx.jit(dfdx.value_and_grad(f))(y)
+  np.testing.assert_allclose(jg, grad, rtol=1e-14)
+  assert not calls
+
+
 # ---- the @ operator with traced values on either side ------------------------------------------
 def test_matmul_operator_with_numpy_arrays_on_either_side(rng):
   a, x, b, m = _args(rng, [(2, 3), (3, 4), (4, 3), (3, 3)])

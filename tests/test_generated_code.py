@@ -296,6 +296,44 @@ def test_scatter_add_at_constant_indices_is_planned_at_code_generation(rng, jit_
   assert "_scatter(np.add" in jit_sources[-1]
 
 
+def test_scatter_add_at_an_index_the_program_receives_is_planned_once(rng, jit_sources):
+  """Adding into zeros at an index array that is an input (a reverse pass's, from indexing in
+  the forward pass) plans on the first call and keeps the plan while the index's values
+  last: np.add.at's values, its IndexError out of bounds, and a standalone source that
+  carries every helper it needs."""
+  from dfdx._src.ops import indexing as indexing_ops
+  k = lambda u, i: dnp.at(np.zeros((3, 600)))[:, i].add(u)
+  jk = dfdx.jit(k)
+  index = rng.integers(-600, 600, 2000)  # repeated, negative, some positions never updated
+  updates = rng.standard_normal((3, 2000))
+
+  def want(i):
+    out = np.zeros((3, 600))
+    np.add.at(out, (slice(None), i), updates)
+    return out
+  np.testing.assert_allclose(jk(updates, index), want(index), rtol=1e-13, atol=1e-15)
+  assert "_scatter_add_zeros(" in jit_sources[-1]
+  index[:10] = 599  # changed in place: the kept plan is not used
+  np.testing.assert_allclose(jk(updates, index), want(index), rtol=1e-13, atol=1e-15)
+  with pytest.raises(IndexError):
+    jk(updates, np.full(2000, 600))
+  source = dfdx.export.to_source(k, updates, index, name="k")
+  assert all(f"def {h}(" in source for h in
+             ("_scatter_add_zeros", "scatter_add_plan", "_scatter_add_axis"))
+  namespace = {}
+  exec(source, namespace)
+  np.testing.assert_allclose(namespace["k"](updates, index), want(index), rtol=1e-13, atol=1e-15)
+  # past 65536 positions the stable sort runs in two 16-bit passes
+  index = rng.integers(0, 70_000, 5000)
+  updates = rng.standard_normal(5000)
+  plan = indexing_ops.scatter_add_plan(index, 70_000)
+  out = np.zeros(70_000)
+  np.add.at(out, index, updates)
+  np.testing.assert_allclose(indexing_ops._scatter_add_axis((70_000,), updates, 0, plan), out,
+                             rtol=1e-13, atol=1e-15)
+  assert np.all(np.diff(plan[0]) > 0) and np.all(np.diff(plan[2]) > 0)  # positions, in order
+
+
 def test_batched_short_axes_call_the_blocked_impls(rng, jit_sources):
   # (p, 2, 1) * (p, 1, 3) and a sum over 3 trailing entries of (p, 2, 3): compiled code calls
   # the primitives' impls (which avoid NumPy's short inner loops); the results are NumPy's

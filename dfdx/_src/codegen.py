@@ -93,6 +93,18 @@ class _RuleConstants:
     return name
 
 
+def _helper_closure(names):
+  """`names` and the helpers their sources call, and theirs."""
+  names, todo = set(names), list(names)
+  while todo:
+    source = helpers[todo.pop()]
+    for h in helpers:
+      if h not in names and h + "(" in source:
+        names.add(h)
+        todo.append(h)
+  return names
+
+
 _helper_functions: dict = {}
 
 
@@ -102,7 +114,8 @@ def helper_function(name):
   fn = _helper_functions.get(name)
   if fn is None:
     namespace = {"np": np}
-    exec(helpers[name], namespace)
+    for h in _helper_closure([name]):
+      exec(helpers[h], namespace)
     fn = _helper_functions[name] = namespace[name]
   return fn
 
@@ -422,7 +435,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + header + body) + "\n", used_helpers
   if standalone:
     prelude = ["import numpy as np", ""]
-    prelude += [helpers[h] for h in sorted(used_helpers)]
+    prelude += [helpers[h] for h in sorted(_helper_closure(used_helpers))]
     prelude += [f"{c} = {literal(np.asarray(v))}" for c, v in zip(const_names,
                                                                   program.const_vals)]
     prelude += [f"{k} = {literal(v)}" for k, v in hoisted]

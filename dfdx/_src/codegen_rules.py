@@ -13,6 +13,7 @@ import numpy as np
 from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_helpers,
                                with_arrays, with_avals, with_constants, with_functions)
 from dfdx._src import core as _core
+from dfdx._src.ops import contraction as _contraction_ops
 from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import indexing as _indexing_ops
 from dfdx._src.ops import reduction as _reduction_ops
@@ -155,7 +156,8 @@ def _reshaped(expr, shape, current):
 @with_avals
 def _dot_general_code(ins, p, in_avals, out_avals):
   """Specialized to the shapes: operands permuted to (batch, free, contract) and multiplied
-  with np.matmul (batched) or np.dot, as the impl does, with no per-call shape arithmetic."""
+  with np.matmul (batched) or np.dot, or a broadcast multiply or np.einsum where the impl
+  uses them (see ops/contraction.py), with no per-call shape arithmetic."""
   (xc, yc), (xb, yb) = p["dimension_numbers"]
   (xa, ya), (out,) = in_avals, out_avals
   xf = tuple(i for i in range(xa.ndim) if i not in xc and i not in xb)
@@ -164,7 +166,17 @@ def _dot_general_code(ins, p, in_avals, out_avals):
   # Values of rank >= 1 are always arrays in generated code; 0-d ones may be NumPy scalars.
   x = ins[0] if xa.ndim else f"np.asarray({ins[0]})"
   y = ins[1] if ya.ndim else f"np.asarray({ins[1]})"
-  if xb:
+  kind, x_perm, x_shape, y_perm, y_shape, _ = _contraction_ops._dot_plan(
+      xa.shape, ya.shape, p["dimension_numbers"])
+  if kind == "mul":  # (the impl's two forms that are not matrix products)
+    xp = _reshaped(_permuted(x, xb + xf), x_shape, [xa.shape[i] for i in xb + xf])
+    yp = _reshaped(_permuted(y, yb + yf), y_shape, [ya.shape[i] for i in yb + yf])
+    expr = f"np.multiply({xp}, {yp})"
+    result_shape = out.shape
+  elif kind == "einsum":
+    expr = f"np.einsum({x_shape!r}, {x}, {y})"
+    result_shape = out.shape
+  elif xb:
     b, f, c, g = size(xa, xb), size(xa, xf), size(xa, xc), size(ya, yf)
     xp = _reshaped(_permuted(x, xb + xf + xc), (b, f, c), [xa.shape[i] for i in xb + xf + xc])
     yp = _reshaped(_permuted(y, yb + yc + yf), (b, c, g), [ya.shape[i] for i in yb + yc + yf])
@@ -253,22 +265,30 @@ for _prim, _ufunc in (("scatter", "None"), ("scatter_add", "np.add"),
 # (one np.add.reduceat over the updates sorted stably by position), the others zero: 3-5x
 # faster than np.add.at, which visits the updates one by one. A sum of 8 or more updates at one
 # position may round differently in the last bits (NumPy sums pairwise, np.add.at in order),
-# as any change of summation order; onto a nonzero base, np.add.at's order is kept.
+# as any change of summation order; onto a nonzero base, np.add.at's order is kept. At an
+# index the program receives (a reverse pass's, from the forward pass's indexing), the plan
+# is made by the first call and kept while the index's values last, as the impl does.
 helpers["_scatter_add_axis"] = inspect.getsource(_indexing_ops._scatter_add_axis)
+helpers["scatter_add_plan"] = inspect.getsource(_indexing_ops.scatter_add_plan)
+helpers["_scatter_add_zeros"] = ("_scatter_plans = {}\n\n\n"
+                                 + inspect.getsource(_indexing_ops._scatter_add_zeros))
 
 
 @with_constants
 def _scatter_add_code(ins, p, in_avals, out_avals, constants):
-  x_aval, x, index = in_avals[0], constants.value(0), constants.value(2)
+  (x_aval, u_aval), x, index = in_avals[:2], constants.value(0), constants.value(2)
   axis = _indexing_ops.take_axis(p["spec"], x_aval.shape) if len(ins) == 3 else None
-  plan = None
-  if axis is not None and x is not None and not np.any(x) and index is not None and \
-      x_aval.dtype.kind in "iufc" and index.dtype.kind in "iu":
-    plan = _indexing_ops.scatter_add_plan(index, x_aval.shape[axis])
-  if plan is None:
-    return f"_scatter(np.add, {ins[0]}, {ins[1]}, {_index_expr(p['spec'], ins[2:])})"
-  return (f"_scatter_add_axis({literal(x_aval.shape)}, {ins[1]}, {axis}, "
-          f"{constants.hoist(plan)})")
+  if axis is not None and x is not None and not np.any(x) and \
+      x_aval.dtype.kind in "iufc" and in_avals[2].dtype.kind in "iu":
+    plan = None if index is None else \
+        _indexing_ops.scatter_add_plan(index, x_aval.shape[axis])
+    if plan is not None:
+      return (f"_scatter_add_axis({literal(x_aval.shape)}, {ins[1]}, {axis}, "
+              f"{constants.hoist(plan)})")
+    if index is None and in_avals[2].ndim == 1 and \
+        u_aval.size >= _indexing_ops._PLANNED_MIN_SIZE:
+      return f"_scatter_add_zeros({literal(x_aval.shape)}, {ins[1]}, {axis}, {ins[2]})"
+  return f"_scatter(np.add, {ins[0]}, {ins[1]}, {_index_expr(p['spec'], ins[2:])})"
 
 
 register("scatter_add", _scatter_add_code)
