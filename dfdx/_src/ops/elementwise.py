@@ -15,6 +15,7 @@ import numpy as np
 
 from dfdx._src import ad, batching, core, dtypes, layouts
 from dfdx._src.core import ShapedArray
+from dfdx._src.ops import reduction
 from dfdx._src.ops import shape as shape_ops
 
 _broadcast_cache: dict = {}
@@ -635,6 +636,33 @@ def _broadcast_source(ct):
   return ct[tuple(slice(0, 1) if st == 0 else slice(None) for st in ct.strides)]
 
 
+class _DeferredSquare(ad.Deferred):
+  """x ** 2 of a large float array, computed when used: summed in blocks by a reduce_sum
+  that takes it whole (see ad.py's "deferred values")."""
+  __slots__ = ("x",)
+
+  def __init__(self, x):
+    self.x, self.shape, self.dtype = x, x.shape, x.dtype
+
+  def materialize(self):
+    return np.square(self.x)
+
+  def fuse(self, prim, params):
+    return reduction.sum_of_squares(self.x, params["axes"]) if prim is \
+        reduction.reduce_sum_p else None
+
+
+_DEFERRED_SQUARE_MIN_BYTES = 1 << 20  # smaller squares stay in cache anyway
+_DEFERRED_SQUARE_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _defer_square(x, *, y):
+  if y == 2 and type(x) is np.ndarray and x.nbytes >= _DEFERRED_SQUARE_MIN_BYTES and \
+      x.ndim > 1 and x.dtype in _DEFERRED_SQUARE_DTYPES and x.flags.c_contiguous:
+    return _DeferredSquare(x)
+  return None
+
+
 integer_pow_p.def_impl(_integer_pow_impl)
 integer_pow_p.def_abstract_eval(lambda x, *, y: ShapedArray(
     x.shape, np.result_type(_integer_pow_impl(np.ones(0, x.dtype), y=y)), x.weak_type))
@@ -642,6 +670,7 @@ ad.defjvp(integer_pow_p, _integer_pow_jvp)
 ad.defvjp(integer_pow_p, _integer_pow_vjp)
 ad.defvjp_eager(integer_pow_p, _integer_pow_vjp_eager)
 ad.vjp_ignores_output(integer_pow_p)
+ad.defdeferred(integer_pow_p, _defer_square)
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)
