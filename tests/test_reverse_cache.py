@@ -237,3 +237,105 @@ def test_index_arrays_are_read_on_every_call(compiling, rng):
     np.add.at(expected, (slice(None), cols[:2]), np.sin(x[rows, cols]).sum())
     np.testing.assert_allclose(got, expected, rtol=1e-13)
   assert compiling["compiled"] >= 1
+
+
+# ---- rolled reverse passes: the tapes of Python loops ------------------------------------------
+
+
+@pytest.fixture
+def rolling(compiling, monkeypatch):
+  """Tapes past 60 nodes are rolled (not compiled whole), from blocks of 8 on."""
+  monkeypatch.setattr(reverse_cache, "MAX_NODES", 60)
+  monkeypatch.setattr(reverse_cache, "ROLL_MIN_NODES", 61)
+  monkeypatch.setattr(reverse_cache, "_rolled_refused", set())
+  monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, interpreted: False)  # (timings)
+  calls = []
+  real = reverse_cache._Plan.run
+  monkeypatch.setattr(reverse_cache._Plan, "run",
+                      lambda self, *a: calls.append(self) or real(self, *a))
+  compiling["rolled"] = calls
+  return compiling
+
+
+def recurrence(params, xs, steps, skip=None):
+  """An RNN written as a Python loop: the weights are indexed once before it (read by every
+  iteration), the inputs are constants indexed each step, the state is carried, and
+  optionally a state two steps back is read too."""
+  w, u, b = params[0], params[1], params[2]
+  h = dnp.tanh(b)
+  history = [h, h]
+  total = 0.0
+  for t in range(steps):
+    pre = w * h + u * xs[t] + (0.5 * history[-2] if skip else 0.0)
+    h = dnp.tanh(pre) * dnp.exp(-0.1 * h)
+    history.append(h)
+    total = total + dnp.sum(h ** 2) / (t + 1)  # a Python scalar changing every step
+  return total + dnp.sum(dnp.sin(h))
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_python_loops_tape_runs_block_by_block_with_the_interpreted_bits(rolling, rng, skip):
+  vg = dfdx.value_and_grad(recurrence)
+  for step in range(4):  # new values each call
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    got = vg(params, xs, 40, skip)
+    assert_same_bits(got, interpreted(vg, params, xs, 40, skip))
+  assert rolling["compiled"] == 1 and rolling["differed"] == rolling["not staged"] == 0
+  plan = rolling["rolled"][-1]
+  assert plan.blocks >= 30 and plan.period * plan.blocks <= len(plan.lin.eqns)
+  # and against finite differences, through the rolled pass
+  params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+  g = dfdx.grad(recurrence)(params, xs, 40, skip)
+  e = np.zeros_like(params)
+  e[1, 2] = 1e-6
+  fd = (recurrence(params + e, xs, 40, skip) - recurrence(params - e, xs, 40, skip)) / 2e-6
+  np.testing.assert_allclose(g[1, 2], fd, rtol=1e-6)
+
+
+def test_a_loop_whose_body_changes_rolls_only_the_part_that_repeats(rolling, rng):
+  def f(params, xs):
+    h = params[0]
+    for t in range(40):
+      h = dnp.tanh(h * params[1] + xs[t])
+      if t == 25:  # one iteration does more
+        h = h * dnp.cos(h)
+      if t >= 30:  # and the last ones read a constant of another shape
+        h = h + dnp.sum(xs[t:t + 2] * 0.01, axis=0)
+    return dnp.sum(h ** 2)
+  vg = dfdx.value_and_grad(f)
+  for _ in range(3):
+    params, xs = rng.normal(size=(2, 5)), rng.normal(size=(42, 5))
+    assert_same_bits(vg(params, xs), interpreted(vg, params, xs))
+  plan = rolling["rolled"][-1]
+  assert plan.blocks < 40 and rolling["compiled"] == 1
+
+
+def test_short_loops_transformations_and_debug_checks_are_interpreted(rolling, rng,
+                                                                        monkeypatch):
+  params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+  grad = dfdx.grad(recurrence)
+  for _ in range(3):
+    grad(params, xs, 6)  # a tape of 6 iterations: compiled whole, not rolled
+  assert not rolling["rolled"]
+  jitted = dfdx.jit(grad, static_argnums=(2, 3))
+  batched = dfdx.vmap(grad, in_axes=(0, None, None, None))
+  for _ in range(3):
+    np.testing.assert_allclose(jitted(params, xs, 40, None), grad(params, xs, 40), rtol=1e-12)
+    batched(np.stack([params, params]), xs, 40, None)
+  monkeypatch.setattr(ad, "debug_checks", True)
+  rolled_before = len(rolling["rolled"])
+  grad(params, xs, 40)
+  assert len(rolling["rolled"]) == rolled_before
+
+
+def test_a_loop_that_does_not_repeat_is_interpreted(rolling, rng):
+  def f(x):  # a different primitive in every step: no period
+    ops = [dnp.sin, dnp.cos, dnp.tanh, dnp.exp, dnp.log1p, dnp.arctan, dnp.sinh]
+    for t in range(40):
+      x = ops[(t * t) % 7](x * 0.5)
+    return dnp.sum(x)
+  grad = dfdx.grad(f)
+  x = rng.uniform(0.1, 0.5, 4)
+  for _ in range(3):
+    assert_same_bits(grad(x), interpreted(grad, x))
+  assert not rolling["rolled"] and rolling["compiled"] == 0

@@ -625,14 +625,31 @@ class Linearized:
           return reverse_cache.interpret(found, self, residuals, cotangents, plain)
         if found is not None:
           return reverse_cache.run(found, residuals, len(self.in_vars))
+    elif plain and reverse_cache.enabled and not debug_checks and \
+        len(self.eqns) >= reverse_cache.ROLL_MIN_NODES:
+      in_cts = reverse_cache.rolled(self, cotangents)
+      if in_cts is not None:  # (a loop's tape: see reverse_cache, "rolled reverse passes")
+        return in_cts
     return self._interpret(cotangents, plain)
 
   def _interpret(self, cotangents, plain):
+    env = self.output_env(cotangents)
+    self.interpret_nodes(env, len(self.eqns), 0, plain)
+    return [materialized(env.get(id(v))) for v in self.in_vars]
+
+  def output_env(self, cotangents):
+    """The reverse pass's table of cotangents (id(var) -> cotangent) at its start."""
     env: dict = {}
     for v, ct in zip(self.out_vars, cotangents, strict=True):
       if ct is not None and isinstance(v, TapeTracer):
         _accumulate(env, v, ct)
-    for eqn in reversed(self.eqns):
+    return env
+
+  def interpret_nodes(self, env, stop, start, plain):
+    """Run the nodes eqns[start:stop] backward, the last first, on the table `env`."""
+    eqns = self.eqns
+    for i in range(stop - 1, start - 1, -1):
+      eqn = eqns[i]
       if type(eqn) is _Node:
         ct = env.pop(id(eqn), None)
         if ct is not None:
@@ -652,7 +669,6 @@ class Linearized:
         if ct is None:
           continue
       eqn.backward(ct, env)
-    return [materialized(env.get(id(v))) for v in self.in_vars]
 
 
 def _zeros_for(x):

@@ -276,3 +276,365 @@ def _compile(lin, residuals, cotangents):
   fn = codegen.compile_program(program, "reverse_pass", fuse_reductions=False)
   fn.pattern = tuple(pattern)
   return fn
+
+
+# ---- rolled reverse passes --------------------------------------------------------------------
+# A Python loop run eagerly records its body once per iteration: a tape too long to compile
+# whole (ADBench's LSTM at 1024 characters: 46,000 nodes, 1,023 iterations of 45). Such a tape
+# is periodic: past its first iterations, node i and node i + P (P, the period, found from the
+# sequence of primitives) have the same primitive, parameters, shapes and dtypes, and read
+# the same inputs: either the node at the same offset (inside the block of P nodes, or in an
+# earlier block: the loop's carried values) or the very same variable (the loop's parameters,
+# computed before it, and the tape's inputs). Its reverse pass runs the nodes after the
+# periodic part and those before it interpreted, and each block of the periodic part by one
+# compiled function of the block: in, the block's residuals, the cotangents so far of its
+# nodes that later nodes read (its exports) and of the earlier variables it reads (its
+# imports); out, the imports' cotangents with the block's contributions added, in the order
+# the interpreter adds them. Blocks differ only in which of those cotangents are still zero
+# (the last block's, the first's), and each such pattern is compiled once. Every call
+# verifies the period node by node (a node the period does not explain ends the periodic
+# part; a tape without one of at least `_ROLL_MIN_BLOCKS` blocks is interpreted), and a
+# structure is kept rolled only if, the first time it runs, its cotangents are the
+# interpreted pass's bit for bit and it is not slower (as for compiled passes, above).
+
+ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
+_NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
+_ROLL_MAX_PERIOD = 2000  # nodes in a block at most: compiling takes about 0.5 ms a node
+_ROLL_MIN_BLOCKS = 8
+_rolled_refused: set = set()  # (nodes, start, period, blocks) of tapes found not to roll
+
+
+class _Rolled:
+  """A rolled structure's compiled blocks: pattern of present cotangents -> function."""
+  __slots__ = ("variants",)
+
+  def __init__(self):
+    self.variants = {}
+
+
+def rolled(lin, cotangents):
+  """`lin`'s input cotangents from a rolled reverse pass, or None: interpret it."""
+  from dfdx._src import ad
+  eqns = lin.eqns
+  found = _find_period(eqns)
+  if found is None:
+    return None
+  plan = _Plan(lin, *found, ad._Node)
+  if plan.flat is None:
+    return None
+  key = (len(eqns), plan.start, plan.period, plan.blocks)
+  if key in _rolled_refused:
+    return None
+  entry = _entry(plan.flat, plan.period)
+  if entry is None or entry.fn is _INTERPRET:
+    return None
+  if type(entry.fn) is _Rolled:
+    try:
+      return plan.run(cotangents, entry.fn, None)
+    except _NewVariant:  # cotangents present in a pattern not seen when it was checked
+      return _check_rolled(entry, plan, cotangents, key, entry.fn)
+  entry.seen += 1
+  if entry.seen < 2:  # (compiled at the second sighting: the first call may be the only one)
+    return None
+  return _check_rolled(entry, plan, cotangents, key, _Rolled())
+
+
+def _entry(flat, nodes):
+  """The Entry of the structure `flat` (a new one the first time), or None where its
+  parameters do not compare as values."""
+  global _count
+  for entry in _entries.get(len(flat), ()):
+    try:
+      if entry.flat == flat:
+        return entry
+    except (ValueError, TypeError):
+      return None
+  if _count >= _MAX_SEEN:
+    _forget_uncompiled()
+  entry = Entry(flat, nodes)
+  _entries.setdefault(len(flat), []).append(entry)
+  _count += 1
+  return entry
+
+
+class _NewVariant(Exception):
+  pass
+
+
+def _check_rolled(entry, plan, cotangents, key, compiled):
+  """Run `plan` rolled with `compiled` (compiling what it lacks) and interpreted; keep the
+  rolled structure if it gives the interpreted pass's bits and is not slower (timed on a
+  second run, once compiled)."""
+  lin = plan.lin
+  try:
+    got = plan.run(cotangents, compiled, _compile)
+    start = time.perf_counter()
+    plan.run(cotangents, compiled, None)
+    rolled_seconds = time.perf_counter() - start
+  except Exception as e:  # noqa: BLE001  (a block that cannot be staged: interpret the tape)
+    stats["not staged"] += 1
+    last_failure[:] = [e]
+    entry.fn = _INTERPRET
+    _rolled_refused.add(key)
+    return None
+  start = time.perf_counter()
+  expected = lin._interpret(cotangents, True)
+  interpreted_seconds = time.perf_counter() - start
+  if not _identical(got, expected):
+    stats["differed"] += 1
+    entry.fn = _INTERPRET
+    _rolled_refused.add(key)
+  elif _slower(rolled_seconds, interpreted_seconds):
+    stats["slower"] += 1
+    entry.fn = _INTERPRET
+    _rolled_refused.add(key)
+  else:
+    stats["compiled"] += 1
+    entry.fn = compiled
+  return expected
+
+
+def _slower(seconds, interpreted_seconds):
+  return seconds > interpreted_seconds
+
+
+def _find_period(eqns):
+  """(start of a block, period) around the middle of the tape, or None: the shortest period
+  after which three periods of primitives repeat (see above)."""
+  prims = [e.prim for e in eqns]
+  n = len(prims)
+  m = n // 2
+  first = prims[m]
+  j = m
+  while True:
+    try:
+      j = prims.index(first, j + 1, min(n, m + _ROLL_MAX_PERIOD + 1))
+    except ValueError:
+      return None
+    p = j - m
+    if m + 4 * p <= n and prims[m:m + 3 * p] == prims[j:j + 3 * p]:
+      return m, p
+
+
+class _Plan:
+  """The periodic part of a tape and how its blocks read and write cotangents."""
+  __slots__ = ("lin", "period", "start", "end", "blocks", "spec", "exports", "imports",
+               "reach", "flat")
+
+  def __init__(self, lin, rep, period, node_type):
+    self.lin, self.period, self.flat = lin, period, None
+    eqns = lin.eqns
+    spec = self._spec(eqns, rep, period, node_type)
+    if spec is None:
+      return
+    self.spec = spec
+    region = self._region(eqns, rep, period, spec, node_type)
+    if region is None:
+      return
+    start, end = self.start, self.end = region
+    self.blocks = (end - start) // period
+    if self.blocks < _ROLL_MIN_BLOCKS:
+      return
+    exports, imports, flat, seen = set(), [], ["rolled", period], set()
+    for p, (_, _, ks, _) in enumerate(spec):
+      node = eqns[rep + p]
+      flat += [node.prim, node.params, node.shape, node.dtype, node.ans is None]
+      for k in ks:
+        if type(k) is int:
+          flat.append(k)
+          if k < 0:
+            exports.add(k % period)
+            if k not in seen:
+              seen.add(k)
+              imports.append(k)
+        elif k is None:
+          flat.append(None)
+        else:
+          if k.index >= start:  # (a variable of the periodic part read by every block)
+            return
+          flat.append(("at", k.index))
+          if id(k) not in seen:  # (ids are positive, offsets here negative; and tracers
+            seen.add(id(k))      # are not compared with ==)
+            imports.append(k)
+      for x in node.primals or ():
+        flat.append(type(x) if type(x) in _SCALARS else (x.shape, x.dtype))
+    for node in eqns[end:]:  # nodes after the periodic part reading its last blocks
+      for t in getattr(node, "tangents", ()):
+        if t is not None and start <= t.index < end:
+          exports.add((t.index - start) % period)
+    for v in lin.out_vars:
+      if isinstance(v, node_type) and start <= v.index < end:
+        exports.add((v.index - start) % period)
+    self.exports, self.imports = sorted(exports), imports
+    self.reach = min([k for k in imports if type(k) is int], default=0)
+    flat += ["exports"] + self.exports + ["imports"]
+    for k in imports:
+      v = eqns[rep + k] if type(k) is int else k
+      flat.append((v.shape, v.dtype))
+    self.flat = flat
+
+  @staticmethod
+  def _spec(eqns, rep, period, node_type):
+    """What every block must repeat of the block at `rep`, per node: (primitive, parameters
+    (None when empty), per input what it reads, the constants' (position, type, shape,
+    dtype)). An input reads None, the node at an offset from the block's start (an int), or
+    the very variable the next block's node reads too. With the same primitives and
+    parameters, wiring, constants and imported variables (checked by `run`), every other
+    shape and dtype of a block is its representative's."""
+    if rep + 2 * period > len(eqns):
+      return None
+    spec = []
+    for a, b in zip(eqns[rep:rep + period], eqns[rep + period:rep + 2 * period]):
+      if type(a) is not node_type or type(b) is not node_type or \
+          len(a.tangents) != len(b.tangents):
+        return None
+      ks = []
+      for ta, tb in zip(a.tangents, b.tangents):
+        if ta is None or ta is tb:
+          ks.append(ta)
+        elif type(ta) is node_type:
+          ks.append(ta.index - rep)
+        else:
+          return None
+      consts = None
+      if a.primals is not None:
+        consts = tuple((i, type(x), getattr(x, "shape", None), getattr(x, "dtype", None))
+                       for i, (x, t) in enumerate(zip(a.primals, a.tangents)) if t is None)
+        if any(c[1] is not np.ndarray and c[1] not in _SCALARS and
+               not issubclass(c[1], np.generic) for c in consts):
+          return None
+      spec.append((a.prim, a.params or None, tuple(ks), consts or None))
+    return spec if _Plan._repeats(eqns, rep + period, spec, node_type) else None
+
+  @staticmethod
+  def _region(eqns, rep, period, spec, node_type):
+    """(start, end) of the run of blocks around the one at `rep` that repeat it (see
+    _spec), or None. Each test runs over the whole tape in comprehensions and NumPy, not
+    node by node in Python: a tenth of the time of interpreting the tape."""
+    n = len(eqns)
+    try:
+      counts = [len(e.tangents) for e in eqns]
+      refs = np.array([_NO_INPUT if t is None else t.index for e in eqns for t in e.tangents],
+                      dtype=np.int64)
+    except AttributeError:  # (a variable with no place on the tape: a multiple output's)
+      return None
+    prims, types = [e.prim for e in eqns], [type(e) for e in eqns]
+    params = [e.params for e in eqns]
+    starts = np.arange(rep % period, n - period + 1, period)
+    head = slice(rep, rep + period)
+    rp, rt, rc, rq = prims[head], types[head], counts[head], params[head]
+    good = np.zeros(starts.size, bool)
+    for j, b in enumerate(starts.tolist()):
+      block = slice(b, b + period)
+      try:
+        good[j] = prims[block] == rp and types[block] == rt and counts[block] == rc and \
+            params[block] == rq
+      except (ValueError, TypeError):  # (parameters that do not compare as values)
+        pass
+    pattern, relative = [], []
+    for _, _, ks, _ in spec:
+      for k in ks:
+        pattern.append(_NO_INPUT if k is None else rep + k if type(k) is int else k.index)
+        relative.append(type(k) is int)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    chosen = starts[good]
+    got = refs[offsets[chosen][:, None] + np.arange(len(pattern))]
+    want = np.array(pattern, np.int64) + np.outer(chosen - rep, relative)
+    good[good] = (got == want).all(axis=1)
+    constant = [(p, consts) for p, (_, _, _, consts) in enumerate(spec) if consts is not None]
+    for j in np.flatnonzero(good).tolist() if constant else ():
+      b = int(starts[j])
+      for p, consts in constant:
+        xp = eqns[b + p].primals
+        if not all(type(xp[i]) is kind and (shape is None or (xp[i].shape == shape and
+                                                              xp[i].dtype == dtype))
+                   for i, kind, shape, dtype in consts):
+          good[j] = False
+          break
+    j = first = last = (rep - int(starts[0])) // period
+    while first > 0 and good[first - 1]:
+      first -= 1
+    while last + 1 < starts.size and good[last + 1]:
+      last += 1
+    return int(starts[first]), int(starts[last]) + period
+
+  @staticmethod
+  def _repeats(eqns, b, spec, node_type):
+    """Whether the block at b repeats `spec` (see _spec)."""
+    for x, (prim, params, ks, consts) in zip(eqns[b:b + len(spec)], spec):
+      if x.prim is not prim or type(x) is not node_type:
+        return False
+      if params is None:
+        if x.params:
+          return False
+      else:
+        try:
+          if x.params != params:
+            return False
+        except (ValueError, TypeError):
+          return False
+      ts = x.tangents
+      if len(ts) != len(ks):
+        return False
+      for t, k in zip(ts, ks):
+        if t is k:
+          continue
+        if type(k) is not int or type(t) is not node_type or t.index != b + k:
+          return False
+      if consts is not None:
+        xp = x.primals
+        for i, kind, shape, dtype in consts:
+          u = xp[i]
+          if type(u) is not kind or (shape is not None and (u.shape != shape or
+                                                            u.dtype != dtype)):
+            return False
+    return True
+
+  def run(self, cotangents, compiled, compile_fn):
+    """The input cotangents, each block by its compiled function (compiling a missing one
+    with compile_fn, or raising _NewVariant without it)."""
+    from dfdx._src import ad
+    from dfdx._src.ad import Linearized, PendingCotangent
+    lin, period, eqns, start = self.lin, self.period, self.lin.eqns, self.start
+    exports, imports, variants = self.exports, self.imports, compiled.variants
+    env = lin.output_env(cotangents)
+    pop = env.pop
+    lin.interpret_nodes(env, len(eqns), self.end, True)
+    last = self.end - period
+    first_ins = [(v.shape, v.dtype) for v in
+                 (eqns[last + k] if type(k) is int else k for k in imports)]
+    # where each block's residuals are: (position, index in its primals, or -1 for its output)
+    where = []
+    for p, node in enumerate(eqns[last:last + period]):
+      where += [(p, i) for i in range(len(node.primals or ()))]
+      if node.ans is not None:
+        where.append((p, -1))
+    for b in range(last, start - 1, -period):
+      ins = [eqns[b + k] if type(k) is int else k for k in imports]
+      if b + self.reach < start and (  # (imports before the periodic part: checked)
+          [(v.shape, v.dtype) for v in ins] != first_ins or
+          len({id(v) for v in ins}) < len(ins)):
+        lin.interpret_nodes(env, b + period, b, True)
+        continue
+      cts = [pop(id(eqns[b + p]), None) for p in exports]
+      cts += [pop(id(v), None) for v in ins]
+      for i, c in enumerate(cts):
+        if c is not None and type(c) is not np.ndarray and isinstance(c, PendingCotangent):
+          cts[i] = c.materialize()
+      pattern = tuple([c is not None for c in cts])
+      residuals = [eqns[b + p].primals[i] if i >= 0 else eqns[b + p].ans for p, i in where]
+      residuals += [c for c in cts if c is not None]
+      fn = variants.get(pattern)
+      if fn is None:
+        if compile_fn is None:
+          raise _NewVariant
+        outs = [eqns[b + p] for p in exports]
+        block = Linearized(eqns[b:b + period], ins, outs + ins)
+        fn = variants[pattern] = compile_fn(block, residuals, cts)
+      it = iter(fn(*residuals))
+      for v, present in zip(ins, fn.pattern):
+        if present:
+          env[id(v)] = next(it)
+    lin.interpret_nodes(env, start, 0, True)
+    return [ad.materialized(env.get(id(v))) for v in lin.in_vars]
