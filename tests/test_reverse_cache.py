@@ -339,3 +339,13 @@ def test_a_loop_that_does_not_repeat_is_interpreted(rolling, rng):
   for _ in range(3):
     assert_same_bits(grad(x), interpreted(grad, x))
   assert not rolling["rolled"] and rolling["compiled"] == 0
+
+
+def test_a_rolled_pass_that_is_slower_is_tried_again_then_given_up(rolling, rng, monkeypatch):
+  monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, interpreted: True)
+  vg = dfdx.value_and_grad(recurrence)
+  for _ in range(8):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
+  assert rolling["slower"] == reverse_cache._TRIES and rolling["compiled"] == 0
+  assert len(reverse_cache._rolled_refused) == 1

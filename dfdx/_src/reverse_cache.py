@@ -24,6 +24,9 @@ once, dead code dropped), not those that reorder sums (`push_sums`, the einsum o
 products), whose rounding differs. Bit-for-bit agreement is checked once, on the values of
 the call that compiles; on others it rests on the same operations running in the same order.
 
+A longer tape, a Python loop's, is not compiled whole but rolled: its periodic part runs
+block by block, each block by one compiled function (see "rolled reverse passes" below).
+
 `enabled` turns this off (`dfdx._src.reverse_cache.enabled = False`, or the environment
 variable DFDX_COMPILED_REVERSE=0), for comparisons.
 """
@@ -38,9 +41,9 @@ from dfdx._src import core
 
 enabled = os.environ.get("DFDX_COMPILED_REVERSE", "1") != "0"
 
-# Tapes with more nodes are interpreted without a signature: compiling takes about half a
-# millisecond a node, tens of seconds for a Python loop unrolled into tens of thousands of
-# nodes (dfdx.scan records such a loop as one node).
+# Tapes with more nodes are not compiled whole: compiling takes about half a millisecond a
+# node, tens of seconds for a Python loop unrolled into tens of thousands of nodes. Such a
+# tape's periodic part is rolled instead (below); dfdx.scan records a loop as one node.
 MAX_NODES = 10_000
 _TRIES = 3  # compilations of a structure whose compiled pass was slower, before giving up
 _MAX_SEEN = 256  # structures remembered (when more are seen, those not compiled are dropped)
@@ -301,7 +304,7 @@ ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
 _NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
 _ROLL_MAX_PERIOD = 2000  # nodes in a block at most: compiling takes about 0.5 ms a node
 _ROLL_MIN_BLOCKS = 8
-_rolled_refused: set = set()  # (nodes, start, period, blocks) of tapes found not to roll
+_rolled_refused: set = set()  # (nodes, a block's start, period) of tapes found not to roll
 
 
 class _Rolled:
@@ -319,11 +322,11 @@ def rolled(lin, cotangents):
   found = _find_period(eqns)
   if found is None:
     return None
+  key = (len(eqns),) + found
+  if key in _rolled_refused:
+    return None
   plan = _Plan(lin, *found, ad._Node)
   if plan.flat is None:
-    return None
-  key = (len(eqns), plan.start, plan.period, plan.blocks)
-  if key in _rolled_refused:
     return None
   entry = _entry(plan.flat, plan.period)
   if entry is None or entry.fn is _INTERPRET:
@@ -386,8 +389,12 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
     _rolled_refused.add(key)
   elif _slower(rolled_seconds, interpreted_seconds):
     stats["slower"] += 1
-    entry.fn = _INTERPRET
-    _rolled_refused.add(key)
+    entry.tries += 1
+    if entry.tries < _TRIES:  # (timings on a shared machine: tried again later)
+      entry.fn, entry.seen = None, 0
+    else:
+      entry.fn = _INTERPRET
+      _rolled_refused.add(key)
   else:
     stats["compiled"] += 1
     entry.fn = compiled
