@@ -349,3 +349,16 @@ def test_a_rolled_pass_that_is_slower_is_tried_again_then_given_up(rolling, rng,
     assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
   assert rolling["slower"] == reverse_cache._TRIES and rolling["compiled"] == 0
   assert len(reverse_cache._rolled_refused) == 1
+
+
+def test_parameters_that_repeat_every_few_iterations_roll_in_blocks_of_those(rolling, rng):
+  def f(p, x):
+    for t in range(40):
+      x = dnp.sin(x * p[t % 3]) + x[::-1] * 0.1  # p[t % 3]: a gather at a new constant index
+    return dnp.sum(x)
+  vg = dfdx.value_and_grad(f, (0, 1))
+  for _ in range(3):
+    p, x = rng.normal(size=3), rng.normal(size=5)
+    assert_same_bits(vg(p, x), interpreted(vg, p, x))
+  plan = rolling["rolled"][-1]
+  assert plan.period % 3 == 0 and plan.blocks >= 10 and rolling["compiled"] == 1

@@ -285,7 +285,8 @@ def _compile(lin, residuals, cotangents):
 # A Python loop run eagerly records its body once per iteration: a tape too long to compile
 # whole (ADBench's LSTM at 1024 characters: 46,000 nodes, 1,023 iterations of 45). Such a tape
 # is periodic: past its first iterations, node i and node i + P (P, the period, found from the
-# sequence of primitives) have the same primitive, parameters, shapes and dtypes, and read
+# sequence of primitives, or a multiple of it where parameters repeat only every few periods)
+# have the same primitive, parameters, shapes and dtypes, and read
 # the same inputs: either the node at the same offset (inside the block of P nodes, or in an
 # earlier block: the loop's carried values) or the very same variable (the loop's parameters,
 # computed before it, and the tape's inputs). Its reverse pass runs the nodes after the
@@ -325,8 +326,14 @@ def rolled(lin, cotangents):
   key = (len(eqns),) + found
   if key in _rolled_refused:
     return None
-  plan = _Plan(lin, *found, ad._Node)
-  if plan.flat is None:
+  rep, period = found
+  for multiple in range(1, 9):  # (parameters may repeat only every few periods of primitives:
+    if multiple * period > _ROLL_MAX_PERIOD:  # `p[t % 3]` indexes with a new constant)
+      return None
+    plan = _Plan(lin, rep, multiple * period, ad._Node)
+    if plan.flat is not None:
+      break
+  else:
     return None
   entry = _entry(plan.flat, plan.period)
   if entry is None or entry.fn is _INTERPRET:
