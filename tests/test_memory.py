@@ -56,3 +56,34 @@ def test_reverse_passes_stop_faulting_pages_in():
   # Each call holds several arrays of 320 KB (78 pages each) at once: over a hundred pages a
   # call when they are returned.
   assert released > 1500 and kept < released / 10, (kept, released)
+
+
+def test_the_collector_is_paused_while_a_tape_is_recorded_and_run_backward():
+  # (a tape holds no reference cycles: full collections would only traverse its nodes)
+  import gc
+
+  import numpy as np
+
+  import dfdx
+  import dfdx.numpy as dnp
+  seen = []
+
+  def f(x):
+    seen.append(gc.isenabled())
+    return dnp.sum(dnp.sin(x))
+
+  def failing(x):
+    raise RuntimeError("inside the function")
+  x = np.linspace(0.0, 1.0, 5)
+  assert gc.isenabled()
+  np.testing.assert_allclose(dfdx.grad(f)(x), np.cos(x), rtol=1e-15)
+  assert seen == [False] and gc.isenabled()
+  with pytest.raises(RuntimeError, match="inside the function"):
+    dfdx.grad(failing)(x)
+  assert gc.isenabled()
+  gc.disable()
+  try:
+    dfdx.grad(f)(x)
+    assert not gc.isenabled()  # left as the caller set it
+  finally:
+    gc.enable()

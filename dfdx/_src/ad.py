@@ -24,6 +24,7 @@ transformation composes, to any order.
 """
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 
@@ -192,6 +193,29 @@ class JVPTracer(Tracer):
 
   def _repr_value(self):
     return f" primal={_primal(self)!r}"
+
+
+# ---- the garbage collector --------------------------------------------------------------------
+# Each of Python's full garbage collections traverses every object that can hold references,
+# a tape's nodes and their lists too, and a growing tape triggers several per call: 114 ms of
+# ADBench LSTM's 640 ms eager gradient (46,000 nodes). A tape holds no reference cycles (the
+# values it keeps are freed by reference counting as soon as the pass is done with them), so
+# the collector is paused while a tape is recorded and while it runs backward, and resumes
+# after; cyclic garbage that the user's function makes meanwhile is collected then.
+
+
+class paused_collector:
+  """Python's cyclic garbage collector paused for the duration, if it was running."""
+  __slots__ = ("paused",)
+
+  def __enter__(self):
+    self.paused = gc.isenabled()
+    if self.paused:
+      gc.disable()
+
+  def __exit__(self, *exc):
+    if self.paused:
+      gc.enable()
 
 
 # ---- deferred values ------------------------------------------------------------------------
@@ -614,6 +638,10 @@ class Linearized:
 
   def transpose(self, cotangents):
     """Cotangents of the inputs given cotangents of the outputs (`None` = zero)."""
+    with paused_collector():
+      return self._transpose(cotangents)
+
+  def _transpose(self, cotangents):
     plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
     if plain and reverse_cache.enabled and not debug_checks and \
         0 < len(self.eqns) <= reverse_cache.MAX_NODES:
@@ -836,7 +864,8 @@ def linearize_flat(fun, primals):
     v.index = -1 - i
   ins = [JVPTracer(trace, p, v) for p, v in zip(primals, in_vars)]
   try:  # the trace ends; the tape stays alive: transpose rules read its variables' avals
-    outs = state.run_in_trace(trace, fun, ins, _primal_of)
+    with paused_collector():
+      outs = state.run_in_trace(trace, fun, ins, _primal_of)
   finally:
     _materialize_deferred()  # (a value the function kept somewhere: computed, as in NumPy)
     eqns, tape.eqns = tape.eqns, None  # no reference cycle tape -> nodes -> tape: memory is
