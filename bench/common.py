@@ -219,7 +219,10 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
         continue
       objective_times.append(seconds_per_call(tool.objective))
       if tool.derivative is not None:
+        compiled = _reverse_passes_compiled()
         derivative_times.append(seconds_per_call(tool.derivative))
+        if _reverse_passes_compiled() != compiled:  # (a long tape: rolled at its 2nd call)
+          add_note(rows[name], "reverse pass compiled in the first sample")
   for name, (objective_times, derivative_times) in times.items():
     row = rows[name]
     row["objective_s"] = float(np.median(objective_times))
