@@ -32,6 +32,8 @@ variable DFDX_COMPILED_REVERSE=0), for comparisons.
 """
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import time
 
@@ -527,25 +529,28 @@ class _Plan:
     _spec), or None. Each test runs over the whole tape in comprehensions and NumPy, not
     node by node in Python (about 1 us a node here, half the time or less)."""
     n = len(eqns)
-    try:
-      counts = [len(e.tangents) for e in eqns]
-      refs = np.array([_NO_INPUT if t is None else t.index for e in eqns for t in e.tangents],
-                      dtype=np.int64)
-    except AttributeError:  # (a variable with no place on the tape: a multiple output's)
-      return None
-    prims, types = [e.prim for e in eqns], [type(e) for e in eqns]
-    params = [e.params for e in eqns]
+    # (map and attrgetter loop in C: a third of the time of comprehensions)
+    tangents = list(map(operator.attrgetter("tangents"), eqns))
+    counts = list(map(len, tangents))
+    inputs = list(itertools.chain.from_iterable(tangents))
+    refs = np.fromiter(map(getattr, inputs, itertools.repeat("index"),
+                           itertools.repeat(_NO_INPUT)), np.int64, len(inputs))
+    if np.count_nonzero(refs == _NO_INPUT) != sum(map(operator.is_, inputs,
+                                                        itertools.repeat(None))):
+      return None  # (a variable with no place on the tape: a multiple output's)
+    prims = list(map(operator.attrgetter("prim"), eqns))
+    params = list(map(operator.attrgetter("params"), eqns))
     starts = np.arange(rep % period, n - period + 1, period)
     head = slice(rep, rep + period)
-    rp, rt, rc, rq = prims[head], types[head], counts[head], params[head]
+    rp, rc, rq = prims[head], counts[head], params[head]
     good = np.zeros(starts.size, bool)
     for j, b in enumerate(starts.tolist()):
       block = slice(b, b + period)
-      try:
-        good[j] = prims[block] == rp and types[block] == rt and counts[block] == rc and \
-            params[block] == rq
+      try:  # (the same primitive is recorded as the same kind of node)
+        good[j] = prims[block] == rp and counts[block] == rc and params[block] == rq
       except (ValueError, TypeError):  # (parameters that do not compare as values)
         pass
+    good[(rep - int(starts[0])) // period] = True
     pattern, relative = [], []
     for _, _, ks, _ in spec:
       for k in ks:
