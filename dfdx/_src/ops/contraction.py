@@ -101,7 +101,8 @@ def _result_dtype(x_dtype, y_dtype):
 @functools.lru_cache(maxsize=1024)
 def _dot_plan(xs, ys, dimension_numbers):
   """How the impl computes a product of these shapes: (kind, x's permutation or None, the
-  shape it is reshaped to, the same for y, the output shape)."""
+  shape it is reshaped to, the same for y, the output shape); for kind "einsum", np.einsum's
+  subscripts in place of x's shape, on the operands as they are."""
   (xc, yc), (xb, yb) = dimension_numbers
   xf, yf = _free_dims(len(xs), xc, xb), _free_dims(len(ys), yc, yb)
   out_shape = (tuple(xs[i] for i in xb) + tuple(xs[i] for i in xf)
@@ -112,7 +113,8 @@ def _dot_plan(xs, ys, dimension_numbers):
     kind, x_perm, y_perm = "mul", xb + xf, yb + yf
     x_shape = tuple(xs[i] for i in xb + xf) + (1,) * len(yf)
     y_shape = tuple(ys[i] for i in yb) + (1,) * len(xf) + tuple(ys[i] for i in yf)
-  elif xb and not xf and not yf:  # batched dot products: summed along the operands as laid out
+  elif xb and not xf and not yf and len(xs) <= 26:  # batched dot products, on the operands
+    # as laid out (one letter a dim: "abc,abc->ac")
     kind, x_perm, y_perm, y_shape = "einsum", None, None, None
     x_shape = _einsum_subscripts(len(xs), len(ys), dimension_numbers)
   elif xb:  # (batch, free, contract) @ (batch, contract, free)
