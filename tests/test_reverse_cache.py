@@ -362,3 +362,22 @@ def test_parameters_that_repeat_every_few_iterations_roll_in_blocks_of_those(rol
     assert_same_bits(vg(p, x), interpreted(vg, p, x))
   plan = rolling["rolled"][-1]
   assert plan.period % 3 == 0 and plan.blocks >= 10 and rolling["compiled"] == 1
+
+
+def test_a_loop_after_a_long_stretch_of_other_work_is_found(rolling, rng):
+  ops = [dnp.sin, dnp.cos, dnp.tanh, dnp.arctan, dnp.sinh]
+  order = np.random.default_rng(7).integers(0, 5, 200)  # no period
+
+  def f(p, x):
+    x = x + p[1]  # (so that the work before the loop is recorded too)
+    for k in order:
+      x = ops[k](x * 0.5)
+    for t in range(60):
+      x = dnp.tanh(x * p[0] + p[1])
+    return dnp.sum(x)
+  vg = dfdx.value_and_grad(f)
+  for _ in range(3):
+    p, x = rng.normal(size=(2, 4)), rng.normal(size=4)
+    assert_same_bits(vg(p, x), interpreted(vg, p, x))
+  plan = rolling["rolled"][-1]
+  assert plan.start >= 200 * 2 and plan.blocks >= 50 and rolling["compiled"] == 1

@@ -306,6 +306,8 @@ def _compile(lin, residuals, cotangents):
 
 ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
 _NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
+_NO_PLACE = -(1 << 61)  # a variable with no place on the tape (a multiple output's): never
+                        # in a block
 _ROLL_MAX_PERIOD = 2000  # nodes in a block at most: compiling takes about 0.5 ms a node
 _ROLL_MIN_BLOCKS = 8
 _rolled_refused: set = set()  # (nodes, a block's start, period) of tapes found not to roll
@@ -416,21 +418,23 @@ def _slower(seconds, interpreted_seconds):
 
 
 def _find_period(eqns):
-  """(start of a block, period) around the middle of the tape, or None: the shortest period
-  after which three periods of primitives repeat (see above)."""
-  prims = [e.prim for e in eqns]
+  """(start of a block, period), or None: the shortest period after which three periods of
+  primitives repeat, around the middle of the tape, else three quarters or a quarter of the
+  way along it (a loop after or before a long stretch of other work)."""
+  prims = list(map(operator.attrgetter("prim"), eqns))
   n = len(prims)
-  m = n // 2
-  first = prims[m]
-  j = m
-  while True:
-    try:
-      j = prims.index(first, j + 1, min(n, m + _ROLL_MAX_PERIOD + 1))
-    except ValueError:
-      return None
-    p = j - m
-    if m + 4 * p <= n and prims[m:m + 3 * p] == prims[j:j + 3 * p]:
-      return m, p
+  for m in (n // 2, 3 * n // 4, n // 4):
+    first = prims[m]
+    j = m
+    while True:
+      try:
+        j = prims.index(first, j + 1, min(n, m + _ROLL_MAX_PERIOD + 1))
+      except ValueError:
+        break
+      p = j - m
+      if m + 4 * p <= n and prims[m:m + 3 * p] == prims[j:j + 3 * p]:
+        return m, p
+  return None
 
 
 class _Plan:
@@ -475,9 +479,10 @@ class _Plan:
             imports.append(k)
       for x in node.primals or ():
         flat.append(type(x) if type(x) in _SCALARS else (x.shape, x.dtype))
-    for node in eqns[end:]:  # nodes after the periodic part reading its last blocks
-      for t in getattr(node, "tangents", ()):
-        if t is not None and start <= t.index < end:
+    for node in eqns[end:]:  # nodes (and linear equations) after the periodic part reading
+      reads = getattr(node, "tangents", None)  # its last blocks
+      for t in (node.args if reads is None else reads):
+        if type(t) is node_type and start <= t.index < end:
           exports.add((t.index - start) % period)
     for v in lin.out_vars:
       if isinstance(v, node_type) and start <= v.index < end:
@@ -507,7 +512,7 @@ class _Plan:
         return None
       ks = []
       for ta, tb in zip(a.tangents, b.tangents):
-        if ta is None or ta is tb:
+        if ta is None or (ta is tb and type(getattr(ta, "index", None)) is int):
           ks.append(ta)
         elif type(ta) is node_type:
           ks.append(ta.index - rep)
@@ -529,17 +534,17 @@ class _Plan:
     _spec), or None. Each test runs over the whole tape in comprehensions and NumPy, not
     node by node in Python (about 1 us a node here, half the time or less)."""
     n = len(eqns)
-    # (map and attrgetter loop in C: a third of the time of comprehensions)
-    tangents = list(map(operator.attrgetter("tangents"), eqns))
+    # (map and getattr loop in C: a third of the time of comprehensions; a linear equation
+    # recorded from a JVP rule, not a node, has no tangents: it cannot be in a block)
+    tangents = list(map(getattr, eqns, itertools.repeat("tangents"), itertools.repeat(())))
     counts = list(map(len, tangents))
     inputs = list(itertools.chain.from_iterable(tangents))
     refs = np.fromiter(map(getattr, inputs, itertools.repeat("index"),
-                           itertools.repeat(_NO_INPUT)), np.int64, len(inputs))
-    if np.count_nonzero(refs == _NO_INPUT) != sum(map(operator.is_, inputs,
-                                                        itertools.repeat(None))):
-      return None  # (a variable with no place on the tape: a multiple output's)
+                           itertools.repeat(_NO_PLACE)), np.int64, len(inputs))
+    refs[np.fromiter(map(operator.is_, inputs, itertools.repeat(None)), bool,
+                     len(inputs))] = _NO_INPUT
     prims = list(map(operator.attrgetter("prim"), eqns))
-    params = list(map(operator.attrgetter("params"), eqns))
+    params = list(map(getattr, eqns, itertools.repeat("params"), itertools.repeat(None)))
     starts = np.arange(rep % period, n - period + 1, period)
     head = slice(rep, rep + period)
     rp, rc, rq = prims[head], counts[head], params[head]
