@@ -381,3 +381,18 @@ def test_a_loop_after_a_long_stretch_of_other_work_is_found(rolling, rng):
     assert_same_bits(vg(p, x), interpreted(vg, p, x))
   plan = rolling["rolled"][-1]
   assert plan.start >= 200 * 2 and plan.blocks >= 50 and rolling["compiled"] == 1
+
+
+def test_equations_after_the_loop_that_read_its_last_blocks_get_their_cotangents_there(
+    rolling, rng):
+  def f(p, x):
+    for t in range(40):
+      side = dnp.sin(x)  # read by nothing in the loop
+      x = dnp.tanh(x * p[0] + p[1])
+    # the last iteration's `side`, read only by equations recorded from JVP rules (not nodes)
+    return dnp.sum(dnp.arctan(side) * dnp.sinh(x))
+  vg = dfdx.value_and_grad(f)
+  for _ in range(3):
+    p, x = rng.normal(size=(2, 4)), rng.normal(size=4)
+    assert_same_bits(vg(p, x), interpreted(vg, p, x))
+  assert rolling["rolled"] and rolling["compiled"] == 1
