@@ -302,7 +302,10 @@ def _compile(lin, residuals, cotangents):
 # the middle that repeat it are the periodic part; a tape with fewer than `_ROLL_MIN_BLOCKS`
 # is interpreted), and a structure is kept rolled only if, at its second sighting, its
 # cotangents are the interpreted pass's bit for bit and it is not slower (as for compiled
-# passes, above).
+# passes, above). Not rolled: loops whose body records equations from JVP rules rather than
+# nodes (`clip`, primitives with no VJP rule), and structures whose rolled pass differs in
+# any bit, such as the sign of a zero (a parameter's entry that every step masks: the
+# interpreter sums its slices' cotangents last, onto +0.0; the blocks add them as they go).
 
 ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
 _NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
