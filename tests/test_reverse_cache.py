@@ -415,6 +415,10 @@ def _bodies():
       + 0.1 * x,
       "einsum": lambda h, p, t, x: dnp.einsum("i,ij->j", h, p[:4, :4]) * 0.3 + x,
       "cumsum and flip": lambda h, p, t, x: dnp.cumsum(h[::-1] * p[1, :4]) * 0.2 + x,
+      # (elementwise primitives whose VJP rules are derived from their JVP rules)
+      # (+ 0.01 (p[2] + p[3]): no entry masked in every step, see the test after this one)
+      "clip, maximum and log1p": lambda h, p, t, x: dnp.clip(h * p[3, :4], -0.5, 0.5)
+      + dnp.log1p(dnp.maximum(h, 0.0) * p[2, :4] ** 2) + 0.01 * (p[2, :4] + p[3, :4]) + x,
   }
 
 
@@ -443,8 +447,8 @@ def test_many_kinds_of_loop_bodies_roll_with_the_interpreted_bits(rolling, rng, 
 
 
 @pytest.mark.parametrize("body,outcome", [
-    # clip's derivative is recorded from its JVP rule, not as a node: no block is made of it
-    (lambda h, p, t, x: dnp.clip(h * p[3, :4], -0.5, 0.5) + x, "not rolled"),
+    # cumprod's derivative is recorded from its JVP rule, not as a node: no block is made of it
+    (lambda h, p, t, x: dnp.tanh(dnp.cumprod(h * p[3, :4] + 1.0)) + x, "not rolled"),
     # entries of p[0] that `where` masks in every step get -0.0 from the rolled pass and +0.0
     # from the interpreter (which sums the slices' cotangents last): the check refuses it
     (lambda h, p, t, x: dnp.where(h > 0.2, h * p[0, :4], dnp.exp(h) - 1.0), "differed"),

@@ -891,6 +891,7 @@ def defjvp(prim, *rules):
     ans = prim.bind(*primals, **params)
     return ans, _sum_contributions(rules, tangents, primals, params, ans, None)
   primitive_jvps[prim] = jvp
+  jvp_contributions[prim] = (rules, False)
 
 
 def defjvp2(prim, *rules):
@@ -899,6 +900,12 @@ def defjvp2(prim, *rules):
     ans = prim.bind(*primals, **params)
     return ans, _sum_contributions(rules, tangents, primals, params, ans, ans)
   primitive_jvps[prim] = jvp
+  jvp_contributions[prim] = (rules, True)
+
+
+# prim -> (its defjvp or defjvp2 rules, whether they read the output): the per-argument
+# contributions, from which ops/elementwise.py derives elementwise primitives' VJP rules.
+jvp_contributions: dict = {}
 
 
 def _sum_contributions(rules, tangents, primals, params, ans, ans_arg):

@@ -303,7 +303,8 @@ def _compile(lin, residuals, cotangents):
 # is interpreted), and a structure is kept rolled only if, at its second sighting, its
 # cotangents are the interpreted pass's bit for bit and it is not slower (as for compiled
 # passes, above). Not rolled: loops whose body records equations from JVP rules rather than
-# nodes (`clip`, primitives with no VJP rule), and structures whose rolled pass differs in
+# nodes (primitives with no VJP rule: `cumprod`, `sort`, ...), and structures whose rolled
+# pass differs in
 # any bit, such as the sign of a zero (a parameter's entry that every step masks: the
 # interpreter sums its slices' cotangents last, onto +0.0; the blocks add them as they go).
 

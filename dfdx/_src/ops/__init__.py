@@ -18,3 +18,6 @@ _ad.complex_rules.update(
         "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "isnan", "isfinite",
         "isinf", "logical_and", "logical_or", "logical_xor", "logical_not", "solve", "fft",
         "eig", "det", "adjugate", "slogdet", "cholesky", "qr", "eigh", "svd", "pinv", "lstsq"})
+
+# Elementwise primitives with only a JVP rule get a VJP rule from it (see elementwise.py).
+elementwise.derive_vjps()

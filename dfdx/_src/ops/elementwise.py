@@ -1158,3 +1158,41 @@ def _select_transpose(ct, c, x, y):
 ad.deflinear_rules(select_p, _select_jvp, _select_transpose)
 
 ad.tangent_ops.add = add
+
+
+# ---- VJP rules of the other elementwise primitives ------------------------------------------
+# An elementwise primitive's JVP multiplies each tangent entry by a factor at its own position
+# (a diagonal linear map), so its transpose is the same map: for real values the VJP of a
+# cotangent is the JVP rule applied to it (summed back to the operand's shape), and for the
+# holomorphic complex ones (ad.complex_rules) the conjugate of the JVP of its conjugate.
+# Derived so (`derive_vjps`, run once every family is registered), reverse mode records one
+# node per such primitive instead of the equations of its JVP: fewer operations, and tapes
+# that the compiled and rolled reverse passes take (reverse_cache.py interprets a tape with
+# equations in it). The values are those of the transposed JVP: the same operations.
+_NOT_DERIVED = {"gap_div", "zmul", "zdiv", "stop_gradient"}  # (zero-absorbing or internal)
+
+
+def _diagonal_vjp(rules, reads_ans):
+  def vjp(ct, ans, *primals, needs, **params):
+    c = _cj(ct)
+    out = []
+    for rule, x, need in zip(rules, primals, needs):
+      term = None
+      if need and rule is not None:
+        term = rule(c, ans, *primals, **params) if reads_ans else rule(c, *primals, **params)
+      out.append(None if term is None else _unbroadcast(_cj(term), x))
+    return out
+  return vjp
+
+
+def derive_vjps():
+  """VJP rules for the elementwise primitives registered with defjvp or defjvp2 and none."""
+  for prim in batching.elementwise_prims:
+    parts = ad.jvp_contributions.get(prim)
+    if parts is None or prim.linear or prim in ad.primitive_vjps or \
+        prim in ad.primitive_residual_vjps or prim.name in _NOT_DERIVED:
+      continue
+    rules, reads_ans = parts
+    ad.defvjp(prim, _diagonal_vjp(rules, reads_ans))
+    if not reads_ans:
+      ad.vjp_ignores_output(prim)
