@@ -460,3 +460,20 @@ def test_loops_that_do_not_roll_are_interpreted(rolling, rng, body, outcome):
     assert_same_bits(vg(p, xs), interpreted(vg, p, xs))
   assert rolling["compiled"] == 0
   assert rolling["differed"] == (outcome == "differed")
+
+
+def test_elementwise_primitives_with_only_a_jvp_rule_record_one_node_each(rng):
+  # (their VJP rules are derived from the JVP rules: ops/elementwise.py, derive_vjps)
+  from dfdx.scipy import special
+  x = rng.uniform(0.1, 0.9, 5)
+  fns = [lambda x: dnp.maximum(x, 0.5), lambda x: dnp.log1p(x), lambda x: dnp.arctan2(x, 0.3),
+         lambda x: special.erf(x), lambda x: dnp.clip(x, 0.2, 0.7), lambda x: dnp.hypot(x, x)]
+  for f in fns:
+    (out,), lin = ad.linearize_flat(lambda x: [f(x)], [x])
+    assert lin.eqns and all(type(e) is ad._Node for e in lin.eqns), lin.eqns  # (clip: two)
+    ct = rng.normal(size=out.shape)
+    (got,) = lin.transpose([ct])
+    (want,) = ad.Linearized(lin.eqns, lin.in_vars, lin.out_vars).transpose([ct])
+    np.testing.assert_array_equal(got, want)
+    jac = dfdx.jacfwd(f)(x)  # forward mode, from the JVP rule itself
+    np.testing.assert_allclose(got, jac.T @ ct, rtol=1e-14)
