@@ -394,7 +394,7 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
     stats["not staged"] += 1
     last_failure[:] = [e]
     entry.fn = _INTERPRET
-    _rolled_refused.add(key)
+    _refuse(key)
     return None
   start = time.perf_counter()
   expected = lin._interpret(cotangents, True)
@@ -402,7 +402,7 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
   if not _identical(got, expected):
     stats["differed"] += 1
     entry.fn = _INTERPRET
-    _rolled_refused.add(key)
+    _refuse(key)
   elif _slower(rolled_seconds, interpreted_seconds):
     stats["slower"] += 1
     entry.tries += 1
@@ -410,11 +410,17 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
       entry.fn, entry.seen = None, 0
     else:
       entry.fn = _INTERPRET
-      _rolled_refused.add(key)
+      _refuse(key)
   else:
     stats["compiled"] += 1
     entry.fn = compiled
   return expected
+
+
+def _refuse(key):
+  if len(_rolled_refused) >= _MAX_SEEN:  # (a program whose tapes rarely repeat)
+    _rolled_refused.clear()
+  _rolled_refused.add(key)
 
 
 def _slower(seconds, interpreted_seconds):
@@ -555,7 +561,8 @@ class _Plan:
     good = np.zeros(starts.size, bool)
     for j, b in enumerate(starts.tolist()):
       block = slice(b, b + period)
-      try:  # (the same primitive is recorded as the same kind of node)
+      try:  # (a primitive is recorded as one kind of node, or as an equation, with no
+        # tangents: the counts tell them apart)
         good[j] = prims[block] == rp and counts[block] == rc and params[block] == rq
       except (ValueError, TypeError):  # (parameters that do not compare as values)
         pass
@@ -581,7 +588,7 @@ class _Plan:
                    for i, kind, shape, dtype in consts):
           good[j] = False
           break
-    j = first = last = (rep - int(starts[0])) // period
+    first = last = (rep - int(starts[0])) // period
     while first > 0 and good[first - 1]:
       first -= 1
     while last + 1 < starts.size and good[last + 1]:
