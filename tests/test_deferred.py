@@ -1,7 +1,7 @@
 """Deferred values of eager gradients (dfdx/_src/ad.py, "deferred values"): the square of a
-large array that the next operation sums is summed in blocks, never written out whole. The
-values and derivatives must be those of the path that computes the square, bit for bit, and
-every other use of the square must see it computed."""
+large array, or the product of two of one shape, that the next operation sums is summed in
+blocks, never written out whole. The values and derivatives must be those of the path that
+computes it, bit for bit, and every other use must see it computed."""
 import tracemalloc
 
 import numpy as np
@@ -17,14 +17,14 @@ from dfdx._src.ops import reduction
 def fused_sums(monkeypatch):
   """The axes of every sum of squares computed in blocks."""
   calls = []
-  real = reduction.sum_of_squares
+  real = reduction.sum_of_products
 
-  def spy(x, axes):
-    out = real(x, axes)
+  def spy(x, y, axes):
+    out = real(x, y, axes)
     if out is not None:
       calls.append(axes)
     return out
-  monkeypatch.setattr(reduction, "sum_of_squares", spy)
+  monkeypatch.setattr(reduction, "sum_of_products", spy)
   return calls
 
 
@@ -148,3 +148,24 @@ def test_transformations_around_the_gradient_compute_every_value(rng, fused_sums
   jitted = dfdx.jit(dfdx.grad(f))(x[0])
   np.testing.assert_allclose(jitted, dfdx.grad(f)(x[0]), rtol=1e-14)
   assert fused_sums  # the plain gradient, and only it, sums in blocks
+
+
+@pytest.mark.parametrize("axis", [1, -1, (1, 2)])
+def test_products_of_two_arrays_are_summed_in_blocks_too(rng, fused_sums, axis):
+  x, y = rng.standard_normal((2, 60, 30, 200))
+  f = lambda x, y: dnp.sum(dnp.tanh(dnp.sum(x * y, axis=axis)))
+  got = dfdx.value_and_grad(f, (0, 1))(x, y)
+  assert_identical(got, undeferred(dfdx.value_and_grad(f, (0, 1)), x, y))
+  assert got[0] == np.sum(np.tanh(np.sum(x * y, axis=axis)))
+  assert len(fused_sums) == 1
+  s = 1 - np.tanh(np.sum(x * y, axis=axis, keepdims=True)) ** 2
+  np.testing.assert_allclose(got[1][0], s * y, rtol=1e-13)
+  np.testing.assert_allclose(got[1][1], s * x, rtol=1e-13)
+  # x * x, a broadcast operand, a transposed one, a Python scalar: not deferred, or computed
+  for g in (lambda x, y: dnp.sum(dnp.sum(x * x, axis=1)),
+            lambda x, y: dnp.sum(dnp.sum(x * y[:1], axis=1)),
+            lambda x, y: dnp.sum(dnp.sum(x * dnp.transpose(y, (0, 2, 1)).reshape(x.shape),
+                                         axis=1)),
+            lambda x, y: dnp.sum(dnp.sum(x * 3.0, axis=1))):
+    assert_identical(dfdx.value_and_grad(g, (0, 1))(x, y),
+                     undeferred(dfdx.value_and_grad(g, (0, 1)), x, y))

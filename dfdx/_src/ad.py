@@ -220,11 +220,11 @@ class paused_collector:
 
 # ---- deferred values ------------------------------------------------------------------------
 # An eager gradient computes each value as its primitive is recorded, as NumPy would, with
-# one exception where computing it later is cheaper: the square of a large array (`x ** 2`)
-# that the next operation sums (`sum(x ** 2, axis)`: norms, least squares, log-densities) is
-# summed in blocks of rows whose squares stay in cache, never written out whole (see
-# ops/reduction.py's sum_of_squares: NumPy's values bit for bit; 2-2.5 ms of ADBench GMM's
-# 20 ms at d = 20, K = 50). A rule in `deferred_impls` (see defdeferred) may return a
+# one exception where computing it later is cheaper: the square of a large array (`x ** 2`),
+# or the product of two of one shape (`x * y`), that the next operation sums (`sum(x ** 2,
+# axis)`: norms, least squares, log-densities) is summed in blocks of rows whose products
+# stay in cache, never written out whole (see ops/reduction.py's sum_of_products: NumPy's
+# values bit for bit; 2-2.5 ms of ADBench GMM's 20 ms at d = 20, K = 50). A rule in `deferred_impls` (see defdeferred) may return a
 # `Deferred` in place of the value; it stands as its tracer's primal, and the next primitive
 # bound either takes it whole (`fuse`: that primitive's value, in place of its impl) or, if
 # the tracer is still alive (a variable holds it), has it computed (`materialize`) first. A
@@ -249,6 +249,7 @@ class Deferred:
 
 
 deferred_impls: dict = {}
+DEFER_MIN_SIZE = 1 << 17  # entries of the first operand, below which no rule is asked
 _deferred = None  # a weak reference to the tracer whose primal is a Deferred, if any
 
 
@@ -337,7 +338,8 @@ class JVPTrace(Trace):
           return self._record_multi_node(prim, primals, tangents, params)
         parent = self.parent
         if parent is None and bind_in is _plain_bind_in:  # (debug_nans swaps bind_in)
-          if prim in deferred_impls:
+          if prim in deferred_impls and type(primals[0]) is np.ndarray and \
+              primals[0].size >= DEFER_MIN_SIZE:
             ans = deferred_impls[prim](*primals, **params)
             if ans is not None:
               return self._defer(prim, primals, tangents, params, ans, needs)

@@ -392,6 +392,14 @@ ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
     np.multiply(ct, y) if needs[0] else None, np.multiply(ct, x) if needs[1] else None, x, y))
 ad.vjp_ignores_output(mul_p)
 
+
+def _defer_product(x, y):
+  if _deferrable(x) and type(y) is np.ndarray and y.shape == x.shape and \
+      y.dtype == x.dtype and y.flags.c_contiguous:
+    impl = mul_p.impl
+    return _DeferredProduct(x, y, lambda: impl(x, y))
+  return None
+
 div_p = _nary_prim("div", np.true_divide)
 
 
@@ -636,30 +644,35 @@ def _broadcast_source(ct):
   return ct[tuple(slice(0, 1) if st == 0 else slice(None) for st in ct.strides)]
 
 
-class _DeferredSquare(ad.Deferred):
-  """x ** 2 of a large float array, computed when used: summed in blocks by a reduce_sum
-  that takes it whole (see ad.py's "deferred values")."""
-  __slots__ = ("x",)
+class _DeferredProduct(ad.Deferred):
+  """x * y (x ** 2: y is x) of large float arrays of one shape and layout, computed when used:
+  summed in blocks by a reduce_sum that takes it whole (see ad.py's "deferred values")."""
+  __slots__ = ("x", "y", "impl")
 
-  def __init__(self, x):
-    self.x, self.shape, self.dtype = x, x.shape, x.dtype
+  def __init__(self, x, y, impl):
+    self.x, self.y, self.impl, self.shape, self.dtype = x, y, impl, x.shape, x.dtype
 
   def materialize(self):
-    return np.square(self.x)
+    return self.impl()
 
   def fuse(self, prim, params):
-    return reduction.sum_of_squares(self.x, params["axes"]) if prim is \
+    return reduction.sum_of_products(self.x, self.y, params["axes"]) if prim is \
         reduction.reduce_sum_p else None
 
 
-_DEFERRED_SQUARE_MIN_BYTES = 1 << 20  # smaller squares stay in cache anyway
-_DEFERRED_SQUARE_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_DEFERRED_MIN_BYTES = 1 << 20  # smaller products stay in cache anyway (ad.DEFER_MIN_SIZE:
+# the engine asks no rule below 2**17 entries, 1 MB of float64 or 512 KB of float32)
+_DEFERRED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _deferrable(x):
+  return type(x) is np.ndarray and x.nbytes >= _DEFERRED_MIN_BYTES and x.ndim > 1 and \
+      x.dtype in _DEFERRED_DTYPES and x.flags.c_contiguous
 
 
 def _defer_square(x, *, y):
-  if y == 2 and type(x) is np.ndarray and x.nbytes >= _DEFERRED_SQUARE_MIN_BYTES and \
-      x.ndim > 1 and x.dtype in _DEFERRED_SQUARE_DTYPES and x.flags.c_contiguous:
-    return _DeferredSquare(x)
+  if y == 2 and _deferrable(x):
+    return _DeferredProduct(x, x, lambda: _integer_pow_impl(x, y=2))
   return None
 
 
@@ -671,6 +684,7 @@ ad.defvjp(integer_pow_p, _integer_pow_vjp)
 ad.defvjp_eager(integer_pow_p, _integer_pow_vjp_eager)
 ad.vjp_ignores_output(integer_pow_p)
 ad.defdeferred(integer_pow_p, _defer_square)
+ad.defdeferred(mul_p, _defer_product)
 batching.defvectorized(integer_pow_p)
 
 sqrt_p = _unary_prim("sqrt", np.sqrt)

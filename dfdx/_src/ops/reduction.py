@@ -131,28 +131,32 @@ def _sum_trailing(x, axes):
   return np.add(out, 0.0, out=out)  # -0.0 becomes +0.0, everything else stays
 
 
-# sum(x ** 2, axes) of a large array, in blocks of leading rows whose squares stay in cache
-# (see ad.py's "deferred values"): each block is squared into one buffer and summed into its
-# rows of the result. Each sum runs over the same entries in the same order as NumPy's sum of
-# the whole square (rows along the leading axis are summed separately by NumPy too: the
-# leading axis is never summed here), so the values are NumPy's bit for bit.
-_SQUARES_BLOCK = 1 << 16  # entries per block (512 KB of float64: a quarter of L2)
+# sum(x * y, axes) of large arrays (x ** 2: y is x), in blocks of leading rows whose products
+# stay in cache (see ad.py's "deferred values"): each block's product goes into one buffer
+# and is summed into its rows of the result. The operands are C-contiguous and of one shape,
+# so the whole product would be too, and each sum runs over the same entries in the same
+# order as NumPy's sum of the whole product (rows along the leading axis are summed
+# separately by NumPy too: the leading axis is never summed here): the values are NumPy's
+# bit for bit.
+_PRODUCTS_BLOCK = 1 << 16  # entries per block (512 KB of float64: a quarter of L2)
 
 
-def sum_of_squares(x, axes):
-  """np.add.reduce(np.square(x), axis=axes) without the whole square, or None where blocks
-  do not apply (axis 0 summed, rows too long for two in a block, few rows)."""
+def sum_of_products(x, y, axes):
+  """np.add.reduce(x * y, axis=axes) without the whole product (np.square(x) when y is x),
+  or None where blocks do not apply (axis 0 summed, rows too long for two in a block)."""
   n = x.shape[0]
-  if not axes or axes[0] == 0 or x.ndim < 2 or not x.flags.c_contiguous:
+  if not axes or axes[0] == 0 or x.ndim < 2:
     return None
-  rows = _SQUARES_BLOCK // (x.size // n) if n else 0
+  rows = _PRODUCTS_BLOCK // (x.size // n) if n else 0
   if rows < 2 or rows >= n:
     return None
   out = np.empty(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)
   buf = np.empty((rows,) + x.shape[1:], x.dtype)
   for i in range(0, n, rows):
     j = min(n, i + rows)
-    np.add.reduce(np.square(x[i:j], out=buf[:j - i]), axis=axes, out=out[i:j])
+    block = np.square(x[i:j], out=buf[:j - i]) if y is x else \
+        np.multiply(x[i:j], y[i:j], out=buf[:j - i])
+    np.add.reduce(block, axis=axes, out=out[i:j])
   return out
 
 
