@@ -133,25 +133,13 @@ _count = 0
 def lookup(flat, nodes):
   """The compiled pass for the structure `flat`: a function, or its Entry while it is
   interpreted (pass it to `interpret`), or None (interpret, untimed)."""
-  global _count
-  bucket = _entries.get(len(flat))
-  if bucket is not None:
-    for entry in bucket:
-      try:
-        same = entry.flat == flat
-      except (ValueError, TypeError):  # parameters that do not compare as values (arrays)
-        return None
-      if same:
-        fn = entry.fn
-        if fn is None:
-          return entry
-        return None if fn is _INTERPRET else fn
-  if _count >= _MAX_SEEN:  # a program whose structures rarely repeat: forget those
-    _forget_uncompiled()
-  entry = Entry(flat, nodes)
-  _entries.setdefault(len(flat), []).append(entry)
-  _count += 1
-  return entry
+  entry = _entry(flat, nodes)
+  if entry is None:
+    return None
+  fn = entry.fn
+  if fn is None:
+    return entry
+  return None if fn is _INTERPRET else fn
 
 
 def _forget_uncompiled():
@@ -360,7 +348,7 @@ def rolled(lin, cotangents):
 
 def _entry(flat, nodes):
   """The Entry of the structure `flat` (a new one the first time), or None where its
-  parameters do not compare as values."""
+  parameters do not compare as values (arrays)."""
   global _count
   for entry in _entries.get(len(flat), ()):
     try:
@@ -368,7 +356,7 @@ def _entry(flat, nodes):
         return entry
     except (ValueError, TypeError):
       return None
-  if _count >= _MAX_SEEN:
+  if _count >= _MAX_SEEN:  # a program whose structures rarely repeat: forget those
     _forget_uncompiled()
   entry = Entry(flat, nodes)
   _entries.setdefault(len(flat), []).append(entry)
@@ -507,10 +495,10 @@ class _Plan:
 
   @staticmethod
   def _spec(eqns, rep, period, node_type):
-    """What every block must repeat of the block at `rep`, per node: (primitive, parameters
-    (None when empty), per input what it reads, the constants' (position, type, shape,
-    dtype)). An input reads None, the node at an offset from the block's start (an int), or
-    the very variable the next block's node reads too. With the same primitives and
+    """What every block must repeat of the block at `rep`, read against the next block, per
+    node: (primitive, parameters (None when empty), per input what it reads, the constants'
+    (position, type, shape, dtype)). An input reads None, the node at an offset from the
+    block's start (an int), or the very variable the next block's node reads too. With the same primitives and
     parameters, wiring, constants and imported variables (checked by `run`), every other
     shape and dtype of a block is its representative's."""
     if rep + 2 * period > len(eqns):
@@ -536,12 +524,12 @@ class _Plan:
                not issubclass(c[1], np.generic) for c in consts):
           return None
       spec.append((a.prim, a.params or None, tuple(ks), consts or None))
-    return spec if _Plan._repeats(eqns, rep + period, spec, node_type) else None
+    return spec  # (_region checks that the blocks repeat it, the next one too)
 
   @staticmethod
   def _region(eqns, rep, period, spec, node_type):
     """(start, end) of the run of blocks around the one at `rep` that repeat it (see
-    _spec), or None. Each test runs over the whole tape in comprehensions and NumPy, not
+    _spec; the checks stand on their own), or None. Each test runs over the whole tape in comprehensions and NumPy, not
     node by node in Python (about 1 us a node here, half the time or less)."""
     n = len(eqns)
     # (map and getattr loop in C: a third of the time of comprehensions; a linear equation
@@ -594,38 +582,6 @@ class _Plan:
     while last + 1 < starts.size and good[last + 1]:
       last += 1
     return int(starts[first]), int(starts[last]) + period
-
-  @staticmethod
-  def _repeats(eqns, b, spec, node_type):
-    """Whether the block at b repeats `spec` (see _spec)."""
-    for x, (prim, params, ks, consts) in zip(eqns[b:b + len(spec)], spec):
-      if x.prim is not prim or type(x) is not node_type:
-        return False
-      if params is None:
-        if x.params:
-          return False
-      else:
-        try:
-          if x.params != params:
-            return False
-        except (ValueError, TypeError):
-          return False
-      ts = x.tangents
-      if len(ts) != len(ks):
-        return False
-      for t, k in zip(ts, ks):
-        if t is k:
-          continue
-        if type(k) is not int or type(t) is not node_type or t.index != b + k:
-          return False
-      if consts is not None:
-        xp = x.primals
-        for i, kind, shape, dtype in consts:
-          u = xp[i]
-          if type(u) is not kind or (shape is not None and (u.shape != shape or
-                                                            u.dtype != dtype)):
-            return False
-    return True
 
   def run(self, cotangents, compiled, compile_fn):
     """The input cotangents, each block by its compiled function (compiling a missing one

@@ -396,8 +396,7 @@ ad.vjp_ignores_output(mul_p)
 def _defer_product(x, y):
   if _deferrable(x) and type(y) is np.ndarray and y.shape == x.shape and \
       y.dtype == x.dtype and y.flags.c_contiguous:
-    impl = mul_p.impl
-    return _DeferredProduct(x, y, lambda: impl(x, y))
+    return _DeferredProduct(x, y)
   return None
 
 div_p = _nary_prim("div", np.true_divide)
@@ -647,13 +646,13 @@ def _broadcast_source(ct):
 class _DeferredProduct(ad.Deferred):
   """x * y (x ** 2: y is x) of large float arrays of one shape and layout, computed when used:
   summed in blocks by a reduce_sum that takes it whole (see ad.py's "deferred values")."""
-  __slots__ = ("x", "y", "impl")
+  __slots__ = ("x", "y")
 
-  def __init__(self, x, y, impl):
-    self.x, self.y, self.impl, self.shape, self.dtype = x, y, impl, x.shape, x.dtype
+  def __init__(self, x, y):
+    self.x, self.y, self.shape, self.dtype = x, y, x.shape, x.dtype
 
-  def materialize(self):
-    return self.impl()
+  def materialize(self):  # (the impls: x * x and x ** 2 give the same bits)
+    return _integer_pow_impl(self.x, y=2) if self.y is self.x else mul_p.impl(self.x, self.y)
 
   def fuse(self, prim, params):
     return reduction.sum_of_products(self.x, self.y, params["axes"]) if prim is \
@@ -672,7 +671,7 @@ def _deferrable(x):
 
 def _defer_square(x, *, y):
   if y == 2 and _deferrable(x):
-    return _DeferredProduct(x, x, lambda: _integer_pow_impl(x, y=2))
+    return _DeferredProduct(x, x)
   return None
 
 
