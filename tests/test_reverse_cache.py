@@ -239,6 +239,138 @@ def test_index_arrays_are_read_on_every_call(compiling, rng):
   assert compiling["compiled"] >= 1
 
 
+# ---- donated residuals: buffers that only the tape holds -----------------------------------------
+# Arrays of 32,768 float64s (256 KB): above reverse_cache.DONATE_MIN_BYTES.
+_BIG = (128, 256)
+
+
+def _compiled_passes():
+  return [e.fn for bucket in reverse_cache._entries.values() for e in bucket if callable(e.fn)]
+
+
+def _donations():
+  """The sets of donated residual positions whose variant was kept, over all compiled passes."""
+  return [d for fn in _compiled_passes() for d, v in fn.variants.items() if v is not fn]
+
+
+def test_temporaries_of_the_forward_pass_lend_their_buffers_with_the_same_bits(compiling, rng):
+  def f(x, y):
+    t = dnp.tanh(x * y)            # temporaries: only the tape holds them once f returns
+    return dnp.sum(dnp.sin(t) * dnp.exp(y) + t * x)
+  vg = dfdx.value_and_grad(f, (0, 1))
+  for step in range(5):
+    x, y = rng.normal(size=_BIG), rng.normal(size=_BIG)
+    x0, y0 = x.copy(), y.copy()
+    got = vg(x, y)
+    assert_same_bits(got, interpreted(vg, x, y))
+    np.testing.assert_array_equal(x, x0)  # the caller's arrays are never written
+    np.testing.assert_array_equal(y, y0)
+  (fn,) = _compiled_passes()
+  assert _donations(), fn.variants
+  assert "out=v" in next(v for v in fn.variants.values()).__dfdx_source__
+  t = np.tanh(x * y)
+  np.testing.assert_allclose(got[1][0], (np.cos(t) * np.exp(y) + x) * (1 - t ** 2) * y + t,
+                             rtol=1e-13)
+
+
+_W = np.random.default_rng(1).normal(size=_BIG)
+
+
+def test_arrays_the_caller_can_reach_are_never_written(compiling, rng):
+  # a global, a closure's array, the caller's input and a view of it, an aux output, the value
+  # returned: each is a residual whose buffer the reverse pass could take (same shape, last
+  # read there), and each is held by someone other than the tape
+  scale = rng.normal(size=_BIG)
+  w0, scale0 = _W.copy(), scale.copy()
+
+  def f(x):
+    flat = dnp.reshape(x, (-1,))                  # a view of the caller's x
+    inner = dnp.tanh(x * _W) * scale
+    return dnp.sum(dnp.sin(inner) + dnp.reshape(dnp.cos(flat), _BIG)), inner
+
+  vg = dfdx.value_and_grad(f, has_aux=True)
+  for step in range(5):
+    x = rng.normal(size=_BIG)
+    x0 = x.copy()
+    (value, inner), grad = vg(x)
+    assert_same_bits(((value, inner), grad), interpreted(vg, x))
+    np.testing.assert_array_equal(inner, np.tanh(x0 * w0) * scale0)
+    np.testing.assert_array_equal(x, x0)
+  np.testing.assert_array_equal(_W, w0)
+  np.testing.assert_array_equal(scale, scale0)
+  # vector_grad's value: exp's output is also the residual its derivative reads
+  vector_grad = dfdx.vector_grad(lambda x: dnp.exp(x) * 2.0, return_value=True)
+  for step in range(4):
+    x = rng.normal(size=_BIG)
+    grad, value = vector_grad(x)
+    np.testing.assert_array_equal(value, np.exp(x) * 2.0)
+    np.testing.assert_array_equal(grad, np.exp(x) * 2.0)
+
+
+def test_an_array_the_tape_holds_twice_is_not_donated(compiling, rng):
+  def f(x):
+    t = dnp.tanh(x)
+    return dnp.sum(dnp.sin(t * t))  # the product's two operands: one array
+  grad = dfdx.grad(f)
+  for step in range(5):
+    x = rng.normal(size=_BIG)
+    got = grad(x)
+    assert_same_bits(got, interpreted(grad, x))
+  t = np.tanh(x)
+  np.testing.assert_allclose(got, np.cos(t * t) * 2 * t * (1 - t ** 2), rtol=1e-13)
+
+
+def test_a_view_of_a_temporary_that_another_residual_holds_is_not_donated(compiling, rng):
+  def f(x):
+    t = dnp.tanh(x)                    # read by the reverse pass (tanh's output)
+    u = dnp.reshape(t, (-1,))          # a view of t: its base is held by t's node too
+    return dnp.sum(dnp.sin(u)) + dnp.sum(t * x)
+  grad = dfdx.grad(f)
+  for step in range(5):
+    x = rng.normal(size=_BIG)
+    got = grad(x)
+    assert_same_bits(got, interpreted(grad, x))
+  t = np.tanh(x)
+  np.testing.assert_allclose(got, (np.cos(t) + x) * (1 - t ** 2) + t, rtol=1e-13)
+
+
+def test_a_vjp_pullback_called_again_reads_intact_residuals(compiling, rng):
+  def f(x):
+    t = dnp.tanh(x * 2.0)
+    return dnp.sin(t) * t
+  x = rng.normal(size=_BIG)
+  _, pullback = dfdx.vjp(f, x)
+  cts = [rng.normal(size=_BIG) for _ in range(2)]
+  first = [pullback(ct) for ct in cts * 3]  # compiled at the second call
+  assert compiling["compiled"] == 1 and not _donations()
+  for a, b in zip(first, first[2:]):
+    assert_same_bits(a, b)
+  t = np.tanh(2.0 * x)
+  np.testing.assert_allclose(first[-1][0], cts[1] * (np.cos(t) * t + np.sin(t)) * (1 - t ** 2)
+                             * 2.0, rtol=1e-13)
+
+
+def test_a_donating_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
+  compile_pass = reverse_cache._compile
+
+  def wrong_when_donating(lin, residuals, cotangents, donated=()):
+    fn = compile_pass(lin, residuals, cotangents, donated)
+    if not donated:
+      return fn
+
+    def off(*args):
+      return [np.nextafter(c, np.inf) for c in fn(*args)]
+    off.large, off.variants, off.pattern = fn.large, fn.variants, fn.pattern
+    return off
+  monkeypatch.setattr(reverse_cache, "_compile", wrong_when_donating)
+  grad = dfdx.grad(lambda x: dnp.sum(dnp.sin(dnp.tanh(x) * 3.0)))
+  for step in range(5):
+    x = rng.normal(size=_BIG)
+    assert_same_bits(grad(x), interpreted(grad, x))
+  (fn,) = _compiled_passes()
+  assert fn.variants and not _donations() and compiling["differed"] == 1
+
+
 # ---- rolled reverse passes: the tapes of Python loops ------------------------------------------
 
 

@@ -638,12 +638,14 @@ class Linearized:
         env[id(eqn.out)] = result
     return [env.get(id(v)) if isinstance(v, TapeTracer) else v for v in self.out_vars]
 
-  def transpose(self, cotangents):
-    """Cotangents of the inputs given cotangents of the outputs (`None` = zero)."""
+  def transpose(self, cotangents, last=False):
+    """Cotangents of the inputs given cotangents of the outputs (`None` = zero). `last`: the
+    caller drops this tape after the pass, and nothing reads its values again (a compiled
+    pass may then write into residuals no one else holds: see reverse_cache)."""
     with paused_collector():
-      return self._transpose(cotangents)
+      return self._transpose(cotangents, last)
 
-  def _transpose(self, cotangents):
+  def _transpose(self, cotangents, last=False):
     plain = core._current_trace is None and not zero_absorbing and bind_in is _plain_bind_in
     if plain and reverse_cache.enabled and not debug_checks and \
         0 < len(self.eqns) <= reverse_cache.MAX_NODES:
@@ -654,6 +656,8 @@ class Linearized:
         if type(found) is reverse_cache.Entry:
           return reverse_cache.interpret(found, self, residuals, cotangents, plain)
         if found is not None:
+          if last:
+            return reverse_cache.run(found, residuals, len(self.in_vars), self, cotangents)
           return reverse_cache.run(found, residuals, len(self.in_vars))
     elif plain and reverse_cache.enabled and not debug_checks and \
         len(self.eqns) >= reverse_cache.ROLL_MIN_NODES:

@@ -314,12 +314,12 @@ def _linearize_args(f, spec, args, kwargs, has_aux, transform):
   return leaves, in_tree, scalar_inputs, out_leaves, lin, store
 
 
-def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec):
+def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=False):
   if ad.quiet_reverse_passes:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-      in_cts = lin.transpose(cts)
+      in_cts = lin.transpose(cts, last)
   else:
-    in_cts = lin.transpose(cts)
+    in_cts = lin.transpose(cts, last)
   grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
            for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
   return spec.pack(tree_unflatten(in_tree, grads))
@@ -352,7 +352,7 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
   if value.shape != ():
     raise _non_scalar_error(f, transform, [value], tree_structure(value))
   value = _scalar_output(value, f, transform, False)
-  (ct,) = lin.transpose([_one(value.dtype)])
+  (ct,) = lin.transpose([_one(value.dtype)], last=True)
   return _to_output(np.zeros(x.shape, x.dtype) if ct is None else ct, False), value
 
 
@@ -390,7 +390,8 @@ def _grad_with_value(f, spec, has_aux, transform, args, kwargs, holomorphic=Fals
   if out_tree.kind is not None or core.shape_of(out_leaves[0]) != ():
     raise _non_scalar_error(f, transform, out_leaves, out_tree)
   value = _scalar_output(out_leaves[0], f, transform, holomorphic)
-  derivative = _pull_back(lin, [_one(value.dtype)], leaves, in_tree, scalar_inputs, spec)
+  derivative = _pull_back(lin, [_one(value.dtype)], leaves, in_tree, scalar_inputs, spec,
+                          last=True)
   if holomorphic:  # the pullback of 1 is conj(f'(z)) (the adjoint): conjugate it back
     derivative = _conj_tree(derivative)
   return derivative, value, store.get("aux")
@@ -484,7 +485,7 @@ def vector_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_v
     leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
         f, spec, args, kwargs, has_aux, "vector_grad")
     cts = [np.ones(np.shape(o), dtypes.differentiable_dtype(o.dtype)) for o in out_leaves]
-    derivative = _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec)
+    derivative = _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=True)
     value = tree_unflatten(store["out_tree"], out_leaves)
     return _pack(derivative, value, store.get("aux"), return_value, has_aux)
   return vector_grad_f

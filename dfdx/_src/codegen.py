@@ -299,7 +299,7 @@ class _Emitter:
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
                    arg_names=None, single_output=False, return_literals=False, prefix="",
-                   nested=False, fuse_reductions=True, destinations=False):
+                   nested=False, fuse_reductions=True, destinations=False, donated=()):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
@@ -310,11 +310,17 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   einsum's does not match). `destinations`: the function takes one more argument per output,
   an array of the output's shape and dtype, writes each output into it (computing it there
   where the output is a ufunc's or a concatenation's result, or a transpose of one) and
-  returns None."""
+  returns None. `donated`: positions of inputs that are C-contiguous arrays the caller gives
+  up (nothing else reads them during or after the call): once dead, their buffers take
+  results as the function's own do."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
   em = _Emitter(program, const_names, prefix, standalone)
+  for k in donated:
+    v = program.in_vars[k]
+    em.set_owner(v, id(v))
+    em.arrays.add(id(v))
   if arg_names is not None:
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n
@@ -645,15 +651,17 @@ def _destinations(program):
   return found
 
 
-def compile_program(program: Program, name="f", fuse_reductions=True, destinations=False):
+def compile_program(program: Program, name="f", fuse_reductions=True, destinations=False,
+                    donated=()):
   """A Python function (flat list of inputs -> list of outputs) computing `program`; with
-  `destinations`, it writes them into arrays passed after the inputs (see program_source)."""
+  `destinations`, it writes them into arrays passed after the inputs; `donated` inputs'
+  buffers may take results (see program_source)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   source, literals = program_source(program, _identifier(name), standalone=False,
                                     return_literals=True, fuse_reductions=fuse_reductions,
-                                    destinations=destinations)
+                                    destinations=destinations, donated=donated)
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
   for h in helpers.values():
     exec(h, namespace)
