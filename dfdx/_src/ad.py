@@ -388,7 +388,6 @@ class JVPTrace(Trace):
   def _settle_deferred(self, prim, args, params):
     """Before binding `prim`: the deferred value fused into it (its traced result), or None
     once the deferred value is computed (if its tracer is alive)."""
-    global _deferred
     tracer = _deferred()
     if tracer is not None and len(args) == 1 and args[0] is tracer and \
         tracer._trace is self and prim in _forgets_inputs and prim in _forgets_output and \
