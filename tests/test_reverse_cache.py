@@ -350,6 +350,30 @@ def test_a_vjp_pullback_called_again_reads_intact_residuals(compiling, rng):
                              * 2.0, rtol=1e-13)
 
 
+def test_a_pass_compiles_a_bounded_number_of_donating_variants(compiling, rng, monkeypatch):
+  kept = []
+
+  def f(x, which):
+    temps = [x * c for c in (1.0, 2.0, 3.0)]  # each a residual of its sine alone
+    kept[:] = [temps[which]]  # the caller keeps one temporary: it is not donated
+    return dnp.sum(dnp.sin(temps[0]) + dnp.sin(temps[1]) + dnp.sin(temps[2]))
+  compile_pass, compiled = reverse_cache._compile, []
+
+  def counting(*args, **kwargs):
+    compiled.append(args[-1] if len(args) == 4 else ())
+    return compile_pass(*args, **kwargs)
+  monkeypatch.setattr(reverse_cache, "_compile", counting)
+  monkeypatch.setattr(reverse_cache, "_MAX_VARIANTS", 2)
+  grad = dfdx.grad(f)
+  for which in (0, 1, 2, 0, 1, 2):
+    for step in range(3):
+      x = rng.normal(size=_BIG)
+      assert_same_bits(grad(x, which), interpreted(grad, x, which))
+  (fn,) = _compiled_passes()
+  assert len(fn.variants) == 2 and len(_donations()) == 2
+  assert len(compiled) == 3 and len({d for d in compiled if d}) == 2  # the pass, 2 variants
+
+
 def test_a_donating_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
   compile_pass = reverse_cache._compile
 

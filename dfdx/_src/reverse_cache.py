@@ -50,7 +50,7 @@ enabled = os.environ.get("DFDX_COMPILED_REVERSE", "1") != "0"
 MAX_NODES = 10_000
 _TRIES = 3  # compilations of a structure whose compiled pass was slower, before giving up
 _MAX_SEEN = 256  # structures remembered (when more are seen, those not compiled are dropped)
-_MAX_VARIANTS = 8  # sets of donated residuals remembered per compiled pass
+_MAX_VARIANTS = 8  # sets of donated residuals compiled per compiled pass (others: none)
 # Seconds that compiling takes per node: an estimate, updated by every compilation.
 _compile_seconds_per_node = 5e-4
 
@@ -178,9 +178,10 @@ def run(fn, residuals, n_in, lin=None, cotangents=None):
     donated = _donatable(residuals, fn.large)
     if donated:
       variant = fn.variants.get(donated)
-      if variant is None:
+      if variant is not None:
+        fn = variant
+      elif len(fn.variants) < _MAX_VARIANTS:
         return _first_donation(fn, donated, lin, residuals, cotangents, n_in)
-      fn = variant
   outs = fn(*residuals)
   if len(outs) == n_in:
     return list(outs)
@@ -359,8 +360,7 @@ def _first_donation(fn, donated, lin, residuals, cotangents, n_in):
       variant = compiled
     else:
       stats["differed"] += 1
-  if len(fn.variants) < _MAX_VARIANTS:
-    fn.variants[donated] = variant
+  fn.variants[donated] = variant
   return expected
 
 
