@@ -295,13 +295,13 @@ def _compile(lin, residuals, cotangents, donated=()):
 # returned). A compiled pass may then write its results into their buffers once it has read
 # them, as jit's code does with its own temporaries: a write into memory in cache instead of
 # a fresh allocation (about half the time of a large elementwise product), and a lower peak.
-# A residual is donated only if its reference count shows no holder but the tape and the
-# list of residuals (a user's variable, a global, a closure, a cache, a view of it, an
-# output: any other reference keeps it), it is writeable and C-contiguous, it owns its
-# memory or is a view of an array that only it holds (so it appears once among the
-# residuals). The pass with a given set of donated residuals is compiled once, and kept only
-# if it reproduces the pass without donations bit for bit (which it runs next to, on that
-# first call). vjp's function, which may be called again, never donates.
+# A residual is donated only if its reference count shows no holder but one place on the
+# tape and its entry in the list of residuals (a user's variable, a global, a closure, a
+# cache, a view of it, an output, a second place on the tape: any other reference keeps
+# it), it is writeable and C-contiguous, and it owns its memory or is a view of an array
+# that only it holds. The pass with a given set of donated residuals is compiled once, and
+# kept only if it reproduces the pass without donations bit for bit (which it runs next to,
+# on that first call). vjp's function, which may be called again, and jacobian never donate.
 DONATE_MIN_BYTES = 1 << 16
 
 
