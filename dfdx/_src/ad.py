@@ -655,9 +655,8 @@ class Linearized:
         if type(found) is reverse_cache.Entry:
           return reverse_cache.interpret(found, self, residuals, cotangents, plain)
         if found is not None:
-          if last:
-            return reverse_cache.run(found, residuals, len(self.in_vars), self, cotangents)
-          return reverse_cache.run(found, residuals, len(self.in_vars))
+          return reverse_cache.run(found, residuals, len(self.in_vars),
+                                   self if last else None, cotangents)
     elif plain and reverse_cache.enabled and not debug_checks and \
         len(self.eqns) >= reverse_cache.ROLL_MIN_NODES:
       in_cts = reverse_cache.rolled(self, cotangents)

@@ -283,8 +283,10 @@ def _compile(lin, residuals, cotangents, donated=()):
                                donated=donated)
   fn.pattern = tuple(pattern)
   n_cts = sum(c is not None for c in cotangents)  # (the caller's: never donated)
+  read = {id(a) for eqn in program.eqns for a in eqn.inputs}  # (others: nothing to take)
   fn.large = tuple(k for k, r in enumerate(residuals[:len(residuals) - n_cts])
-                   if type(r) is np.ndarray and r.nbytes >= DONATE_MIN_BYTES)
+                   if type(r) is np.ndarray and r.nbytes >= DONATE_MIN_BYTES
+                   and id(program.in_vars[k]) in read)
   fn.variants = {}
   return fn
 
@@ -305,20 +307,18 @@ def _compile(lin, residuals, cotangents, donated=()):
 DONATE_MIN_BYTES = 1 << 16
 
 
-def _count_of_one_holder():
-  """sys.getrefcount of an object held once, read through a local variable (the local and
-  the call may or may not count, depending on the interpreter: measured, not assumed)."""
+def _reference_counts():
+  """sys.getrefcount of an object held once, read as a list's entry and through a local
+  variable (whether the call's and the local's references count depends on the
+  interpreter: measured, not assumed)."""
   held = object()
   holder = [held]
-  count = sys.getrefcount(held)
-  holder.clear()
-  return count
+  through_local = sys.getrefcount(held)
+  del held
+  return sys.getrefcount(holder[0]), through_local
 
 
-_probe = [object()]
-_HELD_BY_A_LIST = sys.getrefcount(_probe[0])  # a list's reference (and the call's)
-_HELD_ONCE = _count_of_one_holder()
-del _probe
+_HELD_BY_A_LIST, _HELD_ONCE = _reference_counts()
 
 
 def _donatable(residuals, large):
