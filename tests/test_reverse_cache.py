@@ -25,11 +25,11 @@ def compiling(monkeypatch):
   return reverse_cache.stats
 
 
-def _check_at_once(entry, lin, residuals, cotangents, expected, seconds):
+def _check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
   # A compiled pass is kept only if it is not slower than the interpreted one; on a loaded
   # machine one timing can lose by chance, so these tests keep it whenever it agrees. The
   # estimate of compilation times that a compilation updates stays 0.
-  _CHECK(entry, lin, residuals, cotangents, expected, float("inf"))
+  _CHECK(entry, lin, residuals, cotangents, expected, float("inf"), vmaps)
   reverse_cache._compile_seconds_per_node = 0.0
 
 
@@ -153,7 +153,8 @@ def test_transformations_debug_checks_and_the_switch_keep_passes_interpreted(com
   x = rng.normal(size=4)
   grad = dfdx.grad(lambda x: dnp.sum(dnp.sin(x) ** 3))
   for _ in range(3):
-    dfdx.vmap(grad)(rng.normal(size=(2, 4)))  # under vmap: not a plain pass
+    xs = rng.normal(size=(2, 4))
+    dfdx.jvp(dfdx.vmap(grad), (xs,), (xs,))  # a vmap inside jvp: not only vmaps around
     dfdx.jit(grad)(x)
     dfdx.hessian(lambda x: dnp.sum(dnp.sin(x) ** 3))(x)
   monkeypatch.setattr(ad, "debug_checks", True)
@@ -167,9 +168,9 @@ def test_transformations_debug_checks_and_the_switch_keep_passes_interpreted(com
 
 
 def test_a_compiled_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
-  def off_by_one_ulp(entry, lin, residuals, cotangents, expected, seconds):
+  def off_by_one_ulp(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
     expected = [np.nextafter(e, np.inf) for e in expected]
-    return _check_at_once(entry, lin, residuals, cotangents, expected, seconds)
+    return _check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps)
   monkeypatch.setattr(reverse_cache, "_compile_and_check", off_by_one_ulp)
   grad = dfdx.grad(lambda x: dnp.sum(dnp.cos(x) * x))
   x = rng.normal(size=3)
@@ -196,8 +197,8 @@ def test_structures_that_never_repeat_do_not_crowd_out_a_compiled_one(compiling,
 
 
 def test_a_slower_compiled_pass_is_tried_again_then_given_up(compiling, rng, monkeypatch):
-  def never_fast_enough(entry, lin, residuals, cotangents, expected, seconds):
-    _CHECK(entry, lin, residuals, cotangents, expected, -1.0)
+  def never_fast_enough(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
+    _CHECK(entry, lin, residuals, cotangents, expected, -1.0, vmaps)
     reverse_cache._compile_seconds_per_node = 0.0
   monkeypatch.setattr(reverse_cache, "_compile_and_check", never_fast_enough)
   grad = dfdx.grad(lambda x: dnp.sum(dnp.tanh(x) * x))
@@ -381,8 +382,8 @@ def test_a_pass_compiles_a_bounded_number_of_donating_variants(compiling, rng, m
 def test_a_donating_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
   compile_pass = reverse_cache._compile
 
-  def wrong_when_donating(lin, residuals, cotangents, donated=()):
-    fn = compile_pass(lin, residuals, cotangents, donated)
+  def wrong_when_donating(lin, residuals, cotangents, donated=(), **kwargs):
+    fn = compile_pass(lin, residuals, cotangents, donated, **kwargs)
     if not donated:
       return fn
 
@@ -397,6 +398,102 @@ def test_a_donating_pass_that_would_differ_is_not_kept(compiling, rng, monkeypat
     assert_same_bits(grad(x), interpreted(grad, x))
   (fn,) = _compiled_passes()
   assert fn.variants and not _donations() and compiling["differed"] == 1
+
+
+# ---- reverse passes under vmap: per-example gradients, jacobian, vmap of jacobian -----------
+
+
+def _batched_passes():
+  return [fn for fn in _compiled_passes() if hasattr(fn, "out_dims")]
+
+
+def test_per_example_gradients_run_a_compiled_batched_pass_with_the_interpreted_bits(
+    compiling, rng):
+  def loss(w, x):  # w shared, x one example: w's gradient varies over the batch, b's not
+    w, b = w
+    h = dnp.tanh(x @ w)
+    return dnp.sum(h ** 2) + dnp.sum(dnp.sin(b) ** 2) + dnp.sum(x * x)
+  per_example = dfdx.vmap(dfdx.grad(loss, (0, 1)), in_axes=(None, 0))
+  for _ in range(5):
+    w, xs = (rng.normal(size=(3, 4)), rng.normal(size=2)), rng.normal(size=(6, 3))
+    got = per_example(w, xs)
+    assert_same_bits(got, interpreted(per_example, w, xs))
+    (gw, gb), gx = got
+    assert gw.shape == (6, 3, 4) and gb.shape == (6, 2)  # b's gradient broadcast over the batch
+    h = np.tanh(xs @ w[0])
+    np.testing.assert_allclose(gw, xs[:, :, None] * (2 * h * (1 - h * h))[:, None, :],
+                               rtol=1e-13)
+    np.testing.assert_allclose(gb, np.broadcast_to(np.sin(2 * w[1]), (6, 2)), rtol=1e-14)
+  assert compiling["compiled"] == 1 and compiling["differed"] == 0
+  (fn,) = _batched_passes()
+  assert fn.pattern == (True, True, True)
+  assert None in [d for dims in fn.out_dims for d in dims]  # (b's: not batched)
+
+
+def test_jacobian_pulls_back_its_basis_through_a_compiled_pass(compiling, rng):
+  def f(x, a):  # (fewer outputs than inputs: reverse mode)
+    return dnp.stack([dnp.sum(dnp.exp(x[:2]) * a), dnp.sum(dnp.cumsum(x * dnp.cos(x)))])
+  jac = dfdx.jacobian(f)
+  for _ in range(4):
+    x, a = rng.normal(size=5), rng.normal()
+    got = jac(x, a)
+    assert_same_bits(got, interpreted(jac, x, a))
+    expected = [np.r_[np.exp(x[:2]) * a, 0, 0, 0],
+                np.arange(5, 0, -1) * (np.cos(x) - x * np.sin(x))]
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+  assert compiling["compiled"] == 1 and len(_batched_passes()) == 1
+
+
+@pytest.mark.parametrize("in_axes", [0, 1])
+def test_vmaps_of_jacobians_and_nested_vmaps_compile_with_their_batch_axes(compiling, rng,
+                                                                           in_axes):
+  def f(x, c):
+    return dnp.stack([dnp.sum(dnp.sin(x) * c), x[0] * x[1] / (1 + x[2] ** 2)])
+  jac = dfdx.vmap(dfdx.jacobian(f), in_axes=(in_axes, None))
+  grad2 = dfdx.vmap(dfdx.vmap(dfdx.grad(lambda x, c: f(x, c)[1]), (0, None)), (in_axes, None))
+  for _ in range(4):
+    xs, c = rng.normal(size=(5, 3) if in_axes == 0 else (3, 5)), rng.normal(size=3)
+    got = jac(xs, c)
+    assert_same_bits(got, interpreted(jac, xs, c))
+    x = xs if in_axes == 0 else xs.T
+    np.testing.assert_allclose(got[:, 0], np.cos(x) * c, rtol=1e-14)
+    np.testing.assert_allclose(got[:, 1, 2], -2 * x[:, 2] * x[:, 0] * x[:, 1]
+                               / (1 + x[:, 2] ** 2) ** 2, rtol=1e-13)
+    many = np.stack([xs] * 2, axis=1) if in_axes == 0 else np.stack([xs.T] * 2)
+    assert_same_bits(grad2(many, c), interpreted(grad2, many, c))
+  assert compiling["compiled"] == 2 and len(_batched_passes()) == 2
+
+
+def _rotated_projection(p, x):
+  """A small per-example function of many steps (the shape of bundle adjustment's)."""
+  y = x * dnp.cos(p[0]) + dnp.cross(p[:3], x) * dnp.sin(p[1]) + p[3:6]
+  return y[:2] / y[2] * (1 + p[6] * dnp.sum(y[:2] ** 2))
+
+
+def test_a_large_batch_of_small_problems_runs_with_the_batch_axis_last(compiling, rng):
+  jac = dfdx.vmap(dfdx.jacobian(_rotated_projection, (0, 1)))
+  for _ in range(3):
+    ps, xs = rng.normal(size=(2048, 7)), rng.normal(size=(2048, 3)) + [0, 0, 5]
+    assert_same_bits(jac(ps, xs), interpreted(jac, ps, xs))
+  (fn,) = _batched_passes()
+  assert fn.batch_last
+
+
+def test_a_pass_whose_moved_batch_axis_would_differ_is_compiled_without_the_move(
+    compiling, rng, monkeypatch):
+  comparisons = []
+  real = reverse_cache._identical
+  monkeypatch.setattr(reverse_cache, "_identical",
+                      lambda got, expected: bool(comparisons.append(0) or len(comparisons) > 1)
+                      and real(got, expected))
+  jac = dfdx.vmap(dfdx.jacobian(_rotated_projection, (0, 1)))
+  for _ in range(3):
+    ps, xs = rng.normal(size=(2048, 7)), rng.normal(size=(2048, 3)) + [0, 0, 5]
+    assert_same_bits(jac(ps, xs), interpreted(jac, ps, xs))
+  assert len(comparisons) == 2
+  assert compiling["differed"] == 1 and compiling["compiled"] == 1
+  (fn,) = _batched_passes()
+  assert not fn.batch_last
 
 
 # ---- rolled reverse passes: the tapes of Python loops ------------------------------------------

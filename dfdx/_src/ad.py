@@ -662,6 +662,13 @@ class Linearized:
       in_cts = reverse_cache.rolled(self, cotangents)
       if in_cts is not None:  # (a loop's tape: see reverse_cache, "rolled reverse passes")
         return in_cts
+    elif not plain and reverse_cache.enabled and not debug_checks and not zero_absorbing \
+        and bind_in is _plain_bind_in and 0 < len(self.eqns) <= reverse_cache.MAX_NODES:
+      traces = reverse_cache.vmaps_around(core._current_trace)
+      if traces is not None:  # (see reverse_cache, "reverse passes under vmap")
+        in_cts = reverse_cache.batched(self, cotangents, traces, _Node)
+        if in_cts is not None:
+          return in_cts
     return self._interpret(cotangents, plain)
 
   def _interpret(self, cotangents, plain):

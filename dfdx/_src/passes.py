@@ -1220,12 +1220,14 @@ class _BatchLast:
                      eqn.source)
 
 
-def batch_last(program: Program) -> Program:
+def batch_last(program: Program, min_gain=None) -> Program:
   """The program with the batch axis last in the arrays of a batch of small problems (see
-  _BatchLast): the same values, computed by operations that loop over the batch."""
+  _BatchLast): the same values, computed by operations that loop over the batch. Kept if
+  it moves at least `min_gain` (default `_BATCH_GAIN`) equations per operand copied."""
   size = _batch_size(program)
   if size is None:
     return program
   mover = _BatchLast(program, size)
   moved = mover.run(program)
-  return moved if mover.rewritten >= _BATCH_GAIN * mover.converted else program
+  gain = _BATCH_GAIN if min_gain is None else min_gain
+  return moved if mover.rewritten >= gain * mover.converted else program

@@ -287,8 +287,9 @@ def split(program, axes, chunk):
   return prologue, body, passed, pro_outs
 
 
-def compile_tiled(program, name):
-  """A function computing `program` chunk by chunk (see the module docstring), or None."""
+def compile_tiled(program, name, fuse_reductions=True):
+  """A function computing `program` chunk by chunk (see the module docstring), or None.
+  (`fuse_reductions`: as for codegen.compile_program.)"""
   from dfdx._src import codegen, passes
   if not enabled:
     return None
@@ -305,8 +306,9 @@ def compile_tiled(program, name):
   except Exception:  # (ProgramTypeError, or an abstract evaluation's own error) a
     # resized parameter the rules above do not know: run it whole
     return None
-  prologue_run = codegen.compile_program(passes.dce(prologue), f"{name}_prologue")
-  body_run = codegen.compile_program(body, f"{name}_chunk", destinations=True)
+  prologue_run = codegen.compile_program(passes.dce(prologue), f"{name}_prologue",
+                                         fuse_reductions)
+  body_run = codegen.compile_program(body, f"{name}_chunk", fuse_reductions, destinations=True)
   tiled_in = [(i, axes[id(v)]) for i, v in enumerate(program.in_vars) if id(v) in axes]
   tiled_consts = [(c, axes[id(v)]) for v, c in zip(program.const_vars, program.const_vals)
                   if id(v) in axes]
