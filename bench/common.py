@@ -162,8 +162,9 @@ def add_note(row, note):
   row["note"] = "; ".join(filter(None, [row["note"], note]))
 
 
-def _reverse_passes_compiled():
-  """How many reverse passes eager dfdx has compiled so far (see WARM_UP_S)."""
+def _passes_compiled():
+  """How many passes over a tape (reverse, or forward under vmap) eager dfdx has compiled so
+  far (see WARM_UP_S)."""
   from dfdx._src import reverse_cache
   return reverse_cache.stats["compiled"]
 
@@ -204,10 +205,10 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
         add_note(row, "disagrees: not timed")
         continue
       if row["first_call_s"] < WARM_UP_S:
-        compiled = _reverse_passes_compiled()
+        compiled = _passes_compiled()
         seconds_per_call(tool.derivative, WARM_UP_S)
-        if _reverse_passes_compiled() != compiled:
-          add_note(row, "reverse pass compiled in the warm-up")
+        if _passes_compiled() != compiled:
+          add_note(row, "tape pass compiled in the warm-up")
     tool.objective()  # warm up (a jitted objective compiles here)
     timed[name] = tool
   freeze_heap()
@@ -219,10 +220,10 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
         continue
       objective_times.append(seconds_per_call(tool.objective))
       if tool.derivative is not None:
-        compiled = _reverse_passes_compiled()
+        compiled = _passes_compiled()
         derivative_times.append(seconds_per_call(tool.derivative))
-        if _reverse_passes_compiled() != compiled:  # (a long tape: rolled at its 2nd call)
-          add_note(rows[name], "reverse pass compiled in the first sample")
+        if _passes_compiled() != compiled:  # (a long tape: rolled at its 2nd call)
+          add_note(rows[name], "tape pass compiled in the first sample")
   for name, (objective_times, derivative_times) in times.items():
     row = rows[name]
     row["objective_s"] = float(np.median(objective_times))

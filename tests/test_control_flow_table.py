@@ -187,7 +187,7 @@ def test_jit_values(f, w, xs):
 def test_derivatives_under_jit(f, w, xs, kind):
   D, fun = getattr(dfdx, kind), f if kind.startswith("jac") else _summed(f)
   forms = [dfdx.jit(D(fun)), D(dfdx.jit(fun))]  # made once: the examples share the compilations
-  if kind == "jacfwd":  # jacfwd is a vmap of jvp: the primitives outside jit too
+  if kind == "jacfwd":  # jacfwd's forward application of its tape: outside jit too
     forms.append(D(fun))
   for x in xs:
     if kind == "grad":

@@ -156,7 +156,7 @@ def test_transformations_debug_checks_and_the_switch_keep_passes_interpreted(com
     xs = rng.normal(size=(2, 4))
     dfdx.jvp(dfdx.vmap(grad), (xs,), (xs,))  # a vmap inside jvp: not only vmaps around
     dfdx.jit(grad)(x)
-    dfdx.hessian(lambda x: dnp.sum(dnp.sin(x) ** 3))(x)
+    dfdx.jvp(grad, (x,), (x,))  # a reverse pass under jvp
   monkeypatch.setattr(ad, "debug_checks", True)
   for _ in range(3):
     grad(x)
@@ -426,7 +426,7 @@ def test_per_example_gradients_run_a_compiled_batched_pass_with_the_interpreted_
     np.testing.assert_allclose(gb, np.broadcast_to(np.sin(2 * w[1]), (6, 2)), rtol=1e-14)
   assert compiling["compiled"] == 1 and compiling["differed"] == 0
   (fn,) = _batched_passes()
-  assert fn.pattern == (True, True, True)
+  assert fn.pattern == (True, True, True) and not fn.forward
   assert None in [d for dims in fn.out_dims for d in dims]  # (b's: not batched)
 
 
@@ -462,6 +462,33 @@ def test_vmaps_of_jacobians_and_nested_vmaps_compile_with_their_batch_axes(compi
     many = np.stack([xs] * 2, axis=1) if in_axes == 0 else np.stack([xs.T] * 2)
     assert_same_bits(grad2(many, c), interpreted(grad2, many, c))
   assert compiling["compiled"] == 2 and len(_batched_passes()) == 2
+
+
+def test_jacfwd_and_hessian_push_the_basis_through_a_compiled_forward_pass(compiling, rng):
+  def f(x):
+    return dnp.concatenate([dnp.sin(x) * x[0], dnp.cumsum(dnp.exp(x))[1:] / (1 + x @ x)])
+  jac = dfdx.jacfwd(f)
+  hess = dfdx.hessian(lambda x: dnp.sum(dnp.sin(x) ** 3) * x[1])
+  outer = dfdx.vmap(dfdx.jacfwd(f), in_axes=1)
+  for _ in range(4):
+    x, xs = rng.normal(size=3), rng.normal(size=(3, 4))
+    got = jac(x)
+    assert_same_bits(got, interpreted(jac, x))
+    expected = np.diag(np.cos(x) * x[0])
+    expected[:, 0] += np.sin(x)
+    np.testing.assert_allclose(got[:3], expected, rtol=1e-14)
+    got = hess(x)
+    assert_same_bits(got, interpreted(hess, x))
+    s, c = np.sin(x), np.cos(x)
+    expected = np.diag((6 * s * c * c - 3 * s ** 3) * x[1])
+    expected[1] += 3 * s * s * c
+    expected[:, 1] += 3 * s * s * c
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+    assert_same_bits(outer(xs), interpreted(outer, xs))
+  # three forward passes (jacfwd's, hessian's outer one, and jacfwd's under a vmap of its
+  # own); hessian's inner reverse pass runs under the outer linearization: interpreted
+  assert [fn.forward for fn in _batched_passes()] == [True] * 3
+  assert compiling["compiled"] == 3 and compiling["differed"] == 0
 
 
 def _rotated_projection(p, x):

@@ -628,6 +628,18 @@ class Linearized:
     self.eqns, self.in_vars, self.out_vars = eqns, in_vars, out_vars
 
   def forward(self, tangents):
+    """Tangents of the outputs given tangents of the inputs (`None` = zero)."""
+    if core._current_trace is not None and reverse_cache.enabled and not debug_checks and \
+        not zero_absorbing and bind_in is _plain_bind_in and \
+        0 < len(self.eqns) <= reverse_cache.MAX_NODES:
+      traces = reverse_cache.vmaps_around(core._current_trace)
+      if traces is not None:  # (jacobian's pushforward: see reverse_cache, "under vmap")
+        out = reverse_cache.batched(self, tangents, traces, _Node, forward=True)
+        if out is not None:
+          return out
+    return self._forward(tangents)
+
+  def _forward(self, tangents):
     env = {id(v): t for v, t in zip(self.in_vars, tangents, strict=True)}
     for eqn in self.eqns:
       result = eqn.forward(env)

@@ -659,18 +659,18 @@ def _jacobian_by_transpose(lin, out_leaves, leaves):
   return blocks
 
 
-def _jacobian_by_pushforward(push, leaves, get_out_leaves):
-  """Forward mode: push every input basis vector at once (vmap over a JVP). The outputs are
-  read with `get_out_leaves()` after the push, since `push` may be what computes them."""
+def _jacobian_by_pushforward(lin, leaves, out_leaves):
+  """Forward mode: push every input basis vector at once (vmap over the tape's forward
+  application)."""
   tangents, in_sizes, n = _basis(leaves, lambda x: x.dtype)
-  out_tangents, dims = batching.vmap_flat(push, n, tangents, [0] * len(tangents))
-  out_leaves = get_out_leaves()
+  out_tangents, dims = batching.vmap_flat(lambda *t: lin.forward(list(t)), n, tangents,
+                                          [0] * len(tangents))
   blocks = [[None] * len(leaves) for _ in out_leaves]
   for k, (o, t, d) in enumerate(zip(out_leaves, out_tangents, dims)):
     full = _batched_or_broadcast(t, d, n, o)
     for j, (x, rows) in enumerate(zip(leaves, _row_blocks(full, in_sizes))):
       blocks[k][j] = _leading_to_trailing(rows, np.shape(x), np.shape(o))
-  return blocks, out_leaves
+  return blocks
 
 
 def _batched_or_broadcast(x, bdim, size, like):
@@ -682,8 +682,11 @@ def _batched_or_broadcast(x, bdim, size, like):
 
 def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
            grad_vars=None, holomorphic=False):
-  """Jacobian of `f` by forward mode (vmap of jvp over the input basis): best when inputs are
-  smaller than outputs.
+  """Jacobian of `f` by forward mode: best when inputs are smaller than outputs. `f` is
+  linearized once (its tape records the forward pass's residuals) and the input basis is
+  pushed through the tape at once (vmap of its forward application, compiled once for a tape
+  seen again: see dfdx/_src/reverse_cache.py). `vmap` of `jvp` computes the same values
+  without holding the residuals, by the interpreter on every call.
 
   Each block has shape `out.shape + in.shape`; pytrees nest as output tree of input trees.
   Arguments and return conventions are as for `grad`. Complex outputs of real inputs are
@@ -694,36 +697,8 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
   array([[2., 0.],
          [0., 4.]])
   """
-  spec = _DiffArgs(f, argnums, wrt, "jacfwd", grad_vars=grad_vars)
-
-  @_wraps(f, f"jacfwd_of_{_fun_name(f)}_wrt_{spec.suffix()}")
-  def jacfwd_f(*args, **kwargs):
-    values, call = spec.select(args, kwargs)
-    leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jacfwd")
-    _check_complex("jacfwd", f, leaves, (), "fwd", holomorphic)
-    store = {}
-    flat_fun = _traced_call(call, in_tree, has_aux, "jacfwd", store)
-
-    def push(*tangents):
-      primals_out, tangents_out = ad.jvp_flat(flat_fun, leaves, list(tangents))
-      store["primals_out"] = primals_out
-      return tangents_out
-    # The outputs' primal values do not depend on the tangents, so they come out of the
-    # vmap unbatched; `push` leaves them in `store`.
-    blocks, out_leaves = _jacobian_by_pushforward(
-        push, leaves, lambda: [_unbatched(p) for p in store["primals_out"]])
-    jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,
-                             scalar_inputs, spec)
-    value = tree_unflatten(store["out_tree"], out_leaves)
-    return _pack(jac, value, store.get("aux"), return_value, has_aux)
-  return jacfwd_f
-
-
-def _unbatched(x):
-  # A primal output may be batched by an enclosing vmap (a live trace), never by the vmap
-  # over the tangent basis, which has ended by now.
-  assert not (isinstance(x, Tracer) and not x._trace.alive), "primal depends on the tangents"
-  return x
+  return _jacobian(f, argnums, wrt, has_aux, return_value, "fwd", "jacfwd", grad_vars,
+                   holomorphic)
 
 
 def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
@@ -797,8 +772,7 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
         use = "fwd" if n_in <= n_out else "rev"
     _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
     if use == "fwd":
-      blocks, _ = _jacobian_by_pushforward(lambda *t: lin.forward(list(t)), leaves,
-                                           lambda: out_leaves)
+      blocks = _jacobian_by_pushforward(lin, leaves, out_leaves)
     else:
       blocks = _jacobian_by_transpose(lin, out_leaves, leaves)
     jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,

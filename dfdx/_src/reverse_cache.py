@@ -166,7 +166,7 @@ def interpret(entry, lin, residuals, cotangents, plain, vmaps=None):
   this structure have taken as long as compiling it would. (`vmaps`: see "reverse passes
   under vmap"; `residuals` and `cotangents` are then the arrays holding the batches.)"""
   start = time.perf_counter()
-  in_cts = lin._interpret(cotangents if vmaps is None else vmaps.cotangents, plain)
+  in_cts = lin._interpret(cotangents, plain) if vmaps is None else vmaps.interpret(lin)
   elapsed = time.perf_counter() - start
   entry.seen += 1
   entry.spent += elapsed
@@ -264,8 +264,9 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
   with `pattern` saying which inputs have one, `large` the positions of residuals that
   may be donated, and `variants` the passes compiled with `donated` ones. Under `vmaps`,
   the pass batched by them, of the arrays holding the batches (see "reverse passes under
-  vmap"), with `out_dims` the batch axes of its results and `batch_last` whether its batch
-  axis moved last (asked for by `batch_last`)."""
+  vmap"), with `out_dims` the batch axes of its results, `batch_last` whether its batch
+  axis moved last (asked for by `batch_last`) and `forward` whether it is the tape's forward
+  application."""
   from dfdx._src import ad, codegen, passes, staging, tiling
   eqns, in_vars, out_vars = lin.eqns, lin.in_vars, lin.out_vars
   pattern = []
@@ -286,7 +287,10 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
       shadow.append(copy)
     outs = [None if v is None else mapping.get(id(v), v) for v in out_vars]
     cts = [None if c is None else next(it) for c in cotangents]
-    in_cts = ad.Linearized(shadow, in_vars, outs).transpose(cts)
+    if vmaps is not None and vmaps.forward:  # (cts: the inputs' tangents)
+      in_cts = ad.Linearized(shadow, in_vars, outs).forward(cts)
+    else:
+      in_cts = ad.Linearized(shadow, in_vars, outs).transpose(cts)
     pattern[:] = [c is not None for c in in_cts]
     return [c for c in in_cts if c is not None]
 
@@ -316,6 +320,7 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
     fn = tiling.compile_tiled(moved, "reverse_pass", False) or codegen.compile_program(
         moved, "reverse_pass", fuse_reductions=False)
     fn.pattern, fn.out_dims, fn.batch_last = tuple(pattern), out_dims, moved is not program
+    fn.forward = vmaps.forward
     return fn
   fn = codegen.compile_program(program, "reverse_pass", fuse_reductions=False,
                                donated=donated)
@@ -353,11 +358,17 @@ _BATCH_LAST_GAIN = 2
 
 class _Vmaps:
   """The vmaps around a reverse pass (`traces`, outermost first), and the batch axes at each
-  of them of the values that the pass reads (`dims`: one tuple per value)."""
-  __slots__ = ("traces", "dims", "cotangents")
+  of them of the values that the pass reads (`dims`: one tuple per value). `forward`: the
+  pass is the tape's forward application (tangents in, tangents out) instead."""
+  __slots__ = ("traces", "dims", "cotangents", "forward")
 
-  def __init__(self, traces):
-    self.traces, self.dims, self.cotangents = traces, [], None
+  def __init__(self, traces, forward):
+    self.traces, self.dims, self.cotangents, self.forward = traces, [], None, forward
+
+  def interpret(self, lin):
+    """The pass interpreted, on the (batched) `cotangents`."""
+    return lin._forward(self.cotangents) if self.forward else lin._interpret(self.cotangents,
+                                                                              False)
 
   def unbatched(self, x):
     """The array holding `x`, its batch axes recorded in `dims`; None for a tracer of
@@ -427,17 +438,18 @@ def vmaps_around(trace):
   return traces
 
 
-def batched(lin, cotangents, traces, node_type):
+def batched(lin, cotangents, traces, node_type, forward=False):
   """`lin`'s input cotangents from its compiled pass under the vmaps `traces` (timed and
-  compiled when due, as `interpret` does), or None: interpret it."""
+  compiled when due, as `interpret` does), or None: interpret it. With `forward`, its
+  outputs' tangents given the inputs' (`cotangents`) from its compiled forward application."""
   sig = signature(lin.eqns, lin.in_vars, lin.out_vars, (), node_type, traced=True)
   if sig is None:
     return None
   flat, residuals = sig
-  vmaps = _Vmaps(traces)
+  vmaps = _Vmaps(traces, forward)
   values = []
   append = flat.append
-  append(tuple(t.axis_size for t in traces))
+  append(("forward" if forward else "transpose", tuple(t.axis_size for t in traces)))
   for r in residuals:
     v = vmaps.unbatched(r)
     if v is None:
