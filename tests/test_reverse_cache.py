@@ -203,12 +203,32 @@ def test_a_slower_compiled_pass_is_tried_again_then_given_up(compiling, rng, mon
   monkeypatch.setattr(reverse_cache, "_compile_and_check", never_fast_enough)
   grad = dfdx.grad(lambda x: dnp.sum(dnp.tanh(x) * x))
   x = rng.normal(size=3)
-  for _ in range(2 * reverse_cache._TRIES + 3):  # two sightings before each try
+  # each try: two sightings, then the compiled pass on trial for its first runs
+  for _ in range((2 + reverse_cache._TRIAL_RUNS - 1) * reverse_cache._TRIES + 2):
     np.testing.assert_allclose(grad(x), (1 - np.tanh(x) ** 2) * x + np.tanh(x), rtol=1e-14)
   assert compiling == {"compiled": 0, "differed": 0, "slower": reverse_cache._TRIES,
                        "not staged": 0}
   (entry,) = [e for bucket in reverse_cache._entries.values() for e in bucket]
   assert entry.fn is reverse_cache._INTERPRET
+
+
+def test_a_compiled_pass_whose_first_run_is_slow_is_kept_after_its_trial(compiling, rng,
+                                                                          monkeypatch):
+  def slow_first_run(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
+    _CHECK(entry, lin, residuals, cotangents, expected, -1.0, vmaps)  # (the first run loses)
+    assert entry.trial is not None and entry.fn is None
+    entry.best = float("inf")  # (and the next ones win)
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", slow_first_run)
+  trial = reverse_cache._on_trial
+  runs = []
+  monkeypatch.setattr(reverse_cache, "_on_trial", lambda *a: runs.append(0) or trial(*a))
+  vg = dfdx.value_and_grad(mixture)
+  for _ in range(6):
+    params, x = mixture_data(rng)
+    assert_same_bits(vg(params, x), interpreted(vg, params, x))
+  assert len(runs) == reverse_cache._TRIAL_RUNS - 1  # (the first run was the compiling call's)
+  assert compiling["compiled"] == 1 and compiling["slower"] == 0
+  (fn,) = _compiled_passes()
 
 
 def test_tapes_with_other_kinds_of_nodes_stay_interpreted(compiling, rng):

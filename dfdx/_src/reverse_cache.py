@@ -15,8 +15,10 @@ passes under vmap" below). A structure is compiled once its interpreted passes h
 taken as long as compiling it is expected to take (so that a function called a few times
 never pays for a compilation it would not repay), and the compiled pass is kept only if
 it reproduces the interpreted pass that it runs next to, every cotangent bit for bit, and is
-not slower (a slower one is tried again later, at most three times in all); otherwise that
-structure stays interpreted. A pass whose result holds a NaN or meets a tie of a spectrum is
+not slower: its first run, or else the fastest of its first three (on trial, it runs the
+next calls; a first run of new code into memory not yet reused is often slow), against the
+fastest interpreted pass. A slower one is compiled again later, at most three times in
+all; otherwise that structure stays interpreted. A pass whose result holds a NaN or meets a tie of a spectrum is
 redone by `recompute_if_nan` as before, interpreted.
 
 The compiled pass computes every value with the NumPy operations the interpreter would use:
@@ -58,16 +60,18 @@ _compile_seconds_per_node = 5e-4
 
 class Entry:
   """A tape structure seen before: `flat` (see `signature`), its number of nodes, how often
-  its pass was interpreted and the seconds that took in all, and its compiled pass (None
-  until compiled; `_INTERPRET` when it is not to be compiled)."""
-  __slots__ = ("flat", "nodes", "seen", "spent", "fn", "tries")
+  its pass was interpreted, the seconds that took in all and at best, and its compiled pass
+  (None until compiled; `_INTERPRET` when it is not to be compiled). `trial`: a compiled
+  pass on trial (see `_on_trial`), with the seconds of its runs so far."""
+  __slots__ = ("flat", "nodes", "seen", "spent", "best", "fn", "tries", "trial", "trial_times")
 
   def __init__(self, flat, nodes):
     self.flat, self.nodes, self.seen, self.spent, self.fn = flat, nodes, 0, 0.0, None
-    self.tries = 0
+    self.best, self.tries, self.trial, self.trial_times = float("inf"), 0, None, []
 
 
 _INTERPRET = object()
+_TRIAL_RUNS = 3  # runs of a compiled pass on trial: the fastest is compared
 # What became of the structures compiled (for tests and profiles): kept, or interpreted
 # because the compiled pass differed, was slower, or could not be staged (the last such
 # exception is in last_failure).
@@ -165,11 +169,14 @@ def interpret(entry, lin, residuals, cotangents, plain, vmaps=None):
   """`lin`'s interpreted reverse pass, timed; compiles the pass once the interpreted ones of
   this structure have taken as long as compiling it would. (`vmaps`: see "reverse passes
   under vmap"; `residuals` and `cotangents` are then the arrays holding the batches.)"""
+  if entry.trial is not None:
+    return _on_trial(entry, lin, residuals, vmaps)
   start = time.perf_counter()
   in_cts = lin._interpret(cotangents, plain) if vmaps is None else vmaps.interpret(lin)
   elapsed = time.perf_counter() - start
   entry.seen += 1
   entry.spent += elapsed
+  entry.best = min(entry.best, elapsed)
   if entry.seen >= 2 and entry.spent >= _compile_seconds_per_node * entry.nodes:
     _compile_and_check(entry, lin, residuals, cotangents, in_cts, elapsed, vmaps)
   return in_cts
@@ -228,18 +235,37 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
     stats["differed"] += 1
     if not getattr(compiled, "batch_last", False):
       return
-  if seconds > interpreted_seconds:  # a second run, in case the first met a busy moment
-    start = time.perf_counter()
-    call(compiled)
-    seconds = min(seconds, time.perf_counter() - start)
-  if seconds > interpreted_seconds:
-    stats["slower"] += 1
-    entry.tries += 1
-    if entry.tries < _TRIES:  # timings on a shared machine: try again after as long
-      entry.fn, entry.seen, entry.spent = None, 0, 0.0
-  else:
+  entry.best = min(entry.best, interpreted_seconds)
+  if seconds <= interpreted_seconds:
     stats["compiled"] += 1
     entry.fn = compiled
+  else:  # (the first run of new code, into memory not yet reused, or a busy moment)
+    entry.fn, entry.trial, entry.trial_times = None, compiled, [seconds]
+
+
+def _on_trial(entry, lin, residuals, vmaps):
+  """The pass by `entry`'s compiled pass on trial, timed: after `_TRIAL_RUNS` runs it is kept
+  if its fastest is no slower than the fastest interpreted pass; else the structure is
+  interpreted again, and compiled again later (at most `_TRIES` times in all)."""
+  fn = entry.trial
+  start = time.perf_counter()
+  if vmaps is None:
+    out = run(fn, residuals, len(lin.in_vars))
+  else:
+    out = run_batched(fn, residuals, vmaps.traces)
+  entry.trial_times.append(time.perf_counter() - start)
+  if len(entry.trial_times) >= _TRIAL_RUNS:
+    entry.trial = None
+    if min(entry.trial_times) <= entry.best:
+      stats["compiled"] += 1
+      entry.fn = fn
+    else:
+      stats["slower"] += 1
+      entry.tries += 1
+      # timings on a shared machine: try again after as long
+      entry.fn = None if entry.tries < _TRIES else _INTERPRET
+      entry.seen, entry.spent = 0, 0.0
+  return out
 
 
 def _identical(got, expected):
