@@ -18,8 +18,8 @@ it reproduces the interpreted pass that it runs next to, every cotangent bit for
 not slower: its first run, or else the fastest of its first three (on trial, it runs the
 next calls; a first run of new code into memory not yet reused is often slow), against the
 fastest interpreted pass. A slower one is compiled again later, at most three times in
-all; otherwise that structure stays interpreted. A pass whose result holds a NaN or meets a tie of a spectrum is
-redone by `recompute_if_nan` as before, interpreted.
+all; otherwise that structure stays interpreted. A pass whose result holds a NaN or meets
+a tie of a spectrum is redone by `recompute_if_nan` as before, interpreted.
 
 The compiled pass computes every value with the NumPy operations the interpreter would use:
 of jit's passes it takes only the exact ones (`simplify`'s rewrites, common subexpressions
@@ -361,10 +361,12 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
 
 
 # ---- reverse passes under vmap ------------------------------------------------------------
-# A reverse pass inside vmap (vmap of grad: per-example gradients; jacobian, which pulls back
+# A reverse pass inside vmap (vmap of grad: per-example gradients; jacrev, which pulls back
 # every basis vector at once under a vmap; vmap of jacobian: ADBench's BA) runs each node's
-# transpose rule through the batching rules of every vmap around it. Its tape is as fixed as
-# a plain one, and so are the batch axes of its residuals and cotangents: the pass is staged
+# transpose rule through the batching rules of every vmap around it, and so does jacfwd's
+# forward application of its tape to the input basis with the JVP rules (`forward`). Its
+# tape is as fixed as a plain one, and so are the batch axes of its residuals and
+# cotangents (tangents): the pass is staged
 # once as the batched program (the pass under those vmaps, a function of the arrays that
 # hold the batches) and compiled, in chunks along the batch where the program allows
 # (tiling.py: the intermediates of a batch of observations then stay in cache). The key adds
@@ -396,15 +398,19 @@ class _Vmaps:
     return lin._forward(self.cotangents) if self.forward else lin._interpret(self.cotangents,
                                                                               False)
 
+  def holder(self, x):
+    """(the value holding `x`'s batches, its batch axis at each vmap: None where it is not
+    batched); the value is a tracer if `x` belongs to another transformation."""
+    dims = [None] * len(self.traces)  # (batching.NOT_MAPPED)
+    for k in range(len(self.traces) - 1, -1, -1):
+      if isinstance(x, core.Tracer) and x._trace is self.traces[k]:
+        dims[k], x = x.bdim, x.val
+    return x, dims
+
   def unbatched(self, x):
     """The array holding `x`, its batch axes recorded in `dims`; None for a tracer of
     another transformation."""
-    traces = self.traces
-    dims = [None] * len(traces)  # (batching.NOT_MAPPED)
-    for k in range(len(traces) - 1, -1, -1):
-      if isinstance(x, core.Tracer) and x._trace is traces[k]:
-        dims[k] = x.bdim
-        x = x.val
+    x, dims = self.holder(x)
     if isinstance(x, core.Tracer):
       return None
     self.dims.append(tuple(dims))
@@ -436,10 +442,7 @@ class _Vmaps:
       if x is None:
         out.append(None)
         continue
-      dims = [None] * len(self.traces)
-      for k in range(len(self.traces) - 1, -1, -1):
-        if isinstance(x, core.Tracer) and x._trace is self.traces[k]:
-          dims[k], x = x.bdim, x.val
+      x, dims = self.holder(x)
       x = np.asarray(x)
       for k, d in enumerate(dims):
         if d is None:
