@@ -384,6 +384,9 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
 _BATCH_LAST_GAIN = 2
 
 
+_UNBATCHED = (None,)  # (the batch axes of a value that one vmap does not batch)
+
+
 class _Vmaps:
   """The vmaps around a reverse pass (`traces`, outermost first), and the batch axes at each
   of them of the values that the pass reads (`dims`: one tuple per value). `forward`: the
@@ -415,6 +418,32 @@ class _Vmaps:
       return None
     self.dims.append(tuple(dims))
     return x
+
+  def read(self, xs, values, flat):
+    """Append the arrays holding `xs` to `values` and their shapes and dtypes to `flat`
+    (their batch axes to `dims`); False if one belongs to another transformation."""
+    from dfdx._src.batching import BatchTracer
+    dims, describe, put = self.dims, flat.append, values.append
+    if len(self.traces) == 1:  # the common case, unrolled (the holder is then not a tracer)
+      trace = self.traces[0]
+      for x in xs:
+        if type(x) is BatchTracer and x._trace is trace:
+          dims.append((x.bdim,))
+          x = x.val
+        elif isinstance(x, core.Tracer):
+          return False
+        else:
+          dims.append(_UNBATCHED)
+        put(x)
+        describe(_describe(x))
+      return True
+    for x in xs:
+      x = self.unbatched(x)
+      if x is None:
+        return False
+      put(x)
+      describe(_describe(x))
+    return True
 
   def batched(self, fun):
     """`fun` (on one example) as a function of the arrays holding the batches, and the list
@@ -479,12 +508,8 @@ def batched(lin, cotangents, traces, node_type, forward=False):
   values = []
   append = flat.append
   append(("forward" if forward else "transpose", tuple(t.axis_size for t in traces)))
-  for r in residuals:
-    v = vmaps.unbatched(r)
-    if v is None:
-      return None
-    values.append(v)
-    append(_describe(v))
+  if not vmaps.read(residuals, values, flat):
+    return None
   physical_cts = []
   for c in cotangents:
     if c is None:
