@@ -21,7 +21,8 @@ The last chunk ends at the end of the axis and may overlap the one before it: it
 are computed again, to the same values. Every entry goes through the same NumPy calls as
 in the program run whole, so the values are the same. A program with an equation that mixes
 entries along the axis (a sum over it, a sort, a scan), or with too short an axis, is not
-tiled: `compile_tiled` returns None and the program is compiled whole.
+tiled: `compile_tiled` returns None and the program is compiled whole. Eager passes over a
+tape under vmap are compiled through here too (reverse_cache.py, "reverse passes under vmap").
 """
 from __future__ import annotations
 
