@@ -24,12 +24,17 @@ def any_traced(*xs) -> bool:
 
 def contains_tracer(x) -> bool:
   """Whether a (nested) list or tuple holds a traced value (or a Variable holding one)."""
+  t = type(x)
+  if t is np.ndarray or t is float or t is int:  # the common plain operands first
+    return False
   if isinstance(x, Variable):
     x = x.value
   if isinstance(x, Tracer):
     return True
   if isinstance(x, (list, tuple)):
-    return any(contains_tracer(v) for v in x)
+    for v in x:
+      if contains_tracer(v):
+        return True
   return False
 
 
