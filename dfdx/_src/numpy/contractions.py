@@ -71,7 +71,8 @@ def matmul(x1, x2, /, out=None, **kwargs):
   """Differentiable `numpy.matmul` (also the `@` operator on traced values): stacks of
   matrices with broadcast batch dims; 1-D operands are vectors."""
   if not _traced(x1, x2):
-    return np.matmul(x1, x2, out=out, **kwargs)
+    return np.matmul(x1, x2) if out is None and not kwargs else np.matmul(x1, x2, out=out,
+                                                                           **kwargs)
   reject_out("matmul", out)
   if kwargs:
     raise TypeError(f"dfdx.numpy.matmul: unsupported keyword arguments {sorted(kwargs)} on "

@@ -180,6 +180,8 @@ def _take(x, idx, axis):
 def reshape(a, /, shape, order="C", *, copy=None):
   """Differentiable `numpy.reshape` (-1 for one unknown dimension; order 'C' or 'F'; 'A' is
   'C' for traced values, which have no memory layout)."""
+  if type(a) is np.ndarray and order == "C" and copy is None:  # (what np.reshape calls)
+    return a.reshape(shape)
   if not _traced(a):
     return np.reshape(a, shape, order=order, copy=copy)
   a = _operand(a)
@@ -320,6 +322,8 @@ def concatenate(arrays, /, axis=0, out=None, *, dtype=None, casting="same_kind")
   """Differentiable `numpy.concatenate` (axis None flattens; traced and plain arrays mix,
   with NumPy's dtype promotion)."""
   if not _traced(arrays):
+    if out is None and dtype is None and casting == "same_kind":
+      return np.concatenate(arrays, axis)
     return np.concatenate(arrays, axis, out=out, dtype=dtype, casting=casting)
   reject_out("concatenate", out)
   xs = _sequence(arrays)

@@ -104,6 +104,9 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NO_VALUE,  
       and initial is _NO_VALUE and where is _NO_VALUE and isinstance(a, Tracer)):
     # The common case on a traced array: one primitive, no dtype or mask handling.
     return red.reduce_sum(a, _ufunc_axes(axis, len(a.shape)))
+  if type(a) is np.ndarray and dtype is None and out is None and not keepdims and \
+      initial is _NO_VALUE and where is _NO_VALUE:  # (what np.sum calls for an ndarray)
+    return np.add.reduce(a, axis)
   if not _traced(a, initial, where):
     return np.sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
                   **_given(initial=initial, where=where))
