@@ -41,14 +41,25 @@ _OPERAND_TYPES = (Tracer, np.ndarray, float, int, np.generic, numbers.Number, li
 
 def _binary_op(name, reflected=False):
   fn = getattr(_dnp(), name)  # bound once: install() runs after dfdx.numpy is complete
+  # What `fn` calls for a traced value and an operand that it takes as it is (an array, a
+  # Python float or int, a traced value), where that is the primitive's own function.
+  direct = getattr(fn, "direct_op", None)
 
   if reflected:
     def op(self, other):
+      t = type(other)
+      if direct is not None and (t is np.ndarray or t is float or t is int
+                                 or isinstance(other, Tracer)):
+        return direct(other, self)
       if not isinstance(other, _OPERAND_TYPES):
         return NotImplemented
       return fn(other, self)
   else:
     def op(self, other):
+      t = type(other)
+      if direct is not None and (t is np.ndarray or t is float or t is int
+                                 or isinstance(other, Tracer)):
+        return direct(self, other)
       if not isinstance(other, _OPERAND_TYPES):
         return NotImplemented
       return fn(self, other)

@@ -131,6 +131,7 @@ def _binary(name, np_fun, op):
     if direct and not kwargs:
       return op(arg(x1), arg(x2))
     return _apply(name, np_fun, op, [arg(x1), arg(x2)], kwargs)
+  fn.direct_op = op if direct else None  # (the operators of traced values call it at once)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
   __all__.append(name)
