@@ -517,13 +517,18 @@ def _rotated_projection(p, x):
   return y[:2] / y[2] * (1 + p[6] * dnp.sum(y[:2] ** 2))
 
 
-def test_a_large_batch_of_small_problems_runs_with_the_batch_axis_last(compiling, rng):
+@pytest.mark.parametrize("batch", [2048, 40000])
+def test_a_large_batch_of_small_problems_runs_with_the_batch_axis_last(compiling, rng, batch):
   jac = dfdx.vmap(dfdx.jacobian(_rotated_projection, (0, 1)))
   for _ in range(3):
-    ps, xs = rng.normal(size=(2048, 7)), rng.normal(size=(2048, 3)) + [0, 0, 5]
+    ps, xs = rng.normal(size=(batch, 7)), rng.normal(size=(batch, 3)) + [0, 0, 5]
     assert_same_bits(jac(ps, xs), interpreted(jac, ps, xs))
   (fn,) = _batched_passes()
   assert fn.batch_last
+  # a batch of two chunks' worth or more (tiling.py: each chunk's widest intermediate about
+  # 2 MB) runs chunk by chunk; slices' cotangents are pads along the other axes
+  tiles = getattr(fn, "tiles", None)
+  assert tiles is None if batch == 2048 else (tiles[0] == batch and tiles[2] >= 2)
 
 
 def test_a_pass_whose_moved_batch_axis_would_differ_is_compiled_without_the_move(

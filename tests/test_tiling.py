@@ -27,8 +27,8 @@ def logged_decisions(monkeypatch):
   decisions = []
   compile_tiled = tiling.compile_tiled
 
-  def logged(program, name):
-    run = compile_tiled(program, name)
+  def logged(program, name, *args):
+    run = compile_tiled(program, name, *args)
     decisions.append(run and run.tiles)
     return run
   monkeypatch.setattr(tiling, "compile_tiled", logged)
@@ -133,6 +133,17 @@ def test_reductions_over_other_axes_and_broadcasts_are_tiled(small_chunks):
   assert_same(got, whole(f, x))
 
 
+def test_padding_along_other_axes_is_tiled(small_chunks):
+  x = rng().standard_normal((N, 3))
+
+  def f(x):  # (a slice's cotangent is such a pad: the reverse passes of vmap of jacobian)
+    return dnp.pad(dnp.sin(x), ((0, 0), (1, 2))) * 2
+  got = dfdx.jit(f)(x)
+  assert small_chunks[-1] is not None
+  assert_same([got], [whole(f, x)])
+  np.testing.assert_array_equal(got[:, 1:4], 2 * np.sin(x))
+
+
 def test_constants_along_the_axis_are_cut_into_chunks_with_the_inputs(small_chunks):
   r = rng()
   data, scale = r.standard_normal((N, 3)), r.standard_normal(N)  # closed over: constants
@@ -177,6 +188,7 @@ def test_gradient_through_a_tiled_jit_is_exact(small_chunks):
     ("axis merged by a reshape", lambda x: dnp.reshape(dnp.sin(x), (-1,))),
     ("contracted in a product", lambda x: dnp.sin(x).T @ x),
     ("gathered at fixed positions", lambda x: dnp.sin(x)[np.arange(N)[::-1]]),
+    ("padded along it", lambda x: dnp.pad(dnp.sin(x), ((1, 0), (0, 0)))[:N] * 2),
 ])
 def test_programs_that_mix_entries_along_the_axis_run_whole(small_chunks, name, f):
   x = rng().standard_normal((N, 2))

@@ -629,15 +629,20 @@ class Linearized:
 
   def forward(self, tangents):
     """Tangents of the outputs given tangents of the inputs (`None` = zero)."""
-    if core._current_trace is not None and reverse_cache.enabled and not debug_checks and \
-        not zero_absorbing and bind_in is _plain_bind_in and \
-        0 < len(self.eqns) <= reverse_cache.MAX_NODES:
-      traces = reverse_cache.vmaps_around(core._current_trace)
-      if traces is not None:  # (jacobian's pushforward: see reverse_cache, "under vmap")
-        out = reverse_cache.batched(self, tangents, traces, _Node, forward=True)
-        if out is not None:
-          return out
+    traces = self._vmaps_around()
+    if traces is not None:  # (jacfwd's pushforward: see reverse_cache, "under vmap")
+      out = reverse_cache.batched(self, tangents, traces, _Node, forward=True)
+      if out is not None:
+        return out
     return self._forward(tangents)
+
+  def _vmaps_around(self):
+    """The vmaps around a pass over this tape that may run compiled (see reverse_cache,
+    "reverse passes under vmap"): a list of traces, or None."""
+    if reverse_cache.enabled and not debug_checks and not zero_absorbing and \
+        bind_in is _plain_bind_in and 0 < len(self.eqns) <= reverse_cache.MAX_NODES:
+      return reverse_cache.vmaps_around(core._current_trace)
+    return None
 
   def _forward(self, tangents):
     env = {id(v): t for v, t in zip(self.in_vars, tangents, strict=True)}
@@ -674,9 +679,8 @@ class Linearized:
       in_cts = reverse_cache.rolled(self, cotangents)
       if in_cts is not None:  # (a loop's tape: see reverse_cache, "rolled reverse passes")
         return in_cts
-    elif not plain and reverse_cache.enabled and not debug_checks and not zero_absorbing \
-        and bind_in is _plain_bind_in and 0 < len(self.eqns) <= reverse_cache.MAX_NODES:
-      traces = reverse_cache.vmaps_around(core._current_trace)
+    elif not plain:
+      traces = self._vmaps_around()
       if traces is not None:  # (see reverse_cache, "reverse passes under vmap")
         in_cts = reverse_cache.batched(self, cotangents, traces, _Node)
         if in_cts is not None:

@@ -484,8 +484,11 @@ class _Vmaps:
 
 
 def vmaps_around(trace):
-  """The traces from the outermost to `trace`, if all of them are vmaps'; else None."""
+  """The traces from the outermost to `trace`, if there are some and all of them are vmaps';
+  else None."""
   from dfdx._src.batching import BatchTrace
+  if trace is None:
+    return None
   traces = []
   while trace is not None:
     if type(trace) is not BatchTrace:

@@ -105,6 +105,13 @@ def _along_other_axis(eqn, axes, n):
   return a
 
 
+def _pad_axis(eqn, axes, n):  # (with zeros: a slice's transpose)
+  a = axes[id(eqn.inputs[0])]
+  if tuple(eqn.params["config"][a]) != (0, 0, 0):
+    raise _NotTiled
+  return a
+
+
 def _concatenate_axis(eqn, axes, n):
   found = {axes.get(id(x)) if isinstance(x, Var) else None for x in eqn.inputs}
   if len(found) != 1 or None in found or eqn.params["axis"] in found:
@@ -163,7 +170,7 @@ _AXIS_RULES = {
     "reshape": _reshape_axis, "transpose": _transpose_axis, "slice": _slice_axis,
     "reduce_sum": _reduce_axis, "reduce_max": _reduce_axis, "reduce_min": _reduce_axis,
     "reduce_prod": _reduce_axis, "cumsum": _along_other_axis, "cumprod": _along_other_axis,
-    "concatenate": _concatenate_axis, "broadcast_to": _broadcast_to_axis,
+    "concatenate": _concatenate_axis, "pad": _pad_axis, "broadcast_to": _broadcast_to_axis,
     "gather": _gather_axis, "dot_general": _dot_general_axis,
 }
 
