@@ -364,17 +364,16 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
 # A reverse pass inside vmap (vmap of grad: per-example gradients; jacrev, which pulls back
 # every basis vector at once under a vmap; vmap of jacobian: ADBench's BA) runs each node's
 # transpose rule through the batching rules of every vmap around it, and so does jacfwd's
-# forward application of its tape to the input basis with the JVP rules (`forward`). Its
-# tape is as fixed as a plain one, and so are the batch axes of its residuals and
-# cotangents (tangents): the pass is staged
-# once as the batched program (the pass under those vmaps, a function of the arrays that
-# hold the batches) and compiled, in chunks along the batch where the program allows
-# (tiling.py: the intermediates of a batch of observations then stay in cache). The key adds
-# to the tape's signature the sizes of the vmaps and, per residual and cotangent, the shape
-# and dtype of the array holding it and its batch axis at each vmap. Compiled when and kept
-# as plain passes are (bit for bit the interpreted pass's cotangents, compared with every
-# batch axis moved to the front, and not slower); nothing is donated. The traces around
-# the pass must all be vmaps' (under jvp, linearize or grad the pass is interpreted).
+# forward application of its tape to the input basis with the JVP rules (`forward`). Its tape is
+# as fixed as a plain one, and so are the batch axes of its residuals and cotangents (tangents):
+# the pass is staged once as the batched program (the pass under those vmaps, a function of the
+# arrays that hold the batches) and compiled, in chunks along the batch where the program allows
+# (tiling.py: the intermediates of a batch of observations then stay in cache). The key adds to
+# the tape's signature the sizes of the vmaps and, per residual and cotangent, the shape and
+# dtype of the array holding it and its batch axis at each vmap. Compiled when and kept as plain
+# passes are (bit for bit the interpreted pass's cotangents, compared with every batch axis
+# moved to the front, and not slower); nothing is donated. The traces around the pass must all
+# be vmaps' (under jvp, linearize or grad the pass is interpreted).
 
 
 # jit moves the batch axis last where that moves 8 equations per operand copied (passes.py,
