@@ -224,8 +224,8 @@ class paused_collector:
 # or the product of two of one shape (`x * y`), that the next operation sums (`sum(x ** 2,
 # axis)`: norms, least squares, log-densities) is summed in blocks of rows whose products
 # stay in cache, never written out whole (see ops/reduction.py's sum_of_products: NumPy's
-# values bit for bit; 2-2.5 ms of ADBench GMM's 20 ms at d = 20, K = 50). A rule in `deferred_impls` (see defdeferred) may return a
-# `Deferred` in place of the value; it stands as its tracer's primal, and the next primitive
+# values bit for bit; 2-2.5 ms of ADBench GMM's 20 ms at d = 20, K = 50). A rule in
+# `deferred_impls` (see defdeferred) may return a `Deferred` in place of the value; it stands as its tracer's primal, and the next primitive
 # bound either takes it whole (`fuse`: that primitive's value, in place of its impl) or, if
 # the tracer is still alive (a variable holds it), has it computed (`materialize`) first. A
 # fused tracer that stays alive is computed when the next primitive is bound; one that is

@@ -204,15 +204,11 @@ def run(fn, residuals, n_in, lin=None, cotangents=None):
 def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_seconds,
                        vmaps=None):
   """Compile `lin`'s reverse pass for `entry`; keep it if it reproduces `expected` (the
-  interpreted pass's result on these residuals) bit for bit and takes no longer."""
+  interpreted pass's result on these residuals) bit for bit and takes no longer than
+  `interpreted_seconds`, or put it on trial (see `_on_trial`) if it took longer."""
   global _compile_seconds_per_node
   entry.fn = _INTERPRET
-  if vmaps is None:
-    def call(fn):
-      return run(fn, residuals, len(lin.in_vars))
-  else:
-    def call(fn):
-      return run_batched(fn, residuals, vmaps.traces)
+  if vmaps is not None:
     expected = vmaps.canonical(expected)
   # (under vmaps, a pass whose batch axis moved last is compiled again without that if its
   # bits differ: the move may reorder sums)
@@ -222,7 +218,7 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
       compiled = _compile(lin, residuals, cotangents, vmaps=vmaps, batch_last=batch_last)
       _compile_seconds_per_node = (time.perf_counter() - start) / entry.nodes
       start = time.perf_counter()
-      got = call(compiled)
+      got = _call(compiled, lin, residuals, vmaps)
       seconds = time.perf_counter() - start
       if vmaps is not None:
         got = vmaps.canonical(got)
@@ -235,7 +231,6 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
     stats["differed"] += 1
     if not getattr(compiled, "batch_last", False):
       return
-  entry.best = min(entry.best, interpreted_seconds)
   if seconds <= interpreted_seconds:
     stats["compiled"] += 1
     entry.fn = compiled
@@ -249,10 +244,7 @@ def _on_trial(entry, lin, residuals, vmaps):
   interpreted again, and compiled again later (at most `_TRIES` times in all)."""
   fn = entry.trial
   start = time.perf_counter()
-  if vmaps is None:
-    out = run(fn, residuals, len(lin.in_vars))
-  else:
-    out = run_batched(fn, residuals, vmaps.traces)
+  out = _call(fn, lin, residuals, vmaps)
   entry.trial_times.append(time.perf_counter() - start)
   if len(entry.trial_times) >= _TRIAL_RUNS:
     entry.trial = None
@@ -266,6 +258,13 @@ def _on_trial(entry, lin, residuals, vmaps):
       entry.fn = None if entry.tries < _TRIES else _INTERPRET
       entry.seen, entry.spent = 0, 0.0
   return out
+
+
+def _call(fn, lin, residuals, vmaps):
+  """The compiled pass `fn` run on `residuals`, donating nothing (under `vmaps`: batched)."""
+  if vmaps is None:
+    return run(fn, residuals, len(lin.in_vars))
+  return run_batched(fn, residuals, vmaps.traces)
 
 
 def _identical(got, expected):
@@ -651,9 +650,9 @@ def _first_donation(fn, donated, lin, residuals, cotangents, n_in):
 # cotangents are the interpreted pass's bit for bit and it is not slower (as for compiled
 # passes, above). Not rolled: loops whose body records equations from JVP rules rather than
 # nodes (primitives with no VJP rule: `cumprod`, `sort`, ...), and structures whose rolled
-# pass differs in
-# any bit, such as the sign of a zero (a parameter's entry that every step masks: the
-# interpreter sums its slices' cotangents last, onto +0.0; the blocks add them as they go).
+# pass differs in any bit, such as the sign of a zero (a parameter's entry that every step
+# masks: the interpreter sums its slices' cotangents last, onto +0.0; the blocks add them as
+# they go).
 
 ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
 _NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
@@ -857,9 +856,9 @@ class _Plan:
     """What every block must repeat of the block at `rep`, read against the next block, per
     node: (primitive, parameters (None when empty), per input what it reads, the constants'
     (position, type, shape, dtype)). An input reads None, the node at an offset from the
-    block's start (an int), or the very variable the next block's node reads too. With the same primitives and
-    parameters, wiring, constants and imported variables (checked by `run`), every other
-    shape and dtype of a block is its representative's."""
+    block's start (an int), or the very variable the next block's node reads too. With the
+    same primitives and parameters, wiring, constants and imported variables (checked by
+    `run`), every other shape and dtype of a block is its representative's."""
     if rep + 2 * period > len(eqns):
       return None
     spec = []
@@ -888,8 +887,9 @@ class _Plan:
   @staticmethod
   def _region(eqns, rep, period, spec, node_type):
     """(start, end) of the run of blocks around the one at `rep` that repeat it (see
-    _spec; the checks stand on their own), or None. Each test runs over the whole tape in comprehensions and NumPy, not
-    node by node in Python (about 1 us a node here, half the time or less)."""
+    _spec; the checks stand on their own), or None. Each test runs over the whole tape in
+    comprehensions and NumPy, not node by node in Python (about 1 us a node here, half the
+    time or less)."""
     n = len(eqns)
     # (map and getattr loop in C: a third of the time of comprehensions; a linear equation
     # recorded from a JVP rule, not a node, has no tangents: it cannot be in a block)

@@ -392,13 +392,6 @@ ad.defvjp_eager(mul_p, lambda ct, ans, x, y, *, needs: _summed_to_operands(
     np.multiply(ct, y) if needs[0] else None, np.multiply(ct, x) if needs[1] else None, x, y))
 ad.vjp_ignores_output(mul_p)
 
-
-def _defer_product(x, y):
-  if _deferrable(x) and type(y) is np.ndarray and y.shape == x.shape and \
-      y.dtype == x.dtype and y.flags.c_contiguous:
-    return _DeferredProduct(x, y)
-  return None
-
 div_p = _nary_prim("div", np.true_divide)
 
 
@@ -672,6 +665,13 @@ def _deferrable(x):
 def _defer_square(x, *, y):
   if y == 2 and _deferrable(x):
     return _DeferredProduct(x, x)
+  return None
+
+
+def _defer_product(x, y):
+  if _deferrable(x) and type(y) is np.ndarray and y.shape == x.shape and \
+      y.dtype == x.dtype and y.flags.c_contiguous:
+    return _DeferredProduct(x, y)
   return None
 
 
