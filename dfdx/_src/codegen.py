@@ -615,19 +615,33 @@ def _fuse_reductions(program, em):
       continue
     shape = product.aval.shape
     if len(shape) > len(_LETTERS) or not all(
-        isinstance(a, Var) and a.aval.dtype == product.aval.dtype
-        and a.aval.shape == shape[len(shape) - a.aval.ndim:] for a in operands):
+        isinstance(a, Var) and a.aval.dtype == product.aval.dtype for a in operands):
       continue
     letters = _LETTERS[:len(shape)]
-    subscripts = [letters[len(shape) - a.aval.ndim:] for a in operands]
+    terms = [_einsum_operand(a, shape, letters, em) for a in operands]
     kept = "".join(c for k, c in enumerate(letters) if k not in eqn.params["axes"])
-    fused[i] = (f"np.einsum('{subscripts[0]},{subscripts[1]}->{kept}', "
-                f"{em.atom(operands[0])}, {em.atom(operands[1])})")
+    if any(c not in terms[0][0] + terms[1][0] for c in kept):  # (an axis both broadcast)
+      continue
+    fused[i] = (f"np.einsum('{terms[0][0]},{terms[1][0]}->{kept}', "
+                f"{terms[0][1]}, {terms[1][1]})")
     skipped.add(j)
     for a in operands:  # the einsum reads them at the reduction: no buffer reuse before it
       if em.last_use.get(id(a), -1) < i:
         em.last_use[id(a)] = i
   return skipped, fused
+
+
+def _einsum_operand(a, shape, letters, em):
+  """(subscripts, expression) of an operand of a product of `shape` in an einsum: its axes
+  align with the product's last ones; those it broadcasts (length 1 against a longer one)
+  are dropped, by a reshape, which is always a view."""
+  offset = len(shape) - a.aval.ndim
+  keep = [k for k, n in enumerate(a.aval.shape) if n == shape[offset + k] or n != 1]
+  subscripts = "".join(letters[offset + k] for k in keep)
+  if len(keep) == a.aval.ndim:
+    return subscripts, em.atom(a)
+  squeezed = "".join(f"{a.aval.shape[k]}, " for k in keep)
+  return subscripts, f"{em.atom(a)}.reshape(({squeezed}))"
 
 
 def _destinations(program):
