@@ -35,8 +35,8 @@ def jit_sources(monkeypatch):
   sources = []
   compile_program = codegen.compile_program
 
-  def spy(program, name="f"):
-    fn = compile_program(program, name)
+  def spy(program, name="f", **kwargs):
+    fn = compile_program(program, name, **kwargs)
     sources.append(fn.__dfdx_source__)
     return fn
   monkeypatch.setattr(codegen, "compile_program", spy)

@@ -27,8 +27,8 @@ def logged_decisions(monkeypatch):
   decisions = []
   compile_tiled = tiling.compile_tiled
 
-  def logged(program, name, *args):
-    run = compile_tiled(program, name, *args)
+  def logged(program, name, *args, **kwargs):
+    run = compile_tiled(program, name, *args, **kwargs)
     decisions.append(run and run.tiles)
     return run
   monkeypatch.setattr(tiling, "compile_tiled", logged)

@@ -299,7 +299,8 @@ class _Emitter:
 
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
                    arg_names=None, single_output=False, return_literals=False, prefix="",
-                   nested=False, fuse_reductions=True, destinations=False, donated=()):
+                   nested=False, fuse_reductions=True, destinations=False, donated=(),
+                   checks=None):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
@@ -312,7 +313,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   where the output is a ufunc's or a concatenation's result, or a transpose of one) and
   returns None. `donated`: positions of inputs that are C-contiguous arrays the caller gives
   up (nothing else reads them during or after the call): once dead, their buffers take
-  results as the function's own do."""
+  results as the function's own do. `checks`: id(var) -> (var, kind), a test of the
+  variable right where it is defined, raising `_Unspecialized` when it fails (uniform.py)."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
@@ -339,8 +341,12 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   body, used_helpers = [], set()
   if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
-  skipped, fused_reductions = _fuse_reductions(program, em) if fuse_reductions else (set(), {})
+  checks = checks or {}
+  skipped, fused_reductions = (_fuse_reductions(program, em, checks) if fuse_reductions
+                               else (set(), {}))
   dels_after = _dead_after(program, skipped, fused_reductions)
+  body += _check_lines([v for v in program.in_vars + program.const_vars if id(v) in checks],
+                       checks, em)
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
       continue
@@ -420,6 +426,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       em.pre_lines = []
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
+    body += _check_lines([v for v in eqn.outputs if id(v) in checks], checks, em)
     if i in dels_after:
       body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
   ret = ", ".join(em.atom(o) for o in program.outs)
@@ -448,6 +455,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
   source = "\n".join(header + body) + "\n"
   return (source, dict(hoisted)) if return_literals else source
+
+
+def _check_lines(variables, checks, em):
+  from dfdx._src.uniform import check_lines
+  return ["    " + line for v in variables for line in check_lines(em.atom(v), checks[id(v)][1])]
 
 
 # Primitives whose 0-d results are NumPy scalars (ufunc reductions).
@@ -584,11 +596,12 @@ class _Layouts:
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _fuse_reductions(program, em):
+def _fuse_reductions(program, em, checks=()):
   """Sums of products (`reduce_sum(mul(a, b))`, `reduce_sum(x ** 2)`) whose product is used
-  nowhere else become one `np.einsum` call: one pass over the data and no temporary array.
-  Returns the indices of the fused products (not emitted) and the reductions' expressions."""
-  uses, producer = {}, {}
+  nowhere else (nor checked) become one `np.einsum` call: one pass over the data and no
+  temporary array. Returns the indices of the fused products (not emitted) and the
+  reductions' expressions."""
+  uses, producer = {k: 1 for k in checks}, {}
   for i, eqn in enumerate(program.eqns):
     for a in eqn.inputs:
       if isinstance(a, Var):
@@ -666,7 +679,7 @@ def _destinations(program):
 
 
 def compile_program(program: Program, name="f", fuse_reductions=True, destinations=False,
-                    donated=()):
+                    donated=(), checks=None):
   """A Python function (flat list of inputs -> list of outputs) computing `program`; with
   `destinations`, it writes them into arrays passed after the inputs; `donated` inputs'
   buffers may take results (see program_source)."""
@@ -675,8 +688,12 @@ def compile_program(program: Program, name="f", fuse_reductions=True, destinatio
   const_names = [f"c{i}" for i in range(len(program.const_vars))]
   source, literals = program_source(program, _identifier(name), standalone=False,
                                     return_literals=True, fuse_reductions=fuse_reductions,
-                                    destinations=destinations, donated=donated)
+                                    destinations=destinations, donated=donated,
+                                    checks=checks)
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
+  if checks:
+    from dfdx._src.uniform import Unspecialized
+    namespace["_Unspecialized"] = Unspecialized
   for h in helpers.values():
     exec(h, namespace)
   namespace.update(runtime_helpers)

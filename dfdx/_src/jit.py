@@ -377,13 +377,15 @@ def _resolve_statics(f, static_argnums, static_argnames):
 
 
 def _compile(program, out_tree, out_statics, name, optimize):
-  from dfdx._src import codegen, codegen_rules, passes, tiling  # noqa: F401  (registers the rules)
+  from dfdx._src import codegen, codegen_rules, passes, tiling, uniform  # noqa: F401  (rules)
   # The entry's program is what enclosing transformations differentiate: nested calls (and
   # so custom derivative rules) stay in it; the compiled code inlines them.
   transformable = passes.optimize(program, inline=False) if optimize else program
   compiled = passes.optimize(transformable, evaluate_only=True) if optimize else program
-  run = (optimize and tiling.compile_tiled(compiled, name)) or codegen.compile_program(
-      compiled, name)
+  run = (optimize and tiling.compile_tiled(compiled, name, specialize=True)) or (
+      uniform.compile_specialized(
+          compiled, lambda p, checks: codegen.compile_program(p, name, checks=checks))
+      if optimize else codegen.compile_program(compiled, name))
   return _Entry(transformable, run, out_tree, out_statics, name)
 
 

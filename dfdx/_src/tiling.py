@@ -294,10 +294,11 @@ def split(program, axes, chunk):
   return prologue, body, passed, pro_outs
 
 
-def compile_tiled(program, name, fuse_reductions=True):
+def compile_tiled(program, name, fuse_reductions=True, specialize=False):
   """A function computing `program` chunk by chunk (see the module docstring), or None.
-  (`fuse_reductions`: as for codegen.compile_program.)"""
-  from dfdx._src import codegen, passes
+  (`fuse_reductions`: as for codegen.compile_program; `specialize`: each chunk may run a
+  program specialized to a uniform condition, see uniform.py.)"""
+  from dfdx._src import codegen, passes, uniform
   if not enabled:
     return None
   program = passes.inline_jit_calls(program)
@@ -315,7 +316,10 @@ def compile_tiled(program, name, fuse_reductions=True):
     return None
   prologue_run = codegen.compile_program(passes.dce(prologue), f"{name}_prologue",
                                          fuse_reductions)
-  body_run = codegen.compile_program(body, f"{name}_chunk", fuse_reductions, destinations=True)
+  compile_body = lambda p, checks: codegen.compile_program(  # noqa: E731
+      p, f"{name}_chunk", fuse_reductions, destinations=True, checks=checks)
+  body_run = (uniform.compile_specialized(body, compile_body) if specialize
+              else compile_body(body, None))
   tiled_in = [(i, axes[id(v)]) for i, v in enumerate(program.in_vars) if id(v) in axes]
   tiled_consts = [(c, axes[id(v)]) for v, c in zip(program.const_vars, program.const_vals)
                   if id(v) in axes]

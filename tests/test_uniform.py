@@ -1,0 +1,212 @@
+"""Compiled programs specialized to a uniform condition (dfdx/_src/uniform.py): where every
+entry of a `where`'s condition holds, or none does, jit runs a program without the branch it
+does not select. Every test compares with eager evaluation (or NumPy) and checks which
+program ran."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import codegen, tiling, uniform
+from dfdx._src import jit as jit_module
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+  """The functions compile_specialized returns, with the calls of each program counted in
+  `.calls` ("general", True, False)."""
+  made = []
+  original = uniform.compile_specialized
+
+  def counting(program, compile_fn):
+    run = original(program, compile_fn)
+    if hasattr(run, "variants"):
+      run.calls = {"general": 0, True: 0, False: 0}
+      for key in list(run.variants):
+        run.variants[key] = _counted(run.variants[key], run.calls, key)
+      general = run.general
+      run.general = _counted(general, run.calls, "general")
+      cells = run.__closure__
+      for cell in cells:
+        if cell.cell_contents is general:
+          cell.cell_contents = run.general
+    made.append(run)
+    return run
+  monkeypatch.setattr(uniform, "compile_specialized", counting)
+  return made
+
+
+def _counted(fn, calls, key):
+  def run(*args):
+    calls[key] += 1  # (a variant that raises counts too: it was tried)
+    return fn(*args)
+  run.__dfdx_source__ = fn.__dfdx_source__
+  return run
+
+
+def _rodrigues(rot, x):
+  """A rotation by the angle-axis `rot`, with the small-angle form at |rot| = 0 (both
+  branches computed, as in bundle adjustment)."""
+  sq = dnp.sum(rot * rot)
+  nonzero = sq != 0
+  theta = dnp.sqrt(dnp.where(nonzero, sq, 1.0))
+  w = rot / theta
+  c, s = dnp.cos(theta), dnp.sin(theta)
+  big = x * c + dnp.cross(w, x) * s + w * dnp.sum(w * x) * (1 - c)
+  small = x + dnp.cross(rot, x)
+  return dnp.where(nonzero, big, small)
+
+
+def _jacobians(n, zero_at=(), seed=0):
+  rng = np.random.default_rng(seed)
+  rot, x = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+  rot[list(zero_at)] = 0.0
+  return rot, x
+
+
+def _blocks(rot, x):
+  return dfdx.vmap(dfdx.jacobian(_rodrigues, (0, 1)))(rot, x)
+
+
+def _general(f, *args):
+  """f's results from jit without specializations (the values a specialized program must
+  give: only the sign of a zero may differ, which assert_array_equal does not see)."""
+  uniform.enabled = False
+  try:
+    return dfdx.jit(f)(*args)
+  finally:
+    uniform.enabled = True
+
+
+def _assert_same(got, f, *args):
+  want, eager = _general(f, *args), f(*args)
+  for g, w, e in zip(got, want, eager):
+    np.testing.assert_array_equal(g, w)
+    np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-15)
+
+
+def _program_sizes(run):
+  return {k: len(v.__dfdx_source__.splitlines()) for k, v in run.variants.items()}
+
+
+def test_a_uniform_condition_runs_the_program_without_the_other_branch(compiled):
+  rot, x = _jacobians(50)
+  jitted = dfdx.jit(_blocks)
+  got = jitted(rot, x)
+  run = compiled[-1]
+  _assert_same(got, _blocks, rot, x)
+  assert set(run.variants) == {True, False}
+  assert run.calls == {"general": 0, True: 1, False: 0}
+  general_lines = len(run.general.__dfdx_source__.splitlines())
+  assert all(n < general_lines for n in _program_sizes(run).values()), _program_sizes(run)
+
+
+def test_the_other_uniform_value_and_a_mixed_condition(compiled):
+  jitted = dfdx.jit(_blocks)
+  rot, x = _jacobians(40)
+  jitted(rot, x)
+  run = compiled[-1]
+  zero_rot = np.zeros_like(rot)
+  _assert_same(jitted(zero_rot, x), _blocks, zero_rot, x)  # none holds
+  assert run.calls == {"general": 0, True: 2, False: 1}
+  mixed, _ = _jacobians(40, zero_at=(3, 17))
+  _assert_same(jitted(mixed, x), _blocks, mixed, x)
+  assert run.calls == {"general": 1, True: 2, False: 2}
+  # The last variant that fitted is tried first: the all-false one here, then the all-true
+  # one that the condition names.
+  jitted(rot, x)
+  assert run.calls == {"general": 1, True: 3, False: 3}
+
+
+def test_a_function_stops_trying_after_calls_that_never_fit(compiled):
+  jitted = dfdx.jit(_blocks)
+  mixed, x = _jacobians(30, zero_at=(0,))
+  for _ in range(uniform.MAX_MISSES + 2):
+    _assert_same(jitted(mixed, x), _blocks, mixed, x)
+  run = compiled[0]
+  assert run.calls["general"] == uniform.MAX_MISSES + 2
+  assert run.calls[True] == uniform.MAX_MISSES  # tried until then, not after
+
+
+def test_an_infinite_factor_of_the_dropped_branch_runs_the_general_program(compiled):
+  """0 * inf is NaN: where the branch not selected has an infinite derivative factor, the
+  general program runs, and its NaN leads to the zero-absorbing chain rule, as eagerly."""
+  def f(x):
+    return dnp.sum(dnp.where(x >= 0, x ** 2, dnp.sqrt(x)))
+  x = np.array([0.0, 1.5, 2.0])
+  g = dfdx.jit(dfdx.grad(f))
+  np.testing.assert_array_equal(g(x), dfdx.grad(f)(x))
+  np.testing.assert_array_equal(g(x), [0.0, 3.0, 4.0])
+  general_runs = [run.calls["general"] for run in compiled if hasattr(run, "calls")]
+  assert sum(general_runs) >= 1, general_runs
+  x = np.array([0.5, 1.5, 2.0])  # finite everywhere: the specialized program
+  before = [dict(run.calls) for run in compiled if hasattr(run, "calls")]
+  np.testing.assert_array_equal(g(x), dfdx.grad(f)(x))
+  after = [run.calls for run in compiled if hasattr(run, "calls")]
+  assert any(a[True] > b[True] and a["general"] == b["general"] for a, b in zip(after, before))
+
+
+def test_a_zero_times_an_infinity_in_the_users_own_code_stays_nan(compiled):
+  """Zeros the user selects are followed too, and their products checked: NumPy's NaN."""
+  def f(c, x, xp=dnp):
+    return xp.where(c > 0, 0.0, xp.sin(c) * xp.cos(c) * xp.exp(c)) * x + xp.tanh(c)
+  c = np.array([1.0, 2.0, 3.0])
+  jitted = dfdx.jit(f)
+  with np.errstate(invalid="ignore"):
+    want = f(c, np.array([np.inf, 1.0, 2.0]), np)
+    got = jitted(c, np.array([np.inf, 1.0, 2.0]))
+  np.testing.assert_array_equal(got, want)
+  assert np.isnan(got[0])
+  run = compiled[-1]
+  assert True in run.variants and run.calls["general"] == 1
+  np.testing.assert_array_equal(jitted(c, np.ones(3)), f(c, np.ones(3)))
+  assert run.calls[True] == 2 and run.calls["general"] == 1
+
+
+def test_each_chunk_of_a_tiled_program_picks_its_own(compiled, monkeypatch):
+  monkeypatch.setattr(tiling, "enabled", True)
+  monkeypatch.setattr(tiling, "TARGET_BYTES", 1 << 16)
+  monkeypatch.setattr(tiling, "MIN_CHUNK", 256)
+  rot, x = _jacobians(6000, zero_at=(10, 11))  # a zero angle in the first chunk only
+  jitted = dfdx.jit(_blocks)
+  got = jitted(rot, x)
+  run = compiled[-1]
+  _assert_same(got, _blocks, rot, x)
+  entry = next(iter(jitted.__closure__[_cell(jitted, "fast_cache")].cell_contents.values()))
+  assert entry.run.tiles[2] > 2
+  assert run.calls["general"] == 1 and run.calls[True] == entry.run.tiles[2]
+
+
+def _cell(fn, name):
+  return fn.__code__.co_freevars.index(name)
+
+
+_BIG = lambda x: dnp.sin(x) * dnp.cos(x) * dnp.exp(x) * x  # noqa: E731
+
+
+@pytest.mark.parametrize("f, control", [
+    (lambda c, x: dnp.where(c > 0, 0.0, _BIG(x)),
+     lambda c, x: dnp.where(c > 0, 0.0, _BIG(x)) + dnp.sin(x)),
+    (lambda c, x: dnp.where(c > 0, x, _BIG(c)),
+     lambda c, x: dnp.where(c > 0, x, _BIG(c)) * 2.0)],
+    ids=["the output would be the zero", "the output would be the argument x"])
+def test_outputs_that_would_be_zeros_or_arguments_are_not_specialized(f, control):
+  from dfdx._src.passes import optimize
+  c, x = np.array([1.0, -2.0]), np.array([3.0, 4.0])
+  for g, specialized in ((f, False), (control, True)):
+    program = optimize(dfdx.make_expr(g)(c, x).program, evaluate_only=True)
+    assert (True in uniform.specializations(program)) == specialized
+    np.testing.assert_array_equal(dfdx.jit(g)(c, x), g(c, x))
+    np.testing.assert_array_equal(dfdx.jit(g)(np.abs(c), x), g(np.abs(c), x))
+
+
+def test_the_generated_checks(compiled):
+  rot, x = _jacobians(20)
+  dfdx.jit(_blocks)(rot, x)
+  run = compiled[-1]
+  true_source = run.variants[True].__dfdx_source__
+  assert "raise _Unspecialized(" in true_source and "np.isfinite(" in true_source
+  assert "if not np.all(" in true_source
+  assert "if np.any(" in run.variants[False].__dfdx_source__
+  assert "_Unspecialized" not in run.general.__dfdx_source__
+  assert jit_module is not None and codegen is not None
