@@ -20,10 +20,10 @@ def compiled(monkeypatch):
 
   def counting(program, compile_fn):
     run = original(program, compile_fn)
-    if hasattr(run, "variants"):
+    if hasattr(run, "specialized"):
       run.calls = {"general": 0, True: 0, False: 0}
-      for key in list(run.variants):
-        run.variants[key] = _counted(run.variants[key], run.calls, key)
+      for key in list(run.specialized):
+        run.specialized[key] = _counted(run.specialized[key], run.calls, key)
       general = run.general
       run.general = _counted(general, run.calls, "general")
       cells = run.__closure__
@@ -86,7 +86,7 @@ def _assert_same(got, f, *args):
 
 
 def _program_sizes(run):
-  return {k: len(v.__dfdx_source__.splitlines()) for k, v in run.variants.items()}
+  return {k: len(v.__dfdx_source__.splitlines()) for k, v in run.specialized.items()}
 
 
 def test_a_uniform_condition_runs_the_program_without_the_other_branch(compiled):
@@ -95,7 +95,7 @@ def test_a_uniform_condition_runs_the_program_without_the_other_branch(compiled)
   got = jitted(rot, x)
   run = compiled[-1]
   _assert_same(got, _blocks, rot, x)
-  assert set(run.variants) == {True, False}
+  assert set(run.specialized) == {True, False}
   assert run.calls == {"general": 0, True: 1, False: 0}
   general_lines = len(run.general.__dfdx_source__.splitlines())
   assert all(n < general_lines for n in _program_sizes(run).values()), _program_sizes(run)
@@ -158,7 +158,7 @@ def test_a_zero_times_an_infinity_in_the_users_own_code_stays_nan(compiled):
   np.testing.assert_array_equal(got, want)
   assert np.isnan(got[0])
   run = compiled[-1]
-  assert True in run.variants and run.calls["general"] == 1
+  assert True in run.specialized and run.calls["general"] == 1
   np.testing.assert_array_equal(jitted(c, np.ones(3)), f(c, np.ones(3)))
   assert run.calls[True] == 2 and run.calls["general"] == 1
 
@@ -204,9 +204,29 @@ def test_the_generated_checks(compiled):
   rot, x = _jacobians(20)
   dfdx.jit(_blocks)(rot, x)
   run = compiled[-1]
-  true_source = run.variants[True].__dfdx_source__
+  true_source = run.specialized[True].__dfdx_source__
   assert "raise _Unspecialized(" in true_source and "np.isfinite(" in true_source
   assert "if not np.all(" in true_source
-  assert "if np.any(" in run.variants[False].__dfdx_source__
+  assert "if np.any(" in run.specialized[False].__dfdx_source__
   assert "_Unspecialized" not in run.general.__dfdx_source__
   assert jit_module is not None and codegen is not None
+
+
+def test_eager_passes_under_vmap_run_specialized_too(compiled, monkeypatch):
+  """The compiled reverse pass of vmap(jacobian) (reverse_cache.py) is kept only if it gives
+  the interpreted pass's bits, zeros' signs included: the specialized one does here."""
+  from dfdx._src import ad, reverse_cache
+  monkeypatch.setattr(ad, "debug_checks", False)  # (the tests' checks interpret every pass)
+  rot, x = _jacobians(300)
+  monkeypatch.setattr(reverse_cache, "enabled", False)
+  want = _blocks(rot, x)
+  monkeypatch.setattr(reverse_cache, "enabled", True)
+  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 0.0)  # compiled when seen twice
+  for _ in range(4):
+    got = _blocks(rot, x)
+    for g, w in zip(got, want):
+      np.testing.assert_array_equal(g, w)
+      np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+  runs = [run for run in compiled if hasattr(run, "calls")]
+  assert runs, compiled
+  assert runs[-1].calls[True] >= 2 and runs[-1].calls["general"] == 0

@@ -292,7 +292,7 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
   vmap"), with `out_dims` the batch axes of its results, `batch_last` whether its batch
   axis moved last (asked for by `batch_last`) and `forward` whether it is the tape's forward
   application."""
-  from dfdx._src import ad, codegen, passes, staging, tiling
+  from dfdx._src import ad, codegen, passes, staging, tiling, uniform
   eqns, in_vars, out_vars = lin.eqns, lin.in_vars, lin.out_vars
   pattern = []
 
@@ -342,8 +342,9 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
   if vmaps is not None:  # (chunked along the batch where the program allows: tiling.py)
     program = passes.sink_into_gathers(program)
     moved = passes.batch_last(program, _BATCH_LAST_GAIN) if batch_last else program
-    fn = tiling.compile_tiled(moved, "reverse_pass", False) or codegen.compile_program(
-        moved, "reverse_pass", fuse_reductions=False)
+    fn = tiling.compile_tiled(moved, "reverse_pass", False, specialize=True) or \
+        uniform.compile_specialized(moved, lambda p, checks: codegen.compile_program(
+            p, "reverse_pass", fuse_reductions=False, checks=checks))
     fn.pattern, fn.out_dims, fn.batch_last = tuple(pattern), out_dims, moved is not program
     fn.forward = vmaps.forward
     return fn

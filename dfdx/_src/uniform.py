@@ -252,5 +252,5 @@ def compile_specialized(program, compile_fn):
   run.__dfdx_source__ = general.__dfdx_source__ + "".join(
       f"# specialized to a condition {'all true' if v else 'all false'}:\n"
       + fn.__dfdx_source__ for v, fn in variants.items())
-  run.variants, run.general = variants, general
+  run.specialized, run.general = variants, general
   return run
