@@ -73,9 +73,10 @@ class _Specializer:
     return self.sub.get(id(a), a) if isinstance(a, Var) else a
 
   def check(self, x, nonzero):
-    """Check `x` (as the array it is a view of) before its zero products are dropped."""
+    """Check `x` before its zero products are dropped: as the array it is a view of, or
+    gathers entries from (all of whose entries then pass, a stronger test)."""
     while isinstance(x, Var) and id(x) in self.producer and \
-        self.producer[id(x)].prim.name in _VIEWS:
+        self.producer[id(x)].prim.name in _VIEWS | {"gather"}:
       base = self.resolve(self.producer[id(x)].inputs[0])
       if not isinstance(base, Var):
         break
