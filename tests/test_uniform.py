@@ -230,3 +230,23 @@ def test_eager_passes_under_vmap_run_specialized_too(compiled, monkeypatch):
   runs = [run for run in compiled if hasattr(run, "calls")]
   assert runs, compiled
   assert runs[-1].calls[True] >= 2 and runs[-1].calls["general"] == 0
+
+
+def test_a_gathered_factor_is_checked_as_the_array_it_is_gathered_from(compiled):
+  rng = np.random.default_rng(1)
+  table, x = rng.standard_normal((4, 3)), rng.standard_normal((40, 3))
+  idx = rng.integers(0, 3, 40)  # row 3 is never gathered
+  f = lambda table, idx, x: _blocks(table[idx], x)  # noqa: E731
+  jitted = dfdx.jit(f)
+  got = jitted(table, idx, x)
+  run = compiled[-1]
+  _assert_same(got, f, table, idx, x)
+  source = run.specialized[True].__dfdx_source__
+  checked = [line.split("np.isfinite(")[1].split(")")[0] for line in source.splitlines()
+             if "np.isfinite(" in line]
+  header = source[source.index("def "):].split("(")[1].split(")")[0].split(", ")
+  assert header[0] in checked, (checked, header)  # the table itself, 4 rows
+  assert run.calls == {"general": 0, True: 1, False: 0}
+  table[3] = np.inf  # not gathered, but the stronger check fails: the general program runs
+  _assert_same(jitted(table, idx, x), f, table, idx, x)
+  assert run.calls == {"general": 1, True: 2, False: 0}
