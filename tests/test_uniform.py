@@ -13,23 +13,24 @@ from dfdx._src import jit as jit_module
 
 @pytest.fixture
 def compiled(monkeypatch):
-  """The functions compile_specialized returns, with the calls of each program counted in
-  `.calls` ("general", True, False)."""
+  """The functions compile_specialized returns; those with specialized programs get the
+  calls of each program counted in `.calls` and their sources in `.sources` (keys
+  "general", True, False)."""
   made = []
   original = uniform.compile_specialized
 
   def counting(program, compile_fn):
-    run = original(program, compile_fn)
+    calls, sources = {"general": 0, True: 0, False: 0}, {}
+
+    def compile_counted(p, checks):
+      fn = compile_fn(p, checks)
+      key = "general" if checks is None else any(
+          kind == "all" for _, kind in checks.values())
+      sources[key] = fn.__dfdx_source__
+      return _counted(fn, calls, key)
+    run = original(program, compile_counted)
     if hasattr(run, "specialized"):
-      run.calls = {"general": 0, True: 0, False: 0}
-      for key in list(run.specialized):
-        run.specialized[key] = _counted(run.specialized[key], run.calls, key)
-      general = run.general
-      run.general = _counted(general, run.calls, "general")
-      cells = run.__closure__
-      for cell in cells:
-        if cell.cell_contents is general:
-          cell.cell_contents = run.general
+      run.calls, run.sources = calls, sources
     made.append(run)
     return run
   monkeypatch.setattr(uniform, "compile_specialized", counting)
@@ -86,7 +87,7 @@ def _assert_same(got, f, *args):
 
 
 def _program_sizes(run):
-  return {k: len(v.__dfdx_source__.splitlines()) for k, v in run.specialized.items()}
+  return {k: len(v.splitlines()) for k, v in run.sources.items() if k != "general"}
 
 
 def test_a_uniform_condition_runs_the_program_without_the_other_branch(compiled):
@@ -95,9 +96,10 @@ def test_a_uniform_condition_runs_the_program_without_the_other_branch(compiled)
   got = jitted(rot, x)
   run = compiled[-1]
   _assert_same(got, _blocks, rot, x)
-  assert set(run.specialized) == {True, False}
+  assert set(run.values) == {True, False}
   assert run.calls == {"general": 0, True: 1, False: 0}
-  general_lines = len(run.general.__dfdx_source__.splitlines())
+  assert set(run.sources) == {"general", True}  # the other compiled when first needed
+  general_lines = len(run.sources["general"].splitlines())
   assert all(n < general_lines for n in _program_sizes(run).values()), _program_sizes(run)
 
 
@@ -158,7 +160,7 @@ def test_a_zero_times_an_infinity_in_the_users_own_code_stays_nan(compiled):
   np.testing.assert_array_equal(got, want)
   assert np.isnan(got[0])
   run = compiled[-1]
-  assert True in run.specialized and run.calls["general"] == 1
+  assert True in run.values and run.calls["general"] == 1
   np.testing.assert_array_equal(jitted(c, np.ones(3)), f(c, np.ones(3)))
   assert run.calls[True] == 2 and run.calls["general"] == 1
 
@@ -202,13 +204,15 @@ def test_outputs_that_would_be_zeros_or_arguments_are_not_specialized(f, control
 
 def test_the_generated_checks(compiled):
   rot, x = _jacobians(20)
-  dfdx.jit(_blocks)(rot, x)
+  jitted = dfdx.jit(_blocks)
+  jitted(rot, x)
   run = compiled[-1]
-  true_source = run.specialized[True].__dfdx_source__
+  jitted(np.zeros_like(rot), x)
+  true_source = run.sources[True]
   assert "raise _Unspecialized(" in true_source and "np.isfinite(" in true_source
   assert "if not np.all(" in true_source
-  assert "if np.any(" in run.specialized[False].__dfdx_source__
-  assert "_Unspecialized" not in run.general.__dfdx_source__
+  assert "if np.any(" in run.sources[False]
+  assert "_Unspecialized" not in run.sources["general"]
   assert jit_module is not None and codegen is not None
 
 
@@ -241,7 +245,7 @@ def test_a_gathered_factor_is_checked_as_the_array_it_is_gathered_from(compiled)
   got = jitted(table, idx, x)
   run = compiled[-1]
   _assert_same(got, f, table, idx, x)
-  source = run.specialized[True].__dfdx_source__
+  source = run.sources[True]
   checked = [line.split("np.isfinite(")[1].split(")")[0] for line in source.splitlines()
              if "np.isfinite(" in line]
   header = source[source.index("def "):].split("(")[1].split(")")[0].split(", ")

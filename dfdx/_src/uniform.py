@@ -31,8 +31,10 @@ import numpy as np
 
 from dfdx._src.ir import Eqn, Lit, Program, Var
 
-# A specialized program is kept only if it leaves out at least this many equations.
+# A specialized program is kept only if it leaves out at least this many equations, and
+# this fraction of them (hand tracking's usual case leaves out 4 of 357: not worth a check).
 MIN_SAVED = 4
+MIN_SAVED_FRACTION = 0.05
 MAX_MISSES = 3
 enabled = True
 
@@ -161,7 +163,8 @@ class _Specializer:
     checked = [self.root] + [x for x, _ in self.checks.values()]
     kept = dce(Program(self.program.in_vars, self.program.const_vars,
                        self.program.const_vals, self.eqns, outs + checked))
-    if len(self.program.eqns) - len(kept.eqns) < MIN_SAVED:
+    saved = len(self.program.eqns) - len(kept.eqns)
+    if saved < max(MIN_SAVED, MIN_SAVED_FRACTION * len(self.program.eqns)):
       return None
     # The condition's equations first: a call it does not fit wastes only those.
     producer = {id(v): e for e in kept.eqns for v in e.outputs}
@@ -227,8 +230,14 @@ def compile_specialized(program, compile_fn):
   found = specializations(program)
   if not found:
     return general
-  variants = {value: compile_fn(spec, checks) for value, (spec, checks) in found.items()}
-  state = {"next": next(iter(variants)), "misses": 0}
+  variants = {}  # compiled when first tried
+  state = {"next": next(iter(found)), "misses": 0}
+
+  def variant(value):
+    fn = variants.get(value)
+    if fn is None:
+      fn = variants[value] = compile_fn(*found[value])
+    return fn
 
   def run(*args):
     if state["misses"] >= MAX_MISSES:
@@ -236,13 +245,13 @@ def compile_specialized(program, compile_fn):
     tried = state["next"]
     while True:
       try:
-        out = variants[tried](*args)
+        out = variant(tried)(*args)
       except Unspecialized as miss:
         value = None
         if miss.condition is not None:  # which uniform value fits, if any
           c = miss.condition
           value = True if np.all(c) else False if not np.any(c) else None
-        if value is None or value == tried or value not in variants:
+        if value is None or value == tried or value not in found:
           state["misses"] += 1
           return general(*args)
         tried = value
@@ -251,7 +260,7 @@ def compile_specialized(program, compile_fn):
       return out
 
   run.__dfdx_source__ = general.__dfdx_source__ + "".join(
-      f"# specialized to a condition {'all true' if v else 'all false'}:\n"
-      + fn.__dfdx_source__ for v, fn in variants.items())
-  run.specialized, run.general = variants, general
+      f"# specialized to a condition {'all true' if v else 'all false'} (compiled when first "
+      "tried)\n" for v in found)
+  run.values, run.specialized, run.general = tuple(found), variants, general
   return run
