@@ -120,14 +120,26 @@ def test_the_other_uniform_value_and_a_mixed_condition(compiled):
   assert run.calls == {"general": 1, True: 3, False: 3}
 
 
-def test_a_function_stops_trying_after_calls_that_never_fit(compiled):
+def test_a_function_tries_less_and_less_often_while_calls_do_not_fit(compiled, monkeypatch):
+  monkeypatch.setattr(uniform, "RETRY_AFTER", 2)
   jitted = dfdx.jit(_blocks)
   mixed, x = _jacobians(30, zero_at=(0,))
   for _ in range(uniform.MAX_MISSES + 2):
     _assert_same(jitted(mixed, x), _blocks, mixed, x)
   run = compiled[0]
   assert run.calls["general"] == uniform.MAX_MISSES + 2
-  assert run.calls[True] == uniform.MAX_MISSES  # tried until then, not after
+  assert run.calls[True] == uniform.MAX_MISSES  # then 2 calls without trying
+  jitted(mixed, x)  # tried again: a miss, then 4 calls without trying
+  assert run.calls[True] == uniform.MAX_MISSES + 1
+  for _ in range(4):
+    jitted(mixed, x)
+  assert run.calls[True] == uniform.MAX_MISSES + 1
+  rot, _ = _jacobians(30)
+  _assert_same(jitted(rot, x), _blocks, rot, x)  # uniform again: specialized again
+  assert run.calls[True] == uniform.MAX_MISSES + 2
+  assert run.calls["general"] == uniform.MAX_MISSES + 2 + 1 + 4
+  jitted(rot, x)
+  assert run.calls[True] == uniform.MAX_MISSES + 3
 
 
 def test_an_infinite_factor_of_the_dropped_branch_runs_the_general_program(compiled):

@@ -23,7 +23,9 @@ run first); a check that fails raises `Unspecialized`, and the call runs the gen
 instead. Compiled in chunks (tiling.py), each chunk picks its own program. So the results are
 the general program's values; only the sign of a zero can differ (x + 0 where x is -0).
 After `MAX_MISSES` calls in a row that could not use a specialized program, a compiled
-function stops trying them.
+function runs the general one for `RETRY_AFTER` calls before trying again, and twice as
+many after each further miss (up to 1024 times as many): a condition that stays mixed costs
+a failed try at most that rarely, and one that becomes uniform again is specialized again.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from dfdx._src.ir import Eqn, Lit, Program, Var
 MIN_SAVED = 4
 MIN_SAVED_FRACTION = 0.05
 MAX_MISSES = 3
+RETRY_AFTER = 16
 enabled = True
 
 
@@ -231,7 +234,9 @@ def compile_specialized(program, compile_fn):
   if not found:
     return general
   variants = {}  # compiled when first tried
-  state = {"next": next(iter(found)), "misses": 0}
+  # misses: calls in a row that could not use one; wait: calls left before trying again
+  # (after MAX_MISSES, RETRY_AFTER calls, doubled at each miss after that)
+  state = {"next": next(iter(found)), "misses": 0, "wait": 0}
 
   def variant(value):
     fn = variants.get(value)
@@ -240,7 +245,8 @@ def compile_specialized(program, compile_fn):
     return fn
 
   def run(*args):
-    if state["misses"] >= MAX_MISSES:
+    if state["wait"]:
+      state["wait"] -= 1
       return general(*args)
     tried = state["next"]
     while True:
@@ -253,6 +259,8 @@ def compile_specialized(program, compile_fn):
           value = True if np.all(c) else False if not np.any(c) else None
         if value is None or value == tried or value not in found:
           state["misses"] += 1
+          if state["misses"] >= MAX_MISSES:
+            state["wait"] = RETRY_AFTER << min(state["misses"] - MAX_MISSES, 10)
           return general(*args)
         tried = value
         continue
