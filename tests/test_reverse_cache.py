@@ -787,3 +787,97 @@ def test_elementwise_primitives_with_only_a_jvp_rule_record_one_node_each(rng):
     np.testing.assert_array_equal(got, want)
     jac = dfdx.jacfwd(f)(x)  # forward mode, from the JVP rule itself
     np.testing.assert_allclose(got, jac.T @ ct, rtol=1e-14)
+
+
+# ---- results proved free of NaN ---------------------------------------------------------------
+
+
+def _dense_loss(params, x, y):
+  w1, w2 = params
+  z = dnp.tanh(x @ w1) @ w2
+  return dnp.log(dnp.sum(dnp.exp(z))) - z[y]
+
+
+def _full_reads(monkeypatch):
+  """The sizes of the arrays `ad.holds_nan` reads whole, from now on."""
+  reads, real = [], ad.holds_nan
+
+  def spy(tree):
+    if isinstance(tree, np.ndarray) and tree.dtype.kind in "fc":
+      base = tree if tree.base is None else tree.base
+      if ad.nan_free.get(id(base)) is not base:
+        reads.append(tree.size)
+    return real(tree)
+  monkeypatch.setattr(ad, "holds_nan", spy)
+  return reads
+
+
+def test_per_example_outer_products_are_proved_free_of_nan_by_their_factors(
+    compiling, rng, monkeypatch):
+  per_example = dfdx.vmap(dfdx.grad(_dense_loss), in_axes=(None, 0, 0))
+  params, xs, ys = (rng.normal(size=(8, 16)), rng.normal(size=(16, 3))), \
+      rng.normal(size=(40, 8)), rng.integers(0, 3, 40)
+  want = interpreted(per_example, params, xs, ys)
+  for _ in range(3):
+    got = per_example(params, xs, ys)
+  reads = _full_reads(monkeypatch)
+  got = per_example(params, xs, ys)
+  assert_same_bits(got, want)
+  (fn,) = _batched_passes()
+  # w1's gradient (40 x 8 x 16 entries, from factors of 40 x 8 and 40 x 16) is not read
+  # again; w2's (40 x 16 x 3, from 40 x 16 and 40 x 3: too large a share) is
+  assert fn.certificates[0] is not None and fn.certificates[1] is None
+  assert 40 * 8 * 16 not in reads and 40 * 16 * 3 in reads, reads
+  assert not ad.nan_free  # (emptied when the call returns)
+
+
+def test_an_infinite_factor_leaves_the_result_to_the_nan_check(compiling, rng, monkeypatch):
+  """inf * 0 is NaN: with an infinite input the product is read, its NaN found, and the
+  gradient computed again with the zero-absorbing chain rule, as interpreted."""
+  per_example = dfdx.vmap(dfdx.grad(_dense_loss), in_axes=(None, 0, 0))
+  params, xs, ys = (rng.normal(size=(8, 16)), rng.normal(size=(16, 3))), \
+      rng.normal(size=(40, 8)), rng.integers(0, 3, 40)
+  for _ in range(3):
+    per_example(params, xs, ys)
+  (fn,) = _batched_passes()
+  assert fn.certificates[0] is not None
+  xs[2, 1] = np.inf
+  reads = _full_reads(monkeypatch)
+  got = per_example(params, xs, ys)
+  assert 40 * 8 * 16 in reads
+  assert_same_bits(got, interpreted(per_example, params, xs, ys))
+
+
+def test_sums_of_products_and_slices_are_not_proved(rng):
+  from dfdx._src.ir import Var
+  from dfdx._src.passes import optimize
+  a, b = rng.normal(size=(20, 5)), rng.normal(size=(5, 30))
+
+  def certificates(f, *args):
+    program = optimize(dfdx.make_expr(f)(*args).program, evaluate_only=True)
+    found, extended = reverse_cache._nan_certificates(program)
+    assert all(isinstance(o, Var) for o in extended.outs)
+    return found
+  assert certificates(lambda a, b: a[:, :, None] * b[None, :, :], a, b) is not None
+  assert certificates(lambda a, b: a[:, :2] @ b[:2], a, b) is None  # a sum: inf - inf is NaN
+  assert certificates(lambda a, b: a[:, :2, None] * b[None, :2], a, b) is not None
+  assert certificates(lambda a: a[:, :, None] * a[:, None, :] + 1.0, a) is None
+  assert certificates(lambda a: a * a, a) is None  # factors as large as the product
+
+
+def test_a_proof_covers_only_an_array_a_result_is_all_of():
+  big = np.full(10, np.nan)
+  part = big[:4]
+  part[:] = 1.0  # a result that is a slice: the array it views holds NaNs elsewhere
+  whole = np.ones((2, 3))
+  try:
+    outs = reverse_cache._certify([part, whole.T, np.zeros(2), 5.0], [np.ones(2)],
+                                  [[("in", 0)], [("in", 0)], None], 3)
+    assert len(outs) == 3
+    assert ad.nan_free.get(id(big)) is None and ad.nan_free.get(id(whole)) is whole
+    assert not ad.holds_nan(whole.T) and ad.holds_nan(big)
+    ad.nan_free.clear()
+    reverse_cache._certify([whole], [np.array([1.0, np.inf])], [[("in", 0)]], 1)
+    assert ad.nan_free.get(id(whole)) is None  # an infinite factor proves nothing
+  finally:
+    ad.nan_free.clear()

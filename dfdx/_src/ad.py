@@ -65,6 +65,14 @@ split_rules: dict = {}
 split_trace = None
 
 
+# Arrays known to hold no NaN without reading them (id -> the array; entries go with their
+# arrays): a compiled pass under vmap proves it of a result that is a product of finite
+# arrays much smaller than it (per-example gradients of a dense layer, x (outer) dpre),
+# checking only those (reverse_cache.run_batched). The outermost `recompute_if_nan` empties
+# it before and after its call, so a proof is only used within the call that made it.
+nan_free = weakref.WeakValueDictionary()
+
+
 def holds_nan(tree) -> bool:
   """Whether any concrete floating leaf of `tree` holds a NaN."""
   if type(tree) is list or type(tree) is tuple:
@@ -75,6 +83,10 @@ def holds_nan(tree) -> bool:
   if isinstance(tree, (np.ndarray, np.generic)):
     if tree.dtype.kind not in "fc":
       return False
+    if nan_free:
+      base = tree if type(tree) is not np.ndarray or tree.base is None else tree.base
+      if nan_free.get(id(base)) is base:
+        return False
     if tree.ndim == 0:
       return tree != tree
     flat = tree.ravel(order="K")  # no copy for any dense layout (transposed outputs)
@@ -102,6 +114,16 @@ def recompute_if_nan(run, always=False, again=None):
   transformations are not concrete."""
   if zero_absorbing or core._current_trace is not None:
     return run()
+  if nan_free:
+    nan_free.clear()
+  try:
+    return _recompute_if_nan(run, always, again)
+  finally:
+    if nan_free:
+      nan_free.clear()
+
+
+def _recompute_if_nan(run, always, again):
   made, ties = JVPTrace.made, ties_met
   if state.in_use:  # a second run starts from the Variables' values before the first
     with state.journal() as j:
