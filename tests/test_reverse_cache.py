@@ -881,3 +881,24 @@ def test_a_proof_covers_only_an_array_a_result_is_all_of():
     assert ad.nan_free.get(id(whole)) is None  # an infinite factor proves nothing
   finally:
     ad.nan_free.clear()
+
+
+def test_jitted_outer_products_are_proved_free_of_nan_too(rng, monkeypatch):
+  per_example = dfdx.vmap(dfdx.grad(_dense_loss), in_axes=(None, 0, 0))
+  jitted = dfdx.jit(per_example)
+  params, xs, ys = (rng.normal(size=(8, 16)), rng.normal(size=(16, 3))), \
+      rng.normal(size=(40, 8)), rng.integers(0, 3, 40)
+  jitted(params, xs, ys)  # (compiled: the next call takes the direct path)
+  want = per_example(params, xs, ys)
+  reads = _full_reads(monkeypatch)
+  got = jitted(params, xs, ys)
+  assert reads == [40 * 16 * 3], reads  # w2's gradient only
+  assert not ad.nan_free
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+  xs[2, 1] = np.inf  # the factor check fails: the product is read, its NaN found, and the
+  want = per_example(params, xs, ys)  # zero-absorbing chain rule runs, as without the proof
+  del reads[:]
+  got = jitted(params, xs, ys)
+  assert 40 * 8 * 16 in reads
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-13)

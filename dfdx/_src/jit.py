@@ -121,11 +121,14 @@ class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
   __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output",
-               "differentiates", "notes_ties")
+               "differentiates", "notes_ties", "proved_run")
 
-  def __init__(self, program, run, out_tree, out_statics, name):
+  def __init__(self, program, run, out_tree, out_statics, name, proved_run=None):
     self.program, self.run, self.out_tree = program, run, out_tree
     self.out_statics, self.name = out_statics, name
+    # None, or run(leaves) that also proves outputs free of NaN (ad.nan_free) by checking
+    # their factors (reverse_cache._nan_certificates), for the NaN check of a direct call.
+    self.proved_run = proved_run
     self.single_output = out_tree.kind is None and not out_statics
     # Whether tracing differentiated anything: a NaN output is then computed again with the
     # zero-absorbing chain rule (a second program, see `ad.recompute_if_nan`).
@@ -267,9 +270,17 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       if entry is not None:
         if entry.notes_ties:
           return run_noting_ties(entry, leaves, args, kwargs)
-        outs = entry.run(*leaves)
-        if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
-          return checked_outputs(entry, leaves, outs, args, kwargs)
+        if entry.proved_run is None:
+          outs = entry.run(*leaves)
+          if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
+            return checked_outputs(entry, leaves, outs, args, kwargs)
+        else:
+          outs = entry.proved_run(leaves)
+          try:
+            if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
+              return checked_outputs(entry, leaves, outs, args, kwargs)
+          finally:
+            ad.nan_free.clear()
         if entry.single_output:
           return _output(outs[0])
         return _rebuild(entry, [_output(o) for o in outs])
@@ -377,16 +388,28 @@ def _resolve_statics(f, static_argnums, static_argnames):
 
 
 def _compile(program, out_tree, out_statics, name, optimize):
-  from dfdx._src import codegen, codegen_rules, passes, tiling, uniform  # noqa: F401  (rules)
+  from dfdx._src import (codegen, codegen_rules, passes, reverse_cache, tiling,  # noqa: F401
+                         uniform)  # (codegen_rules registers the rules)
   # The entry's program is what enclosing transformations differentiate: nested calls (and
   # so custom derivative rules) stay in it; the compiled code inlines them.
   transformable = passes.optimize(program, inline=False) if optimize else program
   compiled = passes.optimize(transformable, evaluate_only=True) if optimize else program
-  run = (optimize and tiling.compile_tiled(compiled, name, specialize=True)) or (
+  certificates, extended = (reverse_cache._nan_certificates(compiled) if optimize
+                            else (None, compiled))
+  run = (optimize and tiling.compile_tiled(extended, name, specialize=True)) or (
       uniform.compile_specialized(
-          compiled, lambda p, checks: codegen.compile_program(p, name, checks=checks))
+          extended, lambda p, checks: codegen.compile_program(p, name, checks=checks))
       if optimize else codegen.compile_program(compiled, name))
-  return _Entry(transformable, run, out_tree, out_statics, name)
+  if certificates is None:
+    return _Entry(transformable, run, out_tree, out_statics, name)
+  n, run_all = len(compiled.outs), run
+
+  def run(*leaves):  # (the outputs alone, for every other caller)
+    return run_all(*leaves)[:n]
+  run.__dict__.update(run_all.__dict__)  # (its source, its tiles)
+  proved_run = lambda leaves: reverse_cache._certify(  # noqa: E731
+      run_all(*leaves), leaves, certificates, n)
+  return _Entry(transformable, run, out_tree, out_statics, name, proved_run)
 
 
 # ---- make_expr ------------------------------------------------------------------------------
