@@ -70,7 +70,18 @@ split_trace = None
 # arrays much smaller than it (per-example gradients of a dense layer, x (outer) dpre),
 # checking only those (reverse_cache.run_batched). The outermost `recompute_if_nan` empties
 # it before and after its call, so a proof is only used within the call that made it.
-nan_free = weakref.WeakValueDictionary()
+nan_free: dict = {}  # id(array) -> weakref.ref(array)
+
+
+def note_nan_free(x):
+  nan_free[id(x)] = weakref.ref(x)
+
+
+def proved_nan_free(x) -> bool:
+  """Whether `x`, or the array it views, is noted in `nan_free`."""
+  base = x if type(x) is not np.ndarray or x.base is None else x.base
+  ref = nan_free.get(id(base))
+  return ref is not None and ref() is base
 
 
 def holds_nan(tree) -> bool:
@@ -83,10 +94,8 @@ def holds_nan(tree) -> bool:
   if isinstance(tree, (np.ndarray, np.generic)):
     if tree.dtype.kind not in "fc":
       return False
-    if nan_free:
-      base = tree if type(tree) is not np.ndarray or tree.base is None else tree.base
-      if nan_free.get(id(base)) is base:
-        return False
+    if nan_free and proved_nan_free(tree):
+      return False
     if tree.ndim == 0:
       return tree != tree
     flat = tree.ravel(order="K")  # no copy for any dense layout (transposed outputs)
