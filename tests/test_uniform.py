@@ -264,3 +264,45 @@ def test_a_gathered_factor_is_checked_as_the_array_it_is_gathered_from(compiled)
   table[3] = np.inf  # not gathered, but the stronger check fails: the general program runs
   _assert_same(jitted(table, idx, x), f, table, idx, x)
   assert run.calls == {"general": 1, True: 2, False: 0}
+
+
+def test_a_pass_under_vmap_whose_bits_differ_is_compiled_again_without_specializing(
+    monkeypatch):
+  """The sign of a zero may differ where a specialized program adds no zero: the compiled
+  pass is then compiled once more without its specializations (and kept if that agrees)."""
+  from dfdx._src import ad, reverse_cache
+  monkeypatch.setattr(ad, "debug_checks", False)
+  monkeypatch.setattr(reverse_cache, "enabled", True)
+  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 0.0)
+  monkeypatch.setattr(reverse_cache, "_entries", {})
+  identical, seen = reverse_cache._identical, []
+
+  def no_specialized_bits(got, expected):  # as if every specialized pass changed a sign
+    source = seen[-1].__dfdx_source__
+    return uniform.SPECIALIZED not in source and identical(got, expected)
+  compile_pass = reverse_cache._compile
+
+  def remember(*args, **kwargs):
+    fn = compile_pass(*args, **kwargs)
+    seen.append(fn)
+    return fn
+  monkeypatch.setattr(reverse_cache, "_identical", no_specialized_bits)
+  monkeypatch.setattr(reverse_cache, "_compile", remember)
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", _check_kept_when_same)
+  rot, x = _jacobians(300)
+  for _ in range(4):
+    _blocks(rot, x)
+  assert len(seen) >= 2 and uniform.SPECIALIZED in seen[0].__dfdx_source__
+  assert uniform.SPECIALIZED not in seen[-1].__dfdx_source__
+  entries = [e for bucket in reverse_cache._entries.values() for e in bucket]
+  assert any(e.fn is seen[-1] for e in entries)  # kept, compiled
+
+
+from dfdx._src import reverse_cache as _reverse_cache  # noqa: E402
+
+_REAL_CHECK = _reverse_cache._compile_and_check
+
+
+def _check_kept_when_same(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
+  # (as test_reverse_cache does: keep a compiled pass that agrees, whatever its time)
+  return _REAL_CHECK(entry, lin, residuals, cotangents, expected, float("inf"), vmaps)

@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from dfdx._src import core
+from dfdx._src import core, uniform
 from dfdx._src.ir import Program, Var
 
 enabled = os.environ.get("DFDX_COMPILED_REVERSE", "1") != "0"
@@ -212,11 +212,14 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
   if vmaps is not None:
     expected = vmaps.canonical(expected)
   # (under vmaps, a pass whose batch axis moved last is compiled again without that if its
-  # bits differ: the move may reorder sums)
-  for batch_last in (True, False):
+  # bits differ: the move may reorder sums; then without its specializations to a uniform
+  # condition, which may change the sign of a zero)
+  batch_last = specialize = True
+  while True:
     start = time.perf_counter()
     try:
-      compiled = _compile(lin, residuals, cotangents, vmaps=vmaps, batch_last=batch_last)
+      compiled = _compile(lin, residuals, cotangents, vmaps=vmaps, batch_last=batch_last,
+                          specialize=specialize)
       _compile_seconds_per_node = (time.perf_counter() - start) / entry.nodes
       start = time.perf_counter()
       got = _call(compiled, lin, residuals, vmaps)
@@ -230,7 +233,11 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
     if _identical(got, expected):
       break
     stats["differed"] += 1
-    if not getattr(compiled, "batch_last", False):
+    if getattr(compiled, "batch_last", False):
+      batch_last = False
+    elif specialize and uniform.SPECIALIZED in getattr(compiled, "__dfdx_source__", ""):
+      specialize = False
+    else:
       return
   if seconds <= interpreted_seconds:
     stats["compiled"] += 1
@@ -284,7 +291,8 @@ def _identical(got, expected):
   return True
 
 
-def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True):
+def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True,
+             specialize=True):
   """`lin`'s reverse pass staged on abstract residuals (a copy of its tape whose nodes hold
   them) and compiled: a function of the residuals returning the nonzero input cotangents,
   with `pattern` saying which inputs have one, `large` the positions of residuals that
@@ -344,9 +352,11 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
     program = passes.sink_into_gathers(program)
     moved = passes.batch_last(program, _BATCH_LAST_GAIN) if batch_last else program
     certificates, moved = _nan_certificates(moved)
-    fn = tiling.compile_tiled(moved, "reverse_pass", False, specialize=True) or \
-        uniform.compile_specialized(moved, lambda p, checks: codegen.compile_program(
-            p, "reverse_pass", fuse_reductions=False, checks=checks))
+    compile_whole = lambda p, checks: codegen.compile_program(  # noqa: E731
+        p, "reverse_pass", fuse_reductions=False, checks=checks)
+    fn = tiling.compile_tiled(moved, "reverse_pass", False, specialize=specialize) or (
+        uniform.compile_specialized(moved, compile_whole) if specialize
+        else compile_whole(moved, None))
     fn.pattern, fn.out_dims, fn.batch_last = tuple(pattern), out_dims, moved is not program
     fn.certificates = certificates
     fn.forward = vmaps.forward

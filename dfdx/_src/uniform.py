@@ -42,6 +42,9 @@ RETRY_AFTER = 16
 enabled = True
 
 
+SPECIALIZED = "specialized to a condition"  # (how a compiled function's source says so)
+
+
 class Unspecialized(Exception):
   """Raised by a specialized program whose assumption does not hold for its arguments:
   `condition` is the condition's value when that is what failed, else None."""
@@ -268,7 +271,7 @@ def compile_specialized(program, compile_fn):
       return out
 
   run.__dfdx_source__ = general.__dfdx_source__ + "".join(
-      f"# specialized to a condition {'all true' if v else 'all false'} (compiled when first "
-      "tried)\n" for v in found)
+      f"# {SPECIALIZED} {'all true' if v else 'all false'} (compiled when first tried)\n"
+      for v in found)
   run.values, run.specialized, run.general = tuple(found), variants, general
   return run
