@@ -65,11 +65,11 @@ split_rules: dict = {}
 split_trace = None
 
 
-# Arrays known to hold no NaN without reading them (id -> the array; entries go with their
-# arrays): a compiled pass under vmap proves it of a result that is a product of finite
-# arrays much smaller than it (per-example gradients of a dense layer, x (outer) dpre),
-# checking only those (reverse_cache.run_batched). The outermost `recompute_if_nan` empties
-# it before and after its call, so a proof is only used within the call that made it.
+# Arrays known to hold no NaN without reading them: a compiled pass under vmap, or a jitted
+# program, proves it of a result that is a product of finite arrays much smaller than it
+# (per-example gradients of a dense layer, x (outer) dpre), checking only those
+# (reverse_cache._certify). The outermost `recompute_if_nan` (and a jitted call, for its
+# own) empties it before and after, so a proof is only used within the call that made it.
 nan_free: dict = {}  # id(array) -> weakref.ref(array)
 
 
