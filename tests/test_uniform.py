@@ -18,7 +18,7 @@ def compiled(monkeypatch):
   made = []
   original = uniform.compile_specialized
 
-  def counting(program, compile_fn):
+  def counting(program, compile_fn, name="f"):
     calls, sources = {"general": 0, True: 0, False: 0}, {}
 
     def compile_counted(p, checks):
@@ -27,7 +27,7 @@ def compiled(monkeypatch):
           kind == "all" for _, kind in checks.values())
       sources[key] = fn.__dfdx_source__
       return _counted(fn, calls, key)
-    run = original(program, compile_counted)
+    run = original(program, compile_counted, name)
     if hasattr(run, "specialized"):
       run.calls, run.sources = calls, sources
     made.append(run)
@@ -119,8 +119,10 @@ def test_the_other_uniform_value_and_a_mixed_condition(compiled):
   assert run.calls == {"general": 1, True: 3, False: 3}
 
 
-def test_a_function_tries_less_and_less_often_while_calls_do_not_fit(compiled, monkeypatch):
+def test_a_function_tries_less_and_less_often_while_calls_do_not_fit(compiled, monkeypatch,
+                                                                      caplog):
   monkeypatch.setattr(uniform, "RETRY_AFTER", 2)
+  caplog.set_level("INFO", logger="dfdx.jit")
   jitted = dfdx.jit(_blocks)
   mixed, x = _jacobians(30, zero_at=(0,))
   for _ in range(uniform.MAX_MISSES + 2):
@@ -128,6 +130,7 @@ def test_a_function_tries_less_and_less_often_while_calls_do_not_fit(compiled, m
   run = compiled[0]
   assert run.calls["general"] == uniform.MAX_MISSES + 2
   assert run.calls[True] == uniform.MAX_MISSES  # then 2 calls without trying
+  assert "did not fit a program specialized" in caplog.text and "_blocks" in caplog.text
   jitted(mixed, x)  # tried again: a miss, then 4 calls without trying
   assert run.calls[True] == uniform.MAX_MISSES + 1
   for _ in range(4):
@@ -306,3 +309,16 @@ _REAL_CHECK = _reverse_cache._compile_and_check
 def _check_kept_when_same(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
   # (as test_reverse_cache does: keep a compiled pass that agrees, whatever its time)
   return _REAL_CHECK(entry, lin, residuals, cotangents, expected, float("inf"), vmaps)
+
+
+def test_the_environment_switch_compiles_general_programs_only():
+  import os
+  import subprocess
+  import sys
+  code = ("import dfdx._src.uniform as u, dfdx._src.tiling as t; "
+          "print(u.enabled, t.enabled)")
+  for value, expected in (("0", "False True"), ("1", "True True")):
+    env = dict(os.environ, DFDX_JIT_SPECIALIZE=value, DFDX_JIT_TILING="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == expected

@@ -398,7 +398,7 @@ def _compile(program, out_tree, out_statics, name, optimize):
                             else (None, compiled))
   run = (optimize and tiling.compile_tiled(extended, name, specialize=True)) or (
       uniform.compile_specialized(
-          extended, lambda p, checks: codegen.compile_program(p, name, checks=checks))
+          extended, lambda p, checks: codegen.compile_program(p, name, checks=checks), name)
       if optimize else codegen.compile_program(compiled, name))
   if certificates is None:
     return _Entry(transformable, run, out_tree, out_statics, name)

@@ -355,7 +355,7 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
     compile_whole = lambda p, checks: codegen.compile_program(  # noqa: E731
         p, "reverse_pass", fuse_reductions=False, checks=checks)
     fn = tiling.compile_tiled(moved, "reverse_pass", False, specialize=specialize) or (
-        uniform.compile_specialized(moved, compile_whole) if specialize
+        uniform.compile_specialized(moved, compile_whole, "reverse_pass") if specialize
         else compile_whole(moved, None))
     fn.pattern, fn.out_dims, fn.batch_last = tuple(pattern), out_dims, moved is not program
     fn.certificates = certificates

@@ -318,7 +318,7 @@ def compile_tiled(program, name, fuse_reductions=True, specialize=False):
                                          fuse_reductions)
   compile_body = lambda p, checks: codegen.compile_program(  # noqa: E731
       p, f"{name}_chunk", fuse_reductions, destinations=True, checks=checks)
-  body_run = (uniform.compile_specialized(body, compile_body) if specialize
+  body_run = (uniform.compile_specialized(body, compile_body, name) if specialize
               else compile_body(body, None))
   tiled_in = [(i, axes[id(v)]) for i, v in enumerate(program.in_vars) if id(v) in axes]
   tiled_consts = [(c, axes[id(v)]) for v, c in zip(program.const_vars, program.const_vals)

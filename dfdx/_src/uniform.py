@@ -26,8 +26,12 @@ After `MAX_MISSES` calls in a row that could not use a specialized program, a co
 function runs the general one for `RETRY_AFTER` calls before trying again, and twice as
 many after each further miss (up to 1024 times as many): a condition that stays mixed costs
 a failed try at most that rarely, and one that becomes uniform again is specialized again.
+`DFDX_JIT_SPECIALIZE=0` in the environment compiles general programs only.
 """
 from __future__ import annotations
+
+import logging
+import os
 
 import numpy as np
 
@@ -39,9 +43,10 @@ MIN_SAVED = 4
 MIN_SAVED_FRACTION = 0.05
 MAX_MISSES = 3
 RETRY_AFTER = 16
-enabled = True
+enabled = os.environ.get("DFDX_JIT_SPECIALIZE", "1") != "0"  # (0: general programs only)
 
 
+logger = logging.getLogger("dfdx.jit")
 SPECIALIZED = "specialized to a condition"  # (how a compiled function's source says so)
 
 
@@ -227,7 +232,7 @@ def check_lines(name, kind):
   return [f"if not ({test}): raise _Unspecialized()"]
 
 
-def compile_specialized(program, compile_fn):
+def compile_specialized(program, compile_fn, name="f"):
   """`compile_fn(program, checks=None)` compiled for the general program and for each
   uniform condition (`specializations`), as one function that runs a specialized program
   where its assumption holds, else the general one; or just the general function when no
@@ -264,6 +269,9 @@ def compile_specialized(program, compile_fn):
           state["misses"] += 1
           if state["misses"] >= MAX_MISSES:
             state["wait"] = RETRY_AFTER << min(state["misses"] - MAX_MISSES, 10)
+            logger.info("%s: %d calls in a row did not fit a program specialized to a "
+                        "uniform condition; the next %d run the general one", name,
+                        state["misses"], state["wait"])
           return general(*args)
         tried = value
         continue
