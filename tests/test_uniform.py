@@ -322,3 +322,27 @@ def test_the_environment_switch_compiles_general_programs_only():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == expected
+
+
+def test_a_program_with_a_condition_per_step_considers_only_a_few(monkeypatch):
+  """Each condition considered costs passes over the program: an unrolled loop with a
+  `where` per step considers the MAX_CONDITIONS with the most selects, not all 60."""
+  from dfdx._src.passes import optimize
+  made = []
+  real = uniform._Specializer
+
+  def counted(program, producer, root, value):
+    made.append(root)
+    return real(program, producer, root, value)
+  monkeypatch.setattr(uniform, "_Specializer", counted)
+
+  def f(x):
+    for i in range(60):
+      x = dnp.where(x > i * 0.01, dnp.sin(x) * 1.01, dnp.cos(x) + 0.5)
+    return dnp.sum(dnp.where(x > 0.5, x * x, dnp.exp(x)) + dnp.where(x > 0.5, x, 2 * x))
+  x = np.linspace(0, 1, 7)
+  program = optimize(dfdx.make_expr(dfdx.grad(f))(x).program, evaluate_only=True)
+  uniform.specializations(program)
+  assert len({id(r) for r in made}) == uniform.MAX_CONDITIONS
+  assert len(made) == 2 * uniform.MAX_CONDITIONS
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), dfdx.grad(f)(x), rtol=1e-13)

@@ -41,6 +41,7 @@ from dfdx._src.ir import Eqn, Lit, Program, Var
 # this fraction of them (hand tracking's usual case leaves out 4 of 357: not worth a check).
 MIN_SAVED = 4
 MIN_SAVED_FRACTION = 0.05
+MAX_CONDITIONS = 2  # conditions considered per program
 MAX_MISSES = 3
 RETRY_AFTER = 16
 enabled = os.environ.get("DFDX_JIT_SPECIALIZE", "1") != "0"  # (0: general programs only)
@@ -198,7 +199,7 @@ def specializations(program: Program):
   if not enabled:
     return {}
   producer = {id(v): e for e in program.eqns for v in e.outputs}
-  roots = {}
+  roots, selects = {}, {}
   for eqn in program.eqns:
     if eqn.prim.name != "select" or not isinstance(eqn.inputs[0], Var):
       continue
@@ -208,8 +209,14 @@ def specializations(program: Program):
       c = producer[id(c)].inputs[0]
     if c.aval.dtype == np.bool_:
       roots[id(c)] = c
+      selects[id(c)] = selects.get(id(c), 0) + 1
+  # Each candidate costs two passes over the program: the conditions with the most selects
+  # (then the largest) only, so that a loop unrolled with a condition per step compiles in
+  # the time it did.
+  candidates = sorted(roots.values(), key=lambda c: (selects[id(c)], c.aval.size),
+                      reverse=True)[:MAX_CONDITIONS]
   best, best_saved = {}, 0
-  for root in roots.values():
+  for root in candidates:
     found = {}
     for value in (True, False):
       made = _Specializer(program, producer, root, value).run()
