@@ -7,7 +7,8 @@ derivatives finite). Its reverse pass does the same: the cotangent is split by t
 into one per branch, and the branch that was not selected is pulled back with a cotangent of
 zeros. On almost every call the condition is uniform over the batch: no angle is zero. A
 program jit compiles is then also compiled specialized to each uniform value of the
-condition. The specialized program:
+condition (of the `MAX_CONDITIONS` with the most selects, the one that leaves out the most
+equations; each variant compiled when first tried). The specialized program:
 
 - takes the selected operand for the select (`where(c, a, b)` is `a` where `c` holds
   everywhere: the same values);
@@ -17,10 +18,10 @@ condition. The specialized program:
 - drops every equation only the branch that was not selected needed.
 
 A product 0 * x is 0 only where x is finite (0 * inf is NaN), and a quotient 0 / x where x is
-finite and not 0. The specialized program checks each such factor (the array it is a view of)
-when it is computed, and the condition right after it is computed (the condition's equations
-run first); a check that fails raises `Unspecialized`, and the call runs the general program
-instead. Compiled in chunks (tiling.py), each chunk picks its own program. So the results are
+finite and not 0. The specialized program checks each such factor (as the array it is a view
+of, or gathers from) when it is computed, and the condition right after it is computed (the
+condition's equations run first); a check that fails raises `Unspecialized`, and the call
+runs the general program instead. Compiled in chunks (tiling.py), each chunk picks its own program. So the results are
 the general program's values; only the sign of a zero can differ (x + 0 where x is -0).
 After `MAX_MISSES` calls in a row that could not use a specialized program, a compiled
 function runs the general one for `RETRY_AFTER` calls before trying again, and twice as
