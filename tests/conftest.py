@@ -29,6 +29,29 @@ def doctest_namespace_setup(doctest_namespace):
 
 
 @pytest.fixture
+def compiling(monkeypatch):
+  """Eager reverse passes compiled at the second sighting of a structure (reverse_cache.py),
+  with the debug checks (which this configuration turns on and which keep passes
+  interpreted) off and a fresh cache; returns its `stats`. A compiled pass is kept whenever
+  it agrees with the interpreted one: on a loaded machine one timing can lose by chance.
+  The estimate of compilation times that a compilation updates stays 0."""
+  from dfdx._src import reverse_cache
+  check = reverse_cache._compile_and_check
+
+  def check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
+    check(entry, lin, residuals, cotangents, expected, float("inf"), vmaps)
+    reverse_cache._compile_seconds_per_node = 0.0
+  monkeypatch.setattr(ad, "debug_checks", False)
+  monkeypatch.setattr(reverse_cache, "enabled", True)
+  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 0.0)
+  monkeypatch.setattr(reverse_cache, "_entries", {})
+  monkeypatch.setattr(reverse_cache, "_count", 0)
+  monkeypatch.setattr(reverse_cache, "stats", dict.fromkeys(reverse_cache.stats, 0))
+  monkeypatch.setattr(reverse_cache, "_compile_and_check", check_at_once)
+  return reverse_cache.stats
+
+
+@pytest.fixture
 def jit_sources(monkeypatch):
   """The sources jit compiles from now on (the list fills as jitted functions compile)."""
   from dfdx._src import codegen

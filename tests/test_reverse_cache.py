@@ -11,28 +11,6 @@ from dfdx._src import ad, reverse_cache
 _CHECK = reverse_cache._compile_and_check
 
 
-@pytest.fixture
-def compiling(monkeypatch):
-  """Compile at the second sighting of a structure, with the debug checks (which the test
-  configuration turns on and which keep passes interpreted) off; a fresh cache."""
-  monkeypatch.setattr(ad, "debug_checks", False)
-  monkeypatch.setattr(reverse_cache, "enabled", True)
-  monkeypatch.setattr(reverse_cache, "_compile_seconds_per_node", 0.0)
-  monkeypatch.setattr(reverse_cache, "_entries", {})
-  monkeypatch.setattr(reverse_cache, "_count", 0)
-  monkeypatch.setattr(reverse_cache, "stats", dict.fromkeys(reverse_cache.stats, 0))
-  monkeypatch.setattr(reverse_cache, "_compile_and_check", _check_at_once)
-  return reverse_cache.stats
-
-
-def _check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
-  # A compiled pass is kept only if it is not slower than the interpreted one; on a loaded
-  # machine one timing can lose by chance, so these tests keep it whenever it agrees. The
-  # estimate of compilation times that a compilation updates stays 0.
-  _CHECK(entry, lin, residuals, cotangents, expected, float("inf"), vmaps)
-  reverse_cache._compile_seconds_per_node = 0.0
-
-
 def interpreted(fn, *args):
   previous, reverse_cache.enabled = reverse_cache.enabled, False
   try:
@@ -168,9 +146,11 @@ def test_transformations_debug_checks_and_the_switch_keep_passes_interpreted(com
 
 
 def test_a_compiled_pass_that_would_differ_is_not_kept(compiling, rng, monkeypatch):
+  check_at_once = reverse_cache._compile_and_check  # (the fixture's)
+
   def off_by_one_ulp(entry, lin, residuals, cotangents, expected, seconds, vmaps=None):
     expected = [np.nextafter(e, np.inf) for e in expected]
-    return _check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps)
+    return check_at_once(entry, lin, residuals, cotangents, expected, seconds, vmaps)
   monkeypatch.setattr(reverse_cache, "_compile_and_check", off_by_one_ulp)
   grad = dfdx.grad(lambda x: dnp.sum(dnp.cos(x) * x))
   x = rng.normal(size=3)

@@ -270,16 +270,12 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       if entry is not None:
         if entry.notes_ties:
           return run_noting_ties(entry, leaves, args, kwargs)
-        if entry.proved_run is None:
-          outs = entry.run(*leaves)
+        outs = entry.run(*leaves) if entry.proved_run is None else entry.proved_run(leaves)
+        try:
           if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
             return checked_outputs(entry, leaves, outs, args, kwargs)
-        else:
-          outs = entry.proved_run(leaves)
-          try:
-            if entry.differentiates and ad.holds_nan(outs) or nan_check is not None:
-              return checked_outputs(entry, leaves, outs, args, kwargs)
-          finally:
+        finally:
+          if ad.nan_free:  # (proofs are for this call only)
             ad.nan_free.clear()
         if entry.single_output:
           return _output(outs[0])

@@ -593,10 +593,7 @@ def _nan_certificates(program):
   added, certificates = [], []
   for o in program.outs:
     found = None
-    x = o
-    while isinstance(x, Var) and id(x) in producer and \
-        producer[id(x)].prim.name in _CERTIFIED_VIEWS:
-      x = producer[id(x)].inputs[0]
+    x = uniform.source_of(o, producer, _CERTIFIED_VIEWS)
     eqn = producer.get(id(x)) if isinstance(x, Var) else None
     if eqn is not None and _one_product_each(eqn) and o.aval.dtype.kind == "f":
       factors = [a for a in eqn.inputs if isinstance(a, Var)]

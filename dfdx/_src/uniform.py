@@ -66,6 +66,17 @@ _VIEWS = {"reshape", "transpose", "broadcast_to", "slice", "rev"}
 _KEEPS_ZERO = _VIEWS | {"neg", "reduce_sum", "pad", "convert_element_type"}
 
 
+def source_of(x, producer, prims, resolve=lambda a: a):
+  """The variable `x` is computed from by a chain of `prims` (each from its first input,
+  as `resolve` maps it), or `x` itself."""
+  while id(x) in producer and producer[id(x)].prim.name in prims:
+    base = resolve(producer[id(x)].inputs[0])
+    if not isinstance(base, Var):
+      break
+    x = base
+  return x
+
+
 def _is_zero_literal(a):
   return isinstance(a, Lit) and np.ndim(a.val) == 0 and a.val == 0
 
@@ -90,12 +101,7 @@ class _Specializer:
   def check(self, x, nonzero):
     """Check `x` before its zero products are dropped: as the array it is a view of, or
     gathers entries from (all of whose entries then pass, a stronger test)."""
-    while isinstance(x, Var) and id(x) in self.producer and \
-        self.producer[id(x)].prim.name in _VIEWS | {"gather"}:
-      base = self.resolve(self.producer[id(x)].inputs[0])
-      if not isinstance(base, Var):
-        break
-      x = base
+    x = source_of(x, self.producer, _VIEWS | {"gather"}, self.resolve)
     kind = "finite nonzero" if nonzero or self.checks.get(id(x), (0, ""))[1] == \
         "finite nonzero" else "finite"
     self.checks[id(x)] = (x, kind)
@@ -204,10 +210,7 @@ def specializations(program: Program):
   for eqn in program.eqns:
     if eqn.prim.name != "select" or not isinstance(eqn.inputs[0], Var):
       continue
-    c = eqn.inputs[0]
-    while id(c) in producer and producer[id(c)].prim.name in _VIEWS and \
-        isinstance(producer[id(c)].inputs[0], Var):
-      c = producer[id(c)].inputs[0]
+    c = source_of(eqn.inputs[0], producer, _VIEWS)
     if c.aval.dtype == np.bool_:
       roots[id(c)] = c
       selects[id(c)] = selects.get(id(c), 0) + 1
