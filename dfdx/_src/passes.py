@@ -802,7 +802,8 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
   start = program
   program = inline_jit_calls(program) if inline else program
   if evaluate_only:
-    program = strip_stop_gradients(program)
+    from dfdx._src.loops import hoist_loops  # (loops optimizes the bodies it splits)
+    program = hoist_loops(strip_stop_gradients(program))
   if not (program is start and start in _settled):
     program = dce(program)
     for _ in range(max_rounds):

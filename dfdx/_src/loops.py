@@ -1,0 +1,325 @@
+"""Work moved out of compiled loops: what a scan's body computes without its carry runs once,
+before or after the loop, batched over the steps.
+
+A jitted scan calls its body once per step, and NumPy's cost of a call on a small array is
+its overhead: the LSTM's body works on vectors of 14 entries, 144 equations a step forward
+and backward, most of which do not depend on the carry. `hoist_loops` (run on programs that
+are only compiled, see passes.optimize) splits each scan's body into:
+  * invariant equations, which read only the body's constants: computed once before the
+    loop; the loop reads their outputs as constants;
+  * per-step equations, which read the step's inputs (xs) but not the carry: computed for
+    all steps at once before the loop (the equations under vmap); the loop reads their
+    outputs as new xs;
+  * the loop itself: what the carry needs, and what cannot be batched (nested programs);
+  * equations after the loop: the rest, which read the carry but feed only stacked outputs
+    (a step's loss, the values a reverse pass keeps); the loop stacks the values they read
+    and they run batched after it;
+  * sums carried: a carry that only accumulates (c' = c + v, c read nowhere else) becomes a
+    stacked output v summed after the loop (reverse mode's cotangents of the values a body
+    closes over: the LSTM's weights, 19 additions a step).
+Values are the loop's up to rounding: a carried sum is summed pairwise rather than step by
+step, and a batched product may run another kernel, as any jitted program reassociates.
+
+Stacking trades memory for calls: a loop is split only where the arrays it adds (the
+batched equations' outputs, the values stacked for after the loop) hold at most
+`MAX_STACKED_BYTES`; otherwise only its invariant equations move. A split that would not
+save equations per step is not made.
+"""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from dfdx._src import batching, core, staging
+from dfdx._src.core import ShapedArray
+from dfdx._src.ir import Eqn, Lit, Program, Var, eval_program, typecheck_program
+
+MAX_STACKED_BYTES = 64 << 20
+# What a step pays, in units of one equation, for each input it slices from an xs and each
+# output it writes into a stacked array (both are Python indexing on small arrays).
+_SLICE_COST, _STACK_COST = 0.25, 0.5
+
+_INVARIANT, _STEP, _CARRY = 0, 1, 2
+
+
+def hoist_loops(program: Program) -> Program:
+  """`program` with the work that does not need its scans' loops moved out of them."""
+  if not any(e.prim.name == "scan" for e in program.eqns):
+    return program
+  rename = {}
+  eqns, const_vars, const_vals = [], list(program.const_vars), list(program.const_vals)
+  changed = False
+
+  def atom(a):
+    return a if type(a) is Lit else rename.get(id(a), a)
+  for eqn in program.eqns:
+    inputs = [atom(a) for a in eqn.inputs]
+    split = _split(eqn, inputs) if eqn.prim.name == "scan" else None
+    if split is None:
+      eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source)
+                  if inputs != list(eqn.inputs) else eqn)
+      continue
+    changed = True
+    new_eqns, new_consts, outs = split
+    eqns += new_eqns
+    for v, c in new_consts:
+      const_vars.append(v)
+      const_vals.append(c)
+    rename.update((id(v), o) for v, o in zip(eqn.outputs, outs))
+  if not changed:
+    return program
+  out = Program(program.in_vars, const_vars, const_vals, eqns,
+                [atom(o) for o in program.outs])
+  if staging.check_programs:
+    typecheck_program(out)
+  return out
+
+
+def _holds_program(eqn):
+  return any(isinstance(v, Program) for v in eqn.params.values())
+
+
+def _batchable(eqn):
+  return not _holds_program(eqn) and eqn.prim in batching.primitive_batchers
+
+
+def _stacked_bytes(aval, length):
+  return length * int(np.prod(aval.shape, dtype=np.int64)) * aval.dtype.itemsize
+
+
+class _Body:
+  """A scan body's equations sorted by what they depend on (see the module docstring)."""
+
+  def __init__(self, body, num_carry, num_xs, batch):
+    self.body, self.nc, self.nx = body, num_carry, num_xs
+    ins = body.in_vars
+    self.carry_in, self.xs_in = ins[:num_carry], ins[num_carry:num_carry + num_xs]
+    self.consts_in = ins[num_carry + num_xs:]
+    kind = {id(v): _INVARIANT for v in self.consts_in + body.const_vars}
+    kind.update((id(v), _STEP) for v in self.xs_in)
+    kind.update((id(v), _CARRY) for v in self.carry_in)
+    self.kinds = []
+    for e in body.eqns:
+      k = max((kind[id(a)] for a in e.inputs if type(a) is not Lit), default=_INVARIANT)
+      if k == _STEP and not (batch and _batchable(e)):
+        k = _CARRY  # stays in the loop
+      self.kinds.append(k)
+      kind.update((id(o), k) for o in e.outputs)
+    self.kind = kind
+    self.accumulators = self._accumulators() if batch else {}
+    self.in_loop = self._in_loop(batch)
+
+  def kind_of(self, a):
+    return _INVARIANT if type(a) is Lit else self.kind[id(a)]
+
+  def _accumulators(self):
+    """{carry index: (index of its addition, the term added each step)}."""
+    body, uses = self.body, collections.Counter()
+    for e in body.eqns:
+      uses.update(id(a) for a in e.inputs if type(a) is not Lit)
+    uses.update(id(o) for o in body.outs if type(o) is not Lit)
+    producer = {id(o): j for j, e in enumerate(body.eqns) for o in e.outputs}
+    found = {}
+    for i, (c, o) in enumerate(zip(self.carry_in, body.outs)):
+      j = producer.get(id(o)) if type(o) is not Lit else None
+      if j is None or body.eqns[j].prim.name != "add" or uses[id(o)] != 1 or uses[id(c)] != 1:
+        continue
+      a, b = body.eqns[j].inputs
+      term = b if a is c else a if b is c else None
+      if (term is None or type(term) is Lit or term is c or term.aval.shape != c.aval.shape
+              or term.aval.dtype != c.aval.dtype):
+        continue
+      found[i] = (j, term)
+    return found
+
+  def _in_loop(self, batch):
+    """Which equations stay in the loop: those of the carry that the carry's outputs need,
+    and those that cannot be batched (with everything they need)."""
+    removed = {j for j, _ in self.accumulators.values()}
+    needed = {id(o) for i, o in enumerate(self.body.outs[:self.nc])
+              if i not in self.accumulators and type(o) is not Lit}
+    in_loop = [False] * len(self.body.eqns)
+    for j in reversed(range(len(self.body.eqns))):
+      e = self.body.eqns[j]
+      if j in removed or self.kinds[j] != _CARRY:
+        continue
+      if not batch or not _batchable(e) or any(id(o) in needed for o in e.outputs):
+        in_loop[j] = True
+        needed.update(id(a) for a in e.inputs if type(a) is not Lit)
+    self.needed = needed
+    return in_loop
+
+
+def _split(eqn, inputs):
+  """The equations replacing the scan `eqn` (with `inputs`), the constants they add, and
+  the atoms of its outputs; None where nothing moves or moving saves nothing."""
+  from dfdx._src.passes import optimize, strip_stop_gradients  # (passes runs this pass)
+  p = eqn.params
+  nc, nx, length = p["num_carry"], p["num_xs"], p["length"]
+  if length < 2:
+    return None
+  # (the layout passes wait for the loop's body: program_function compiles it)
+  body = optimize(strip_stop_gradients(p["body"]))
+  for batch in (True, False):
+    sorted_body = _Body(body, nc, nx, batch)
+    plan = _Plan(sorted_body, length)
+    if batch and plan.stacked_bytes > MAX_STACKED_BYTES:
+      continue
+    if plan.saves():
+      return plan.emit(inputs, p["reverse"])
+  return None
+
+
+class _Plan:
+  """The parts of one scan once split: which values cross from one part to the next."""
+
+  def __init__(self, b: _Body, length):
+    self.b, self.length = b, length
+    body = b.body
+    loop_eqns = [e for e, keep in zip(body.eqns, b.in_loop) if keep]
+    self.loop_eqns = loop_eqns
+    self.invariant_eqns = [e for e, k in zip(body.eqns, b.kinds) if k == _INVARIANT]
+    self.step_eqns = [e for e, k in zip(body.eqns, b.kinds) if k == _STEP]
+    removed = {j for j, _ in b.accumulators.values()}
+    self.after_eqns = [e for j, (e, k, keep) in enumerate(zip(body.eqns, b.kinds, b.in_loop))
+                       if k == _CARRY and not keep and j not in removed]
+    # What the parts after the loop read: their equations' inputs, the stacked outputs and
+    # the carried sums' terms.
+    after_outs = list(body.outs[b.nc:]) + [t for _, t in b.accumulators.values()]
+    produced_after = {id(o) for e in self.after_eqns for o in e.outputs}
+    read_after = _unique([a for e in self.after_eqns for a in e.inputs] + after_outs)
+    read_after = [a for a in read_after if type(a) is not Lit and id(a) not in produced_after]
+    self.after_outs = after_outs
+    # Read in the loop: values of the carry it computes; the others cross into it.
+    loop_reads = _unique([a for e in loop_eqns for a in e.inputs]
+                         + [o for i, o in enumerate(body.outs[:b.nc])
+                            if i not in b.accumulators])
+    loop_reads = [a for a in loop_reads if type(a) is not Lit]
+    self.loop_xs = [a for a in loop_reads if b.kind_of(a) == _STEP]
+    self.loop_consts = [a for a in loop_reads if b.kind_of(a) == _INVARIANT]
+    self.stacked = [a for a in read_after if b.kind_of(a) == _CARRY]  # the loop's new ys
+    self.after_step = [a for a in read_after if b.kind_of(a) == _STEP]
+    self.after_consts = [a for a in read_after if b.kind_of(a) == _INVARIANT]
+    step_reads = _unique([a for e in self.step_eqns for a in e.inputs])
+    self.step_consts = [a for a in step_reads
+                        if type(a) is not Lit and b.kind_of(a) == _INVARIANT]
+    step_made = _unique([o for e in self.step_eqns for o in e.outputs])
+    used = {id(a) for a in self.loop_xs + self.after_step}
+    self.step_outs = [v for v in step_made if id(v) in used]
+    self.stacked_bytes = sum(
+        _stacked_bytes(v.aval, length) for v in
+        step_made + self.stacked + [o for e in self.after_eqns for o in e.outputs])
+
+  def saves(self):
+    """Whether a step does less work in the loop that remains."""
+    b = self.b
+    before = (len(b.body.eqns) + _SLICE_COST * b.nx
+              + _STACK_COST * (len(b.body.outs) - b.nc))
+    after = (len(self.loop_eqns) + _SLICE_COST * len(self.loop_xs)
+             + _STACK_COST * len(self.stacked))
+    return after <= before - 1
+
+  def emit(self, inputs, reverse):
+    b, length = self.b, self.length
+    eqns, new_consts = [], []
+    env = {}  # body variable -> outer atom (stacked along the steps for xs and step values)
+    for v, a in zip(b.body.in_vars[b.nc:], inputs[b.nc:]):
+      env[id(v)] = a
+    for v, c in zip(b.body.const_vars, b.body.const_vals):
+      outer = Var(v.aval)
+      new_consts.append((outer, c))
+      env[id(v)] = outer
+
+    def read(a):
+      return a if type(a) is Lit else env[id(a)]
+    # Invariant equations, once.
+    for e in self.invariant_eqns:
+      outs = [Var(o.aval) for o in e.outputs]
+      eqns.append(Eqn(e.prim, [read(a) for a in e.inputs], e.params, outs, e.source))
+      env.update((id(o), n) for o, n in zip(e.outputs, outs))
+    # Per-step equations, batched.
+    if self.step_outs:
+      step_ins = b.xs_in + self.step_consts
+      sub = Program(step_ins, [], [], self.step_eqns, self.step_outs)
+      outs = _inline_batched(sub, [True] * len(b.xs_in) + [False] * len(self.step_consts),
+                             length, [read(a) for a in step_ins], eqns, new_consts)
+      env.update((id(v), o) for v, o in zip(self.step_outs, outs))
+    # The loop.
+    kept = [i for i in range(b.nc) if i not in b.accumulators]
+    carry_in = [b.carry_in[i] for i in kept]
+    loop_body = Program(carry_in + self.loop_xs + self.loop_consts, [], [], self.loop_eqns,
+                        [b.body.outs[i] for i in kept] + self.stacked)
+    if staging.check_programs:
+      typecheck_program(loop_body)
+    loop_args = ([inputs[i] for i in kept] + [read(a) for a in self.loop_xs]
+                 + [read(a) for a in self.loop_consts])
+    scan_p = core.all_primitives["scan"]
+    params = dict(body=loop_body, num_carry=len(kept), num_xs=len(self.loop_xs),
+                  length=length, reverse=reverse, linear=(False,) * len(loop_args))
+    loop_outs = [Var(a) for a in core.abstract_eval_avals(
+        scan_p, [a.aval for a in loop_args], params)]
+    eqns.append(Eqn(scan_p, loop_args, params, loop_outs))
+    env.update((id(v), o) for v, o in zip(self.stacked, loop_outs[len(kept):]))
+    # After the loop, batched: the stacked outputs and the carried sums' terms.
+    after_ins = self.stacked + self.after_step + self.after_consts
+    sub = Program(after_ins, [], [], self.after_eqns, self.after_outs)
+    mapped = [True] * (len(self.stacked) + len(self.after_step)) + [False] * len(
+        self.after_consts)
+    after = _inline_batched(sub, mapped, length, [read(a) for a in after_ins], eqns,
+                            new_consts) if self.after_outs else []
+    ys = after[:len(b.body.outs) - b.nc]
+    carries = iter(loop_outs[:len(kept)])
+    add_p, sum_p = core.all_primitives["add"], core.all_primitives["reduce_sum"]
+    final = []
+    for i in range(b.nc):
+      if i not in b.accumulators:
+        final.append(next(carries))
+        continue
+      terms = after[len(ys) + list(b.accumulators).index(i)]
+      total = _emit(eqns, sum_p, [terms], {"axes": (0,)})
+      final.append(_emit(eqns, add_p, [inputs[i], total], {}))
+    return eqns, new_consts, final + ys
+
+
+def _unique(atoms):
+  seen, out = set(), []
+  for a in atoms:
+    key = id(a)
+    if key not in seen:
+      seen.add(key)
+      out.append(a)
+  return out
+
+
+def _emit(eqns, prim, inputs, params):
+  var = Var(core.abstract_eval_avals(prim, [a.aval for a in inputs], params))
+  eqns.append(Eqn(prim, inputs, params, [var]))
+  return var
+
+
+def _inline_batched(sub, mapped, length, args, eqns, new_consts):
+  """Append the equations of `sub` under vmap over `length` steps (its inputs flagged in
+  `mapped` stacked along a first axis, the others the same each step) applied to `args`;
+  returns the atoms of its outputs, each stacked along a first axis."""
+  from dfdx._src import api
+  from dfdx._src.ops.control_flow import _rule_program
+  axes = tuple(0 if m else None for m in mapped)
+  avals = [ShapedArray((length,) + v.aval.shape, v.aval.dtype) if m else v.aval
+           for v, m in zip(sub.in_vars, mapped)]
+  batched = _rule_program(
+      lambda *ins: api.vmap(lambda *a: eval_program(sub, *a), in_axes=axes,
+                            axis_size=length)(*ins), avals)
+  env = {id(v): a for v, a in zip(batched.in_vars, args)}
+  for v, c in zip(batched.const_vars, batched.const_vals):
+    outer = Var(v.aval)
+    new_consts.append((outer, c))
+    env[id(v)] = outer
+
+  def read(a):
+    return a if type(a) is Lit else env[id(a)]
+  for e in batched.eqns:
+    outs = [Var(o.aval) for o in e.outputs]
+    eqns.append(Eqn(e.prim, [read(a) for a in e.inputs], e.params, outs, e.source))
+    env.update((id(o), n) for o, n in zip(e.outputs, outs))
+  return [read(o) for o in batched.outs]

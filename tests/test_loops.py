@@ -1,0 +1,166 @@
+"""Work moved out of jitted loops (dfdx/_src/loops.py): which equations of a scan's body run
+before the loop, in it and after it, and that every split computes the loop's values
+(checked against the Python loop that dfdx.scan is outside jit, and against derivatives by
+finite differences)."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import loops, passes
+from dfdx.testing import check_grads
+
+
+def compiled(f, *args):
+  """The program jit compiles for f(*args)."""
+  return passes.optimize(dfdx.make_expr(f)(*args).program, evaluate_only=True)
+
+
+def scans(program):
+  return [e for e in program.eqns if e.prim.name == "scan"]
+
+
+def body_prims(eqn):
+  return sorted(e.prim.name for e in eqn.params["body"].eqns)
+
+
+def assert_jit_matches(f, *args, rtol=1e-13):
+  eager, jitted = f(*args), dfdx.jit(f)(*args)
+  for a, b in zip(dfdx.tree.tree_leaves(eager), dfdx.tree.tree_leaves(jitted)):
+    assert np.shape(a) == np.shape(b) and np.result_type(a) == np.result_type(b)
+    np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-300)
+
+
+def _rnn(w, u, v, xs):
+  """A recurrent loss: the input's part (u * x) needs no carry, the step's loss reads the
+  carry but feeds nothing back."""
+  def step(h, x):
+    h = dnp.tanh(w * h + u * x)
+    return h, dnp.sum(dnp.exp(v * h)) * dnp.sum(x)
+  h, ys = dfdx.scan(step, dnp.zeros_like(w), xs)
+  return dnp.sum(h) + dnp.sum(ys)
+
+
+@pytest.fixture
+def rnn_args(rng):
+  return (rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 4),
+          rng.uniform(-1, 1, (9, 4)))
+
+
+def test_the_loop_keeps_only_what_the_carry_needs(rnn_args):
+  (scan,) = scans(compiled(_rnn, *rnn_args))
+  # u * x runs before the loop for every step; exp, the sums and the product after it.
+  assert body_prims(scan) == ["add", "mul", "tanh"]
+  assert scan.params["num_xs"] == 1 and scan.params["length"] == 9
+
+
+def test_values_and_gradients_of_a_split_loop(rnn_args):
+  assert_jit_matches(_rnn, *rnn_args)
+  assert_jit_matches(dfdx.value_and_grad(_rnn, (0, 1, 2, 3)), *rnn_args)
+  check_grads(dfdx.jit(_rnn), rnn_args, order=2, modes=("fwd", "rev"))
+
+
+def test_sums_carried_through_reverse_mode_are_summed_after_the_loop(rnn_args):
+  program = compiled(dfdx.grad(_rnn, (0, 1, 2)), *rnn_args)
+  loops_ = scans(program)
+  # The reverse loop carries only h's cotangent: those of w, u and v (closed over, so
+  # summed over the steps) are stacked and summed after it.
+  backward = loops_[-1]
+  assert backward.params["num_carry"] == 1, backward.params["body"]
+  assert len(backward.params["body"].eqns) <= 6, backward.params["body"]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_kind_of_output(rng, reverse):
+  """Carries and ys that are inputs, constants, literals or steps' values, kept in place
+  under reverse=True."""
+  xs = rng.normal(size=(5, 3))
+  k = rng.normal(size=3)
+
+  def f(c, xs, k):
+    def step(carry, x):
+      a, b, total, n = carry
+      kk = dnp.cos(k) * 2.0  # invariant
+      a_new = a * 0.5 + x * kk  # reads the carry
+      return ((a_new, x, total + dnp.sin(x) * a, n + 1),  # b becomes x: a step's value
+              (x * kk, a, kk, 1.0, dnp.exp(a_new) + x, b))
+    return dfdx.scan(step, (c, dnp.zeros(3), dnp.zeros(3), 0), xs, reverse=reverse)
+  c = rng.normal(size=3)
+  assert_jit_matches(f, c, xs, k)
+  (scan,) = scans(compiled(f, c, xs, k))
+  assert "cos" not in body_prims(scan) and "exp" not in body_prims(scan)
+
+
+def test_reverse_scan_stacks_each_step_in_its_place(rng):
+  xs = rng.normal(size=(6,))
+
+  def f(xs):
+    return dfdx.scan(lambda c, x: (c + x, c * dnp.exp(x)), 0.0, xs, reverse=True)
+  assert_jit_matches(f, xs)
+  carry, ys = dfdx.jit(f)(xs)
+  expected = [np.sum(xs[i + 1:]) * np.exp(xs[i]) for i in range(6)]
+  np.testing.assert_allclose(ys, expected, rtol=1e-14)
+
+
+def test_a_carried_sum_keeps_its_initial_value(rng):
+  xs = rng.normal(size=(7, 2))
+
+  def f(init, xs):
+    return dfdx.scan(lambda s, x: (s + dnp.sin(x), None), init, xs)[0]
+  init = rng.normal(size=2)
+  np.testing.assert_allclose(dfdx.jit(f)(init, xs), init + np.sum(np.sin(xs), 0), rtol=1e-14)
+  assert not scans(compiled(f, init, xs))  # nothing is left to loop over
+
+
+def test_nested_loops_and_float32(rng):
+  xs = rng.normal(size=(4, 3, 2)).astype(np.float32)
+  w = np.float32(0.7)
+
+  def f(w, xs):
+    def outer(h, x_block):
+      inner_h, inner_ys = dfdx.scan(lambda g, x: (g * w + x, dnp.exp(x) * g), h, x_block)
+      return inner_h, dnp.sum(inner_ys, 0) * dnp.cos(w)
+    return dfdx.scan(outer, dnp.zeros(2, np.float32), xs)
+  assert_jit_matches(f, w, xs, rtol=1e-5)
+  assert dfdx.jit(f)(w, xs)[1].dtype == np.float32
+  assert_jit_matches(dfdx.grad(lambda w, xs: dnp.sum(f(w, xs)[1])), w, xs, rtol=1e-5)
+
+
+def test_short_loops_are_left_alone(rng):
+  def f(h, xs):
+    return dfdx.scan(lambda h, x: (h * 0.5 + dnp.exp(x), dnp.sin(h)), h, xs)
+  for length in (0, 1):
+    xs = rng.normal(size=(length, 2))
+    (scan,) = scans(compiled(f, np.ones(2), xs))
+    assert "exp" in body_prims(scan)
+    assert_jit_matches(f, np.ones(2), xs)
+
+
+def test_the_memory_bound_keeps_per_step_work_in_the_loop(rng, monkeypatch):
+  xs = rng.normal(size=(8, 50))
+  k = rng.normal(size=50)
+
+  def f(h, xs, k):
+    return dfdx.scan(lambda h, x: (h * dnp.cos(k) + dnp.exp(x), dnp.sin(h)), h, xs)
+  monkeypatch.setattr(loops, "MAX_STACKED_BYTES", 8 * 50 * 8)  # one stacked array of (8, 50)
+  (scan,) = scans(compiled(f, np.ones(50), xs, k))
+  prims = body_prims(scan)
+  assert "exp" in prims and "sin" in prims  # not batched: it would stack three such arrays
+  assert "cos" not in prims  # invariant: computed once, whatever the bound
+  assert_jit_matches(f, np.ones(50), xs, k)
+
+
+def test_a_split_that_saves_nothing_is_not_made(rng):
+  def f(h, xs):
+    return dfdx.scan(lambda h, x: (dnp.tanh(h * x), h), h, xs)
+  program = passes.optimize(dfdx.make_expr(f)(np.ones(3), rng.normal(size=(5, 3))).program)
+  assert loops.hoist_loops(program) is program
+
+
+def test_loops_under_vmap_and_jit(rnn_args, rng):
+  w, u, v, xs = rnn_args
+  batch = rng.uniform(-1, 1, (3, 9, 4))
+  f = dfdx.vmap(dfdx.grad(_rnn, (0, 1)), in_axes=(None, None, None, 0))
+  eager, jitted = f(w, u, v, batch), dfdx.jit(f)(w, u, v, batch)
+  for a, b in zip(eager, jitted):
+    np.testing.assert_allclose(b, a, rtol=1e-12)
