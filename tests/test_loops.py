@@ -164,3 +164,25 @@ def test_loops_under_vmap_and_jit(rnn_args, rng):
   eager, jitted = f(w, u, v, batch), dfdx.jit(f)(w, u, v, batch)
   for a, b in zip(eager, jitted):
     np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def test_the_loop_is_written_around_the_body_code(rng, jit_sources):
+  """No call per step: the compiled scan iterates over the rows of its xs with the body's
+  code inside, stacks the ys (one of them an incoming carry) before the carries change, and
+  a carry may take another's value."""
+  def f(a, xs):
+    def step(carry, x):
+      h, g = carry
+      return (g, dnp.tanh(h * x)), h  # the carries swap; y is the incoming h
+    return dfdx.scan(step, (a, a * 2.0), xs, reverse=True)
+  a, xs = rng.normal(size=3), rng.normal(size=(5, 3))
+  (h, g), ys = dfdx.jit(f)(a, xs)
+  (source,) = [s for s in jit_sources if "for " in s]
+  assert "zip(" in source and "[::-1]" in source and "tanh" in source
+  h_, g_, expected = a, a * 2.0, [None] * 5
+  for i in reversed(range(5)):
+    expected[i] = h_
+    h_, g_ = g_, np.tanh(h_ * xs[i])
+  np.testing.assert_array_equal(ys, np.stack(expected))
+  np.testing.assert_array_equal(h, h_)
+  np.testing.assert_array_equal(g, g_)

@@ -23,6 +23,7 @@ layout would leave it a short inner loop (a transposed operand broadcast against
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import weakref
 
@@ -136,39 +137,54 @@ class _RuleFunctions:
   def __init__(self, em):
     self.em = em
 
-  def define(self, program):
+  def define(self, program, loop=None):
+    """With `loop` (num_carry, num_xs, length, reverse), the function runs `program` as a
+    scan's body, the loop written around its code (see program_source)."""
     em = self.em
     name = f"{em.prefix}fn{em.functions}"
     em.functions += 1
     if em.standalone:
       from dfdx._src.passes import optimize
       text, used = program_source(optimize(program, evaluate_only=True), name,
-                                  prefix=name + "_", nested=True)
+                                  prefix=name + "_", nested=True, loop=loop)
       em.pre_lines += text.splitlines()
       em.used_helpers |= used
     else:
-      em.hoisted[("function", name)] = (name, program_function(program))
+      em.hoisted[("function", name)] = (name, program_function(program, loop))
     return name
 
 
 _program_functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def program_function(program):
+def program_function(program, loop=None):
   """`program` as a NumPy function of this process (list of inputs -> tuple of outputs),
   optimized and compiled once; evaluated equation by equation where a primitive has no code
   generation rule. What the impls of primitives holding programs (loops, branches, odeint)
-  run, and what compiled code calls for them."""
-  fn = _program_functions.get(program)
+  run, and what compiled code calls for them. With `loop` (num_carry, num_xs, length,
+  reverse): the scan of `program` as its body (carries and stacked xs and constants in,
+  final carries and stacked ys out)."""
+  functions = _program_functions.setdefault(program, {})
+  fn = functions.get(loop)
   if fn is None:
-    from dfdx._src.ir import eval_program
     from dfdx._src.passes import optimize
     try:
-      fn = compile_program(optimize(program, evaluate_only=True), "body")
+      fn = compile_program(optimize(program, evaluate_only=True),
+                           "body" if loop is None else "loop", loop=loop)
     except MissingCodegenRuleError:
-      fn = lambda *xs: eval_program(program, *xs)  # noqa: E731
-    _program_functions[program] = fn
+      fn = _interpreted(program, loop)
+    functions[loop] = fn
   return fn
+
+
+def _interpreted(program, loop):
+  from dfdx._src.ir import eval_program
+  step = lambda *xs: eval_program(program, *xs)  # noqa: E731
+  if loop is None:
+    return step
+  num_carry = loop[0]
+  ys_like = tuple((a.shape, a.dtype) for a in program.out_avals[num_carry:])
+  return functools.partial(helper_function("_scan_loop"), step, *loop, ys_like)
 
 
 def with_arrays(rule):
@@ -300,7 +316,7 @@ class _Emitter:
 def program_source(program: Program, name="f", *, standalone=True, reuse_buffers=True,
                    arg_names=None, single_output=False, return_literals=False, prefix="",
                    nested=False, fuse_reductions=True, destinations=False, donated=(),
-                   checks=None):
+                   checks=None, loop=None):
   """The source of a Python function computing `program` with NumPy. A standalone source
   embeds the constants and helper functions and needs only `import numpy as np`. The
   function returns a tuple of the outputs, or the output itself with `single_output`.
@@ -314,7 +330,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   returns None. `donated`: positions of inputs that are C-contiguous arrays the caller gives
   up (nothing else reads them during or after the call): once dead, their buffers take
   results as the function's own do. `checks`: id(var) -> (var, kind), a test of the
-  variable right where it is defined, raising `_Unspecialized` when it fails (uniform.py)."""
+  variable right where it is defined, raising `_Unspecialized` when it fails (uniform.py).
+  `loop` (num_carry, num_xs, length, reverse): `program` is a scan's body, and the function
+  is the whole scan, its code inside the loop over the steps (no call per step); it takes
+  the carries, the stacked xs and the constants, and returns the final carries and the
+  stacked ys."""
   from dfdx._src.passes import inline_jit_calls
   program = inline_jit_calls(program)
   const_names = [f"{prefix}c{i}" for i in range(len(program.const_vars))]
@@ -327,6 +347,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     for v, n in zip(program.in_vars, arg_names, strict=True):
       em.names[id(v)] = n
   args = ", ".join(em.name(v) for v in program.in_vars)
+  if loop is not None:
+    num_carry, num_xs = loop[:2]
+    stacked_xs = [f"{prefix}xs{j}" for j in range(num_xs)]
+    args = ", ".join([em.name(v) for v in program.in_vars[:num_carry]] + stacked_xs
+                     + [em.name(v) for v in program.in_vars[num_carry + num_xs:]])
   dest_of, written = (_destinations(program) if destinations else {}), set()
   if destinations:
     args = ", ".join([args] * bool(args) + [f"d{k}" for k in range(len(program.outs))])
@@ -430,7 +455,9 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     if i in dels_after:
       body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
   ret = ", ".join(em.atom(o) for o in program.outs)
-  if destinations:
+  if loop is not None:
+    body = _loop_lines(program, em, body, stacked_xs, loop, prefix)
+  elif destinations:
     body += [f"    d{k}[...] = {em.atom(o)}" for k, o in enumerate(program.outs)
              if k not in written]
     body.append("    return None")
@@ -455,6 +482,35 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
   source = "\n".join(header + body) + "\n"
   return (source, dict(hoisted)) if return_literals else source
+
+
+def _loop_lines(program, em, body, stacked_xs, loop, prefix):
+  """A scan's body's lines (`body`) inside the loop over its steps, and the return."""
+  num_carry, num_xs, length, reverse = loop
+  carries = [em.name(v) for v in program.in_vars[:num_carry]]
+  ys = program.outs[num_carry:]
+  stacked_ys = [f"{prefix}ys{j}" for j in range(len(ys))]
+  step = f"{prefix}step"
+  lines = [f"    {name} = np.empty({literal((length,) + y.aval.shape)}, "
+           f"np.dtype('{y.aval.dtype.name}'))" for name, y in zip(stacked_ys, ys)]
+  steps = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
+  if num_xs:  # (iterating yields the rows: no indexing per step)
+    rows = ", ".join(f"{x}[::-1]" if reverse else x for x in stacked_xs)
+    xs = ", ".join(em.name(v) for v in program.in_vars[num_carry:num_carry + num_xs])
+    lines.append(f"    for {step}, ({xs},) in zip({steps}, zip({rows})):")
+  else:
+    lines.append(f"    for {step} in {steps}:")
+  lines += ["    " + line if line else line for line in body]
+  # The ys first (one may be an incoming carry), then the carries in one assignment (a
+  # carry may take another's value).
+  lines += [f"        {name}[{step}] = {em.atom(y)}" for name, y in zip(stacked_ys, ys)]
+  if carries:
+    lines.append(f"        {', '.join(carries)} = "
+                 f"{', '.join(em.atom(o) for o in program.outs[:num_carry])}")
+  if not carries and not ys:
+    lines.append("        pass")
+  ret = carries + stacked_ys
+  return lines + [f"    return ({', '.join(ret)}{',' * (len(ret) == 1)})"]
 
 
 def _check_lines(variables, checks, em):
@@ -679,7 +735,7 @@ def _destinations(program):
 
 
 def compile_program(program: Program, name="f", fuse_reductions=True, destinations=False,
-                    donated=(), checks=None):
+                    donated=(), checks=None, loop=None):
   """A Python function (flat list of inputs -> list of outputs) computing `program`; with
   `destinations`, it writes them into arrays passed after the inputs; `donated` inputs'
   buffers may take results (see program_source)."""
@@ -689,7 +745,7 @@ def compile_program(program: Program, name="f", fuse_reductions=True, destinatio
   source, literals = program_source(program, _identifier(name), standalone=False,
                                     return_literals=True, fuse_reductions=fuse_reductions,
                                     destinations=destinations, donated=donated,
-                                    checks=checks)
+                                    checks=checks, loop=loop)
   namespace = {"np": np, **dict(zip(const_names, program.const_vals)), **literals}
   if checks:
     from dfdx._src.uniform import Unspecialized

@@ -364,7 +364,9 @@ for _prim in ("erf", "erfc", "erfinv", "erfcinv", "erfcx", "ndtr", "log_ndtr", "
 
 from dfdx._src.codegen import MissingCodegenRuleError  # noqa: E402
 
-# ---- scan (ops/control_flow.py): a loop calling the body, a function of its own -------------
+# ---- scan (ops/control_flow.py): the loop over the steps with the body's code inside ---------
+# (program_source's `loop`); `_scan_loop` calls a body function per step, for a body that
+# has no code of its own (a primitive without a rule, evaluated equation by equation).
 helpers["_scan_loop"] = '''def _scan_loop(step, num_carry, num_xs, length, reverse, ys_like, *args):
     carry = args[:num_carry]
     xs = args[num_carry:num_carry + num_xs]
@@ -381,10 +383,8 @@ helpers["_scan_loop"] = '''def _scan_loop(step, num_carry, num_xs, length, rever
 
 @with_functions
 def _scan_rule(ins, p, in_avals, out_avals, functions):
-  body = functions.define(p["body"])
-  ys_like = tuple((a.shape[1:], a.dtype.name) for a in out_avals[p["num_carry"]:])
-  return (f"_scan_loop({body}, {p['num_carry']}, {p['num_xs']}, {p['length']}, "
-          f"{p['reverse']}, {literal(ys_like)}{''.join(', ' + i for i in ins)})")
+  loop = functions.define(p["body"], (p["num_carry"], p["num_xs"], p["length"], p["reverse"]))
+  return f"{loop}({', '.join(ins)})"
 
 
 register("scan", _scan_rule)

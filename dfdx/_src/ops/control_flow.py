@@ -337,16 +337,13 @@ scan_p = core.primitive("scan", multiple_results=True)
 dependence_rules: dict = {}
 ad.complex_rules.add(scan_p)  # its rules apply those of the body's equations
 
-def _compiled(program):
+def _compiled(program, loop=None):
   from dfdx._src.codegen import program_function  # (codegen imports the ops)
-  return program_function(program)
+  return program_function(program, loop)
 
 
 def _scan_impl(*args, body, num_carry, num_xs, length, reverse, linear):
-  from dfdx._src.codegen import helper_function  # the loop the generated code runs
-  ys_like = tuple((a.shape, a.dtype) for a in body.out_avals[num_carry:])
-  outs = helper_function("_scan_loop")(_compiled(body), num_carry, num_xs, length, reverse,
-                                       ys_like, *args)
+  outs = _compiled(body, (num_carry, num_xs, length, reverse))(*args)  # (what jit runs)
   return _with_dtypes(outs, body.out_avals[:num_carry])
 
 
