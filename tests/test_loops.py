@@ -186,3 +186,40 @@ def test_the_loop_is_written_around_the_body_code(rng, jit_sources):
   np.testing.assert_array_equal(ys, np.stack(expected))
   np.testing.assert_array_equal(h, h_)
   np.testing.assert_array_equal(g, g_)
+
+
+def test_products_regrouped_so_that_factors_leave_the_loop(rng):
+  """(tanh(h) * exp(x)) * k is computed as tanh(h) * (exp(x) * k): one product a step."""
+  xs, k = rng.normal(size=(6, 3)), rng.normal(size=3)
+
+  def f(h, xs, k):
+    return dfdx.scan(lambda h, x: (dnp.tanh(h) * dnp.exp(x) * k, None), h, xs)[0]
+  h = rng.normal(size=3)
+  (scan,) = scans(compiled(f, h, xs, k))
+  assert body_prims(scan) == ["mul", "tanh"]
+  assert_jit_matches(f, h, xs, k)
+  # A product read elsewhere stays as it is.
+
+  def g(h, xs, k):
+    def step(h, x):
+      p = dnp.tanh(h) * dnp.exp(x)
+      return p * k, p
+    return dfdx.scan(step, h, xs)
+  (scan,) = scans(compiled(g, h, xs, k))
+  assert body_prims(scan) == ["mul", "mul", "tanh"]
+  assert_jit_matches(g, h, xs, k)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_incoming_carry_is_the_outgoing_one_a_step_earlier(rng, reverse):
+  xs = rng.normal(size=(5, 3))
+
+  def f(h, xs):
+    def step(h, x):
+      new = dnp.tanh(h * x)
+      return new, (dnp.sin(h), new * 2.0)  # both read after the loop
+    return dfdx.scan(step, h, xs, reverse=reverse)
+  h = rng.normal(size=3)
+  (scan,) = scans(compiled(f, h, xs))
+  assert len(scan.params["body"].outs) == 2  # the carry, and the carry stacked once
+  assert_jit_matches(f, h, xs)

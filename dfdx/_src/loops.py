@@ -17,8 +17,13 @@ are only compiled, see passes.optimize) splits each scan's body into:
   * sums carried: a carry that only accumulates (c' = c + v, c read nowhere else) becomes a
     stacked output v summed after the loop (reverse mode's cotangents of the values a body
     closes over: the LSTM's weights, 19 additions a step).
+Two rewrites make more of the body leave: a product (c * a) * b of a carried value c and
+step values a, b is regrouped as c * (a * b) (reverse mode multiplies a carried cotangent by
+one stacked factor after another), and an incoming carry that is stacked along with its
+outgoing value is not stacked twice: after the loop it is that value a step earlier.
 Values are the loop's up to rounding: a carried sum is summed pairwise rather than step by
-step, and a batched product may run another kernel, as any jitted program reassociates.
+step, a regrouped product rounds differently, and a batched product may run another kernel,
+as any jitted program reassociates.
 
 Stacking trades memory for calls: a loop is split only where the arrays it adds (the
 batched equations' outputs, the values stacked for after the loop) hold at most
@@ -160,7 +165,7 @@ def _split(eqn, inputs):
   if length < 2:
     return None
   # (the layout passes wait for the loop's body: program_function compiles it)
-  body = optimize(strip_stop_gradients(p["body"]))
+  body = _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
   for batch in (True, False):
     sorted_body = _Body(body, nc, nx, batch)
     plan = _Plan(sorted_body, length)
@@ -169,6 +174,42 @@ def _split(eqn, inputs):
     if plan.saves():
       return plan.emit(inputs, p["reverse"])
   return None
+
+
+def _regrouped(body, num_carry):
+  """`body` with products (c * a) * b of a value c of the carry and values a, b that are not,
+  all of one type, regrouped as c * (a * b), so that a * b can leave the loop (reverse mode
+  multiplies a carried cotangent by one stacked factor after another). The product of the
+  three is the same up to rounding; an intermediate c * a read elsewhere stays."""
+  uses = collections.Counter(id(a) for e in body.eqns for a in e.inputs if type(a) is not Lit)
+  uses.update(id(o) for o in body.outs if type(o) is not Lit)
+  carried = {id(v) for v in body.in_vars[:num_carry]}
+  products = {}  # id(c * a) -> (c, a), products of a carried value and another
+  eqns, changed = [], False
+  mul_p = core.all_primitives["mul"]
+  for e in body.eqns:
+    if e.prim is mul_p and all(type(a) is not Lit for a in e.inputs):
+      (x, b), (out,) = e.inputs, e.outputs
+      if id(b) in products and id(x) not in products:
+        x, b = b, x
+      grouped = products.get(id(x))
+      if (grouped is not None and id(b) not in carried and uses[id(x)] == 1
+              and b.aval == out.aval):
+        c, a = grouped
+        ab = Var(out.aval)
+        eqns.append(Eqn(mul_p, [a, b], {}, [ab], e.source))
+        e = Eqn(mul_p, [c, ab], {}, [out], e.source)
+        changed = True
+      x, b = e.inputs
+      if (id(x) in carried) != (id(b) in carried) and x.aval == b.aval == out.aval:
+        products[id(out)] = (x, b) if id(x) in carried else (b, x)
+    eqns.append(e)
+    if any(id(a) in carried for a in e.inputs if type(a) is not Lit):
+      carried.update(id(o) for o in e.outputs)
+  if not changed:
+    return body
+  from dfdx._src.passes import dce
+  return dce(Program(body.in_vars, body.const_vars, body.const_vals, eqns, body.outs))
 
 
 class _Plan:
@@ -198,7 +239,14 @@ class _Plan:
     loop_reads = [a for a in loop_reads if type(a) is not Lit]
     self.loop_xs = [a for a in loop_reads if b.kind_of(a) == _STEP]
     self.loop_consts = [a for a in loop_reads if b.kind_of(a) == _INVARIANT]
-    self.stacked = [a for a in read_after if b.kind_of(a) == _CARRY]  # the loop's new ys
+    self.stacked = [a for a in read_after if b.kind_of(a) == _CARRY]
+    # An incoming carry stacked with its outgoing value is that value a step earlier: taken
+    # from it after the loop (reverse mode stacks both a state and the next).
+    stacked = {id(a) for a in self.stacked}
+    self.shifted = {id(c): i for i, (c, o) in enumerate(zip(b.carry_in, body.outs))
+                    if id(c) in stacked and type(o) is not Lit and o is not c
+                    and id(o) in stacked}
+    self.loop_ys = [a for a in self.stacked if id(a) not in self.shifted]
     self.after_step = [a for a in read_after if b.kind_of(a) == _STEP]
     self.after_consts = [a for a in read_after if b.kind_of(a) == _INVARIANT]
     step_reads = _unique([a for e in self.step_eqns for a in e.inputs])
@@ -217,7 +265,7 @@ class _Plan:
     before = (len(b.body.eqns) + _SLICE_COST * b.nx
               + _STACK_COST * (len(b.body.outs) - b.nc))
     after = (len(self.loop_eqns) + _SLICE_COST * len(self.loop_xs)
-             + _STACK_COST * len(self.stacked))
+             + _STACK_COST * len(self.loop_ys))
     return after <= before - 1
 
   def emit(self, inputs, reverse):
@@ -249,7 +297,7 @@ class _Plan:
     kept = [i for i in range(b.nc) if i not in b.accumulators]
     carry_in = [b.carry_in[i] for i in kept]
     loop_body = Program(carry_in + self.loop_xs + self.loop_consts, [], [], self.loop_eqns,
-                        [b.body.outs[i] for i in kept] + self.stacked)
+                        [b.body.outs[i] for i in kept] + self.loop_ys)
     if staging.check_programs:
       typecheck_program(loop_body)
     loop_args = ([inputs[i] for i in kept] + [read(a) for a in self.loop_xs]
@@ -260,7 +308,15 @@ class _Plan:
     loop_outs = [Var(a) for a in core.abstract_eval_avals(
         scan_p, [a.aval for a in loop_args], params)]
     eqns.append(Eqn(scan_p, loop_args, params, loop_outs))
-    env.update((id(v), o) for v, o in zip(self.stacked, loop_outs[len(kept):]))
+    env.update((id(v), o) for v, o in zip(self.loop_ys, loop_outs[len(kept):]))
+    for v in self.stacked:
+      if id(v) in self.shifted:
+        i = self.shifted[id(v)]
+        out = b.body.outs[i]
+        (env[id(v)],) = _inline_traced(
+            lambda init, later: [_shifted(init, later, reverse)],
+            [v.aval, ShapedArray((length,) + out.aval.shape, out.aval.dtype)],
+            [inputs[i], env[id(out)]], eqns, new_consts)
     # After the loop, batched: the stacked outputs and the carried sums' terms.
     after_ins = self.stacked + self.after_step + self.after_consts
     sub = Program(after_ins, [], [], self.after_eqns, self.after_outs)
@@ -298,18 +354,32 @@ def _emit(eqns, prim, inputs, params):
   return var
 
 
+def _shifted(init, later, reverse):
+  """The values a carry comes into each step with, from those it leaves with (`later`)."""
+  import dfdx.numpy as dnp
+  first = dnp.expand_dims(init, 0)
+  return (dnp.concatenate([later[1:], first]) if reverse
+          else dnp.concatenate([first, later[:-1]]))
+
+
 def _inline_batched(sub, mapped, length, args, eqns, new_consts):
   """Append the equations of `sub` under vmap over `length` steps (its inputs flagged in
   `mapped` stacked along a first axis, the others the same each step) applied to `args`;
   returns the atoms of its outputs, each stacked along a first axis."""
   from dfdx._src import api
-  from dfdx._src.ops.control_flow import _rule_program
   axes = tuple(0 if m else None for m in mapped)
   avals = [ShapedArray((length,) + v.aval.shape, v.aval.dtype) if m else v.aval
            for v, m in zip(sub.in_vars, mapped)]
-  batched = _rule_program(
+  return _inline_traced(
       lambda *ins: api.vmap(lambda *a: eval_program(sub, *a), in_axes=axes,
-                            axis_size=length)(*ins), avals)
+                            axis_size=length)(*ins), avals, args, eqns, new_consts)
+
+
+def _inline_traced(fn, avals, args, eqns, new_consts):
+  """Append the equations of `fn` (a list of arrays from arrays of `avals`, written with
+  dfdx) applied to `args`; returns the atoms of its outputs."""
+  from dfdx._src.ops.control_flow import _rule_program
+  batched = _rule_program(fn, avals)
   env = {id(v): a for v, a in zip(batched.in_vars, args)}
   for v, c in zip(batched.const_vars, batched.const_vals):
     outer = Var(v.aval)
