@@ -223,3 +223,18 @@ def test_an_incoming_carry_is_the_outgoing_one_a_step_earlier(rng, reverse):
   (scan,) = scans(compiled(f, h, xs))
   assert len(scan.params["body"].outs) == 2  # the carry, and the carry stacked once
   assert_jit_matches(f, h, xs)
+
+
+def test_swapped_carries_stacked_and_sums_of_other_dtypes(rng):
+  xs = rng.normal(size=(5, 3))
+
+  def f(a, xs):
+    def step(carry, x):
+      h, g, n, seen = carry
+      return (g, dnp.tanh(h * x), n + dnp.sum(x > 0), seen + (x > 1)), (h, g)
+    return dfdx.scan(step, (a, a * 2.0, 0, dnp.zeros(3, bool)), xs)
+  a = rng.normal(size=3)
+  assert_jit_matches(f, a, xs)
+  (_, _, n, seen), _ = dfdx.jit(f)(a, xs)
+  assert n == np.sum(xs > 0) and n.dtype == np.result_type(int)
+  np.testing.assert_array_equal(seen, np.any(xs > 1, axis=0))

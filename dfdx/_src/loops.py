@@ -133,7 +133,7 @@ class _Body:
       a, b = body.eqns[j].inputs
       term = b if a is c else a if b is c else None
       if (term is None or type(term) is Lit or term is c or term.aval.shape != c.aval.shape
-              or term.aval.dtype != c.aval.dtype):
+              or term.aval.dtype != c.aval.dtype or c.aval.dtype.kind not in "iufc"):
         continue
       found[i] = (j, term)
     return found
@@ -242,9 +242,9 @@ class _Plan:
     self.stacked = [a for a in read_after if b.kind_of(a) == _CARRY]
     # An incoming carry stacked with its outgoing value is that value a step earlier: taken
     # from it after the loop (reverse mode stacks both a state and the next).
-    stacked = {id(a) for a in self.stacked}
+    stacked, incoming = {id(a) for a in self.stacked}, {id(c) for c in b.carry_in}
     self.shifted = {id(c): i for i, (c, o) in enumerate(zip(b.carry_in, body.outs))
-                    if id(c) in stacked and type(o) is not Lit and o is not c
+                    if id(c) in stacked and type(o) is not Lit and id(o) not in incoming
                     and id(o) in stacked}
     self.loop_ys = [a for a in self.stacked if id(a) not in self.shifted]
     self.after_step = [a for a in read_after if b.kind_of(a) == _STEP]
