@@ -48,22 +48,23 @@ def to_source(f, *args, name=None):
   """
   made = ad.JVPTrace.made
   expr = make_expr(f, optimize=True)(*args)
+  program = _as_compiled(expr.program)
   leaves_per_arg = [len(tree_leaves(a)) for a in args]
   names = _arg_names(f, len(args), leaves_per_arg) or [f"x{i}" for i in range(
-      len(expr.program.in_vars))]
-  if len(names) != len(expr.program.in_vars):
-    names = [f"x{i}" for i in range(len(expr.program.in_vars))]
+      len(program.in_vars))]
+  if len(names) != len(program.in_vars):
+    names = [f"x{i}" for i in range(len(program.in_vars))]
   name = codegen._identifier(name or expr.name)
   single = expr.out_tree.num_leaves == 1
   if ad.JVPTrace.made == made:  # nothing differentiated: one program
-    return codegen.program_source(expr.program, name, arg_names=names, single_output=single)
+    return codegen.program_source(program, name, arg_names=names, single_output=single)
   # A derivative: as dfdx computes it, a result holding a NaN is computed again with the
   # zero-absorbing chain rule (see README, "Derivatives that stay finite").
-  safe = ad.run_zero_absorbing(lambda: make_expr(f, optimize=True)(*args))
-  if not _absorbs_zeros(safe.program):
-    return codegen.program_source(safe.program, name, arg_names=names, single_output=single)
-  plain_src = codegen.program_source(expr.program, f"_{name}_plain", arg_names=names)
-  safe_src = codegen.program_source(safe.program, f"_{name}_zero_absorbing", arg_names=names,
+  safe = ad.run_zero_absorbing(lambda: _as_compiled(make_expr(f, optimize=True)(*args).program))
+  if not _absorbs_zeros(safe):
+    return codegen.program_source(safe, name, arg_names=names, single_output=single)
+  plain_src = codegen.program_source(program, f"_{name}_plain", arg_names=names)
+  safe_src = codegen.program_source(safe, f"_{name}_zero_absorbing", arg_names=names,
                                     prefix="z")
   start = safe_src.index(f"def _{name}_zero_absorbing")
   safe_body = safe_src[start:]
@@ -85,6 +86,13 @@ def to_source(f, *args, name=None):
       f"    return {'outs[0]' if single else 'outs'}\n")
   return "\n".join([plain_src.rstrip("\n"), "", *safe_prelude, "", safe_body.rstrip("\n"),
                     "", wrapper])
+
+
+def _as_compiled(program):
+  """`program` after the passes jit runs on code that is only run (the layouts, loops that
+  keep only what their carry needs)."""
+  from dfdx._src import passes
+  return passes.optimize(program, evaluate_only=True)
 
 
 def _absorbs_zeros(program):

@@ -238,3 +238,18 @@ def test_swapped_carries_stacked_and_sums_of_other_dtypes(rng):
   (_, _, n, seen), _ = dfdx.jit(f)(a, xs)
   assert n == np.sum(xs > 0) and n.dtype == np.result_type(int)
   np.testing.assert_array_equal(seen, np.any(xs > 1, axis=0))
+
+
+def test_exported_code_splits_its_loops_as_jit_does():
+  def loss(w, xs):
+    h, hs = dfdx.scan(lambda h, x: (dnp.tanh(w * h + x), dnp.exp(h)), 0.0, xs)
+    return h + dnp.sum(hs)
+  xs = np.array([0.5, -1.0, 2.0])
+  source = dfdx.export.to_source(dfdx.grad(loss), 0.3, xs, name="dloss")
+  first_loop = source[source.index("def fn0"):]
+  first_loop = first_loop[:first_loop.index("return")]
+  assert "tanh" in first_loop and "exp" not in first_loop
+  namespace = {}
+  exec(source, namespace)
+  np.testing.assert_allclose(namespace["dloss"](0.3, xs), dfdx.grad(loss)(0.3, xs),
+                             rtol=1e-14)
