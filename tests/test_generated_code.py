@@ -232,6 +232,31 @@ def test_a_transposed_operand_broadcast_with_a_short_inner_axis_is_copied_first(
       np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("x_shape, y_shape, contract", [
+    ((3, 3), (26, 3, 544), ((1,), (1,))),          # a matrix applied to axis 1 of a stack
+    ((4,), (5, 4, 6), ((0,), (1,))),               # a vector: no free axes in x
+    ((2, 3, 4), (5, 3, 4, 6), ((1, 2), (1, 2))),   # two contracted axes
+    ((2, 7, 3), (5, 2, 3, 6, 2), ((0, 2), (1, 2))),
+])
+def test_a_contraction_inside_y_is_a_broadcast_matmul_with_no_copy_of_y(rng, jit_sources,
+                                                                        x_shape, y_shape,
+                                                                        contract):
+  """Where y's contracted axes sit between free ones, np.matmul broadcasts over y's leading
+  axes (y is not permuted into a copy); the layout model knows the result is a transposed
+  view, and what reads it gets the eager values."""
+  from dfdx._src.ops.contraction import dot_general
+  x, y = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+
+  def f(x, y):
+    out = dot_general(x, y, (contract, ((), ())))
+    return out, dnp.sin(out) * 2.0, dnp.sum(out, axis=-1)
+  for a, b in zip(f(x, y), dfdx.jit(f)(x, y)):
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+  # y (v1) goes into np.matmul as it is, at most reshaped (a view)
+  assert re.search(r"np\.matmul\(.*, v1(\.reshape\(\([0-9, ]*\)\))?\)", jit_sources[-1]), \
+      jit_sources[-1]
+
+
 # ---- jit's call path ------------------------------------------------------------------------
 
 

@@ -55,6 +55,9 @@ helpers: dict[str, str] = {}
 # Functions that code compiled in this process (jit) calls instead of a helper's standalone
 # definition, where dfdx itself must hear of something (ties noted in reverse passes).
 runtime_helpers: dict = {}
+# prim name -> strides(in_avals, params, out_aval): the element strides of the result its
+# rule's code gives, or None where it is C-ordered (the layout model reads them).
+result_strides: dict = {}
 
 
 def register(prim_name, rule):
@@ -444,6 +447,9 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         em.numpy_scalars.update(id(v) for v in eqn.outputs)
       if isinstance(rule, View):
         em.layouts.after_view(eqn)
+      elif eqn.prim.name in result_strides:
+        em.layouts.after_rule(eqn, result_strides[eqn.prim.name](
+            [a.aval for a in eqn.inputs], eqn.params, eqn.outputs[0].aval))
     em.arrays.update(id(v) for v in eqn.outputs if v.aval.ndim)
     used_helpers.update(h for h in helpers if h + "(" in expr)
     if em.pre_lines:  # functions the rule defined (standalone)
@@ -624,6 +630,10 @@ class _Layouts:
     order = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
     if order is not None:
       self.strides[id(out)] = layouts.contiguous_in(order, out.aval.shape)
+
+  def after_rule(self, eqn, strides):
+    if strides is not None:
+      self.strides[id(eqn.outputs[0])] = strides
 
   def after_view(self, eqn):
     """The strides of a view's result (transpose, reshape adding or dropping axes of length

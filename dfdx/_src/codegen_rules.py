@@ -10,9 +10,11 @@ import math
 
 import numpy as np
 
-from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, runtime_helpers,
-                               with_arrays, with_avals, with_constants, with_functions)
+from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, result_strides,
+                               runtime_helpers, with_arrays, with_avals, with_constants,
+                               with_functions)
 from dfdx._src import core as _core
+from dfdx._src import layouts
 from dfdx._src.ops import contraction as _contraction_ops
 from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import indexing as _indexing_ops
@@ -153,6 +155,12 @@ def _reshaped(expr, shape, current):
   return expr if tuple(shape) == tuple(current) else f"{expr}.reshape({literal(tuple(shape))})"
 
 
+def _inner_contraction(ya, yc, yf):
+  """Whether y's contracted axes are consecutive, in order, with free axes on both sides."""
+  return (tuple(yc) == tuple(range(yc[0], yc[0] + len(yc))) and 0 < yc[0]
+          and yc[-1] < ya.ndim - 1 and len(yf) == ya.ndim - len(yc))
+
+
 @with_avals
 def _dot_general_code(ins, p, in_avals, out_avals):
   """Specialized to the shapes: operands permuted to (batch, free, contract) and multiplied
@@ -182,6 +190,19 @@ def _dot_general_code(ins, p, in_avals, out_avals):
     yp = _reshaped(_permuted(y, yb + yc + yf), (b, c, g), [ya.shape[i] for i in yb + yc + yf])
     expr = f"np.matmul({xp}, {yp})"
     result_shape = (b, f, g)
+  elif xc and _inner_contraction(ya, yc, yf):
+    # y's contracted axes sit between free ones: np.matmul broadcasts x over y's leading
+    # axes, where permuting y to (contracted, free) would copy it (a matrix applied to one
+    # axis of a stack, as forward mode's tangents are).
+    lead = tuple(i for i in yf if i < yc[0])
+    f, c, n_lead, n_trail = size(xa, xf), size(xa, xc), size(ya, lead), size(ya, yf) // size(
+        ya, lead)
+    xp = _reshaped(_permuted(x, xf + xc), (f, c) if xf else (c,),
+                   [xa.shape[i] for i in xf + xc])
+    yp = _reshaped(y, (n_lead, c, n_trail), ya.shape)
+    expr = f"np.matmul({xp}, {yp})"
+    expr, result_shape = ((f"{expr}.transpose((1, 0, 2))", (f, n_lead, n_trail)) if xf
+                          else (expr, (n_lead, n_trail)))
   elif xc:
     f, c, g = size(xa, xf), size(xa, xc), size(ya, yf)
     xs, ys = ((f, c) if xf else (c,)), ((c, g) if yf else (c,))
@@ -200,6 +221,27 @@ def _dot_general_code(ins, p, in_avals, out_avals):
 
 
 register("dot_general", _dot_general_code)
+
+
+def _dot_general_strides(in_avals, p, out):
+  """The result of the np.matmul form for an inner contraction (above) is a transposed view:
+  y's leading free axes outermost, then x's free axes, then y's trailing ones."""
+  (xc, yc), (xb, _) = p["dimension_numbers"]
+  (xa, ya) = in_avals
+  xf = tuple(i for i in range(xa.ndim) if i not in xc and i not in xb)
+  yf = tuple(i for i in range(ya.ndim) if i not in yc)
+  if xb or not xc or not xf or not _inner_contraction(ya, yc, yf) or _contraction_ops._dot_plan(
+      xa.shape, ya.shape, p["dimension_numbers"])[0] in ("mul", "einsum"):
+    return None
+  x_shape = tuple(xa.shape[i] for i in xf)
+  lead = tuple(ya.shape[i] for i in yf if i < yc[0])
+  trail = tuple(ya.shape[i] for i in yf if i > yc[-1])
+  n_trail, f = math.prod(trail), math.prod(x_shape)
+  return (tuple(s * n_trail for s in layouts.c_strides(x_shape))
+          + tuple(s * f * n_trail for s in layouts.c_strides(lead)) + layouts.c_strides(trail))
+
+
+result_strides["dot_general"] = _dot_general_strides
 register("det", lambda ins, p: f"np.linalg.det({ins[0]})")
 register("solve", lambda ins, p: f"np.linalg.solve({ins[0]}, {ins[1]})")
 
