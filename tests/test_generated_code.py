@@ -257,6 +257,17 @@ def test_a_contraction_inside_y_is_a_broadcast_matmul_with_no_copy_of_y(rng, jit
       jit_sources[-1]
 
 
+def test_a_result_whose_rows_are_taken_is_computed_in_c_order(rng, jit_sources):
+  """np.take of rows copies a transposed operand to C order first, one strided row at a time:
+  the ufunc before it writes C order instead. Fewer rows taken than there are: no request."""
+  x = rng.standard_normal((6, 50))
+  for n, asked in ((80, True), (10, False)):
+    idx = rng.integers(0, 50, n)
+    f = lambda x: dnp.negative(dnp.transpose(x))[idx]
+    np.testing.assert_array_equal(dfdx.jit(f)(x), -x.T[idx])
+    assert ("order='C'" in jit_sources[-1]) == asked, jit_sources[-1]
+
+
 # ---- jit's call path ------------------------------------------------------------------------
 
 

@@ -370,6 +370,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   if not standalone:  # compiled for jit: the inputs of rank >= 1 are NumPy arrays
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
   checks = checks or {}
+  rows_taken = _rows_taken(program)
   skipped, fused_reductions = (_fuse_reductions(program, em, checks) if fuse_reductions
                                else (set(), {}))
   dels_after = _dead_after(program, skipped, fused_reductions)
@@ -403,6 +404,9 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         copied, c_order = em.layouts.plan(eqn) if buffer is None else ((), False)
         for k in copied:
           ins[k] = f"np.ascontiguousarray({ins[k]})"
+        if (buffer is None and not c_order and id(eqn.outputs[0]) in rows_taken and
+                em.layouts.after_copies(eqn, copied) is not None):
+          c_order = True  # (np.take would copy the result to C order, more slowly)
         extra += ", order='C'" if c_order else ""
         expr = f"np.{rule.name}({', '.join(ins)}{extra})"
         em.layouts.after_ufunc(eqn, buffer, copied, c_order)
@@ -488,6 +492,22 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     return "\n".join(prelude + ([""] if len(prelude) > 2 else []) + header + body) + "\n"
   source = "\n".join(header + body) + "\n"
   return (source, dict(hoisted)) if return_literals else source
+
+
+def _rows_taken(program):
+  """Variables gathered by np.take along their first axis (see codegen_rules' gather): a
+  result NumPy lays out in another order than C's is copied to C order by np.take first,
+  one strided row at a time, so the ufunc computing it is asked for C order instead (HAND's
+  residuals: a transposed Jacobian negated, then the rows of 1,600 points taken)."""
+  from dfdx._src.ops.indexing import take_axis  # (the ops import codegen)
+  taken = set()
+  for eqn in program.eqns:
+    if eqn.prim.name == "gather" and len(eqn.inputs) == 2 and isinstance(eqn.inputs[0], Var):
+      x, index = eqn.inputs[0].aval, eqn.inputs[1].aval
+      if (x.ndim > 1 and index.dtype.kind in "iu" and take_axis(eqn.params["spec"], x.shape) == 0
+              and index.shape[0] >= x.shape[0]):
+        taken.add(id(eqn.inputs[0]))
+  return taken
 
 
 def _loop_lines(program, em, body, stacked_xs, loop, prefix):
@@ -630,6 +650,11 @@ class _Layouts:
     order = None if c_order else self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
     if order is not None:
       self.strides[id(out)] = layouts.contiguous_in(order, out.aval.shape)
+
+  def after_copies(self, eqn, copied):
+    """The K order of a ufunc's result with the operands `copied` to C order first: None
+    where it is C's."""
+    return self._k_order(eqn, {id(eqn.inputs[k]) for k in copied})
 
   def after_rule(self, eqn, strides):
     if strides is not None:
