@@ -268,6 +268,23 @@ def test_a_result_whose_rows_are_taken_is_computed_in_c_order(rng, jit_sources):
     assert ("order='C'" in jit_sources[-1]) == asked, jit_sources[-1]
 
 
+def test_integer_literals_of_floating_ufuncs_are_written_as_floats(rng, jit_sources):
+  """NumPy resolves a ufunc's loop for a Python int operand more slowly; the float has the
+  same value. Integer arithmetic and ldexp's exponent keep their ints."""
+  from dfdx._src.ops.sorting import ldexp
+  x = rng.standard_normal(5)
+  for dtype in (np.float64, np.float32):
+    xd = x.astype(dtype)
+    out = dfdx.jit(lambda x: 1 - dnp.tanh(x) * 3)(xd)
+    assert "np.subtract(1.0, " in jit_sources[-1] and "(1, " not in jit_sources[-1]
+    np.testing.assert_array_equal(out, 1 - np.tanh(xd) * 3)
+    assert out.dtype == dtype
+  n = np.arange(5)
+  np.testing.assert_array_equal(dfdx.jit(lambda n: n * 3 - 1)(n), n * 3 - 1)
+  assert "1.0" not in jit_sources[-1] and "3.0" not in jit_sources[-1]
+  np.testing.assert_array_equal(dfdx.jit(lambda x: ldexp(x, 3))(x), np.ldexp(x, 3))
+
+
 # ---- jit's call path ------------------------------------------------------------------------
 
 
