@@ -778,7 +778,7 @@ ad.defjvp(log1p_p, lambda x_dot, x: tdiv(x_dot, add(x, 1)))
 
 def _logistic_impl(x):
   # exp(-log(1 + exp(-x))): no overflow for large |x| and full precision in both tails.
-  return np.exp(-np.logaddexp(0, np.negative(x)))
+  return np.exp(-np.logaddexp(0.0, np.negative(x)))
 
 
 logistic_p = _unary_prim("logistic", _logistic_impl)
@@ -895,7 +895,7 @@ def tanh(x):
 ad.defjvp2(tanh_p, lambda x_dot, ans, x: tmul(x_dot, sub(1, mul(ans, ans))))
 ad.defvjp(tanh_p, lambda ct, ans, x, *, needs: [tmul(ct, _cj(sub(1, mul(ans, ans))))])
 ad.defvjp_eager(tanh_p, lambda ct, ans, x, *, needs: [
-    np.multiply(ct, np.subtract(1, np.multiply(ans, ans)))])
+    np.multiply(ct, np.subtract(1.0, np.multiply(ans, ans)))])
 
 arcsinh_p = _unary_prim("arcsinh", np.arcsinh)
 
