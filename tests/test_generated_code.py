@@ -283,6 +283,12 @@ def test_integer_literals_of_floating_ufuncs_are_written_as_floats(rng, jit_sour
   np.testing.assert_array_equal(dfdx.jit(lambda n: n * 3 - 1)(n), n * 3 - 1)
   assert "1.0" not in jit_sources[-1] and "3.0" not in jit_sources[-1]
   np.testing.assert_array_equal(dfdx.jit(lambda x: ldexp(x, 3))(x), np.ldexp(x, 3))
+  # Literals alone (what constant folding leaves to no program) keep their type.
+  from dfdx._src.ir import Eqn, Lit, Var
+  from dfdx._src.core import all_primitives, ShapedArray
+  add = all_primitives["add"]
+  both = Eqn(add, [Lit(1), Lit(2)], {}, [Var(ShapedArray((), np.dtype(int)))])
+  assert codegen._float_literals(both, ["1", "2"]) == ["1", "2"]
 
 
 # ---- jit's call path ------------------------------------------------------------------------

@@ -500,8 +500,9 @@ def _float_literals(eqn, ins):
   floating: NumPy resolves the loop for an int operand more slowly (about 1,000 more
   machine instructions a call, 15-20% of a call on a small array), and converts it to the
   same value (exact below 2**24 in every float type)."""
-  if not any(type(a) is Lit and type(a.val) is int for a in eqn.inputs) or not all(
-      a.aval.dtype.kind in "fc" for a in eqn.inputs if type(a) is not Lit):
+  arrays = [a for a in eqn.inputs if type(a) is not Lit]
+  if (not arrays or len(arrays) == len(eqn.inputs)
+          or not all(a.aval.dtype.kind in "fc" for a in arrays)):
     return ins
   return [literal(float(a.val)) if type(a) is Lit and type(a.val) is int
           and abs(a.val) < 2 ** 24 else text for a, text in zip(eqn.inputs, ins)]
@@ -512,15 +513,10 @@ def _rows_taken(program):
   result NumPy lays out in another order than C's is copied to C order by np.take first,
   one strided row at a time, so the ufunc computing it is asked for C order instead (HAND's
   residuals: a transposed Jacobian negated, then the rows of 1,600 points taken)."""
-  from dfdx._src.ops.indexing import take_axis  # (the ops import codegen)
-  taken = set()
-  for eqn in program.eqns:
-    if eqn.prim.name == "gather" and len(eqn.inputs) == 2 and isinstance(eqn.inputs[0], Var):
-      x, index = eqn.inputs[0].aval, eqn.inputs[1].aval
-      if (x.ndim > 1 and index.dtype.kind in "iu" and take_axis(eqn.params["spec"], x.shape) == 0
-              and index.shape[0] >= x.shape[0]):
-        taken.add(id(eqn.inputs[0]))
-  return taken
+  from dfdx._src.codegen_rules import take_along  # (the rules import this module)
+  return {id(e.inputs[0]) for e in program.eqns
+          if e.prim.name == "gather" and len(e.inputs) == 2 and isinstance(e.inputs[0], Var)
+          and take_along([a.aval for a in e.inputs], e.params["spec"]) == 0}
 
 
 def _loop_lines(program, em, body, stacked_xs, loop, prefix):

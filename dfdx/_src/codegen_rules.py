@@ -274,16 +274,24 @@ def _index_expr(spec, arrays):
   return "(" + "".join(p + ", " for p in _index_parts(spec, arrays, False)) + ")"
 
 
+def take_along(in_avals, spec):
+  """The axis a gather's code takes along with np.take (see below), or None."""
+  if len(in_avals) == 2 and in_avals[1].dtype.kind in "iu":
+    x, index = in_avals
+    axis = _indexing_ops.take_axis(spec, x.shape)
+    if axis or (axis == 0 and x.ndim > 1 and index.shape[0] >= x.shape[0]):
+      return axis
+  return None
+
+
 @with_avals
 def _gather_code(ins, p, in_avals, out_avals):
   """np.take along one axis past the first, or of rows at least as many as there are (it
   copies a strided operand once, then whole rows: 2-5x faster than fancy indexing, which
   stays for fewer rows and for vectors); fancy indexing otherwise."""
-  if len(ins) == 2 and in_avals[1].dtype.kind in "iu":
-    x, index = in_avals
-    axis = _indexing_ops.take_axis(p["spec"], x.shape)
-    if axis or (axis == 0 and x.ndim > 1 and index.shape[0] >= x.shape[0]):
-      return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
+  axis = take_along(in_avals, p["spec"])
+  if axis is not None:
+    return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
   parts = _index_parts(p["spec"], ins[1:], True)
   subscript = ", ".join(parts) + "," if parts else "()"
   return f"np.asarray({ins[0]})[{subscript}]"

@@ -33,6 +33,7 @@ save equations per step is not made.
 from __future__ import annotations
 
 import collections
+import functools
 
 import numpy as np
 
@@ -271,21 +272,11 @@ class _Plan:
   def emit(self, inputs, reverse):
     b, length = self.b, self.length
     eqns, new_consts = [], []
-    env = {}  # body variable -> outer atom (stacked along the steps for xs and step values)
-    for v, a in zip(b.body.in_vars[b.nc:], inputs[b.nc:]):
-      env[id(v)] = a
-    for v, c in zip(b.body.const_vars, b.body.const_vals):
-      outer = Var(v.aval)
-      new_consts.append((outer, c))
-      env[id(v)] = outer
-
-    def read(a):
-      return a if type(a) is Lit else env[id(a)]
+    # body variable -> outer atom (stacked along the steps for xs and step values)
+    env = {id(v): a for v, a in zip(b.body.in_vars[b.nc:], inputs[b.nc:])}
+    read = functools.partial(_read, env)
     # Invariant equations, once.
-    for e in self.invariant_eqns:
-      outs = [Var(o.aval) for o in e.outputs]
-      eqns.append(Eqn(e.prim, [read(a) for a in e.inputs], e.params, outs, e.source))
-      env.update((id(o), n) for o, n in zip(e.outputs, outs))
+    _copy_into(env, b.body, self.invariant_eqns, eqns, new_consts)
     # Per-step equations, batched.
     if self.step_outs:
       step_ins = b.xs_in + self.step_consts
@@ -381,15 +372,22 @@ def _inline_traced(fn, avals, args, eqns, new_consts):
   from dfdx._src.ops.control_flow import _rule_program
   batched = _rule_program(fn, avals)
   env = {id(v): a for v, a in zip(batched.in_vars, args)}
-  for v, c in zip(batched.const_vars, batched.const_vals):
+  _copy_into(env, batched, batched.eqns, eqns, new_consts)
+  return [_read(env, o) for o in batched.outs]
+
+
+def _read(env, a):
+  return a if type(a) is Lit else env[id(a)]
+
+
+def _copy_into(env, program, source_eqns, eqns, new_consts):
+  """Append `source_eqns` (of `program`) with fresh outputs, reading their inputs through
+  `env`, which gains them, and `program`'s constants as new constants of the outer one."""
+  for v, c in zip(program.const_vars, program.const_vals):
     outer = Var(v.aval)
     new_consts.append((outer, c))
     env[id(v)] = outer
-
-  def read(a):
-    return a if type(a) is Lit else env[id(a)]
-  for e in batched.eqns:
+  for e in source_eqns:
     outs = [Var(o.aval) for o in e.outputs]
-    eqns.append(Eqn(e.prim, [read(a) for a in e.inputs], e.params, outs, e.source))
+    eqns.append(Eqn(e.prim, [_read(env, a) for a in e.inputs], e.params, outs, e.source))
     env.update((id(o), n) for o, n in zip(e.outputs, outs))
-  return [read(o) for o in batched.outs]
