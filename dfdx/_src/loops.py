@@ -153,7 +153,6 @@ class _Body:
       if not batch or not _batchable(e) or any(id(o) in needed for o in e.outputs):
         in_loop[j] = True
         needed.update(id(a) for a in e.inputs if type(a) is not Lit)
-    self.needed = needed
     return in_loop
 
 
