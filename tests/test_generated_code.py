@@ -255,6 +255,17 @@ def test_a_contraction_inside_y_is_a_broadcast_matmul_with_no_copy_of_y(rng, jit
   # y (v1) goes into np.matmul as it is, at most reshaped (a view)
   assert re.search(r"np\.matmul\(.*, v1(\.reshape\(\([0-9, ]*\)\))?\)", jit_sources[-1]), \
       jit_sources[-1]
+  # The layout model's strides of the result are those NumPy gives it (None: C order).
+  from dfdx._src import codegen_rules, layouts
+  from dfdx._src.core import ShapedArray
+  params = {"dimension_numbers": (contract, ((), ()))}
+  avals = [ShapedArray(x.shape, x.dtype), ShapedArray(y.shape, y.dtype)]
+  out = dot_general(x, y, (contract, ((), ())))
+  code = codegen_rules._dot_general_code(["x", "y"], params, avals,
+                                         [ShapedArray(out.shape, out.dtype)])
+  result = eval(code, {"np": np, "x": x, "y": y})
+  modelled = codegen_rules._dot_general_strides(avals, params, None)
+  assert (modelled or layouts.c_strides(out.shape)) == tuple(s // 8 for s in result.strides)
 
 
 def test_a_result_whose_rows_are_taken_is_computed_in_c_order(rng, jit_sources):

@@ -157,10 +157,19 @@ def _reshaped(expr, shape, current):
   return expr if tuple(shape) == tuple(current) else f"{expr}.reshape({literal(tuple(shape))})"
 
 
-def _inner_contraction(ya, yc, yf):
-  """Whether y's contracted axes are consecutive, in order, with free axes on both sides."""
-  return (tuple(yc) == tuple(range(yc[0], yc[0] + len(yc))) and 0 < yc[0]
-          and yc[-1] < ya.ndim - 1 and len(yf) == ya.ndim - len(yc))
+def _inner_contraction(xa, ya, dimension_numbers):
+  """(x's free axes, y's leading free axes, y's trailing free axes) where the contraction is
+  a matrix (or vector) x applied to consecutive axes of y between free ones, with no batch
+  axes and not one of the impl's other forms (a broadcast multiply, an einsum); else None.
+  The code is then np.matmul broadcast over y's leading axes (see _dot_general_code)."""
+  (xc, yc), (xb, yb) = dimension_numbers
+  if xb or yb or not xc or tuple(yc) != tuple(range(yc[0], yc[0] + len(yc))) \
+          or yc[0] == 0 or yc[-1] == ya.ndim - 1:
+    return None
+  if _contraction_ops._dot_plan(xa.shape, ya.shape, dimension_numbers)[0] in ("mul", "einsum"):
+    return None
+  xf = tuple(i for i in range(xa.ndim) if i not in xc)
+  return xf, tuple(range(yc[0])), tuple(range(yc[-1] + 1, ya.ndim))
 
 
 @with_avals
@@ -192,13 +201,12 @@ def _dot_general_code(ins, p, in_avals, out_avals):
     yp = _reshaped(_permuted(y, yb + yc + yf), (b, c, g), [ya.shape[i] for i in yb + yc + yf])
     expr = f"np.matmul({xp}, {yp})"
     result_shape = (b, f, g)
-  elif xc and _inner_contraction(ya, yc, yf):
+  elif (inner := _inner_contraction(xa, ya, p["dimension_numbers"])) is not None:
     # y's contracted axes sit between free ones: np.matmul broadcasts x over y's leading
     # axes, where permuting y to (contracted, free) would copy it (a matrix applied to one
     # axis of a stack, as forward mode's tangents are).
-    lead = tuple(i for i in yf if i < yc[0])
-    f, c, n_lead, n_trail = size(xa, xf), size(xa, xc), size(ya, lead), size(ya, yf) // size(
-        ya, lead)
+    _, lead, trail = inner
+    f, c, n_lead, n_trail = size(xa, xf), size(xa, xc), size(ya, lead), size(ya, trail)
     xp = _reshaped(_permuted(x, xf + xc), (f, c) if xf else (c,),
                    [xa.shape[i] for i in xf + xc])
     yp = _reshaped(y, (n_lead, c, n_trail), ya.shape)
@@ -228,16 +236,12 @@ register("dot_general", _dot_general_code)
 def _dot_general_strides(in_avals, p, out):
   """The result of the np.matmul form for an inner contraction (above) is a transposed view:
   y's leading free axes outermost, then x's free axes, then y's trailing ones."""
-  (xc, yc), (xb, _) = p["dimension_numbers"]
   (xa, ya) = in_avals
-  xf = tuple(i for i in range(xa.ndim) if i not in xc and i not in xb)
-  yf = tuple(i for i in range(ya.ndim) if i not in yc)
-  if xb or not xc or not xf or not _inner_contraction(ya, yc, yf) or _contraction_ops._dot_plan(
-      xa.shape, ya.shape, p["dimension_numbers"])[0] in ("mul", "einsum"):
+  inner = _inner_contraction(xa, ya, p["dimension_numbers"])
+  if inner is None or not inner[0]:  # (a vector x: the result is np.matmul's, C-ordered)
     return None
-  x_shape = tuple(xa.shape[i] for i in xf)
-  lead = tuple(ya.shape[i] for i in yf if i < yc[0])
-  trail = tuple(ya.shape[i] for i in yf if i > yc[-1])
+  x_shape, lead, trail = ([a.shape[i] for i in axes]
+                          for a, axes in zip((xa, ya, ya), inner))
   n_trail, f = math.prod(trail), math.prod(x_shape)
   return (tuple(s * n_trail for s in layouts.c_strides(x_shape))
           + tuple(s * f * n_trail for s in layouts.c_strides(lead)) + layouts.c_strides(trail))

@@ -316,6 +316,7 @@ class _Plan:
                             new_consts) if self.after_outs else []
     ys = after[:len(b.body.outs) - b.nc]
     carries = iter(loop_outs[:len(kept)])
+    from dfdx._src.passes import _emit
     add_p, sum_p = core.all_primitives["add"], core.all_primitives["reduce_sum"]
     final = []
     for i in range(b.nc):
@@ -336,12 +337,6 @@ def _unique(atoms):
       seen.add(key)
       out.append(a)
   return out
-
-
-def _emit(eqns, prim, inputs, params):
-  var = Var(core.abstract_eval_avals(prim, [a.aval for a in inputs], params))
-  eqns.append(Eqn(prim, inputs, params, [var]))
-  return var
 
 
 def _shifted(init, later, reverse):
