@@ -90,3 +90,46 @@ def test_the_collector_is_paused_while_a_tape_is_recorded_and_run_backward():
     assert not gc.isenabled()  # left as the caller set it
   finally:
     gc.enable()
+
+
+def test_no_collection_runs_between_recording_a_tape_and_running_it_backward():
+  # The tape is alive between the two: a collection there traverses all of its nodes.
+  import gc
+  import os
+  import sys
+
+  import numpy as np
+
+  import dfdx
+  import dfdx.numpy as dnp
+  inside = os.path.dirname(dfdx.__file__)
+  collections = []
+
+  def count(phase, info):  # a collection started while dfdx's code runs
+    frame = sys._getframe(1)
+    while frame is not None and not frame.f_code.co_filename.startswith(inside):
+      frame = frame.f_back
+    if phase == "start" and frame is not None:
+      collections.append(frame.f_code.co_name)
+
+  def f(x):
+    for _ in range(200):
+      x = dnp.sin(x) * 0.5
+    return dnp.sum(x)
+
+  value_and_grad = dfdx.value_and_grad(f)
+  x = np.linspace(0.0, 1.0, 3)
+  threshold = gc.get_threshold()
+  gc.set_threshold(10)  # a collection every 10 container allocations, if it were running
+  gc.callbacks.append(count)
+  try:
+    value, derivative = value_and_grad(x)
+  finally:
+    gc.callbacks.remove(count)
+    gc.set_threshold(*threshold)
+  assert collections == [] and gc.isenabled(), collections
+  expected = np.ones(3)
+  for _ in range(200):
+    expected = expected * np.cos(x) * 0.5
+    x = np.sin(x) * 0.5
+  np.testing.assert_allclose(derivative, expected, rtol=1e-12)

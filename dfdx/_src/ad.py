@@ -232,7 +232,10 @@ class JVPTracer(Tracer):
 # ADBench LSTM's 640 ms eager gradient (46,000 nodes). A tape holds no reference cycles (the
 # values it keeps are freed by reference counting as soon as the pass is done with them), so
 # the collector is paused while a tape is recorded and while it runs backward, and resumes
-# after; cyclic garbage that the user's function makes meanwhile is collected then.
+# after; cyclic garbage that the user's function makes meanwhile is collected then. The
+# transformations of `dfdx.api` keep it paused for the whole call: between recording and the
+# backward pass the tape is alive and young, and the first allocation there would start a
+# collection of it (the LSTM's eager gradient about 6% faster, alternating in one process).
 
 
 class paused_collector:

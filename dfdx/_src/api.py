@@ -174,10 +174,12 @@ def _fun_name(f):
 
 def _wraps(f, name):
   """Name the transformed function after `f`; a derivative that comes out NaN is computed
-  again with the zero-absorbing chain rule (`ad.recompute_if_nan`)."""
+  again with the zero-absorbing chain rule (`ad.recompute_if_nan`). Python's cyclic garbage
+  collector is paused for the call (see ad, "the garbage collector")."""
   def decorate(g):
     def transformed(*args, **kwargs):
-      return ad.recompute_if_nan(lambda: g(*args, **kwargs))
+      with ad.paused_collector():
+        return ad.recompute_if_nan(lambda: g(*args, **kwargs))
     try:
       functools.update_wrapper(transformed, f)
     except (AttributeError, TypeError):
