@@ -47,6 +47,7 @@ def compiling(monkeypatch):
   monkeypatch.setattr(reverse_cache, "_entries", {})
   monkeypatch.setattr(reverse_cache, "_count", 0)
   monkeypatch.setattr(reverse_cache, "stats", dict.fromkeys(reverse_cache.stats, 0))
+  monkeypatch.setattr(reverse_cache, "loop_stats", dict.fromkeys(reverse_cache.loop_stats, 0))
   monkeypatch.setattr(reverse_cache, "_compile_and_check", check_at_once)
   return reverse_cache.stats
 
@@ -82,3 +83,19 @@ def pass_changes(monkeypatch):
     monkeypatch.setattr(passes, name, spy)
     return changes
   return watch
+
+
+@pytest.fixture
+def rolling(compiling, monkeypatch):
+  """Tapes past 60 nodes are rolled (not compiled whole), from blocks of 8 on."""
+  from dfdx._src import reverse_cache
+  monkeypatch.setattr(reverse_cache, "MAX_NODES", 60)
+  monkeypatch.setattr(reverse_cache, "ROLL_MIN_NODES", 61)
+  monkeypatch.setattr(reverse_cache, "_rolled_refused", set())
+  monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, interpreted: False)  # (timings)
+  calls = []
+  real = reverse_cache._Plan.run
+  monkeypatch.setattr(reverse_cache._Plan, "run",
+                      lambda self, *a: calls.append(self) or real(self, *a))
+  compiling["rolled"] = calls
+  return compiling

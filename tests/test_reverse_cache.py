@@ -532,21 +532,6 @@ def test_a_pass_whose_moved_batch_axis_would_differ_is_compiled_without_the_move
 # ---- rolled reverse passes: the tapes of Python loops ------------------------------------------
 
 
-@pytest.fixture
-def rolling(compiling, monkeypatch):
-  """Tapes past 60 nodes are rolled (not compiled whole), from blocks of 8 on."""
-  monkeypatch.setattr(reverse_cache, "MAX_NODES", 60)
-  monkeypatch.setattr(reverse_cache, "ROLL_MIN_NODES", 61)
-  monkeypatch.setattr(reverse_cache, "_rolled_refused", set())
-  monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, interpreted: False)  # (timings)
-  calls = []
-  real = reverse_cache._Plan.run
-  monkeypatch.setattr(reverse_cache._Plan, "run",
-                      lambda self, *a: calls.append(self) or real(self, *a))
-  compiling["rolled"] = calls
-  return compiling
-
-
 def recurrence(params, xs, steps, skip=None):
   """An RNN written as a Python loop: the weights are indexed once before it (read by every
   iteration), the inputs are constants indexed each step, the state is carried, and

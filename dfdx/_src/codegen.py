@@ -171,13 +171,25 @@ def program_function(program, loop=None):
   fn = functions.get(loop)
   if fn is None:
     from dfdx._src.passes import optimize
+    name = "body" if loop is None else "loop"
     try:
-      fn = compile_program(optimize(program, evaluate_only=True),
-                           "body" if loop is None else "loop", loop=loop)
+      if program in _exact_programs:
+        fn = compile_program(program, name, fuse_reductions=False, loop=loop)
+      else:
+        fn = compile_program(optimize(program, evaluate_only=True), name, loop=loop)
     except MissingCodegenRuleError:
       fn = _interpreted(program, loop)
     functions[loop] = fn
   return fn
+
+
+_exact_programs: weakref.WeakSet = weakref.WeakSet()
+
+
+def compile_exactly(program):
+  """Have `program_function` compile `program` as it is, without the passes that may round
+  differently (a loop of an eager reverse pass, which must give the interpreter's bits)."""
+  _exact_programs.add(program)
 
 
 def _interpreted(program, loop):

@@ -25,6 +25,13 @@ Values are the loop's up to rounding: a carried sum is summed pairwise rather th
 step, a regrouped product rounds differently, and a batched product may run another kernel,
 as any jitted program reassociates.
 
+`exact=True` keeps every value's bits (for eager reverse passes, which must give the
+interpreter's, see reverse_cache): the body is taken as it is (no optimizing passes, no
+regrouping), and a carried sum is summed after the loop in the loop's order, starting from
+its initial value (NumPy sums the leading axis of a stack step by step where each step's
+term has two entries or more; a carry of one entry stays in the loop). Equations batched
+over the steps compute each entry with the same operations as the loop.
+
 Stacking trades memory for calls: a loop is split only where the arrays it adds (the
 batched equations' outputs, the values stacked for after the loop) hold at most
 `MAX_STACKED_BYTES`; otherwise only its invariant equations move. A split that would not
@@ -49,8 +56,9 @@ _SLICE_COST, _STACK_COST = 0.25, 0.5
 _INVARIANT, _STEP, _CARRY = 0, 1, 2
 
 
-def hoist_loops(program: Program) -> Program:
-  """`program` with the work that does not need its scans' loops moved out of them."""
+def hoist_loops(program: Program, exact: bool = False) -> Program:
+  """`program` with the work that does not need its scans' loops moved out of them (with
+  `exact`, only where every value keeps its bits: see the module docstring)."""
   if not any(e.prim.name == "scan" for e in program.eqns):
     return program
   rename = {}
@@ -61,7 +69,7 @@ def hoist_loops(program: Program) -> Program:
     return a if type(a) is Lit else rename.get(id(a), a)
   for eqn in program.eqns:
     inputs = [atom(a) for a in eqn.inputs]
-    split = _split(eqn, inputs) if eqn.prim.name == "scan" else None
+    split = _split(eqn, inputs, exact) if eqn.prim.name == "scan" else None
     if split is None:
       eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source)
                   if inputs != list(eqn.inputs) else eqn)
@@ -97,8 +105,8 @@ def _stacked_bytes(aval, length):
 class _Body:
   """A scan body's equations sorted by what they depend on (see the module docstring)."""
 
-  def __init__(self, body, num_carry, num_xs, batch):
-    self.body, self.nc, self.nx = body, num_carry, num_xs
+  def __init__(self, body, num_carry, num_xs, batch, exact=False):
+    self.body, self.nc, self.nx, self.exact = body, num_carry, num_xs, exact
     ins = body.in_vars
     self.carry_in, self.xs_in = ins[:num_carry], ins[num_carry:num_carry + num_xs]
     self.consts_in = ins[num_carry + num_xs:]
@@ -134,7 +142,8 @@ class _Body:
       a, b = body.eqns[j].inputs
       term = b if a is c else a if b is c else None
       if (term is None or type(term) is Lit or term is c or term.aval.shape != c.aval.shape
-              or term.aval.dtype != c.aval.dtype or c.aval.dtype.kind not in "iufc"):
+              or term.aval.dtype != c.aval.dtype or c.aval.dtype.kind not in "iufc"
+              or (self.exact and int(np.prod(c.aval.shape, dtype=np.int64)) < 2)):
         continue
       found[i] = (j, term)
     return found
@@ -156,7 +165,7 @@ class _Body:
     return in_loop
 
 
-def _split(eqn, inputs):
+def _split(eqn, inputs, exact=False):
   """The equations replacing the scan `eqn` (with `inputs`), the constants they add, and
   the atoms of its outputs; None where nothing moves or moving saves nothing."""
   from dfdx._src.passes import optimize, strip_stop_gradients  # (passes runs this pass)
@@ -165,9 +174,9 @@ def _split(eqn, inputs):
   if length < 2:
     return None
   # (the layout passes wait for the loop's body: program_function compiles it)
-  body = _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
+  body = p["body"] if exact else _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
   for batch in (True, False):
-    sorted_body = _Body(body, nc, nx, batch)
+    sorted_body = _Body(body, nc, nx, batch, exact)
     plan = _Plan(sorted_body, length)
     if batch and plan.stacked_bytes > MAX_STACKED_BYTES:
       continue
@@ -290,6 +299,9 @@ class _Plan:
                         [b.body.outs[i] for i in kept] + self.loop_ys)
     if staging.check_programs:
       typecheck_program(loop_body)
+    if b.exact:
+      from dfdx._src import codegen
+      codegen.compile_exactly(loop_body)
     loop_args = ([inputs[i] for i in kept] + [read(a) for a in self.loop_xs]
                  + [read(a) for a in self.loop_consts])
     scan_p = core.all_primitives["scan"]
@@ -324,6 +336,13 @@ class _Plan:
         final.append(next(carries))
         continue
       terms = after[len(ys) + list(b.accumulators).index(i)]
+      if b.exact:  # (the loop's order: the initial value plus each step's term in turn)
+        c = b.carry_in[i]
+        final += _inline_traced(
+            lambda init, terms: [_summed_in_order(init, terms, reverse)],
+            [c.aval, ShapedArray((length,) + c.aval.shape, c.aval.dtype)],
+            [inputs[i], terms], eqns, new_consts)
+        continue
       total = _emit(eqns, sum_p, [terms], {"axes": (0,)})
       final.append(_emit(eqns, add_p, [inputs[i], total], {}))
     return eqns, new_consts, final + ys
@@ -345,6 +364,13 @@ def _shifted(init, later, reverse):
   first = dnp.expand_dims(init, 0)
   return (dnp.concatenate([later[1:], first]) if reverse
           else dnp.concatenate([first, later[:-1]]))
+
+
+def _summed_in_order(init, terms, reverse):
+  """init plus the stacked terms, added one step after another in the loop's order."""
+  import dfdx.numpy as dnp
+  first, rest = (terms[-1], dnp.flip(terms[:-1], 0)) if reverse else (terms[0], terms[1:])
+  return dnp.sum(dnp.concatenate([dnp.expand_dims(init + first, 0), rest]), axis=0)
 
 
 def _inline_batched(sub, mapped, length, args, eqns, new_consts):

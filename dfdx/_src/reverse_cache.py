@@ -28,7 +28,8 @@ products), whose rounding differs. Bit-for-bit agreement is checked once, on the
 the call that compiles; on others it rests on the same operations running in the same order.
 
 A longer tape, a Python loop's, is not compiled whole but rolled: its periodic part runs
-block by block, each block by one compiled function (see "rolled reverse passes" below).
+block by block, each block by one compiled function (see "rolled reverse passes" below), and
+its middle blocks as one compiled loop where they fit one (rolled_loop.py).
 
 `enabled` turns this off (`dfdx._src.reverse_cache.enabled = False`, or the environment
 variable DFDX_COMPILED_REVERSE=0), for comparisons.
@@ -77,6 +78,8 @@ _TRIAL_RUNS = 3  # runs of a compiled pass on trial: the fastest is compared
 # because the compiled pass differed, was slower, or could not be staged (the last such
 # exception is in last_failure).
 stats = {"compiled": 0, "differed": 0, "slower": 0, "not staged": 0}
+# the same for the loops of rolled passes (see rolled_loop.py)
+loop_stats = {"compiled": 0, "differed": 0, "slower": 0, "not staged": 0}
 last_failure: list = []
 _SCALARS = (float, int, bool, complex)
 
@@ -301,33 +304,9 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
   vmap"), with `out_dims` the batch axes of its results, `batch_last` whether its batch
   axis moved last (asked for by `batch_last`) and `forward` whether it is the tape's forward
   application."""
-  from dfdx._src import ad, codegen, passes, staging, tiling, uniform
-  eqns, in_vars, out_vars = lin.eqns, lin.in_vars, lin.out_vars
+  from dfdx._src import codegen, passes, staging, tiling, uniform
   pattern = []
-
-  def reverse(*xs):
-    it = iter(xs)
-    mapping = {id(v): v for v in in_vars}
-    shadow = []
-    for node in eqns:
-      copy = object.__new__(ad._Node)
-      copy._trace, copy.shape, copy.dtype = node._trace, node.shape, node.dtype
-      copy.prim, copy.params, copy.needs = node.prim, node.params, node.needs
-      copy.index = node.index
-      copy.primals = None if node.primals is None else [next(it) for _ in node.primals]
-      copy.ans = None if node.ans is None else next(it)
-      copy.tangents = [None if t is None else mapping[id(t)] for t in node.tangents]
-      mapping[id(node)] = copy
-      shadow.append(copy)
-    outs = [None if v is None else mapping.get(id(v), v) for v in out_vars]
-    cts = [None if c is None else next(it) for c in cotangents]
-    if vmaps is not None and vmaps.forward:  # (cts: the inputs' tangents)
-      in_cts = ad.Linearized(shadow, in_vars, outs).forward(cts)
-    else:
-      in_cts = ad.Linearized(shadow, in_vars, outs).transpose(cts)
-    pattern[:] = [c is not None for c in in_cts]
-    return [c for c in in_cts if c is not None]
-
+  reverse = pass_function(lin, cotangents, pattern, vmaps is not None and vmaps.forward)
   avals = [core.get_aval(r) for r in residuals]
   if vmaps is None:
     program, lifted = staging.make_program(reverse, avals, record_source=False)
@@ -340,14 +319,7 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
       core.swap_trace(prev)
   if lifted:
     raise ValueError("the reverse pass closes over traced values")
-  # only the exact passes (see the module docstring); simplify again where one rewrite
-  # makes room for another (an explicit broadcast dropped, then a scalar factor moved to
-  # the smaller operand)
-  for _ in range(3):
-    size = len(program.eqns)
-    program = passes.dce(passes.cse(passes.simplify(program)))
-    if len(program.eqns) == size:
-      break
+  program = exactly_simplified(program)
   if vmaps is not None:  # (chunked along the batch where the program allows: tiling.py)
     program = passes.sink_into_gathers(program)
     moved = passes.batch_last(program, _BATCH_LAST_GAIN) if batch_last else program
@@ -371,6 +343,52 @@ def _compile(lin, residuals, cotangents, donated=(), vmaps=None, batch_last=True
                    and id(program.in_vars[k]) in read)
   fn.variants = {}
   return fn
+
+
+def pass_function(lin, cotangents, pattern, forward=False):
+  """`lin`'s reverse pass (with `forward`: its forward application) as a function of its
+  residuals and its present cotangents (those of `cotangents` that are not None), run on a
+  copy of its tape whose nodes hold them; it returns the nonzero input cotangents and sets
+  `pattern` to which inputs have one."""
+  from dfdx._src import ad
+  eqns, in_vars, out_vars = lin.eqns, lin.in_vars, lin.out_vars
+
+  def reverse(*xs):
+    it = iter(xs)
+    mapping = {id(v): v for v in in_vars}
+    shadow = []
+    for node in eqns:
+      copy = object.__new__(ad._Node)
+      copy._trace, copy.shape, copy.dtype = node._trace, node.shape, node.dtype
+      copy.prim, copy.params, copy.needs = node.prim, node.params, node.needs
+      copy.index = node.index
+      copy.primals = None if node.primals is None else [next(it) for _ in node.primals]
+      copy.ans = None if node.ans is None else next(it)
+      copy.tangents = [None if t is None else mapping[id(t)] for t in node.tangents]
+      mapping[id(node)] = copy
+      shadow.append(copy)
+    outs = [None if v is None else mapping.get(id(v), v) for v in out_vars]
+    cts = [None if c is None else next(it) for c in cotangents]
+    if forward:  # (cts: the inputs' tangents)
+      in_cts = ad.Linearized(shadow, in_vars, outs).forward(cts)
+    else:
+      in_cts = ad.Linearized(shadow, in_vars, outs).transpose(cts)
+    pattern[:] = [c is not None for c in in_cts]
+    return [c for c in in_cts if c is not None]
+  return reverse
+
+
+def exactly_simplified(program):
+  """`program` after the exact passes only (see the module docstring); simplified again
+  where one rewrite makes room for another (an explicit broadcast dropped, then a scalar
+  factor moved to the smaller operand)."""
+  from dfdx._src import passes
+  for _ in range(3):
+    size = len(program.eqns)
+    program = passes.dce(passes.cse(passes.simplify(program)))
+    if len(program.eqns) == size:
+      break
+  return program
 
 
 # ---- reverse passes under vmap ------------------------------------------------------------
@@ -742,7 +760,8 @@ def _first_donation(fn, donated, lin, residuals, cotangents, n_in):
 # nodes (primitives with no VJP rule: `cumprod`, `sort`, ...), and structures whose rolled
 # pass differs in any bit, such as the sign of a zero (a parameter's entry that every step
 # masks: the interpreter sums its slices' cotangents last, onto +0.0; the blocks add them as
-# they go).
+# they go). Once a structure is kept, its middle blocks are compiled as one loop and checked
+# the same way (rolled_loop.py).
 
 ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
 _NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
@@ -754,11 +773,13 @@ _rolled_refused: set = set()  # (nodes, a block's start, period) of tapes found 
 
 
 class _Rolled:
-  """A rolled structure's compiled blocks: pattern of present cotangents -> function."""
-  __slots__ = ("variants",)
+  """A rolled structure's compiled blocks: pattern of present cotangents -> function; and
+  `loop`, its middle blocks as one loop (see rolled_loop.py): None before it is tried,
+  False where it does not fit or was not kept."""
+  __slots__ = ("variants", "loop")
 
   def __init__(self):
-    self.variants = {}
+    self.variants, self.loop = {}, None
 
 
 def rolled(lin, cotangents):
@@ -821,10 +842,11 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
   rolled structure if it gives the interpreted pass's bits and is not slower (timed on a
   second run, once compiled)."""
   lin = plan.lin
+  probe = {}
   try:
     got = plan.run(cotangents, compiled, _compile)
     start = time.perf_counter()
-    plan.run(cotangents, compiled, None)
+    plan.run(cotangents, compiled, None, probe)
     rolled_seconds = time.perf_counter() - start
   except Exception as e:  # noqa: BLE001  (a block that cannot be staged: interpret the tape)
     stats["not staged"] += 1
@@ -850,7 +872,42 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
   else:
     stats["compiled"] += 1
     entry.fn = compiled
+    if compiled.loop is None:
+      _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe)
   return expected
+
+
+def _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe):
+  """Compile the middle blocks of `plan` as one loop (rolled_loop.py) and keep it in
+  `compiled` if it gives `expected` bit for bit and is not slower than `rolled_seconds`
+  (the blocks one by one); `probe`: what block `probe["hi"]` read in that run."""
+  from dfdx._src import rolled_loop
+  compiled.loop = False
+  if "cts" not in probe:
+    return
+  try:
+    loop = rolled_loop.compile_loop(plan, probe["lo"], probe["hi"], probe["where"],
+                                    probe["cts"])
+    if loop is None:
+      return
+    compiled.loop = loop
+    got = plan.run(cotangents, compiled, None)
+    start = time.perf_counter()
+    plan.run(cotangents, compiled, None)
+    seconds = time.perf_counter() - start
+  except Exception as e:  # noqa: BLE001  (a block that cannot be staged as a loop)
+    compiled.loop = False
+    loop_stats["not staged"] += 1
+    last_failure[:] = [e]
+    return
+  if not _identical(got, expected):
+    loop_stats["differed"] += 1
+    compiled.loop = False
+  elif _slower(seconds, rolled_seconds):
+    loop_stats["slower"] += 1
+    compiled.loop = False
+  else:
+    loop_stats["compiled"] += 1
 
 
 def _refuse(key):
@@ -886,7 +943,7 @@ def _find_period(eqns):
 class _Plan:
   """The periodic part of a tape and how its blocks read and write cotangents."""
   __slots__ = ("lin", "period", "start", "end", "blocks", "spec", "exports", "imports",
-               "reach", "flat")
+               "reach", "tail_min", "flat")
 
   def __init__(self, lin, rep, period, node_type):
     self.lin, self.period, self.flat = lin, period, None
@@ -925,14 +982,18 @@ class _Plan:
             imports.append(k)
       for x in node.primals or ():
         flat.append(type(x) if type(x) in _SCALARS else (x.shape, x.dtype))
+    tail = [end]  # (the nodes of the periodic part read after it)
     for node in eqns[end:]:  # nodes (and linear equations) after the periodic part reading
       reads = getattr(node, "tangents", None)  # its last blocks
       for t in (node.args if reads is None else reads):
         if type(t) is node_type and start <= t.index < end:
           exports.add((t.index - start) % period)
+          tail.append(t.index)
     for v in lin.out_vars:
       if isinstance(v, node_type) and start <= v.index < end:
         exports.add((v.index - start) % period)
+        tail.append(v.index)
+    self.tail_min = min(tail)
     self.exports, self.imports = sorted(exports), imports
     self.reach = min([k for k in imports if type(k) is int], default=0)
     flat += ["exports"] + self.exports + ["imports"]
@@ -1032,10 +1093,12 @@ class _Plan:
       last += 1
     return int(starts[first]), int(starts[last]) + period
 
-  def run(self, cotangents, compiled, compile_fn):
+  def run(self, cotangents, compiled, compile_fn, probe=None):
     """The input cotangents, each block by its compiled function (compiling a missing one
-    with compile_fn, or raising _NewVariant without it)."""
-    from dfdx._src import ad
+    with compile_fn, or raising _NewVariant without it), the middle blocks by
+    `compiled.loop` where it is one. A `probe` dict gets what rolled_loop.compile_loop
+    needs: the bounds of the blocks a loop may run and what the highest of them read."""
+    from dfdx._src import ad, rolled_loop
     from dfdx._src.ad import Linearized, PendingCotangent
     lin, period, eqns, start = self.lin, self.period, self.lin.eqns, self.start
     exports, imports, variants = self.exports, self.imports, compiled.variants
@@ -1051,7 +1114,18 @@ class _Plan:
       where += [(p, i) for i in range(len(node.primals or ()))]
       if node.ans is not None:
         where.append((p, -1))
-    for b in range(last, start - 1, -period):
+    loop = compiled.loop or None
+    if probe is not None:
+      probe["where"] = where
+      bounds = rolled_loop.bounds(self)
+      if bounds is not None:
+        probe["lo"], probe["hi"] = bounds
+    b = last + period
+    while b > start:
+      b -= period
+      if loop is not None and b == loop.hi and rolled_loop.run(loop, self, env):
+        b = loop.lo
+        continue
       ins = [eqns[b + k] if type(k) is int else k for k in imports]
       if b + self.reach < start and (  # (imports before the periodic part: checked)
           [(v.shape, v.dtype) for v in ins] != first_ins or
@@ -1064,6 +1138,8 @@ class _Plan:
         if c is not None and type(c) is not np.ndarray and isinstance(c, PendingCotangent):
           cts[i] = c.materialize()
       pattern = tuple([c is not None for c in cts])
+      if probe is not None and b == probe.get("hi"):
+        probe["cts"] = list(cts)
       residuals = [eqns[b + p].primals[i] if i >= 0 else eqns[b + p].ans for p, i in where]
       residuals += [c for c in cts if c is not None]
       fn = variants.get(pattern)

@@ -1,0 +1,203 @@
+"""The middle blocks of a rolled reverse pass run as one compiled loop (dfdx/_src/
+rolled_loop.py): same bits as the interpreted pass on every call, the loop kept only where it
+fits, and the blocks run one by one wherever a call's tape does not fit it."""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import ir, loops, reverse_cache, rolled_loop, staging
+
+from tests.test_reverse_cache import assert_same_bits, interpreted, recurrence
+
+
+@pytest.fixture
+def looping(rolling, monkeypatch):
+  """`rolling`, with each loop run counted: rolling["loop runs"] (calls that ran the loop)."""
+  runs = []
+  real = rolled_loop.run
+  monkeypatch.setattr(rolled_loop, "run", lambda *a: runs.append(real(*a)) or runs[-1])
+  rolling["loop runs"] = runs
+  return rolling
+
+
+def _loop_of(rolling):
+  plan = rolling["rolled"][-1]
+  rolled = [e.fn for bucket in reverse_cache._entries.values() for e in bucket
+            if type(e.fn) is reverse_cache._Rolled]
+  assert len(rolled) == 1
+  return plan, rolled[0].loop
+
+
+def lstm_like(params, xs):
+  """Two gated layers, the weights indexed once before the loop; the inputs are constants."""
+  total = 0.0
+  h, c = [dnp.tanh(params[8]), dnp.tanh(params[9])], [params[8] * 0.0, params[9] * 0.0]
+  w = [[params[4 * i + j] for j in range(4)] for i in range(2)]
+  for t in range(48):
+    x = xs[t]
+    for i in range(2):
+      f, g = dfdx.scipy.special.expit(x * w[i][0]), dfdx.scipy.special.expit(h[i] * w[i][1])
+      c[i] = c[i] * f + g * dnp.tanh(h[i] * w[i][2] + x * w[i][3])
+      h[i] = dnp.tanh(c[i]) * g
+      x = h[i]
+    total = total + dnp.log(dnp.sum(dnp.exp(x)))
+  return total
+
+
+def test_a_recurrent_loops_middle_blocks_run_as_one_loop_with_the_interpreted_bits(
+    looping, rng):
+  import dfdx.scipy.special  # noqa: F401
+  vg = dfdx.value_and_grad(lstm_like)
+  for _ in range(4):  # new values each call
+    params, xs = rng.normal(size=(10, 5)) * 0.5, rng.normal(size=(48, 5))
+    assert_same_bits(vg(params, xs), interpreted(vg, params, xs))
+  assert reverse_cache.loop_stats == {"compiled": 1, "differed": 0, "slower": 0,
+                                      "not staged": 0}
+  plan, loop = _loop_of(looping)
+  assert isinstance(loop, rolled_loop.Loop)
+  # from the second-to-last block down to the second (the first reads the initial states)
+  assert loop.hi == plan.end - 2 * plan.period and loop.lo == plan.start + plan.period
+  assert looping["loop runs"] and all(looping["loop runs"])
+  # the weights are passed once, the outputs that the next node reads once
+  assert rolled_loop._SAME in loop.kinds and rolled_loop._DUP in loop.kinds
+  params, xs = rng.normal(size=(10, 5)) * 0.5, rng.normal(size=(48, 5))
+  e = np.zeros_like(params)
+  e[6, 3] = 1e-6
+  fd = (lstm_like(params + e, xs) - lstm_like(params - e, xs)) / 2e-6
+  np.testing.assert_allclose(vg(params, xs)[1][6, 3], fd, rtol=1e-5, atol=1e-9)
+
+
+def test_python_numbers_that_change_every_step_are_stacked(looping, rng):
+  vg = dfdx.value_and_grad(recurrence)  # (its loss divides by t + 1)
+  for _ in range(3):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
+  _, loop = _loop_of(looping)
+  assert rolled_loop._NUMBERS in loop.kinds and reverse_cache.loop_stats["compiled"] == 1
+
+
+def test_a_block_reading_two_blocks_back_runs_block_by_block(looping, rng):
+  vg = dfdx.value_and_grad(recurrence)
+  for _ in range(3):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40, True), interpreted(vg, params, xs, 40, True))
+  plan, loop = _loop_of(looping)
+  assert rolled_loop.bounds(plan) is None and loop is False
+  assert looping["compiled"] == 1 and not looping["loop runs"]
+
+
+def test_a_tape_whose_residuals_do_not_fit_the_loop_runs_block_by_block(looping, rng):
+  def f(p, xs, scales):
+    h = dnp.tanh(p[0])
+    for t in range(40):
+      h = dnp.tanh(h * scales[t] + xs[t] * p[1])
+    return dnp.sum(h ** 2)
+  vg = dfdx.value_and_grad(f)
+  for copies in (False, False, False, True, False):
+    p, xs, scale = rng.normal(size=(2, 4)), rng.normal(size=(40, 4)), rng.normal(size=4)
+    # a constant that is one array in every step, or (copies) a new array in every step
+    scales = [scale * (1.0 + 0.01 * t) for t in range(40)] if copies else [scale] * 40
+    assert_same_bits(vg(p, xs, scales), interpreted(vg, p, xs, scales))
+  assert reverse_cache.loop_stats["compiled"] == 1
+  assert looping["loop runs"][-2:] == [False, True]  # the call with copies did not fit
+
+
+def test_a_tape_of_another_length_runs_the_blocks_of_the_loop_it_has(looping, rng):
+  vg = dfdx.value_and_grad(recurrence)
+  ran = []
+  for steps in (40, 40, 40, 50, 32, 40):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(50, 6))
+    before = len(looping["loop runs"])
+    assert_same_bits(vg(params, xs, steps), interpreted(vg, params, xs, steps))
+    ran.append(looping["loop runs"][before:])
+  assert reverse_cache.loop_stats["compiled"] == 1
+  assert ran[2:] == [[True], [True], [], [True]]  # 50 steps: 36 of them in the loop
+
+
+def test_a_tape_whose_periodic_part_starts_later_runs_block_by_block(looping, rng):
+  def f(p, xs, warm):
+    h = dnp.tanh(p[0])
+    for t in range(40):  # the first `warm` steps differ: the blocks repeat from there on
+      a = h * p[1] + xs[t]
+      h = dnp.sin(a) if t < warm else dnp.tanh(a)
+    return dnp.sum(h ** 2)
+  vg = dfdx.value_and_grad(f)
+  ran = []
+  for warm in (0, 0, 0, 12, 0):
+    p, xs = rng.normal(size=(2, 4)), rng.normal(size=(40, 4))
+    before = len(looping["loop runs"])
+    assert_same_bits(vg(p, xs, warm), interpreted(vg, p, xs, warm))
+    ran.append(looping["loop runs"][before:])
+  assert reverse_cache.loop_stats["compiled"] == 1
+  assert ran[2:] == [[True], [False], [True]]
+
+
+def test_a_loop_over_the_memory_bound_is_not_made(looping, rng, monkeypatch):
+  monkeypatch.setattr(loops, "MAX_STACKED_BYTES", 1000)
+  vg = dfdx.value_and_grad(recurrence)
+  for _ in range(3):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
+  _, loop = _loop_of(looping)
+  assert loop is False and looping["compiled"] == 1 and not looping["loop runs"]
+
+
+def test_a_loop_that_is_slower_than_the_blocks_is_dropped(looping, rng, monkeypatch):
+  verdicts = iter([False, True])  # the blocks are not slower than the interpreter; the loop is
+  monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, other: next(verdicts))
+  vg = dfdx.value_and_grad(recurrence)
+  for _ in range(3):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
+  _, loop = _loop_of(looping)
+  assert loop is False and reverse_cache.loop_stats["slower"] == 1
+  assert looping["compiled"] == 1
+
+
+def test_a_loop_whose_bits_would_differ_is_not_kept(looping, rng):
+  # float32 with a Python number that changes every step: stacked, the numbers are float64
+  # arrays, which NumPy does not cast down as it does Python floats
+  def f(p, xs):
+    h = dnp.tanh(p[0])
+    for t in range(40):
+      h = dnp.tanh(h * p[1] + xs[t] * 0.5) * (1.0 + 0.01 * t)
+    return dnp.sum(h * h)
+  vg = dfdx.value_and_grad(f)
+  for _ in range(3):
+    p = rng.normal(size=(2, 4)).astype(np.float32)
+    xs = rng.normal(size=(40, 4)).astype(np.float32)
+    got = vg(p, xs)
+    assert got[1].dtype == np.float32
+    assert_same_bits(got, interpreted(vg, p, xs))
+  assert reverse_cache.loop_stats["differed"] == 1 and looping["compiled"] == 1
+  assert _loop_of(looping)[1] is False
+
+
+# ---- the exact split (loops.hoist_loops(exact=True)) ------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 3, 14])
+def test_the_exact_split_sums_carried_terms_in_the_loops_order(rng, size):
+  def body(carry, x):
+    total, state = carry
+    state = dnp.tanh(state * x[0])
+    return (total + (dnp.sin(x[1]) * 1e-3 + state * 1e5), state), state * 2.0
+  init = (rng.normal(size=size) * 1e8, rng.normal(size=size))
+  xs = rng.normal(size=(300, 2, size))
+
+  def traced(*flat):
+    (total, state), ys = dfdx.scan(body, (flat[0], flat[1]), flat[2], reverse=True)
+    return [total, state, ys]
+  avals = [staging.core.get_aval(a) for a in (*init, xs)]
+  program, _ = staging.make_program(traced, avals)
+  split = loops.hoist_loops(program, exact=True)
+  scans = [e for e in split.eqns if e.prim.name == "scan"]
+  body_eqns = len(scans[0].params["body"].eqns)
+  whole = ir.eval_program(program, *init, xs)
+  got = ir.eval_program(split, *init, xs)
+  assert_same_bits(got, whole)
+  # the term of the sum (sin of the input) leaves the loop; a carry of one entry stays in it
+  original = [e for e in program.eqns if e.prim.name == "scan"][0].params["body"]
+  assert body_eqns < len(original.eqns)
+  assert any(e.prim.name == "add" for e in scans[0].params["body"].eqns) == (size == 1)
