@@ -866,3 +866,43 @@ def test_jitted_outer_products_are_proved_free_of_nan_too(rng, monkeypatch):
   assert 40 * 8 * 16 in reads
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-13)
+
+
+def test_a_block_whose_constant_input_becomes_a_traced_one_ends_the_periodic_part(rolling,
+                                                                                  rng):
+  # In one call the step's input is, in one iteration, an output of a primitive with
+  # several outputs (a variable with no place on the tape), where the other iterations read
+  # a constant (no tangent): that iteration's block does not repeat the others.
+  def f(p, xs, traced_at):
+    h = dnp.tanh(p[0])
+    traced = dnp.linalg.eigh(dnp.diag(p[0]) + 0.1)[0]  # (before the loop)
+    for t in range(40):
+      h = dnp.tanh(h * p[1] + (traced if t == traced_at else xs[t]))
+    return dnp.sum(h ** 2)
+  vg = dfdx.value_and_grad(f)
+  for traced_at in (-1, -1, -1, 20, -1):
+    p, xs = rng.normal(size=(2, 3)), rng.normal(size=(40, 3))
+    assert_same_bits(vg(p, xs, traced_at), interpreted(vg, p, xs, traced_at))
+  assert rolling["compiled"] == 1
+
+
+@pytest.mark.parametrize("late", ["shape", "dtype", "type"])
+def test_a_block_whose_constant_has_another_shape_dtype_or_type_ends_the_periodic_part(
+    rolling, rng, late):
+  def f(p, xs, scales):
+    h = dnp.tanh(p[0])
+    for t in range(60):
+      h = dnp.tanh(h * scales[t] + xs[t] * p[1])
+    return dnp.sum(h ** 2)
+  vg = dfdx.value_and_grad(f)
+  for _ in range(3):
+    p, xs = rng.normal(size=(2, 3)), rng.normal(size=(60, 3))
+    scales = [rng.normal(size=3) for _ in range(60)]
+    # from step 40 on, a constant of another shape, dtype or type (the values broadcast and
+    # multiply as before)
+    scales[40:] = [{"shape": s[:1], "dtype": s.astype(np.float32), "type": float(s[0])}[late]
+                   for s in scales[40:]]
+    assert_same_bits(vg(p, xs, scales), interpreted(vg, p, xs, scales))
+  plan = rolling["rolled"][-1]
+  period = plan.period
+  assert plan.end <= plan.start + (40 + 1) * period and plan.blocks >= 20

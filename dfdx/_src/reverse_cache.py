@@ -764,9 +764,8 @@ def _first_donation(fn, donated, lin, residuals, cotangents, n_in):
 # the same way (rolled_loop.py).
 
 ROLL_MIN_NODES = MAX_NODES + 1  # shorter tapes are compiled whole
-_NO_INPUT = -(1 << 62)  # an input with no tangent, in the tables of wiring
-_NO_PLACE = -(1 << 61)  # a variable with no place on the tape (a multiple output's): never
-                        # in a block
+_NO_PLACE = -(1 << 61)  # in the tables of wiring, an input with no place on the tape (None, or
+                        # a multiple output's variable, never in a block)
 _ROLL_MAX_PERIOD = 2000  # nodes in a block at most: compiling takes about 0.5 ms a node
 _ROLL_MIN_BLOCKS = 8
 _rolled_refused: set = set()  # (nodes, a block's start, period) of tapes found not to roll
@@ -1045,47 +1044,61 @@ class _Plan:
     # (map and getattr loop in C: a third of the time of comprehensions; a linear equation
     # recorded from a JVP rule, not a node, has no tangents: it cannot be in a block)
     tangents = list(map(getattr, eqns, itertools.repeat("tangents"), itertools.repeat(())))
-    counts = list(map(len, tangents))
-    inputs = list(itertools.chain.from_iterable(tangents))
-    refs = np.fromiter(map(getattr, inputs, itertools.repeat("index"),
-                           itertools.repeat(_NO_PLACE)), np.int64, len(inputs))
-    refs[np.fromiter(map(operator.is_, inputs, itertools.repeat(None)), bool,
-                     len(inputs))] = _NO_INPUT
+    counts = np.fromiter(map(len, tangents), np.int64, n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    refs = np.fromiter(map(getattr, itertools.chain.from_iterable(tangents),
+                           itertools.repeat("index"), itertools.repeat(_NO_PLACE)),
+                       np.int64, int(offsets[-1]))
     prims = list(map(operator.attrgetter("prim"), eqns))
     params = list(map(getattr, eqns, itertools.repeat("params"), itertools.repeat(None)))
     starts = np.arange(rep % period, n - period + 1, period)
     head = slice(rep, rep + period)
-    rp, rc, rq = prims[head], counts[head], params[head]
-    good = np.zeros(starts.size, bool)
+    rp, rq = prims[head], params[head]
+    # (a primitive is recorded as one kind of node, or as an equation, with no tangents: the
+    # counts tell them apart)
+    good = (counts[starts[:, None] + np.arange(period)] == counts[head]).all(axis=1)
     for j, b in enumerate(starts.tolist()):
-      block = slice(b, b + period)
-      try:  # (a primitive is recorded as one kind of node, or as an equation, with no
-        # tangents: the counts tell them apart)
-        good[j] = prims[block] == rp and counts[block] == rc and params[block] == rq
-      except (ValueError, TypeError):  # (parameters that do not compare as values)
-        pass
+      if good[j]:
+        block = slice(b, b + period)
+        try:
+          good[j] = prims[block] == rp and params[block] == rq
+        except (ValueError, TypeError):  # (parameters that do not compare as values)
+          good[j] = False
     good[(rep - int(starts[0])) // period] = True
-    pattern, relative = [], []
+    pattern, relative = [], []  # (an input that is None has no place either: checked below)
     for _, _, ks, _ in spec:
       for k in ks:
-        pattern.append(_NO_INPUT if k is None else rep + k if type(k) is int else k.index)
+        pattern.append(_NO_PLACE if k is None else rep + k if type(k) is int else k.index)
         relative.append(type(k) is int)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
     chosen = starts[good]
-    got = refs[offsets[chosen][:, None] + np.arange(len(pattern))]
+    at = offsets[chosen][:, None] + np.arange(len(pattern))
     want = np.array(pattern, np.int64) + np.outer(chosen - rep, relative)
-    good[good] = (got == want).all(axis=1)
-    constant = [(p, consts) for p, (_, _, _, consts) in enumerate(spec) if consts is not None]
-    for j in np.flatnonzero(good).tolist() if constant else ():
-      b = int(starts[j])
-      for p, consts in constant:
-        xp = eqns[b + p].primals
-        if not all(type(xp[i]) is kind and (shape is None or (xp[i].shape == shape and
-                                                              xp[i].dtype == dtype))
-                   for i, kind, shape, dtype in consts):
-          good[j] = False
-          break
+    match = (refs[at] == want).all(axis=1)
+    for p, (_, _, ks, _) in enumerate(spec):  # (the inputs that are None)
+      for i in [i for i, k in enumerate(ks) if k is None] if match.any() else ():
+        reads = map(operator.itemgetter(i), map(tangents.__getitem__,
+                                                 (chosen[match] + p).tolist()))
+        match[match] = np.fromiter(map(operator.is_, reads, itertools.repeat(None)), bool,
+                                   int(match.sum()))
+    good[good] = match
+    for p, (_, _, _, consts) in enumerate(spec):  # each constant's type, shape and dtype
+      if consts is None or not good.any():
+        continue
+      blocks = np.flatnonzero(good)
+      nodes = list(map(eqns.__getitem__, (starts[blocks] + p).tolist()))
+      primals = list(map(operator.attrgetter("primals"), nodes))
+      ok = np.ones(len(nodes), bool)
+      for i, kind, shape, dtype in consts:
+        xs = list(map(operator.itemgetter(i), primals))
+        ok &= np.fromiter(map(operator.is_, map(type, xs), itertools.repeat(kind)), bool,
+                          len(xs))
+        if shape is not None:
+          for attr, value in (("shape", shape), ("dtype", dtype)):
+            ok &= np.fromiter(map(operator.eq, map(getattr, xs, itertools.repeat(attr),
+                                                   itertools.repeat(None)),
+                                  itertools.repeat(value)), bool, len(xs))
+      good[blocks] = ok
     first = last = (rep - int(starts[0])) // period
     while first > 0 and good[first - 1]:
       first -= 1
