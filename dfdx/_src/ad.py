@@ -310,6 +310,9 @@ def _materialize_deferred():
     tracer.primal = tracer.primal.materialize()
 
 
+_new = object.__new__
+
+
 class JVPTrace(Trace):
   """Forward mode. Values it owns are `JVPTracer(primal, tangent)`. With a `tape`, tangents
   are variables of the tape: this is linearization."""
@@ -380,16 +383,24 @@ class JVPTrace(Trace):
           ans = prim.impl(*primals, **params) if params else prim.impl(*primals)
         else:
           ans = bind_in(parent, prim, primals, params)
-        if ans.dtype.kind not in "fc":
+        dtype = ans.dtype
+        if dtype.kind not in "fc":
           return ans
-        node = _Node(tape, prim, tangents, primals, params, ans,
-                     needs or _needs_of(tangents))
+        # (the node and the tracer built here rather than by their __init__: the hot path)
+        node = _new(_Node)
+        eqns = tape.eqns
+        node._trace, node.shape, node.dtype, node.prim = tape, ans.shape, dtype, prim
+        node.tangents, node.params, node.needs = tangents, params, needs or _needs_of(tangents)
+        node.index = len(eqns)
         if prim in _forgets_output:  # (see there)
           node.ans = None
-          if prim in _forgets_inputs:
-            node.primals = None
-        tape.eqns.append(node)
-        return JVPTracer(self, ans, node)
+          node.primals = None if prim in _forgets_inputs else primals
+        else:
+          node.ans, node.primals = ans, primals
+        eqns.append(node)
+        out = _new(JVPTracer)
+        out._trace, out.primal, out.tangent = self, ans, node
+        return out
       if prim in primitive_residual_vjps:
         return self._record_residual_node(prim, primals, tangents, params)
     rule = primitive_jvps.get(prim)
