@@ -155,23 +155,41 @@ def test_a_loop_that_is_slower_than_the_blocks_is_dropped(looping, rng, monkeypa
   assert looping["compiled"] == 1
 
 
-def test_a_loop_whose_bits_would_differ_is_not_kept(looping, rng):
-  # float32 with a Python number that changes every step: stacked, the numbers are float64
-  # arrays, which NumPy does not cast down as it does Python floats
+def test_python_numbers_changing_every_step_make_no_loop_with_narrow_dtypes(looping, rng):
+  # float32 with a Python number that changes every step: stacked, the numbers would be a
+  # float64 array, which NumPy does not cast down to float32 as it does Python floats (the
+  # product would round differently)
   def f(p, xs):
     h = dnp.tanh(p[0])
     for t in range(40):
       h = dnp.tanh(h * p[1] + xs[t] * 0.5) * (1.0 + 0.01 * t)
     return dnp.sum(h * h)
   vg = dfdx.value_and_grad(f)
-  for _ in range(3):
+  for _ in range(4):
     p = rng.normal(size=(2, 4)).astype(np.float32)
     xs = rng.normal(size=(40, 4)).astype(np.float32)
     got = vg(p, xs)
     assert got[1].dtype == np.float32
     assert_same_bits(got, interpreted(vg, p, xs))
-  assert reverse_cache.loop_stats["differed"] == 1 and looping["compiled"] == 1
-  assert _loop_of(looping)[1] is False
+  assert looping["compiled"] == 1 and _loop_of(looping)[1] is False
+  assert not any(reverse_cache.loop_stats.values())  # (no loop compiled, none checked)
+
+
+def test_a_loop_whose_bits_differ_is_not_kept(looping, rng, monkeypatch):
+  # (a loop whose body would compute one product another way)
+  real = rolled_loop.compile_loop
+
+  def altered(*args):
+    loop = real(*args)
+    fn = loop.fn
+    loop.fn = lambda *xs: [o * np.float64(1.0000001) for o in fn(*xs)]
+    return loop
+  monkeypatch.setattr(rolled_loop, "compile_loop", altered)
+  vg = dfdx.value_and_grad(recurrence)
+  for _ in range(3):
+    params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
+    assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
+  assert reverse_cache.loop_stats["differed"] == 1 and _loop_of(looping)[1] is False
 
 
 # ---- the exact split (loops.hoist_loops(exact=True)) ------------------------------------------

@@ -9,6 +9,9 @@ its 90 residuals from the tape. Where the blocks in the middle are alike, they r
     nodes, and those of the variables computed before the loop (the weights) that every
     block adds to;
   * a residual that is the very same object in every block (a weight) is passed once;
+  * Python numbers that change from block to block (`t + 1`) are stacked as float64 or
+    int64 arrays, which NumPy does not cast down as it does Python numbers: they make no loop
+    where the blocks hold arrays of other dtypes (float32);
   * jit's loop split (loops.hoist_loops, exact) takes out of the loop what does not need
     the carry: a block's work on its own residuals runs before the loop for all blocks at
     once, and the weights' cotangents are summed after it.
@@ -39,6 +42,7 @@ from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Eqn, Program, Var
 
 _SCALARS = (float, int, bool, complex)
+_WIDE = frozenset(map(np.dtype, (np.float64, np.complex128, np.int64, np.bool_)))
 # A residual of the blocks is: the same object in every block (passed once), arrays stacked,
 # Python numbers stacked, or the very objects of an earlier residual (the output of one node
 # that the next one reads: passed once as that one).
@@ -164,6 +168,11 @@ def compile_loop(plan, lo, hi, where, cts):
       slot[m] = len(slot)
   columns = _columns(eqns, lo, hi, period, where)
   kinds, dup_of = _kinds(columns)
+  if _NUMBERS in kinds and not all(
+      np.result_type(x) in _WIDE for x in [c for c in cts if c is not None] + [c[0] for c in columns]
+      if type(x) not in _SCALARS):
+    return None  # (stacked, Python numbers are float64 or int64 arrays, which NumPy does not
+    # cast down to float32 or int32 operands as it does Python numbers)
   values = {j: (c[0] if k == _SAME else _stacked(c, k))
             for j, (c, k) in enumerate(zip(columns, kinds)) if k != _DUP}
   if sum(v.nbytes for j, v in values.items() if kinds[j] != _SAME) > loops.MAX_STACKED_BYTES:
