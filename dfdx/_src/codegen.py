@@ -40,6 +40,11 @@ class Ufunc:
     self.name = name
 
 
+def _shape_ops():
+  from dfdx._src.ops import shape
+  return shape
+
+
 class View:
   __slots__ = ("rule",)
 
@@ -696,8 +701,9 @@ class _Layouts:
     s = self.strides[id(x)]
     if name in ("stop_gradient", "slice", "rev") and out.aval.ndim == x.aval.ndim:
       self.strides[id(out)] = s
-    elif name == "broadcast_to":
-      self.strides[id(out)] = layouts.broadcast_strides(s, x.aval.shape, out.aval.shape)
+    elif name == "broadcast_to":  # (a small one is written out in C order: codegen_rules)
+      if math.prod(out.aval.shape) >= _shape_ops()._MATERIALIZE_BELOW:
+        self.strides[id(out)] = layouts.broadcast_strides(s, x.aval.shape, out.aval.shape)
     elif name == "reshape":
       kept = [st for st, n in zip(s, x.aval.shape) if n != 1]
       if [n for n in x.aval.shape if n != 1] == [n for n in out.aval.shape if n != 1]:

@@ -19,6 +19,7 @@ from dfdx._src.ops import contraction as _contraction_ops
 from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import indexing as _indexing_ops
 from dfdx._src.ops import reduction as _reduction_ops
+from dfdx._src.ops import shape as _shape_ops
 from dfdx._src.ops import linalg as _linalg_ops
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -108,8 +109,19 @@ for _prim in ("cumsum", "cumprod"):
            if p["reverse"] else f"np.{fn}({ins[0]}, axis={p['axis']})")
 
 # ---- shape ----------------------------------------------------------------------------------
-register("broadcast_to", View(lambda ins, p: f"np.broadcast_to({ins[0]}, "
-                                             f"{literal(p['shape'])})"))
+@with_avals
+def _broadcast_to_code(ins, p, in_avals, out_avals):
+  """np.broadcast_to's view, or a small result written out as the impl writes it (ops/
+  shape.py): a product that reads it then runs the kernel it runs eagerly (np.dot sums a
+  row of a broadcast view in another order than a written one, and a compiled reverse pass
+  must give the interpreted pass's bits)."""
+  if math.prod(p["shape"]) < _shape_ops._MATERIALIZE_BELOW:
+    return f"_broadcast_written({ins[0]}, {literal(p['shape'])})"
+  return f"np.broadcast_to({ins[0]}, {literal(p['shape'])})"
+
+
+register("broadcast_to", View(_broadcast_to_code))
+helpers["_broadcast_written"] = inspect.getsource(_shape_ops._broadcast_written)
 # On a value certainly held as an array, the methods (a fifth of the cost of the functions,
 # which dispatch through Python).
 register("reshape", View(with_arrays(

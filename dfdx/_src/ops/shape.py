@@ -33,13 +33,18 @@ _MATERIALIZE_BELOW = 1 << 16
 
 def _broadcast_to_impl(x, *, shape):
   # Small results are written out (faster than a strided view, and writable); large ones
-  # stay views, with no copy.
-  x = np.asarray(x)
+  # stay views, with no copy. (Compiled code does the same: codegen_rules.py.)
   if math.prod(shape) < _MATERIALIZE_BELOW:
-    out = np.empty(shape, x.dtype)
-    out[...] = x
-    return out
-  return np.broadcast_to(x, shape)
+    return _broadcast_written(x, shape)
+  return np.broadcast_to(np.asarray(x), shape)
+
+
+def _broadcast_written(x, shape):
+  """x broadcast to `shape`, written out in C order. Also the generated code's helper of
+  that name (codegen_rules copies its source)."""
+  out = np.empty(shape, np.asarray(x).dtype)
+  out[...] = x
+  return out
 
 
 def _broadcast_to_abstract_eval(x, *, shape):
