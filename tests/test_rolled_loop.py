@@ -219,3 +219,28 @@ def test_the_exact_split_sums_carried_terms_in_the_loops_order(rng, size):
   original = [e for e in program.eqns if e.prim.name == "scan"][0].params["body"]
   assert body_eqns < len(original.eqns)
   assert any(e.prim.name == "add" for e in scans[0].params["body"].eqns) == (size == 1)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_exact_split_batches_only_what_computes_each_entry_on_its_own(rng, exact):
+  # a sum over an axis and a matrix product of the step's input: batched, they may add in
+  # another order (jit's split batches them; the exact one keeps them in the loop)
+  w = rng.normal(size=(4, 4))
+
+  def body(carry, x):
+    return carry * dnp.sum(dnp.tanh(x) * 0.5, axis=0) + w @ dnp.sin(x[0]), x[0] * 2.0
+
+  def traced(init, xs):
+    carry, ys = dfdx.scan(body, init, xs)
+    return [carry, ys]
+  avals = [staging.core.get_aval(a) for a in (rng.normal(size=4), rng.normal(size=(30, 3, 4)))]
+  program, _ = staging.make_program(traced, avals)
+  split = loops.hoist_loops(program, exact=exact)
+  (scan,) = [e for e in split.eqns if e.prim.name == "scan"]
+  in_loop = {e.prim.name for e in scan.params["body"].eqns}
+  # tanh, sin and the products by constants leave the loop either way
+  assert not in_loop & {"tanh", "sin"}
+  assert ({"reduce_sum", "dot_general"} <= in_loop) == exact
+  init, xs = rng.normal(size=4), rng.normal(size=(30, 3, 4))
+  np.testing.assert_allclose(ir.eval_program(split, init, xs)[0],
+                             ir.eval_program(program, init, xs)[0], rtol=1e-12)

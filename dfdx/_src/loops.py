@@ -29,8 +29,9 @@ as any jitted program reassociates.
 interpreter's, see reverse_cache): the body is taken as it is (no optimizing passes, no
 regrouping), and a carried sum is summed after the loop in the loop's order, starting from
 its initial value (NumPy sums the leading axis of a stack step by step where each step's
-term has two entries or more; a carry of one entry stays in the loop). Equations batched
-over the steps compute each entry with the same operations as the loop.
+term has two entries or more; a carry of one entry stays in the loop), and only equations
+that compute each entry on its own are batched over the steps (elementwise ones, and those
+that move entries), with the same operations as the loop.
 
 Stacking trades memory for calls: a loop is split only where the arrays it adds (the
 batched equations' outputs, the values stacked for after the loop) hold at most
@@ -94,8 +95,19 @@ def _holds_program(eqn):
   return any(isinstance(v, Program) for v in eqn.params.values())
 
 
-def _batchable(eqn):
-  return not _holds_program(eqn) and eqn.prim in batching.primitive_batchers
+def _batchable(eqn, exact=False):
+  """Whether `eqn` may run batched over the steps; with `exact`, only where each entry is
+  computed as in the loop: elementwise, or moved and picked (a sum or a product over an axis
+  may add in another order batched, a matrix product run another kernel)."""
+  if _holds_program(eqn) or eqn.prim not in batching.primitive_batchers:
+    return False
+  return not exact or eqn.prim in batching.elementwise_prims or eqn.prim.name in _MOVES
+
+
+# Primitives that only move or pick entries: exact batched. (Not max and min over an axis:
+# which of -0.0 and +0.0 they return depends on the order they compare in.)
+_MOVES = frozenset(("reshape", "transpose", "slice", "concatenate", "pad", "broadcast_to",
+                    "rev", "gather", "convert_element_type"))
 
 
 def _stacked_bytes(aval, length):
@@ -116,7 +128,7 @@ class _Body:
     self.kinds = []
     for e in body.eqns:
       k = max((kind[id(a)] for a in e.inputs if type(a) is not Lit), default=_INVARIANT)
-      if k == _STEP and not (batch and _batchable(e)):
+      if k == _STEP and not (batch and _batchable(e, exact)):
         k = _CARRY  # stays in the loop
       self.kinds.append(k)
       kind.update((id(o), k) for o in e.outputs)
@@ -159,7 +171,7 @@ class _Body:
       e = self.body.eqns[j]
       if j in removed or self.kinds[j] != _CARRY:
         continue
-      if not batch or not _batchable(e) or any(id(o) in needed for o in e.outputs):
+      if not batch or not _batchable(e, self.exact) or any(id(o) in needed for o in e.outputs):
         in_loop[j] = True
         needed.update(id(a) for a in e.inputs if type(a) is not Lit)
     return in_loop
