@@ -244,3 +244,53 @@ def test_the_exact_split_batches_only_what_computes_each_entry_on_its_own(rng, e
   init, xs = rng.normal(size=4), rng.normal(size=(30, 3, 4))
   np.testing.assert_allclose(ir.eval_program(split, init, xs)[0],
                              ir.eval_program(program, init, xs)[0], rtol=1e-12)
+
+
+# ---- jacrev of a long loop: one plain (rolled) pass per row -----------------------------------
+
+
+def pendulums(p, y, steps=40, dt=0.05):
+  """Two coupled damped pendulums, explicit Euler steps in a Python loop."""
+  for _ in range(steps):
+    th, om = y[:2], y[2:]
+    acc = -p[0] * dnp.sin(th) - p[1] * om + p[2] * dnp.cos(th[::-1])
+    y = dnp.concatenate([th + dt * om, om + dt * acc])
+  return y
+
+
+def test_jacrev_of_a_long_loop_runs_one_rolled_pass_per_row(looping, rng, monkeypatch):
+  p, y0 = np.array([9.8, 0.3, 0.5]), np.array([0.5, -0.2, 0.0, 0.1])
+  jac = dfdx.jacrev(pendulums)
+  passes = []
+  real = dfdx._src.ad.Linearized._example_by_example
+  monkeypatch.setattr(dfdx._src.ad.Linearized, "_example_by_example",
+                      lambda self, cts: passes.append(real(self, cts)) or passes[-1])
+  for _ in range(3):
+    got = jac(p, y0)
+  assert sum(out is not None for out in passes) == 3  # (the others: staging the blocks)
+  assert looping["compiled"] == 1 and all(looping["loop runs"])
+  # each row is the plain reverse pass of its basis vector, bit for bit
+  out, pullback = dfdx.vjp(pendulums, p, y0)
+  for i in range(4):
+    assert_same_bits(got[i], pullback(np.eye(4)[i])[0])
+  # and the Jacobian itself, against central differences
+  fd = np.stack([(pendulums(p + h, y0) - pendulums(p - h, y0)) / 2e-6
+                 for h in np.eye(3) * 1e-6], axis=1)
+  np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_jacrev_of_many_rows_or_under_another_vmap_runs_the_pass_batched(looping, rng,
+                                                                         monkeypatch):
+  monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 3)  # (fewer than the 4 rows)
+  p, y0 = np.array([9.8, 0.3, 0.5]), np.array([0.5, -0.2, 0.0, 0.1])
+  jac = dfdx.jacrev(pendulums)
+  monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 8)
+  want = jac(p, y0)
+  monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 3)
+  np.testing.assert_allclose(jac(p, y0), want, rtol=1e-13)
+  # recorded under a vmap (a batch of parameters): the residuals differ per example
+  ps = np.stack([p, p * 1.1])
+  batched = dfdx.vmap(jac, in_axes=(0, None))(ps, y0)
+  monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 8)
+  np.testing.assert_allclose(batched[0], want, rtol=1e-13)
+  np.testing.assert_allclose(batched[1], jac(p * 1.1, y0), rtol=1e-13)
