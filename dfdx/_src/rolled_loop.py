@@ -8,21 +8,23 @@ its 90 residuals from the tape. Where the blocks in the middle are alike, they r
   * its carry is what one block passes to the next: the cotangents of the previous block's
     nodes, and those of the variables computed before the loop (the weights) that every
     block adds to;
-  * a residual that is the very same object in every block (a weight) is passed once;
+  * a residual that is the very same object in every block (a weight) is passed once, and
+    one that is the same object as another (a node's output that the next node reads) is
+    gathered once;
   * Python numbers that change from block to block (`t + 1`) are stacked as float64 or
-    int64 arrays, which NumPy does not cast down as it does Python numbers: they make no loop
-    where the blocks hold arrays of other dtypes (float32);
+    int64 arrays, which NumPy does not cast down as it does Python numbers: they make no
+    loop where the blocks hold arrays of other dtypes (float32);
   * jit's loop split (loops.hoist_loops, exact) takes out of the loop what does not need
-    the carry: a block's work on its own residuals runs before the loop for all blocks at
-    once, and the weights' cotangents are summed after it.
+    the carry: a block's elementwise work on its own residuals runs before the loop for all
+    blocks at once, and the weights' cotangents are summed after it.
 The blocks that run so are those from the second-to-last (the last one's cotangents are
 often still zero) down to the first whose reads stay inside the periodic part, provided
-that each reads cotangents from the block after it only, that no equation after the periodic part
-reads them, and that the cotangents present in one block are present in the next (the carry has
-one structure). The first and last blocks run one by one as before. A loop is compiled for
-the blocks of the tape that it is checked on (its number of steps is part of its code): on
-the tape of a longer Python loop, those same blocks run in it and the others one by one; on
-a shorter one, all run one by one.
+that each reads cotangents from the block after it only, that no equation after the
+periodic part reads them, and that the cotangents present in one block are present in the
+next (the carry has one structure). The first and last blocks run one by one as before. A
+loop is compiled for the blocks of the tape that it is checked on (its number of steps is
+part of its code): on the tape of a longer Python loop, those same blocks run in it and
+the others one by one; on a shorter one, all run one by one.
 
 Values keep the per-block pass's bits: the loop's body is the block's pass after the exact
 passes only, and the split keeps every value's bits (loops.py, `exact`). The loop is
@@ -168,14 +170,14 @@ def compile_loop(plan, lo, hi, where, cts):
       slot[m] = len(slot)
   columns = _columns(eqns, lo, hi, period, where)
   kinds, dup_of = _kinds(columns)
-  if _NUMBERS in kinds and not all(
-      np.result_type(x) in _WIDE for x in [c for c in cts if c is not None] + [c[0] for c in columns]
-      if type(x) not in _SCALARS):
-    return None  # (stacked, Python numbers are float64 or int64 arrays, which NumPy does not
-    # cast down to float32 or int32 operands as it does Python numbers)
+  arrays = [c for c in cts if c is not None] + [c[0] for c in columns]
+  if _NUMBERS in kinds and not all(np.result_type(x) in _WIDE for x in arrays
+                                   if type(x) not in _SCALARS):
+    return None  # (see the module docstring: Python numbers stacked)
   values = {j: (c[0] if k == _SAME else _stacked(c, k))
             for j, (c, k) in enumerate(zip(columns, kinds)) if k != _DUP}
-  if sum(v.nbytes for j, v in values.items() if kinds[j] != _SAME) > loops.MAX_STACKED_BYTES:
+  stacked_bytes = sum(v.nbytes for j, v in values.items() if kinds[j] != _SAME)
+  if stacked_bytes > loops.MAX_STACKED_BYTES:
     return None
   order = ([j for j, k in enumerate(kinds) if k in (_STACKED, _NUMBERS)]
            + [j for j, k in enumerate(kinds) if k == _SAME])
