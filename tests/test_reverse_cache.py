@@ -886,15 +886,18 @@ def test_a_block_whose_constant_input_becomes_a_traced_one_ends_the_periodic_par
   assert rolling["compiled"] == 1
 
 
+def scaled_recurrence(p, xs, scales):
+  """A loop over the steps of `scales`, whose entries are constants: arrays or numbers."""
+  h = dnp.tanh(p[0])
+  for t in range(len(scales)):
+    h = dnp.tanh(h * scales[t] + xs[t] * p[1])
+  return dnp.sum(h ** 2)
+
+
 @pytest.mark.parametrize("late", ["shape", "dtype", "type"])
 def test_a_block_whose_constant_has_another_shape_dtype_or_type_ends_the_periodic_part(
     rolling, rng, late):
-  def f(p, xs, scales):
-    h = dnp.tanh(p[0])
-    for t in range(60):
-      h = dnp.tanh(h * scales[t] + xs[t] * p[1])
-    return dnp.sum(h ** 2)
-  vg = dfdx.value_and_grad(f)
+  vg = dfdx.value_and_grad(scaled_recurrence)
   for _ in range(3):
     p, xs = rng.normal(size=(2, 3)), rng.normal(size=(60, 3))
     scales = [rng.normal(size=3) for _ in range(60)]

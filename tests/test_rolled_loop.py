@@ -8,7 +8,8 @@ import dfdx
 import dfdx.numpy as dnp
 from dfdx._src import ir, loops, reverse_cache, rolled_loop, staging
 
-from tests.test_reverse_cache import assert_same_bits, interpreted, recurrence
+from tests.test_reverse_cache import (assert_same_bits, interpreted, recurrence,
+                                      scaled_recurrence)
 
 
 @pytest.fixture
@@ -88,12 +89,7 @@ def test_a_block_reading_two_blocks_back_runs_block_by_block(looping, rng):
 
 
 def test_a_tape_whose_residuals_do_not_fit_the_loop_runs_block_by_block(looping, rng):
-  def f(p, xs, scales):
-    h = dnp.tanh(p[0])
-    for t in range(40):
-      h = dnp.tanh(h * scales[t] + xs[t] * p[1])
-    return dnp.sum(h ** 2)
-  vg = dfdx.value_and_grad(f)
+  vg = dfdx.value_and_grad(scaled_recurrence)
   for copies in (False, False, False, True, False):
     p, xs, scale = rng.normal(size=(2, 4)), rng.normal(size=(40, 4)), rng.normal(size=4)
     # a constant that is one array in every step, or (copies) a new array in every step
