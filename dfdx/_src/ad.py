@@ -689,7 +689,7 @@ class Linearized:
     example; None where that does not apply. A tape too long to compile whole (a Python
     loop's: jacrev of a simulation) then runs rolled (see reverse_cache), where under the
     vmap every node would run interpreted through its batching rule (a pendulum's 1,000
-    Euler steps, 22,000 nodes: jacrev of its 4 outputs 0.70 to 0.48 s). Only for a few
+    Euler steps, 22,000 nodes: jacrev of its 4 outputs 0.79 to 0.46 s). Only for a few
     examples (`EXAMPLES_ONE_BY_ONE`: each costs a pass), and only for a tape recorded
     outside any transformation (its residuals are then the same for every example)."""
     from dfdx._src.batching import BatchTrace, BatchTracer
