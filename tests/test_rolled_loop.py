@@ -139,15 +139,22 @@ def test_a_loop_over_the_memory_bound_is_not_made(looping, rng, monkeypatch):
   assert loop is False and looping["compiled"] == 1 and not looping["loop runs"]
 
 
-def test_a_loop_that_is_slower_than_the_blocks_is_dropped(looping, rng, monkeypatch):
-  verdicts = iter([False, True])  # the blocks are not slower than the interpreter; the loop is
+@pytest.mark.parametrize("slow_tries", [1, 3])
+def test_a_loop_slower_than_the_blocks_is_tried_again_then_dropped(looping, rng, monkeypatch,
+                                                                   slow_tries):
+  # the blocks are not slower than the interpreter; the loop is, `slow_tries` times
+  verdicts = iter([False] + [True] * slow_tries + [False] * 8)
   monkeypatch.setattr(reverse_cache, "_slower", lambda seconds, other: next(verdicts))
   vg = dfdx.value_and_grad(recurrence)
-  for _ in range(3):
+  for _ in range(6):
     params, xs = rng.normal(size=(3, 6)), rng.normal(size=(40, 6))
     assert_same_bits(vg(params, xs, 40), interpreted(vg, params, xs, 40))
   _, loop = _loop_of(looping)
-  assert loop is False and reverse_cache.loop_stats["slower"] == 1
+  assert reverse_cache.loop_stats["slower"] == slow_tries
+  if slow_tries < reverse_cache._TRIES:
+    assert isinstance(loop, rolled_loop.Loop) and reverse_cache.loop_stats["compiled"] == 1
+  else:
+    assert loop is False and reverse_cache.loop_stats["compiled"] == 0
   assert looping["compiled"] == 1
 
 

@@ -773,12 +773,13 @@ _rolled_refused: set = set()  # (nodes, a block's start, period) of tapes found 
 
 class _Rolled:
   """A rolled structure's compiled blocks: pattern of present cotangents -> function; and
-  `loop`, its middle blocks as one loop (see rolled_loop.py): None before it is tried,
+  `loop`, its middle blocks as one loop (see rolled_loop.py): None before it is tried (and
+  after a try that measured it slower, `_TRIES` times at most: timings on a shared machine),
   False where it does not fit or was not kept."""
-  __slots__ = ("variants", "loop")
+  __slots__ = ("variants", "loop", "loop_tries")
 
   def __init__(self):
-    self.variants, self.loop = {}, None
+    self.variants, self.loop, self.loop_tries = {}, None, 0
 
 
 def rolled(lin, cotangents):
@@ -804,10 +805,17 @@ def rolled(lin, cotangents):
   if entry is None or entry.fn is _INTERPRET:
     return None
   if type(entry.fn) is _Rolled:
+    compiled = entry.fn
     try:
-      return plan.run(cotangents, entry.fn, None)
+      if compiled.loop is None:  # (its loop measured slower once: tried again)
+        probe = {}
+        start = time.perf_counter()
+        in_cts = plan.run(cotangents, compiled, None, probe)
+        _try_loop(plan, compiled, cotangents, in_cts, time.perf_counter() - start, probe)
+        return in_cts
+      return plan.run(cotangents, compiled, None)
     except _NewVariant:  # cotangents present in a pattern not seen when it was checked
-      return _check_rolled(entry, plan, cotangents, key, entry.fn)
+      return _check_rolled(entry, plan, cotangents, key, compiled)
   entry.seen += 1
   if entry.seen < 2:  # (compiled at the second sighting: the first call may be the only one)
     return None
@@ -878,8 +886,9 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
 
 def _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe):
   """Compile the middle blocks of `plan` as one loop (rolled_loop.py) and keep it in
-  `compiled` if it gives `expected` bit for bit and is not slower than `rolled_seconds`
-  (the blocks one by one); `probe`: what block `probe["hi"]` read in that run."""
+  `compiled` if it gives `expected` bit for bit (the interpreted pass's, or the blocks',
+  which are those) and is not slower than `rolled_seconds` (the blocks one by one); `probe`:
+  what block `probe["hi"]` read in that run."""
   from dfdx._src import rolled_loop
   compiled.loop = False
   if "cts" not in probe:
@@ -904,7 +913,8 @@ def _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe):
     compiled.loop = False
   elif _slower(seconds, rolled_seconds):
     loop_stats["slower"] += 1
-    compiled.loop = False
+    compiled.loop_tries += 1
+    compiled.loop = None if compiled.loop_tries < _TRIES else False
   else:
     loop_stats["compiled"] += 1
 

@@ -30,7 +30,7 @@ Values keep the per-block pass's bits: the loop's body is the block's pass after
 passes only, and the split keeps every value's bits (loops.py, `exact`). The loop is
 compiled once the rolled structure is kept and checked once against the interpreted pass,
 bit for bit, and for time against the blocks run one by one; it is kept only if it agrees
-and is not slower. Stacking the residuals costs memory: at most `loops.MAX_STACKED_BYTES`.
+and is not slower (one measured slower is tried again on later calls, three times in all). Stacking the residuals costs memory: at most `loops.MAX_STACKED_BYTES`.
 """
 from __future__ import annotations
 
