@@ -129,6 +129,16 @@ def test_a_tape_whose_periodic_part_starts_later_runs_block_by_block(looping, rn
   assert ran[2:] == [[True], [False], [True]]
 
 
+def test_residuals_of_different_shapes_are_not_stacked():
+  # (their sizes add up to a stack's, but the entries would not be in their places)
+  column = [np.zeros(4), np.zeros(3), np.zeros(5), np.zeros(4)]
+  with pytest.raises(ValueError):
+    rolled_loop._stacked(column, rolled_loop._STACKED)
+  np.testing.assert_array_equal(
+      rolled_loop._stacked([np.arange(3.0), np.arange(3.0) + 1], rolled_loop._STACKED),
+      [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+
+
 def test_a_loop_over_the_memory_bound_is_not_made(looping, rng, monkeypatch):
   monkeypatch.setattr(loops, "MAX_STACKED_BYTES", 1000)
   vg = dfdx.value_and_grad(recurrence)

@@ -116,11 +116,17 @@ def _kinds(columns):
 
 
 def _stacked(column, kind):
-  """The column's values stacked along a first axis."""
+  """The column's values stacked along a first axis (ValueError where their shapes
+  differ)."""
   first = column[0]
   if kind == _STACKED and type(first) is np.ndarray and first.ndim:
+    if not all(map(operator.eq, map(_SHAPE, column), itertools.repeat(first.shape))):
+      raise ValueError("residuals of different shapes")
     return np.concatenate(column).reshape((len(column),) + first.shape)
   return np.array(column)
+
+
+_SHAPE = operator.attrgetter("shape")
 
 
 def _inputs(loop, columns):
