@@ -689,9 +689,10 @@ class Linearized:
     example; None where that does not apply. A tape too long to compile whole (a Python
     loop's: jacrev of a simulation) then runs rolled (see reverse_cache), where under the
     vmap every node would run interpreted through its batching rule (a pendulum's 1,000
-    Euler steps, 22,000 nodes: jacrev of its 4 outputs 0.79 to 0.46 s). Only for a few
-    examples (`EXAMPLES_ONE_BY_ONE`: each costs a pass), and only for a tape recorded
-    outside any transformation (its residuals are then the same for every example)."""
+    Euler steps, 22,000 nodes: jacrev of its 4 outputs 0.79 to 0.46 s, once the blocks are
+    compiled at the second call). Only for a few examples (`EXAMPLES_ONE_BY_ONE`: each
+    costs a pass), and only for a tape recorded outside any transformation (its residuals
+    are then the same for every example)."""
     from dfdx._src.batching import BatchTrace, BatchTracer
     trace = core._current_trace
     if (type(trace) is not BatchTrace or trace.parent is not None
@@ -705,13 +706,20 @@ class Linearized:
     if any(isinstance(c, Tracer) and (type(c) is not BatchTracer or c._trace is not trace)
            for c in cotangents):
       return None
+    # (a plain pass interpreted costs about what the batched one does per row: only with
+    # the blocks compiled, and a call that meets them first counts as their first sighting,
+    # so that the next call compiles them, as for a gradient)
+    found = reverse_cache.rolled_ready(self)
+    if found is None:
+      return None
     results = []
     prev = core.swap_trace(None)
     try:
       for i in range(trace.axis_size):
-        results.append(self._transpose(
-            [(c.val if c.bdim is None else np.take(c.val, i, axis=c.bdim))
-             if type(c) is BatchTracer else c for c in cotangents]))
+        example = [(c.val if c.bdim is None else np.take(c.val, i, axis=c.bdim))
+                   if type(c) is BatchTracer else c for c in cotangents]
+        in_cts = reverse_cache.rolled(self, example, found)
+        results.append(self._interpret(example, True) if in_cts is None else in_cts)
     finally:
       core.swap_trace(prev)
     out = []

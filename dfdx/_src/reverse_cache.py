@@ -782,8 +782,8 @@ class _Rolled:
     self.variants, self.loop, self.loop_tries = {}, None, 0
 
 
-def rolled(lin, cotangents):
-  """`lin`'s input cotangents from a rolled reverse pass, or None: interpret it."""
+def _rolled_entry(lin):
+  """(plan, its Entry, key) of `lin`'s tape rolled, or None: it does not roll."""
   from dfdx._src import ad
   eqns = lin.eqns
   found = _find_period(eqns)
@@ -804,6 +804,30 @@ def rolled(lin, cotangents):
   entry = _entry(plan.flat, plan.period)
   if entry is None or entry.fn is _INTERPRET:
     return None
+  return plan, entry, key
+
+
+def rolled_ready(lin):
+  """What `rolled` needs to run `lin`'s tape rolled (pass it as `found`) where its blocks
+  are compiled, or are to be at its next pass (its second sighting); else None, and a first
+  sighting is counted."""
+  found = _rolled_entry(lin)
+  if found is None:
+    return None
+  entry = found[1]
+  if type(entry.fn) is _Rolled or entry.seen >= 1:
+    return found
+  entry.seen += 1
+  return None
+
+
+def rolled(lin, cotangents, found=None):
+  """`lin`'s input cotangents from a rolled reverse pass, or None: interpret it. `found`:
+  `rolled_ready`'s answer for this tape (else it is worked out here)."""
+  found = _rolled_entry(lin) if found is None else found
+  if found is None:
+    return None
+  plan, entry, key = found
   if type(entry.fn) is _Rolled:
     compiled = entry.fn
     try:
