@@ -313,3 +313,27 @@ def test_jacrev_of_many_rows_or_under_another_vmap_runs_the_pass_batched(looping
   monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 8)
   np.testing.assert_allclose(batched[0], want, rtol=1e-13)
   np.testing.assert_allclose(batched[1], jac(p * 1.1, y0), rtol=1e-13)
+
+
+def test_jacobian_auto_pulls_back_the_rows_of_a_long_loop_once_they_run_rolled(
+    looping, monkeypatch):
+  from dfdx._src import api
+  used = []
+  for name in ("_jacobian_by_transpose", "_jacobian_by_pushforward"):
+    real = getattr(api, name)
+    monkeypatch.setattr(api, name,
+                        lambda *a, real=real, name=name: used.append(name) or real(*a))
+  p, y0 = np.array([9.8, 0.3, 0.5]), np.array([0.5, -0.2, 0.0, 0.1])
+  jac = dfdx.jacobian(pendulums)  # 3 inputs, 4 outputs: forward mode by size
+  want = dfdx.jacfwd(pendulums)(p, y0)
+  used.clear()
+  for _ in range(4):
+    np.testing.assert_allclose(jac(p, y0), want, rtol=1e-12)
+  # the first call pushes forward and counts as the tape's first sighting; from the second
+  # on, its rows are pulled back one by one, rolled
+  assert used == ["_jacobian_by_pushforward"] + ["_jacobian_by_transpose"] * 3
+  assert looping["compiled"] == 1
+  used.clear()
+  monkeypatch.setattr(dfdx._src.ad, "EXAMPLES_ONE_BY_ONE", 3)  # (fewer than the 4 rows)
+  np.testing.assert_allclose(jac(p, y0), want, rtol=1e-12)
+  assert used == ["_jacobian_by_pushforward"]

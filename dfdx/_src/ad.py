@@ -664,6 +664,18 @@ class _MultiNode(_NodeRules):
 EXAMPLES_ONE_BY_ONE = 8  # see Linearized._example_by_example
 
 
+def rows_one_by_one(lin, rows):
+  """Whether a pullback of `rows` rows through `lin`, at the top level, would run row by
+  row rolled (see Linearized._example_by_example): `jacobian(mode="auto")` then pulls back
+  rather than pushes forward, since the push through a tape that long runs interpreted
+  through the batching rules (1,000 Euler steps of two pendulums, 3 parameters to 4
+  outputs: 0.7 s pushed, 0.3 s pulled back). The answer counts as a sighting of the tape."""
+  return (core._current_trace is None and rows <= EXAMPLES_ONE_BY_ONE
+          and len(lin.eqns) >= reverse_cache.ROLL_MIN_NODES and reverse_cache.enabled
+          and not debug_checks and not zero_absorbing and bind_in is _plain_bind_in
+          and reverse_cache.rolled_ready(lin) is not None)
+
+
 class Linearized:
   """A linear function recorded on a tape: `forward` applies it, `transpose` its transpose.
 

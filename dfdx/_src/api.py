@@ -722,8 +722,10 @@ def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
 def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
              mode="auto", grad_vars=None, holomorphic=False):
   """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
-  when there are no more inputs than outputs, else pulls the output basis back; "fwd" and
-  "rev" force a mode. Shapes and conventions are as for `jacfwd`.
+  when there are no more inputs than outputs, else pulls the output basis back (and pulls
+  back the few rows of a Python loop's tape too long to compile whole, from the second call
+  on, when they run rolled: see dfdx/_src/rolled_loop.py); "fwd" and "rev" force a mode.
+  Shapes and conventions are as for `jacfwd`.
 
   >>> import dfdx.numpy as dnp
   >>> jacobian(lambda x: dnp.asarray([x[0] * x[1], x[1]]))(np.array([2.0, 3.0]))
@@ -772,6 +774,8 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
         use = "rev" if complex_in else "fwd"
       else:
         use = "fwd" if n_in <= n_out else "rev"
+        if use == "fwd" and ad.rows_one_by_one(lin, n_out):
+          use = "rev"  # (a long tape whose rows run rolled: see ad.rows_one_by_one)
     _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
     if use == "fwd":
       blocks = _jacobian_by_pushforward(lin, leaves, out_leaves)
