@@ -670,10 +670,16 @@ def rows_one_by_one(lin, rows):
   rather than pushes forward, since the push through a tape that long runs interpreted
   through the batching rules (1,000 Euler steps of two pendulums, 3 parameters to 4
   outputs: 0.7 s pushed, 0.3 s pulled back). The answer counts as a sighting of the tape."""
-  return (core._current_trace is None and rows <= EXAMPLES_ONE_BY_ONE
-          and len(lin.eqns) >= reverse_cache.ROLL_MIN_NODES and reverse_cache.enabled
-          and not debug_checks and not zero_absorbing and bind_in is _plain_bind_in
+  return (core._current_trace is None and _rows_may_roll(lin, rows)
           and reverse_cache.rolled_ready(lin) is not None)
+
+
+def _rows_may_roll(lin, rows):
+  """Whether `rows` plain passes over `lin`'s tape may run rolled, one by one: a few rows
+  of a tape too long to compile whole, with no debugging or zero-absorbing chain rule."""
+  return (rows <= EXAMPLES_ONE_BY_ONE and len(lin.eqns) >= reverse_cache.ROLL_MIN_NODES
+          and reverse_cache.enabled and not debug_checks and not zero_absorbing
+          and bind_in is _plain_bind_in)
 
 
 class Linearized:
@@ -708,9 +714,7 @@ class Linearized:
     from dfdx._src.batching import BatchTrace, BatchTracer
     trace = core._current_trace
     if (type(trace) is not BatchTrace or trace.parent is not None
-            or trace.axis_size > EXAMPLES_ONE_BY_ONE
-            or len(self.eqns) < reverse_cache.ROLL_MIN_NODES or not reverse_cache.enabled
-            or debug_checks or zero_absorbing or bind_in is not _plain_bind_in):
+            or not _rows_may_roll(self, trace.axis_size)):
       return None
     tape = next((e._trace for e in self.eqns if type(e) is _Node), None)
     if tape is None or tape.parent is not None:

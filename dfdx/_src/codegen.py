@@ -40,11 +40,6 @@ class Ufunc:
     self.name = name
 
 
-def _shape_ops():
-  from dfdx._src.ops import shape
-  return shape
-
-
 class View:
   __slots__ = ("rule",)
 
@@ -702,7 +697,8 @@ class _Layouts:
     if name in ("stop_gradient", "slice", "rev") and out.aval.ndim == x.aval.ndim:
       self.strides[id(out)] = s
     elif name == "broadcast_to":  # (a small one is written out in C order: codegen_rules)
-      if math.prod(out.aval.shape) >= _shape_ops()._MATERIALIZE_BELOW:
+      from dfdx._src.ops.shape import written_out
+      if not written_out(out.aval.shape):
         self.strides[id(out)] = layouts.broadcast_strides(s, x.aval.shape, out.aval.shape)
     elif name == "reshape":
       kept = [st for st, n in zip(s, x.aval.shape) if n != 1]

@@ -115,7 +115,7 @@ def _broadcast_to_code(ins, p, in_avals, out_avals):
   shape.py): a product that reads it then runs the kernel it runs eagerly (np.dot sums a
   row of a broadcast view in another order than a written one, and a compiled reverse pass
   must give the interpreted pass's bits)."""
-  if math.prod(p["shape"]) < _shape_ops._MATERIALIZE_BELOW:
+  if _shape_ops.written_out(p["shape"]):
     return f"_broadcast_written({ins[0]}, {literal(p['shape'])})"
   return f"np.broadcast_to({ins[0]}, {literal(p['shape'])})"
 

@@ -34,9 +34,14 @@ _MATERIALIZE_BELOW = 1 << 16
 def _broadcast_to_impl(x, *, shape):
   # Small results are written out (faster than a strided view, and writable); large ones
   # stay views, with no copy. (Compiled code does the same: codegen_rules.py.)
-  if math.prod(shape) < _MATERIALIZE_BELOW:
+  if written_out(shape):
     return _broadcast_written(x, shape)
   return np.broadcast_to(np.asarray(x), shape)
+
+
+def written_out(shape):
+  """Whether broadcast_to's result of `shape` is written out (else it is a view)."""
+  return math.prod(shape) < _MATERIALIZE_BELOW
 
 
 def _broadcast_written(x, shape):
