@@ -24,7 +24,10 @@ like any change of summation order they may change rounding in the last bits.
 sums and products): a model evaluated everywhere and then at a few points computes those
 points only, and a gather that reaches a constant is folded into it.
 
-Two layout passes run on compiled programs only: `sink_into_gathers` moves a Jacobian's last
+On compiled programs only, `factoring.share_factors` computes a sum of products that share
+a large factor as one product with it, `(dR A + R dA) W` for `dR (A W) + R (dA W)`, where
+that costs fewer operations (reassociated sums: rounding may differ in the last bits). Two
+layout passes run on compiled programs only too: `sink_into_gathers` moves a Jacobian's last
 transpose into the gather before it (which then copies whole rows) and unary operations
 before gathers that repeat entries; `batch_last` lays a batch of many small problems out
 with the batch axis last, so that NumPy loops over the batch instead of over each problem's
@@ -815,7 +818,8 @@ def optimize(program: Program, max_rounds: int = 4, inline: bool = True,
         _settled.add(program)
         break
   if evaluate_only:
-    program = batch_last(sink_into_gathers(program))
+    from dfdx._src.factoring import share_factors
+    program = batch_last(sink_into_gathers(share_factors(program)))
   return program
 
 
