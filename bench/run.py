@@ -122,7 +122,10 @@ def machine_lines():
           f"{platform.release()}",
           f"Python {platform.python_version()}; " + ", ".join(versions),
           "One thread per library (OMP/OpenBLAS/MKL threads = 1, XLA without multi-threaded "
-          "Eigen, torch.set_num_threads(1)).",
+          "Eigen, torch.set_num_threads(1)), and the process held to one core ("
+          + (f"core {sorted(os.sched_getaffinity(0))}" if hasattr(os, "sched_getaffinity")
+             else "no affinity call here: not held")
+          + "): XLA's runtime threads run on it too.",
           "Load average when the run started: "
           + ", ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)."]
 
