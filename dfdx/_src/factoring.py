@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dfdx._src.ir import Eqn, Program, Var
-from dfdx._src.passes import _Mover, _Subst, _rebuild, _same_type, dce
+from dfdx._src.ir import Program, Var
+from dfdx._src.passes import _Mover, _rewrite_each, _Subst, _same_type
 
 _MAX_DEPTH = 8  # equations followed from a term down to its product with W
 
@@ -240,22 +240,16 @@ def share_factors(program: Program) -> Program:
   docstring)."""
   if sum(e.prim.name == "dot_general" for e in program.eqns) < 2:
     return program
-  subst, eqns, changed = _Subst(), [], False
+  subst = _Subst()
   factorer = _Factorer(program, subst)
-  for eqn in program.eqns:
-    inputs = [subst(a) for a in eqn.inputs]
-    if eqn.prim.name in ("add", "sub") and len(inputs) == 2:
-      result = factorer.shared(eqn, inputs)
-      if result is not None:
-        for new in factorer.out:
-          factorer.producer[id(new.outputs[0])] = new
-          factorer.uses[id(new.outputs[0])] = 1
-        factorer.uses[id(result)] = factorer.uses.get(id(eqn.outputs[0]), 0)
-        eqns.extend(factorer.out)
-        subst.set(eqn.outputs[0], result)
-        changed = True
-        continue
-    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
-  if not changed:
-    return program
-  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+
+  def shared(eqn, inputs):
+    result = factorer.shared(eqn, inputs) if eqn.prim.name in ("add", "sub") else None
+    if result is None:
+      return None
+    for new in factorer.out:
+      factorer.producer[id(new.outputs[0])] = new
+      factorer.uses[id(new.outputs[0])] = 1
+    factorer.uses[id(result)] = factorer.uses.get(id(eqn.outputs[0]), 0)
+    return factorer.out, result
+  return _rewrite_each(program, subst, shared)

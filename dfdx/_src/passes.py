@@ -72,6 +72,26 @@ def _same_type(atom, var):
   return aval.shape == var.aval.shape and aval.dtype == var.aval.dtype
 
 
+def _rewrite_each(program, subst, rewrite):
+  """`program` with each equation for which `rewrite(eqn, inputs)` gives (equations, atom)
+  replaced by those equations and its output by the atom (`inputs`: the equation's, with
+  `subst` applied, which the rewrite may read too); the same program where none is."""
+  eqns, changed = [], False
+  for eqn in program.eqns:
+    inputs = [subst(a) for a in eqn.inputs]
+    found = rewrite(eqn, inputs)
+    if found is None:
+      eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
+      continue
+    new, result = found
+    eqns.extend(new)
+    subst.set(eqn.outputs[0], result)
+    changed = True
+  if not changed:
+    return program
+  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+
+
 # ---- dead code ------------------------------------------------------------------------------
 
 
@@ -655,19 +675,18 @@ def push_sums(program: Program) -> Program:
   """Move sums toward the data they sum (see the module docstring)."""
   if not any(e.prim.name == "reduce_sum" for e in program.eqns):
     return program
-  pusher, subst, eqns = _SumPusher(program), _Subst(), []
-  for eqn in program.eqns:
-    inputs = [subst(a) for a in eqn.inputs]
-    if eqn.prim.name == "reduce_sum" and eqn.params["axes"] and isinstance(inputs[0], Var):
-      pusher.out = []
-      result = pusher.push(inputs[0], eqn.params["axes"])
-      if len(pusher.out) != 1 or pusher.out[0].prim.name != "reduce_sum" or \
-          pusher.out[0].inputs[0] is not inputs[0]:
-        eqns.extend(pusher.out)
-        subst.set(eqn.outputs[0], result)
-        continue
-    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
-  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+  pusher = _SumPusher(program)
+
+  def pushed(eqn, inputs):
+    if eqn.prim.name != "reduce_sum" or not eqn.params["axes"] or not isinstance(inputs[0], Var):
+      return None
+    pusher.out = []
+    result = pusher.push(inputs[0], eqn.params["axes"])
+    if len(pusher.out) == 1 and pusher.out[0].prim.name == "reduce_sum" and \
+        pusher.out[0].inputs[0] is inputs[0]:
+      return None  # (the same sum)
+    return pusher.out, result
+  return _rewrite_each(program, _Subst(), pushed)
 
 
 # ---- pulling gathers up ----------------------------------------------------------------------
@@ -751,26 +770,22 @@ def pull_gathers(program: Program) -> Program:
   gathers = [e for e in program.eqns if e.prim.name == "gather"]
   if not gathers:
     return program
-  subst, eqns, pulled = _Subst(), [], False
+  subst = _Subst()
   puller = _GatherPuller(program, subst)
-  for eqn in program.eqns:
-    inputs = [subst(a) for a in eqn.inputs]
-    if eqn.prim is puller.indexing.gather_p and len(inputs) == 2 and isinstance(inputs[0], Var):
-      x, index = inputs
-      axis = _take_axis(x, index, eqn.params["spec"])
-      if (axis is not None and index.aval.shape[0] < x.aval.shape[axis]
-              and puller.sole_producer(x) is not None):
-        puller.out = []
-        result = puller.pull(x, index, axis)
-        if _same_type(result, eqn.outputs[0]):
-          eqns.extend(puller.out)
-          subst.set(eqn.outputs[0], result)
-          pulled = True
-          continue
-    eqns.append(Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source))
-  if not pulled:
-    return program
-  return dce(_rebuild(program, eqns, [subst(o) for o in program.outs]))
+
+  def pulled(eqn, inputs):
+    if eqn.prim is not puller.indexing.gather_p or len(inputs) != 2 or \
+        not isinstance(inputs[0], Var):
+      return None
+    x, index = inputs
+    axis = _take_axis(x, index, eqn.params["spec"])
+    if (axis is None or index.aval.shape[0] >= x.aval.shape[axis]
+            or puller.sole_producer(x) is None):
+      return None
+    puller.out = []
+    result = puller.pull(x, index, axis)
+    return (puller.out, result) if _same_type(result, eqn.outputs[0]) else None
+  return _rewrite_each(program, subst, pulled)
 
 
 def strip_stop_gradients(program: Program) -> Program:
