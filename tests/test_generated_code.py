@@ -182,6 +182,56 @@ def test_views_use_methods_on_arrays_and_functions_on_standalone_inputs(rng, jit
   np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(x), dfdx.grad(f)(x), rtol=1e-14)
 
 
+def test_gathers_and_reshapes_of_numpy_scalars_use_methods(rng, jit_sources):
+  x = rng.standard_normal((6, 5))
+  rows, cols = np.array([0, 2, 5, 1, 3, 4, 0]), np.array([4, 0, 1])
+
+  def f(x):
+    s = dnp.sum(x[:, cols]) * dnp.max(x)  # a NumPy scalar, reshaped
+    return dnp.reshape(s, (1, 1)) * x[rows] + dnp.take(x, cols, axis=1).sum()
+  np.testing.assert_allclose(dfdx.jit(f)(x), f(x), rtol=1e-13, atol=1e-14)
+  source = jit_sources[-1]
+  assert ".take(" in source and "np.take(" not in source, source
+  assert "np.reshape(" not in source and "np.asarray(" not in source, source
+
+
+def test_sums_of_products_along_a_vector_are_dot_products(rng, jit_sources):
+  a, v, w = rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((4, 3))
+  cases = [  # (function, whether it is a dot product)
+      (lambda a, v, w: dnp.sum(v * v), True),
+      (lambda a, v, w: dnp.sum(a * v, axis=1), True),  # a matrix times a vector
+      (lambda a, v, w: dnp.sum(v * a, axis=-1), True),  # the vector first
+      (lambda a, v, w: dnp.sum(a * w, axis=1), False),  # rows of two matrices: einsum
+      (lambda a, v, w: dnp.sum(a * w[:, :1], axis=0), False),  # not along the last axis
+      (lambda a, v, w: dnp.sum(a * w), False),
+  ]
+  for f, dot in cases:
+    np.testing.assert_allclose(dfdx.jit(f)(a, v, w), f(a, v, w), rtol=1e-14)
+    source = jit_sources[-1]
+    assert ("np.dot(" in source) == dot and ("np.einsum(" in source) != dot, source
+
+
+def test_vectors_built_from_numpy_scalars_are_one_array_call(rng, jit_sources):
+  x = rng.standard_normal(5)
+
+  def f(x):  # a 2 x 2 matrix entry by entry, from traced numbers
+    a, b = dnp.sum(x), dnp.max(x)
+    m = dnp.reshape(dnp.array([a * b, a - b, b / a, a * a]), (2, 2))
+    return m @ x[:2]
+  np.testing.assert_allclose(dfdx.jit(f)(x), f(x), rtol=1e-14)
+  assert "np.array((" in jit_sources[-1] and "np.concatenate(" not in jit_sources[-1]
+  # a Jacobian through it: the tangents' reshapes are not of 0-d values and stay
+  np.testing.assert_allclose(dfdx.jit(dfdx.jacfwd(f))(x), dfdx.jacfwd(f)(x), rtol=1e-14)
+
+  def g(x):  # an entry's reshape also an output: the concatenation stays
+    a, b = dnp.sum(x), dnp.max(x)
+    first = dnp.reshape(a * b, (1,))
+    return dnp.concatenate([first, dnp.reshape(a - b, (1,))]), first
+  for got, want in zip(dfdx.jit(g)(x), g(x)):
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+  assert "np.array((" not in jit_sources[-1] and "np.concatenate(" in jit_sources[-1]
+
+
 def test_layout_model_predicts_numpys_result_layout(rng):
   """`layouts.numpy_order` (the model of codegen's _Layouts and of the eager impls) against
   the strides NumPy gives ufunc results."""

@@ -300,17 +300,19 @@ def take_along(in_avals, spec):
   return None
 
 
-@with_avals
-def _gather_code(ins, p, in_avals, out_avals):
+@with_arrays
+def _gather_code(ins, p, in_avals, out_avals, arrays):
   """np.take along one axis past the first, or of rows at least as many as there are (it
   copies a strided operand once, then whole rows: 2-5x faster than fancy indexing, which
-  stays for fewer rows and for vectors); fancy indexing otherwise."""
+  stays for fewer rows and for vectors); fancy indexing otherwise. On an array, the method
+  (np.take dispatches through Python: 3.7 us against 1.6 on a small array)."""
+  x = ins[0] if arrays[0] else f"np.asarray({ins[0]})"
   axis = take_along(in_avals, p["spec"])
   if axis is not None:
-    return f"np.take({ins[0]}, {ins[1]}, axis={axis})"
+    return f"{x}.take({ins[1]}, axis={axis})"
   parts = _index_parts(p["spec"], ins[1:], True)
   subscript = ", ".join(parts) + "," if parts else "()"
-  return f"np.asarray({ins[0]})[{subscript}]"
+  return f"{x}[{subscript}]"
 
 
 register("gather", View(_gather_code))
