@@ -232,6 +232,56 @@ def test_vectors_built_from_numpy_scalars_are_one_array_call(rng, jit_sources):
   assert "np.array((" not in jit_sources[-1] and "np.concatenate(" in jit_sources[-1]
 
 
+def test_reshape_copies_exactly_where_numpy_copies(rng):
+  from dfdx._src.layouts import reshape_copies
+  for _ in range(500):
+    shape = tuple(rng.choice([1, 2, 3, 4, 6], size=rng.integers(1, 5)))
+    x = np.zeros(shape).transpose(rng.permutation(len(shape)))
+    if rng.random() < 0.3:
+      x = x[..., ::2]
+    factors, rest = [], x.size
+    for d in (2, 3, 2, 5):
+      if rest % d == 0 and rng.random() < 0.6:
+        factors.append(d)
+        rest //= d
+    new_shape = tuple(rng.permutation(factors + [rest]))
+    try:
+      np.reshape(x, new_shape, copy=False)
+      copies = False
+    except ValueError:
+      copies = True
+    strides = tuple(s // x.itemsize for s in x.strides)
+    assert reshape_copies(strides, x.shape, new_shape) == copies, (x.shape, strides, new_shape)
+
+
+def test_a_copying_reshape_read_by_a_ufunc_is_done_after_it(rng, jit_sources):
+  x = rng.standard_normal((4, 5, 3))
+  transposed = lambda x: dnp.transpose(dnp.sin(x), (0, 2, 1))
+  cases = [  # (function, whether the ufunc runs first)
+      (lambda x: dnp.exp(dnp.reshape(transposed(x), (4, 15))), True),
+      # the transposed value read again after the ufunc: it stays alive until then
+      (lambda x: (dnp.exp(dnp.reshape(transposed(x), (4, 15))), transposed(x) * 2.0), True),
+      # the reshape read twice: it is made once
+      (lambda x: dnp.exp(dnp.reshape(transposed(x), (4, 15))) + dnp.reshape(transposed(x),
+                                                                           (4, 15)), False),
+      # a reshape that is a view (no axes of the transposed value merged)
+      (lambda x: dnp.exp(dnp.reshape(transposed(x), (2, 2, 3, 5))), False),
+  ]
+  for f, first in cases:
+    for got, want in zip(_as_tuple(dfdx.jit(f)(x)), _as_tuple(f(x))):
+      np.testing.assert_array_equal(got, want)
+    assert ("order='C').reshape(" in jit_sources[-1]) == first, jit_sources[-1]
+  # forward mode's Jacobian of a transposed value, negated
+  f = lambda th: -dnp.ravel(dnp.transpose(dnp.sin(x * th[0]) * th[1], (0, 2, 1)))
+  th = rng.standard_normal(2)
+  np.testing.assert_allclose(dfdx.jit(dfdx.jacfwd(f))(th), dfdx.jacfwd(f)(th), rtol=1e-14)
+  assert "np.negative(" in jit_sources[-1] and "order='C').reshape(" in jit_sources[-1]
+
+
+def _as_tuple(out):
+  return out if isinstance(out, tuple) else (out,)
+
+
 def test_layout_model_predicts_numpys_result_layout(rng):
   """`layouts.numpy_order` (the model of codegen's _Layouts and of the eager impls) against
   the strides NumPy gives ufunc results."""

@@ -392,8 +392,24 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   dels_after = _dead_after(program, skipped, fused)
   body += _check_lines([v for v in program.in_vars + program.const_vars if id(v) in checks],
                        checks, em)
+  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs if isinstance(a, Var))
+  uses.update(id(o) for o in program.outs if isinstance(o, Var))
+  uses.update(list(checks))
+  reshaped_after = {}  # id(var) -> (x, shape): a reshape computed after the ufunc reading it
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
+      continue
+    j = _reshape_after_ufunc(program, i, skipped, em, uses, dest_of)
+    if j is not None:
+      x, r = eqn.inputs[0], eqn.outputs[0]
+      reshaped_after[id(r)] = (x, r.aval.shape)
+      dead = [v for v in dels_after.pop(i, []) + dels_after.pop(j, []) if v is not r]
+      if dead:
+        dels_after[j] = dead
+      em.last_use[id(x)] = max(em.last_use.get(id(x), j), j)
+      root = em.owner.get(id(x))
+      if root is not None and em.buffer_last_use.get(root, -1) < j:
+        em.buffer_last_use[root] = j
       continue
     rule = codegen_rules.get(eqn.prim.name)
     if rule is None:
@@ -406,7 +422,16 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       into = False
       ins = ins if rule.name == "ldexp" else _float_literals(eqn, ins)  # (an int exponent)
       expr = _scalar_operator(rule.name, eqn, ins, em)
-      if expr is None and _short_inner_loops(eqn):
+      reshaped = next((reshaped_after[id(a)] for a in eqn.inputs if id(a) in reshaped_after),
+                      None)
+      if reshaped is not None:  # on the reshape's operand in C order, then a free reshape
+        x, shape = reshaped
+        ins = [em.atom(x) if id(a) in reshaped_after else text
+               for a, text in zip(eqn.inputs, ins)]
+        expr = f"np.{rule.name}({', '.join(ins)}, order='C').reshape({literal(shape)})"
+        buffer = None
+        em.layouts.after_ufunc(eqn, None, (), True)
+      elif expr is None and _short_inner_loops(eqn):
         expr, buffer = f"_blocked_{eqn.prim.impl.ufunc.__name__}({', '.join(ins)})", None
       elif expr is None and id(eqn.outputs[0]) in dest_of:
         copied, _ = em.layouts.plan(eqn)
@@ -523,6 +548,32 @@ def _float_literals(eqn, ins):
     return ins
   return [literal(float(a.val)) if type(a) is Lit and type(a.val) is int
           and abs(a.val) < 2 ** 24 else text for a, text in zip(eqn.inputs, ins)]
+
+
+def _reshape_after_ufunc(program, i, skipped, em, uses, dest_of):
+  """The index of the next equation when equation `i` is a reshape that copies its operand
+  (a transposed view, in the layout model) and that next equation is an elementwise ufunc
+  reading it and nothing else of its size, the reshape's only use: the ufunc then runs on
+  the operand with order='C' and its result is reshaped, a view (one pass over the data
+  instead of two: forward mode's Jacobian, transposed to its output's layout). Else None."""
+  eqn = program.eqns[i]
+  if eqn.prim.name != "reshape" or not isinstance(eqn.inputs[0], Var):
+    return None
+  x, r = eqn.inputs[0], eqn.outputs[0]
+  strides = em.layouts.strides.get(id(x))
+  if (strides is None or uses[id(r)] != 1 or id(r) in dest_of
+          or not layouts.reshape_copies(strides, x.aval.shape, r.aval.shape)):
+    return None
+  j = next((k for k in range(i + 1, len(program.eqns)) if k not in skipped), None)
+  if j is None:
+    return None
+  nxt = program.eqns[j]
+  if (not isinstance(codegen_rules.get(nxt.prim.name), Ufunc) or len(nxt.outputs) != 1
+          or nxt.outputs[0].aval.shape != r.aval.shape or id(nxt.outputs[0]) in dest_of
+          or _short_inner_loops(nxt) or not any(a is r for a in nxt.inputs)
+          or any(a is not r and type(a) is not Lit and a.aval.ndim for a in nxt.inputs)):
+    return None
+  return j
 
 
 def _rows_taken(program):

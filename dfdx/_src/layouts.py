@@ -97,3 +97,27 @@ def short_inner_loop(shape, operands):
   k_inner = inner_length(order, operands + [contiguous_in(order, shape)], shape)
   c_inner = inner_length(c_order, operands + [c_strides(shape)], shape)
   return k_inner < SHORT and c_inner >= 4 * k_inner
+
+
+def reshape_copies(strides, shape, new_shape):
+  """Whether NumPy's reshape of an array with these element strides copies it: it is a view
+  when each group of axes that merges into (or splits from) new axes steps through memory
+  as one axis would."""
+  if 0 in shape:
+    return False
+  dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+  new = [n for n in new_shape if n != 1]
+  i = j = 0
+  while i < len(dims) and j < len(new):
+    i0, old_size, new_size = i, dims[i][0], new[j]
+    while old_size != new_size:
+      if old_size < new_size:
+        i += 1
+        old_size *= dims[i][0]
+      else:
+        j += 1
+        new_size *= new[j]
+    if any(dims[k][1] != dims[k + 1][0] * dims[k + 1][1] for k in range(i0, i)):
+      return True
+    i, j = i + 1, j + 1
+  return False
