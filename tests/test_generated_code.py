@@ -232,6 +232,27 @@ def test_vectors_built_from_numpy_scalars_are_one_array_call(rng, jit_sources):
   assert "np.array((" not in jit_sources[-1] and "np.concatenate(" in jit_sources[-1]
 
 
+def test_entries_of_arrays_are_indexed_as_numpy_scalars(rng, jit_sources):
+  th, m = rng.standard_normal(3), rng.standard_normal((2, 3))
+
+  def f(th, m):
+    a = th[0] * th[1] - th[2] / m[1, 2]
+    return a * a + m[0, 0], th[1:] * a
+  for got, want in zip(dfdx.jit(f)(th, m), f(th, m)):
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+  source = jit_sources[-1]
+  assert re.search(r"= v0\[0, \]", source) and re.search(r"= v1\[1, 2, \]", source), source
+  assert ".reshape(())" not in source, source
+  # the scalar arithmetic on them is written with operators (one ufunc: th[1:] * a)
+  assert len(re.findall(r"= v\d+ [-+*/] v\d+", source)) == 5, source
+  assert source.count("np.multiply(") == 1, source
+  # a standalone function's inputs may be lists: slices of them stay behind np.asarray
+  exported = dfdx.export.to_source(lambda th: th[0] * th[1], th, name="g")
+  namespace = {}
+  exec(exported, namespace)
+  assert namespace["g"](th.tolist()) == th[0] * th[1]
+
+
 def test_reshape_copies_exactly_where_numpy_copies(rng):
   from dfdx._src.layouts import reshape_copies
   for _ in range(500):

@@ -386,15 +386,14 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   rows_taken = _rows_taken(program)
   skipped, fused = (_fuse_reductions(program, em, checks) if fuse_reductions
                     else (set(), {}))
-  packed_skipped, packed = _pack_scalars(program, em, checks)
-  skipped |= packed_skipped
-  fused.update(packed)
+  for fuse in (_pack_scalars, _scalar_entries):
+    more_skipped, more = fuse(program, em, checks)
+    skipped |= more_skipped
+    fused.update(more)
   dels_after = _dead_after(program, skipped, fused)
   body += _check_lines([v for v in program.in_vars + program.const_vars if id(v) in checks],
                        checks, em)
-  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs if isinstance(a, Var))
-  uses.update(id(o) for o in program.outs if isinstance(o, Var))
-  uses.update(list(checks))
+  uses, _ = _uses_and_producers(program, checks)
   reshaped_after = {}  # id(var) -> (x, shape): a reshape computed after the ufunc reading it
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
@@ -766,21 +765,21 @@ class _Layouts:
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def _uses_and_producers(program, checks=()):
+  """(id(var) -> how many times it is read, by equations, as an output or by a check;
+  id(var) -> the index of the equation that makes it)."""
+  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs if isinstance(a, Var))
+  uses.update(id(o) for o in program.outs if isinstance(o, Var))
+  uses.update(list(checks))
+  return uses, {id(v): i for i, e in enumerate(program.eqns) for v in e.outputs}
+
+
 def _fuse_reductions(program, em, checks=()):
   """Sums of products (`reduce_sum(mul(a, b))`, `reduce_sum(x ** 2)`) whose product is used
   nowhere else (nor checked) become one `np.einsum` call: one pass over the data and no
   temporary array. Returns the indices of the fused products (not emitted) and the
-  reductions' expressions."""
-  uses, producer = {k: 1 for k in checks}, {}
-  for i, eqn in enumerate(program.eqns):
-    for a in eqn.inputs:
-      if isinstance(a, Var):
-        uses[id(a)] = uses.get(id(a), 0) + 1
-    for v in eqn.outputs:
-      producer[id(v)] = i
-  for o in program.outs:
-    if isinstance(o, Var):
-      uses[id(o)] = uses.get(id(o), 0) + 1
+  reductions' expressions with the values they read."""
+  uses, producer = _uses_and_producers(program, checks)
   skipped, fused = set(), {}
   for i, eqn in enumerate(program.eqns):
     if eqn.prim.name != "reduce_sum" or not isinstance(eqn.inputs[0], Var):
@@ -825,18 +824,39 @@ def _contraction_call(terms, letters, kept):
   return f"np.einsum('{terms[0][0]},{terms[1][0]}->{kept}', {terms[0][1]}, {terms[1][1]})"
 
 
+def _scalar_entries(program, em, checks=()):
+  """One entry of an array sliced out and reshaped to 0-d (`x[0]` traced), the slice used
+  nowhere else (nor checked), becomes an index, `x[0]`: one operation instead of two, and a
+  NumPy scalar, on which later scalar arithmetic runs as operators. Returns the indices of
+  the slices (not emitted) and the reshapes' expressions with the values they read."""
+  uses, producer = _uses_and_producers(program, checks)
+  skipped, fused = set(), {}
+  for i, eqn in enumerate(program.eqns):
+    if eqn.prim.name != "reshape" or eqn.outputs[0].aval.ndim or not isinstance(
+        eqn.inputs[0], Var) or uses[id(eqn.inputs[0])] != 1:
+      continue
+    j = producer.get(id(eqn.inputs[0]))
+    source = program.eqns[j] if j is not None else None
+    if source is None or source.prim.name != "slice":
+      continue
+    x = source.inputs[0]
+    if not isinstance(x, Var) or not (id(x) in em.arrays or id(x) in producer):
+      continue  # (an input of a standalone function may be a list)
+    index = "".join(f"{start}, " for start in source.params["start"])
+    fused[i] = (f"{em.atom(x)}[{index}]", [x])
+    skipped.add(j)
+    if em.last_use.get(id(x), -1) < i:
+      em.last_use[id(x)] = i
+  return skipped, fused
+
+
 def _pack_scalars(program, em, checks=()):
   """Concatenations of 0-d values, each reshaped to (1,) and used nowhere else (nor
   checked), become one `np.array((a, b, ...), dtype)` call: a vector or matrix built entry
   by entry from traced numbers (a rotation matrix's nine entries: 1 us where the reshapes
   and the concatenation took 13). Returns the indices of the reshapes (not emitted) and the
   concatenations' expressions with the values they read."""
-  uses, producer = collections.Counter(list(checks)), {}
-  for i, eqn in enumerate(program.eqns):
-    uses.update(id(a) for a in eqn.inputs if isinstance(a, Var))
-    for v in eqn.outputs:
-      producer[id(v)] = i
-  uses.update(id(o) for o in program.outs if isinstance(o, Var))
+  uses, producer = _uses_and_producers(program, checks)
   skipped, fused = set(), {}
   for i, eqn in enumerate(program.eqns):
     out = eqn.outputs[0].aval
