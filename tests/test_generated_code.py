@@ -253,6 +253,33 @@ def test_entries_of_arrays_are_indexed_as_numpy_scalars(rng, jit_sources):
   assert namespace["g"](th.tolist()) == th[0] * th[1]
 
 
+def test_a_constant_nonzero_in_a_box_is_added_on_the_box_only(rng, jit_sources):
+  x = rng.standard_normal((40, 3, 200))
+  c = np.zeros((40, 3, 1))
+  c[5:8, :, 0] = np.eye(3)  # forward mode's tangent of a translation: one-hot rows
+  dense = rng.standard_normal((40, 3, 1))
+  cases = [  # (function, whether the sum is made on the box)
+      (lambda x: np.sin(1.0) * dnp.exp(x) + c, True),
+      (lambda x: c + dnp.exp(x), True),
+      (lambda x: dnp.exp(x) - c, True),
+      (lambda x: c - dnp.exp(x), False),  # (the entries outside the box change sign)
+      (lambda x: dnp.exp(x) + dense, False),
+      (lambda x: dnp.exp(x[:, :, :20]) + c, False),  # little to save
+      (lambda x: (dnp.exp(x) + c, dnp.exp(x) * 2.0), False),  # exp(x) read again
+  ]
+  for f, boxed in cases:
+    for got, want in zip(_as_tuple(dfdx.jit(f)(x)), _as_tuple(f(x))):
+      np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert ("_ufunc_into(" in jit_sources[-1]) == boxed, jit_sources[-1]
+  # the standalone source computes it too; the exact compilation (eager reverse passes,
+  # which must give the interpreter's bits) adds everywhere
+  program = dfdx.make_expr(cases[0][0], optimize=True)(x).program
+  namespace = {}
+  exec(codegen.program_source(program, "g", single_output=True), namespace)
+  np.testing.assert_allclose(namespace["g"](x), cases[0][0](x), rtol=1e-15)
+  assert "_ufunc_into(" not in codegen.program_source(program, fuse_reductions=False)
+
+
 def test_reshape_copies_exactly_where_numpy_copies(rng):
   from dfdx._src.layouts import reshape_copies
   for _ in range(500):

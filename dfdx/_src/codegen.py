@@ -439,6 +439,12 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         expr = f"np.{rule.name}({', '.join(ins)}, out={destination(eqn.outputs[0])})"
         buffer, into = None, True
         em.layouts.after_ufunc(eqn, None, copied, False)
+      elif expr is None and fuse_reductions and reuse_buffers and (
+          boxed := _constant_box(eqn, i, em)) is not None:
+        buffer, index, box = boxed  # (added where the constant is nonzero only)
+        expr = (f"_ufunc_into(np.{rule.name}, {em.atom(buffer)}, "
+                f"{_RuleConstants(em, eqn.inputs).hoist(box)}, np.s_[{index}])")
+        em.layouts.after_ufunc(eqn, buffer, (), False)
       elif expr is None:
         buffer = em.reusable_buffer(eqn, i) if reuse_buffers else None
         extra = f", out={em.name(buffer)}" if buffer is not None else ""
@@ -547,6 +553,47 @@ def _float_literals(eqn, ins):
     return ins
   return [literal(float(a.val)) if type(a) is Lit and type(a.val) is int
           and abs(a.val) < 2 ** 24 else text for a, text in zip(eqn.inputs, ins)]
+
+
+# A constant added to (or subtracted from) an array whose buffer the result may take, with
+# its nonzero entries inside a box of at most this part of the result, is added there only.
+_BOX_PART, _BOX_MIN_SAVED = 0.25, 4096
+helpers["_ufunc_into"] = '''def _ufunc_into(ufunc, x, c, index):
+    part = x[index]
+    ufunc(part, c, out=part)
+    return x
+'''
+
+
+def _constant_box(eqn, i, em):
+  """(x, the box as index source, the constant's entries in it) where equation `i` is x + C
+  or x - C with C a constant whose nonzero entries fill at most _BOX_PART of the result
+  (forward mode's constant tangents: one-hot rows of a Jacobian), and x's buffer can take
+  the result: the sum is then made in place on the box only. Else None. (Outside the box
+  x is left as it is, as `simplify` leaves x + 0: a -0.0 there stays -0.0.)"""
+  if eqn.prim.name not in ("add", "sub") or len(eqn.inputs) != 2:
+    return None
+  out = eqn.outputs[0].aval
+  pairs = [(0, 1), (1, 0)] if eqn.prim.name == "add" else [(0, 1)]
+  for k, j in pairs:
+    x, c = eqn.inputs[k], eqn.inputs[j]
+    value = em.constant_values.get(id(c)) if isinstance(c, Var) else None
+    if value is None or not isinstance(x, Var) or x.aval.shape != out.shape \
+        or value.ndim > out.ndim or em.reusable_buffer(eqn, i) is not x:
+      continue
+    shape = (1,) * (out.ndim - value.ndim) + value.shape
+    nonzero = np.nonzero(value.reshape(shape))
+    if not nonzero[0].size:
+      return None
+    bounds = [(0, n) if m == 1 else (int(ix.min()), int(ix.max()) + 1)
+              for n, m, ix in zip(out.shape, shape, nonzero)]
+    kept = math.prod(hi - lo for lo, hi in bounds)
+    if kept > _BOX_PART * out.size or out.size - kept < _BOX_MIN_SAVED:
+      return None
+    index = ", ".join(f"{lo}:{hi}" for lo, hi in bounds)
+    own = tuple(slice(lo, hi) if m > 1 else slice(None) for (lo, hi), m in zip(bounds, shape))
+    return x, index, np.ascontiguousarray(value.reshape(shape)[own])
+  return None
 
 
 def _reshape_after_ufunc(program, i, skipped, em, uses, dest_of):
