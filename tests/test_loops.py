@@ -2,6 +2,8 @@
 before the loop, in it and after it, and that every split computes the loop's values
 (checked against the Python loop that dfdx.scan is outside jit, and against derivatives by
 finite differences)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -186,6 +188,30 @@ def test_the_loop_is_written_around_the_body_code(rng, jit_sources):
   np.testing.assert_array_equal(ys, np.stack(expected))
   np.testing.assert_array_equal(h, h_)
   np.testing.assert_array_equal(g, g_)
+
+
+def test_stacked_results_are_computed_into_their_rows(rng, jit_sources):
+  """A stacked result the body makes is computed into its row of the stacked array (out=),
+  with no store after; the row, carried on, is read by the next step. A stacked incoming
+  carry is stored."""
+  def f(a, xs):
+    def step(h, x):
+      new = dnp.tanh(h * x)
+      return new, (new * h, dnp.cos(new) + x)  # (both computed after the loop)
+    return dfdx.scan(step, a, xs)
+  a, xs = rng.normal(size=3), rng.normal(size=(6, 3))
+  for got, want in zip(dfdx.tree.tree_leaves(dfdx.jit(f)(a, xs)), dfdx.tree.tree_leaves(f(a, xs))):
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+  (source,) = [s for s in jit_sources if "for " in s]
+  assert re.search(r"= np\.tanh\(\w+, out=ys0\[step\]\)", source), source
+  assert "ys0[step] =" not in source, source
+
+  def g(a, xs):  # the incoming carry stacked: stored
+    return dfdx.scan(lambda h, x: (dnp.tanh(h * x), h), a, xs)
+  jit_sources.clear()
+  np.testing.assert_allclose(dfdx.jit(g)(a, xs)[1], g(a, xs)[1], rtol=1e-14)
+  (source,) = [s for s in jit_sources if "for " in s]
+  assert re.search(r"ys\d\[step\] = v\d+", source), source
 
 
 def test_products_regrouped_so_that_factors_leave_the_loop(rng):
