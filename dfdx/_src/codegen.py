@@ -11,14 +11,21 @@ function `rule(ins, params) -> str` returning an expression from the input expre
 `View(rule)` for an expression that may return a view of its first input. A function marked
 `with_avals` (see `with_avals`) also receives the input and output avals, to specialize the
 code to the shapes; one marked `with_arrays` receives, besides, which inputs are certainly
-NumPy arrays or NumPy scalars in the generated code (so that it may call their methods, `x.reshape(s)`, a
-fifth of the cost of `np.reshape(x, s)`).
+NumPy arrays or NumPy scalars in the generated code (so that it may call their methods,
+`x.reshape(s)`, a fifth of the cost of `np.reshape(x, s)`).
 
 Scalar arithmetic (`+ - * /` and negation of 0-d floating values of which one is a NumPy
 scalar) is written with Python's operators: the same IEEE operation, the same result type,
 a tenth of a ufunc call's overhead. A broadcasting ufunc whose NumPy-chosen ("K") output
 layout would leave it a short inner loop (a transposed operand broadcast against others:
 `x.T[None] - m[:, :, None]`) gets that operand copied to C order first (see `_Layouts`).
+
+Fewer calls where a pattern allows (each documented at its function): a sum of products is
+one np.dot or np.einsum (`_fuse_reductions`), a vector built from 0-d values one np.array
+(`_pack_scalars`), an entry of an array an index (`_scalar_entries`), a reshape that would
+copy is made after the ufunc reading it (`_reshape_after_ufunc`), a constant that is zero
+outside a small box is added on the box only (`_constant_box`), and a scan's stacked results
+are computed into their rows (`_loop_rows`).
 """
 from __future__ import annotations
 
@@ -835,7 +842,8 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def _uses_and_producers(program, checks=()):
   """(id(var) -> how many times it is read, by equations, as an output or by a check;
   id(var) -> the index of the equation that makes it)."""
-  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs if isinstance(a, Var))
+  uses = collections.Counter(id(a) for e in program.eqns for a in e.inputs
+                             if isinstance(a, Var))
   uses.update(id(o) for o in program.outs if isinstance(o, Var))
   uses.update(list(checks))
   return uses, {id(v): i for i, e in enumerate(program.eqns) for v in e.outputs}
