@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import re
 import weakref
 
 import numpy as np
@@ -102,6 +103,9 @@ class _RuleConstants:
     name = f"{self.em.prefix}k{len(self.em.hoisted)}"
     self.em.hoisted[key] = (name, value)
     return name
+
+
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")  # the names an expression calls
 
 
 def _helper_closure(names):
@@ -515,7 +519,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         em.layouts.after_rule(eqn, result_strides[eqn.prim.name](
             [a.aval for a in eqn.inputs], eqn.params, eqn.outputs[0].aval))
     em.arrays.update(id(v) for v in eqn.outputs if v.aval.ndim)
-    used_helpers.update(h for h in helpers if h + "(" in expr)
+    used_helpers.update(h for h in _CALLED.findall(expr) if h in helpers)
     if em.pre_lines:  # functions the rule defined (standalone)
       body += ["    " + line if line else line for line in em.pre_lines]
       em.pre_lines = []
