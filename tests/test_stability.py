@@ -52,3 +52,16 @@ def test_expit_tails(vjp_rules):
     g = dfdx.grad(special.expit)(x)
     closed = np.exp(-abs(x)) / (1 + np.exp(-abs(x))) ** 2  # s (1 - s), written stably
     assert np.isfinite(g) and g == pytest.approx(closed, rel=1e-12, abs=1e-320)
+
+
+def test_expit_accuracy_as_documented():
+  # against extended precision (ops/elementwise.py's _logistic_impl): within 5 ulp outside
+  # -40 < x < -5, within 33 inside, where exp's argument carries x's rounding
+  if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+    pytest.skip("no extended precision here")
+  for lo, hi, bound in ((-700, -40, 5), (-40, -5, 33), (-5, 40, 5), (40, 700, 5)):
+    x = np.linspace(lo, hi, 20001)
+    exact = 1 / (1 + np.exp(-x.astype(np.longdouble)))
+    got = special.expit(x)
+    ulp = np.spacing(exact.astype(np.float64)).astype(np.longdouble)
+    assert np.max(np.abs((got.astype(np.longdouble) - exact) / ulp)) <= bound, (lo, hi)

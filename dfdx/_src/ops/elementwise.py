@@ -777,7 +777,10 @@ ad.defjvp(log1p_p, lambda x_dot, x: tdiv(x_dot, add(x, 1)))
 
 
 def _logistic_impl(x):
-  # exp(-log(1 + exp(-x))): no overflow for large |x| and full precision in both tails.
+  # exp(-log(1 + exp(-x))): no overflow for any x. Measured against extended precision:
+  # within 5 ulp of the exact value outside -40 < x < -5, and up to 33 ulp inside, where
+  # exp's argument (about x) carries a rounding error of half an ulp of x (1 / (1 + exp(-x))
+  # stays within 3 ulp there, but overflows below x = -709).
   return np.exp(-np.logaddexp(0.0, np.negative(x)))
 
 
