@@ -11,8 +11,9 @@ Rules shared by every problem: each tool's derivative is checked against the ref
 derivative with ADBench's metric first, and a tool that disagrees (error >= MAX_ERROR) is
 reported, not timed; times are medians of interleaved samples (every tool, objective then
 derivative, within each sample, so machine noise hits them alike); one thread for every
-library, the process held to one core; glibc's malloc keeps freed memory (timing.steady_allocator: no page faults
-timed); a library that is not installed is skipped silently.
+library, the process held to one core; glibc's malloc keeps freed memory
+(timing.steady_allocator: no page faults timed); a library that is not installed is
+skipped silently.
 """
 from __future__ import annotations
 

@@ -379,7 +379,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     stacked_xs = [f"{prefix}xs{j}" for j in range(num_xs)]
     args = ", ".join([em.name(v) for v in program.in_vars[:num_carry]] + stacked_xs
                      + [em.name(v) for v in program.in_vars[num_carry + num_xs:]])
-  dest_of, written = (_destinations(program) if destinations else {}), set()
+  dest_of = _destinations(program) if destinations else {}
+  written, rows_written = set(), set()  # (outputs and scan rows computed in place)
   if loop is not None:
     dest_of.update(_loop_rows(program, loop[0]))
   if destinations:
@@ -391,7 +392,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       return None
     k, perm = dest_of[id(var)]
     if k == "ys":  # (a scan's stacked output: its row of this step)
-      written.add((k, perm))
+      rows_written.add(perm)
       return f"{prefix}ys{perm}[{prefix}step]"
     written.add(k)
     return f"d{k}" if perm is None else f"d{k}.transpose({perm})"
@@ -400,16 +401,17 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     em.arrays.update(id(v) for v in program.in_vars if v.aval.ndim)
   checks = checks or {}
   rows_taken = _rows_taken(program)
-  skipped, fused = (_fuse_reductions(program, em, checks) if fuse_reductions
-                    else (set(), {}))
-  for fuse in (_pack_scalars, _scalar_entries):
-    more_skipped, more = fuse(program, em, checks)
+  uses, producer = _uses_and_producers(program, checks)
+  skipped, fused = set(), {}
+  fusions = ((_fuse_reductions,) if fuse_reductions else ()) + (_pack_scalars,
+                                                                _scalar_entries)
+  for fuse in fusions:
+    more_skipped, more = fuse(program, em, uses, producer)
     skipped |= more_skipped
     fused.update(more)
   dels_after = _dead_after(program, skipped, fused)
   body += _check_lines([v for v in program.in_vars + program.const_vars if id(v) in checks],
                        checks, em)
-  uses, _ = _uses_and_producers(program, checks)
   reshaped_after = {}  # id(var) -> (x, shape): a reshape computed after the ufunc reading it
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
@@ -530,8 +532,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
   ret = ", ".join(em.atom(o) for o in program.outs)
   if loop is not None:
-    body = _loop_lines(program, em, body, stacked_xs, loop, prefix,
-                       {j for k, j in (w for w in written if type(w) is tuple)})
+    body = _loop_lines(program, em, body, stacked_xs, loop, prefix, rows_written)
   elif destinations:
     body += [f"    d{k}[...] = {em.atom(o)}" for k, o in enumerate(program.outs)
              if k not in written]
@@ -853,12 +854,11 @@ def _uses_and_producers(program, checks=()):
   return uses, {id(v): i for i, e in enumerate(program.eqns) for v in e.outputs}
 
 
-def _fuse_reductions(program, em, checks=()):
+def _fuse_reductions(program, em, uses, producer):
   """Sums of products (`reduce_sum(mul(a, b))`, `reduce_sum(x ** 2)`) whose product is used
   nowhere else (nor checked) become one `np.einsum` call: one pass over the data and no
   temporary array. Returns the indices of the fused products (not emitted) and the
   reductions' expressions with the values they read."""
-  uses, producer = _uses_and_producers(program, checks)
   skipped, fused = set(), {}
   for i, eqn in enumerate(program.eqns):
     if eqn.prim.name != "reduce_sum" or not isinstance(eqn.inputs[0], Var):
@@ -903,12 +903,11 @@ def _contraction_call(terms, letters, kept):
   return f"np.einsum('{terms[0][0]},{terms[1][0]}->{kept}', {terms[0][1]}, {terms[1][1]})"
 
 
-def _scalar_entries(program, em, checks=()):
+def _scalar_entries(program, em, uses, producer):
   """One entry of an array sliced out and reshaped to 0-d (`x[0]` traced), the slice used
   nowhere else (nor checked), becomes an index, `x[0]`: one operation instead of two, and a
   NumPy scalar, on which later scalar arithmetic runs as operators. Returns the indices of
   the slices (not emitted) and the reshapes' expressions with the values they read."""
-  uses, producer = _uses_and_producers(program, checks)
   skipped, fused = set(), {}
   for i, eqn in enumerate(program.eqns):
     if eqn.prim.name != "reshape" or eqn.outputs[0].aval.ndim or not isinstance(
@@ -929,13 +928,12 @@ def _scalar_entries(program, em, checks=()):
   return skipped, fused
 
 
-def _pack_scalars(program, em, checks=()):
+def _pack_scalars(program, em, uses, producer):
   """Concatenations of 0-d values, each reshaped to (1,) and used nowhere else (nor
   checked), become one `np.array((a, b, ...), dtype)` call: a vector or matrix built entry
   by entry from traced numbers (a rotation matrix's nine entries: 1 us where the reshapes
   and the concatenation took 13). Returns the indices of the reshapes (not emitted) and the
   concatenations' expressions with the values they read."""
-  uses, producer = _uses_and_producers(program, checks)
   skipped, fused = set(), {}
   for i, eqn in enumerate(program.eqns):
     out = eqn.outputs[0].aval

@@ -30,7 +30,8 @@ Values keep the per-block pass's bits: the loop's body is the block's pass after
 passes only, and the split keeps every value's bits (loops.py, `exact`). The loop is
 compiled once the rolled structure is kept and checked once against the interpreted pass,
 bit for bit, and for time against the blocks run one by one; it is kept only if it agrees
-and is not slower (one measured slower is tried again on later calls, three times in all). Stacking the residuals costs memory: at most `loops.MAX_STACKED_BYTES`.
+and is not slower (one measured slower is tried again on later calls, three times in
+all). Stacking the residuals costs memory: at most `loops.MAX_STACKED_BYTES`.
 """
 from __future__ import annotations
 
@@ -182,8 +183,7 @@ def compile_loop(plan, lo, hi, where, cts):
     return None  # (see the module docstring: Python numbers stacked)
   values = {j: (c[0] if k == _SAME else _stacked(c, k))
             for j, (c, k) in enumerate(zip(columns, kinds)) if k != _DUP}
-  stacked_bytes = sum(v.nbytes for j, v in values.items() if kinds[j] != _SAME)
-  if stacked_bytes > loops.MAX_STACKED_BYTES:
+  if sum(v.nbytes for j, v in values.items() if kinds[j] != _SAME) > loops.MAX_STACKED_BYTES:
     return None
   order = ([j for j, k in enumerate(kinds) if k in (_STACKED, _NUMBERS)]
            + [j for j, k in enumerate(kinds) if k == _SAME])
