@@ -30,7 +30,7 @@ from timing import seconds_per_call, steady_allocator
 
 TOOLS = ("numpy", "dfdx eager", "dfdx jit", "autograd", "jax eager", "jax jit", "pytorch")
 ROW_KEYS = ("problem", "size", "tool", "n_params", "objective_s", "derivative_s",
-            "first_call_s", "peak_mb", "error", "fd_error", "note", "derivative_samples")
+            "first_call_s", "compile_s", "peak_mb", "error", "fd_error", "note", "derivative_samples")
 MAX_ERROR = 1e-8
 HEAP_ONLY = ("jax eager", "jax jit", "pytorch")  # their buffers are invisible to tracemalloc
 TOOL_BUDGET_S = 30  # seconds of timed calls per tool and size, before it gets fewer samples
@@ -49,10 +49,13 @@ class Tool:
   derivative: () -> (value, tuple of derivative arrays, in the reference's order); the first
     call includes any tracing or compilation. None for a tool that only evaluates (the
     NumPy floor of a problem without a hand-written derivative).
+  compile: () -> None, for a tool that can trace and compile its derivative without running
+    it (dfdx jit): timed on its own before the first call, which then only runs.
   """
   objective: Callable[[], object]
   derivative: Callable[[], tuple] | None
   note: str = ""
+  compile: Callable[[], object] | None = None
 
 
 def torch_backward_tool(torch, objective, params, fixed):
@@ -189,7 +192,7 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
   built = available_tools({k: v for k, v in makers.items() if k not in skip}, tools)
   rows = {name: dict(problem=problem, size=size_label(size), tool=name,
                      n_params=int(n_params), objective_s=None, derivative_s=None,
-                     first_call_s=None, peak_mb=None, error=None, fd_error=fd,
+                     first_call_s=None, compile_s=None, peak_mb=None, error=None, fd_error=fd,
                      derivative_samples=None,
                      note=built[name].note if name in built else skip.get(name, ""))
           for name in wanted if name in built or name in skip}
@@ -199,6 +202,9 @@ def measure_tools(problem, size, n_params, reference, makers, tools, samples,
     row = rows[name]
     if tool.derivative is not None:
       start = time.perf_counter()
+      if tool.compile is not None:
+        tool.compile()
+        row["compile_s"] = time.perf_counter() - start
       result = tool.derivative()
       row["first_call_s"] = time.perf_counter() - start
       row["error"] = derivative_error(result, reference)

@@ -15,8 +15,10 @@ backward). Every tool's gradient is checked against the hand-written one first (
 disagrees is reported, not timed).
 
 Standalone, this prints the issue-3 table: dfdx jit within 1.1x of the hand-written NumPy
-gradient at every size, faster than JAX-jit at (64, 100), and "compile", the first call minus
-a steady call: tracing, passes and code generation for dfdx jit, XLA compilation for JAX.
+gradient at every size, faster than JAX-jit at (64, 100), and "compile": for dfdx jit its
+tracing, passes and code generation, timed alone (`jitted.compile`) before the first call;
+for the others the first call minus a steady call (XLA compilation for JAX jit). The issue-3
+target compares dfdx jit's compile with JAX jit's whole first call.
 Issue 6 asks of eager dfdx at most 0.5x autograd's time and at most PyTorch eager's.
 
 Run: python bench/gmm.py [--sizes 2,5 10,25 20,50 64,100] [--samples 7] [--tools ...]
@@ -214,7 +216,7 @@ def tool_makers(data):
   def dfdx_jit():
     objective = dfdx.jit(gmm_objective, static_argnums=(4, 5))
     vg = dfdx.jit(dfdx.value_and_grad(gmm_objective, (0, 1, 2)), static_argnums=(4, 5))
-    return Tool(lambda: objective(*data), lambda: vg(*data))
+    return Tool(lambda: objective(*data), lambda: vg(*data), compile=lambda: vg.compile(*data))
 
   def autograd_tool():
     import autograd
@@ -283,7 +285,8 @@ def main():
       if r["derivative_s"] is None:
         print(f"{d:>3},{k:<4}  {name:<11} {'disagrees: not timed':>30} {r['error']:>11.1e}")
         continue
-      r["compile"] = max(r["first_call_s"] - r["derivative_s"], 0.0)
+      r["compile"] = (r["compile_s"] if r["compile_s"] is not None
+                      else max(r["first_call_s"] - r["derivative_s"], 0.0))
       print(f"{d:>3},{k:<4}  {name:<11} {r['derivative_s'] * 1e3:>9.3f} "
             f"{r['derivative_s'] / base:>8.2f} {r['first_call_s']:>12.3f} {r['compile']:>9.3f} "
             f"{r['error']:>11.1e}")
@@ -294,9 +297,9 @@ def main():
       jax = by_tool.get("jax jit", {}).get("derivative_s")
       if jax:
         verdicts.append(f"dfdx jit / jax jit = {jit / jax:.2f}")
-        verdicts.append(f"compilation dfdx / jax = "
-                        f"{by_tool['dfdx jit']['compile'] / by_tool['jax jit']['compile']:.2f} "
-                        "(target <= 0.10)")
+        verdicts.append(f"dfdx jit compile / jax jit first call = "
+                        f"{by_tool['dfdx jit']['compile'] / by_tool['jax jit']['first_call_s']:.2f}"
+                        " (target <= 0.10)")
     print(" " * 10 + "; ".join(verdicts))
   print(f"\nRerun: python bench/gmm.py --sizes {' '.join(args.sizes)} --samples {args.samples}")
 

@@ -104,6 +104,34 @@ def test_jit_matches_eager_and_caches_per_signature():
   assert jf.cache_size() == 4
 
 
+def test_jit_compile_ahead_of_time_traces_once_and_runs_nothing():
+  traces = []
+
+  def loss(x, n, scale=1.0):
+    traces.append(x.shape)  # (the Python body runs only while tracing)
+    return scale * dnp.sum(x ** n)
+  jf = dfdx.jit(dfdx.grad(loss), static_argnums=1, static_argnames="scale")
+  assert jf.compile(X, 3, scale=2.0) is jf
+  assert traces == [X.shape] and jf.cache_size() == 1
+  np.testing.assert_allclose(jf(X + 1.0, 3, scale=2.0), 6.0 * (X + 1.0) ** 2, rtol=1e-14)
+  assert traces == [X.shape] and jf.cache_size() == 1  # the compiled code ran, no retrace
+  jf(X, 2, scale=2.0)  # another static value: another signature
+  assert len(traces) == 2 and jf.cache_size() == 2
+  jf.compile(np.ones((2, 3)), 3, scale=2.0)
+  jf.compile(np.ones((2, 3)), 3, scale=2.0)  # (already compiled: nothing to do)
+  assert len(traces) == 3 and jf.cache_size() == 3
+  np.testing.assert_allclose(jf(np.full((2, 3), 2.0), 3, scale=2.0), np.full((2, 3), 24.0))
+  assert len(traces) == 3
+
+
+def test_jit_compile_inside_a_transformation_is_a_clear_error():
+  jf = dfdx.jit(f)
+  with pytest.raises(TypeError,
+                     match=r"jit\(f\)\.compile: .*traced values.*concrete arguments"):
+    dfdx.grad(lambda x: jf.compile(x) and 0.0)(X)
+  assert jf.cache_size() == 0
+
+
 def test_jit_compositions():
   np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(X), dfdx.grad(f)(X), rtol=1e-14)
   np.testing.assert_allclose(dfdx.grad(dfdx.jit(f))(X), dfdx.grad(f)(X), rtol=1e-14)

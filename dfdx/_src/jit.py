@@ -207,6 +207,9 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     optimize: run the optimizing passes (dead code, common subexpressions, constant folding,
       simplifications) before code generation.
 
+  The jitted function's `compile(*args, **kwargs)` does the tracing and code generation for
+  those arguments' signature ahead of time, without running.
+
   >>> import dfdx.numpy as dnp
   >>> f = jit(lambda x: dnp.sum(dnp.sin(x) ** 2))
   >>> float(f(np.zeros(3)))
@@ -346,6 +349,21 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       return checked_outputs(entry, leaves, entry.run(*leaves), args, kwargs)
     return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
                                            name=name))
+
+  def compile(*args, **kwargs):
+    """Trace, optimize and generate code for the signature of these arguments (shapes,
+    dtypes, structure and static values) without running it: a later call with that
+    signature runs the compiled code at once. Returns the jitted function, so a definition
+    can compile ahead of time: `step = dfdx.jit(step).compile(x0)`."""
+    if core.current_trace() is not None or any(
+        isinstance(x, Tracer) for x in tree_flatten((args, kwargs))[0]):
+      raise errors.InvalidInputError(
+          f"jit({name}).compile: called inside a transformation or on traced values. "
+          f"compile takes concrete arguments (arrays of the shapes and dtypes to compile "
+          f"for), outside grad, vmap and jit; call the jitted function itself there.")
+    slow_call_entry(args, kwargs)
+    return jitted
+  jitted.compile = compile
 
   jitted.cache_size = lambda: len(cache)
 
