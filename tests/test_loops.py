@@ -279,3 +279,75 @@ def test_exported_code_splits_its_loops_as_jit_does():
   exec(source, namespace)
   np.testing.assert_allclose(namespace["dloss"](0.3, xs), dfdx.grad(loss)(0.3, xs),
                              rtol=1e-14)
+
+
+# ---- recurrences in turn (loops._distributed) --------------------------------------------------
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_recurrences_that_do_not_feed_back_run_as_loops_in_turn(rng, reverse):
+  def f(w, h0, xs):
+    def step(carry, x):
+      h1, h2, total = carry
+      new1 = dnp.tanh(w[0] * h1 + x)  # layer 1: its own state and the input
+      gate = dnp.exp(-dnp.abs(new1 * w[1]))  # reads layer 1 alone
+      new2 = dnp.sin(w[2] * h2 + gate * h1)  # layer 2, reading layer 1's incoming state too
+      return (new1, new2, total + new2 * x), (new1 * 2.0, new2 + h1)
+    return dfdx.scan(step, (h0, h0 * 0.5, dnp.zeros(3)), xs, reverse=reverse)
+  w, h0, xs = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(7, 3))
+  loops_ = scans(compiled(f, w, h0, xs))
+  assert len(loops_) == 2
+  first, second = (body_prims(s) for s in loops_)
+  # layer 2's gate and its product with layer 1's state run for every step between the loops
+  assert "tanh" in first and "sin" not in first
+  assert "sin" in second and not {"tanh", "exp", "abs"} & set(second)
+  assert_jit_matches(f, w, h0, xs)
+
+  def loss(w, h0, xs):
+    (h1, h2, total), (ys1, ys2) = f(w, h0, xs)
+    return dnp.sum(h2 * h1) + dnp.sum(total) + dnp.sum(ys1 * ys2)
+  assert_jit_matches(dfdx.value_and_grad(loss, (0, 1, 2)), w, h0, xs)
+  # reverse mode's loop distributes too: its recurrences are the layers' cotangents
+  assert len(scans(compiled(dfdx.grad(loss, (0, 1)), w, h0, xs))) == 4
+  check_grads(dfdx.jit(loss), (w, h0, xs), order=2, modes=("fwd", "rev"))
+
+
+def test_a_layer_that_keeps_all_its_work_in_its_loop(rng):
+  """The first loop has nothing to move out (it runs as it is); the second reads the first's
+  states for every step at once."""
+  def f(h0, xs):
+    def step(carry, x):
+      h1, h2 = carry
+      new1 = dnp.tanh(h1 * x + h1)
+      new2 = h2 * 0.5 + dnp.exp(dnp.sin(dnp.cos(new1 * 3.0)))
+      return (new1, new2), None
+    return dfdx.scan(step, (h0, h0), xs)[0]
+  h0, xs = rng.normal(size=4), rng.normal(size=(9, 4))
+  first, second = scans(compiled(f, h0, xs))
+  assert body_prims(first) == ["add", "mul", "tanh"]
+  assert body_prims(second) == ["add", "mul"]
+  assert_jit_matches(f, h0, xs)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_loops_in_turn_keep_every_bit_where_asked(rng, exact):
+  from dfdx._src import ir, staging
+
+  def body(carry, x):
+    h1, h2 = carry
+    new1 = dnp.tanh(h1 * x[0] + x[1])
+    return (new1, dnp.sin(h2 * 0.5 + dnp.exp(dnp.cos(new1 * x[1]) * 2.0))), (new1 * h2, h1)
+
+  def traced(h0, xs):
+    (h1, h2), (a, b) = dfdx.scan(body, (h0, h0 * 2.0), xs)
+    return [h1, h2, a, b]
+  h0, xs = rng.normal(size=5), rng.normal(size=(40, 2, 5))
+  program, _ = staging.make_program(traced, [staging.core.get_aval(a) for a in (h0, xs)])
+  split = loops.hoist_loops(program, exact=exact)
+  assert len(scans(split)) == 2
+  got, whole = ir.eval_program(split, h0, xs), ir.eval_program(program, h0, xs)
+  for a, b in zip(got, whole):
+    if exact:
+      np.testing.assert_array_equal(a, b)
+    else:
+      np.testing.assert_allclose(a, b, rtol=1e-13)

@@ -17,6 +17,12 @@ are only compiled, see passes.optimize) splits each scan's body into:
   * sums carried: a carry that only accumulates (c' = c + v, c read nowhere else) becomes a
     stacked output v summed after the loop (reverse mode's cotangents of the values a body
     closes over: the LSTM's weights, 19 additions a step).
+A scan whose carries form recurrences that do not feed back into each other (a stacked
+RNN's layers: layer 2 reads layer 1's state, never the reverse) runs first as one loop per
+recurrence, each after those it reads (`_distributed`): a later loop reads an earlier one's
+values stacked along the steps, so what it computes from them alone becomes work per step
+(layer 2's gates on layer 1's output), batched before it. It is done where the loops,
+once split, cost a step less than the one loop split (`_LOOP_COST` for each loop more).
 Two rewrites make more of the body leave: a product (c * a) * b of a carried value c and
 step values a, b is regrouped as c * (a * b) (reverse mode multiplies a carried cotangent by
 one stacked factor after another), and an incoming carry that is stacked along with its
@@ -53,6 +59,9 @@ MAX_STACKED_BYTES = 64 << 20
 # What a step pays, in units of one equation, for each input it slices from an xs and each
 # output it writes into a stacked array (both are Python indexing on small arrays).
 _SLICE_COST, _STACK_COST = 0.25, 0.5
+# What one more loop costs a step (Python's iteration, the carries' assignment), in the same
+# units: a loop is distributed where the loops it becomes cost less than it by one or more.
+_LOOP_COST = 1.5
 
 _INVARIANT, _STEP, _CARRY = 0, 1, 2
 
@@ -187,14 +196,212 @@ def _split(eqn, inputs, exact=False):
     return None
   # (the layout passes wait for the loop's body: program_function compiles it)
   body = p["body"] if exact else _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
+  cost, plan = _loop_cost(body, nc, nx, length, exact)
+  parts = _distributed(body, nc, nx)
+  if parts is not None:
+    costs = [_loop_cost(part.body, len(part.carries), len(part.xs) + len(part.cross_in),
+                        length, exact) for part in parts]
+    if sum(c for c, _ in costs) + _LOOP_COST * (len(parts) - 1) <= cost - 1:
+      return _emit_parts(parts, [pl for _, pl in costs], inputs, nc, nx, length,
+                         p["reverse"], exact)
+  return None if plan is None else plan.emit(inputs, p["reverse"])
+
+
+def _loop_cost(body, nc, nx, length, exact):
+  """(what a step of the loop costs once split, the plan of the split or None where
+  splitting saves nothing)."""
   for batch in (True, False):
-    sorted_body = _Body(body, nc, nx, batch, exact)
-    plan = _Plan(sorted_body, length)
+    plan = _Plan(_Body(body, nc, nx, batch, exact), length)
     if batch and plan.stacked_bytes > MAX_STACKED_BYTES:
       continue
     if plan.saves():
-      return plan.emit(inputs, p["reverse"])
-  return None
+      return plan.cost_after(), plan
+  return plan.cost_before(), None
+
+
+class _Part:
+  """One loop of a distributed scan: its body, which carries of the scan it computes, and
+  where its inputs and stacked outputs come from and go (see `_distributed`)."""
+  __slots__ = ("body", "carries", "xs", "consts", "cross_in", "ys")
+
+  def __init__(self, body, carries, xs, consts, cross_in, ys):
+    self.body, self.carries, self.xs, self.consts = body, carries, xs, consts
+    # cross_in: body values of earlier loops, read stacked; ys: per stacked output, the
+    # scan's outputs it is (indices among the scan's ys) and whether later loops read it.
+    self.cross_in, self.ys = cross_in, ys
+
+
+def _distributed(body, nc, nx):
+  """The loops a scan's body splits into where its carries form recurrences that do not feed
+  back into each other (the layers of a stacked RNN: layer 2 reads layer 1's state, never
+  the reverse), one per recurrence in an order that computes each after those it reads;
+  None for one recurrence. What a loop reads of an earlier one's values it reads stacked
+  along the steps, so the equations that read nothing else of its own carry become work
+  per step that leaves the loop. Each equation runs in the last loop that may run it (the
+  earliest of those that read it), and every value keeps its bits: the same equations run
+  on the same values."""
+  if nc < 2:
+    return None
+  ins = body.in_vars
+  carry_in, xs_in, consts_in = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
+  # The carries each value reads within a step, as a bit mask, and what each carry reads.
+  reads = {id(v): 1 << i for i, v in enumerate(carry_in)}
+  for e in body.eqns:
+    m = 0
+    for a in e.inputs:
+      if type(a) is not Lit:
+        m |= reads.get(id(a), 0)
+    reads.update((id(o), m) for o in e.outputs)
+  reach = [0 if type(o) is Lit else reads.get(id(o), 0) for o in body.outs[:nc]]
+  while True:  # (transitively)
+    more = [r | functools.reduce(lambda acc, j: acc | reach[j],
+                                 [j for j in range(nc) if r >> j & 1], 0) for r in reach]
+    if more == reach:
+      break
+    reach = more
+  # The recurrences (carries that read each other), in an order that puts each after those
+  # it reads; sums carried (c' = c + term) go last, where the loop split sums them after
+  # the loop.
+  group = [-1] * nc
+  groups = []
+  for i in range(nc):
+    if group[i] < 0:
+      members = [j for j in range(nc)
+                 if j == i or (reach[i] >> j & 1 and reach[j] >> i & 1)]
+      for j in members:
+        group[j] = len(groups)
+      groups.append(members)
+  sums = _carried_sums(body, nc)
+  order, placed = [], set()
+  while len(placed) < len(groups):
+    for g, members in enumerate(groups):
+      if g in placed:
+        continue
+      needs = {group[j] for i in members for j in range(nc) if reach[i] >> j & 1} - {g}
+      if needs <= placed:
+        order.append(g)
+        placed.add(g)
+        break
+  ordinary = [g for g in order if not all(i in sums for i in groups[g])]
+  if len(ordinary) < 2:
+    return None
+  last = len(ordinary) - 1
+  part_of_carry = [last] * nc
+  for k, g in enumerate(ordinary):
+    for i in groups[g]:
+      part_of_carry[i] = k
+  # Each equation in the last loop that may run it: the earliest loop that reads its value.
+  home = {id(v): part_of_carry[i] for i, v in enumerate(carry_in)}
+  needed_by = {}
+
+  def read_in(a, k):
+    if type(a) is not Lit:
+      needed_by[id(a)] = min(needed_by.get(id(a), k), k)
+  for i, o in enumerate(body.outs[:nc]):
+    read_in(o, part_of_carry[i])
+  for o in body.outs[nc:]:
+    read_in(o, last)
+  part_of_eqn = [None] * len(body.eqns)
+  for j in reversed(range(len(body.eqns))):
+    e = body.eqns[j]
+    k = min((needed_by[id(o)] for o in e.outputs if id(o) in needed_by), default=None)
+    if k is None:
+      continue  # (dead)
+    part_of_eqn[j] = k
+    home.update((id(o), k) for o in e.outputs)
+    for a in e.inputs:
+      read_in(a, k)
+  # What each loop reads: its equations' inputs, its carries' outputs and the scan's
+  # stacked outputs it makes (those that no loop makes, xs, constants and literals, go to
+  # the last).
+  ys_of = [[] for _ in ordinary]
+  for m, o in enumerate(body.outs[nc:]):
+    ys_of[home.get(id(o), last) if type(o) is not Lit else last].append(m)
+  read = []
+  for k in range(len(ordinary)):
+    atoms = [a for j, e in enumerate(body.eqns) if part_of_eqn[j] == k for a in e.inputs]
+    atoms += [o for i, o in enumerate(body.outs[:nc]) if part_of_carry[i] == k]
+    atoms += [body.outs[nc + m] for m in ys_of[k]]
+    read.append(_unique([a for a in atoms if type(a) is not Lit]))
+  crossing = [{} for _ in ordinary]  # each loop's values that later loops read, by id
+  cross_in = []
+  for k, atoms in enumerate(read):
+    mine = [a for a in atoms if home.get(id(a), k) < k]
+    for a in mine:
+      crossing[home[id(a)]].setdefault(id(a), a)
+    cross_in.append(mine)
+  xs_ids = {id(v): x for x, v in enumerate(xs_in)}
+  const_ids = {id(v): c for c, v in enumerate(consts_in)}
+  body_consts = {id(v): (v, c) for v, c in zip(body.const_vars, body.const_vals)}
+  parts = []
+  for k in range(len(ordinary)):
+    carries = [i for i in range(nc) if part_of_carry[i] == k]
+    xs = [xs_ids[id(a)] for a in read[k] if id(a) in xs_ids]
+    consts = [const_ids[id(a)] for a in read[k] if id(a) in const_ids]
+    own = [body_consts[id(a)] for a in read[k] if id(a) in body_consts]
+    stacked = {}  # id -> (var, scan ys indices, read later)
+    for m in ys_of[k]:
+      o = body.outs[nc + m]
+      key = id(o) if type(o) is not Lit else ("lit", m)
+      stacked.setdefault(key, [o, [], False])[1].append(m)
+    for key, v in crossing[k].items():
+      stacked.setdefault(key, [v, [], False])[2] = True
+    ys = [(scan_ys, later) for _, scan_ys, later in stacked.values()]
+    sub = Program([carry_in[i] for i in carries] + [xs_in[x] for x in xs] + cross_in[k]
+                  + [consts_in[c] for c in consts], [v for v, _ in own], [c for _, c in own],
+                  [e for j, e in enumerate(body.eqns) if part_of_eqn[j] == k],
+                  [body.outs[i] for i in carries] + [o for o, _, _ in stacked.values()])
+    if staging.check_programs:
+      typecheck_program(sub)
+    parts.append(_Part(sub, carries, xs, consts, cross_in[k], ys))
+  return parts
+
+
+def _carried_sums(body, nc):
+  """The carries that only accumulate: c' = c + term, c read nowhere else."""
+  uses = collections.Counter(id(a) for e in body.eqns for a in e.inputs if type(a) is not Lit)
+  uses.update(id(o) for o in body.outs if type(o) is not Lit)
+  producer = {id(o): e for e in body.eqns for o in e.outputs}
+  sums = set()
+  for i, (c, o) in enumerate(zip(body.in_vars[:nc], body.outs[:nc])):
+    e = producer.get(id(o)) if type(o) is not Lit else None
+    if (e is not None and e.prim.name == "add" and uses[id(c)] == 1 and uses[id(o)] == 1
+            and any(a is c for a in e.inputs)):
+      sums.add(i)
+  return sums
+
+
+def _emit_parts(parts, plans, inputs, nc, nx, length, reverse, exact):
+  """The equations of a distributed scan's loops (each split by its `plans` entry where it
+  has one), the constants they add, and the atoms of the scan's outputs."""
+  eqns, new_consts = [], []
+  carries_out, ys_out, stacked = [None] * nc, {}, {}
+  scan_p = core.all_primitives["scan"]
+  for part, plan in zip(parts, plans):
+    args = ([inputs[i] for i in part.carries] + [inputs[nc + x] for x in part.xs]
+            + [stacked[id(v)] for v in part.cross_in] + [inputs[nc + nx + c] for c in part.consts])
+    if plan is not None:
+      more_eqns, more_consts, outs = plan.emit(args, reverse)
+      eqns += more_eqns
+      new_consts += more_consts
+    else:
+      if exact:
+        from dfdx._src import codegen
+        codegen.compile_exactly(part.body)
+      params = dict(body=part.body, num_carry=len(part.carries), num_xs=len(part.xs)
+                    + len(part.cross_in), length=length, reverse=reverse,
+                    linear=(False,) * len(args))
+      outs = [Var(a) for a in core.abstract_eval_avals(scan_p, [a.aval for a in args],
+                                                       params)]
+      eqns.append(Eqn(scan_p, args, params, outs))
+    for i, o in zip(part.carries, outs):
+      carries_out[i] = o
+    for (scan_ys, later), o, v in zip(part.ys, outs[len(part.carries):],
+                                     part.body.outs[len(part.carries):]):
+      ys_out.update((m, o) for m in scan_ys)
+      if later:
+        stacked[id(v)] = o
+  return eqns, new_consts, carries_out + [ys_out[m] for m in range(len(ys_out))]
 
 
 def _regrouped(body, num_carry):
@@ -280,14 +487,19 @@ class _Plan:
         _stacked_bytes(v.aval, length) for v in
         step_made + self.stacked + [o for e in self.after_eqns for o in e.outputs])
 
+  def cost_before(self):
+    """What a step of the loop costs as it is, in units of one equation."""
+    b = self.b
+    return len(b.body.eqns) + _SLICE_COST * b.nx + _STACK_COST * (len(b.body.outs) - b.nc)
+
+  def cost_after(self):
+    """What a step of the loop that remains costs."""
+    return (len(self.loop_eqns) + _SLICE_COST * len(self.loop_xs)
+            + _STACK_COST * len(self.loop_ys))
+
   def saves(self):
     """Whether a step does less work in the loop that remains."""
-    b = self.b
-    before = (len(b.body.eqns) + _SLICE_COST * b.nx
-              + _STACK_COST * (len(b.body.outs) - b.nc))
-    after = (len(self.loop_eqns) + _SLICE_COST * len(self.loop_xs)
-             + _STACK_COST * len(self.loop_ys))
-    return after <= before - 1
+    return self.cost_after() <= self.cost_before() - 1
 
   def emit(self, inputs, reverse):
     b, length = self.b, self.length
