@@ -214,6 +214,29 @@ def test_stacked_results_are_computed_into_their_rows(rng, jit_sources):
   assert re.search(r"ys\d\[step\] = v\d+", source), source
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_incoming_carry_stacked_alone_is_stacked_as_the_outgoing_one(rng, reverse,
+                                                                       jit_sources):
+  """The loop stacks the value the carry leaves each step with, computed into its row
+  (here by the logistic's outer exp, and by tanh), and after the loop shifts it a step:
+  no step stores anything."""
+  import dfdx.scipy.special as dsp
+
+  def f(a, xs):
+    def step(h, x):
+      gate = dsp.expit(h * x)
+      new = dnp.tanh(h * dnp.exp(x)) + gate
+      return new, (h * 2.0, gate * 3.0)
+    return dfdx.scan(step, a, xs, reverse=reverse)
+  a, xs = rng.normal(size=3), rng.normal(size=(6, 3))
+  for got, want in zip(dfdx.tree.tree_leaves(dfdx.jit(f)(a, xs)),
+                       dfdx.tree.tree_leaves(f(a, xs))):
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+  (source,) = [s for s in jit_sources if "for " in s]
+  assert not re.search(r"ys\d\[step\] =", source), source
+  assert re.search(r"np\.exp\(-np\.logaddexp\(.*, out=ys\d\[step\]\)", source), source
+
+
 def test_products_regrouped_so_that_factors_leave_the_loop(rng):
   """(tanh(h) * exp(x)) * k is computed as tanh(h) * (exp(x) * k): one product a step."""
   xs, k = rng.normal(size=(6, 3)), rng.normal(size=3)

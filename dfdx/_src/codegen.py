@@ -500,7 +500,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         expr = fn(ins, eqn.params, [a.aval for a in eqn.inputs], [v.aval for v in eqn.outputs])
       else:
         expr = fn(ins, eqn.params)
-      into = eqn.prim.name == "concatenate" and id(eqn.outputs[0]) in dest_of
+      into = eqn.prim.name in _RULES_INTO and id(eqn.outputs[0]) in dest_of
       if into:
         expr = f"{expr[:-1]}, out={destination(eqn.outputs[0])})"
       for v in eqn.outputs:
@@ -701,6 +701,9 @@ def _check_lines(variables, checks, em):
 
 # Primitives whose 0-d results are NumPy scalars (ufunc reductions).
 _NUMPY_SCALAR_RESULTS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"}
+# Rules whose expression is one call that takes `out=` last (the logistic's outer np.exp):
+# their results are computed into an output array or a scan's row as ufuncs' are.
+_RULES_INTO = {"concatenate", "logistic"}
 _OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/"}
 
 

@@ -474,7 +474,17 @@ class _Plan:
     self.shifted = {id(c): i for i, (c, o) in enumerate(zip(b.carry_in, body.outs))
                     if id(c) in stacked and type(o) is not Lit and id(o) not in incoming
                     and id(o) in stacked}
-    self.loop_ys = [a for a in self.stacked if id(a) not in self.shifted]
+    # An incoming carry stacked alone: its outgoing value, made by the loop, is stacked in
+    # its place (computed into its row where its equation can write there; each step then
+    # stores nothing of it), and shifted after the loop.
+    made = {id(o) for e in loop_eqns if len(e.outputs) == 1 for o in e.outputs}
+    outgoing = []
+    for i, (c, o) in enumerate(zip(b.carry_in, body.outs)):
+      if (id(c) in stacked and id(c) not in self.shifted and type(o) is not Lit
+              and id(o) in made and i not in b.accumulators):
+        self.shifted[id(c)] = i
+        outgoing.append(o)
+    self.loop_ys = [a for a in self.stacked if id(a) not in self.shifted] + outgoing
     self.after_step = [a for a in read_after if b.kind_of(a) == _STEP]
     self.after_consts = [a for a in read_after if b.kind_of(a) == _INVARIANT]
     step_reads = _unique([a for e in self.step_eqns for a in e.inputs])
