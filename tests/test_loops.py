@@ -304,7 +304,7 @@ def test_exported_code_splits_its_loops_as_jit_does():
                              rtol=1e-14)
 
 
-# ---- recurrences in turn (loops._distributed) --------------------------------------------------
+# ---- recurrences in turn (loops._recurrences, loops._parts) ------------------------------------
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -19,10 +19,11 @@ are only compiled, see passes.optimize) splits each scan's body into:
     closes over: the LSTM's weights, 19 additions a step).
 A scan whose carries form recurrences that do not feed back into each other (a stacked
 RNN's layers: layer 2 reads layer 1's state, never the reverse) runs first as one loop per
-recurrence, each after those it reads (`_distributed`): a later loop reads an earlier one's
-values stacked along the steps, so what it computes from them alone becomes work per step
-(layer 2's gates on layer 1's output), batched before it. It is done where the loops,
-once split, cost a step less than the one loop split (`_LOOP_COST` for each loop more).
+recurrence, each after those it reads (`_recurrences`, `_parts`): a later loop reads an
+earlier one's values stacked along the steps, so what it computes from them alone becomes
+work per step (layer 2's gates on layer 1's output), batched before it. It is done where
+the loops, once split, cost a step less than the one loop split (`_LOOP_COST` for each
+loop more; a loop that costs less than that joins its neighbour).
 Two rewrites make more of the body leave: a product (c * a) * b of a carried value c and
 step values a, b is regrouped as c * (a * b) (reverse mode multiplies a carried cotangent by
 one stacked factor after another), and an incoming carry that is stacked along with its
@@ -197,13 +198,25 @@ def _split(eqn, inputs, exact=False):
   # (the layout passes wait for the loop's body: program_function compiles it)
   body = p["body"] if exact else _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
   cost, plan = _loop_cost(body, nc, nx, length, exact)
-  parts = _distributed(body, nc, nx)
-  if parts is not None:
+  recurrences = _recurrences(body, nc)
+  while recurrences is not None:
+    parts = _parts(body, nc, nx, recurrences)
     costs = [_loop_cost(part.body, len(part.carries), len(part.xs) + len(part.cross_in),
                         length, exact) for part in parts]
+    # A loop that costs less than a loop does joins the next one (or the one before).
+    k = min(range(len(parts)), key=lambda k: costs[k][0])
+    if costs[k][0] < _LOOP_COST:
+      j = k + 1 if k + 1 < len(parts) else k - 1
+      lo = min(j, k)
+      recurrences = (recurrences[:lo] + [recurrences[lo] + recurrences[lo + 1]]
+                     + recurrences[lo + 2:])
+      if len(recurrences) < 2:
+        break
+      continue
     if sum(c for c, _ in costs) + _LOOP_COST * (len(parts) - 1) <= cost - 1:
       return _emit_parts(parts, [pl for _, pl in costs], inputs, nc, nx, length,
                          p["reverse"], exact)
+    break
   return None if plan is None else plan.emit(inputs, p["reverse"])
 
 
@@ -221,7 +234,7 @@ def _loop_cost(body, nc, nx, length, exact):
 
 class _Part:
   """One loop of a distributed scan: its body, which carries of the scan it computes, and
-  where its inputs and stacked outputs come from and go (see `_distributed`)."""
+  where its inputs and stacked outputs come from and go (see `_parts`)."""
   __slots__ = ("body", "carries", "xs", "consts", "cross_in", "ys")
 
   def __init__(self, body, carries, xs, consts, cross_in, ys):
@@ -231,19 +244,16 @@ class _Part:
     self.cross_in, self.ys = cross_in, ys
 
 
-def _distributed(body, nc, nx):
-  """The loops a scan's body splits into where its carries form recurrences that do not feed
-  back into each other (the layers of a stacked RNN: layer 2 reads layer 1's state, never
-  the reverse), one per recurrence in an order that computes each after those it reads;
-  None for one recurrence. What a loop reads of an earlier one's values it reads stacked
-  along the steps, so the equations that read nothing else of its own carry become work
-  per step that leaves the loop. Each equation runs in the last loop that may run it (the
-  earliest of those that read it), and every value keeps its bits: the same equations run
-  on the same values."""
+def _recurrences(body, nc):
+  """The recurrences of a scan's carries that do not feed back into each other (the layers
+  of a stacked RNN: layer 2 reads layer 1's state, never the reverse), as lists of carries in
+  an order that puts each after those it reads, carried sums left out (they go to the last
+  loop); None for one. Run as one loop each (see `_parts`), a loop reads what it needs of
+  an earlier one's values stacked along the steps, so the equations that read nothing else
+  of its own carry become work per step that leaves the loop."""
   if nc < 2:
     return None
-  ins = body.in_vars
-  carry_in, xs_in, consts_in = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
+  carry_in = body.in_vars[:nc]
   # The carries each value reads within a step, as a bit mask, and what each carry reads.
   reads = {id(v): 1 << i for i, v in enumerate(carry_in)}
   for e in body.eqns:
@@ -282,13 +292,21 @@ def _distributed(body, nc, nx):
         order.append(g)
         placed.add(g)
         break
-  ordinary = [g for g in order if not all(i in sums for i in groups[g])]
-  if len(ordinary) < 2:
-    return None
-  last = len(ordinary) - 1
+  ordinary = [groups[g] for g in order if not all(i in sums for i in groups[g])]
+  return ordinary if len(ordinary) > 1 else None
+
+
+def _parts(body, nc, nx, recurrences):
+  """The loops of a scan's body, one per entry of `recurrences` (lists of carries, in an
+  order that puts each after those it reads; the carries of none run in the last loop).
+  Each equation runs in the last loop that may run it (the earliest of those that read it),
+  and every value keeps its bits: the same equations run on the same values."""
+  ins = body.in_vars
+  carry_in, xs_in, consts_in = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
+  last = len(recurrences) - 1
   part_of_carry = [last] * nc
-  for k, g in enumerate(ordinary):
-    for i in groups[g]:
+  for k, members in enumerate(recurrences):
+    for i in members:
       part_of_carry[i] = k
   # Each equation in the last loop that may run it: the earliest loop that reads its value.
   home = {id(v): part_of_carry[i] for i, v in enumerate(carry_in)}
@@ -314,16 +332,16 @@ def _distributed(body, nc, nx):
   # What each loop reads: its equations' inputs, its carries' outputs and the scan's
   # stacked outputs it makes (those that no loop makes, xs, constants and literals, go to
   # the last).
-  ys_of = [[] for _ in ordinary]
+  ys_of = [[] for _ in recurrences]
   for m, o in enumerate(body.outs[nc:]):
     ys_of[home.get(id(o), last) if type(o) is not Lit else last].append(m)
   read = []
-  for k in range(len(ordinary)):
+  for k in range(len(recurrences)):
     atoms = [a for j, e in enumerate(body.eqns) if part_of_eqn[j] == k for a in e.inputs]
     atoms += [o for i, o in enumerate(body.outs[:nc]) if part_of_carry[i] == k]
     atoms += [body.outs[nc + m] for m in ys_of[k]]
     read.append(_unique([a for a in atoms if type(a) is not Lit]))
-  crossing = [{} for _ in ordinary]  # each loop's values that later loops read, by id
+  crossing = [{} for _ in recurrences]  # each loop's values that later loops read, by id
   cross_in = []
   for k, atoms in enumerate(read):
     mine = [a for a in atoms if home.get(id(a), k) < k]
@@ -334,7 +352,7 @@ def _distributed(body, nc, nx):
   const_ids = {id(v): c for c, v in enumerate(consts_in)}
   body_consts = {id(v): (v, c) for v, c in zip(body.const_vars, body.const_vals)}
   parts = []
-  for k in range(len(ordinary)):
+  for k in range(len(recurrences)):
     carries = [i for i in range(nc) if part_of_carry[i] == k]
     xs = [xs_ids[id(a)] for a in read[k] if id(a) in xs_ids]
     consts = [const_ids[id(a)] for a in read[k] if id(a) in const_ids]
