@@ -257,6 +257,13 @@ def test_products_regrouped_so_that_factors_leave_the_loop(rng):
   (scan,) = scans(compiled(g, h, xs, k))
   assert body_prims(scan) == ["mul", "mul", "tanh"]
   assert_jit_matches(g, h, xs, k)
+  # Sums too: (tanh(h) + exp(x)) + k adds one sum a step.
+
+  def s(h, xs, k):
+    return dfdx.scan(lambda h, x: (dnp.tanh(h) + dnp.exp(x) + k, None), h, xs)[0]
+  (scan,) = scans(compiled(s, h, xs, k))
+  assert body_prims(scan) == ["add", "tanh"]
+  assert_jit_matches(s, h, xs, k)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -201,6 +201,9 @@ def _split(eqn, inputs, exact=False):
   recurrences = _recurrences(body, nc)
   while recurrences is not None:
     parts = _parts(body, nc, nx, recurrences)
+    if not exact:  # (what was carried in the whole body may be a step's input in a part)
+      for part in parts:
+        part.body = _regrouped(part.body, len(part.carries))
     costs = [_loop_cost(part.body, len(part.carries), len(part.xs) + len(part.cross_in),
                         length, exact) for part in parts]
     # A loop that costs less than a loop does joins the next one (or the one before).
@@ -425,30 +428,31 @@ def _emit_parts(parts, plans, inputs, nc, nx, length, reverse, exact):
 def _regrouped(body, num_carry):
   """`body` with products (c * a) * b of a value c of the carry and values a, b that are not,
   all of one type, regrouped as c * (a * b), so that a * b can leave the loop (reverse mode
-  multiplies a carried cotangent by one stacked factor after another). The product of the
-  three is the same up to rounding; an intermediate c * a read elsewhere stays."""
+  multiplies a carried cotangent by one stacked factor after another), and sums (c + a) + b
+  as c + (a + b) (it adds the cotangents a value gets from each of its uses). The result is
+  the same up to rounding; an intermediate c * a read elsewhere stays."""
   uses = collections.Counter(id(a) for e in body.eqns for a in e.inputs if type(a) is not Lit)
   uses.update(id(o) for o in body.outs if type(o) is not Lit)
   carried = {id(v) for v in body.in_vars[:num_carry]}
-  products = {}  # id(c * a) -> (c, a), products of a carried value and another
+  products = {}  # id(c * a) -> (c, a), products (and sums) of a carried value and another
   eqns, changed = [], False
-  mul_p = core.all_primitives["mul"]
+  associative = (core.all_primitives["mul"], core.all_primitives["add"])
   for e in body.eqns:
-    if e.prim is mul_p and all(type(a) is not Lit for a in e.inputs):
+    if e.prim in associative and all(type(a) is not Lit for a in e.inputs):
       (x, b), (out,) = e.inputs, e.outputs
       if id(b) in products and id(x) not in products:
         x, b = b, x
       grouped = products.get(id(x))
-      if (grouped is not None and id(b) not in carried and uses[id(x)] == 1
-              and b.aval == out.aval):
-        c, a = grouped
+      if (grouped is not None and grouped[2] is e.prim and id(b) not in carried
+              and uses[id(x)] == 1 and b.aval == out.aval):
+        c, a, _ = grouped
         ab = Var(out.aval)
-        eqns.append(Eqn(mul_p, [a, b], {}, [ab], e.source))
-        e = Eqn(mul_p, [c, ab], {}, [out], e.source)
+        eqns.append(Eqn(e.prim, [a, b], {}, [ab], e.source))
+        e = Eqn(e.prim, [c, ab], {}, [out], e.source)
         changed = True
       x, b = e.inputs
       if (id(x) in carried) != (id(b) in carried) and x.aval == b.aval == out.aval:
-        products[id(out)] = (x, b) if id(x) in carried else (b, x)
+        products[id(out)] = ((x, b) if id(x) in carried else (b, x)) + (e.prim,)
     eqns.append(e)
     if any(id(a) in carried for a in e.inputs if type(a) is not Lit):
       carried.update(id(o) for o in e.outputs)
