@@ -243,6 +243,8 @@ def jit_target_lines(rows):
   tenth of JAX-jit's first call (the ratio of whole first calls is shown too)."""
   by = {(r["size"], r["tool"]): r for r in rows if r["problem"] == "gmm"}
   sizes = list(dict.fromkeys(r["size"] for r in rows if r["problem"] == "gmm"))
+  if not sizes:
+    return []
   lines = []
 
   def line(label, ratios, ok):
