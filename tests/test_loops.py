@@ -381,3 +381,22 @@ def test_loops_in_turn_keep_every_bit_where_asked(rng, exact):
       np.testing.assert_array_equal(a, b)
     else:
       np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_the_recurrences_are_the_strongly_connected_carries_each_after_what_it_reads(rng):
+  for _ in range(200):
+    n = int(rng.integers(1, 12))
+    succ = [sorted({int(j) for j in rng.integers(0, n, int(rng.integers(0, 4)))})
+            for _ in range(n)]
+    reach = [set(s) for s in succ]  # (brute force: the transitive closure)
+    for _ in range(n):
+      reach = [r.union(*(reach[j] for j in r)) for r in reach]
+    found = loops._components(succ)
+    assert sorted(i for c in found for i in c) == list(range(n))
+    where = {i: k for k, c in enumerate(found) for i in c}
+    for i in range(n):
+      for j in range(n):
+        together = i == j or (j in reach[i] and i in reach[j])
+        assert (where[i] == where[j]) == together
+        if j in reach[i] and not together:  # i reads j: j's recurrence comes first
+          assert where[j] < where[i]

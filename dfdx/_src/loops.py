@@ -265,38 +265,52 @@ def _recurrences(body, nc):
       if type(a) is not Lit:
         m |= reads.get(id(a), 0)
     reads.update((id(o), m) for o in e.outputs)
-  reach = [0 if type(o) is Lit else reads.get(id(o), 0) for o in body.outs[:nc]]
-  while True:  # (transitively)
-    more = [r | functools.reduce(lambda acc, j: acc | reach[j],
-                                 [j for j in range(nc) if r >> j & 1], 0) for r in reach]
-    if more == reach:
-      break
-    reach = more
-  # The recurrences (carries that read each other), in an order that puts each after those
-  # it reads; sums carried (c' = c + term) go last, where the loop split sums them after
-  # the loop.
-  group = [-1] * nc
-  groups = []
-  for i in range(nc):
-    if group[i] < 0:
-      members = [j for j in range(nc)
-                 if j == i or (reach[i] >> j & 1 and reach[j] >> i & 1)]
-      for j in members:
-        group[j] = len(groups)
-      groups.append(members)
+  direct = [0 if type(o) is Lit else reads.get(id(o), 0) for o in body.outs[:nc]]
+  reads_of = [[j for j in range(nc) if m >> j & 1] for m in direct]
+  # The recurrences (carries that read each other), each after those it reads; sums carried
+  # (c' = c + term) go last, where the loop split sums them after the loop.
   sums = _carried_sums(body, nc)
-  order, placed = [], set()
-  while len(placed) < len(groups):
-    for g, members in enumerate(groups):
-      if g in placed:
-        continue
-      needs = {group[j] for i in members for j in range(nc) if reach[i] >> j & 1} - {g}
-      if needs <= placed:
-        order.append(g)
-        placed.add(g)
-        break
-  ordinary = [groups[g] for g in order if not all(i in sums for i in groups[g])]
+  ordinary = [r for r in _components(reads_of) if not all(i in sums for i in r)]
   return ordinary if len(ordinary) > 1 else None
+
+
+def _components(succ):
+  """The strongly connected components of the graph with edges i -> succ[i] (Tarjan's
+  algorithm, without recursion), each after every component it reaches."""
+  index, low, on_stack, stack, found = {}, {}, set(), [], []
+  for root in range(len(succ)):
+    if root in index:
+      continue
+    index[root] = low[root] = len(index)
+    stack.append(root)
+    on_stack.add(root)
+    work = [(root, iter(succ[root]))]
+    while work:
+      v, edges = work[-1]
+      for w in edges:
+        if w not in index:
+          index[w] = low[w] = len(index)
+          stack.append(w)
+          on_stack.add(w)
+          work.append((w, iter(succ[w])))
+          break
+        if w in on_stack:
+          low[v] = min(low[v], index[w])
+      else:
+        work.pop()
+        if work:
+          u = work[-1][0]
+          low[u] = min(low[u], low[v])
+        if low[v] == index[v]:
+          members = []
+          while True:
+            w = stack.pop()
+            on_stack.discard(w)
+            members.append(w)
+            if w == v:
+              break
+          found.append(sorted(members))
+  return found
 
 
 def _parts(body, nc, nx, recurrences):
