@@ -359,14 +359,23 @@ def test_a_layer_that_keeps_all_its_work_in_its_loop(rng):
   assert_jit_matches(f, h0, xs)
 
 
-@pytest.mark.parametrize("exact", [False, True])
-def test_loops_in_turn_keep_every_bit_where_asked(rng, exact):
-  from dfdx._src import ir, staging
+def _layers_reading_the_input(carry, x):
+  h1, h2 = carry
+  new1 = dnp.tanh(h1 * x[0] + x[1])
+  return (new1, dnp.sin(h2 * 0.5 + dnp.exp(dnp.cos(new1 * x[1]) * 2.0))), (new1 * h2, h1)
 
-  def body(carry, x):
-    h1, h2 = carry
-    new1 = dnp.tanh(h1 * x[0] + x[1])
-    return (new1, dnp.sin(h2 * 0.5 + dnp.exp(dnp.cos(new1 * x[1]) * 2.0))), (new1 * h2, h1)
+
+def _a_first_layer_with_nothing_to_move(carry, x):  # (its loop runs as it is)
+  h1, h2 = carry
+  new1 = dnp.tanh(h1 * 0.9 + 0.1)
+  return (new1, dnp.sin(h2 * 0.5 + dnp.exp(dnp.cos(new1 * x[1]) * 2.0))), (new1 * h2, h1)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("body", [_layers_reading_the_input,
+                                  _a_first_layer_with_nothing_to_move])
+def test_loops_in_turn_keep_every_bit_where_asked(rng, exact, body):
+  from dfdx._src import ir, staging
 
   def traced(h0, xs):
     (h1, h2), (a, b) = dfdx.scan(body, (h0, h0 * 2.0), xs)
