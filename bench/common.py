@@ -30,7 +30,8 @@ from timing import seconds_per_call, steady_allocator
 
 TOOLS = ("numpy", "dfdx eager", "dfdx jit", "autograd", "jax eager", "jax jit", "pytorch")
 ROW_KEYS = ("problem", "size", "tool", "n_params", "objective_s", "derivative_s",
-            "first_call_s", "compile_s", "peak_mb", "error", "fd_error", "note", "derivative_samples")
+            "first_call_s", "compile_s", "peak_mb", "error", "fd_error", "note",
+            "derivative_samples")
 MAX_ERROR = 1e-8
 HEAP_ONLY = ("jax eager", "jax jit", "pytorch")  # their buffers are invisible to tracemalloc
 TOOL_BUDGET_S = 30  # seconds of timed calls per tool and size, before it gets fewer samples

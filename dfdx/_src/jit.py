@@ -359,8 +359,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         isinstance(x, Tracer) for x in tree_flatten((args, kwargs))[0]):
       raise errors.InvalidInputError(
           f"jit({name}).compile: called inside a transformation or on traced values. "
-          f"compile takes concrete arguments (arrays of the shapes and dtypes to compile "
-          f"for), outside grad, vmap and jit; call the jitted function itself there.")
+          "compile takes concrete arguments (arrays of the shapes and dtypes to compile "
+          "for), outside grad, vmap and jit; call the jitted function itself there.")
     slow_call_entry(args, kwargs)
     return jitted
   jitted.compile = compile
