@@ -239,6 +239,31 @@ def test_buffer_reuse_never_writes_into_inputs_or_views():
   np.testing.assert_allclose(out, np.exp(x) + np.sin(np.exp(x)) + x)
 
 
+def test_buffer_reuse_spares_the_inputs_a_loop_or_branch_may_return():
+  """A scan, cond or while_loop may return its input array itself: that array's buffer,
+  and views of the result, must not take a later result."""
+  xs, a = np.arange(4.0), np.ones(3)
+
+  def loop(xs, a):
+    b = a * 0.5  # a fresh buffer
+    c, _ = dfdx.scan(lambda c, x: (c, c * x), b, xs)  # c is b itself
+    t = c[::-1]  # a view of it, read after b's last use
+    return c, b + a, t * 1.0 + a
+
+  def branch(p, a):
+    b = a * 0.5
+    c = dfdx.cond(p > 0, lambda x: x, lambda x: x * 2.0, b)
+    return c, b + a
+
+  def while_(a):
+    b = a * 0.5
+    c = dfdx.while_loop(lambda s: s[0] < 0, lambda s: (s[0] + 1, s[1] * 2.0), (0, b))[1]
+    return c, b + a
+  for f, args in [(loop, (xs, a)), (branch, (np.float64(1.0), a)), (while_, (a,))]:
+    for got, want in zip(dfdx.jit(f)(*args), f(*args)):
+      np.testing.assert_array_equal(got, want)
+
+
 def test_buffer_reuse_waits_for_a_fused_sum_of_products_to_read_its_operands():
   # sum(a * y) is emitted as one product (np.dot) at the sum, after `a * x`; a's buffer must
   # not take a * x, though the product that a is an operand of comes before it

@@ -511,6 +511,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         elif getattr(fn, "with_functions", False) or into:
           em.set_owner(v, None)  # a function's result may be its input, or the caller's
                                  # output array: never written into
+          if not into:  # (and an input it may be, or views of it, keep their buffers)
+            for a in eqn.inputs:
+              root = em.owner.get(id(a)) if isinstance(a, Var) else None
+              if root is not None:
+                em.buffer_last_use[root] = len(program.eqns) + 1
         else:
           em.set_owner(v, id(v))
       if eqn.prim.name in _NUMPY_SCALAR_RESULTS:
