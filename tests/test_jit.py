@@ -358,6 +358,21 @@ def test_sums_are_pushed_through_matmuls_and_elementwise_ops(rng):
                              dfdx.grad(g, (0, 2))(a, x, np.ones(3))[1], rtol=1e-12)
 
 
+def test_a_sum_pushed_into_a_value_an_earlier_push_replaced_reads_its_replacement(rng):
+  """sum(b * a, 0) is rewritten first (as sum(b, 0) * a); the sum of 3 * that value, read
+  twice, then sums the replacement, not the variable it replaced (which nothing defines)."""
+  a, b = np.arange(1.0, 5.0), rng.standard_normal((3, 4))
+
+  def f(a, b):
+    e = dnp.sum(b * a, axis=0)
+    return dnp.sum(e * 3.0) + dnp.sum(dnp.sin(e))
+  expr = dfdx.make_expr(f, optimize=True)(a, b).typecheck()
+  np.testing.assert_allclose(expr(a, b), f(a, b), rtol=1e-13)
+  np.testing.assert_allclose(dfdx.jit(f)(a, b), f(a, b), rtol=1e-13)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f, (0, 1)))(a, b)[1],
+                             dfdx.grad(f, (0, 1))(a, b)[1], rtol=1e-12)
+
+
 def test_broadcasts_are_dropped_and_power_of_two_literals_move_to_the_small_operand():
   s, b = np.ones((4, 1)), np.ones((4, 100))
   expr = dfdx.make_expr(lambda s, b: dnp.broadcast_to(s, (4, 100)) * (2.0 * b),

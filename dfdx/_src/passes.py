@@ -579,11 +579,13 @@ class _Mover:
 
 class _SumPusher(_Mover):
   """Rewrites `reduce_sum(v, axes)` by pushing the sum into the equation that produced `v`
-  when `v` is used only there (so the producer dies), recursively."""
+  when `v` is used only there (so the producer dies), recursively. `subst` maps the variables
+  of equations already rewritten to what replaced them: those are read through it."""
 
-  def __init__(self, program):
+  def __init__(self, program, subst):
     from dfdx._src.ops import contraction, elementwise, reduction, shape
     super().__init__(program)
+    self.subst = subst
     self.ops = {"neg": elementwise.neg_p, "add": elementwise.add_p, "sub": elementwise.sub_p,
                 "mul": elementwise.mul_p, "reduce_sum": reduction.reduce_sum_p,
                 "transpose": shape.transpose_p, "reshape": shape.reshape_p,
@@ -597,6 +599,7 @@ class _SumPusher(_Mover):
 
   def push(self, v, axes):
     """An atom equal to reduce_sum(v, axes), computed as cheaply as the rules allow."""
+    v = self.subst(v)  # (a variable rewritten earlier is read as what replaced it)
     eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
     if eqn is None or self.uses.get(id(v)) != 1 or v.aval.dtype.kind != "f":
       return self.reduce(v, axes)
@@ -621,6 +624,7 @@ class _SumPusher(_Mover):
     for full, other in (eqn.inputs, eqn.inputs[::-1]):
       if full.aval.shape != shape or not self._constant_along(other, shape, axes):
         continue
+      other = self.subst(other)
       kept_other = _drop_axes(other.aval.shape, len(shape), axes)
       if kept_other != other.aval.shape:
         other = self.emit("reshape", [other], {"shape": kept_other})
@@ -675,7 +679,8 @@ def push_sums(program: Program) -> Program:
   """Move sums toward the data they sum (see the module docstring)."""
   if not any(e.prim.name == "reduce_sum" for e in program.eqns):
     return program
-  pusher = _SumPusher(program)
+  subst = _Subst()
+  pusher = _SumPusher(program, subst)
 
   def pushed(eqn, inputs):
     if eqn.prim.name != "reduce_sum" or not eqn.params["axes"] or not isinstance(inputs[0], Var):
@@ -686,7 +691,7 @@ def push_sums(program: Program) -> Program:
         pusher.out[0].inputs[0] is inputs[0]:
       return None  # (the same sum)
     return pusher.out, result
-  return _rewrite_each(program, _Subst(), pushed)
+  return _rewrite_each(program, subst, pushed)
 
 
 # ---- pulling gathers up ----------------------------------------------------------------------
