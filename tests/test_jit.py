@@ -373,6 +373,26 @@ def test_a_sum_pushed_into_a_value_an_earlier_push_replaced_reads_its_replacemen
                              dfdx.grad(f, (0, 1))(a, b)[1], rtol=1e-12)
 
 
+def test_sums_are_not_pushed_into_an_operand_of_a_narrower_dtype(rng):
+  """sum(a @ b), a float64 and b float32: summing b's rows first would round them in
+  float32 (a relative error of 1e-7 in a float64 result)."""
+  a = rng.normal(size=(2, 4))
+  b = rng.normal(size=(4, 1000)).astype(np.float32)
+  f = lambda a, b: dnp.sum(a @ b)
+  np.testing.assert_allclose(dfdx.jit(f)(a, b), f(a, b), rtol=1e-14)
+  g = lambda a, b: dnp.sum(b * a[0][:, None], axis=1)  # (a product promoted the same way)
+  np.testing.assert_allclose(dfdx.jit(g)(a, b), g(a, b), rtol=1e-14)
+
+
+@pytest.mark.parametrize("f", [lambda x: -(x * 0.3), lambda x: -(0.3 * x),
+                               lambda x: (-x) * 0.3, lambda x: (x * 0.5) * 0.3])
+def test_folded_literals_keep_a_float32_program_in_float32(f):
+  x = np.linspace(-1, 1, 5, dtype=np.float32)
+  got = dfdx.jit(f)(x)
+  assert got.dtype == f(x).dtype == np.float32
+  np.testing.assert_array_equal(got, f(x))
+
+
 def test_broadcasts_are_dropped_and_power_of_two_literals_move_to_the_small_operand():
   s, b = np.ones((4, 1)), np.ones((4, 100))
   expr = dfdx.make_expr(lambda s, b: dnp.broadcast_to(s, (4, 100)) * (2.0 * b),

@@ -283,7 +283,9 @@ def _fuse_eqn(eqn, inputs, producers, uses=None):
       for y, c in (inner.inputs, inner.inputs[::-1]):
         k = _scalar_factor(c)
         if k is not None and isinstance(y, Var) and y.aval == eqn.outputs[0].aval:
-          return Eqn(inner.prim, [y, Lit((-k)[()])], {}, eqn.outputs, eqn.source)
+          # (in the result's dtype: a Python float factor is weak, -k as float64 is not)
+          negated = np.asarray(-k, eqn.outputs[0].aval.dtype)[()]
+          return Eqn(inner.prim, [y, Lit(negated)], {}, eqn.outputs, eqn.source)
   if name in ("zmul", "zdiv"):
     # A zero-absorbing product with a finite, nonzero literal factor (or divisor) is the
     # plain one: nothing can be absorbed.
@@ -601,7 +603,10 @@ class _SumPusher(_Mover):
     """An atom equal to reduce_sum(v, axes), computed as cheaply as the rules allow."""
     v = self.subst(v)  # (a variable rewritten earlier is read as what replaced it)
     eqn = self.producer.get(id(v)) if isinstance(v, Var) else None
-    if eqn is None or self.uses.get(id(v)) != 1 or v.aval.dtype.kind != "f":
+    if eqn is None or self.uses.get(id(v)) != 1 or v.aval.dtype.kind != "f" or any(
+        isinstance(a, Var) and a.aval.dtype != v.aval.dtype for a in eqn.inputs):
+      # (an operand of another dtype, promoted by the equation, is summed after it: a
+      # float32 operand summed first would round in float32)
       return self.reduce(v, axes)
     rule = getattr(self, "_push_" + eqn.prim.name, None)
     result = rule(eqn, v, axes) if rule is not None else None
