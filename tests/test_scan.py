@@ -311,3 +311,37 @@ def test_nested_control_flow_splits_and_the_recomputing_fallback_agrees(rng, mon
   monkeypatch.setattr(control_flow, "_partial_eval", lambda *a: None)
   np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(0.8, xs), expected, rtol=1e-13)
   assert calls
+
+
+# ---- known disagreements of jit with eager, kept here until fixed ------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="a Python-float carry is weak-typed under tracing, but "
+                   "eagerly dnp.exp(0.0) is a strong float64: jit gives float32, eager float64")
+def test_a_python_float_carry_that_a_ufunc_makes_float64_eagerly():
+  xs = np.ones((3, 2), dtype=np.float32)
+  f = lambda xs: dfdx.scan(lambda c, x: (dnp.sum(x * dnp.exp(c)), c), 0.0, xs)
+  assert [np.asarray(o).dtype for o in dfdx.tree.tree_leaves(dfdx.jit(f)(xs))] == \
+      [np.asarray(o).dtype for o in dfdx.tree.tree_leaves(f(xs))]
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="jit(vmap(grad)) of two scans, the first with a Python-float carry, "
+                   "fed float32: 'scan: input 7 is float64[3], the body expects float32[3]'")
+def test_jit_of_vmap_of_grad_through_a_python_float_carry():
+  def f(a1):
+    def b0(c, x):
+      return c + dnp.tanh(-c) * 0.1, (x * x, c * 2.0)
+    c0, (y1, _) = dfdx.scan(b0, 0.0, a1)
+
+    def b1(carry, x):
+      c, d = carry
+      t = dnp.broadcast_to(0.572 + c, (2,))
+      n0 = (c * dnp.cos(dnp.sum(x)) * dnp.sin(dnp.sum(x) + 1.0)
+            + dnp.tanh(dnp.sum(t) * 0.211) * 0.1)
+      return (n0, dnp.tanh(d * 0.3 + d)), 0.572 + c
+    (c1, _), _ = dfdx.scan(b1, (c0, y1), y1)
+    return dnp.sum(c1)
+  xs = np.random.default_rng(0).uniform(-2, 2, (3, 3, 3)).astype(np.float32)
+  vg = dfdx.vmap(dfdx.grad(f))
+  np.testing.assert_allclose(dfdx.jit(vg)(xs), vg(xs), rtol=1e-5)
