@@ -151,19 +151,10 @@ class _Body:
 
   def _accumulators(self):
     """{carry index: (index of its addition, the term added each step)}."""
-    body, uses = self.body, collections.Counter()
-    for e in body.eqns:
-      uses.update(id(a) for a in e.inputs if type(a) is not Lit)
-    uses.update(id(o) for o in body.outs if type(o) is not Lit)
-    producer = {id(o): j for j, e in enumerate(body.eqns) for o in e.outputs}
     found = {}
-    for i, (c, o) in enumerate(zip(self.carry_in, body.outs)):
-      j = producer.get(id(o)) if type(o) is not Lit else None
-      if j is None or body.eqns[j].prim.name != "add" or uses[id(o)] != 1 or uses[id(c)] != 1:
-        continue
-      a, b = body.eqns[j].inputs
-      term = b if a is c else a if b is c else None
-      if (term is None or type(term) is Lit or term is c or term.aval.shape != c.aval.shape
+    for i, (j, term) in _carried_sums(self.body, self.nc).items():
+      c = self.carry_in[i]
+      if (type(term) is Lit or term.aval.shape != c.aval.shape
               or term.aval.dtype != c.aval.dtype or c.aval.dtype.kind not in "iufc"
               or (self.exact and int(np.prod(c.aval.shape, dtype=np.int64)) < 2)):
         continue
@@ -393,16 +384,20 @@ def _parts(body, nc, nx, recurrences):
 
 
 def _carried_sums(body, nc):
-  """The carries that only accumulate: c' = c + term, c read nowhere else."""
+  """{carry index: (index of its addition, the term)} of the carries that only accumulate:
+  c' = c + term, c and c' read nowhere else."""
   uses = collections.Counter(id(a) for e in body.eqns for a in e.inputs if type(a) is not Lit)
   uses.update(id(o) for o in body.outs if type(o) is not Lit)
-  producer = {id(o): e for e in body.eqns for o in e.outputs}
-  sums = set()
+  producer = {id(o): j for j, e in enumerate(body.eqns) for o in e.outputs}
+  sums = {}
   for i, (c, o) in enumerate(zip(body.in_vars[:nc], body.outs[:nc])):
-    e = producer.get(id(o)) if type(o) is not Lit else None
-    if (e is not None and e.prim.name == "add" and uses[id(c)] == 1 and uses[id(o)] == 1
-            and any(a is c for a in e.inputs)):
-      sums.add(i)
+    j = producer.get(id(o)) if type(o) is not Lit else None
+    if j is None or body.eqns[j].prim.name != "add" or uses[id(o)] != 1 or uses[id(c)] != 1:
+      continue
+    a, b = body.eqns[j].inputs
+    term = b if a is c else a if b is c else None
+    if term is not None and term is not c:
+      sums[i] = (j, term)
   return sums
 
 
