@@ -316,8 +316,6 @@ def test_nested_control_flow_splits_and_the_recomputing_fallback_agrees(rng, mon
 # ---- known disagreements of jit with eager, kept here until fixed ------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a Python-float carry is weak-typed under tracing, but "
-                   "eagerly dnp.exp(0.0) is a strong float64: jit gives float32, eager float64")
 def test_a_python_float_carry_that_a_ufunc_makes_float64_eagerly():
   xs = np.ones((3, 2), dtype=np.float32)
   f = lambda xs: dfdx.scan(lambda c, x: (dnp.sum(x * dnp.exp(c)), c), 0.0, xs)
@@ -325,9 +323,6 @@ def test_a_python_float_carry_that_a_ufunc_makes_float64_eagerly():
       [np.asarray(o).dtype for o in dfdx.tree.tree_leaves(f(xs))]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="jit(vmap(grad)) of two scans, the first with a Python-float carry, "
-                   "fed float32: 'scan: input 7 is float64[3], the body expects float32[3]'")
 def test_jit_of_vmap_of_grad_through_a_python_float_carry():
   def f(a1):
     def b0(c, x):

@@ -21,6 +21,7 @@ from dfdx._src.core import Tracer
 from dfdx._src.state import Variable
 from dfdx._src.ops import elementwise
 from dfdx._src.ops import shape as shape_ops
+from dfdx._src.numpy.util import strong
 from dfdx._src.tree import tree_flatten, tree_map, tree_unflatten, tree_structure, PyTreeDef
 
 # ---- choosing the differentiated arguments ----------------------------------------------
@@ -195,9 +196,9 @@ def _wraps(f, name):
 def _differentiable_leaf(x, transform, where):
   """`x` as an array (or tracer) of a floating dtype, ready to be differentiated. `where()`
   describes the argument, for error messages."""
-  if isinstance(x, Tracer):
-    return x if dtypes.is_differentiable(x.dtype) else shape_ops.convert_element_type(
-        x, dtypes.default_float)
+  if isinstance(x, Tracer):  # (a staged Python scalar becomes an array, as below)
+    return strong(x) if dtypes.is_differentiable(x.dtype) else \
+        shape_ops.convert_element_type(x, dtypes.default_float)
   if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == bool):
     raise errors.NonDifferentiableInputError(
         f"{transform}: cannot differentiate with respect to {where()}, which is boolean. "

@@ -530,6 +530,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     if em.pre_lines:  # functions the rule defined (standalone)
       body += ["    " + line if line else line for line in em.pre_lines]
       em.pre_lines = []
+    if not eqn.prim.multiple_results and eqn.outputs[0].aval.weak_type:
+      # A weakly typed value stands for a Python scalar, and is one (see core.weak_results)
+      expr = f"{_PYTHON_SCALAR[eqn.outputs[0].aval.dtype.kind]}({expr})"
+      em.numpy_scalars.discard(id(eqn.outputs[0]))
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")
     body.append(f"    {lhs} = {expr}")
     body += _check_lines([v for v in eqn.outputs if id(v) in checks], checks, em)
@@ -709,6 +713,7 @@ _NUMPY_SCALAR_RESULTS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"
 # Rules whose expression is one call that takes `out=` last (the logistic's outer np.exp):
 # their results are computed into an output array or a scan's row as ufuncs' are.
 _RULES_INTO = {"concatenate", "logistic"}
+_PYTHON_SCALAR = {"b": "bool", "i": "int", "u": "int", "f": "float", "c": "complex"}
 _OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/"}
 
 

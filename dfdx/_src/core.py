@@ -31,14 +31,15 @@ class ShapedArray:
   """The abstract value of an array: its shape, dtype and whether its dtype is weak.
 
   A weak type marks a Python scalar, whose dtype yields to the other operand's in promotion
-  (NumPy 2 semantics: `float32 array * 2.0` stays float32).
+  (NumPy 2 semantics: `float32 array * 2.0` stays float32). Only a 0-d value can be weakly
+  typed: NumPy has no weak arrays (`np.broadcast_to(0.5, (3,))` is a float64 array).
   """
   __slots__ = ("shape", "dtype", "weak_type")
 
   def __init__(self, shape, dtype, weak_type=False):
     self.shape = tuple(shape)
     self.dtype = np.dtype(dtype)
-    self.weak_type = weak_type
+    self.weak_type = weak_type and not self.shape
 
   ndim = property(lambda self: len(self.shape))
   size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
@@ -218,6 +219,29 @@ def abstract_eval(prim: Primitive, args, params):
 def abstract_eval_avals(prim: Primitive, avals, params):
   """Output aval(s) of `prim` applied to arguments with these avals."""
   return prim.abstract_eval(*avals, **params)
+
+
+# ---- weak types of staged values ------------------------------------------------------------
+# A staged value of weak type stands for a Python scalar. Python's arithmetic on Python
+# scalars gives Python scalars (`x32 + s * 2.0` stays float32), but every NumPy function
+# gives NumPy's types (`np.exp(0.5)` is a float64, which makes `x32 + np.exp(0.5)` float64).
+# So a staged result keeps its weak type only while `weak_results` is set: in the arithmetic
+# operators of weak values (dfdx._src.numpy.array_methods) and while a recorded program is
+# replayed (ir.eval_program). Anywhere else a weak result is recorded followed by a cast to
+# its dtype, which makes it strong, as NumPy would.
+weak_results = False
+# Primitives that return their operand as it is (stop_gradient): a Python scalar stays one.
+keeps_weak_types: set = set()
+
+
+def keeping_weak_types(fn, *args):
+  """`fn(*args)` with staged results left weakly typed where every operand is."""
+  global weak_results
+  prev, weak_results = weak_results, True
+  try:
+    return fn(*args)
+  finally:
+    weak_results = prev
 
 
 # ---- traces and tracers -----------------------------------------------------------------

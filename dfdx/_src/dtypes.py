@@ -15,7 +15,7 @@ _WEAK_STANDINS = {"b": True, "i": 1, "u": 1, "f": 1.0, "c": 1j}
 _ufunc_cache: dict = {}
 
 
-def _standin(aval: ShapedArray):
+def standin(aval: ShapedArray):
   """An operand that NumPy promotes like `aval`: an empty array, or a Python scalar if weak."""
   if aval.weak_type:
     return _WEAK_STANDINS[aval.dtype.kind]
@@ -30,7 +30,7 @@ def ufunc_result_dtype(ufunc, *avals: ShapedArray) -> np.dtype:
   except KeyError:
     pass
   with np.errstate(all="ignore"):
-    result = ufunc(*[_standin(a) for a in avals])
+    result = ufunc(*[standin(a) for a in avals])
   dtype = _ufunc_cache[key] = (result[0] if isinstance(result, tuple) else result).dtype
   return dtype
 
@@ -47,7 +47,7 @@ def result_type(*avals: ShapedArray) -> np.dtype:
     return _ufunc_cache[key]
   except KeyError:
     pass
-  dtype = _ufunc_cache[key] = np.result_type(*[_standin(a) for a in avals])
+  dtype = _ufunc_cache[key] = np.result_type(*[standin(a) for a in avals])
   return dtype
 
 

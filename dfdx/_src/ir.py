@@ -113,6 +113,9 @@ def typecheck_program(program: Program) -> None:
       if (v.aval.shape, v.aval.dtype) != (aval.shape, aval.dtype):
         raise ProgramTypeError(f"{where}: output {v!r} has type {v.aval.str_short()}, but "
                                f"{eqn.prim.name} gives {aval.str_short()}")
+      if v.aval.weak_type and not aval.weak_type:  # (the converse is allowed: see passes)
+        raise ProgramTypeError(f"{where}: output {v!r} is weakly typed (a Python scalar), "
+                               f"but {eqn.prim.name} gives a NumPy value")
       define(v, where)
   for o in program.outs:
     if isinstance(o, Var) and id(o) not in defined:
@@ -135,12 +138,26 @@ def eval_program(program: Program, *args):
     return a.val if type(a) is Lit else env[id(a)]
 
   for eqn in program.eqns:
-    out = eqn.prim.bind(*[read(a) for a in eqn.inputs], **eqn.params)
+    if (eqn.outputs[0].aval.weak_type if not eqn.prim.multiple_results
+            else any(v.aval.weak_type for v in eqn.outputs)):
+      out = _weak_equation(eqn, [read(a) for a in eqn.inputs])
+    else:
+      out = eqn.prim.bind(*[read(a) for a in eqn.inputs], **eqn.params)
     if eqn.prim.multiple_results:
       env.update((id(v), o) for v, o in zip(eqn.outputs, out))
     else:
       env[id(eqn.outputs[0])] = out
   return [read(o) for o in program.outs]
+
+
+def _weak_equation(eqn, args):
+  """An equation with weakly typed outputs (Python scalars) evaluated again: its results stay
+  weak when staged, and are Python scalars when computed (see core.weak_results)."""
+  out = core.keeping_weak_types(lambda: eqn.prim.bind(*args, **eqn.params))
+  outs = out if eqn.prim.multiple_results else [out]
+  outs = [o.item() if v.aval.weak_type and isinstance(o, (np.generic, np.ndarray)) else o
+          for v, o in zip(eqn.outputs, outs)]
+  return outs if eqn.prim.multiple_results else outs[0]
 
 
 # ---- pretty printing ------------------------------------------------------------------------

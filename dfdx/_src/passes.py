@@ -39,7 +39,7 @@ import weakref
 
 import numpy as np
 
-from dfdx._src import core
+from dfdx._src import core, dtypes
 from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
 from dfdx._src import staging
 
@@ -68,8 +68,11 @@ class _Subst:
 
 
 def _same_type(atom, var):
-  aval = atom.aval
-  return aval.shape == var.aval.shape and aval.dtype == var.aval.dtype
+  """Whether `atom` can stand for `var`: the same shape and dtype, and both weakly typed (a
+  Python scalar) or neither."""
+  aval, other = atom.aval, var.aval
+  return (aval.shape == other.shape and aval.dtype == other.dtype
+          and aval.weak_type == other.weak_type)
 
 
 def _rewrite_each(program, subst, rewrite):
@@ -135,8 +138,9 @@ def cse(program: Program) -> Program:
   for eqn in program.eqns:
     inputs = [subst(a) for a in eqn.inputs]
     try:
-      key = (eqn.prim, tuple(_atom_key(a) for a in inputs), _hashable(eqn.params))
-    except TypeError:
+      key = (eqn.prim, tuple(_atom_key(a) for a in inputs), _hashable(eqn.params),
+             tuple(v.aval.weak_type for v in eqn.outputs))  # (`s * 2.0` is a Python float,
+    except TypeError:                                       # np.multiply(s, 2.0) is not)
       key = None
     if key is not None and key in seen:
       for v, prev in zip(eqn.outputs, seen[key]):
@@ -164,8 +168,9 @@ def fold_constants(program: Program) -> Program:
         out = eqn.prim.impl(*args, **eqn.params)
       for v, o in zip(eqn.outputs, out if eqn.prim.multiple_results else [out]):
         o = np.asarray(o)
-        if o.ndim == 0:
-          subst.set(v, Lit(o.astype(v.aval.dtype)[()]))
+        if o.ndim == 0:  # (a Python scalar where the variable stands for one)
+          subst.set(v, Lit(o.astype(v.aval.dtype).item() if v.aval.weak_type
+                           else o.astype(v.aval.dtype)[()]))
         else:
           values[id(v)] = o
           const_vars.append(v)
@@ -252,7 +257,8 @@ def _unbroadcast_operands(eqn, inputs, producers):
   changed, new = False, list(inputs)
   for i, a in enumerate(inputs):
     p = producers.get(id(a)) if isinstance(a, Var) else None
-    if p is None or p.prim.name not in ("broadcast_to", "reshape"):
+    if p is None or p.prim.name not in ("broadcast_to", "reshape") or (
+            p.inputs[0].aval.weak_type):  # (a Python scalar would not promote as `a` does)
       continue
     if p.prim.name == "reshape":  # only leading axes of length 1 added: broadcasting does it
       x_shape = p.inputs[0].aval.shape
@@ -471,8 +477,81 @@ def _fold_scalar_chain(eqn, inputs, producers, uses):
   return None
 
 
+def _weak_casts_dropped(program):
+  """The casts that make a staged Python scalar a NumPy value of its own dtype (what a NumPy
+  function does to its operands) dropped where every equation reading one gives the same
+  shape and dtype from the Python scalar: `sin(cast(s))` becomes `sin(s)` (still a NumPy
+  value: only the equations recorded weakly typed make Python scalars), `x32 + cast(s)`
+  keeps its cast (float64; float32 without it)."""
+  casts = {id(e.outputs[0]): e.inputs[0] for e in program.eqns
+           if e.prim.name == "convert_element_type" and isinstance(e.inputs[0], Var)
+           and e.inputs[0].aval.weak_type and e.params["new_dtype"] == e.inputs[0].aval.dtype}
+  if not casts:
+    return program
+  kept = {id(o) for o in program.outs if id(o) in casts}
+  changed = True
+  while changed:  # (a cast kept can change what another equation would give)
+    changed = False
+    for e in program.eqns:
+      dropped = [k for k, a in enumerate(e.inputs) if id(a) in casts and id(a) not in kept]
+      if not dropped:
+        continue
+      out = None
+      if not e.prim.multiple_results:  # (a loop's body was traced on the NumPy value)
+        ins = [casts[id(a)] if k in dropped else a for k, a in enumerate(e.inputs)]
+        try:
+          out = core.abstract_eval_avals(e.prim, [a.aval for a in ins], e.params)
+        except Exception:  # noqa: BLE001  (then the casts stay)
+          pass
+      if out is None or (out.shape, out.dtype) != (e.outputs[0].aval.shape,
+                                                   e.outputs[0].aval.dtype):
+        kept.update(id(e.inputs[k]) for k in dropped)
+        changed = True
+  subst = _Subst()
+  for v_id, x in casts.items():
+    if v_id not in kept:
+      subst.map[v_id] = x
+  return dce(_rebuild(program, [Eqn(e.prim, [subst(a) for a in e.inputs], e.params, e.outputs,
+                                    e.source) for e in program.eqns],
+                      [subst(o) for o in program.outs]))
+
+
+def _weak_operands_cast(program):
+  """A staged Python scalar that meets an array in an elementwise operation cast first to the
+  dtype NumPy converts it to (`x32 + s` -> `x32 + float32(s)`: the same values). Then a
+  Python scalar only ever meets other Python scalars: a pass that stacks a loop's values
+  (into a float64 array) or folds them into constants cannot change what they promote to."""
+  from dfdx._src import batching
+  from dfdx._src.ops.shape import convert_element_type_p
+  if not any(type(a) is Var and a.aval.weak_type for e in program.eqns for a in e.inputs):
+    return program
+  eqns = []
+  for e in program.eqns:
+    weak = [k for k, a in enumerate(e.inputs) if type(a) is Var and a.aval.weak_type]
+    if (not weak or len(e.inputs) < 2 or e.prim not in batching.elementwise_prims
+            or e.prim.multiple_results or e.outputs[0].aval.weak_type):
+      eqns.append(e)
+      continue
+    try:
+      dtype = dtypes.result_type(*[a.aval for a in e.inputs])
+      casts = {k: Var(core.ShapedArray((), dtype)) for k in weak}
+      ins = [casts[k] if k in casts else a for k, a in enumerate(e.inputs)]
+      out = core.abstract_eval_avals(e.prim, [a.aval for a in ins], e.params)
+    except Exception:  # noqa: BLE001  (then it stays as it is)
+      out = None
+    if out is None or (out.shape, out.dtype) != (e.outputs[0].aval.shape,
+                                                 e.outputs[0].aval.dtype):
+      eqns.append(e)
+      continue
+    eqns += [Eqn(convert_element_type_p, [e.inputs[k]], {"new_dtype": dtype}, [v], e.source)
+             for k, v in casts.items()]
+    eqns.append(Eqn(e.prim, ins, e.params, e.outputs, e.source))
+  return _rebuild(program, eqns, program.outs) if len(eqns) != len(program.eqns) else program
+
+
 def simplify(program: Program) -> Program:
   """Apply the exact algebraic rewrites listed in the module docstring."""
+  program = _weak_casts_dropped(_weak_operands_cast(program))
   subst, producers, eqns, consts = _Subst(), {}, [], _Constants(program)
   uses = _use_counts(program)
   for eqn in program.eqns:

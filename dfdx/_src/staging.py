@@ -113,9 +113,30 @@ class StagingTrace(Trace):
     else:
       outs = [Var(out_avals)]
     source = user_source_line() if self.record_source else None
-    self.eqns.append(Eqn(prim, inputs, params, outs, source))
+    if core.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
+            v.aval.weak_type for v in outs)) or prim in core.keeps_weak_types:
+      self.eqns.append(Eqn(prim, inputs, params, outs, source))
+    elif not prim.multiple_results and isinstance(getattr(prim.impl, "ufunc", prim.impl),
+                                                  np.ufunc):
+      # A NumPy function of Python scalars gives a NumPy value (see core.weak_results); a
+      # ufunc's result is one as it is.
+      outs = [Var(core.ShapedArray(outs[0].aval.shape, outs[0].aval.dtype))]
+      self.eqns.append(Eqn(prim, inputs, params, outs, source))
+    else:  # (and any other result is cast to one)
+      self.eqns.append(Eqn(prim, inputs, params, outs, source))
+      outs = [self._strong(v, source) for v in outs]
     tracers = [StagingTracer(self, v) for v in outs]
     return tracers if prim.multiple_results else tracers[0]
+
+  def _strong(self, v, source):
+    """`v` cast to its own dtype if it is weakly typed."""
+    if not v.aval.weak_type:
+      return v
+    from dfdx._src.ops.shape import convert_element_type_p
+    out = Var(core.ShapedArray(v.aval.shape, v.aval.dtype))
+    self.eqns.append(Eqn(convert_element_type_p, [v], {"new_dtype": v.aval.dtype}, [out],
+                         source))
+    return out
 
 
 def _staged_variable(tracer):

@@ -12,8 +12,10 @@ import numbers
 
 import numpy as np
 
-from dfdx._src import errors
+from dfdx._src import core, errors
 from dfdx._src.core import Tracer
+from dfdx._src.numpy.util import weakly_typed
+from dfdx._src.staging import StagingTracer
 
 
 _modules = {}  # dfdx.numpy and its indexing module, imported on first use (they import this)
@@ -45,9 +47,13 @@ def _binary_op(name, reflected=False):
   # Python float or int, a traced value), where that is the primitive's own function.
   direct = getattr(fn, "direct_op", None)
 
+  # Python's arithmetic on Python scalars gives a Python scalar: a staged weakly typed value
+  # with a Python scalar (or another such value) gives one too (see core.weak_results).
   if reflected:
     def op(self, other):
       t = type(other)
+      if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+        return core.keeping_weak_types(fn, other, self)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(other, self)
@@ -57,6 +63,8 @@ def _binary_op(name, reflected=False):
   else:
     def op(self, other):
       t = type(other)
+      if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+        return core.keeping_weak_types(fn, self, other)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(self, other)
@@ -69,6 +77,8 @@ def _binary_op(name, reflected=False):
 
 def _unary_op(name):
   def op(self):
+    if type(self) is StagingTracer and self.var.aval.weak_type:  # (see _binary_op)
+      return core.keeping_weak_types(getattr(_dnp(), name), self)
     return getattr(_dnp(), name)(self)
   return op
 
@@ -122,7 +132,10 @@ def _bitwise(name, reflected=False):
     if not isinstance(other, _OPERAND_TYPES):
       return NotImplemented
     fn = getattr(_dnp(), name)
-    return fn(other, self) if reflected else fn(self, other)
+    args = (other, self) if reflected else (self, other)
+    if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+      return core.keeping_weak_types(fn, *args)  # (see _binary_op)
+    return fn(*args)
   op.__name__ = f"__{'r' if reflected else ''}{name}__"
   return op
 

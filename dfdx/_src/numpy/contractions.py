@@ -22,7 +22,7 @@ from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import reduction as red
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, normalize_axis, \
-    reject_out, shape as shape_of
+    reject_out, shape as shape_of, strong
 
 __all__ = ["dot", "matmul", "vdot", "inner", "outer", "tensordot", "einsum", "trace",
            "diagonal", "diag", "tril", "triu", "kron"]
@@ -37,9 +37,10 @@ def _traced(*xs):
 
 def _operand(x):
   """A traced operand as it is; anything else as a NumPy array (a Python scalar becomes a
-  strongly typed 0-d array, as NumPy's contractions convert it)."""
+  strongly typed 0-d array, as NumPy's contractions convert it, and so does a staged value
+  standing for one)."""
   x = arg(x)
-  return x if isinstance(x, Tracer) else np.asarray(x)
+  return strong(x) if isinstance(x, Tracer) else np.asarray(x)
 
 
 def _fmt(shape):

@@ -16,7 +16,7 @@ from dfdx._src.core import Tracer, get_aval
 from dfdx._src.state import Variable
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
-from dfdx._src.numpy.util import contains_tracer, is_weak, normalize_axis, result_type, \
+from dfdx._src.numpy.util import contains_tracer, is_weak, normalize_axis, result_type, strong, \
     shape as shape_of
 
 __all__ = ["array", "asarray", "asanyarray", "ascontiguousarray", "zeros", "ones", "empty",
@@ -53,7 +53,7 @@ def asarray(a, dtype=None, order=None, *, device=None, copy=None, like=None):
   if isinstance(a, Variable):
     a = a.value
   if isinstance(a, Tracer):
-    return a if dtype is None else shape_ops.convert_element_type(a, dtype)
+    return strong(a) if dtype is None else shape_ops.convert_element_type(a, dtype)
   if isinstance(a, (list, tuple)) and contains_tracer(a):
     return _stack_nested(a, np.dtype(dtype) if dtype is not None else _nested_dtype(a))
   return np.asarray(a, dtype=dtype, order=order, device=device, copy=copy,
@@ -77,7 +77,7 @@ ascontiguousarray = asarray
 
 def copy(a, order="K", subok=False):
   """`numpy.copy`; a traced value is returned as it is (traced values are never mutated)."""
-  return a if isinstance(a, Tracer) else np.copy(a, order=order, subok=subok)
+  return strong(a) if isinstance(a, Tracer) else np.copy(a, order=order, subok=subok)
 
 
 zeros, ones, empty, eye, identity = np.zeros, np.ones, np.empty, np.eye, np.identity

@@ -38,7 +38,7 @@ from dfdx._src.numpy.sorting import *  # noqa: F401,F403
 from dfdx._src.numpy.sorting import concrete, traced
 from dfdx._src.numpy.statistics import *  # noqa: F401,F403
 from dfdx._src.numpy.util import arg, dtype as dtype_of, is_weak, reject_out, \
-    shape as shape_of
+    shape as shape_of, standin, weakly_typed
 
 _HERE = ["r_", "c_", "select", "piecewise", "choose", "block", "diagflat", "extract", "resize",
          "rollaxis", "trim_zeros", "unstack", "apply_along_axis", "apply_over_axes",
@@ -138,9 +138,9 @@ def select(condlist, choicelist, default=0):
     raise ValueError("list of cases must be same length as list of conditions")
   if len(condlist) == 0:
     raise ValueError("select with an empty condition list is not possible")
-  choices = [c if is_weak(c) else _operand(c) for c in list(choicelist) + [default]]
+  choices = [c if weakly_typed(c) else _operand(c) for c in list(choicelist) + [default]]
   try:
-    dtype = np.result_type(*[c if is_weak(c) else np.empty(0, dtype_of(c)) for c in choices])
+    dtype = np.result_type(*[standin(c) for c in choices])
   except TypeError as e:
     raise TypeError(f"Choicelist and default value do not have a common dtype: {e}") from None
   conds = [_operand(c) for c in condlist]

@@ -17,7 +17,7 @@ from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, is_weak, \
-    numpy_result_dtype, reject_out, result_type, standin
+    numpy_result_dtype, reject_out, result_type, standin, weakly_typed
 
 __all__ = []
 
@@ -46,7 +46,11 @@ def _operand_type(x):
   t = type(x)
   if t is bool:
     return np.dtype(bool)
-  return t if t in (int, float, complex) else dtype_of(x)
+  if t in (int, float, complex):
+    return t
+  if weakly_typed(x):  # (a staged value standing for a Python scalar)
+    return type(standin(x)) if x.dtype.kind != "b" else np.dtype(bool)
+  return dtype_of(x)
 
 
 def _loop(np_fun, args, dtype, casting):
@@ -79,7 +83,7 @@ def _apply(name, np_fun, op, args, kwargs):
   does, and the result has NumPy's dtype."""
   dtype, casting = _check_kwargs(name, kwargs) if kwargs else (None, None)
   in_dtypes, out_dtype = _loop(np_fun, args, dtype, casting)
-  args = [a if d is None or is_weak(a) or dtype_of(a) == d else astype(a, d)
+  args = [a if d is None or weakly_typed(a) or dtype_of(a) == d else astype(a, d)
           for a, d in zip(args, in_dtypes)]
   out = op(*args)
   return out if dtype_of(out) == out_dtype else shape_ops.convert_element_type(out, out_dtype)

@@ -8,6 +8,7 @@ import numpy as np
 
 from dfdx._src import dtypes
 from dfdx._src.core import Tracer, get_aval
+from dfdx._src.staging import StagingTracer
 from dfdx._src.state import Variable
 
 
@@ -93,16 +94,36 @@ def normalize_axes(axis, ndim: int) -> tuple:
   return tuple(sorted(out))
 
 
+def strong(x):
+  """`x`, or, if it is a staged value standing for a Python scalar (weakly typed), that value
+  as a NumPy value of its dtype, as `np.asarray` makes a Python scalar."""
+  if type(x) is StagingTracer and x.var.aval.weak_type:
+    from dfdx._src.ops import shape as shape_ops
+    return shape_ops.convert_element_type(x, x.dtype)
+  return x
+
+
 def is_weak(x) -> bool:
   """Whether `x` is a Python scalar, whose dtype yields in promotion (NEP 50). NumPy scalars
   are not weak, although np.float64 subclasses float."""
   return type(x) in (bool, int, float, complex)
 
 
+def weakly_typed(x) -> bool:
+  """Whether `x` promotes as a Python scalar does: it is one, or a staged value standing for
+  one (a Python scalar argument of a jitted function, say)."""
+  t = type(x)
+  return t in (bool, int, float, complex) or (t is StagingTracer and x.var.aval.weak_type)
+
+
 def standin(x):
   """A value that NumPy promotes like `x` (an array, tracer or scalar): an empty array of its
-  dtype, or the Python scalar itself (weak, NEP 50)."""
-  return x if is_weak(x) else np.empty((0,), dtype(x))
+  dtype, or a Python scalar (weak, NEP 50) for a Python scalar or a value standing for one."""
+  if is_weak(x):
+    return x
+  if type(x) is StagingTracer and x.var.aval.weak_type:
+    return dtypes.standin(x.var.aval)
+  return np.empty((0,), dtype(x))
 
 
 def result_type(*xs) -> np.dtype:

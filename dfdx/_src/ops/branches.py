@@ -30,7 +30,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
-from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carry_fixed_point,
+from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carried, _carry_fixed_point,
                                         _check_carry, _compiled, _dnp, _fill, _keep, _merge,
                                         _pick, _reaches, _rule_program, _staging,
                                         _trace_carrying, _transpose, _under, _unflatten,
@@ -119,7 +119,7 @@ def _trace_body(body_fun, leaves, tree):
       out_leaves, out_tree = tree_flatten(body_fun(tree_unflatten(tree, vals)))
       store["changed"] = _check_carry(vals, tree, out_leaves, out_tree, "while_loop: body_fun",
                                       "init_val")
-      return [_dnp().asarray(o) for o in out_leaves]
+      return [_carried(o) for o in out_leaves]
     body, consts = make_program(flat_body, avals)
     return body, consts, store["changed"]
   body, consts, avals = _trace_carrying(trace, [core.get_aval(x) for x in leaves])
@@ -155,6 +155,7 @@ def _while_abstract_eval(*avals, cond, body, num_vals, num_cond_consts):
 
 while_p.def_impl(_while_impl)
 while_p.def_abstract_eval(_while_abstract_eval)
+core.keeps_weak_types.add(while_p)  # (a value its body keeps a Python number stays one)
 
 
 def _while_dependence(reached, *, cond, body, num_vals, num_cond_consts):

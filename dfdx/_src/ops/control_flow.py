@@ -33,6 +33,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors, staging
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
+from dfdx._src.numpy.util import weakly_typed
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -241,9 +242,17 @@ def _scan_length(xs_leaves, length):
   return lengths.pop()
 
 
+def _carried(x):
+  """A carry leaf a body returned, as a value of its program: a Python number stays one (it
+  is one in the Python loop), anything else an array."""
+  return x if weakly_typed(x) else _dnp().asarray(x)
+
+
 def _cast(x, aval):
-  """An init leaf as the dtype its carry has (a Python number takes the carry's dtype)."""
-  if core.get_aval(x).dtype == aval.dtype:
+  """An init leaf as the dtype its carry has (a Python number takes the carry's dtype, and
+  becomes a NumPy value if the carry is one)."""
+  x_aval = core.get_aval(x)
+  if x_aval.dtype == aval.dtype and (aval.weak_type or not x_aval.weak_type):
     return x
   return _dnp().asarray(x, aval.dtype)
 
@@ -255,7 +264,8 @@ def _describe(leaves, tree):
 def _check_carry(init_leaves, init_tree, out_leaves, out_tree, who="scan: f",
                  init_name="init"):
   """The carry f returned against init: the same structure, shapes and dtypes (a weak-typed
-  init leaf, a Python number, may change dtype). Returns the indices that changed dtype."""
+  init leaf, a Python number, may change dtype). Returns the indices that changed dtype, or
+  that were Python numbers and are NumPy values now."""
   if out_tree != init_tree:
     raise TypeError(f"{who} must return a carry with the structure of {init_name}; "
                     f"{init_name} is {_describe(init_leaves, init_tree)}, {who.split(': ')[-1]} "
@@ -269,8 +279,8 @@ def _check_carry(init_leaves, init_tree, out_leaves, out_tree, who="scan: f",
           f"{init_name} is {pa.str_short()}, it returned {pb.str_short()} ({init_name} "
           f"{_describe(init_leaves, init_tree)}). Give {init_name} the dtype and shape of the "
           f"carry (e.g. np.zeros({pb.shape}, np.{pb.dtype.name})).")
-    if pa.dtype != pb.dtype:
-      changed.append(i)
+    if pa.dtype != pb.dtype or (pa.weak_type and not pb.weak_type):
+      changed.append(i)  # (a Python number that the body makes a NumPy value: one from then)
   return changed
 
 
@@ -323,7 +333,7 @@ def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
       store["changed"] = _check_carry(ins[:n], init_tree, out_leaves, out_tree)
       y_leaves, store["y_tree"] = tree_flatten(y)
       dnp = _dnp()
-      return [dnp.asarray(o) for o in out_leaves] + [dnp.asarray(y) for y in y_leaves]
+      return [_carried(o) for o in out_leaves] + [dnp.asarray(y) for y in y_leaves]
     body, consts = make_program(flat_fun, avals)
     return body, consts, store["changed"]
   body, consts, _ = _trace_carrying(trace, [core.get_aval(c) for c in init_leaves] + x_avals)
@@ -373,6 +383,7 @@ def _scan_abstract_eval(*avals, body, num_carry, num_xs, length, reverse, linear
 
 scan_p.def_impl(_scan_impl)
 scan_p.def_abstract_eval(_scan_abstract_eval)
+core.keeps_weak_types.add(scan_p)  # (a carry its body keeps a Python number stays one)
 
 
 def _scan_dependence(reached, *, body, num_carry, **params):

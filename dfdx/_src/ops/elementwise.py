@@ -962,6 +962,7 @@ def stop_gradient(x):
 
 stop_gradient_p.def_impl(lambda x: x)
 stop_gradient_p.def_abstract_eval(lambda x: x)
+core.keeps_weak_types.add(stop_gradient_p)
 ad.defjvp_zero(stop_gradient_p)
 batching.defvectorized(stop_gradient_p)
 

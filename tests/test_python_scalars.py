@@ -1,0 +1,171 @@
+"""Python scalars under jit: the types NumPy gives them.
+
+Eagerly, Python's arithmetic on Python numbers gives Python numbers, which promote weakly
+(`x32 + s * 2.0` stays float32), while any NumPy function makes a NumPy value
+(`x32 + np.exp(s)` is float64). A jitted function with a Python number argument must give
+the same dtypes, and the same kind of result (a Python number or a NumPy value), as the
+function run eagerly; so must `make_expr`'s program and vmap under jit. These tests call each
+function both ways and compare.
+"""
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import core
+from dfdx._src.ir import Eqn, Program, ProgramTypeError, Var, typecheck_program
+from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import reduction
+
+X32 = np.array([0.5, 1.5, -2.0], np.float32)
+
+# f(s, x): s a Python number, x a float32 array.
+CASES = {
+    # Python's arithmetic: s stays a Python number, x keeps float32
+    "s * 2.0": lambda s, x: x + s * 2.0,
+    "-s": lambda s, x: x + (-s),
+    "abs(s)": lambda s, x: x + abs(s),
+    "s ** 2": lambda s, x: x + s ** 2,
+    "s / 3.0": lambda s, x: x + s / 3.0,
+    "s // 0.3": lambda s, x: x + s // 0.3,
+    "s % 0.3": lambda s, x: x + s % 0.3,
+    "2 ** s": lambda s, x: x + 2 ** s,
+    "s * 2 (int)": lambda s, x: x + s * 2,
+    "(s > 0.1) * 1.0": lambda s, x: x * ((s > 0.1) * 1.0),
+    "stop_gradient": lambda s, x: x + dfdx.stop_gradient(s),
+    # NumPy functions: a NumPy float64
+    "exp": lambda s, x: x + dnp.exp(s),
+    "dnp.add": lambda s, x: x + dnp.add(s, 1.0),
+    "dnp.multiply": lambda s, x: x + dnp.multiply(s, 2.0),
+    "square": lambda s, x: x + dnp.square(s),
+    "deg2rad": lambda s, x: x + dnp.deg2rad(s),
+    "sum": lambda s, x: x + dnp.sum(s),
+    "asarray": lambda s, x: x + dnp.asarray(s),
+    "array": lambda s, x: x + dnp.array(s),
+    "broadcast_to": lambda s, x: x + dnp.broadcast_to(s, (3,)),
+    "full": lambda s, x: x + dnp.full(3, s),
+    "dot": lambda s, x: dnp.dot(x, s),
+    "exp(s * 2.0)": lambda s, x: x + dnp.exp(s * 2.0),
+    "exp(s) * 2.0": lambda s, x: x + dnp.exp(s) * 2.0,
+    # a NumPy function of the array and the Python number: weak, float32
+    "maximum": lambda s, x: dnp.maximum(x, s),
+    "power": lambda s, x: dnp.power(x, s),
+    "power (reflected)": lambda s, x: dnp.power(s, x),
+    "where": lambda s, x: dnp.where(x > 0, s, x),
+    "select": lambda s, x: dnp.select([x > 0], [s], x),
+    "clip": lambda s, x: dnp.clip(x, s, 1.0),
+    "copysign": lambda s, x: dnp.copysign(x, s),
+    "logaddexp2": lambda s, x: dnp.logaddexp2(s, x),
+    "add, dtype=float32": lambda s, x: dnp.add(x, s, dtype=np.float32),
+    # results that are Python numbers or NumPy scalars themselves
+    "s * 2.0 alone": lambda s, x: s * 2.0,
+    "sin alone": lambda s, x: dnp.sin(s),
+    "s * 2.0, then sin": lambda s, x: dnp.sin(s * 2.0) + s,
+}
+
+
+def _kind(v):
+  return "python" if type(v) in (float, int, bool, complex) else "numpy"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_jit_and_make_expr_give_the_types_of_eager_numpy(name):
+  f = CASES[name]
+  want = f(0.5, X32)
+  got = dfdx.jit(f)(0.5, X32)
+  assert np.asarray(got).dtype == np.asarray(want).dtype, name
+  assert _kind(got) == _kind(want), name
+  # (jit may fold scalar factors: logaddexp2's ln 2 and 1 / ln 2, say)
+  np.testing.assert_allclose(got, want, rtol=2e-7 if np.asarray(want).dtype == np.float32
+                             else 1e-15)
+  (out,) = dfdx.make_expr(f)(0.5, X32).program.outs
+  assert out.aval.dtype == np.asarray(want).dtype
+  assert out.aval.weak_type == (_kind(want) == "python")
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if "alone" not in n])
+def test_vmap_under_jit_gives_the_types_of_eager_vmap(name):
+  f = dfdx.vmap(CASES[name], in_axes=(None, 0))
+  xs = np.stack([X32, X32[::-1]])
+  want = f(0.5, xs)
+  got = dfdx.jit(f)(0.5, xs)
+  assert got.dtype == want.dtype
+  np.testing.assert_array_equal(got, want)
+
+
+def test_a_python_int_argument():
+  f = lambda n, x: x * (n + 1) + dnp.sum(dnp.arange(3) * n)  # noqa: E731
+  assert dfdx.jit(f)(2, X32).dtype == f(2, X32).dtype == np.float64
+  g = lambda n, x: x * (n + 1)  # noqa: E731
+  assert dfdx.jit(g)(2, X32).dtype == g(2, X32).dtype == np.float32
+
+
+def test_grad_makes_a_differentiated_python_number_a_numpy_value_under_jit_too():
+  f = lambda s: dnp.sum(X32 + s * 2.0)  # noqa: E731
+  eager, jitted = dfdx.value_and_grad(f)(0.5), dfdx.jit(dfdx.value_and_grad(f))(0.5)
+  assert [np.asarray(v).dtype for v in eager] == [np.asarray(v).dtype for v in jitted]
+  np.testing.assert_allclose(jitted, eager, rtol=1e-15)
+  # its casts go where nothing reads them differently: sin of the argument has none
+  program = dfdx.make_expr(dfdx.grad(dnp.sin), optimize=True)(1.0).program
+  assert [e.prim.name for e in program.eqns] == ["cos"]
+
+
+# ---- loops ----------------------------------------------------------------------------------
+
+
+def test_a_scan_carry_the_body_keeps_a_python_number():
+  xs = np.ones((3, 2), np.float32)
+  f = lambda xs: dfdx.scan(lambda c, x: (c * 0.5 + 1.0, x + c), 0.0, xs)  # noqa: E731
+  (c, ys), (cj, ysj) = f(xs), dfdx.jit(f)(xs)
+  assert type(c) is type(cj) is float and c == cj
+  assert ys.dtype == ysj.dtype == np.float32
+  np.testing.assert_array_equal(ysj, ys)
+  g = lambda xs: xs + f(xs)[0]  # noqa: E731
+  assert dfdx.jit(g)(xs).dtype == g(xs).dtype == np.float32
+
+
+def test_a_scan_carry_the_body_makes_a_numpy_value_is_one_from_the_first_step():
+  # Eagerly too: the Python loop starts again from a NumPy init, so every step, the first
+  # included, computes with a float64 carry.
+  xs = np.ones((3, 2), np.float32)
+  f = lambda xs: dfdx.scan(lambda c, x: (dnp.sin(c) + 1.0, x + c), 0.0, xs)  # noqa: E731
+  (c, ys), (cj, ysj) = f(xs), dfdx.jit(f)(xs)
+  assert ys.dtype == ysj.dtype == np.float64 and np.asarray(cj).dtype == np.float64
+  np.testing.assert_array_equal(ysj, ys)
+  assert dfdx.make_expr(f)(xs).program.outs[1].aval.dtype == np.float64
+
+
+def test_a_while_loop_keeps_python_numbers():
+  w = lambda s: dfdx.while_loop(lambda c: c < 10.0, lambda c: c * 2.0, s)  # noqa: E731
+  assert type(w(1.0)) is type(dfdx.jit(w)(1.0)) is float and w(1.0) == dfdx.jit(w)(1.0)
+  h = lambda s, x: x + w(s)  # noqa: E731
+  assert dfdx.jit(h)(1.0, X32).dtype == h(1.0, X32).dtype == np.float32
+
+
+# ---- the program invariants -----------------------------------------------------------------
+
+
+def test_the_type_checker_refuses_a_python_number_that_a_numpy_function_made():
+  s, out = Var(core.ShapedArray((), np.float64, weak_type=True)), Var(
+      core.ShapedArray((), np.float64, weak_type=True))
+  typecheck_program(Program([s], [], [], [Eqn(ew.exp_p, [s], {}, [out], None)], [out]))
+  x = Var(core.ShapedArray((3,), np.float32))
+  bad = Var(core.ShapedArray((), np.float32, weak_type=True))
+  program = Program([x], [], [], [Eqn(reduction.reduce_sum_p, [x], {"axes": (0,)}, [bad],
+                                      None)], [bad])
+  with pytest.raises(ProgramTypeError, match="weakly typed"):
+    typecheck_program(program)
+
+
+def test_only_zero_dimensional_values_are_weakly_typed():
+  assert core.ShapedArray((), np.float64, weak_type=True).weak_type
+  assert not core.ShapedArray((3,), np.float64, weak_type=True).weak_type
+
+
+def test_common_subexpressions_keep_python_numbers_apart_from_numpy_values():
+  f = lambda s, x: x + s * 2.0 + dnp.multiply(s, 2.0)  # noqa: E731
+  assert dfdx.jit(f)(0.5, X32).dtype == f(0.5, X32).dtype == np.float64
+  g = lambda s, x: (x + s * 2.0, dnp.multiply(s, 2.0) * 1.0)  # noqa: E731
+  got, want = dfdx.jit(g)(0.5, X32), g(0.5, X32)
+  assert [np.asarray(v).dtype for v in got] == [np.asarray(v).dtype for v in want]
+  assert [_kind(v) for v in got] == [_kind(v) for v in want]
