@@ -57,10 +57,15 @@ CASES = {
     "copysign": lambda s, x: dnp.copysign(x, s),
     "logaddexp2": lambda s, x: dnp.logaddexp2(s, x),
     "add, dtype=float32": lambda s, x: dnp.add(x, s, dtype=np.float32),
+    # cond: a Python number every branch gives stays one
+    "cond of Python numbers": lambda s, x: x + dfdx.cond(s > 0, lambda: s * 2.0, lambda: -s),
+    "cond of NumPy values": lambda s, x: x + dfdx.cond(s > 0, dnp.exp, dnp.sin, s),
+    "switch": lambda s, x: x + dfdx.switch(1, [lambda: s, lambda: s * 3.0]),
     # results that are Python numbers or NumPy scalars themselves
     "s * 2.0 alone": lambda s, x: s * 2.0,
     "sin alone": lambda s, x: dnp.sin(s),
     "s * 2.0, then sin": lambda s, x: dnp.sin(s * 2.0) + s,
+    "cond alone": lambda s, x: dfdx.cond(s > 0, lambda: s * 2.0, lambda: s * 3.0),
 }
 
 
@@ -140,6 +145,14 @@ def test_a_while_loop_keeps_python_numbers():
   assert type(w(1.0)) is type(dfdx.jit(w)(1.0)) is float and w(1.0) == dfdx.jit(w)(1.0)
   h = lambda s, x: x + w(s)  # noqa: E731
   assert dfdx.jit(h)(1.0, X32).dtype == h(1.0, X32).dtype == np.float32
+
+
+def test_a_cond_whose_branches_differ_gives_a_numpy_value():
+  # (eagerly the branch taken decides; traced, one type must serve both)
+  f = lambda s, x: x + dfdx.cond(s > 0, lambda: s * 2.0, lambda: dnp.exp(s))  # noqa: E731
+  assert dfdx.jit(f)(0.5, X32).dtype == np.float64
+  g = lambda s: dfdx.cond(s > 0, lambda: s * 2.0, lambda: dnp.exp(s))  # noqa: E731
+  assert type(dfdx.jit(g)(0.5)) is np.float64 and dfdx.jit(g)(-1.0) == np.exp(-1.0)
 
 
 # ---- the program invariants -----------------------------------------------------------------

@@ -502,7 +502,9 @@ def cond(pred, true_fun, false_fun, *operands):
 
   Outside jit and vmap this is the Python `if`. Under jit only the branch taken runs; under
   vmap with a batched `pred` both run and each example takes its own result (as
-  `dnp.where` would). Both branches must return the same structure, shapes and dtypes.
+  `dnp.where` would). Both branches must return the same structure, shapes and dtypes. A
+  Python number that every branch returns stays one under jit (the Python `if` leaves it
+  one); where one branch returns a NumPy value, the result is one.
 
   >>> import dfdx
   >>> f = dfdx.jit(lambda x: dfdx.cond(x > 0, lambda x: x ** 2, lambda x: -x, x))
@@ -551,17 +553,30 @@ def _switch_of(index, branches, operands, staged):
 def _switch(index, branches, operands, who):
   leaves, tree = _leaves(operands, f"{who}: operands")
   avals = [core.get_aval(x) for x in leaves]
-  programs, consts, outs = [], [], []
-  for k, branch in enumerate(branches):
-    store = {}
 
-    def flat_branch(*ins, branch=branch, store=store):
-      out_leaves, store["tree"] = tree_flatten(branch(*tree_unflatten(tree, ins)))
-      return [_dnp().asarray(o) for o in out_leaves]
-    program, lifted = make_program(flat_branch, avals)
-    programs.append(program)
-    consts.append(lifted)
-    outs.append((store["tree"], program.out_avals))
+  def trace(strong):
+    """Each branch's (program, lifted, out tree); an output that is a Python number stays
+    one (as the Python `if` leaves it) unless `strong` says."""
+    traced = []
+    for branch in branches:
+      store = {}
+
+      def flat_branch(*ins, branch=branch, store=store):
+        out_leaves, store["tree"] = tree_flatten(branch(*tree_unflatten(tree, ins)))
+        return [_dnp().asarray(o) if strong is not None and strong[i] else _carried(o)
+                for i, o in enumerate(out_leaves)]
+      program, lifted = make_program(flat_branch, avals)
+      traced.append((program, lifted, store["tree"]))
+    return traced
+  traced = trace(None)
+  weak = [[a.weak_type for a in program.out_avals] for program, _, _ in traced]
+  if len({len(w) for w in weak}) == 1 and any(map(any, weak)):
+    mixed = [any(w) and not all(w) for w in zip(*weak)]  # a NumPy value in some branch
+    if any(mixed):
+      traced = trace(mixed)
+  programs = [program for program, _, _ in traced]
+  consts = [lifted for _, lifted, _ in traced]
+  outs = [(out_tree, program.out_avals) for program, _, out_tree in traced]
   first_tree, first_avals = outs[0]
   for k, (out_tree, out_avals) in enumerate(outs[1:], 1):
     if out_tree != first_tree or [(a.shape, a.dtype) for a in out_avals] != [
@@ -611,6 +626,7 @@ def _cond_abstract_eval(index, *avals, branches, num_consts, linear):
 
 cond_p.def_impl(_cond_impl)
 cond_p.def_abstract_eval(_cond_abstract_eval)
+core.keeps_weak_types.add(cond_p)  # (a Python number every branch gives stays one)
 
 
 def _cond_jvp(primals, tangents, *, branches, num_consts, linear):
