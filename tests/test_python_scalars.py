@@ -115,6 +115,43 @@ def test_grad_makes_a_differentiated_python_number_a_numpy_value_under_jit_too()
   assert [e.prim.name for e in program.eqns] == ["cos"]
 
 
+@dfdx.custom_jvp
+def _twice(s):
+  return s * 2.0
+
+
+_twice.defjvp(lambda primals, tangents: (primals[0] * 2.0, tangents[0] * 2.0))
+
+
+@dfdx.custom_vjp
+def _thrice(s):
+  return s * 3.0
+
+
+_thrice.defvjp(lambda s: (s * 3.0, None), lambda res, g: (g * 3.0,))
+_inner_jit = dfdx.jit(lambda s: s * 2.0)
+_inner_jit_exp = dfdx.jit(dnp.exp)
+_checkpointed = dfdx.checkpoint(lambda s: s * 2.0)
+
+# functions that give what their function gives
+CALLS = {
+    "custom_jvp": lambda s, x: x + _twice(s),
+    "custom_vjp": lambda s, x: x + _thrice(s),
+    "jit in jit": lambda s, x: x + _inner_jit(s),
+    "jit of exp in jit": lambda s, x: x + _inner_jit_exp(s),
+    "checkpoint": lambda s, x: x + _checkpointed(s),
+}
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_custom_rules_nested_jit_and_checkpoint_give_what_their_function_gives(name):
+  f = CALLS[name]
+  assert dfdx.jit(f)(0.5, X32).dtype == f(0.5, X32).dtype
+  np.testing.assert_array_equal(dfdx.jit(f)(0.5, X32), f(0.5, X32))
+  g = lambda s: dnp.sum(f(s, X32))  # noqa: E731
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(g))(0.5), dfdx.grad(g)(0.5), rtol=1e-15)
+
+
 # ---- loops ----------------------------------------------------------------------------------
 
 

@@ -178,6 +178,7 @@ def _primal_inside(custom):
 
 # ---- custom_jvp -----------------------------------------------------------------------------
 custom_jvp_call_p = core.primitive("custom_jvp_call", multiple_results=True)
+core.keeps_weak_types.add(custom_jvp_call_p)  # (it gives what the function gives)
 ad.complex_rules.add(custom_jvp_call_p)  # the user's rules, or those of its equations
 
 
@@ -290,6 +291,7 @@ class custom_jvp:
 
 # ---- custom_vjp -----------------------------------------------------------------------------
 custom_vjp_call_p = core.primitive("custom_vjp_call", multiple_results=True)
+core.keeps_weak_types.add(custom_vjp_call_p)  # (it gives what the function gives)
 ad.complex_rules.add(custom_vjp_call_p)  # the user's rules, or those of its equations
 
 
@@ -458,6 +460,7 @@ class custom_vjp:
 
 # ---- checkpoint -----------------------------------------------------------------------------
 checkpoint_call_p = core.primitive("checkpoint_call", multiple_results=True)
+core.keeps_weak_types.add(checkpoint_call_p)  # (it gives what the function gives)
 ad.complex_rules.add(checkpoint_call_p)  # the user's rules, or those of its equations
 
 

@@ -30,6 +30,7 @@ nan_check = None
 
 # ---- the jit_call primitive ---------------------------------------------------------------
 jit_call_p = core.primitive("jit_call", multiple_results=True)
+core.keeps_weak_types.add(jit_call_p)  # (it gives what the function gives)
 ad.complex_rules.add(jit_call_p)  # its rules apply those of its equations
 
 
