@@ -177,6 +177,36 @@ def test_a_scan_carry_the_body_makes_a_numpy_value_is_one_from_the_first_step():
   assert dfdx.make_expr(f)(xs).program.outs[1].aval.dtype == np.float64
 
 
+FORI = {
+    # (stop 25's jit raised: the carry became float64)
+    "y + i * dt": lambda s, y: dfdx.fori_loop(0, 4, lambda i, c: c + i * 0.1, y),
+    "c * i": lambda s, y: y + dfdx.fori_loop(1, 4, lambda i, c: c * i, s),
+    "sin(i * s)": lambda s, y: y + dfdx.fori_loop(0, 4, lambda i, c: c + dnp.sin(i * s), s),
+    "take(table, i)": lambda s, y: dfdx.fori_loop(
+        0, 4, lambda i, c: c + dnp.take(np.arange(12.0, dtype=np.float32).reshape(4, 3), i,
+                                        axis=0) * s, y),
+}
+
+
+@pytest.mark.parametrize("name", FORI)
+def test_fori_loop_index_is_a_python_int_under_jit_too(name):
+  f, y = FORI[name], X32
+  want, got = f(0.5, y), dfdx.jit(f)(0.5, y)
+  assert got.dtype == want.dtype
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  ys = np.stack([y, 2 * y])
+  assert dfdx.jit(dfdx.vmap(f, in_axes=(None, 0)))(0.5, ys).dtype == want.dtype
+  g = lambda y: dnp.sum(f(0.5, y) ** 2)  # noqa: E731
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(g))(y), dfdx.grad(g)(y), rtol=1e-6)
+
+
+def test_indexing_a_numpy_array_with_a_traced_index_says_what_to_use():
+  table = np.arange(12.0).reshape(4, 3)
+  f = dfdx.jit(lambda y: dfdx.fori_loop(0, 4, lambda i, c: c + table[i], y))
+  with pytest.raises(dfdx.TracerArrayConversionError, match=r"dfdx\.numpy\.take\(a, i"):
+    f(np.ones(3))
+
+
 def test_a_while_loop_keeps_python_numbers():
   w = lambda s: dfdx.while_loop(lambda c: c < 10.0, lambda c: c * 2.0, s)  # noqa: E731
   assert type(w(1.0)) is type(dfdx.jit(w)(1.0)) is float and w(1.0) == dfdx.jit(w)(1.0)

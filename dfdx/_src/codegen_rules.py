@@ -63,6 +63,7 @@ register("integer_pow", with_avals(
 register("round", lambda ins, p: f"np.round({ins[0]}, {p['decimals']})")
 register("select", lambda ins, p: f"np.where({ins[0]}, {ins[1]}, {ins[2]})")
 register("stop_gradient", View(lambda ins, p: ins[0]))
+register("python_number", lambda ins, p: ins[0])  # (weakly typed: codegen writes int(...))
 # (0.0, not 0: NumPy resolves the loop for a Python int operand more slowly, see
 # codegen._float_literals)
 register("logistic", lambda ins, p: f"np.exp(-np.logaddexp(0.0, np.negative({ins[0]})))")

@@ -320,6 +320,12 @@ class Tracer:
 
   def __array__(self, dtype=None, copy=None):
     self.check_alive()
+    if self.dtype.kind in "biu":  # (NumPy asks this of an index too: `a[i]`, `a` a NumPy array)
+      raise errors.TracerArrayConversionError(
+          f"Cannot convert a traced value ({self._describe()}) to a NumPy array: its value is "
+          f"not known while {self._trace.kind} traces the function. To index a NumPy array "
+          "with it, use dfdx.numpy.take(a, i, axis=0) (dfdx.numpy's functions take traced "
+          "indices); or pass the array through dfdx.numpy functions rather than NumPy's.")
     raise errors.TracerArrayConversionError(
         f"Cannot convert a traced value ({self._describe()}) to a NumPy array: its derivative "
         "would be lost. Use the functions of dfdx.numpy (import dfdx.numpy as dnp) on traced "

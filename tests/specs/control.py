@@ -7,8 +7,8 @@ from dfdx._src.custom import checkpoint_call_p, custom_jvp_call_p, custom_vjp_ca
 from dfdx._src.jit import jit_call_p
 from dfdx._src.ops.branches import (_cond, _switch_of, _while, cond_p, while_p,
                                     while_reverse_p, while_tangent_p)
-from dfdx._src.ops.control_flow import _scan, scan_p
-from tests.op_specs import BINARY_SHAPES, OpSpec
+from dfdx._src.ops.control_flow import _scan, python_number_p, scan_p
+from tests.op_specs import BINARY_SHAPES, Int, OpSpec
 
 _jitted = dfdx.jit(lambda x, y: dnp.sin(x) * y + x ** 2)
 
@@ -211,4 +211,10 @@ def _np_while_reverse(v, w, ct):
 SPECS += [
     OpSpec("while_reverse", while_reverse_p, _while_reverse, _np_while_reverse,
            [((), (), ()), ((3,), (), (3,))]),
+]
+
+# fori_loop's index under jit: an int made the Python int it stands for (no derivative)
+SPECS += [
+    OpSpec("python_number", python_number_p, python_number_p.bind, lambda i: i.item(), [((),)],
+           domain=[Int(-3, 3)], grad=False),
 ]

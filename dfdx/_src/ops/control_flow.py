@@ -203,9 +203,22 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
     for i in range(lower, upper):
       val = body_fun(i, val)
     return val
-  final, _ = scan(lambda val, i: (body_fun(i, val), None), init_val,
+  final, _ = scan(lambda val, i: (body_fun(python_number_p.bind(i), val), None), init_val,
                   np.arange(lower, upper))
   return final
+
+
+# The index fori_loop's body gets under jit stands for the Python int that the Python loop
+# (outside jit) gives it, so that `i * dt` is a Python float and `y32 + i * dt` stays float32
+# as it does eagerly (an int64 would make it float64): a 0-d value made a Python number,
+# weakly typed. Its impl and compiled code give a Python number (`int(i)`); batched (loops
+# hoist what reads the index alone), it is the array of the indices.
+python_number_p = core.primitive("python_number")
+python_number_p.def_impl(lambda x: x.item() if isinstance(x, (np.ndarray, np.generic)) else x)
+python_number_p.def_abstract_eval(lambda x: ShapedArray((), x.dtype, weak_type=True))
+core.keeps_weak_types.add(python_number_p)
+ad.defjvp_zero(python_number_p)  # (an index: nothing to differentiate)
+batching.primitive_batchers[python_number_p] = lambda axis_size, vals, dims: (vals[0], dims[0])
 
 
 def _as_array(x, where):
