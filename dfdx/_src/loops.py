@@ -181,13 +181,14 @@ class _Body:
 def _split(eqn, inputs, exact=False):
   """The equations replacing the scan `eqn` (with `inputs`), the constants they add, and
   the atoms of its outputs; None where nothing moves or moving saves nothing."""
-  from dfdx._src.passes import optimize, strip_stop_gradients  # (passes runs this pass)
-  p = eqn.params
+  from dfdx._src.passes import optimize, strip_stop_gradients, weak_operands_cast
+  p = eqn.params                                                # (passes runs this pass)
   nc, nx, length = p["num_carry"], p["num_xs"], p["length"]
   if length < 2:
     return None
   # (the layout passes wait for the loop's body: program_function compiles it)
-  body = p["body"] if exact else _regrouped(optimize(strip_stop_gradients(p["body"])), nc)
+  body = p["body"] if exact else _regrouped(
+      optimize(weak_operands_cast(strip_stop_gradients(p["body"]))), nc)
   cost, plan = _loop_cost(body, nc, nx, length, exact)
   recurrences = _recurrences(body, nc)
   while recurrences is not None:

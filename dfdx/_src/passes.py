@@ -516,11 +516,13 @@ def _weak_casts_dropped(program):
                       [subst(o) for o in program.outs]))
 
 
-def _weak_operands_cast(program):
+def weak_operands_cast(program):
   """A staged Python scalar that meets an array in an elementwise operation cast first to the
   dtype NumPy converts it to (`x32 + s` -> `x32 + float32(s)`: the same values). Then a
-  Python scalar only ever meets other Python scalars: a pass that stacks a loop's values
-  (into a float64 array) or folds them into constants cannot change what they promote to."""
+  Python scalar only ever meets other Python scalars: the loop passes, which stack a loop
+  body's values along its steps (a float64 array of Python floats), cannot change what they
+  promote to (loops.py casts its bodies so; elsewhere a Python scalar stays one at run
+  time and needs no cast)."""
   from dfdx._src import batching
   from dfdx._src.ops.shape import convert_element_type_p
   if not any(type(a) is Var and a.aval.weak_type for e in program.eqns for a in e.inputs):
@@ -551,7 +553,7 @@ def _weak_operands_cast(program):
 
 def simplify(program: Program) -> Program:
   """Apply the exact algebraic rewrites listed in the module docstring."""
-  program = _weak_casts_dropped(_weak_operands_cast(program))
+  program = _weak_casts_dropped(program)
   subst, producers, eqns, consts = _Subst(), {}, [], _Constants(program)
   uses = _use_counts(program)
   for eqn in program.eqns:
