@@ -33,6 +33,8 @@ CASES = {
     "s * 2 (int)": lambda s, x: x + s * 2,
     "(s > 0.1) * 1.0": lambda s, x: x * ((s > 0.1) * 1.0),
     "stop_gradient": lambda s, x: x + dfdx.stop_gradient(s),
+    "round(s)": lambda s, x: x + round(s + 2.0),
+    "round(s, 1)": lambda s, x: x + round(s * 3.3, 1),
     # NumPy functions: a NumPy float64
     "exp": lambda s, x: x + dnp.exp(s),
     "dnp.add": lambda s, x: x + dnp.add(s, 1.0),
@@ -65,6 +67,7 @@ CASES = {
     "s * 2.0 alone": lambda s, x: s * 2.0,
     "sin alone": lambda s, x: dnp.sin(s),
     "s * 2.0, then sin": lambda s, x: dnp.sin(s * 2.0) + s,
+    "round alone": lambda s, x: round(s * 5.0),
     "cond alone": lambda s, x: dfdx.cond(s > 0, lambda: s * 2.0, lambda: s * 3.0),
 }
 

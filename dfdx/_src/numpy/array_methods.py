@@ -124,6 +124,14 @@ def _mT(self):
 
 
 def _round(self, ndigits=None):
+  if type(self) is StagingTracer and self.var.aval.weak_type and self.dtype.kind == "f":
+    # Python's round of a Python float: an int, or a float with ndigits (see _binary_op)
+    from dfdx._src.ops import shape as shape_ops
+    from dfdx._src.ops.control_flow import python_number_p
+    rounded = core.keeping_weak_types(_dnp().round, self, 0 if ndigits is None else ndigits)
+    if ndigits is None:
+      return python_number_p.bind(shape_ops.convert_element_type(rounded, np.int64))
+    return rounded
   return _dnp().round(self, 0 if ndigits is None else ndigits)
 
 
