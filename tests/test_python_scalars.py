@@ -210,6 +210,13 @@ def test_indexing_a_numpy_array_with_a_traced_index_says_what_to_use():
     f(np.ones(3))
 
 
+def test_numpy_scalar_types_of_a_traced_value_say_how_to_cast():
+  with pytest.raises(dfdx.TracerArrayConversionError, match=r"x\.astype\(np\.float32\)"):
+    dfdx.jit(lambda s, x: x * np.float32(s))(0.5, X32)
+  cast = dfdx.jit(lambda s, x: x * dnp.asarray(s, np.float32))
+  assert cast(0.5, X32).dtype == np.float32
+
+
 def test_a_while_loop_keeps_python_numbers():
   w = lambda s: dfdx.while_loop(lambda c: c < 10.0, lambda c: c * 2.0, s)  # noqa: E731
   assert type(w(1.0)) is type(dfdx.jit(w)(1.0)) is float and w(1.0) == dfdx.jit(w)(1.0)

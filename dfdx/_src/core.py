@@ -329,7 +329,9 @@ class Tracer:
     raise errors.TracerArrayConversionError(
         f"Cannot convert a traced value ({self._describe()}) to a NumPy array: its derivative "
         "would be lost. Use the functions of dfdx.numpy (import dfdx.numpy as dnp) on traced "
-        "values, or dfdx.stop_gradient(x) if you mean to drop the derivative.")
+        "values, or dfdx.stop_gradient(x) if you mean to drop the derivative. To change its "
+        "dtype, use x.astype(np.float32) or dnp.asarray(x, np.float32): NumPy's scalar types "
+        "(np.float32(x)) make NumPy values.")
 
   def _describe(self):
     return f"{self.aval.str_short()} traced by {self._trace.kind}"
