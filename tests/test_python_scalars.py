@@ -33,6 +33,9 @@ CASES = {
     "s * 2 (int)": lambda s, x: x + s * 2,
     "(s > 0.1) * 1.0": lambda s, x: x * ((s > 0.1) * 1.0),
     "stop_gradient": lambda s, x: x + dfdx.stop_gradient(s),
+    "bools add as ints": lambda s, x: x + ((s > 0.1) + (s > 0.2)),
+    "-bool, abs(bool)": lambda s, x: x * (-(s > 0.1)) + abs(s > 0.2),
+    "sqrt(True + True)": lambda s, x: x + dnp.sqrt((s > 0.1) + (s > 0.2)),
     "round(s)": lambda s, x: x + round(s + 2.0),
     "round(s, 1)": lambda s, x: x + round(s * 3.3, 1),
     # NumPy functions: a NumPy float64
@@ -47,6 +50,9 @@ CASES = {
     "broadcast_to": lambda s, x: x + dnp.broadcast_to(s, (3,)),
     "full": lambda s, x: x + dnp.full(3, s),
     "dot": lambda s, x: dnp.dot(x, s),
+    "broadcast_to(s, ())": lambda s, x: x + dnp.broadcast_to(s, ()),
+    "clip(s, x)": lambda s, x: dnp.clip(s, x, None),
+    "jvp's output": lambda s, x: x + dfdx.jvp(lambda y: s * 2.0, (x,), (x,))[0],
     "exp(s * 2.0)": lambda s, x: x + dnp.exp(s * 2.0),
     "exp(s) * 2.0": lambda s, x: x + dnp.exp(s) * 2.0,
     # a NumPy function of the array and the Python number: weak, float32
@@ -106,6 +112,8 @@ def test_a_python_int_argument():
   assert dfdx.jit(f)(2, X32).dtype == f(2, X32).dtype == np.float64
   g = lambda n, x: x * (n + 1)  # noqa: E731
   assert dfdx.jit(g)(2, X32).dtype == g(2, X32).dtype == np.float32
+  h = lambda n: n ** -1  # noqa: E731  (Python: 0.5; NumPy's int power would refuse)
+  assert type(dfdx.jit(h)(2)) is float and dfdx.jit(h)(2) == h(2)
 
 
 def test_grad_makes_a_differentiated_python_number_a_numpy_value_under_jit_too():
@@ -215,6 +223,53 @@ def test_numpy_scalar_types_of_a_traced_value_say_how_to_cast():
     dfdx.jit(lambda s, x: x * np.float32(s))(0.5, X32)
   cast = dfdx.jit(lambda s, x: x * dnp.asarray(s, np.float32))
   assert cast(0.5, X32).dtype == np.float32
+
+
+def test_a_carried_sum_of_python_numbers_stays_one():
+  f = lambda s, x: x + dfdx.scan(lambda c, r: (c + s, r), 0.0, x)[0]  # noqa: E731
+  assert dfdx.jit(f)(0.5, X32).dtype == f(0.5, X32).dtype == np.float32
+  np.testing.assert_array_equal(dfdx.jit(f)(0.5, X32), f(0.5, X32))
+
+
+def test_a_python_int_carry_the_body_makes_a_python_float():
+  f = lambda n, x: x + dfdx.fori_loop(0, 3, lambda i, c: c * 0.5, n)  # noqa: E731
+  g = lambda n, x: x + dfdx.while_loop(lambda c: c < 10, lambda c: c * 2.5, n)  # noqa: E731
+  for h in (f, g):
+    assert dfdx.jit(h)(2, X32).dtype == h(2, X32).dtype == np.float32
+    np.testing.assert_array_equal(dfdx.jit(h)(2, X32), h(2, X32))
+
+
+def test_a_while_loop_init_made_a_numpy_value_is_one_in_the_program_and_in_its_run():
+  # (eagerly a loop that runs no step leaves the Python number as it is: jit cannot know)
+  f = lambda s, x: x + dfdx.while_loop(lambda c: c < 5.0, lambda c: c + dnp.exp(0.1), s)
+  assert dfdx.make_expr(f)(7.0, X32).program.outs[0].aval.dtype == np.float64
+  assert dfdx.jit(f)(7.0, X32).dtype == np.float64
+  assert dfdx.jit(f)(1.0, X32).dtype == f(1.0, X32).dtype == np.float64
+
+
+@pytest.mark.parametrize("name", ["checkpoint", "custom_jvp", "custom_vjp", "jit"])
+def test_derivatives_through_calls_with_python_number_results(name):
+  body = lambda a, b: (a * (b * 2.0), b * 2.0)  # noqa: E731
+  if name == "checkpoint":
+    w = dfdx.checkpoint(body)
+  elif name == "custom_jvp":
+    w = dfdx.custom_jvp(body)
+    w.defjvp(lambda p, t: (body(*p), (t[0] * (p[1] * 2.0), t[1] * 2.0)))
+  elif name == "custom_vjp":
+    w = dfdx.custom_vjp(body)
+    w.defvjp(lambda a, b: (body(a, b), b), lambda b, g: (g[0] * (b * 2.0), None))
+  else:
+    w = dfdx.jit(body)
+  f = lambda x: w(x, 2.0)[0] + w(x, 2.0)[1]  # noqa: E731
+  plain = lambda x: body(x, 2.0)[0] + body(x, 2.0)[1]  # noqa: E731
+  for t in (lambda g: g, dfdx.jit):
+    assert t(f)(X32).dtype == plain(X32).dtype == np.float32
+    grad = t(dfdx.grad(lambda x: dnp.sum(f(x))))(X32)
+    assert grad.dtype == np.float32
+    np.testing.assert_array_equal(grad, np.full(3, 4.0, np.float32))
+    out, tangent = t(lambda x: dfdx.jvp(f, (x,), (x,)))(X32)
+    assert out.dtype == tangent.dtype == np.float32
+    np.testing.assert_array_equal(tangent, 4 * X32)
 
 
 def test_a_while_loop_keeps_python_numbers():

@@ -449,8 +449,10 @@ class JVPTrace(Trace):
 
   def _record_multi_node(self, prim, primals, tangents, params):
     ans = bind_in(self.parent, prim, primals, params)
-    outs = [TapeTracer(self.tape, a.shape, a.dtype) if a.dtype.kind in "fc" else None
-            for a in ans]
+    # (a Python number among the results, which the function computed from Python numbers
+    # alone, has no derivative)
+    outs = [TapeTracer(self.tape, a.shape, a.dtype)
+            if type(a) not in _PYTHON_NUMBERS and a.dtype.kind in "fc" else None for a in ans]
     self.tape.eqns.append(_MultiNode(prim, tangents, primals, params, ans, outs))
     return [self.wrap(a, o) for a, o in zip(ans, outs)]
 
@@ -461,7 +463,8 @@ class JVPTrace(Trace):
       outs, residuals = fwd(primals, **params)
     finally:
       swap_trace(prev)
-    vars_out = [TapeTracer(self.tape, o.shape, o.dtype) if o.dtype.kind in "fc" else None
+    vars_out = [TapeTracer(self.tape, o.shape, o.dtype)
+                if type(o) not in _PYTHON_NUMBERS and o.dtype.kind in "fc" else None
                 for o in outs]
     self.tape.eqns.append(_ResidualNode(prim, tangents, primals, params, residuals, vars_out))
     return [self.wrap(o, v) for o, v in zip(outs, vars_out)]
@@ -472,6 +475,9 @@ class JVPTrace(Trace):
     if debug_checks:
       _check_tangent(primal, tangent)
     return JVPTracer(self, primal, tangent)
+
+
+_PYTHON_NUMBERS = frozenset((bool, int, float, complex))
 
 
 def _check_tangent(primal, tangent):

@@ -285,7 +285,9 @@ def _traced_call(call, in_tree, has_aux, transform, store):
 
 
 def _as_value(x, transform):
-  if isinstance(x, (Tracer, np.ndarray, np.generic)):
+  if isinstance(x, Tracer):
+    return strong(x)  # (one standing for a Python number as the array np.asarray makes)
+  if isinstance(x, (np.ndarray, np.generic)):
     return x  # a 0-d NumPy scalar or array
   if isinstance(x, (int, float, bool, complex)):
     return np.asarray(x)

@@ -91,6 +91,7 @@ def hoist_loops(program: Program, exact: bool = False) -> Program:
     for v, c in new_consts:
       const_vars.append(v)
       const_vals.append(c)
+    outs = [_python_number(o, v, eqns) for v, o in zip(eqn.outputs, outs)]
     rename.update((id(v), o) for v, o in zip(eqn.outputs, outs))
   if not changed:
     return program
@@ -98,6 +99,19 @@ def hoist_loops(program: Program, exact: bool = False) -> Program:
                 [atom(o) for o in program.outs])
   if staging.check_programs:
     typecheck_program(out)
+  return out
+
+
+def _python_number(atom, var, eqns):
+  """`atom` standing for the scan's output `var`: where `var` is a Python number (weakly
+  typed) and `atom` is not, say a row of the values the split stacked, `atom` made one."""
+  if not var.aval.weak_type or atom.aval.weak_type:
+    return atom
+  if type(atom) is Lit:
+    return Lit(np.asarray(atom.val).item())
+  from dfdx._src.ops.control_flow import python_number_p
+  out = Var(var.aval)
+  eqns.append(Eqn(python_number_p, [atom], {}, [out]))
   return out
 
 
@@ -392,6 +406,8 @@ def _carried_sums(body, nc):
   producer = {id(o): j for j, e in enumerate(body.eqns) for o in e.outputs}
   sums = {}
   for i, (c, o) in enumerate(zip(body.in_vars[:nc], body.outs[:nc])):
+    if c.aval.weak_type:  # (a Python number: a sum after the loop would make a NumPy value)
+      continue
     j = producer.get(id(o)) if type(o) is not Lit else None
     if j is None or body.eqns[j].prim.name != "add" or uses[id(o)] != 1 or uses[id(c)] != 1:
       continue

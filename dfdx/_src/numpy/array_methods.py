@@ -53,7 +53,7 @@ def _binary_op(name, reflected=False):
     def op(self, other):
       t = type(other)
       if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
-        return core.keeping_weak_types(fn, other, self)
+        return _python_arithmetic(fn, name, other, self)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(other, self)
@@ -64,7 +64,7 @@ def _binary_op(name, reflected=False):
     def op(self, other):
       t = type(other)
       if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
-        return core.keeping_weak_types(fn, self, other)
+        return _python_arithmetic(fn, name, self, other)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(self, other)
@@ -78,9 +78,38 @@ def _binary_op(name, reflected=False):
 def _unary_op(name):
   def op(self):
     if type(self) is StagingTracer and self.var.aval.weak_type:  # (see _binary_op)
-      return core.keeping_weak_types(getattr(_dnp(), name), self)
+      return _python_arithmetic(getattr(_dnp(), name), name, self)
     return getattr(_dnp(), name)(self)
   return op
+
+
+# Python's arithmetic takes a bool as the int it is (True + True is 2, -True is -1), where
+# NumPy's keeps bools (logical or, an error); comparisons and & | ^ keep bools in both.
+_ARITHMETIC = frozenset(("add", "subtract", "multiply", "true_divide", "floor_divide",
+                         "remainder", "power", "negative", "positive", "absolute", "invert"))
+
+
+def _python_arithmetic(fn, name, *args):
+  """`fn(*args)` as Python computes it on the Python numbers the weakly typed operands stand
+  for: the result a Python number too."""
+  if name in _ARITHMETIC:
+    args = [_python_int(a) if _dtype_kind(a) == "b" else a for a in args]
+    if name == "power" and type(args[1]) is int and args[1] < 0 and \
+            _dtype_kind(args[0]) in "iu":  # (2 ** -1 is 0.5 in Python, an error in NumPy)
+      args = [core.keeping_weak_types(lambda: args[0] * 1.0), args[1]]
+  return core.keeping_weak_types(fn, *args)
+
+
+def _dtype_kind(x):
+  return "b" if type(x) is bool else x.dtype.kind if isinstance(x, Tracer) else ""
+
+
+def _python_int(x):
+  if type(x) is bool:
+    return int(x)
+  from dfdx._src.ops import shape as shape_ops
+  from dfdx._src.ops.control_flow import python_number_p
+  return python_number_p.bind(shape_ops.convert_element_type(x, np.int64))
 
 
 def _method(name):

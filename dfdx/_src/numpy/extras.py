@@ -38,7 +38,7 @@ from dfdx._src.numpy.sorting import *  # noqa: F401,F403
 from dfdx._src.numpy.sorting import concrete, traced
 from dfdx._src.numpy.statistics import *  # noqa: F401,F403
 from dfdx._src.numpy.util import arg, dtype as dtype_of, is_weak, reject_out, \
-    shape as shape_of, standin, weakly_typed
+    shape as shape_of, standin, strong, weakly_typed
 
 _HERE = ["r_", "c_", "select", "piecewise", "choose", "block", "diagflat", "extract", "resize",
          "rollaxis", "trim_zeros", "unstack", "apply_along_axis", "apply_over_axes",
@@ -49,7 +49,7 @@ _HERE = ["r_", "c_", "select", "piecewise", "choose", "block", "diagflat", "extr
 
 def _operand(x):
   x = arg(x)
-  return x if isinstance(x, Tracer) else np.asarray(x)
+  return strong(x) if isinstance(x, Tracer) else np.asarray(x)  # (what asarray makes)
 
 
 # ---- r_ and c_ --------------------------------------------------------------------------------

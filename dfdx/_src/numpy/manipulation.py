@@ -31,7 +31,7 @@ from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy import ufuncs
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, reject_out, \
-    shape as shape_of
+    shape as shape_of, strong
 
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "squeeze", "expand_dims",
            "broadcast_to", "broadcast_arrays", "concatenate", "stack", "hstack", "vstack",
@@ -53,9 +53,10 @@ def _traced(*xs) -> bool:
 
 
 def _operand(x):
-  """A traced value as it is, anything else as a NumPy array."""
+  """A traced value as it is (one standing for a Python scalar as a NumPy value), anything
+  else as a NumPy array: what NumPy's asarray makes of it."""
   x = arg(x)
-  return x if isinstance(x, Tracer) else np.asarray(x)
+  return strong(x) if isinstance(x, Tracer) else np.asarray(x)
 
 
 def _sequence(arrays) -> list:

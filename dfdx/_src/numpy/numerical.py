@@ -29,7 +29,8 @@ from dfdx._src.numpy import manipulation as mp
 from dfdx._src.numpy import reductions as rd
 from dfdx._src.numpy import ufuncs as uf
 from dfdx._src.numpy.sorting import concrete, traced
-from dfdx._src.numpy.util import arg, dtype as dtype_of, reject_out, shape as shape_of
+from dfdx._src.numpy.util import arg, dtype as dtype_of, reject_out, shape as shape_of, \
+    strong
 
 __all__ = ["cross", "convolve", "correlate", "interp", "trapezoid", "cov", "corrcoef",
            "histogram", "histogram_bin_edges", "histogram2d", "histogramdd", "bincount",
@@ -49,7 +50,7 @@ def _probe(x):
 
 def _operand(x):
   x = arg(x)
-  return x if isinstance(x, Tracer) else np.asarray(x)
+  return strong(x) if isinstance(x, Tracer) else np.asarray(x)  # (what asarray makes)
 
 
 def _ndim(x):

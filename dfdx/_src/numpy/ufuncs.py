@@ -17,7 +17,7 @@ from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, is_weak, \
-    numpy_result_dtype, reject_out, result_type, standin, weakly_typed
+    numpy_result_dtype, reject_out, result_type, standin, strong, weakly_typed
 
 __all__ = []
 
@@ -318,7 +318,8 @@ def clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *,
                      "provided is forbidden.")
   else:
     lo, hi = a_min, a_max
-  a = arg(a)
+  a = arg(a)  # (NumPy makes `a` an array: np.clip(0.5, x32, None) is float64; bounds are weak)
+  a = strong(a) if isinstance(a, Tracer) else np.asarray(a) if is_weak(a) else a
   if dtype_of(a).kind in "iu":  # NumPy drops Python-int bounds beyond the integer type (NEP 50)
     info = np.iinfo(dtype_of(a))
     lo = None if type(lo) is int and lo <= info.min else lo

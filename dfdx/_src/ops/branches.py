@@ -31,7 +31,7 @@ from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carried, _carry_fixed_point,
-                                        _check_carry, _compiled, _dnp, _fill, _keep, _merge,
+                                        _cast, _check_carry, _compiled, _dnp, _fill, _keep, _merge,
                                         _pick, _reaches, _rule_program, _staging,
                                         _trace_carrying, _transpose, _under, _unflatten,
                                         _with_dtypes, _zeros, dependence_rules, linearizing)
@@ -123,9 +123,7 @@ def _trace_body(body_fun, leaves, tree):
     body, consts = make_program(flat_body, avals)
     return body, consts, store["changed"]
   body, consts, avals = _trace_carrying(trace, [core.get_aval(x) for x in leaves])
-  leaves = [x if core.get_aval(x).dtype == a.dtype else _dnp().asarray(x, a.dtype)
-            for x, a in zip(leaves, avals)]
-  return body, consts, leaves
+  return body, consts, [_cast(x, a) for x, a in zip(leaves, avals)]
 
 
 while_p = core.primitive("while", multiple_results=True)

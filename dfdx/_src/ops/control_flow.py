@@ -87,9 +87,9 @@ def _trace_carrying(trace, avals):
   another dtype (`changed`, their indices), the body is traced again with that dtype.
   Returns (program, consts, the avals traced)."""
   program, consts, changed = trace(avals)
-  if changed:
-    avals = [ShapedArray(a.shape, program.outs[i].aval.dtype) if i in changed else a
-             for i, a in enumerate(avals)]
+  if changed:  # (a Python number stays one if the body keeps it one: 2 -> 2 * 0.5)
+    avals = [ShapedArray(a.shape, program.outs[i].aval.dtype, program.outs[i].aval.weak_type)
+             if i in changed else a for i, a in enumerate(avals)]
     program, consts, _ = trace(avals)
   return program, consts, avals
 
@@ -267,7 +267,15 @@ def _cast(x, aval):
   x_aval = core.get_aval(x)
   if x_aval.dtype == aval.dtype and (aval.weak_type or not x_aval.weak_type):
     return x
+  if aval.weak_type:  # a Python number as another kind of Python number (2 -> 2.0)
+    kind = aval.dtype.kind
+    if not isinstance(x, core.Tracer):
+      return _PYTHON_TYPES[kind](x)
+    return core.keeping_weak_types(lambda: x != 0 if kind == "b" else x + _PYTHON_TYPES[kind](0))
   return _dnp().asarray(x, aval.dtype)
+
+
+_PYTHON_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
 
 def _describe(leaves, tree):
