@@ -183,7 +183,8 @@ def test_a_scan_carry_the_body_makes_a_numpy_value_is_one_from_the_first_step():
   xs = np.ones((3, 2), np.float32)
   f = lambda xs: dfdx.scan(lambda c, x: (dnp.sin(c) + 1.0, x + c), 0.0, xs)  # noqa: E731
   (c, ys), (cj, ysj) = f(xs), dfdx.jit(f)(xs)
-  assert ys.dtype == ysj.dtype == np.float64 and np.asarray(cj).dtype == np.float64
+  assert ys.dtype == ysj.dtype == np.float64
+  assert np.asarray(c).dtype == np.asarray(cj).dtype == np.float64
   np.testing.assert_array_equal(ysj, ys)
   assert dfdx.make_expr(f)(xs).program.outs[1].aval.dtype == np.float64
 
