@@ -23,6 +23,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import Tracer
 from dfdx._src.ir import eval_program
+from dfdx._src.numpy.util import weakly_typed
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -102,18 +103,24 @@ def _move_to_front(vals, dims):
           for v, d in zip(vals, dims)]
 
 
-def _batched_program(program, axis_size, avals, dims):
+def _batched_program(program, axis_size, avals, dims, python_numbers=True):
   """A program computing `program` over a batch: inputs with a dim are batched along axis 0
-  (`avals` are their batched avals), outputs are batched along axis 0."""
+  (`avals` are their batched avals), outputs are batched along axis 0, but, with
+  `python_numbers`, for a Python number that no batched input reaches (it stays one, as it
+  is in the function). Returns (program, the outputs' dims)."""
   in_dims = [batching.NOT_MAPPED if d is batching.NOT_MAPPED else 0 for d in dims]
+  store = {}
 
   def flat(*xs):
     outs, out_dims = batching.vmap_flat(lambda *ys: eval_program(program, *ys), axis_size,
                                         list(xs), in_dims)
-    return [batching.bdim_at_front(o, d, axis_size) for o, d in zip(outs, out_dims)]
+    store["dims"] = [d if python_numbers and d is batching.NOT_MAPPED and weakly_typed(o)
+                     else 0 for o, d in zip(outs, out_dims)]
+    return [o if d is batching.NOT_MAPPED else batching.bdim_at_front(o, od, axis_size)
+            for o, od, d in zip(outs, out_dims, store["dims"])]
   batched, lifted = make_program(flat, list(avals), record_source=False)
   assert not lifted, lifted
-  return batched
+  return batched, store["dims"]
 
 
 def _batch_inputs(axis_size, vals, dims):
@@ -213,13 +220,13 @@ def _custom_jvp_jvp(primals, tangents, *, fun, jvp, n_args, n_lifted):
 def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
   moved, avals = _batch_inputs(axis_size, vals, dims)
   k = n_args + n_lifted
-  fun_b = _batched_program(fun, axis_size, avals[:k], dims[:k])
+  fun_b, out_dims = _batched_program(fun, axis_size, avals[:k], dims[:k])
   # jvp takes (args, tangents of args, its own closed-over values).
-  jvp_b = _batched_program(jvp, axis_size, avals[:n_args] * 2 + avals[k:],
-                           list(dims[:n_args]) * 2 + list(dims[k:]))
+  jvp_b, _ = _batched_program(jvp, axis_size, avals[:n_args] * 2 + avals[k:],
+                              list(dims[:n_args]) * 2 + list(dims[k:]))
   outs = custom_jvp_call_p.bind(*moved, fun=fun_b, jvp=jvp_b, n_args=n_args,
                                 n_lifted=n_lifted)
-  return outs, [0] * len(outs)
+  return outs, out_dims
 
 
 custom_jvp_call_p.def_impl(_custom_jvp_impl)
@@ -357,19 +364,20 @@ def _custom_vjp_jvp(primals, tangents, *, fun, fwd, bwd, n_args, n_lifted, n_fwd
 def _custom_vjp_batch(axis_size, vals, dims, *, fun, fwd, bwd, n_args, n_lifted, n_fwd_lifted):
   moved, avals = _batch_inputs(axis_size, vals, dims)
   k, f = n_args + n_lifted, n_args + n_lifted + n_fwd_lifted
-  fun_b = _batched_program(fun, axis_size, avals[:k], dims[:k])
-  fwd_b = _batched_program(fwd, axis_size, avals[:n_args] + avals[k:f],
-                           list(dims[:n_args]) + list(dims[k:f]))
+  # (every output batched: bwd's cotangents are batched like fwd's outputs)
+  fun_b, out_dims = _batched_program(fun, axis_size, avals[:k], dims[:k], False)
+  fwd_b, _ = _batched_program(fwd, axis_size, avals[:n_args] + avals[k:f],
+                              list(dims[:n_args]) + list(dims[k:f]), False)
   # bwd takes (residuals, cts, its closed-over values): the first two batched like fwd's
   # outputs, which the batched fwd puts on axis 0.
   n_out = len(fun.outs)
   batched_outs = list(fwd_b.out_avals)  # outputs then residuals
   bwd_avals = batched_outs[n_out:] + batched_outs[:n_out] + avals[f:]
   bwd_dims = [0] * len(batched_outs) + list(dims[f:])
-  bwd_b = _batched_program(bwd, axis_size, bwd_avals, bwd_dims)
+  bwd_b, _ = _batched_program(bwd, axis_size, bwd_avals, bwd_dims, False)
   outs = custom_vjp_call_p.bind(*moved, fun=fun_b, fwd=fwd_b, bwd=bwd_b, n_args=n_args,
                                 n_lifted=n_lifted, n_fwd_lifted=n_fwd_lifted)
-  return outs, [0] * len(outs)
+  return outs, out_dims
 
 
 custom_vjp_call_p.def_impl(_custom_vjp_impl)
@@ -487,9 +495,8 @@ def _checkpoint_vjp(cts, ans, *primals, needs, program):
 
 def _checkpoint_batch(axis_size, vals, dims, *, program):
   moved, avals = _batch_inputs(axis_size, vals, dims)
-  outs = checkpoint_call_p.bind(*moved, program=_batched_program(program, axis_size, avals,
-                                                                 dims))
-  return outs, [0] * len(outs)
+  batched, out_dims = _batched_program(program, axis_size, avals, dims)
+  return checkpoint_call_p.bind(*moved, program=batched), out_dims
 
 
 checkpoint_call_p.def_impl(_checkpoint_impl)
