@@ -162,7 +162,8 @@ BINARY = {
     "logical_xor": ((ALL, ALL), "zero"),
 }
 OTHER = {"where", "clip", "isclose", "divmod", "bitwise_and", "bitwise_or", "bitwise_xor",
-         "invert", "bitwise_not"}  # tested on their own below
+         "invert", "bitwise_not", "left_shift", "right_shift", "bitwise_left_shift",
+         "bitwise_right_shift"}  # tested on their own below
 
 UNARY_SHAPES = [(), (3,), (2, 3), (0, 3)]
 BINARY_SHAPES = [((), ()), ((3,), (3,)), ((2, 3), (2, 3)), ((1, 3), (3, 1)), ((0, 3), (3,)),
@@ -480,7 +481,7 @@ def test_clip_through_the_method_and_numpy():
   check_traced(lambda x: x.clip(max=0.5), lambda x: x.clip(max=0.5), x)
 
 
-# ---- divmod, bitwise operations on booleans ------------------------------------------------
+# ---- divmod, bitwise operations ------------------------------------------------------------
 
 
 def test_divmod():
@@ -493,22 +494,42 @@ def test_divmod():
   assert_same(r, np.eye(2))
 
 
-@pytest.mark.parametrize("name", ["bitwise_and", "bitwise_or", "bitwise_xor"])
-def test_bitwise_operations_on_booleans(name):
+@pytest.mark.parametrize("name", ["bitwise_and", "bitwise_or", "bitwise_xor", "left_shift",
+                                  "right_shift"])
+def test_bitwise_operations(name):
   a, b = np.array([True, False, True, False]), np.array([True, True, False, False])
-  check_traced(_np(name), getattr(dnp, name), a, b)
-  check_traced(_np(name), getattr(dnp, name), a, True)
+  i, j = np.array([[5, -3, 12], [0, 7, -8]]), np.array([1, 2, 3])
+  if "shift" not in name:
+    check_traced(_np(name), getattr(dnp, name), a, b)
+    check_traced(_np(name), getattr(dnp, name), a, True)
+  check_traced(_np(name), getattr(dnp, name), i, j)
+  check_traced(_np(name), getattr(dnp, name), i.astype(np.uint8), 2)
+  check_traced(_np(name), getattr(dnp, name), i.astype(np.int16), j.astype(np.int64))
   check_untraced(_np(name), getattr(dnp, name), np.array([3, 5]), 6)
-  with pytest.raises(TypeError, match="boolean operands"):
-    dfdx.vmap(lambda x: getattr(dnp, name)(x, 1))(np.ones((2, 3), int))
+  with pytest.raises(TypeError, match="not supported for the input types"):
+    dfdx.jit(lambda x: getattr(dnp, name)(x, 1))(np.ones((2, 3)))  # (NumPy's error)
+  # zero derivatives where an integer mask meets a float
+  mask = lambda x: x * getattr(dnp, name)(dnp.arange(3) + 0 * x.astype(int), 1)  # noqa: E731
+  np.testing.assert_array_equal(dfdx.jacobian(mask)(np.ones(3)),
+                                np.diag(getattr(np, name)(np.arange(3), 1)).astype(float))
 
 
-def test_invert_on_booleans():
+def test_invert():
   for name in ["invert", "bitwise_not"]:
     check_traced(_np(name), getattr(dnp, name), np.array([True, False]))
+    check_traced(_np(name), getattr(dnp, name), np.array([3, -5, 0]))
+    check_traced(_np(name), getattr(dnp, name), np.array([3, 5, 0], np.uint8))
     check_untraced(_np(name), getattr(dnp, name), np.array([3, 5]))
-    with pytest.raises(TypeError, match="boolean operands"):
-      dfdx.vmap(getattr(dnp, name))(np.ones((2, 3), int))
+    with pytest.raises(TypeError, match="not supported for the input types"):
+      dfdx.vmap(getattr(dnp, name))(np.ones((2, 3)))
+
+
+def test_bitwise_operators_of_traced_integers():
+  x = np.array([5, 3, -2])
+  f = lambda x: (~x & 6) | (x >> 1) ^ (1 << x % 3)  # noqa: E731
+  for transform in (dfdx.jit, dfdx.vmap):
+    np.testing.assert_array_equal(transform(f)(x[None] if transform is dfdx.vmap else x),
+                                  f(x)[None] if transform is dfdx.vmap else f(x))
 
 
 # ---- isclose -------------------------------------------------------------------------------

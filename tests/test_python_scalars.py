@@ -36,6 +36,7 @@ CASES = {
     "bools add as ints": lambda s, x: x + ((s > 0.1) + (s > 0.2)),
     "-bool, abs(bool)": lambda s, x: x * (-(s > 0.1)) + abs(s > 0.2),
     "sqrt(True + True)": lambda s, x: x + dnp.sqrt((s > 0.1) + (s > 0.2)),
+    "~bool": lambda s, x: x + ~(s > 0.1),
     "round(s)": lambda s, x: x + round(s + 2.0),
     "round(s, 1)": lambda s, x: x + round(s * 3.3, 1),
     # NumPy functions: a NumPy float64
@@ -51,6 +52,12 @@ CASES = {
     "full": lambda s, x: x + dnp.full(3, s),
     "dot": lambda s, x: dnp.dot(x, s),
     "broadcast_to(s, ())": lambda s, x: x + dnp.broadcast_to(s, ()),
+    # NumPy functions that give back their operand's value: still a NumPy value
+    "power(s, 1.0)": lambda s, x: x + dnp.power(s, 1.0),
+    "positive(s)": lambda s, x: x + dnp.positive(s),
+    "negative(-s)": lambda s, x: x + dnp.negative(-s),
+    "stop_gradient(asarray(s))": lambda s, x: x + dfdx.stop_gradient(dnp.asarray(s)),
+    "copysign(True, s)": lambda s, x: x + dnp.copysign(True, s),
     "clip(s, x)": lambda s, x: dnp.clip(s, x, None),
     "jvp's output": lambda s, x: x + dfdx.jvp(lambda y: s * 2.0, (x,), (x,))[0],
     "exp(s * 2.0)": lambda s, x: x + dnp.exp(s * 2.0),

@@ -37,6 +37,8 @@ for _prim, _ufunc in {
     "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
     "logical_and": "logical_and", "logical_or": "logical_or", "logical_xor": "logical_xor",
     "logical_not": "logical_not", "isnan": "isnan", "isfinite": "isfinite", "isinf": "isinf",
+    "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or", "bitwise_xor": "bitwise_xor",
+    "invert": "invert", "left_shift": "left_shift", "right_shift": "right_shift",
 }.items():
   register(_prim, Ufunc(_ufunc))
 

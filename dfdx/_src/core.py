@@ -237,6 +237,11 @@ weak_results = False
 keeps_weak_types: set = set()
 
 
+def ufunc_valued(prim) -> bool:
+  """Whether `prim`'s impl is a NumPy ufunc: of Python scalars, it gives a NumPy value."""
+  return isinstance(getattr(prim.impl, "ufunc", prim.impl), np.ufunc)
+
+
 def keeping_weak_types(fn, *args):
   """`fn(*args)` with staged results left weakly typed where every operand is."""
   global weak_results

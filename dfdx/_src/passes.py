@@ -503,8 +503,11 @@ def _weak_casts_dropped(program):
           out = core.abstract_eval_avals(e.prim, [a.aval for a in ins], e.params)
         except Exception:  # noqa: BLE001  (then the casts stay)
           pass
+      # (and the equation must still give a NumPy value at run time: a ufunc does, but
+      # stop_gradient of a Python scalar would give the Python scalar)
       if out is None or (out.shape, out.dtype) != (e.outputs[0].aval.shape,
-                                                   e.outputs[0].aval.dtype):
+                                                   e.outputs[0].aval.dtype) or (
+              out.weak_type and not core.ufunc_valued(e.prim)):
         kept.update(id(e.inputs[k]) for k in dropped)
         changed = True
   subst = _Subst()
@@ -551,6 +554,13 @@ def weak_operands_cast(program):
   return _rebuild(program, eqns, program.outs) if len(eqns) != len(program.eqns) else program
 
 
+def _same_weakness(atom, eqn):
+  """Whether `atom` may stand for the output of `eqn` as far as weak types go: a Python
+  scalar for a Python scalar, a NumPy value for a NumPy value (`-(-s)` of a Python float s
+  is np.negative's NumPy value, which s is not)."""
+  return atom.aval.weak_type == eqn.outputs[0].aval.weak_type
+
+
 def simplify(program: Program) -> Program:
   """Apply the exact algebraic rewrites listed in the module docstring."""
   program = _weak_casts_dropped(program)
@@ -559,13 +569,13 @@ def simplify(program: Program) -> Program:
   for eqn in program.eqns:
     inputs = _uniform_constants_as_scalars(eqn, [subst(a) for a in eqn.inputs], consts)
     replacement = _simplify_eqn(eqn, inputs, producers, consts)
-    if replacement is not None:
+    if replacement is not None and _same_weakness(replacement, eqn):
       subst.set(eqn.outputs[0], replacement)
       continue
     new = _fuse_eqn(eqn, inputs, producers, uses)
     if isinstance(new, Eqn):  # the fused equation may simplify away (reshape back and forth)
       replacement = _simplify_eqn(new, new.inputs, producers, consts)
-      if replacement is not None:
+      if replacement is not None and _same_weakness(replacement, eqn):
         subst.set(eqn.outputs[0], replacement)
         continue
     new = new or Eqn(eqn.prim, inputs, eqn.params, eqn.outputs, eqn.source)

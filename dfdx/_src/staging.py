@@ -116,8 +116,7 @@ class StagingTrace(Trace):
     if core.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
             v.aval.weak_type for v in outs)) or prim in core.keeps_weak_types:
       self.eqns.append(Eqn(prim, inputs, params, outs, source))
-    elif not prim.multiple_results and isinstance(getattr(prim.impl, "ufunc", prim.impl),
-                                                  np.ufunc):
+    elif not prim.multiple_results and core.ufunc_valued(prim):
       # A NumPy function of Python scalars gives a NumPy value (see core.weak_results); a
       # ufunc's result is one as it is.
       outs = [Var(core.ShapedArray(outs[0].aval.shape, outs[0].aval.dtype))]

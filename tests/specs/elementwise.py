@@ -2,7 +2,7 @@
 import numpy as np
 
 from dfdx._src.ops import elementwise as ew
-from tests.op_specs import BINARY_SHAPES, UNARY_SHAPES, Bool, Fixed, OpSpec
+from tests.op_specs import BINARY_SHAPES, UNARY_SHAPES, Bool, Fixed, Int, OpSpec
 
 
 def unary(name, prim, fun, ref, domain=(-2.0, 2.0), **kw):
@@ -106,6 +106,17 @@ SPECS = [
            domain=[Bool(), Bool()]),
     unary("logical_not", ew.logical_not_p, ew.logical_not_p.bind, np.logical_not,
           domain=Bool()),
+    binary("bitwise_and", ew.bitwise_and_p, ew.bitwise_and_p.bind, np.bitwise_and,
+           domain=[Int(-9, 9), Int(-9, 9)], grad=False),
+    binary("bitwise_or", ew.bitwise_or_p, ew.bitwise_or_p.bind, np.bitwise_or,
+           domain=[Int(-9, 9), Int(-9, 9)], grad=False),
+    binary("bitwise_xor", ew.bitwise_xor_p, ew.bitwise_xor_p.bind, np.bitwise_xor,
+           domain=[Bool(), Bool()], grad=False),
+    unary("invert", ew.invert_p, ew.invert_p.bind, np.invert, domain=Int(-9, 9), grad=False),
+    binary("left_shift", ew.left_shift_p, ew.left_shift_p.bind, np.left_shift,
+           domain=[Int(-9, 9), Int(0, 5)], grad=False),
+    binary("right_shift", ew.right_shift_p, ew.right_shift_p.bind, np.right_shift,
+           domain=[Int(-99, 99), Int(0, 5)], grad=False),
     unary("isnan", ew.isnan_p, ew.isnan_p.bind, np.isnan),
     unary("isfinite", ew.isfinite_p, ew.isfinite_p.bind, np.isfinite),
     unary("isinf", ew.isinf_p, ew.isinf_p.bind, np.isinf),

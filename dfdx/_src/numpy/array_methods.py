@@ -255,7 +255,8 @@ def install():
     setattr(T, f"__r{op}__", _binary_op(name, reflected=True))
   for op, name in _COMPARISONS.items():
     setattr(T, f"__{op}__", _binary_op(name))
-  for op, name in {"and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor"}.items():
+  for op, name in {"and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+                   "lshift": "left_shift", "rshift": "right_shift"}.items():
     setattr(T, f"__{op}__", _bitwise(name))
     setattr(T, f"__r{op}__", _bitwise(name, reflected=True))
   T.__neg__ = _unary_op("negative")

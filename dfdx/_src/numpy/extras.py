@@ -531,8 +531,8 @@ _REEXPORTED = [
     "isnat", "bartlett", "blackman", "hamming", "hanning", "kaiser", "tri", "indices",
     "fromfunction", "frompyfunc", "iterable", "may_share_memory", "shares_memory",
     "ndenumerate", "ndindex", "nditer", "nested_iters", "mask_indices", "poly1d", "roots",
-    "ravel_multi_index", "unravel_index", "gcd", "lcm", "left_shift", "right_shift",
-    "bitwise_left_shift", "bitwise_right_shift", "bitwise_count", "packbits", "unpackbits",
+    "ravel_multi_index", "unravel_index", "gcd", "lcm", "bitwise_count", "packbits",
+    "unpackbits",
 ]
 _REEXPORTED = [name for name in _REEXPORTED if hasattr(np, name)]
 globals().update({name: getattr(np, name) for name in _REEXPORTED})

@@ -13,11 +13,12 @@ import math
 
 import numpy as np
 
+from dfdx._src import core
 from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, is_weak, \
-    numpy_result_dtype, reject_out, result_type, standin, strong, weakly_typed
+    numpy_result_dtype, python_kind, reject_out, result_type, standin, strong, weakly_typed
 
 __all__ = []
 
@@ -83,8 +84,11 @@ def _apply(name, np_fun, op, args, kwargs):
   does, and the result has NumPy's dtype."""
   dtype, casting = _check_kwargs(name, kwargs) if kwargs else (None, None)
   in_dtypes, out_dtype = _loop(np_fun, args, dtype, casting)
-  args = [a if d is None or weakly_typed(a) or dtype_of(a) == d else astype(a, d)
-          for a, d in zip(args, in_dtypes)]
+  # (a Python scalar stays one, to promote weakly, of the kind of NumPy's loop: copysign(True,
+  # x) computes in floats)
+  args = [a if d is None or dtype_of(a) == d else
+          (a if dtype_of(a).kind == d.kind else python_kind(a, d.kind)) if weakly_typed(a)
+          else astype(a, d) for a, d in zip(args, in_dtypes)]
   out = op(*args)
   return out if dtype_of(out) == out_dtype else shape_ops.convert_element_type(out, out_dtype)
 
@@ -163,7 +167,8 @@ def divmod(x1, x2, /, **kwargs):  # noqa: A001  (the NumPy name)
 
 
 __all__.append("divmod")
-positive = _unary("positive", np.positive, lambda x: x)
+positive = _unary("positive", np.positive,  # (+s of a Python number stays one)
+                  lambda x: x if core.weak_results else strong(x))
 
 
 def _integer_exponent(x2):
@@ -184,8 +189,8 @@ def _power(x1, x2):
   # derivatives are exact at x1 = 0 (x ** 0 has derivative 0, x ** 2 has 2x); pow's rule would
   # give 0 * 0 ** -1 = nan there.
   y = _integer_exponent(x2)
-  if y is not None and dtype_of(x1).kind in "fc":
-    return ew.integer_pow(x1, y)
+  if y is not None and dtype_of(x1).kind in "fc":  # (x ** 1 is x: a NumPy value all the same)
+    return ew.integer_pow(x1, y) if y != 1 or core.weak_results else strong(x1)
   return ew.pow(x1, x2)
 
 
@@ -351,30 +356,17 @@ isfinite = _unary("isfinite", np.isfinite, ew.isfinite_p.bind)
 isinf = _unary("isinf", np.isinf, ew.isinf_p.bind)
 
 
-def _boolean_only(name, np_fun, logical):
-  """NumPy's bitwise ufunc: on traced booleans it is the logical one; traced integers are
-  refused (dfdx has no bitwise primitives)."""
-  def fn(*args, **kwargs):
-    if not any(isinstance(a, Tracer) or contains_tracer(a) for a in args):
-      return np_fun(*args, **kwargs)
-    args = [arg(a) for a in args]
-    kinds = {dtype_of(a).kind for a in args}
-    if kinds != {"b"}:
-      raise TypeError(f"dfdx.numpy.{name} (an &, |, ^ or ~ operator) on traced values needs "
-                      f"boolean operands; got dtype kinds {sorted(kinds)}. Bitwise operations "
-                      "on integers are not supported on traced values.")
-    return logical(*args, **kwargs)
-  fn.__name__ = fn.__qualname__ = name
-  fn.__doc__ = f"`numpy.{name}` of traced booleans (the logical operation; zero derivative)."
-  __all__.append(name)
-  return fn
-
-
-bitwise_and = _boolean_only("bitwise_and", np.bitwise_and, logical_and)
-bitwise_or = _boolean_only("bitwise_or", np.bitwise_or, logical_or)
-bitwise_xor = _boolean_only("bitwise_xor", np.bitwise_xor, logical_xor)
-invert = _boolean_only("invert", np.invert, logical_not)
-bitwise_not = _boolean_only("bitwise_not", np.bitwise_not, logical_not)
+# Bitwise operations (also the &, |, ^, ~, <<, >> operators of traced values): integers and
+# booleans, as NumPy (its TypeError for floats); zero derivatives.
+bitwise_and = _binary("bitwise_and", np.bitwise_and, ew.bitwise_and_p.bind)
+bitwise_or = _binary("bitwise_or", np.bitwise_or, ew.bitwise_or_p.bind)
+bitwise_xor = _binary("bitwise_xor", np.bitwise_xor, ew.bitwise_xor_p.bind)
+invert = _unary("invert", np.invert, ew.invert_p.bind)
+bitwise_not = _unary("bitwise_not", np.bitwise_not, ew.invert_p.bind)
+left_shift = _binary("left_shift", np.left_shift, ew.left_shift_p.bind)
+right_shift = _binary("right_shift", np.right_shift, ew.right_shift_p.bind)
+bitwise_left_shift, bitwise_right_shift = left_shift, right_shift
+__all__ += ["bitwise_left_shift", "bitwise_right_shift"]
 
 
 def where(condition, x=_NO_VALUE, y=_NO_VALUE, /):

@@ -103,6 +103,19 @@ def strong(x):
   return x
 
 
+_PYTHON_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
+
+
+def python_kind(x, kind: str):
+  """A Python scalar `x`, or a staged value standing for one, as the Python scalar of another
+  kind ("b", "i", "u", "f" or "c"), as Python converts it (2 -> 2.0, True -> 1): still a
+  Python scalar."""
+  if not isinstance(x, Tracer):
+    return _PYTHON_TYPES[kind](x)
+  from dfdx._src import core
+  return core.keeping_weak_types(lambda: x != 0 if kind == "b" else x + _PYTHON_TYPES[kind](0))
+
+
 def is_weak(x) -> bool:
   """Whether `x` is a Python scalar, whose dtype yields in promotion (NEP 50). NumPy scalars
   are not weak, although np.float64 subclasses float."""

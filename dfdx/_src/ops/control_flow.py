@@ -33,7 +33,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors, staging
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
-from dfdx._src.numpy.util import weakly_typed
+from dfdx._src.numpy.util import python_kind, weakly_typed
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -268,14 +268,8 @@ def _cast(x, aval):
   if x_aval.dtype == aval.dtype and (aval.weak_type or not x_aval.weak_type):
     return x
   if aval.weak_type:  # a Python number as another kind of Python number (2 -> 2.0)
-    kind = aval.dtype.kind
-    if not isinstance(x, core.Tracer):
-      return _PYTHON_TYPES[kind](x)
-    return core.keeping_weak_types(lambda: x != 0 if kind == "b" else x + _PYTHON_TYPES[kind](0))
+    return python_kind(x, aval.dtype.kind)
   return _dnp().asarray(x, aval.dtype)
-
-
-_PYTHON_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
 
 def _describe(leaves, tree):

@@ -1118,6 +1118,21 @@ isfinite_p = _predicate_prim("isfinite", np.isfinite, 1)
 isinf_p = _predicate_prim("isinf", np.isinf, 1)
 
 
+# ---- bitwise operations of integers and booleans (zero derivatives) -------------------------
+def _bitwise_prim(name, np_fun):
+  prim = _nary_prim(name, np_fun) if np_fun.nin == 2 else _unary_prim(name, np_fun)
+  ad.defjvp_zero(prim)
+  return prim
+
+
+bitwise_and_p = _bitwise_prim("bitwise_and", np.bitwise_and)
+bitwise_or_p = _bitwise_prim("bitwise_or", np.bitwise_or)
+bitwise_xor_p = _bitwise_prim("bitwise_xor", np.bitwise_xor)
+invert_p = _bitwise_prim("invert", np.invert)
+left_shift_p = _bitwise_prim("left_shift", np.left_shift)
+right_shift_p = _bitwise_prim("right_shift", np.right_shift)
+
+
 def eq(x, y):
   return eq_p.bind(x, y)
 
