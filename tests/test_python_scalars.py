@@ -170,6 +170,16 @@ def test_custom_rules_nested_jit_and_checkpoint_give_what_their_function_gives(n
   np.testing.assert_allclose(dfdx.jit(dfdx.grad(g))(0.5), dfdx.grad(g)(0.5), rtol=1e-15)
 
 
+def test_custom_jvp_with_a_python_number_argument_differentiated_under_jit():
+  @dfdx.custom_jvp
+  def pair(a, b):
+    return a * b, b * 2.0
+  pair.defjvp(lambda p, t: (pair(*p), (t[0] * p[1] + p[0] * t[1], t[1] * 2.0)))
+  f = lambda s, x: dfdx.grad(lambda y: dnp.sum(pair(y, s)[0] + pair(y, s)[1]))(x)  # noqa: E731
+  np.testing.assert_array_equal(dfdx.jit(f)(3.0, X32), f(3.0, X32))
+  np.testing.assert_array_equal(f(3.0, X32), np.full(3, 3.0, np.float32))
+
+
 # ---- loops ----------------------------------------------------------------------------------
 
 

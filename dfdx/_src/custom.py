@@ -213,8 +213,8 @@ def _custom_jvp_jvp(primals, tangents, *, fun, jvp, n_args, n_lifted):
   if outs is None:
     outs = eval_program(fun, *args, *lifted)
   # (a Python number among the results comes from Python numbers alone: no derivative)
-  return outs, [None if t is None or type(o) in (bool, int, float, complex)
-                else ad.match_primal(t, o) for o, t in zip(outs, out_tangents)]
+  return outs, [None if t is None or weakly_typed(o) else ad.match_primal(t, o)
+                for o, t in zip(outs, out_tangents)]
 
 
 def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
@@ -357,8 +357,8 @@ def _custom_vjp_jvp(primals, tangents, *, fun, fwd, bwd, n_args, n_lifted, n_fwd
   if closure_tangents is not None:
     out_tangents = [_add(a, b) for a, b in zip(out_tangents, closure_tangents)]
   # (a Python number among the results comes from Python numbers alone: no derivative)
-  return outs, [None if t is None or type(o) in (bool, int, float, complex)
-                else ad.match_primal(t, o) for o, t in zip(outs, out_tangents)]
+  return outs, [None if t is None or weakly_typed(o) else ad.match_primal(t, o)
+                for o, t in zip(outs, out_tangents)]
 
 
 def _custom_vjp_batch(axis_size, vals, dims, *, fun, fwd, bwd, n_args, n_lifted, n_fwd_lifted):
