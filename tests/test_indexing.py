@@ -337,3 +337,15 @@ def test_cached_basic_index_plans_depend_on_shape_and_index(rng):
         assert_same_array(y_dot, x[idx])
     with pytest.raises(IndexError, match="index 3 is out of bounds for axis 1 with size 3"):
       _traced(lambda x: x[:, 3], np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("index", [lambda x, i: x[i], lambda x, i: x[:, i], lambda x, i: x[i, 1],
+                                   lambda x, i: dnp.take(x, i, axis=0),
+                                   lambda x, i: dnp.take(x, i, axis=-1)])
+def test_a_traced_integer_index_of_a_matrix_under_jit(index):
+  # (jit's code generation read the index's length: a 0-d index has none)
+  x = np.arange(24.0).reshape(2, 3, 4)
+  for i in (np.array(1), np.int64(1)):
+    assert_same_array(dfdx.jit(index)(x, i), index(x, i))
+    g = lambda x: dnp.sum(index(x, i) ** 2)  # noqa: E731
+    assert_same_array(dfdx.jit(dfdx.grad(g))(x), dfdx.grad(g)(x))

@@ -298,7 +298,7 @@ def take_along(in_avals, spec):
   if len(in_avals) == 2 and in_avals[1].dtype.kind in "iu":
     x, index = in_avals
     axis = _indexing_ops.take_axis(spec, x.shape)
-    if axis or (axis == 0 and x.ndim > 1 and index.shape[0] >= x.shape[0]):
+    if axis or (axis == 0 and x.ndim > 1 and index.ndim and index.shape[0] >= x.shape[0]):
       return axis
   return None
 
