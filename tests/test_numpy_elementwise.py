@@ -611,3 +611,15 @@ def test_lists_are_arrays():
   check_untraced(np.add, dnp.add, [1, 2], 3)
   check_untraced(np.add, dnp.add, 1, 2)
   check_untraced(np.add, dnp.add, 1.5, np.float32(2))
+
+
+def test_arctan2_derivatives_with_an_integer_operand():
+  # (the rule squared the integer operand in its own dtype: 94 ** 2 overflows int8)
+  for y in (np.int8(94), np.int32(50000), np.array([94, -120], np.int8)):
+    x = np.array([0.5, -2.0])
+    want = -y / (y.astype(float) ** 2 + x ** 2)
+    np.testing.assert_allclose(dfdx.vector_grad(lambda x: dnp.arctan2(y, x))(x), want,
+                               rtol=1e-12)
+    np.testing.assert_allclose(dfdx.vector_grad(lambda x: dnp.arctan2(x, y))(x),
+                               y / (y.astype(float) ** 2 + x ** 2), rtol=1e-12)
+    check_grads(lambda x: dnp.arctan2(y, x), (x,), order=2)

@@ -935,12 +935,29 @@ def arctan2(y, x):
   return arctan2_p.bind(y, x)
 
 
+def _in_result_dtype(y, x):
+  """y and x in arctan2's (floating) result dtype: an integer operand squared in its own
+  dtype would overflow (94 ** 2 in int8)."""
+  dtype = dtypes.ufunc_result_dtype(np.arctan2, core.get_aval(y), core.get_aval(x))
+  return [float(v) if type(v) in (bool, int) else v if core.get_aval(v).dtype.kind in "fc"
+          else shape_ops.convert_element_type(v, dtype) for v in (y, x)]
+
+
 def _arctan2_denominator(y, x):
   return add(mul(x, x), mul(y, y))
 
 
-ad.defjvp(arctan2_p, lambda y_dot, y, x: tmul(y_dot, tdiv(x, _arctan2_denominator(y, x))),
-          lambda x_dot, y, x: tmul(x_dot, neg(tdiv(y, _arctan2_denominator(y, x)))))
+def _arctan2_jvp_y(y_dot, y, x):
+  y, x = _in_result_dtype(y, x)
+  return tmul(y_dot, tdiv(x, _arctan2_denominator(y, x)))
+
+
+def _arctan2_jvp_x(x_dot, y, x):
+  y, x = _in_result_dtype(y, x)
+  return tmul(x_dot, neg(tdiv(y, _arctan2_denominator(y, x))))
+
+
+ad.defjvp(arctan2_p, _arctan2_jvp_y, _arctan2_jvp_x)
 
 hypot_p = _nary_prim("hypot", np.hypot)
 
