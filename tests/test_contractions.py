@@ -344,3 +344,16 @@ def test_shape_mismatch_messages():
 def test_bad_einsum_subscripts(subscripts, shapes, match):
   with pytest.raises(ValueError, match=match):
     traced(lambda *a: dnp.einsum(subscripts, *a), *[np.ones(s) for s in shapes])
+
+
+def test_einsum_of_mixed_dtypes_computes_in_their_common_dtype():
+  # (two float32 operands were contracted first in float32: 1.6e-8 off a float64 result)
+  rng = np.random.default_rng(0)
+  a, b = (rng.normal(size=s).astype(np.float32) for s in ((3, 4), (4, 5)))
+  c = rng.normal(size=(5, 2))
+  exact = a.astype(float) @ b.astype(float) @ c
+  for f in (lambda a, b, c: dnp.einsum("ij,jk,kl->il", a, b, c), None):
+    f = f or dfdx.jit(lambda a, b, c: dnp.einsum("ij,jk,kl->il", a, b, c))
+    out = f(a, b, c)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, exact, rtol=1e-13, atol=1e-14)

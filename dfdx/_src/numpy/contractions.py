@@ -163,8 +163,12 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
   reject_out("einsum", out)
   subscripts, operands = _einsum_subscripts(operands)
   operands = [_operand(x) for x in operands]
-  if dtype is not None:
-    operands = [shape_ops.convert_element_type(x, dtype) for x in operands]
+  # (NumPy computes every product in the operands' common dtype: two float32 operands
+  # contracted first in float32 would lose a float64 result's precision)
+  common = np.dtype(dtype) if dtype is not None else np.result_type(
+      *[np.empty(0, dtype_of(x)) for x in operands])
+  operands = [x if dtype_of(x) == common else shape_ops.convert_element_type(x, common)
+              for x in operands]
   return _einsum(subscripts, operands)
 
 
