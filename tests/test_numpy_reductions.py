@@ -337,3 +337,13 @@ def test_reductions_compose_with_vmap_of_grad():
     batched = dfdx.vmap(dfdx.grad(f))(x)
     stacked = np.stack([dfdx.grad(f)(row) for row in x])
     assert_same(batched, stacked)
+
+
+def test_an_initial_python_int_out_of_the_dtype_range_raises_as_in_numpy():
+  u = np.array([3, 7], np.uint8)
+  for name, initial in (("max", -1), ("min", 300), ("sum", -1)):
+    with pytest.raises(OverflowError, match="out of bounds"):
+      getattr(np, name)(u, initial=initial)
+    with pytest.raises(OverflowError, match="out of bounds"):
+      dfdx.jit(lambda x: getattr(dnp, name)(x, initial=initial))(u)
+  assert dfdx.jit(lambda x: dnp.max(x, initial=5))(u) == np.max(u, initial=5)

@@ -75,6 +75,8 @@ def _cast_to(value, dtype):
   """`value` (a traced or concrete scalar or array) in `dtype`, as NumPy casts `initial`."""
   if isinstance(value, Tracer):
     return shape_ops.convert_element_type(value, dtype)
+  if type(value) is int:  # (NumPy's OverflowError for a Python int out of dtype's range)
+    return np.array(value, dtype)
   with np.errstate(invalid="ignore"):
     return np.asarray(value).astype(dtype)
 
