@@ -623,3 +623,14 @@ def test_arctan2_derivatives_with_an_integer_operand():
     np.testing.assert_allclose(dfdx.vector_grad(lambda x: dnp.arctan2(x, y))(x),
                                y / (y.astype(float) ** 2 + x ** 2), rtol=1e-12)
     check_grads(lambda x: dnp.arctan2(y, x), (x,), order=2)
+
+
+def test_power_with_an_infinite_exponent_has_the_derivative_zero_where_it_is_flat():
+  # x ** inf is 0 for |x| < 1: its derivative there is 0, not inf * 0 = nan (warning-free)
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for transform in (lambda g: g, dfdx.jit):
+      assert transform(dfdx.grad(lambda t: dnp.power(t, np.inf)))(0.8) == 0.0
+      assert transform(dfdx.grad(lambda t: dnp.float_power(t, -np.inf)))(1.5) == 0.0
+  check_grads(lambda t: dnp.power(t, 2.5), (np.array([0.8, 2.0]),), order=2)

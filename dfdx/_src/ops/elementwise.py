@@ -557,10 +557,11 @@ def pow(x, y):  # noqa: A001  (the NumPy name)
 
 
 def _pow_jvp_x(x_dot, x, y):
-  # y x**(y-1), taken as 0 where y == 0 (x**0 is constant): no 0 * inf at x = 0.
+  # y x**(y-1), taken as 0 where y == 0 (x**0 is constant): no 0 * inf at x = 0; and where
+  # y is infinite and |x| < 1 (x**inf is 0 there): inf * 0 is taken as 0.
   y_is_zero = eq(y, 0)
   safe_y = select(y_is_zero, 1, y)
-  return tmul(x_dot, select(y_is_zero, 0, mul(safe_y, pow(x, sub(safe_y, 1)))))
+  return tmul(x_dot, select(y_is_zero, 0, zmul(safe_y, pow(x, sub(safe_y, 1)))))
 
 
 def _pow_jvp_y(y_dot, ans, x, y):
