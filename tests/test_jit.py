@@ -499,3 +499,11 @@ def test_a_ufunc_of_a_python_float_argument_types_as_numpy_does():
   assert dfdx.make_expr(f)(0.5, x).program.outs[0].aval.dtype == f(0.5, x).dtype
   g = dfdx.grad(lambda s, x: dnp.sum(dnp.sin(x + dnp.exp(s))), argnums=1)
   assert dfdx.jit(g)(0.5, x).dtype == g(0.5, x).dtype
+
+
+def test_a_python_int_beyond_int64_times_a_float_array():
+  # (a check of the program's literals read 2 ** 64 as an integer array: TypeError)
+  x = np.array([-2.0, 3.0])
+  np.testing.assert_array_equal(dfdx.jit(lambda x: x * 2 ** 64)(x), x * 2 ** 64)
+  np.testing.assert_array_equal(dfdx.jit(dfdx.grad(lambda x: dnp.sum(x * 2 ** 64)))(x),
+                                np.full(2, 2.0 ** 64))
