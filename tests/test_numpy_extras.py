@@ -590,3 +590,13 @@ def test_jit_of_index_results():
   np.testing.assert_array_equal(dfdx.jit(f)(X), f(X))
   batched = dfdx.jit(dfdx.vmap(lambda a: dnp.searchsorted(a, 0.5)))(np.sort(X, axis=1))
   np.testing.assert_array_equal(batched, [np.searchsorted(r, 0.5) for r in np.sort(X, axis=1)])
+
+
+def test_partition_of_an_empty_axis():
+  # (NumPy takes any kth there: dfdx divided by the axis length, 0)
+  for e in (np.zeros((0,)), np.zeros((2, 0))):
+    for kth in (0, -1, [0, 1]):
+      for name in ("partition", "argpartition"):
+        want = getattr(np, name)(e, kth)
+        got = dfdx.jit(lambda x: getattr(dnp, name)(x, kth))(e)
+        assert got.shape == want.shape and got.dtype == want.dtype

@@ -108,6 +108,8 @@ def _kth(a, kth, axis, kind, order):
   n = shape_of(a)[axis]
   kth = concrete(kth, "partition: kth")
   np.partition(np.zeros(n, dtype_of(a)), kth, kind=kind)
+  if n == 0:  # (NumPy accepts any kth on an empty axis: there is nothing to partition)
+    return None
   return tuple(int(k) % n for k in np.ravel(kth))
 
 
@@ -116,7 +118,8 @@ def partition(a, kth, axis=-1, kind="introselect", order=None):
   if not traced(a):
     return np.partition(a, kth, axis=axis, kind=kind, order=order)
   a, axis = _sort_axis(a, axis)
-  return so.partition(a, _kth(a, kth, axis, kind, order), axis)
+  kth = _kth(a, kth, axis, kind, order)
+  return a if kth is None else so.partition(a, kth, axis)
 
 
 def argpartition(a, kth, axis=-1, kind="introselect", order=None):
@@ -124,7 +127,8 @@ def argpartition(a, kth, axis=-1, kind="introselect", order=None):
   if not traced(a):
     return np.argpartition(a, kth, axis=axis, kind=kind, order=order)
   a, axis = _sort_axis(a, axis)
-  return so.argpartition(a, _kth(a, kth, axis, kind, order), axis)
+  kth = _kth(a, kth, axis, kind, order)
+  return np.zeros(shape_of(a), np.intp) if kth is None else so.argpartition(a, kth, axis)
 
 
 def lexsort(keys, axis=-1):
