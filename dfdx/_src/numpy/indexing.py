@@ -393,14 +393,17 @@ def _update(kind, x, idx, values):
 
 
 def _updates(kind, values, x_aval, shape):
-  """`values` cast to x's dtype (as NumPy's assignment, or ufunc.at's 'same_kind' rule) and
-  broadcast to the indexed `shape` (as NumPy's assignment)."""
+  """`values` cast to x's dtype (as NumPy's assignment; an update that would cast its result
+  to another kind of dtype is refused, as NumPy's in-place operators refuse it) and broadcast
+  to the indexed `shape` (as NumPy's assignment)."""
   v_aval = get_aval(values)
   if kind != "set" and not np.can_cast(dtypes.result_type(x_aval, v_aval), x_aval.dtype,
                                        "same_kind"):
     raise TypeError(f"x.at[...].{kind}: cannot {kind} {v_aval.str_short()} values into an array "
-                    f"of dtype {x_aval.dtype} (numpy.{_UFUNCS[kind].__name__}.at casts with "
-                    "'same_kind'); cast the values or the array first.")
+                    f"of dtype {x_aval.dtype}: the result would be cast to another kind of "
+                    f"dtype (NumPy's in-place x[i] {'+' if kind == 'add' else '*'}= refuses this; "
+                    f"numpy.{_UFUNCS[kind].__name__}.at casts silently). Cast the values or the "
+                    "array first.")
   values = shape_ops.convert_element_type(values, x_aval.dtype)
   v_shape = shape_of(values)
   while len(v_shape) > len(shape) and v_shape[0] == 1:
