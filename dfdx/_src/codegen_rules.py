@@ -42,28 +42,21 @@ for _prim, _ufunc in {
 }.items():
   register(_prim, Ufunc(_ufunc))
 
-# Products of the zero-absorbing chain rule (elementwise.zmul, zdiv): 0 where a factor is 0;
-# NumPy's warning for the 0 * inf taken as 0 is not raised (as in their impls).
-helpers["_zmul"] = '''def _zmul(x, y):
+# Products of the zero-absorbing chain rule (elementwise.zmul, zdiv): 0 where x is 0, or y
+# is 0 (a product) or infinite (a quotient); NumPy's warning for the 0 * inf taken as 0 is
+# not raised (as in their impls).
+helpers["_zero_absorbing"] = '''def _zero_absorbing(ufunc, x, y):
     with np.errstate(invalid="ignore"):
-        out = np.multiply(x, y)
+        out = ufunc(x, y)
     if out.dtype.kind in "fc":
         nan = np.isnan(out)
         if nan.any():
-            out = np.where(nan & (np.equal(x, 0) | np.equal(y, 0)), out.dtype.type(0), out)[()]
+            absorbs = np.equal(x, 0) | (np.equal(y, 0) if ufunc is np.multiply else np.isinf(y))
+            out = np.where(nan & absorbs, out.dtype.type(0), out)[()]
     return out
 '''
-helpers["_zdiv"] = '''def _zdiv(x, y):
-    with np.errstate(invalid="ignore"):
-        out = np.true_divide(x, y)
-    if out.dtype.kind in "fc":
-        nan = np.isnan(out)
-        if nan.any():
-            out = np.where(nan & (np.equal(x, 0) | np.isinf(y)), out.dtype.type(0), out)[()]
-    return out
-'''
-register("zmul", lambda ins, p: f"_zmul({ins[0]}, {ins[1]})")
-register("zdiv", lambda ins, p: f"_zdiv({ins[0]}, {ins[1]})")
+register("zmul", lambda ins, p: f"_zero_absorbing(np.multiply, {ins[0]}, {ins[1]})")
+register("zdiv", lambda ins, p: f"_zero_absorbing(np.true_divide, {ins[0]}, {ins[1]})")
 # Views of a complex array's memory (writing into them would write into the array).
 register("real", View(lambda ins, p: f"np.real({ins[0]})"))
 register("imag", View(lambda ins, p: f"np.imag({ins[0]})"))
