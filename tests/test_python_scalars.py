@@ -257,6 +257,12 @@ def test_a_python_int_carry_the_body_makes_a_python_float():
     np.testing.assert_array_equal(dfdx.jit(h)(2, X32), h(2, X32))
 
 
+def test_a_python_bool_carry_the_body_makes_an_int():
+  # (True + 1 is 2 in Python: the carry becomes a Python int, under jit too)
+  f = lambda s: dfdx.while_loop(lambda c: c < 2, lambda c: c + 1, s > 0)  # noqa: E731
+  assert type(dfdx.jit(f)(0.5)) is type(f(0.5)) is int and dfdx.jit(f)(0.5) == f(0.5) == 2
+
+
 def test_a_while_loop_init_made_a_numpy_value_is_one_in_the_program_and_in_its_run():
   # (eagerly a loop that runs no step leaves the Python number as it is: jit cannot know)
   f = lambda s, x: x + dfdx.while_loop(lambda c: c < 5.0, lambda c: c + dnp.exp(0.1), s)

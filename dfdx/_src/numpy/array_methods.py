@@ -14,7 +14,7 @@ import numpy as np
 
 from dfdx._src import core, errors
 from dfdx._src.core import Tracer
-from dfdx._src.numpy.util import weakly_typed
+from dfdx._src.numpy.util import python_kind, weakly_typed
 from dfdx._src.staging import StagingTracer
 
 
@@ -86,30 +86,23 @@ def _unary_op(name):
 # Python's arithmetic takes a bool as the int it is (True + True is 2, -True is -1), where
 # NumPy's keeps bools (logical or, an error); comparisons and & | ^ keep bools in both.
 _ARITHMETIC = frozenset(("add", "subtract", "multiply", "true_divide", "floor_divide",
-                         "remainder", "power", "negative", "positive", "absolute", "invert"))
+                         "remainder", "power", "negative", "positive", "absolute", "invert",
+                         "left_shift", "right_shift"))
 
 
 def _python_arithmetic(fn, name, *args):
   """`fn(*args)` as Python computes it on the Python numbers the weakly typed operands stand
   for: the result a Python number too."""
   if name in _ARITHMETIC:
-    args = [_python_int(a) if _dtype_kind(a) == "b" else a for a in args]
+    args = [python_kind(a, "i") if _dtype_kind(a) == "b" else a for a in args]
     if name == "power" and type(args[1]) is int and args[1] < 0 and \
             _dtype_kind(args[0]) in "iu":  # (2 ** -1 is 0.5 in Python, an error in NumPy)
-      args = [core.keeping_weak_types(lambda: args[0] * 1.0), args[1]]
+      args = [python_kind(args[0], "f"), args[1]]
   return core.keeping_weak_types(fn, *args)
 
 
 def _dtype_kind(x):
   return "b" if type(x) is bool else x.dtype.kind if isinstance(x, Tracer) else ""
-
-
-def _python_int(x):
-  if type(x) is bool:
-    return int(x)
-  from dfdx._src.ops import shape as shape_ops
-  from dfdx._src.ops.control_flow import python_number_p
-  return python_number_p.bind(shape_ops.convert_element_type(x, np.int64))
 
 
 def _method(name):
@@ -155,12 +148,8 @@ def _mT(self):
 def _round(self, ndigits=None):
   if type(self) is StagingTracer and self.var.aval.weak_type and self.dtype.kind == "f":
     # Python's round of a Python float: an int, or a float with ndigits (see _binary_op)
-    from dfdx._src.ops import shape as shape_ops
-    from dfdx._src.ops.control_flow import python_number_p
     rounded = core.keeping_weak_types(_dnp().round, self, 0 if ndigits is None else ndigits)
-    if ndigits is None:
-      return python_number_p.bind(shape_ops.convert_element_type(rounded, np.int64))
-    return rounded
+    return python_kind(rounded, "i") if ndigits is None else rounded
   return _dnp().round(self, 0 if ndigits is None else ndigits)
 
 
@@ -171,7 +160,7 @@ def _bitwise(name, reflected=False):
     fn = getattr(_dnp(), name)
     args = (other, self) if reflected else (self, other)
     if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
-      return core.keeping_weak_types(fn, *args)  # (see _binary_op)
+      return _python_arithmetic(fn, name, *args)  # (see _binary_op)
     return fn(*args)
   op.__name__ = f"__{'r' if reflected else ''}{name}__"
   return op

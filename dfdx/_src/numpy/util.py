@@ -108,12 +108,14 @@ _PYTHON_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
 def python_kind(x, kind: str):
   """A Python scalar `x`, or a staged value standing for one, as the Python scalar of another
-  kind ("b", "i", "u", "f" or "c"), as Python converts it (2 -> 2.0, True -> 1): still a
-  Python scalar."""
+  kind ("b", "i", "u", "f" or "c"), as Python converts it (2 -> 2.0, True -> 1, 2.7 -> 2):
+  still a Python scalar."""
   if not isinstance(x, Tracer):
     return _PYTHON_TYPES[kind](x)
-  from dfdx._src import core
-  return core.keeping_weak_types(lambda: x != 0 if kind == "b" else x + _PYTHON_TYPES[kind](0))
+  from dfdx._src.ops import shape as shape_ops
+  from dfdx._src.ops.control_flow import python_number_p
+  return python_number_p.bind(shape_ops.convert_element_type(
+      x, np.result_type(_PYTHON_TYPES[kind](0))))
 
 
 def is_weak(x) -> bool:
@@ -134,7 +136,7 @@ def standin(x):
   dtype, or a Python scalar (weak, NEP 50) for a Python scalar or a value standing for one."""
   if is_weak(x):
     return x
-  if type(x) is StagingTracer and x.var.aval.weak_type:
+  if weakly_typed(x):
     return dtypes.standin(x.var.aval)
   return np.empty((0,), dtype(x))
 
