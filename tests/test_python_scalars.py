@@ -16,6 +16,7 @@ from dfdx._src import core
 from dfdx._src.ir import Eqn, Program, ProgramTypeError, Var, typecheck_program
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import reduction
+from dfdx.testing import check_grads
 
 X32 = np.array([0.5, 1.5, -2.0], np.float32)
 
@@ -261,6 +262,72 @@ def test_a_python_bool_carry_the_body_makes_an_int():
   # (True + 1 is 2 in Python: the carry becomes a Python int, under jit too)
   f = lambda s: dfdx.while_loop(lambda c: c < 2, lambda c: c + 1, s > 0)  # noqa: E731
   assert type(dfdx.jit(f)(0.5)) is type(f(0.5)) is int and dfdx.jit(f)(0.5) == f(0.5) == 2
+
+
+# Carries that a step turns into a narrower kind (a float count, an int compared): the
+# first step reads init as it is (cast, 0.5 would read as 0), under jit too.
+NARROWING = {
+    "count of x > c, c = s": lambda s, x: dfdx.fori_loop(
+        0, 3, lambda i, c: dnp.count_nonzero(x > c), s),
+    "1.0 != c, c = n": lambda s, x: dfdx.fori_loop(0, 4, lambda i, c: 1.0 != c, 2),
+    "int(s) -> bool": lambda s, x: dfdx.fori_loop(0, 3, lambda i, c: c > 1, 2),
+    "scan: count, ys stacked": lambda s, x: dfdx.scan(
+        lambda c, r: (dnp.count_nonzero(x > c + r), c * r), s, x),
+    "scan reverse": lambda s, x: dfdx.scan(
+        lambda c, r: (dnp.count_nonzero(x > c + r), c + r), s, x, reverse=True),
+    "scan of one step": lambda s, x: dfdx.scan(
+        lambda c, r: (dnp.count_nonzero(x > c), c * r), s, x[:1]),
+    "scan of no step": lambda s, x: dfdx.scan(
+        lambda c, r: (dnp.count_nonzero(x > c), c * r), s, x[:0]),
+    "a float leaf beside": lambda s, x: dfdx.scan(
+        lambda c, r: ((c[0] + r * c[1], dnp.sum(x > c[1])), c[0] * r), (s, s), x),
+}
+
+
+@pytest.mark.parametrize("name", NARROWING)
+def test_a_carry_made_a_narrower_kind_reads_init_as_it_is(name):
+  f = NARROWING[name]
+  x = np.array([0.25, 0.75, 1.5, -2.0])
+  for s in (0.5, 1.0):
+    want, got = f(s, x), dfdx.jit(f)(s, x)
+    assert str(got) == str(want)
+    for a, b in zip(dfdx.tree.tree_leaves(want), dfdx.tree.tree_leaves(got)):
+      assert type(a) is type(b) and np.asarray(a).dtype == np.asarray(b).dtype
+  xs = np.stack([x, x[::-1]])
+  batched = dfdx.vmap(f, in_axes=(None, 0))(0.5, xs)
+  for i in range(2):
+    for a, b in zip(dfdx.tree.tree_leaves(f(0.5, xs[i])), dfdx.tree.tree_leaves(batched)):
+      np.testing.assert_array_equal(np.asarray(b)[i], a)
+
+
+def test_derivatives_through_a_step_run_alone():
+  x = np.array([0.3, 0.75, 1.5, -2.0])  # (no x_j = c + x_i: the counts are constant near)
+  f = lambda x: NARROWING["a float leaf beside"](0.5, x)[0][0]  # noqa: E731
+  check_grads(f, (x,), order=2, modes=("fwd", "rev"))
+  check_grads(dfdx.jit(f), (x,), order=2, modes=("fwd", "rev"))
+  g = lambda x: dnp.sum(NARROWING["scan: count, ys stacked"](0.5, x)[1] ** 2)  # noqa: E731
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(g))(x), dfdx.grad(g)(x), rtol=1e-12)
+  check_grads(g, (x,), order=2, modes=("fwd", "rev"))
+
+
+def test_a_while_loop_carry_made_a_narrower_kind_is_refused_under_jit():
+  # (eagerly a loop that runs no step returns 0.5; one type under jit cannot say both)
+  f = lambda s: dfdx.while_loop(lambda c: c < 3, lambda c: int(2) + 2, s)  # noqa: E731
+  assert f(0.5) == 4 and f(5.5) == 5.5
+  with pytest.raises(TypeError, match=r"leaf 0, a Python float -> a Python int.*0 for a count"):
+    dfdx.jit(f)(0.5)
+  with pytest.raises(TypeError, match="narrower kind"):
+    dfdx.vmap(lambda x: f(0.5) + x)(np.ones(2))
+
+
+def test_a_carry_whose_type_changes_at_every_step_is_refused_under_jit():
+  # An int made a bool, a bool made an int (the Python loop runs it, a bool read as 1)
+  step = lambda c, r: (c + 1 if dnp.asarray(c).dtype == bool else c > 1, r)  # noqa: E731
+  f = lambda xs: dfdx.scan(step, 2, xs)[0]  # noqa: E731
+  xs = np.arange(6)
+  assert type(f(xs)) is bool
+  with pytest.raises(TypeError, match="changes the type of the carry at every step"):
+    dfdx.jit(f)(xs)
 
 
 def test_a_while_loop_init_made_a_numpy_value_is_one_in_the_program_and_in_its_run():

@@ -77,7 +77,9 @@ def while_loop(cond_fun, body_fun, init_val):
 
   Args:
     cond_fun: val -> boolean scalar.
-    body_fun: val -> val, keeping the structure, shapes and dtypes of init_val.
+    body_fun: val -> val, keeping the structure, shapes and dtypes of init_val (a Python
+      number in init_val may become a type that holds its values, 0 -> 0.5; under jit and
+      vmap, not a narrower one, 0.5 -> an int: a loop that runs no step returns init_val).
     init_val: a pytree of arrays or numbers.
 
   >>> import dfdx
@@ -122,8 +124,23 @@ def _trace_body(body_fun, leaves, tree):
       return [_carried(o) for o in out_leaves]
     body, consts = make_program(flat_body, avals)
     return body, consts, store["changed"]
-  body, consts, avals = _trace_carrying(trace, [core.get_aval(x) for x in leaves])
+  body, consts, avals, narrowed = _trace_carrying(trace, [core.get_aval(x) for x in leaves],
+                                                  "while_loop: body_fun")
+  if narrowed:
+    changes = ", ".join(f"leaf {i}, {_kind_name(avals[i])} -> {_kind_name(body.outs[i].aval)}"
+                        for i in narrowed)
+    raise TypeError(
+        f"while_loop: body_fun turns a Python number of init_val into a narrower kind "
+        f"({changes}). Under jit and vmap the loop's value has one type, "
+        "and a loop that runs no step would return init_val in it, changed. Give init_val "
+        "the type body_fun returns (e.g. 0 for a count, not 0.5).")
   return body, consts, [_cast(x, a) for x, a in zip(leaves, avals)]
+
+
+def _kind_name(aval):
+  if aval.weak_type:
+    return "a Python " + {"b": "bool", "i": "int", "f": "float"}.get(aval.dtype.kind, "complex")
+  return aval.str_short()
 
 
 while_p = core.primitive("while", multiple_results=True)

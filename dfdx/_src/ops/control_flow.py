@@ -81,17 +81,41 @@ def _rule_program(fn, avals):
   return program
 
 
-def _trace_carrying(trace, avals):
+# A Python number in a loop's init may come out of the body as another kind of number (0 ->
+# 0.5, or a NumPy value: 0.0 -> float32). Where the new kind holds every value of the old one
+# (bool -> int -> float -> complex, or a Python float -> a NumPy float), the loop starts from
+# init cast to it: the steps compute what the Python loop computes. Where it does not (0.5
+# -> an int count, 2 -> a bool), the cast would change the value the first step reads, so
+# scan runs that step alone first, with init as it is, and loops from its result (_peeled);
+# while_loop, whose steps are not known to run, refuses under jit.
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+_MAX_RETYPES = 3  # (then a carry whose type changes at every step: a clear error)
+
+
+def _narrowing(old, new):
+  """Whether a carry going from aval `old` to `new` loses values (a lower kind)."""
+  return _KIND_RANK.get(new.dtype.kind, 9) < _KIND_RANK.get(old.dtype.kind, 9)
+
+
+def _trace_carrying(trace, avals, who):
   """`trace(avals) -> (program, consts, changed)` for a loop body whose first outputs are
   carries: where a Python number among the inputs (weak-typed) came out of the body with
-  another dtype (`changed`, their indices), the body is traced again with that dtype.
-  Returns (program, consts, the avals traced)."""
-  program, consts, changed = trace(avals)
-  if changed:  # (a Python number stays one if the body keeps it one: 2 -> 2 * 0.5)
-    avals = [ShapedArray(a.shape, program.outs[i].aval.dtype, program.outs[i].aval.weak_type)
-             if i in changed else a for i, a in enumerate(avals)]
-    program, consts, _ = trace(avals)
-  return program, consts, avals
+  another dtype (`changed`, their indices) that holds its values, the body is traced again
+  with that dtype. Returns (program, consts, the avals traced, the indices of the carries
+  that came out as a narrower kind, for which the program was traced as the inputs are)."""
+  for _ in range(_MAX_RETYPES):
+    program, consts, changed = trace(avals)
+    if not changed:
+      return program, consts, avals, []
+    new = [ShapedArray(a.shape, program.outs[i].aval.dtype, program.outs[i].aval.weak_type)
+           if i in changed else a for i, a in enumerate(avals)]
+    narrowed = [i for i in changed if _narrowing(avals[i], new[i])]
+    if narrowed:
+      return program, consts, avals, narrowed
+    avals = new  # (a Python number stays one if the body keeps it one: 2 -> 2 * 0.5)
+  raise TypeError(f"{who}: the carry changes type at every step (last "
+                  f"{[a.str_short() for a in avals]}); give init the type the body returns "
+                  "(e.g. np.float64(0.0) for a Python number).")
 
 
 # ---- the user's functions -------------------------------------------------------------------
@@ -115,8 +139,10 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
 
   Args:
     f: the step, `f(carry, x) -> (carry, y)`. The carry it returns must have the structure,
-      shapes and dtypes of `init` (a Python number in `init` takes the dtype f gives it);
-      `y` may be any pytree of arrays (or None).
+      shapes and dtypes of `init`, but a Python number in `init` may come out as another
+      type: where that type holds its values (0 -> 0.5, 0.0 -> float32), the loop starts
+      from init cast to it; where it does not (0.5 -> an int count), the first step reads
+      init as it is. `y` may be any pytree of arrays (or None).
     init: the initial carry, a pytree of arrays or numbers.
     xs: a pytree of arrays sharing a leading axis, sliced one entry per step, or None.
     length: the number of steps; needed when xs is None, else checked against xs.
@@ -161,15 +187,47 @@ def _scan(f, init, xs, length, reverse, staged):
   return _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse))
 
 
-def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
-  """scan as one equation of `scan_p` (what jit compiles)."""
-  body, consts, y_tree = _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree)
-  init_leaves = [_cast(c, v.aval) for c, v in zip(init_leaves, body.in_vars)]
-  args = [*init_leaves, *xs_leaves, *consts]
-  outs = scan_p.bind(*args, body=body, num_carry=len(init_leaves), num_xs=len(xs_leaves),
-                     length=length, reverse=reverse, linear=(False,) * len(args))
+def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled=0):
+  """scan as one equation of `scan_p` (what jit compiles); a step that turns a carry into a
+  narrower kind runs alone first (see _narrowing)."""
+  body, consts, y_tree, narrowed = _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree)
   n = len(init_leaves)
+  if narrowed and not length:  # no step runs: init as it is, and ys as the body makes them
+    ys = [np.zeros((0,) + a.shape, a.dtype) for a in body.out_avals[n:]]
+    return tree_unflatten(init_tree, init_leaves), tree_unflatten(y_tree, ys)
+  init_leaves = [_cast(c, v.aval) for c, v in zip(init_leaves, body.in_vars)]
+  if narrowed:
+    return _peeled(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled)
+  args = [*init_leaves, *xs_leaves, *consts]
+  outs = scan_p.bind(*args, body=body, num_carry=n, num_xs=len(xs_leaves),
+                     length=length, reverse=reverse, linear=(False,) * len(args))
   return tree_unflatten(init_tree, outs[:n]), tree_unflatten(y_tree, outs[n:])
+
+
+def _peeled(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled):
+  """scan whose first step runs alone, with init as it is, then the rest from its carry."""
+  if peeled == _MAX_RETYPES:
+    raise TypeError(f"scan: f changes the type of the carry at every step (init "
+                    f"{_describe(init_leaves, init_tree)}); give init the type f returns.")
+  dnp = _dnp()
+  i = length - 1 if reverse else 0
+  carry, y = _split_output(f(tree_unflatten(init_tree, init_leaves),
+                             tree_unflatten(xs_tree, [a[i] for a in xs_leaves])), f"at step {i}")
+  out_leaves, out_tree = tree_flatten(carry)
+  _check_carry(init_leaves, init_tree, out_leaves, out_tree)
+  rest = [a[:-1] if reverse else a[1:] for a in xs_leaves]
+  carry, ys = _scan_primitive(f, [_carried(o) for o in out_leaves], init_tree, rest, xs_tree,
+                              length - 1, reverse, peeled + 1)
+  first, y_tree = tree_flatten(y)
+  ys, ys_tree = tree_flatten(ys)
+  if y_tree != ys_tree:
+    raise TypeError(f"scan: f returned y of structure {ys_tree} after step {i}, but {y_tree} "
+                    "at it; every step must return the same structure.")
+  if length == 1:
+    return carry, tree_unflatten(y_tree, [dnp.asarray(a)[None] for a in first])
+  parts = [(dnp.asarray(a)[None], b) for a, b in zip(first, ys)]
+  return carry, tree_unflatten(y_tree, [dnp.concatenate(p[::-1] if reverse else p)
+                                        for p in parts])
 
 
 def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
@@ -308,25 +366,36 @@ def _split_output(out, where):
 
 
 def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
+  """scan outside jit: the Python loop. A Python number in the carry that a step turns into
+  a kind that holds its values is cast to it and the step run again, as jit does (see
+  _narrowing)."""
   dnp = _dnp()
-  carry = tree_unflatten(init_tree, init_leaves)
-  ys, y_tree = [], None
-  for i in (range(length - 1, -1, -1) if reverse else range(length)):
+  leaves, ys, y_tree, retypes = init_leaves, [], None, 0
+  steps = list(range(length - 1, -1, -1) if reverse else range(length))
+  k = 0
+  while k < len(steps):
+    i = steps[k]
     x = tree_unflatten(xs_tree, [a[i] for a in xs_leaves])
-    carry, y = _split_output(f(carry, x), f"at step {i}")
+    carry, y = _split_output(f(tree_unflatten(init_tree, leaves), x), f"at step {i}")
     out_leaves, out_tree = tree_flatten(carry)
-    changed = _check_carry(init_leaves, init_tree, out_leaves, out_tree)
-    if changed and not ys:  # a Python number in init: start again with the carry's dtype
-      init_leaves = [_cast(c, core.get_aval(o)) if j in changed else c
-                     for j, (c, o) in enumerate(zip(init_leaves, out_leaves))]
-      return _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse)
-    leaves, tree = tree_flatten(y)
+    changed = _check_carry(leaves, init_tree, out_leaves, out_tree)
+    if changed and not any(_narrowing(core.get_aval(leaves[j]), core.get_aval(out_leaves[j]))
+                           for j in changed):
+      retypes += 1
+      if retypes == _MAX_RETYPES:
+        raise TypeError(f"scan: f changes the type of the carry at every step (init "
+                        f"{_describe(init_leaves, init_tree)}); give init the type f returns.")
+      leaves = [_cast(c, core.get_aval(o)) if j in changed else c
+                for j, (c, o) in enumerate(zip(leaves, out_leaves))]
+      continue  # (the step again, from the carry cast)
+    leaves, retypes, k = out_leaves, 0, k + 1
+    y_leaves, tree = tree_flatten(y)
     if y_tree is None:
       y_tree = tree
     elif tree != y_tree:
       raise TypeError(f"scan: f returned y of structure {tree} at step {i}, but {y_tree} "
                       "before; every step must return the same structure.")
-    ys.append(leaves)
+    ys.append(y_leaves)
   if reverse:
     ys.reverse()
   stacked = [dnp.stack([dnp.asarray(y[k]) for y in ys]) for k in range(len(ys[0]))]
@@ -334,7 +403,8 @@ def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse)
 
 
 def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
-  """f as a program (*carry, *x, *consts) -> (*carry, *y). Returns (program, consts, y_tree)."""
+  """f as a program (*carry, *x, *consts) -> (*carry, *y). Returns (program, consts, y_tree,
+  the carries f turns into a narrower kind: see _trace_carrying)."""
   n = len(init_leaves)
   x_avals = [ShapedArray(core.shape_of(x)[1:], core.get_aval(x).dtype) for x in xs_leaves]
   store = {}
@@ -351,8 +421,9 @@ def _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree):
       return [_carried(o) for o in out_leaves] + [dnp.asarray(y) for y in y_leaves]
     body, consts = make_program(flat_fun, avals)
     return body, consts, store["changed"]
-  body, consts, _ = _trace_carrying(trace, [core.get_aval(c) for c in init_leaves] + x_avals)
-  return body, consts, store["y_tree"]
+  body, consts, _, narrowed = _trace_carrying(
+      trace, [core.get_aval(c) for c in init_leaves] + x_avals, "scan: f")
+  return body, consts, store["y_tree"], narrowed
 
 
 # ---- the primitive ----------------------------------------------------------------------------
