@@ -163,7 +163,7 @@ BINARY = {
 }
 OTHER = {"where", "clip", "isclose", "divmod", "bitwise_and", "bitwise_or", "bitwise_xor",
          "invert", "bitwise_not", "left_shift", "right_shift", "bitwise_left_shift",
-         "bitwise_right_shift"}  # tested on their own below
+         "bitwise_right_shift", "gcd", "lcm", "bitwise_count"}  # tested on their own below
 
 UNARY_SHAPES = [(), (3,), (2, 3), (0, 3)]
 BINARY_SHAPES = [((), ()), ((3,), (3,)), ((2, 3), (2, 3)), ((1, 3), (3, 1)), ((0, 3), (3,)),
@@ -512,6 +512,29 @@ def test_bitwise_operations(name):
   mask = lambda x: x * getattr(dnp, name)(dnp.arange(3) + 0 * x.astype(int), 1)  # noqa: E731
   np.testing.assert_array_equal(dfdx.jacobian(mask)(np.ones(3)),
                                 np.diag(getattr(np, name)(np.arange(3), 1)).astype(float))
+
+
+@pytest.mark.parametrize("name", ["gcd", "lcm"])
+def test_gcd_and_lcm(name):
+  i, j = np.array([[12, -18, 0], [7, 30, -8]]), np.array([8, 27, 0])
+  check_traced(_np(name), getattr(dnp, name), i, j)
+  check_traced(_np(name), getattr(dnp, name), i.astype(np.uint8), 6)
+  check_traced(_np(name), getattr(dnp, name), i.astype(np.int16), j.astype(np.int32))
+  check_untraced(_np(name), getattr(dnp, name), np.array([3, 5]), 6)
+  with pytest.raises(TypeError, match="did not contain a loop"):  # (NumPy's error)
+    dfdx.jit(lambda x: getattr(dnp, name)(x, 2))(np.ones((2, 3)))
+  mask = lambda x: x * getattr(dnp, name)(dnp.arange(3) + 0 * x.astype(int), 2)  # noqa: E731
+  np.testing.assert_array_equal(dfdx.jacobian(mask)(np.ones(3)),
+                                np.diag(getattr(np, name)(np.arange(3), 2)).astype(float))
+
+
+def test_bitwise_count():
+  i = np.array([[5, -3, 255], [0, 7, -128]])
+  for dtype in (np.int64, np.int8, np.uint16, np.bool_):
+    check_traced(np.bitwise_count, dnp.bitwise_count, i.astype(dtype))
+  check_untraced(np.bitwise_count, dnp.bitwise_count, np.array([3, 5]))
+  with pytest.raises(TypeError, match="not supported for the input types"):
+    dfdx.jit(dnp.bitwise_count)(np.ones(3))
 
 
 def test_invert():

@@ -39,6 +39,7 @@ for _prim, _ufunc in {
     "logical_not": "logical_not", "isnan": "isnan", "isfinite": "isfinite", "isinf": "isinf",
     "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or", "bitwise_xor": "bitwise_xor",
     "invert": "invert", "left_shift": "left_shift", "right_shift": "right_shift",
+    "gcd": "gcd", "lcm": "lcm", "bitwise_count": "bitwise_count",
 }.items():
   register(_prim, Ufunc(_ufunc))
 

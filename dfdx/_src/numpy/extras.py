@@ -531,7 +531,7 @@ _REEXPORTED = [
     "isnat", "bartlett", "blackman", "hamming", "hanning", "kaiser", "tri", "indices",
     "fromfunction", "frompyfunc", "iterable", "may_share_memory", "shares_memory",
     "ndenumerate", "ndindex", "nditer", "nested_iters", "mask_indices", "poly1d", "roots",
-    "ravel_multi_index", "unravel_index", "gcd", "lcm", "bitwise_count", "packbits",
+    "ravel_multi_index", "unravel_index", "packbits",
     "unpackbits",
 ]
 _REEXPORTED = [name for name in _REEXPORTED if hasattr(np, name)]

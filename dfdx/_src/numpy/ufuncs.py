@@ -367,6 +367,9 @@ left_shift = _binary("left_shift", np.left_shift, ew.left_shift_p.bind)
 right_shift = _binary("right_shift", np.right_shift, ew.right_shift_p.bind)
 bitwise_left_shift, bitwise_right_shift = left_shift, right_shift
 __all__ += ["bitwise_left_shift", "bitwise_right_shift"]
+bitwise_count = _unary("bitwise_count", np.bitwise_count, ew.bitwise_count_p.bind)
+gcd = _binary("gcd", np.gcd, ew.gcd_p.bind)
+lcm = _binary("lcm", np.lcm, ew.lcm_p.bind)
 
 
 def where(condition, x=_NO_VALUE, y=_NO_VALUE, /):

@@ -1149,6 +1149,10 @@ bitwise_xor_p = _bitwise_prim("bitwise_xor", np.bitwise_xor)
 invert_p = _bitwise_prim("invert", np.invert)
 left_shift_p = _bitwise_prim("left_shift", np.left_shift)
 right_shift_p = _bitwise_prim("right_shift", np.right_shift)
+# Integer number theory and bit counts: integer results, zero derivatives as well.
+gcd_p = _bitwise_prim("gcd", np.gcd)
+lcm_p = _bitwise_prim("lcm", np.lcm)
+bitwise_count_p = _bitwise_prim("bitwise_count", np.bitwise_count)
 
 
 def eq(x, y):
