@@ -37,6 +37,7 @@ from dfdx._src.numpy.numerical import *  # noqa: F401,F403
 from dfdx._src.numpy.sorting import *  # noqa: F401,F403
 from dfdx._src.numpy.sorting import concrete, traced
 from dfdx._src.numpy.statistics import *  # noqa: F401,F403
+from dfdx._src.tree import tree_leaves
 from dfdx._src.numpy.util import arg, dtype as dtype_of, is_weak, reject_out, \
     shape as shape_of, standin, strong, weakly_typed
 
@@ -488,29 +489,157 @@ def isfortran(a):
 
 
 class vectorize(np.vectorize):
-  """`numpy.vectorize` that also accepts traced arguments: the function is called on each
-  entry of the broadcast arguments (a Python loop, as in NumPy) and the results are stacked.
-  `signature` and `excluded` are supported for NumPy arrays only."""
+  """`numpy.vectorize` that also accepts traced arguments, with NumPy's semantics.
+
+  The function is called once per entry of the broadcast arguments (a Python loop, as in
+  NumPy, so it may branch on concrete values) and the results are stacked with dfdx's
+  indexing, `stack` and `reshape`: derivatives, vmap and jit follow. `excluded` arguments are
+  passed through unchanged; keyword arguments not excluded are broadcast. With `signature`
+  (a gufunc signature such as "(m,n),(n)->(m)") the function gets the core slices of each
+  loop index, and the core sizes are checked as NumPy checks them. Results take `otypes`, or
+  else the dtype of the first result, as in NumPy. Traced arguments may also sit in
+  `excluded` arguments (in any pytree)."""
 
   def __call__(self, *args, **kwargs):
-    if not traced(*args, *kwargs.values()):
+    if self.pyfunc is np._NoValue:  # a decorator with arguments: NumPy's second stage
       return super().__call__(*args, **kwargs)
-    if self.signature is not None or self.excluded:
-      raise NotImplementedError("dfdx.numpy.vectorize: signature= and excluded= are not "
-                                "supported with traced arguments.")
-    ops = [_operand(a) for a in args]
+    excluded = self.excluded
+    inds = [i for i in range(len(args)) if i not in excluded]
+    names = [n for n in kwargs if n not in excluded]
+    vargs = [args[i] for i in inds] + [kwargs[n] for n in names]
+    fixed = [args[i] for i in range(len(args)) if i in excluded]
+    fixed += [v for n, v in kwargs.items() if n in excluded]
+    if not traced(*vargs) and not traced(*tree_leaves(fixed)):
+      return super().__call__(*args, **kwargs)
+
+    def func(*vals):  # NumPy's wrapper: the broadcast arguments back in their places
+      full, kw = list(args), dict(kwargs)
+      for i, v in zip(inds, vals):
+        full[i] = v
+      kw.update(zip(names, vals[len(inds):]))
+      return self.pyfunc(*full, **kw)
+    if self.signature is not None:
+      return self._call_with_signature(func, vargs)
+    return self._call_elementwise(func, vargs) if vargs else func()
+
+  def _call_elementwise(self, func, vargs):
+    ops = [_operand(a) for a in vargs]
+    if self.otypes is None and any(0 in shape_of(o) for o in ops):
+      raise ValueError("cannot call `vectorize` on size 0 inputs unless `otypes` is set")
     shape = np.broadcast_shapes(*[shape_of(o) for o in ops])
     ops = [mp.broadcast_to(o, shape) for o in ops]
-    outs = [self.pyfunc(*[o[i] for o in ops], **kwargs) for i in np.ndindex(shape)]
-    if outs and isinstance(outs[0], tuple):
-      return tuple(_stack_outputs([o[k] for o in outs], shape) for k in range(len(outs[0])))
-    return _stack_outputs(outs, shape)
+    columns = dtypes = None
+    for index in np.ndindex(shape):
+      res = func(*[o[index] for o in ops])
+      if columns is None:
+        nout = len(self.otypes) if self.otypes is not None else (
+            len(res) if isinstance(res, tuple) else 1)
+        columns = [[] for _ in range(nout)]
+      res = _results(res, nout)
+      res = [_operand(r) for r in res]
+      if dtypes is None:
+        dtypes = self.otypes if self.otypes is not None else [dtype_of(r) for r in res]
+      for column, r in zip(columns, res):
+        if shape_of(r) != ():
+          raise ValueError("setting an array element with a sequence.")
+        column.append(r)
+    if columns is None:  # size 0, with otypes
+      outs = [np.empty(shape, dt) for dt in self.otypes]
+    else:
+      outs = [_stacked(c, shape, dt) for c, dt in zip(columns, dtypes)]
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+  def _call_with_signature(self, func, vargs):
+    in_dims, out_dims = _parse_gufunc_signature(self.signature)
+    if len(vargs) != len(in_dims):
+      raise TypeError(f"wrong number of positional arguments: expected {len(in_dims)}, got "
+                      f"{len(vargs)}")
+    ops = [_operand(a) for a in vargs]
+    sizes = {}
+    loops = []
+    for o, dims in zip(ops, in_dims):
+      _update_dim_sizes(sizes, shape_of(o), dims)
+      loops.append(shape_of(o)[:len(shape_of(o)) - len(dims)])
+    loop = np.broadcast_shapes(*loops)
+    ops = [mp.broadcast_to(o, loop + _core(sizes, dims)) for o, dims in zip(ops, in_dims)]
+    nout = len(out_dims)
+    columns, cores, dtypes = [[] for _ in out_dims], None, None
+    for index in np.ndindex(*loop):
+      res = [_operand(r) for r in _results(func(*[o[index] for o in ops]), nout)]
+      if cores is None:  # the first results fix new core sizes and the dtypes, as in NumPy
+        for r, dims in zip(res, out_dims):
+          _update_dim_sizes(sizes, shape_of(r), dims)
+        cores = [_core(sizes, dims) for dims in out_dims]
+        dtypes = self.otypes if self.otypes is not None else [dtype_of(r) for r in res]
+      for column, r, core in zip(columns, res, cores):
+        column.append(_fit(r, core))
+    if cores is None:  # the function was never called
+      if self.otypes is None:
+        raise ValueError("cannot call `vectorize` on size 0 inputs unless `otypes` is set")
+      if any(d not in sizes for dims in out_dims for d in dims):
+        raise ValueError("cannot call `vectorize` with a signature including new output "
+                         "dimensions on size 0 inputs")
+      outs = [np.empty(loop + _core(sizes, dims), dt) for dims, dt in zip(out_dims, self.otypes)]
+    else:
+      outs = [_stacked(c, loop + core, dt) for c, core, dt in zip(columns, cores, dtypes)]
+    return outs[0] if nout == 1 else tuple(outs)
 
 
-def _stack_outputs(outs, shape):
-  if not outs:
-    return np.zeros(shape)
-  return mp.reshape(cr.asarray(outs), shape)
+try:  # NumPy's own parser of gufunc signatures (private, so imported with care)
+  from numpy.lib._function_base_impl import _parse_gufunc_signature
+except ImportError:
+  def _parse_gufunc_signature(signature):
+    return np.vectorize(lambda *a: None, signature=signature)._in_and_out_core_dims
+
+
+def _results(res, nout):
+  """The function's results as a tuple of `nout` (NumPy wraps a lone result, even a tuple)."""
+  if nout == 1:
+    return (res,)
+  n = len(res) if isinstance(res, tuple) else 1
+  if n != nout:
+    raise ValueError(f"wrong number of outputs from pyfunc: expected {nout}, got {n}")
+  return res
+
+
+def _update_dim_sizes(sizes, shape, dims):
+  """NumPy's `_update_dim_sizes`: the last `len(dims)` sizes of `shape` as the core sizes
+  named `dims`, checked against (and added to) `sizes`."""
+  if not dims:
+    return
+  if len(shape) < len(dims):
+    raise ValueError(f"{len(shape)}-dimensional argument does not have enough dimensions for "
+                     f"all core dimensions {dims!r}")
+  for dim, size in zip(dims, shape[len(shape) - len(dims):]):
+    if sizes.setdefault(dim, size) != size:
+      raise ValueError(f"inconsistent size for core dimension {dim!r}: {size!r} vs "
+                       f"{sizes[dim]!r}")
+
+
+def _core(sizes, dims):
+  return tuple(sizes[d] for d in dims)
+
+
+def _fit(r, core):
+  """A result broadcast to its core shape, as NumPy's `output[index] = result` allows: only a
+  0-d result for a 0-d core, else broadcasting after dropping leading 1s."""
+  s = shape_of(r)
+  if not core:
+    if s:
+      raise ValueError("setting an array element with a sequence.")
+    return r
+  t = s
+  while len(t) > len(core) and t[0] == 1:
+    t = t[1:]
+  if len(t) > len(core) or any(a not in (1, b) for a, b in zip(t[::-1], core[::-1])):
+    raise ValueError(f"could not broadcast input array from shape {s} into shape {core}")
+  return mp.broadcast_to(mp.reshape(r, t) if t != s else r, core)
+
+
+def _stacked(values, shape, dtype):
+  """Equally shaped values stacked into `shape` and cast to `dtype` (NumPy's output array)."""
+  out = mp.reshape(mp.stack(values), shape)
+  return out if dtype_of(out) == np.dtype(dtype) else uf.astype(out, dtype)
 
 
 # ---- NumPy's functions and types that need no differentiable version ---------------------
