@@ -4,9 +4,9 @@ gradients, append, insert and delete.
 
 With no traced argument every function calls NumPy and returns exactly what NumPy returns.
 With traced arguments the result is built from the shape primitives of `dfdx._src.ops.shape`
-(broadcast_to, reshape, transpose, concatenate, pad, slice, rev, convert_element_type) and
-elementwise arithmetic, so that it can be differentiated and batched. This module holds no
-derivative rules.
+(broadcast_to, reshape, transpose, concatenate, pad, slice, rev, convert_element_type),
+elementwise arithmetic and, for pad's statistic modes, dfdx.numpy's reductions, so that it can
+be differentiated and batched. This module holds no derivative rules.
 
 Static arguments (shapes, axes, repeat counts, indices, pad widths) must be concrete. Many
 are validated by running NumPy itself on `_probe(shape)`, a zero-stride stand-in of the
@@ -29,6 +29,7 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from dfdx._src.core import Tracer
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
+from dfdx._src.numpy import reductions as rd
 from dfdx._src.numpy import ufuncs
 from dfdx._src.numpy.util import arg, contains_tracer, dtype as dtype_of, reject_out, \
     shape as shape_of, strong
@@ -581,13 +582,18 @@ def roll(a, shift, axis=None):
 
 # ---- pad --------------------------------------------------------------------------------
 
+_PAD_STATS = ("maximum", "mean", "median", "minimum")
 _PAD_KWARGS = {"constant": {"constant_values"}, "edge": set(), "wrap": set(), "empty": set(),
-               "reflect": {"reflect_type"}, "symmetric": {"reflect_type"}}
-_PAD_NOT_TRACED = {"linear_ramp", "maximum", "mean", "median", "minimum"}
+               "reflect": {"reflect_type"}, "symmetric": {"reflect_type"},
+               "linear_ramp": {"end_values"}, **{m: {"stat_length"} for m in _PAD_STATS}}
 
 
 def _as_pairs(x, ndim, as_index=False):
-  """NumPy's pad argument (a scalar, a pair, or one pair per axis) as `ndim` pairs."""
+  """NumPy's pad argument (None, a scalar, a pair, or one pair per axis) as `ndim` pairs: of
+  NumPy scalars for a scalar or a pair, of Python scalars (weakly typed) otherwise, as in
+  NumPy."""
+  if x is None:
+    return ((None, None),) * ndim
   x = np.array(x)
   if as_index:
     x = np.round(x).astype(np.intp, copy=False)
@@ -722,19 +728,84 @@ def _pad_wrap(x, axis, lo, hi):
   return x
 
 
+def _pad_stat(x, axis, lo, hi, lengths, mode):
+  # NumPy's _get_stats: a statistic of the first and of the last `lengths` entries (all of
+  # them for None or a longer length), rounded for integer arrays, repeated into each pad.
+  n, dtype = shape_of(x)[axis], dtype_of(x)
+  stats = {}
+
+  def stat(start, stop):
+    if (start, stop) not in stats:
+      chunk = shape_ops.slice_in_dim(x, start, stop, axis)
+      if mode in ("maximum", "minimum"):
+        s = (rd.max if mode == "maximum" else rd.min)(chunk, axis=axis, keepdims=True)
+      else:
+        from dfdx._src.numpy.statistics import median  # (it imports this module, via sorting)
+        s = (rd.mean if mode == "mean" else median)(chunk, axis=axis, keepdims=True)
+        if np.issubdtype(dtype, np.integer):
+          s = ufuncs.round(s)
+      stats[start, stop] = _cast(s, dtype)
+    return stats[start, stop]
+  left, right = (n if k is None or k > n else k for k in lengths)
+  pieces = [x]
+  if lo:
+    pieces.insert(0, _broadcast_along(stat(0, left), axis, lo))
+  if hi:
+    pieces.append(_broadcast_along(stat(n - right, n), axis, hi))
+  return _concat(pieces, axis)
+
+
+def _ramp(end, edge, num, axis, dt, dtype):
+  """`np.linspace(end, edge, num, endpoint=False, dtype=dtype, axis=axis)` for an `edge` of
+  size 1 along `axis`, computed in linspace's dtype `dt` with its operations: k * step, or
+  k / num * delta where some step is 0 (gh-5437), plus `end`; floored for integer dtypes."""
+  end, edge = _cast(_operand(end), dt), _cast(edge, dt)
+  delta = ufuncs.subtract(edge, end)
+  step = ufuncs.true_divide(delta, np.asarray(num, dt))
+  k = np.arange(num, dtype=dt).reshape([num if i == axis else 1 for i in range(_ndim(edge))])
+  scaled = ufuncs.multiply(k / np.asarray(num, dt), delta)
+  y = ufuncs.where(rd.any(ufuncs.equal(step, 0)), scaled, ufuncs.multiply(k, step))
+  y = ufuncs.add(y, end)
+  if np.issubdtype(dtype, np.integer):
+    y = ufuncs.floor(y)
+  return _cast(y, dtype)
+
+
+def _pad_linear_ramp(x, axis, lo, hi, ends, probes):
+  # NumPy's _get_linear_ramps: from each end value to the edge, edge excluded. linspace
+  # computes in the result dtype of end value and array, so a NumPy-typed end value (`probes`
+  # stand for traced ones) can promote float32 to float64, where a Python scalar would not.
+  n, dtype = shape_of(x)[axis], dtype_of(x)
+
+  def ramp(end, probe, width, at):
+    edge = shape_ops.slice_in_dim(x, at, at + 1, axis)
+    return _ramp(end, edge, width, axis, np.result_type(probe, dtype, 0.0), dtype)
+  pieces = [x]
+  if lo:
+    pieces.insert(0, ramp(ends[0], probes[0], lo, 0))
+  if hi:
+    pieces.append(shape_ops.rev(ramp(ends[1], probes[1], hi, n - 1), (axis,)))
+  return _concat(pieces, axis)
+
+
 def pad(array, pad_width, mode="constant", **kwargs):
-  """Differentiable `numpy.pad`, for modes 'constant' (a traced `constant_values` is
-  differentiable too), 'edge', 'reflect', 'symmetric' (both with `reflect_type`), 'wrap' and
-  'empty' (zeros). `pad_width` takes all of NumPy's forms."""
-  if not _traced(array, kwargs.get("constant_values")):
+  """Differentiable `numpy.pad`, for every string mode: 'constant' (a traced `constant_values`
+  is differentiable too), 'edge', 'reflect', 'symmetric' (both with `reflect_type`), 'wrap',
+  'empty' (zeros), 'linear_ramp' (traced `end_values` too), and 'maximum', 'mean', 'median',
+  'minimum' (with `stat_length`; max and min split the derivative among ties as dnp.max
+  does). Axes are padded in order, so later axes see earlier pads, and integer arrays round
+  as NumPy does. `pad_width` takes all of NumPy's forms; a callable mode is not traced."""
+  ramp_ends = kwargs.get("end_values") if mode == "linear_ramp" else None
+  if not _traced(array, kwargs.get("constant_values"), ramp_ends):
     return np.pad(array, pad_width, mode, **kwargs)
   x = _operand(array)
   ndim = _ndim(x)
   widths = _pad_widths(pad_width, ndim)
-  if callable(mode) or mode in _PAD_NOT_TRACED:
+  if callable(mode):
     raise NotImplementedError(
-        f"dfdx.numpy.pad: mode {mode!r} is not implemented for traced values. Use one of "
-        f"{sorted(_PAD_KWARGS)}, or pad a value that is not traced.")
+        f"dfdx.numpy.pad: a callable mode ({getattr(mode, '__name__', mode)!r}) is not "
+        "implemented for traced values: it writes into a NumPy array in place. Use one of "
+        f"the modes {sorted(_PAD_KWARGS)}, or pad a value that is not traced.")
   if mode not in _PAD_KWARGS:
     raise ValueError(f"mode '{mode}' is not supported")
   unsupported = set(kwargs) - _PAD_KWARGS[mode]
@@ -751,6 +822,25 @@ def pad(array, pad_width, mode="constant", **kwargs):
         raise ValueError(f"can't extend empty axis {axis} using modes other than 'constant' "
                          "or 'empty'")
     return shape_ops.pad(x, zero_padded)  # every padded axis is empty, so is the result
+  if mode == "linear_ramp":
+    ends = kwargs.get("end_values", 0)
+    if _traced(ends):  # NumPy's pairs of a concrete array of the same shape give the dtypes
+      probes = _as_pairs(np.zeros(shape_of(_operand(ends)), dtype_of(_operand(ends))), ndim)
+      ends = _traced_pairs(ends, ndim)
+    else:
+      ends = probes = _as_pairs(ends, ndim)
+    for axis, ((lo, hi), pair, probe) in enumerate(zip(widths, ends, probes)):
+      if lo or hi:
+        x = _pad_linear_ramp(x, axis, lo, hi, pair, probe)
+    return x
+  if mode in _PAD_STATS:
+    lengths = _as_pairs(kwargs.get("stat_length"), ndim, as_index=True)
+    if mode in ("maximum", "minimum") and any(k == 0 for pair in lengths for k in pair):
+      raise ValueError("stat_length of 0 yields no value for padding")
+    for axis, ((lo, hi), pair) in enumerate(zip(widths, lengths)):
+      if lo or hi:
+        x = _pad_stat(x, axis, lo, hi, pair, mode)
+    return x
   odd = kwargs.get("reflect_type", "even") == "odd"
   for axis, (lo, hi) in enumerate(widths):
     if not (lo or hi):
