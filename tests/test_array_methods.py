@@ -94,6 +94,9 @@ def test_boolean_operators():
     dfdx.vmap(lambda x: x & 1)(X[None])
   _, t = dfdx.jvp(lambda x: ((x > 0) & (x < 2)) | ~(x > 1), (X,), (X,))
   assert_same(t, np.zeros_like(X))
+  # NumPy's ** squares a bool array for the exponent 2 (int8), where power gives int64
+  for f in [lambda a: a ** 2, lambda a: a ** 3, lambda a: a ** True, lambda a: 2 ** a]:
+    check_traced(f, f, a)
 
 
 def test_operators_refuse_other_types_as_python_does():

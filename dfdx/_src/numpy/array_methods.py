@@ -61,10 +61,14 @@ def _binary_op(name, reflected=False):
         return NotImplemented
       return fn(other, self)
   else:
+    square = _dnp().square if name == "power" else None
+
     def op(self, other):
       t = type(other)
       if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
         return _python_arithmetic(fn, name, self, other)
+      if square is not None and t is int and other == 2 and self.dtype == np.bool_:
+        return square(self)  # (NumPy's operator squares here: int8, where power gives int64)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(self, other)
