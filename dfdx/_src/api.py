@@ -15,7 +15,7 @@ import inspect
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, dtypes, errors
+from dfdx._src import ad, batching, core, dtypes, errors, sparsity
 from dfdx._src.batching import NOT_MAPPED
 from dfdx._src.core import Tracer
 from dfdx._src.state import Variable
@@ -686,7 +686,7 @@ def _batched_or_broadcast(x, bdim, size, like):
 
 
 def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None, holomorphic=False):
+           grad_vars=None, holomorphic=False, sparse=False):
   """Jacobian of `f` by forward mode: best when inputs are smaller than outputs. `f` is
   linearized once (its tape records the forward pass's residuals) and the input basis is
   pushed through the tape at once (vmap of its forward application, compiled once for a tape
@@ -696,6 +696,8 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
   Each block has shape `out.shape + in.shape`; pytrees nest as output tree of input trees.
   Arguments and return conventions are as for `grad`. Complex outputs of real inputs are
   fine; complex inputs need `holomorphic=True` (the blocks are then complex derivatives).
+  `sparse=True` gives the Jacobian as a scipy.sparse matrix (see `jacobian`), computed by
+  forward mode.
 
   >>> import dfdx.numpy as dnp
   >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -703,32 +705,48 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
          [0., 4.]])
   """
   return _jacobian(f, argnums, wrt, has_aux, return_value, "fwd", "jacfwd", grad_vars,
-                   holomorphic)
+                   holomorphic, sparse)
 
 
 def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None, holomorphic=False):
+           grad_vars=None, holomorphic=False, sparse=False):
   """Jacobian of `f` by reverse mode (one linearization, then vmap of its transpose over the
   output basis): best when outputs are smaller than inputs.
 
   Shapes and conventions are as for `jacfwd`. Real outputs of complex inputs give gradient
-  rows as `grad` does; complex outputs need `holomorphic=True`.
+  rows as `grad` does; complex outputs need `holomorphic=True`. `sparse=True` gives the
+  Jacobian as a scipy.sparse matrix (see `jacobian`), computed by reverse mode.
 
   >>> import dfdx.numpy as dnp
   >>> jacrev(lambda x: dnp.sum(x ** 2))(np.array([1.0, 2.0]))
   array([2., 4.])
   """
   return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev", grad_vars,
-                   holomorphic)
+                   holomorphic, sparse)
 
 
 def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-             mode="auto", grad_vars=None, holomorphic=False):
+             mode="auto", grad_vars=None, holomorphic=False, sparse=False):
   """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
   when there are no more inputs than outputs, else pulls the output basis back (and pulls
   back the few rows of a Python loop's tape too long to compile whole, from the second call
   on, when they run rolled: see dfdx/_src/rolled_loop.py); "fwd" and "rev" force a mode.
   Shapes and conventions are as for `jacfwd`.
+
+  `sparse=True` returns a `scipy.sparse.csr_array` of shape (M, N): a row per output entry
+  and a column per differentiated input entry (each pytree's leaves raveled and
+  concatenated in order). Its pattern is read from the derivative's program at the point;
+  columns (forward) or rows (reverse) that share no entry are computed together, in one pass
+  per color of a greedy coloring, and "auto" takes the mode with fewer colors: a banded or
+  block-sparse Jacobian costs a few passes, not N. `sparse=P` (a scipy.sparse matrix or a 0/1
+  array of that shape, e.g. an earlier result) skips finding the pattern and trusts P. Needs
+  SciPy; see dfdx/_src/sparsity.py.
+
+  >>> lap = lambda u: u[:-2] - 2 * u[1:-1] + u[2:] + u[1:-1] ** 3
+  >>> jacobian(lap, sparse=True)(np.ones(5)).toarray()
+  array([[1., 1., 1., 0., 0.],
+         [0., 1., 1., 1., 0.],
+         [0., 0., 1., 1., 1.]])
 
   >>> import dfdx.numpy as dnp
   >>> jacobian(lambda x: dnp.asarray([x[0] * x[1], x[1]]))(np.array([2.0, 3.0]))
@@ -739,9 +757,9 @@ def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_valu
     raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}.")
   if mode == "fwd":
     return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value,
-                  grad_vars=grad_vars, holomorphic=holomorphic)
+                  grad_vars=grad_vars, holomorphic=holomorphic, sparse=sparse)
   return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian", grad_vars,
-                   holomorphic)
+                   holomorphic, sparse)
 
 
 def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
@@ -760,13 +778,20 @@ def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
 
 
 def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars=None,
-              holomorphic=False):
+              holomorphic=False, sparse=False):
   spec = _DiffArgs(f, argnums, wrt, transform, grad_vars=grad_vars)
+  sparse, pattern = _sparse_argument(sparse, transform)
+  colorings = {}  # (sparse=True: the colorings of the patterns seen, see sparsity.py)
 
   @_wraps(f, f"{transform}_of_{_fun_name(f)}_wrt_{spec.suffix()}")
   def jac_f(*args, **kwargs):
     leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
         f, spec, args, kwargs, has_aux, transform)
+    if sparse:
+      jac = _sparse_jacobian(lin, leaves, out_leaves, mode, pattern, holomorphic, transform,
+                             colorings)
+      value = tree_unflatten(store["out_tree"], out_leaves)
+      return _pack(jac, value, store.get("aux"), return_value, has_aux)
     n_in = sum(int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves)
     n_out = sum(int(np.prod(np.shape(o), dtype=np.int64)) for o in out_leaves)
     use = mode
@@ -793,12 +818,32 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
   return jac_f
 
 
+def _sparse_argument(sparse, transform):
+  """`sparse=` as (whether sparse, the pattern to trust or None): False, True (the pattern
+  found at every call), or a pattern (a scipy.sparse matrix or a 2-D 0/1 array)."""
+  if isinstance(sparse, (bool, np.bool_)):
+    return bool(sparse), None
+  if sparse is None or isinstance(sparse, (int, float, complex, str, np.generic)):
+    raise TypeError(f"{transform}: sparse= takes True, False or a pattern (a scipy.sparse "
+                    f"matrix or a 2-D 0/1 array), got {sparse!r}.")
+  return True, sparse
+
+
+def _sparse_jacobian(lin, leaves, out_leaves, mode, pattern, holomorphic, transform, cache):
+  sparsity.check_untraced(list(leaves) + list(out_leaves), transform)
+  if holomorphic or any(np.dtype(x.dtype).kind == "c" for x in list(leaves) + out_leaves):
+    raise TypeError(f"{transform}(sparse=True): complex inputs or outputs are not supported; "
+                    "split real and imaginary parts with dnp.real and dnp.imag.")
+  return sparsity.sparse_jacobian(lin, leaves, out_leaves, mode, pattern, transform, cache)
+
+
 def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-            grad_vars=None):
+            grad_vars=None, sparse=False):
   """Hessian of scalar-valued `f`: `jacfwd(jacrev(f))` (forward over reverse).
 
   Blocks have shape `in.shape + in.shape`. Conventions are as for `grad`; `return_value`
-  returns `f`'s value.
+  returns `f`'s value. `sparse=True` (or a pattern) gives a scipy.sparse matrix, as
+  `jacobian` does: the Jacobian of the gradient, in as few passes as its coloring needs.
 
   >>> import dfdx.numpy as dnp
   >>> hessian(lambda x: dnp.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -811,7 +856,9 @@ def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value
   def gradient_with_value(*args, **kwargs):
     out = inner(*args, **kwargs)
     return out[0], out[1:]
-  outer = jacfwd(gradient_with_value, argnums, wrt=wrt, has_aux=True, grad_vars=grad_vars)
+  dense = not _sparse_argument(sparse, "hessian")[0]
+  outer = _jacobian(gradient_with_value, argnums, wrt, True, False, "fwd" if dense else "auto",
+                    "jacfwd" if dense else "hessian", grad_vars, False, sparse)
 
   @_wraps(f, f"hessian_of_{_fun_name(f)}")
   def hessian_f(*args, **kwargs):
