@@ -432,7 +432,10 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
     fwd, rev = cache[key]
   else:
     fwd = column_coloring(pattern) if mode in ("fwd", "auto") else None
-    rev = column_coloring(pattern.T.tocsr()) if mode in ("rev", "auto") else None
+    rev = None
+    # (reverse needs at least as many colors as a column has entries: no better, skip it)
+    if mode == "rev" or (mode == "auto" and fwd[1] > _most_per_column(pattern)):
+      rev = column_coloring(pattern.T.tocsr())
     if cache is not None:
       if len(cache) >= 8:
         cache.clear()
@@ -449,6 +452,11 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
                                np.asarray(x).dtype) for x in leaves]) if m and n else float
   return sp.csr_array((np.asarray(data, dtype), pattern.indices.copy(), pattern.indptr.copy()),
                       shape=(m, n))
+
+
+def _most_per_column(pattern):
+  counts = np.bincount(pattern.indices, minlength=pattern.shape[1])
+  return int(counts.max()) if counts.size else 0
 
 
 def given_pattern(sp, pattern, shape, who):
