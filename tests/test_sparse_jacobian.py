@@ -263,7 +263,7 @@ CASES = [
     case("checkpoint_inside", lambda x: _ckpt_stencil(dnp.sin(x)), (V,), nnz=3 * (N - 2),
          colors=3),
     case("jit_cond_inside", lambda x: _jit_cond(x), (V,)),
-    case("jit_while_inside", lambda x: _jit_while(x), (V,)),
+    case("jit_while_inside", lambda x: _jit_while(x), (V,), nnz=N, colors=1),
     case("custom_jvp", lambda x: _square(x[1:]) + x[:-1], (V,), nnz=2 * (N - 1), colors=2),
     case("vmap_inside", lambda X: dfdx.vmap(lambda r: r[1:] * r[:-1])(X), (MAT,), nnz=18,
          colors=2),

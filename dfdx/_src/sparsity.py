@@ -14,8 +14,8 @@ equation mixes its operands' rows by matrices its structure gives (`_RULES`):
     entries where the constant is 0);
   * reduce_sum, cumsum, scatter_add: the entries summed;
   * dot_general with a constant: the entries the constant's nonzeros multiply;
-  * programs held by an equation (jit, checkpoint, scan's body step by step, the branch a
-    cond takes): walked;
+  * programs held by an equation (jit, checkpoint, scan's body and a while loop's tangent
+    step, step by step, the branch a cond takes): walked;
   * anything else: every output entry depends on everything its operands depend on.
 
 The outputs' rows form the pattern P (M x N). Columns of P that share no row can be pushed
@@ -376,13 +376,30 @@ def _cond(w, eqn, ins):
   return w.walk(branches[k], [d for d, _ in picked], [x for _, x in picked])
 
 
+def _while_tangent(w, eqn, ins):
+  """The tangents of a while loop (reverse mode's linear part): its step walked as many
+  times as the loop ran (a constant)."""
+  (d, n) = ins[0]
+  if d is not None or n is None:
+    return _everything(w, eqn, ins)
+  nv, nc, nt = eqn.params["num_vals"], eqn.params["num_consts"], len(eqn.outputs)
+  vals, consts = ins[1:1 + nv], ins[1 + nv:1 + nv + nc]
+  tangents, const_tangents = ins[1 + nv + nc:1 + nv + nc + nt], ins[1 + nv + nc + nt:]
+  for _ in range(int(n)):
+    step = vals + consts + tangents + const_tangents
+    outs = w.walk(eqn.params["step"], [d for d, _ in step], [x for _, x in step])
+    vals, tangents = outs[:nv], outs[nv:]
+  return tangents
+
+
 _MOVES = ("slice", "reshape", "transpose", "broadcast_to", "concatenate", "pad", "rev",
           "gather", "scatter", "select")
 _ELEMENTWISE = ("add", "sub", "neg", "mul", "div", "zmul", "zdiv", "convert_element_type",
                 "real", "imag", "conj", "complex")
 _RULES = {**{name: _move for name in _MOVES}, **{name: _elementwise for name in _ELEMENTWISE},
           "reduce_sum": _reduce_sum, "cumsum": _cumsum, "scatter_add": _scatter_add,
-          "dot_general": _dot_general, "scan": _scan, "cond": _cond}
+          "dot_general": _dot_general, "scan": _scan, "cond": _cond,
+          "while_tangent": _while_tangent}
 
 
 # ---- coloring ---------------------------------------------------------------------------------
