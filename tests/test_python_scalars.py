@@ -310,6 +310,34 @@ def test_derivatives_through_a_step_run_alone():
   check_grads(g, (x,), order=2, modes=("fwd", "rev"))
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.int8])
+def test_a_python_int_carry_summing_small_integers_keeps_their_dtype_under_jit(dtype):
+  # (the loop's sum moved after it: NumPy's sum of int32 is int64, cast back; the loop wraps)
+  x = np.array([100, 120, 3], dtype)
+  f = lambda x: dfdx.scan(lambda c, r: (c + r, None), 0, x)[0]  # noqa: E731
+  g = lambda x: dfdx.fori_loop(0, 2, lambda i, c: c + x[0], 0)  # noqa: E731
+  for h in (f, g):
+    with np.errstate(over="ignore"):
+      want = h(x)
+    got = dfdx.jit(h)(x)
+    assert got.dtype == want.dtype == dtype and got == want
+
+
+def test_a_fori_loop_carry_made_its_index_stays_a_python_int_under_jit():
+  # (the index, computed for every step before the loop, is a Python int again in it)
+  k = lambda s, x: x + dfdx.fori_loop(0, 3, lambda i, c: i, s)  # noqa: E731
+  for s, x in [(2, np.array([1, 2], np.int32)), (False, X32)]:
+    want, got = k(s, x), dfdx.jit(k)(s, x)
+    assert got.dtype == want.dtype == x.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_round_of_a_python_bool_is_float16_as_in_numpy():
+  for f in (dnp.round, dnp.around):
+    assert dfdx.jit(f)(False).dtype == np.round(False).dtype == np.float16
+    assert dfdx.vmap(f)(np.array([True])).dtype == np.float16
+
+
 def test_a_while_loop_carry_made_a_narrower_kind_is_refused_under_jit():
   # (eagerly a loop that runs no step returns 0.5; one type under jit cannot say both)
   f = lambda s: dfdx.while_loop(lambda c: c < 3, lambda c: int(2) + 2, s)  # noqa: E731

@@ -687,6 +687,10 @@ def _loop_lines(program, em, body, stacked_xs, loop, prefix, rows_written=()):
     rows = ", ".join(f"{x}[::-1]" if reverse else x for x in stacked_xs)
     xs = ", ".join(em.name(v) for v in program.in_vars[num_carry:num_carry + num_xs])
     lines.append(f"    for {step}, ({xs},) in zip({steps}, zip({rows})):")
+    # A step's Python number that the loop split computed for every step at once (the
+    # index of fori_loop, hoisted) is a row of an array: made a Python number again.
+    lines += [f"        {em.name(v)} = {_PYTHON_SCALAR[v.aval.dtype.kind]}({em.name(v)})"
+              for v in program.in_vars[num_carry:num_carry + num_xs] if v.aval.weak_type]
   else:
     lines.append(f"    for {step} in {steps}:")
   lines += ["    " + line if line else line for line in body]

@@ -626,6 +626,10 @@ class _Plan:
             [inputs[i], terms], eqns, new_consts)
         continue
       total = _emit(eqns, sum_p, [terms], {"axes": (0,)})
+      dtype = b.carry_in[i].aval.dtype
+      if total.aval.dtype != dtype:  # (NumPy sums small integers as int64: the loop wraps)
+        total = _emit(eqns, core.all_primitives["convert_element_type"], [total],
+                      {"new_dtype": dtype})
       final.append(_emit(eqns, add_p, [inputs[i], total], {}))
     return eqns, new_consts, final + ys
 
