@@ -206,3 +206,19 @@ def test_elementwise_errors():
       dfdx.jit(dnp.vectorize(fun, otypes=otypes))(x)
   with pytest.raises(ValueError, match="otypes"):
     dfdx.jit(dnp.vectorize(lambda a: a))(EMPTY)
+
+
+def test_entries_of_integers_and_bools_are_python_numbers_as_numpy_passes_them():
+  b, c = np.array([True, False]), np.array([False, True])
+  minus = lambda a, c: a - c  # noqa: E731  (Python bools subtract; NumPy's refuse)
+  for transform in (lambda f: f, dfdx.jit):
+    np.testing.assert_array_equal(transform(dnp.vectorize(minus, otypes=[int]))(b, c),
+                                  np.vectorize(minus, otypes=[int])(b, c))
+  square = lambda a: a ** 2  # noqa: E731
+  assert dfdx.jit(dnp.vectorize(square))(b).dtype == np.vectorize(square)(b).dtype
+  # an untraced integer argument beside a traced float one: a Python int too
+  kinds = []
+  f = dnp.vectorize(lambda a, k: (kinds.append(type(k)), a * k)[1])
+  np.testing.assert_array_equal(dfdx.jacobian(lambda x: f(x, np.array([2, 3])))(
+      np.array([0.5, 1.5])), np.diag([2.0, 3.0]))
+  assert set(kinds) == {int}

@@ -38,7 +38,7 @@ from dfdx._src.numpy.sorting import *  # noqa: F401,F403
 from dfdx._src.numpy.sorting import concrete, traced
 from dfdx._src.numpy.statistics import *  # noqa: F401,F403
 from dfdx._src.tree import tree_leaves
-from dfdx._src.numpy.util import arg, dtype as dtype_of, is_weak, reject_out, \
+from dfdx._src.numpy.util import arg, dtype as dtype_of, is_weak, python_kind, reject_out, \
     shape as shape_of, standin, strong, weakly_typed
 
 _HERE = ["r_", "c_", "select", "piecewise", "choose", "block", "diagflat", "extract", "resize",
@@ -530,7 +530,7 @@ class vectorize(np.vectorize):
     ops = [mp.broadcast_to(o, shape) for o in ops]
     columns = dtypes = None
     for index in np.ndindex(shape):
-      res = func(*[o[index] for o in ops])
+      res = func(*[_entry(o[index]) for o in ops])
       if columns is None:
         nout = len(self.otypes) if self.otypes is not None else (
             len(res) if isinstance(res, tuple) else 1)
@@ -583,6 +583,15 @@ class vectorize(np.vectorize):
     else:
       outs = [_stacked(c, loop + core, dt) for c, core, dt in zip(columns, cores, dtypes)]
     return outs[0] if nout == 1 else tuple(outs)
+
+
+def _entry(x):
+  """An entry as numpy.vectorize passes it, a Python scalar: a staged integer or bool stands
+  for one (2 - True is 1, not an error); a traced float stays a 0-d value of its dtype,
+  which keeps its derivative."""
+  if not isinstance(x, Tracer):
+    return x.item() if isinstance(x, (np.ndarray, np.generic)) else x
+  return python_kind(x, dtype_of(x).kind) if dtype_of(x).kind in "biu" else x
 
 
 try:  # NumPy's own parser of gufunc signatures (private, so imported with care)
