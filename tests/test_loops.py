@@ -131,11 +131,13 @@ def test_nested_loops_and_float32(rng):
 def test_short_loops_are_left_alone(rng):
   def f(h, xs):
     return dfdx.scan(lambda h, x: (h * 0.5 + dnp.exp(x), dnp.sin(h)), h, xs)
-  for length in (0, 1):
-    xs = rng.normal(size=(length, 2))
-    (scan,) = scans(compiled(f, np.ones(2), xs))
-    assert "exp" in body_prims(scan)
-    assert_jit_matches(f, np.ones(2), xs)
+  xs = rng.normal(size=(1, 2))
+  (scan,) = scans(compiled(f, np.ones(2), xs))
+  assert "exp" in body_prims(scan)
+  assert_jit_matches(f, np.ones(2), xs)
+  xs = rng.normal(size=(0, 2))  # (no step: init as it is, no loop at all)
+  assert not scans(compiled(f, np.ones(2), xs))
+  assert_jit_matches(f, np.ones(2), xs)
 
 
 def test_the_memory_bound_keeps_per_step_work_in_the_loop(rng, monkeypatch):

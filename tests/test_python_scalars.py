@@ -332,6 +332,16 @@ def test_a_fori_loop_carry_made_its_index_stays_a_python_int_under_jit():
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_loop_of_no_step_returns_init_as_it_is():
+  # (as the Python loop, and as fori_loop(0, 0, ...) does: no cast to the body's type)
+  f = lambda s: dfdx.scan(lambda c, r: (c + 0.5, c), s, length=0)  # noqa: E731
+  g = lambda s: dfdx.fori_loop(0, 0, lambda i, c: c + 0.5, s)  # noqa: E731
+  for h in (f, dfdx.jit(f)):
+    c, ys = h(2)
+    assert type(c) is int and c == 2 and ys.shape == (0,) and ys.dtype == np.float64
+  assert type(g(2)) is type(dfdx.jit(g)(2)) is int
+
+
 def test_round_of_a_python_bool_is_float16_as_in_numpy():
   for f in (dnp.round, dnp.around):
     assert dfdx.jit(f)(False).dtype == np.round(False).dtype == np.float16

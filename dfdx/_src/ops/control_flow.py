@@ -184,15 +184,18 @@ def _scan(f, init, xs, length, reverse, staged):
     raise TypeError(f"scan: reverse must be True or False, got {reverse!r}.")
   if not (staged or _staging()) and length > 0:
     return _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse))
-  return _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse))
+  return _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, bool(reverse),
+                         staged=staged)
 
 
-def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled=0):
+def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled=0,
+                    staged=False):
   """scan as one equation of `scan_p` (what jit compiles); a step that turns a carry into a
   narrower kind runs alone first (see _narrowing)."""
   body, consts, y_tree, narrowed = _trace_body(f, init_leaves, init_tree, xs_leaves, xs_tree)
   n = len(init_leaves)
-  if narrowed and not length:  # no step runs: init as it is, and ys as the body makes them
+  if not length and (narrowed or not staged):  # no step runs: init as it is (as the Python
+    # loop does), ys as the body makes them (`staged`: the primitive, for its tests)
     ys = [np.zeros((0,) + a.shape, a.dtype) for a in body.out_avals[n:]]
     return tree_unflatten(init_tree, init_leaves), tree_unflatten(y_tree, ys)
   init_leaves = [_cast(c, v.aval) for c, v in zip(init_leaves, body.in_vars)]
