@@ -7,9 +7,11 @@ Problems, each a residual whose Jacobian is sparse:
   * bratu2d: the same on an n x n grid with the 5-point Laplacian (five diagonals);
   * ba: ADBench's bundle-adjustment residuals (bench/ba.py) as one function of (cameras,
     points, weights): 15 nonzeros in each reprojection row, one in each weight row.
+  * arrow: a Hessian, of sum x^4 + x_0 sum sin x_i (the diagonal, and a hub row and
+    column: a star coloring needs 2 passes, a column coloring one per column).
 Tools: dfdx sparse=True (the pattern found at every call), dfdx sparse=P (a pattern given,
-its coloring cached), dfdx's dense jacobian, JAX's jitted jacfwd (dense; installed peers
-only), and the hand-written sparse Jacobian. Dense tools are skipped where the matrix would
+its coloring cached), dfdx's dense jacobian (hessian), JAX's jitted jacfwd (hessian; dense;
+installed peers only), and the hand-written sparse matrix. Dense tools are skipped where the matrix would
 not fit in memory. Every result is first checked against the hand-written one (ADBench's
 |a - b| / max(1, |a| + |b|) < 1e-8 per entry); a tool that disagrees is reported, not timed.
 "colors" is the number of passes dfdx needed (the mode with fewer).
@@ -40,7 +42,8 @@ from common import import_jax, relative_error  # noqa: E402
 
 import ba  # noqa: E402
 
-SIZES = {"bratu1d": [1000, 10000], "bratu2d": [32, 100], "ba": [(21, 11315, 36455)]}
+SIZES = {"bratu1d": [1000, 10000], "bratu2d": [32, 100], "ba": [(21, 11315, 36455)],
+         "arrow": [1000, 4000]}
 LAM = 1.0
 MAX_ERROR = 1e-8
 DENSE_LIMIT = 20_000_000  # entries of a dense Jacobian worth timing
@@ -96,7 +99,24 @@ def ba_problem(xp, size):
   return residual, hand, (cams, X, w)
 
 
-PROBLEMS = {"bratu1d": bratu1d, "bratu2d": bratu2d, "ba": ba_problem}
+def arrow(xp, n):
+  """A Hessian (of f(x) = sum x^4 + x_0 sum sin x_i): the diagonal and a hub row and column."""
+  def objective(x):
+    return xp.sum(x ** 4) + x[0] * xp.sum(xp.sin(x[1:]))
+
+  def hand(x):
+    diag = 12 * x ** 2
+    diag[1:] -= x[0] * np.sin(x[1:])
+    hub = np.concatenate([[0.0], np.cos(x[1:])])
+    rows = np.concatenate([np.arange(n), np.zeros(n - 1, int), np.arange(1, n)])
+    cols = np.concatenate([np.arange(n), np.arange(1, n), np.zeros(n - 1, int)])
+    return sp.csr_array((np.concatenate([diag, hub[1:], hub[1:]]), (rows, cols)), shape=(n, n))
+  x = np.random.default_rng(0).standard_normal(n)
+  return objective, hand, (x,)
+
+
+PROBLEMS = {"bratu1d": bratu1d, "bratu2d": bratu2d, "ba": ba_problem, "arrow": arrow}
+HESSIANS = {"arrow"}
 
 
 # ---- one size ---------------------------------------------------------------------------------
@@ -119,23 +139,25 @@ def measure(name, size, samples):
   m, n = reference.shape
   tools = {"hand-written sparse": lambda: hand(*args)}
   first = {}
-  detecting = dfdx.jacobian(residual, argnums, sparse=True)
+  derivative = dfdx.hessian if name in HESSIANS else dfdx.jacobian
+  detecting = derivative(residual, argnums, sparse=True)
   start = time.perf_counter()
   found = detecting(*args)
   first["dfdx sparse=True"] = time.perf_counter() - start
   tools["dfdx sparse=True"] = lambda: detecting(*args)
-  given = dfdx.jacobian(residual, argnums, sparse=found)
+  given = derivative(residual, argnums, sparse=found)
   tools["dfdx sparse=P"] = lambda: given(*args)
   dense_ok = m * n <= DENSE_LIMIT
   if dense_ok:
-    dense = dfdx.jacobian(residual, argnums)
+    dense = derivative(residual, argnums)
     tools["dfdx dense"] = lambda: _dense(dense(*args), args)
     jax = import_jax_or_none()
     if jax is not None:
       jax_mod, jnp = jax
       jresidual = PROBLEMS[name](jnp, size)[0]
-      jjac = jax_mod.jit(jax_mod.jacfwd(jresidual, argnums))
-      tools["JAX jit jacfwd (dense)"] = lambda: _dense(
+      jjac = jax_mod.jit((jax_mod.hessian if name in HESSIANS else jax_mod.jacfwd)(
+          jresidual, argnums))
+      tools["JAX jit (dense)"] = lambda: _dense(
           jax_mod.block_until_ready(jjac(*args)), args)
   ok, errors = {}, {}
   ref_dense = reference.toarray() if dense_ok else None
@@ -152,7 +174,7 @@ def measure(name, size, samples):
     ok[tool] = err < MAX_ERROR
   timed = {t: f for t, f in tools.items() if ok[t]}
   medians = interleaved_medians(timed, samples)
-  colors = _colors(found)
+  colors = _colors(found, name in HESSIANS)
   rows = []
   floor = medians["hand-written sparse"]
   for tool in tools:
@@ -175,11 +197,15 @@ def _sparse_error(a, b):
   return float(np.max(np.asarray(d[rows, cols]) / np.maximum(1.0, np.asarray(scale[rows, cols]))))
 
 
-def _colors(jac):
+def _colors(jac, symmetric):
   pattern = sp.csr_array((np.ones(jac.nnz), jac.indices, jac.indptr), shape=jac.shape)
-  fwd = sparsity.column_coloring(pattern)[1]
-  rev = sparsity.column_coloring(pattern.T.tocsr())[1]
-  return f"{min(fwd, rev)} ({'fwd' if fwd <= rev else 'rev'})"
+  counts = {"fwd": sparsity.column_coloring(pattern)[1]}
+  if symmetric:
+    counts["star"] = sparsity.star_coloring(pattern)[1]
+  else:
+    counts["rev"] = sparsity.column_coloring(pattern.T.tocsr())[1]
+  best = min(counts, key=counts.get)
+  return f"{counts[best]} ({best})"
 
 
 def _label(size):

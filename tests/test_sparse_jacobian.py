@@ -701,3 +701,55 @@ def test_zero_colors(which):
     transform = dfdx.jacobian if which == "auto_empty_output" else dfdx.jacrev
     jac = transform(lambda x: x[:0] * 2, sparse=True)(V)
     assert jac.shape == (0, N) and jac.nnz == 0
+
+
+# ---- symmetric (star) coloring of Hessians --------------------------------------------------------
+
+
+def _recoverable(pattern, colors):
+  """Every off-diagonal entry has a color met once in its row, or in its mirror's row."""
+  rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+  for i, j in zip(rows, pattern.indices):
+    if i == j:
+      continue
+    ri = pattern.indices[pattern.indptr[i]:pattern.indptr[i + 1]]
+    rj = pattern.indices[pattern.indptr[j]:pattern.indptr[j + 1]]
+    if np.sum(colors[ri] == colors[j]) != 1 and np.sum(colors[rj] == colors[i]) != 1:
+      return False
+  return True
+
+
+def test_arrowhead_hessian_takes_two_passes():
+  # A hub coupled to every entry: a column coloring needs a color per column, a star
+  # coloring two; the entries are read from either side.
+  x = np.random.default_rng(21).standard_normal(60)
+  f = lambda x: dnp.sum(x ** 3) + x[0] * dnp.sum(dnp.sin(x[1:]))  # noqa: E731
+  hess = dfdx.hessian(f, sparse=True)(x)
+  assert_matches(hess, dfdx.hessian(f)(x))
+  pattern = pattern_of(hess)
+  assert sparsity.column_coloring(pattern)[1] == 60
+  colors, count = sparsity.star_coloring(pattern)
+  assert count == 2 and _recoverable(pattern, colors)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_star_coloring_of_random_symmetric_patterns(seed):
+  rng = np.random.default_rng(seed)
+  n = int(rng.integers(5, 50))
+  a = sp.random(n, n, density=float(rng.uniform(0.02, 0.3)), random_state=seed).toarray()
+  a = a + a.T
+  if seed % 3 == 0:
+    a[0, :] = a[:, 0] = 1.0  # (a hub)
+  f = lambda x: 0.5 * x @ (a @ x) + dnp.sum(dnp.sin(x))  # noqa: E731
+  x = rng.standard_normal(n)
+  hess = dfdx.hessian(f, sparse=True)(x)
+  assert_matches(hess, dfdx.hessian(f)(x))
+  pattern = pattern_of(hess)
+  colors, count = sparsity.star_coloring(pattern)
+  assert _recoverable(pattern, colors)
+  off = pattern.copy().tolil()
+  off.setdiag(0)
+  off = off.tocsr()
+  off.eliminate_zeros()
+  rows = np.repeat(np.arange(n), np.diff(off.indptr))
+  assert np.all(colors[rows] != colors[off.indices])  # (neighbours differ)

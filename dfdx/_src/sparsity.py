@@ -21,7 +21,9 @@ equation mixes its operands' rows by matrices its structure gives (`_RULES`):
 The outputs' rows form the pattern P (M x N). Columns of P that share no row can be pushed
 forward together: a greedy coloring groups them, and one JVP per color (vmapped, as jacfwd
 does) gives every entry, J[i, j] = (J s_color(j))[i]. Reverse mode colors the rows and pulls
-one cotangent back per color. The mode with fewer colors is used (ties: forward).
+one cotangent back per color. The mode with fewer colors is used (ties: forward). A
+Hessian is symmetric: a star coloring (star_coloring) reads each entry from either side,
+so that a row coupled to every other (an arrowhead) costs 2 passes, not one per column.
 
 The pattern is that of the derivative at the point: where the constants' values decide the
 structure (a gather's indices, a select's mask, a zero factor) they are read, so it can be
@@ -429,14 +431,66 @@ def column_coloring(pattern):
   return colors, used
 
 
+def star_coloring(pattern):
+  """A star coloring of the symmetric pattern's graph (vertices: the columns; edges: the
+  nonzeros off the diagonal): neighbours differ in color, and no path of four vertices has
+  two colors only. Then every entry h_ij is found in one pass per color from either side:
+  (H s_c)[i] is h_ij where j is the only column of color c = color(j) in row i, else the
+  entry is h_ji in row j (see _star_values). A hub row that a column coloring must give a
+  color per column (an arrowhead Hessian) costs two colors here. Greedy, in order; returns
+  (colors, number of colors)."""
+  n = pattern.shape[0]
+  indptr, indices = pattern.indptr, pattern.indices
+  colors = np.full(n, -1, np.int64)
+  count = np.zeros((n, 8), np.int64)  # count[x, c]: neighbours of x of color c
+  used = 0
+  for v in range(n):
+    around = indices[indptr[v]:indptr[v + 1]]
+    around = around[around != v]
+    nb = around[colors[around] >= 0]
+    forbidden = set(colors[nb].tolist())
+    for w in nb:  # paths v - w - x - y with color(y) = color(w): not color(x)
+      xs = indices[indptr[w]:indptr[w + 1]]
+      xs = xs[(xs != v) & (xs != w) & (colors[xs] >= 0)]
+      forbidden.update(colors[xs[count[xs, colors[w]] >= 2]].tolist())
+    taken, seen = np.unique(colors[nb], return_counts=True)
+    for c in taken[seen > 1]:  # paths w - v - x - y with color(w) = color(x): not color(y)
+      for x in nb[colors[nb] == c]:
+        ys = indices[indptr[x]:indptr[x + 1]]
+        ys = ys[(ys != v) & (ys != x) & (colors[ys] >= 0)]
+        forbidden.update(colors[ys].tolist())
+    c = 0
+    while c in forbidden:
+      c += 1
+    colors[v] = c
+    used = max(used, c + 1)
+    if used > count.shape[1]:
+      count = np.concatenate([count, np.zeros_like(count)], axis=1)
+    count[around, c] += 1
+  return colors, used
+
+
+def _star_values(compressed, pattern, rows, colors):
+  """The entries of a symmetric pattern from the compressed rows H S of a star coloring:
+  h_ij from row i where j's color is once in row i, else from row j (by symmetry)."""
+  cols = pattern.indices
+  once = np.zeros((pattern.shape[0], compressed.shape[0]), np.int64)
+  np.add.at(once, (rows, colors[cols]), 1)
+  direct = once[rows, colors[cols]] == 1
+  return np.where(direct, compressed[colors[cols], rows], compressed[colors[rows], cols])
+
+
 # ---- the Jacobian -----------------------------------------------------------------------------
 
 
-def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian", cache=None):
+def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian", cache=None,
+                    symmetric=False):
   """The Jacobian of the linear map `lin` as a scipy CSR array (outputs' entries, in order,
   by inputs' entries): its pattern (found, or `pattern` given), colored, then one pass per
   color of the mode chosen ("fwd", "rev" or "auto"). `cache`, a dict, keeps the colorings
-  of the patterns seen (a function called again at another point usually has the same)."""
+  of the patterns seen (a function called again at another point usually has the same).
+  `symmetric` (a Hessian): a star coloring instead, whose passes read each entry from
+  either side (see star_coloring)."""
   sp = scipy_sparse(who)
   m = sum(_size(np.shape(o)) for o in out_leaves)
   n = sum(_size(np.shape(x)) for x in leaves)
@@ -444,22 +498,32 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
     pattern = jacobian_pattern(lin, leaves, out_leaves, who)
   else:
     pattern = given_pattern(sp, pattern, (m, n), who)
-  key = (mode, pattern.shape, hash(pattern.indptr.tobytes()), hash(pattern.indices.tobytes()))
+  if symmetric:  # (a pattern found at a point may miss one side of a pair: both are kept)
+    pattern = (pattern + pattern.T).tocsr()
+    pattern.sort_indices()
+    pattern.data[:] = 1.0
+  key = (mode, symmetric, pattern.shape, hash(pattern.indptr.tobytes()),
+         hash(pattern.indices.tobytes()))
   if cache is not None and key in cache:
-    fwd, rev = cache[key]
+    fwd, rev, star = cache[key]
   else:
-    fwd = column_coloring(pattern) if mode in ("fwd", "auto") else None
-    rev = None
-    # (reverse needs at least as many colors as a column has entries: no better, skip it)
-    if mode == "rev" or (mode == "auto" and fwd[1] > _most_per_column(pattern)):
-      rev = column_coloring(pattern.T.tocsr())
+    fwd = rev = star = None
+    if symmetric:  # (a column coloring is a star coloring too, one that asks more)
+      star = star_coloring(pattern)
+    else:
+      fwd = column_coloring(pattern) if mode in ("fwd", "auto") else None
+      # (reverse needs at least as many colors as a column has entries: no better, skip it)
+      if mode == "rev" or (mode == "auto" and fwd[1] > _most_per_column(pattern)):
+        rev = column_coloring(pattern.T.tocsr())
     if cache is not None:
       if len(cache) >= 8:
         cache.clear()
-      cache[key] = fwd, rev
+      cache[key] = fwd, rev, star
   rows = np.repeat(np.arange(m), np.diff(pattern.indptr))
   if not pattern.nnz:  # (nothing to compute: no pass at all)
     data = np.zeros(0)
+  elif star is not None:
+    data = _star_values(_pushed(lin, leaves, out_leaves, *star), pattern, rows, star[0])
   elif fwd is not None and (rev is None or fwd[1] <= rev[1]):
     data = _pushed(lin, leaves, out_leaves, *fwd)[fwd[0][pattern.indices], rows]
   else:
