@@ -223,8 +223,10 @@ def _move(w, eqn, ins):
       args.append(np.arange(start, start + _size(shape), dtype=np.int64).reshape(shape))
       parts.append((start, d))
       start += _size(shape)
-    elif a.aval.dtype.kind in "iub" and x is not None:
-      args.append(x)  # (indices, masks)
+    elif a.aval.dtype.kind in "iub":  # (indices, masks: their values say the moves)
+      if x is None:
+        return _everything(w, eqn, ins)
+      args.append(x)
     else:
       args.append(np.zeros(shape, np.int64))  # (a floating constant: no dependence)
   ids = np.asarray(eqn.prim.impl(*args, **eqn.params)).ravel()
