@@ -72,8 +72,8 @@ def main():
   u = np.linspace(0.1, 0.8, n)
   sparse = dfdx.jacobian(bratu, sparse=True)(u)
   closed = np.diag(np.exp(u) - 2) + np.eye(n, k=1) + np.eye(n, k=-1)
-  _show(f"A sparse Jacobian: {sparse.nnz} of {n * n} entries nonzero, found in 3 passes (a "
-        "coloring), the diagonal shown", "dfdx.jacobian(bratu, sparse=True)(u).diagonal()",
+  _show(f"A sparse Jacobian: {sparse.nnz} of {n * n} entries nonzero, a pass per color of "
+        "the columns that share no row (3 here, not 8), the diagonal shown", "dfdx.jacobian(bratu, sparse=True)(u).diagonal()",
         sparse.diagonal(), np.diag(closed))
   print(f"  every entry: max |difference| = {np.max(np.abs(sparse.toarray() - closed)):.1e}")
 
