@@ -560,15 +560,15 @@ def given_pattern(sp, pattern, shape, who):
   return pattern
 
 
-def _seeds(colors, count, leaves, dtype_of):
-  """One stacked tangent per leaf: seed c is 1 at the entries of color c."""
+def _seeds(colors, count, leaves):
+  """One stacked tangent (or cotangent) per leaf: seed c is 1 at the entries of color c."""
   basis = np.zeros((count, len(colors)))
   basis[colors, np.arange(len(colors))] = 1.0
   out, start = [], 0
   for x in leaves:
     size = _size(np.shape(x))
     out.append(basis[:, start:start + size].reshape((count,) + np.shape(x))
-               .astype(dtype_of(x)))
+               .astype(dtypes.differentiable_dtype(np.asarray(x).dtype)))
     start += size
   return out
 
@@ -585,20 +585,20 @@ def _flat_rows(values, dims, count, like):
   return np.concatenate(rows, axis=1) if rows else np.zeros((count, 0))
 
 
+def _passes(apply, seeded, results, colors, count):
+  """`apply` (the linear map or its transpose) of every color's seed at once (vmap): a
+  (count, entries of `results`) array."""
+  seeds = _seeds(colors, count, seeded)
+  outs, dims = batching.vmap_flat(lambda *s: apply(list(s)), count, seeds, [0] * len(seeds))
+  return _flat_rows(outs, dims, count, results)
+
+
 def _pushed(lin, leaves, out_leaves, colors, count):
-  seeds = _seeds(colors, count, leaves,
-                 lambda x: dtypes.differentiable_dtype(np.asarray(x).dtype))
-  outs, dims = batching.vmap_flat(lambda *t: lin.forward(list(t)), count, seeds,
-                                  [0] * len(seeds))
-  return _flat_rows(outs, dims, count, out_leaves)
+  return _passes(lin.forward, leaves, out_leaves, colors, count)
 
 
 def _pulled(lin, leaves, out_leaves, colors, count):
-  seeds = _seeds(colors, count, out_leaves,
-                 lambda o: dtypes.differentiable_dtype(np.asarray(o).dtype))
-  outs, dims = batching.vmap_flat(lambda *c: lin.transpose(list(c)), count, seeds,
-                                  [0] * len(seeds))
-  return _flat_rows(outs, dims, count, leaves)
+  return _passes(lin.transpose, out_leaves, leaves, colors, count)
 
 
 def check_untraced(leaves, who):
