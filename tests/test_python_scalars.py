@@ -40,6 +40,11 @@ CASES = {
     "~bool": lambda s, x: x + ~(s > 0.1),
     "round(s)": lambda s, x: x + round(s + 2.0),
     "round(s, 1)": lambda s, x: x + round(s * 3.3, 1),
+    "round(bool), round(bool, 1)": lambda s, x: x + round(s > 0.1) + round(s > 0.2, 1),
+    "round(n), round(n, 1)": lambda s, x: x + round(int(3) + (s > 0)) * round(int(2), 1),
+    # Python's round of a NumPy scalar: a Python int
+    "round(sum(x))": lambda s, x: x + round(dnp.sum(x) * s),
+    "round(count_nonzero)": lambda s, x: x + round(dnp.count_nonzero(x > s)),
     # NumPy functions: a NumPy float64
     "exp": lambda s, x: x + dnp.exp(s),
     "dnp.add": lambda s, x: x + dnp.add(s, 1.0),
@@ -63,6 +68,9 @@ CASES = {
     "jvp's output": lambda s, x: x + dfdx.jvp(lambda y: s * 2.0, (x,), (x,))[0],
     "exp(s * 2.0)": lambda s, x: x + dnp.exp(s * 2.0),
     "exp(s) * 2.0": lambda s, x: x + dnp.exp(s) * 2.0,
+    "round(bool) (float16)": lambda s, x: x + dnp.sum(dnp.round(s > 0.1)),
+    "where(s > 0.1, s, exp(s))": lambda s, x: dnp.where(s > 0.1, s, dnp.exp(s)) + np.float32(1),
+    "(x[0] > s) ** 2": lambda s, x: x + (x[0] > s) ** 2,
     # a NumPy function of the array and the Python number: weak, float32
     "maximum": lambda s, x: dnp.maximum(x, s),
     "power": lambda s, x: dnp.power(x, s),
@@ -340,6 +348,32 @@ def test_a_loop_of_no_step_returns_init_as_it_is():
     c, ys = h(2)
     assert type(c) is int and c == 2 and ys.shape == (0,) and ys.dtype == np.float64
   assert type(g(2)) is type(dfdx.jit(g)(2)) is int
+
+
+def test_a_python_int_carry_made_an_unsigned_or_narrower_integer_reads_init_as_it_is():
+  # (-2 cast to uint8 first would be 254: the first step runs alone, as in the Python loop)
+  f = lambda n: dfdx.fori_loop(0, 2, lambda i, c: dnp.bitwise_count(c), n)  # noqa: E731
+  g = lambda n: dfdx.scan(lambda c, r: (dnp.asarray(c * r, np.int8), c), n,  # noqa: E731
+                          np.array([3, 2], np.int8))
+  for h in (f, g):
+    want, got = h(-2), dfdx.jit(h)(-2)
+    for a, b in zip(dfdx.tree.tree_leaves(want), dfdx.tree.tree_leaves(got)):
+      assert np.asarray(a).dtype == np.asarray(b).dtype
+      np.testing.assert_array_equal(b, a)
+  assert f(-2) == 1  # (bitwise_count(-2) is 1: |-2| has one bit)
+
+
+def test_derivatives_of_a_jitted_function_with_a_python_number_result_no_tangent_reaches():
+  # (the result is a Python float whose value x only selects: a zero derivative)
+  h = dfdx.jit(lambda s, x: dfdx.cond(s > 1, lambda: dfdx.cond(
+      dnp.sum(x) > 0, lambda: s, lambda: s * -2.0), lambda: s * 0.5))
+  x = np.array([0.5, 1.5, -2.0])
+  f = lambda x: h(1.25, x)  # noqa: E731
+  np.testing.assert_array_equal(dfdx.grad(f)(x), np.zeros(3))
+  np.testing.assert_array_equal(dfdx.hessian(f)(x), np.zeros((3, 3)))
+  assert dfdx.vjp(f, x)[1](1.0)[0].shape == (3,)
+  value, grad = dfdx.value_and_grad(f)(x)
+  assert value == f(x) == -2.5 and isinstance(value, np.floating)
 
 
 def test_round_of_a_python_bool_is_float16_as_in_numpy():

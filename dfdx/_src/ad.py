@@ -210,12 +210,20 @@ class JVPTracer(Tracer):
   def __init__(self, trace, primal, tangent):
     self._trace, self.primal, self.tangent = trace, primal, tangent
 
-  shape = property(lambda self: self.primal.shape)
-  dtype = property(lambda self: self.primal.dtype)
+  # (a primal may be a Python number: a jitted function's output that stands for one)
+  shape = property(lambda self: getattr(self.primal, "shape", ()))
+
+  @property
+  def dtype(self):
+    dtype = getattr(self.primal, "dtype", None)
+    return core.get_aval(self.primal).dtype if dtype is None else dtype
 
   @property
   def aval(self):
-    return ShapedArray(self.primal.shape, self.primal.dtype)
+    primal = self.primal
+    if hasattr(primal, "shape"):
+      return ShapedArray(primal.shape, primal.dtype)
+    return core.get_aval(primal)
 
   def concrete_value(self, purpose):
     self.check_alive()

@@ -316,7 +316,13 @@ def _linearize_args(f, spec, args, kwargs, has_aux, transform):
   store = {}
   out_leaves, lin = ad.linearize_flat(_traced_call(call, in_tree, has_aux, transform, store),
                                       leaves)
-  return leaves, in_tree, scalar_inputs, out_leaves, lin, store
+  return leaves, in_tree, scalar_inputs, [_numpy_value(o) for o in out_leaves], lin, store
+
+
+def _numpy_value(x):
+  """An output that came out a Python number (a jitted function's, where no tangent reached
+  it) as the NumPy scalar the derivatives' conventions give."""
+  return np.asarray(x)[()] if type(x) in (int, float, bool, complex) else x
 
 
 def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=False):
@@ -354,6 +360,7 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
       out = _as_value(out, transform)
     return [out]
   (value,), lin = ad.linearize_flat(flat_fun, [x])
+  value = _numpy_value(value)
   if value.shape != ():
     raise _non_scalar_error(f, transform, [value], tree_structure(value))
   value = _scalar_output(value, f, transform, False)

@@ -130,7 +130,8 @@ class _Specializer:
         return _ZERO
       other = ins[1] if zero[0] else ins[0]
       if not (isinstance(other, Var) and other.aval.shape == out.aval.shape
-              and other.aval.dtype == out.aval.dtype):
+              and other.aval.dtype == out.aval.dtype
+              and other.aval.weak_type == out.aval.weak_type):
         return None
       if name == "sub" and zero[0]:
         from dfdx._src.ops.elementwise import neg_p
@@ -157,7 +158,8 @@ class _Specializer:
           self.sub[id(out)] = _ZERO
           continue
         if isinstance(chosen, Var) and chosen.aval.shape == out.aval.shape and \
-            chosen.aval.dtype == out.aval.dtype:
+            chosen.aval.dtype == out.aval.dtype and \
+            chosen.aval.weak_type == out.aval.weak_type:  # (a Python number is not a select's)
           self.sub[id(out)] = chosen
           continue
       if any(a is _ZERO for a in ins):

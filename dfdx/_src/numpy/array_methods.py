@@ -67,8 +67,9 @@ def _binary_op(name, reflected=False):
       t = type(other)
       if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
         return _python_arithmetic(fn, name, self, other)
-      if square is not None and t is int and other == 2 and self.dtype == np.bool_:
-        return square(self)  # (NumPy's operator squares here: int8, where power gives int64)
+      if square is not None and t is int and other == 2 and self.dtype == np.bool_ \
+              and self.ndim:  # (an array's operator squares here: int8, where power and a
+        return square(self)   # NumPy bool scalar give int64; a 0-d value stands for that)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
         return direct(self, other)
@@ -150,11 +151,20 @@ def _mT(self):
 
 
 def _round(self, ndigits=None):
-  if type(self) is StagingTracer and self.var.aval.weak_type and self.dtype.kind == "f":
-    # Python's round of a Python float: an int, or a float with ndigits (see _binary_op)
-    rounded = core.keeping_weak_types(_dnp().round, self, 0 if ndigits is None else ndigits)
-    return python_kind(rounded, "i") if ndigits is None else rounded
-  return _dnp().round(self, 0 if ndigits is None else ndigits)
+  """Python's round: of a Python number (a staged weakly typed value), an int, or with
+  ndigits a number of its kind (bools as ints); of a NumPy scalar (a staged 0-d number), an
+  int, or with ndigits a scalar of its dtype. Of anything else (NumPy's arrays have no
+  round()), dfdx.numpy.round."""
+  dnp = _dnp()
+  staged = type(self) is StagingTracer
+  if staged and self.var.aval.weak_type:  # (see _binary_op)
+    x = python_kind(self, "i") if self.dtype.kind == "b" else self
+    rounded = core.keeping_weak_types(dnp.round, x, 0 if ndigits is None else ndigits)
+    return python_kind(rounded, "i") if ndigits is None and x.dtype.kind == "f" else rounded
+  rounded = dnp.round(self, 0 if ndigits is None else ndigits)
+  if staged and ndigits is None and not self.ndim and self.dtype.kind in "iuf":
+    return python_kind(rounded, "i")
+  return rounded
 
 
 def _bitwise(name, reflected=False):

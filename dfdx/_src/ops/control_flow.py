@@ -85,7 +85,8 @@ def _rule_program(fn, avals):
 # 0.5, or a NumPy value: 0.0 -> float32). Where the new kind holds every value of the old one
 # (bool -> int -> float -> complex, or a Python float -> a NumPy float), the loop starts from
 # init cast to it: the steps compute what the Python loop computes. Where it does not (0.5
-# -> an int count, 2 -> a bool), the cast would change the value the first step reads, so
+# -> an int count, 2 -> a bool, -2 -> a uint8), the cast would change the value the first
+# step reads, so
 # scan runs that step alone first, with init as it is, and loops from its result (_peeled);
 # while_loop, whose steps are not known to run, refuses under jit.
 _KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
@@ -93,7 +94,10 @@ _MAX_RETYPES = 3  # (then a carry whose type changes at every step: a clear erro
 
 
 def _narrowing(old, new):
-  """Whether a carry going from aval `old` to `new` loses values (a lower kind)."""
+  """Whether a carry going from aval `old` to `new` loses values: a lower kind, or a Python
+  int made a NumPy integer that holds fewer (unsigned, or narrower than int64)."""
+  if old.dtype.kind == "i" and new.dtype.kind in "iu" and new.dtype != old.dtype:
+    return True
   return _KIND_RANK.get(new.dtype.kind, 9) < _KIND_RANK.get(old.dtype.kind, 9)
 
 

@@ -1033,7 +1033,7 @@ ad.defjvp_zero(trunc_p)
 round_p = core.primitive("round")
 round_p.def_impl(lambda x, *, decimals: np.round(x, decimals))
 round_p.def_abstract_eval(lambda x, *, decimals: x if x.dtype != np.bool_ else ShapedArray(
-    x.shape, np.dtype(np.float16), x.weak_type))  # (NumPy rounds booleans to float16)
+    x.shape, np.dtype(np.float16)))  # (NumPy rounds booleans to a NumPy float16)
 ad.defjvp_zero(round_p)
 batching.defvectorized(round_p)
 
