@@ -216,9 +216,21 @@ def test_entries_of_integers_and_bools_are_python_numbers_as_numpy_passes_them()
                                   np.vectorize(minus, otypes=[int])(b, c))
   square = lambda a: a ** 2  # noqa: E731
   assert dfdx.jit(dnp.vectorize(square))(b).dtype == np.vectorize(square)(b).dtype
-  # an untraced integer argument beside a traced float one: a Python int too
-  kinds = []
+  # an untraced integer argument beside a traced float one: as NumPy, a NumPy scalar in a
+  # first call (which fixes the result's dtype), then Python ints for every entry
+  kinds, np_kinds = [], []
   f = dnp.vectorize(lambda a, k: (kinds.append(type(k)), a * k)[1])
   np.testing.assert_array_equal(dfdx.jacobian(lambda x: f(x, np.array([2, 3])))(
       np.array([0.5, 1.5])), np.diag([2.0, 3.0]))
-  assert set(kinds) == {int}
+  np.vectorize(lambda a, k: (np_kinds.append(type(k)), a * k)[1])(np.ones(2), np.array([2, 3]))
+  assert kinds == np_kinds == [np.int64, int, int]
+
+
+def test_a_function_closing_over_a_traced_value_of_untraced_arguments():
+  x32 = np.array([0.5, 1.5, -2.0], np.float32)  # (NumPy's loop could not hold s under jit)
+  for sig in (None, "(k)->(k)"):
+    f = lambda s: dnp.vectorize(lambda v: v * s, signature=sig)(x32)  # noqa: E731
+    want, got = f(0.5), dfdx.jit(f)(0.5)
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dfdx.grad(lambda s: dnp.sum(f(s)))(0.5), np.sum(x32))

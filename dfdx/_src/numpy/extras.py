@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from dfdx._src import errors
+from dfdx._src import core, errors
 from dfdx._src.core import Tracer
 from dfdx._src.numpy import contractions as ct
 from dfdx._src.numpy import creation as cr
@@ -509,8 +509,9 @@ class vectorize(np.vectorize):
     vargs = [args[i] for i in inds] + [kwargs[n] for n in names]
     fixed = [args[i] for i in range(len(args)) if i in excluded]
     fixed += [v for n, v in kwargs.items() if n in excluded]
-    if not traced(*vargs) and not traced(*tree_leaves(fixed)):
-      return super().__call__(*args, **kwargs)
+    if not traced(*vargs) and not traced(*tree_leaves(fixed)) and \
+            core.current_trace() is None:  # (under a transformation the function may close
+      return super().__call__(*args, **kwargs)  # over traced values: NumPy's loop cannot)
 
     def func(*vals):  # NumPy's wrapper: the broadcast arguments back in their places
       full, kw = list(args), dict(kwargs)
@@ -528,17 +529,15 @@ class vectorize(np.vectorize):
       raise ValueError("cannot call `vectorize` on size 0 inputs unless `otypes` is set")
     shape = np.broadcast_shapes(*[shape_of(o) for o in ops])
     ops = [mp.broadcast_to(o, shape) for o in ops]
-    columns = dtypes = None
-    for index in np.ndindex(shape):
-      res = func(*[_entry(o[index]) for o in ops])
-      if columns is None:
-        nout = len(self.otypes) if self.otypes is not None else (
-            len(res) if isinstance(res, tuple) else 1)
-        columns = [[] for _ in range(nout)]
-      res = _results(res, nout)
-      res = [_operand(r) for r in res]
-      if dtypes is None:
-        dtypes = self.otypes if self.otypes is not None else [dtype_of(r) for r in res]
+    nout, dtypes = (len(self.otypes), self.otypes) if self.otypes is not None else (None, None)
+    if dtypes is None and math.prod(shape):  # NumPy's first call, on NumPy scalars (traced:
+      first = func(*[o[(0,) * len(shape)] for o in ops])  # 0-d values), fixes the dtypes
+      nout = len(first) if isinstance(first, tuple) else 1
+      dtypes = [dtype_of(_operand(r)) for r in _results(first, nout)]
+    columns = None
+    for index in np.ndindex(shape):  # (then every entry, on Python scalars: see _entry)
+      res = [_operand(r) for r in _results(func(*[_entry(o[index]) for o in ops]), nout)]
+      columns = columns or [[] for _ in range(nout)]
       for column, r in zip(columns, res):
         if shape_of(r) != ():
           raise ValueError("setting an array element with a sequence.")
@@ -571,8 +570,8 @@ class vectorize(np.vectorize):
           _update_dim_sizes(sizes, shape_of(r), dims)
         cores = [_core(sizes, dims) for dims in out_dims]
         dtypes = self.otypes if self.otypes is not None else [dtype_of(r) for r in res]
-      for column, r, core in zip(columns, res, cores):
-        column.append(_fit(r, core))
+      for column, r, core_shape in zip(columns, res, cores):
+        column.append(_fit(r, core_shape))
     if cores is None:  # the function was never called
       if self.otypes is None:
         raise ValueError("cannot call `vectorize` on size 0 inputs unless `otypes` is set")
