@@ -216,6 +216,19 @@ def test_carry_errors(scan):
     scan(lambda c, x: c + x, np.zeros(2), xs)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_fori_and_while_carry_errors_eagerly_as_under_jit(jit):
+  # (a NumPy carry whose dtype the body changes: the Python loop raises as jit does)
+  wrap = dfdx.jit if jit else (lambda f: f)
+  f32 = np.float32(0.0)
+  with pytest.raises(TypeError, match=r"must keep init.*float32\[\].*float64\[\]"):
+    wrap(lambda x: dfdx.fori_loop(0, 2, lambda i, c: c * 0.5 + dnp.exp(x), f32))(0.0)
+  with pytest.raises(TypeError, match=r"must keep init_val.*float32\[\].*float64\[\]"):
+    wrap(lambda x: dfdx.while_loop(lambda c: c < 1, lambda c: c + dnp.exp(x), f32))(0.0)
+  with pytest.raises(TypeError, match="structure of init"):
+    wrap(lambda x: dfdx.fori_loop(0, 2, lambda i, c: (c, c), x))(0.0)
+
+
 def test_input_errors():
   f = lambda c, x: (c, x)  # noqa: E731
   with pytest.raises(ValueError, match=r"leading axes.*\[2, 3\]"):

@@ -31,10 +31,11 @@ from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
 from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carried, _carry_fixed_point,
-                                        _cast, _check_carry, _compiled, _dnp, _fill, _keep, _merge,
-                                        _pick, _reaches, _rule_program, _staging,
+                                        _cast, _check_carry, _compiled, _dnp, _fill, _keep,
+                                        _merge, _pick, _reaches, _rule_program, _staging,
                                         _trace_carrying, _transpose, _under, _unflatten,
-                                        _with_dtypes, _zeros, dependence_rules, linearizing)
+                                        _with_dtypes, _zeros, carried_step, dependence_rules,
+                                        linearizing)
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -95,9 +96,8 @@ def _while(cond_fun, body_fun, init_val, staged):
   if not (staged or _staging() or _batching()):
     val = init_val
     while bool(_predicate(_dnp().asarray(cond_fun(val)), "while_loop: cond_fun")):
-      val = body_fun(val)
-      out_leaves, out_tree = tree_flatten(val)
-      _check_carry(leaves, tree, out_leaves, out_tree, "while_loop: body_fun", "init_val")
+      leaves, val, _ = carried_step(lambda v: (body_fun(v), None), leaves, tree,
+                                    "while_loop: body_fun", "init_val", val)
     return val
   body, body_consts, leaves = _trace_body(body_fun, leaves, tree)
   avals = [v.aval for v in body.in_vars[:len(leaves)]]

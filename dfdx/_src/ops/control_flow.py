@@ -264,9 +264,15 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
   if upper <= lower:
     return init_val
   if not _staging():  # the plain loop (what scan does outside jit), without the index array
+    leaves, tree = tree_flatten(init_val)
     val = init_val
     for i in range(lower, upper):
-      val = body_fun(i, val)
+      new = body_fun(i, val)
+      if len(leaves) == 1 and val is leaves[0] and same_array(new, val):
+        leaves[0] = val = new
+        continue
+      leaves, val, _ = carried_step(lambda v: (body_fun(i, v), None), leaves, tree,
+                                    "fori_loop: body_fun", "init_val", val, (new, None))
     return val
   final, _ = scan(lambda val, i: (body_fun(python_number_p.bind(i), val), None), init_val,
                   np.arange(lower, upper))
@@ -372,30 +378,50 @@ def _split_output(out, where):
   return out
 
 
+_PYTHON_NUMBERS = (bool, int, float, complex)
+
+
+def same_array(new, old):
+  """Whether a loop's new carry is an array (or tracer) of the old one's type, shape and
+  dtype: the common case, checked fast."""
+  return (type(new) is type(old) and type(new) not in _PYTHON_NUMBERS
+          and new.shape == old.shape and new.dtype == old.dtype)
+
+
+def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None, done=None):
+  """One step of a loop outside jit: `step(carry) -> (carry, extra)`, the carry it returns
+  checked against `leaves` (flat, of structure `tree`; `carry`, if given, the pytree they
+  make; `done`, if given, what the step returned already). A Python number in the carry that
+  the step turns into a kind that holds its values is cast to it and the step run again, as
+  jit does (see _narrowing). Returns (the new carry's leaves, the new carry, extra)."""
+  if carry is None:
+    carry = tree_unflatten(tree, leaves)
+  for _ in range(_MAX_RETYPES):
+    new, extra = step(carry) if done is None else done
+    done = None
+    if len(leaves) == 1 and carry is leaves[0] and same_array(new, carry):
+      return [new], new, extra
+    out_leaves, out_tree = tree_flatten(new)
+    changed = _check_carry(leaves, tree, out_leaves, out_tree, who, init_name)
+    if not changed or any(_narrowing(core.get_aval(leaves[j]), core.get_aval(out_leaves[j]))
+                          for j in changed):
+      return out_leaves, new, extra
+    leaves = [_cast(c, core.get_aval(o)) if j in changed else c
+              for j, (c, o) in enumerate(zip(leaves, out_leaves))]
+    carry = tree_unflatten(tree, leaves)
+  raise TypeError(f"{who} changes the type of the carry at every step ({init_name} "
+                  f"{_describe(leaves, tree)}); give {init_name} the type it returns.")
+
+
 def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
-  """scan outside jit: the Python loop. A Python number in the carry that a step turns into
-  a kind that holds its values is cast to it and the step run again, as jit does (see
-  _narrowing)."""
+  """scan outside jit: the Python loop (see carried_step)."""
   dnp = _dnp()
-  leaves, ys, y_tree, retypes = init_leaves, [], None, 0
-  steps = list(range(length - 1, -1, -1) if reverse else range(length))
-  k = 0
-  while k < len(steps):
-    i = steps[k]
+  leaves, ys, y_tree = init_leaves, [], None
+  carry = tree_unflatten(init_tree, leaves)
+  for i in (range(length - 1, -1, -1) if reverse else range(length)):
     x = tree_unflatten(xs_tree, [a[i] for a in xs_leaves])
-    carry, y = _split_output(f(tree_unflatten(init_tree, leaves), x), f"at step {i}")
-    out_leaves, out_tree = tree_flatten(carry)
-    changed = _check_carry(leaves, init_tree, out_leaves, out_tree)
-    if changed and not any(_narrowing(core.get_aval(leaves[j]), core.get_aval(out_leaves[j]))
-                           for j in changed):
-      retypes += 1
-      if retypes == _MAX_RETYPES:
-        raise TypeError(f"scan: f changes the type of the carry at every step (init "
-                        f"{_describe(init_leaves, init_tree)}); give init the type f returns.")
-      leaves = [_cast(c, core.get_aval(o)) if j in changed else c
-                for j, (c, o) in enumerate(zip(leaves, out_leaves))]
-      continue  # (the step again, from the carry cast)
-    leaves, retypes, k = out_leaves, 0, k + 1
+    leaves, carry, y = carried_step(
+        lambda c: _split_output(f(c, x), f"at step {i}"), leaves, init_tree, carry=carry)
     y_leaves, tree = tree_flatten(y)
     if y_tree is None:
       y_tree = tree
