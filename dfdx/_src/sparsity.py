@@ -419,18 +419,21 @@ def column_coloring(pattern):
     return np.zeros(0, np.int64), 0
   if int(np.sum(per_row.astype(np.int64) ** 2)) > MAX_ENTRIES:
     return np.arange(n), n
+  if per_row.max(initial=0) <= 1:  # (no row has two columns: nothing conflicts)
+    return np.zeros(n, np.int64), 1
   conflicts = (pattern.T @ pattern).tocsr()
-  colors = np.full(n, -1, np.int64)
-  seen = np.full(n + 1, -1, np.int64)  # seen[c] == j: color c is taken by a neighbour of j
-  indptr, indices = conflicts.indptr, conflicts.indices
+  ptr, nbrs = conflicts.indptr.tolist(), conflicts.indices.tolist()
+  colors = [-1] * n  # (Python lists: a column's few neighbours cost less than NumPy calls)
   used = 0
   for j in range(n):
-    taken = colors[indices[indptr[j]:indptr[j + 1]]]
-    seen[taken[taken >= 0]] = j
-    free = np.flatnonzero(seen[:used + 1] != j)
-    colors[j] = c = free[0]
-    used = max(used, c + 1)
-  return colors, used
+    taken = {colors[k] for k in nbrs[ptr[j]:ptr[j + 1]]}
+    c = 0
+    while c in taken:
+      c += 1
+    colors[j] = c
+    if c >= used:
+      used = c + 1
+  return np.array(colors, np.int64), used
 
 
 def star_coloring(pattern):
