@@ -753,3 +753,40 @@ def test_star_coloring_of_random_symmetric_patterns(seed):
   off.eliminate_zeros()
   rows = np.repeat(np.arange(n), np.diff(off.indptr))
   assert np.all(colors[rows] != colors[off.indices])  # (neighbours differ)
+
+
+# ---- rows pulled back and the rest pushed forward -------------------------------------------------
+
+
+def arrowhead(x):
+  """A row coupled to every column and a column coupled to every row: both modes alone need a
+  pass per entry."""
+  return dnp.concatenate([dnp.sum(x ** 2)[None], x[1:] * x[0] + dnp.sin(x[1:])])
+
+
+@pytest.mark.parametrize("n", [12, 300])
+def test_an_arrowhead_jacobian_takes_three_passes(passes, n):
+  x = np.random.default_rng(n).standard_normal(n)
+  jac = dfdx.jacobian(arrowhead, sparse=True)(x)
+  assert_matches(jac, dense_jacobian(arrowhead, (x,)))
+  assert colors_of(jac) == (n, n)  # (forward alone, reverse alone)
+  assert sorted(passes) == [("fwd", 2), ("rev", 1)]
+  passes.clear()
+  for mode in ("fwd", "rev"):  # (a mode asked for is that mode alone)
+    assert_matches(dfdx.jacobian(arrowhead, mode=mode, sparse=True)(x),
+                   dense_jacobian(arrowhead, (x,)))
+  assert passes == [("fwd", n), ("rev", n)]
+
+
+def test_dense_rows_and_a_band_split_both_ways():
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal(40)
+  a = rng.standard_normal((3, 40))
+
+  def f(x):  # three dense rows, a tridiagonal band, and two dense columns
+    band = x[1:-1] * x[:-2] + dnp.cos(x[2:]) + x[0] * x[1:-1] + x[5] ** 2
+    return dnp.concatenate([a @ dnp.tanh(x), band])
+  jac = dfdx.jacobian(f, sparse=True)(x)
+  assert_matches(jac, dense_jacobian(f, (x,)))
+  both = sparsity._both_ways(pattern_of(jac), 10 ** 9)
+  assert both is not None and both[1][1] + both[2][1] < min(colors_of(jac))

@@ -21,8 +21,10 @@ equation mixes its operands' rows by matrices its structure gives (`_RULES`):
 The outputs' rows form the pattern P (M x N). Columns of P that share no row can be pushed
 forward together: a greedy coloring groups them, and one JVP per color (vmapped, as jacfwd
 does) gives every entry, J[i, j] = (J s_color(j))[i]. Reverse mode colors the rows and pulls
-one cotangent back per color. The mode with fewer colors is used (ties: forward). A
-Hessian is symmetric: a star coloring (star_coloring) reads each entry from either side,
+one cotangent back per color. The mode with fewer colors is used (ties: forward); where
+both need many (a row coupled to every column beside a column coupled to every row), the
+densest rows are pulled back and the other rows' entries pushed forward (_both_ways: an
+arrowhead Jacobian in 3 passes). A Hessian is symmetric: a star coloring (star_coloring) reads each entry from either side,
 so that a row coupled to every other (an arrowhead) costs 2 passes, not one per column.
 
 The pattern is that of the derivative at the point: where the constants' values decide the
@@ -510,26 +512,44 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
   key = (mode, symmetric, pattern.shape, hash(pattern.indptr.tobytes()),
          hash(pattern.indices.tobytes()))
   if cache is not None and key in cache:
-    fwd, rev, star = cache[key]
+    fwd, rev, star, both = cache[key]
   else:
-    fwd = rev = star = None
+    fwd = rev = star = both = None
     if symmetric:  # (a column coloring is a star coloring too, one that asks more)
       star = star_coloring(pattern)
-    else:
-      fwd = column_coloring(pattern) if mode in ("fwd", "auto") else None
-      # (reverse needs at least as many colors as a column has entries: no better, skip it)
-      if mode == "rev" or (mode == "auto" and fwd[1] > _most_per_column(pattern)):
+    elif mode != "auto":
+      fwd = column_coloring(pattern) if mode == "fwd" else None
+      rev = column_coloring(pattern.T.tocsr()) if mode == "rev" else None
+    else:  # (each mode needs at least as many colors as a row, or column, has entries)
+      fewest_fwd, fewest_rev = _most_per_row(pattern), _most_per_column(pattern)
+      best = n + m
+      if min(fewest_fwd, fewest_rev) > _BOTH_WAYS_MIN:
+        both = _both_ways(pattern, best)
+        best = both[1][1] + both[2][1] if both is not None else best
+      if fewest_fwd < best:
+        fwd = column_coloring(pattern)
+        best = min(best, fwd[1])
+      if fewest_rev < best:
         rev = column_coloring(pattern.T.tocsr())
+        best = min(best, rev[1])
+      if both is not None and both[1][1] + both[2][1] > best:
+        both = None
     if cache is not None:
       if len(cache) >= 8:
         cache.clear()
-      cache[key] = fwd, rev, star
+      cache[key] = fwd, rev, star, both
   rows = np.repeat(np.arange(m), np.diff(pattern.indptr))
   if not pattern.nnz:  # (nothing to compute: no pass at all)
     data = np.zeros(0)
   elif star is not None:
     data = _star_values(_pushed(lin, leaves, out_leaves, *star), pattern, rows, star[0])
-  elif fwd is not None and (rev is None or fwd[1] <= rev[1]):
+  elif both is not None:  # (some rows pulled back, the other entries pushed forward: fewer)
+    pulled_rows, row_colors, col_colors = both
+    pulled = _pulled(lin, leaves, out_leaves, *row_colors)
+    pushed = _pushed(lin, leaves, out_leaves, *col_colors)
+    data = np.where(pulled_rows[rows], pulled[row_colors[0][rows], pattern.indices],
+                    pushed[col_colors[0][pattern.indices], rows])
+  elif fwd is not None and (rev is None or fwd[1] <= rev[1]):  # (ties: forward)
     data = _pushed(lin, leaves, out_leaves, *fwd)[fwd[0][pattern.indices], rows]
   else:
     data = _pulled(lin, leaves, out_leaves, *rev)[rev[0][rows], pattern.indices]
@@ -540,9 +560,44 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
                       shape=(m, n))
 
 
+# Where both modes need more colors than this, the densest rows are tried in reverse mode and
+# the rest of the pattern forward (`_both_ways`).
+_BOTH_WAYS_MIN = 8
+
+
+def _both_ways(pattern, best):
+  """A split of the pattern that needs fewer passes than `best`: its densest rows pulled back
+  (colored among themselves), every other row's entries pushed forward (the columns colored
+  without those rows), or the same with columns and rows exchanged. A row coupled to every
+  column, beside a column coupled to every row, makes both modes take a pass per entry;
+  split, they take a few (an arrowhead Jacobian: 3). Returns (whether each row is pulled
+  back, its rows' coloring, the columns' coloring) with colors -1 for none, or None."""
+  m, n = pattern.shape
+  counts = np.diff(pattern.indptr)
+  order = np.argsort(-counts, kind="stable")
+  found = None
+  k = 1
+  while k < min(m, 64) and counts[order[k - 1]] > 1:
+    pulled = np.zeros(m, bool)
+    pulled[order[:k]] = True
+    rows, rows_count = column_coloring(pattern[pulled].T.tocsr())
+    cols, cols_count = column_coloring(pattern[~pulled].tocsr())
+    if rows_count + cols_count < best:
+      best = rows_count + cols_count
+      row_colors = np.full(m, -1, np.int64)
+      row_colors[pulled] = rows
+      found = pulled, (row_colors, rows_count), (cols, cols_count)
+    k *= 2
+  return found
+
+
 def _most_per_column(pattern):
   counts = np.bincount(pattern.indices, minlength=pattern.shape[1])
   return int(counts.max()) if counts.size else 0
+
+
+def _most_per_row(pattern):
+  return int(np.diff(pattern.indptr).max(initial=0))
 
 
 def given_pattern(sp, pattern, shape, who):
@@ -564,9 +619,11 @@ def given_pattern(sp, pattern, shape, who):
 
 
 def _seeds(colors, count, leaves):
-  """One stacked tangent (or cotangent) per leaf: seed c is 1 at the entries of color c."""
+  """One stacked tangent (or cotangent) per leaf: seed c is 1 at the entries of color c (an
+  entry of color -1 is in none)."""
   basis = np.zeros((count, len(colors)))
-  basis[colors, np.arange(len(colors))] = 1.0
+  some = colors >= 0
+  basis[colors[some], np.flatnonzero(some)] = 1.0
   out, start = [], 0
   for x in leaves:
     size = _size(np.shape(x))
