@@ -125,7 +125,7 @@ def _trace_body(body_fun, leaves, tree):
     body, consts = make_program(flat_body, avals)
     return body, consts, store["changed"]
   body, consts, avals, narrowed = _trace_carrying(trace, [core.get_aval(x) for x in leaves],
-                                                  "while_loop: body_fun")
+                                                  "while_loop: body_fun", "init_val")
   if narrowed:
     changes = ", ".join(f"leaf {i}, {_kind_name(avals[i])} -> {_kind_name(body.outs[i].aval)}"
                         for i in narrowed)

@@ -86,9 +86,8 @@ def _rule_program(fn, avals):
 # (bool -> int -> float -> complex, or a Python float -> a NumPy float), the loop starts from
 # init cast to it: the steps compute what the Python loop computes. Where it does not (0.5
 # -> an int count, 2 -> a bool, -2 -> a uint8), the cast would change the value the first
-# step reads, so
-# scan runs that step alone first, with init as it is, and loops from its result (_peeled);
-# while_loop, whose steps are not known to run, refuses under jit.
+# step reads, so scan runs that step alone first, with init as it is, and loops from its
+# result (_peeled); while_loop, whose steps are not known to run, refuses under jit.
 _KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 _MAX_RETYPES = 3  # (then a carry whose type changes at every step: a clear error)
 
@@ -101,7 +100,7 @@ def _narrowing(old, new):
   return _KIND_RANK.get(new.dtype.kind, 9) < _KIND_RANK.get(old.dtype.kind, 9)
 
 
-def _trace_carrying(trace, avals, who):
+def _trace_carrying(trace, avals, who, init_name="init"):
   """`trace(avals) -> (program, consts, changed)` for a loop body whose first outputs are
   carries: where a Python number among the inputs (weak-typed) came out of the body with
   another dtype (`changed`, their indices) that holds its values, the body is traced again
@@ -117,9 +116,12 @@ def _trace_carrying(trace, avals, who):
     if narrowed:
       return program, consts, avals, narrowed
     avals = new  # (a Python number stays one if the body keeps it one: 2 -> 2 * 0.5)
-  raise TypeError(f"{who}: the carry changes type at every step (last "
-                  f"{[a.str_short() for a in avals]}); give init the type the body returns "
-                  "(e.g. np.float64(0.0) for a Python number).")
+  raise _retyping(who, init_name, str([a.str_short() for a in avals]))
+
+
+def _retyping(who, init_name, carry):
+  return TypeError(f"{who} changes the type of the carry at every step ({init_name} {carry}); "
+                   f"give {init_name} the type it returns (e.g. np.float64(0.0), not 0).")
 
 
 # ---- the user's functions -------------------------------------------------------------------
@@ -214,8 +216,7 @@ def _scan_primitive(f, init_leaves, init_tree, xs_leaves, xs_tree, length, rever
 def _peeled(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse, peeled):
   """scan whose first step runs alone, with init as it is, then the rest from its carry."""
   if peeled == _MAX_RETYPES:
-    raise TypeError(f"scan: f changes the type of the carry at every step (init "
-                    f"{_describe(init_leaves, init_tree)}); give init the type f returns.")
+    raise _retyping("scan: f", "init", _describe(init_leaves, init_tree))
   dnp = _dnp()
   i = length - 1 if reverse else 0
   carry, y = _split_output(f(tree_unflatten(init_tree, init_leaves),
@@ -409,8 +410,7 @@ def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None
     leaves = [_cast(c, core.get_aval(o)) if j in changed else c
               for j, (c, o) in enumerate(zip(leaves, out_leaves))]
     carry = tree_unflatten(tree, leaves)
-  raise TypeError(f"{who} changes the type of the carry at every step ({init_name} "
-                  f"{_describe(leaves, tree)}); give {init_name} the type it returns.")
+  raise _retyping(who, init_name, _describe(leaves, tree))
 
 
 def _python_loop(f, init_leaves, init_tree, xs_leaves, xs_tree, length, reverse):
