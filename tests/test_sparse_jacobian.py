@@ -790,3 +790,36 @@ def test_dense_rows_and_a_band_split_both_ways():
   assert_matches(jac, dense_jacobian(f, (x,)))
   both = sparsity._both_ways(pattern_of(jac), 10 ** 9)
   assert both is not None and both[1][1] + both[2][1] < min(colors_of(jac))
+
+
+# ---- found by a randomized comparison with the dense Jacobian -------------------------------------
+
+
+def test_empty_values_inside_the_program():
+  x = np.random.default_rng(4).standard_normal((1, 4, 3))
+  f = lambda x: dnp.resize(dnp.pad(dnp.resize(dnp.ravel(x[:0]), (2,)), 4, mode="linear_ramp",  # noqa: E731
+                                   end_values=2.5), (12,)) + dnp.sum(x)
+  assert_matches(dfdx.jacobian(f, sparse=True)(x), dense_jacobian(f, (x,)))
+  g = dfdx.jit(lambda a: dnp.cumsum(a))
+  jac = dfdx.jacobian(g, sparse=True)(np.zeros((0, 3)))
+  assert jac.shape == (0, 0) and jac.nnz == 0
+
+
+def test_a_nan_of_a_zero_factor_is_recomputed_as_for_the_dense_jacobian():
+  # (log2 of a negative number times a zero cotangent: the dense result is 0, and so is this)
+  a1 = np.zeros((0, 3), bool)
+  f = lambda a0: dnp.sum(dnp.inner(dnp.reshape(dfdx.fori_loop(  # noqa: E731
+      0, 3, lambda i, c: 0.5 * dnp.log2(c) + 0.25 * c, dnp.ravel(a0)), ()), a1) ** 2)
+  with np.errstate(invalid="ignore"):
+    hess = dfdx.hessian(f, sparse=True)(np.array(-0.5))
+    assert_matches(hess, np.asarray(dfdx.hessian(f)(np.array(-0.5))).reshape(1, 1))
+
+
+def test_a_jitted_loop_counter_in_a_hessian():
+  # (the loop's integer counter gets no dependence, and the sort's gather its indices)
+  def f(a):
+    return dfdx.while_loop(lambda s: s[0] < 2, lambda s: (s[0] + 1, 0.5 * dnp.resize(
+        dnp.sort(dnp.resize(s[1], (3,))), (1,)) + 0.1 * s[1]), (0, dnp.ravel(a)))[1]
+  h = lambda a: dnp.sum(dfdx.jit(f)(a) ** 2)  # noqa: E731
+  assert_matches(dfdx.hessian(h, sparse=True)(np.array(1.0)),
+                 np.asarray(dfdx.hessian(h)(np.array(1.0))).reshape(1, 1))

@@ -107,6 +107,8 @@ def holds_nan(tree) -> bool:
     return any(holds_nan(t) for t in tree.values())
   if isinstance(tree, (tuple, list)):  # namedtuples and other subclasses
     return any(holds_nan(t) for t in tree)
+  if type(tree).__module__.startswith("scipy.sparse"):  # (a sparse Jacobian: its entries)
+    return holds_nan(np.asarray(tree.data))
   from dfdx._src.tree import tree_leaves
   leaves = tree_leaves(tree)
   return not (len(leaves) == 1 and leaves[0] is tree) and holds_nan(leaves)

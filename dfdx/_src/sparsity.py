@@ -131,6 +131,8 @@ class _Walker:
     """Rows `ids` of `d` (-1: an empty row), without a product."""
     if len(ids) == d.shape[0] and np.array_equal(ids, np.arange(len(ids))):
       return d
+    if not d.shape[0]:  # (an empty value: every row taken is empty)
+      return self.empty(len(ids))
     counts = np.diff(d.indptr)
     safe = np.maximum(ids, 0)
     per_row = np.where(ids >= 0, counts[safe], 0)
@@ -186,6 +188,10 @@ class _Walker:
         if rule is None and isinstance(eqn.params.get("program"), Program):
           rule = _nested
         outs = (rule or _everything)(self, eqn, ins)
+        # (integers and booleans carry no derivative: a loop's counter, an index; an index
+        # whose value is not known makes the moves it drives depend on everything)
+        outs = [(None, x) if v.aval.dtype.kind not in "fc" else (d, x)
+                for v, (d, x) in zip(eqn.outputs, outs)]
       for v, o in zip(eqn.outputs, outs):
         env[id(v)] = o
     return [read(a) for a in program.outs]
@@ -221,7 +227,7 @@ def _move(w, eqn, ins):
   args, parts, start = [], [], 1
   for (d, x), a in zip(ins, eqn.inputs):
     shape = a.aval.shape
-    if d is not None:
+    if d is not None and a.aval.dtype.kind in "fc":
       args.append(np.arange(start, start + _size(shape), dtype=np.int64).reshape(shape))
       parts.append((start, d))
       start += _size(shape)
@@ -277,6 +283,8 @@ def _cumsum(w, eqn, ins):
   (d, _), = ins
   shape = eqn.inputs[0].aval.shape
   axis, size = eqn.params["axis"], _size(shape)
+  if not size:
+    return [(w.empty(0), None)]
   lines = np.moveaxis(np.arange(size).reshape(shape), axis, -1).reshape(-1, shape[axis])
   later, earlier = np.tril_indices(shape[axis])  # (entry i sums entries j <= i)
   if eqn.params.get("reverse"):
