@@ -746,8 +746,9 @@ def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_valu
   columns (forward) or rows (reverse) that share no entry are computed together, in one pass
   per color of a greedy coloring, and "auto" takes the mode with fewer colors: a banded or
   block-sparse Jacobian costs a few passes, not N. `sparse=P` (a scipy.sparse matrix or a 0/1
-  array of that shape, e.g. an earlier result) skips finding the pattern and trusts P. Needs
-  SciPy; see dfdx/_src/sparsity.py.
+  array of that shape, e.g. an earlier result) skips finding the pattern and trusts P: it
+  must hold every nonzero (one it misses is not only dropped, it is added into the entries
+  that share its pass). Needs SciPy; see dfdx/_src/sparsity.py.
 
   >>> lap = lambda u: u[:-2] - 2 * u[1:-1] + u[2:] + u[1:-1] ** 3
   >>> jacobian(lap, sparse=True)(np.ones(5)).toarray()

@@ -30,7 +30,8 @@ so that a row coupled to every other (an arrowhead) costs 2 passes, not one per 
 The pattern is that of the derivative at the point: where the constants' values decide the
 structure (a gather's indices, a select's mask, a zero factor) they are read, so it can be
 sparser than at another point. It is found again at every call, unless a pattern is given
-(`sparse=P`), which is then trusted: entries outside it are taken as zero.
+(`sparse=P`), which is then trusted: it must hold every nonzero (a nonzero outside it would
+be added into the entries that share its pass).
 """
 from __future__ import annotations
 
@@ -531,7 +532,7 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
     else:  # (each mode needs at least as many colors as a row, or column, has entries)
       fewest_fwd, fewest_rev = _most_per_row(pattern), _most_per_column(pattern)
       best = n + m
-      if min(fewest_fwd, fewest_rev) > _BOTH_WAYS_MIN:
+      if min(fewest_fwd, fewest_rev) > _BOTH_WAYS_MIN and _few_dense_rows(pattern):
         both = _both_ways(pattern, best)
         best = both[1][1] + both[2][1] if both is not None else best
       if fewest_fwd < best:
@@ -597,6 +598,12 @@ def _both_ways(pattern, best):
       found = pulled, (row_colors, rows_count), (cols, cols_count)
     k *= 2
   return found
+
+
+def _few_dense_rows(pattern):
+  """Whether some rows (at most 64) hold at least twice the entries of all the others."""
+  counts = np.sort(np.diff(pattern.indptr))[::-1]
+  return len(counts) > 1 and 2 * counts[min(len(counts) - 1, 64)] < counts[0]
 
 
 def _most_per_column(pattern):
