@@ -376,6 +376,15 @@ def test_derivatives_of_a_jitted_function_with_a_python_number_result_no_tangent
   assert value == f(x) == -2.5 and isinstance(value, np.floating)
 
 
+def test_a_comparison_of_a_python_number_made_a_numpy_value_keeps_its_promotion():
+  # (equal(float64 0.7, float32 0.7) compares in float64: False; without the cast to a
+  # NumPy value the Python number would compare in float32: True)
+  x32 = np.ones((2, 3), np.float32)
+  g = lambda s, x: dnp.equal(dnp.full((), s), dnp.full_like(x, s)[1, 2])  # noqa: E731
+  assert not g(0.7, x32) and not dfdx.jit(g)(0.7, x32)
+  assert g(0.5, x32) and dfdx.jit(g)(0.5, x32)
+
+
 def test_round_of_a_python_bool_is_float16_as_in_numpy():
   for f in (dnp.round, dnp.around):
     assert dfdx.jit(f)(False).dtype == np.round(False).dtype == np.float16

@@ -501,6 +501,11 @@ def _weak_casts_dropped(program):
         ins = [casts[id(a)] if k in dropped else a for k, a in enumerate(e.inputs)]
         try:
           out = core.abstract_eval_avals(e.prim, [a.aval for a in ins], e.params)
+          # (the operands must promote alike too: `s == x32[0]` compares in float64 with
+          # the cast, in float32 without, and gives a bool either way)
+          if dtypes.result_type(*[a.aval for a in ins]) != dtypes.result_type(
+              *[a.aval for a in e.inputs]):
+            out = None
         except Exception:  # noqa: BLE001  (then the casts stay)
           pass
       # (and the equation must still give a NumPy value at run time: a ufunc does, but
