@@ -21,7 +21,7 @@ from dfdx._src.core import Tracer
 from dfdx._src.state import Variable
 from dfdx._src.ops import elementwise
 from dfdx._src.ops import shape as shape_ops
-from dfdx._src.numpy.util import strong
+from dfdx._src.numpy.util import is_weak, strong
 from dfdx._src.tree import tree_flatten, tree_map, tree_unflatten, tree_structure, PyTreeDef
 
 # ---- choosing the differentiated arguments ----------------------------------------------
@@ -322,7 +322,7 @@ def _linearize_args(f, spec, args, kwargs, has_aux, transform):
 def _numpy_value(x):
   """An output that came out a Python number (a jitted function's, where no tangent reached
   it) as the NumPy scalar the derivatives' conventions give."""
-  return np.asarray(x)[()] if type(x) in (int, float, bool, complex) else x
+  return np.asarray(x)[()] if is_weak(x) else x
 
 
 def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=False):

@@ -30,6 +30,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import eval_program
+from dfdx._src.numpy.util import _PYTHON_TYPES
 from dfdx._src.ops.control_flow import (_as_array, _body_jvp, _carried, _carry_fixed_point,
                                         _cast, _check_carry, _compiled, _dnp, _fill, _keep,
                                         _merge, _pick, _reaches, _rule_program, _staging,
@@ -139,7 +140,7 @@ def _trace_body(body_fun, leaves, tree):
 
 def _kind_name(aval):
   if aval.weak_type:
-    return "a Python " + {"b": "bool", "i": "int", "f": "float"}.get(aval.dtype.kind, "complex")
+    return "a Python " + _PYTHON_TYPES[aval.dtype.kind].__name__
   return aval.str_short()
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors, staging
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
-from dfdx._src.numpy.util import python_kind, weakly_typed
+from dfdx._src.numpy.util import is_weak, python_kind, weakly_typed
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -379,13 +379,10 @@ def _split_output(out, where):
   return out
 
 
-_PYTHON_NUMBERS = (bool, int, float, complex)
-
-
 def same_array(new, old):
   """Whether a loop's new carry is an array (or tracer) of the old one's type, shape and
   dtype: the common case, checked fast."""
-  return (type(new) is type(old) and type(new) not in _PYTHON_NUMBERS
+  return (type(new) is type(old) and not is_weak(new)
           and new.shape == old.shape and new.dtype == old.dtype)
 
 
