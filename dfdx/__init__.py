@@ -33,6 +33,8 @@ from dfdx._src.custom import (  # noqa: F401
     custom_jvp as custom_jvp,
     custom_vjp as custom_vjp,
 )
+from dfdx._src.implicit import (  # noqa: F401
+    custom_linear_solve as custom_linear_solve, custom_root as custom_root)
 from dfdx._src.state import Module as Module, TrainVar as TrainVar, Variable as Variable  # noqa: F401
 from dfdx._src.errors import (  # noqa: F401
     ArgnumsError as ArgnumsError,

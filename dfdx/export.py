@@ -49,6 +49,7 @@ def to_source(f, *args, name=None):
   made = ad.JVPTrace.made
   expr = make_expr(f, optimize=True)(*args)
   program = _as_compiled(expr.program)
+  _check_standalone(program)
   leaves_per_arg = [len(tree_leaves(a)) for a in args]
   names = _arg_names(f, len(args), leaves_per_arg) or [f"x{i}" for i in range(
       len(program.in_vars))]
@@ -86,6 +87,25 @@ def to_source(f, *args, name=None):
       f"    return {'outs[0]' if single else 'outs'}\n")
   return "\n".join([plain_src.rstrip("\n"), "", *safe_prelude, "", safe_body.rstrip("\n"),
                     "", wrapper])
+
+
+def _check_standalone(program):
+  """Refuse programs whose code would call Python functions of this process (the solvers
+  given to custom_root and custom_linear_solve): a standalone source cannot hold them."""
+  def held(p):
+    for e in p.eqns:
+      if e.prim.name in ("custom_root", "linear_solve"):
+        yield e.prim.name
+      for v in e.params.values():
+        for q in (v if isinstance(v, tuple) else (v,)):
+          if isinstance(q, Program):
+            yield from held(q)
+  names = sorted(set(held(program)))
+  if names:
+    raise TypeError(
+        f"to_source: the function calls {' and '.join(names)}, whose solver is a Python "
+        "function of this process; a standalone source cannot hold it. Compile it here with "
+        "dfdx.jit instead, or export the residual or operator alone.")
 
 
 def _as_compiled(program):

@@ -586,7 +586,8 @@ def _impl_call(name):
   return rule
 
 
-for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
+# custom_root and linear_solve call the user's solvers, which run on concrete values.
+for _prim in ("custom_root", "linear_solve", "expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "gammainc_grad_a", "betainc_grad"):
   register(_prim, _impl_call(_prim))
 
