@@ -101,12 +101,15 @@ def _call_solver(solver, operator, rhs, tree, avals, where, what):
     return _check_like(where, f"the result of {what}", result, tree, avals)
 
 
+COMPILE_AFTER = 50  # calls of a solver's function on NumPy values before it is compiled
+
+
 def _as_function(program, tree, extra):
   """The program (leaves of x, *extra) -> leaves as a function of the pytree x, for solvers
   (which may differentiate it: Newton's method)."""
   import dfdx.numpy as dnp
   from dfdx._src.codegen import program_function
-  compiled = []
+  compiled, calls = [], [0]
 
   def fun(x):
     leaves, x_tree = tree_flatten(x)
@@ -119,9 +122,11 @@ def _as_function(program, tree, extra):
         raise ValueError(f"the function given to a solver takes leaf {i} of shape "
                          f"{v.aval.shape}, got {tuple(core.shape_of(leaf))}.")
     if core.current_trace() is None and not any(isinstance(v, Tracer) for v in extra):
-      if not compiled:  # (compiled NumPy code, for solvers that call it many times)
+      calls[0] += 1  # (a solver that calls it many times gets compiled NumPy code, which
+      if calls[0] == COMPILE_AFTER:  # costs about what 100 interpreted calls cost)
         compiled.append(program_function(program))
-      return tree_unflatten(tree, list(compiled[0](*leaves, *extra)))
+      if compiled:
+        return tree_unflatten(tree, list(compiled[0](*leaves, *extra)))
     return tree_unflatten(tree, eval_program(program, *leaves, *extra))
   return fun
 
