@@ -51,10 +51,23 @@ def peak_mb(fn, x):
   return peak / 2 ** 20, elapsed, g
 
 
+def scan_of_steps(block, steps, per_checkpoint=None):
+  """sum(x_T) for x_{t+1} = block(x_t), as a dfdx.scan; with `per_checkpoint`, as a scan of
+  checkpointed scans of that many steps (the carries of the outer scan are all that reverse
+  mode keeps, plus one inner scan's steps while it is recomputed)."""
+  step = lambda c, _: (block(c), None)  # noqa: E731
+  if per_checkpoint is None:
+    return lambda x: dnp.sum(dfdx.scan(step, x, None, length=steps)[0])
+  inner = dfdx.checkpoint(lambda c: dfdx.scan(step, c, None, length=per_checkpoint)[0])
+  return lambda x: dnp.sum(dfdx.scan(lambda c, _: (inner(c), None), x, None,
+                                     length=steps // per_checkpoint)[0])
+
+
 def main():
   parser = argparse.ArgumentParser(description="peak memory of grad with checkpoint")
   parser.add_argument("--n", type=int, default=300)
   parser.add_argument("--blocks", type=int, nargs="*", default=[1, 10, 30, 100])
+  parser.add_argument("--steps", type=int, default=400, help="steps of the scan section")
   args = parser.parse_args()
   n = args.n
   x = np.linspace(-1.0, 1.0, n)
@@ -64,17 +77,42 @@ def main():
   print(f"grad through a chain of blocks, n = {n} (block internals n x n = "
         f"{n * n * 8 / 2 ** 20:.2f} MB each); NumPy {np.__version__}, Python "
         f"{sys.version.split()[0]}")
-  print(f"{'blocks':>7} {'plain MB':>10} {'checkpoint MB':>14} {'ratio':>7} "
+  print(f"{'blocks':>7} {'mode':>6} {'plain MB':>10} {'checkpoint MB':>14} {'ratio':>7} "
         f"{'checkpoint / one block':>23} {'plain s':>8} {'checkpoint s':>13}")
   for depth in args.blocks:
-    plain_mb, plain_s, g1 = peak_mb(dfdx.grad(chain(block, depth)), x)
-    remat_mb, remat_s, g2 = peak_mb(dfdx.grad(chain(remat, depth)), x)
-    assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
-    print(f"{depth:>7} {plain_mb:>10.1f} {remat_mb:>14.1f} {plain_mb / remat_mb:>7.1f} "
-          f"{remat_mb / one_block:>23.2f} {plain_s:>8.3f} {remat_s:>13.3f}")
+    for mode in ("eager", "jit"):
+      wrap = dfdx.jit if mode == "jit" else (lambda f: f)
+      plain, checkpointed = wrap(dfdx.grad(chain(block, depth))), wrap(dfdx.grad(chain(remat, depth)))
+      if mode == "jit":  # (compiled before the measured call)
+        plain(x), checkpointed(x)
+      plain_mb, plain_s, g1 = peak_mb(plain, x)
+      remat_mb, remat_s, g2 = peak_mb(checkpointed, x)
+      assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+      print(f"{depth:>7} {mode:>6} {plain_mb:>10.1f} {remat_mb:>14.1f} {plain_mb / remat_mb:>7.1f} "
+            f"{remat_mb / one_block:>23.2f} {plain_s:>8.3f} {remat_s:>13.3f}")
   print(f"\none block, plain grad: {one_block:.1f} MB peak. Target: with checkpoint the peak stays "
         "within a small constant of one block's; without, it grows linearly.")
-  print("Rerun: python bench/checkpoint_memory.py --n 300 --blocks 1 10 30 100")
+
+  steps = args.steps
+  per = max(1, int(round(steps ** 0.5)))
+  while steps % per:
+    per -= 1
+  print(f"\ngrad through a dfdx.scan of {steps} steps of the block: plain, and as {steps // per} "
+        f"checkpoints of {per} steps (memory ~ sqrt(steps) blocks)")
+  print(f"{'mode':>6} {'plain MB':>10} {'checkpoints MB':>15} {'ratio':>7} {'plain s':>8} "
+        f"{'checkpoints s':>14}")
+  for mode in ("eager", "jit"):
+    wrap = dfdx.jit if mode == "jit" else (lambda f: f)
+    plain = wrap(dfdx.grad(scan_of_steps(block, steps)))
+    checkpointed = wrap(dfdx.grad(scan_of_steps(block, steps, per)))
+    if mode == "jit":
+      plain(x), checkpointed(x)
+    plain_mb, plain_s, g1 = peak_mb(plain, x)
+    remat_mb, remat_s, g2 = peak_mb(checkpointed, x)
+    assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+    print(f"{mode:>6} {plain_mb:>10.1f} {remat_mb:>15.1f} {plain_mb / remat_mb:>7.1f} "
+          f"{plain_s:>8.3f} {remat_s:>14.3f}")
+  print("Rerun: python bench/checkpoint_memory.py --n 300 --blocks 1 10 30 100 --steps 400")
 
 
 if __name__ == "__main__":

@@ -208,3 +208,71 @@ def test_checkpoint_keeps_only_inputs_and_recomputes_in_the_backward_pass():
   assert len(calls) == traced  # the staged program runs again, not the Python function
   node = lin.eqns[0]
   assert [np.shape(p) for p in node.primals] == [(3,)]
+
+
+def _outer_block(x):
+  """A block whose internals (n x n) are n times larger than its input."""
+  m = dnp.tanh(x[:, None] * x[None, :])
+  return x + 0.1 * dnp.sum(m * dnp.cos(m), axis=1)
+
+
+def test_checkpoint_under_jit_is_not_merged_with_its_recomputation():
+  # Inlined, the passes would merge the backward pass's recomputation of each block with
+  # its forward pass, and keep every block's internals alive until the backward pass.
+  cb = dfdx.checkpoint(_outer_block)
+
+  def chain(x):
+    for _ in range(3):
+      x = cb(x)
+    return dnp.sum(x)
+  program = dfdx.make_expr(dfdx.grad(chain), optimize=True)(X).program
+  # (the forward pass of the last block is dead: grad reads only its recomputation)
+  assert [e.prim.name for e in program.eqns].count("checkpoint_call") == 2
+  plain = lambda x: dnp.sum(_outer_block(_outer_block(_outer_block(x))))  # noqa: E731
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(chain))(X), dfdx.grad(plain)(X), rtol=1e-14)
+
+
+def _scanned(per_checkpoint, steps=6):
+  step = lambda c, _: (_outer_block(c), None)  # noqa: E731
+  if per_checkpoint is None:
+    return lambda x: dnp.sum(dfdx.scan(step, x, None, length=steps)[0])
+  inner = dfdx.checkpoint(lambda c: dfdx.scan(step, c, None, length=per_checkpoint)[0])
+  return lambda x: dnp.sum(dfdx.scan(lambda c, _: (inner(c), None), x, None,
+                                     length=steps // per_checkpoint)[0])
+
+
+def _scan_outputs(program):
+  for e in program.eqns:
+    if e.prim.name == "scan":
+      yield from (v.aval.shape for v in e.outputs)
+    for v in e.params.values():
+      if hasattr(v, "eqns"):
+        yield from _scan_outputs(v)
+
+
+def test_checkpointed_scan_keeps_only_carries_under_jit():
+  # A scan of checkpointed scans: reverse mode keeps one carry per outer step, and the
+  # inner steps' n x n internals only while an inner scan is recomputed.
+  x = np.linspace(-1.0, 1.0, 5)
+  checkpointed, plain = _scanned(2), _scanned(None)
+  outer = dfdx.make_expr(dfdx.grad(checkpointed), optimize=True)(x).program
+  # (the outer scan has 3 steps; what it stacks is a (3, 5) carry, not (3, 2, 5, 5) internals)
+  assert [s for s in _scan_outputs(outer) if s and s[0] == 3] == [(3, 5)]
+  stored = dfdx.make_expr(dfdx.grad(plain), optimize=True)(x).program
+  assert any(len(s) == 3 and s[-2:] == (5, 5) for s in _scan_outputs(stored))  # (the control)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(checkpointed))(x), dfdx.grad(plain)(x),
+                             rtol=1e-13)
+  check_grads(dfdx.jit(checkpointed), (x,), order=2, modes=("fwd", "rev"))
+
+
+def test_checkpoint_forward_mode_under_jit_and_vmap():
+  cb = dfdx.checkpoint(_outer_block)
+  v = np.array([0.3, -1.0, 2.0])
+  expected = dfdx.jvp(_outer_block, (X,), (v,))
+  got = dfdx.jit(lambda x, v: dfdx.jvp(cb, (x,), (v,)))(X, v)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-14)
+  np.testing.assert_allclose(got[1], expected[1], rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jacfwd(cb)(X), dfdx.jacrev(_outer_block)(X), rtol=1e-13)
+  np.testing.assert_allclose(dfdx.hessian(lambda x: dnp.sum(cb(x) ** 2))(X),
+                             dfdx.hessian(lambda x: dnp.sum(_outer_block(x) ** 2))(X),
+                             rtol=1e-12)

@@ -481,7 +481,64 @@ def _checkpoint_impl(*vals, program):
 
 
 def _checkpoint_jvp(primals, tangents, *, program):
-  return ad.jvp_flat(lambda *xs: eval_program(program, *xs), list(primals), list(tangents))
+  if not any(isinstance(x, Tracer) for x in list(primals) + list(tangents)):
+    # (concrete values: forward mode keeps nothing for later, so nothing to recompute)
+    return ad.jvp_flat(lambda *xs: eval_program(program, *xs), list(primals), list(tangents))
+  # Traced (a loop's body, jit): the tangents come from a checkpoint of the block's JVP,
+  # which reads only the block's inputs. Reverse mode transposes it (below), recomputing the
+  # block then, so a loop of checkpointed blocks stores one input per step.
+  outs = checkpoint_call_p.bind(*primals, program=program)
+  nonzero = tuple(t is not None for t in tangents)
+  if not any(nonzero):
+    return outs, [None] * len(outs)
+  jvp_program = _jvp_program(program, nonzero)
+  out_tangents = checkpoint_call_p.bind(*primals, *[t for t in tangents if t is not None],
+                                        program=jvp_program)
+  return outs, [None if weakly_typed(o) else ad.match_primal(t, o)
+                for o, t in zip(outs, out_tangents)]
+
+
+_jvp_programs: dict = {}
+
+
+def _jvp_program(program, nonzero):
+  """(inputs, their nonzero tangents) -> the outputs' tangents (zeros where none)."""
+  key = (id(program), nonzero)
+  cached = _jvp_programs.get(key)
+  if cached is not None and cached[0] is program:
+    return cached[1]
+  avals = list(program.in_avals)
+  n = len(avals)
+
+  def flat(*xs):
+    primals, it = xs[:n], iter(xs[n:])
+    tangents = [next(it) if nz else None for nz in nonzero]
+    _, out_tangents = ad.jvp_flat(lambda *ys: eval_program(program, *ys), list(primals),
+                                  tangents)
+    return [_zeros_proto(a) if t is None else t for a, t in zip(program.out_avals, out_tangents)]
+  jvp_program, lifted = make_program(
+      flat, avals + [a for a, nz in zip(avals, nonzero) if nz], record_source=False)
+  assert not lifted, lifted
+  if len(_jvp_programs) >= 256:
+    _jvp_programs.pop(next(iter(_jvp_programs)))
+  _jvp_programs[key] = (program, jvp_program)
+  return jvp_program
+
+
+def _checkpoint_transpose(cts, *args, program):
+  # Only the tangent inputs of a checkpointed JVP (above) are linear: the block is run again,
+  # linearized in them at the inputs, and transposed.
+  linear = [ad.is_linear(a) for a in args]
+  consts = [None if lin else a for a, lin in zip(args, linear)]
+  lin_avals = [a.aval for a, lin in zip(args, linear) if lin]
+
+  def call(*lin_args):
+    it = iter(lin_args)
+    return eval_program(program, *[next(it) if lin else c for c, lin in zip(consts, linear)])
+  _, lin = ad.linearize_flat(call, [_zeros_proto(a) for a in lin_avals])
+  cts = [_zeros_proto(a) if c is None else c for a, c in zip(program.out_avals, cts)]
+  lin_cts = iter(lin.transpose(list(cts)))
+  return [next(lin_cts) if lin_flag else None for lin_flag in linear]
 
 
 def _checkpoint_vjp(cts, ans, *primals, needs, program):
@@ -503,6 +560,7 @@ checkpoint_call_p.def_impl(_checkpoint_impl)
 checkpoint_call_p.def_abstract_eval(lambda *avals, program: program.out_avals)
 ad.primitive_jvps[checkpoint_call_p] = _checkpoint_jvp
 ad.defvjp(checkpoint_call_p, _checkpoint_vjp)
+ad.primitive_transposes[checkpoint_call_p] = _checkpoint_transpose
 batching.primitive_batchers[checkpoint_call_p] = _checkpoint_batch
 
 
@@ -543,12 +601,19 @@ def checkpoint(f):
 
 
 def _register_inlining():
-  # Inside jit these calls are inlined before code generation (their `fun` or `program`).
+  # Inside jit these calls are inlined before code generation (their `fun`). A checkpoint
+  # is not: it stays a function of its own, so that the passes cannot merge the block's
+  # recomputation in the backward pass with its forward pass (common subexpressions), which
+  # would keep the block's intermediates alive until then.
   from dfdx._src import codegen, passes
-  for prim, param in ((custom_jvp_call_p, "fun"), (custom_vjp_call_p, "fun"),
-                      (checkpoint_call_p, "program")):
+  for prim, param in ((custom_jvp_call_p, "fun"), (custom_vjp_call_p, "fun")):
     codegen.INLINED.add(prim.name)
     passes.INLINED_PROGRAMS[prim.name] = param
+
+  @codegen.with_functions
+  def checkpoint_rule(ins, p, in_avals, out_avals, functions):
+    return f"{functions.define(p['program'])}({', '.join(ins)})"
+  codegen.register("checkpoint_call", checkpoint_rule)
 
 
 _register_inlining()
