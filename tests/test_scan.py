@@ -353,3 +353,66 @@ def test_jit_of_vmap_of_grad_through_a_python_float_carry():
   xs = np.random.default_rng(0).uniform(-2, 2, (3, 3, 3)).astype(np.float32)
   vg = dfdx.vmap(dfdx.grad(f))
   np.testing.assert_allclose(dfdx.jit(vg)(xs), vg(xs), rtol=1e-5)
+
+
+# ---- checkpoint= -----------------------------------------------------------------------------
+
+
+def _ckpt_step(c, x):
+  h, s = c
+  h = dnp.tanh(h * x + 0.3 * s)
+  return (h, s + dnp.sum(h)), {"twice": h * 2.0}
+
+
+def _ckpt_loss(xs, h0, checkpoint, reverse=False):
+  (h, s), ys = dfdx.scan(_ckpt_step, (h0, 0.0), xs, reverse=reverse, checkpoint=checkpoint)
+  return dnp.sum(h) + s + dnp.sum(ys["twice"] * dnp.arange(ys["twice"].shape[0])[:, None])
+
+
+@pytest.mark.parametrize("steps", [1, 5, 9, 17])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_checkpoint_keeps_values_and_derivatives(steps, reverse):
+  rng = np.random.default_rng(steps)
+  xs, h0 = rng.normal(size=(steps, 3)), rng.normal(size=3)
+  expected = _ckpt_loss(xs, h0, None, reverse)
+  grads = dfdx.grad(_ckpt_loss, (0, 1))(xs, h0, None, reverse)
+  jitted = dfdx.jit(dfdx.grad(_ckpt_loss, (0, 1)), static_argnums=(2, 3))
+  for checkpoint in (True, 1, 2, 4, 100):  # (the blocks, and the steps left after them)
+    assert _ckpt_loss(xs, h0, checkpoint, reverse) == pytest.approx(expected, rel=1e-14)
+    for got in (dfdx.grad(_ckpt_loss, (0, 1))(xs, h0, checkpoint, reverse),
+                jitted(xs, h0, checkpoint, reverse)):
+      for a, b in zip(got, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_checkpoint_second_order_vmap_and_no_xs():
+  rng = np.random.default_rng(0)
+  xs, h0 = rng.normal(size=(7, 3)), rng.normal(size=3)
+  check_grads(lambda xs, h0: _ckpt_loss(xs, h0, 3), (xs, h0), order=2)
+  check_grads(dfdx.jit(lambda xs, h0: _ckpt_loss(xs, h0, True, True)), (xs, h0), order=2)
+  batch = np.stack([h0, 2 * h0])
+  np.testing.assert_allclose(dfdx.vmap(lambda h: _ckpt_loss(xs, h, 2))(batch),
+                             [_ckpt_loss(xs, h, None) for h in batch], rtol=1e-14)
+  orbit = lambda c0, k: dfdx.scan(lambda c, _: (dnp.sin(c) * 1.1, c), c0, None, length=10,
+                                  checkpoint=k)
+  np.testing.assert_allclose(orbit(0.5, 3)[1], orbit(0.5, None)[1], rtol=1e-15)
+  assert dfdx.grad(lambda c: orbit(c, 3)[0])(0.5) == pytest.approx(
+      dfdx.grad(lambda c: orbit(c, None)[0])(0.5), rel=1e-14)
+
+
+def test_checkpoint_stacks_only_carries_under_jit():
+  block = lambda c, _: (c + 0.1 * dnp.sum(dnp.tanh(c[:, None] * c[None, :]), axis=1), None)
+
+  def stacked_shapes(checkpoint):
+    loss = lambda x: dnp.sum(dfdx.scan(block, x, None, length=9, checkpoint=checkpoint)[0])
+    program = dfdx.make_expr(dfdx.grad(loss), optimize=True)(np.linspace(-1, 1, 4)).program
+    return [v.aval.shape for e in program.eqns if e.prim.name == "scan" for v in e.outputs]
+  assert (9, 4, 4) in stacked_shapes(None)  # every step's 4 x 4 internals
+  assert [s for s in stacked_shapes(3) if len(s) > 1] == [(3, 4)]  # one carry per 3 steps
+
+
+def test_checkpoint_argument_is_checked():
+  with pytest.raises(TypeError, match="checkpoint must be None, True or a positive number"):
+    dfdx.scan(_ckpt_step, (np.ones(3), 0.0), np.ones((4, 3)), checkpoint=0)
+  with pytest.raises(TypeError, match="checkpoint must be"):
+    dfdx.scan(_ckpt_step, (np.ones(3), 0.0), np.ones((4, 3)), checkpoint=2.5)

@@ -28,6 +28,8 @@ the set stops growing. The impl loops in Python over the body compiled to NumPy 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dfdx._src import ad, batching, core, errors, staging
@@ -35,7 +37,8 @@ from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
 from dfdx._src.numpy.util import is_weak, python_kind, weakly_typed
 from dfdx._src.staging import make_program
-from dfdx._src.tree import tree_flatten, tree_unflatten
+from dfdx._src.ops import shape as shape_ops
+from dfdx._src.tree import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["scan", "fori_loop"]
 
@@ -127,7 +130,7 @@ def _retyping(who, init_name, carry):
 # ---- the user's functions -------------------------------------------------------------------
 
 
-def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1, *, checkpoint=None):
   """Loop `f` over the leading axis of `xs`, carrying state: `jax.lax.scan`'s semantics.
 
   `f(carry, x) -> (carry, y)`. Returns `(final_carry, ys)`, where ys stacks every step's y
@@ -155,6 +158,11 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     reverse: run from the last entry of xs to the first.
     unroll: accepted for code written for JAX (a positive integer or a bool); the values do
       not depend on it, and dfdx's compiled loop calls the body once per step whatever it is.
+    checkpoint: for reverse mode's memory. None: every step's intermediates are kept for the
+      backward pass. An integer k: the loop runs as a scan of `dfdx.checkpoint`ed scans of k
+      steps, so the backward pass keeps one carry per k steps and the intermediates of k
+      steps at a time, running every step forward twice. True: k = sqrt(length), memory in
+      sqrt(length) steps' worth. Values and derivatives do not depend on it.
   Returns:
     (final carry, ys).
 
@@ -164,7 +172,45 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
   array([1., 3., 6.])
   """
   _check_unroll(unroll, "scan")
+  if checkpoint is not None and checkpoint is not False:
+    return _checkpointed_scan(f, init, xs, length, reverse, checkpoint)
   return _scan(f, init, xs, length, reverse, staged=False)
+
+
+def _checkpointed_scan(f, init, xs, length, reverse, checkpoint):
+  """scan as a scan of checkpointed scans of k steps (then the few steps left over)."""
+  from dfdx._src.custom import checkpoint as remat
+  xs_leaves, xs_tree = tree_flatten(xs)
+  xs_leaves = [_as_array(x, "scan: xs") for x in xs_leaves]
+  length = _scan_length(xs_leaves, length)
+  if isinstance(checkpoint, (bool, np.bool_)):
+    per = max(1, int(round(math.sqrt(length))))
+  elif isinstance(checkpoint, (int, np.integer)) and checkpoint >= 1:
+    per = int(checkpoint)
+  else:
+    raise TypeError(f"scan: checkpoint must be None, True or a positive number of steps, got "
+                    f"{checkpoint!r}.")
+  blocks, left = divmod(length, per)
+  if blocks == 0 or (blocks == 1 and left == 0):
+    return _scan(f, init, xs, length, reverse, staged=False)
+  # The blocks cover steps [0, blocks * per) and the rest runs after them; reversed, they
+  # cover the last blocks * per steps, run first, and the first `left` steps run after.
+  start = left if reverse else 0
+  main = [shape_ops.reshape(x[start:start + blocks * per], (blocks, per) + x.shape[1:])
+          for x in xs_leaves]
+  rest = [x[:left] if reverse else x[blocks * per:] for x in xs_leaves]
+  inner = remat(lambda c, block: _scan(f, c, block, per, reverse, staged=False))
+  carry, ys = _scan(lambda c, block: inner(c, block), init,
+                    tree_unflatten(xs_tree, main) if xs_leaves else None, blocks, reverse,
+                    staged=False)
+  ys = tree_map(lambda y: shape_ops.reshape(y, (blocks * per,) + core.shape_of(y)[2:]), ys)
+  if left == 0:
+    return carry, ys
+  carry, ys_left = _scan(f, carry, tree_unflatten(xs_tree, rest) if xs_leaves else None, left,
+                         reverse, staged=False)
+  from dfdx._src.numpy.manipulation import concatenate
+  pieces = (ys_left, ys) if reverse else (ys, ys_left)
+  return carry, tree_map(lambda a, b: concatenate([a, b]), *pieces)
 
 
 def _check_unroll(unroll, who):
