@@ -150,10 +150,13 @@ class _Walker:
     terms = [t for t in terms if t is not None]
     if not terms:
       return self.empty(size)
-    out = terms[0]
+    out, added = terms[0], False
     for t in terms[1:]:
-      out = out + t
-    if len(terms) > 1:
+      if t is out or (np.array_equal(t.indptr, out.indptr) and
+                      np.array_equal(t.indices, out.indices)):
+        continue  # (operands that depend on the same entries, as a * f(a) does: no sum)
+      out, added = out + t, True
+    if added:
       out = out.tocsr()
       self.check(out.nnz)
       out.data[:] = 1.0
