@@ -16,6 +16,7 @@ from dfdx._src.api import (  # noqa: F401
     jacfwd as jacfwd,
     jacobian as jacobian,
     jacrev as jacrev,
+    jet as jet,
     jvp as jvp,
     stop_gradient as stop_gradient,
     linearize as linearize,

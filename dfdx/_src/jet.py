@@ -1,0 +1,252 @@
+"""Taylor mode: `dfdx.jet` propagates truncated Taylor series through a function.
+
+A `JetTracer` holds the normalized Taylor coefficients c_0, ..., c_K of a value along a
+path x(t) = sum_k c_k t^k (c_k = x^(k)(0) / k!; `None` for a coefficient known to be zero).
+`JetTrace` computes the output's coefficients of every primitive from its inputs':
+
+  * linear primitives (add, reshape, gather, ...) apply themselves to each coefficient;
+  * products (mul, dot_general) take the Cauchy product, sum_j a_j b_(k-j);
+  * quotients solve q b = a term by term: q_k = (a_k - sum_(j>=1) b_j q_(k-j)) / b_0;
+  * every other primitive goes through its JVP rule, which is dfdx code: y' = J(x)[x'] along
+    the path, so the coefficients of y' to order K - 1 (the JVP rule run on series of order
+    K - 1, for x and for x') give y's to order K. That recursion is exact for any primitive
+    and costs O(K^3) products for exp-like rules (the rule calls the primitive again, one
+    order lower).
+
+Nothing is differentiated K times over: a K-th derivative along one direction costs a
+polynomial in K, where K nested jvps cost 2^K evaluations.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dfdx._src import ad, core, state
+from dfdx._src.core import Trace, Tracer, bind_in, swap_trace
+
+
+class JetTracer(Tracer):
+  __slots__ = ("coeffs",)
+
+  def __init__(self, trace, coeffs):
+    self._trace, self.coeffs = trace, coeffs
+
+  @property
+  def aval(self):
+    primal = self.coeffs[0]
+    return primal.aval if isinstance(primal, Tracer) else core.get_aval(primal)
+
+  shape = property(lambda self: core.shape_of(self.coeffs[0]))
+
+  @property
+  def dtype(self):
+    return self.aval.dtype
+
+  def concrete_value(self, purpose):
+    self.check_alive()
+    primal = self.coeffs[0]
+    return primal.concrete_value(purpose) if isinstance(primal, Tracer) else primal
+
+  def _repr_value(self):
+    return f" primal={self.coeffs[0]!r}"
+
+
+def _floating(x):
+  return core.get_aval(x).dtype.kind in "fc"
+
+
+def _constant_value(x):
+  """Whether a constant argument of a linear primitive is a value (its coefficients beyond
+  the first are zero), not an index or a mask: floating, or a Python number (`1 - x`)."""
+  return _floating(x) or isinstance(x, (int, float, complex)) and not isinstance(x, bool)
+
+
+def _zeros_like(x):
+  aval = x.aval if isinstance(x, Tracer) else core.get_aval(x)
+  return np.zeros(aval.shape, aval.dtype)
+
+
+class JetTrace(Trace):
+  """Taylor mode to order `order`: values it owns are JetTracers of order + 1 coefficients."""
+  __slots__ = ("order",)
+  kind = "jet"
+
+  def __init__(self, order):
+    super().__init__()
+    self.order = order
+
+  def process_primitive(self, prim, args, params):
+    mine = [type(a) is JetTracer and a._trace is self for a in args]
+    if not any(mine):
+      return bind_in(self.parent, prim, args, params)
+    # (a value whose path is constant, as stop_gradient's, is a constant here)
+    args = [a.coeffs[0] if m and all(c is None for c in a.coeffs[1:]) else a
+            for a, m in zip(args, mine)]
+    mine = [type(a) is JetTracer and a._trace is self for a in args]
+    if not any(mine):
+      return bind_in(self.parent, prim, args, params)
+    k = self.order
+    series = [a.coeffs if m else [a] + [None] * k for a, m in zip(args, mine)]
+    prev = swap_trace(self.parent)
+    try:
+      rule = jet_rules.get(prim)
+      if rule is not None:
+        outs = rule(series, k, **params)
+      elif prim.linear:
+        outs = _linear(prim, series, mine, k, params)
+      else:
+        outs = _by_jvp(prim, series, mine, k, params)
+    finally:
+      swap_trace(prev)
+    if prim.multiple_results:
+      return [self._wrap(o) for o in outs]
+    return self._wrap(outs)
+
+  def _wrap(self, coeffs):
+    return JetTracer(self, coeffs) if _floating(coeffs[0]) else coeffs[0]
+
+
+jet_rules: dict = {}
+
+
+def _linear(prim, series, mine, k, params):
+  """A primitive linear in its floating arguments jointly: itself on each coefficient (a
+  floating constant's are zero; integer and boolean arguments stay as they are)."""
+  outs = [prim.bind(*[s[0] for s in series], **params)]
+  for j in range(1, k + 1):
+    if all(s[j] is None for s, m in zip(series, mine) if m):
+      outs.append(None)
+      continue
+    args = [s[j] if m and s[j] is not None else
+            (_zeros_like(s[0]) if m or _constant_value(s[0]) else s[0])
+            for s, m in zip(series, mine)]
+    outs.append(prim.bind(*args, **params))
+  if prim.multiple_results:
+    return [[o if o is None else o[i] for o in outs] for i in range(len(outs[0]))]
+  return outs
+
+
+def _cauchy(prim):
+  """A product, linear in each argument: sum_j prim(a_j, b_(k-j))."""
+  def rule(series, k, **params):
+    (a, b) = series
+    outs = [prim.bind(a[0], b[0], **params)]
+    for n in range(1, k + 1):
+      total = None
+      for j in range(n + 1):
+        if a[j] is None or b[n - j] is None:
+          continue
+        term = prim.bind(a[j], b[n - j], **params)
+        total = term if total is None else ad.tangent_ops.add(total, term)
+      outs.append(None if total is None else ad.match_primal(total, outs[0]))
+    return outs
+  return rule
+
+
+def _quotient(div, mul, sub):
+  """q = a / b: q_n = (a_n - sum_(j=1..n) b_j q_(n-j)) / b_0."""
+  def rule(series, k, **params):
+    a, b = series
+    q = [div.bind(a[0], b[0])]
+    for n in range(1, k + 1):
+      acc = a[n]
+      for j in range(1, n + 1):
+        if b[j] is None or q[n - j] is None:
+          continue
+        term = mul.bind(b[j], q[n - j])
+        acc = sub.bind(_zeros_like(term), term) if acc is None else sub.bind(acc, term)
+      q.append(None if acc is None else ad.match_primal(div.bind(acc, b[0]), q[0]))
+    return q
+  return rule
+
+
+def _by_jvp(prim, series, mine, k, params):
+  """Any primitive, through its JVP rule: y(t) = prim(x(t)) has y'(t) = J(x(t))[x'(t)], so the
+  rule run on the series of x and x' to order k - 1 gives y's coefficients 0 .. k - 1 (its
+  primal output) and y_k (its tangent's coefficient k - 1, divided by k)."""
+  primals0 = [s[0] for s in series]
+  if k == 0:
+    out = prim.bind(*primals0, **params)
+    return [[o] for o in out] if prim.multiple_results else [out]
+  rule = ad.primitive_jvps.get(prim)
+  if rule is None:
+    from dfdx._src import errors
+    raise errors.MissingRuleError(f"No JVP rule for primitive '{prim.name}' (jet needs it).")
+  sub = JetTrace(k - 1)
+  primals, tangents = [], []
+  for s, m in zip(series, mine):
+    if not m or not _floating(s[0]):
+      primals.append(s[0])
+      tangents.append(None)
+      continue
+    primals.append(JetTracer(sub, s[:k]))
+    dots = [None if s[j + 1] is None else s[j + 1] * float(j + 1) for j in range(k)]
+    if all(d is None for d in dots):
+      tangents.append(None)
+    else:
+      if dots[0] is None:
+        dots[0] = _zeros_like(s[0])
+      tangents.append(JetTracer(sub, dots))
+  prev = swap_trace(sub)
+  try:
+    out, out_dot = rule(primals, tangents, **params)
+  finally:
+    swap_trace(prev)
+    sub.alive = False
+  if prim.multiple_results:
+    return [_join(o, d, sub, k) for o, d in zip(out, out_dot)]
+  return _join(out, out_dot, sub, k)
+
+
+def _coeffs(x, trace, n):
+  if type(x) is JetTracer and x._trace is trace:
+    return list(x.coeffs)
+  return [x] + [None] * (n - 1)
+
+
+def _join(out, out_dot, sub, k):
+  """y's coefficients 0 .. k: the rule's output to order k - 1, then its tangent's last."""
+  coeffs = _coeffs(out, sub, k)
+  if not _floating(coeffs[0]):
+    return coeffs + [None]
+  last = None if out_dot is None else _coeffs(out_dot, sub, k)[k - 1]
+  if last is not None:
+    last = ad.match_primal(last * (1.0 / k), coeffs[0])
+  return coeffs + [last]
+
+
+def _register():
+  from dfdx._src.ops import contraction, elementwise as ew
+  for prim in (ew.mul_p, ew.zmul_p, contraction.dot_general_p):
+    jet_rules[prim] = _cauchy(prim)
+  jet_rules[ew.div_p] = _quotient(ew.div_p, ew.mul_p, ew.sub_p)
+  jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p, ew.zmul_p, ew.sub_p)
+
+
+_register()
+
+
+def jet_flat(fun, primals, series):
+  """`fun` (flat list -> flat list) along the paths x_i(t) = primals[i] + sum_k
+  series[i][k-1] t^k / k!. Returns (outputs, their series: lists of K derivatives)."""
+  import dfdx.numpy as dnp
+  order = len(series[0]) if series else 0
+  trace = JetTrace(order)
+  ins = []
+  for p, s in zip(primals, series):
+    dtype = core.get_aval(p).dtype
+    coeffs = [p] + [None if d is None else
+                    dnp.asarray(d, dtype) * (1.0 / math.factorial(j + 1))
+                    for j, d in enumerate(s)]
+    ins.append(JetTracer(trace, coeffs))
+  outs = state.run_in_trace(trace, fun, ins, lambda t: t.coeffs[0])
+  values, out_series = [], []
+  for o in outs:
+    coeffs = _coeffs(o, trace, order + 1)
+    values.append(coeffs[0])
+    out_series.append([None if c is None else c * float(math.factorial(j))
+                       for j, c in enumerate(coeffs) if j > 0])
+  return values, out_series
+
+

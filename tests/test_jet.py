@@ -1,0 +1,182 @@
+"""dfdx.jet, Taylor mode: series against closed forms, against nested jvp (every primitive of
+the spec table, third order), along curved paths against derivatives in t, under every
+transformation, with pytrees and dtypes; and its cost, which grows as a polynomial in the
+order where nested jvp doubles per order."""
+import math
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx._src import core
+from tests.op_specs import all_specs
+
+
+def ones_then_zeros(x, order):
+  """The straight path x + t v with v = 1: its derivatives are (1, 0, 0, ...)."""
+  return [np.ones_like(x)] + [np.zeros_like(x)] * (order - 1)
+
+
+def nested_jvps(f, primals, direction, order):
+  """The first `order` directional derivatives by nested jvp (2^k evaluations for the k-th)."""
+  out, g = [], f
+  for _ in range(order):
+    g = (lambda h: lambda *xs: dfdx.jvp(h, xs, direction)[1])(g)
+    out.append(g(*primals))
+  return out
+
+
+# ---- closed forms -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, f, derivative", [
+    ("exp", dnp.exp, lambda x, k: np.exp(x)),
+    ("sin", dnp.sin, lambda x, k: np.sin(x + k * np.pi / 2)),
+    ("1/(1-x)", lambda x: 1 / (1 - x), lambda x, k: math.factorial(k) / (1 - x) ** (k + 1)),
+    ("log", dnp.log, lambda x, k: (-1) ** (k - 1) * math.factorial(k - 1) / x ** k),
+    ("x^5", lambda x: x ** 5, lambda x, k: (math.perm(5, k) * x ** (5 - k) if k <= 5 else 0.0)),
+])
+def test_closed_forms_to_eighth_order(name, f, derivative):
+  x = 0.4
+  value, series = dfdx.jet(f, (x,), (ones_then_zeros(np.float64(x), 8),))
+  assert value == pytest.approx(derivative(x, 0) if name != "log" else np.log(x), rel=1e-15)
+  for k, s in enumerate(series, start=1):
+    assert s == pytest.approx(derivative(x, k), rel=1e-11, abs=1e-12), k
+
+
+def composite(x):
+  y = dnp.sin(x) * dnp.exp(-x / 3)
+  for _ in range(2):
+    y = dnp.tanh(y) / (1 + y ** 2) + dnp.log1p(y * y)
+  return dnp.sum(y * dnp.cumsum(x)) + dnp.max(x ** 2)
+
+
+def test_composite_against_nested_jvp():
+  rng = np.random.default_rng(0)
+  x, v = rng.uniform(0.1, 1.0, 6), rng.normal(size=6)
+  value, series = dfdx.jet(composite, (x,), ([v] + [np.zeros(6)] * 5,))
+  assert value == pytest.approx(composite(x), rel=1e-15)
+  for k, (s, r) in enumerate(zip(series, nested_jvps(composite, (x,), (v,), 6)), start=1):
+    assert s == pytest.approx(r, rel=1e-11), k
+
+
+def test_curved_path_against_derivatives_in_t():
+  # x(t) = x0 + x1 t + x2 t^2 / 2 + x3 t^3 / 6: the series are d^k/dt^k f(x(t)) at t = 0.
+  rng = np.random.default_rng(1)
+  x0, x1, x2, x3 = (rng.uniform(0.2, 0.8, 4) for _ in range(4))
+  path = lambda t: x0 + x1 * t + x2 * t ** 2 / 2 + x3 * t ** 3 / 6  # noqa: E731
+  g = lambda t: composite(path(t))  # noqa: E731
+  _, series = dfdx.jet(composite, (x0,), ([x1, x2, x3, np.zeros(4)],))
+  d = g
+  for k in range(4):
+    d = dfdx.grad(d)
+    assert series[k] == pytest.approx(d(0.0), rel=1e-10), k + 1
+
+
+# ---- every primitive ------------------------------------------------------------------------
+_SPECS = [s for s in all_specs() if s.grad]
+
+
+@pytest.mark.parametrize("spec", _SPECS, ids=[s.name for s in _SPECS])
+def test_every_primitive_to_third_order(spec):
+  shapes = spec.shapes[0]
+  rng = np.random.default_rng(0)
+  args = spec.make_args(rng, shapes)
+  diff = spec.differentiated(shapes)
+  if not diff:
+    pytest.skip("nothing differentiable")
+  direction = tuple(rng.normal(size=np.shape(args[i])) for i in diff)
+
+  def g(*dargs):
+    full = list(args)
+    for i, a in zip(diff, dargs):
+      full[i] = a
+    return spec.fun(*full)
+  primals = tuple(args[i] for i in diff)
+  try:
+    expected = nested_jvps(g, primals, direction, 3)
+  except dfdx.MissingRuleError:
+    with pytest.raises(dfdx.MissingRuleError):
+      dfdx.jet(g, primals, tuple([v, 0 * v, 0 * v] for v in direction))
+    return
+  out, series = dfdx.jet(g, primals, tuple([v, 0 * v, 0 * v] for v in direction))
+  out_leaves, tree = dfdx.tree.tree_flatten(out)
+  for leaf, terms in zip(out_leaves, tree.flatten_up_to(series)):
+    assert len(terms) == 3
+    for term in terms:
+      assert np.shape(term) == np.shape(leaf)
+  for k in range(3):
+    for terms, ref in zip(tree.flatten_up_to(series), dfdx.tree.tree_leaves(expected[k])):
+      np.testing.assert_allclose(terms[k], ref, rtol=1e-6, atol=1e-7, err_msg=f"order {k + 1}")
+
+
+# ---- transformations, pytrees, dtypes --------------------------------------------------------
+
+
+def test_under_jit_vmap_and_grad():
+  rng = np.random.default_rng(2)
+  x, v = rng.uniform(0.1, 1.0, 5), rng.normal(size=5)
+  series_of = lambda x: dfdx.jet(composite, (x,), ([v, 0 * v, 0 * v],))[1]  # noqa: E731
+  eager = series_of(x)
+  for got, ref in zip(dfdx.jit(series_of)(x), eager):
+    assert got == pytest.approx(ref, rel=1e-13)
+  batch = np.stack([x, x + 0.1, x * 0.5])
+  batched = dfdx.vmap(series_of)(batch)
+  for k in range(3):
+    np.testing.assert_allclose(batched[k], [series_of(b)[k] for b in batch], rtol=1e-13)
+  # d/dx of the third derivative along v = the fourth derivative along (v, e_i)
+  grad_third = dfdx.grad(lambda x: series_of(x)[2])(x)
+  e = np.eye(5)[2]
+  fourth = dfdx.jvp(lambda x: dfdx.jvp(lambda x: dfdx.jvp(
+      lambda x: dfdx.jvp(composite, (x,), (v,))[1], (x,), (v,))[1], (x,), (v,))[1], (x,), (e,))[1]
+  assert grad_third[2] == pytest.approx(fourth, rel=1e-10)
+
+
+def test_jet_of_grad_and_nested_jet():
+  x, v = np.array([0.3, 0.7]), np.array([1.0, -0.5])
+  f = lambda x: dnp.sum(dnp.sin(x) ** 3)  # noqa: E731
+  _, series = dfdx.jet(dfdx.grad(f), (x,), ([v, 0 * v],))
+  expected = nested_jvps(dfdx.grad(f), (x,), (v,), 2)
+  for s, r in zip(series, expected):
+    np.testing.assert_allclose(s, r, rtol=1e-12)
+  inner = lambda x: dfdx.jet(f, (x,), ([v, 0 * v],))[1][1]  # noqa: E731
+  _, outer = dfdx.jet(inner, (x,), ([v],))
+  assert outer[0] == pytest.approx(nested_jvps(f, (x,), (v,), 3)[2], rel=1e-12)
+
+
+def test_pytrees_several_outputs_and_dtypes():
+  def f(p):
+    return {"a": dnp.sin(p["x"]) * p["y"], "b": (p["x"] ** 2, dnp.sum(p["y"]) > 0)}
+  p = {"x": np.array([0.5, 1.0], np.float32), "y": np.float32(2.0)}
+  s = {"x": np.ones(2, np.float32), "y": np.float32(0.5)}
+  zero = {"x": np.zeros(2, np.float32), "y": np.float32(0.0)}
+  out, series = dfdx.jet(f, (p,), ([s, zero],))
+  assert out["a"].dtype == np.float32 and series["a"][0].dtype == np.float32
+  x, y = p["x"].astype(float), 2.0
+  np.testing.assert_allclose(series["a"][0], np.cos(x) * y + np.sin(x) * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(series["a"][1], -np.sin(x) * y + 2 * np.cos(x) * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(series["b"][0][1], 2.0)
+  assert out["b"][1] == np.True_ and series["b"][1][0] == 0  # (a bool has no derivative)
+  value, series = dfdx.jet(lambda n: n * 1.5, (3,), ([1],))  # an int primal: float series
+  assert series[0] == 1.5 and np.asarray(series[0]).dtype == np.float64
+  value, series = dfdx.jet(dnp.exp, (1.0,), ([],))  # order 0: the value alone
+  assert value == pytest.approx(np.e) and series == []
+
+
+def test_errors():
+  with pytest.raises(ValueError, match="one sequence of derivatives per primal"):
+    dfdx.jet(dnp.sin, (1.0, 2.0), ([1.0],))
+  with pytest.raises(ValueError, match="same number K"):
+    dfdx.jet(lambda x, y: x * y, (1.0, 2.0), ([1.0], [1.0, 0.0]))
+  with pytest.raises((ValueError, TypeError), match="series term 1"):
+    dfdx.jet(dnp.sin, (np.ones(3),), ([np.ones(2)],))
+
+
+def test_cost_grows_as_a_polynomial_in_the_order():
+  # Order K runs exp's rule one order lower, once: one exp per order, and the products of
+  # the series, O(K^3) binds in all, where nested jvp binds 2^K exps for the K-th derivative.
+  for order in (4, 8, 12):
+    counts = core.count_binds(lambda: dfdx.jet(dnp.exp, (0.5,), ([1.0] + [0.0] * (order - 1),)))
+    assert counts["exp"] == order + 1, (order, counts["exp"])
+    assert sum(counts.values()) <= order ** 3, (order, sum(counts.values()))
