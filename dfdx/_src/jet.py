@@ -68,13 +68,16 @@ def _zeros_like(x):
 
 
 class JetTrace(Trace):
-  """Taylor mode to order `order`: values it owns are JetTracers of order + 1 coefficients."""
-  __slots__ = ("order",)
+  """Taylor mode to order `order`: values it owns are JetTracers of order + 1 coefficients.
+  `memo` (shared by the traces of one jet, of every order) holds each primitive's output
+  series by its inputs' coefficients: a JVP rule that calls another primitive whose rule
+  calls the first (sin and cos) would otherwise redo it at every order, 2^K times."""
+  __slots__ = ("order", "memo")
   kind = "jet"
 
-  def __init__(self, order):
+  def __init__(self, order, memo=None):
     super().__init__()
-    self.order = order
+    self.order, self.memo = order, {} if memo is None else memo
 
   def process_primitive(self, prim, args, params):
     mine = [type(a) is JetTracer and a._trace is self for a in args]
@@ -88,17 +91,24 @@ class JetTrace(Trace):
       return bind_in(self.parent, prim, args, params)
     k = self.order
     series = [a.coeffs if m else [a] + [None] * k for a, m in zip(args, mine)]
-    prev = swap_trace(self.parent)
-    try:
-      rule = jet_rules.get(prim)
-      if rule is not None:
-        outs = rule(series, k, **params)
-      elif prim.linear:
-        outs = _linear(prim, series, mine, k, params)
-      else:
-        outs = _by_jvp(prim, series, mine, k, params)
-    finally:
-      swap_trace(prev)
+    key = _memo_key(prim, k, series, mine, params)
+    hit = None if key is None else self.memo.get(key)
+    if hit is not None:
+      outs = hit[0]
+    else:
+      prev = swap_trace(self.parent)
+      try:
+        rule = jet_rules.get(prim)
+        if rule is not None:
+          outs = rule(series, k, **params)
+        elif prim.linear:
+          outs = _linear(prim, series, mine, k, params)
+        else:
+          outs = _by_jvp(prim, series, mine, k, params, self.memo)
+      finally:
+        swap_trace(prev)
+      if key is not None:
+        self.memo[key] = (outs, series)  # (the series kept: their ids stay theirs)
     if prim.multiple_results:
       return [self._wrap(o) for o in outs]
     return self._wrap(outs)
@@ -108,6 +118,18 @@ class JetTrace(Trace):
 
 
 jet_rules: dict = {}
+
+
+def _memo_key(prim, order, series, mine, params):
+  """The key of a primitive applied to these coefficients (by identity), or None where a
+  param cannot be hashed."""
+  try:
+    key = (prim, order, tuple(sorted(params.items())),
+           tuple(tuple(map(id, s)) if m else id(s[0]) for s, m in zip(series, mine)))
+    hash(key)
+  except TypeError:
+    return None
+  return key
 
 
 def _linear(prim, series, mine, k, params):
@@ -161,7 +183,7 @@ def _quotient(div, mul, sub):
   return rule
 
 
-def _by_jvp(prim, series, mine, k, params):
+def _by_jvp(prim, series, mine, k, params, memo):
   """Any primitive, through its JVP rule: y(t) = prim(x(t)) has y'(t) = J(x(t))[x'(t)], so the
   rule run on the series of x and x' to order k - 1 gives y's coefficients 0 .. k - 1 (its
   primal output) and y_k (its tangent's coefficient k - 1, divided by k)."""
@@ -173,7 +195,7 @@ def _by_jvp(prim, series, mine, k, params):
   if rule is None:
     from dfdx._src import errors
     raise errors.MissingRuleError(f"No JVP rule for primitive '{prim.name}' (jet needs it).")
-  sub = JetTrace(k - 1)
+  sub = JetTrace(k - 1, memo)
   primals, tangents = [], []
   for s, m in zip(series, mine):
     if not m or not _floating(s[0]):
