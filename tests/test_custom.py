@@ -276,3 +276,46 @@ def test_checkpoint_forward_mode_under_jit_and_vmap():
   np.testing.assert_allclose(dfdx.hessian(lambda x: dnp.sum(cb(x) ** 2))(X),
                              dfdx.hessian(lambda x: dnp.sum(_outer_block(x) ** 2))(X),
                              rtol=1e-12)
+
+
+def test_custom_rules_and_checkpoint_read_values_at_each_call():
+  # A value the function reads from outside (a global, a model's weights) is read again at
+  # every call: a program kept from the first call would give derivatives at stale values.
+  state = {"w": np.array(1.0)}
+  block = dfdx.checkpoint(lambda x: dnp.sin(state["w"] * x))
+
+  @dfdx.custom_jvp
+  def scaled(x):
+    return state["w"] * dnp.sin(x)
+
+  @scaled.defjvp
+  def _(primals, tangents):
+    return scaled(primals[0]), state["w"] * dnp.cos(primals[0]) * tangents[0]
+  for w in (1.0, 2.0):
+    state["w"] = np.array(w)
+    assert dfdx.grad(block)(0.5) == pytest.approx(w * np.cos(0.5 * w), rel=1e-14)
+    assert dfdx.vmap(block)(np.array([0.5]))[0] == pytest.approx(np.sin(0.5 * w), rel=1e-14)
+    assert dfdx.grad(scaled)(0.5) == pytest.approx(w * np.cos(0.5), rel=1e-14)
+
+
+def test_checkpoint_keywords_and_non_array_arguments():
+  f = dfdx.checkpoint(lambda x, scale=1.0: x * scale)
+  assert f(2.0, scale=3.0) == 6.0
+  assert dfdx.grad(lambda x: f(x, scale=3.0))(2.0) == 3.0
+  g = dfdx.checkpoint(lambda x, mode: dnp.sin(x) if mode == "sin" else dnp.cos(x))
+  assert dfdx.grad(lambda x: g(x, "sin"))(2.0) == pytest.approx(np.cos(2.0), rel=1e-15)
+  assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
+
+
+def test_checkpoint_forward_mode_types_under_jit():
+  to_int = dfdx.checkpoint(lambda x: dnp.round(x).astype(int))
+  out, tangent = dfdx.jit(lambda x: dfdx.jvp(to_int, (x,), (1.0,)))(2.0)
+  assert type(tangent) is np.float64 and tangent == 0.0  # (as without checkpoint)
+  pair = dfdx.checkpoint(lambda x: (x * 1.0, 3))
+  _, tangents = dfdx.jit(lambda x, t: dfdx.jvp(pair, (x,), (t,)))(2.0, 1.0)
+  assert type(tangents[0]) is np.float64 and tangents[0] == 1.0
+
+
+def test_jit_gradient_through_a_complex_literal():
+  f = lambda x: dnp.real(dnp.exp(x * (1 + 2j)))  # noqa: E731
+  assert dfdx.jit(dfdx.grad(f))(0.5) == pytest.approx(dfdx.grad(f)(0.5), rel=1e-14)

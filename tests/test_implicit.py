@@ -337,3 +337,49 @@ def test_readme_example():
   d2x = -(dx * (3 * x ** 2 + k) - x * (6 * x * dx + 1)) / (3 * x ** 2 + k) ** 2
   np.testing.assert_allclose(dfdx.hessian(lambda k: dnp.sum(equilibrium(k)))(k), np.diag(d2x),
                              rtol=1e-10, atol=1e-15)
+
+
+# ---- found by adversarial testing ------------------------------------------------------------
+
+
+def test_empty_unknowns_with_the_dense_tangent_solve():
+  f = lambda a: dfdx.custom_root(lambda x: x - a, np.zeros(0), lambda f, x0: x0)  # noqa: E731
+  for jac in (dfdx.jacfwd(f), dfdx.jacrev(f), dfdx.jit(dfdx.jacfwd(f))):
+    assert np.shape(jac(2.0)) == (0,)
+
+
+def test_a_solver_that_computes_with_a_traced_parameter_gets_a_clear_error():
+  def root(a):  # the solver closes over `a` instead of using the f it is given
+    return dfdx.custom_root(lambda x: x * x - a, 1.0, lambda f, x0: bisect(lambda x: x * x - a, x0))
+  assert root(2.0) == pytest.approx(np.sqrt(2.0))
+  for transform in (dfdx.grad, dfdx.jit):
+    with pytest.raises(TypeError, match="custom_root: solve computed with a traced value"):
+      transform(root)(2.0)
+
+
+def test_errors_name_the_solver_at_fault():
+  f = lambda a: dfdx.custom_root(lambda x: x - a, np.ones(2), lambda f, x0: x0,  # noqa: E731
+                                 lambda g, y: np.ones(5))
+  with pytest.raises(ValueError, match="result of tangent_solve has shape"):
+    dfdx.jacfwd(f)(np.ones(2))
+  g = lambda b: dfdx.custom_linear_solve(lambda x: 2 * x, b, lambda mv, b: b / 2,  # noqa: E731
+                                         transpose_solve=lambda mv, b: np.ones(3))
+  with pytest.raises(ValueError, match="result of transpose_solve has shape"):
+    dfdx.grad(lambda b: dnp.sum(g(b)))(np.ones(2))
+
+
+def test_float16_and_scalar_results():
+  r = lambda a: dfdx.custom_root(lambda x: x * x - a, np.float16(1),  # noqa: E731
+                                 lambda f, x0: np.float16(1.414))
+  g = dfdx.grad(r)(np.float16(2))
+  assert g.dtype == np.float16 and float(g) == pytest.approx(0.5 / 1.414, rel=1e-3)
+  x = dfdx.custom_linear_solve(lambda x: 2 * x, np.ones(2, np.float16))
+  assert x.dtype == np.float16 and np.all(x == 0.5)
+  for solve in (None, lambda mv, b: b / 4.0):
+    x = dfdx.custom_linear_solve(lambda x: 4.0 * x, 2.0, solve, symmetric=True)
+    assert type(x) is np.float64 and x == 0.5
+
+  def solve(f, x0):  # the residual has one type at every call (interpreted, then compiled)
+    assert {type(f(x0)) for _ in range(60)} == {np.float32}
+    return x0
+  dfdx.custom_root(lambda x: x * 2.0 + np.float32(1.0), np.float32(1.0), solve)

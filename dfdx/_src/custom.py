@@ -8,8 +8,9 @@ derivative with respect to the arguments; the derivative with respect to closed-
 comes from differentiating the function's program. With no transformation active, the
 function is simply called.
 
-Programs are cached per call signature (pytree structure, shapes, dtypes, static
-arguments) when nothing is closed over, so repeated calls trace once.
+The function is traced at every call under a transformation, never cached across calls: a
+program kept from an earlier call would hold the values its function read then (a global,
+a model's weights), and give derivatives at stale values.
 
 Beyond JAX: a `custom_vjp` function also works in forward mode (jvp, jacfwd, hessian): its
 backward rule is linear in the cotangent, so its transpose gives the forward derivative.
@@ -39,14 +40,6 @@ def _leaf_aval(x):
   raise errors.InvalidInputError(
       f"custom derivative rules: an argument leaf is a {type(x).__name__} ({x!r:.60}), not an "
       "array. Pass non-array arguments through nondiff_argnums.")
-
-
-def _hashable(x):
-  try:
-    hash(x)
-    return True
-  except TypeError:
-    return False
 
 
 def _split_static(args, nondiff_argnums):
@@ -130,15 +123,13 @@ def _batch_inputs(axis_size, vals, dims):
 
 class _Call:
   """One call of a custom_jvp or custom_vjp function, split for staging: the static and
-  dynamic arguments, the dynamic leaves with their avals, the cache key, and `flat_fun`, the
-  primal function on the leaves (it records the output tree in `store`)."""
+  dynamic arguments, the dynamic leaves with their avals, and `flat_fun`, the primal
+  function on the leaves (it records the output tree in `store`)."""
 
   def __init__(self, custom, args):
     self.static, self.dynamic, self.merge = _split_static(args, custom.nondiff_argnums)
     self.leaves, self.in_tree = tree_flatten(self.dynamic)
     self.avals = [_leaf_aval(x) for x in self.leaves]
-    self.key = ((self.in_tree, tuple(self.avals), self.static) if _hashable(self.static)
-                else None)
     self.store = {}
 
   def args_of(self, xs):
@@ -257,7 +248,6 @@ class custom_jvp:
   def __init__(self, fun, nondiff_argnums=()):
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums, self.jvp = fun, tuple(nondiff_argnums), None
-    self._cache = {}
     self._staging_rules = False  # inside its own rule, the function is just its primal
 
   def defjvp(self, jvp):
@@ -269,8 +259,7 @@ class custom_jvp:
                        f"decorate one with @{self.__name__}.defjvp before calling it.")
     if call is None:
       return self.fun(*args)
-    static, leaves, in_tree, avals, key = (call.static, call.leaves, call.in_tree, call.avals,
-                                           call.key)
+    static, leaves, in_tree, avals = call.static, call.leaves, call.in_tree, call.avals
     flat_fun, store = call.flat_fun(self.fun), call.store
 
     @_primal_inside(self)
@@ -284,15 +273,9 @@ class custom_jvp:
       return out_leaves + [ad.tangent_ops.convert(t, o.dtype) if core.get_aval(t).dtype !=
                            core.get_aval(o).dtype else t for o, t in zip(out_leaves,
                                                                         tangent_leaves)]
-    if key is not None and key in self._cache:
-      fun_program, out_tree, jvp_program = self._cache[key]
-      lifted = jvp_lifted = []
-    else:
-      fun_program, lifted = make_program(flat_fun, avals, record_source=False)
-      out_tree = store["out_tree"]
-      jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
-      if key is not None and not lifted and not jvp_lifted:
-        self._cache[key] = (fun_program, out_tree, jvp_program)
+    fun_program, lifted = make_program(flat_fun, avals, record_source=False)
+    out_tree = store["out_tree"]
+    jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
     outs = custom_jvp_call_p.bind(*leaves, *lifted, *jvp_lifted, fun=fun_program,
                                   jvp=jvp_program, n_args=len(leaves), n_lifted=len(lifted))
     return tree_unflatten(out_tree, outs)
@@ -412,7 +395,6 @@ class custom_vjp:
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums = fun, tuple(nondiff_argnums)
     self.fwd = self.bwd = None
-    self._cache = {}
     self._staging_rules = False  # inside its own rules, the function is just its primal
 
   def defvjp(self, fwd, bwd):
@@ -439,7 +421,7 @@ class custom_vjp:
     if call is None:
       return self.fun(*args)
     static, dynamic, merge = call.static, call.dynamic, call.merge
-    leaves, in_tree, avals, key = call.leaves, call.in_tree, call.avals, call.key
+    leaves, in_tree, avals = call.leaves, call.in_tree, call.avals
     flat_fun, store = call.flat_fun(self.fun), call.store
 
     @_primal_inside(self)
@@ -449,21 +431,15 @@ class custom_vjp:
       res_leaves, store["res_tree"] = tree_flatten(residuals)
       return out_leaves + [r for r in res_leaves]
 
-    if key is not None and key in self._cache:
-      fun_program, fwd_program, bwd_program, out_tree = self._cache[key]
-      lifted = fwd_lifted = bwd_lifted = []
-    else:
-      fun_program, lifted = make_program(flat_fun, avals, record_source=False)
-      fwd_program, fwd_lifted = make_program(flat_fwd, avals, record_source=False)
-      out_tree, res_tree = store["out_tree"], store["res_tree"]
-      n_out = len(fun_program.outs)
-      res_avals = fwd_program.out_avals[n_out:]
-      bwd_program, bwd_lifted = make_program(
-          _primal_inside(self)(functools.partial(self._flat_bwd, static, dynamic, res_tree,
-                                                 out_tree, len(res_avals))),
-          list(res_avals) + list(fun_program.out_avals), record_source=False)
-      if key is not None and not (lifted or fwd_lifted or bwd_lifted):
-        self._cache[key] = (fun_program, fwd_program, bwd_program, out_tree)
+    fun_program, lifted = make_program(flat_fun, avals, record_source=False)
+    fwd_program, fwd_lifted = make_program(flat_fwd, avals, record_source=False)
+    out_tree, res_tree = store["out_tree"], store["res_tree"]
+    n_out = len(fun_program.outs)
+    res_avals = fwd_program.out_avals[n_out:]
+    bwd_program, bwd_lifted = make_program(
+        _primal_inside(self)(functools.partial(self._flat_bwd, static, dynamic, res_tree,
+                                               out_tree, len(res_avals))),
+        list(res_avals) + list(fun_program.out_avals), record_source=False)
     outs = custom_vjp_call_p.bind(*leaves, *lifted, *fwd_lifted, *bwd_lifted, fun=fun_program,
                                   fwd=fwd_program, bwd=bwd_program, n_args=len(leaves),
                                   n_lifted=len(lifted), n_fwd_lifted=len(fwd_lifted))
@@ -492,10 +468,16 @@ def _checkpoint_jvp(primals, tangents, *, program):
   if not any(nonzero):
     return outs, [None] * len(outs)
   jvp_program = _jvp_program(program, nonzero)
-  out_tangents = checkpoint_call_p.bind(*primals, *[t for t in tangents if t is not None],
-                                        program=jvp_program)
-  return outs, [None if weakly_typed(o) else ad.match_primal(t, o)
-                for o, t in zip(outs, out_tangents)]
+  out_tangents = checkpoint_call_p.bind(
+      *primals, *[_strong(t) for t in tangents if t is not None], program=jvp_program)
+  return outs, [None if weakly_typed(o) or core.get_aval(o).dtype.kind not in "fc" else
+                _strong(ad.match_primal(t, o)) for o, t in zip(outs, out_tangents)]
+
+
+def _strong(t):
+  """A tangent as a NumPy value (a staged Python number's tangent is not one)."""
+  from dfdx._src.ops.shape import convert_element_type
+  return convert_element_type(t, core.get_aval(t).dtype) if weakly_typed(t) else t
 
 
 _jvp_programs: dict = {}
@@ -515,7 +497,8 @@ def _jvp_program(program, nonzero):
     tangents = [next(it) if nz else None for nz in nonzero]
     _, out_tangents = ad.jvp_flat(lambda *ys: eval_program(program, *ys), list(primals),
                                   tangents)
-    return [_zeros_proto(a) if t is None else t for a, t in zip(program.out_avals, out_tangents)]
+    return [_zeros_proto(a) if t is None else _strong(t)
+            for a, t in zip(program.out_avals, out_tangents)]
   jvp_program, lifted = make_program(
       flat, avals + [a for a, nz in zip(avals, nonzero) if nz], record_source=False)
   assert not lifted, lifted
@@ -567,36 +550,36 @@ batching.primitive_batchers[checkpoint_call_p] = _checkpoint_batch
 def checkpoint(f):
   """`f`, rematerialized in reverse mode: only its inputs are kept for the backward pass, and
   the computations inside it run again when the derivative needs them (less memory, more
-  time). Values are unchanged.
+  time), also under jit and in loops (see scan's `checkpoint=`). Values are unchanged.
+  Arguments may be pytrees and keywords; leaves that are not arrays (a string choosing a
+  mode) are passed as they are.
 
   >>> import dfdx, dfdx.numpy as dnp
   >>> block = checkpoint(lambda x: dnp.sin(dnp.sin(x)))
   >>> round(float(dfdx.grad(block)(0.5)), 6)
   0.778644
   """
-  cache = {}
-
   @functools.wraps(f)
-  def remat(*args):
-    leaves, in_tree = tree_flatten(args)
+  def remat(*args, **kwargs):
+    leaves, in_tree = tree_flatten((args, kwargs))
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
-      return f(*args)
-    avals = [_leaf_aval(x) for x in leaves]
-    key = (in_tree, tuple(avals))
+      return f(*args, **kwargs)
+    # Leaves that are not arrays (a string choosing a mode, a function) are held as they are.
+    arrays = [isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex))
+              for x in leaves]
+    dynamic = [x for x, a in zip(leaves, arrays) if a]
+    avals = [_leaf_aval(x) for x in dynamic]
     store = {}
 
     def flat_fun(*xs):
-      out_leaves, store["out_tree"] = tree_flatten(f(*tree_unflatten(in_tree, xs)))
+      it = iter(xs)
+      call_args, call_kwargs = tree_unflatten(in_tree, [next(it) if a else x
+                                                        for x, a in zip(leaves, arrays)])
+      out_leaves, store["out_tree"] = tree_flatten(f(*call_args, **call_kwargs))
       return out_leaves
-    if key in cache:
-      program, out_tree = cache[key]
-      lifted = []
-    else:
-      program, lifted = make_program(flat_fun, avals, record_source=False)
-      out_tree = store["out_tree"]
-      if not lifted:
-        cache[key] = (program, out_tree)
-    return tree_unflatten(out_tree, checkpoint_call_p.bind(*leaves, *lifted, program=program))
+    program, lifted = make_program(flat_fun, avals, record_source=False)
+    return tree_unflatten(store["out_tree"],
+                          checkpoint_call_p.bind(*dynamic, *lifted, program=program))
   return remat
 
 

@@ -97,7 +97,14 @@ def _call_solver(solver, operator, rhs, tree, avals, where, what):
   """`solver(operator, rhs)` on concrete values, outside every transformation, its result
   checked against the unknowns' structure."""
   with core.set_trace(None):
-    result = solver(operator, tree_unflatten(tree, list(rhs)))
+    try:
+      result = solver(operator, tree_unflatten(tree, list(rhs)))
+    except (RecursionError, errors.EscapedTracerError, errors.TracerArrayConversionError,
+            errors.ConcretizationError) as e:
+      raise TypeError(
+          f"{where}: {what} computed with a traced value ({type(e).__name__}). It runs on "
+          "NumPy values, outside the transformations: it must reach the parameters only "
+          "through the function it is given, not by closing over them.") from e
     return _check_like(where, f"the result of {what}", result, tree, avals)
 
 
@@ -125,8 +132,8 @@ def _as_function(program, tree, extra):
       calls[0] += 1  # (a solver that calls it many times gets compiled NumPy code, which
       if calls[0] == COMPILE_AFTER:  # costs about what 100 interpreted calls cost)
         compiled.append(program_function(program))
-      if compiled:
-        return tree_unflatten(tree, list(compiled[0](*leaves, *extra)))
+      outs = compiled[0](*leaves, *extra) if compiled else eval_program(program, *leaves, *extra)
+      return tree_unflatten(tree, [np.asarray(o)[()] if np.ndim(o) == 0 else o for o in outs])
     return tree_unflatten(tree, eval_program(program, *leaves, *extra))
   return fun
 
@@ -169,10 +176,10 @@ def _dense_solve(matvec, b, operands, where):
   shapes = [core.shape_of(x) for x in b]
   dtypes = [core.get_aval(x).dtype for x in b]
   sizes = [int(np.prod(s)) for s in shapes]
-  dtype = np.result_type(*dtypes)
+  dtype = np.result_type(np.float32, *dtypes)  # (LAPACK has no float16)
   n = sum(sizes)
-  if n == 0:
-    return [np.zeros(s, d) for s, d in zip(shapes, dtypes)]
+  if n == 0:  # (nothing to solve: x is b, empty, which keeps a tangent's linearity)
+    return list(b)
 
   def split(v):
     out, start = [], 0
@@ -195,12 +202,12 @@ def _dense_solve(matvec, b, operands, where):
   return split(x)
 
 
-def _solve(matvec, b, operands, solve, transpose_solve, symmetric, tree, where):
+def _solve(matvec, b, operands, solve, transpose_solve, symmetric, tree, where, names):
   if solve is None:
     return _dense_solve(matvec, b, operands, where)
   return linear_solve_p.bind(*b, *operands, matvec=matvec, solve=solve,
                              transpose_solve=transpose_solve, symmetric=symmetric, tree=tree,
-                             where=where)
+                             where=where, names=names)
 
 
 # ---- linear_solve ---------------------------------------------------------------------------
@@ -211,25 +218,25 @@ def _n_unknowns(matvec):
   return len(matvec.outs)
 
 
-def _linear_solve_impl(*args, matvec, solve, transpose_solve, symmetric, tree, where):
+def _linear_solve_impl(*args, matvec, solve, transpose_solve, symmetric, tree, where, names):
   n = _n_unknowns(matvec)
   b, operands = args[:n], args[n:]
   avals = matvec.out_avals
   return _call_solver(solve, _as_function(matvec, tree, operands), b, tree, avals, where,
-                      "solve")
+                      names[0])
 
 
 def _linear_solve_abstract_eval(*avals, matvec, solve, transpose_solve, symmetric, tree,
-                                where):
+                                where, names):
   return list(matvec.out_avals)
 
 
 def _linear_solve_jvp(primals, tangents, *, matvec, solve, transpose_solve, symmetric, tree,
-                      where):
+                      where, names):
   # x = A^-1 b:  x_dot = A^-1 (b_dot - A_dot x), A_dot x the operator's JVP in its operands.
   n = _n_unknowns(matvec)
   params = dict(matvec=matvec, solve=solve, transpose_solve=transpose_solve,
-                symmetric=symmetric, tree=tree, where=where)
+                symmetric=symmetric, tree=tree, where=where, names=names)
   x = linear_solve_p.bind(*primals, **params)
   rhs = list(tangents[:n])
   operands, operand_dots = list(primals[n:]), list(tangents[n:])
@@ -270,7 +277,7 @@ def _transposed_matvec(matvec):
 
 
 def _linear_solve_transpose(cts, *args, matvec, solve, transpose_solve, symmetric, tree,
-                            where):
+                            where, names):
   n = _n_unknowns(matvec)
   if any(ad.is_linear(a) for a in args[n:]):
     raise errors.MissingRuleError(f"{where}: the linear solve is linear in its right-hand "
@@ -285,11 +292,11 @@ def _linear_solve_transpose(cts, *args, matvec, solve, transpose_solve, symmetri
   if symmetric:
     b_bar = linear_solve_p.bind(*cts, *operands, matvec=matvec, solve=solve,
                                 transpose_solve=transpose_solve, symmetric=True, tree=tree,
-                                where=where)
+                                where=where, names=names)
   else:
     b_bar = linear_solve_p.bind(*cts, *operands, matvec=_transposed_matvec(matvec),
                                 solve=transpose_solve, transpose_solve=solve, symmetric=False,
-                                tree=tree, where=where)
+                                tree=tree, where=where, names=names[::-1])
   return [c if ad.is_linear(a) else None for a, c in zip(args[:n], b_bar)] + \
       [None] * len(operands)
 
@@ -347,7 +354,7 @@ def _custom_root_jvp(primals, tangents, *, f, solve, tangent_solve, tree, where)
     return x, [None] * n
   rhs = [_zeros(a) if m is None else ew.neg(m) for a, m in zip(f.out_avals, moved)]
   x_dot = _solve(_x_derivative(f), rhs, list(x) + closed, tangent_solve, tangent_solve, False,
-                 tree, where)
+                 tree, where, ("tangent_solve", "tangent_solve (with the transposed operator)"))
   return x, [ad.match_primal(t, p) for t, p in zip(x_dot, x)]
 
 
@@ -442,6 +449,9 @@ def custom_root(f, initial_guess, solve, tangent_solve=None):
   return tree_unflatten(tree, outs)
 
 
+_NAMES = ("solve", "transpose_solve")
+
+
 def custom_linear_solve(matvec, b, solve=None, transpose_solve=None, symmetric=False):
   """x with `matvec(x) = b`, found by `solve`, differentiated implicitly.
 
@@ -487,12 +497,14 @@ def custom_linear_solve(matvec, b, solve=None, transpose_solve=None, symmetric=F
   if symmetric and transpose_solve is None:
     transpose_solve = solve
   if solve is None:
-    return tree_unflatten(tree, _dense_solve(program, leaves, closed, where))
+    outs = _dense_solve(program, leaves, closed, where)
+    return tree_unflatten(tree, [o[()] if type(o) is np.ndarray and o.ndim == 0 else o
+                                 for o in outs])
   if not _traced(leaves) and not closed:
     return tree_unflatten(tree, _linear_solve_impl(
         *leaves, matvec=program, solve=solve, transpose_solve=transpose_solve,
-        symmetric=bool(symmetric), tree=tree, where=where))
+        symmetric=bool(symmetric), tree=tree, where=where, names=_NAMES))
   outs = linear_solve_p.bind(*leaves, *closed, matvec=program, solve=solve,
                              transpose_solve=transpose_solve, symmetric=bool(symmetric),
-                             tree=tree, where=where)
+                             tree=tree, where=where, names=_NAMES)
   return tree_unflatten(tree, outs)

@@ -615,8 +615,10 @@ def _nan_certificates(program):
     eqn = producer.get(id(x)) if isinstance(x, Var) else None
     if eqn is not None and _one_product_each(eqn) and o.aval.dtype.kind == "f":
       factors = [a for a in eqn.inputs if isinstance(a, Var)]
-      finite = all(bool(np.isfinite(np.asarray(a.val, float)).all()) for a in eqn.inputs
-                   if not isinstance(a, Var))  # (as floats: a Python int may pass int64's range)
+      finite = all(bool(np.isfinite(np.asarray(a.val, complex if np.iscomplexobj(a.val)
+                                               else float)).all())
+                   for a in eqn.inputs if not isinstance(a, Var))
+      # (as floats: a Python int may pass int64's range; a complex literal as complex)
       if finite and factors and 4 * sum(a.aval.size for a in factors) <= o.aval.size:
         found = []
         for a in factors:

@@ -111,22 +111,11 @@ def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, ml=None,
   return odeint_p.bind(y0, t, *leaves, *lifted, program=program, options=opts)
 
 
-_program_cache: dict = {}
-
-
 def _stage(func, y_shape, leaves, args_tree, tfirst):
-  """func as a program (y, t, *args leaves, *closed-over tracers) -> dy/dt. Cached per call
-  signature when func closes over no traced value, so repeated solves reuse the programs of
-  their derivatives and the compiled right-hand sides."""
+  """func as a program (y, t, *args leaves, *closed-over tracers) -> dy/dt. Staged at every
+  call: a program kept from an earlier call would hold the values func read then."""
   avals = [ShapedArray(y_shape, np.float64), ShapedArray((), np.float64)]
   avals += [core.get_aval(x) for x in leaves]
-  try:
-    key = (func, tuple(y_shape), args_tree, tfirst, tuple(avals))
-    hash(key)
-  except TypeError:
-    key = None
-  if key is not None and key in _program_cache:
-    return _program_cache[key], []
 
   def flat_fun(y, s, *theta):
     args = tree_unflatten(args_tree, theta)
@@ -136,12 +125,7 @@ def _stage(func, y_shape, leaves, args_tree, tfirst):
       raise ValueError(f"odeint: func returned shape {tuple(out.shape)} for a state of "
                        f"shape {y_shape}.")
     return [dnp.asarray(dnp.broadcast_to(out, y_shape), np.float64)]
-  program, lifted = make_program(flat_fun, avals, record_source=False)
-  if key is not None and not lifted:
-    if len(_program_cache) >= 64:
-      _program_cache.pop(next(iter(_program_cache)))
-    _program_cache[key] = program
-  return program, lifted
+  return make_program(flat_fun, avals, record_source=False)
 
 
 # ---- the right-hand side, and the augmented systems -----------------------------------------
