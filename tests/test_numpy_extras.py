@@ -600,3 +600,45 @@ def test_partition_of_an_empty_axis():
         want = getattr(np, name)(e, kth)
         got = dfdx.jit(lambda x: getattr(dnp, name)(x, kth))(e)
         assert got.shape == want.shape and got.dtype == want.dtype
+
+
+# ---- found by the randomized NumPy-parity tester ----------------------------------------------
+_ZERO_D = np.array(2.5)
+
+
+@pytest.mark.parametrize("name, f, x", [
+    ("argsort of 0-d", lambda m, x: m.argsort(x), _ZERO_D),
+    ("argsort of 0-d, axis 0", lambda m, x: m.argsort(x, axis=0), _ZERO_D),
+    ("argpartition of 0-d", lambda m, x: m.argpartition(x, 0), _ZERO_D),
+    ("take from 0-d", lambda m, x: m.take(x, 0, axis=0), _ZERO_D),
+    ("take from 0-d, axis -1", lambda m, x: m.take(x, [0], axis=-1), _ZERO_D),
+    ("repeat 0-d", lambda m, x: m.repeat(x, 2, axis=-1), _ZERO_D),
+    ("compress 0-d", lambda m, x: m.compress([True], x, axis=0), _ZERO_D),
+    ("repeat -1 along an empty axis", lambda m, x: m.repeat(x, -1, axis=-1), np.zeros((2, 0))),
+    ("2-norm of an empty matrix", lambda m, x: m.linalg.norm(x, ord=2), np.zeros((0, 3))),
+    ("nanquantile of empty ints", lambda m, x: m.nanquantile(x, 0.5), np.zeros(0, np.int32)),
+    ("nanpercentile of empty ints", lambda m, x: m.nanpercentile(x, 50, axis=-1),
+     np.zeros((2, 0), np.int32)),
+])
+def test_traced_values_match_numpy_at_the_edges(name, f, x):
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    expected = f(np, x)
+    for got in (dfdx.jit(lambda x: f(dnp, x))(x), dfdx.vmap(lambda x: f(dnp, x))(x[None])[0]):
+      assert np.shape(got) == np.shape(expected)
+      np.testing.assert_array_equal(got, expected)
+  if x.dtype.kind == "f" and x.size:
+    assert dfdx.grad(lambda x: dnp.sum(f(dnp, x)) * 1.0)(x) == pytest.approx(
+        1.0 if "take" in name or "compress" in name else 2.0 if "repeat" in name else 0.0)
+
+
+def test_edge_errors_and_types():
+  with pytest.raises(np.exceptions.AxisError):
+    dfdx.jit(lambda x: dnp.take(x, 0, axis=1))(_ZERO_D)
+  with pytest.raises(np.exceptions.AxisError):
+    dfdx.jit(lambda x, i: dnp.take_along_axis(x, i, axis=3))(np.ones((2, 3, 4)), np.array([8]))
+  # A jitted function called inside a transformation on untraced arguments gives what it
+  # gives at top level: a NumPy scalar, which Python's round() takes.
+  g = dfdx.jit(lambda v: dnp.where(v > 0, v, 1.0))
+  assert type(g(np.float64(3.5))) is np.float64
+  assert dfdx.grad(lambda x: x * round(g(np.float64(3.5))))(1.0) == 4.0

@@ -348,8 +348,9 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       if entry.notes_ties:
         return run_noting_ties(entry, leaves, args, kwargs)
       return checked_outputs(entry, leaves, entry.run(*leaves), args, kwargs)
-    return _rebuild(entry, jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run,
-                                           name=name))
+    outs = jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run, name=name)
+    # (a concrete result, untraced arguments under a transformation: as at top level)
+    return _rebuild(entry, [o if isinstance(o, Tracer) else _output(o) for o in outs])
 
   def compile(*args, **kwargs):
     """Trace, optimize and generate code for the signature of these arguments (shapes,

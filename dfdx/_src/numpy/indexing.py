@@ -462,7 +462,9 @@ def take(a, indices, axis=None, out=None, mode=None):
     return np.take(a, indices, axis=axis, out=out, mode=mode)
   reject_out("take", out)
   a, indices = arg(a), _index_array(arg(indices), "take")
-  if axis is None:
+  if axis is None or not shape_of(a):  # (NumPy takes from a 0-d array as from a 1-d one)
+    if axis is not None:
+      normalize_axis(axis, 1)
     a, axis = shape_ops.reshape(a, (math.prod(shape_of(a)),)), 0
   axis = normalize_axis(axis, len(shape_of(a)))
   indices = _take_mode(indices, shape_of(a)[axis], mode, axis)
@@ -483,8 +485,10 @@ def take_along_axis(arr, indices, axis=-1):
     if len(shape_of(indices)) != 1:
       raise ValueError("when axis=None, `indices` must have a single dimension.")
     arr, axis = shape_ops.reshape(arr, (math.prod(shape_of(arr)),)), 0
-  elif len(shape_of(indices)) != len(shape_of(arr)):
-    raise ValueError("`indices` and `arr` must have the same number of dimensions")
+  else:
+    normalize_axis(axis, len(shape_of(arr)))  # (NumPy's AxisError comes first)
+    if len(shape_of(indices)) != len(shape_of(arr)):
+      raise ValueError("`indices` and `arr` must have the same number of dimensions")
   shape = shape_of(arr)
   axis = normalize_axis(axis, len(shape))
   _check_bounds(indices, shape[axis], axis)

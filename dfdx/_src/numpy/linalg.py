@@ -743,7 +743,7 @@ def _matrix_norm(x, ord, row, col, keepdims):
     s = linalg_ops.svd(shape_ops.transpose(x, rest + (row, col)), False, False)[0]
     last = len(rest)
     out = (red.reduce_sum(s, (last,)) if ord == "nuc" else
-           red.reduce_max(s, (last,)) if ord == 2 else red.reduce_min(s, (last,)))
+           _max_or_zero(s, last) if ord == 2 else red.reduce_min(s, (last,)))
   elif ord is None or ord in ("fro", "f"):
     out = _root(red.reduce_sum(ew.mul(x, x), tuple(sorted((row, col)))), 2)
   elif ord in (1, -1, np.inf, -np.inf):

@@ -487,7 +487,9 @@ def repeat(a, repeats, axis=None):
   if not _traced(a):
     return np.repeat(a, repeats, axis)
   a = _operand(a)
-  if axis is None:
+  if axis is None or not shape_of(a):  # (NumPy repeats a 0-d array as a 1-d one)
+    if axis is not None:
+      normalize_axis_index(axis, 1)
     a, axis = _reshape(a, (_size(a),)), 0
   shape = shape_of(a)
   axis = normalize_axis_index(axis, len(shape))
@@ -495,7 +497,7 @@ def repeat(a, repeats, axis=None):
   counts = np.asarray(repeats)
   if counts.size != 1:
     return _take(a, idx, axis)
-  count = int(counts.reshape(-1)[0])
+  count = max(int(counts.reshape(-1)[0]), 0)  # (a negative count passes on an empty axis)
   spread = shape[:axis + 1] + (1,) + shape[axis + 1:]
   out = shape_ops.broadcast_to(_reshape(a, spread),
                                spread[:axis + 1] + (count,) + spread[axis + 2:])

@@ -62,10 +62,14 @@ def _flat(x):
   return shape_ops.reshape(x, (math.prod(shape_of(x)),))
 
 
-def _sort_axis(a, axis):
-  """The operand and axis of a sort: axis None flattens (NumPy's rule)."""
+def _sort_axis(a, axis, zero_d_as_1d=False):
+  """The operand and axis of a sort: axis None flattens (NumPy's rule). `zero_d_as_1d`:
+  a 0-d array is sorted as a 1-d one (NumPy's argsort and argpartition; sort and partition
+  refuse it)."""
   a = _real(arg(a), "sort")
-  if axis is None:
+  if axis is None or (zero_d_as_1d and not shape_of(a)):
+    if axis is not None:
+      normalize_axis(axis, 1)  # (NumPy's error for an axis other than 0 or -1)
     return _flat(a), 0
   return a, normalize_axis(axis, len(shape_of(a)))
 
@@ -97,7 +101,7 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
   """`numpy.argsort` on traced values (an integer result with zero derivative)."""
   if not traced(a):
     return np.argsort(a, axis=axis, kind=kind, order=order, stable=stable)
-  a, axis = _sort_axis(a, axis)
+  a, axis = _sort_axis(a, axis, zero_d_as_1d=True)
   return so.argsort(a, axis, _sort_kind(a, kind, order, stable))
 
 
@@ -126,7 +130,7 @@ def argpartition(a, kth, axis=-1, kind="introselect", order=None):
   """`numpy.argpartition` on traced values (zero derivative)."""
   if not traced(a):
     return np.argpartition(a, kth, axis=axis, kind=kind, order=order)
-  a, axis = _sort_axis(a, axis)
+  a, axis = _sort_axis(a, axis, zero_d_as_1d=True)
   kth = _kth(a, kth, axis, kind, order)
   return np.zeros(shape_of(a), np.intp) if kth is None else so.argpartition(a, kth, axis)
 

@@ -367,12 +367,14 @@ def _all_nan_to_nan(result, n, dtype):
 
 
 def _nanquantile(name, a, q, axis, out, method, keepdims, weights, scale):
+  if math.prod(shape_of(arg(a))) == 0:  # (NumPy's nanmean, integers too: NaN, warned)
+    a, q, weak_q = _check_quantile_args(a, q, method, name, scale, weights)
+    reject_out(name, out)
+    return nanmean(a, axis, keepdims=keepdims)
   if not _inexact(arg(a)):
     return _quantile(name, a, q, axis, out, method, keepdims is True, weights, scale)
   a, q, weak_q = _check_quantile_args(a, q, method, name, scale, weights)
   reject_out(name, out)
-  if math.prod(shape_of(a)) == 0:
-    return nanmean(a, axis, keepdims=keepdims)
   w, axes = _merge_reduced(a, axis)
   s, n = _valid_sorted(w)
   if weights is None:
