@@ -238,12 +238,95 @@ def _join(out, out_dot, sub, k):
   return coeffs + [last]
 
 
+# ---- elementwise functions by their differential equations: O(K^2) products ----------------
+# y = f(x) with y' = g(x, y) x' gives, for normalized coefficients, k y_k = sum_(j=1..k)
+# j x_j g_(k-j): each term from lower ones. (The JVP-rule recursion gives the same, in
+# O(K^3).)
+
+
+def _terms(pairs):
+  """sum of a * b over the pairs whose factors are both known (None: zero), or None."""
+  total = None
+  for a, b in pairs:
+    if a is None or b is None:
+      continue
+    term = a * b
+    total = term if total is None else total + term
+  return total
+
+
+def _scaled(x, c):
+  return None if x is None else x * c
+
+
+def _ode_rule(first, derivative_series):
+  """A rule for y = f(x) where y' = g x': `first(x0)` is y_0, and `derivative_series(x, y,
+  g, n)` appends g_n, given x's coefficients and y's and g's up to n."""
+  def rule(series, k):
+    (x,) = series
+    y, g = [first(x[0])], []
+    for n in range(1, k + 1):
+      derivative_series(x, y, g, n - 1)  # g_(n-1), from y up to n - 1
+      total = _terms((_scaled(x[j], float(j)), g[n - j]) for j in range(1, n + 1))
+      y.append(None if total is None else ad.match_primal(total * (1.0 / n), y[0]))
+    return y
+  return rule
+
+
+def _exp_like(y, g, m, offset=0.0):
+  g.append(y[m] if m or not offset else y[0] + offset)  # (g = y, or y + 1 for expm1)
+
+
+def _register_odes(ew):
+  jet_rules[ew.exp_p] = _ode_rule(ew.exp, lambda x, y, g, m: _exp_like(y, g, m))
+  jet_rules[ew.expm1_p] = _ode_rule(ew.expm1, lambda x, y, g, m: _exp_like(y, g, m, 1.0))
+
+  def tanh_g(x, y, g, m):  # g = 1 - y^2
+    sq = _terms((y[i], y[m - i]) for i in range(m + 1))
+    g.append((1.0 - sq) if m == 0 else (None if sq is None else -sq))
+  jet_rules[ew.tanh_p] = _ode_rule(ew.tanh, tanh_g)
+
+  def reciprocal_of(shift):
+    def rule_g(x, y, g, m):  # g = 1 / (x + shift), from (x + shift) g = 1
+      if m == 0:
+        g.append(1.0 / (x[0] + shift))
+        return
+      total = _terms((x[j], g[m - j]) for j in range(1, m + 1))
+      g.append(None if total is None else -(total / (x[0] + shift)))
+    return rule_g
+  jet_rules[ew.log_p] = _ode_rule(ew.log, reciprocal_of(0.0))
+  jet_rules[ew.log1p_p] = _ode_rule(ew.log1p, reciprocal_of(1.0))
+
+  def sqrt_g(x, y, g, m):  # g = 1 / (2 y), from 2 y g = 1
+    if m == 0:
+      g.append(0.5 / y[0])
+      return
+    total = _terms((y[j], g[m - j]) for j in range(1, m + 1))
+    g.append(None if total is None else -(total / y[0]))
+  jet_rules[ew.sqrt_p] = _ode_rule(ew.sqrt, sqrt_g)
+
+  def sin_cos(want_sin):
+    def rule(series, k):  # s' = c x', c' = -s x'
+      (x,) = series
+      s, c = [ew.sin(x[0])], [ew.cos(x[0])]
+      for n in range(1, k + 1):
+        ds = _terms((_scaled(x[j], float(j)), c[n - j]) for j in range(1, n + 1))
+        dc = _terms((_scaled(x[j], float(j)), s[n - j]) for j in range(1, n + 1))
+        s.append(None if ds is None else ad.match_primal(ds * (1.0 / n), s[0]))
+        c.append(None if dc is None else ad.match_primal(dc * (-1.0 / n), c[0]))
+      return s if want_sin else c
+    return rule
+  jet_rules[ew.sin_p] = sin_cos(True)
+  jet_rules[ew.cos_p] = sin_cos(False)
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
   for prim in (ew.mul_p, ew.zmul_p, contraction.dot_general_p):
     jet_rules[prim] = _cauchy(prim)
   jet_rules[ew.div_p] = _quotient(ew.div_p, ew.mul_p, ew.sub_p)
   jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p, ew.zmul_p, ew.sub_p)
+  _register_odes(ew)
 
 
 _register()
