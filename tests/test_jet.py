@@ -184,3 +184,62 @@ def test_cost_grows_as_a_polynomial_in_the_order():
     assert counts["arctan"] == order + 1, (order, counts["arctan"])
     assert sum(counts.values()) <= 2 * order ** 3, (order, sum(counts.values()))
     assert core.count_binds(lambda: dfdx.jet(dnp.exp, (0.5,), path))["exp"] <= 2
+
+
+# ---- found by adversarial testing ------------------------------------------------------------
+
+
+def test_derivatives_stay_finite_as_in_forward_mode():
+  # Where jvp's zero-absorbing chain rule gives a finite derivative, so does jet.
+  f = lambda x: dnp.arccos(dnp.clip(x, -1, 1))  # noqa: E731  (constant beyond 1)
+  assert dfdx.jet(f, (2.0,), ([1.0],))[1][0] == 0.0
+  g = lambda x, y: x * dnp.sqrt(y)  # noqa: E731  (y rests at 0)
+  assert all(s == 0.0 for s in dfdx.jet(g, (2.0, 0.0), ([1.0, 0.0], [0.0, 0.0]))[1])
+  h = dfdx.grad(lambda x: dnp.where(x > 0, dnp.log(x), 0.0))
+  with np.errstate(all="ignore"):
+    assert dfdx.jet(h, (0.0,), ([1.0],))[1][0] == 0.0
+
+
+def test_a_buffer_changed_in_place_between_operations():
+  def f(x):
+    w = np.empty(2)
+    total = 0.0
+    for k in range(3):
+      w[:] = k + 1.0  # one NumPy work array, overwritten
+      total = total + dnp.sum(dnp.sin(x * w))
+    return total
+  x = np.array([0.3, 0.5])
+  value, series = dfdx.jet(f, (x,), ([np.ones(2)],))
+  assert value == pytest.approx(f(x), rel=1e-15)
+  assert series[0] == pytest.approx(sum((k + 1) * np.cos((k + 1) * x).sum() for k in range(3)),
+                                    rel=1e-14)
+
+
+def test_rules_that_would_branch_per_order():
+  # expit and x ** 2.5 have Taylor rules of their own; jitted blocks and checkpoints are
+  # their equations. Each costs a polynomial in the order (the JVP-rule recursion of these
+  # doubled per order: 286,000 binds for expit at order 14).
+  import dfdx.scipy.special as dss
+  x = np.linspace(0.2, 0.8, 5)
+  body = lambda c: dnp.sin(c) * 0.9 + dnp.arctan(c) * 0.1  # noqa: E731
+  for fn in (dss.expit, lambda y: y ** 2.5, dfdx.jit(lambda y: body(body(y))),
+             dfdx.checkpoint(lambda y: body(body(y)))):
+    path = ([np.ones(5)] + [np.zeros(5)] * 13,)
+    assert sum(core.count_binds(lambda: dfdx.jet(fn, (x,), path)).values()) < 20_000
+    curved = ([np.ones(5), 0.3 * np.ones(5), np.zeros(5)],)
+    _, series = dfdx.jet(fn, (x,), curved)
+    g = lambda t: fn(x + t + 0.3 * t ** 2 / 2)  # noqa: E731
+    for k, ref in enumerate((dfdx.jacfwd(g)(0.0), dfdx.jacfwd(dfdx.jacfwd(g))(0.0),
+                             dfdx.jacfwd(dfdx.jacfwd(dfdx.jacfwd(g)))(0.0))):
+      np.testing.assert_allclose(series[k], ref, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_with_python_constants_and_none_terms():
+  x, v = np.float32([0.2, 0.3]), np.float32([1.0, 1.0])
+  for fn in (lambda x: x + 1.0, lambda x: dfdx.scan(lambda c, _: (c * 0.5 + 1.0, None), x,
+                                                     None, length=3)[0]):
+    for series in (dfdx.jet(fn, (x,), ([v, v],))[1],
+                   dfdx.jit(lambda x: dfdx.jet(fn, (x,), ([v, v],))[1])(x)):
+      assert [s.dtype for s in series] == [np.float32, np.float32]
+  with pytest.raises(ValueError, match="series term 1 of primal 0 is .*None; pass zeros"):
+    dfdx.jet(dnp.sin, (1.0,), ([None, 0.0],))

@@ -608,6 +608,10 @@ def jet(f, primals, series):
   >>> float(value), [float(s) for s in series]
   (1.0, [1.0, 1.0, 1.0])
   """
+  return ad.recompute_if_nan(lambda: _jet(f, primals, series), always=True)
+
+
+def _jet(f, primals, series):
   primals = _check_primals(primals, "jet")
   if not isinstance(series, (tuple, list)) or len(series) != len(primals):
     raise ValueError(f"jet: series must be a tuple with one sequence of derivatives per "
@@ -619,6 +623,11 @@ def jet(f, primals, series):
                      f"derivatives of its primal's path; got lengths "
                      f"{[len(s) if isinstance(s, (tuple, list)) else type(s).__name__ for s in series]}.")
   order = orders.pop() if orders else 0
+  for i, s in enumerate(series):
+    for k, term in enumerate(s):
+      if any(leaf is None for leaf in tree_flatten(term, is_leaf=lambda x: x is None)[0]):
+        raise ValueError(f"jet: series term {k + 1} of primal {i} is (or holds) None; pass "
+                         "zeros (numpy.zeros_like of the primal) for a term that is zero.")
   spec = _DiffArgs(f, tuple(range(len(primals))), None, "jet", allow_empty=True)
   values, call = spec.select(primals, {})
   leaves, in_tree, _ = _flatten_diff_args(values, spec, "jet")

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from dfdx._src import ad, core, state
+from dfdx._src.ir import eval_program
 from dfdx._src.core import Trace, Tracer, bind_in, swap_trace
 
 
@@ -62,6 +63,12 @@ def _constant_value(x):
   return _floating(x) or isinstance(x, (int, float, complex)) and not isinstance(x, bool)
 
 
+def _zero_of(x):
+  """A zero coefficient for constant `x`: a Python zero for a Python number (it promotes as
+  one: float32 + 0.0 stays float32), else zeros of x's shape and dtype."""
+  return type(x)(0) if type(x) in (int, float, complex) else _zeros_like(x)
+
+
 def _zeros_like(x):
   aval = x.aval if isinstance(x, Tracer) else core.get_aval(x)
   return np.zeros(aval.shape, aval.dtype)
@@ -69,15 +76,17 @@ def _zeros_like(x):
 
 class JetTrace(Trace):
   """Taylor mode to order `order`: values it owns are JetTracers of order + 1 coefficients.
-  `memo` (shared by the traces of one jet, of every order) holds each primitive's output
-  series by its inputs' coefficients: a JVP rule that calls another primitive whose rule
-  calls the first (sin and cos) would otherwise redo it at every order, 2^K times."""
+  `memo`, for the traces of lower order that one primitive's JVP rule runs on (None for
+  the jet's own trace), holds each primitive's output series by its inputs' coefficients:
+  a rule that calls another primitive whose rule calls the first would otherwise redo it at
+  every order, 2^K times. It lives while that one primitive is computed, when no user code
+  runs (so no array it keys on changes), and is dropped after."""
   __slots__ = ("order", "memo")
   kind = "jet"
 
   def __init__(self, order, memo=None):
     super().__init__()
-    self.order, self.memo = order, {} if memo is None else memo
+    self.order, self.memo = order, memo
 
   def process_primitive(self, prim, args, params):
     mine = [type(a) is JetTracer and a._trace is self for a in args]
@@ -91,7 +100,9 @@ class JetTrace(Trace):
       return bind_in(self.parent, prim, args, params)
     k = self.order
     series = [a.coeffs if m else [a] + [None] * k for a, m in zip(args, mine)]
-    key = _memo_key(prim, k, series, mine, params)
+    if prim.name in _INLINED:  # (a program's equations, each by its own rule)
+      return eval_program(params["program"], *args)
+    key = None if self.memo is None else _memo_key(prim, k, series, mine, params)
     hit = None if key is None else self.memo.get(key)
     if hit is not None:
       outs = hit[0]
@@ -104,7 +115,7 @@ class JetTrace(Trace):
         elif prim.linear:
           outs = _linear(prim, series, mine, k, params)
         else:
-          outs = _by_jvp(prim, series, mine, k, params, self.memo)
+          outs = _by_jvp(prim, series, mine, k, params, {} if self.memo is None else self.memo)
       finally:
         swap_trace(prev)
       if key is not None:
@@ -118,6 +129,7 @@ class JetTrace(Trace):
 
 
 jet_rules: dict = {}
+_INLINED = ("jit_call", "checkpoint_call")  # (their JVP rules would nest a program per order)
 
 
 def _memo_key(prim, order, series, mine, params):
@@ -141,7 +153,7 @@ def _linear(prim, series, mine, k, params):
       outs.append(None)
       continue
     args = [s[j] if m and s[j] is not None else
-            (_zeros_like(s[0]) if m or _constant_value(s[0]) else s[0])
+            (_zeros_like(s[0]) if m else _zero_of(s[0]) if _constant_value(s[0]) else s[0])
             for s, m in zip(series, mine)]
     outs.append(prim.bind(*args, **params))
   if prim.multiple_results:
@@ -154,21 +166,23 @@ def _cauchy(prim):
   def rule(series, k, **params):
     (a, b) = series
     outs = [prim.bind(a[0], b[0], **params)]
+    times = ad.zero_absorbing_prims.get(prim, prim) if ad.zero_absorbing else prim
     for n in range(1, k + 1):
       total = None
       for j in range(n + 1):
         if a[j] is None or b[n - j] is None:
           continue
-        term = prim.bind(a[j], b[n - j], **params)
+        term = times.bind(a[j], b[n - j], **params)
         total = term if total is None else ad.tangent_ops.add(total, term)
       outs.append(None if total is None else ad.match_primal(total, outs[0]))
     return outs
   return rule
 
 
-def _quotient(div, mul, sub):
+def _quotient(div, sub):
   """q = a / b: q_n = (a_n - sum_(j=1..n) b_j q_(n-j)) / b_0."""
   def rule(series, k, **params):
+    from dfdx._src.ops import elementwise as ew
     a, b = series
     q = [div.bind(a[0], b[0])]
     for n in range(1, k + 1):
@@ -176,9 +190,9 @@ def _quotient(div, mul, sub):
       for j in range(1, n + 1):
         if b[j] is None or q[n - j] is None:
           continue
-        term = mul.bind(b[j], q[n - j])
+        term = ew.tmul(b[j], q[n - j])
         acc = sub.bind(_zeros_like(term), term) if acc is None else sub.bind(acc, term)
-      q.append(None if acc is None else ad.match_primal(div.bind(acc, b[0]), q[0]))
+      q.append(None if acc is None else ad.match_primal(ew.tdiv(acc, b[0]), q[0]))
     return q
   return rule
 
@@ -245,12 +259,14 @@ def _join(out, out_dot, sub, k):
 
 
 def _terms(pairs):
-  """sum of a * b over the pairs whose factors are both known (None: zero), or None."""
+  """sum of a * b over the pairs whose factors are both known (None: zero), or None (with
+  the zero-absorbing chain rule, 0 * inf = 0, as derivatives take it)."""
+  from dfdx._src.ops import elementwise as ew
   total = None
   for a, b in pairs:
     if a is None or b is None:
       continue
-    term = a * b
+    term = ew.tmul(a, b)
     total = term if total is None else total + term
   return total
 
@@ -292,7 +308,7 @@ def _register_odes(ew):
         g.append(1.0 / (x[0] + shift))
         return
       total = _terms((x[j], g[m - j]) for j in range(1, m + 1))
-      g.append(None if total is None else -(total / (x[0] + shift)))
+      g.append(None if total is None else -ew.tdiv(total, x[0] + shift))
     return rule_g
   jet_rules[ew.log_p] = _ode_rule(ew.log, reciprocal_of(0.0))
   jet_rules[ew.log1p_p] = _ode_rule(ew.log1p, reciprocal_of(1.0))
@@ -302,8 +318,15 @@ def _register_odes(ew):
       g.append(0.5 / y[0])
       return
     total = _terms((y[j], g[m - j]) for j in range(1, m + 1))
-    g.append(None if total is None else -(total / y[0]))
+    g.append(None if total is None else -ew.tdiv(total, y[0]))
   jet_rules[ew.sqrt_p] = _ode_rule(ew.sqrt, sqrt_g)
+
+  def logistic_g(x, y, g, m):  # g = y (1 - y) = y - y^2
+    sq = _terms((y[i], y[m - i]) for i in range(m + 1))
+    g.append(y[0] - sq if m == 0 else (y[m] if sq is None else
+                                       -sq if y[m] is None else y[m] - sq))
+  jet_rules[ew.logistic_p] = _ode_rule(ew.logistic, logistic_g)
+  jet_rules[ew.pow_p] = _power
 
   def sin_cos(want_sin):
     def rule(series, k):  # s' = c x', c' = -s x'
@@ -320,16 +343,42 @@ def _register_odes(ew):
   jet_rules[ew.cos_p] = sin_cos(False)
 
 
+def _power(series, k):
+  """x ** c for a constant c: y' = g x' with x g = c y (from y' = c y x' / x); with a
+  moving exponent, its JVP rule."""
+  from dfdx._src.ops import elementwise as ew
+  x, c = series
+  if any(e is not None for e in c[1:]):
+    return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
+  c0 = c[0]
+
+  def g_of(x, y, g, m):
+    cy = None if y[m] is None else ew.tmul(y[m], c0)
+    total = _terms((x[j], g[m - j]) for j in range(1, m + 1))
+    if m == 0:
+      g.append(ew.tdiv(ew.tmul(y[0], c0), x[0]))
+      return
+    acc = cy if total is None else (-total if cy is None else cy - total)
+    g.append(None if acc is None else ew.tdiv(acc, x[0]))
+  return _ode_rule(lambda x0: ew.pow_p.bind(x0, c0), g_of)([x], k)
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
   for prim in (ew.mul_p, ew.zmul_p, contraction.dot_general_p):
     jet_rules[prim] = _cauchy(prim)
-  jet_rules[ew.div_p] = _quotient(ew.div_p, ew.mul_p, ew.sub_p)
-  jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p, ew.zmul_p, ew.sub_p)
+  jet_rules[ew.div_p] = _quotient(ew.div_p, ew.sub_p)
+  jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p, ew.sub_p)
   _register_odes(ew)
 
 
 _register()
+
+
+def _known_zero(d):
+  """A concrete series term that is all zeros: no term (a path that does not move there
+  must not meet 0 * inf)."""
+  return not isinstance(d, Tracer) and not np.any(np.asarray(d))
 
 
 def jet_flat(fun, primals, series):
@@ -341,7 +390,7 @@ def jet_flat(fun, primals, series):
   ins = []
   for p, s in zip(primals, series):
     dtype = core.get_aval(p).dtype
-    coeffs = [p] + [None if d is None else
+    coeffs = [p] + [None if d is None or _known_zero(d) else
                     dnp.asarray(d, dtype) * (1.0 / math.factorial(j + 1))
                     for j, d in enumerate(s)]
     ins.append(JetTracer(trace, coeffs))
