@@ -129,6 +129,9 @@ class JetTrace(Trace):
 
 
 jet_rules: dict = {}
+# Linear primitives whose every operand is a value (an integer one too: `x + count`); the
+# others (gather, scatter, select) take indices and masks, kept as they are in each term.
+_VALUES_ONLY = frozenset({"add", "sub", "concatenate", "pad", "complex"})
 _INLINED = ("jit_call", "checkpoint_call")  # (their JVP rules would nest a program per order)
 
 
@@ -153,7 +156,8 @@ def _linear(prim, series, mine, k, params):
       outs.append(None)
       continue
     args = [s[j] if m and s[j] is not None else
-            (_zeros_like(s[0]) if m else _zero_of(s[0]) if _constant_value(s[0]) else s[0])
+            (_zeros_like(s[0]) if m else _zero_of(s[0])
+             if _constant_value(s[0]) or prim.name in _VALUES_ONLY else s[0])
             for s, m in zip(series, mine)]
     outs.append(prim.bind(*args, **params))
   if prim.multiple_results:
@@ -363,8 +367,101 @@ def _power(series, k):
   return _ode_rule(lambda x0: ew.pow_p.bind(x0, c0), g_of)([x], k)
 
 
+# ---- loops: the body's series, as a program over coefficients -------------------------------
+
+
+def _jet_program(program, k, has, out_has=None):
+  """`program` over Taylor coefficients to order k: each input with `has` set takes k + 1
+  inputs (its coefficients), the others their value; each output gives its value, then its
+  k coefficients where it has a series (or where `out_has` says, zeros if none). Returns
+  (program, which outputs have series)."""
+  from dfdx._src.staging import make_program
+  avals, store = [], {}
+  for v, h in zip(program.in_vars, has):
+    avals += [v.aval] * (k + 1 if h else 1)
+
+  def flat(*xs):
+    trace, it = JetTrace(k), iter(xs)
+    ins = [JetTracer(trace, [next(it) for _ in range(k + 1)]) if h else next(it) for h in has]
+    outs = state.run_in_trace(trace, lambda *a: eval_program(program, *a), ins,
+                              lambda t: t.coeffs[0])
+    flat_outs, found = [], []
+    for i, o in enumerate(outs):
+      coeffs = _coeffs(o, trace, k + 1)
+      h = _floating(coeffs[0]) and any(c is not None for c in coeffs[1:])
+      if out_has is not None:
+        h = out_has[i]
+      found.append(h)
+      flat_outs += [coeffs[0]] + ([_zeros_like(coeffs[0]) if c is None else c
+                                   for c in coeffs[1:]] if h else [])
+    store["has"] = found
+    return flat_outs
+  jet_program, lifted = make_program(flat, avals, record_source=False)
+  assert not lifted, lifted
+  return jet_program, store["has"]
+
+
+def _expand(series, has, k):
+  out = []
+  for s, h in zip(series, has):
+    out += [s[0]] + ([_zeros_like(s[0]) if c is None else c for c in s[1:]] if h else [])
+  return out
+
+
+def _regroup(outs, has, k):
+  it, grouped = iter(outs), []
+  for h in has:
+    grouped.append([next(it)] + ([next(it) for _ in range(k)] if h else [None] * k))
+  return grouped
+
+
+def _scan_rule(series, k, *, body, num_carry, num_xs, length, reverse, linear):
+  """scan over the coefficients of its carries, slices and constants: the body's series
+  computed step by step (its JVP rule would nest one program per order)."""
+  from dfdx._src.ops.control_flow import scan_p
+  has = [_floating(s[0]) and any(c is not None for c in s[1:]) for s in series]
+  while True:  # (a carry without a series gains one where the body gives it one)
+    program, out_has = _jet_program(body, k, has)
+    carry_has = [a or b for a, b in zip(has[:num_carry], out_has[:num_carry])]
+    if carry_has == has[:num_carry]:
+      break
+    has = carry_has + has[num_carry:]
+  args = _expand(series, has, k)
+  sizes = [1 + k * h for h in has]
+  outs = scan_p.bind(*args, body=program, num_carry=sum(sizes[:num_carry]),
+                     num_xs=sum(sizes[num_carry:num_carry + num_xs]), length=length,
+                     reverse=reverse, linear=(False,) * len(args))
+  return _regroup(outs, out_has, k)
+
+
+def _cond_rule(series, k, *, branches, num_consts, linear):
+  """cond of the branches over coefficients (every branch gives the series any gives)."""
+  from dfdx._src.ops.branches import _branch_args, cond_p
+  index, rest = series[0][0], series[1:]
+  has = [_floating(s[0]) and any(c is not None for c in s[1:]) for s in rest]
+  n_ops = len(rest) - sum(num_consts)
+  found = [_jet_program(b, k, _branch_args(has, branches, num_consts, i))[1]
+           for i, b in enumerate(branches)]
+  out_has = [any(h) for h in zip(*found)]
+  programs = tuple(_jet_program(b, k, _branch_args(has, branches, num_consts, i), out_has)[0]
+                   for i, b in enumerate(branches))
+  sizes = [1 + k * h for h in has]
+  counts, start = [], n_ops
+  for c in num_consts:
+    counts.append(sum(sizes[start:start + c]))
+    start += c
+  ops = _expand(rest[:n_ops], has[:n_ops], k)
+  outs = cond_p.bind(index, *ops, *_expand(rest[n_ops:], has[n_ops:], k), branches=programs,
+                     num_consts=tuple(counts), linear=(False,) * len(ops))
+  return _regroup(outs, out_has, k)
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
+  from dfdx._src.ops.branches import cond_p
+  from dfdx._src.ops.control_flow import scan_p
+  jet_rules[scan_p] = _scan_rule
+  jet_rules[cond_p] = _cond_rule
   for prim in (ew.mul_p, ew.zmul_p, contraction.dot_general_p):
     jet_rules[prim] = _cauchy(prim)
   jet_rules[ew.div_p] = _quotient(ew.div_p, ew.sub_p)
