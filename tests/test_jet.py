@@ -253,10 +253,10 @@ def test_integer_operands_of_sums_are_constants():
   np.testing.assert_array_equal(series[1], np.ones(3))
 
 
-@pytest.mark.parametrize("kind", ["scan", "cond true", "cond false", "switch"])
+@pytest.mark.parametrize("kind", ["scan", "cond true", "cond false", "switch", "while"])
 def test_staged_loops_and_branches_cost_a_polynomial(kind):
-  # Under jit a scan or cond runs over the coefficients of its body (its JVP rule would nest
-  # one program per order: 27 s at order 8 for a 3-step scan).
+  # Under jit a scan, cond or while runs over the coefficients of its body (its JVP rule
+  # would nest one program per order: 27 s at order 8 for a 3-step scan).
   w = np.linspace(1.0, 2.0, 4)
   body = lambda c: dnp.sin(c) * 0.9 + dnp.arctan(c) * 0.1 * w  # noqa: E731
   if kind == "scan":
@@ -268,6 +268,13 @@ def test_staged_loops_and_branches_cost_a_polynomial(kind):
         ys.append(x ** 2)
         x = body(x) + s * x
       return x, dnp.stack(ys)
+  elif kind == "while":
+    staged = lambda x: dfdx.while_loop(  # noqa: E731
+        lambda c: c[0] < 3, lambda c: (c[0] + 1, body(c[1]) + c[1] * c[0]), (0, x))[1]
+    def plain(x):
+      for i in range(3):
+        x = body(x) + x * i
+      return x
   elif kind == "switch":
     staged = lambda x: dfdx.switch(1, [lambda y: y * 0.0 + 1.0, body, lambda y: y], x)  # noqa: E731
     plain = body

@@ -456,9 +456,46 @@ def _cond_rule(series, k, *, branches, num_consts, linear):
   return _regroup(outs, out_has, k)
 
 
+def _while_rule(series, k, *, cond, body, num_vals, num_cond_consts):
+  """while over the coefficients of its values: the test reads their values only, the body
+  runs over coefficients (as scan's)."""
+  from dfdx._src.ops.branches import while_p
+  from dfdx._src.staging import make_program
+  has = [_floating(s[0]) and any(c is not None for c in s[1:]) for s in series]
+  body_has = lambda has: has[:num_vals] + has[num_vals + num_cond_consts:]  # noqa: E731
+  while True:
+    program, out_has = _jet_program(body, k, body_has(has))
+    vals_has = [a or b for a, b in zip(has[:num_vals], out_has)]
+    if vals_has == has[:num_vals]:
+      break
+    has = vals_has + has[num_vals:]
+  test_has = has[:num_vals] + [False] * num_cond_consts  # (cond consts: values only)
+  avals = []
+  for v, h in zip(cond.in_vars, test_has):
+    avals += [v.aval] * (1 + k * h)
+
+  def test(*xs):
+    it = iter(xs)
+    values = []
+    for h in test_has:
+      values.append(next(it))
+      for _ in range(k * h):
+        next(it)
+    return eval_program(cond, *values)
+  test_program, lifted = make_program(test, avals, record_source=False)
+  assert not lifted, lifted
+  vals = _expand(series[:num_vals], has[:num_vals], k)
+  cond_consts = [s[0] for s in series[num_vals:num_vals + num_cond_consts]]
+  body_consts = _expand(series[num_vals + num_cond_consts:], has[num_vals + num_cond_consts:], k)
+  outs = while_p.bind(*vals, *cond_consts, *body_consts, cond=test_program, body=program,
+                      num_vals=len(vals), num_cond_consts=len(cond_consts))
+  return _regroup(outs, has[:num_vals], k)
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
-  from dfdx._src.ops.branches import cond_p
+  from dfdx._src.ops.branches import cond_p, while_p
+  jet_rules[while_p] = _while_rule
   from dfdx._src.ops.control_flow import scan_p
   jet_rules[scan_p] = _scan_rule
   jet_rules[cond_p] = _cond_rule
