@@ -290,3 +290,21 @@ def test_staged_loops_and_branches_cost_a_polynomial(kind):
   expected = dfdx.tree.tree_leaves(dfdx.jet(plain, (x,), path)[1])
   for a, b in zip(got, expected):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_solve_by_its_recurrence():
+  # A_0 x_n = b_n - sum_j A_j x_(n-j): one solve per term (its JVP rule solves twice per
+  # order, 2^K solves in all).
+  rng = np.random.default_rng(3)
+  a, b = rng.normal(size=(4, 4)) + 4 * np.eye(4), rng.normal(size=4)
+  da, db = rng.normal(size=(4, 4)), rng.normal(size=4)
+  f = lambda a, b: dnp.linalg.solve(a, b)  # noqa: E731
+  _, series = dfdx.jet(f, (a, b), ([da, da, 0 * da], [db, 0 * db, db]))
+  g = lambda t: f(a + t * da + t ** 2 / 2 * da, b + t * db + t ** 3 / 6 * db)  # noqa: E731
+  d = g
+  for k in range(3):
+    d = dfdx.jacfwd(d)
+    np.testing.assert_allclose(series[k], d(0.0), rtol=1e-11, atol=1e-12)
+  path = ([da] + [0 * da] * 11, [db] + [0 * db] * 11)
+  counts = core.count_binds(lambda: dfdx.jet(f, (a, b), path))
+  assert counts["solve"] <= 14  # (a value and one per term)

@@ -492,8 +492,27 @@ def _while_rule(series, k, *, cond, body, num_vals, num_cond_consts):
   return _regroup(outs, has[:num_vals], k)
 
 
+def _solve_rule(series, k):
+  """x = A^-1 b: A_0 x_n = b_n - sum_(j=1..n) A_j x_(n-j), one solve with A_0 per term."""
+  from dfdx._src.ops import contraction, elementwise as ew
+  from dfdx._src.ops.linalg import solve_p
+  a, b = series
+  x = [solve_p.bind(a[0], b[0])]
+  for n in range(1, k + 1):
+    acc = b[n]
+    for j in range(1, n + 1):
+      if a[j] is None or x[n - j] is None:
+        continue
+      term = contraction.matmul(a[j], x[n - j])
+      acc = ew.neg(term) if acc is None else ew.sub(acc, term)
+    x.append(None if acc is None else ad.match_primal(solve_p.bind(a[0], acc), x[0]))
+  return x
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
+  from dfdx._src.ops.linalg import solve_p
+  jet_rules[solve_p] = _solve_rule
   from dfdx._src.ops.branches import cond_p, while_p
   jet_rules[while_p] = _while_rule
   from dfdx._src.ops.control_flow import scan_p
