@@ -59,6 +59,19 @@ def scan_of_steps(block, steps, checkpoint=None):
   return lambda x: dnp.sum(dfdx.scan(step, x, None, length=steps, checkpoint=checkpoint)[0])
 
 
+def measure_pair(plain, checkpointed, x, mode):
+  """Peak MB and seconds of grad of `plain` and of `checkpointed` (eager, or jitted and
+  compiled before the measured call), after checking that their gradients agree."""
+  wrap = dfdx.jit if mode == "jit" else (lambda f: f)
+  plain, checkpointed = wrap(dfdx.grad(plain)), wrap(dfdx.grad(checkpointed))
+  if mode == "jit":
+    plain(x), checkpointed(x)
+  plain_mb, plain_s, g1 = peak_mb(plain, x)
+  remat_mb, remat_s, g2 = peak_mb(checkpointed, x)
+  assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+  return plain_mb, remat_mb, plain_s, remat_s
+
+
 def main():
   parser = argparse.ArgumentParser(description="peak memory of grad with checkpoint")
   parser.add_argument("--n", type=int, default=300)
@@ -77,13 +90,8 @@ def main():
         f"{'checkpoint / one block':>23} {'plain s':>8} {'checkpoint s':>13}")
   for depth in args.blocks:
     for mode in ("eager", "jit"):
-      wrap = dfdx.jit if mode == "jit" else (lambda f: f)
-      plain, checkpointed = wrap(dfdx.grad(chain(block, depth))), wrap(dfdx.grad(chain(remat, depth)))
-      if mode == "jit":  # (compiled before the measured call)
-        plain(x), checkpointed(x)
-      plain_mb, plain_s, g1 = peak_mb(plain, x)
-      remat_mb, remat_s, g2 = peak_mb(checkpointed, x)
-      assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+      plain_mb, remat_mb, plain_s, remat_s = measure_pair(chain(block, depth),
+                                                          chain(remat, depth), x, mode)
       print(f"{depth:>7} {mode:>6} {plain_mb:>10.1f} {remat_mb:>14.1f} {plain_mb / remat_mb:>7.1f} "
             f"{remat_mb / one_block:>23.2f} {plain_s:>8.3f} {remat_s:>13.3f}")
   print(f"\none block, plain grad: {one_block:.1f} MB peak. Target: with checkpoint the peak stays "
@@ -96,14 +104,8 @@ def main():
   print(f"{'mode':>6} {'plain MB':>10} {'checkpoints MB':>15} {'ratio':>7} {'plain s':>8} "
         f"{'checkpoints s':>14}")
   for mode in ("eager", "jit"):
-    wrap = dfdx.jit if mode == "jit" else (lambda f: f)
-    plain = wrap(dfdx.grad(scan_of_steps(block, steps)))
-    checkpointed = wrap(dfdx.grad(scan_of_steps(block, steps, True)))
-    if mode == "jit":
-      plain(x), checkpointed(x)
-    plain_mb, plain_s, g1 = peak_mb(plain, x)
-    remat_mb, remat_s, g2 = peak_mb(checkpointed, x)
-    assert np.allclose(g1, g2, rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+    plain_mb, remat_mb, plain_s, remat_s = measure_pair(
+        scan_of_steps(block, steps), scan_of_steps(block, steps, True), x, mode)
     print(f"{mode:>6} {plain_mb:>10.1f} {remat_mb:>15.1f} {plain_mb / remat_mb:>7.1f} "
           f"{plain_s:>8.3f} {remat_s:>14.3f}")
   print("Rerun: python bench/checkpoint_memory.py --n 300 --blocks 1 10 30 100 --steps 400")

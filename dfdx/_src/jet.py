@@ -183,21 +183,30 @@ def _cauchy(prim):
   return rule
 
 
-def _quotient(div, sub):
-  """q = a / b: q_n = (a_n - sum_(j=1..n) b_j q_(n-j)) / b_0."""
+def _inverse_series(num, den, k, first, times, divide):
+  """q with den q = num for series (a product `times` of coefficients): q_0 = `first`, then
+  q_n = divide(num_n - sum_(j=1..n) times(den_j, q_(n-j))), `divide` applying den_0's
+  inverse."""
+  from dfdx._src.ops import elementwise as ew
+  q = [first]
+  for n in range(1, k + 1):
+    acc = num[n]
+    for j in range(1, n + 1):
+      if den[j] is None or q[n - j] is None:
+        continue
+      term = times(den[j], q[n - j])
+      acc = ew.neg(term) if acc is None else ew.sub(acc, term)
+    q.append(None if acc is None else ad.match_primal(divide(acc), q[0]))
+  return q
+
+
+def _quotient(div):
+  """q = a / b, by its recurrence."""
   def rule(series, k, **params):
     from dfdx._src.ops import elementwise as ew
     a, b = series
-    q = [div.bind(a[0], b[0])]
-    for n in range(1, k + 1):
-      acc = a[n]
-      for j in range(1, n + 1):
-        if b[j] is None or q[n - j] is None:
-          continue
-        term = ew.tmul(b[j], q[n - j])
-        acc = sub.bind(_zeros_like(term), term) if acc is None else sub.bind(acc, term)
-      q.append(None if acc is None else ad.match_primal(ew.tdiv(acc, b[0]), q[0]))
-    return q
+    return _inverse_series(a, b, k, div.bind(a[0], b[0]), ew.tmul,
+                           lambda r: ew.tdiv(r, b[0]))
   return rule
 
 
@@ -494,19 +503,11 @@ def _while_rule(series, k, *, cond, body, num_vals, num_cond_consts):
 
 def _solve_rule(series, k):
   """x = A^-1 b: A_0 x_n = b_n - sum_(j=1..n) A_j x_(n-j), one solve with A_0 per term."""
-  from dfdx._src.ops import contraction, elementwise as ew
+  from dfdx._src.ops import contraction
   from dfdx._src.ops.linalg import solve_p
   a, b = series
-  x = [solve_p.bind(a[0], b[0])]
-  for n in range(1, k + 1):
-    acc = b[n]
-    for j in range(1, n + 1):
-      if a[j] is None or x[n - j] is None:
-        continue
-      term = contraction.matmul(a[j], x[n - j])
-      acc = ew.neg(term) if acc is None else ew.sub(acc, term)
-    x.append(None if acc is None else ad.match_primal(solve_p.bind(a[0], acc), x[0]))
-  return x
+  return _inverse_series(b, a, k, solve_p.bind(a[0], b[0]), contraction.matmul,
+                         lambda r: solve_p.bind(a[0], r))
 
 
 def _register():
@@ -520,8 +521,8 @@ def _register():
   jet_rules[cond_p] = _cond_rule
   for prim in (ew.mul_p, ew.zmul_p, contraction.dot_general_p):
     jet_rules[prim] = _cauchy(prim)
-  jet_rules[ew.div_p] = _quotient(ew.div_p, ew.sub_p)
-  jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p, ew.sub_p)
+  jet_rules[ew.div_p] = _quotient(ew.div_p)
+  jet_rules[ew.zdiv_p] = _quotient(ew.zdiv_p)
   _register_odes(ew)
 
 
