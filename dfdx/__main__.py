@@ -61,6 +61,24 @@ def main():
         "dfdx.grad(lambda z: dnp.sum(dnp.abs(z) ** 2))(z)",
         dfdx.grad(lambda z: dnp.sum(dnp.abs(z) ** 2))(z), 2 * z)
 
+  t = 0.5
+  _, series = dfdx.jet(dnp.sin, (t,), ([1.0, 0.0, 0.0, 0.0],))
+  _show("Taylor mode: the first four derivatives of sin at 0.5, in one pass",
+        "dfdx.jet(dnp.sin, (0.5,), ([1.0, 0.0, 0.0, 0.0],))[1]", np.array(series),
+        [np.cos(t), -np.sin(t), -np.cos(t), np.sin(t)])
+
+  def bisection(f, x):  # any solver: it runs on NumPy values and is never differentiated
+    lo, hi = np.zeros_like(x), np.full_like(x, 10.0)
+    for _ in range(100):
+      above = f((lo + hi) / 2) > 0
+      lo, hi = np.where(above, lo, (lo + hi) / 2), np.where(above, (lo + hi) / 2, hi)
+    return (lo + hi) / 2
+  cube_root = lambda a: dfdx.custom_root(lambda r: r ** 3 - a, np.ones_like(a), bisection)
+  a = np.array([2.0, 8.0, 27.0])
+  _show("Implicit differentiation: d/da of the root r^3 = a that a bisection finds",
+        "dfdx.vector_grad(lambda a: dfdx.custom_root(lambda r: r**3 - a, r0, bisection))(a)",
+        dfdx.vector_grad(cube_root)(a), 1 / (3 * np.cbrt(a) ** 2))
+
   try:
     import scipy.sparse  # noqa: F401  (sparse=True returns a scipy.sparse matrix)
   except ImportError:
