@@ -586,8 +586,25 @@ def _impl_call(name):
   return rule
 
 
-# custom_root and linear_solve call the user's solvers, which run on concrete values.
-for _prim in ("custom_root", "linear_solve", "expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
+# custom_root and linear_solve call the user's solvers, which run on concrete values: their
+# params (programs, the solvers) are constants of the compiled code, freed with it.
+helpers["_dfdx_impl_with"] = '''def _dfdx_impl_with(name, params, *args):
+    from dfdx._src import core
+    return core.all_primitives[name].impl(*args, **params)
+'''
+
+
+def _solver_call(name):
+  @with_constants
+  def rule(ins, p, in_avals, out_avals, constants):
+    return f"_dfdx_impl_with({name!r}, {constants.hoist(dict(p))}{''.join(', ' + i for i in ins)})"
+  return rule
+
+
+for _prim in ("custom_root", "linear_solve"):
+  register(_prim, _solver_call(_prim))
+
+for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "gammainc_grad_a", "betainc_grad"):
   register(_prim, _impl_call(_prim))
 
