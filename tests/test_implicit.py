@@ -305,7 +305,7 @@ def test_errors():
   at_zero = lambda a: dfdx.custom_root(lambda x: x * x - a, 1.0, lambda f, x: 0.0)
   with pytest.raises(np.linalg.LinAlgError, match="custom_root: the linear system is singular"):
     dfdx.jvp(at_zero, (0.0,), (1.0,))
-  with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+  with pytest.raises(np.linalg.LinAlgError, match="custom_root: the linear system is singular"):
     dfdx.grad(at_zero)(0.0)
 
 

@@ -193,12 +193,14 @@ def _dense_solve(matvec, b, operands, where):
 
   columns = vmap(lambda e: join(eval_program(matvec, *split(e), *operands)))(
       np.eye(n, dtype=dtype))
+  singular = (f"{where}: the linear system is singular, so the implicit derivative does not "
+              "exist here.")
+  if type(columns) is np.ndarray and np.linalg.slogdet(columns)[0] == 0:
+    raise np.linalg.LinAlgError(singular)  # (reverse mode would meet it in its transpose)
   try:
     x = dnp.linalg.solve(dnp.transpose(columns), join(b))
   except np.linalg.LinAlgError as e:
-    raise np.linalg.LinAlgError(
-        f"{where}: the linear system is singular ({e}), so the implicit derivative does not "
-        "exist here.") from e
+    raise np.linalg.LinAlgError(singular) from e
   return split(x)
 
 
