@@ -383,3 +383,53 @@ def test_float16_and_scalar_results():
     assert {type(f(x0)) for _ in range(60)} == {np.float32}
     return x0
   dfdx.custom_root(lambda x: x * 2.0 + np.float32(1.0), np.float32(1.0), solve)
+
+
+# ---- vectorized=True: one solve for a whole vmap ---------------------------------------------
+
+
+def vector_bisection(f, x, calls=None):
+  """Bisection on [0, 10] of every entry at once (np.where, no Python branch)."""
+  if calls is not None:
+    calls.append(np.shape(x))
+  lo, hi = np.zeros_like(x), np.full_like(x, 10.0)
+  for _ in range(100):
+    above = f((lo + hi) / 2) > 0
+    lo, hi = np.where(above, lo, (lo + hi) / 2), np.where(above, (lo + hi) / 2, hi)
+  return (lo + hi) / 2
+
+
+def test_vectorized_solver_runs_once_for_the_batch():
+  calls = []
+
+  def root(a, vectorized):
+    return dfdx.custom_root(lambda r: r ** 3 + r - a, np.ones(2),
+                            lambda f, x: vector_bisection(f, x, calls), vectorized=vectorized)
+  a = np.array([[2.0, 3.0], [8.0, 1.0], [27.0, 5.0]])
+  looped = dfdx.vmap(lambda a: root(a, False))(a)
+  assert calls == [(2,)] * 3
+  calls.clear()
+  np.testing.assert_array_equal(dfdx.vmap(lambda a: root(a, True))(a), looped)
+  assert calls == [(3, 2)]
+  calls.clear()
+  nested = dfdx.vmap(dfdx.vmap(lambda a: root(a, True)))(np.stack([a, 2 * a]))
+  assert calls == [(6, 2)]
+  np.testing.assert_array_equal(nested[0], looped)
+  assert dfdx.vmap(lambda a: root(a, True))(np.zeros((0, 2))).shape == (0, 2)
+  # derivatives, in every order of the transformations, equal the per-example ones
+  for transform in (lambda g: dfdx.vmap(dfdx.jacfwd(g)), lambda g: dfdx.vmap(dfdx.jacrev(g)),
+                    lambda g: dfdx.jacfwd(dfdx.vmap(g)), lambda g: dfdx.jacrev(dfdx.vmap(g)),
+                    lambda g: dfdx.jit(dfdx.vmap(dfdx.jacrev(g))),
+                    lambda g: dfdx.vmap(dfdx.hessian(lambda a: dnp.sum(g(a) ** 2)))):
+    np.testing.assert_allclose(transform(lambda a: root(a, True))(a),
+                               transform(lambda a: root(a, False))(a), rtol=1e-12)
+
+
+def test_vectorized_closed_form_over_many_examples():
+  s = np.linspace(1.0, 5.0, 500)
+  root = lambda s: dfdx.custom_root(lambda r: r ** 3 + r - s, 1.0, vector_bisection,  # noqa: E731
+                                    vectorized=True)
+  r = dfdx.vmap(root)(s)
+  np.testing.assert_allclose(r ** 3 + r, s, rtol=1e-14)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(root))(s), 1 / (3 * r ** 2 + 1), rtol=1e-12)
+  check_grads(lambda s: dfdx.vmap(root)(s), (s[:3],), order=2, modes=("fwd", "rev"))

@@ -36,6 +36,7 @@ from dfdx._src import ad, batching, core, errors, passes
 from dfdx._src.core import Tracer
 from dfdx._src.ir import eval_program
 from dfdx._src.ops import elementwise as ew
+from dfdx._src.ops import shape as shape_ops
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
@@ -307,15 +308,33 @@ def _linear_solve_transpose(cts, *args, matvec, solve, transpose_solve, symmetri
 custom_root_p = core.primitive("custom_root", multiple_results=True)
 
 
-def _custom_root_impl(*args, f, solve, tangent_solve, tree, where):
+def _custom_root_impl(*args, f, solve, tangent_solve, tree, where, vectorized, batch):
   n = len(f.outs)
   x0, closed = args[:n], args[n:]
+  if batch:  # (every input stacked along axis 0: f over the batch, one call of the solver)
+    f = _stacked(f, batch)
   return _call_solver(solve, _as_function(f, tree, closed), x0, tree, f.out_avals, where,
                       "solve")
 
 
-def _custom_root_abstract_eval(*avals, f, solve, tangent_solve, tree, where):
+def _custom_root_abstract_eval(*avals, f, solve, tangent_solve, tree, where, vectorized,
+                               batch):
+  if batch:
+    return [core.shaped_array((batch,) + a.shape, a.dtype) for a in f.out_avals]
   return list(f.out_avals)
+
+
+_stacked_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stacked(f, batch):
+  """f over `batch` examples stacked along axis 0 of every input and output."""
+  from dfdx._src.custom import _batched_program
+  by_size = _stacked_programs.setdefault(f, {})
+  if batch not in by_size:
+    avals = [core.shaped_array((batch,) + v.aval.shape, v.aval.dtype) for v in f.in_vars]
+    by_size[batch] = _batched_program(f, batch, avals, [0] * len(avals), False)[0]
+  return by_size[batch]
 
 
 _x_derivatives: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -342,28 +361,68 @@ def _x_derivative(f):
   return program
 
 
-def _custom_root_jvp(primals, tangents, *, f, solve, tangent_solve, tree, where):
+def _custom_root_jvp(primals, tangents, *, f, solve, tangent_solve, tree, where, vectorized,
+                     batch):
   # f(x*, theta) = 0 near theta:  df/dx x_dot = -df/dtheta theta_dot. The initial guess has
   # no derivative (the root does not depend on it).
   n = len(f.outs)
   x = custom_root_p.bind(*primals, f=f, solve=solve, tangent_solve=tangent_solve, tree=tree,
-                         where=where)
+                         where=where, vectorized=vectorized, batch=batch)
   closed, closed_dots = list(primals[n:]), list(tangents[n:])
   if all(t is None for t in closed_dots):
     return x, [None] * n
+  if batch:  # (each example's system on its own, under vmap)
+    moving = [i for i, t in enumerate(closed_dots) if t is not None]
+
+    def one(*vals):
+      xs, cs, ds = vals[:n], list(vals[n:n + len(closed)]), iter(vals[n + len(closed):])
+      dots = [next(ds) if i in moving else None for i in range(len(closed))]
+      return _root_tangent(f, list(xs), cs, dots, tangent_solve, tree, where)
+    vals = list(x) + closed + [closed_dots[i] for i in moving]
+    outs, dims = batching.vmap_flat(one, batch, vals, [0] * len(vals))
+    return x, [ad.match_primal(batching.bdim_at_front(o, d, batch), p)
+               for o, d, p in zip(outs, dims, x)]
+  return x, _root_tangent(f, list(x), closed, closed_dots, tangent_solve, tree, where)
+
+
+def _root_tangent(f, x, closed, closed_dots, tangent_solve, tree, where):
+  """x_dot from df/dx x_dot = -df/dtheta theta_dot at the root x (None where zero)."""
+  n = len(f.outs)
   _, moved = ad.jvp_flat(lambda *cs: eval_program(f, *x, *cs), closed, closed_dots)
   if all(m is None for m in moved):
-    return x, [None] * n
+    return [_zeros(a) for a in f.out_avals]
   rhs = [_zeros(a) if m is None else ew.neg(m) for a, m in zip(f.out_avals, moved)]
   x_dot = _solve(_x_derivative(f), rhs, list(x) + closed, tangent_solve, tangent_solve, False,
                  tree, where, ("tangent_solve", "tangent_solve (with the transposed operator)"))
-  return x, [ad.match_primal(t, p) for t, p in zip(x_dot, x)]
+  return [ad.match_primal(t, p) for t, p in zip(x_dot, x)]
+
+
+def _vectorized_batcher(axis_size, vals, dims, **params):
+  """vmap of a vectorized custom_root: one root of the stacked systems (a batch already
+  stacked takes the new axis in front of its own)."""
+  import dfdx.numpy as dnp
+  if not params["vectorized"] or axis_size == 0:
+    return _loop_rule(custom_root_p)(axis_size, vals, dims, **params)
+  inner = params["batch"]
+  stacked = []
+  for v, d in zip(vals, dims):
+    if d is batching.NOT_MAPPED:
+      v = dnp.broadcast_to(v, (axis_size,) + tuple(core.shape_of(v)))
+    elif d != 0:
+      v = batching.moveaxis(v, d, 0)
+    shape = tuple(core.shape_of(v))
+    stacked.append(shape_ops.reshape(v, (axis_size * inner,) + shape[2:]) if inner else v)
+  outs = custom_root_p.bind(*stacked, **dict(params, batch=axis_size * (inner or 1)))
+  if inner:
+    outs = [shape_ops.reshape(o, (axis_size, inner) + tuple(core.shape_of(o))[1:])
+            for o in outs]
+  return outs, [0] * len(outs)
 
 
 # ---- vmap: one solve per batch element ------------------------------------------------------
 
 
-def _loop_batcher(prim):
+def _loop_rule(prim):
   def rule(axis_size, vals, dims, **params):
     import dfdx.numpy as dnp
     out_avals = prim.abstract_eval(*vals, **params)  # (the programs' avals alone)
@@ -375,14 +434,15 @@ def _loop_batcher(prim):
                               for v, d in zip(vals, dims)], **params))
     return [dnp.stack([row[k] for row in rows]) for k in range(len(out_avals))], \
         [0] * len(out_avals)
-  batching.primitive_batchers[prim] = rule
+  return rule
 
 
 for _prim, _impl, _abstract in ((linear_solve_p, _linear_solve_impl, _linear_solve_abstract_eval),
                                 (custom_root_p, _custom_root_impl, _custom_root_abstract_eval)):
   _prim.def_impl(_impl)
   _prim.def_abstract_eval(_abstract)
-  _loop_batcher(_prim)
+batching.primitive_batchers[linear_solve_p] = _loop_rule(linear_solve_p)
+batching.primitive_batchers[custom_root_p] = _vectorized_batcher
 ad.primitive_jvps[linear_solve_p] = _linear_solve_jvp
 ad.primitive_transposes[linear_solve_p] = _linear_solve_transpose
 ad.primitive_jvps[custom_root_p] = _custom_root_jvp
@@ -396,7 +456,7 @@ def _traced(*values):
       isinstance(x, Tracer) for v in values for x in tree_flatten(v)[0])
 
 
-def custom_root(f, initial_guess, solve, tangent_solve=None):
+def custom_root(f, initial_guess, solve, tangent_solve=None, *, vectorized=False):
   """The root x of `f(x) = 0` that `solve` finds, differentiated implicitly.
 
   The solver's iterations are not differentiated: the derivative of the root with respect
@@ -418,6 +478,12 @@ def custom_root(f, initial_guess, solve, tangent_solve=None):
       given (df/dx at the root; reverse mode gives it the transpose). None solves densely:
       g's matrix from one vmapped call, then numpy.linalg.solve (fine up to a few thousand
       unknowns).
+    vectorized: under vmap, call `solve` once for the whole batch instead of once per
+      example: every leaf of the unknowns (and of initial_guess) then has the examples
+      stacked along a new leading axis, and f maps such stacks to stacks (each example's
+      residual from its own unknowns: independent systems side by side). For solvers that
+      work on arrays elementwise or on stacked problems; derivatives are still computed
+      example by example.
 
   Returns:
     the root, a pytree like initial_guess.
@@ -445,9 +511,10 @@ def custom_root(f, initial_guess, solve, tangent_solve=None):
   if not _traced(leaves) and not closed:
     return tree_unflatten(tree, _custom_root_impl(*leaves, f=program, solve=solve,
                                                   tangent_solve=tangent_solve, tree=tree,
-                                                  where=where))
+                                                  where=where, vectorized=False, batch=0))
   outs = custom_root_p.bind(*leaves, *closed, f=program, solve=solve,
-                            tangent_solve=tangent_solve, tree=tree, where=where)
+                            tangent_solve=tangent_solve, tree=tree, where=where,
+                            vectorized=bool(vectorized), batch=0)
   return tree_unflatten(tree, outs)
 
 
