@@ -386,8 +386,7 @@ def _custom_root_jvp(primals, tangents, *, f, solve, tangent_solve, tree, where,
 
 
 def _root_tangent(f, x, closed, closed_dots, tangent_solve, tree, where):
-  """x_dot from df/dx x_dot = -df/dtheta theta_dot at the root x (None where zero)."""
-  n = len(f.outs)
+  """x_dot from df/dx x_dot = -df/dtheta theta_dot at the root x."""
   _, moved = ad.jvp_flat(lambda *cs: eval_program(f, *x, *cs), closed, closed_dots)
   if all(m is None for m in moved):
     return [_zeros(a) for a in f.out_avals]
