@@ -10,6 +10,8 @@ dfdx ops, so vmap composes with every other transformation.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, ShapedArray, bind_in, swap_trace
 
@@ -133,6 +135,29 @@ def logical_axis(axis: int, bdim) -> int:
 # The primitives registered below: elementwise (each output entry from the entries of the
 # operands at its position, NumPy broadcasting). The passes move gathers through them.
 elementwise_prims: set = set()
+
+
+def defone_by_one(prim):
+  """A primitive whose examples cannot share one call (a solver's own steps): bound once per
+  example, the results stacked along axis 0."""
+  def rule(axis_size, vals, dims, **params):
+    import dfdx.numpy as dnp
+    if axis_size == 0:
+      avals = [core.get_aval(v) if d is NOT_MAPPED else
+               ShapedArray(core.shape_of(v)[:d] + core.shape_of(v)[d + 1:], core.get_aval(v).dtype)
+               for v, d in zip(vals, dims)]
+      out = prim.abstract_eval(*avals, **params)
+      empty = lambda a: np.zeros((0,) + a.shape, a.dtype)  # noqa: E731
+      return ([empty(a) for a in out], [0] * len(out)) if prim.multiple_results else \
+          (empty(out), 0)
+    rows = [prim.bind(*[v if d is NOT_MAPPED else dnp.take(v, i, axis=d)
+                        for v, d in zip(vals, dims)], **params) for i in range(axis_size)]
+    if not prim.multiple_results:
+      return dnp.stack(rows), 0
+    return [dnp.stack([row[k] for row in rows]) for k in range(len(rows[0]))], \
+        [0] * len(rows[0])
+  primitive_batchers[prim] = rule
+  return rule
 
 
 def defvectorized(prim):

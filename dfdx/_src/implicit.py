@@ -196,10 +196,12 @@ def _dense_solve(matvec, b, operands, where):
       np.eye(n, dtype=dtype))
   singular = (f"{where}: the linear system is singular, so the implicit derivative does not "
               "exist here.")
-  if type(columns) is np.ndarray and np.linalg.slogdet(columns)[0] == 0:
-    raise np.linalg.LinAlgError(singular)  # (reverse mode would meet it in its transpose)
+  rhs = join(b)
+  if type(columns) is np.ndarray and isinstance(rhs, Tracer) and \
+      np.linalg.slogdet(columns)[0] == 0:  # (reverse mode would meet it in its transpose;
+    raise np.linalg.LinAlgError(singular)  # a concrete right-hand side is solved just below)
   try:
-    x = dnp.linalg.solve(dnp.transpose(columns), join(b))
+    x = dnp.linalg.solve(dnp.transpose(columns), rhs)
   except np.linalg.LinAlgError as e:
     raise np.linalg.LinAlgError(singular) from e
   return split(x)
@@ -399,16 +401,12 @@ def _root_tangent(f, x, closed, closed_dots, tangent_solve, tree, where):
 def _vectorized_batcher(axis_size, vals, dims, **params):
   """vmap of a vectorized custom_root: one root of the stacked systems (a batch already
   stacked takes the new axis in front of its own)."""
-  import dfdx.numpy as dnp
   if not params["vectorized"] or axis_size == 0:
-    return _loop_rule(custom_root_p)(axis_size, vals, dims, **params)
+    return _one_by_one(axis_size, vals, dims, **params)
   inner = params["batch"]
   stacked = []
   for v, d in zip(vals, dims):
-    if d is batching.NOT_MAPPED:
-      v = dnp.broadcast_to(v, (axis_size,) + tuple(core.shape_of(v)))
-    elif d != 0:
-      v = batching.moveaxis(v, d, 0)
+    v = batching.bdim_at_front(v, d, axis_size)
     shape = tuple(core.shape_of(v))
     stacked.append(shape_ops.reshape(v, (axis_size * inner,) + shape[2:]) if inner else v)
   outs = custom_root_p.bind(*stacked, **dict(params, batch=axis_size * (inner or 1)))
@@ -418,29 +416,12 @@ def _vectorized_batcher(axis_size, vals, dims, **params):
   return outs, [0] * len(outs)
 
 
-# ---- vmap: one solve per batch element ------------------------------------------------------
-
-
-def _loop_rule(prim):
-  def rule(axis_size, vals, dims, **params):
-    import dfdx.numpy as dnp
-    out_avals = prim.abstract_eval(*vals, **params)  # (the programs' avals alone)
-    if axis_size == 0:
-      return [np.zeros((0,) + a.shape, a.dtype) for a in out_avals], [0] * len(out_avals)
-    rows = []
-    for i in range(axis_size):
-      rows.append(prim.bind(*[v if d is batching.NOT_MAPPED else dnp.take(v, i, axis=d)
-                              for v, d in zip(vals, dims)], **params))
-    return [dnp.stack([row[k] for row in rows]) for k in range(len(out_avals))], \
-        [0] * len(out_avals)
-  return rule
-
-
 for _prim, _impl, _abstract in ((linear_solve_p, _linear_solve_impl, _linear_solve_abstract_eval),
                                 (custom_root_p, _custom_root_impl, _custom_root_abstract_eval)):
   _prim.def_impl(_impl)
   _prim.def_abstract_eval(_abstract)
-batching.primitive_batchers[linear_solve_p] = _loop_rule(linear_solve_p)
+batching.defone_by_one(linear_solve_p)
+_one_by_one = batching.defone_by_one(custom_root_p)  # (what a root not vectorized takes)
 batching.primitive_batchers[custom_root_p] = _vectorized_batcher
 ad.primitive_jvps[linear_solve_p] = _linear_solve_jvp
 ad.primitive_transposes[linear_solve_p] = _linear_solve_transpose

@@ -287,25 +287,14 @@ def _tangent_transpose(ct, *args, program, options):
   return cts + [None] * (len(args) - nd)
 
 
-def _loop_batcher(prim):
-  """vmap by one call per batch element (each solve has its own step sizes)."""
-  def rule(axis_size, vals, dims, **params):
-    outs = []
-    for b in range(axis_size):
-      outs.append(prim.bind(*[v if d is None else dnp.take(v, b, axis=d)
-                              for v, d in zip(vals, dims)], **params))
-    return dnp.stack(outs), 0
-  batching.primitive_batchers[prim] = rule
-
-
 odeint_p.def_impl(_odeint_impl)
 odeint_p.def_abstract_eval(_odeint_abstract_eval)
 ad.primitive_jvps[odeint_p] = _odeint_jvp
-_loop_batcher(odeint_p)
+batching.defone_by_one(odeint_p)
 
 odeint_tangent_p.def_impl(_tangent)
 odeint_tangent_p.def_abstract_eval(
     lambda *avals, program, options: avals[-1])  # the shape of ys
 ad.primitive_jvps[odeint_tangent_p] = _tangent_jvp
 ad.primitive_transposes[odeint_tangent_p] = _tangent_transpose
-_loop_batcher(odeint_tangent_p)
+batching.defone_by_one(odeint_tangent_p)
