@@ -178,13 +178,114 @@ def test_at_matches_numpy(kind, np_update, idx, v_shape, rng):
   assert_same_array(x, x_before)
 
 
-@pytest.mark.parametrize("kind", ["set", "add", "multiply"])
+_UPDATES = {"subtract": np.subtract.at, "divide": np.divide.at, "power": np.power.at,
+            "min": np.minimum.at, "max": np.maximum.at}
+
+
+@pytest.mark.parametrize("kind", sorted(_UPDATES))
+@pytest.mark.parametrize("idx,v_shape", [
+    ((S, [0, 2, 0]), (3,)), (1, ()), ((slice(None, None, -1), 1), (4,)), ((MASK4, 2), (3,)),
+    (([1, 1, 3, 1], [0, 0, 2, 0]), (4,)), ((None, 0, [1, 2]), (1, 2)), ([], (3,))])
+def test_more_at_updates_match_numpy_ufunc_at(kind, idx, v_shape, rng):
+  # Positive data (power takes fractional exponents); repeated positions are combined
+  # (subtract, min, max) or visited once per occurrence, in order (divide, power).
+  x, v = rng.uniform(0.5, 2.0, (4, 3)), rng.uniform(0.5, 2.0, v_shape)
+  expected = x.copy()
+  _UPDATES[kind](expected, idx, v)
+  f = lambda x, v: getattr(x.at[idx], kind)(v)
+  plain = getattr(dnp.at(x)[idx], kind)(v)
+  assert type(plain) is np.ndarray
+  assert_same_array(plain, expected)
+  assert_same_array(dfdx.jvp(f, (x, v), (x, v))[0], expected)
+  assert_same_array(dfdx.jit(f)(x, v), expected)
+  assert_same_array(dfdx.vmap(f, in_axes=(0, None))(np.stack([x, 2 * x]), v)[0], expected)
+
+
+@pytest.mark.parametrize("kind", ["set", "add", "subtract", "multiply", "divide", "power",
+                                  "min", "max"])
 def test_at_grads(kind, rng):
-  x, v = rng.standard_normal((4, 3)), rng.standard_normal((3, 3))
-  v[0, 0] = 0.0  # multiply: exact derivatives at zero updates, with repeated positions
+  x, v = rng.uniform(0.5, 2.0, (4, 3)), rng.uniform(0.5, 2.0, (3, 3))
+  if kind == "multiply":
+    v[0, 0] = 0.0  # exact derivatives at zero updates, with repeated positions
   idx = np.array([1, 3, 1])
   check_grads(lambda x, v: getattr(dnp.at(x)[idx], kind)(v) ** 2, (x, v), order=2, rng=rng)
   check_grads(lambda v: getattr(dnp.at(x)[idx, 1:], kind)(v[:, :2]), (v,), order=2, rng=rng)
+
+
+def test_at_min_and_max_closed_forms():
+  x, i = np.array([3.0, 1.0, 2.0]), np.array([0, 0, 2, 0])
+  v = np.array([5.0, 4.0, 2.0, 6.0])
+  # max at position 0 keeps v[3]; at position 2 x and v[2] tie and split the derivative
+  (gx, gv) = dfdx.grad(lambda x, v: x.at[i].max(v).sum(), argnums=(0, 1))(x, v)
+  assert_same_array(gx, np.array([0.0, 1.0, 0.5]))
+  assert_same_array(gv, np.array([0.0, 0.0, 0.5, 1.0]))
+  gx, gv = dfdx.grad(lambda x, v: (x.at[i].min(v) * np.array([1.0, 2.0, 3.0])).sum(),
+                     argnums=(0, 1))(x, v)
+  assert_same_array(gx, np.array([1.0, 2.0, 1.5]))
+  assert_same_array(gv, np.array([0.0, 0.0, 1.5, 0.0]))
+  # a NaN kept has derivative 0, as for maximum
+  g = dfdx.grad(lambda v: dnp.at(x)[i].max(v).sum())(np.array([np.nan, 1.0, 1.0, 1.0]))
+  assert_same_array(g, np.array([0.0, 0.0, 0.0, 0.0]))
+  assert np.isnan(dnp.at(x)[i].max(np.array([np.nan, 1.0, 1.0, 1.0]))[0])
+  # integers: values as NumPy's, no derivative to take
+  assert_same_array(dfdx.jit(lambda x: x.at[i].min(np.array([0, 5, 1, -2])))(np.arange(3)),
+                    np.array([-2, 1, 1]))
+
+
+def test_at_apply(rng):
+  x, i = rng.standard_normal(4), np.array([1, 3, 1, -1])
+  expected = x.copy()
+  np.sin.at(expected, i)
+  for func in (np.sin, dnp.sin, lambda v: dnp.sin(v)):
+    assert_same_array(dnp.at(x)[i].apply(func), expected)
+    assert_same_array(dfdx.jit(lambda x: x.at[i].apply(func))(x), expected)
+  # d/dx sin(sin(x)) at the position visited twice
+  g = dfdx.grad(lambda x: x.at[i].apply(dnp.sin).sum())(x)
+  assert_same_array(g, np.array([1.0, np.cos(np.sin(x[1])) * np.cos(x[1]), 1.0,
+                                 np.cos(np.sin(x[3])) * np.cos(x[3])]))
+  check_grads(lambda x: dnp.at(x)[1:].apply(lambda v: v ** 3 + dnp.exp(v)), (x,), order=2,
+              rng=rng)
+  check_grads(lambda x: dnp.at(x)[i].apply(dnp.tanh), (x,), order=2, rng=rng)
+  xs = rng.standard_normal((2, 4))
+  assert_same_array(dfdx.vmap(lambda x: x.at[i].apply(np.sin))(xs),
+                    np.stack([dnp.at(r)[i].apply(np.sin) for r in xs]))
+
+
+def test_at_update_errors(rng):
+  x = rng.standard_normal(4)
+  with pytest.raises(TypeError, match="expected an elementwise function, got float"):
+    dnp.at(x)[0].apply(2.0)
+  with pytest.raises(TypeError, match="numpy.add takes 2 arguments"):
+    dnp.at(x)[0].apply(np.add)
+  with pytest.raises(ValueError, match=r"func returned shape \(\) for entries of shape \(2,\)"):
+    dfdx.grad(lambda x: x.at[:2].apply(dnp.sum).sum())(x)
+  with pytest.raises(TypeError, match="the array is int64, and func gives float64"):
+    dnp.at(np.arange(3))[0].apply(np.sqrt)
+  with pytest.raises(TypeError, match="the array is int64, and values int64"):
+    dfdx.jit(lambda x: x.at[0].divide(2))(np.arange(3))
+  with pytest.raises(TypeError, match="the array is int64, and values float64.*x\\[i\\] \\+= v"):
+    dnp.at(np.arange(3))[0].add(1.5)  # (numpy.add.at would cast silently)
+  with pytest.raises(TypeError, match="does not subtract booleans"):
+    dnp.at(np.ones(2, bool))[0].subtract(True)
+  # traced index arrays whose positions could repeat: divide multiplies by reciprocals,
+  # power and apply need the positions
+  idx = np.array([[0, 0], [1, 2]])
+  got = dfdx.vmap(lambda i: dnp.at(np.full(3, 8.0))[i].divide(2.0))(idx)
+  np.testing.assert_allclose(got, [[2.0, 8.0, 8.0], [8.0, 4.0, 4.0]], rtol=1e-15)
+  with pytest.raises(dfdx.ConcretizationError, match="power then acts once per occurr"):
+    dfdx.vmap(lambda i: dnp.at(np.full(3, 8.0))[i].power(2.0))(idx)
+  # one entry per example cannot repeat: fine under vmap
+  assert_same_array(dfdx.vmap(lambda i: dnp.at(np.full(3, 2.0))[i].power(3.0))(np.arange(3)),
+                    np.array([[8.0, 2, 2], [2, 8, 2], [2, 2, 8]]))
+
+
+def test_at_divide_with_many_repeats_multiplies_by_reciprocals():
+  x, i = np.full(3, 1e300), np.zeros(100, np.int64)
+  expected = x.copy()
+  np.divide.at(expected, i, 2.0)
+  got = dfdx.jit(lambda x: x.at[i].divide(2.0))(x)
+  np.testing.assert_allclose(got, expected, rtol=1e-13)
+  assert_same_array(dfdx.grad(lambda x: x.at[i].divide(2.0)[0])(x), np.array([2.0 ** -100, 0, 0]))
 
 
 def test_at_traced_values_into_plain_array(rng):
@@ -213,7 +314,7 @@ def test_at_casts_and_broadcasts_like_numpy(rng):
   out = dfdx.jvp(lambda v: dnp.at(x)[:, 1].set(v), (2.0,), (1.0,))
   assert out[0].dtype == np.float32 and out[1].dtype == np.float32
   assert_same_array(out[1], np.array([[0, 1, 0], [0, 1, 0]], np.float32))
-  with pytest.raises(TypeError, match="cast to another kind of dtype"):
+  with pytest.raises(TypeError, match="another kind of dtype"):
     dfdx.grad(lambda v: dnp.at(np.zeros(3, int))[0].add(v).sum())(1.5)
   with pytest.raises(ValueError, match=r"could not broadcast input array from shape \(3,\)"):
     dfdx.grad(lambda v: dnp.at(np.zeros((2, 3)))[:, 1].set(v).sum())(np.ones(3))

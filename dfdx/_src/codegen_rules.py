@@ -332,7 +332,8 @@ helpers["_scatter"] = '''def _scatter(ufunc, x, updates, index):
     return out
 '''
 for _prim, _ufunc in (("scatter", "None"), ("scatter_add", "np.add"),
-                      ("scatter_mul", "np.multiply")):
+                      ("scatter_mul", "np.multiply"), ("scatter_min", "np.minimum"),
+                      ("scatter_max", "np.maximum")):
   register(_prim, lambda ins, p, u=_ufunc: f"_scatter({u}, {ins[0]}, {ins[1]}, "
            f"{_index_expr(p['spec'], ins[2:])})")
 
@@ -353,8 +354,10 @@ helpers["_scatter_add_zeros"] = ("_scatter_plans = {}\n\n\n"
 
 @with_constants
 def _scatter_add_code(ins, p, in_avals, out_avals, constants):
-  (x_aval, u_aval), x, index = in_avals[:2], constants.value(0), constants.value(2)
-  axis = _indexing_ops.take_axis(p["spec"], x_aval.shape) if len(ins) == 3 else None
+  (x_aval, u_aval), x = in_avals[:2], constants.value(0)
+  if len(ins) != 3:  # (a basic index, or several index arrays)
+    return f"_scatter(np.add, {ins[0]}, {ins[1]}, {_index_expr(p['spec'], ins[2:])})"
+  index, axis = constants.value(2), _indexing_ops.take_axis(p["spec"], x_aval.shape)
   if axis is not None and x is not None and not np.any(x) and \
       x_aval.dtype.kind in "iufc" and in_avals[2].dtype.kind in "iu":
     plan = None if index is None else \

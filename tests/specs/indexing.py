@@ -28,7 +28,8 @@ def _np_update(kind, x, u, spec, arrays):
   return out
 
 
-_SCATTERS = {"set": ix.scatter, "add": ix.scatter_add, "multiply": ix.scatter_mul}
+_SCATTERS = {"set": ix.scatter, "add": ix.scatter_add, "multiply": ix.scatter_mul,
+             "minimum": ix.scatter_min, "maximum": ix.scatter_max}
 
 
 def scatter(kind, name, prim, spec, shapes, domain, **kw):
@@ -86,4 +87,14 @@ SPECS = [
             [((2, 3), (2,))], [F, F]),
     scatter("multiply", "scatter_mul_linear_in_x", ix.scatter_mul_p, (A(0),),
             [((3, 2), (5, 2), (5,))], [F, F, DUPLICATES], diff_argnums=(0,), linear=True),
+    scatter("minimum", "scatter_min_axis0", ix.scatter_min_p, (A(0),),
+            [((4, 3), (5, 3), (5,))], [F, F, Int(-4, 4)]),
+    scatter("minimum", "scatter_min_duplicates", ix.scatter_min_p, (S, A(0)),
+            [((2, 3), (2, 5), (5,))], [F, F, DUPLICATES]),
+    scatter("maximum", "scatter_max_separated", ix.scatter_max_p, (A(0), S, A(1)),
+            [((3, 2, 4), (2, 2), (2,), (2,))], [F, F, Int(-3, 3), Int(-4, 4)]),
+    scatter("maximum", "scatter_max_duplicates", ix.scatter_max_p, (A(0),),
+            [((3,), (5,), (5,))], [F, F, DUPLICATES]),
+    scatter("maximum", "scatter_max_basic_index", ix.scatter_max_p, (1, slice(None, None, 2)),
+            [((2, 3), (2,))], [F, F]),
 ]

@@ -26,7 +26,7 @@ from numpy import diag_indices, diag_indices_from, ix_, tril_indices, tril_indic
     triu_indices, triu_indices_from
 
 from dfdx._src import dtypes, errors
-from dfdx._src.core import Tracer, get_aval
+from dfdx._src.core import ShapedArray, Tracer, get_aval
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import indexing as ix
 from dfdx._src.ops import shape as shape_ops
@@ -314,15 +314,30 @@ def at(x):
   """Functional index updates of `x`: the function form of `x.at`, for NumPy arrays as well as
   traced values.
 
-  `at(x)[index].set(v)`, `.add(v)`, `.multiply(v)` return a new array equal to `x` except at
-  `x[index]`, which is replaced by, increased by or multiplied by `v` (broadcast to the
-  indexed shape and cast to x's dtype); `x` itself is never modified. Where the index repeats
-  a position, `add` and `multiply` combine every update (numpy.add.at / numpy.multiply.at),
-  and `set` keeps NumPy's write (the last) and differentiates through it. `.get()` is
-  `x[index]`.
+  `at(x)[index]` chooses entries, and its methods return a new array equal to `x` except
+  there (`x` itself is never modified):
+
+    .set(v)         x[index] = v
+    .add(v)         x[index] += v            .subtract(v)   x[index] -= v
+    .multiply(v)    x[index] *= v            .divide(v)     x[index] /= v
+    .power(v)       x[index] **= v
+    .min(v)         x[index] = minimum(x[index], v)
+    .max(v)         x[index] = maximum(x[index], v)
+    .apply(f)       x[index] = f(x[index]), for an elementwise f (a ufunc, a dfdx.numpy
+                    function, or a function of them)
+    .get()          x[index]
+
+  `v` is broadcast to the indexed shape and cast to x's dtype. An update whose result is of
+  another kind (floats into an integer array) is refused, as NumPy's in-place operators
+  refuse it. Where the index repeats a position, every update applies, as NumPy's `ufunc.at`
+  applies them: add, subtract, multiply, min and max combine them, divide, power and apply act
+  once per occurrence, in order, and set keeps NumPy's write (the last) and differentiates
+  through it. Derivatives of min and max split equally among tied values.
 
   >>> dnp.at(np.zeros(3))[np.array([1, 1, 2])].add(1.0)
   array([0., 2., 1.])
+  >>> dnp.at(np.array([4.0, 1.0]))[np.array([0, 0])].divide(2.0)
+  array([1., 1.])
   >>> float(dfdx.grad(lambda v: dnp.at(np.zeros(3))[1].set(v).sum())(2.0))
   1.0
   """
@@ -344,8 +359,9 @@ class _IndexUpdateHelper:
 
 
 class _IndexUpdateRef:
-  """`x.at[index]`: `.set(v)`, `.add(v)`, `.multiply(v)` return updated copies of x, `.get()`
-  returns `x[index]`."""
+  """`x.at[index]`: `.set(v)`, `.add(v)`, `.subtract(v)`, `.multiply(v)`, `.divide(v)`,
+  `.power(v)`, `.min(v)`, `.max(v)` and `.apply(f)` return updated copies of x (see `at`),
+  `.get()` returns `x[index]`."""
   __slots__ = ("array", "index")
 
   def __init__(self, array, index):
@@ -363,48 +379,117 @@ class _IndexUpdateRef:
     """A copy of x with `values` added at `x[index]` (repeated positions accumulate)."""
     return _update("add", self.array, self.index, values)
 
+  def subtract(self, values):
+    """A copy of x with `values` subtracted at `x[index]` (repeated positions accumulate)."""
+    return _update("subtract", self.array, self.index, values)
+
   def multiply(self, values):
     """A copy of x with `x[index]` multiplied by `values` (repeated positions multiply)."""
     return _update("multiply", self.array, self.index, values)
+
+  def divide(self, values):
+    """A copy of x with `x[index]` divided by `values` (a repeated position is divided by
+    each of its updates, in order)."""
+    return _update("divide", self.array, self.index, values)
+
+  def power(self, values):
+    """A copy of x with `x[index]` raised to the power `values` (a repeated position is
+    raised by each of its updates, in order)."""
+    return _update("power", self.array, self.index, values)
+
+  def min(self, values):
+    """A copy of x with `x[index]` replaced by its minimum with `values` (a repeated
+    position keeps the least of all)."""
+    return _update("min", self.array, self.index, values)
+
+  def max(self, values):
+    """A copy of x with `x[index]` replaced by its maximum with `values` (a repeated
+    position keeps the greatest of all)."""
+    return _update("max", self.array, self.index, values)
+
+  def apply(self, func):
+    """A copy of x with `x[index]` replaced by `func(x[index])`, for an elementwise `func`
+    (a repeated position gets it once per occurrence, as `ufunc.at`)."""
+    return _update("apply", self.array, self.index, func)
 
   def __repr__(self):
     return f"_IndexUpdateRef({self.array!r}, {self.index!r})"
 
 
-_UFUNCS = {"add": np.add, "multiply": np.multiply}
-_SCATTERS = {"set": ix.scatter, "add": ix.scatter_add, "multiply": ix.scatter_mul}
+_UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+           "divide": np.true_divide, "power": np.power, "min": np.minimum, "max": np.maximum}
+_SCATTERS = {"set": ix.scatter, "add": ix.scatter_add, "subtract": ix.scatter_add,
+             "multiply": ix.scatter_mul, "min": ix.scatter_min, "max": ix.scatter_max}
+_SPELLED = {"add": "x[i] += v", "subtract": "x[i] -= v", "multiply": "x[i] *= v",
+            "divide": "x[i] /= v", "power": "x[i] **= v", "min": "x[i] = minimum(x[i], v)",
+            "max": "x[i] = maximum(x[i], v)", "apply": "x[i] = f(x[i])"}
+_DISTINCT = {"divide": "x.at[i].set(x[i] / v)", "power": "x.at[i].set(x[i] ** v)",
+             "apply": "x.at[i].set(f(x[i]))"}
+# divide, power and apply act once per occurrence of a repeated position: by rounds of
+# distinct positions. Past this many rounds divide multiplies by the product of reciprocals.
+_MAX_DIVIDE_ROUNDS = 64
 
 
 def _update(kind, x, idx, values):
-  if not isinstance(x, Tracer) and not contains_tracer(values) and not contains_tracer(idx):
+  if kind == "apply":
+    func = values
+    if not callable(func):
+      raise TypeError(f"x.at[...].apply: expected an elementwise function, got "
+                      f"{type(func).__name__}; pass e.g. dnp.sin or lambda v: v ** 2")
+    if isinstance(func, np.ufunc) and func.nin != 1:
+      raise TypeError(f"x.at[...].apply: numpy.{func.__name__} takes {func.nin} arguments; "
+                      "apply takes a function of one (for two, use .add, .multiply, ...)")
+  elif kind != "set":
+    _check_values(kind, get_aval(arg(x)).dtype, get_aval(arg(values)))
+  if not isinstance(x, Tracer) and not contains_tracer(values) and not contains_tracer(idx) \
+      and (kind != "apply" or isinstance(values, np.ufunc)):
     out = np.array(x, copy=True)
     if kind == "set":
       out[idx] = values
+    elif kind == "apply":
+      result = values.resolve_dtypes((out.dtype, None))[-1]
+      _check_kind(kind, out.dtype, result, f"func gives {result}")
+      values.at(out, idx)
     else:
       _UFUNCS[kind].at(out, idx, values)
     return out
-  x, values = arg(x), arg(values)
+  x = arg(x)
   x_aval = get_aval(x)
   index = _resolve(x_aval.shape, idx)
   indexed = ix.index_shape(index.shape, index.spec, [shape_of(a) for a in index.arrays])
-  values = _updates(kind, values, x_aval, indexed)
+  if kind in ("divide", "power", "apply"):
+    return _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values)
+  values = _updates(kind, shape_ops.convert_element_type(arg(values), x_aval.dtype), indexed)
+  if kind == "subtract":
+    values = ew.neg(values)
   out = _SCATTERS[kind](shape_ops.reshape(x, index.shape), values, index.arrays, index.spec)
   return shape_ops.reshape(out, x_aval.shape)
 
 
-def _updates(kind, values, x_aval, shape):
-  """`values` cast to x's dtype (as NumPy's assignment; an update that would cast its result
-  to another kind of dtype is refused, as NumPy's in-place operators refuse it) and broadcast
-  to the indexed `shape` (as NumPy's assignment)."""
-  v_aval = get_aval(values)
-  if kind != "set" and not np.can_cast(dtypes.result_type(x_aval, v_aval), x_aval.dtype,
-                                       "same_kind"):
-    raise TypeError(f"x.at[...].{kind}: cannot {kind} {v_aval.str_short()} values into an array "
-                    f"of dtype {x_aval.dtype}: the result would be cast to another kind of "
-                    f"dtype (NumPy's in-place x[i] {'+' if kind == 'add' else '*'}= refuses this; "
-                    f"numpy.{_UFUNCS[kind].__name__}.at casts silently). Cast the values or the "
-                    "array first.")
-  values = shape_ops.convert_element_type(values, x_aval.dtype)
+def _check_values(kind, dtype, v_aval):
+  """Refuse values of `v_aval` that would make x[i] <kind> v, for x of `dtype`, another kind
+  of dtype (see _check_kind); NumPy has no boolean subtraction."""
+  if kind == "subtract" and dtype == np.bool_:
+    raise TypeError("x.at[...].subtract: NumPy does not subtract booleans (x[i] -= v refuses "
+                    "it); use .set(x[i] ^ v) for a logical difference.")
+  out = dtypes.result_type(ShapedArray((), dtype), v_aval)
+  if kind == "divide" and out.kind in "biu":
+    out = np.dtype(np.float64)
+  _check_kind(kind, dtype, out, f"values {v_aval.str_short()} give {out}")
+
+
+def _check_kind(kind, dtype, out, got):
+  """Refuse an update whose result dtype `out` is of another kind than x's `dtype`, as
+  NumPy's in-place operators do (numpy's ufunc.at casts silently)."""
+  if not np.can_cast(out, dtype, "same_kind"):
+    raise TypeError(f"x.at[...].{kind}: the array is {dtype}, and {got}, another kind of "
+                    f"dtype. NumPy's in-place `{_SPELLED[kind]}` refuses this (numpy's "
+                    f"ufunc.at casts silently). Cast the values or the array first.")
+
+
+def _updates(kind, values, shape):
+  """`values` (already of x's dtype) broadcast to the indexed `shape`, as NumPy's assignment
+  broadcasts them (leading unit axes may be dropped)."""
   v_shape = shape_of(values)
   while len(v_shape) > len(shape) and v_shape[0] == 1:
     v_shape = v_shape[1:]
@@ -413,6 +498,67 @@ def _updates(kind, values, x_aval, shape):
     raise ValueError(f"x.at[...].{kind}: could not broadcast input array from shape "
                      f"{shape_of(values)} into the indexed shape {shape}")
   return shape_ops.broadcast_to(shape_ops.reshape(values, v_shape), shape)
+
+
+def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
+  """divide, power and apply, which NumPy's ufunc.at applies once per occurrence of a
+  position: where no position repeats, one set of the updated entries; where concrete index
+  arrays repeat some, rounds of distinct positions, in the order NumPy visits them."""
+  from dfdx._src.numpy import ufuncs as uf
+  dtype = x_aval.dtype
+  if kind == "apply":
+    func = values
+
+    def op(cur, _):
+      out = arg(func(cur))
+      aval = get_aval(out)
+      if aval.shape != shape_of(cur):
+        raise ValueError(f"x.at[...].apply: func returned shape {aval.shape} for entries of "
+                         f"shape {shape_of(cur)}; apply takes an elementwise function")
+      _check_kind("apply", dtype, aval.dtype, f"func returns {aval.str_short()}")
+      return shape_ops.convert_element_type(out, dtype)
+    values = None
+  else:
+    combine = uf.true_divide if kind == "divide" else uf.power
+
+    def op(cur, v):
+      return shape_ops.convert_element_type(arg(combine(cur, v)), dtype)
+    values = _updates(kind, arg(values), indexed)
+  positions = None
+  if index.arrays and math.prod(indexed) > 1:
+    size = math.prod(index.shape)
+    positions = ix.gather(np.arange(size).reshape(index.shape), index.arrays, index.spec)
+  if positions is None or (not isinstance(positions, Tracer)
+                           and len(np.unique(positions)) == positions.size):
+    return _update("set", x, idx, op(getitem(x, idx), values))
+  if isinstance(positions, Tracer):
+    if kind == "divide":  # (the product of the reciprocals: may differ in the last bit)
+      v = shape_ops.convert_element_type(values, dtype)
+      return _update("multiply", x, idx, ew.div(np.ones((), dtype), v))
+    raise errors.ConcretizationError(
+        f"x.at[...].{kind}: the index arrays are traced (e.g. batched under vmap, or computed "
+        f"under jit), and {math.prod(indexed)} entries could name a position more than once; "
+        f"{kind} then acts once per occurrence, which needs the index's values. Index with "
+        f"NumPy arrays, or, where the positions are distinct, write {_DISTINCT[kind]}.")
+  pos = np.ravel(positions)
+  order = np.argsort(pos, kind="stable")
+  first = np.r_[True, pos[order][1:] != pos[order][:-1]]
+  rank = np.empty(pos.size, np.intp)
+  rank[order] = np.arange(pos.size) - np.maximum.accumulate(np.where(first, np.arange(pos.size),
+                                                                     0))
+  rounds = int(rank.max()) + 1
+  if kind == "divide" and rounds > _MAX_DIVIDE_ROUNDS:
+    v = shape_ops.convert_element_type(values, dtype)
+    return _update("multiply", x, idx, ew.div(np.ones((), dtype), v))
+  flat = shape_ops.reshape(x, (math.prod(x_aval.shape),))
+  flat_values = None if values is None else shape_ops.reshape(values, (pos.size,))
+  one_axis = (ArrayIndex(0),)
+  for r in range(rounds):
+    chosen = np.flatnonzero(rank == r)
+    at_r = pos[chosen]
+    v = None if values is None else ix.gather(flat_values, [chosen], one_axis)
+    flat = ix.scatter(flat, op(ix.gather(flat, [at_r], one_axis), v), [at_r], one_axis)
+  return shape_ops.reshape(flat, x_aval.shape)
 
 
 # ---- take, take_along_axis, compress -----------------------------------------------------------

@@ -1,5 +1,6 @@
 """Indexing primitives: gather (NumPy's `x[index]` with integer index arrays), scatter_add
-(`numpy.add.at`), scatter (`x[index] = updates`) and scatter_mul (`numpy.multiply.at`).
+(`numpy.add.at`), scatter (`x[index] = updates`), scatter_mul (`numpy.multiply.at`), and
+scatter_min and scatter_max (`numpy.minimum.at`, `numpy.maximum.at`).
 
 An index is described statically by `spec`, a tuple with one entry per index position:
   None                 a new unit axis (numpy.newaxis);
@@ -14,8 +15,8 @@ arrays are never differentiated. Basic indexing (no index arrays) is built by `d
 from the shape primitives; these primitives are for advanced indexing and for updates.
 
 The scatters take `updates` of exactly the indexed shape and x's dtype (the wrappers of
-`dfdx.numpy` broadcast and cast them). Repeated positions: scatter_add and scatter_mul
-combine every update; scatter keeps NumPy's write (the last), and its transpose sends the
+`dfdx.numpy` broadcast and cast them). Repeated positions: scatter_add, scatter_mul,
+scatter_min and scatter_max combine every update; scatter keeps NumPy's write (the last), and its transpose sends the
 cotangent to that update only, so its derivative is exact too.
 
 Imports the shape, reduction and elementwise families; never `dfdx.numpy`.
@@ -586,3 +587,56 @@ scatter_mul_p.def_abstract_eval(_scatter_abstract_eval("scatter_mul"))
 ad.primitive_jvps[scatter_mul_p] = _scatter_mul_jvp
 ad.primitive_transposes[scatter_mul_p] = _scatter_mul_transpose
 batching.primitive_batchers[scatter_mul_p] = _scatter_batch(scatter_mul_p)
+
+
+# ---- scatter_min, scatter_max (numpy.minimum.at / numpy.maximum.at) --------------------------
+
+
+def _scatter_chooser(name, ufunc):
+  """A scatter that keeps, at each position, the least (greatest) of x and the updates there.
+  Its derivative is the tangent of the value kept, split equally among ties (as minimum and
+  maximum split theirs); where a NaN was kept it is 0, as for minimum and maximum."""
+  prim = core.primitive(name)
+
+  def jvp(primals, tangents, *, spec):
+    (x, updates, *indices), (x_dot, u_dot, *_) = primals, tangents
+    ans = prim.bind(x, updates, *indices, spec=spec)
+    if x_dot is None and u_dot is None:
+      return ans, None
+    dtype, shape = ans.dtype, core.shape_of(x)
+    one, zero = np.ones((), dtype), np.zeros((), dtype)
+    from_x = ew.eq(x, ans)
+    from_u = ew.eq(updates, gather_p.bind(ans, *indices, spec=spec))
+    count = ew.add(ew.select(from_x, one, zero),
+                   scatter_add_p.bind(np.zeros(shape, dtype), ew.select(from_u, one, zero),
+                                      *indices, spec=spec))
+    out = None if x_dot is None else ew.select(from_x, x_dot, zero)
+    if u_dot is not None:
+      kept = scatter_add_p.bind(np.zeros(shape, dtype), ew.select(from_u, u_dot, zero),
+                                *indices, spec=spec)
+      out = kept if out is None else ew.add(out, kept)
+    return ans, ew.div(out, ew.maximum(count, one))
+
+  prim.def_impl(_scatter_impl(ufunc))
+  prim.def_abstract_eval(_scatter_abstract_eval(name))
+  ad.primitive_jvps[prim] = jvp
+  batching.primitive_batchers[prim] = _scatter_batch(prim)
+  return prim
+
+
+scatter_min_p = _scatter_chooser("scatter_min", np.minimum)
+scatter_max_p = _scatter_chooser("scatter_max", np.maximum)
+
+
+def scatter_min(x, updates, indices, spec):
+  """A copy of `x` with `x[index]` replaced by its minimum with `updates` (numpy.minimum.at:
+  repeated positions keep the least). `updates` has the indexed shape and x's dtype."""
+  indices = [a if isinstance(a, Tracer) else np.asarray(a) for a in indices]
+  return scatter_min_p.bind(x, updates, *indices, spec=_normalize_spec(spec, len(indices)))
+
+
+def scatter_max(x, updates, indices, spec):
+  """A copy of `x` with `x[index]` replaced by its maximum with `updates` (numpy.maximum.at:
+  repeated positions keep the greatest). `updates` has the indexed shape and x's dtype."""
+  indices = [a if isinstance(a, Tracer) else np.asarray(a) for a in indices]
+  return scatter_max_p.bind(x, updates, *indices, spec=_normalize_spec(spec, len(indices)))
