@@ -6,7 +6,13 @@ reverse mode keeps every block's intermediates until the backward pass, so the p
 with the number of blocks; with `checkpoint` it keeps only each block's input and recomputes
 one block's internals at a time, so the peak stays near one block's memory.
 
-Peak memory is measured with tracemalloc (NumPy reports its allocations to it).
+A third section wraps the whole chain, with no block marked, in
+`checkpoint(f, segments="auto")`, which places the cuts itself; a fourth does so for a
+chain of elementwise steps, where what is alive between steps is as large as a step's
+intermediates, so the best cuts are about sqrt(steps) apart.
+
+Peak memory is measured with tracemalloc (NumPy reports its allocations to it); times are
+medians of separate runs without it (tracemalloc slows allocation).
 
 Run: python bench/checkpoint_memory.py [--n 300] [--blocks 1 10 30 100]
 """
@@ -59,6 +65,34 @@ def scan_of_steps(block, steps, checkpoint=None):
   return lambda x: dnp.sum(dfdx.scan(step, x, None, length=steps, checkpoint=checkpoint)[0])
 
 
+def elementwise_chain(steps):
+  def f(x):
+    for _ in range(steps):
+      x = dnp.sin(x) * 0.99 + 0.1 * dnp.cos(x)
+    return dnp.sum(x)
+  return f
+
+
+def median_seconds(fn, x, samples=5):
+  times = []
+  for _ in range(samples):
+    start = time.perf_counter()
+    fn(x)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def measure_many(functions, x, mode):
+  """Peak MB (tracemalloc) and median seconds (without it) of grad of each function, eager
+  or jitted and compiled first, after checking that the gradients agree."""
+  wrap = dfdx.jit if mode == "jit" else (lambda f: f)
+  grads = [wrap(dfdx.grad(f)) for f in functions]
+  first = [g(x) for g in grads]
+  for g in first[1:]:
+    assert np.allclose(g, first[0], rtol=1e-12, atol=1e-14), "checkpoint changed the gradient"
+  return [(peak_mb(g, x)[0], median_seconds(g, x)) for g in grads]
+
+
 def measure_pair(plain, checkpointed, x, mode):
   """Peak MB and seconds of grad of `plain` and of `checkpointed` (eager, or jitted and
   compiled before the measured call), after checking that their gradients agree."""
@@ -108,6 +142,33 @@ def main():
         scan_of_steps(block, steps), scan_of_steps(block, steps, True), x, mode)
     print(f"{mode:>6} {plain_mb:>10.1f} {remat_mb:>15.1f} {plain_mb / remat_mb:>7.1f} "
           f"{plain_s:>8.3f} {remat_s:>14.3f}")
+
+  print("\nautomatic placement: grad of the chain with no block marked, wrapped whole in "
+        "checkpoint(f, segments='auto'),\nagainst plain and every block checkpointed by hand "
+        "(MB peak, seconds median)")
+  print(f"{'blocks':>7} {'mode':>6} {'plain MB':>9} {'by hand MB':>11} {'auto MB':>8} "
+        f"{'plain s':>8} {'by hand s':>10} {'auto s':>7}")
+  for depth in args.blocks:
+    for mode in ("eager", "jit"):
+      (p_mb, p_s), (h_mb, h_s), (a_mb, a_s) = measure_many(
+          [chain(block, depth), chain(remat, depth),
+           dfdx.checkpoint(chain(block, depth), segments="auto")], x, mode)
+      print(f"{depth:>7} {mode:>6} {p_mb:>9.1f} {h_mb:>11.1f} {a_mb:>8.1f} {p_s:>8.3f} "
+            f"{h_s:>10.3f} {a_s:>7.3f}")
+
+  m, steps = 10000, args.steps * 2
+  xs = np.linspace(-1.0, 1.0, m)
+  per = int(round(steps ** 0.5))
+  print(f"\nautomatic placement on {steps} elementwise steps of {m} entries "
+        f"(x = sin(x) * 0.99 + 0.1 * cos(x)): plain, segments='auto', segments={per}")
+  print(f"{'mode':>6} {'plain MB':>9} {'auto MB':>8} {f'{per} pieces MB':>13} {'plain s':>8} "
+        f"{'auto s':>7} {f'{per} pieces s':>12}")
+  f = elementwise_chain(steps)
+  for mode in ("eager", "jit"):
+    (p_mb, p_s), (a_mb, a_s), (k_mb, k_s) = measure_many(
+        [f, dfdx.checkpoint(f, segments="auto"), dfdx.checkpoint(f, segments=per)], xs, mode)
+    print(f"{mode:>6} {p_mb:>9.1f} {a_mb:>8.1f} {k_mb:>13.1f} {p_s:>8.3f} {a_s:>7.3f} "
+          f"{k_s:>12.3f}")
   print("Rerun: python bench/checkpoint_memory.py --n 300 --blocks 1 10 30 100 --steps 400")
 
 

@@ -316,6 +316,81 @@ def test_checkpoint_forward_mode_types_under_jit():
   assert type(tangents[0]) is np.float64 and tangents[0] == 1.0
 
 
+def _chain_of_blocks(x, depth=4):
+  for _ in range(depth):
+    x = _outer_block(x)
+  return dnp.sum(x ** 2)
+
+
+@pytest.mark.parametrize("segments", ["auto", 2, 3, 1000])
+def test_checkpoint_segments_values_and_derivatives_are_unchanged(segments):
+  f = dfdx.checkpoint(_chain_of_blocks, segments=segments)
+  assert f(X) == pytest.approx(_chain_of_blocks(X), rel=1e-15)
+  expected = dfdx.grad(_chain_of_blocks)(X)
+  np.testing.assert_allclose(dfdx.grad(f)(X), expected, rtol=1e-13)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(X), expected, rtol=1e-13)
+  np.testing.assert_allclose(dfdx.hessian(f)(X), dfdx.hessian(_chain_of_blocks)(X),
+                             rtol=1e-12)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(f))(np.stack([X, -X])),
+                             np.stack([expected, dfdx.grad(_chain_of_blocks)(-X)]), rtol=1e-13)
+  check_grads(f, (X,), order=2)
+
+
+def test_checkpoint_segments_cut_between_blocks():
+  # The blocks' internals are n x n, the values between blocks n: "auto" cuts between the
+  # blocks, and reverse mode keeps one n-vector per piece, no n x n internals.
+  f = dfdx.checkpoint(_chain_of_blocks, segments="auto")
+  _, lin = ad.linearize_flat(lambda x: [f(x)], [X])
+  nodes = [e for e in lin.eqns if e.prim.name == "checkpoint_call"]
+  assert len(nodes) >= 4
+  assert all(np.size(p) <= X.size for e in nodes for p in e.primals)
+  _, lin = ad.linearize_flat(lambda x: [dfdx.checkpoint(_chain_of_blocks, segments=2)(x)], [X])
+  assert [e.prim.name for e in lin.eqns].count("checkpoint_call") == 2
+  program = dfdx.make_expr(dfdx.grad(f), optimize=True)(X).program
+  # (under jit the last piece's forward pass is dead: grad reads only its recomputation)
+  assert [e.prim.name for e in program.eqns].count("checkpoint_call") >= 3
+
+
+def test_checkpoint_segments_auto_is_sqrt_on_a_uniform_chain():
+  # 100 equations of 1 byte of intermediates, 1 byte alive between any two: cutting every k
+  # costs 100 / k + k, least near k = 10.
+  from dfdx._src import remat
+  sizes, alive = np.ones(100), np.ones(100)
+  cuts = remat.choose_cuts(sizes, alive, "auto")
+  assert 7 <= len(cuts) <= 13
+  assert remat._peak(np.arange(101.0), alive, cuts) <= 21
+  # an integer: that many pieces of about equal size, cut at the narrowest nearby point
+  alive[[23, 52, 77]] = 0.0
+  assert remat.choose_cuts(sizes, alive, 4) == [23, 52, 77]
+  assert len(remat.choose_cuts(sizes, np.ones(100), 7)) == 6
+  assert remat.choose_cuts(np.ones(3), np.ones(3), 10) == [0, 1]
+
+
+def test_checkpoint_segments_pytrees_literals_closures_and_decorator():
+  @dfdx.checkpoint(segments="auto")
+  def f(x, w):
+    y = _outer_block(x) * w
+    return {"y": y, "x": x, "two": 2.0, "z": _outer_block(y)}
+  out = f(X, 2.0)
+  assert out["two"] == 2.0 and out["x"] is X
+  g = dfdx.grad(lambda w: dnp.sum(f(X, w)["z"]) + f(X, w)["two"])(0.7)
+  expected = dfdx.grad(lambda w: dnp.sum(_outer_block(_outer_block(X) * w)))(0.7)
+  assert g == pytest.approx(expected, rel=1e-13)
+  # a traced value the function closes over
+  h = lambda w: dfdx.checkpoint(lambda x: _chain_of_blocks(x * w), segments=3)(X)  # noqa: E731
+  assert dfdx.grad(h)(0.7) == pytest.approx(
+      dfdx.grad(lambda w: _chain_of_blocks(X * w))(0.7), rel=1e-13)
+
+
+@pytest.mark.parametrize("segments", [0, -2, 1.5, True, "fast"])
+def test_checkpoint_segments_errors(segments):
+  with pytest.raises(ValueError, match=f"segments must be None, 'auto' or a positive integer, "
+                                       f"got {segments!r}"):
+    dfdx.checkpoint(_chain_of_blocks, segments=segments)
+  with pytest.raises(TypeError, match="checkpoint: expected a function, got int"):
+    dfdx.checkpoint(3)
+
+
 def test_jit_gradient_through_a_complex_literal():
   f = lambda x: dnp.real(dnp.exp(x * (1 + 2j)))  # noqa: E731
   assert dfdx.jit(dfdx.grad(f))(0.5) == pytest.approx(dfdx.grad(f)(0.5), rel=1e-14)
