@@ -7,6 +7,8 @@ path x(t) = sum_k c_k t^k (c_k = x^(k)(0) / k!; `None` for a coefficient known t
   * linear primitives (add, reshape, gather, ...) apply themselves to each coefficient;
   * products (mul, dot_general) take the Cauchy product, sum_j a_j b_(k-j);
   * quotients solve q b = a term by term: q_k = (a_k - sum_(j>=1) b_j q_(k-j)) / b_0;
+  * prod and cumprod multiply series in a tree (pairs, then pairs of pairs: log2(n) rounds of
+    Cauchy products);
   * every other primitive goes through its JVP rule, which is dfdx code: y' = J(x)[x'] along
     the path, so the coefficients of y' to order K - 1 (the JVP rule run on series of order
     K - 1, for x and for x') give y's to order K. That recursion is exact for any primitive
@@ -510,8 +512,77 @@ def _solve_rule(series, k):
                          lambda r: solve_p.bind(a[0], r))
 
 
+# ---- products along an axis: a tree of Cauchy products, O(K^2 log n) -----------------------
+# (Their JVP rules call cumprod again, so going through them would double the cost per order.)
+
+
+def _ones_series(like, k):
+  """The series of a constant 1 shaped as `like` (no higher terms)."""
+  return [np.ones(core.shape_of(like), core.get_aval(like).dtype)] + [None] * k
+
+
+def _along(series, f):
+  return [None if c is None else f(c) for c in series]
+
+
+def _prod_rule(series, k, *, axes):
+  """reduce_prod: the entries of each group multiplied in pairs, halving the axis each time
+  (a one pads an odd length)."""
+  from dfdx._src.ops import elementwise as ew
+  from dfdx._src.ops import reduction as red
+  from dfdx._src.ops import shape as shape_ops
+  (x,) = series
+  shape = core.shape_of(x[0])
+  kept = [i for i in range(len(shape)) if i not in axes]
+  out_shape, n, last = tuple(shape[i] for i in kept), math.prod(shape[a] for a in axes), len(kept)
+  primal = red.reduce_prod_p.bind(x[0], axes=axes)
+  if n == 0:
+    return [primal] + [None] * k
+  s = _along(x, lambda c: shape_ops.reshape(shape_ops.transpose(c, tuple(kept) + tuple(axes)),
+                                            out_shape + (n,)))
+  times = _cauchy(ew.mul_p)
+  while n > 1:
+    if n % 2:
+      one = _ones_series(shape_ops.slice_in_dim(s[0], 0, 1, last), k)
+      s = [a if a is None else shape_ops.concatenate(
+          [a, np.zeros(out_shape + (1,), core.get_aval(a).dtype) if b is None else b], last)
+          for a, b in zip(s, one)]
+      n += 1
+    s = times([_along(s, lambda c: shape_ops.slice_in_dim(c, 0, n // 2, last)),
+               _along(s, lambda c: shape_ops.slice_in_dim(c, n // 2, n, last))], k)
+    n //= 2
+  return [primal] + [None if c is None else ad.match_primal(shape_ops.reshape(c, out_shape),
+                                                            primal) for c in s[1:]]
+
+
+def _cumprod_rule(series, k, *, axis, reverse):
+  """cumprod: a prefix product in log2(n) steps, each multiplying the series by itself
+  shifted along the axis by 1, 2, 4, ... (ones shifted in)."""
+  from dfdx._src.ops import elementwise as ew
+  from dfdx._src.ops import reduction as red
+  from dfdx._src.ops import shape as shape_ops
+  (x,) = series
+  primal = red.cumprod_p.bind(x[0], axis=axis, reverse=reverse)
+  flip = (lambda c: shape_ops.rev(c, (axis,))) if reverse else (lambda c: c)
+  s, n, shift = _along(x, flip), core.shape_of(x[0])[axis], 1
+  times = _cauchy(ew.mul_p)
+  while shift < n:
+    head = list(core.shape_of(x[0]))
+    head[axis] = shift
+    dtype = core.get_aval(x[0]).dtype
+    shifted = [None if c is None else shape_ops.concatenate(
+        [(np.ones if j == 0 else np.zeros)(head, dtype),
+         shape_ops.slice_in_dim(c, 0, n - shift, axis)], axis) for j, c in enumerate(s)]
+    s = times([s, shifted], k)
+    shift *= 2
+  return [primal] + [None if c is None else ad.match_primal(flip(c), primal) for c in s[1:]]
+
+
 def _register():
   from dfdx._src.ops import contraction, elementwise as ew
+  from dfdx._src.ops import reduction as red
+  jet_rules[red.reduce_prod_p] = _prod_rule
+  jet_rules[red.cumprod_p] = _cumprod_rule
   from dfdx._src.ops.linalg import solve_p
   jet_rules[solve_p] = _solve_rule
   from dfdx._src.ops.branches import cond_p, while_p
