@@ -288,6 +288,72 @@ def test_at_divide_with_many_repeats_multiplies_by_reciprocals():
   assert_same_array(dfdx.grad(lambda x: x.at[i].divide(2.0)[0])(x), np.array([2.0 ** -100, 0, 0]))
 
 
+def test_at_values_are_cast_to_the_array_dtype_first():
+  # float64 values into float32 and float16 arrays: each method combines in x's dtype, on
+  # NumPy arrays as on traced ones (numpy's ufunc.at would compute in float64)
+  i, v = np.array([0, 2, 0, 1, 0]), np.array([1.307, 0.9946, 1.6826, 0.9548, 1.1802])
+  for dtype in (np.float16, np.float32):
+    x = np.array([1.324, 0.5415, 1.63], dtype)
+    for kind, ufunc in (("add", np.add), ("multiply", np.multiply), ("divide", np.divide),
+                        ("power", np.power)):
+      expected = x.copy()
+      ufunc.at(expected, i, v.astype(dtype))
+      assert_same_array(getattr(dnp.at(x)[i], kind)(v), expected)
+      assert_same_array(dfdx.jit(lambda x: getattr(x.at[i], kind)(v))(x), expected)
+  # -1 becomes 255 in uint8, the least of [1, 255] is 1
+  x = np.ones(2, np.uint8)
+  assert_same_array(dnp.at(x)[0].min(-1), x)
+  assert_same_array(dfdx.jit(lambda x: x.at[0].min(-1))(x), x)
+
+
+def test_at_values_broadcast_alike_on_plain_and_traced_arrays():
+  x, v = np.zeros((2, 3)), np.arange(3.0).reshape(1, 1, 3)  # leading unit axes drop
+  for kind in ("add", "max", "divide"):
+    expected = dfdx.jit(lambda x: getattr(x.at[0], kind)(v + 1))(x)
+    assert_same_array(getattr(dnp.at(x)[0], kind)(v + 1), expected)
+    with pytest.raises(ValueError, match=rf"x.at\[...\].{kind}: could not broadcast input "
+                       r"array from shape \(2,\) into the indexed shape \(3,\)"):
+      getattr(dnp.at(x)[0], kind)(np.ones(2))
+
+
+def test_at_traced_single_entry_index_of_a_matrix_repeats_no_position():
+  # a row index under vmap picks one whole row: no position can repeat
+  x = np.full((3, 2), 2.0)
+  expected = np.stack([dnp.at(x)[i].power(3.0) for i in range(2)])
+  assert_same_array(dfdx.vmap(lambda i: dnp.at(x)[i].power(3.0))(np.arange(2)), expected)
+  expected = np.stack([dnp.at(x)[i].divide(3.0) for i in range(2)])
+  assert_same_array(dfdx.vmap(lambda i: dnp.at(x)[i].divide(3.0))(np.arange(2)), expected)
+  got = dfdx.jit(lambda x, i: x.at[i].apply(dnp.sqrt))(x, np.array([1]))
+  assert_same_array(got, dnp.at(x)[[1]].apply(np.sqrt))
+
+
+def test_at_derivative_at_a_traced_0d_index_under_jit():
+  x = np.array([4.0, 1.0, 9.0])
+  f = dfdx.jit(lambda x, i, v: x.at[i].add(v))  # (v a Python float, as it was passed)
+  assert_same_array(dfdx.jvp(lambda x: f(x, np.array(1), 2.0), (x,), (x,))[1], x)
+  assert_same_array(dfdx.grad(lambda x: f(x, np.array(1), 2.0).sum())(x), np.ones(3))
+
+
+def test_at_min_max_derivative_of_untouched_nan_entries():
+  # entries the index does not name pass through: derivative 1, a NaN there too
+  x = np.array([1.0, 2.0, np.nan])
+  for kind in ("min", "max"):
+    g = dfdx.grad(lambda x: getattr(x.at[0], kind)(5.0).sum())(x)
+    assert_same_array(g, np.array([1.0 if kind == "min" else 0.0, 1.0, 1.0]))
+  # a NaN kept where the index names it still has derivative 0
+  assert_same_array(dfdx.grad(lambda x: x.at[2].max(5.0).sum())(x), np.array([1.0, 1.0, 0.0]))
+
+
+def test_at_apply_refuses_functions_of_several_outputs():
+  x = np.array([1.5, 2.5])
+  for func in (np.modf, np.frexp, dnp.modf):
+    with pytest.raises(TypeError, match="apply: .* returns 2 outputs; apply takes a function "
+                       "of one output"):
+      dnp.at(x)[0].apply(func)
+    with pytest.raises(TypeError, match="returns 2 outputs"):
+      dfdx.jit(lambda x: x.at[0].apply(func))(x)
+
+
 def test_at_traced_values_into_plain_array(rng):
   v = rng.standard_normal(3)
   g = dfdx.grad(lambda v: (dnp.at(np.ones(4))[[0, 0, 2]].add(v) ** 2).sum())(v)

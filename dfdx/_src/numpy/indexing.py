@@ -439,6 +439,8 @@ def _update(kind, x, idx, values):
     if isinstance(func, np.ufunc) and func.nin != 1:
       raise TypeError(f"x.at[...].apply: numpy.{func.__name__} takes {func.nin} arguments; "
                       "apply takes a function of one (for two, use .add, .multiply, ...)")
+    if isinstance(func, np.ufunc) and func.nout != 1:
+      _several_outputs(f"numpy.{func.__name__}", func.nout)
   elif kind != "set":
     _check_values(kind, get_aval(arg(x)).dtype, get_aval(arg(values)))
   if not isinstance(x, Tracer) and not contains_tracer(values) and not contains_tracer(idx) \
@@ -451,7 +453,7 @@ def _update(kind, x, idx, values):
       _check_kind(kind, out.dtype, result, f"func gives {result}")
       values.at(out, idx)
     else:
-      _UFUNCS[kind].at(out, idx, values)
+      _UFUNCS[kind].at(out, idx, _plain_values(kind, out, idx, values))
     return out
   x = arg(x)
   x_aval = get_aval(x)
@@ -490,14 +492,40 @@ def _check_kind(kind, dtype, out, got):
 def _updates(kind, values, shape):
   """`values` (already of x's dtype) broadcast to the indexed `shape`, as NumPy's assignment
   broadcasts them (leading unit axes may be dropped)."""
-  v_shape = shape_of(values)
-  while len(v_shape) > len(shape) and v_shape[0] == 1:
-    v_shape = v_shape[1:]
-  if len(v_shape) > len(shape) or any(a not in (1, b) for a, b in zip(v_shape[::-1],
-                                                                       shape[::-1])):
-    raise ValueError(f"x.at[...].{kind}: could not broadcast input array from shape "
-                     f"{shape_of(values)} into the indexed shape {shape}")
+  v_shape = _values_shape(kind, shape_of(values), shape)
   return shape_ops.broadcast_to(shape_ops.reshape(values, v_shape), shape)
+
+
+def _values_shape(kind, v_shape, shape):
+  """The shape `v_shape` of values to broadcast to the indexed `shape`, less the leading unit
+  axes past its rank; NumPy's ValueError where they do not broadcast."""
+  trimmed = tuple(v_shape)
+  while len(trimmed) > len(shape) and trimmed[0] == 1:
+    trimmed = trimmed[1:]
+  if len(trimmed) > len(shape) or any(a not in (1, b) for a, b in zip(trimmed[::-1],
+                                                                      shape[::-1])):
+    raise ValueError(f"x.at[...].{kind}: could not broadcast input array from shape "
+                     f"{tuple(v_shape)} into the indexed shape {tuple(shape)}")
+  return trimmed
+
+
+def _plain_values(kind, out, idx, values):
+  """`values` for `ufunc.at` on the NumPy array `out`, as the traced path takes them: cast to
+  out's dtype first (ufunc.at would combine them in a wider dtype: float64 values into
+  float32 entries, -1 into uint8 ones), and broadcast as assignment broadcasts them (leading
+  unit axes dropped; ufunc.at refuses those)."""
+  values = np.asarray(values)
+  if values.dtype != out.dtype:
+    values = values.astype(out.dtype)
+  if values.ndim:
+    shape = np.empty(out.shape, np.bool_)[idx].shape  # (a view, or a bool per entry indexed)
+    values = values.reshape(_values_shape(kind, values.shape, shape))
+  return values
+
+
+def _several_outputs(name, n):
+  raise TypeError(f"x.at[...].apply: {name} returns {n} outputs; apply takes a function of "
+                  "one output (select one, e.g. lambda v: dnp.modf(v)[0])")
 
 
 def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
@@ -510,7 +538,10 @@ def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
     func = values
 
     def op(cur, _):
-      out = arg(func(cur))
+      out = func(cur)
+      if isinstance(out, (tuple, list)):
+        _several_outputs(getattr(func, "__name__", "func"), len(out))
+      out = arg(out)
       aval = get_aval(out)
       if aval.shape != shape_of(cur):
         raise ValueError(f"x.at[...].apply: func returned shape {aval.shape} for entries of "
@@ -523,9 +554,12 @@ def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
 
     def op(cur, v):
       return shape_ops.convert_element_type(arg(combine(cur, v)), dtype)
-    values = _updates(kind, arg(values), indexed)
+    values = _updates(kind, shape_ops.convert_element_type(arg(values), dtype), indexed)
+  # Only the index arrays can repeat a position (slices never do): their broadcast entries.
+  entries = math.prod(np.broadcast_shapes(*[shape_of(a) for a in index.arrays])) \
+      if index.arrays else 0
   positions = None
-  if index.arrays and math.prod(indexed) > 1:
+  if entries > 1 and math.prod(indexed) > 1:
     size = math.prod(index.shape)
     positions = ix.gather(np.arange(size).reshape(index.shape), index.arrays, index.spec)
   if positions is None or (not isinstance(positions, Tracer)
@@ -533,11 +567,10 @@ def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
     return _update("set", x, idx, op(getitem(x, idx), values))
   if isinstance(positions, Tracer):
     if kind == "divide":  # (the product of the reciprocals: may differ in the last bit)
-      v = shape_ops.convert_element_type(values, dtype)
-      return _update("multiply", x, idx, ew.div(np.ones((), dtype), v))
+      return _update("multiply", x, idx, ew.div(np.ones((), dtype), values))
     raise errors.ConcretizationError(
         f"x.at[...].{kind}: the index arrays are traced (e.g. batched under vmap, or computed "
-        f"under jit), and {math.prod(indexed)} entries could name a position more than once; "
+        f"under jit), and their {entries} entries could name a position more than once; "
         f"{kind} then acts once per occurrence, which needs the index's values. Index with "
         f"NumPy arrays, or, where the positions are distinct, write {_DISTINCT[kind]}.")
   pos = np.ravel(positions)
@@ -548,8 +581,7 @@ def _once_per_occurrence(kind, x, x_aval, idx, index, indexed, values):
                                                                      0))
   rounds = int(rank.max()) + 1
   if kind == "divide" and rounds > _MAX_DIVIDE_ROUNDS:
-    v = shape_ops.convert_element_type(values, dtype)
-    return _update("multiply", x, idx, ew.div(np.ones((), dtype), v))
+    return _update("multiply", x, idx, ew.div(np.ones((), dtype), values))
   flat = shape_ops.reshape(x, (math.prod(x_aval.shape),))
   flat_values = None if values is None else shape_ops.reshape(values, (pos.size,))
   one_axis = (ArrayIndex(0),)

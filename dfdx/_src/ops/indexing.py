@@ -301,7 +301,7 @@ def scatter_add(x, updates, indices, spec):
 
 def _scatter_impl(ufunc):
   def impl(x, updates, *indices, spec):
-    if ufunc is np.add and len(indices) == 1 and updates.size >= _PLANNED_MIN_SIZE:
+    if ufunc is np.add and len(indices) == 1 and np.size(updates) >= _PLANNED_MIN_SIZE:
       out = _planned_scatter_add(x, updates, indices[0], spec)
       if out is not None:
         return out
@@ -595,7 +595,8 @@ batching.primitive_batchers[scatter_mul_p] = _scatter_batch(scatter_mul_p)
 def _scatter_chooser(name, ufunc):
   """A scatter that keeps, at each position, the least (greatest) of x and the updates there.
   Its derivative is the tangent of the value kept, split equally among ties (as minimum and
-  maximum split theirs); where a NaN was kept it is 0, as for minimum and maximum."""
+  maximum split theirs); where a NaN was kept it is 0, as for minimum and maximum (x's own
+  entries that the index does not name keep x's tangent, NaN or not)."""
   prim = core.primitive(name)
 
   def jvp(primals, tangents, *, spec):
@@ -605,7 +606,10 @@ def _scatter_chooser(name, ufunc):
       return ans, None
     dtype, shape = ans.dtype, core.shape_of(x)
     one, zero = np.ones((), dtype), np.zeros((), dtype)
-    from_x = ew.eq(x, ans)
+    # the entries the index names none of pass x through (a NaN there too)
+    untouched = scatter_p.bind(np.ones(shape, bool), np.zeros(core.shape_of(updates), bool),
+                               *indices, spec=spec)
+    from_x = ew.logical_or_p.bind(ew.eq(x, ans), untouched)
     from_u = ew.eq(updates, gather_p.bind(ans, *indices, spec=spec))
     count = ew.add(ew.select(from_x, one, zero),
                    scatter_add_p.bind(np.zeros(shape, dtype), ew.select(from_u, one, zero),
