@@ -279,6 +279,20 @@ def test_at_update_errors(rng):
                     np.array([[8.0, 2, 2], [2, 8, 2], [2, 2, 8]]))
 
 
+@pytest.mark.parametrize("kind", ["set", "add", "max"])
+def test_at_refuses_what_would_be_lost_alike_on_plain_and_traced_arrays(kind):
+  # A Python integer past the dtype's range (NumPy's assignment raises; numpy.add.at would
+  # wrap), a complex value into real entries (its imaginary part would be dropped).
+  for run in (lambda f, x: f(x), lambda f, x: dfdx.jit(f)(x)):
+    with pytest.raises(OverflowError, match="Python integer 300 out of bounds for uint8"):
+      run(lambda x: getattr(dnp.at(x)[0], kind)(300), np.ones(3, np.uint8))
+    error = "lose their imaginary part" if kind == "set" else "another kind of dtype"
+    with pytest.raises(TypeError, match=error):
+      run(lambda x: getattr(dnp.at(x)[0], kind)(np.array([1j])), np.ones(3))
+  assert_same_array(dfdx.jit(lambda x: x.at[0].add(255))(np.zeros(2, np.uint8)),
+                    np.array([255, 0], np.uint8))
+
+
 def test_at_divide_with_many_repeats_multiplies_by_reciprocals():
   x, i = np.full(3, 1e300), np.zeros(100, np.int64)
   expected = x.copy()
@@ -300,10 +314,10 @@ def test_at_values_are_cast_to_the_array_dtype_first():
       ufunc.at(expected, i, v.astype(dtype))
       assert_same_array(getattr(dnp.at(x)[i], kind)(v), expected)
       assert_same_array(dfdx.jit(lambda x: getattr(x.at[i], kind)(v))(x), expected)
-  # -1 becomes 255 in uint8, the least of [1, 255] is 1
-  x = np.ones(2, np.uint8)
-  assert_same_array(dnp.at(x)[0].min(-1), x)
-  assert_same_array(dfdx.jit(lambda x: x.at[0].min(-1))(x), x)
+  # a Python -1 fits no uint8: refused on both, where numpy.minimum.at would wrap it to 255
+  for run in (lambda f, x: f(x), lambda f, x: dfdx.jit(f)(x)):
+    with pytest.raises(OverflowError, match="Python integer -1 out of bounds for uint8"):
+      run(lambda x: dnp.at(x)[0].min(-1), np.ones(2, np.uint8))
 
 
 def test_at_values_broadcast_alike_on_plain_and_traced_arrays():

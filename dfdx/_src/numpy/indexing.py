@@ -441,8 +441,8 @@ def _update(kind, x, idx, values):
                       "apply takes a function of one (for two, use .add, .multiply, ...)")
     if isinstance(func, np.ufunc) and func.nout != 1:
       _several_outputs(f"numpy.{func.__name__}", func.nout)
-  elif kind != "set":
-    _check_values(kind, get_aval(arg(x)).dtype, get_aval(arg(values)))
+  else:
+    _check_values(kind, get_aval(arg(x)).dtype, values)
   if not isinstance(x, Tracer) and not contains_tracer(values) and not contains_tracer(idx) \
       and (kind != "apply" or isinstance(values, np.ufunc)):
     out = np.array(x, copy=True)
@@ -468,9 +468,21 @@ def _update(kind, x, idx, values):
   return shape_ops.reshape(out, x_aval.shape)
 
 
-def _check_values(kind, dtype, v_aval):
-  """Refuse values of `v_aval` that would make x[i] <kind> v, for x of `dtype`, another kind
-  of dtype (see _check_kind); NumPy has no boolean subtraction."""
+def _check_values(kind, dtype, values):
+  """Refuse `values` that would make x[i] <kind> v, for x of `dtype`, another kind of dtype
+  (see _check_kind), complex values into real entries (set too: their imaginary part would
+  be lost) and Python integers out of bounds for an integer dtype (as NumPy's assignment);
+  NumPy has no boolean subtraction."""
+  if type(values) is int and dtype.kind in "iu" and not (
+      np.iinfo(dtype).min <= values <= np.iinfo(dtype).max):
+    raise OverflowError(f"x.at[...].{kind}: Python integer {values} out of bounds for {dtype}")
+  v_aval = get_aval(arg(values))
+  if kind == "set":
+    if v_aval.dtype.kind == "c" and dtype.kind != "c":
+      raise TypeError(f"x.at[...].set: complex values {v_aval.str_short()} into an array of "
+                      f"dtype {dtype} would lose their imaginary part; set dnp.real(v) (or "
+                      "cast the array to complex first)")
+    return
   if kind == "subtract" and dtype == np.bool_:
     raise TypeError("x.at[...].subtract: NumPy does not subtract booleans (x[i] -= v refuses "
                     "it); use .set(x[i] ^ v) for a logical difference.")
