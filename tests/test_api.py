@@ -392,6 +392,60 @@ def test_vmap_mismatched_sizes_is_a_clear_error():
     dfdx.vmap(lambda a: a)(1.0)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 100])
+def test_vmap_chunk_size_gives_the_same_result(chunk_size):
+  # 5 examples in chunks (the last one shorter where 5 is not a multiple), pytrees, in_axes
+  # and out_axes, an unmapped output, keywords, under jit and grad
+  rng = np.random.default_rng(0)
+  xs, w = rng.normal(size=(3, 5)), rng.normal(size=3)
+
+  def f(x, d, scale=1.0):
+    return {"y": dnp.tanh(x * d["w"]) * scale, "n": 2.0, "s": dnp.sum(x) * d["b"]}
+  args = (xs, {"w": w, "b": np.arange(5.0)})
+  kw = {"in_axes": (1, {"w": None, "b": 0}), "out_axes": {"y": 1, "n": None, "s": 0}}
+  expected = dfdx.vmap(f, **kw)(*args, scale=np.full(5, 0.5))
+  for run in (lambda g: g, dfdx.jit):
+    got = run(dfdx.vmap(f, **kw, chunk_size=chunk_size))(*args, scale=np.full(5, 0.5))
+    tree.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), got, expected)
+  loss = lambda w, c: dnp.sum(dfdx.vmap(lambda x: dnp.sin(x * w), in_axes=1,  # noqa: E731
+                                        chunk_size=c)(xs) ** 2)
+  np.testing.assert_allclose(dfdx.grad(loss)(w, chunk_size), dfdx.grad(loss)(w, None),
+                             rtol=1e-14)
+  out = dfdx.vmap(lambda: np.float64(1.0), axis_size=5, chunk_size=chunk_size)()
+  np.testing.assert_array_equal(out, np.ones(5))
+  assert dfdx.vmap(lambda x: x * 2, chunk_size=chunk_size)(np.ones((0, 2))).shape == (0, 2)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 7, 1000])
+def test_jacobians_chunk_size_give_the_same_result(chunk_size):
+  rng = np.random.default_rng(1)
+  x, y = rng.normal(size=(2, 3)), rng.normal(size=4)
+
+  def f(x, y):
+    return {"a": dnp.tanh(dnp.outer(x.ravel(), y)), "b": dnp.sum(x) * y[:2]}, dnp.sum(y)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    expected = jac(f, argnums=(0, 1), has_aux=True, return_value=True)(x, y)
+    for run in (lambda g: g, dfdx.jit):
+      got = run(jac(f, argnums=(0, 1), has_aux=True, return_value=True,
+                    chunk_size=chunk_size))(x, y)
+      tree.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15),
+                    got, expected)
+  g = lambda x: dnp.sum(dnp.tanh(dnp.outer(x, x)) ** 2)  # noqa: E731
+  np.testing.assert_allclose(dfdx.hessian(g, chunk_size=chunk_size)(y), dfdx.hessian(g)(y),
+                             rtol=1e-13)
+  np.testing.assert_allclose(
+      dfdx.jacobian(lambda x: x[:2] * x[1:3], mode="fwd", chunk_size=chunk_size)(y),
+      dfdx.jacobian(lambda x: x[:2] * x[1:3])(y))
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True, "4"])
+def test_chunk_size_errors(chunk_size):
+  message = f"chunk_size must be None or a positive integer, got {chunk_size!r}"
+  for transform, name in ((dfdx.vmap, "vmap"), (dfdx.jacrev, "jacrev"), (dfdx.hessian, "jacfwd")):
+    with pytest.raises(ValueError, match=f"{name}: {message}"):
+      transform(dnp.sin, chunk_size=chunk_size)
+
+
 def test_jacobians_under_vmap_with_batched_primal_outputs():
   i = np.arange(6.0).reshape(2, 3)
   v = np.array([1.0, 2.0, 3.0])

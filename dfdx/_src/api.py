@@ -713,10 +713,12 @@ def _assemble_jacobian(blocks, out_tree, out_leaves, in_tree, leaves, scalar_inp
   return tree_unflatten(out_tree, per_output)
 
 
-def _jacobian_by_transpose(lin, out_leaves, leaves):
-  """Reverse mode: pull back every output basis vector at once (vmap over the transpose)."""
+def _jacobian_by_transpose(lin, out_leaves, leaves, chunk_size=None):
+  """Reverse mode: pull back every output basis vector at once (vmap over the transpose), or
+  `chunk_size` of them at a time."""
   cts, out_sizes, m = _basis(out_leaves, lambda o: dtypes.differentiable_dtype(o.dtype))
-  in_cts, dims = batching.vmap_flat(lambda *c: lin.transpose(list(c)), m, cts, [0] * len(cts))
+  in_cts, dims = batching.vmap_chunked(lambda *c: lin.transpose(list(c)), m, cts,
+                                       [0] * len(cts), chunk_size)
   blocks = [[None] * len(leaves) for _ in out_leaves]
   for j, (x, ct, d) in enumerate(zip(leaves, in_cts, dims)):
     full = _batched_or_broadcast(ct, d, m, x)
@@ -725,12 +727,12 @@ def _jacobian_by_transpose(lin, out_leaves, leaves):
   return blocks
 
 
-def _jacobian_by_pushforward(lin, leaves, out_leaves):
+def _jacobian_by_pushforward(lin, leaves, out_leaves, chunk_size=None):
   """Forward mode: push every input basis vector at once (vmap over the tape's forward
-  application)."""
+  application), or `chunk_size` of them at a time."""
   tangents, in_sizes, n = _basis(leaves, lambda x: x.dtype)
-  out_tangents, dims = batching.vmap_flat(lambda *t: lin.forward(list(t)), n, tangents,
-                                          [0] * len(tangents))
+  out_tangents, dims = batching.vmap_chunked(lambda *t: lin.forward(list(t)), n, tangents,
+                                             [0] * len(tangents), chunk_size)
   blocks = [[None] * len(leaves) for _ in out_leaves]
   for k, (o, t, d) in enumerate(zip(out_leaves, out_tangents, dims)):
     full = _batched_or_broadcast(t, d, n, o)
@@ -747,7 +749,7 @@ def _batched_or_broadcast(x, bdim, size, like):
 
 
 def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None, holomorphic=False, sparse=False):
+           grad_vars=None, holomorphic=False, sparse=False, chunk_size=None):
   """Jacobian of `f` by forward mode: best when inputs are smaller than outputs. `f` is
   linearized once (its tape records the forward pass's residuals) and the input basis is
   pushed through the tape at once (vmap of its forward application, compiled once for a tape
@@ -758,7 +760,8 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
   Arguments and return conventions are as for `grad`. Complex outputs of real inputs are
   fine; complex inputs need `holomorphic=True` (the blocks are then complex derivatives).
   `sparse=True` gives the Jacobian as a scipy.sparse matrix (see `jacobian`), computed by
-  forward mode.
+  forward mode. `chunk_size=k` pushes k basis vectors at a time, not all at once: the
+  intermediates held are k times one tangent's, not N times (less memory, more calls).
 
   >>> import dfdx.numpy as dnp
   >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -766,33 +769,35 @@ def jacfwd(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=
          [0., 4.]])
   """
   return _jacobian(f, argnums, wrt, has_aux, return_value, "fwd", "jacfwd", grad_vars,
-                   holomorphic, sparse)
+                   holomorphic, sparse, chunk_size=chunk_size)
 
 
 def jacrev(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-           grad_vars=None, holomorphic=False, sparse=False):
+           grad_vars=None, holomorphic=False, sparse=False, chunk_size=None):
   """Jacobian of `f` by reverse mode (one linearization, then vmap of its transpose over the
   output basis): best when outputs are smaller than inputs.
 
   Shapes and conventions are as for `jacfwd`. Real outputs of complex inputs give gradient
   rows as `grad` does; complex outputs need `holomorphic=True`. `sparse=True` gives the
   Jacobian as a scipy.sparse matrix (see `jacobian`), computed by reverse mode.
+  `chunk_size=k` pulls k output basis vectors back at a time (see `jacfwd`).
 
   >>> import dfdx.numpy as dnp
   >>> jacrev(lambda x: dnp.sum(x ** 2))(np.array([1.0, 2.0]))
   array([2., 4.])
   """
   return _jacobian(f, argnums, wrt, has_aux, return_value, "rev", "jacrev", grad_vars,
-                   holomorphic, sparse)
+                   holomorphic, sparse, chunk_size=chunk_size)
 
 
 def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-             mode="auto", grad_vars=None, holomorphic=False, sparse=False):
+             mode="auto", grad_vars=None, holomorphic=False, sparse=False, chunk_size=None):
   """Jacobian of `f`. `mode="auto"` linearizes once and then pushes the input basis forward
   when there are no more inputs than outputs, else pulls the output basis back (and pulls
   back the few rows of a Python loop's tape too long to compile whole, from the second call
   on, when they run rolled: see dfdx/_src/rolled_loop.py); "fwd" and "rev" force a mode.
-  Shapes and conventions are as for `jacfwd`.
+  Shapes and conventions are as for `jacfwd`; `chunk_size=k` computes k rows or columns
+  at a time, not all at once (less memory).
 
   `sparse=True` returns a `scipy.sparse.csr_array` of shape (M, N): a row per output entry
   and a column per differentiated input entry (each pytree's leaves raveled and
@@ -819,9 +824,10 @@ def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_valu
     raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}.")
   if mode == "fwd":
     return jacfwd(f, argnums, wrt=wrt, has_aux=has_aux, return_value=return_value,
-                  grad_vars=grad_vars, holomorphic=holomorphic, sparse=sparse)
+                  grad_vars=grad_vars, holomorphic=holomorphic, sparse=sparse,
+                  chunk_size=chunk_size)
   return _jacobian(f, argnums, wrt, has_aux, return_value, mode, "jacobian", grad_vars,
-                   holomorphic, sparse)
+                   holomorphic, sparse, chunk_size=chunk_size)
 
 
 def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
@@ -840,8 +846,9 @@ def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
 
 
 def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars=None,
-              holomorphic=False, sparse=False, symmetric=False):
+              holomorphic=False, sparse=False, symmetric=False, chunk_size=None):
   spec = _DiffArgs(f, argnums, wrt, transform, grad_vars=grad_vars)
+  chunk_size = batching.check_chunk_size(chunk_size, transform)
   sparse, pattern = _sparse_argument(sparse, transform)
   colorings = {}  # (sparse=True: the colorings of the patterns seen, see sparsity.py)
 
@@ -868,9 +875,9 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
           use = "rev"  # (a long tape whose rows run rolled: see ad.rows_one_by_one)
     _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
     if use == "fwd":
-      blocks = _jacobian_by_pushforward(lin, leaves, out_leaves)
+      blocks = _jacobian_by_pushforward(lin, leaves, out_leaves, chunk_size)
     else:
-      blocks = _jacobian_by_transpose(lin, out_leaves, leaves)
+      blocks = _jacobian_by_transpose(lin, out_leaves, leaves, chunk_size)
     jac = _assemble_jacobian(blocks, store["out_tree"], out_leaves, in_tree, leaves,
                              scalar_inputs, spec)
     if use == "rev" and holomorphic:  # pullbacks give conj(f'(z)): conjugate them back
@@ -902,13 +909,14 @@ def _sparse_jacobian(lin, leaves, out_leaves, mode, pattern, holomorphic, transf
 
 
 def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,
-            grad_vars=None, sparse=False):
+            grad_vars=None, sparse=False, chunk_size=None):
   """Hessian of scalar-valued `f`: `jacfwd(jacrev(f))` (forward over reverse).
 
   Blocks have shape `in.shape + in.shape`. Conventions are as for `grad`; `return_value`
   returns `f`'s value. `sparse=True` (or a pattern) gives a scipy.sparse matrix, as
   `jacobian` does: the Jacobian of the gradient, in as few passes as its coloring needs
-  (a star coloring where symmetry saves passes: an arrowhead Hessian in 2).
+  (a star coloring where symmetry saves passes: an arrowhead Hessian in 2). `chunk_size=k`
+  pushes k basis vectors through the gradient at a time (less memory).
 
   >>> import dfdx.numpy as dnp
   >>> hessian(lambda x: dnp.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -923,7 +931,8 @@ def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value
     return out[0], out[1:]
   dense = not _sparse_argument(sparse, "hessian")[0]
   outer = _jacobian(gradient_with_value, argnums, wrt, True, False, "fwd" if dense else "auto",
-                    "jacfwd" if dense else "hessian", grad_vars, False, sparse, symmetric=True)
+                    "jacfwd" if dense else "hessian", grad_vars, False, sparse, symmetric=True,
+                    chunk_size=chunk_size)
 
   @_wraps(f, f"hessian_of_{_fun_name(f)}")
   def hessian_f(*args, **kwargs):
@@ -981,7 +990,7 @@ def _broadcast_prefix(prefix, tree, what):
   return out
 
 
-def vmap(f, in_axes=0, out_axes=0, *, axis_size=None):
+def vmap(f, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None):
   """Vectorize `f` over an axis of its inputs: `vmap(f)(xs)` is `stack([f(x) for x in xs])`,
   computed in one batched pass.
 
@@ -992,6 +1001,9 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None):
       the argument is the same for every element. Keyword arguments are mapped over axis 0.
     out_axes: int, None, or a pytree prefix of the output: where the mapped axis goes.
     axis_size: the batch size, required only when no input is mapped.
+    chunk_size: map this many elements at a time (the last chunk may be smaller), not the
+      whole batch at once: the batch's intermediates are held for one chunk at a time
+      (less memory, more calls). The result is the same.
 
   Raises:
     AxisSizeError (a ValueError): if mapped inputs disagree on the axis size.
@@ -1000,6 +1012,8 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None):
   >>> vmap(lambda x, y: dnp.sum(x * y), in_axes=(0, None))(np.eye(2), np.array([1.0, 2.0]))
   array([1., 2.])
   """
+  chunk_size = batching.check_chunk_size(chunk_size, "vmap")
+
   @_wraps(f, f"vmap_of_{_fun_name(f)}")
   def vmapped(*args, **kwargs):
     if isinstance(in_axes, (tuple, list)) and len(in_axes) != len(args):
@@ -1017,7 +1031,7 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None):
       a, k = tree_unflatten(in_tree, xs)
       out_leaves, store["out_tree"] = tree_flatten(f(*a, **k))
       return [_as_value(o, "vmap") for o in out_leaves]
-    outs, out_dims = batching.vmap_flat(flat_fun, size, vals, dims)
+    outs, out_dims = batching.vmap_chunked(flat_fun, size, vals, dims, chunk_size)
     out_tree = store["out_tree"]
     targets = _broadcast_prefix(out_axes, tree_unflatten(out_tree, outs), "out_axes")
     return tree_unflatten(out_tree, [_place_batch_axis(o, d, t, size, p)

@@ -91,6 +91,42 @@ def vmap_flat(fun, axis_size, vals, in_dims):
           [o.bdim if type(o) is BatchTracer and o._trace is trace else NOT_MAPPED for o in outs])
 
 
+def vmap_chunked(fun, axis_size, vals, in_dims, chunk_size=None):
+  """`vmap_flat` over chunks of `chunk_size` examples (None: the whole batch at once), so
+  that the batch's intermediates are held for one chunk at a time. Outputs mapped in a chunk
+  are concatenated with the batch axis first; unmapped ones (which no mapped input reaches)
+  are the first chunk's."""
+  if chunk_size is None or chunk_size >= axis_size:
+    return vmap_flat(fun, axis_size, vals, in_dims)
+  pieces = []
+  for start in range(0, axis_size, chunk_size):
+    n = min(chunk_size, axis_size - start)
+    part = [v if d is NOT_MAPPED else _shape.slice_in_dim(v, start, start + n, d)
+            for v, d in zip(vals, in_dims)]
+    pieces.append((n, *vmap_flat(fun, n, part, in_dims)))
+  outs, dims = [], []
+  for i, (first, first_dim) in enumerate(zip(pieces[0][1], pieces[0][2])):
+    if first is None or all(p[2][i] is NOT_MAPPED for p in pieces):
+      outs.append(first)
+      dims.append(first_dim)
+    else:
+      outs.append(_shape.concatenate([bdim_at_front(out[i], out_dims[i], n)
+                                      for n, out, out_dims in pieces], 0))
+      dims.append(0)
+  return outs, dims
+
+
+def check_chunk_size(chunk_size, transform):
+  """`chunk_size` (None or a positive int), or a ValueError naming `transform`."""
+  if chunk_size is None:
+    return None
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or \
+      chunk_size < 1:
+    raise ValueError(f"{transform}: chunk_size must be None or a positive integer, got "
+                     f"{chunk_size!r}")
+  return int(chunk_size)
+
+
 def _batched_variable(tracer):
   raise errors.ConcretizationError(
       f"A Variable was assigned a value that varies over the vmap's batch ({tracer!r}); a "
