@@ -382,6 +382,41 @@ def test_checkpoint_segments_pytrees_literals_closures_and_decorator():
       dfdx.grad(lambda w: _chain_of_blocks(X * w))(0.7), rel=1e-13)
 
 
+def _masked_chain(x):
+  for _ in range(3):
+    x = _outer_block(x)
+  mask, i = x > 0.9, dnp.argmax(x)  # (a boolean and an integer, used further on)
+  for _ in range(3):
+    x = _outer_block(x)
+  return dnp.sum(dnp.where(mask, x, -x)) + x[i]
+
+
+@pytest.mark.parametrize("segments", ["auto", 2, 3, 1000])
+def test_checkpoint_segments_with_integer_and_boolean_values_alive(segments):
+  # A boolean or an integer computed in one piece and used in a later one (a where's
+  # condition, an index) is an input of that piece, held fixed when it is recomputed.
+  f = dfdx.checkpoint(_masked_chain, segments=segments)
+  expected = dfdx.grad(_masked_chain)(X)
+  np.testing.assert_allclose(dfdx.grad(f)(X), expected, rtol=1e-13)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(f))(X), expected, rtol=1e-13)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(f))(np.stack([X, -X])),
+                             np.stack([expected, dfdx.grad(_masked_chain)(-X)]), rtol=1e-13)
+  _, lin = ad.linearize_flat(lambda x: [f(x)], [X])
+  assert [e.prim.name for e in lin.eqns].count("checkpoint_call") >= 2
+
+
+def test_checkpoint_with_integer_and_boolean_arguments():
+  # reverse mode recomputes the block linearized in its floating inputs only
+  masked = dfdx.checkpoint(lambda m, x: dnp.where(m, dnp.sin(x), x))
+  m = np.array([True, False, True])
+  np.testing.assert_allclose(dfdx.grad(lambda x: dnp.sum(masked(m, x)))(X),
+                             np.where(m, np.cos(X), 1.0), rtol=1e-15)
+  indexed = dfdx.checkpoint(lambda i, x: dnp.sin(x)[i])
+  assert dfdx.grad(lambda x: indexed(2, x))(X)[2] == pytest.approx(np.cos(X[2]), rel=1e-15)
+  assert dfdx.jit(dfdx.grad(lambda x, i: indexed(i, x)))(X, np.int64(1))[1] == \
+      pytest.approx(np.cos(X[1]), rel=1e-15)
+
+
 @pytest.mark.parametrize("segments", [0, -2, 1.5, True, "fast"])
 def test_checkpoint_segments_errors(segments):
   with pytest.raises(ValueError, match=f"segments must be None, 'auto' or a positive integer, "

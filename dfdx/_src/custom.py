@@ -525,12 +525,19 @@ def _checkpoint_transpose(cts, *args, program):
 
 
 def _checkpoint_vjp(cts, ans, *primals, needs, program):
-  # Rematerialization: only the inputs were kept; the block runs again, linearized, now.
+  # Rematerialization: only the inputs were kept; the block runs again, linearized, now, in
+  # its floating inputs (booleans and integers, a where's mask or an index, are held fixed).
   # (A Python number among them is linearized as the 0-d array of its dtype.)
   primals = [np.asarray(p, core.get_aval(p).dtype) if isinstance(p, (int, float, complex))
              else p for p in primals]
-  _, lin = ad.linearize_flat(lambda *xs: eval_program(program, *xs), primals)
-  return lin.transpose(list(cts))
+  floating = [core.get_aval(p).dtype.kind in "fc" for p in primals]
+
+  def call(*xs):
+    it = iter(xs)
+    return eval_program(program, *[next(it) if f else p for p, f in zip(primals, floating)])
+  _, lin = ad.linearize_flat(call, [p for p, f in zip(primals, floating) if f])
+  in_cts = iter(lin.transpose(list(cts)))
+  return [next(in_cts) if f else None for f in floating]
 
 
 def _checkpoint_batch(axis_size, vals, dims, *, program):

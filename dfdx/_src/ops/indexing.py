@@ -236,7 +236,7 @@ def take_axis(spec, shape):
 
 def _gather_impl(x, *indices, spec):
   x = np.asarray(x)
-  if len(indices) == 1 and indices[0].dtype.kind in "iu":
+  if len(indices) == 1 and np.asarray(indices[0]).dtype.kind in "iu":
     axis = take_axis(spec, x.shape)
     if axis is not None:
       return np.take(x, indices[0], axis=axis)
