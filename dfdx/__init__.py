@@ -36,6 +36,8 @@ from dfdx._src.custom import (  # noqa: F401
 )
 from dfdx._src.implicit import (  # noqa: F401
     custom_linear_solve as custom_linear_solve, custom_root as custom_root)
+from dfdx._src.callback import (  # noqa: F401
+    ShapeDtypeStruct as ShapeDtypeStruct, eval_shape as eval_shape, pure_callback as pure_callback)
 from dfdx._src.state import Module as Module, TrainVar as TrainVar, Variable as Variable  # noqa: F401
 from dfdx._src.errors import (  # noqa: F401
     ArgnumsError as ArgnumsError,
