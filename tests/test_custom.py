@@ -307,6 +307,19 @@ def test_checkpoint_keywords_and_non_array_arguments():
   assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
 
 
+def test_checkpoint_passes_python_numbers_as_they_are():
+  def steps(x, n, scale):
+    assert type(n) is int and type(scale) is float
+    for _ in range(n):
+      x = dnp.sin(x) * scale
+    return x
+  f = dfdx.checkpoint(steps)
+  g = dfdx.grad(lambda x: f(x, 3, 0.5))(0.3)
+  assert g == pytest.approx(dfdx.grad(lambda x: steps(x, 3, 0.5))(0.3), rel=1e-15)
+  assert dfdx.jit(dfdx.grad(lambda x: f(x, 2, 1.5)))(0.3) == pytest.approx(
+      dfdx.grad(lambda x: steps(x, 2, 1.5))(0.3), rel=1e-15)
+
+
 def test_checkpoint_forward_mode_types_under_jit():
   to_int = dfdx.checkpoint(lambda x: dnp.round(x).astype(int))
   out, tangent = dfdx.jit(lambda x: dfdx.jvp(to_int, (x,), (1.0,)))(2.0)

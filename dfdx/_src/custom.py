@@ -559,7 +559,7 @@ def checkpoint(f=None, *, segments=None):
   the computations inside it run again when the derivative needs them (less memory, more
   time), also under jit and in loops (see scan's `checkpoint=`). Values are unchanged.
   Arguments may be pytrees and keywords; leaves that are not arrays (a string choosing a
-  mode) are passed as they are.
+  mode, a Python number counting steps) are passed as they are.
 
   Recomputing all of `f` at once still holds all its intermediates at once, in the backward
   pass. `segments` cuts f into pieces, each checkpointed: the backward pass then holds the
@@ -592,9 +592,10 @@ def checkpoint(f=None, *, segments=None):
     leaves, in_tree = tree_flatten((args, kwargs))
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
       return f(*args, **kwargs)
-    # Leaves that are not arrays (a string choosing a mode, a function) are held as they are.
-    arrays = [isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex))
-              for x in leaves]
+    # Leaves that are not arrays (a string choosing a mode, a function) are held as they are,
+    # and so are Python numbers (a loop's count, a scale): f is traced at every call, so
+    # they cost no retracing, and Python code may branch and loop on them.
+    arrays = [isinstance(x, (Tracer, np.ndarray, np.generic)) for x in leaves]
     dynamic = [x for x, a in zip(leaves, arrays) if a]
     avals = [_leaf_aval(x) for x in dynamic]
     store = {}
