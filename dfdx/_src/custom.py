@@ -25,7 +25,7 @@ from dfdx._src import ad, batching, core, errors
 from dfdx._src.core import Tracer
 from dfdx._src.ir import eval_program
 from dfdx._src.numpy.util import weakly_typed
-from dfdx._src.staging import make_program
+from dfdx._src.staging import make_program, make_program_of_call
 from dfdx._src.tree import tree_flatten, tree_unflatten
 
 
@@ -597,21 +597,13 @@ def checkpoint(f=None, *, segments=None):
     # they cost no retracing, and Python code may branch and loop on them.
     arrays = [isinstance(x, (Tracer, np.ndarray, np.generic)) for x in leaves]
     dynamic = [x for x, a in zip(leaves, arrays) if a]
-    avals = [_leaf_aval(x) for x in dynamic]
-    store = {}
-
-    def flat_fun(*xs):
-      it = iter(xs)
-      call_args, call_kwargs = tree_unflatten(in_tree, [next(it) if a else x
-                                                        for x, a in zip(leaves, arrays)])
-      out_leaves, store["out_tree"] = tree_flatten(f(*call_args, **call_kwargs))
-      return out_leaves
-    program, lifted = make_program(flat_fun, avals, record_source=False)
+    program, lifted, out_tree = make_program_of_call(f, leaves, in_tree, arrays,
+                                                     [_leaf_aval(x) for x in dynamic])
     if segments is None or segments == 1:
       outs = checkpoint_call_p.bind(*dynamic, *lifted, program=program)
     else:
       outs = _checkpointed_pieces(program, [*dynamic, *lifted], segments)
-    return tree_unflatten(store["out_tree"], outs)
+    return tree_unflatten(out_tree, outs)
   return remat
 
 

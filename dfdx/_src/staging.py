@@ -170,3 +170,19 @@ def make_program(flat_fun, in_avals, record_source=True):
   if check_programs:
     typecheck_program(program)
   return program, [t for _, t in lifted]
+
+
+def make_program_of_call(f, leaves, in_tree, dynamic, avals, record_source=False):
+  """Trace `f(*args, **kwargs)`, (args, kwargs) being `in_tree` of `leaves`: the leaves marked
+  `dynamic` are abstract (of `avals`, in order), the others passed as they are. Returns
+  (program, lifted, the output's tree structure)."""
+  from dfdx._src.tree import tree_flatten, tree_unflatten
+  store = {}
+
+  def flat_fun(*xs):
+    it = iter(xs)
+    args, kwargs = tree_unflatten(in_tree, [next(it) if d else x for x, d in zip(leaves, dynamic)])
+    out_leaves, store["out_tree"] = tree_flatten(f(*args, **kwargs))
+    return out_leaves
+  program, lifted = make_program(flat_fun, avals, record_source)
+  return program, lifted, store["out_tree"]
