@@ -307,6 +307,16 @@ def test_errors():
     dfdx.jvp(at_zero, (0.0,), (1.0,))
   with pytest.raises(np.linalg.LinAlgError, match="custom_root: the linear system is singular"):
     dfdx.grad(at_zero)(0.0)
+  # a df/dx that depends on a traced value is known only when computed: under jit and vmap
+  # the error names the function too (not LAPACK's bare "Singular matrix")
+  def pair(a):
+    return dfdx.custom_root(lambda x: dnp.stack([a * (x[0] + x[1] - 1), 2 * a * (x[0] + x[1] - 1)]),
+                            dnp.zeros(2), lambda f, x: np.array([0.5, 0.5]))
+  for run in (lambda: dfdx.jit(dfdx.grad(lambda a: dnp.sum(pair(a))))(1.0),
+              lambda: dfdx.jit(dfdx.jacfwd(pair))(1.0),
+              lambda: dfdx.vmap(dfdx.grad(lambda a: dnp.sum(pair(a))))(np.array([1.0, 2.0]))):
+    with pytest.raises(np.linalg.LinAlgError, match="custom_root: the linear system is singular"):
+      run()
 
 
 def test_exports_refuse_solvers():

@@ -604,7 +604,7 @@ def _solver_call(name):
   return rule
 
 
-for _prim in ("custom_root", "linear_solve"):
+for _prim in ("custom_root", "linear_solve", "nonsingular"):
   register(_prim, _solver_call(_prim))
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
