@@ -347,3 +347,26 @@ def test_an_initial_python_int_out_of_the_dtype_range_raises_as_in_numpy():
     with pytest.raises(OverflowError, match="out of bounds"):
       dfdx.jit(lambda x: getattr(dnp, name)(x, initial=initial))(u)
   assert dfdx.jit(lambda x: dnp.max(x, initial=5))(u) == np.max(u, initial=5)
+
+
+def test_average_with_weights_summing_to_zero_raises_as_numpy_does():
+  # Eagerly the sum is checked when it is computed; under jit and vmap too (NumPy raises for
+  # the example), where a NaN would otherwise come back; also in exported code.
+  a, w = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, -1.0], [1.0, 1.0]])
+  with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+    np.average(a, weights=w, axis=1)
+  f = lambda a, w: dnp.average(a, weights=w, axis=1)  # noqa: E731
+  for run in (lambda: f(a, w), lambda: dfdx.grad(lambda a: dnp.sum(f(a, w)))(a),
+              lambda: dfdx.jit(f)(a, w), lambda: dfdx.vmap(f)(np.stack([a, a]), np.stack([w, w])),
+              lambda: dfdx.jit(dfdx.grad(lambda a, w: dnp.sum(f(a, w))))(a, w)):
+    with pytest.raises(ZeroDivisionError, match="Weights sum to zero, can't be normalized"):
+      run()
+  w_ok = np.array([[1.0, 3.0], [1.0, 1.0]])
+  np.testing.assert_allclose(dfdx.jit(f)(a, w_ok), np.average(a, weights=w_ok, axis=1))
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(lambda a, w: dnp.sum(f(a, w))))(a, w_ok),
+                             w_ok / w_ok.sum(axis=1, keepdims=True))
+  source = dfdx.export.to_source(f, a, w, name="f")
+  namespace = {}
+  exec(source, namespace)
+  with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+    namespace["f"](a, w)

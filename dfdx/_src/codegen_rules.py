@@ -15,6 +15,7 @@ from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, result_s
                                with_functions)
 from dfdx._src import core as _core
 from dfdx._src import layouts
+from dfdx._src.ops import checks as _checks
 from dfdx._src.ops import contraction as _contraction_ops
 from dfdx._src.ops import gaps as _gaps
 from dfdx._src.ops import indexing as _indexing_ops
@@ -604,8 +605,21 @@ def _solver_call(name):
   return rule
 
 
-for _prim in ("custom_root", "linear_solve", "nonsingular"):
+for _prim in ("custom_root", "linear_solve"):
   register(_prim, _solver_call(_prim))
+
+# check: the value, or the function's own error where it fails (see ops/checks.py)
+helpers["_dfdx_check"] = inspect.getsource(_checks.failed).replace("def failed(", "def _failed(") + \
+    '''
+
+def _dfdx_check(kind, error, message, x):
+    if _failed(kind, x):
+        raise {"ZeroDivisionError": ZeroDivisionError,
+               "LinAlgError": np.linalg.LinAlgError}[error](message)
+    return x
+'''
+register("check", lambda ins, p: f"_dfdx_check({p['kind']!r}, {p['error']!r}, "
+         f"{p['message']!r}, {ins[0]})")
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "gammainc_grad_a", "betainc_grad"):

@@ -35,6 +35,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, errors, passes
 from dfdx._src.core import Tracer
 from dfdx._src.ir import eval_program
+from dfdx._src.ops import checks
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.staging import make_program
@@ -167,29 +168,6 @@ def _stage_residual(where, f, leaves, tree):
 
 
 # ---- dense solves ---------------------------------------------------------------------------
-# nonsingular: the identity on a (stack of) square matrices, which raises LinAlgError with the
-# solve's own message where one is singular; so that under jit and vmap, where the matrix is
-# known only when it is computed, the error still names the function (not LAPACK's bare
-# "Singular matrix"). Derivatives pass through it unchanged.
-nonsingular_p = core.primitive("nonsingular")
-
-
-def _nonsingular_impl(a, *, message):
-  a = np.asarray(a)
-  if a.size and np.any(np.linalg.slogdet(a)[0] == 0):
-    raise np.linalg.LinAlgError(message)
-  return a
-
-
-nonsingular_p.def_impl(_nonsingular_impl)
-nonsingular_p.def_abstract_eval(lambda a, *, message: a)
-ad.primitive_jvps[nonsingular_p] = lambda primals, tangents, *, message: (
-    nonsingular_p.bind(primals[0], message=message), tangents[0])  # (the tangent unchecked)
-batching.primitive_batchers[nonsingular_p] = lambda axis_size, vals, dims, *, message: (
-    nonsingular_p.bind(batching.bdim_at_front(vals[0], dims[0], axis_size), message=message), 0)
-
-
-
 def _dense_solve(matvec, b, operands, where):
   """x with matvec(x, *operands) = b: the operator's matrix from one vmapped call on the
   identity, then numpy.linalg.solve. Plain dfdx code, so it differentiates and batches."""
@@ -222,7 +200,7 @@ def _dense_solve(matvec, b, operands, where):
       np.linalg.slogdet(columns)[0] == 0:  # (reverse mode would meet it in its transpose;
     raise np.linalg.LinAlgError(singular)  # a concrete right-hand side is solved just below)
   if isinstance(columns, Tracer):  # (known later: under jit or vmap, checked when computed)
-    columns = nonsingular_p.bind(columns, message=singular)
+    columns = checks.check(columns, "nonsingular", "LinAlgError", singular)
   try:
     x = dnp.linalg.solve(dnp.transpose(columns), rhs)
   except np.linalg.LinAlgError as e:

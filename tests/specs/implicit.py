@@ -4,7 +4,7 @@ import numpy as np
 
 import dfdx
 import dfdx.numpy as dnp
-from dfdx._src.implicit import custom_root_p, linear_solve_p, nonsingular_p
+from dfdx._src.implicit import custom_root_p, linear_solve_p
 from tests.op_specs import OpSpec
 
 
@@ -48,9 +48,3 @@ SPECS = [
            [((3, 3), (3,)), ((1, 1), (1,))], domain=(-1.0, 1.0)),
 ]
 
-# nonsingular: the identity, checking that no matrix of the stack is singular (the dense
-# solves' error under jit and vmap)
-SPECS.append(OpSpec("nonsingular", nonsingular_p,
-                    lambda a: nonsingular_p.bind(a + 3 * np.eye(a.shape[-1]), message="singular"),
-                    lambda a: a + 3 * np.eye(a.shape[-1]), [((3, 3),), ((2, 2, 2),)],
-                    domain=(-1.0, 1.0)))

@@ -17,6 +17,7 @@ import numpy as np
 
 from dfdx._src.core import Tracer
 from dfdx._src.errors import ConcretizationError
+from dfdx._src.ops import checks
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import reduction as red
 from dfdx._src.ops import shape as shape_ops
@@ -323,8 +324,12 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=_NO_VALUE):
     else:
       result_dtype = np.result_type(a_dtype, dtype_of(weights))
     scale = sum(weights, axis=axes, dtype=result_dtype, **kw)
-    if _nonzero_or_unknown(scale):
+    zero = _nonzero_or_unknown(scale)
+    if zero:
       raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+    if zero is None:  # (under jit or vmap: checked when the sum is computed)
+      scale = checks.check(scale, "nonzero", "ZeroDivisionError",
+                           "Weights sum to zero, can't be normalized")
     weighted = ew.mul(_cast(a, result_dtype), _cast(weights, result_dtype))
     avg = ew.div(sum(weighted, axis=axes, **kw), scale)
   if not returned:

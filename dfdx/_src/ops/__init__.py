@@ -1,7 +1,7 @@
 """The primitives, one module per family. Importing this package registers all of them."""
 from dfdx._src.ops import shape, reduction, elementwise  # noqa: F401  (shape first)
 from dfdx._src.ops import indexing, contraction, linalg, special, sorting  # noqa: F401
-from dfdx._src.ops import fft, gaps, control_flow, branches  # noqa: F401
+from dfdx._src.ops import fft, gaps, control_flow, branches, checks  # noqa: F401
 
 from dfdx._src import ad as _ad, core as _core  # noqa: E402
 
