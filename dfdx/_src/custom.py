@@ -564,7 +564,7 @@ def checkpoint(f=None, *, segments=None):
   Recomputing all of `f` at once still holds all its intermediates at once, in the backward
   pass. `segments` cuts f into pieces, each checkpointed: the backward pass then holds the
   values alive at the cuts and one piece's intermediates. `segments="auto"` places the cuts
-  where they least estimated peak memory (for a chain of n similar blocks, about every
+  where the estimated peak memory is least (for a chain of n similar blocks, about every
   sqrt(n) blocks, between blocks); an integer k gives k pieces of about equal size, each
   cut at the narrowest point near its place. Either costs one extra forward pass.
 
