@@ -307,6 +307,32 @@ def test_checkpoint_keywords_and_non_array_arguments():
   assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
 
 
+def test_custom_jvp_rule_with_a_constant_tangent():
+  # a rule that returns zeros (not computed from the tangents) in reverse mode; a nonzero
+  # constant is not linear in the tangents, and said so
+  @dfdx.custom_jvp
+  def flat(x):
+    return dnp.round(x)
+
+  @flat.defjvp
+  def _(primals, tangents):
+    return flat(primals[0]), dnp.zeros_like(primals[0])
+  assert dfdx.grad(flat)(1.3) == 0.0
+  np.testing.assert_array_equal(dfdx.jacrev(flat)(X), np.zeros((3, 3)))
+  assert dfdx.jit(dfdx.grad(lambda x: flat(x) * x))(1.3) == 1.0
+  np.testing.assert_array_equal(dfdx.vmap(dfdx.grad(flat))(X), np.zeros(3))
+
+  @dfdx.custom_jvp
+  def wrong(x):
+    return x
+
+  @wrong.defjvp
+  def _(primals, tangents):
+    return primals[0], np.ones(())
+  with pytest.raises(TypeError, match="does not depend on the input tangents and is not zero"):
+    dfdx.grad(wrong)(1.0)
+
+
 def test_checkpoint_passes_python_numbers_as_they_are():
   def steps(x, n, scale):
     assert type(n) is int and type(scale) is float

@@ -203,9 +203,28 @@ def _custom_jvp_jvp(primals, tangents, *, fun, jvp, n_args, n_lifted):
     out_tangents = [_add(a, b) for a, b in zip(out_tangents, closure_tangents)]
   if outs is None:
     outs = eval_program(fun, *args, *lifted)
+  if any(ad.is_linear(t) for t in tangents if t is not None):  # (reverse mode's tape)
+    out_tangents = [_constant_tangent(t) for t in out_tangents]
   # (a Python number among the results comes from Python numbers alone: no derivative)
   return outs, [None if t is None or weakly_typed(o) else ad.match_primal(t, o)
                 for o, t in zip(outs, out_tangents)]
+
+
+def _constant_tangent(t):
+  """A rule's tangent output that does not depend on the tangents (`np.zeros(...)`, where
+  the output is locally constant): zero, as the rule is linear in the tangents; a concrete
+  nonzero one is an error in the rule."""
+  if t is None or ad.is_linear(t):
+    return t
+  try:
+    value = t.concrete_value("custom_jvp: a tangent output") if isinstance(t, Tracer) else t
+  except errors.ConcretizationError:
+    return None
+  if np.any(np.asarray(value) != 0):
+    raise TypeError("custom_jvp: the rule returned a tangent that does not depend on the "
+                    "input tangents and is not zero; a JVP rule must be linear in the "
+                    "tangents (return zeros where the output does not change)")
+  return None
 
 
 def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
