@@ -117,9 +117,10 @@ def pytest_param(spec, shapes):
 
 def all_specs():
   from tests.specs import (callback, checks, contraction, control, elementwise, fft, implicit,
-                           indexing, linalg, reduction, shape, sorting, special)
+                           indexing, linalg, optimize, reduction, shape, sorting, special)
   return [s for m in (elementwise, reduction, shape, indexing, contraction, linalg, control,
-                      special, sorting, fft, implicit, callback, checks) for s in m.SPECS]
+                      special, sorting, fft, implicit, callback, checks, optimize)
+          for s in m.SPECS]
 
 
 def batching_patterns(nargs, sampleable):

@@ -1,10 +1,13 @@
-"""Exception classes of dfdx.
+"""Exception classes of dfdx, and `warn_at_user` (a warning pointing at the user's line).
 
 Each class subclasses the built-in exception a user would catch (`TypeError`, `ValueError`, ...)
 so that existing `except` clauses keep working, and its docstring shows a failing example and
 the fix. Messages say where (the transformation or primitive), what was received, what was
 expected and how to fix it.
 """
+import os
+import sys
+import warnings
 
 
 class DfdxError(Exception):
@@ -123,3 +126,14 @@ class NaNError(DfdxError, FloatingPointError):
     super().__init__(message)
     self.primitive, self.context, self.derivative_of = primitive, context, derivative_of
     self.source, self.code = source, code
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def warn_at_user(message, category=RuntimeWarning):
+  """`warnings.warn`, pointing at the first caller outside dfdx (the user's line)."""
+  frame, level = sys._getframe(1), 2
+  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    frame, level = frame.f_back, level + 1
+  warnings.warn(message, category, stacklevel=level)

@@ -16,9 +16,6 @@ through the interpolation weight). This module holds no derivative rules.
 from __future__ import annotations
 
 import math
-import os
-import sys
-import warnings
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
@@ -44,9 +41,6 @@ def _given(**kwargs):
   return {k: v for k, v in kwargs.items() if v is not _NO_VALUE}
 
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 def _warn(flags, message):
   """NumPy's RuntimeWarning where any of `flags` is set, if the flags are concrete; it points
   at the first caller outside dfdx."""
@@ -56,10 +50,7 @@ def _warn(flags, message):
     except errors.ConcretizationError:
       return
   if np.any(flags):
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-      frame, level = frame.f_back, level + 1
-    warnings.warn(message, RuntimeWarning, stacklevel=level)
+    errors.warn_at_user(message)
 
 
 def _inexact(a):

@@ -1,0 +1,342 @@
+"""dfdx.scipy.optimize: SciPy's `minimize` and `root`, given dfdx's exact derivatives, and
+their solutions differentiable in the problem's parameters.
+
+Called on NumPy values, each is SciPy's function with the derivatives its method uses
+computed by dfdx (the gradient, a Hessian-vector product or the Hessian for minimize; the
+Jacobian for root), from a `fun` written with `dfdx.numpy`. `x0` may have any shape (SciPy's
+flat vector is reshaped for `fun`), and the result is SciPy's OptimizeResult with `x` of
+x0's shape.
+
+Called where `args` holds traced values (under grad, jvp, jit, vmap), the solution is
+differentiated implicitly: the solver's iterations are not, and
+  * root: fun(x, theta) = 0 gives dx = -(d fun/dx)^-1 (d fun/dtheta) dtheta (custom_root);
+  * minimize: grad_x fun(x, theta) = 0 at an unconstrained minimum gives
+    dx = -H^-1 (d grad_x fun/dtheta) dtheta, H the Hessian at the minimum (a custom_jvp
+    around the solver, which runs on NumPy values through pure_callback).
+Derivatives exist to any order and in both modes. The result then holds `x`, `fun` (and
+`jac` for minimize: the gradient at x) as traced values; the solver's messages are known
+only when it runs, so a solver that reports failure warns (RuntimeWarning) instead of
+setting `success`. Derivatives through bounds or constraints are not supported (the
+minimum's conditions are then not grad = 0): they raise, naming the problem.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dfdx._src import errors
+from dfdx._src.core import Tracer
+from dfdx._src.tree import tree_flatten, tree_unflatten
+
+_scipy_optimize_module = None
+
+
+def scipy_optimize():
+  global _scipy_optimize_module
+  if _scipy_optimize_module is None:
+    try:
+      import scipy.optimize
+    except ImportError as e:
+      raise ImportError(
+          "dfdx.scipy.optimize calls SciPy's solvers, and SciPy is not installed. Install it "
+          "with `pip install dfdx[scipy]` (or `pip install scipy`).") from e
+    from dfdx._src.tree import register_pytree_node
+    result = scipy.optimize.OptimizeResult  # (a dict of its own type: a pytree of its fields)
+    register_pytree_node(result, lambda r: (list(r.values()), list(r.keys())),
+                         lambda keys, values: result(zip(keys, values)))
+    _scipy_optimize_module = scipy.optimize
+  return _scipy_optimize_module
+
+
+# What each method of minimize uses beyond the objective (SciPy warns when given more).
+_NO_GRADIENT = {"nelder-mead", "powell", "cobyla", "cobyqa"}
+_HESSP = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
+_HESS = {"trust-exact", "dogleg"}
+
+
+def _small(residual, scale):
+  """Whether a solver that reports no success still stopped where the derivative's condition
+  holds (grad = 0, fun = 0) to about half the digits: SciPy reports a loss of precision at
+  tight tolerances, at the solution."""
+  bound = np.sqrt(np.finfo(np.float64).eps) * (1 + np.max(np.abs(scale), initial=0.0))
+  return bool(np.all(np.abs(np.asarray(residual, np.float64)) <= bound))
+
+
+def _as_args(args):
+  return args if isinstance(args, tuple) else (args,)
+
+
+def _traced(tree):
+  return any(isinstance(x, Tracer) for x in tree_flatten(tree)[0])
+
+
+def _float_start(x0, name):
+  x0 = x0.concrete_value(f"{name}: x0") if isinstance(x0, Tracer) else x0
+  x0 = np.asarray(x0)
+  if x0.dtype.kind == "c":
+    raise TypeError(f"{name}: x0 is complex ({x0.dtype}); SciPy's solvers work on real "
+                    "vectors: split real and imaginary parts.")
+  return np.asarray(x0, np.float64)
+
+
+def _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, tol,
+                  callback, options):
+  """SciPy's minimize on NumPy values, with dfdx's derivatives where the method uses them."""
+  import dfdx
+  import dfdx.numpy as dnp
+  opt = scipy_optimize()
+  shape = np.shape(x0)
+  m = (method or ("L-BFGS-B" if bounds is not None else "SLSQP" if constraints else "BFGS"))
+  m = m.lower() if isinstance(m, str) else m
+  unflat = lambda v: dnp.reshape(v, shape)  # noqa: E731
+
+  if jac is True:  # (SciPy's convention: fun gives the value and the gradient)
+    def objective(v, *a):
+      value, grad = fun(unflat(v), *a)
+      return float(value), np.ravel(np.asarray(grad, np.float64))
+    gradient = lambda v, *a: dnp.ravel(fun(unflat(v), *a)[1])  # noqa: E731
+    use_jac = True
+  else:
+    def scalar(v, *a):
+      return fun(unflat(v), *a)
+    objective = lambda v, *a: float(scalar(v, *a))  # noqa: E731
+    gradient = lambda v, *a: dfdx.grad(scalar)(v, *a)  # noqa: E731
+    if jac is None and m not in _NO_GRADIENT:
+      objective = dfdx.value_and_grad(scalar)
+      use_jac = True
+    elif callable(jac):
+      use_jac = lambda v, *a: np.ravel(jac(np.reshape(v, shape), *a))  # noqa: E731
+    else:
+      use_jac = jac
+  kw = {}
+  if isinstance(m, str) and m in _HESSP | _HESS and hess is None and hessp is None:
+    if m in _HESSP:
+      kw["hessp"] = lambda v, p, *a: np.asarray(  # noqa: E731
+          dfdx.jvp(lambda w: gradient(w, *a), (v,), (p,))[1], np.float64)
+    else:
+      kw["hess"] = lambda v, *a: np.asarray(dfdx.jacfwd(lambda w: gradient(w, *a))(v),  # noqa: E731
+                                            np.float64)
+  elif hess is not None:
+    kw["hess"] = hess if isinstance(hess, str) or not callable(hess) else \
+        (lambda v, *a: hess(np.reshape(v, shape), *a))
+  elif hessp is not None:
+    kw["hessp"] = lambda v, p, *a: np.ravel(hessp(np.reshape(v, shape), np.reshape(p, shape), *a))
+  if callback is not None:
+    kw["callback"] = callback
+  result = opt.minimize(objective, np.ravel(x0), args=args, method=method, jac=use_jac,
+                        bounds=bounds, constraints=constraints, tol=tol, options=options, **kw)
+  result.x = np.reshape(result.x, shape)
+  if "jac" in result and np.size(result.jac) == np.size(result.x):
+    result.jac = np.reshape(result.jac, shape)
+  return result
+
+
+def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bounds=None,
+             constraints=(), tol=None, callback=None, options=None):
+  """`scipy.optimize.minimize(fun, x0, args, ...)` with dfdx's derivatives, and its minimizer
+  differentiable in `args` (see the module's docstring).
+
+  `fun(x, *args)` returns a scalar and is written with `dfdx.numpy`. `jac=None` (the
+  default) gives the method dfdx's exact gradient where it uses one, and Newton-CG and the
+  trust-region methods dfdx's Hessian-vector products or Hessian; `jac=True` means, as in
+  SciPy, that fun returns (value, gradient); a callable or a finite-difference scheme is
+  passed to SciPy. Other arguments are SciPy's.
+
+  >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
+  >>> def fit(c):  # the minimizer of sum((x - c)^2) + x_0^4, and its derivative in c
+  ...   f = lambda x, c: dnp.sum((x - c) ** 2) + x[0] ** 4
+  ...   return dso.minimize(f, np.zeros(2), args=(c,), tol=1e-10).x
+  >>> np.round(fit(np.array([1.0, 2.0])), 6)
+  array([0.589755, 2.      ])
+  >>> round(float(dfdx.jacobian(fit)(np.array([1.0, 2.0]))[0, 0]), 6)  # 1 / (1 + 6 x_0^2)
+  0.323954
+  """
+  args = _as_args(args)
+  if not _traced((x0, args)):
+    return _minimize_now(fun, _float_start(x0, "minimize"), args, method, jac, hess, hessp,
+                         bounds, constraints, tol, callback, options)
+  if bounds is not None or constraints:
+    raise NotImplementedError(
+        "minimize: derivatives of a minimum under bounds or constraints are not supported "
+        "(its conditions are not grad = 0 where a bound or a constraint is active). Call it "
+        "with NumPy values, or write the constraint into fun (a penalty, a change of "
+        "variables).")
+  return _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback,
+                                 options)
+
+
+def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback, options):
+  import dfdx
+  import dfdx.numpy as dnp
+  from dfdx._src.core import ShapedArray, get_aval
+  from dfdx._src.staging import make_program
+  x0 = x0 if isinstance(x0, Tracer) else _float_start(x0, "minimize")
+  shape = np.shape(x0)
+  leaves, tree = tree_flatten(args)
+  floating = [get_aval(x).dtype.kind in "fc" for x in leaves]
+  fixed = [x for x, f in zip(leaves, floating) if not f]
+
+  def full_args(params):
+    it, rest = iter(params), iter(fixed)
+    return tree_unflatten(tree, [next(it) if f else next(rest) for f in floating])
+
+  # fun as a program of (x, the floating arguments, what it closes over): the solver, run on
+  # NumPy values, and the derivative rule take every traced value as an operand (a traced
+  # value closed over would not exist when the solver runs).
+  params = [x for x, f in zip(leaves, floating) if f]
+  program, lifted = make_program(
+      lambda x, *ps: list(fun(x, *full_args(ps))) if jac is True else [fun(x, *full_args(ps))],
+      [ShapedArray(shape, np.float64)] + [get_aval(p) for p in params], record_source=False)
+  operands = params + lifted
+  start = dfdx.stop_gradient(dnp.asarray(x0, np.float64))  # (the minimum does not move with it)
+  solver = _Solver(method, jac is True, hess, hessp, tol, callback, options)
+  x = minimize_p.bind(start, *operands, program=program, solver=solver)
+  return scipy_optimize().OptimizeResult(x=x, fun=_value(program, x, operands),
+                                         jac=_gradient(program, jac is True, x, operands))
+
+
+class _Solver:
+  """What the solver of a `minimize_p` is given beyond the objective (held by identity)."""
+  __slots__ = ("method", "jac_true", "hess", "hessp", "tol", "callback", "options")
+
+  def __init__(self, method, jac_true, hess, hessp, tol, callback, options):
+    self.method, self.jac_true, self.hess, self.hessp = method, jac_true, hess, hessp
+    self.tol, self.callback, self.options = tol, callback, options
+
+  def __repr__(self):
+    return f"minimize(method={self.method!r}, tol={self.tol!r})"
+
+
+def _value(program, x, ops):
+  from dfdx._src.ir import eval_program
+  return eval_program(program, x, *ops)[0]
+
+
+def _gradient(program, jac_true, x, ops):
+  import dfdx
+  from dfdx._src.ir import eval_program
+  if jac_true:
+    return eval_program(program, x, *ops)[1]
+  return dfdx.grad(lambda y: _value(program, y, ops))(x)
+
+
+# minimize_p: the minimizer of a program's value over its first input, from a start, at the
+# values of its other inputs (the operands). Its impl runs SciPy on NumPy values; its JVP rule
+# binds it again for the minimizer (so every order of derivative gets this rule) and solves
+# H dx = -(d grad / d operands) d operands, H the Hessian at the minimizer.
+from dfdx._src import ad as _ad, batching as _batching, core as _core  # noqa: E402
+
+minimize_p = _core.primitive("minimize")
+
+
+def _minimize_impl(start, *ops, program, solver):
+  from dfdx._src.ir import eval_program
+  if solver.jac_true:
+    objective = lambda x, *o: tuple(eval_program(program, x, *o))  # noqa: E731
+  else:
+    objective = lambda x, *o: _value(program, x, o)  # noqa: E731
+  result = _minimize_now(objective, np.asarray(start, np.float64), tuple(ops), solver.method,
+                         True if solver.jac_true else None, solver.hess, solver.hessp, None,
+                         (), solver.tol, solver.callback, solver.options)
+  grad = result.get("jac")
+  if not result.success and not (grad is not None and _small(grad, result.fun)):
+    errors.warn_at_user(f"minimize: the solver reports no success ({result.message}); the "
+                        "minimizer's derivative assumes grad = 0 there")
+  return np.asarray(result.x, np.float64)
+
+
+def _minimize_jvp(primals, tangents, *, program, solver):
+  import dfdx
+  import dfdx.numpy as dnp
+  from dfdx._src.ops import checks
+  (start, *ops), (_, *dops) = primals, tangents
+  x = minimize_p.bind(start, *ops, program=program, solver=solver)
+  if all(d is None for d in dops):
+    return x, None
+  shape = _core.shape_of(x)
+  flat = lambda v: dnp.reshape(v, (-1,))  # noqa: E731
+  grad_of = lambda y, os: flat(_gradient(program, solver.jac_true, y, os))  # noqa: E731
+  h = dfdx.jacfwd(lambda v: grad_of(dnp.reshape(v, shape), ops))(flat(x))
+  h = checks.check(h, "nonsingular", "LinAlgError", "minimize: the Hessian at the minimum is "
+                   "singular, so the minimizer's derivative does not exist here")
+  live = [i for i, d in enumerate(dops) if d is not None]
+
+  def moved(*vs):
+    os = list(ops)
+    for i, v in zip(live, vs):
+      os[i] = v
+    return grad_of(x, os)
+  rhs = dfdx.jvp(moved, tuple(ops[i] for i in live), tuple(dops[i] for i in live))[1]
+  return x, dnp.reshape(-dnp.linalg.solve(h, rhs), shape)
+
+
+minimize_p.def_impl(_minimize_impl)
+minimize_p.def_abstract_eval(
+    lambda start, *ops, program, solver: _core.ShapedArray(start.shape, np.float64))
+_ad.primitive_jvps[minimize_p] = _minimize_jvp
+_batching.defone_by_one(minimize_p)
+
+
+def _register_codegen():
+  from dfdx._src import codegen_rules
+  codegen_rules.register("minimize", codegen_rules._solver_call("minimize"))
+
+
+_register_codegen()
+
+
+def root(fun, x0, args=(), method="hybr", jac=None, tol=None, callback=None, options=None):
+  """`scipy.optimize.root(fun, x0, args, ...)` with dfdx's Jacobian, and its solution
+  differentiable in `args` (see the module's docstring).
+
+  `fun(x, *args)` returns an array of x's shape, written with `dfdx.numpy`. `jac=None` (the
+  default) gives the methods that use a Jacobian (hybr, lm) dfdx's, computed exactly;
+  `jac=True` means, as in SciPy, that fun returns (value, Jacobian); a callable is passed to
+  SciPy. Other arguments are SciPy's.
+
+  >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
+  >>> cube_root = lambda a: dso.root(lambda x, a: x ** 3 - a, 1.0, args=(a,), tol=1e-14).x
+  >>> round(float(cube_root(8.0)), 10), round(float(dfdx.grad(cube_root)(8.0)), 10)
+  (2.0, 0.0833333333)
+  """
+  args = _as_args(args)
+  if not _traced((x0, args)):
+    return _root_now(fun, _float_start(x0, "root"), args, method, jac, tol, callback, options)
+  import dfdx
+  x0 = x0 if isinstance(x0, Tracer) else _float_start(x0, "root")
+  residual = (lambda x: fun(x, *args)[0]) if jac is True else (lambda x: fun(x, *args))
+
+  def solve(f, start):  # (on NumPy values: f is the residual at the parameters' values)
+    result = _root_now(lambda x: f(x), start, (), method, None, tol, callback, options)
+    if not result.success and not _small(result.fun, result.x):
+      errors.warn_at_user(f"root: the solver reports no success ({result.message}); the "
+                          "solution's derivative assumes fun = 0 there")
+    return np.asarray(result.x, np.float64)
+  x = dfdx.custom_root(residual, dfdx.stop_gradient(x0), solve)
+  return scipy_optimize().OptimizeResult(x=x, fun=residual(x))
+
+
+def _root_now(fun, x0, args, method, jac, tol, callback, options):
+  """SciPy's root on NumPy values, with dfdx's Jacobian for the methods that use one."""
+  import dfdx
+  import dfdx.numpy as dnp
+  opt = scipy_optimize()
+  shape = np.shape(x0)
+
+  def flat_fun(v, *a):
+    out = fun(dnp.reshape(v, shape), *a)
+    if jac is True:
+      return np.ravel(np.asarray(out[0], np.float64)), np.asarray(out[1], np.float64)
+    return np.ravel(np.asarray(out, np.float64))
+  use_jac = jac
+  if jac is None and method in ("hybr", "lm"):
+    use_jac = lambda v, *a: np.asarray(dfdx.jacfwd(  # noqa: E731
+        lambda w: dnp.ravel(fun(dnp.reshape(w, shape), *a)))(v), np.float64)
+  elif callable(jac):
+    use_jac = lambda v, *a: np.asarray(jac(np.reshape(v, shape), *a), np.float64)  # noqa: E731
+  kw = {} if callback is None else {"callback": callback}
+  result = opt.root(flat_fun, np.ravel(x0), args=args, method=method, jac=use_jac, tol=tol,
+                    options=options, **kw)
+  result.x = np.reshape(result.x, shape)
+  if "fun" in result and np.size(result.fun) == np.size(result.x):
+    result.fun = np.reshape(result.fun, shape)
+  return result

@@ -1,0 +1,141 @@
+"""dfdx.scipy.optimize: SciPy's minimize and root with dfdx's derivatives (every method's
+use of them, shapes, SciPy's conventions), and their solutions differentiated implicitly
+against closed forms and finite differences, under jit and vmap."""
+import warnings
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+from dfdx.testing import check_grads
+
+scipy_optimize = pytest.importorskip("scipy.optimize")
+dso = pytest.importorskip("dfdx.scipy.optimize")
+
+
+def rosen(x):
+  return dnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+@pytest.mark.parametrize("method", ["BFGS", "CG", "L-BFGS-B", "Newton-CG", "trust-ncg",
+                                    "trust-krylov", "trust-exact", "dogleg", "trust-constr",
+                                    "Nelder-Mead", "Powell", "SLSQP", "TNC"])
+def test_minimize_every_method_with_dfdx_derivatives(method):
+  x0 = np.array([-1.2, 1.0, 0.5])
+  options = {"maxiter": 20000, "maxfev": 20000} if method in ("Nelder-Mead", "Powell") else \
+      {"maxfun": 10000} if method == "TNC" else None
+  start = x0 if method != "dogleg" else np.array([1.1, 1.2, 1.4])  # (positive definite path)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # (no "method does not use the gradient" warning)
+    warnings.filterwarnings("ignore", message=".*delta_grad == 0.0.*")  # (trust-constr's own)
+    result = dso.minimize(rosen, start, method=method, tol=1e-10, options=options)
+  tol = 1e-3 if method in ("Nelder-Mead", "Powell", "TNC", "SLSQP") else 1e-5
+  np.testing.assert_allclose(result.x, np.ones(3), atol=tol)
+  if method not in ("Nelder-Mead", "Powell"):  # (gradient-based: fewer evaluations than
+    assert result.nfev < 2000                   #  finite differences would take)
+
+
+def test_minimize_shapes_and_scipy_conventions():
+  # x0 of any shape: fun gets x of that shape, and the result is reshaped back
+  c = np.arange(6.0).reshape(2, 3)
+  result = dso.minimize(lambda x, c: dnp.sum((x - c) ** 2 + (x - c) ** 4), np.zeros((2, 3)),
+                        args=(c,), tol=1e-12)
+  assert result.x.shape == (2, 3) and result.jac.shape == (2, 3)
+  np.testing.assert_allclose(result.x, c, atol=1e-6)
+  # jac=True: fun gives (value, gradient), as in SciPy
+  both = lambda x: (dnp.sum(x ** 2) + x[0], 2 * x + np.array([1.0, 0.0]))  # noqa: E731
+  np.testing.assert_allclose(dso.minimize(both, np.ones(2), jac=True).x, [-0.5, 0.0],
+                             atol=1e-7)
+  # a user's jac callable and a finite-difference scheme are passed to SciPy
+  np.testing.assert_allclose(dso.minimize(lambda x: dnp.sum((x - 3) ** 2), np.zeros(2),
+                                          jac=lambda x: 2 * (x - 3)).x, [3.0, 3.0], atol=1e-6)
+  np.testing.assert_allclose(dso.minimize(lambda x: dnp.sum((x - 3) ** 2), np.zeros(2),
+                                          jac="3-point").x, [3.0, 3.0], atol=1e-5)
+  # bounds and constraints (NumPy values)
+  bounded = dso.minimize(rosen, np.zeros(2), bounds=[(None, 0.5), (None, None)])
+  np.testing.assert_allclose(bounded.x, [0.5, 0.25], atol=1e-5)
+  constrained = dso.minimize(lambda x: dnp.sum(x ** 2), np.ones(2),
+                             constraints=[{"type": "eq", "fun": lambda x: x[0] + x[1] - 1}])
+  np.testing.assert_allclose(constrained.x, [0.5, 0.5], atol=1e-6)
+
+
+def _quadratic_minimum(b, a):
+  f = lambda x, b: 0.5 * x @ (a @ x) - b @ x + 0.1 * dnp.sum(x ** 4)  # noqa: E731
+  return dso.minimize(f, np.zeros(3), args=(b,), method="trust-exact", tol=1e-13).x
+
+
+def test_minimizer_derivative_closed_form_and_finite_differences():
+  rng = np.random.default_rng(0)
+  m = rng.normal(size=(3, 3))
+  a = m @ m.T + 3 * np.eye(3)
+  b = rng.normal(size=3)
+  x = _quadratic_minimum(b, a)
+  # grad_x f = a x - b + 0.4 x^3 = 0: dx/db = (a + 1.2 diag(x^2))^-1
+  expected = np.linalg.inv(a + 1.2 * np.diag(x ** 2))
+  for jac in (dfdx.jacfwd, dfdx.jacrev):
+    np.testing.assert_allclose(jac(_quadratic_minimum)(b, a), expected, rtol=1e-8, atol=1e-10)
+  np.testing.assert_allclose(dfdx.jit(dfdx.jacrev(_quadratic_minimum))(b, a), expected,
+                             rtol=1e-8, atol=1e-10)
+  bs = np.stack([b, 2 * b])
+  np.testing.assert_allclose(dfdx.vmap(_quadratic_minimum, in_axes=(0, None))(bs, a),
+                             np.stack([x, _quadratic_minimum(2 * b, a)]), rtol=1e-10)
+  check_grads(lambda b: _quadratic_minimum(b, a), (b,), order=2, modes=("fwd", "rev"),
+              atol=1e-6, rtol=1e-5)
+  # the result carries the value and the gradient at the minimum
+  result = dfdx.jit(lambda b: dso.minimize(
+      lambda x, b: dnp.sum((x - b) ** 2), np.zeros(3), args=(b,)))(b)
+  np.testing.assert_allclose(result.x, b, atol=1e-7)
+  assert abs(result.fun) < 1e-12 and np.allclose(result.jac, 0, atol=1e-6)
+
+
+def test_minimizer_derivative_with_jac_true_and_fixed_arguments():
+  # fun gives (value, gradient); an integer argument is held fixed
+  def both(x, c, p):
+    return dnp.sum((x - c) ** p), p * (x - c) ** (p - 1)
+  f = lambda c: dso.minimize(both, np.zeros(2), args=(c, 2), jac=True, tol=1e-12).x  # noqa: E731
+  np.testing.assert_allclose(dfdx.jacobian(f)(np.array([1.0, -2.0])), np.eye(2), atol=1e-8)
+
+
+def test_minimize_errors_and_warnings():
+  with pytest.raises(NotImplementedError, match="under bounds or constraints"):
+    dfdx.grad(lambda c: dso.minimize(lambda x, c: dnp.sum((x - c) ** 2), np.zeros(1),
+                                     args=(c,), bounds=[(0, 1)]).x[0])(0.5)
+  with pytest.raises(TypeError, match="x0 is complex"):
+    dso.minimize(lambda x: dnp.sum(dnp.abs(x) ** 2), np.ones(2, complex))
+  # a minimum that is a line, x_0 + x_1 = c: the Hessian is singular, and no derivative
+  line = lambda c: dso.minimize(lambda x, c: (x[0] + x[1] - c) ** 2, np.zeros(2),  # noqa: E731
+                                args=(c,)).x
+  for run in (lambda: dfdx.jacobian(line)(1.0), lambda: dfdx.jit(dfdx.jacobian(line))(1.0)):
+    with pytest.raises(np.linalg.LinAlgError, match="the Hessian at the minimum is singular"):
+      run()
+  # a solver that gives up: warned, under transformations
+  with pytest.warns(RuntimeWarning, match="the solver reports no success"):
+    dfdx.grad(lambda c: dso.minimize(lambda x, c: rosen(x) * c, np.zeros(2), args=(c,),
+                                     options={"maxiter": 2}).x[0])(1.0)
+  # the start is traced: the minimum does not depend on it
+  g = dfdx.grad(lambda s: dso.minimize(lambda x: dnp.sum((x - 2.0) ** 2), s * np.ones(2)).x[0])
+  assert g(0.5) == 0.0
+
+
+def test_root_values_methods_and_derivatives():
+  def system(x, a):
+    return dnp.stack([x[0] ** 3 + x[1] - a[0], x[1] ** 3 - x[0] - a[1]])
+  a = np.array([3.0, -1.0])
+  for method in ("hybr", "lm", "broyden2", "krylov", "df-sane"):
+    result = dso.root(system, np.array([1.0, 1.0]), args=(a,), method=method, tol=1e-12)
+    np.testing.assert_allclose(system(result.x, a), 0.0, atol=1e-8)
+  solve = lambda a: dso.root(system, np.ones(2), args=(a,), tol=1e-13).x  # noqa: E731
+  x = solve(a)
+  jx = np.array([[3 * x[0] ** 2, 1.0], [-1.0, 3 * x[1] ** 2]])
+  expected = np.linalg.inv(jx)  # (d system / d a = -I)
+  np.testing.assert_allclose(dfdx.jacfwd(solve)(a), expected, rtol=1e-9)
+  np.testing.assert_allclose(dfdx.jacrev(solve)(a), expected, rtol=1e-9)
+  np.testing.assert_allclose(dfdx.jit(dfdx.jacrev(solve))(a), expected, rtol=1e-9)
+  np.testing.assert_allclose(dfdx.vmap(solve)(np.stack([a, 2 * a]))[0], x, rtol=1e-10)
+  check_grads(solve, (a,), order=2, atol=1e-6, rtol=1e-5)
+  # x0 of another shape, jac=True
+  both = lambda x: (x ** 2 - np.array([[4.0], [9.0]]), np.diag(2 * x.ravel()))  # noqa: E731
+  result = dso.root(both, np.ones((2, 1)), jac=True)
+  assert result.x.shape == (2, 1)
+  np.testing.assert_allclose(result.x, [[2.0], [3.0]], rtol=1e-10)
