@@ -441,7 +441,7 @@ def test_jacobians_chunk_size_give_the_same_result(chunk_size):
 @pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True, "4"])
 def test_chunk_size_errors(chunk_size):
   message = f"chunk_size must be None or a positive integer, got {chunk_size!r}"
-  for transform, name in ((dfdx.vmap, "vmap"), (dfdx.jacrev, "jacrev"), (dfdx.hessian, "jacfwd")):
+  for transform, name in ((dfdx.vmap, "vmap"), (dfdx.jacrev, "jacrev"), (dfdx.hessian, "hessian")):
     with pytest.raises(ValueError, match=f"{name}: {message}"):
       transform(dnp.sin, chunk_size=chunk_size)
 

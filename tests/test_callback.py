@@ -131,3 +131,82 @@ def test_eval_shape():
   assert calls == []  # (nothing computed)
   assert dfdx.eval_shape(lambda x: x[::2] * 1.5, S((7,), np.float32)) == S((4,), np.float32)
   assert repr(S((2,), np.int32)) == "ShapeDtypeStruct(shape=(2,), dtype=int32)"
+
+
+def test_results_are_fresh_arrays_that_compiled_code_may_write_into():
+  # a callback that returns its argument, a value it keeps, or one array for two results:
+  # compiled code writes into the arrays that primitives return, and must not write into these
+  kept = np.array([5.0, 6.0, 7.0])
+
+  def f(x):
+    same = dfdx.pure_callback(lambda v: v, S(x.shape, x.dtype), x)
+    table = dfdx.pure_callback(lambda v: kept, S(x.shape, x.dtype), x)
+    a, b = dfdx.pure_callback(lambda v: (v * 1,) * 2, (S(x.shape, x.dtype),) * 2, x)
+    return (dnp.sin(same * 2.0) + 1.0) * 3.0, dnp.exp(table * 2.0) * x, (a + 1.0) * 2.0, b
+  x = X.copy()
+  for _ in range(2):
+    out = dfdx.jit(f)(x)
+    assert_same_array(x, X)
+    assert_same_array(kept, np.array([5.0, 6.0, 7.0]))
+    assert_same_array(out[0], (np.sin(X * 2.0) + 1.0) * 3.0)
+    assert_same_array(out[1], np.exp(kept * 2.0) * X)
+    assert_same_array(out[2], (X + 1.0) * 2.0)
+    assert_same_array(out[3], X)
+
+
+def test_arguments_are_read_only():
+  # a callback writing into its argument would change a value the program reads again (or
+  # the caller's array): it raises, with a note naming the callback
+  def bump(v):
+    v += 100.0
+    return v
+
+  def f(x):
+    y = dnp.sin(x)
+    return y, dfdx.pure_callback(bump, S(x.shape, x.dtype), y)
+  for run in (lambda g: g, dfdx.jit, dfdx.vmap):
+    x = X.copy()
+    with pytest.raises(ValueError, match="read-only") as info:
+      run(f)(x)
+    notes = getattr(info.value, "__notes__", None)  # (Python 3.11 on)
+    assert notes is None or "pure_callback(bump)" in notes[0]
+    assert_same_array(x, X)
+  with pytest.raises(ValueError, match="read-only"):
+    dfdx.pure_callback(bump, S(X.shape, X.dtype), x)
+  assert_same_array(x, X)
+
+
+def test_integer_results_that_do_not_fit_the_declared_dtype_raise():
+  for run in (lambda g: g, dfdx.jit):
+    with pytest.raises(OverflowError, match=r"pure_callback\(big\): result 0 has dtype int64 "
+                                            "and values out of the bounds of the declared int32"):
+      def big(v):
+        return np.int64(2 ** 40) + v
+      run(lambda x: dfdx.pure_callback(big, S((), np.int32), x))(np.int64(1))
+    out = run(lambda x: dfdx.pure_callback(lambda v: v + 1, S((), np.int32), x))(np.int64(1))
+    assert out == 2 and out.dtype == np.int32
+
+
+def test_scalar_results_and_eval_shape_of_non_array_outputs_as_jit_gives_them():
+  f = lambda x: dfdx.pure_callback(lambda v: (v * 2, np.int32(1)),  # noqa: E731
+                                   (S((), np.float32), S((), np.int32)), x)
+  for got, expected in zip(f(np.float32(3.0)), dfdx.jit(f)(np.float32(3.0))):
+    assert type(got) is type(expected) and got == expected
+  g = lambda x: (x * 2, "label", np.sin)  # noqa: E731
+  assert dfdx.jit(g)(X)[1:] == ("label", np.sin)
+  assert dfdx.eval_shape(g, X) == (S((3,), np.float64), "label", np.sin)
+
+
+def test_exports_refuse_code_of_this_process():
+  f = lambda x: dfdx.pure_callback(scipy_special.gammaln, S(x.shape, x.dtype), x) * 2  # noqa: E731
+  with pytest.raises(TypeError, match="to_source: the function calls pure_callback, which calls "
+                                      "a Python function of this process"):
+    dfdx.export.to_source(f, X)
+  with pytest.raises(TypeError, match="to_source: the function calls minimize"):
+    import dfdx.scipy.optimize as dso
+    dfdx.export.to_source(lambda c: dso.minimize(lambda x, c: dnp.sum((x - c) ** 2),
+                                                 np.zeros(3), args=(c,)).x, X)
+  pytest.importorskip("sympy")
+  with pytest.raises(NotImplementedError, match=r"pure_callback\(gammaln\) calls code dfdx "
+                                                "does not trace"):
+    dfdx.export.to_sympy(f, X)

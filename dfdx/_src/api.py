@@ -923,6 +923,7 @@ def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value
   array([[ 6.,  0.],
          [ 0., 12.]])
   """
+  chunk_size = batching.check_chunk_size(chunk_size, "hessian")
   inner = jacrev(f, argnums, wrt=wrt, has_aux=has_aux, return_value=True, grad_vars=grad_vars)
 
   @_wraps(f, f"gradient_of_{_fun_name(f)}")
@@ -1003,7 +1004,9 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None):
     axis_size: the batch size, required only when no input is mapped.
     chunk_size: map this many elements at a time (the last chunk may be smaller), not the
       whole batch at once: the batch's intermediates are held for one chunk at a time
-      (less memory, more calls). The result is the same.
+      (less memory, more calls). The result is the same, up to rounding where values are
+      summed over the batch (a derivative with respect to an unmapped input) or a matrix
+      product's blocking depends on the batch size.
 
   Raises:
     AxisSizeError (a ValueError): if mapped inputs disagree on the axis size.

@@ -63,9 +63,10 @@ def pure_callback(callback, result_shape_dtypes, *args, vectorized=False, **kwar
 
   `result_shape_dtypes` declares what it returns: a pytree of `dfdx.ShapeDtypeStruct` (or
   NumPy arrays) of the result's structure, shapes and dtypes, which `jit` needs before any
-  value exists. The callback gets NumPy arrays for the array arguments (others as they are)
-  and must return that structure; results are cast to the declared dtypes (within a kind),
-  and a wrong shape or structure is an error naming the callback.
+  value exists. The callback gets read-only NumPy arrays for the array arguments (others as
+  they are) and must return that structure; results are copied and cast to the declared
+  dtypes (within a kind; an integer that does not fit raises), and a wrong shape or
+  structure is an error naming the callback.
 
   The callback must be pure: jit may call it once per call of the compiled function, or not
   at all if its results are unused. Under vmap it is called once per example; with
@@ -89,9 +90,10 @@ def pure_callback(callback, result_shape_dtypes, *args, vectorized=False, **kwar
   arrays = [isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex))
             for x in leaves]
   if not any(isinstance(x, Tracer) for x in leaves) and core.current_trace() is None:
-    return tree_unflatten(out_tree, _call(callback, name, in_tree, leaves, arrays, out_tree,
-                                          out_avals, None, [x for x, a in zip(leaves, arrays)
-                                                            if a]))
+    outs = _call(callback, name, in_tree, leaves, arrays, out_tree, out_avals, None,
+                 [x for x, a in zip(leaves, arrays) if a])
+    # (0-d results as NumPy scalars, as jit returns them)
+    return tree_unflatten(out_tree, [o[()] if o.ndim == 0 else o for o in outs])
   dynamic = [x for x, a in zip(leaves, arrays) if a]
   outs = pure_callback_p.bind(
       *dynamic, callback=callback, name=name, in_tree=in_tree, static=tuple(
@@ -102,12 +104,16 @@ def pure_callback(callback, result_shape_dtypes, *args, vectorized=False, **kwar
 
 def _call(callback, name, in_tree, leaves, arrays, out_tree, out_avals, batch, dynamic):
   """Call the callback on NumPy values and check its results."""
-  it = iter(np.asarray(x) if isinstance(x, (bool, int, float, complex)) else x
-            for x in dynamic)
+  it = iter(_read_only(x) for x in dynamic)
   call_leaves = [next(it) if a else x for x, a in zip(leaves, arrays)]
   args, kwargs = tree_unflatten(in_tree, call_leaves)
-  results = callback(*args, **kwargs)
   where = f"pure_callback({name})"
+  try:
+    results = callback(*args, **kwargs)
+  except Exception as e:  # (passed through as it is, with a note where it came from)
+    if hasattr(e, "add_note"):
+      e.add_note(f"raised by the callback of {where} (its array arguments are read-only)")
+    raise
   res_leaves, res_tree = tree_flatten(results)
   if res_tree != out_tree:
     raise ValueError(f"{where}: the callback returned {res_tree}, but result_shape_dtypes "
@@ -125,9 +131,24 @@ def _call(callback, name, in_tree, leaves, arrays, out_tree, out_avals, batch, d
       if not np.can_cast(r.dtype, aval.dtype, "same_kind"):
         raise TypeError(f"{where}: result {i} has dtype {r.dtype}, but {aval.dtype} was "
                         "declared, another kind; declare the dtype it returns, or cast it")
-      r = r.astype(aval.dtype)
-    outs.append(r)
+      if aval.dtype.kind in "iu" and not np.can_cast(r.dtype, aval.dtype) and not \
+          np.array_equal(r.astype(aval.dtype).astype(r.dtype), r):
+        raise OverflowError(f"{where}: result {i} has dtype {r.dtype} and values out of the "
+                            f"bounds of the declared {aval.dtype}")
+    # (a copy: the result may be the callback's argument, a value it keeps, or another of its
+    # results, and compiled code writes into the arrays that primitives return)
+    outs.append(np.array(r, dtype=aval.dtype, order="C"))
   return outs
+
+
+def _read_only(x):
+  """An argument as the callback sees it: a NumPy array it cannot write into (it may be a
+  value that compiled code reads again, or the caller's array)."""
+  x = np.asarray(x)
+  if x.flags.writeable:
+    x = x.view()
+    x.flags.writeable = False
+  return x
 
 
 def _impl(*dynamic, callback, name, in_tree, static, out_tree, out_avals, vectorized, batch):
@@ -183,9 +204,10 @@ _register_codegen()
 
 def eval_shape(f, *args, **kwargs):
   """The shapes and dtypes of `f(*args, **kwargs)`, found without computing it: a pytree of
-  `ShapeDtypeStruct` of f's output structure. Arguments may be arrays or anything with
-  .shape and .dtype (a `ShapeDtypeStruct`); other leaves (strings, functions) are passed
-  as they are.
+  `ShapeDtypeStruct` of f's output structure (output leaves that are not arrays, a string
+  or a function, as they are, as jit returns them). Arguments may be arrays or anything
+  with .shape and .dtype (a `ShapeDtypeStruct`); other leaves (strings, functions) are
+  passed as they are.
 
   >>> out = dfdx.eval_shape(lambda a, b: a @ b, dfdx.ShapeDtypeStruct((3, 4), np.float32),
   ...                       np.ones((4, 5)))
@@ -213,7 +235,12 @@ def eval_shape(f, *args, **kwargs):
     call_args, call_kwargs = tree_unflatten(in_tree, [next(it) if d else x
                                                       for x, d in zip(leaves, dynamic)])
     out_leaves, store["out_tree"] = tree_flatten(f(*call_args, **call_kwargs))
-    return out_leaves
+    # (other leaves, a string or a function, are returned as they are, as jit returns them)
+    store["statics"] = {i: o for i, o in enumerate(out_leaves) if not isinstance(
+        o, (Tracer, np.ndarray, np.generic, bool, int, float, complex))}
+    return [o for i, o in enumerate(out_leaves) if i not in store["statics"]]
   program, _ = make_program(flat_fun, avals, record_source=False)
-  return tree_unflatten(store["out_tree"], [ShapeDtypeStruct(a.shape, a.dtype, a.weak_type)
-                                            for a in program.out_avals])
+  structs = iter(ShapeDtypeStruct(a.shape, a.dtype, a.weak_type) for a in program.out_avals)
+  statics = store["statics"]
+  return tree_unflatten(store["out_tree"], [statics[i] if i in statics else next(structs)
+                                            for i in range(store["out_tree"].num_leaves)])
