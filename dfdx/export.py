@@ -91,10 +91,11 @@ def to_source(f, *args, name=None):
 
 def _check_standalone(program):
   """Refuse programs whose code would call Python functions of this process (the solvers
-  given to custom_root and custom_linear_solve): a standalone source cannot hold them."""
+  given to custom_root and custom_linear_solve, minimize's, a pure_callback's function): a
+  standalone source cannot hold them."""
   def held(p):
     for e in p.eqns:
-      if e.prim.name in ("custom_root", "linear_solve"):
+      if e.prim.name in ("custom_root", "linear_solve", "minimize", "pure_callback"):
         yield e.prim.name
       for v in e.params.values():
         for q in (v if isinstance(v, tuple) else (v,)):
@@ -103,9 +104,9 @@ def _check_standalone(program):
   names = sorted(set(held(program)))
   if names:
     raise TypeError(
-        f"to_source: the function calls {' and '.join(names)}, whose solver is a Python "
-        "function of this process; a standalone source cannot hold it. Compile it here with "
-        "dfdx.jit instead, or export the residual or operator alone.")
+        f"to_source: the function calls {' and '.join(names)}, which calls a Python "
+        "function of this process (a solver, a callback); a standalone source cannot hold it. "
+        "Compile it here with dfdx.jit instead, or export the parts around it.")
 
 
 def _as_compiled(program):

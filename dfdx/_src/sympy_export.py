@@ -84,10 +84,14 @@ def _eval(sp, program, inputs):
           f"to_sympy: a `{'while_loop' if eqn.prim.name == 'while' else 'cond'}` decides "
           "what to compute from values, so it has no single formula. Write the function "
           "with dnp.where (a formula of both branches), or export it with to_source.")
-    elif eqn.prim.name in ("custom_root", "linear_solve"):
+    elif eqn.prim.name in ("custom_root", "linear_solve", "minimize"):
       raise NotImplementedError(
           f"to_sympy: `{eqn.prim.name}` takes its value from a numerical solver, so it has no "
-          "formula. Export the residual (or the operator) instead.")
+          "formula. Export the residual (or the operator, or the objective) instead.")
+    elif eqn.prim.name == "pure_callback":
+      raise NotImplementedError(
+          f"to_sympy: pure_callback({eqn.params['name']}) calls code dfdx does not trace, so "
+          "it has no formula. Export the parts around it.")
     else:
       if eqn.prim.name == "convert_element_type":
         out = args[0]
