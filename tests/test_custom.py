@@ -307,6 +307,40 @@ def test_checkpoint_keywords_and_non_array_arguments():
   assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
 
 
+def test_custom_jvp_rule_applies_at_every_order():
+  # The rule says F' = 2x where the body (sin) says cos: a call of F inside its own rule is
+  # a call with the rule, so derivatives of every order use it (as if F were a primitive).
+  @dfdx.custom_jvp
+  def f(x):
+    return dnp.sin(x)
+
+  @f.defjvp
+  def _(primals, tangents):
+    return f(primals[0]), 2 * primals[0] * tangents[0]
+  x = 0.7
+  assert dfdx.grad(lambda x: dfdx.jvp(f, (x,), (1.0,))[0])(x) == pytest.approx(2 * x)
+  # second derivative of F^2: 2 F'^2 + 2 F F'' = 8 x^2 + 4 sin(x); third: 6 F' F'' = 24 x
+  expected = 8 * x ** 2 + 4 * np.sin(x)
+  for hess in (dfdx.hessian, lambda g: dfdx.jit(dfdx.hessian(g)),
+               lambda g: dfdx.jacrev(dfdx.jacfwd(g))):
+    assert hess(lambda x: f(x) ** 2)(x) == pytest.approx(expected, rel=1e-14)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.hessian(lambda x: f(x) ** 2))(np.array([x, -x])),
+                             [expected, 8 * x ** 2 - 4 * np.sin(x)], rtol=1e-14)
+  third = dfdx.grad(dfdx.grad(dfdx.grad(lambda x: f(x) ** 2)))(x)
+  assert third == pytest.approx(24 * x, rel=1e-14)
+
+  # a rule calling its function at other types uses the body there
+  @dfdx.custom_jvp
+  def g(x):
+    return dnp.sin(x)
+
+  @g.defjvp
+  def _(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return g(x), dnp.sum(g(dnp.stack([x, x]))) * 0 + 2 * x * t
+  assert dfdx.hessian(lambda x: g(x) ** 2)(x) == pytest.approx(expected, rel=1e-14)
+
+
 def test_custom_jvp_rule_with_a_constant_tangent():
   # a rule that returns zeros (not computed from the tangents) in reverse mode; a nonzero
   # constant is not linear in the tangents, and said so

@@ -188,13 +188,38 @@ def _custom_jvp_abstract_eval(*avals, fun, jvp, n_args, n_lifted):
   return fun.out_avals
 
 
+class _LazyProgram:
+  """A custom_jvp call's rule program, known later or made on first use: the rule of a call
+  staged inside its own rule is the program being staged (filled in when it is done), and a
+  batched call's rule is batched only if the call is differentiated. So a rule that calls
+  its function gets the rule again at the next order, one level at a time, as the call
+  itself would."""
+  __slots__ = ("program", "make", "used")
+
+  def __init__(self, make=None):
+    self.program, self.make, self.used = None, make, False
+
+  def get(self):
+    if self.program is None:
+      self.program, self.make = self.make(), None
+    return self.program
+
+  def __repr__(self):
+    return "<rule program>" if self.program is None else repr(self.program)
+
+
+def _program_of(p):
+  return p.get() if isinstance(p, _LazyProgram) else p
+
+
 def _custom_jvp_jvp(primals, tangents, *, fun, jvp, n_args, n_lifted):
   args, lifted = primals[:n_args], primals[n_args:n_args + n_lifted]
   jvp_lifted = primals[n_args + n_lifted:]
   n_out = len(fun.outs)
   outs, out_tangents = None, [None] * n_out
   if any(t is not None for t in tangents[:n_args]):
-    result = eval_program(jvp, *args, *_instantiate(tangents[:n_args], args), *jvp_lifted)
+    result = eval_program(_program_of(jvp), *args, *_instantiate(tangents[:n_args], args),
+                          *jvp_lifted)
     outs, out_tangents = result[:n_out], result[n_out:]
   closure_outs, closure_tangents = _closure_jvp(fun, args, lifted,
                                                 tangents[n_args:n_args + n_lifted])
@@ -231,9 +256,10 @@ def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
   moved, avals = _batch_inputs(axis_size, vals, dims)
   k = n_args + n_lifted
   fun_b, out_dims = _batched_program(fun, axis_size, avals[:k], dims[:k])
-  # jvp takes (args, tangents of args, its own closed-over values).
-  jvp_b, _ = _batched_program(jvp, axis_size, avals[:n_args] * 2 + avals[k:],
-                              list(dims[:n_args]) * 2 + list(dims[k:]))
+  # jvp takes (args, tangents of args, its own closed-over values); batched when needed.
+  jvp_b = _LazyProgram(lambda: _batched_program(
+      _program_of(jvp), axis_size, avals[:n_args] * 2 + avals[k:],
+      list(dims[:n_args]) * 2 + list(dims[k:]))[0])
   outs = custom_jvp_call_p.bind(*moved, fun=fun_b, jvp=jvp_b, n_args=n_args,
                                 n_lifted=n_lifted)
   return outs, out_dims
@@ -267,7 +293,8 @@ class custom_jvp:
   def __init__(self, fun, nondiff_argnums=()):
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums, self.jvp = fun, tuple(nondiff_argnums), None
-    self._staging_rules = False  # inside its own rule, the function is just its primal
+    self._staging_rules = False  # inside its own rule, the function is just its primal,
+    self._own_call = None  # or, called as its rule is staged, the call of that rule
 
   def defjvp(self, jvp):
     self.jvp = jvp
@@ -277,6 +304,10 @@ class custom_jvp:
     call = _start_call(self, args, kwargs, self.jvp is not None,
                        f"decorate one with @{self.__name__}.defjvp before calling it.")
     if call is None:
+      if self._staging_rules and self._own_call is not None:
+        out = self._call_as_staged(args)
+        if out is not None:
+          return out
       return self.fun(*args)
     static, leaves, in_tree, avals = call.static, call.leaves, call.in_tree, call.avals
     flat_fun, store = call.flat_fun(self.fun), call.store
@@ -294,9 +325,44 @@ class custom_jvp:
                                                                         tangent_leaves)]
     fun_program, lifted = make_program(flat_fun, avals, record_source=False)
     out_tree = store["out_tree"]
-    jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
+    # Calls of this function inside its rule, at these arguments' types, are calls with this
+    # rule (filled in below), so that derivatives of every order go through the rule.
+    rule = _LazyProgram()
+    prev, self._own_call = self._own_call, (rule, fun_program, lifted, static, in_tree,
+                                            avals, out_tree)
+    try:
+      jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
+    finally:
+      self._own_call = prev
+    if rule.used and (jvp_lifted or lifted):  # (a rule of values traced outside it: those
+      prev, self._own_call = self._own_call, None  # calls are of the function's body)
+      try:
+        jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
+      finally:
+        self._own_call = prev
+    rule.program = jvp_program
     outs = custom_jvp_call_p.bind(*leaves, *lifted, *jvp_lifted, fun=fun_program,
-                                  jvp=jvp_program, n_args=len(leaves), n_lifted=len(lifted))
+                                  jvp=rule, n_args=len(leaves), n_lifted=len(lifted))
+    return tree_unflatten(out_tree, outs)
+
+  def _call_as_staged(self, args):
+    """Inside its rule's staging: a call at the staged call's argument types, as a call with
+    the rule being staged; None otherwise (the function's body is then used)."""
+    rule, fun_program, lifted, static, in_tree, avals, out_tree = self._own_call
+    call_static, dynamic, _ = _split_static(args, self.nondiff_argnums)
+    leaves, tree = tree_flatten(dynamic)
+    if tree != in_tree or len(call_static) != len(static) or any(
+        a is not b for a, b in zip(call_static, static)) or lifted:
+      return None
+    try:
+      call_avals = [_leaf_aval(x) for x in leaves]
+    except errors.DfdxError:
+      return None
+    if [(a.shape, a.dtype) for a in call_avals] != [(a.shape, a.dtype) for a in avals]:
+      return None
+    rule.used = True
+    outs = custom_jvp_call_p.bind(*leaves, fun=fun_program, jvp=rule, n_args=len(leaves),
+                                  n_lifted=0)
     return tree_unflatten(out_tree, outs)
 
 
