@@ -139,3 +139,90 @@ def test_root_values_methods_and_derivatives():
   result = dso.root(both, np.ones((2, 1)), jac=True)
   assert result.x.shape == (2, 1)
   np.testing.assert_allclose(result.x, [[2.0], [3.0]], rtol=1e-10)
+
+
+def test_solutions_differentiated_in_values_fun_closes_over():
+  # no traced args: the traced value is closed over (x + x^3 = c, x^3 = c)
+  def minimum(c):
+    return dso.minimize(lambda x: 0.5 * dnp.sum(x ** 2) + 0.25 * dnp.sum(x ** 4) - dnp.sum(x * c),
+                        np.zeros(2), method="trust-exact", tol=1e-13).x
+
+  def cube_root(c):
+    return dso.root(lambda x: x ** 3 - c, np.ones(2), tol=1e-13).x
+  c = np.array([0.5, 2.0])
+  x = minimum(c)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, lambda f: dfdx.jit(dfdx.jacrev(f))):
+    np.testing.assert_allclose(jac(minimum)(c), np.diag(1 / (1 + 3 * x ** 2)), atol=1e-8)
+    np.testing.assert_allclose(jac(cube_root)(c), np.diag(c ** (-2 / 3) / 3), atol=1e-8)
+  np.testing.assert_allclose(dfdx.vmap(minimum)(np.stack([c, c])), np.stack([x, x]),
+                             atol=1e-10)
+  np.testing.assert_allclose(dfdx.jit(cube_root)(c), np.cbrt(c), atol=1e-10)
+  with pytest.raises(NotImplementedError, match="under bounds or constraints"):
+    dfdx.grad(lambda c: dso.minimize(lambda x: dnp.sum((x - c) ** 2), np.zeros(1),
+                                     bounds=[(0, 1)]).x[0])(0.5)
+  # nothing traced closed over under a transformation: SciPy's full result
+  result = dfdx.grad(lambda c: c * dso.minimize(lambda x: dnp.sum((x - 1.0) ** 2),
+                                                np.zeros(1)).nit)(1.0)
+  assert result > 0
+
+
+def test_user_derivative_callables_get_the_users_args_under_transformations():
+  # args a dict with an integer leaf: the user's jac, hess, hessp get args as given
+  seen = []
+
+  def grad_(x, p):
+    seen.append(type(p))
+    return (1 + p["n"] * 0) * (np.asarray(x) + np.asarray(x) ** 3 - np.asarray(p["c"]))
+  hess = lambda x, p: np.diag(1 + 3 * np.asarray(x) ** 2 + 0 * p["n"])  # noqa: E731
+  hessp = lambda x, v, p: (1 + 3 * np.asarray(x) ** 2 + 0 * p["n"]) * v  # noqa: E731
+
+  def f(x, p):
+    return 0.5 * dnp.sum(x ** 2) + 0.25 * dnp.sum(x ** 4) - dnp.sum(x * p["c"])
+  c = np.array([0.5, 2.0])
+  for kw in ({"method": "BFGS", "jac": grad_}, {"method": "trust-exact", "hess": hess},
+             {"method": "Newton-CG", "hessp": hessp}):
+    def solve(c, kw=kw):
+      return dso.minimize(f, np.zeros(2), args=({"c": c, "n": 3},), tol=1e-12, **kw).x
+    x = solve(c)
+    np.testing.assert_allclose(dfdx.jacrev(solve)(c), np.diag(1 / (1 + 3 * x ** 2)), atol=1e-7)
+  assert seen and all(t is dict for t in seen)  # (the user's jac is the solver's)
+
+
+def test_solver_failure_warns_for_every_method():
+  # trust-constr's result.jac is the constraints' Jacobian: the gradient is dfdx's
+  rosen_c = lambda x, c: c * rosen(x)  # noqa: E731
+  with pytest.warns(RuntimeWarning, match="the solver reports no success"):
+    dfdx.grad(lambda c: dso.minimize(rosen_c, np.zeros(2), args=(c,), method="trust-constr",
+                                     options={"maxiter": 3}).x[0])(1.0)
+
+
+def test_objective_must_be_scalar_and_callback_sees_x0s_shape():
+  for run in (lambda: dso.minimize(lambda x: x ** 2, np.ones(2)),
+              lambda: dso.minimize(lambda x: x ** 2, np.ones(2), method="Nelder-Mead"),
+              lambda: dfdx.grad(lambda c: dso.minimize(lambda x, c: (x - c) ** 2, np.ones(2),
+                                                       args=(c,)).x[0])(1.0)):
+    with pytest.raises(ValueError, match="minimize: fun must return a scalar"):
+      run()
+  # a one-element array is a scalar to SciPy
+  np.testing.assert_allclose(dso.minimize(lambda x: dnp.sum((x - 2) ** 2, keepdims=True),
+                                          np.zeros(2)).x, [2.0, 2.0], atol=1e-7)
+  shapes = []
+  f = lambda x: dnp.sum((x - 1) ** 2)  # noqa: E731
+  dso.minimize(f, np.zeros((2, 3)), callback=lambda xk: shapes.append(np.shape(xk)))
+  dso.minimize(f, np.zeros((2, 3)), method="trust-constr",
+               callback=lambda xk, state: shapes.append(np.shape(xk)))
+  dso.minimize(f, np.zeros((2, 3)),
+               callback=lambda intermediate_result: shapes.append(intermediate_result.x.shape))
+  dso.minimize(f, np.zeros((2, 3)), method="TNC", callback=lambda xk: shapes.append(xk.shape))
+  assert shapes and set(shapes) == {(2, 3)}
+
+
+def test_root_residual_of_another_shape_raises():
+  for run in (lambda: dso.root(lambda x: dnp.reshape(x ** 2 - 4, (2, 1)), np.ones(2)),
+              lambda: dfdx.grad(lambda a: dso.root(lambda x, a: dnp.stack([x[0] - a, x[1], x[0]]),
+                                                   np.ones(2), args=(a,)).x[0])(1.0)):
+    with pytest.raises(ValueError, match="root: fun returned shape"):
+      run()
+  # lm is a least-squares method: more residuals than unknowns are SciPy's
+  np.testing.assert_allclose(dso.root(lambda x: dnp.stack([x[0] - 1, x[1], x[0] - 1]),
+                                      np.ones(2), method="lm").x, [1.0, 0.0], atol=1e-8)

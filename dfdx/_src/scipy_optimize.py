@@ -7,12 +7,12 @@ Jacobian for root), from a `fun` written with `dfdx.numpy`. `x0` may have any sh
 flat vector is reshaped for `fun`), and the result is SciPy's OptimizeResult with `x` of
 x0's shape.
 
-Called where `args` holds traced values (under grad, jvp, jit, vmap), the solution is
-differentiated implicitly: the solver's iterations are not, and
+Called where `args` holds traced values, or `fun` closes over some (under grad, jvp, jit,
+vmap), the solution is differentiated implicitly: the solver's iterations are not, and
   * root: fun(x, theta) = 0 gives dx = -(d fun/dx)^-1 (d fun/dtheta) dtheta (custom_root);
   * minimize: grad_x fun(x, theta) = 0 at an unconstrained minimum gives
-    dx = -H^-1 (d grad_x fun/dtheta) dtheta, H the Hessian at the minimum (a custom_jvp
-    around the solver, which runs on NumPy values through pure_callback).
+    dx = -H^-1 (d grad_x fun/dtheta) dtheta, H the Hessian at the minimum (the primitive
+    `minimize`, whose impl runs SciPy on NumPy values and whose JVP rule binds it again).
 Derivatives exist to any order and in both modes. The result then holds `x`, `fun` (and
 `jac` for minimize: the gradient at x) as traced values; the solver's messages are known
 only when it runs, so a solver that reports failure warns (RuntimeWarning) instead of
@@ -69,6 +69,62 @@ def _traced(tree):
   return any(isinstance(x, Tracer) for x in tree_flatten(tree)[0])
 
 
+def _closes_over_traced(fun, shape, args):
+  """Whether fun(x, *args) uses a value an enclosing transformation traces (only possible
+  while one is current); a fun that cannot be staged is run as it is."""
+  from dfdx._src import core
+  from dfdx._src.staging import make_program
+  if core.current_trace() is None:
+    return False
+  try:
+    return bool(make_program(lambda x: tree_flatten(fun(x, *args))[0],
+                             [core.ShapedArray(shape, np.float64)], record_source=False)[1])
+  except Exception:  # noqa: BLE001 (the solver's own run raises what is wrong)
+    return False
+
+
+def _scalar(value):
+  """fun's value as a scalar: SciPy takes one of any shape of one element."""
+  from dfdx._src import core
+  import dfdx.numpy as dnp
+  shape = core.shape_of(value)
+  if int(np.prod(shape)) != 1:
+    raise ValueError(f"minimize: fun must return a scalar, but it returned shape {shape}. "
+                     "Reduce it (e.g. with dnp.sum), or use root or a least-squares objective.")
+  return dnp.reshape(value, ())
+
+
+def _residual(out, shape, method):
+  """root's residual, checked: x's shape (a square system), or any for lm (least squares) and
+  a method of the user's."""
+  from dfdx._src import core
+  square = method is None or (isinstance(method, str) and method.lower() != "lm")
+  if square and tuple(core.shape_of(out)) != tuple(shape):
+    raise ValueError(f"root: fun returned shape {tuple(core.shape_of(out))}; it must return "
+                     f"x0's shape {tuple(shape)} (a square system).")
+  return out
+
+
+def _shaped_callback(callback, shape):
+  """callback, given x in x0's shape (SciPy's solvers hold it flat)."""
+  import inspect
+  if callback is None or len(shape) == 1:
+    return callback
+  try:
+    by_result = set(inspect.signature(callback).parameters) == {"intermediate_result"}
+  except (TypeError, ValueError):
+    by_result = False
+  if by_result:
+    def shaped(intermediate_result):
+      result = type(intermediate_result)(intermediate_result)
+      result.x = np.reshape(result.x, shape)
+      return callback(intermediate_result=result)
+  else:
+    def shaped(xk, *rest):
+      return callback(np.reshape(xk, shape), *rest)
+  return shaped
+
+
 def _float_start(x0, name):
   x0 = x0.concrete_value(f"{name}: x0") if isinstance(x0, Tracer) else x0
   x0 = np.asarray(x0)
@@ -92,12 +148,12 @@ def _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, 
   if jac is True:  # (SciPy's convention: fun gives the value and the gradient)
     def objective(v, *a):
       value, grad = fun(unflat(v), *a)
-      return float(value), np.ravel(np.asarray(grad, np.float64))
+      return float(_scalar(value)), np.ravel(np.asarray(grad, np.float64))
     gradient = lambda v, *a: dnp.ravel(fun(unflat(v), *a)[1])  # noqa: E731
     use_jac = True
   else:
     def scalar(v, *a):
-      return fun(unflat(v), *a)
+      return _scalar(fun(unflat(v), *a))
     objective = lambda v, *a: float(scalar(v, *a))  # noqa: E731
     gradient = lambda v, *a: dfdx.grad(scalar)(v, *a)  # noqa: E731
     if jac is None and m not in _NO_GRADIENT:
@@ -121,7 +177,7 @@ def _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, 
   elif hessp is not None:
     kw["hessp"] = lambda v, p, *a: np.ravel(hessp(np.reshape(v, shape), np.reshape(p, shape), *a))
   if callback is not None:
-    kw["callback"] = callback
+    kw["callback"] = _shaped_callback(callback, shape)
   result = opt.minimize(objective, np.ravel(x0), args=args, method=method, jac=use_jac,
                         bounds=bounds, constraints=constraints, tol=tol, options=options, **kw)
   result.x = np.reshape(result.x, shape)
@@ -151,7 +207,7 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
   0.323954
   """
   args = _as_args(args)
-  if not _traced((x0, args)):
+  if not _traced((x0, args)) and not _closes_over_traced(fun, np.shape(x0), args):
     return _minimize_now(fun, _float_start(x0, "minimize"), args, method, jac, hess, hessp,
                          bounds, constraints, tol, callback, options)
   if bounds is not None or constraints:
@@ -183,12 +239,23 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
   # NumPy values, and the derivative rule take every traced value as an operand (a traced
   # value closed over would not exist when the solver runs).
   params = [x for x, f in zip(leaves, floating) if f]
+
+  def outputs(x, *ps):
+    out = fun(x, *full_args(ps))
+    return [_scalar(out[0]), out[1]] if jac is True else [_scalar(out)]
   program, lifted = make_program(
-      lambda x, *ps: list(fun(x, *full_args(ps))) if jac is True else [fun(x, *full_args(ps))],
-      [ShapedArray(shape, np.float64)] + [get_aval(p) for p in params], record_source=False)
+      outputs, [ShapedArray(shape, np.float64)] + [get_aval(p) for p in params],
+      record_source=False)
   operands = params + lifted
   start = dfdx.stop_gradient(dnp.asarray(x0, np.float64))  # (the minimum does not move with it)
-  solver = _Solver(method, jac is True, hess, hessp, tol, callback, options)
+  n = len(params)  # (the solver's args: params, then lifted; the user's callables get args)
+  if callable(jac):
+    jac = lambda x, *ops, f=jac: f(x, *full_args(ops[:n]))  # noqa: E731
+  if callable(hess):
+    hess = lambda x, *ops, f=hess: f(x, *full_args(ops[:n]))  # noqa: E731
+  if callable(hessp):
+    hessp = lambda x, p, *ops, f=hessp: f(x, p, *full_args(ops[:n]))  # noqa: E731
+  solver = _Solver(method, jac, hess, hessp, tol, callback, options)
   x = minimize_p.bind(start, *operands, program=program, solver=solver)
   return scipy_optimize().OptimizeResult(x=x, fun=_value(program, x, operands),
                                          jac=_gradient(program, jac is True, x, operands))
@@ -196,10 +263,11 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
 
 class _Solver:
   """What the solver of a `minimize_p` is given beyond the objective (held by identity)."""
-  __slots__ = ("method", "jac_true", "hess", "hessp", "tol", "callback", "options")
+  __slots__ = ("method", "jac", "jac_true", "hess", "hessp", "tol", "callback", "options")
 
-  def __init__(self, method, jac_true, hess, hessp, tol, callback, options):
-    self.method, self.jac_true, self.hess, self.hessp = method, jac_true, hess, hessp
+  def __init__(self, method, jac, hess, hessp, tol, callback, options):
+    self.method, self.jac, self.jac_true = method, jac, jac is True
+    self.hess, self.hessp = hess, hessp
     self.tol, self.callback, self.options = tol, callback, options
 
   def __repr__(self):
@@ -235,10 +303,12 @@ def _minimize_impl(start, *ops, program, solver):
   else:
     objective = lambda x, *o: _value(program, x, o)  # noqa: E731
   result = _minimize_now(objective, np.asarray(start, np.float64), tuple(ops), solver.method,
-                         True if solver.jac_true else None, solver.hess, solver.hessp, None,
-                         (), solver.tol, solver.callback, solver.options)
-  grad = result.get("jac")
-  if not result.success and not (grad is not None and _small(grad, result.fun)):
+                         solver.jac, solver.hess, solver.hessp, None, (), solver.tol,
+                         solver.callback, solver.options)
+  # (dfdx's gradient at x: not every method's result holds it, trust-constr's jac is the
+  # constraints' Jacobian)
+  if not result.success and not _small(
+      _gradient(program, solver.jac_true, result.x, ops), result.fun):
     errors.warn_at_user(f"minimize: the solver reports no success ({result.message}); the "
                         "minimizer's derivative assumes grad = 0 there")
   return np.asarray(result.x, np.float64)
@@ -299,11 +369,13 @@ def root(fun, x0, args=(), method="hybr", jac=None, tol=None, callback=None, opt
   (2.0, 0.0833333333)
   """
   args = _as_args(args)
-  if not _traced((x0, args)):
+  if not _traced((x0, args)) and not _closes_over_traced(fun, np.shape(x0), args):
     return _root_now(fun, _float_start(x0, "root"), args, method, jac, tol, callback, options)
   import dfdx
   x0 = x0 if isinstance(x0, Tracer) else _float_start(x0, "root")
-  residual = (lambda x: fun(x, *args)[0]) if jac is True else (lambda x: fun(x, *args))
+  shape = np.shape(x0)
+  residual = lambda x: _residual(fun(x, *args)[0] if jac is True else fun(x, *args),  # noqa: E731
+                                 shape, None)
 
   def solve(f, start):  # (on NumPy values: f is the residual at the parameters' values)
     result = _root_now(lambda x: f(x), start, (), method, None, tol, callback, options)
@@ -325,15 +397,16 @@ def _root_now(fun, x0, args, method, jac, tol, callback, options):
   def flat_fun(v, *a):
     out = fun(dnp.reshape(v, shape), *a)
     if jac is True:
-      return np.ravel(np.asarray(out[0], np.float64)), np.asarray(out[1], np.float64)
-    return np.ravel(np.asarray(out, np.float64))
+      return (np.ravel(np.asarray(_residual(out[0], shape, method), np.float64)),
+              np.asarray(out[1], np.float64))
+    return np.ravel(np.asarray(_residual(out, shape, method), np.float64))
   use_jac = jac
-  if jac is None and method in ("hybr", "lm"):
+  if jac is None and isinstance(method, str) and method.lower() in ("hybr", "lm"):
     use_jac = lambda v, *a: np.asarray(dfdx.jacfwd(  # noqa: E731
         lambda w: dnp.ravel(fun(dnp.reshape(w, shape), *a)))(v), np.float64)
   elif callable(jac):
     use_jac = lambda v, *a: np.asarray(jac(np.reshape(v, shape), *a), np.float64)  # noqa: E731
-  kw = {} if callback is None else {"callback": callback}
+  kw = {} if callback is None else {"callback": _shaped_callback(callback, shape)}
   result = opt.root(flat_fun, np.ravel(x0), args=args, method=method, jac=use_jac, tol=tol,
                     options=options, **kw)
   result.x = np.reshape(result.x, shape)
