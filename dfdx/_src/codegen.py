@@ -130,7 +130,7 @@ def helper_function(name):
   if fn is None:
     namespace = {"np": np}
     for h in _helper_closure([name]):
-      exec(helpers[h], namespace)
+      exec(compile(helpers[h], "<dfdx helpers>", "exec"), namespace)
     fn = _helper_functions[name] = namespace[name]
   return fn
 
@@ -1023,7 +1023,7 @@ def compile_program(program: Program, name="f", fuse_reductions=True, destinatio
     from dfdx._src.uniform import Unspecialized
     namespace["_Unspecialized"] = Unspecialized
   for h in helpers.values():
-    exec(h, namespace)
+    exec(compile(h, "<dfdx helpers>", "exec"), namespace)
   namespace.update(runtime_helpers)
   exec(compile(source, f"<dfdx jit of {name}>", "exec"), namespace)
   fn = namespace[_identifier(name)]

@@ -132,8 +132,9 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def warn_at_user(message, category=RuntimeWarning):
-  """`warnings.warn`, pointing at the first caller outside dfdx (the user's line)."""
+  """`warnings.warn`, pointing at the first caller outside dfdx (the user's line; dfdx's
+  compiled code, "<dfdx ...>", is dfdx's too)."""
   frame, level = sys._getframe(1), 2
-  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+  while frame is not None and frame.f_code.co_filename.startswith((_PACKAGE, "<dfdx")):
     frame, level = frame.f_back, level + 1
   warnings.warn(message, category, stacklevel=level)
