@@ -226,3 +226,47 @@ def test_root_residual_of_another_shape_raises():
   # lm is a least-squares method: more residuals than unknowns are SciPy's
   np.testing.assert_allclose(dso.root(lambda x: dnp.stack([x[0] - 1, x[1], x[0] - 1]),
                                       np.ones(2), method="lm").x, [1.0, 0.0], atol=1e-8)
+
+
+def test_least_squares_and_curve_fit_values_against_scipy():
+  x = np.linspace(0.0, 1.0, 30)
+  rng = np.random.default_rng(0)
+  y = 2.0 * np.exp(0.5 * x) + 0.01 * rng.normal(size=30)
+  f = lambda x, a, b: a * dnp.exp(b * x)  # noqa: E731
+  f_np = lambda x, a, b: a * np.exp(b * x)  # noqa: E731
+  for kw in ({}, {"sigma": np.full(30, 0.01), "absolute_sigma": True},
+             {"bounds": ([0.0, 0.0], [10.0, 1.0])}):
+    popt, pcov = dso.curve_fit(f, x, y, **kw)
+    ref_popt, ref_pcov = scipy_optimize.curve_fit(f_np, x, y, **kw)
+    np.testing.assert_allclose(popt, ref_popt, rtol=1e-7)
+    np.testing.assert_allclose(pcov, ref_pcov, rtol=1e-4)  # (SciPy's Jacobian: differences)
+  # least_squares: residuals of any shape, x0 of any shape, keyword arguments, options
+  result = dso.least_squares(lambda p, t, scale=1.0: (p[0, 0] * t + p[0, 1] - scale * y)[None],
+                             np.zeros((1, 2)), args=(x,), kwargs={"scale": 2.0}, xtol=1e-14)
+  assert result.x.shape == (1, 2)
+  ref = np.polyfit(x, 2.0 * y, 1)
+  np.testing.assert_allclose(result.x[0], ref, rtol=1e-9)
+  with pytest.raises(ValueError, match="cannot tell how many parameters"):
+    dso.curve_fit(lambda *a: a[0], x, y)
+
+
+def test_fits_differentiated_in_the_data():
+  x = np.linspace(0.0, 1.0, 12)
+  y = 1.5 + 0.7 * x + 0.05 * np.sin(7 * x)
+  line = lambda x, a, b: a + b * x  # noqa: E731
+  a = np.stack([np.ones_like(x), x], axis=1)
+  fit = lambda y: dso.curve_fit(line, x, y)[0]  # noqa: E731
+  for jac in (dfdx.jacfwd, dfdx.jacrev, lambda g: dfdx.jit(dfdx.jacobian(g))):
+    np.testing.assert_allclose(jac(fit)(y), np.linalg.pinv(a), atol=1e-12)  # (linear in y)
+  # a nonlinear model: finite differences of the whole fit, to second order
+  model = lambda x, a, b: a * dnp.exp(b * x)  # noqa: E731
+  data = 2.0 * np.exp(0.5 * x) + 0.02 * np.cos(5 * x)
+  nonlinear = lambda y: dso.curve_fit(model, x, y, xtol=1e-15, ftol=1e-15)[0]  # noqa: E731
+  check_grads(nonlinear, (data,), order=2, atol=1e-6, rtol=1e-5)
+  # pcov too; and a fit under vmap
+  check_grads(lambda y: dso.curve_fit(model, x, y, xtol=1e-15, ftol=1e-15)[1], (data,),
+              order=1, atol=1e-8, rtol=1e-4)
+  batch = np.stack([data, 1.1 * data])
+  np.testing.assert_allclose(dfdx.vmap(nonlinear)(batch)[1], nonlinear(1.1 * data), rtol=1e-10)
+  with pytest.raises(NotImplementedError, match="under bounds or a robust loss"):
+    dfdx.grad(lambda y: dso.curve_fit(model, x, y, bounds=([0, 0], [5, 5]))[0][0])(data)

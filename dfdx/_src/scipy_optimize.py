@@ -289,16 +289,19 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
 
 
 class _Solver:
-  """What the solver of a `minimize_p` is given beyond the objective (held by identity)."""
-  __slots__ = ("method", "jac", "jac_true", "hess", "hessp", "tol", "callback", "options")
+  """What the solver of a `minimize_p` is given beyond the objective (held by identity):
+  SciPy's minimize, or (kind "least_squares") least_squares on the program's second output,
+  the residuals, whose half squared norm is the value minimized."""
+  __slots__ = ("kind", "method", "jac", "jac_true", "hess", "hessp", "tol", "callback",
+               "options")
 
-  def __init__(self, method, jac, hess, hessp, tol, callback, options):
-    self.method, self.jac, self.jac_true = method, jac, jac is True
+  def __init__(self, method, jac, hess, hessp, tol, callback, options, kind="minimize"):
+    self.kind, self.method, self.jac, self.jac_true = kind, method, jac, jac is True
     self.hess, self.hessp = hess, hessp
     self.tol, self.callback, self.options = tol, callback, options
 
   def __repr__(self):
-    return f"minimize(method={self.method!r}, tol={self.tol!r})"
+    return f"{self.kind}(method={self.method!r})"
 
 
 def _value(program, x, ops):
@@ -325,6 +328,15 @@ minimize_p = _core.primitive("minimize")
 
 def _minimize_impl(start, *ops, program, solver):
   from dfdx._src.ir import eval_program
+  if solver.kind == "least_squares":
+    result = _least_squares_now(lambda x, *o: eval_program(program, x, *o)[1],
+                                np.asarray(start, np.float64), tuple(ops), solver.jac,
+                                (-np.inf, np.inf), solver.method, solver.options)
+    if not result.success and not _small(_gradient(program, False, result.x, ops),
+                                         result.cost):
+      errors.warn_at_user(f"least_squares: the solver reports no success ({result.message}); "
+                          "the solution's derivative assumes a stationary point there")
+    return np.asarray(result.x, np.float64)
   if solver.jac_true:
     objective = lambda x, *o: tuple(eval_program(program, x, *o))  # noqa: E731
   else:
@@ -441,3 +453,157 @@ def _root_now(fun, x0, args, method, jac, tol, callback, options):
   if "fun" in result and np.size(result.fun) == np.size(result.x):
     result.fun = np.reshape(result.fun, shape)
   return result
+
+
+# ---- least squares and curve fitting ---------------------------------------------------------
+
+
+def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", args=(),
+                  kwargs=None, **options):
+  """`scipy.optimize.least_squares(fun, x0, ...)` with dfdx's exact Jacobian, and its solution
+  differentiable in `args`, `kwargs` and what fun closes over (see the module's docstring).
+
+  `fun(x, *args, **kwargs)` returns the residuals (any shape), written with `dfdx.numpy`;
+  x0 may have any shape. `jac=None` gives SciPy dfdx's Jacobian; a callable or a
+  finite-difference scheme is passed to SciPy, as are the other options (ftol, xtol, gtol,
+  x_scale, loss, f_scale, max_nfev, ...). Differentiated, the solution is the stationary
+  point of half the squared norm (the derivative uses its exact Hessian, J^T J plus the
+  residuals' curvature); bounds and robust losses are then refused.
+
+  >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
+  >>> t = np.linspace(0.0, 1.0, 20)
+  >>> def rate(y):  # the decay rate of y ~ exp(-k t), fitted
+  ...   return dso.least_squares(lambda k, y: dnp.exp(-k[0] * t) - y, np.ones(1), args=(y,)).x[0]
+  >>> round(float(rate(np.exp(-2.0 * t))), 8)
+  2.0
+  """
+  args = _as_args(args)
+  kwargs = dict(kwargs or {})
+  call = lambda x, a, k: fun(x, *a, **k)  # noqa: E731
+  if not _traced((x0, args, kwargs)) and not _closes_over_traced(
+      lambda x: call(x, args, kwargs), np.shape(x0), ()):
+    return _least_squares_now(call, _float_start(x0, "least_squares"), (args, kwargs), jac,
+                              bounds, method, options)
+  if not _unbounded(bounds) or options.get("loss", "linear") != "linear":
+    raise NotImplementedError(
+        "least_squares: derivatives of a solution under bounds or a robust loss are not "
+        "supported (its conditions are then not those of the plain sum of squares). Call it "
+        "with NumPy values, or write the bound into fun (a change of variables).")
+  import dfdx
+  import dfdx.numpy as dnp
+  from dfdx._src.core import ShapedArray
+  from dfdx._src.staging import make_program
+  x0 = x0 if isinstance(x0, Tracer) else _float_start(x0, "least_squares")
+  shape = np.shape(x0)
+  leaves, tree = tree_flatten((args, kwargs))
+
+  def outputs(x, *ls):
+    a, k = tree_unflatten(tree, list(ls))
+    r = fun(x, *a, **k)
+    return [0.5 * dnp.sum(r * r), r]
+  program, lifted = make_program(
+      outputs, [ShapedArray(shape, np.float64)] + [_aval(x) for x in leaves],
+      record_source=False)
+  operands = list(leaves) + lifted
+  if callable(jac):
+    n = len(leaves)
+    jac = lambda x, *ops, f=jac: f(x, *tree_unflatten(tree, list(ops[:n]))[0],  # noqa: E731
+                                   **tree_unflatten(tree, list(ops[:n]))[1])
+  solver = _Solver(method, jac, None, None, None, None, options, kind="least_squares")
+  start = dfdx.stop_gradient(dnp.asarray(x0, np.float64))
+  x = minimize_p.bind(start, *operands, program=program, solver=solver)
+  from dfdx._src.ir import eval_program
+  cost, residuals = eval_program(program, x, *operands)
+  return scipy_optimize().OptimizeResult(x=x, fun=residuals, cost=cost)
+
+
+def _aval(x):
+  from dfdx._src.core import get_aval
+  if not isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
+    raise TypeError(f"least_squares: args and kwargs must hold arrays or numbers when the "
+                    f"solution is differentiated, got {type(x).__name__}")
+  return get_aval(x)
+
+
+def _unbounded(bounds):
+  if isinstance(bounds, tuple) and len(bounds) == 2:
+    return all(not isinstance(b, Tracer) and np.all(np.isinf(np.asarray(b))) for b in bounds)
+  return False
+
+
+def _least_squares_now(fun, x0, args, jac, bounds, method, options):
+  """SciPy's least_squares on NumPy values, with dfdx's Jacobian."""
+  import dfdx
+  import dfdx.numpy as dnp
+  opt = scipy_optimize()
+  shape = np.shape(x0)
+  residuals = lambda v, *a: dnp.ravel(fun(dnp.reshape(v, shape), *a))  # noqa: E731
+  flat_fun = lambda v, *a: np.asarray(residuals(v, *a), np.float64)  # noqa: E731
+  if jac is None:
+    jacobian = _CompiledAfter(lambda v, *a: dfdx.jacobian(lambda w: residuals(w, *a))(v))
+    use_jac = lambda v, *a: np.asarray(jacobian(v, *a), np.float64)  # noqa: E731
+  elif callable(jac):
+    use_jac = lambda v, *a: np.asarray(jac(np.reshape(v, shape), *a), np.float64)  # noqa: E731
+  else:
+    use_jac = jac
+  result = opt.least_squares(flat_fun, np.ravel(x0), jac=use_jac, bounds=bounds, method=method,
+                             args=args, **options)
+  result.x = np.reshape(result.x, shape)
+  return result
+
+
+def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
+              bounds=(-np.inf, np.inf), method=None, jac=None, **kwargs):
+  """`scipy.optimize.curve_fit(f, xdata, ydata, ...)`: the parameters p minimizing
+  sum(((f(xdata, *p) - ydata) / sigma)^2), with dfdx's exact Jacobian, and (popt, pcov)
+  differentiable in xdata, ydata and sigma (the fit's sensitivity to the data).
+
+  `f(x, *params)` is written with `dfdx.numpy`. p0 defaults to ones, one per parameter of f
+  after x; sigma is None or one standard deviation per point. pcov is SciPy's: the inverse
+  of J^T J (pseudo-inverse where singular), scaled by the residual variance unless
+  `absolute_sigma`. method None is "lm" without bounds, else "trf"; other keywords go to
+  least_squares.
+
+  >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
+  >>> x = np.linspace(0.0, 1.0, 10)
+  >>> popt, pcov = dso.curve_fit(lambda x, a, b: a * dnp.exp(b * x), x, 2.0 * np.exp(0.5 * x))
+  >>> np.round(popt, 8)
+  array([2. , 0.5])
+  """
+  import dfdx.numpy as dnp
+  if kwargs.pop("full_output", False):
+    raise NotImplementedError("curve_fit: full_output is not supported; call least_squares "
+                              "for the solver's whole result")
+  if p0 is None:
+    import inspect
+    try:
+      n = len(inspect.signature(f).parameters) - 1
+    except (TypeError, ValueError):
+      n = 0
+    if n < 1:
+      raise ValueError("curve_fit: cannot tell how many parameters f takes; pass p0")
+    p0 = np.ones(n)
+  p0 = p0 if isinstance(p0, Tracer) else np.atleast_1d(np.asarray(p0, np.float64))
+  if sigma is not None and np.ndim(sigma) != 1:
+    raise NotImplementedError("curve_fit: sigma must be None or one value per point (a "
+                              "covariance matrix is not supported)")
+  weights = 1.0 if sigma is None else 1.0 / sigma
+  method = ("lm" if _unbounded(bounds) else "trf") if method is None else method
+
+  def residual(p, x, y, w):
+    return dnp.ravel((f(x, *[p[i] for i in range(np.shape(p0)[0])]) - y) * w)
+  result = least_squares(residual, p0, jac=jac, bounds=bounds, method=method,
+                         args=(xdata, ydata, weights), **kwargs)
+  popt = result.x
+  import dfdx
+  j = dfdx.jacfwd(lambda p: residual(p, xdata, ydata, weights))(popt)
+  pcov = dnp.linalg.pinv(dnp.transpose(j) @ j)
+  m, n = np.size(result.fun), np.shape(p0)[0]
+  if not absolute_sigma:
+    if m > n:
+      pcov = pcov * (2 * result.cost / (m - n))
+    else:
+      errors.warn_at_user("curve_fit: the covariance of the parameters could not be "
+                          "estimated (no more points than parameters)")
+      pcov = pcov * np.inf
+  return popt, pcov

@@ -4,7 +4,7 @@ SciPy and differentiated implicitly (nonlinear in c: its derivatives are cos(c),
 import numpy as np
 
 import dfdx.numpy as dnp
-from dfdx._src.scipy_optimize import minimize, minimize_p
+from dfdx._src.scipy_optimize import least_squares, minimize, minimize_p
 from tests.op_specs import OpSpec
 
 
@@ -16,4 +16,10 @@ def _minimizer(c):
   return minimize(_objective, np.zeros(np.shape(c)), args=(c,), method="Newton-CG").x
 
 
-SPECS = [OpSpec("minimize", minimize_p, _minimizer, np.sin, [((3,),), ((2, 2),)])]
+def _fitted(c):  # (least squares: residuals x - sin(c), one Gauss-Newton step)
+  return least_squares(lambda x, c: x - dnp.sin(c), np.zeros(np.shape(c)), args=(c,),
+                       method="lm").x
+
+
+SPECS = [OpSpec("minimize", minimize_p, _minimizer, np.sin, [((3,),), ((2, 2),)]),
+         OpSpec("minimize_least_squares", minimize_p, _fitted, np.sin, [((3,),)])]
