@@ -270,3 +270,73 @@ def test_fits_differentiated_in_the_data():
   np.testing.assert_allclose(dfdx.vmap(nonlinear)(batch)[1], nonlinear(1.1 * data), rtol=1e-10)
   with pytest.raises(NotImplementedError, match="under bounds or a robust loss"):
     dfdx.grad(lambda y: dso.curve_fit(model, x, y, bounds=([0, 0], [5, 5]))[0][0])(data)
+
+
+def test_least_squares_callable_jac_gets_args_and_kwargs():
+  t = np.linspace(0.0, 1.0, 15)
+  y = 2.0 * np.exp(-1.3 * t) + 0.01 * np.sin(9 * t)
+  fun = lambda p, t, y=None: p[0] * dnp.exp(-p[1] * t) - y  # noqa: E731
+  def jac(p, t, y=None):
+    return np.stack([np.exp(-p[1] * t), -p[0] * t * np.exp(-p[1] * t)], 1)
+  ref = scipy_optimize.least_squares(fun, np.ones(2), jac=jac, args=(t,), kwargs={"y": y}).x
+  for kw in ({"args": (t, y)}, {"args": (t,), "kwargs": {"y": y}}):
+    np.testing.assert_allclose(dso.least_squares(fun, np.ones(2), jac=jac, **kw).x, ref,
+                               rtol=1e-10)
+  # bounds given as a list, infinite: the solution is still differentiable
+  fit = lambda y: dso.least_squares(fun, np.ones(2), args=(t, y),  # noqa: E731
+                                    bounds=[-np.inf, np.inf]).x
+  assert dfdx.jacfwd(fit)(y).shape == (2, 15)
+  # the result's residuals are SciPy's flat vector, whether the solution is traced or not
+  grid = lambda p, y: dnp.reshape(fun(p, t, y), (3, 5))  # noqa: E731
+  assert dso.least_squares(grid, np.ones(2), args=(y,)).fun.shape == (15,)
+  assert dfdx.jit(lambda y: dso.least_squares(grid, np.ones(2), args=(y,)).fun)(y).shape == (15,)
+
+
+def test_curve_fit_follows_scipy_conventions():
+  x = np.linspace(0.0, 1.0, 20)
+  y = 2.0 * np.exp(0.5 * x) + 0.01 * np.cos(11 * x)
+  f = lambda x, a, b: a * dnp.exp(b * x)  # noqa: E731
+  f_np = lambda x, a, b: a * np.exp(b * x)  # noqa: E731
+  jac = lambda x, a, b: np.stack([np.exp(b * x), a * x * np.exp(b * x)], 1)  # noqa: E731
+  cases = [{"bounds": ([1.5, 0.1], [3.0, 1.0])},  # (no p0: a start inside the bounds)
+           {"jac": jac}, {"jac": jac, "sigma": 0.1 + x, "method": "trf"},
+           {"maxfev": 1000}, {"maxfev": 1000, "method": "trf"}, {"sigma": 0.5},
+           {"sigma": list(0.1 + x)}, {"sigma": np.diag((0.1 + x) ** 2)},
+           {"sigma": np.diag(0.1 + x) + 0.001, "method": "trf"}]
+  for kw in cases:
+    popt, pcov = dso.curve_fit(f, x, y, **kw)
+    ref_popt, ref_pcov = scipy_optimize.curve_fit(f_np, x, y, **kw)
+    np.testing.assert_allclose(popt, ref_popt, rtol=1e-7, err_msg=str(kw))
+    np.testing.assert_allclose(pcov, ref_pcov, rtol=1e-4, err_msg=str(kw))
+  popt, _ = dso.curve_fit(f, list(x), list(y))  # (lists, as SciPy takes them)
+  np.testing.assert_allclose(popt, scipy_optimize.curve_fit(f_np, x, y)[0], rtol=1e-7)
+  with pytest.raises(RuntimeError, match="Optimal parameters not found"):
+    dso.curve_fit(f, x, y, max_nfev=2, method="trf")
+  with pytest.raises(RuntimeError, match="Optimal parameters not found"):
+    dso.curve_fit(f, x, y, maxfev=2)
+  with pytest.raises(ValueError, match="`sigma` has incorrect shape"):
+    dso.curve_fit(f, x, y, sigma=np.ones(5))
+  with pytest.raises(ValueError, match="'args' is not a supported"):
+    dso.curve_fit(f, x, y, args=(1.0,))
+  with pytest.raises(ValueError, match="must not contain infs or NaNs"):
+    dso.curve_fit(f, x, np.where(x > 0.5, np.nan, y))
+  with pytest.raises(TypeError, match="must not exceed the number of data points"):
+    dso.curve_fit(lambda x, a, b, c: a + b * x + c * x * x, x[:2], y[:2])
+
+
+def test_curve_fit_covariance_where_scipy_has_none_and_ill_conditioned():
+  quadratic = lambda x, a, b, c: a + b * x + c * x * x  # noqa: E731
+  x, y = np.array([0.0, 1.0]), np.array([1.0, 2.0])
+  for method in ("trf", "dogbox"):
+    with pytest.warns(Warning, match="could not be estimated"):
+      popt, pcov = dso.curve_fit(quadratic, x, y, method=method)
+    np.testing.assert_allclose(quadratic(x, *popt), y, atol=1e-10)
+    assert np.all(pcov == np.inf)  # (SciPy's: every entry +inf)
+  # a line far from the origin: J is ill-conditioned (cond 3e10), pcov inv(A^T A) still
+  x = np.linspace(1e5, 1e5 + 1, 30)
+  a = np.stack([np.ones_like(x), x], axis=1)
+  r_inv = np.linalg.inv(np.linalg.qr(a)[1])
+  for method in ("lm", "trf"):
+    popt, pcov = dso.curve_fit(lambda x, a, b: a + b * x, x, 3 + 2 * (x - 1e5), method=method,
+                               p0=[3 - 2e5, 2.0], absolute_sigma=True)
+    np.testing.assert_allclose(pcov, r_inv @ r_inv.T, rtol=1e-6)

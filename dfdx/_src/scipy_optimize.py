@@ -482,8 +482,9 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
   call = lambda x, a, k: fun(x, *a, **k)  # noqa: E731
   if not _traced((x0, args, kwargs)) and not _closes_over_traced(
       lambda x: call(x, args, kwargs), np.shape(x0), ()):
-    return _least_squares_now(call, _float_start(x0, "least_squares"), (args, kwargs), jac,
-                              bounds, method, options)
+    user_jac = (lambda x, a, k: jac(x, *a, **k)) if callable(jac) else jac  # noqa: E731
+    return _least_squares_now(call, _float_start(x0, "least_squares"), (args, kwargs),
+                              user_jac, bounds, method, options)
   if not _unbounded(bounds) or options.get("loss", "linear") != "linear":
     raise NotImplementedError(
         "least_squares: derivatives of a solution under bounds or a robust loss are not "
@@ -514,7 +515,7 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
   x = minimize_p.bind(start, *operands, program=program, solver=solver)
   from dfdx._src.ir import eval_program
   cost, residuals = eval_program(program, x, *operands)
-  return scipy_optimize().OptimizeResult(x=x, fun=residuals, cost=cost)
+  return scipy_optimize().OptimizeResult(x=x, fun=dnp.ravel(residuals), cost=cost)
 
 
 def _aval(x):
@@ -526,7 +527,7 @@ def _aval(x):
 
 
 def _unbounded(bounds):
-  if isinstance(bounds, tuple) and len(bounds) == 2:
+  if isinstance(bounds, (tuple, list)) and len(bounds) == 2:
     return all(not isinstance(b, Tracer) and np.all(np.isinf(np.asarray(b))) for b in bounds)
   return False
 
@@ -558,11 +559,15 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
   sum(((f(xdata, *p) - ydata) / sigma)^2), with dfdx's exact Jacobian, and (popt, pcov)
   differentiable in xdata, ydata and sigma (the fit's sensitivity to the data).
 
-  `f(x, *params)` is written with `dfdx.numpy`. p0 defaults to ones, one per parameter of f
-  after x; sigma is None or one standard deviation per point. pcov is SciPy's: the inverse
-  of J^T J (pseudo-inverse where singular), scaled by the residual variance unless
-  `absolute_sigma`. method None is "lm" without bounds, else "trf"; other keywords go to
-  least_squares.
+  `f(x, *params)` is written with `dfdx.numpy`. As in SciPy: p0 defaults to ones, one per
+  positional parameter of f after x (inside bounds: their midpoints, or one from the finite
+  bound); sigma is None, a scalar, one standard deviation per point, or the data's
+  covariance matrix; a callable `jac(x, *params)` gives the Jacobian of f, shape (M, N);
+  pcov is the pseudo-inverse of J^T J (from J's singular values, as SciPy), scaled by the
+  residual variance unless `absolute_sigma` (all inf, with an OptimizeWarning, where that
+  cannot be estimated); a solver that reports failure raises RuntimeError (warns when the
+  fit is differentiated); method None is "lm" without bounds, else "trf"; `maxfev` is
+  max_nfev, and other keywords go to least_squares.
 
   >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
   >>> x = np.linspace(0.0, 1.0, 10)
@@ -570,40 +575,121 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
   >>> np.round(popt, 8)
   array([2. , 0.5])
   """
+  import dfdx
   import dfdx.numpy as dnp
+  from dfdx._src import core
+  from dfdx._src.scipy_linalg import solve_triangular
+  opt = scipy_optimize()
   if kwargs.pop("full_output", False):
     raise NotImplementedError("curve_fit: full_output is not supported; call least_squares "
                               "for the solver's whole result")
+  if "args" in kwargs:
+    raise ValueError("curve_fit: 'args' is not a supported keyword argument (f takes x and "
+                     "the parameters; close over other values)")
+  check_finite = kwargs.pop("check_finite", None)
+  if kwargs.pop("nan_policy", None) is not None:
+    raise NotImplementedError("curve_fit: nan_policy is not supported; drop the points that "
+                              "hold NaN before the fit")
+  check_finite = True if check_finite is None else check_finite
+  if "maxfev" in kwargs:  # (leastsq's name, SciPy's curve_fit takes it for every method)
+    maxfev = kwargs.pop("maxfev")
+    kwargs.setdefault("max_nfev", maxfev)
   if p0 is None:
     import inspect
     try:
-      n = len(inspect.signature(f).parameters) - 1
+      positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+      n = sum(q.kind in positional for q in inspect.signature(f).parameters.values()) - 1
     except (TypeError, ValueError):
       n = 0
     if n < 1:
       raise ValueError("curve_fit: cannot tell how many parameters f takes; pass p0")
+  elif isinstance(p0, Tracer):
+    p0 = dnp.reshape(p0, (-1,))
+    n = core.shape_of(p0)[0]
+  else:
+    p0 = np.atleast_1d(np.asarray(p0, np.float64))
+    n = p0.size
+    p0 = np.ravel(p0)
+  bounded = not _unbounded(bounds)
+  if p0 is None:  # (SciPy's start: inside the bounds)
     p0 = np.ones(n)
-  p0 = p0 if isinstance(p0, Tracer) else np.atleast_1d(np.asarray(p0, np.float64))
-  if sigma is not None and np.ndim(sigma) != 1:
-    raise NotImplementedError("curve_fit: sigma must be None or one value per point (a "
-                              "covariance matrix is not supported)")
-  weights = 1.0 if sigma is None else 1.0 / sigma
-  method = ("lm" if _unbounded(bounds) else "trf") if method is None else method
+    if bounded and not _traced(bounds):
+      lb, ub = (bounds.lb, bounds.ub) if isinstance(bounds, opt.Bounds) else bounds
+      lb, ub = (np.broadcast_to(np.asarray(b, np.float64), (n,)) for b in (lb, ub))
+      both, low, high = (np.isfinite(lb) & np.isfinite(ub), np.isfinite(lb) & ~np.isfinite(ub),
+                         ~np.isfinite(lb) & np.isfinite(ub))
+      p0 = np.where(both, 0.5 * (lb + ub), np.where(low, lb + 1, np.where(high, ub - 1, p0)))
+  method = ("trf" if bounded else "lm") if method is None else method
+  if method == "lm" and bounded:
+    raise ValueError("curve_fit: method 'lm' only works for unconstrained problems; use "
+                     "'trf' or 'dogbox' instead")
+  # the data as SciPy takes them: floating arrays (xdata only when an array or a sequence:
+  # f gets any other object as it is), checked for infs and NaNs
+  as_float = np.asarray_chkfinite if check_finite else np.asarray
+  if not isinstance(ydata, Tracer):
+    ydata = as_float(ydata, np.float64)
+  if isinstance(xdata, (list, tuple, np.ndarray)) and not _traced(xdata):
+    xdata = as_float(xdata, np.float64)
+  m_data = int(np.prod(core.shape_of(ydata)))
+  if m_data == 0:
+    raise ValueError("curve_fit: `ydata` must not be empty")
+  if method == "lm" and m_data != 1 and n > m_data:
+    raise TypeError(f"curve_fit: the number of func parameters={n} must not exceed the "
+                    f"number of data points={m_data} (method 'lm'; 'trf' solves such a fit)")
+  # sigma: None, errors (a scalar or one per point) or a covariance matrix C = L L^T
+  kind, weights = None, 1.0
+  if sigma is not None:
+    sigma = sigma if isinstance(sigma, Tracer) else np.asarray(sigma, np.float64)
+    shape = tuple(core.shape_of(sigma))
+    if int(np.prod(shape)) == 1 or shape == (m_data,):
+      kind, weights = "errors", 1.0 / sigma
+    elif shape == (m_data, m_data):
+      kind = "covariance"
+      if isinstance(sigma, Tracer):
+        weights = dnp.linalg.cholesky(sigma)
+      else:
+        try:
+          weights = np.linalg.cholesky(sigma)
+        except np.linalg.LinAlgError as e:
+          raise ValueError("curve_fit: `sigma` must be positive definite") from e
+    else:
+      raise ValueError(f"curve_fit: `sigma` has incorrect shape {shape}: it must be a "
+                       f"scalar, of shape ({m_data},) or ({m_data}, {m_data})")
+
+  def weigh(d, w):  # (d: residuals, or the Jacobian's rows)
+    if kind == "covariance":
+      return solve_triangular(w, d, lower=True)
+    if kind == "errors" and np.ndim(w) == 1 and np.ndim(d) == 2:
+      return w[:, None] * d
+    return d * w
 
   def residual(p, x, y, w):
-    return dnp.ravel((f(x, *[p[i] for i in range(np.shape(p0)[0])]) - y) * w)
+    return weigh(dnp.ravel(f(x, *[p[i] for i in range(n)]) - y), w)
+  if callable(jac):
+    user_jac = jac
+    jac = lambda p, x, y, w: np.asarray(weigh(  # noqa: E731
+        np.reshape(np.asarray(user_jac(x, *p), np.float64), (-1, n)), w))
   result = least_squares(residual, p0, jac=jac, bounds=bounds, method=method,
                          args=(xdata, ydata, weights), **kwargs)
   popt = result.x
-  import dfdx
-  j = dfdx.jacfwd(lambda p: residual(p, xdata, ydata, weights))(popt)
-  pcov = dnp.linalg.pinv(dnp.transpose(j) @ j)
-  m, n = np.size(result.fun), np.shape(p0)[0]
+  m = int(np.prod(core.shape_of(result.fun)))
+  if "success" in result:  # (the solver's result on NumPy values; its Jacobian, SciPy's pcov)
+    if not result.success:
+      raise RuntimeError("Optimal parameters not found: " + str(result.message))
+    j = np.asarray(result.jac, np.float64)
+    _, sv, vt = np.linalg.svd(j, full_matrices=False)
+    keep = sv > np.finfo(np.float64).eps * max(j.shape) * sv[0]
+    pcov = (vt[keep].T / sv[keep] ** 2) @ vt[keep]
+    indeterminate = bool(np.isnan(pcov).any())
+  else:  # (differentiated: J^T J's pseudo-inverse, pinv(J) pinv(J)^T, with SciPy's cutoff)
+    j = dfdx.jacfwd(lambda p: residual(p, xdata, ydata, weights))(popt)
+    pinv = dnp.linalg.pinv(j, rcond=np.finfo(np.float64).eps * max(m, n))
+    pcov = pinv @ dnp.transpose(pinv)
+    indeterminate = False
+  if indeterminate or (not absolute_sigma and m <= n):
+    errors.warn_at_user("curve_fit: the covariance of the parameters could not be estimated",
+                        opt.OptimizeWarning)
+    return popt, np.full((n, n), np.inf)
   if not absolute_sigma:
-    if m > n:
-      pcov = pcov * (2 * result.cost / (m - n))
-    else:
-      errors.warn_at_user("curve_fit: the covariance of the parameters could not be "
-                          "estimated (no more points than parameters)")
-      pcov = pcov * np.inf
+    pcov = pcov * (2 * result.cost / (m - n))
   return popt, pcov
