@@ -341,6 +341,102 @@ def test_custom_jvp_rule_applies_at_every_order():
   assert dfdx.hessian(lambda x: g(x) ** 2)(x) == pytest.approx(expected, rel=1e-14)
 
 
+def test_custom_jvp_rule_calling_its_function_at_other_types():
+  # A call of the function inside its rule at other shapes (or other nondiff arguments) is a
+  # call with the rule too, staged at those types when differentiated: here F' = F at every
+  # order (the rule's tangent is F at another shape), where the body there gave F'' = cos.
+  @dfdx.custom_jvp
+  def f(x):
+    return dnp.sin(x)
+
+  @f.defjvp
+  def _(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return f(x), f(dnp.stack([x, x]))[0] * t
+  x = 0.7
+  s = np.sin(x)
+  for hess in (dfdx.hessian, lambda g: dfdx.jit(dfdx.hessian(g)),
+               lambda g: dfdx.jacrev(dfdx.jacfwd(g)), lambda g: dfdx.grad(dfdx.grad(g))):
+    assert hess(lambda x: f(x) ** 2)(x) == pytest.approx(4 * s ** 2, rel=1e-14)
+  assert dfdx.grad(dfdx.grad(dfdx.grad(lambda x: f(x) ** 2)))(x) == pytest.approx(
+      8 * s ** 2, rel=1e-14)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.hessian(lambda x: f(x) ** 2))(np.array([x, -x])),
+                             [4 * s ** 2, 4 * s ** 2], rtol=1e-14)
+  _, series = dfdx.jet(f, (x,), ([1.0, 0.0, 0.0],))
+  np.testing.assert_allclose(series, [s, s, s], rtol=1e-14)
+
+  # a rule calling its function at ever larger shapes: staged one order at a time
+  @dfdx.custom_jvp
+  def g(x):
+    return dnp.sin(x)
+
+  @g.defjvp
+  def _(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return g(x), g(dnp.concatenate([x, x]))[x.shape[0]:] * t
+  np.testing.assert_allclose(dfdx.jacfwd(dfdx.jacrev(dfdx.grad(lambda x: dnp.sum(g(x)))))(X),
+                             np.einsum("i,ij,ik->ijk", np.sin(X), np.eye(3), np.eye(3)),
+                             rtol=1e-14)
+
+  # recursion through a nondiff argument: F_n' = F_(n-1) + x, F_0' = cos
+  h = dfdx.custom_jvp(lambda n, x: dnp.sin(x) * n, nondiff_argnums=(0,))
+
+  @h.defjvp
+  def _(n, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return h(n, x), ((h(n - 1, x) if n > 0 else dnp.cos(x)) + x) * t
+  # F_2'' = F_1' + 1 = F_0 + x + 1 = x + 1 (F_0 = 0 * sin)
+  assert dfdx.grad(dfdx.grad(lambda x: h(2, x)))(x) == pytest.approx(x + 1, rel=1e-14)
+  assert dfdx.jacfwd(dfdx.grad(dfdx.grad(lambda x: h(3, x))))(x) == pytest.approx(
+      x + 1, rel=1e-14)
+
+
+def test_custom_jvp_program_with_a_rule_calling_its_function_prints():
+  # the rule program holds a call whose rule is that program: printed once, not recursing
+  @dfdx.custom_jvp
+  def f(x):
+    return dnp.sin(x)
+
+  @f.defjvp
+  def _(primals, tangents):
+    return f(primals[0]), 2 * primals[0] * tangents[0]
+  text = str(dfdx.make_expr(lambda x: f(x) ** 2)(0.7))
+  assert "custom_jvp_call" in text and "<the rule program above>" in text
+
+
+def test_custom_jvp_jet_takes_every_order_from_the_rule():
+  # Taylor mode: the coefficients past the value come from the rule's tangent output, also
+  # where the rule computes its output otherwise than by calling the function (they had been
+  # taken from that output's series: sin's derivatives here, cos(x) in place of 2x)
+  @dfdx.custom_jvp
+  def f(x):
+    return dnp.sin(x)
+
+  @f.defjvp
+  def _(primals, tangents):
+    return dnp.sin(primals[0]), 2 * primals[0] * tangents[0]
+  x = 0.7
+  value, series = dfdx.jet(f, (x,), ([1.0, 0.0, 0.0],))
+  assert value == pytest.approx(np.sin(x), rel=1e-15)
+  np.testing.assert_allclose(series, [2 * x, 2.0, 0.0], rtol=1e-14, atol=1e-14)
+  np.testing.assert_allclose(series, [dfdx.grad(f)(x), dfdx.grad(dfdx.grad(f))(x),
+                                      dfdx.grad(dfdx.grad(dfdx.grad(f)))(x)], atol=1e-14)
+  _, series = dfdx.jet(lambda x: f(x) ** 2, (x,), ([1.0, 0.0],))
+  assert series[0] == pytest.approx(dfdx.grad(lambda x: f(x) ** 2)(x), rel=1e-14)
+  assert series[0] == pytest.approx(4 * x * np.sin(x), rel=1e-14)
+
+  # a rule whose tangent is a constant zero: every coefficient past the value is zero
+  @dfdx.custom_jvp
+  def flat(x):
+    return dnp.sin(x)
+
+  @flat.defjvp
+  def _(primals, tangents):
+    return dnp.sin(primals[0]), dnp.zeros_like(tangents[0])
+  _, series = dfdx.jet(flat, (x,), ([1.0, 0.5, 0.0],))
+  np.testing.assert_array_equal(series, [0.0, 0.0, 0.0])
+
+
 def test_custom_jvp_rule_with_a_constant_tangent():
   # a rule that returns zeros (not computed from the tangents) in reverse mode; a nonzero
   # constant is not linear in the tangents, and said so

@@ -21,9 +21,9 @@ import functools
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, errors
+from dfdx._src import ad, batching, core, errors, jet
 from dfdx._src.core import Tracer
-from dfdx._src.ir import eval_program
+from dfdx._src.ir import eval_program, pp_param
 from dfdx._src.numpy.util import weakly_typed
 from dfdx._src.staging import make_program, make_program_of_call
 from dfdx._src.tree import tree_flatten, tree_unflatten
@@ -194,10 +194,10 @@ class _LazyProgram:
   batched call's rule is batched only if the call is differentiated. So a rule that calls
   its function gets the rule again at the next order, one level at a time, as the call
   itself would."""
-  __slots__ = ("program", "make", "used")
+  __slots__ = ("program", "make", "used", "printing")
 
   def __init__(self, make=None):
-    self.program, self.make, self.used = None, make, False
+    self.program, self.make, self.used, self.printing = None, make, False, False
 
   def get(self):
     if self.program is None:
@@ -205,7 +205,15 @@ class _LazyProgram:
     return self.program
 
   def __repr__(self):
-    return "<rule program>" if self.program is None else repr(self.program)
+    if self.program is None:
+      return "<rule program>"
+    if self.printing:  # (a call inside the rule, whose rule is this one)
+      return "<the rule program above>"
+    self.printing = True
+    try:
+      return pp_param(self.program)  # (as a program param is printed)
+    finally:
+      self.printing = False
 
 
 def _program_of(p):
@@ -265,10 +273,46 @@ def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
   return outs, out_dims
 
 
+def _custom_jvp_jet(series, k, **params):
+  """Taylor mode: y' = the rule's tangent output along x', so the rule run on the series of x
+  and x' to order k - 1 gives y's coefficients 1 .. k from its tangent output; its output
+  gives y's value alone. (The generic rule takes coefficients 1 .. k - 1 from the output's
+  series, which are the function's own derivatives where the rule computes its output
+  otherwise than by calling the function.)"""
+  mine = [any(c is not None for c in s[1:]) and jet._floating(s[0]) for s in series]
+  if k == 0 or not any(mine):
+    return [[o] + [None] * k for o in custom_jvp_call_p.bind(*[s[0] for s in series], **params)]
+  sub = jet.JetTrace(k - 1, {})
+  primals, tangents = [], []
+  for s, m in zip(series, mine):
+    if not m:
+      primals.append(s[0])
+      tangents.append(None)
+      continue
+    primals.append(jet.JetTracer(sub, s[:k]))
+    dots = [_zeros_like(s[0]) if s[j + 1] is None else s[j + 1] * float(j + 1)
+            for j in range(k)]
+    tangents.append(jet.JetTracer(sub, dots))
+  prev = core.swap_trace(sub)
+  try:
+    outs, out_dots = _custom_jvp_jvp(primals, tangents, **params)
+  finally:
+    core.swap_trace(prev)
+    sub.alive = False
+  result = []
+  for o, d in zip(outs, out_dots):
+    value = jet._coeffs(o, sub, k)[0]
+    dots = [None] * k if d is None or not jet._floating(value) else jet._coeffs(d, sub, k)
+    result.append([value] + [None if t is None else ad.match_primal(t * (1.0 / j), value)
+                             for j, t in enumerate(dots, 1)])
+  return result
+
+
 custom_jvp_call_p.def_impl(_custom_jvp_impl)
 custom_jvp_call_p.def_abstract_eval(_custom_jvp_abstract_eval)
 ad.primitive_jvps[custom_jvp_call_p] = _custom_jvp_jvp
 batching.primitive_batchers[custom_jvp_call_p] = _custom_jvp_batch
+jet.jet_rules[custom_jvp_call_p] = _custom_jvp_jet
 
 
 class custom_jvp:
@@ -309,8 +353,21 @@ class custom_jvp:
         if out is not None:
           return out
       return self.fun(*args)
+    fun_program, lifted, out_tree = self._fun_program(call)
+    rule, jvp_lifted = self._rule_program(call, fun_program, lifted, out_tree)
+    outs = custom_jvp_call_p.bind(*call.leaves, *lifted, *jvp_lifted, fun=fun_program,
+                                  jvp=rule, n_args=len(call.leaves), n_lifted=len(lifted))
+    return tree_unflatten(out_tree, outs)
+
+  def _fun_program(self, call):
+    fun_program, lifted = make_program(call.flat_fun(self.fun), call.avals, record_source=False)
+    return fun_program, lifted, call.store["out_tree"]
+
+  def _rule_program(self, call, fun_program, lifted, out_tree):
+    """The rule's program at the call's types (a `_LazyProgram`, filled in) and the values
+    it closes over. Calls of this function inside the rule, at these types, are calls with
+    this rule, so that derivatives of every order go through the rule."""
     static, leaves, in_tree, avals = call.static, call.leaves, call.in_tree, call.avals
-    flat_fun, store = call.flat_fun(self.fun), call.store
 
     @_primal_inside(self)
     def flat_jvp(*xs):
@@ -323,10 +380,6 @@ class custom_jvp:
       return out_leaves + [ad.tangent_ops.convert(t, o.dtype) if core.get_aval(t).dtype !=
                            core.get_aval(o).dtype else t for o, t in zip(out_leaves,
                                                                         tangent_leaves)]
-    fun_program, lifted = make_program(flat_fun, avals, record_source=False)
-    out_tree = store["out_tree"]
-    # Calls of this function inside its rule, at these arguments' types, are calls with this
-    # rule (filled in below), so that derivatives of every order go through the rule.
     rule = _LazyProgram()
     prev, self._own_call = self._own_call, (rule, fun_program, lifted, static, in_tree,
                                             avals, out_tree)
@@ -341,29 +394,69 @@ class custom_jvp:
       finally:
         self._own_call = prev
     rule.program = jvp_program
-    outs = custom_jvp_call_p.bind(*leaves, *lifted, *jvp_lifted, fun=fun_program,
-                                  jvp=rule, n_args=len(leaves), n_lifted=len(lifted))
-    return tree_unflatten(out_tree, outs)
+    return rule, jvp_lifted
 
   def _call_as_staged(self, args):
-    """Inside its rule's staging: a call at the staged call's argument types, as a call with
-    the rule being staged; None otherwise (the function's body is then used)."""
+    """Inside its rule's staging: a call of the function with its rule, the rule being
+    staged at the staged call's types, else a rule staged at the call's types when the call
+    is differentiated (a rule may call its function at other shapes, without end); None
+    where the call's function closes over traced values (the function's body is then
+    used)."""
     rule, fun_program, lifted, static, in_tree, avals, out_tree = self._own_call
     call_static, dynamic, _ = _split_static(args, self.nondiff_argnums)
     leaves, tree = tree_flatten(dynamic)
-    if tree != in_tree or len(call_static) != len(static) or any(
-        a is not b for a, b in zip(call_static, static)) or lifted:
+    if lifted:
       return None
     try:
       call_avals = [_leaf_aval(x) for x in leaves]
     except errors.DfdxError:
       return None
-    if [(a.shape, a.dtype) for a in call_avals] != [(a.shape, a.dtype) for a in avals]:
+    if tree == in_tree and len(call_static) == len(static) and all(
+        a is b for a, b in zip(call_static, static)) and [
+        (a.shape, a.dtype) for a in call_avals] == [(a.shape, a.dtype) for a in avals]:
+      rule.used = True
+      outs = custom_jvp_call_p.bind(*leaves, fun=fun_program, jvp=rule, n_args=len(leaves),
+                                    n_lifted=0)
+      return tree_unflatten(out_tree, outs)
+    call = _Call(self, args)
+    prev = self._staging_rules, self._own_call
+    self._staging_rules, self._own_call = False, None  # (its body as at any call)
+    try:
+      other_program, other_lifted, other_tree = self._fun_program(call)
+    finally:
+      self._staging_rules, self._own_call = prev
+    if other_lifted:
       return None
     rule.used = True
-    outs = custom_jvp_call_p.bind(*leaves, fun=fun_program, jvp=rule, n_args=len(leaves),
-                                  n_lifted=0)
-    return tree_unflatten(out_tree, outs)
+
+    def make():
+      prev = self._staging_rules, self._own_call
+      self._staging_rules, self._own_call = False, None
+      try:
+        other_rule, jvp_lifted = self._rule_program(call, other_program, [], other_tree)
+      finally:
+        self._staging_rules, self._own_call = prev
+      if not jvp_lifted:
+        return other_rule.get()
+      return _rule_of_body(other_program)  # (a rule closing over values traced by now)
+    outs = custom_jvp_call_p.bind(*call.leaves, fun=other_program, jvp=_LazyProgram(make),
+                                  n_args=len(call.leaves), n_lifted=0)
+    return tree_unflatten(other_tree, outs)
+
+
+def _rule_of_body(program):
+  """A rule program differentiating the body itself: (inputs, tangents) -> (outputs,
+  tangents)."""
+  n = len(program.in_vars)
+
+  def flat(*xs):
+    outs, tangents = ad.jvp_flat(lambda *ys: eval_program(program, *ys), list(xs[:n]),
+                                 list(xs[n:]))
+    return list(outs) + [_zeros_like(o) if t is None else t for o, t in zip(outs, tangents)]
+  avals = [v.aval for v in program.in_vars]
+  jvp_program, lifted = make_program(flat, avals * 2, record_source=False)
+  assert not lifted, lifted
+  return jvp_program
 
 
 # ---- custom_vjp -----------------------------------------------------------------------------
