@@ -307,9 +307,8 @@ def test_checkpoint_keywords_and_non_array_arguments():
   assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
 
 
-def test_custom_jvp_rule_applies_at_every_order():
-  # The rule says F' = 2x where the body (sin) says cos: a call of F inside its own rule is
-  # a call with the rule, so derivatives of every order use it (as if F were a primitive).
+def _sin_with_rule_2x():
+  """F = sin, with a rule that says F' = 2x (not cos): which derivative a route takes shows."""
   @dfdx.custom_jvp
   def f(x):
     return dnp.sin(x)
@@ -317,6 +316,13 @@ def test_custom_jvp_rule_applies_at_every_order():
   @f.defjvp
   def _(primals, tangents):
     return f(primals[0]), 2 * primals[0] * tangents[0]
+  return f
+
+
+def test_custom_jvp_rule_applies_at_every_order():
+  # The rule says F' = 2x where the body (sin) says cos: a call of F inside its own rule is
+  # a call with the rule, so derivatives of every order use it (as if F were a primitive).
+  f = _sin_with_rule_2x()
   x = 0.7
   assert dfdx.grad(lambda x: dfdx.jvp(f, (x,), (1.0,))[0])(x) == pytest.approx(2 * x)
   # second derivative of F^2: 2 F'^2 + 2 F F'' = 8 x^2 + 4 sin(x); third: 6 F' F'' = 24 x
@@ -393,13 +399,7 @@ def test_custom_jvp_rule_calling_its_function_at_other_types():
 
 def test_custom_jvp_program_with_a_rule_calling_its_function_prints():
   # the rule program holds a call whose rule is that program: printed once, not recursing
-  @dfdx.custom_jvp
-  def f(x):
-    return dnp.sin(x)
-
-  @f.defjvp
-  def _(primals, tangents):
-    return f(primals[0]), 2 * primals[0] * tangents[0]
+  f = _sin_with_rule_2x()
   text = str(dfdx.make_expr(lambda x: f(x) ** 2)(0.7))
   assert "custom_jvp_call" in text and "<the rule program above>" in text
 
