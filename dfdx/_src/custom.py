@@ -332,6 +332,10 @@ class custom_jvp:
   `defjvp(rule)`: `rule(*nondiff_args, primals, tangents) -> (output, tangent_output)`, with
   primals and tangents tuples of the differentiated arguments (pytrees allowed); the rule
   must be linear in the tangents and is written with dfdx.numpy, so it is differentiable.
+  Where the rule calls the function (`return f(x), ...`), that call is differentiated by the
+  rule too, so derivatives of every order (and Taylor series) follow the rule, as in JAX.
+  A custom_vjp function's `fwd` that calls the function runs its body instead: second
+  derivatives through it differentiate the body's value.
   """
 
   def __init__(self, fun, nondiff_argnums=()):
