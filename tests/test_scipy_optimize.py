@@ -340,3 +340,41 @@ def test_curve_fit_covariance_where_scipy_has_none_and_ill_conditioned():
     popt, pcov = dso.curve_fit(lambda x, a, b: a + b * x, x, 3 + 2 * (x - 1e5), method=method,
                                p0=[3 - 2e5, 2.0], absolute_sigma=True)
     np.testing.assert_allclose(pcov, r_inv @ r_inv.T, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("brentq", {"bracket": (0.0, 10.0)}), ("bisect", {"bracket": (0.0, 10.0)}),
+    ("ridder", {"bracket": (0.0, 10.0)}), ("toms748", {"bracket": (0.0, 10.0)}),
+    ("newton", {"x0": 1.0}), ("halley", {"x0": 1.0}), ("secant", {"x0": 1.0, "x1": 1.5})])
+def test_root_scalar_every_method_and_its_implicit_derivative(method, kw):
+  # the real root of x^3 + x = a (Cardano's formula), and d root / d a = 1 / (3 root^2 + 1)
+  def cardano(a):
+    d = np.sqrt(a * a / 4 + 1 / 27)
+    return np.cbrt(a / 2 + d) + np.cbrt(a / 2 - d)
+  f = lambda x, a: x ** 3 + x - a  # noqa: E731
+  a = 5.0
+  result = dso.root_scalar(f, args=(a,), method=method, xtol=1e-14, **kw)
+  assert result.converged and result.root == pytest.approx(cardano(a), rel=1e-12)
+  if method in ("newton", "halley"):  # (dfdx's derivatives, not secant steps)
+    reference = scipy_optimize.root_scalar(
+        lambda x: x ** 3 + x - a, method=method, fprime=lambda x: 3 * x ** 2 + 1,
+        fprime2=lambda x: 6 * x, xtol=1e-14, **kw)
+    assert result.iterations == reference.iterations
+  root = lambda a: dso.root_scalar(f, args=(a,), method=method, xtol=1e-14, **kw).root  # noqa: E731
+  x = cardano(a)
+  assert dfdx.grad(root)(a) == pytest.approx(1 / (3 * x ** 2 + 1), rel=1e-10)
+  assert dfdx.jit(dfdx.grad(root))(a) == pytest.approx(1 / (3 * x ** 2 + 1), rel=1e-10)
+  np.testing.assert_allclose(dfdx.vmap(root)(np.array([a, 2.0])), [x, cardano(2.0)],
+                             rtol=1e-12)
+  check_grads(root, (a,), order=2, atol=1e-6, rtol=1e-5)
+
+
+def test_root_scalar_closures_and_convergence_report():
+  c = 3.0
+  g = lambda c: dso.root_scalar(lambda x: dnp.exp(x) - c, bracket=(-5.0, 5.0)).root  # noqa: E731
+  assert dfdx.grad(g)(c) == pytest.approx(1 / c, rel=1e-8)  # (root = log c)
+  result = dfdx.jit(lambda c: dso.root_scalar(lambda x, c: x - c, args=(c,), x0=0.0))(c)
+  assert result.root == pytest.approx(c) and result.converged is None
+  with pytest.warns(RuntimeWarning, match="root_scalar: the solver did not converge"):
+    dfdx.grad(lambda c: dso.root_scalar(lambda x, c: x ** 3 - c, args=(c,), x0=5.0,
+                                        method="newton", maxiter=2).root)(c)

@@ -43,8 +43,22 @@ def scipy_optimize():
     result = scipy.optimize.OptimizeResult  # (a dict of its own type: a pytree of its fields)
     register_pytree_node(result, lambda r: (list(r.values()), list(r.keys())),
                          lambda keys, values: result(zip(keys, values)))
+    register_pytree_node(scipy.optimize.RootResults, _flatten_root_results,
+                         _unflatten_root_results)
     _scipy_optimize_module = scipy.optimize
   return _scipy_optimize_module
+
+
+def _flatten_root_results(r):
+  """A RootResults as a pytree: its root, and the rest as it is."""
+  return [r.root], (r.iterations, r.function_calls, r.converged, r.flag, r.method)
+
+
+def _unflatten_root_results(aux, children):
+  iterations, calls, converged, flag, method = aux
+  result = _scipy_optimize_module.RootResults(children[0], iterations, calls, flag, method)
+  result.converged = converged
+  return result
 
 
 # What each method of minimize uses beyond the objective (SciPy warns when given more).
