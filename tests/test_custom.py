@@ -307,16 +307,21 @@ def test_checkpoint_keywords_and_non_array_arguments():
   assert dfdx.grad(lambda x: g(x, "cos"))(2.0) == pytest.approx(-np.sin(2.0), rel=1e-15)
 
 
-def _sin_with_rule_2x():
-  """F = sin, with a rule that says F' = 2x (not cos): which derivative a route takes shows."""
+def _sin_with(rule):
+  """A custom_jvp function F = sin whose rule is `rule(F, x, t) -> (output, tangent)`."""
   @dfdx.custom_jvp
   def f(x):
     return dnp.sin(x)
 
   @f.defjvp
   def _(primals, tangents):
-    return f(primals[0]), 2 * primals[0] * tangents[0]
+    return rule(f, primals[0], tangents[0])
   return f
+
+
+def _sin_with_rule_2x():
+  """F = sin, with a rule that says F' = 2x (not cos): which derivative a route takes shows."""
+  return _sin_with(lambda f, x, t: (f(x), 2 * x * t))
 
 
 def test_custom_jvp_rule_applies_at_every_order():
@@ -336,14 +341,7 @@ def test_custom_jvp_rule_applies_at_every_order():
   assert third == pytest.approx(24 * x, rel=1e-14)
 
   # a rule calling its function at other types uses the body there
-  @dfdx.custom_jvp
-  def g(x):
-    return dnp.sin(x)
-
-  @g.defjvp
-  def _(primals, tangents):
-    (x,), (t,) = primals, tangents
-    return g(x), dnp.sum(g(dnp.stack([x, x]))) * 0 + 2 * x * t
+  g = _sin_with(lambda g, x, t: (g(x), dnp.sum(g(dnp.stack([x, x]))) * 0 + 2 * x * t))
   assert dfdx.hessian(lambda x: g(x) ** 2)(x) == pytest.approx(expected, rel=1e-14)
 
 
@@ -351,14 +349,7 @@ def test_custom_jvp_rule_calling_its_function_at_other_types():
   # A call of the function inside its rule at other shapes (or other nondiff arguments) is a
   # call with the rule too, staged at those types when differentiated: here F' = F at every
   # order (the rule's tangent is F at another shape), where the body there gave F'' = cos.
-  @dfdx.custom_jvp
-  def f(x):
-    return dnp.sin(x)
-
-  @f.defjvp
-  def _(primals, tangents):
-    (x,), (t,) = primals, tangents
-    return f(x), f(dnp.stack([x, x]))[0] * t
+  f = _sin_with(lambda f, x, t: (f(x), f(dnp.stack([x, x]))[0] * t))
   x = 0.7
   s = np.sin(x)
   for hess in (dfdx.hessian, lambda g: dfdx.jit(dfdx.hessian(g)),
@@ -372,17 +363,27 @@ def test_custom_jvp_rule_calling_its_function_at_other_types():
   np.testing.assert_allclose(series, [s, s, s], rtol=1e-14)
 
   # a rule calling its function at ever larger shapes: staged one order at a time
-  @dfdx.custom_jvp
-  def g(x):
-    return dnp.sin(x)
-
-  @g.defjvp
-  def _(primals, tangents):
-    (x,), (t,) = primals, tangents
-    return g(x), g(dnp.concatenate([x, x]))[x.shape[0]:] * t
+  g = _sin_with(lambda g, x, t: (g(x), g(dnp.concatenate([x, x]))[x.shape[0]:] * t))
   np.testing.assert_allclose(dfdx.jacfwd(dfdx.jacrev(dfdx.grad(lambda x: dnp.sum(g(x)))))(X),
                              np.einsum("i,ij,ik->ijk", np.sin(X), np.eye(3), np.eye(3)),
                              rtol=1e-14)
+
+  # a rule closing over a traced value w: at the same types, F' = 2 x w at every order, so
+  # (F^2)'' = 2 F'^2 + 2 F F'' = 8 x^2 w^2 + 4 w sin(x), whose derivative in w is
+  # 16 x^2 w + 4 sin(x); at other types its rule cannot be formed, and that is said
+  def second(w, rule):
+    f = _sin_with(rule(w))
+    return dfdx.hessian(lambda x: f(x) ** 2)(x)
+  same = lambda w: lambda f, x, t: (f(x), 2 * x * t * w)  # noqa: E731
+  assert second(1.5, same) == pytest.approx(8 * x ** 2 * 1.5 ** 2 + 6 * s, rel=1e-14)
+  for run in (dfdx.grad, lambda g: dfdx.jit(dfdx.grad(g))):
+    assert run(lambda w: second(w, same))(1.5) == pytest.approx(16 * x ** 2 * 1.5 + 4 * s,
+                                                                rel=1e-13)
+  other = lambda w: lambda f, x, t: (f(x), f(dnp.stack([x, x]))[0] * t * w)  # noqa: E731
+  assert second(1.5, other) == pytest.approx(4 * 1.5 ** 2 * s ** 2, rel=1e-14)
+  with pytest.raises(dfdx.MissingRuleError, match="calls it at other argument types and "
+                                                  "uses values traced outside it"):
+    dfdx.grad(lambda w: second(w, other))(1.5)
 
   # recursion through a nondiff argument: F_n' = F_(n-1) + x, F_0' = cos
   h = dfdx.custom_jvp(lambda n, x: dnp.sin(x) * n, nondiff_argnums=(0,))
@@ -408,13 +409,7 @@ def test_custom_jvp_jet_takes_every_order_from_the_rule():
   # Taylor mode: the coefficients past the value come from the rule's tangent output, also
   # where the rule computes its output otherwise than by calling the function (they had been
   # taken from that output's series: sin's derivatives here, cos(x) in place of 2x)
-  @dfdx.custom_jvp
-  def f(x):
-    return dnp.sin(x)
-
-  @f.defjvp
-  def _(primals, tangents):
-    return dnp.sin(primals[0]), 2 * primals[0] * tangents[0]
+  f = _sin_with(lambda f, x, t: (dnp.sin(x), 2 * x * t))
   x = 0.7
   value, series = dfdx.jet(f, (x,), ([1.0, 0.0, 0.0],))
   assert value == pytest.approx(np.sin(x), rel=1e-15)
@@ -426,13 +421,7 @@ def test_custom_jvp_jet_takes_every_order_from_the_rule():
   assert series[0] == pytest.approx(4 * x * np.sin(x), rel=1e-14)
 
   # a rule whose tangent is a constant zero: every coefficient past the value is zero
-  @dfdx.custom_jvp
-  def flat(x):
-    return dnp.sin(x)
-
-  @flat.defjvp
-  def _(primals, tangents):
-    return dnp.sin(primals[0]), dnp.zeros_like(tangents[0])
+  flat = _sin_with(lambda flat, x, t: (dnp.sin(x), dnp.zeros_like(t)))
   _, series = dfdx.jet(flat, (x,), ([1.0, 0.5, 0.0],))
   np.testing.assert_array_equal(series, [0.0, 0.0, 0.0])
 

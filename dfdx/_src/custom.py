@@ -384,15 +384,23 @@ class custom_jvp:
       return out_leaves + [ad.tangent_ops.convert(t, o.dtype) if core.get_aval(t).dtype !=
                            core.get_aval(o).dtype else t for o, t in zip(out_leaves,
                                                                         tangent_leaves)]
-    rule = _LazyProgram()
-    prev, self._own_call = self._own_call, (rule, fun_program, lifted, static, in_tree,
-                                            avals, out_tree)
-    try:
-      jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
-    finally:
-      self._own_call = prev
-    if rule.used and (jvp_lifted or lifted):  # (a rule of values traced outside it: those
-      prev, self._own_call = self._own_call, None  # calls are of the function's body)
+    # A call inside the rule passes the rule's own closed-over values (traced outside it) as
+    # the rule's operands: known once the rule is staged, so it is staged again with them
+    # until they come out the same (the order in which they are met may change once).
+    rule, closed = _LazyProgram(), []
+    for _ in range(4):
+      prev, self._own_call = self._own_call, (rule, fun_program, lifted, static, in_tree,
+                                              avals, out_tree, closed)
+      try:
+        jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
+      finally:
+        self._own_call = prev
+      if not rule.used or (len(jvp_lifted) == len(closed) and all(
+          a is b for a, b in zip(jvp_lifted, closed))):
+        break
+      closed, rule.used = list(jvp_lifted), False
+    else:  # (no fixed point: the calls inside are of the function's body)
+      prev, self._own_call = self._own_call, None
       try:
         jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
       finally:
@@ -404,13 +412,11 @@ class custom_jvp:
     """Inside its rule's staging: a call of the function with its rule, the rule being
     staged at the staged call's types, else a rule staged at the call's types when the call
     is differentiated (a rule may call its function at other shapes, without end); None
-    where the call's function closes over traced values (the function's body is then
-    used)."""
-    rule, fun_program, lifted, static, in_tree, avals, out_tree = self._own_call
+    where the function closes over traced values at other types (the function's body is
+    then used)."""
+    rule, fun_program, lifted, static, in_tree, avals, out_tree, closed = self._own_call
     call_static, dynamic, _ = _split_static(args, self.nondiff_argnums)
     leaves, tree = tree_flatten(dynamic)
-    if lifted:
-      return None
     try:
       call_avals = [_leaf_aval(x) for x in leaves]
     except errors.DfdxError:
@@ -419,8 +425,8 @@ class custom_jvp:
         a is b for a, b in zip(call_static, static)) and [
         (a.shape, a.dtype) for a in call_avals] == [(a.shape, a.dtype) for a in avals]:
       rule.used = True
-      outs = custom_jvp_call_p.bind(*leaves, fun=fun_program, jvp=rule, n_args=len(leaves),
-                                    n_lifted=0)
+      outs = custom_jvp_call_p.bind(*leaves, *lifted, *closed, fun=fun_program, jvp=rule,
+                                    n_args=len(leaves), n_lifted=len(lifted))
       return tree_unflatten(out_tree, outs)
     call = _Call(self, args)
     prev = self._staging_rules, self._own_call
@@ -440,27 +446,16 @@ class custom_jvp:
         other_rule, jvp_lifted = self._rule_program(call, other_program, [], other_tree)
       finally:
         self._staging_rules, self._own_call = prev
-      if not jvp_lifted:
-        return other_rule.get()
-      return _rule_of_body(other_program)  # (a rule closing over values traced by now)
+      if jvp_lifted:  # (its operands were fixed when the call was staged)
+        raise errors.MissingRuleError(
+            f"custom_jvp function {self.__name__}: its rule calls it at other argument types "
+            "and uses values traced outside it (a parameter being differentiated), so the "
+            "rule cannot be formed at those types. Pass those values to the function as "
+            "arguments (nondiff_argnums for static ones), or call it at the same types.")
+      return other_rule.get()
     outs = custom_jvp_call_p.bind(*call.leaves, fun=other_program, jvp=_LazyProgram(make),
                                   n_args=len(call.leaves), n_lifted=0)
     return tree_unflatten(other_tree, outs)
-
-
-def _rule_of_body(program):
-  """A rule program differentiating the body itself: (inputs, tangents) -> (outputs,
-  tangents)."""
-  n = len(program.in_vars)
-
-  def flat(*xs):
-    outs, tangents = ad.jvp_flat(lambda *ys: eval_program(program, *ys), list(xs[:n]),
-                                 list(xs[n:]))
-    return list(outs) + [_zeros_like(o) if t is None else t for o, t in zip(outs, tangents)]
-  avals = [v.aval for v in program.in_vars]
-  jvp_program, lifted = make_program(flat, avals * 2, record_source=False)
-  assert not lifted, lifted
-  return jvp_program
 
 
 # ---- custom_vjp -----------------------------------------------------------------------------
