@@ -16,8 +16,9 @@ vmap), the solution is differentiated implicitly: the solver's iterations are no
 Derivatives exist to any order and in both modes. The result then holds `x`, `fun` (and
 `jac` for minimize: the gradient at x) as traced values; the solver's messages are known
 only when it runs, so a solver that reports failure warns (RuntimeWarning) instead of
-setting `success`. Derivatives through bounds or constraints are not supported (the
-minimum's conditions are then not grad = 0): they raise, naming the problem.
+setting `success`. Under bounds and constraints (minimize) and bounds and robust losses
+(least_squares, curve_fit), the conditions differentiated are the KKT conditions of the
+bounds and constraints active at the solution (dfdx/_src/scipy_constraints.py).
 """
 from __future__ import annotations
 
@@ -236,7 +237,14 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
   default) gives the method dfdx's exact gradient where it uses one, and Newton-CG and the
   trust-region methods dfdx's Hessian-vector products or Hessian; `jac=True` means, as in
   SciPy, that fun returns (value, gradient); a callable or a finite-difference scheme is
-  passed to SciPy. Other arguments are SciPy's.
+  passed to SciPy. Other arguments are SciPy's. Constraints (dicts, NonlinearConstraint,
+  LinearConstraint) are given dfdx's exact Jacobians (and, for trust-constr, Hessians), and
+  their functions get x in x0's shape, as fun does.
+
+  Differentiated under bounds and constraints, the minimizer follows the KKT conditions of
+  those active at it: a variable held at a bound stays there, and the rest move with the
+  Lagrangian's stationary point on the active constraints (bounds and constraints' bounds
+  must then be NumPy values; what the constraints' functions close over may be traced).
 
   >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
   >>> def fit(c):  # the minimizer of sum((x - c)^2) + x_0^4, and its derivative in c
@@ -247,21 +255,29 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
   >>> round(float(dfdx.jacobian(fit)(np.array([1.0, 2.0]))[0, 0]), 6)  # 1 / (1 + 6 x_0^2)
   0.323954
   """
+  from dfdx._src import scipy_constraints as sc
   args = _as_args(args)
-  if not _traced((x0, args)) and not _closes_over_traced(fun, np.shape(x0), args):
-    return _minimize_now(fun, _float_start(x0, "minimize"), args, method, jac, hess, hessp,
-                         bounds, constraints, tol, callback, options)
-  if bounds is not None or constraints:
-    raise NotImplementedError(
-        "minimize: derivatives of a minimum under bounds or constraints are not supported "
-        "(its conditions are not grad = 0 where a bound or a constraint is active). Call it "
-        "with NumPy values, or write the constraint into fun (a penalty, a change of "
-        "variables).")
+  cons = sc.constraint_list(constraints)
+  shape = np.shape(x0)
+  if not _traced((x0, args)) and not _closes_over_traced(fun, shape, args) and not any(
+      _closes_over_traced(c.fun, shape, ()) for c in cons):
+    x0 = _float_start(x0, "minimize")
+    if cons:
+      constraints = sc.scipy_constraints(cons, lambda k, x: _flat(cons[k].fun(x)), shape,
+                                         sc.traceable(cons, x0))
+    return _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, tol,
+                         callback, options)
   return _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback,
-                                 options)
+                                 options, bounds, cons)
 
 
-def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback, options):
+def _flat(value):
+  import dfdx.numpy as dnp
+  return dnp.ravel(dnp.asarray(value, np.float64))
+
+
+def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback, options,
+                            bounds, cons):
   import dfdx
   import dfdx.numpy as dnp
   from dfdx._src.core import ShapedArray, get_aval
@@ -283,10 +299,15 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
 
   def outputs(x, *ps):
     out = fun(x, *full_args(ps))
-    return [_scalar(out[0]), out[1]] if jac is True else [_scalar(out)]
+    values = [_scalar(out[0]), out[1]] if jac is True else [_scalar(out)]
+    return values + [_flat(c.fun(x)) for c in cons]
   program, lifted = make_program(
       outputs, [ShapedArray(shape, np.float64)] + [get_aval(p) for p in params],
       record_source=False)
+  from dfdx._src import scipy_constraints as sc
+  first = 2 if jac is True else 1
+  targets = sc.target_arrays(cons, [a.shape[0] for a in program.out_avals[first:]]) \
+      if cons else None
   operands = params + lifted
   start = dfdx.stop_gradient(dnp.asarray(x0, np.float64))  # (the minimum does not move with it)
   n = len(params)  # (the solver's args: params, then lifted; the user's callables get args)
@@ -296,7 +317,9 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
     hess = lambda x, *ops, f=hess: f(x, *full_args(ops[:n]))  # noqa: E731
   if callable(hessp):
     hessp = lambda x, p, *ops, f=hessp: f(x, p, *full_args(ops[:n]))  # noqa: E731
-  solver = _Solver(method, jac, hess, hessp, tol, callback, options)
+  solver = _Solver(method, jac, hess, hessp, tol, callback, options,
+                   bounds=(bounds, sc.bound_arrays(bounds, int(np.prod(shape)), "minimize")),
+                   constraints=(cons, targets))
   x = minimize_p.bind(start, *operands, program=program, solver=solver)
   return scipy_optimize().OptimizeResult(x=x, fun=_value(program, x, operands),
                                          jac=_gradient(program, jac is True, x, operands))
@@ -305,14 +328,20 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
 class _Solver:
   """What the solver of a `minimize_p` is given beyond the objective (held by identity):
   SciPy's minimize, or (kind "least_squares") least_squares on the program's second output,
-  the residuals, whose half squared norm is the value minimized."""
+  the residuals, whose (robust) cost is the value minimized. `bounds`: (as the user gave
+  them, for SciPy; (lb, ub) flat arrays or None, for the derivative); `constraints`: (the
+  Constraints, whose values are the program's outputs after the objective's; their bounds
+  (lo, hi) concatenated, or None)."""
   __slots__ = ("kind", "method", "jac", "jac_true", "hess", "hessp", "tol", "callback",
-               "options")
+               "options", "bounds", "bound_arrays", "constraints", "targets")
 
-  def __init__(self, method, jac, hess, hessp, tol, callback, options, kind="minimize"):
+  def __init__(self, method, jac, hess, hessp, tol, callback, options, kind="minimize",
+               bounds=(None, None), constraints=((), None)):
     self.kind, self.method, self.jac, self.jac_true = kind, method, jac, jac is True
     self.hess, self.hessp = hess, hessp
     self.tol, self.callback, self.options = tol, callback, options
+    self.bounds, self.bound_arrays = bounds
+    self.constraints, self.targets = constraints
 
   def __repr__(self):
     return f"{self.kind}(method={self.method!r})"
@@ -345,31 +374,51 @@ def _minimize_impl(start, *ops, program, solver):
   if solver.kind == "least_squares":
     result = _least_squares_now(lambda x, *o: eval_program(program, x, *o)[1],
                                 np.asarray(start, np.float64), tuple(ops), solver.jac,
-                                (-np.inf, np.inf), solver.method, solver.options)
-    if not result.success and not _small(_gradient(program, False, result.x, ops),
-                                         result.cost):
+                                solver.bounds, solver.method, solver.options)
+    if not result.success and not _stationary(program, False, result.x, ops, solver,
+                                              result.cost):
       errors.warn_at_user(f"least_squares: the solver reports no success ({result.message}); "
                           "the solution's derivative assumes a stationary point there")
     return np.asarray(result.x, np.float64)
   if solver.jac_true:
-    objective = lambda x, *o: tuple(eval_program(program, x, *o))  # noqa: E731
+    objective = lambda x, *o: tuple(eval_program(program, x, *o)[:2])  # noqa: E731
   else:
     objective = lambda x, *o: _value(program, x, o)  # noqa: E731
+  constraints = ()
+  if solver.constraints:
+    from dfdx._src.scipy_constraints import scipy_constraints
+    first = 2 if solver.jac_true else 1
+    constraints = scipy_constraints(
+        solver.constraints, lambda k, x: eval_program(program, x, *ops)[first + k],
+        np.shape(start))
   result = _minimize_now(objective, np.asarray(start, np.float64), tuple(ops), solver.method,
-                         solver.jac, solver.hess, solver.hessp, None, (), solver.tol,
-                         solver.callback, solver.options)
+                         solver.jac, solver.hess, solver.hessp, solver.bounds, constraints,
+                         solver.tol, solver.callback, solver.options)
   # (dfdx's gradient at x: not every method's result holds it, trust-constr's jac is the
   # constraints' Jacobian)
-  if not result.success and not _small(
-      _gradient(program, solver.jac_true, result.x, ops), result.fun):
+  if not result.success and (solver.constraints or not _stationary(
+      program, solver.jac_true, result.x, ops, solver, result.fun)):
     errors.warn_at_user(f"minimize: the solver reports no success ({result.message}); the "
-                        "minimizer's derivative assumes grad = 0 there")
+                        "minimizer's derivative assumes that the minimum's conditions hold "
+                        "there")
   return np.asarray(result.x, np.float64)
+
+
+def _stationary(program, jac_true, x, ops, solver, scale):
+  """Whether x is stationary to about half the digits: its gradient, projected on the bounds,
+  is small."""
+  g = np.asarray(_gradient(program, jac_true, x, ops), np.float64)
+  if solver.bound_arrays is not None:
+    lb, ub = solver.bound_arrays
+    flat = np.ravel(x)
+    g = flat - np.clip(flat - np.ravel(g), lb, ub)
+  return _small(g, scale)
 
 
 def _minimize_jvp(primals, tangents, *, program, solver):
   import dfdx
   import dfdx.numpy as dnp
+  from dfdx._src.ir import eval_program
   from dfdx._src.ops import checks
   (start, *ops), (_, *dops) = primals, tangents
   x = minimize_p.bind(start, *ops, program=program, solver=solver)
@@ -378,10 +427,20 @@ def _minimize_jvp(primals, tangents, *, program, solver):
   shape = _core.shape_of(x)
   flat = lambda v: dnp.reshape(v, (-1,))  # noqa: E731
   grad_of = lambda y, os: flat(_gradient(program, solver.jac_true, y, os))  # noqa: E731
+  live = [i for i, d in enumerate(dops) if d is not None]
+  if solver.bound_arrays is not None or solver.constraints:
+    from dfdx._src.scipy_constraints import constrained_tangent
+    first = 2 if solver.jac_true else 1
+    cons_of = None if not solver.constraints else (
+        lambda v, os: dnp.concatenate(eval_program(program, dnp.reshape(v, shape),
+                                                   *os)[first:]))
+    dx = constrained_tangent(lambda v, os: grad_of(dnp.reshape(v, shape), os), cons_of,
+                             flat(x), ops, live, [dops[i] for i in live],
+                             solver.bound_arrays, solver.targets)
+    return x, dnp.reshape(dx, shape)
   h = dfdx.jacfwd(lambda v: grad_of(dnp.reshape(v, shape), ops))(flat(x))
   h = checks.check(h, "nonsingular", "LinAlgError", "minimize: the Hessian at the minimum is "
                    "singular, so the minimizer's derivative does not exist here")
-  live = [i for i, d in enumerate(dops) if d is not None]
 
   def moved(*vs):
     os = list(ops)
@@ -481,8 +540,10 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
   x0 may have any shape. `jac=None` gives SciPy dfdx's Jacobian; a callable or a
   finite-difference scheme is passed to SciPy, as are the other options (ftol, xtol, gtol,
   x_scale, loss, f_scale, max_nfev, ...). Differentiated, the solution is the stationary
-  point of half the squared norm (the derivative uses its exact Hessian, J^T J plus the
-  residuals' curvature); bounds and robust losses are then refused.
+  point of SciPy's cost, 0.5 f_scale^2 sum(rho((r / f_scale)^2)) for a named loss (the
+  derivative uses its exact Hessian: J^T J plus the residuals' curvature for the plain sum of
+  squares), with the parameters held at a bound fixed there (bounds must then be NumPy
+  values); a callable loss is refused.
 
   >>> import dfdx, dfdx.numpy as dnp, dfdx.scipy.optimize as dso
   >>> t = np.linspace(0.0, 1.0, 20)
@@ -499,11 +560,7 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
     user_jac = (lambda x, a, k: jac(x, *a, **k)) if callable(jac) else jac  # noqa: E731
     return _least_squares_now(call, _float_start(x0, "least_squares"), (args, kwargs),
                               user_jac, bounds, method, options)
-  if not _unbounded(bounds) or options.get("loss", "linear") != "linear":
-    raise NotImplementedError(
-        "least_squares: derivatives of a solution under bounds or a robust loss are not "
-        "supported (its conditions are then not those of the plain sum of squares). Call it "
-        "with NumPy values, or write the bound into fun (a change of variables).")
+  cost = _robust_cost(options.get("loss", "linear"), options.get("f_scale", 1.0))
   import dfdx
   import dfdx.numpy as dnp
   from dfdx._src.core import ShapedArray
@@ -515,7 +572,7 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
   def outputs(x, *ls):
     a, k = tree_unflatten(tree, list(ls))
     r = fun(x, *a, **k)
-    return [0.5 * dnp.sum(r * r), r]
+    return [cost(r), r]
   program, lifted = make_program(
       outputs, [ShapedArray(shape, np.float64)] + [_aval(x) for x in leaves],
       record_source=False)
@@ -524,12 +581,34 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
     n = len(leaves)
     jac = lambda x, *ops, f=jac: f(x, *tree_unflatten(tree, list(ops[:n]))[0],  # noqa: E731
                                    **tree_unflatten(tree, list(ops[:n]))[1])
-  solver = _Solver(method, jac, None, None, None, None, options, kind="least_squares")
+  from dfdx._src.scipy_constraints import bound_arrays
+  solver = _Solver(method, jac, None, None, None, None, options, kind="least_squares",
+                   bounds=(bounds, bound_arrays(bounds, int(np.prod(shape)), "least_squares")))
   start = dfdx.stop_gradient(dnp.asarray(x0, np.float64))
   x = minimize_p.bind(start, *operands, program=program, solver=solver)
   from dfdx._src.ir import eval_program
   cost, residuals = eval_program(program, x, *operands)
   return scipy_optimize().OptimizeResult(x=x, fun=dnp.ravel(residuals), cost=cost)
+
+
+def _robust_cost(loss, f_scale):
+  """least_squares' cost of the residuals r, as SciPy defines it: 0.5 C^2 sum(rho((r / C)^2)),
+  C = f_scale, for its named losses."""
+  import dfdx.numpy as dnp
+  from dfdx._src.scipy_constraints import _concrete
+  _concrete(f_scale, "least_squares", "f_scale")
+  rhos = {"linear": lambda z: z,
+          "soft_l1": lambda z: 2 * (dnp.sqrt(1 + z) - 1),
+          "huber": lambda z: dnp.where(z <= 1, z, 2 * dnp.sqrt(dnp.maximum(z, 1.0)) - 1),
+          "cauchy": dnp.log1p,
+          "arctan": dnp.arctan}
+  if not isinstance(loss, str) or loss not in rhos:
+    raise NotImplementedError(
+        f"least_squares: the solution's derivative supports the losses {sorted(rhos)}, got "
+        f"{loss!r} (a callable loss gives SciPy rho and its first two derivatives, not a "
+        "function dfdx can differentiate further).")
+  rho, c = rhos[loss], float(f_scale)
+  return lambda r: 0.5 * c ** 2 * dnp.sum(rho((r / c) ** 2))
 
 
 def _aval(x):
