@@ -3,6 +3,8 @@
 differentiated by dfdx itself (to second order), against independent reduced problems and
 finite differences of polished solutions, under jit and vmap, where the active set differs
 between examples; and SciPy's runs given the constraints' exact Jacobians."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,13 @@ def test_constraints_on_numpy_values_get_x_in_x0s_shape_and_exact_jacobians():
   theirs = scipy_optimize.minimize(lambda x: np.sum((x - 2) ** 2), np.zeros(2),
                                    constraints=numpy_only)
   np.testing.assert_allclose(ours.x, theirs.x, atol=1e-6)
+  # trust-constr gets the constraints' Hessians too (SciPy's approximation of a linear
+  # one's warns)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    result = dso.minimize(lambda x: dnp.sum((x - 2) ** 2), np.zeros(2), method="trust-constr",
+                          constraints={"type": "ineq", "fun": lambda x: 1 - x[0] - x[1]})
+  np.testing.assert_allclose(result.x, [0.5, 0.5], atol=1e-5)
   # dfdx's Jacobian is what SciPy gets: exact, where differences are not
   calls = []
 

@@ -151,10 +151,12 @@ def target_arrays(constraints, sizes):
   return np.concatenate(los), np.concatenate(his)
 
 
-def scipy_constraints(constraints, value_of, shape, exact=None):
+def scipy_constraints(constraints, value_of, shape, method, exact=None):
   """The constraints as SciPy takes them (x flat), with dfdx's Jacobians: `value_of(k, x)` is
   constraint k's flat value at x (x0's shape). Where `exact[k]` is False (a function dfdx
-  cannot trace), the user's Jacobian or SciPy's finite differences."""
+  cannot trace), the user's Jacobian or SciPy's finite differences. For trust-constr, every
+  one is a NonlinearConstraint given dfdx's Hessians (SciPy would approximate them)."""
+  objects = isinstance(method, str) and method.lower() == "trust-constr"
   import dfdx
   import dfdx.numpy as dnp
   from dfdx._src.scipy_optimize import _CompiledAfter, scipy_optimize
@@ -177,7 +179,7 @@ def scipy_constraints(constraints, value_of, shape, exact=None):
       jac = None if c.jac is None else (lambda v, j=c.jac: j(np.reshape(v, shape)))
     as_np = lambda v, f=fun: np.asarray(f(v), np.float64)  # noqa: E731
     jac_np = None if jac is None else (lambda v, f=jac: np.asarray(f(v), np.float64))
-    if c.kind is not None:
+    if c.kind is not None and not objects:
       out.append({"type": c.kind, "fun": as_np, **({} if jac_np is None else {"jac": jac_np})})
     else:
       out.append(opt.NonlinearConstraint(as_np, c.lo, c.hi,

@@ -264,7 +264,7 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
     x0 = _float_start(x0, "minimize")
     if cons:
       constraints = sc.scipy_constraints(cons, lambda k, x: _flat(cons[k].fun(x)), shape,
-                                         sc.traceable(cons, x0))
+                                         method, sc.traceable(cons, x0))
     return _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, tol,
                          callback, options)
   return _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback,
@@ -390,7 +390,7 @@ def _minimize_impl(start, *ops, program, solver):
     first = 2 if solver.jac_true else 1
     constraints = scipy_constraints(
         solver.constraints, lambda k, x: eval_program(program, x, *ops)[first + k],
-        np.shape(start))
+        np.shape(start), solver.method)
   result = _minimize_now(objective, np.asarray(start, np.float64), tuple(ops), solver.method,
                          solver.jac, solver.hess, solver.hessp, solver.bounds, constraints,
                          solver.tol, solver.callback, solver.options)
