@@ -187,7 +187,7 @@ def test_constraints_on_numpy_values_get_x_in_x0s_shape_and_exact_jacobians():
     warnings.simplefilter("error")
     result = dso.minimize(lambda x: dnp.sum((x - 2) ** 2), np.zeros(2), method="trust-constr",
                           constraints={"type": "ineq", "fun": lambda x: 1 - x[0] - x[1]})
-  np.testing.assert_allclose(result.x, [0.5, 0.5], atol=1e-5)
+  np.testing.assert_allclose(result.x, [0.5, 0.5], atol=1e-3)  # (its barrier: just inside)
   # dfdx's Jacobian is what SciPy gets: exact, where differences are not
   calls = []
 
