@@ -149,6 +149,38 @@ def minimizer_derivative_table(n, samples):
   print(table(rows, ["method", "ms", "x implicit's", "max |error|"]))
 
 
+def constrained_derivative_table(n, samples):
+  """The nearest point of the sphere |x| = r to c, by SLSQP: its Jacobian by the KKT
+  conditions of the constraint, against differences of the solve and the closed form
+  r (I - u u^T) / |c|, u = c / |c|."""
+  rng = np.random.default_rng(1)
+  c, r = rng.uniform(-1.0, 1.0, n), 0.5
+
+  def nearest(c):
+    sphere = {"type": "eq", "fun": lambda x: dnp.sum(x ** 2) - r ** 2}
+    return dso.minimize(lambda x, c: 0.5 * dnp.sum((x - c) ** 2), np.full(n, 0.1), args=(c,),
+                        constraints=sphere, tol=1e-12, options={"maxiter": 1000}).x
+
+  def finite_differences(c, h=1e-5):
+    return np.stack([(nearest(c + h * e) - nearest(c - h * e)) / (2 * h) for e in np.eye(n)],
+                    axis=1)
+  u = c / np.linalg.norm(c)
+  closed = r * (np.eye(n) - np.outer(u, u)) / np.linalg.norm(c)
+  results = {}
+  tools = [("dfdx.jacobian (KKT)", lambda: results.__setitem__(
+                "implicit", dfdx.jacobian(nearest)(c))),
+           ("central differences of the solve", lambda: results.__setitem__(
+                "fd", finite_differences(c)))]
+  medians = interleaved_medians(dict(tools), samples)
+  base = medians[tools[0][0]]
+  rows = [[name, f"{medians[name] * 1e3:.1f}", f"{medians[name] / base:.1f}",
+           f"{np.max(np.abs(results[key] - closed)):.1e}"]
+          for (name, _), key in zip(tools, ["implicit", "fd"])]
+  print(f"\nJacobian of the nearest point of a sphere, SLSQP, n = {n} (against the closed "
+        "form)")
+  print(table(rows, ["method", "ms", "x KKT's", "max |error|"]))
+
+
 def main():
   parser = argparse.ArgumentParser(description="SciPy's solvers with dfdx's derivatives")
   parser.add_argument("--n", type=int, default=100)
@@ -158,6 +190,7 @@ def main():
         f"{args.samples} samples, tools interleaved")
   minimize_table(args.n, args.samples)
   minimizer_derivative_table(min(args.n, 40), args.samples)
+  constrained_derivative_table(min(args.n, 40), args.samples)
   print(f"\nRerun: python bench/optimize.py --n {args.n} --samples {args.samples}")
 
 
