@@ -416,6 +416,33 @@ def test_vmap_chunk_size_gives_the_same_result(chunk_size):
   assert dfdx.vmap(lambda x: x * 2, chunk_size=chunk_size)(np.ones((0, 2))).shape == (0, 2)
 
 
+def test_chunks_under_jit_are_one_loop():
+  # compiled, the chunks after the first run as one scan: the program does not grow with
+  # their number, and the values are those without chunks, also differentiated and batched
+  def f(x):
+    return dnp.sin(x) * dnp.cumsum(x) ** 2 + dnp.exp(dnp.mean(x))
+  x = np.linspace(0.0, 1.0, 23)
+
+  def size(k):
+    text = str(dfdx.make_expr(dfdx.jacrev(f, chunk_size=k))(x))
+    return text.count("\n"), text.count("scan[")
+  assert size(1)[1] == 1 and size(2) == size(3) == size(4)  # (23 = 11 * 2 + 1 = 7 * 3 + 2 ...)
+  expected = dfdx.jacrev(f)(x)
+  for k in (1, 5, 7):
+    for jac in (dfdx.jacrev, dfdx.jacfwd):
+      np.testing.assert_allclose(dfdx.jit(jac(f, chunk_size=k))(x), expected, rtol=1e-14)
+    # reverse mode through a chunked vmap, and a chunked vmap inside another vmap
+    loss = lambda x: dnp.sum(dfdx.vmap(lambda a: dnp.sin(a) * x, chunk_size=k)(x) ** 2)  # noqa: E731
+    np.testing.assert_allclose(dfdx.jit(dfdx.grad(loss))(x), dfdx.grad(loss)(x), rtol=1e-13)
+    outer = dfdx.vmap(dfdx.vmap(lambda a, b: a * b + 1, in_axes=(None, 0), chunk_size=3),
+                      in_axes=(0, None), chunk_size=k)
+    np.testing.assert_array_equal(dfdx.jit(outer)(x, x[:10]), x[:, None] * x[:10] + 1)
+  # no mapped input: the examples of axis_size
+  np.testing.assert_array_equal(
+      dfdx.jit(lambda s: dfdx.vmap(lambda: s * 2, axis_size=7, chunk_size=2)())(3.0),
+      np.full(7, 6.0))
+
+
 @pytest.mark.parametrize("chunk_size", [1, 4, 7, 1000])
 def test_jacobians_chunk_size_give_the_same_result(chunk_size):
   rng = np.random.default_rng(1)

@@ -1006,9 +1006,8 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None):
       whole batch at once: the batch's intermediates are held for one chunk at a time
       (less memory, more calls). The result is the same, up to rounding where values are
       summed over the batch (a derivative with respect to an unmapped input) or a matrix
-      product's blocking depends on the batch size. Under jit the chunks are written out
-      one after the other: a compiled program holds one copy of the mapped computation per
-      chunk, so keep the number of chunks moderate there.
+      product's blocking depends on the batch size. Under jit the chunks after the first
+      run as one loop (a scan), so the compiled program does not grow with their number.
 
   Raises:
     AxisSizeError (a ValueError): if mapped inputs disagree on the axis size.

@@ -98,6 +98,11 @@ def vmap_chunked(fun, axis_size, vals, in_dims, chunk_size=None):
   are the first chunk's."""
   if chunk_size is None or chunk_size >= axis_size:
     return vmap_flat(fun, axis_size, vals, in_dims)
+  from dfdx._src.ops.control_flow import _staging
+  if _staging() and axis_size // chunk_size > 2:
+    scanned = _scanned_chunks(fun, axis_size, vals, in_dims, chunk_size)
+    if scanned is not None:
+      return scanned
   pieces = []
   for start in range(0, axis_size, chunk_size):
     n = min(chunk_size, axis_size - start)
@@ -114,6 +119,55 @@ def vmap_chunked(fun, axis_size, vals, in_dims, chunk_size=None):
                                       for n, out, out_dims in pieces], 0))
       dims.append(0)
   return outs, dims
+
+
+def _scanned_chunks(fun, axis_size, vals, in_dims, chunk_size):
+  """vmap_chunked as compiled code runs it: the first chunk, then one loop (a scan) over the
+  other whole chunks, then the examples left over, so that the program holds the function
+  three times however many chunks there are. None where an output's batching differs
+  between the first chunk and the loop's (then the chunks are written out one by one)."""
+  from dfdx._src.ops.control_flow import scan
+  blocks, left = divmod(axis_size, chunk_size)
+  mapped = [i for i, d in enumerate(in_dims) if d is not NOT_MAPPED]
+  front = [bdim_at_front(v, d, axis_size) if d is not NOT_MAPPED else v
+           for v, d in zip(vals, in_dims)]
+  dims = [NOT_MAPPED if d is NOT_MAPPED else 0 for d in in_dims]
+
+  def run(start, n, chunk=None):
+    part = list(front)
+    for k, i in enumerate(mapped):
+      part[i] = chunk[k] if chunk is not None else _shape.slice_in_dim(front[i], start,
+                                                                       start + n, 0)
+    return vmap_flat(fun, n, part, dims)
+  first, first_dims = run(0, chunk_size)
+  keep = [o is not None and d is not NOT_MAPPED for o, d in zip(first, first_dims)]
+  consistent = []
+
+  def step(carry, chunk):
+    outs, out_dims = run(None, chunk_size, chunk)
+    consistent.append(all(k or o is None or d is NOT_MAPPED
+                          for k, o, d in zip(keep, outs, out_dims)))
+    return carry, [bdim_at_front(o, d, chunk_size)
+                   for o, d, k in zip(outs, out_dims, keep) if k]
+  stacks = [_shape.reshape(_shape.slice_in_dim(front[i], chunk_size, blocks * chunk_size, 0),
+                           (blocks - 1, chunk_size) + core.shape_of(front[i])[1:])
+            for i in mapped]
+  _, ys = scan(step, (), stacks, length=blocks - 1)
+  if not all(consistent):
+    return None
+  last = run(blocks * chunk_size, left) if left else None
+  outs, ys = [], iter(ys)
+  for i, (o, d, k) in enumerate(zip(first, first_dims, keep)):
+    if not k:
+      outs.append(o)
+      continue
+    y = next(ys)
+    pieces = [bdim_at_front(o, d, chunk_size),
+              _shape.reshape(y, ((blocks - 1) * chunk_size,) + core.shape_of(y)[2:])]
+    if last is not None:
+      pieces.append(bdim_at_front(last[0][i], last[1][i], left))
+    outs.append(_shape.concatenate(pieces, 0))
+  return outs, [0 if k else d for d, k in zip(first_dims, keep)]
 
 
 def check_chunk_size(chunk_size, transform):
