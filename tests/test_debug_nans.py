@@ -36,7 +36,8 @@ def eval_path():
   """What debug_nans swaps in while on."""
   from dfdx._src import ad, batching, core, jit, staging
   return (core.Primitive.bind, core.bind_in, ad.bind_in, batching.bind_in, ad.new_tape,
-          jit.nan_check, staging.user_source_line, np.geterr(), np.geterrcall())
+          jit.nan_check, staging.user_source_line, staging.record_all_sources, np.geterr(),
+          np.geterrcall())
 
 
 @pytest.fixture(autouse=True)
@@ -184,6 +185,143 @@ def test_jit_constant_folded_while_tracing():
   with dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
     dfdx.jit(lambda x: x + dnp.log(dnp.zeros(()) - 1.0))(1.0)  #@jit-fold
   assert_site(e.value, "jit-fold")
+
+
+# ---- checkpointed blocks and loops --------------------------------------------------------
+#
+# A NaN made inside a `dfdx.checkpoint` block (or a checkpointed scan's steps) is reported as
+# it is without the checkpoint: the same primitive, rule and line of the block's own code, in
+# every mode, and never as `checkpoint_call`.
+
+
+def log_then_sin(x):
+  y = dnp.log(x - 1.0)  #@ck-log
+  return dnp.sin(y) * 2.0
+
+
+def sqrt_pair(x):  # reverse mode at 0: inf - inf (the two square roots are not merged)
+  return dnp.sqrt(x) - dnp.sqrt(2.0 * x)  #@ck-sqrt
+
+
+def long_log(x):  # long enough for segments="auto" to cut
+  for _ in range(8):
+    x = dnp.sin(x) * 1.01
+  y = dnp.log(x - 1.0)  #@ck-long-log
+  for _ in range(8):
+    y = dnp.sin(y) * 1.01
+  return y
+
+
+def long_sqrt(x):
+  for _ in range(8):
+    x = dnp.sin(x) * 1.01
+  y = dnp.sqrt(x) - dnp.sqrt(2.0 * x)  #@ck-long-sqrt
+  for _ in range(8):
+    y = dnp.sin(y) * 1.01
+  return y
+
+
+MODES = {
+    "grad": dfdx.grad,
+    "vjp": lambda f: lambda x: dfdx.vjp(f, x)[1](1.0),
+    "jvp": lambda f: lambda x: dfdx.jvp(f, (x,), (1.0,)),
+    "jit(grad)": lambda f: dfdx.jit(dfdx.grad(f)),
+    "grad(jit)": lambda f: dfdx.grad(dfdx.jit(f)),
+    "jit(jvp)": lambda f: dfdx.jit(lambda x: dfdx.jvp(f, (x,), (1.0,))[1]),
+}
+REVERSE = ("grad", "vjp", "jit(grad)", "grad(jit)")
+BLOCKS = {
+    "checkpoint": dfdx.checkpoint,
+    "nested": lambda f: dfdx.checkpoint(lambda x: dfdx.checkpoint(f)(x) * 3.0),
+    "auto": lambda f: dfdx.checkpoint(f, segments="auto"),
+}
+# (fun, where its NaN is made, the input) for the forward and the backward pass
+CASES = {"forward": (log_then_sin, "ck-log", 0.5), "backward": (sqrt_pair, "ck-sqrt", 0.0)}
+LONG_CASES = {"forward": (long_log, "ck-long-log", 0.3),
+              "backward": (long_sqrt, "ck-long-sqrt", 0.0)}
+
+
+def nan_report(fun, x):
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError) as e:
+    fun(x)
+  return e.value
+
+
+def assert_reported_as_without_checkpoint(err, plain, marker, mode, made_in):
+  assert err.primitive != "checkpoint_call" and err.derivative_of != "checkpoint_call", str(err)
+  assert (err.primitive, err.context, err.derivative_of) == (
+      plain.primitive, plain.context, plain.derivative_of), (str(err), str(plain))
+  assert_site(err, marker)
+  assert_site(plain, marker)
+  if made_in == "forward":
+    assert err.primitive == "log" and err.context == "forward"
+  elif mode in REVERSE:
+    assert err.derivative_of == "sqrt" and err.context in ("vjp", "sum")
+  else:
+    assert err.context == "jvp"
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("made_in", list(CASES))
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_nan_inside_a_checkpointed_block(block, made_in, mode):
+  fun, marker, x = (LONG_CASES if block == "auto" else CASES)[made_in]
+  wrapped = BLOCKS[block](fun)
+  if block == "auto":  # (it cut the function into several blocks)
+    assert str(dfdx.make_expr(wrapped)(x)).count("checkpoint_call") > 1
+  err = nan_report(MODES[mode](wrapped), x)
+  plain = nan_report(MODES[mode](fun), x)
+  assert_reported_as_without_checkpoint(err, plain, marker, mode, made_in)
+
+
+def test_nan_inside_a_checkpointed_block_shows_the_line():
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`log` produced a NaN") as e:
+    dfdx.grad(dfdx.checkpoint(log_then_sin))(0.5)
+  assert "in the forward computation at " in str(e.value)
+  assert "y = dnp.log(x - 1.0)  #@ck-log" in str(e.value)
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="reverse mode") as e:
+    dfdx.jit(dfdx.grad(dfdx.checkpoint(sqrt_pair)))(0.0)
+  assert "an input of `sqrt`" in str(e.value)
+  assert "return dnp.sqrt(x) - dnp.sqrt(2.0 * x)  #@ck-sqrt" in str(e.value)
+
+
+def scan_log_body(c, x):
+  return c + dnp.log(x - c), None  #@scan-log
+
+
+def scan_sqrt_body(c, x):
+  return c + dnp.sqrt(c + x) - dnp.sqrt(2.0 * (c + x)), None  #@scan-sqrt
+
+
+_STEPS = np.where(np.arange(9) == 6, -1.0, 2.0)  # log(x - c) is NaN at step 6 only
+SCAN_CASES = {"forward": (scan_log_body, "scan-log", _STEPS, 0.0),
+              "backward": (scan_sqrt_body, "scan-sqrt", np.zeros(9), 0.0)}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("made_in", list(SCAN_CASES))
+def test_nan_inside_a_checkpointed_scan(made_in, mode):
+  body, marker, xs, c = SCAN_CASES[made_in]
+
+  def scanned(checkpoint):
+    return lambda c: dfdx.scan(body, c, xs, checkpoint=checkpoint)[0]
+  err = nan_report(MODES[mode](scanned(True)), c)
+  plain = nan_report(MODES[mode](scanned(None)), c)
+  assert err.primitive not in ("scan", "checkpoint_call"), str(err)
+  assert (err.primitive, err.context, err.source) == (plain.primitive, plain.context,
+                                                      plain.source), (str(err), str(plain))
+  assert_site(err, marker)
+  if made_in == "forward":
+    assert err.primitive == "log" and err.context == "forward"
+  else:
+    assert err.context != "forward"
+
+
+def test_jitted_scan_names_the_operation_in_its_body():
+  f = dfdx.jit(lambda c: dfdx.scan(scan_log_body, c, _STEPS)[0])
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`log` produced") as e:
+    f(0.0)
+  assert_site(e.value, "scan-log")
 
 
 # ---- the switch -----------------------------------------------------------------------------

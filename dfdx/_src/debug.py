@@ -10,14 +10,19 @@ Two detectors, both silent until a NaN appears:
     inf - inf, log(-1)), through `np.seterrcall`: it covers primitives whose impl is one of
     NumPy's ufuncs, and `dfdx.numpy` calls on concrete values, which go straight to NumPy;
   * a scan of the outputs of every other primitive evaluated on concrete values, and of a
-    jitted call's outputs.
+    jitted call's outputs. A jitted call or a scan whose compiled code made a NaN is
+    evaluated again one equation (and step) at a time, to find the equation responsible.
 
 It costs nothing while off: switching it on swaps the eval path for a checking one
 (`Primitive.bind` and `bind_in`; the plain ones are untouched) and fills hooks that are
 `None` or plain defaults while off:
   * `ad.new_tape`: tapes also record the user's line of each operation (reverse mode runs
     after the forward line has left the stack);
-  * `staging.user_source_line`: equations staged by a derivative rule say whose rule;
+  * `staging.user_source_line`: equations staged by a derivative rule say whose rule, and
+    those that repeat an equation of a program being evaluated take its line;
+  * `staging.record_all_sources`: every program records its equations' lines, also those
+    staged without them while off (a checkpointed block, a loop's body, a derivative's
+    program), so that a NaN made inside one is reported at the user's line of its operation;
   * `jit.nan_check`: a jitted call whose outputs hold a NaN evaluates its program again one
     equation at a time, with the checks, to find the equation responsible;
   * `ad.recompute_if_nan` (the zero-absorbing chain rule): a NaN made in a derivative rule
@@ -113,6 +118,7 @@ def _install():
   ad.new_tape = _SourcedTape
   staging.user_source_line = _staging_source_line
   jit.nan_check = _check_jitted_call
+  staging.record_all_sources = True
   if _plain_recompute is not None:
     ad.recompute_if_nan = _recompute_if_nan
 
@@ -126,6 +132,7 @@ def _uninstall():
   ad.new_tape = list
   staging.user_source_line = _plain_source_line
   jit.nan_check = None
+  staging.record_all_sources = False
   if _plain_recompute is not None:
     ad.recompute_if_nan = _plain_recompute
 
@@ -222,8 +229,19 @@ def _produced_nan(prim, args, params, out, frame=None):
   program = params.get("program")
   if prim.name == "jit_call" and isinstance(program, ir.Program):
     ir.eval_program(program, *args)  # raises at the equation responsible
+  elif prim.name == "scan" and isinstance(params.get("body"), ir.Program):
+    _eval_scan(args, **params)  # (the same, step by step)
   where = _locate(frame or sys._getframe(1), prim, args)
   _report(_nan_error(prim.name, where, args, out))
+
+
+def _eval_scan(args, *, body, num_carry, num_xs, length, reverse, **_):
+  """A scan (its compiled loop made a NaN) run again a step at a time, its body evaluated
+  one equation at a time: the checks then raise at the body's equation responsible."""
+  carry, xs, consts = args[:num_carry], args[num_carry:num_carry + num_xs], \
+      args[num_carry + num_xs:]
+  for i in (reversed(range(length)) if reverse else range(length)):
+    carry = ir.eval_program(body, *carry, *[x[i] for x in xs], *consts)[:num_carry]
 
 
 def _report(err):
@@ -425,8 +443,10 @@ def _locate(frame, prim, args) -> _Where:
         break
     elif context == "forward":
       if kind == _JVP:
+        # Its JVP rule runs once `rule` is assigned; before that the frame computes the
+        # primal (a checkpointed block's equations, say) or passes the operation on.
         loc = frame.f_locals
-        if not _is_primal_call(loc, prim, args):
+        if "rule" in loc and not _is_primal_call(loc, prim, args):
           context, rule_of = "jvp", _name(loc.get("prim"))
       elif kind == _SUM:
         summing = True
@@ -439,10 +459,19 @@ def _locate(frame, prim, args) -> _Where:
       tape = frame.f_locals["self"].eqns
     frame = frame.f_back
   if node is None:
-    return _Where(context, rule_of, site)
+    return _rule_of_rule(_Where(context, rule_of, site))
   recorded_rule, recorded_site = getattr(tape, "sources", {}).get(id(node), (None, None))
-  return _Where(context, _name(recorded_rule or getattr(node, "prim", None)), recorded_site,
-                site)
+  return _rule_of_rule(_Where(context, _name(recorded_rule or getattr(node, "prim", None)),
+                              recorded_site, site))
+
+
+def _rule_of_rule(where):
+  """`where`, a derivative of an operation that a derivative rule staged (a checkpointed
+  block's or a loop body's derivative, differentiated again), said of that rule's primitive
+  and forward line: the operation the user wrote."""
+  if isinstance(where.site, _RuleSource):
+    where.rule_of, where.site = where.site.where.rule_of, where.site.where.site
+  return where
 
 
 def _name(prim):
@@ -466,6 +495,8 @@ def _staging_source_line(skip_numpy=True):
     where = _locate(frame, loc.get("prim"), loc.get("args", ()))
     if where.context != "forward" and where.rule_of is not None and where.site is not None:
       return _RuleSource(where)
+    if where.context == "forward" and isinstance(where.site, str):
+      return where.site  # (it repeats an equation of a program being evaluated: its line)
   return _plain_source_line(skip_numpy)
 
 

@@ -26,6 +26,10 @@ from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
 check_programs = os.environ.get("DFDX_CHECK_PROGRAMS", "") == "1"
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# dfdx.debug_nans turns this on while it is on: every program then records its equations'
+# source lines (even those staged with record_source=False: a checkpointed block, a loop's
+# body, a derivative's program), so that a NaN made inside one is reported at the user's line.
+record_all_sources = False
 
 
 def user_source_line(skip_numpy=True):
@@ -150,7 +154,7 @@ def make_program(flat_fun, in_avals, record_source=True):
   Returns (program, lifted): `lifted` lists the enclosing transformations' tracers the
   function closed over; they are the program's last inputs and must be passed to it.
   """
-  trace = StagingTrace(record_source)
+  trace = StagingTrace(record_source or record_all_sources)
   in_vars = [Var(aval) for aval in in_avals]
 
   def run():
