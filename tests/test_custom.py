@@ -452,6 +452,186 @@ def test_custom_jvp_rule_with_a_constant_tangent():
     dfdx.grad(wrong)(1.0)
 
 
+def _vjp_sin_with(fwd, bwd):
+  """A custom_vjp function F = sin whose rules are `fwd(F, x)` and `bwd(F, residuals, ct)`."""
+  @dfdx.custom_vjp
+  def f(x):
+    return dnp.sin(x)
+  f.defvjp(lambda x: fwd(f, x), lambda res, ct: bwd(f, res, ct))
+  return f
+
+
+def _rule_2x(f, x, ct):
+  return (2 * x * ct,)
+
+
+_SECOND_ORDER = {
+    "grad(grad)": lambda g: dfdx.grad(dfdx.grad(g)),
+    "jacrev(jacrev)": lambda g: dfdx.jacrev(dfdx.jacrev(g)),
+    "hessian": dfdx.hessian,  # (forward over reverse: bwd transposed)
+    "jacfwd(jacrev)": lambda g: dfdx.jacfwd(dfdx.jacrev(g)),
+    "jit(grad(grad))": lambda g: dfdx.jit(dfdx.grad(dfdx.grad(g))),
+    "grad(jit(grad))": lambda g: dfdx.grad(dfdx.jit(dfdx.grad(g))),
+    "jit(hessian)": lambda g: dfdx.jit(dfdx.hessian(g)),
+}
+
+
+@pytest.mark.parametrize("second", _SECOND_ORDER.values(), ids=_SECOND_ORDER.keys())
+def test_custom_vjp_rules_apply_at_every_order(second):
+  # The rules say F' = 2x where the body (sin) says cos, and fwd calls F: that call is a
+  # call with the rules (as in JAX), so second derivatives use them, in reverse and forward
+  # over reverse: (F^2)'' = 2 F'^2 + 2 F F'' = 8 x^2 + 4 sin(x) (the body gave 4 x cos(x)
+  # + 4 sin(x)).
+  f = _vjp_sin_with(lambda f, x: (f(x), x), _rule_2x)
+  x = 0.7
+  assert second(lambda x: f(x) ** 2)(x) == pytest.approx(8 * x ** 2 + 4 * np.sin(x),
+                                                          rel=1e-14)
+  xs = np.array([0.7, -1.3])
+  np.testing.assert_allclose(dfdx.vmap(second(lambda x: f(x) ** 2))(xs),
+                             8 * xs ** 2 + 4 * np.sin(xs), rtol=1e-14)
+
+
+def test_custom_vjp_rules_apply_at_third_order_and_in_taylor_series():
+  f = _vjp_sin_with(lambda f, x: (f(x), x), _rule_2x)
+  x = 0.7
+  # (F^2)''' = 6 F' F'' + 2 F F''' = 24 x
+  assert dfdx.grad(dfdx.grad(dfdx.grad(lambda x: f(x) ** 2)))(x) == pytest.approx(24 * x,
+                                                                                  rel=1e-14)
+  assert dfdx.jacfwd(dfdx.grad(dfdx.grad(lambda x: f(x) ** 2)))(x) == pytest.approx(
+      24 * x, rel=1e-14)
+  np.testing.assert_allclose(dfdx.hessian(lambda v: dnp.sum(f(v) ** 2))(X),
+                             np.diag(8 * X ** 2 + 4 * np.sin(X)), rtol=1e-14)
+  _, series = dfdx.jet(lambda x: f(x) ** 2, (x,), ([1.0, 0.0, 0.0],))
+  np.testing.assert_allclose(series, [4 * x * np.sin(x), 8 * x ** 2 + 4 * np.sin(x), 24 * x],
+                             rtol=1e-14)
+
+
+def _fwd_with_output_in_pytree(f, x):
+  y = f(x)
+  return y, {"x": x, "y": [y]}
+
+
+def _squared(d1, d2):
+  """(F^2)'' = 2 F'^2 + 2 F F'', F = sin, given F' and F'' (functions of x)."""
+  return lambda x: 2 * d1(x) ** 2 + 2 * np.sin(x) * d2(x)
+
+
+# Rules that call F in other ways, each with F'' and (F^2)'' as the rules give them (the
+# body's differ: it had cos where F' is called for).
+_CALLS_INSIDE = {
+    # bwd calls F: F' = F + x, so F'' = F' + 1 = sin(x) + x + 1
+    "bwd calls F": (lambda f, x: (f(x), x), lambda f, x, ct: ((f(x) + x) * ct,),
+                    lambda x: np.sin(x) + x + 1,
+                    _squared(lambda x: np.sin(x) + x, lambda x: np.sin(x) + x + 1)),
+    # F's output in the residuals, a pytree: F' = F + x as above
+    "output in residuals": (_fwd_with_output_in_pytree,
+                            lambda f, res, ct: ((res["y"][0] + res["x"]) * ct,),
+                            lambda x: np.sin(x) + x + 1,
+                            _squared(lambda x: np.sin(x) + x, lambda x: np.sin(x) + x + 1)),
+    # fwd calls F on another argument: F'(x) = x + F(2x), F'' = 1 + 2 F'(2x)
+    "another argument": (lambda f, x: (f(x + 0.0), (x, f(2 * x))),
+                         lambda f, res, ct: ((res[0] + res[1]) * ct,),
+                         lambda x: 1 + 2 * (2 * x + np.sin(4 * x)),
+                         _squared(lambda x: x + np.sin(2 * x),
+                                  lambda x: 1 + 2 * (2 * x + np.sin(4 * x)))),
+    # fwd calls F at another shape: F' = 2x by the rules there too
+    "another shape": (lambda f, x: (f(dnp.stack([x, x]))[1], x), _rule_2x, lambda x: 2.0,
+                      _squared(lambda x: 2 * x, lambda x: 2.0)),
+    # fwd does not call F: its own code is what is differentiated (as in JAX), here sin in
+    # another form, whose derivative is cos: (F^2)'' = 2 cos(x) 2x + 2 F 2
+    "no call": (lambda f, x: (dnp.cos(x - np.pi / 2), x), _rule_2x, lambda x: 2.0,
+                lambda x: 4 * x * np.cos(x) + 4 * np.sin(x)),
+}
+
+
+@pytest.mark.parametrize("fwd, bwd, second, second_of_square", _CALLS_INSIDE.values(),
+                         ids=_CALLS_INSIDE.keys())
+def test_custom_vjp_calls_of_the_function_inside_its_rules(fwd, bwd, second,
+                                                           second_of_square):
+  f = _vjp_sin_with(fwd, bwd)
+  sq = lambda x: f(x) ** 2  # noqa: E731
+  x = 0.7
+  for order2 in (lambda g: dfdx.grad(dfdx.grad(g)), lambda g: dfdx.jacfwd(dfdx.jacrev(g)),
+                 lambda g: dfdx.jit(dfdx.grad(dfdx.grad(g)))):
+    assert order2(f)(x) == pytest.approx(second(x), rel=1e-13)
+    assert order2(sq)(x) == pytest.approx(second_of_square(x), rel=1e-13)
+  xs = np.array([0.7, -1.3])
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(dfdx.grad(f)))(xs), second(xs), rtol=1e-13)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.hessian(sq))(xs), second_of_square(xs),
+                             rtol=1e-13)
+  assert f(x) == pytest.approx(np.sin(x), rel=1e-15)
+
+
+def test_custom_vjp_rules_calling_the_function_with_nondiff_arguments_and_closures():
+  # G(p, x) = sin(p x) with G' = 2 p x: (G^2)'' = 8 p^2 x^2 + 4 p sin(p x)
+  g = dfdx.custom_vjp(lambda p, x: dnp.sin(p * x), nondiff_argnums=(0,))
+  g.defvjp(lambda p, x: (g(p, x), x), lambda p, x, ct: (2 * p * x * ct,))
+  x = 0.7
+  for p in (3.0, -0.5):
+    assert dfdx.hessian(lambda x: g(p, x) ** 2)(x) == pytest.approx(
+        8 * p ** 2 * x ** 2 + 4 * p * np.sin(p * x), rel=1e-14)
+    assert dfdx.grad(dfdx.grad(lambda x: g(p, x) ** 2))(x) == pytest.approx(
+        8 * p ** 2 * x ** 2 + 4 * p * np.sin(p * x), rel=1e-14)
+
+  # rules and body closing over a traced w: F = w sin(x), F' = 2 x w, so (F^2)'' =
+  # 8 x^2 w^2 + 4 w^2 sin(x), whose derivative in w is 16 x^2 w + 8 w sin(x)
+  def second(w):
+    f = dfdx.custom_vjp(lambda x: dnp.sin(x) * w)
+    f.defvjp(lambda x: (f(x), x), lambda x, ct: (2 * x * w * ct,))
+    return dfdx.grad(dfdx.grad(lambda x: f(x) ** 2))(x)
+  w = 1.5
+  assert second(w) == pytest.approx(8 * x ** 2 * w ** 2 + 4 * w ** 2 * np.sin(x), rel=1e-14)
+  for run in (dfdx.grad, dfdx.jacfwd, lambda h: dfdx.jit(dfdx.grad(h))):
+    assert run(second)(w) == pytest.approx(16 * x ** 2 * w + 8 * w * np.sin(x), rel=1e-13)
+
+  # rules closing over a traced w that call the function at other types: said
+  def other(w):
+    f = dfdx.custom_vjp(dnp.sin)
+    f.defvjp(lambda x: (f(dnp.stack([x, x]))[0], x), lambda x, ct: (2 * x * w * ct,))
+    return dfdx.grad(dfdx.grad(lambda x: f(x) ** 2))(x)
+  assert other(w) == pytest.approx(8 * x ** 2 * w ** 2 + 4 * w * np.sin(x), rel=1e-14)
+  with pytest.raises(dfdx.MissingRuleError, match="calls it at other argument types and "
+                                                  "uses values traced outside it"):
+    dfdx.grad(other)(w)
+
+
+def test_custom_vjp_program_with_rules_calling_the_function_prints():
+  f = _vjp_sin_with(lambda f, x: (f(x), x), _rule_2x)
+  text = str(dfdx.make_expr(dfdx.grad(lambda x: f(x) ** 2))(0.7))
+  assert text.count("custom_vjp_call") == 2 and "<the rule program above>" in text
+
+
+def test_custom_vjp_stable_softplus_second_derivatives_at_extremes(monkeypatch):
+  # A softplus whose body is finite but whose derivative is NaN far out (the branch not
+  # taken computes exp(1000)), with rules giving the stable derivative, sigmoid: second
+  # derivatives come from the rules, finite and NaN-free (no recomputation with the
+  # zero-absorbing chain rule, which the body's NaN needed) at every point.
+  @dfdx.custom_vjp
+  def softplus(x):
+    return dnp.where(x > 30.0, x, dnp.log1p(dnp.exp(x)))
+  sigmoid = lambda x: 0.5 * (1 + dnp.tanh(0.5 * x))  # noqa: E731
+  softplus.defvjp(lambda x: (softplus(x), x), lambda x, ct: (sigmoid(x) * ct,))
+  recomputed = []
+  monkeypatch.setattr(ad, "run_zero_absorbing", lambda run: recomputed.append(run) or run())
+  xs = np.array([-1000.0, -3.0, 0.0, 2.0, 1000.0])
+  s = 0.5 * (1 + np.tanh(0.5 * xs))
+  ds, f = s * (1 - s), np.logaddexp(0.0, xs)
+  want = 2 * s ** 2 + 2 * f * ds  # (f^2)'' = 2 f'^2 + 2 f f''
+  sq = lambda x: softplus(x) ** 2  # noqa: E731
+  with np.errstate(over="ignore"):  # (the body's exp(1000), as NumPy's)
+    for i, x in enumerate(xs):
+      assert dfdx.grad(softplus)(x) == s[i]
+      assert dfdx.grad(dfdx.grad(softplus))(x) == pytest.approx(ds[i], rel=1e-14, abs=0)
+      for name, second in _SECOND_ORDER.items():
+        assert second(sq)(x) == pytest.approx(want[i], rel=1e-14), name
+    np.testing.assert_allclose(dfdx.hessian(lambda v: dnp.sum(sq(v)))(xs), np.diag(want),
+                               rtol=1e-14)
+    np.testing.assert_allclose(dfdx.vmap(dfdx.hessian(sq))(xs), want, rtol=1e-14)
+    np.testing.assert_allclose(dfdx.jit(dfdx.vmap(dfdx.grad(dfdx.grad(sq))))(xs), want,
+                               rtol=1e-14)
+  assert np.all(np.isfinite(want)) and not recomputed
+
+
 def test_checkpoint_passes_python_numbers_as_they_are():
   def steps(x, n, scale):
     assert type(n) is int and type(scale) is float

@@ -159,6 +159,23 @@ def _start_call(custom, args, kwargs, has_rules, how_to_define):
   return _Call(custom, args)
 
 
+def _leaves_at_types(custom, args, static, in_tree, avals):
+  """A call of `custom` met while its rules for a call at (`static`, `in_tree`, `avals`) are
+  staged: its dynamic leaves where it is at those types (the same static arguments, tree,
+  shapes and dtypes), None where it is at others, False where a leaf is not an array."""
+  call_static, dynamic, _ = _split_static(args, custom.nondiff_argnums)
+  leaves, tree = tree_flatten(dynamic)
+  try:
+    call_avals = [_leaf_aval(x) for x in leaves]
+  except errors.DfdxError:
+    return False
+  if tree == in_tree and len(call_static) == len(static) and all(
+      a is b for a, b in zip(call_static, static)) and [
+      (a.shape, a.dtype) for a in call_avals] == [(a.shape, a.dtype) for a in avals]:
+    return leaves
+  return None
+
+
 def _primal_inside(custom):
   """Decorator: while `fun` (a rule of `custom`) runs, calls to `custom` compute its primal
   (rules usually call the function itself: `return f(x), ...`)."""
@@ -189,11 +206,11 @@ def _custom_jvp_abstract_eval(*avals, fun, jvp, n_args, n_lifted):
 
 
 class _LazyProgram:
-  """A custom_jvp call's rule program, known later or made on first use: the rule of a call
-  staged inside its own rule is the program being staged (filled in when it is done), and a
-  batched call's rule is batched only if the call is differentiated. So a rule that calls
-  its function gets the rule again at the next order, one level at a time, as the call
-  itself would."""
+  """A custom call's rule program (custom_jvp's jvp, custom_vjp's fwd and bwd), known later
+  or made on first use: the rule of a call staged inside its own rule is the program being
+  staged (filled in when it is done), and a batched call's rule is batched only if the call
+  is differentiated. So a rule that calls its function gets the rule again at the next
+  order, one level at a time, as the call itself would."""
   __slots__ = ("program", "make", "used", "printing")
 
   def __init__(self, make=None):
@@ -333,9 +350,8 @@ class custom_jvp:
   primals and tangents tuples of the differentiated arguments (pytrees allowed); the rule
   must be linear in the tangents and is written with dfdx.numpy, so it is differentiable.
   Where the rule calls the function (`return f(x), ...`), that call is differentiated by the
-  rule too, so derivatives of every order (and Taylor series) follow the rule, as in JAX.
-  A custom_vjp function's `fwd` that calls the function runs its body instead: second
-  derivatives through it differentiate the body's value.
+  rule too, so derivatives of every order (and Taylor series) follow the rule, as in JAX
+  (and so do those through a custom_vjp function's fwd and bwd that call it).
   """
 
   def __init__(self, fun, nondiff_argnums=()):
@@ -415,15 +431,10 @@ class custom_jvp:
     where the function closes over traced values at other types (the function's body is
     then used)."""
     rule, fun_program, lifted, static, in_tree, avals, out_tree, closed = self._own_call
-    call_static, dynamic, _ = _split_static(args, self.nondiff_argnums)
-    leaves, tree = tree_flatten(dynamic)
-    try:
-      call_avals = [_leaf_aval(x) for x in leaves]
-    except errors.DfdxError:
+    leaves = _leaves_at_types(self, args, static, in_tree, avals)
+    if leaves is False:
       return None
-    if tree == in_tree and len(call_static) == len(static) and all(
-        a is b for a, b in zip(call_static, static)) and [
-        (a.shape, a.dtype) for a in call_avals] == [(a.shape, a.dtype) for a in avals]:
+    if leaves is not None:
       rule.used = True
       outs = custom_jvp_call_p.bind(*leaves, *lifted, *closed, fun=fun_program, jvp=rule,
                                     n_args=len(leaves), n_lifted=len(lifted))
@@ -481,8 +492,10 @@ def _vjp_parts(primals, n_args, n_lifted, n_fwd_lifted):
 
 
 def _custom_vjp_fwd(primals, *, fun, fwd, bwd, n_args, n_lifted, n_fwd_lifted):
+  # (run in the enclosing trace: a call of the function inside fwd is a custom_vjp call
+  # there, so an enclosing derivative of the outputs and residuals uses the rules again)
   args, _, fwd_lifted, _ = _vjp_parts(primals, n_args, n_lifted, n_fwd_lifted)
-  result = eval_program(fwd, *args, *fwd_lifted)
+  result = eval_program(_program_of(fwd), *args, *fwd_lifted)
   n_out = len(fun.outs)
   return result[:n_out], result[n_out:]
 
@@ -491,8 +504,8 @@ def _custom_vjp_bwd(residuals, cts, primals, needs, *, fun, fwd, bwd, n_args, n_
                     n_fwd_lifted):
   args, lifted, _, bwd_lifted = _vjp_parts(primals, n_args, n_lifted, n_fwd_lifted)
   cts = [_zeros_proto(a) if c is None else c for a, c in zip(fun.out_avals, cts)]
-  arg_cts = eval_program(bwd, *residuals, *cts, *bwd_lifted) if any(needs[:n_args]) else \
-      [None] * n_args
+  arg_cts = eval_program(_program_of(bwd), *residuals, *cts, *bwd_lifted) \
+      if any(needs[:n_args]) else [None] * n_args
   closure_cts = _closure_vjp(fun, args, lifted, cts, needs[n_args:n_args + n_lifted])
   rest = [None] * (len(primals) - n_args - n_lifted)
   return list(arg_cts) + list(closure_cts) + rest
@@ -510,8 +523,9 @@ def _custom_vjp_jvp(primals, tangents, *, fun, fwd, bwd, n_args, n_lifted, n_fwd
   out_tangents = [None] * len(outs)
   if any(t is not None for t in tangents[:n_args]):
     zero_cts = [_zeros_proto(a) for a in fun.out_avals]
+    bwd_program = _program_of(bwd)
     _, lin = ad.linearize_flat(
-        lambda *cts: eval_program(bwd, *residuals, *cts, *bwd_lifted), zero_cts)
+        lambda *cts: eval_program(bwd_program, *residuals, *cts, *bwd_lifted), zero_cts)
     out_tangents = lin.transpose(list(tangents[:n_args]))
   _, closure_tangents = _closure_jvp(fun, args, lifted, tangents[n_args:n_args + n_lifted])
   if closure_tangents is not None:
@@ -526,17 +540,22 @@ def _custom_vjp_batch(axis_size, vals, dims, *, fun, fwd, bwd, n_args, n_lifted,
   k, f = n_args + n_lifted, n_args + n_lifted + n_fwd_lifted
   # (every output batched: bwd's cotangents are batched like fwd's outputs)
   fun_b, out_dims = _batched_program(fun, axis_size, avals[:k], dims[:k], False)
-  fwd_b, _ = _batched_program(fwd, axis_size, avals[:n_args] + avals[k:f],
-                              list(dims[:n_args]) + list(dims[k:f]), False)
-  # bwd takes (residuals, cts, its closed-over values): the first two batched like fwd's
-  # outputs, which the batched fwd puts on axis 0.
-  n_out = len(fun.outs)
-  batched_outs = list(fwd_b.out_avals)  # outputs then residuals
-  bwd_avals = batched_outs[n_out:] + batched_outs[:n_out] + avals[f:]
-  bwd_dims = [0] * len(batched_outs) + list(dims[f:])
-  bwd_b, _ = _batched_program(bwd, axis_size, bwd_avals, bwd_dims, False)
-  outs = custom_vjp_call_p.bind(*moved, fun=fun_b, fwd=fwd_b, bwd=bwd_b, n_args=n_args,
-                                n_lifted=n_lifted, n_fwd_lifted=n_fwd_lifted)
+  # fwd and bwd are batched when the call is differentiated (a call of the function inside
+  # them is this call again, batched then, one order at a time).
+  fwd_b = _LazyProgram(lambda: _batched_program(
+      _program_of(fwd), axis_size, avals[:n_args] + avals[k:f],
+      list(dims[:n_args]) + list(dims[k:f]), False)[0])
+
+  def batched_bwd():
+    # bwd takes (residuals, cts, its closed-over values): the first two batched like fwd's
+    # outputs, which the batched fwd puts on axis 0.
+    n_out = len(fun.outs)
+    batched_outs = list(fwd_b.get().out_avals)  # outputs then residuals
+    bwd_avals = batched_outs[n_out:] + batched_outs[:n_out] + avals[f:]
+    bwd_dims = [0] * len(batched_outs) + list(dims[f:])
+    return _batched_program(_program_of(bwd), axis_size, bwd_avals, bwd_dims, False)[0]
+  outs = custom_vjp_call_p.bind(*moved, fun=fun_b, fwd=fwd_b, bwd=_LazyProgram(batched_bwd),
+                                n_args=n_args, n_lifted=n_lifted, n_fwd_lifted=n_fwd_lifted)
   return outs, out_dims
 
 
@@ -545,6 +564,49 @@ custom_vjp_call_p.def_abstract_eval(_custom_vjp_abstract_eval)
 ad.primitive_jvps[custom_vjp_call_p] = _custom_vjp_jvp
 ad.primitive_residual_vjps[custom_vjp_call_p] = (_custom_vjp_fwd, _custom_vjp_bwd)
 batching.primitive_batchers[custom_vjp_call_p] = _custom_vjp_batch
+
+
+class _OwnVjpCall:
+  """While a custom_vjp function's fwd and bwd are staged: what a call of the function at
+  the staged call's types binds there, the rules being staged (`fwd`, `bwd`: filled in when
+  done) and the values they will close over (`closed`: a guess, checked after), and whether
+  such a call was met (`used`)."""
+  __slots__ = ("fwd", "bwd", "fun", "lifted", "static", "in_tree", "avals", "out_tree",
+               "closed", "used")
+
+  def __init__(self, fwd, bwd, fun, lifted, call, out_tree, closed):
+    self.fwd, self.bwd, self.fun, self.lifted = fwd, bwd, fun, lifted
+    self.static, self.in_tree, self.avals = call.static, call.in_tree, call.avals
+    self.out_tree, self.closed, self.used = out_tree, closed, False
+
+  def bind(self, leaves):
+    self.used = True
+    fwd_closed, bwd_closed = self.closed
+    outs = custom_vjp_call_p.bind(*leaves, *self.lifted, *fwd_closed, *bwd_closed,
+                                  fun=self.fun, fwd=self.fwd, bwd=self.bwd,
+                                  n_args=len(leaves), n_lifted=len(self.lifted),
+                                  n_fwd_lifted=len(fwd_closed))
+    return tree_unflatten(self.out_tree, outs)
+
+
+class _rules_state:
+  """`custom`'s rule-staging state (`_staging_rules`, `_own_call`) set for the duration."""
+  __slots__ = ("custom", "state", "prev")
+
+  def __init__(self, custom, staging_rules, own_call):
+    self.custom, self.state = custom, (staging_rules, own_call)
+
+  def __enter__(self):
+    custom = self.custom
+    self.prev = custom._staging_rules, custom._own_call
+    custom._staging_rules, custom._own_call = self.state
+
+  def __exit__(self, *exc):
+    self.custom._staging_rules, self.custom._own_call = self.prev
+
+
+def _same_values(a, b):
+  return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 class custom_vjp:
@@ -566,16 +628,48 @@ class custom_vjp:
   `bwd(*nondiff_args, residuals, ct) -> tuple of cotangents`, one per differentiated
   argument (pytrees like the arguments; None for a zero cotangent). bwd must be linear in
   `ct`: forward mode (jvp, jacfwd, hessian) transposes it.
+
+  fwd and bwd are written with dfdx.numpy: derivatives of higher order differentiate them.
+  Where they call the function (`return f(x), residuals`), that call is a call with these
+  rules, as in JAX, so derivatives of every order (grad of grad, hessian, jacrev of jacrev,
+  Taylor series) go through the rules, never through the function's body, which may be
+  what the rules exist to avoid (a value that overflows, a derivative that is NaN where the
+  value is not). Where fwd computes its output otherwise, that code is differentiated.
   """
 
   def __init__(self, fun, nondiff_argnums=()):
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums = fun, tuple(nondiff_argnums)
     self.fwd = self.bwd = None
-    self._staging_rules = False  # inside its own rules, the function is just its primal
+    self._staging_rules = False  # inside its own rules, the function is just its primal,
+    self._own_call = None  # or, called as its rules are staged, an `_OwnVjpCall`
 
   def defvjp(self, fwd, bwd):
     self.fwd, self.bwd = fwd, bwd
+
+  _fun_program = custom_jvp._fun_program
+
+  def __call__(self, *args, **kwargs):
+    call = _start_call(self, args, kwargs, self.fwd is not None,
+                       f"call {self.__name__}.defvjp(fwd, bwd) before calling it.")
+    if call is None:
+      if self._staging_rules and self._own_call is not None:
+        out = self._call_as_staged(args)
+        if out is not None:
+          return out
+      return self.fun(*args)
+    fun_program, lifted, out_tree = self._fun_program(call)
+    fwd, bwd, fwd_lifted, bwd_lifted = self._rule_programs(call, fun_program, lifted, out_tree)
+    outs = custom_vjp_call_p.bind(*call.leaves, *lifted, *fwd_lifted, *bwd_lifted,
+                                  fun=fun_program, fwd=fwd, bwd=bwd, n_args=len(call.leaves),
+                                  n_lifted=len(lifted), n_fwd_lifted=len(fwd_lifted))
+    return tree_unflatten(out_tree, outs)
+
+  def _flat_fwd(self, call, store, *xs):
+    out, residuals = self.fwd(*call.args_of(xs))
+    out_leaves, _ = tree_flatten(out)
+    res_leaves, store["res_tree"] = tree_flatten(residuals)
+    return out_leaves + res_leaves
 
   def _flat_bwd(self, static, dynamic, res_tree, out_tree, n_res, *xs):
     residuals = tree_unflatten(res_tree, xs[:n_res])
@@ -592,35 +686,78 @@ class custom_vjp:
       out += [_zeros_like(a) if c is None else c for a, c in zip(arg_leaves, ct_leaves)]
     return out
 
-  def __call__(self, *args, **kwargs):
-    call = _start_call(self, args, kwargs, self.fwd is not None,
-                       f"call {self.__name__}.defvjp(fwd, bwd) before calling it.")
-    if call is None:
-      return self.fun(*args)
-    static, dynamic, merge = call.static, call.dynamic, call.merge
-    leaves, in_tree, avals = call.leaves, call.in_tree, call.avals
-    flat_fun, store = call.flat_fun(self.fun), call.store
+  def _stage_rules(self, call, fun_program, out_tree, own):
+    """fwd's and bwd's programs at the call's types, and the values each closes over; calls
+    of the function inside them bind `own` (None: they run its body)."""
+    store = {}
+    with _rules_state(self, True, own):
+      fwd_program, fwd_lifted = make_program(
+          functools.partial(self._flat_fwd, call, store), call.avals, record_source=False)
+      res_avals = fwd_program.out_avals[len(fun_program.outs):]
+      flat_bwd = functools.partial(self._flat_bwd, call.static, call.dynamic, store["res_tree"],
+                                   out_tree, len(res_avals))
+      bwd_program, bwd_lifted = make_program(
+          flat_bwd, list(res_avals) + list(fun_program.out_avals), record_source=False)
+    return fwd_program, fwd_lifted, bwd_program, bwd_lifted
 
-    @_primal_inside(self)
-    def flat_fwd(*xs):
-      out, residuals = self.fwd(*merge(tree_unflatten(in_tree, xs)))
-      out_leaves, _ = tree_flatten(out)
-      res_leaves, store["res_tree"] = tree_flatten(residuals)
-      return out_leaves + [r for r in res_leaves]
+  def _rule_programs(self, call, fun_program, lifted, out_tree):
+    """fwd's and bwd's programs at the call's types (`_LazyProgram`s, filled in) and the
+    values each closes over. Calls of this function inside them, at these types, are calls
+    with these rules, so that derivatives of every order go through the rules."""
+    fwd, bwd = _LazyProgram(), _LazyProgram()
+    # A call inside the rules passes the rules' own closed-over values (traced outside them)
+    # as operands: known once the rules are staged, so they are staged again with them until
+    # they come out the same (the order in which they are met may change once or twice).
+    closed = ([], [])
+    for _ in range(6):
+      own = _OwnVjpCall(fwd, bwd, fun_program, lifted, call, out_tree, closed)
+      staged = self._stage_rules(call, fun_program, out_tree, own)
+      if not own.used or (_same_values(staged[1], closed[0]) and
+                          _same_values(staged[3], closed[1])):
+        break
+      closed = (list(staged[1]), list(staged[3]))
+    else:  # (no fixed point: the calls inside are of the function's body)
+      staged = self._stage_rules(call, fun_program, out_tree, None)
+    fwd.program, bwd.program = staged[0], staged[2]
+    return fwd, bwd, staged[1], staged[3]
 
-    fun_program, lifted = make_program(flat_fun, avals, record_source=False)
-    fwd_program, fwd_lifted = make_program(flat_fwd, avals, record_source=False)
-    out_tree, res_tree = store["out_tree"], store["res_tree"]
-    n_out = len(fun_program.outs)
-    res_avals = fwd_program.out_avals[n_out:]
-    bwd_program, bwd_lifted = make_program(
-        _primal_inside(self)(functools.partial(self._flat_bwd, static, dynamic, res_tree,
-                                               out_tree, len(res_avals))),
-        list(res_avals) + list(fun_program.out_avals), record_source=False)
-    outs = custom_vjp_call_p.bind(*leaves, *lifted, *fwd_lifted, *bwd_lifted, fun=fun_program,
-                                  fwd=fwd_program, bwd=bwd_program, n_args=len(leaves),
-                                  n_lifted=len(lifted), n_fwd_lifted=len(fwd_lifted))
-    return tree_unflatten(out_tree, outs)
+  def _call_as_staged(self, args):
+    """Inside its rules' staging: a call of the function with its rules, those being staged
+    where the call is at the staged call's types, else rules staged at the call's types
+    when the call is differentiated; None where the function closes over traced values at
+    other types (the function's body is then used)."""
+    own = self._own_call
+    leaves = _leaves_at_types(self, args, own.static, own.in_tree, own.avals)
+    if leaves is False:
+      return None
+    if leaves is not None:
+      return own.bind(leaves)
+    call = _Call(self, args)
+    with _rules_state(self, False, None):  # (its body as at any call)
+      other_program, other_lifted, other_tree = self._fun_program(call)
+    if other_lifted:
+      return None
+    made = []
+
+    def rules():
+      if not made:
+        with _rules_state(self, False, None):
+          fwd, bwd, fwd_lifted, bwd_lifted = self._rule_programs(call, other_program, [],
+                                                                 other_tree)
+        if fwd_lifted or bwd_lifted:  # (its operands were fixed when the call was staged)
+          raise errors.MissingRuleError(
+              f"custom_vjp function {self.__name__}: its fwd or bwd calls it at other "
+              "argument types and uses values traced outside it (a parameter being "
+              "differentiated), so the rules cannot be formed at those types. Pass those "
+              "values to the function as arguments (nondiff_argnums for static ones), or "
+              "call it at the same types.")
+        made.extend((fwd.get(), bwd.get()))
+      return made
+    outs = custom_vjp_call_p.bind(*call.leaves, fun=other_program,
+                                  fwd=_LazyProgram(lambda: rules()[0]),
+                                  bwd=_LazyProgram(lambda: rules()[1]),
+                                  n_args=len(call.leaves), n_lifted=0, n_fwd_lifted=0)
+    return tree_unflatten(other_tree, outs)
 
 
 # ---- checkpoint -----------------------------------------------------------------------------
