@@ -169,7 +169,32 @@ def main():
         [f, dfdx.checkpoint(f, segments="auto"), dfdx.checkpoint(f, segments=per)], xs, mode)
     print(f"{mode:>6} {p_mb:>9.1f} {a_mb:>8.1f} {k_mb:>13.1f} {p_s:>8.3f} {a_s:>7.3f} "
           f"{k_s:>12.3f}")
+  while_loop_table(xs, steps)
   print("Rerun: python bench/checkpoint_memory.py --n 300 --blocks 1 10 30 100 --steps 400")
+
+
+def while_loop_table(xs, steps):
+  """jit(grad) of a while_loop of `steps` elementwise steps: every step's values kept (the
+  budget above them), and past a budget below them every sqrt(steps)-th step's."""
+  from dfdx._src.ops import branches
+
+  def f(x):
+    def body(c):
+      return c[0] + 1, dnp.sin(c[1]) * 0.99 + 0.1 * dnp.cos(c[1])
+    return dnp.sum(dfdx.while_loop(lambda c: c[0] < steps, body, (0, x))[1])
+  print(f"\njit(grad) of a while_loop of {steps} elementwise steps of {xs.size} entries "
+        "(the number of steps known only when it runs)")
+  print(f"{'values kept':>22} {'peak MB':>8} {'median s':>9}")
+  default = branches.REVERSE_LOOP_BYTES
+  try:
+    for label, budget in (("every step's", default), ("every sqrt(n)-th step's", 0)):
+      branches.REVERSE_LOOP_BYTES = budget
+      g = dfdx.jit(dfdx.grad(f))
+      g(xs)
+      mb, _, _ = peak_mb(g, xs)
+      print(f"{label:>22} {mb:>8.1f} {median_seconds(g, xs):>9.3f}")
+  finally:
+    branches.REVERSE_LOOP_BYTES = default
 
 
 if __name__ == "__main__":

@@ -189,6 +189,33 @@ def test_while_loop_gradient_of_a_long_loop_runs_the_steps_back(monkeypatch):
   assert not calls  # first order never builds the recomputing loops
 
 
+@pytest.mark.parametrize("steps", [0, 1, 2, 9, 10, 11, 50])
+def test_while_loop_gradient_keeps_every_kth_step_past_its_memory_budget(steps, monkeypatch):
+  # Past REVERSE_LOOP_BYTES the reverse pass keeps every k-th step's values (k about
+  # sqrt(n)) and computes each stretch again: the same gradient (values, closed-over
+  # constants, an integer carry), in less memory.
+  from dfdx._src.ops import branches
+  x0 = np.linspace(0.1, 1.0, 2000)
+
+  def f(x, w):
+    v, _, n = dfdx.while_loop(lambda c: c[2] < steps,
+                              lambda c: (dnp.sin(c[0] * w) + c[1], c[1] * 0.9, c[2] + 1),
+                              (x, 0.5 * x, 0))
+    return dnp.sum(v ** 2) + n
+  expected = dfdx.grad(f, argnums=(0, 1))(x0, 0.7)  # (the Python loop's tape)
+  monkeypatch.setattr(branches, "REVERSE_LOOP_BYTES", 3 * x0.nbytes)
+  import tracemalloc
+  for g in (dfdx.jit(dfdx.grad(f, argnums=(0, 1))), dfdx.grad(dfdx.jit(f), argnums=(0, 1))):
+    tracemalloc.start()
+    got = g(x0, 0.7)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-13)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
+    if steps == 50:  # (two 2000-entry carries a step: every step's would be 1.6 MB)
+      assert peak < 1.0e6, peak
+
+
 def test_exported_derivative_keeps_the_plain_program_when_a_branch_absorbs_zeros():
   # The zero-absorbing chain rule inside a branch (sqrt's derivative) makes to_source write
   # the plain program and the zero-absorbing one, as for code without branches.

@@ -513,20 +513,34 @@ def _while_tangent_rule(ins, p, in_avals, out_avals, functions):
 register("while_tangent", _while_tangent_rule)
 
 helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num_consts, acc_like,
-                  n, *args):
+                  budget, n, *args):
     vals = args[:num_vals]
     consts = args[num_vals:num_vals + num_consts]
     cts = args[num_vals + num_consts:]
-    saved = []
-    for _ in range(int(n)):
-        saved.append(vals)
-        vals = forward(*vals, *consts)
+    n = int(n)
+    per_step = sum(getattr(v, "nbytes", 8) for v in vals)
+    # every step's values where they fit in `budget` bytes; else every k-th step's (k about
+    # sqrt(n)), and each stretch of k steps computed again from its first when reached
+    k = max(n, 1) if n * per_step <= budget else max(1, int(np.ceil(np.sqrt(n))))
+    kept = []
+    for i in range(n):
+        if k >= n or i % k == 0:
+            kept.append(vals)
+        if i < n - 1:
+            vals = forward(*vals, *consts)
     num_t = len(cts)
     acc = None
-    for vals in reversed(saved):
-        outs = backward(*vals, *consts, *cts)
-        cts = outs[:num_t]
-        acc = outs[num_t:] if acc is None else [a + b for a, b in zip(acc, outs[num_t:])]
+    for start in reversed(range(0, n, k)):
+        if k >= n:
+            saved = kept
+        else:
+            saved = [kept[start // k]]
+            for _ in range(start + 1, min(start + k, n)):
+                saved.append(forward(*saved[-1], *consts))
+        for vals in reversed(saved):
+            outs = backward(*vals, *consts, *cts)
+            cts = outs[:num_t]
+            acc = outs[num_t:] if acc is None else [a + b for a, b in zip(acc, outs[num_t:])]
     if acc is None:
         acc = [np.zeros(shape, dtype) for shape, dtype in acc_like]
     return (*cts, *acc)
@@ -535,14 +549,15 @@ helpers["_reverse_loop"] = '''def _reverse_loop(forward, backward, num_vals, num
 
 @with_functions
 def _while_reverse_rule(ins, p, in_avals, out_avals, functions):
-  from dfdx._src.ops.branches import _cached_parts
-  fwd, back = _cached_parts(p["step"], p["num_vals"], p["num_consts"])
+  from dfdx._src.ops import branches
+  fwd, back = branches._cached_parts(p["step"], p["num_vals"], p["num_consts"])
   fwd = functions.define(fwd)
   back = functions.define(back)
   num_t = len(p["step"].outs) - p["num_vals"]
   acc_like = tuple((a.shape, a.dtype.name) for a in out_avals[num_t:])
   return (f"_reverse_loop({fwd}, {back}, {p['num_vals']}, {p['num_consts']}, "
-          f"{literal(acc_like)}{''.join(', ' + i for i in ins)})")
+          f"{literal(acc_like)}, {branches.REVERSE_LOOP_BYTES}"
+          f"{''.join(', ' + i for i in ins)})")
 
 
 register("while_reverse", _while_reverse_rule)

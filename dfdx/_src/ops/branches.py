@@ -73,8 +73,11 @@ def while_loop(cond_fun, body_fun, init_val):
 
   Outside jit and vmap this is the Python loop. Under jit it is compiled once and
   differentiable in both modes to any order: the gradient runs the steps back in n steps of
-  time; second and higher derivatives in reverse mode compute the steps' values again
-  (n^2 / 2 steps: for a long loop of known length, `scan` or `fori_loop` is faster there).
+  time, keeping every step's values up to REVERSE_LOOP_BYTES (256 MB), and beyond that every
+  sqrt(n)-th step's, computing each stretch between again when it is reached (2n steps of
+  time, memory of 2 sqrt(n) steps' values); second and higher derivatives in reverse mode
+  compute the steps' values again (n^2 / 2 steps: for a long loop of known length, `scan` or
+  `fori_loop` is faster there).
   Under vmap each example loops until its own condition is false.
 
   Args:
@@ -333,10 +336,14 @@ def _while_tangent_transpose(cts, *args, step, num_vals, num_consts):
 # while_reverse(n, *vals, *consts, *cts; step, num_vals, num_consts) -> the cotangents of
 # while_tangent's tangent inputs (values', then constants') given those of its outputs.
 # Its impl keeps each step's values (a Python list: the number of steps is known only when it
-# runs) and runs the transposed steps backwards: n steps of time, memory of n steps' values.
+# runs) and runs the transposed steps backwards: n steps of time, memory of n steps' values,
+# up to REVERSE_LOOP_BYTES; beyond, it keeps every k-th step's values (k about sqrt(n)) and
+# computes each stretch of k steps again when the backward pass reaches it: 2n steps of
+# time, memory of 2 sqrt(n) steps' values.
 # Its derivatives and batching go through `_reverse_as_while`, the same computation as while
 # loops of static shape, which computes step k's values again from the start (n^2/2 steps).
 while_reverse_p = core.primitive("while_reverse", multiple_results=True)
+REVERSE_LOOP_BYTES = 1 << 28  # (read when the loop is compiled or evaluated)
 ad.complex_rules.add(while_reverse_p)
 
 
@@ -379,7 +386,7 @@ def _while_reverse_impl(*args, step, num_vals, num_consts):
   num_t = len(step.outs) - num_vals
   acc_like = tuple((a.shape, a.dtype) for a in avals[num_t:])
   outs = helper_function("_reverse_loop")(_compiled(fwd), _compiled(back), num_vals,
-                                          num_consts, acc_like, *args)
+                                          num_consts, acc_like, REVERSE_LOOP_BYTES, *args)
   return _with_dtypes(outs, avals)
 
 
