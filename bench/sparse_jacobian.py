@@ -14,7 +14,10 @@ its coloring cached), dfdx's dense jacobian (hessian), JAX's jitted jacfwd (hess
 installed peers only), and the hand-written sparse matrix. Dense tools are skipped where the matrix would
 not fit in memory. Every result is first checked against the hand-written one (ADBench's
 |a - b| / max(1, |a| + |b|) < 1e-8 per entry); a tool that disagrees is reported, not timed.
-"colors" is the number of passes dfdx needed (the mode with fewer).
+"colors" is the number of passes dfdx needed (the mode with fewer). Below the table, each
+problem's first call of dfdx sparse=True (a new function: the pattern found and colored, the
+coloring not yet cached), split into finding the pattern, coloring it, the passes and the
+rest (linearizing, assembling), beside the later calls' median.
 
 Run: python bench/sparse_jacobian.py [--problems bratu1d bratu2d ba] [--samples 5]
 """
@@ -42,7 +45,8 @@ from common import import_jax, relative_error  # noqa: E402
 
 import ba  # noqa: E402
 
-SIZES = {"bratu1d": [1000, 10000], "bratu2d": [32, 100], "ba": [(21, 11315, 36455)],
+SIZES = {"bratu1d": [1000, 10000], "bratu2d": [32, 100],
+         "ba": [(49, 7776, 31843), (21, 11315, 36455)],
          "arrow": [1000, 4000]}
 LAM = 1.0
 MAX_ERROR = 1e-8
@@ -141,9 +145,7 @@ def measure(name, size, samples):
   first = {}
   derivative = dfdx.hessian if name in HESSIANS else dfdx.jacobian
   detecting = derivative(residual, argnums, sparse=True)
-  start = time.perf_counter()
-  found = detecting(*args)
-  first["dfdx sparse=True"] = time.perf_counter() - start
+  found, first = first_call(detecting, args)
   tools["dfdx sparse=True"] = lambda: detecting(*args)
   given = derivative(residual, argnums, sparse=found)
   tools["dfdx sparse=P"] = lambda: given(*args)
@@ -184,7 +186,41 @@ def measure(name, size, samples):
     rows.append([tool, f"{name} {_label(size)}", f"{medians[tool] * 1e3:.2f}",
                  f"{medians[tool] / floor:.2f}", f"{errors[tool]:.1e}",
                  colors if tool.startswith("dfdx sparse") else ""])
+  first["later"] = medians["dfdx sparse=True"]
   return rows, (m, n, found.nnz), first
+
+
+# The parts of a first call, by the sparsity functions that do them.
+PHASES = {"pattern": ("jacobian_pattern",), "coloring": ("column_coloring", "star_coloring"),
+          "passes": ("_pushed", "_pulled")}
+
+
+def first_call(fn, args):
+  """fn(*args) and {phase: seconds} of that call: "total", and the time spent in each of
+  PHASES (the functions wrapped for this call only)."""
+  spent = {phase: 0.0 for phase in PHASES}
+  originals = {}
+
+  def timed(phase, f):
+    def wrapper(*a, **k):
+      start = time.perf_counter()
+      try:
+        return f(*a, **k)
+      finally:
+        spent[phase] += time.perf_counter() - start
+    return wrapper
+  for phase, names in PHASES.items():
+    for name in names:
+      originals[name] = getattr(sparsity, name)
+      setattr(sparsity, name, timed(phase, originals[name]))
+  try:
+    start = time.perf_counter()
+    out = fn(*args)
+    spent["total"] = time.perf_counter() - start
+  finally:
+    for name, f in originals.items():
+      setattr(sparsity, name, f)
+  return out, spent
 
 
 def _sparse_error(a, b):
@@ -231,9 +267,12 @@ def main():
     for size in SIZES[name]:
       r, (m, n, nnz), first = measure(name, size, args.samples)
       rows += r
+      rest = first["total"] - sum(first[phase] for phase in PHASES)
       notes.append(f"{name} {_label(size)}: {m} x {n}, {nnz} nonzeros "
                    f"({100 * nnz / max(1, m * n):.3g}%); dfdx sparse=True first call "
-                   f"{first['dfdx sparse=True'] * 1e3:.0f} ms")
+                   f"{first['total'] * 1e3:.0f} ms (" + ", ".join(
+                       f"{phase} {first[phase] * 1e3:.0f}" for phase in PHASES)
+                   + f", rest {rest * 1e3:.0f}), later calls {first['later'] * 1e3:.0f} ms")
   print(table(rows, ["tool", "problem", "ms", "/ hand", "error", "colors"]))
   print("\n".join(notes))
   print("Rerun: python bench/sparse_jacobian.py --problems " + " ".join(args.problems)

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 import dfdx
 import dfdx.numpy as dnp
-from dfdx._src import sparsity
+from dfdx._src import batching, sparsity
 from dfdx.tree import tree_leaves
 
 
@@ -334,6 +334,209 @@ def test_coloring_of_a_tridiagonal_pattern():
   np.testing.assert_array_equal(colors, np.zeros(5))
 
 
+def greedy_colors(pattern):
+  """The greedy column coloring, written plainly: column j takes the least color that no
+  earlier column sharing a row with it has."""
+  pattern = sp.csr_array(pattern)
+  by_column = pattern.tocsc()
+  colors = np.full(pattern.shape[1], -1)
+  for j in range(pattern.shape[1]):
+    taken = set()
+    for i in by_column.indices[by_column.indptr[j]:by_column.indptr[j + 1]]:
+      taken.update(colors[pattern.indices[pattern.indptr[i]:pattern.indptr[i + 1]]].tolist())
+    c = 0
+    while c in taken:
+      c += 1
+    colors[j] = c
+  return colors
+
+
+def _ba_like_pattern(rng, cams, pts, obs):
+  """Rows of ADBench's bundle adjustment: two per observation, each on its camera's 11
+  columns and its point's 3."""
+  cam, pt = rng.integers(0, cams, obs), rng.integers(0, pts, obs)
+  block = np.concatenate([11 * cam[:, None] + np.arange(11),
+                          11 * cams + 3 * pt[:, None] + np.arange(3)], axis=1)
+  rows = np.repeat(np.arange(2 * obs), 14)
+  return sp.csr_array((np.ones(rows.size), (rows, np.repeat(block, 2, axis=0).ravel())),
+                      shape=(2 * obs, 11 * cams + 3 * pts))
+
+
+def _random_patterns():
+  rng = np.random.default_rng(30)
+  band = sp.diags_array([np.ones(300 - abs(k)) for k in range(-2, 3)], offsets=range(-2, 3))
+  band = band.tolil()
+  band[[7, 150], :] = 1.0  # (two dense rows)
+  return [
+      ("random", sp.random_array((120, 90), density=0.05, rng=rng)),
+      ("random_dense", sp.random_array((40, 60), density=0.3, rng=rng)),
+      ("blocks", sp.block_diag([np.ones((90, 90))] * 12)),  # (colors beyond 64 per round)
+      ("ba_like", _ba_like_pattern(rng, 7, 30, 200)),
+      ("band_dense_rows", band),
+      ("empty_columns", sp.csr_array(np.eye(6, 9)[:, ::-1])),
+  ]
+
+
+@pytest.mark.parametrize("name, pattern", _random_patterns(),
+                         ids=[name for name, _ in _random_patterns()])
+def test_coloring_is_the_plain_greedy_one(name, pattern):
+  """Colored in rounds (and, where rounds are small, in a loop), the coloring is the one the
+  plain greedy loop gives, for columns and for rows; so never more colors."""
+  pattern = sp.csr_array(pattern, dtype=float)
+  pattern.data[:] = 1.0
+  for p in (pattern, pattern.T.tocsr()):
+    colors, count = sparsity.column_coloring(p)
+    np.testing.assert_array_equal(colors, greedy_colors(p))
+    assert count == colors.max() + 1
+    assert_valid_coloring(p, colors)
+    assert count >= np.diff(p.indptr).max()  # (a row's columns all differ)
+
+
+def test_coloring_of_a_pattern_with_unsorted_and_repeated_columns():
+  scrambled = sp.csr_array((np.ones(6), np.array([3, 1, 3, 2, 0, 1]),
+                            np.array([0, 3, 5, 6])), shape=(3, 4))  # (row 0: 3, 1, 3)
+  colors, count = sparsity.column_coloring(scrambled)
+  np.testing.assert_array_equal(colors, greedy_colors(scrambled.toarray() != 0))
+  assert_valid_coloring(sp.csr_array(scrambled.toarray()), colors)
+
+
+@pytest.mark.parametrize("period", [1, 3])
+@pytest.mark.parametrize("fewest", [1, 1024], ids=["orders_tried", "default"])
+def test_rows_sorted_alike_and_unlike(period, fewest, monkeypatch):
+  """_sort_rows: each row's columns once, increasing, after its placeholders, whether the
+  rows sort in one order (every `period` rows), in a few, or each in its own."""
+  monkeypatch.setattr(sparsity, "_ALIKE_MIN_ROWS", fewest)
+  rng = np.random.default_rng(31 + period)
+  base = rng.permutation(40)[:6]
+  alike = np.tile(np.stack([base[rng.permutation(6)] for _ in range(period)]), (50, 1))
+  alike = alike + 100 * np.repeat(np.arange(50 * period), 6).reshape(-1, 6)
+  alike[:, 4] = alike[:, 1]  # (a repeat in every row)
+  unlike = rng.integers(-1, 12, (40, 6))  # (repeats and placeholders anywhere)
+  for a in (alike, unlike, np.concatenate([alike, unlike]), alike[:0]):
+    out = sparsity._sort_rows(a.astype(np.int32), period)
+    assert out.shape == a.shape
+    for row, got in zip(a, out):
+      real = got[got >= 0]
+      np.testing.assert_array_equal(real, np.unique(row[row >= 0]))
+      assert np.all(got[:len(got) - len(real)] == -1)
+
+
+def test_found_pattern_is_canonical():
+  jac = dfdx.jacobian(lap2, sparse=True)(GRID)
+  assert jac.has_canonical_format
+  for i in range(jac.shape[0]):
+    row = jac.indices[jac.indptr[i]:jac.indptr[i + 1]]
+    assert np.all(np.diff(row) > 0)
+
+
+# ADBench's bundle-adjustment residual (bench/ba.py), vectorized over observations: 11
+# camera parameters (Rodrigues rotation, center, focal length, principal point, radial
+# distortion), 3 per point, a weight per observation. Cameras with a zero rotation take
+# ADBench's small-angle branch, so that rows of one array differ in how they are computed.
+ADB_CAMS, ADB_PTS, ADB_OBS = 5, 9, 24
+_ADB = np.random.default_rng(32)
+ADB_CAM_IDX = np.arange(ADB_OBS) % ADB_CAMS
+ADB_PT_IDX = _ADB.integers(0, ADB_PTS, ADB_OBS)
+ADB_FEATS = _ADB.standard_normal((ADB_OBS, 2))
+ADB_CAMERAS = np.column_stack([
+    _ADB.standard_normal((ADB_CAMS, 3)) * 0.3, _ADB.uniform(-1, 1, (ADB_CAMS, 3)),
+    _ADB.uniform(1, 2, (ADB_CAMS, 1)), _ADB.standard_normal((ADB_CAMS, 2)),
+    _ADB.uniform(0, 0.1, (ADB_CAMS, 2))])
+ADB_CAMERAS[1, :3] = 0.0  # (the small-angle branch)
+ADB_POINTS = _ADB.uniform(0, 1, (ADB_PTS, 3)) + np.array([0.0, 0.0, 5.0])
+ADB_WEIGHTS = _ADB.uniform(0.2, 1.0, ADB_OBS)
+
+
+def adbench_ba_residual(cams, points, weights):
+  cam, X = cams[ADB_CAM_IDX], points[ADB_PT_IDX]
+  rot, Xo = cam[:, 0:3], X - cam[:, 3:6]
+  sqtheta = dnp.sum(rot * rot, axis=-1, keepdims=True)
+  nonzero = sqtheta != 0
+  theta = dnp.sqrt(dnp.where(nonzero, sqtheta, 1.0))
+  axis = rot / theta
+  rotated = (Xo * dnp.cos(theta) + dnp.cross(axis, Xo) * dnp.sin(theta)
+             + axis * (dnp.sum(axis * Xo, axis=-1, keepdims=True) * (1 - dnp.cos(theta))))
+  Xcam = dnp.where(nonzero, rotated, Xo + dnp.cross(rot, Xo))
+  proj = Xcam[:, 0:2] / Xcam[:, 2:3]
+  rsq = dnp.sum(proj * proj, axis=-1, keepdims=True)
+  distortion = 1 + cam[:, 9:10] * rsq + cam[:, 10:11] * rsq * rsq
+  err = weights[:, None] * (proj * distortion * cam[:, 6:7] + cam[:, 7:9] - ADB_FEATS)
+  return dnp.concatenate([dnp.ravel(err), 1 - weights * weights])
+
+
+@pytest.mark.parametrize("fewest", [1, 1024], ids=["orders_tried", "default"])
+def test_adbench_bundle_adjustment(fewest, monkeypatch):
+  """The pattern is the observations' blocks exactly: a reprojection row on its camera's
+  parameters but the other coordinate's principal point, its point and its weight; a weight
+  row on its weight. Forward mode needs as many colors as a row has entries."""
+  monkeypatch.setattr(sparsity, "_ALIKE_MIN_ROWS", fewest)
+  args = (ADB_CAMERAS, ADB_POINTS, ADB_WEIGHTS)
+  jac = dfdx.jacobian(adbench_ba_residual, (0, 1, 2), sparse=True)(*args)
+  assert_matches(jac, dense_jacobian(adbench_ba_residual, args, (0, 1, 2)))
+  n_cam, n_pt = 11 * ADB_CAMS, 3 * ADB_PTS
+  expected = np.zeros((3 * ADB_OBS, n_cam + n_pt + ADB_OBS), bool)
+  for k, (c, p) in enumerate(zip(ADB_CAM_IDX, ADB_PT_IDX)):
+    for r, skip in ((2 * k, 8), (2 * k + 1, 7)):
+      expected[r, [11 * c + q for q in range(11) if q != skip]] = True
+      expected[r, n_cam + 3 * p + np.arange(3)] = True
+      expected[r, n_cam + n_pt + k] = True
+    expected[2 * ADB_OBS + k, n_cam + n_pt + k] = True
+  assert np.array_equal(structure(jac), expected)
+  fwd, _ = colors_of(jac)
+  assert fwd == expected.sum(axis=1).max()
+  for transform in (dfdx.jacfwd, dfdx.jacrev):
+    assert np.array_equal(structure(transform(adbench_ba_residual, (0, 1, 2),
+                                              sparse=True)(*args)), expected)
+
+
+def _random_batched(rng):
+  """A random residual of a (k, 3) array: gathers, scatters, reductions along either axis,
+  masks and products of its rows' entries."""
+  steps = [(int(rng.integers(0, 7)), int(rng.integers(1 << 30))) for _ in range(5)]
+
+  def f(x):
+    for kind, seed in steps:
+      r = np.random.default_rng(seed)
+      k = x.shape[0]
+      if kind == 0:  # (each row's entries mixed, as a cross product does)
+        x = x[:, [1, 2, 0]] * x[:, [2, 0, 1]] - x
+      elif kind == 1:
+        x = x[r.integers(0, k, k)] * dnp.sum(x, axis=1, keepdims=True)
+      elif kind == 2:
+        x = dnp.where(r.random((k, 1)) < 0.4, x * x[:, :1], dnp.sin(x))
+      elif kind == 3:
+        x = dnp.at(x)[r.integers(0, k, k // 2)].add(x[: k // 2] ** 2)
+      elif kind == 4:
+        x = dnp.concatenate([x[1:], x[:1] * 2.0]) + dnp.sum(x, axis=0) * 0.1
+      elif kind == 5:
+        x = x * np.where(r.random((k, 3)) < 0.3, 0.0, r.standard_normal((k, 3)))
+      else:
+        x = x / (1 + x[:, 2:3] ** 2)
+    return x
+  return f
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_batched_residuals(seed, monkeypatch):
+  """Random residuals on arrays of rows: the sparse Jacobian is the dense one, its pattern
+  holds every nonzero, and each mode finds the same pattern (rows sorted by tried orders
+  however few, see _sort_rows)."""
+  monkeypatch.setattr(sparsity, "_ALIKE_MIN_ROWS", 1)
+  rng = np.random.default_rng(40 + seed)
+  f = _random_batched(rng)
+  x = rng.standard_normal((int(rng.integers(2, 30)), 3))
+  dense = dense_jacobian(f, (x,))
+  jac = dfdx.jacobian(f, sparse=True)(x)
+  assert_matches(jac, dense)
+  assert jac.has_canonical_format
+  fwd, rev = colors_of(jac)
+  assert fwd >= np.diff(jac.indptr).max(initial=0)
+  for transform in (dfdx.jacfwd, dfdx.jacrev):
+    other = transform(f, sparse=True)(x)
+    assert_matches(other, dense)
+    assert np.array_equal(structure(other), structure(jac))
+
+
 # ---- modes and auto ---------------------------------------------------------------------------
 
 
@@ -390,6 +593,25 @@ def test_auto_picks_forward_for_dense_columns(passes):
   passes.clear()
   assert_matches(dfdx.jacobian(few_dense_columns, mode="rev", sparse=True)(x), dense)
   assert passes == [("rev", 9)]
+
+
+def test_passes_in_chunks_of_colors(monkeypatch):
+  """Colors are pushed (or pulled) in chunks of at most _PASS_ENTRIES entries: the same
+  matrix, one vmap per chunk."""
+  whole = {mode: dfdx.jacobian(lap2, mode=mode, sparse=True)(GRID) for mode in ("fwd", "rev")}
+  dense = dense_jacobian(lap2, (GRID,))
+  batches = []
+  vmap_flat = batching.vmap_flat
+  monkeypatch.setattr(batching, "vmap_flat",
+                      lambda fun, size, *rest: batches.append(size) or vmap_flat(fun, size, *rest))
+  monkeypatch.setattr(sparsity, "_PASS_ENTRIES", 2 * (25 + 25))  # (two colors a chunk)
+  for mode in ("fwd", "rev"):
+    batches.clear()
+    jac = dfdx.jacobian(lap2, mode=mode, sparse=True)(GRID)
+    count = colors_of(jac)[0 if mode == "fwd" else 1]
+    assert batches == [2] * (count // 2) + [1] * (count % 2)
+    np.testing.assert_array_equal(jac.toarray(), whole[mode].toarray())
+    assert_matches(jac, dense)
 
 
 def test_auto_ties_go_forward(passes):

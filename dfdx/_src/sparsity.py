@@ -4,8 +4,10 @@ Jacobian in as many passes as a coloring of that pattern needs.
 `jacobian(f, sparse=True)` linearizes f once, as the dense Jacobian does, and traces the
 linear map to a program (the tangent program: linear equations of the tangents, with the
 forward pass's values as constants). Walking that program, the dependence of a value on the
-N input entries is a sparse 0/1 matrix with one row per entry of the value. A linear
-equation mixes its operands' rows by matrices its structure gives (`_RULES`):
+N input entries is a sparse 0/1 matrix with one row per entry of the value (`_Rows`: the
+columns of each row, as a 2-D array where rows are equally long, as the entries of an
+array computed alike are). A linear equation mixes its operands' rows by matrices its
+structure gives (`_RULES`):
 
   * moves (slice, reshape, transpose, broadcast, concatenate, pad, rev, gather, scatter,
     select): each output entry is one operand entry or none; found by running the
@@ -24,8 +26,14 @@ does) gives every entry, J[i, j] = (J s_color(j))[i]. Reverse mode colors the ro
 one cotangent back per color. The mode with fewer colors is used (ties: forward); where
 both need many (a row coupled to every column beside a column coupled to every row), the
 densest rows are pulled back and the other rows' entries pushed forward (_both_ways: an
-arrowhead Jacobian in 3 passes). A Hessian is symmetric: a star coloring (star_coloring) reads each entry from either side,
-so that a row coupled to every other (an arrowhead) costs 2 passes, not one per column.
+arrowhead Jacobian in 3 passes). A Hessian is symmetric: a star coloring (star_coloring)
+reads each entry from either side, so that a row coupled to every other (an arrowhead)
+costs 2 passes, not one per column.
+
+Both are vector operations over the whole pattern, not loops over its entries: the rows of
+an equation's result are gathered, set side by side and sorted (rows computed alike sort
+in one order, found once), and the greedy coloring colors at once every column whose
+earlier neighbours all have theirs (_Greedy).
 
 The pattern is that of the derivative at the point: where the constants' values decide the
 structure (a gather's indices, a select's mask, a zero factor) they are read, so it can be
@@ -78,20 +86,16 @@ def jacobian_pattern(lin, leaves, out_leaves, who="jacobian"):
   program, lifted = make_program(tangents, avals, record_source=False)
   if lifted:  # (callers check for traced inputs first: this is a bug, not user error)
     raise AssertionError("sparse jacobian: the tangent program closes over tracers")
-  sizes = [_size(a.shape) for a in avals]
-  n = sum(sizes)
-  deps, start = [], 0
-  for size in sizes:
-    deps.append(sp.csr_array((np.ones(size), (np.arange(size), np.arange(start, start + size))),
-                             shape=(size, n)))
-    start += size
-  walker = _Walker(sp, n, who)
+  bounds = np.cumsum([0] + [_size(a.shape) for a in avals])
+  walker = _Walker(int(bounds[-1]), who)
+  deps = [walker.identity(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
   outs = walker.walk(program, deps, [None] * len(deps))
-  rows = [walker.rows(d, _size(o.aval.shape)) for (d, _), o in zip(outs, program.outs)]
-  pattern = sp.vstack(rows, format="csr") if rows else sp.csr_array((0, n))
-  pattern.sum_duplicates()
+  rows = walker.stack([walker.rows(d, _size(o.aval.shape))
+                       for (d, _), o in zip(outs, program.outs)])
+  indptr, indices = rows.without_placeholders()
+  walker.check(len(indices))
+  pattern = sp.csr_array((np.ones(len(indices)), indices, indptr), shape=(rows.size, walker.n))
   pattern.sort_indices()
-  pattern.data[:] = 1.0
   return pattern
 
 
@@ -99,74 +103,320 @@ def _size(shape):
   return math.prod(shape)
 
 
+class _Rows:
+  """The dependence of a value on the N input entries: a row per entry of the value, holding
+  the input entries (columns) it depends on, each at most once, in increasing order, after
+  any number of -1s (placeholders for none). Rows of equal length (the common case: the
+  entries of an array computed alike) are a 2-D array `cols` (entries x slots, `ptr` None),
+  so that moving, broadcasting and combining them is plain array indexing; other rows are
+  CSR arrays, row e being cols[ptr[e]:ptr[e + 1]]."""
+  __slots__ = ("cols", "ptr")
+
+  def __init__(self, cols, ptr=None):
+    if ptr is not None:  # (rows that turn out equally long: 2-D)
+      counts = np.diff(ptr)
+      if not counts.size or np.all(counts == counts[0]):
+        cols, ptr = cols.reshape(counts.size, int(counts[0]) if counts.size else 0), None
+    self.cols, self.ptr = cols, ptr
+
+  @property
+  def size(self):
+    return self.cols.shape[0] if self.ptr is None else len(self.ptr) - 1
+
+  @property
+  def stored(self):
+    return self.cols.size
+
+  def counts(self):
+    """Slots per row."""
+    if self.ptr is None:
+      return np.full(self.size, self.cols.shape[1], np.int64)
+    return np.diff(self.ptr)
+
+  def offsets(self):
+    """Where each row starts in `flat()`, and the end (CSR's indptr)."""
+    if self.ptr is None:
+      return np.arange(self.size + 1, dtype=np.int64) * self.cols.shape[1]
+    return self.ptr
+
+  def flat(self):
+    return self.cols.reshape(-1)
+
+  def same(self, other):
+    """Whether both hold the same slots (operands that depend on the same entries, as a and
+    f(a) in a * f(a) do, need no merge)."""
+    if other is self:
+      return True
+    if (self.ptr is None) != (other.ptr is None) or self.cols.shape != other.cols.shape:
+      return False
+    return ((self.ptr is None or np.array_equal(self.ptr, other.ptr)) and
+            np.array_equal(self.cols, other.cols))
+
+  def no_placeholders(self):
+    """Whether no row holds a placeholder (then a row's first slot is its least column)."""
+    return not self.cols.size or int(self.cols[:, 0].min()) >= 0
+
+  def rows_between(self, lo, hi):
+    """Rows lo..hi-1."""
+    if self.ptr is None:
+      return _Rows(self.cols[lo:hi])
+    start = self.ptr[lo]
+    return _Rows(self.cols[start:self.ptr[hi]], self.ptr[lo:hi + 1] - start)
+
+  def without_placeholders(self):
+    """(indptr, indices) of the rows, placeholders dropped."""
+    cols, ptr = self.flat(), self.offsets()
+    real = cols >= 0
+    if real.all():
+      return ptr, cols
+    kept = np.concatenate([[0], np.cumsum(real)])
+    return kept[ptr], cols[real]
+
+
+def _sort_rows(a, period=1, tries=4):
+  """Rows of 2-D `a` sorted, each column once: a repeat becomes a placeholder (-1), placed
+  first. Rows computed alike sort alike (an array's entries along its first axis, `period`
+  rows apart), so the orders that sort some rows (from the middle: rows at the edges of an
+  array tend to differ) are tried on all the rows (vector operations, where sorting costs
+  per row), then other orders on the rows they do not sort, `tries` times in all while
+  many rows are left; the rows left are sorted one by one."""
+  if len(a) < _ALIKE_MIN_ROWS or not tries:
+    rows = np.sort(a, axis=1)
+    repeat = np.zeros(rows.shape, bool)
+    np.equal(rows[:, 1:], rows[:, :-1], out=repeat[:, 1:])
+    if repeat.any():
+      np.putmask(rows, repeat, -1)
+      rows.sort(axis=1)
+    return rows
+  done, bad = _sorted_like(a, period if len(a) % period == 0 and period <= 64 else 1)
+  if bad.any():
+    done[bad] = _sort_rows(a[bad], 1, tries - 1)
+  return done
+
+
+# Fewer rows than this are sorted one by one (a tried order costs more).
+_ALIKE_MIN_ROWS = 1024
+
+
+def _sorted_like(rows, period):
+  """Rows (2-D) in the orders that sort `period` rows in their middle (row r in the order of
+  the one that is as many rows apart as r is from a multiple of `period`), repeats as
+  placeholders first, and which rows these orders do not sort."""
+  size, width = rows.shape
+  tiles = (size // period, period * width)  # (a tile: `period` rows side by side)
+  middle = tiles[0] // 2
+  shift = np.arange(period)[:, None] * width
+  order = np.argsort(rows[middle * period:(middle + 1) * period], axis=1, kind="stable")
+  z = np.take(rows.reshape(tiles), (shift + order).ravel(), axis=1)
+  step = np.diff(z.reshape(size, width), axis=1).reshape(tiles[0], -1)
+  repeat = step[middle] == 0  # (slot j + 1 of a middle row repeats slot j)
+  bad = np.zeros(size, bool)
+  if int(step.min()) < 0 or not np.array_equal(step == 0, np.broadcast_to(repeat, step.shape)):
+    bad[np.flatnonzero(np.where(repeat, step != 0, step <= 0)) // (width - 1)] = True
+  repeat = repeat.reshape(period, width - 1)
+  if not repeat.any():
+    return z.reshape(size, width), bad
+  drop = np.concatenate([np.zeros((period, 1), bool), repeat], axis=1)
+  again = np.argsort(~drop, axis=1, kind="stable")  # (repeats first, the rest in order)
+  z = np.take(z, (shift + again).ravel(), axis=1)
+  z[:, (np.arange(width) < np.count_nonzero(drop, axis=1)[:, None]).ravel()] = -1
+  return z.reshape(size, width), bad
+
+
 class _Walker:
   """Walks a linear program with each value's dependence rows (None: a constant, whose value
   is kept where a rule may read it)."""
 
-  def __init__(self, sp, n, who):
-    self.sp, self.n, self.who = sp, n, who
+  def __init__(self, n, who):
+    self.n, self.who = n, who
+    self.dtype = np.int32 if n < 2 ** 31 - 1 else np.int64
+    self.last_uses = {}
+
+  # -- building rows -------------------------------------------------------------------------
 
   def empty(self, size):
-    return self.sp.csr_array((size, self.n))
+    return _Rows(np.empty((size, 0), self.dtype))
+
+  def identity(self, lo, hi):
+    """The rows of an input whose entries are the columns lo..hi-1."""
+    return _Rows(np.arange(lo, hi, dtype=self.dtype)[:, None])
 
   def rows(self, dep, size):
     return self.empty(size) if dep is None else dep
 
-  def mix(self, size, parts):
-    """sum_k M_k @ D_k for parts [(M_k as (rows, cols, shape), D_k)], values set to 1."""
-    out = None
-    for (r, c, shape), d in parts:
-      if d is None or not len(r):
-        continue
-      m = self.sp.csr_array((np.ones(len(r)), (r, c)), shape=shape)
-      term = m @ d
-      out = term if out is None else out + term
-    if out is None:
-      return self.empty(size)
-    out = out.tocsr()
-    self.check(out.nnz)
-    out.data[:] = 1.0
-    return out
-
   def take(self, d, ids):
-    """Rows `ids` of `d` (-1: an empty row), without a product."""
-    if len(ids) == d.shape[0] and np.array_equal(ids, np.arange(len(ids))):
+    """Rows `ids` of `d` (-1: an empty row)."""
+    if len(ids) == d.size and np.array_equal(ids, np.arange(len(ids))):
       return d
-    if not d.shape[0]:  # (an empty value: every row taken is empty)
+    if not d.size:  # (an empty value: every row taken is empty)
       return self.empty(len(ids))
-    counts = np.diff(d.indptr)
-    safe = np.maximum(ids, 0)
-    per_row = np.where(ids >= 0, counts[safe], 0)
-    indptr = np.zeros(len(ids) + 1, np.int64)
-    np.cumsum(per_row, out=indptr[1:])
-    total = int(indptr[-1])
-    self.check(total)
-    where = np.repeat(d.indptr[safe] - indptr[:-1], per_row) + np.arange(total)
-    return self.sp.csr_array((np.ones(total), d.indices[where], indptr),
-                             shape=(len(ids), self.n))
+    none = ids < 0
+    count = int(np.count_nonzero(none))
+    safe = np.where(none, 0, ids) if count else ids
+    if d.ptr is None and 2 * count <= len(ids):  # (few empty rows: placeholders)
+      self.check(len(ids) * d.cols.shape[1], slack=2)
+      out = d.cols[safe]
+      if count:
+        out[none] = -1
+      return _Rows(out)
+    per_row = np.where(none, 0, d.counts()[safe])
+    ptr = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(per_row, out=ptr[1:])
+    total = int(ptr[-1])
+    self.check(total, slack=2)
+    where = np.repeat(d.offsets()[safe] - ptr[:-1], per_row) + np.arange(total)
+    return _Rows(d.flat()[where], ptr)
 
-  def union(self, size, terms):
-    """The union of the rows of `terms` (matrices of `size` rows, or None)."""
-    terms = [t for t in terms if t is not None]
+  def stack(self, terms):
+    """The rows of `terms`, one after another."""
+    if len(terms) == 1:
+      return terms[0]
     if not terms:
-      return self.empty(size)
-    out, added = terms[0], False
-    for t in terms[1:]:
-      if t is out or (np.array_equal(t.indptr, out.indptr) and
-                      np.array_equal(t.indices, out.indices)):
-        continue  # (operands that depend on the same entries, as a * f(a) does: no sum)
-      out, added = out + t, True
-    if added:
-      out = out.tocsr()
-      self.check(out.nnz)
-      out.data[:] = 1.0
-    return out
+      return self.empty(0)
+    sizes = [t.size for t in terms]
+    if all(t.ptr is None for t in terms):
+      width = max(t.cols.shape[1] for t in terms)
+      if sum(sizes) * width <= 2 * sum(t.stored for t in terms) + sum(sizes):
+        return _Rows(np.concatenate([t.cols if t.cols.shape[1] == width else np.concatenate(
+            [np.full((t.size, width - t.cols.shape[1]), -1, self.dtype), t.cols], axis=1)
+            for t in terms]))
+    starts = np.cumsum([0] + [t.stored for t in terms[:-1]])
+    ptr = np.concatenate([[0]] + [t.offsets()[1:] + s for t, s in zip(terms, starts)])
+    return _Rows(np.concatenate([t.flat() for t in terms]), ptr)
 
-  def check(self, entries):
-    if entries > MAX_ENTRIES:
+  def collect(self, d, groups, period=1):
+    """Row o: the union of the rows groups[o, :] of `d` (-1: none)."""
+    size, r = groups.shape
+    if r == 1:
+      return self.take(d, groups[:, 0])
+    if not d.size or not r:
+      return self.empty(size)
+    if d.ptr is None:
+      self.check(size * r * d.cols.shape[1], slack=2)
+      none = groups < 0
+      out = d.cols[np.where(none, 0, groups)]
+      if none.any():
+        out[none] = -1
+      return self.dedupe(_Rows(out.reshape(size, -1)), period)
+    some = groups >= 0
+    return self.mix(size, d, np.repeat(np.arange(size), some.sum(axis=1)), groups[some])
+
+  def mix(self, size, d, out_ids, in_ids):
+    """Row o: the union of the rows in_ids[k] of `d` for which out_ids[k] is o."""
+    if len(out_ids) > 1 and np.any(out_ids[1:] < out_ids[:-1]):
+      order = np.argsort(out_ids, kind="stable")
+      out_ids, in_ids = out_ids[order], in_ids[order]
+    groups = np.zeros(size + 1, np.int64)
+    np.cumsum(np.bincount(out_ids, minlength=size), out=groups[1:])
+    per_pair = d.counts()[in_ids]
+    starts = np.zeros(len(in_ids) + 1, np.int64)
+    np.cumsum(per_pair, out=starts[1:])
+    total = int(starts[-1])
+    self.check(total, slack=2)
+    where = np.repeat(d.offsets()[in_ids] - starts[:-1], per_pair) + np.arange(total)
+    return self.dedupe(_Rows(d.flat()[where], starts[groups]))
+
+  def union(self, size, terms, period=1):
+    """Row e: the union of the rows e of `terms` (each of `size` rows, or None)."""
+    kept = []
+    for t in terms:
+      if t is not None and not any(t.same(k) for k in kept):
+        kept.append(t)
+    if len(kept) <= 1:
+      return kept[0] if kept else self.empty(size)
+    if all(t.ptr is None for t in kept):
+      out = kept[0]
+      for t in kept[1:]:
+        out = self.join(out, t, period)
+      return out
+    groups = np.arange(size)[:, None] + size * np.arange(len(kept))
+    return self.collect(self.stack(kept), groups, period)
+
+  def join(self, a, b, period=1):
+    """The union of rows of equal length `a` and `b`, row by row. Where every row of one
+    ends below the start of the other's (columns of different inputs, or of different
+    parts of one), the rows are put side by side, with no sort."""
+    x, y = a.cols, b.cols
+    if not x.shape[1] or not y.shape[1]:
+      return b if not x.shape[1] else a
+    self.check(x.size + y.size, slack=2)
+    if b.no_placeholders() and np.all(x[:, -1] < y[:, 0]):
+      return _Rows(np.concatenate([x, y], axis=1))
+    if a.no_placeholders():
+      if np.all(y[:, -1] < x[:, 0]):
+        return _Rows(np.concatenate([y, x], axis=1))
+      if b.no_placeholders():
+        x_first = x[:, -1] < y[:, 0]
+        if np.all(x_first | (y[:, -1] < x[:, 0])):  # (disjoint, in either order)
+          return _Rows(np.where(x_first[:, None], np.concatenate([x, y], axis=1),
+                                np.concatenate([y, x], axis=1)))
+    return self.dedupe(_Rows(np.concatenate([x, y], axis=1)), period)
+
+  def dedupe(self, rows, period=1):
+    """`rows` with each column once in a row, sorted: rows of equal length as _sort_rows
+    does (`period`: how many rows apart rows are alike), CSR rows in groups of lengths
+    within a factor 2, padded to equal lengths and sorted; repeats made placeholders, then
+    placeholders dropped where they are many."""
+    if rows.ptr is None:
+      if rows.cols.shape[1] <= 1:
+        return rows
+      return self.compact(_sort_rows(rows.cols, period))
+    counts = rows.counts()
+    most = int(counts.max(initial=0))
+    if most <= 1:
+      return rows
+    cols, ptr = rows.cols, rows.ptr
+    rising = cols[1:] > cols[:-1]
+    starts = ptr[1:-1]
+    rising[starts[(starts > 0) & (starts < len(cols))] - 1] = True
+    if rising.all():  # (every row increasing already, as a cumulative sum's are)
+      return rows
+    cols = cols.copy()
+    beyond = np.iinfo(cols.dtype).max  # (fills the short rows of a group: sorts last)
+    lo, width = 1, 2
+    while lo < most:
+      pick = np.flatnonzero((counts > lo) & (counts <= width))
+      if pick.size:
+        slots = np.arange(width)
+        where = ptr[pick, None] + slots
+        valid = slots < counts[pick, None]
+        a = np.where(valid, cols[np.minimum(where, len(cols) - 1)], beyond)
+        a.sort(axis=1)
+        repeat = np.zeros(a.shape, bool)
+        np.equal(a[:, 1:], a[:, :-1], out=repeat[:, 1:])
+        np.putmask(a, repeat, -1)
+        cols[where[valid]] = a[valid]
+      lo, width = width, 2 * width
+    indptr, indices = _Rows(cols, ptr).without_placeholders()
+    return _Rows(indices, indptr)
+
+  def compact(self, a):
+    """Rows of equal length `a`, placeholders first, with fewer placeholders: the slots that
+    are placeholders in every row dropped, and the rest kept where few (else the rows made
+    CSR rows, as some are much longer than others)."""
+    if not a.size or int(a[:, 0].min()) >= 0:
+      return _Rows(a)
+    lead = 0
+    while lead < a.shape[1] and int(a[:, lead].max()) < 0:
+      lead += 1
+    a = a[:, lead:]
+    pad = a < 0
+    total = a.size - int(np.count_nonzero(pad))
+    if 2 * (a.size - total) <= total:
+      return _Rows(a)
+    ptr = np.zeros(a.shape[0] + 1, np.int64)
+    np.cumsum(a.shape[1] - np.count_nonzero(pad, axis=1), out=ptr[1:])
+    return _Rows(a[~pad], ptr)
+
+  def check(self, entries, slack=1):
+    """Refuse a pattern of more than MAX_ENTRIES nonzeros (`slack` times as many for rows
+    with repeats or placeholders, not yet removed)."""
+    if entries > slack * MAX_ENTRIES:
       raise NotSparseError(
           f"{self.who}(sparse=True): the derivative's pattern has more than {MAX_ENTRIES:,} "
           "nonzeros; it is not sparse. Use the dense Jacobian (sparse=False).")
+
+  # -- walking -------------------------------------------------------------------------------
 
   def walk(self, program: Program, in_deps, in_vals):
     """[(dependence, value)] of the program's outputs, given its inputs'."""
@@ -178,7 +428,7 @@ class _Walker:
 
     def read(a):
       return (None, a.val) if type(a) is Lit else env[id(a)]
-    for eqn in program.eqns:
+    for eqn, done in zip(program.eqns, self.read_last(program)):
       ins = [read(a) for a in eqn.inputs]
       if all(d is None for d, _ in ins):
         if any(x is None for _, x in ins):  # (a constant whose value was not kept)
@@ -198,7 +448,27 @@ class _Walker:
                 for v, (d, x) in zip(eqn.outputs, outs)]
       for v, o in zip(eqn.outputs, outs):
         env[id(v)] = o
+      for key in done:  # (values read for the last time: their memory is reused)
+        env.pop(key, None)
     return [read(a) for a in program.outs]
+
+  def read_last(self, program):
+    """Per equation, the ids of the variables it is the last to read (not the outputs)."""
+    key = id(program)
+    if key not in self.last_uses:
+      last = {}
+      for k, eqn in enumerate(program.eqns):
+        for a in eqn.inputs:
+          if type(a) is not Lit:
+            last[id(a)] = k
+      for a in program.outs:
+        if type(a) is not Lit:
+          last.pop(id(a), None)
+      done = [[] for _ in program.eqns]
+      for v, k in last.items():
+        done[k].append(v)
+      self.last_uses[key] = (program, done)  # (the program kept: its id stays its own)
+    return self.last_uses[key][1]
 
 
 # ---- the rules: (walker, eqn, [(dep, value)]) -> [(dep, value)] per output ----------------------
@@ -208,32 +478,37 @@ def _out_shape(eqn, i=0):
   return eqn.outputs[i].aval.shape
 
 
+def _period(shape):
+  """How many rows apart an array's rows are usually alike: those of its entries along its
+  first axis (the entries of a batch, computed alike)."""
+  return _size(shape[1:]) if len(shape) > 1 else 1
+
+
 def _everything(w, eqn, ins):
   """Every output entry depends on everything any operand depends on."""
-  cols = set()
-  for d, _ in ins:
-    if d is not None:
-      cols.update(np.unique(d.indices).tolist())
-  cols = np.array(sorted(cols), np.int64)
+  cols = [d.flat() for d, _ in ins if d is not None]
+  cols = np.unique(np.concatenate(cols)) if cols else np.zeros(0, w.dtype)
+  cols = cols[cols >= 0]
   outs = []
   for v in eqn.outputs:
     size = _size(v.aval.shape)
     w.check(size * len(cols))
-    indptr = np.arange(size + 1, dtype=np.int64) * len(cols)
-    outs.append((w.sp.csr_array((np.ones(size * len(cols)), np.tile(cols, size), indptr),
-                                shape=(size, w.n)), None))
+    outs.append((_Rows(np.broadcast_to(cols, (size, len(cols)))), None))
   return outs
 
 
 def _move(w, eqn, ins):
   """An output entry is one operand entry (or none): the impl on arrays of entry numbers
-  (1-based, 0 for none), with index and mask operands as they are."""
+  (1-based, 0 for none), with index and mask operands as they are; the output's rows are
+  those rows of the operands' rows, stacked."""
+  if eqn.prim.name == "reshape":  # (the entries, in order, unchanged)
+    return [(ins[0][0], None)]
   args, parts, start = [], [], 1
   for (d, x), a in zip(ins, eqn.inputs):
     shape = a.aval.shape
     if d is not None and a.aval.dtype.kind in "fc":
       args.append(np.arange(start, start + _size(shape), dtype=np.int64).reshape(shape))
-      parts.append((start, d))
+      parts.append(d)
       start += _size(shape)
     elif a.aval.dtype.kind in "iub":  # (indices, masks: their values say the moves)
       if x is None:
@@ -241,12 +516,8 @@ def _move(w, eqn, ins):
       args.append(x)
     else:
       args.append(np.zeros(shape, np.int64))  # (a floating constant: no dependence)
-  ids = np.asarray(eqn.prim.impl(*args, **eqn.params)).ravel()
-  terms = []
-  for k, (first, d) in enumerate(parts):
-    last = parts[k + 1][0] if k + 1 < len(parts) else start
-    terms.append(w.take(d, np.where((ids >= first) & (ids < last), ids - first, -1)))
-  return [(w.union(ids.size, terms), None)]
+  ids = np.asarray(eqn.prim.impl(*args, **eqn.params)).ravel() - 1
+  return [(w.take(w.stack(parts), ids), None)]
 
 
 def _elementwise(w, eqn, ins):
@@ -269,18 +540,18 @@ def _elementwise(w, eqn, ins):
       ids = np.broadcast_to(np.arange(_size(a.aval.shape)).reshape(a.aval.shape), shape)
       terms.append(w.take(d, np.where(keep, ids, -1).ravel() if keep is not None
                           else ids.ravel()))
-  return [(w.union(size, terms), None)]
+  return [(w.union(size, terms, _period(shape)), None)]
 
 
 def _reduce_sum(w, eqn, ins):
+  """An output entry: the union of the rows of the entries it sums."""
   (d, _), = ins
-  in_shape, out_shape = eqn.inputs[0].aval.shape, _out_shape(eqn)
+  in_shape, out_size = eqn.inputs[0].aval.shape, _size(_out_shape(eqn))
   axes = tuple(eqn.params["axes"])
-  kept = [1 if i in axes else n for i, n in enumerate(in_shape)]
-  group = np.broadcast_to(np.arange(_size(out_shape)).reshape(kept), in_shape).ravel()
-  cols = np.arange(group.size)
-  return [(w.mix(_size(out_shape), [((group, cols, (_size(out_shape), d.shape[0])), d)]),
-           None)]
+  kept = [i for i in range(len(in_shape)) if i not in axes]
+  groups = np.arange(_size(in_shape)).reshape(in_shape).transpose(kept + list(axes))
+  return [(w.collect(d, groups.reshape(out_size, _size([in_shape[i] for i in axes])),
+                     _period(_out_shape(eqn))), None)]
 
 
 def _cumsum(w, eqn, ins):
@@ -293,8 +564,7 @@ def _cumsum(w, eqn, ins):
   later, earlier = np.tril_indices(shape[axis])  # (entry i sums entries j <= i)
   if eqn.params.get("reverse"):
     later, earlier = earlier, later
-  rows, cols = lines[:, later].ravel(), lines[:, earlier].ravel()
-  return [(w.mix(size, [((rows, cols, (size, d.shape[0])), d)]), None)]
+  return [(w.mix(size, d, lines[:, later].ravel(), lines[:, earlier].ravel()), None)]
 
 
 def _scatter_add(w, eqn, ins):
@@ -309,10 +579,15 @@ def _scatter_add(w, eqn, ins):
   targets = np.asarray(indexing.gather_p.impl(np.arange(size).reshape(shape),
                                               *[x for _, x in ins[2:]],
                                               spec=eqn.params["spec"])).ravel()
-  parts = [((np.arange(size), np.arange(size), (size, size)), dx)]
-  if du is not None:
-    parts.append(((targets, np.arange(targets.size), (size, du.shape[0])), du))
-  return [(w.mix(size, parts), None)]
+  parts, out_ids, in_ids, start = [], [], [], 0
+  for d, to in ((dx, np.arange(size)), (du, targets)):
+    if d is not None:  # (rows of [dx; du], and the output entry each goes to)
+      parts.append(d)
+      out_ids.append(to)
+      in_ids.append(start + np.arange(d.size))
+      start += d.size
+  return [(w.mix(size, w.stack(parts), np.concatenate(out_ids), np.concatenate(in_ids)),
+           None)]
 
 
 def _dot_general(w, eqn, ins):
@@ -343,8 +618,7 @@ def _dot_general(w, eqn, ins):
     k, f, c = np.nonzero(mask)
     w.check(len(k) * nfb)
     rows, cols, d = out[k, f, :], var[k, c, :], db
-  size = out.size
-  return [(w.mix(size, [((rows.ravel(), cols.ravel(), (size, d.shape[0])), d)]), None)]
+  return [(w.mix(out.size, d, rows.ravel(), cols.ravel()), None)]
 
 
 def _nested(w, eqn, ins):
@@ -364,8 +638,8 @@ def _scan(w, eqn, ins):
   ny = len(body.outs) - nc
   ys = [[None] * length for _ in range(ny)]
   for i in (range(length - 1, -1, -1) if reverse else range(length)):
-    step = [(None if d is None else d[i * s:(i + 1) * s], None if x is None else x[i])
-            for (d, x), s in zip(xs, x_sizes)]
+    step = [(None if d is None else d.rows_between(i * s, (i + 1) * s),
+             None if x is None else x[i]) for (d, x), s in zip(xs, x_sizes)]
     outs = w.walk(body, [d for d, _ in carry + step + consts],
                   [x for _, x in carry + step + consts])
     carry = outs[:nc]
@@ -378,7 +652,7 @@ def _scan(w, eqn, ins):
       vals = [x for _, x in steps]
       stacked.append((None, None if any(x is None for x in vals) else np.stack(vals)))
     else:
-      stacked.append((w.sp.vstack([w.rows(d, size) for d, _ in steps], format="csr"), None))
+      stacked.append((w.stack([w.rows(d, size) for d, _ in steps]), None))
   return list(carry) + stacked
 
 
@@ -425,29 +699,137 @@ _RULES = {**{name: _move for name in _MOVES}, **{name: _elementwise for name in 
 
 def column_coloring(pattern):
   """Colors of the columns of `pattern` (CSR) such that columns sharing a row differ: greedy,
-  in order. Returns (colors, number of colors); every column its own color where a row is so
+  in order (column j takes the least color that no earlier column sharing a row with it
+  has). Returns (colors, number of colors); every column its own color where a row is so
   full that comparing columns would cost more than the dense Jacobian."""
   m, n = pattern.shape
-  per_row = np.diff(pattern.indptr)
   if n == 0:
     return np.zeros(0, np.int64), 0
+  indptr, indices = _sorted_rows(pattern)
+  per_row = np.diff(indptr)
   if int(np.sum(per_row.astype(np.int64) ** 2)) > MAX_ENTRIES:
     return np.arange(n), n
   if per_row.max(initial=0) <= 1:  # (no row has two columns: nothing conflicts)
     return np.zeros(n, np.int64), 1
-  conflicts = (pattern.T @ pattern).tocsr()
-  ptr, nbrs = conflicts.indptr.tolist(), conflicts.indices.tolist()
-  colors = [-1] * n  # (Python lists: a column's few neighbours cost less than NumPy calls)
-  used = 0
-  for j in range(n):
-    taken = {colors[k] for k in nbrs[ptr[j]:ptr[j + 1]]}
-    c = 0
-    while c in taken:
-      c += 1
-    colors[j] = c
-    if c >= used:
-      used = c + 1
-  return np.array(colors, np.int64), used
+  colors = _Greedy(indptr, indices, n).colors()
+  return colors, int(colors.max()) + 1
+
+
+def _sorted_rows(pattern):
+  """(indptr, indices) of a CSR pattern, each row's columns increasing and distinct."""
+  indptr = np.asarray(pattern.indptr, np.int64)
+  indices = np.asarray(pattern.indices)
+  rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+  if np.all((indices[1:] > indices[:-1]) | (rows[1:] != rows[:-1])):
+    return indptr, indices
+  order = np.lexsort((indices, rows))
+  rows, indices = rows[order], indices[order]
+  first = np.ones(len(rows), bool)
+  first[1:] = (rows[1:] != rows[:-1]) | (indices[1:] != indices[:-1])
+  indptr = np.zeros(len(indptr), np.int64)
+  np.cumsum(np.bincount(rows[first], minlength=len(indptr) - 1), out=indptr[1:])
+  return indptr, indices[first]
+
+
+class _Greedy:
+  """The greedy column coloring (see column_coloring), computed in rounds: a column whose
+  earlier neighbours all have their colors takes its own, whatever the order among such
+  columns, so each round colors every column that is then the first uncolored one in each
+  of its rows, at once (in a row, the columns take their colors in order). A row keeps the
+  colors its columns took as bits, and a column's least free color is the least bit unset
+  in its rows together. Rounds that color too few entries to pay for themselves (a band:
+  one column a round) give way to one Python loop over the rest, in order."""
+
+  # A round must reach this many entries, besides 1/64 of the rows waiting, to be worth it.
+  MIN_ROUND = 128
+
+  def __init__(self, indptr, indices, n):
+    self.indptr, self.indices, self.n = indptr, indices, n
+    self.degree = np.bincount(indices, minlength=n)  # (rows of each column)
+    # Each waiting row (one with uncolored columns) is at its first uncolored column, found
+    # at pos[row] in indices; `reached` counts the rows at each column.
+    self.pos = indptr[:-1].copy()
+    self.rows = np.flatnonzero(np.diff(indptr))
+    self.at = indices[self.pos[self.rows]]
+    self.reached = np.bincount(self.at, minlength=n)
+    # The colors that each row's columns took: bit c % 64 of word c // 64.
+    self.words = [np.zeros(len(indptr) - 1, np.uint64)]
+    self.slot = np.full(n, -1, np.int64)  # (a ready column's place among a round's)
+
+  def colors(self):
+    colors = np.full(self.n, -1, np.int64)
+    colors[self.degree == 0] = 0
+    ready = np.flatnonzero((self.reached == self.degree) & (self.degree > 0))
+    while ready.size:
+      if int(self.degree[ready].sum()) * 64 < 64 * self.MIN_ROUND + len(self.rows):
+        break
+      ready = self.round(ready, colors)
+    self.rest(colors)
+    return colors
+
+  def round(self, ready, colors):
+    """Colors the `ready` columns (each the first uncolored one in all its rows); returns
+    the columns ready next."""
+    self.slot[ready] = np.arange(len(ready))
+    slot = self.slot[self.at]
+    self.slot[ready] = -1
+    now = slot >= 0
+    rows, slot, later = self.rows[now], slot[now], ~now
+    self.rows, self.at = self.rows[later], self.at[later]
+    taken = np.zeros((len(ready), len(self.words)), np.uint64)
+    for k, word in enumerate(self.words):
+      np.bitwise_or.at(taken[:, k], slot, word[rows])
+    c = self.least_free(taken)
+    colors[ready] = c
+    c = c[slot]
+    bit = np.left_shift(np.uint64(1), (c % 64).astype(np.uint64))
+    for k, word in enumerate(self.words):
+      word[rows] |= bit if len(self.words) == 1 else np.where(c // 64 == k, bit, 0)
+    pos = self.pos[rows] + 1
+    self.pos[rows] = pos
+    more = pos < self.indptr[rows + 1]
+    rows, nxt = rows[more], self.indices[pos[more]]
+    self.rows, self.at = np.concatenate([self.rows, rows]), np.concatenate([self.at, nxt])
+    np.add.at(self.reached, nxt, 1)
+    return np.unique(nxt[self.reached[nxt] == self.degree[nxt]])
+
+  def least_free(self, taken):
+    """Per row of `taken` (color bits, words of 64), the least color not set, widening the
+    rows' words where every bit is set."""
+    full = taken == np.iinfo(np.uint64).max
+    if full.all(axis=1).any():
+      self.words.append(np.zeros(len(self.words[0]), np.uint64))
+      taken = np.concatenate([taken, np.zeros((len(taken), 1), np.uint64)], axis=1)
+      full = np.concatenate([full, np.zeros((len(full), 1), bool)], axis=1)
+    word = np.argmin(full, axis=1)  # (the first word with a bit unset)
+    bits = taken[np.arange(len(taken)), word]
+    lowest = ~bits & (bits + np.uint64(1))  # (its least unset bit, alone)
+    return 64 * word + np.frexp(lowest.astype(np.float64))[1] - 1
+
+  def rest(self, colors):
+    """The columns not colored yet, one at a time in order (all earlier ones have their
+    colors by then)."""
+    todo = np.flatnonzero(colors < 0)
+    if not todo.size:
+      return
+    used = self.words[0].tolist()
+    for k, word in enumerate(self.words[1:], 1):
+      used = [u | (v << 64 * k) for u, v in zip(used, word.tolist())]
+    rows = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+    rows = rows[np.argsort(self.indices, kind="stable")].tolist()  # (by column)
+    starts = np.concatenate([[0], np.cumsum(self.degree)]).tolist()
+    found = []
+    for j in todo.tolist():
+      held = rows[starts[j]:starts[j + 1]]
+      taken = 0
+      for r in held:
+        taken |= used[r]
+      c = (~taken & (taken + 1)).bit_length() - 1
+      found.append(c)
+      bit = 1 << c
+      for r in held:
+        used[r] |= bit
+    colors[todo] = found
 
 
 def star_coloring(pattern):
@@ -663,11 +1045,21 @@ def _flat_rows(values, dims, count, like):
   return np.concatenate(rows, axis=1) if rows else np.zeros((count, 0))
 
 
+# A batch of passes (vmap) holds about this many entries, its colors times the entries of the
+# map's inputs and outputs: more colors than that are pushed in chunks. A batch's values
+# (each that many entries) then stay small enough to be computed fast and to take little
+# fresh memory on a first call (at ADBench's BA size, one color a chunk: its 14 passes take
+# a third of the time they take as one batch).
+_PASS_ENTRIES = 1 << 18
+
+
 def _passes(apply, seeded, results, colors, count):
-  """`apply` (the linear map or its transpose) of every color's seed at once (vmap): a
-  (count, entries of `results`) array."""
+  """`apply` (the linear map or its transpose) of every color's seed (vmap, in chunks of
+  colors, see _PASS_ENTRIES): a (count, entries of `results`) array."""
   seeds = _seeds(colors, count, seeded)
-  outs, dims = batching.vmap_flat(lambda *s: apply(list(s)), count, seeds, [0] * len(seeds))
+  entries = sum(_size(np.shape(x)) for x in list(seeded) + list(results))
+  outs, dims = batching.vmap_chunked(lambda *s: apply(list(s)), count, seeds,
+                                     [0] * len(seeds), max(1, _PASS_ENTRIES // max(1, entries)))
   return _flat_rows(outs, dims, count, results)
 
 
