@@ -191,12 +191,79 @@ def test_zdiv_absorbs_zeros(x, y):
   assert got == want
 
 
+def test_zdot_general_absorbs_zeros_term_by_term():
+  # each term a_ik b_kj is 0 where either factor is 0 (0 * inf = 0 * NaN = 0), summed; a
+  # non-finite factor meeting a nonzero one leaves the entry non-finite
+  from dfdx._src.ops import contraction
+  a = np.array([[1.0, np.inf, 0.0], [np.nan, 2.0, 3.0], [0.0, 0.0, -np.inf]])
+  b = np.array([[0.0, 1.0], [0.0, 2.0], [np.nan, 0.0]])
+  want = np.zeros((3, 2))
+  for i in range(3):
+    for j in range(2):
+      terms = [0.0 if a[i, k] == 0 or b[k, j] == 0 else a[i, k] * b[k, j] for k in range(3)]
+      want[i, j] = np.sum(terms)
+  dims = (((1,), (0,)), ((), ()))
+  got = contraction.zdot_general_p.bind(a, b, dimension_numbers=dims)
+  np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+  np.testing.assert_array_equal(got[np.isfinite(want)], want[np.isfinite(want)])
+  compiled = dfdx.jit(lambda a, b: contraction.zdot_general_p.bind(a, b,
+                                                                   dimension_numbers=dims))
+  np.testing.assert_array_equal(compiled(a, b), got)
+
+
 def test_zero_absorbing_primitives_differentiate_like_mul_and_div():
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=3), rng.uniform(0.5, 2.0, size=3)
   check_grads(ew.zmul, (x, y), order=2)
   check_grads(ew.zdiv, (x, y), order=2)
   assert ad.zero_absorbing is False
+
+
+def test_rows_that_where_discards_do_not_poison_contractions():
+  # A NaN (sqrt of a negative) or inf (log of 0) in a row that `where` discards after a
+  # matmul, einsum, dot or tensordot: its cotangent is 0 there, and the zero-absorbing
+  # contraction counts 0 * NaN and 0 * inf as 0. The exact derivatives: 1, and log 2.
+  x = np.array([1.0, -1.0])
+  keep = np.array([True, False])
+  nan_row, inf_row = dnp.sqrt(x)[:, None] * np.ones((2, 2)), -dnp.log((x + 1) / 4)[:, None]
+  cases = [
+      (lambda v: dnp.where(keep, nan_row @ v, 0.0), 1.0),
+      (lambda v: dnp.where(keep, dnp.einsum("i,j->i", dnp.sqrt(x), v), 0.0), 1.0),
+      (lambda v: dnp.where(keep, dnp.dot(nan_row, v), 0.0), 1.0),
+      (lambda v: dnp.where(keep, dnp.tensordot(nan_row, v, axes=1), 0.0), 1.0),
+      (lambda v: dnp.where(keep, (inf_row * np.ones((2, 2))) @ v, 0.0), np.log(2.0))]
+  for f, exact in cases:
+    loss = lambda v, f=f: dnp.sum(f(v))  # noqa: E731
+    v = np.ones(2)
+    for g in (dfdx.grad(loss), dfdx.jit(dfdx.grad(loss)), dfdx.jacfwd(loss)):
+      np.testing.assert_allclose(g(v), [exact, exact], rtol=1e-15)
+    np.testing.assert_allclose(dfdx.vmap(dfdx.grad(loss))(np.ones((3, 2))), exact, rtol=1e-15)
+    namespace = {}
+    exec(dfdx.export.to_source(dfdx.grad(loss), v, name="exported"), namespace)
+    np.testing.assert_allclose(namespace["exported"](v), [exact, exact], rtol=1e-15)
+  # a row that is kept stays NaN: only zeros absorb
+  kept = lambda v: dnp.sum(dnp.where(np.array([True, True]), nan_row @ v, 0.0))  # noqa: E731
+  assert np.isnan(dfdx.grad(kept)(np.ones(2))).all()
+
+
+def test_masked_attention_gradient_is_finite():
+  # padded query rows are all -inf before the softmax (NaN after it), and the loss discards
+  # them with where: every weight's gradient is finite, and equals that of the same
+  # attention computed on the unpadded rows alone
+  rng = np.random.default_rng(0)
+  t, d = 4, 3
+  x, wv, wq = rng.normal(size=(t, d)), rng.normal(size=(d, d)), rng.normal(size=(d, d))
+  pad = np.array([True, True, True, False])
+
+  def loss(wv, wq, rows):
+    s = (x[rows] @ wq) @ (x[rows] @ wq).T
+    mask = pad[rows][:, None] & pad[rows][None, :]
+    a = dss.softmax(dnp.where(mask, s, -np.inf), axis=-1)
+    return dnp.sum(dnp.where(pad[rows][:, None], a @ (x[rows] @ wv), 0.0) ** 2)
+  full = dfdx.grad(loss, argnums=(0, 1))(wv, wq, np.arange(t))
+  alone = dfdx.grad(loss, argnums=(0, 1))(wv, wq, np.arange(3))
+  for a, b in zip(full, alone):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_exported_source_computes_what_dfdx_computes():

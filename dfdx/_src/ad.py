@@ -1150,8 +1150,11 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
   """A primitive linear in each of its two arguments separately (mul, dot): its JVP is
   `prim(x_dot, y) + prim(x, y_dot)`. `lhs_transpose(ct, x, y)` gives x's cotangent with y
   constant; `rhs_transpose(ct, x, y)` gives y's with x constant."""
-  defjvp(prim, lambda x_dot, x, y, **params: prim.bind(x_dot, y, **params),
-         lambda y_dot, x, y, **params: prim.bind(x, y_dot, **params))
+  def product(x, y, **params):  # (the zero-absorbing chain rule's, while that is on)
+    return (zero_absorbing_prims.get(prim, prim) if zero_absorbing else prim).bind(
+        x, y, **params)
+  defjvp(prim, lambda x_dot, x, y, **params: product(x_dot, y, **params),
+         lambda y_dot, x, y, **params: product(x, y_dot, **params))
 
   def transpose(ct, x, y, **params):
     return [lhs_transpose(ct, x, y, **params) if is_linear(x) else None,

@@ -29,6 +29,14 @@ def dot_general(name, x_shape, y_shape, dimension_numbers, **kw):
                 lambda x, y: _einsum_ref(x, y, dimension_numbers), [(x_shape, y_shape)], **kw)
 
 
+def zdot_general(name, x_shape, y_shape, dimension_numbers, **kw):
+  """The zero-absorbing contraction: on finite values, the product itself."""
+  return OpSpec(f"zdot_general_{name}", con.zdot_general_p,
+                lambda x, y: con.zdot_general_p.bind(x, y,
+                                                     dimension_numbers=dimension_numbers),
+                lambda x, y: _einsum_ref(x, y, dimension_numbers), [(x_shape, y_shape)], **kw)
+
+
 NONE = ((), ())
 SPECS = [
     dot_general("vector", (3,), (3,), (((0,), (0,)), NONE)),
@@ -55,4 +63,7 @@ SPECS = [
                 diff_argnums=(0,), linear=True),
     dot_general("linear_rhs", (2, 3, 4), (4, 3, 5), (((1, 2), (1, 0)), NONE),
                 diff_argnums=(1,), linear=True),
+    zdot_general("matmul", (2, 3), (3, 4), (((1,), (0,)), NONE)),
+    zdot_general("batch_matmul", (4, 2, 3), (4, 3, 2), (((2,), (1,)), ((0,), (0,)))),
+    zdot_general("vector", (3,), (3,), (((0,), (0,)), NONE)),
 ]

@@ -187,7 +187,8 @@ def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False,
 
 
 def _product(ct, y, dims, perm, dtype):
-  out = shape_ops.transpose(dot_general_p.bind(ct, y, dimension_numbers=dims), perm)
+  prim = zdot_general_p if ad.zero_absorbing else dot_general_p
+  out = shape_ops.transpose(prim.bind(ct, y, dimension_numbers=dims), perm)
   return out if out.dtype == dtype else shape_ops.convert_element_type(out, dtype)
 
 
@@ -275,9 +276,10 @@ def _sum_keepdims(x, axes):
                                          for i, d in enumerate(core.shape_of(x))))
 
 
-def _dot_general_batch(axis_size, vals, dims, *, dimension_numbers):
+def _dot_general_batch(axis_size, vals, dims, *, dimension_numbers, prim=None):
   # A batched operand's batch axis becomes a new batch dim if both are batched, else a free
   # dim of that operand (no broadcast of the unbatched one).
+  dot_general_p = prim or globals()["dot_general_p"]
   (x, y), (xd, yd) = vals, dims
   (xc, yc), (xb, yb) = dimension_numbers
   if xd is not NOT_MAPPED and yd is not NOT_MAPPED:
@@ -300,6 +302,36 @@ ad.defbilinear(dot_general_p, _dot_general_transpose_lhs, _dot_general_transpose
 ad.defvjp(dot_general_p, _dot_general_vjp)
 ad.vjp_ignores_output(dot_general_p)
 batching.primitive_batchers[dot_general_p] = _dot_general_batch
+
+
+# ---- zdot_general: the zero-absorbing chain rule's contraction ----------------------------
+# A product's terms that pair a zero with an infinite or NaN factor count as 0 (as zmul's, in
+# ops/elementwise.py), so that a cotangent that is 0 where a `where` discarded a row stops
+# the NaN or inf of that row at a matmul or einsum too. Where a non-finite factor meets a
+# nonzero one, the result is the plain product's (not finite).
+zdot_general_p = core.primitive("zdot_general")
+
+
+def _zero_absorbing_dot(dot, x, y):
+  with np.errstate(invalid="ignore"):
+    out = dot(x, y)
+  x_finite, y_finite = np.isfinite(x), np.isfinite(y)
+  if x_finite.all() and y_finite.all():
+    return out
+  finite = dot(np.where(x_finite, x, 0), np.where(y_finite, y, 0))
+  spoiled = (dot((~x_finite).astype(np.float64), (np.asarray(y) != 0).astype(np.float64))
+             + dot((np.asarray(x) != 0).astype(np.float64), (~y_finite).astype(np.float64)))
+  return np.asarray(np.where(spoiled > 0, out, finite), out.dtype)[()]
+
+
+zdot_general_p.def_impl(lambda x, y, *, dimension_numbers: _zero_absorbing_dot(
+    lambda a, b: _dot_general_impl(a, b, dimension_numbers=dimension_numbers), x, y))
+zdot_general_p.def_abstract_eval(_dot_general_abstract_eval)
+ad.defbilinear(zdot_general_p, _dot_general_transpose_lhs, _dot_general_transpose_rhs)
+batching.primitive_batchers[zdot_general_p] = functools.partial(_dot_general_batch,
+                                                                prim=zdot_general_p)
+ad.zero_absorbing_prims[dot_general_p] = zdot_general_p
+ad.complex_rules.add(zdot_general_p)
 
 # ---- compositions used by other rules and by dfdx.numpy ------------------------------------
 _MATMUL_SIGNATURE = "signature (n?,k),(k,m?)->(n?,m?)"
