@@ -206,14 +206,15 @@ def test_while_loop_gradient_keeps_every_kth_step_past_its_memory_budget(steps, 
   monkeypatch.setattr(branches, "REVERSE_LOOP_BYTES", 3 * x0.nbytes)
   import tracemalloc
   for g in (dfdx.jit(dfdx.grad(f, argnums=(0, 1))), dfdx.grad(dfdx.jit(f), argnums=(0, 1))):
+    g(x0, 0.7)  # (compiled first: the peak is the call's)
     tracemalloc.start()
     got = g(x0, 0.7)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-13)
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
-    if steps == 50:  # (two 2000-entry carries a step: every step's would be 1.6 MB)
-      assert peak < 1.0e6, peak
+    if steps == 50:  # (two 2000-entry carries a step: keeping every step's takes 1.7 MB)
+      assert peak < 1.25e6, peak
 
 
 def test_exported_derivative_keeps_the_plain_program_when_a_branch_absorbs_zeros():

@@ -160,7 +160,7 @@ def test_solutions_differentiated_in_values_fun_closes_over():
   # bounds: the derivative of the bounded minimum, clip(c, 0, 1)
   bounded = dfdx.grad(lambda c: dso.minimize(lambda x: dnp.sum((x - c) ** 2), np.zeros(1),
                                              bounds=[(0, 1)]).x[0])
-  assert bounded(0.5) == pytest.approx(1.0) and bounded(1.5) == 0.0
+  assert bounded(0.5) == pytest.approx(1.0) and abs(bounded(1.5)) < 1e-12
   # nothing traced closed over under a transformation: SciPy's full result
   result = dfdx.grad(lambda c: c * dso.minimize(lambda x: dnp.sum((x - 1.0) ** 2),
                                                 np.zeros(1)).nit)(1.0)

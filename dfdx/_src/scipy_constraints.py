@@ -1,31 +1,30 @@
 """Bounds and constraints of dfdx.scipy.optimize's solvers, and the derivative of a solution
 that they hold.
 
-At a minimum of f(x, theta) with bounds lb <= x <= ub (constants) and constraints
-lo <= c(x, theta) <= hi (SciPy's 'eq' is c = 0, 'ineq' c >= 0), what holds is the KKT
-conditions of the bounds and constraints active there: a variable held at its bound stays
-there (dx = 0), and on the free variables
+At a minimum of f(x, theta) under constraints lo <= c(x, theta) <= hi (SciPy's 'eq' is
+c = 0, 'ineq' c >= 0) and bounds lb <= x <= ub (constants: each finite one is a row
+c = x_i with gradient e_i), what holds is the KKT conditions of the rows active there:
 
     grad_x L = grad f + J_A^T lam = 0,    c_A(x, theta) = its bound,
 
-with L = f + lam . c_A and lam the active constraints' multipliers. Differentiated, on the
-free variables:
+with L = f + lam . c_A and lam the active rows' multipliers. Differentiated:
 
     [H_L  J_A^T] [dx  ]     [d_theta grad_x L . dtheta]
     [J_A    0  ] [dlam] = - [d_theta c_A . dtheta     ]
 
-with H_L the Hessian of L in x. Which bounds and constraints are active is read at the
-solution (with array operations, so that it is read again under jit and vmap):
-  * a variable is held at its lower bound where the gradient pushes it out (g > 0) and it
-    lies within max(g, sqrt(eps) (1 + |lb|)) of it: the fixed point x = clip(x - g, lb, ub)
-    that a bounded minimum satisfies, with room for solvers that stop just inside a bound
-    (interior-point methods); the upper bound alike;
-  * a constraint is a candidate where it lies within 1e-4 (1 + |grad c| (1 + max |x|)) of a
-    bound (interior-point methods stop that far inside), and active where, moreover, its
-    multiplier has the sign of a bound that holds (lam < 0 at a lower bound, lam > 0 at an
-    upper one) and is not negligible (|lam| |grad c| > 1e-6 (1 + max |g|)): at a KKT point,
-    the multipliers that least squares gives the candidates are the active constraints'
-    and zeros. Equality constraints are always active.
+with H_L the Hessian of L in x, solved by least squares (the pseudo-inverse), so that
+dependent active rows (a bound and a constraint along it, a constraint given twice) leave
+the multipliers' split open but determine dx. Which rows are active is read at the
+solution, with array operations (so per example under jit and vmap):
+  * a row is a candidate where it lies within 1e-4 (1 + |grad c| (1 + max |x|)) of a bound
+    (interior-point methods stop that far inside);
+  * the candidates' multipliers are least squares' of least norm for grad f + J^T lam = 0:
+    at a KKT point those of the active rows, and zeros;
+  * a candidate is active where its multiplier has the sign of a bound that holds (lam < 0
+    at a lower bound, lam > 0 at an upper one) and is not negligible: |lam| |grad c| above
+    1e-6 (max |grad f| + max |H_f| (1 + max |x|)), the size of the objective's gradient and
+    of what its curvature makes over x's range (so in any units of f). Equality
+    constraints are always active.
 Where a bound or a constraint is weakly active (at its bound with a zero multiplier) the
 solution has no derivative; the one given is then one-sided.
 """
@@ -79,6 +78,41 @@ def bound_arrays(bounds, size, who):
   if not (np.isfinite(lb).any() or np.isfinite(ub).any()):
     return None
   return lb, ub
+
+
+def flat_bounds(bounds):
+  """`bounds` as SciPy takes them for the flat x: a Bounds object's arrays, or least_squares'
+  pair (lb, ub), raveled where they have x0's shape."""
+  from dfdx._src.scipy_optimize import scipy_optimize
+  opt = scipy_optimize()
+  if isinstance(bounds, opt.Bounds):
+    if max(np.ndim(bounds.lb), np.ndim(bounds.ub), np.ndim(bounds.keep_feasible)) > 1:
+      keep = bounds.keep_feasible
+      return opt.Bounds(np.ravel(bounds.lb), np.ravel(bounds.ub),
+                        keep_feasible=np.ravel(keep) if np.ndim(keep) > 1 else keep)
+    return bounds
+  if isinstance(bounds, (tuple, list)) and len(bounds) == 2 and \
+      any(np.ndim(b) > 1 for b in bounds):
+    return tuple(np.ravel(np.asarray(b, np.float64)) for b in bounds)
+  return bounds
+
+
+# What SciPy's minimize methods take (others warn, and run without them).
+_TAKE_CONSTRAINTS = {"cobyla", "cobyqa", "slsqp", "trust-constr"}
+_TAKE_BOUNDS = {"nelder-mead", "l-bfgs-b", "tnc", "slsqp", "powell", "trust-constr", "cobyla",
+                "cobyqa"}
+
+
+def used_by(method, bounds, constraints):
+  """(bounds, constraints) as minimize's `method` uses them: SciPy's default method for them
+  where `method` is None; a method that cannot take them runs without them (SciPy warns),
+  and so does the derivative."""
+  if callable(method):
+    return bounds, constraints
+  m = method.lower() if isinstance(method, str) else (
+      "slsqp" if constraints else "l-bfgs-b" if bounds is not None else "bfgs")
+  return (bounds if m in _TAKE_BOUNDS else None,
+          constraints if m in _TAKE_CONSTRAINTS else [])
 
 
 # ---- constraints -----------------------------------------------------------------------------
@@ -206,27 +240,38 @@ def traceable(constraints, x0):
 # ---- the derivative ------------------------------------------------------------------------
 
 
-def _held(x, g, bounds):
-  """Where a variable is held at a bound (see the module's docstring)."""
+def _rows(x, ops, cons_of, targets, bounds):
+  """Every constraint as rows lo <= c(x) <= hi: the user's (values, Jacobian), then one row
+  x_i per variable with a finite bound (c = x_i, gradient e_i). Returns (c, J, lo, hi, the
+  number of the user's rows, the bounded variables)."""
+  import dfdx
   import dfdx.numpy as dnp
-  lb, ub = bounds
-  tol_lb = np.where(np.isfinite(lb), _ROOT_EPS * (1 + np.abs(lb)), 0.0)
-  tol_ub = np.where(np.isfinite(ub), _ROOT_EPS * (1 + np.abs(ub)), 0.0)
-  return (((g > 0) & (x - lb <= dnp.maximum(g, tol_lb)))
-          | ((g < 0) & (ub - x <= dnp.maximum(-g, tol_ub))))
+  values, grads, los, his = [], [], [], []
+  m = 0
+  if cons_of is not None:
+    values.append(cons_of(x, ops))
+    grads.append(dfdx.jacfwd(lambda v: cons_of(v, ops))(x))
+    los.append(targets[0])
+    his.append(targets[1])
+    m = targets[0].shape[0]
+  bounded = np.zeros(0, np.intp)
+  if bounds is not None:
+    lb, ub = bounds
+    bounded = np.flatnonzero(np.isfinite(lb) | np.isfinite(ub))
+    values.append(x[bounded])
+    grads.append(np.eye(x.shape[0])[bounded])
+    los.append(lb[bounded])
+    his.append(ub[bounded])
+  return (dnp.concatenate(values), dnp.concatenate(grads, axis=0), np.concatenate(los),
+          np.concatenate(his), m, bounded)
 
 
 def _multipliers(j, g, active):
-  """lam with g + J_A^T lam = 0 in the least-squares sense (0 for constraints not active)."""
+  """lam with g + J_A^T lam = 0 in the least-squares sense, of least norm (0 for the rows not
+  active; shared among dependent rows)."""
   import dfdx.numpy as dnp
-  from dfdx._src.ops import checks
-  a = dnp.where(active, 1.0, 0.0)
-  ja = j * a[:, None]
-  gram = ja @ dnp.transpose(ja) + dnp.diag(1.0 - a)
-  gram = checks.check(gram, "nonsingular", "LinAlgError",
-                      "minimize: the active constraints' gradients are linearly dependent at "
-                      "the minimum, so the minimizer's derivative is not determined")
-  return -dnp.linalg.solve(gram, ja @ g)
+  ja = j * dnp.where(active, 1.0, 0.0)[:, None]
+  return -(dnp.linalg.pinv(dnp.transpose(ja)) @ g)
 
 
 def constrained_tangent(grad_of, cons_of, x, ops, live, dops, bounds, targets):
@@ -236,44 +281,39 @@ def constrained_tangent(grad_of, cons_of, x, ops, live, dops, bounds, targets):
   constraints' (lo, hi)."""
   import dfdx
   import dfdx.numpy as dnp
-  from dfdx._src.ops import checks
   n = x.shape[0]
   g = grad_of(x, ops)
-  free = np.ones(n) if bounds is None else dnp.where(_held(x, g, bounds), 0.0, 1.0)
-  lagrangian_grad, a = grad_of, None
-  if cons_of is not None:
-    lo, hi = targets
-    c = cons_of(x, ops)
-    j = dfdx.jacfwd(lambda v: cons_of(v, ops))(x)
-    norms = dnp.sqrt(dnp.sum(j * j, axis=1))
-    tol = 1e-4 * (1 + norms * (1 + dnp.max(dnp.abs(x))))
-    equal = lo == hi
-    near_lo, near_hi = c - lo <= tol, hi - c <= tol
-    j_free, g_free = j * free, g * free
-    lam = _multipliers(j_free, g_free, equal | near_lo | near_hi)
-    big = dnp.abs(lam) * norms > 1e-6 * (1 + dnp.max(dnp.abs(g)))
-    active = equal | (near_lo & (lam < 0) & big) | (near_hi & (lam > 0) & big)
-    lam = _multipliers(j_free, g_free, active)
-    a = dnp.where(active, 1.0, 0.0)
+  h = dfdx.jacfwd(lambda v: grad_of(v, ops))(x)
+  c, j, lo, hi, m, bounded = _rows(x, ops, cons_of, targets, bounds)
+  norms = dnp.sqrt(dnp.sum(j * j, axis=1))
+  reach = 1 + dnp.max(dnp.abs(x))
+  tol = 1e-4 * (1 + norms * reach)
+  equal = lo == hi
+  near_lo, near_hi = c - lo <= tol, hi - c <= tol
+  lam = _multipliers(j, g, equal | near_lo | near_hi)
+  # (negligible: below what the gradient's size and the curvature over x's range make)
+  big = dnp.abs(lam) * norms > 1e-6 * (dnp.max(dnp.abs(g)) + dnp.max(dnp.abs(h)) * reach)
+  active = equal | (near_lo & (lam < 0) & big) | (near_hi & (lam > 0) & big)
+  lam = _multipliers(j, g, active)
+  a = dnp.where(active, 1.0, 0.0)
 
-    def constrained_grad(v, os):
-      return grad_of(v, os) + dfdx.grad(lambda w: dnp.sum(lam * cons_of(w, os)))(v)
-    lagrangian_grad = constrained_grad
-  h = dfdx.jacfwd(lambda v: lagrangian_grad(v, ops))(x)
-  system = h * free[:, None] * free[None, :] + dnp.diag(1.0 - free)
-  if a is not None:
-    ja = j * a[:, None] * free[None, :]
-    system = dnp.block([[system, dnp.transpose(ja)], [ja, dnp.diag(1.0 - a)]])
-  system = checks.check(system, "nonsingular", "LinAlgError",
-                        "minimize: the Hessian of the Lagrangian on the free variables (with "
-                        "the active constraints) is singular at the minimum, so the "
-                        "minimizer's derivative does not exist here")
+  def lagrangian_grad(v, os):
+    if not m:
+      return grad_of(v, os)
+    return grad_of(v, os) + dfdx.grad(lambda w: dnp.sum(lam[:m] * cons_of(w, os)))(v)
+  if m:
+    h = h + dfdx.jacfwd(lambda v: dfdx.grad(lambda w: dnp.sum(lam[:m] * cons_of(w, ops)))(v))(x)
+  ja = j * a[:, None]
+  system = dnp.block([[h, dnp.transpose(ja)], [ja, dnp.diag(1.0 - a)]])
 
   def residual(*vs):
     os = list(ops)
     for i, v in zip(live, vs):
       os[i] = v
-    r = free * lagrangian_grad(x, os)
-    return r if a is None else dnp.concatenate([r, a * cons_of(x, os)])
+    moved = [a[:m] * cons_of(x, os)] if m else []
+    return dnp.concatenate([lagrangian_grad(x, os)] + moved
+                           + [np.zeros(len(bounded))])  # (the bounds do not move)
   rhs = dfdx.jvp(residual, tuple(ops[i] for i in live), tuple(dops))[1]
-  return -dnp.linalg.solve(system, rhs)[:n]
+  # (least squares, by the pseudo-inverse: dependent active rows, such as a bound and a
+  # constraint along it, leave the multipliers' split open but not dx)
+  return -(dnp.linalg.pinv(system) @ rhs)[:n]

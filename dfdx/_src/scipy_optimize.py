@@ -223,7 +223,8 @@ def _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, 
   result = opt.minimize(objective, np.ravel(x0), args=args, method=method, jac=use_jac,
                         bounds=bounds, constraints=constraints, tol=tol, options=options, **kw)
   result.x = np.reshape(result.x, shape)
-  if "jac" in result and np.size(result.jac) == np.size(result.x):
+  # (trust-constr's jac is a list of the constraints' Jacobians)
+  if isinstance(result.get("jac"), np.ndarray) and result.jac.size == result.x.size:
     result.jac = np.reshape(result.jac, shape)
   return result
 
@@ -259,6 +260,7 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
   args = _as_args(args)
   cons = sc.constraint_list(constraints)
   shape = np.shape(x0)
+  bounds = sc.flat_bounds(sc._concrete(bounds, "minimize", "bounds"))
   if not _traced((x0, args)) and not _closes_over_traced(fun, shape, args) and not any(
       _closes_over_traced(c.fun, shape, ()) for c in cons):
     x0 = _float_start(x0, "minimize")
@@ -267,8 +269,9 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
                                          method, sc.traceable(cons, x0))
     return _minimize_now(fun, x0, args, method, jac, hess, hessp, bounds, constraints, tol,
                          callback, options)
+  used_bounds, used_cons = sc.used_by(method, bounds, cons)
   return _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback,
-                                 options, bounds, cons)
+                                 options, bounds, cons, used_bounds, used_cons)
 
 
 def _flat(value):
@@ -277,7 +280,7 @@ def _flat(value):
 
 
 def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callback, options,
-                            bounds, cons):
+                            bounds, cons, used_bounds, used_cons):
   import dfdx
   import dfdx.numpy as dnp
   from dfdx._src.core import ShapedArray, get_aval
@@ -318,8 +321,9 @@ def _differentiable_minimum(fun, x0, args, method, jac, hess, hessp, tol, callba
   if callable(hessp):
     hessp = lambda x, p, *ops, f=hessp: f(x, p, *full_args(ops[:n]))  # noqa: E731
   solver = _Solver(method, jac, hess, hessp, tol, callback, options,
-                   bounds=(bounds, sc.bound_arrays(bounds, int(np.prod(shape)), "minimize")),
-                   constraints=(cons, targets))
+                   bounds=(bounds, sc.bound_arrays(used_bounds, int(np.prod(shape)),
+                                                   "minimize")),
+                   constraints=(cons, targets), used_constraints=len(used_cons))
   x = minimize_p.bind(start, *operands, program=program, solver=solver)
   return scipy_optimize().OptimizeResult(x=x, fun=_value(program, x, operands),
                                          jac=_gradient(program, jac is True, x, operands))
@@ -333,15 +337,17 @@ class _Solver:
   Constraints, whose values are the program's outputs after the objective's; their bounds
   (lo, hi) concatenated, or None)."""
   __slots__ = ("kind", "method", "jac", "jac_true", "hess", "hessp", "tol", "callback",
-               "options", "bounds", "bound_arrays", "constraints", "targets")
+               "options", "bounds", "bound_arrays", "constraints", "targets",
+               "used_constraints")
 
   def __init__(self, method, jac, hess, hessp, tol, callback, options, kind="minimize",
-               bounds=(None, None), constraints=((), None)):
+               bounds=(None, None), constraints=((), None), used_constraints=0):
     self.kind, self.method, self.jac, self.jac_true = kind, method, jac, jac is True
     self.hess, self.hessp = hess, hessp
     self.tol, self.callback, self.options = tol, callback, options
     self.bounds, self.bound_arrays = bounds
     self.constraints, self.targets = constraints
+    self.used_constraints = bool(used_constraints)  # (False: the method runs without them)
 
   def __repr__(self):
     return f"{self.kind}(method={self.method!r})"
@@ -396,7 +402,7 @@ def _minimize_impl(start, *ops, program, solver):
                          solver.tol, solver.callback, solver.options)
   # (dfdx's gradient at x: not every method's result holds it, trust-constr's jac is the
   # constraints' Jacobian)
-  if not result.success and (solver.constraints or not _stationary(
+  if not result.success and (solver.used_constraints or not _stationary(
       program, solver.jac_true, result.x, ops, solver, result.fun)):
     errors.warn_at_user(f"minimize: the solver reports no success ({result.message}); the "
                         "minimizer's derivative assumes that the minimum's conditions hold "
@@ -428,10 +434,10 @@ def _minimize_jvp(primals, tangents, *, program, solver):
   flat = lambda v: dnp.reshape(v, (-1,))  # noqa: E731
   grad_of = lambda y, os: flat(_gradient(program, solver.jac_true, y, os))  # noqa: E731
   live = [i for i, d in enumerate(dops) if d is not None]
-  if solver.bound_arrays is not None or solver.constraints:
+  if solver.bound_arrays is not None or solver.used_constraints:
     from dfdx._src.scipy_constraints import constrained_tangent
     first = 2 if solver.jac_true else 1
-    cons_of = None if not solver.constraints else (
+    cons_of = None if not solver.used_constraints else (
         lambda v, os: dnp.concatenate(eval_program(program, dnp.reshape(v, shape),
                                                    *os)[first:]))
     dx = constrained_tangent(lambda v, os: grad_of(dnp.reshape(v, shape), os), cons_of,
@@ -552,8 +558,11 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", arg
   >>> round(float(rate(np.exp(-2.0 * t))), 8)
   2.0
   """
+  from dfdx._src.scipy_constraints import _concrete, flat_bounds
   args = _as_args(args)
   kwargs = dict(kwargs or {})
+  bounds = flat_bounds(_concrete(bounds, "least_squares", "bounds"))
+  _concrete(options.get("f_scale", 1.0), "least_squares", "f_scale")
   call = lambda x, a, k: fun(x, *a, **k)  # noqa: E731
   if not _traced((x0, args, kwargs)) and not _closes_over_traced(
       lambda x: call(x, args, kwargs), np.shape(x0), ()):
