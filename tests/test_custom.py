@@ -767,3 +767,41 @@ def test_checkpoint_segments_errors(segments):
 def test_jit_gradient_through_a_complex_literal():
   f = lambda x: dnp.real(dnp.exp(x * (1 + 2j)))  # noqa: E731
   assert dfdx.jit(dfdx.grad(f))(0.5) == pytest.approx(dfdx.grad(f)(0.5), rel=1e-14)
+
+
+def test_custom_vjp_under_vmap_sums_the_cotangents_of_unmapped_arguments():
+  # y is the same for every example: its cotangent is the sum over the batch (as without
+  # custom_vjp), at first and second order, eager and jitted
+  @dfdx.custom_vjp
+  def f(x, y):
+    return dnp.sin(x) * y
+  f.defvjp(lambda x, y: (f(x, y), (x, y)),
+           lambda r, ct: (dnp.cos(r[0]) * r[1] * ct, dnp.sin(r[0]) * ct))
+  x = np.array([0.7, -1.3, 0.4])
+
+  def loss(x, y):
+    return dnp.sum(dfdx.vmap(f, in_axes=(0, None))(x, y))
+  for g in (dfdx.grad(loss, argnums=1), dfdx.jit(dfdx.grad(loss, argnums=1))):
+    np.testing.assert_allclose(g(x, 0.2), np.sum(np.sin(x)), rtol=1e-14)
+  h = dfdx.hessian(loss, argnums=(0, 1))(x, 0.2)
+  np.testing.assert_allclose(h[1][0], np.cos(x), rtol=1e-14)
+  assert h[1][1] == 0.0
+  np.testing.assert_allclose(h[0][0], np.diag(-np.sin(x) * 0.2), atol=1e-15)
+
+
+def test_custom_vjp_bwd_must_return_cotangents_shaped_like_the_arguments():
+  @dfdx.custom_vjp
+  def f(x):
+    return dnp.sin(x)
+  f.defvjp(lambda x: (f(x), x), lambda x, ct: (dnp.sum(ct * dnp.cos(x)),))
+  with pytest.raises(TypeError, match=r"bwd's cotangent 0 has shape \(\), but its argument "
+                                      r"has shape \(2,\)"):
+    dfdx.grad(lambda x: dnp.sum(f(x)))(np.array([0.5, 0.2]))
+
+  @dfdx.custom_vjp
+  def g(x, y):
+    return x * y
+  g.defvjp(lambda x, y: (g(x, y), (x, y)), lambda r, ct: (ct,))
+  with pytest.raises(TypeError, match="one cotangent per differentiated argument \\(2\\), "
+                                      "got a tuple of 1"):
+    dfdx.grad(g)(1.0, 2.0)

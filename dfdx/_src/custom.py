@@ -553,7 +553,16 @@ def _custom_vjp_batch(axis_size, vals, dims, *, fun, fwd, bwd, n_args, n_lifted,
     batched_outs = list(fwd_b.get().out_avals)  # outputs then residuals
     bwd_avals = batched_outs[n_out:] + batched_outs[:n_out] + avals[f:]
     bwd_dims = [0] * len(batched_outs) + list(dims[f:])
-    return _batched_program(_program_of(bwd), axis_size, bwd_avals, bwd_dims, False)[0]
+    program = _batched_program(_program_of(bwd), axis_size, bwd_avals, bwd_dims, False)[0]
+    unmapped = [d is batching.NOT_MAPPED for d in dims[:n_args]]
+    if not any(unmapped):
+      return program
+
+    def summed(*xs):  # (an argument the same for every example: its cotangents summed)
+      from dfdx._src.ops import reduction
+      return [reduction.reduce_sum(o, (0,)) if u else o
+              for o, u in zip(eval_program(program, *xs), unmapped)]
+    return make_program(summed, list(program.in_avals), record_source=False)[0]
   outs = custom_vjp_call_p.bind(*moved, fun=fun_b, fwd=fwd_b, bwd=_LazyProgram(batched_bwd),
                                 n_args=n_args, n_lifted=n_lifted, n_fwd_lifted=n_fwd_lifted)
   return outs, out_dims
@@ -676,13 +685,22 @@ class custom_vjp:
     ct = tree_unflatten(out_tree, xs[n_res:])
     cts = self.bwd(*static, residuals, ct)
     if not isinstance(cts, (tuple, list)) or len(cts) != len(dynamic):
+      got = (f"a {type(cts).__name__} of {len(cts)}" if isinstance(cts, (tuple, list))
+             else type(cts).__name__)
       raise TypeError(f"custom_vjp function {self.__name__}: bwd must return a tuple with "
                       f"one cotangent per differentiated argument ({len(dynamic)}), got "
-                      f"{type(cts).__name__}.")
+                      f"{got}.")
     out = []
-    for arg, ct_arg in zip(dynamic, cts):
+    for k, (arg, ct_arg) in enumerate(zip(dynamic, cts)):
       arg_leaves, arg_tree = tree_flatten(arg)
       ct_leaves = [None] * len(arg_leaves) if ct_arg is None else arg_tree.flatten_up_to(ct_arg)
+      for a, c in zip(arg_leaves, ct_leaves):
+        if c is not None and tuple(core.shape_of(c)) != tuple(core.shape_of(a)):
+          raise TypeError(
+              f"custom_vjp function {self.__name__}: bwd's cotangent {k} has shape "
+              f"{tuple(core.shape_of(c))}, but its argument has shape "
+              f"{tuple(core.shape_of(a))}; bwd must return cotangents shaped like the "
+              "arguments (sum over broadcast axes).")
       out += [_zeros_like(a) if c is None else c for a, c in zip(arg_leaves, ct_leaves)]
     return out
 
