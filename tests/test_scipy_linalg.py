@@ -40,6 +40,49 @@ def test_solve_triangular_matches_scipy(trans, lower, unit_diagonal):
   assert got32.dtype == sl.solve_triangular(np.float32(a), np.float32(B), lower=lower).dtype
 
 
+@pytest.mark.parametrize("trans", [0, 1, 2, "C"])
+@pytest.mark.parametrize("lower", [False, True])
+def test_solve_triangular_of_complex_matrices_matches_scipy(trans, lower):
+  a = TRI + 1j * A + 1j * np.eye(3)
+  for b in (B, B[:, 0] + 1j, np.float32(B)):
+    got = dsl.solve_triangular(a, b, trans=trans, lower=lower)
+    expected = sl.solve_triangular(a, b, trans=trans, lower=lower)
+    assert got.dtype == expected.dtype == np.complex128
+    _close(got, expected)
+  got = dsl.solve_triangular(np.complex64(a), np.complex64(B), trans=trans, lower=lower)
+  assert got.dtype == np.complex64
+  _close(got, sl.solve_triangular(np.complex64(a), np.complex64(B), trans=trans, lower=lower),
+         rtol=1e-5, atol=1e-6)
+
+
+def test_solve_triangular_of_stacks_broadcasts_as_numpy():
+  a = STACK[:, None] + 2 * np.eye(3)  # (2, 1, 3, 3)
+  bs = RNG.standard_normal((4, 3, 2))
+  got = dsl.solve_triangular(a, bs, lower=True, trans=1)
+  assert got.shape == (2, 4, 3, 2)
+  for i, j in np.ndindex(2, 4):
+    _close(got[i, j], sl.solve_triangular(a[i, 0], bs[j], lower=True, trans=1))
+  got = dsl.solve_triangular(a[:, 0], B[:, 0], unit_diagonal=True)  # a vector b: NumPy 2's solve
+  for i in range(2):
+    _close(got[i], sl.solve_triangular(a[i, 0], B[:, 0], unit_diagonal=True))
+  assert dsl.solve_triangular(np.eye(3, dtype=int), np.arange(3)).dtype == np.float64
+
+
+def test_solve_triangular_of_a_singular_triangle_raises_as_scipy():
+  a = np.triu(TRI.T)
+  a[1, 1] = 0.0
+  with pytest.raises(np.linalg.LinAlgError, match="[Ss]ingular matrix"):
+    sl.solve_triangular(a, B)
+  with pytest.raises(np.linalg.LinAlgError, match="Singular matrix.*entry 1"):
+    dsl.solve_triangular(a, B)
+  with pytest.raises(np.linalg.LinAlgError, match="Singular matrix.*entry 1"):
+    dfdx.grad(lambda a: dnp.sum(dsl.solve_triangular(a, B)))(a)
+  with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+    dfdx.jit(lambda a: dsl.solve_triangular(a, B, trans=1))(a)
+  _close(dsl.solve_triangular(a, B, unit_diagonal=True),  # (its diagonal is not read)
+         sl.solve_triangular(a, B, unit_diagonal=True))
+
+
 @pytest.mark.parametrize("lower", [False, True])
 def test_cho_factor_and_cho_solve_match_scipy(lower):
   c, low = dsl.cho_factor(SPD, lower=lower)
@@ -51,6 +94,17 @@ def test_cho_factor_and_cho_solve_match_scipy(lower):
   for b in (B, B[:, 0]):
     _close(dsl.cho_solve((c, low), b), sl.cho_solve((c_ref, low_ref), b))
     _close(dsl.cho_solve((c_ref, low_ref), b), sl.cho_solve((c_ref, low_ref), b))  # SciPy's
+
+
+@pytest.mark.parametrize("lower", [False, True])
+def test_cho_solve_and_lu_solve_of_complex_matrices_match_scipy(lower):
+  c = np.linalg.cholesky(SPD + 1j * (A - A.T))  # lower: a = c c^H
+  c = c if lower else c.conj().T  # upper: a = c^H c
+  b = B + 1j * B[::-1]
+  _close(dsl.cho_solve((c, lower), b), sl.cho_solve((c, lower), b))
+  lu, piv = sl.lu_factor(A + 1j * A.T)
+  for trans in (0, 1, 2):
+    _close(dsl.lu_solve((lu, piv), b, trans=trans), sl.lu_solve((lu, piv), b, trans=trans))
 
 
 @pytest.mark.parametrize("trans", [0, 1, 2])
@@ -113,6 +167,15 @@ GRADS = [
     ("solve_triangular", lambda a, b: dsl.solve_triangular(a, b, lower=True), (TRI, B)),
     ("solve_triangular-trans-unit",
      lambda a, b: dsl.solve_triangular(a, b, trans=1, unit_diagonal=True), (TRI.T, B[:, 0])),
+    ("solve_triangular-upper-trans", lambda a, b: dsl.solve_triangular(a, b, trans="T"),
+     (TRI.T, B)),
+    ("solve_triangular-lower-C-unit",
+     lambda a, b: dsl.solve_triangular(a, b, trans="C", lower=True, unit_diagonal=True),
+     (TRI, B)),
+    ("solve_triangular-stack", lambda a, b: dsl.solve_triangular(a, b, lower=True),
+     (STACK[:, None] + 2 * np.eye(3), RNG.standard_normal((3, 3, 1)))),
+    ("solve_triangular-vector-stack", lambda a, b: dsl.solve_triangular(a, b, trans=1),
+     (STACK + 2 * np.eye(3), B[:, 1])),
     ("cho_factor", lambda a: dsl.cho_factor(a)[0], (SPD,)),
     ("cho_solve-lower", lambda a, b: dsl.cho_solve(dsl.cho_factor(a, lower=True), b), (SPD, B)),
     ("cho_solve-factor", lambda c, b: dsl.cho_solve((c, False), b),
@@ -179,6 +242,24 @@ def test_vmap_matches_stacked_calls():
   _close(grads, np.stack([dfdx.grad(lambda a: dnp.sum(dsl.expm(a)))(s) for s in STACK]))
 
 
+@pytest.mark.parametrize("in_axes", [(None, 0), (0, None), (0, 2), (2, 1)], ids=str)
+def test_vmap_of_solve_triangular_and_its_gradient(in_axes):
+  a_stack = np.stack([TRI, TRI.T, TRI + np.eye(3)], axis=in_axes[0] or 0)
+  b_stack = np.stack([B, B[::-1], 2 * B], axis=in_axes[1] or 0)
+  def f(a, b):
+    return dsl.solve_triangular(a, b, trans=1, lower=True)
+  g = dfdx.grad(lambda a, b: dnp.sum(dnp.sin(f(a, b))), (0, 1))
+  take = lambda x, ax, i: x if ax is None else np.take(x, i, axis=ax)  # noqa: E731
+  args = [TRI if in_axes[0] is None else a_stack, B if in_axes[1] is None else b_stack]
+  out = dfdx.vmap(f, in_axes)(*args)
+  grads = dfdx.vmap(g, in_axes)(*args)
+  for i in range(3):
+    example = [take(x, ax, i) for x, ax in zip(args, in_axes)]
+    _close(out[i], f(*example))
+    for got, want in zip(grads, g(*example)):
+      _close(got[i], want)
+
+
 def test_jit():
   def f(a, b):
     c = dsl.cho_factor(a @ a.T + np.eye(3))
@@ -188,6 +269,42 @@ def test_jit():
     _close(got, want)
   g = dfdx.jit(lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b, trans=1))
   _close(g(A, B), np.linalg.solve(A.T, B))
+
+
+def _gp_nll(k, y):
+  """-log p(y) of a zero-mean Gaussian with covariance k (up to a constant): cholesky, a
+  Cholesky solve and the log of the factor's diagonal (read from k's lower triangle)."""
+  c, lower = dsl.cho_factor(k, lower=True)
+  return 0.5 * dnp.dot(y, dsl.cho_solve((c, lower), y)) + dnp.sum(dnp.log(dnp.diagonal(c)))
+
+
+def test_gaussian_likelihood_gradient_closed_form():
+  # With G = (K^-1 - a a^T) / 2, a = K^-1 y, for a symmetric dK: d nll = <G, dK>. Reading
+  # the lower triangle only, the gradient is 2 G below the diagonal, G on it, 0 above.
+  k, y = SPD + 0.5 * np.eye(3), RNG.standard_normal(3)
+  alpha = np.linalg.solve(k, y)
+  g = 0.5 * (np.linalg.inv(k) - np.outer(alpha, alpha))
+  expected = np.tril(2 * g, -1) + np.diag(np.diag(g))
+  for grad in (dfdx.grad(_gp_nll), dfdx.jit(dfdx.grad(_gp_nll))):
+    _close(grad(k + np.triu(A, 1), y), expected, rtol=1e-10, atol=1e-12)
+  check_grads(_gp_nll, (k, y), order=2, rtol=1e-5, atol=1e-6)
+  names = {e.prim.name for e in dfdx.make_expr(dfdx.grad(_gp_nll))(k, y).program.eqns}
+  assert "triangular_solve" in names and "solve" not in names, names
+
+
+def test_exported_gradient_runs_standalone_with_or_without_scipy(monkeypatch):
+  import sys
+  k, y = SPD + 0.5 * np.eye(3), RNG.standard_normal(3)
+  source = dfdx.export.to_source(dfdx.grad(_gp_nll, (0, 1)), k, y, name="g")
+  assert "_linalg_triangular_solve(" in source and "dfdx" not in source
+  expected = dfdx.grad(_gp_nll, (0, 1))(k, y)
+  for scipy_present in (True, False):
+    if not scipy_present:
+      monkeypatch.setitem(sys.modules, "scipy.linalg", None)  # (import scipy.linalg fails)
+    namespace = {}
+    exec(source, namespace)
+    for got, want in zip(namespace["g"](k, y), expected):
+      _close(got, want)
 
 
 # ---- errors ---------------------------------------------------------------------------------

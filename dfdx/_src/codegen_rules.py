@@ -446,6 +446,15 @@ register("pinv", lambda ins, p: f"np.linalg.pinv({ins[0]}, {literal(p['rcond'])}
 register("lstsq", with_avals(lambda ins, p, in_avals, out_avals: (
     f"_linalg_lstsq({ins[0]}, {ins[1]}, {literal(p['rcond'])}, "
     f"{literal(tuple(a.dtype for a in out_avals))})")))
+# triangular_solve: LAPACK's trtrs through SciPy where it imports, NumPy's solve on the
+# triangle otherwise (the impl's own source, so exported code runs with NumPy alone); compiled
+# code calls the impl's function, which keeps the LAPACK routines it looked up.
+helpers["_linalg_triangular_solve"] = _linalg_ops.TRIANGULAR_SOLVE_SOURCE
+runtime_helpers["_linalg_triangular_solve"] = \
+    _linalg_ops._triangular_namespace["_linalg_triangular_solve"]
+register("triangular_solve", with_avals(lambda ins, p, in_avals, out_avals: (
+    f"_linalg_triangular_solve({ins[0]}, {ins[1]}, {p['lower']!r}, {p['trans']!r}, "
+    f"{p['unit_diagonal']!r}, {literal(out_avals[0].dtype)})")))
 
 
 # ---- special functions and SciPy ----

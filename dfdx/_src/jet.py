@@ -512,6 +512,20 @@ def _solve_rule(series, k):
                          lambda r: solve_p.bind(a[0], r))
 
 
+def _triangular_solve_rule(series, k, *, lower, trans, unit_diagonal):
+  """op(T) x = b, as solve: op(T_0) x_n = b_n - sum_(j=1..n) op(T_j) x_(n-j), T_j the
+  triangle of A_j that is read."""
+  from dfdx._src.ops import contraction
+  from dfdx._src.ops import linalg
+  a, b = series
+  params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+
+  def times(a_j, x):
+    return contraction.matmul(linalg._triangular_operand(a_j, lower, trans, unit_diagonal), x)
+  return _inverse_series(b, a, k, linalg.triangular_solve_p.bind(a[0], b[0], **params), times,
+                         lambda r: linalg.triangular_solve_p.bind(a[0], r, **params))
+
+
 # ---- products along an axis: a tree of Cauchy products, O(K^2 log n) -----------------------
 # (Their JVP rules call cumprod again, so going through them would double the cost per order.)
 
@@ -583,8 +597,9 @@ def _register():
   from dfdx._src.ops import reduction as red
   jet_rules[red.reduce_prod_p] = _prod_rule
   jet_rules[red.cumprod_p] = _cumprod_rule
-  from dfdx._src.ops.linalg import solve_p
+  from dfdx._src.ops.linalg import solve_p, triangular_solve_p
   jet_rules[solve_p] = _solve_rule
+  jet_rules[triangular_solve_p] = _triangular_solve_rule
   from dfdx._src.ops.branches import cond_p, while_p
   jet_rules[while_p] = _while_rule
   from dfdx._src.ops.control_flow import scan_p

@@ -1,8 +1,9 @@
 """The functions of `dfdx.scipy.linalg`, and the primitives they need beyond numpy.linalg's.
 
-Compositions (no primitive of their own, derivatives inherited): solve_triangular is
-`dfdx.numpy.linalg.solve` on the masked triangle (so it is linear in b, and its derivative in
-a is the solve rule restricted to the triangle that is read); cho_factor is
+Compositions (their derivatives come from the primitives they call): solve_triangular is
+ops/linalg.py's `triangular_solve` (LAPACK's trtrs through SciPy, O(n^2) per right-hand
+side; NumPy's solve on the triangle without SciPy), linear in b, its derivative in a
+reading only the triangle that is solved with; cho_factor is
 `dfdx.numpy.linalg.cholesky`; cho_solve and lu_solve are triangular solves (and a row
 permutation); solve_banded is a dense solve of the matrix gathered from the band storage.
 None of these needs SciPy.
@@ -29,6 +30,7 @@ from dfdx._src import ad, batching, core
 from dfdx._src.batching import bdim_at_front
 from dfdx._src.core import ShapedArray
 from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
+from dfdx._src.ops import linalg as linalg_ops
 
 __all__ = ["solve_triangular", "cho_factor", "cho_solve", "lu_factor", "lu_solve", "expm",
            "sqrtm", "logm", "solve_sylvester", "solve_banded"]
@@ -66,11 +68,13 @@ def _check_square(shape, name, arg="a"):
                      f"shape {tuple(shape)}.")
 
 
-def _trans_flag(trans, name):
-  flags = {0: False, 1: True, 2: True, "N": False, "T": True, "C": True}
-  if trans not in flags:
-    raise ValueError(f"{name}: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}.")
-  return flags[trans]
+def _trans_code(trans, name):
+  """SciPy's `trans` as 0 (a), 1 (a^T) or 2 (a^H)."""
+  codes = {0: 0, 1: 1, 2: 2, "N": 0, "T": 1, "C": 2}
+  try:
+    return codes[trans]
+  except (KeyError, TypeError):
+    raise ValueError(f"{name}: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}.") from None
 
 
 _dtype_cache: dict = {}
@@ -126,23 +130,25 @@ def _triangle(a, lower, unit_diagonal):
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
                      check_finite=True):
   """Differentiable `scipy.linalg.solve_triangular`: x with op(T) x = b, T the lower (or upper)
-  triangle of `a` (with ones on the diagonal if `unit_diagonal`), op given by `trans` (0/'N',
-  1/'T', 2/'C', the last two the same for real matrices). `b` is a vector (ndim 1) or a
-  (stack of) matrices. Linear in b; the derivative in a reads only the triangle used.
-  Needs no SciPy (the solve is numpy.linalg's, on the masked triangle).
+  triangle of `a` (with ones on the diagonal if `unit_diagonal`), op given by `trans` (0/'N':
+  T, 1/'T': T^T, 2/'C': T^H, the last two the same for real matrices). `a` is a matrix or a
+  stack of them, `b` a vector (ndim 1) or a (stack of) matrices, batch dims broadcast. Linear
+  in b; the derivative in a reads only the triangle used. O(n^2) per column of b: LAPACK's
+  trtrs through SciPy, or NumPy's solve on the triangle (O(n^3)) where SciPy is missing.
+  Raises numpy.linalg.LinAlgError for a zero on the diagonal, as SciPy.
 
   >>> solve_triangular(np.array([[2.0, 0.0], [1.0, 1.0]]), np.array([2.0, 3.0]), lower=True)
   array([1., 2.])
   """
-  transposed = _trans_flag(trans, "solve_triangular")
+  trans = _trans_code(trans, "solve_triangular")
   a, b = dnp.asarray(a), dnp.asarray(b)
   a_shape, b_shape = shape_of(a), shape_of(b)
   _check_square(a_shape, "solve_triangular")
   if len(b_shape) == 0 or b_shape[0 if len(b_shape) == 1 else -2] != a_shape[-1]:
     raise ValueError(f"solve_triangular: shapes of a {a_shape} and b {b_shape} are "
                      "incompatible (b must have as many rows as a).")
-  t = _triangle(a, lower, unit_diagonal)
-  return dnp.linalg.solve(_mT(t) if transposed else t, b)
+  return linalg_ops.triangular_solve(a, b, lower=lower, trans=trans,
+                                     unit_diagonal=unit_diagonal)
 
 
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
@@ -162,17 +168,18 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
-  """Differentiable `scipy.linalg.cho_solve((c, lower), b)`: x with a x = b, a = c c^T (lower)
-  or c^T c (upper); two triangular solves, differentiable in c and b. Takes the output of this
-  module's or SciPy's cho_factor. No SciPy needed.
+  """Differentiable `scipy.linalg.cho_solve((c, lower), b)`: x with a x = b, a = c c^H (lower)
+  or c^H c (upper; c^H = c^T for real c); two O(n^2) triangular solves per column of b,
+  differentiable in c and b. Takes the output of this module's or SciPy's cho_factor. No
+  SciPy needed.
 
   >>> cho_solve(cho_factor(np.array([[4.0, 2.0], [2.0, 5.0]])), np.array([6.0, 7.0]))
   array([1., 1.])
   """
   c, lower = c_and_lower
   if lower:
-    return solve_triangular(c, solve_triangular(c, b, lower=True), trans=1, lower=True)
-  return solve_triangular(c, solve_triangular(c, b, trans=1), lower=False)
+    return solve_triangular(c, solve_triangular(c, b, lower=True), trans=2, lower=True)
+  return solve_triangular(c, solve_triangular(c, b, trans=2), lower=False)
 
 
 def lu_factor(a, overwrite_a=False, check_finite=True):
@@ -195,26 +202,26 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
   """Differentiable `scipy.linalg.lu_solve((lu, piv), b, trans)`: solves a x = b (trans 0),
-  a^T x = b (1 or 2) from lu_factor's output: a row permutation and two triangular solves,
-  differentiable in lu and b. No SciPy needed.
+  a^T x = b (1) or a^H x = b (2) from lu_factor's output: a row permutation and two O(n^2)
+  triangular solves per column of b, differentiable in lu and b. No SciPy needed.
 
   >>> a = np.array([[1.0, 2.0], [3.0, 4.0]])
   >>> lu_solve(lu_factor(a), np.array([5.0, 11.0]))
   array([1., 2.])
   """
   lu, piv = lu_and_piv
-  transposed = _trans_flag(trans, "lu_solve")
+  trans = _trans_code(trans, "lu_solve")
   b = dnp.asarray(b)
   vector = len(shape_of(b)) == 1
   if vector:
     b = b[:, None]
-  if not transposed:
+  if not trans:
     perm = lu_pivots_to_permutation(piv)
     x = dnp.take_along_axis(b, perm[..., :, None], axis=-2)
     x = solve_triangular(lu, solve_triangular(lu, x, lower=True, unit_diagonal=True))
-  else:
+  else:  # a^T = U^T L^T P^T (a^H likewise)
     inverse = lu_pivots_to_permutation(piv, inverse=True)
-    w = solve_triangular(lu, solve_triangular(lu, b, trans=1), trans=1, lower=True,
+    w = solve_triangular(lu, solve_triangular(lu, b, trans=trans), trans=trans, lower=True,
                          unit_diagonal=True)
     x = dnp.take_along_axis(w, inverse[..., :, None], axis=-2)
   return x[:, 0] if vector else x

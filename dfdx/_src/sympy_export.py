@@ -2,8 +2,9 @@
 
 Shape, indexing and linear-algebra-free primitives run their NumPy impls on object arrays
 (NumPy applies `+`, `*` and friends elementwise to SymPy objects); transcendental and other
-nonlinear primitives map to SymPy functions through `sympy_rules`. SymPy is imported only
-here, and only when this module is used (it is an optional dependency).
+nonlinear primitives map to SymPy functions through `sympy_rules`; triangular_solve is
+forward (or back) substitution, entry by entry. SymPy is imported only here, and only when
+this module is used (it is an optional dependency).
 """
 from __future__ import annotations
 
@@ -34,7 +35,27 @@ def _rules(sp):
   for cmp, fn in {"lt": sp.Lt, "le": sp.Le, "gt": sp.Gt, "ge": sp.Ge, "eq": sp.Eq,
                   "ne": sp.Ne}.items():
     rules[cmp] = np.vectorize(fn, otypes=[object])
+  rules["triangular_solve"] = lambda a, b, **params: _substitution(sp, a, b, **params)
   return rules
+
+
+def _substitution(sp, a, b, *, lower, trans, unit_diagonal):
+  """triangular_solve by forward (or back) substitution on object arrays: the formula of
+  each entry of x, op(T) x = b."""
+  n, k = b.shape[-2:]
+  batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+  m = np.broadcast_to(np.swapaxes(a, -1, -2) if trans else a, batch + (n, n))
+  if trans == 2:
+    m = np.vectorize(sp.conjugate, otypes=[object])(m)
+  b = np.broadcast_to(b, batch + (n, k))
+  forward = lower != bool(trans)  # op(T) is lower triangular: the first row first
+  x = np.empty(batch + (n, k), dtype=object)
+  for i in (range(n) if forward else range(n - 1, -1, -1)):
+    acc = b[..., i, :]
+    for j in (range(i) if forward else range(i + 1, n)):
+      acc = acc - m[..., i, j, None] * x[..., j, :]
+    x[..., i, :] = acc if unit_diagonal else acc / m[..., i, i, None]
+  return x
 
 
 def _exact(sp, value):

@@ -24,6 +24,23 @@ def _np_solve(a, b):
   return np.linalg.solve(_shifted(a), b)
 
 
+def _triangular(lower, trans, unit_diagonal=False):
+  """triangular_solve of the triangle of a + 4 I (the rest of a is not read)."""
+  return lambda a, b: la.triangular_solve(_shifted(a), b, lower=lower, trans=trans,
+                                          unit_diagonal=unit_diagonal)
+
+
+def _np_triangular(lower, trans, unit_diagonal=False):
+  """NumPy's solve on the masked triangle."""
+  def ref(a, b):
+    a = _shifted(a)
+    n = a.shape[-1]
+    t = np.tril(a, -unit_diagonal) if lower else np.triu(a, int(unit_diagonal))
+    t = t + np.eye(n) if unit_diagonal else t
+    return np.linalg.solve(np.swapaxes(t, -1, -2) if trans else t, b)
+  return ref
+
+
 def _spd(a):
   """a a^T + 3 I, with dfdx ops (which evaluate NumPy arrays directly)."""
   return ew.add(con.matmul(a, con.matrix_transpose(a)), 3 * np.eye(np.shape(a)[-1]))
@@ -84,6 +101,21 @@ SPECS = [
            domain=(-1.0, 1.0)),
     OpSpec("solve_linear_in_b", la.solve_p, lambda a, b: la.solve(_shifted(a), b), _np_solve,
            [((3, 3), (3,)), ((2, 3, 3), (3, 2)), ((3, 3), (2, 3, 2))], domain=(-1.0, 1.0),
+           diff_argnums=(1,), linear=True),
+    OpSpec("triangular_solve", la.triangular_solve_p, _triangular(True, 0),
+           _np_triangular(True, 0), SOLVE_SHAPES, domain=(-1.0, 1.0)),
+    OpSpec("triangular_solve_upper_trans", la.triangular_solve_p, _triangular(False, 1),
+           _np_triangular(False, 1), SOLVE_SHAPES[:7], domain=(-1.0, 1.0)),
+    OpSpec("triangular_solve_unit", la.triangular_solve_p, _triangular(True, 1, True),
+           _np_triangular(True, 1, True), SOLVE_SHAPES[1:7], domain=(-1.0, 1.0)),
+    OpSpec("triangular_solve_upper_unit", la.triangular_solve_p, _triangular(False, 0, True),
+           _np_triangular(False, 0, True), [((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1))],
+           domain=(-1.0, 1.0)),
+    OpSpec("triangular_solve_linear_in_b", la.triangular_solve_p, _triangular(False, 0),
+           _np_triangular(False, 0), [((3, 3), (3,)), ((2, 3, 3), (3, 2)), ((3, 3), (2, 3, 2))],
+           domain=(-1.0, 1.0), diff_argnums=(1,), linear=True),
+    OpSpec("triangular_solve_trans_linear_in_b", la.triangular_solve_p, _triangular(True, 1),
+           _np_triangular(True, 1), [((2, 1, 3, 3), (4, 3, 1))], domain=(-1.0, 1.0),
            diff_argnums=(1,), linear=True),
     OpSpec("inv", la.solve_p, lambda a: la.inv(_shifted(a)),
            lambda a: np.linalg.inv(_shifted(a)), [((3, 3),), ((2, 2, 2),), ((0, 0),)],
