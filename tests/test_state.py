@@ -197,3 +197,43 @@ def test_assigning_a_batched_or_staged_value_is_a_clear_error():
   with pytest.raises(TypeError, match="compiled programs do not update Variables"):
     dfdx.jit(store)(np.ones(3))
   assert v.value == 0.0
+
+
+def test_jit_reads_variables_at_every_call():
+  # the Variables a jitted function reads are inputs of its program: it sees their current
+  # values (a training loop under jit), and is traced again where their shape changes
+  class Lin(Module):
+    def __init__(self):
+      super().__init__()
+      self.w = TrainVar(np.array([1.0, 2.0]))
+      self.b = Variable(np.array(0.5))
+
+    def __call__(self, x):
+      return x @ self.w.value + self.b
+
+  lin, x = Lin(), np.array([1.0, 3.0])
+  loss = lambda: (lin(x) - 1.0) ** 2  # noqa: E731
+  jit_loss = dfdx.jit(loss)
+  step = dfdx.jit(dfdx.value_and_grad(loss, grad_vars=lin.train_vars()))
+  traces = []
+  counted = dfdx.jit(lambda: traces.append(1) or dnp.sum(lin.w * 2))
+  for _ in range(3):
+    value, grads = step()
+    assert value == loss() and jit_loss() == loss() and counted() == 2 * np.sum(lin.w.value)
+    (g,) = grads.values()
+    np.testing.assert_allclose(g, 2 * (lin(x) - 1.0) * x)
+    lin.w.value = lin.w.value - 0.1 * g
+  assert len(traces) == 2  # (once noting what it reads, once with them as inputs)
+  lin.b.value = np.array(2.0)
+  assert jit_loss() == loss()
+  lin.w.value = np.array([1.0, 2.0, 3.0])  # another shape: traced again, for it
+  x = np.array([1.0, 1.0, 1.0])
+  assert jit_loss() == loss() and counted() == 12.0
+  # read through an inner jitted function, and under transformations
+  inner = dfdx.jit(lambda s: s * lin.b)
+  outer = dfdx.jit(lambda s: inner(s) + 1.0)
+  assert outer(3.0) == 7.0
+  lin.b.value = np.array(-1.0)
+  assert outer(3.0) == -2.0
+  assert dfdx.grad(outer)(3.0) == -1.0
+  np.testing.assert_allclose(dfdx.vmap(outer)(np.array([1.0, 2.0])), [0.0, -1.0])

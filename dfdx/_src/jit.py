@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, errors
+from dfdx._src import ad, batching, core, errors, state
 from dfdx._src.core import Tracer
 from dfdx._src.ir import Program, eval_program, pp_program
 from dfdx._src.staging import make_program
@@ -122,7 +122,7 @@ class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
   __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output",
-               "differentiates", "notes_ties", "proved_run")
+               "differentiates", "notes_ties", "proved_run", "variables", "var_avals")
 
   def __init__(self, program, run, out_tree, out_statics, name, proved_run=None):
     self.program, self.run, self.out_tree = program, run, out_tree
@@ -136,6 +136,9 @@ class _Entry:
     self.differentiates = False
     # Whether its reverse pass divides by the gaps of a spectrum (see `run_noting_ties`).
     self.notes_ties = "_gap_div_noted(" in getattr(run, "__dfdx_source__", "")
+    # The Variables the function reads: the program's last inputs, their values read at
+    # every call (`_with_variables`), and the shapes and dtypes it was traced for.
+    self.variables, self.var_avals = (), ()
 
 
 class _paused_gc:
@@ -153,15 +156,25 @@ class _paused_gc:
       gc.enable()
 
 
-def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
-  """Stage f on abstract versions of its dynamic arguments."""
+def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variables=()):
+  """Stage f on abstract versions of its dynamic arguments (and of the values of
+  `variables`, which it reads: the program's last inputs)."""
   store = {}
   leaves_tree = dynamic
+  n = len(avals)
+  avals = list(avals) + [_variable_aval(v) for v in variables]
 
   def flat_fun(*leaves):
-    dyn_args, dyn_kwargs = tree_unflatten(leaves_tree, leaves)
+    dyn_args, dyn_kwargs = tree_unflatten(leaves_tree, leaves[:n])
     call_args, call_kwargs = statics_of(dyn_args, dyn_kwargs)
-    out = f(*call_args, **call_kwargs)
+    held = [v._held for v in variables]
+    for v, traced in zip(variables, leaves[n:]):
+      v._held = traced
+    try:
+      out = f(*call_args, **call_kwargs)
+    finally:
+      for v, value in zip(variables, held):
+        v._held = value
     out_leaves, store["out_tree"] = tree_flatten(out)
     arrays, statics = [], {}
     for i, o in enumerate(out_leaves):
@@ -173,6 +186,40 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name):
     return arrays
   program, lifted = make_program(flat_fun, avals)
   return program, lifted, store["out_tree"], store["out_statics"]
+
+
+def _variable_aval(var):
+  value = var._held
+  return core.shaped_array(value.shape, value.dtype) if type(value) is np.ndarray \
+      else value.aval
+
+
+def _traced_with_variables(trace):
+  """`trace(variables)` -> (program, lifted, ...), with the Variables the function reads made
+  inputs: traced once noting them, and again with them as inputs where it read any (the
+  first program had their values baked in). Returns the result and the Variables."""
+  outer = state.reads
+  state.reads = {}
+  try:
+    result = trace(())
+    read = tuple(state.reads.values())
+    if read:
+      result = trace(read)
+  finally:
+    noted, state.reads = state.reads, outer
+    if outer is not None:  # (an enclosing jit reads them too, through this call)
+      outer.update(noted)
+  return result, read
+
+
+def _with_variables(entry, leaves):
+  """`leaves` and the current values of the Variables the entry reads; None where one no
+  longer has the shape and dtype the entry was traced for."""
+  values = [v._value for v in entry.variables]
+  for value, (shape, dtype) in zip(values, entry.var_avals):
+    if getattr(value, "shape", None) != shape or getattr(value, "dtype", None) != dtype:
+      return None
+  return [*leaves, *values]
 
 
 def _rebuild(entry, outs):
@@ -271,6 +318,10 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         entry = fast_cache.get(key) if key is not None else None
       except TypeError:  # an unhashable static value: the slow path explains it
         entry = key = None
+      if entry is not None and entry.variables:
+        leaves = _with_variables(entry, leaves)
+        if leaves is None:  # (a Variable's shape or dtype changed: traced again)
+          entry = fast_cache[key] = None
       if entry is not None:
         if entry.notes_ties:
           return run_noting_ties(entry, leaves, args, kwargs)
@@ -326,6 +377,11 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         avals.append(_leaf_aval(x, _describe_path(paths[i]), name))
     sig = _Signature(tree, avals, statics)
     entry = cache.get((sig.key, ad.zero_absorbing))
+    with_variables = None
+    if entry is not None and entry.variables:
+      with_variables = _with_variables(entry, leaves)
+      if with_variables is None:  # (a Variable's shape or dtype changed)
+        entry = None
     if entry is None:
       if last and (explain or logger.isEnabledFor(logging.INFO)):
         level = logging.WARNING if explain else logging.INFO
@@ -333,17 +389,24 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
                    sig.explain_difference(last[-1]))
       made = ad.JVPTrace.made
       with _paused_gc():
-        program, lifted, out_tree, out_statics = _trace_to_program(
-            f, args, kwargs, tree, merge, avals, name)
+        (program, lifted, out_tree, out_statics), variables = _traced_with_variables(
+            lambda variables: _trace_to_program(f, args, kwargs, tree, merge, avals, name,
+                                                variables))
         entry = _compile(program, out_tree, out_statics, name, optimize)
       entry.differentiates = ad.JVPTrace.made != made
+      entry.variables = variables
+      entry.var_avals = tuple((v._held.shape, v._held.dtype) for v in variables)
+      with_variables = _with_variables(entry, leaves) if variables else None
       if lifted:  # closes over values of an enclosing transformation: not reusable
+        leaves = with_variables if variables else leaves
         return _rebuild(entry, jit_call_p.bind(*leaves, *lifted, program=entry.program,
                                                compiled=entry.run, name=name))
       cache[sig.key, ad.zero_absorbing] = entry
       last[:] = [sig]
     if entry_only:
       return entry
+    if entry.variables:
+      leaves = with_variables
     if core.current_trace() is None and not any(isinstance(x, Tracer) for x in leaves):
       if entry.notes_ties:
         return run_noting_ties(entry, leaves, args, kwargs)

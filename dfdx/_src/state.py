@@ -24,6 +24,9 @@ from dfdx._src.core import Tracer, swap_trace
 
 _frames: list = []  # the journal: one dict id(var) -> (var, previous value) per open call
 in_use = False       # set once a Variable exists: until then transformations skip the journal
+# While jit traces a function: id(var) -> var for every Variable whose value it reads (jit
+# makes them inputs of the compiled program, read again at every call). None otherwise.
+reads = None
 
 
 class Variable:
@@ -36,14 +39,24 @@ class Variable:
   >>> v
   Variable(array([2., 3.]))
   """
-  __slots__ = ("_value", "__weakref__")
+  __slots__ = ("_held", "__weakref__")
   __array_priority__ = 2000
 
   def __init__(self, value):
     global in_use
     in_use = True
     value = unwrap(value)
-    self._value = value if isinstance(value, (np.ndarray, Tracer)) else np.asarray(value)
+    self._held = value if isinstance(value, (np.ndarray, Tracer)) else np.asarray(value)
+
+  @property
+  def _value(self):  # (every read of the value: noted while jit traces)
+    if reads is not None:
+      reads[id(self)] = self
+    return self._held
+
+  @_value.setter
+  def _value(self, new):
+    self._held = new
 
   @property
   def value(self):
