@@ -291,6 +291,12 @@ def test_reverse_passes_raise_no_numpy_warnings():
     assert dfdx.grad(lambda x: dnp.where(x > 0, dnp.log(x), 0.0))(0.0) == 0.0
     assert dfdx.grad(lambda x: dnp.sqrt(x * x))(0.0) == 0.0
     np.testing.assert_array_equal(dfdx.grad(dnp.linalg.norm)(np.zeros(3)), np.zeros(3))
+    # (grad of a function of one array, jacrev and vjp: sqrt's reverse rule at 0)
+    guarded = lambda x: dnp.where(x > 0, dnp.sqrt(dnp.abs(x)), 0.0)  # noqa: E731
+    x = np.array([-1.0, 0.0, 4.0])
+    np.testing.assert_array_equal(dfdx.grad(lambda x: dnp.sum(guarded(x)))(x), [0, 0, 0.25])
+    np.testing.assert_array_equal(dfdx.jacrev(guarded)(x), np.diag([0, 0, 0.25]))
+    np.testing.assert_array_equal(dfdx.vjp(guarded, x)[1](np.ones(3))[0], [0, 0, 0.25])
   messages = sorted({str(w.message) for w in caught})
   assert messages == ["divide by zero encountered in log"], messages
   assert np.geterr()["invalid"] == "warn"  # the reverse pass's quiet settings are undone

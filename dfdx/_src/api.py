@@ -325,11 +325,12 @@ def _numpy_value(x):
   return np.asarray(x)[()] if is_weak(x) else x
 
 
+# NumPy's floating-point warnings, off in reverse passes (see ad.quiet_reverse_passes).
+_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
+
+
 def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=False):
-  if ad.quiet_reverse_passes:
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-      in_cts = lin.transpose(cts, last)
-  else:
+  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
     in_cts = lin.transpose(cts, last)
   grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
            for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
@@ -364,7 +365,8 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
   if value.shape != ():
     raise _non_scalar_error(f, transform, [value], tree_structure(value))
   value = _scalar_output(value, f, transform, False)
-  (ct,) = lin.transpose([_one(value.dtype)], last=True)
+  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
+    (ct,) = lin.transpose([_one(value.dtype)], last=True)
   return _to_output(np.zeros(x.shape, x.dtype) if ct is None else ct, False), value
 
 
@@ -717,8 +719,9 @@ def _jacobian_by_transpose(lin, out_leaves, leaves, chunk_size=None):
   """Reverse mode: pull back every output basis vector at once (vmap over the transpose), or
   `chunk_size` of them at a time."""
   cts, out_sizes, m = _basis(out_leaves, lambda o: dtypes.differentiable_dtype(o.dtype))
-  in_cts, dims = batching.vmap_chunked(lambda *c: lin.transpose(list(c)), m, cts,
-                                       [0] * len(cts), chunk_size)
+  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
+    in_cts, dims = batching.vmap_chunked(lambda *c: lin.transpose(list(c)), m, cts,
+                                         [0] * len(cts), chunk_size)
   blocks = [[None] * len(leaves) for _ in out_leaves]
   for j, (x, ct, d) in enumerate(zip(leaves, in_cts, dims)):
     full = _batched_or_broadcast(ct, d, m, x)
