@@ -324,6 +324,134 @@ def test_jitted_scan_names_the_operation_in_its_body():
   assert_site(e.value, "scan-log")
 
 
+# A NaN in a value that a block or a loop's body closes over (a NumPy constant, or an argument
+# not differentiated) came in: no operation made it, as without the block, where it is an
+# input of `mul`. (Reported before as `checkpoint_call`, `scan`, `while` or `jit(...)`
+# producing it from inputs free of NaN.)
+_V = np.array([1.0, np.nan, 2.0])
+_BLOCK = dfdx.checkpoint(lambda c: dnp.sin(c * _V))
+CLOSED_OVER_NAN = {
+    "plain": dfdx.grad(lambda c: dnp.sum(dnp.sin(c * _V))),
+    "checkpoint, constant": dfdx.grad(lambda c: dnp.sum(_BLOCK(c))),
+    "checkpoint, argument": lambda c: dfdx.grad(
+        lambda c, w: dnp.sum(dfdx.checkpoint(lambda c: dnp.sin(c * w))(c)))(c, _V),
+    "vmap(checkpoint)": lambda c: dfdx.vmap(_BLOCK)(np.array([c, c])),
+    "jit(grad(checkpoint))": dfdx.jit(dfdx.grad(lambda c: dnp.sum(_BLOCK(c)))),
+    "checkpointed scan, argument": lambda c: dfdx.value_and_grad(lambda c, w: dfdx.scan(
+        lambda s, x: (s + dnp.sin(x * w[1]), s), c, np.ones(9), checkpoint=True)[0])(c, _V),
+    "scan, argument": lambda c: dfdx.grad(lambda c, w: dfdx.scan(
+        lambda s, x: (s * dnp.sin(x * w[1]), s), c, np.ones(3))[0])(c, _V),
+    "jit(scan)": dfdx.jit(lambda c: dfdx.scan(
+        lambda s, x: (s + dnp.sin(x * _V[1]), s), c, np.ones(3))[0]),
+    "jit(while_loop)": dfdx.jit(lambda c: dfdx.while_loop(
+        lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] + _V[1]), (0, c))[1]),
+    "jit(grad(while_loop))": dfdx.jit(dfdx.grad(lambda c: dfdx.while_loop(
+        lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] * _V[1]), (0, c))[1])),
+    "jit(cond)": dfdx.jit(lambda c: dfdx.cond(c > 0, lambda c: c * _V, lambda c: -c * _V, c)),
+    "jit": dfdx.jit(lambda c: dnp.sum(dnp.sin(c * _V))),
+}
+
+
+@pytest.mark.parametrize("case", list(CLOSED_OVER_NAN))
+def test_nan_that_comes_in_through_a_closed_over_value_is_not_reported(case):
+  fun = CLOSED_OVER_NAN[case]
+  plain = np.asarray(fun(0.5))
+  assert np.isnan(plain).any()
+  with dfdx.debug_nans():
+    got = np.asarray(fun(0.5))
+  np.testing.assert_array_equal(got, plain)
+
+
+def test_a_nan_made_in_a_block_with_a_closed_over_nan_is_reported():
+  # The same blocks, closing over a NaN, still report a NaN that an operation makes.
+  v = np.array([1.0, np.nan])
+
+  def block(c):
+    return dnp.log(c - 1.0) + c * v  #@closed-log
+  for fun in (dfdx.grad(lambda c: dnp.sum(dfdx.checkpoint(block)(c))), dfdx.jit(block),
+              dfdx.jit(lambda c: dfdx.scan(lambda s, x: (s, block(s)), c, np.ones(3))[1])):
+    err = nan_report(fun, 0.5)
+    assert (err.primitive, err.context) == ("log", "forward"), str(err)
+    assert_site(err, "closed-log")
+
+
+def scan_removed_nan_body(c, x):  # reverse mode at x = 0: inf - inf, times d(x * c)/dc = 0
+  return c, dnp.sqrt(x * c) - dnp.sqrt(2.0 * x * c)
+
+
+@pytest.mark.parametrize("mode", ["grad", "vmap(grad)", "jit(grad)", "grad(jit)"])
+@pytest.mark.parametrize("checkpoint", [None, True, 1])
+def test_a_nan_the_library_removes_in_a_checkpointed_scan_is_not_reported(checkpoint, mode):
+  xs = np.array([1.0, 0.0, 2.0, 0.0])
+
+  def f(c):
+    return dnp.sum(dfdx.scan(scan_removed_nan_body, c, xs, checkpoint=checkpoint)[1])
+  transform = {"grad": dfdx.grad, "jit(grad)": lambda f: dfdx.jit(dfdx.grad(f)),
+               "grad(jit)": lambda f: dfdx.grad(dfdx.jit(f)),
+               "vmap(grad)": lambda f: lambda c: dfdx.vmap(dfdx.grad(f))(np.array([c, c]))}
+  plain = transform[mode](f)(1.0)
+  assert np.isfinite(plain).all()
+  with dfdx.debug_nans():
+    got = transform[mode](f)(1.0)  # (checkpointed: NaNError, for xs's unused cotangent)
+  np.testing.assert_allclose(got, plain, rtol=1e-12)
+
+
+def while_log_body(s):
+  i, c = s
+  return i + 1, c + dnp.log(c - 3.0 * (i == 2))  #@while-log
+
+
+def while_sqrt_body(s):
+  i, c = s
+  return i + 1, c + dnp.sqrt(c) - dnp.sqrt(2.0 * c)  #@while-sqrt
+
+
+def scan_sqrt_step(c, _):
+  return c + dnp.sqrt(c) - dnp.sqrt(2.0 * c), None
+
+
+WHILE_MODES = dict(MODES, **{
+    "jit": dfdx.jit, "vmap": lambda f: lambda x: dfdx.vmap(f)(np.array([x, x])),
+    "vmap(grad)": lambda f: lambda x: dfdx.vmap(dfdx.grad(f))(np.array([x, x])),
+    "linearize(jit)": lambda f: lambda x: dfdx.linearize(dfdx.jit(f), x)[1](1.0),
+    "jit(hessian)": lambda f: dfdx.jit(dfdx.hessian(f))})
+
+
+@pytest.mark.parametrize("mode", list(WHILE_MODES))
+def test_nan_made_in_a_while_loop_body(mode):
+  # Named as in a scan's body or the Python loop: the body's operation and line, not `while`
+  # at the line that calls while_loop (the compiled loop is run again a step at a time).
+  def f(c):
+    return dfdx.while_loop(lambda s: s[0] < 4, while_log_body, (0, c))[1]
+  err = nan_report(WHILE_MODES[mode](f), 1.0)
+  assert (err.primitive, err.context, err.derivative_of) == ("log", "forward", None), str(err)
+  assert_site(err, "while-log")
+  assert "c + dnp.log(c - 3.0 * (i == 2))" in str(err)
+
+
+@pytest.mark.parametrize("mode", [m for m in WHILE_MODES if m not in ("jit", "vmap")])
+def test_nan_made_by_a_while_loop_body_derivative(mode):
+  # The derivative's NaN (inf - inf at c = 0) is reported as the same loop's as a scan.
+  def f(c):
+    return dfdx.while_loop(lambda s: s[0] < 4, while_sqrt_body, (0, c))[1]
+  err = nan_report(WHILE_MODES[mode](f), 0.0)
+  scanned = nan_report(WHILE_MODES[mode](lambda c: dfdx.scan(scan_sqrt_step, c, None, 4)[0]),
+                       0.0)
+  assert "while" not in (err.primitive, err.derivative_of), str(err)
+  assert err.context != "forward"
+  assert (err.primitive, err.context, err.derivative_of) == (
+      scanned.primitive, scanned.context, scanned.derivative_of), (str(err), str(scanned))
+  assert_site(err, "while-sqrt")
+
+
+def test_jitted_cond_names_the_operation_in_its_branch():
+  f = dfdx.jit(lambda x: dfdx.cond(x > 0, lambda x: dnp.log(x - 3.0), lambda x: x, x))  #@cond
+  with dfdx.debug_nans(), pytest.raises(dfdx.NaNError, match="`log` produced") as e:
+    f(1.0)
+  assert e.value.context == "forward"
+  assert_site(e.value, "cond")
+
+
 # ---- the switch -----------------------------------------------------------------------------
 
 

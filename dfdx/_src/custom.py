@@ -858,11 +858,12 @@ def _checkpoint_transpose(cts, *args, program):
 
 def _checkpoint_vjp(cts, ans, *primals, needs, program):
   # Rematerialization: only the inputs were kept; the block runs again, linearized, now, in
-  # its floating inputs (booleans and integers, a where's mask or an index, are held fixed).
-  # (A Python number among them is linearized as the 0-d array of its dtype.)
+  # its floating inputs whose cotangents are needed (the others, a where's mask, an index or
+  # a value not differentiated, are held fixed: their cotangents could hold a NaN that
+  # nothing uses). (A Python number among them is linearized as the 0-d array of its dtype.)
   primals = [np.asarray(p, core.get_aval(p).dtype) if isinstance(p, (int, float, complex))
              else p for p in primals]
-  floating = [core.get_aval(p).dtype.kind in "fc" for p in primals]
+  floating = [need and core.get_aval(p).dtype.kind in "fc" for p, need in zip(primals, needs)]
 
   def call(*xs):
     it = iter(xs)

@@ -3,15 +3,17 @@
 While it is on, an operation that makes a NaN from inputs that hold none raises `NaNError`,
 naming the primitive (or `dfdx.numpy` function), whether it ran in the forward computation or
 in a derivative rule (and whose), the user's line of the forward operation responsible, the
-inputs, and how to fix it. A NaN that came in with the inputs is not reported.
+inputs, and how to fix it. A NaN that came in with the inputs, or with a constant that a
+function, a checkpointed block or a loop's body closes over, is not reported.
 
 Two detectors, both silent until a NaN appears:
   * NumPy's invalid-operation flag (the way IEEE arithmetic makes a NaN out of numbers: 0/0,
     inf - inf, log(-1)), through `np.seterrcall`: it covers primitives whose impl is one of
     NumPy's ufuncs, and `dfdx.numpy` calls on concrete values, which go straight to NumPy;
   * a scan of the outputs of every other primitive evaluated on concrete values, and of a
-    jitted call's outputs. A jitted call or a scan whose compiled code made a NaN is
-    evaluated again one equation (and step) at a time, to find the equation responsible.
+    jitted call's outputs. A jitted call, a loop (scan, while_loop and its derivatives) or
+    a cond whose compiled code made a NaN is evaluated again one equation (and step) at a
+    time, to find the equation responsible.
 
 It costs nothing while off: switching it on swaps the eval path for a checking one
 (`Primitive.bind` and `bind_in`; the plain ones are untouched) and fills hooks that are
@@ -226,22 +228,101 @@ def _produced_nan(prim, args, params, out, frame=None):
   """`prim` returned a NaN (evaluated in `frame`): report it if its inputs held none."""
   if _holds_nan(list(args)) or any([_holds_nan(v) for v in params.values()]):
     return  # not produced here: it came in
-  program = params.get("program")
-  if prim.name == "jit_call" and isinstance(program, ir.Program):
-    ir.eval_program(program, *args)  # raises at the equation responsible
-  elif prim.name == "scan" and isinstance(params.get("body"), ir.Program):
-    _eval_scan(args, **params)  # (the same, step by step)
+  if prim.name in _EVALUATED_CALLS:
+    return  # its equations were checked as they were evaluated: the NaN came in
+  rerun = _RERUNS.get(prim.name)
+  if rerun is not None:
+    rerun(args, **params)  # raises at the equation responsible
+  if _constants_hold_nan(params.values(), set()):
+    return  # it came in through a constant of its program (a value the function closed over)
   where = _locate(frame or sys._getframe(1), prim, args)
   _report(_nan_error(prim.name, where, args, out))
 
 
+# Primitives whose impl evaluates their program with `bind`, each equation checked: a NaN in
+# their outputs was reported where it was made, or came in (through a constant of the
+# program), or is held back (a derivative rule's, see `_report`).
+_EVALUATED_CALLS = frozenset(["checkpoint_call", "custom_jvp_call", "custom_vjp_call"])
+
+
+def _constants_hold_nan(params, seen) -> bool:
+  """Whether the programs among `params` (and those nested in their equations) hold a NaN
+  in a constant or a literal: a value the function closed over, which came in."""
+  for value in params:
+    programs = value if type(value) in (tuple, list) else (value,)
+    for program in programs:
+      if not isinstance(program, ir.Program) or id(program) in seen:
+        continue
+      seen.add(id(program))
+      if _holds_nan(program.const_vals) or _holds_nan(
+          [o.val for o in program.outs if type(o) is ir.Lit]):
+        return True
+      for eqn in program.eqns:
+        if _holds_nan([a.val for a in eqn.inputs if type(a) is ir.Lit]) or \
+            _constants_hold_nan(eqn.params.values(), seen):
+          return True
+  return False
+
+
+# ---- compiled loops and branches, evaluated again a step and an equation at a time ----------
+#
+# A compiled primitive whose outputs hold a NaN (its inputs holding none) runs again the
+# loop its generated code runs, with each step's programs evaluated one equation at a time:
+# the checks then raise at the equation responsible, at the user's line recorded for it.
+
+
+def _eval_jit_call(args, *, program, **_):
+  ir.eval_program(program, *args)
+
+
 def _eval_scan(args, *, body, num_carry, num_xs, length, reverse, **_):
-  """A scan (its compiled loop made a NaN) run again a step at a time, its body evaluated
-  one equation at a time: the checks then raise at the body's equation responsible."""
+  """A scan, a step at a time."""
   carry, xs, consts = args[:num_carry], args[num_carry:num_carry + num_xs], \
       args[num_carry + num_xs:]
   for i in (reversed(range(length)) if reverse else range(length)):
     carry = ir.eval_program(body, *carry, *[x[i] for x in xs], *consts)[:num_carry]
+
+
+def _evaluating(program):
+  """`program` as the function the generated code calls for it, evaluated with bind."""
+  return lambda *xs: ir.eval_program(program, *xs)
+
+
+def _eval_while(args, *, cond, body, num_vals, num_cond_consts):
+  """A while loop, a step at a time (the loop of its generated code)."""
+  from dfdx._src.codegen import helper_function
+  helper_function("_while_loop")(_evaluating(cond), _evaluating(body), num_vals,
+                                 num_cond_consts, *args)
+
+
+def _eval_while_tangent(args, *, step, num_vals, num_consts):
+  """A while loop's tangents, a step at a time."""
+  from dfdx._src.codegen import helper_function
+  helper_function("_tangent_loop")(_evaluating(step), num_vals, num_consts,
+                                   len(step.outs) - num_vals, *args)
+
+
+def _eval_while_reverse(args, *, step, num_vals, num_consts):
+  """A while loop's reverse pass, a step at a time."""
+  from dfdx._src.codegen import helper_function
+  from dfdx._src.ops import branches
+  fwd, back = branches._cached_parts(step, num_vals, num_consts)
+  num_t = len(step.outs) - num_vals
+  acc_like = tuple((a.shape, a.dtype) for a in step.in_avals[num_vals + num_consts + num_t:])
+  helper_function("_reverse_loop")(_evaluating(fwd), _evaluating(back), num_vals, num_consts,
+                                   acc_like, branches.REVERSE_LOOP_BYTES, *args)
+
+
+def _eval_cond(args, *, branches, num_consts, **_):
+  """A cond, its branch evaluated one equation at a time."""
+  from dfdx._src.ops.branches import _branch_args, _pick_branch
+  k = _pick_branch(args[0], len(branches))
+  ir.eval_program(branches[k], *_branch_args(args[1:], branches, num_consts, k))
+
+
+_RERUNS = {"jit_call": _eval_jit_call, "scan": _eval_scan, "while": _eval_while,
+           "while_tangent": _eval_while_tangent, "while_reverse": _eval_while_reverse,
+           "cond": _eval_cond}
 
 
 def _report(err):
@@ -608,7 +689,8 @@ def _nan_error(name, where, args, out):
 
 def _check_jitted_call(entry, leaves, outs):
   """`jit.nan_check`: a jitted call returned `outs`. If they hold a NaN that its inputs did
-  not, evaluate its program one equation at a time with the checks, to find where."""
+  not, evaluate its program one equation at a time with the checks, to find where (a NaN
+  in a constant of the program came in, like one in the inputs)."""
   global _held
   for o in outs:
     if _holds_nan(o):
@@ -628,6 +710,8 @@ def _check_jitted_call(entry, leaves, outs):
                    code=e.code) from None
   finally:
     _held = held
+  if _constants_hold_nan([entry.program], set()):
+    return  # it came in through a constant (a value the function closed over)
   raise NaNError(
       f"debug_nans: jit({entry.name}) returned a NaN from inputs free of NaN, but evaluating "
       "its program one equation at a time produced none: the NaN comes from a constant "
