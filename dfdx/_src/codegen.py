@@ -1023,12 +1023,20 @@ def compile_program(program: Program, name="f", fuse_reductions=True, destinatio
     from dfdx._src.uniform import Unspecialized
     namespace["_Unspecialized"] = Unspecialized
   for h in helpers.values():
-    exec(compile(h, "<dfdx helpers>", "exec"), namespace)
+    exec(_code(h, "<dfdx helpers>"), namespace)
   namespace.update(runtime_helpers)
-  exec(compile(source, f"<dfdx jit of {name}>", "exec"), namespace)
+  exec(_code(source, f"<dfdx jit of {name}>"), namespace)
   fn = namespace[_identifier(name)]
   fn.__dfdx_source__ = source
   return fn
+
+
+@functools.lru_cache(maxsize=256)
+def _code(source, filename):
+  """`source` compiled by Python, once: the helpers go into every compiled program's
+  namespace, and a program traced again (a checkpointed block, a loop's body at every call
+  in eager code) gives the same source, with its constants in the namespace."""
+  return compile(source, filename, "exec")
 
 
 def _dead_after(program, skipped, fused):
