@@ -244,6 +244,25 @@ def test_numpy_functions_dfdx_lacks_raise_a_clear_type_error():
       dfdx.grad(lambda x: dnp.sum(f(x)))(X)
 
 
+def test_ufunc_at_and_scipy_special_ufuncs_on_traced_values():
+  # ufunc.at writes in place: the error names the functional update that does it
+  z = np.zeros(3)
+  with pytest.raises(TypeError, match=r"numpy.add.at writes into an array in place.*"
+                                      r"x.at\[indices\].add\(values\)"):
+    dfdx.grad(lambda x: (np.add.at(z, [0, 0], x[:2]), dnp.sum(z))[1])(X)
+  with pytest.raises(TypeError, match=r"x.at\[indices\].max\(values\)"):
+    dfdx.grad(lambda x: (np.maximum.at(z, [0], x[:1]), dnp.sum(z))[1])(X)
+  # SciPy's special functions are ufuncs: on traced values, dfdx.scipy.special's
+  special = pytest.importorskip("scipy.special")
+  s = special.expit(X)
+  np.testing.assert_allclose(dfdx.grad(lambda x: np.sum(special.expit(x)))(X), s * (1 - s),
+                             rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(lambda x: special.gammaln(x))(np.abs(X) + 1),
+                             special.gammaln(np.abs(X) + 1), rtol=1e-14)
+  with pytest.raises(TypeError, match="the ufunc .* \(not NumPy's\) does not support"):
+    dfdx.grad(lambda x: dnp.sum(np.frompyfunc(abs, 1, 1)(x)))(X)
+
+
 def test_numpy_histogram_dispatches_to_dfdx_numpy():
   counts, edges = np.histogram(dfdx.numpy.asarray(X), bins=3)
   want_counts, want_edges = np.histogram(X, bins=3)

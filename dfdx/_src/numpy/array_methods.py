@@ -9,6 +9,7 @@ NumPy code (`np.sin(x)`, `np.sum(x)`) works on traced values: calls are forwarde
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -201,10 +202,32 @@ _UFUNC_REDUCTIONS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimu
 _UFUNC_ACCUMULATIONS = {"add": "cumsum", "multiply": "cumprod"}
 
 
+# ufunc.at's in-place operations, and the functional update that does each on traced values
+_UFUNC_AT = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
+             "true_divide": "divide", "power": "power", "maximum": "max", "minimum": "min"}
+
+
+def _scipy_special_namesake(ufunc, name):
+  """dfdx.scipy.special's version of a ufunc of SciPy's special functions (same name and
+  meaning), or None; SciPy is not imported for this."""
+  special = sys.modules.get("scipy.special")
+  if special is None or getattr(special, name, None) is not ufunc:
+    return None
+  import dfdx.scipy.special as dss
+  return getattr(dss, name, None)
+
+
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
   self.check_alive()
   dnp = _dnp()
   name = ufunc.__name__
+  if getattr(np, name, None) is not ufunc:  # (another library's ufunc: SciPy's special)
+    fn = _scipy_special_namesake(ufunc, name) if method == "__call__" else None
+    if fn is None:
+      raise TypeError(f"the ufunc {name}{'' if method == '__call__' else '.' + method} (not "
+                      "NumPy's) does not support traced values and dfdx has no differentiable "
+                      "version of it: write it with dfdx.numpy or dfdx.scipy functions.")
+    return fn(*inputs, **kwargs)
   if method == "__call__":
     fn = getattr(dnp, name, None)
   elif method == "reduce":
@@ -213,6 +236,13 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
   elif method == "accumulate":
     fn = getattr(dnp, _UFUNC_ACCUMULATIONS.get(name, ""), None)
     kwargs.setdefault("axis", 0)
+  elif method == "at":
+    update = _UFUNC_AT.get(name, f"apply(dnp.{name})")
+    update = update if "(" in update else update + "(values)"
+    raise TypeError(f"numpy.{name}.at writes into an array in place, and a traced value "
+                    f"cannot go into a NumPy array; use the functional update "
+                    f"x = x.at[indices].{update} (dnp.at(x)[indices] on a NumPy array), "
+                    "which returns the updated array.")
   else:
     fn = None
   if fn is None or fn is ufunc:
