@@ -263,6 +263,16 @@ def test_ufunc_at_and_scipy_special_ufuncs_on_traced_values():
     dfdx.grad(lambda x: dnp.sum(np.frompyfunc(abs, 1, 1)(x)))(X)
 
 
+def test_storing_a_traced_value_into_a_numpy_array_says_how_to_build_it():
+  def f(x):
+    a = np.zeros(3)
+    a[0] = dnp.cos(x)
+    return dnp.sum(a)
+  with pytest.raises(ValueError) as caught:
+    dfdx.grad(f)(1.0)
+  assert r"dnp.at(a)[i].set(x)" in str(caught.value.__cause__)
+
+
 def test_numpy_histogram_dispatches_to_dfdx_numpy():
   counts, edges = np.histogram(dfdx.numpy.asarray(X), bins=3)
   want_counts, want_edges = np.histogram(X, bins=3)

@@ -322,7 +322,9 @@ class Tracer:
     raise errors.ConcretizationError(
         f"float() of a traced value ({self._describe()}) would silently drop its derivative. "
         "Keep computing with dfdx.numpy, or call float(dfdx.stop_gradient(x)) if dropping the "
-        "derivative is what you mean.")
+        "derivative is what you mean. (Storing a traced value into a NumPy array, `a[i] = x`, "
+        "calls float(): build the array with dnp.stack or dnp.array([...]), or update it with "
+        "a = dnp.at(a)[i].set(x).)")
 
   __complex__ = __float__
 
