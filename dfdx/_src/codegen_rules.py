@@ -219,7 +219,9 @@ def _dot_general_code(ins, p, in_avals, out_avals):
     b, f, c, g = size(xa, xb), size(xa, xf), size(xa, xc), size(ya, yf)
     xp = _reshaped(_permuted(x, xb + xf + xc), (b, f, c), [xa.shape[i] for i in xb + xf + xc])
     yp = _reshaped(_permuted(y, yb + yc + yf), (b, c, g), [ya.shape[i] for i in yb + yc + yf])
-    expr = f"np.matmul({xp}, {yp})"
+    # (one term per entry, as per-example gradients' outer products: a broadcast product,
+    # the same values, without a matrix product's setup per batch entry)
+    expr = f"np.{'multiply' if c == 1 else 'matmul'}({xp}, {yp})"
     result_shape = (b, f, g)
   elif (inner := _inner_contraction(xa, ya, p["dimension_numbers"])) is not None:
     # y's contracted axes sit between free ones: np.matmul broadcasts x over y's leading
