@@ -546,13 +546,13 @@ def passes(monkeypatch):
   calls = []
   pushed, pulled = sparsity._pushed, sparsity._pulled
 
-  def spy_pushed(lin, leaves, out_leaves, colors, count):
+  def spy_pushed(lin, leaves, out_leaves, colors, count, chunk_size=None):
     calls.append(("fwd", count))
-    return pushed(lin, leaves, out_leaves, colors, count)
+    return pushed(lin, leaves, out_leaves, colors, count, chunk_size)
 
-  def spy_pulled(lin, leaves, out_leaves, colors, count):
+  def spy_pulled(lin, leaves, out_leaves, colors, count, chunk_size=None):
     calls.append(("rev", count))
-    return pulled(lin, leaves, out_leaves, colors, count)
+    return pulled(lin, leaves, out_leaves, colors, count, chunk_size)
   monkeypatch.setattr(sparsity, "_pushed", spy_pushed)
   monkeypatch.setattr(sparsity, "_pulled", spy_pulled)
   return calls
@@ -1045,3 +1045,27 @@ def test_a_jitted_loop_counter_in_a_hessian():
   h = lambda a: dnp.sum(dfdx.jit(f)(a) ** 2)  # noqa: E731
   assert_matches(dfdx.hessian(h, sparse=True)(np.array(1.0)),
                  np.asarray(dfdx.hessian(h)(np.array(1.0))).reshape(1, 1))
+
+
+def test_sparse_jacobians_take_chunk_size(monkeypatch):
+  # chunk_size bounds the colors pushed (or pulled) at a time, as for dense Jacobians; the
+  # matrix is the same
+  from dfdx._src import batching, sparsity
+  seen = []
+  original = batching.vmap_chunked
+
+  def spy(fun, axis_size, vals, in_dims, chunk_size=None):
+    seen.append(chunk_size)
+    return original(fun, axis_size, vals, in_dims, chunk_size)
+  monkeypatch.setattr(sparsity.batching, "vmap_chunked", spy)
+  x = np.linspace(0.1, 1.0, 30)
+  f = lambda x: x[1:] * x[:-1] + dnp.sin(x[1:])  # noqa: E731
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    seen.clear()
+    got = jac(f, sparse=True, chunk_size=1)(x).toarray()
+    np.testing.assert_allclose(got, dfdx.jacobian(f)(x), rtol=1e-15)
+    assert 1 in seen and all(c == 1 for c in seen if c is not None)
+  seen.clear()
+  h = dfdx.hessian(lambda x: dnp.sum(f(x) ** 2), sparse=True, chunk_size=2)(x).toarray()
+  np.testing.assert_allclose(h, dfdx.hessian(lambda x: dnp.sum(f(x) ** 2))(x), rtol=1e-13)
+  assert 2 in seen and all(c <= 2 for c in seen if c is not None)

@@ -861,7 +861,7 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
         f, spec, args, kwargs, has_aux, transform)
     if sparse:
       jac = _sparse_jacobian(lin, leaves, out_leaves, mode, pattern, holomorphic, transform,
-                             colorings, symmetric)
+                             colorings, symmetric, chunk_size)
       value = tree_unflatten(store["out_tree"], out_leaves)
       return _pack(jac, value, store.get("aux"), return_value, has_aux)
     n_in = sum(int(np.prod(np.shape(x), dtype=np.int64)) for x in leaves)
@@ -902,13 +902,13 @@ def _sparse_argument(sparse, transform):
 
 
 def _sparse_jacobian(lin, leaves, out_leaves, mode, pattern, holomorphic, transform, cache,
-                     symmetric):
+                     symmetric, chunk_size=None):
   sparsity.check_untraced(list(leaves) + list(out_leaves), transform)
   if holomorphic or any(np.dtype(x.dtype).kind == "c" for x in list(leaves) + out_leaves):
     raise TypeError(f"{transform}(sparse=True): complex inputs or outputs are not supported; "
                     "split real and imaginary parts with dnp.real and dnp.imag.")
   return sparsity.sparse_jacobian(lin, leaves, out_leaves, mode, pattern, transform, cache,
-                                  symmetric)
+                                  symmetric, chunk_size)
 
 
 def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=False,

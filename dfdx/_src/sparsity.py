@@ -885,13 +885,14 @@ def _star_values(compressed, pattern, rows, colors):
 
 
 def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian", cache=None,
-                    symmetric=False):
+                    symmetric=False, chunk_size=None):
   """The Jacobian of the linear map `lin` as a scipy CSR array (outputs' entries, in order,
   by inputs' entries): its pattern (found, or `pattern` given), colored, then one pass per
   color of the mode chosen ("fwd", "rev" or "auto"). `cache`, a dict, keeps the colorings
   of the patterns seen (a function called again at another point usually has the same).
   `symmetric` (a Hessian): a star coloring instead, whose passes read each entry from
-  either side (see star_coloring)."""
+  either side (see star_coloring). `chunk_size`: at most that many colors' passes at a
+  time."""
   sp = scipy_sparse(who)
   m = sum(_size(np.shape(o)) for o in out_leaves)
   n = sum(_size(np.shape(x)) for x in leaves)
@@ -936,17 +937,17 @@ def sparse_jacobian(lin, leaves, out_leaves, mode, pattern=None, who="jacobian",
   if not pattern.nnz:  # (nothing to compute: no pass at all)
     data = np.zeros(0)
   elif star is not None:
-    data = _star_values(_pushed(lin, leaves, out_leaves, *star), pattern, rows, star[0])
+    data = _star_values(_pushed(lin, leaves, out_leaves, *star, chunk_size), pattern, rows, star[0])
   elif both is not None:  # (some rows pulled back, the other entries pushed forward: fewer)
     pulled_rows, row_colors, col_colors = both
-    pulled = _pulled(lin, leaves, out_leaves, *row_colors)
-    pushed = _pushed(lin, leaves, out_leaves, *col_colors)
+    pulled = _pulled(lin, leaves, out_leaves, *row_colors, chunk_size)
+    pushed = _pushed(lin, leaves, out_leaves, *col_colors, chunk_size)
     data = np.where(pulled_rows[rows], pulled[row_colors[0][rows], pattern.indices],
                     pushed[col_colors[0][pattern.indices], rows])
   elif fwd is not None and (rev is None or fwd[1] <= rev[1]):  # (ties: forward)
-    data = _pushed(lin, leaves, out_leaves, *fwd)[fwd[0][pattern.indices], rows]
+    data = _pushed(lin, leaves, out_leaves, *fwd, chunk_size)[fwd[0][pattern.indices], rows]
   else:
-    data = _pulled(lin, leaves, out_leaves, *rev)[rev[0][rows], pattern.indices]
+    data = _pulled(lin, leaves, out_leaves, *rev, chunk_size)[rev[0][rows], pattern.indices]
   dtype = np.result_type(*[dtypes.differentiable_dtype(np.asarray(o).dtype)
                            for o in out_leaves], *[dtypes.differentiable_dtype(
                                np.asarray(x).dtype) for x in leaves]) if m and n else float
@@ -1053,22 +1054,24 @@ def _flat_rows(values, dims, count, like):
 _PASS_ENTRIES = 1 << 18
 
 
-def _passes(apply, seeded, results, colors, count):
+def _passes(apply, seeded, results, colors, count, chunk_size=None):
   """`apply` (the linear map or its transpose) of every color's seed (vmap, in chunks of
-  colors, see _PASS_ENTRIES): a (count, entries of `results`) array."""
+  colors, see _PASS_ENTRIES, and of at most `chunk_size`): a (count, entries of `results`)
+  array."""
   seeds = _seeds(colors, count, seeded)
   entries = sum(_size(np.shape(x)) for x in list(seeded) + list(results))
+  chunk = max(1, _PASS_ENTRIES // max(1, entries))
   outs, dims = batching.vmap_chunked(lambda *s: apply(list(s)), count, seeds,
-                                     [0] * len(seeds), max(1, _PASS_ENTRIES // max(1, entries)))
+                                     [0] * len(seeds), min(chunk, chunk_size or chunk))
   return _flat_rows(outs, dims, count, results)
 
 
-def _pushed(lin, leaves, out_leaves, colors, count):
-  return _passes(lin.forward, leaves, out_leaves, colors, count)
+def _pushed(lin, leaves, out_leaves, colors, count, chunk_size=None):
+  return _passes(lin.forward, leaves, out_leaves, colors, count, chunk_size)
 
 
-def _pulled(lin, leaves, out_leaves, colors, count):
-  return _passes(lin.transpose, out_leaves, leaves, colors, count)
+def _pulled(lin, leaves, out_leaves, colors, count, chunk_size=None):
+  return _passes(lin.transpose, out_leaves, leaves, colors, count, chunk_size)
 
 
 def check_untraced(leaves, who):
