@@ -135,18 +135,25 @@ def minimizer_derivative_table(n, samples):
   x = argmin(c)
   coupling = 0.1 * (np.eye(n, k=1) + np.eye(n, k=-1))
   closed = np.linalg.inv(np.eye(n) + 3 * np.diag(x ** 2) + coupling)
+  derivative_table(f"Jacobian of the minimizer x*(c), n = {n} (against the closed form)",
+                   "implicit", lambda: dfdx.jacobian(argmin)(c), lambda: finite_differences(c),
+                   closed, samples)
+
+
+def derivative_table(title, label, exact, differences, closed, samples):
+  """Print the times and errors of a solution's derivative by dfdx (`exact()`) and by
+  central differences of the solve (`differences()`), against `closed`."""
   results = {}
-  tools = [("dfdx.jacobian (implicit)", lambda: results.__setitem__(
-                "implicit", dfdx.jacobian(argmin)(c))),
-           ("central differences of the solve", lambda: results.__setitem__(
-                "fd", finite_differences(c)))]
+  tools = [(f"dfdx.jacobian ({label})", lambda: results.__setitem__("dfdx", exact())),
+           ("central differences of the solve",
+            lambda: results.__setitem__("fd", differences()))]
   medians = interleaved_medians(dict(tools), samples)
   base = medians[tools[0][0]]
   rows = [[name, f"{medians[name] * 1e3:.1f}", f"{medians[name] / base:.1f}",
            f"{np.max(np.abs(results[key] - closed)):.1e}"]
-          for (name, _), key in zip(tools, ["implicit", "fd"])]
-  print(f"\nJacobian of the minimizer x*(c), n = {n} (against the closed form)")
-  print(table(rows, ["method", "ms", "x implicit's", "max |error|"]))
+          for (name, _), key in zip(tools, ["dfdx", "fd"])]
+  print(f"\n{title}")
+  print(table(rows, ["method", "ms", f"x {label}'s", "max |error|"]))
 
 
 def constrained_derivative_table(n, samples):
@@ -166,19 +173,9 @@ def constrained_derivative_table(n, samples):
                     axis=1)
   u = c / np.linalg.norm(c)
   closed = r * (np.eye(n) - np.outer(u, u)) / np.linalg.norm(c)
-  results = {}
-  tools = [("dfdx.jacobian (KKT)", lambda: results.__setitem__(
-                "implicit", dfdx.jacobian(nearest)(c))),
-           ("central differences of the solve", lambda: results.__setitem__(
-                "fd", finite_differences(c)))]
-  medians = interleaved_medians(dict(tools), samples)
-  base = medians[tools[0][0]]
-  rows = [[name, f"{medians[name] * 1e3:.1f}", f"{medians[name] / base:.1f}",
-           f"{np.max(np.abs(results[key] - closed)):.1e}"]
-          for (name, _), key in zip(tools, ["implicit", "fd"])]
-  print(f"\nJacobian of the nearest point of a sphere, SLSQP, n = {n} (against the closed "
-        "form)")
-  print(table(rows, ["method", "ms", "x KKT's", "max |error|"]))
+  derivative_table(f"Jacobian of the nearest point of a sphere, SLSQP, n = {n} (against the "
+                   "closed form)", "KKT", lambda: dfdx.jacobian(nearest)(c),
+                   lambda: finite_differences(c), closed, samples)
 
 
 def main():

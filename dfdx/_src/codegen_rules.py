@@ -256,17 +256,7 @@ register("dot_general", _dot_general_code)
 
 # The zero-absorbing chain rule's contraction (ops/contraction.py, zdot_general): the product
 # with terms pairing 0 and a non-finite factor counted as 0.
-helpers["_zero_absorbing_dot"] = '''def _zero_absorbing_dot(dot, x, y):
-    with np.errstate(invalid="ignore"):
-        out = dot(x, y)
-    x_finite, y_finite = np.isfinite(x), np.isfinite(y)
-    if x_finite.all() and y_finite.all():
-        return out
-    finite = dot(np.where(x_finite, x, 0), np.where(y_finite, y, 0))
-    spoiled = (dot((~x_finite).astype(np.float64), (np.asarray(y) != 0).astype(np.float64))
-               + dot((np.asarray(x) != 0).astype(np.float64), (~y_finite).astype(np.float64)))
-    return np.asarray(np.where(spoiled > 0, out, finite), out.dtype)[()]
-'''
+helpers["_zero_absorbing_dot"] = inspect.getsource(_contraction_ops._zero_absorbing_dot)
 register("zdot_general", with_avals(lambda ins, p, in_avals, out_avals: (
     f"_zero_absorbing_dot(lambda _x, _y: "
     f"{_dot_general_code(['_x', '_y'], p, in_avals, out_avals)}, {ins[0]}, {ins[1]})")))

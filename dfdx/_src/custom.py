@@ -332,6 +332,17 @@ batching.primitive_batchers[custom_jvp_call_p] = _custom_jvp_batch
 jet.jet_rules[custom_jvp_call_p] = _custom_jvp_jet
 
 
+def _untraced_call(custom, args):
+  """A call of a custom_jvp or custom_vjp function with nothing traced: inside its own
+  rules as they are staged, a call of those rules (where it is at the staged call's types);
+  else the function itself."""
+  if custom._staging_rules and custom._own_call is not None:
+    out = custom._call_as_staged(args)
+    if out is not None:
+      return out
+  return custom.fun(*args)
+
+
 class custom_jvp:
   """A function with a custom forward-mode derivative (which reverse mode transposes).
 
@@ -368,11 +379,7 @@ class custom_jvp:
     call = _start_call(self, args, kwargs, self.jvp is not None,
                        f"decorate one with @{self.__name__}.defjvp before calling it.")
     if call is None:
-      if self._staging_rules and self._own_call is not None:
-        out = self._call_as_staged(args)
-        if out is not None:
-          return out
-      return self.fun(*args)
+      return _untraced_call(self, args)
     fun_program, lifted, out_tree = self._fun_program(call)
     rule, jvp_lifted = self._rule_program(call, fun_program, lifted, out_tree)
     outs = custom_jvp_call_p.bind(*call.leaves, *lifted, *jvp_lifted, fun=fun_program,
@@ -662,11 +669,7 @@ class custom_vjp:
     call = _start_call(self, args, kwargs, self.fwd is not None,
                        f"call {self.__name__}.defvjp(fwd, bwd) before calling it.")
     if call is None:
-      if self._staging_rules and self._own_call is not None:
-        out = self._call_as_staged(args)
-        if out is not None:
-          return out
-      return self.fun(*args)
+      return _untraced_call(self, args)
     fun_program, lifted, out_tree = self._fun_program(call)
     fwd, bwd, fwd_lifted, bwd_lifted = self._rule_programs(call, fun_program, lifted, out_tree)
     outs = custom_vjp_call_p.bind(*call.leaves, *lifted, *fwd_lifted, *bwd_lifted,
