@@ -35,8 +35,6 @@ import numpy as np
 from dfdx._src.core import Tracer
 from dfdx._src.tree import tree_flatten
 
-_ROOT_EPS = float(np.sqrt(np.finfo(np.float64).eps))
-
 
 def _concrete(value, who, what):
   if any(isinstance(x, Tracer) for x in tree_flatten(value)[0]):
