@@ -484,3 +484,206 @@ def test_betainc_derivatives_at_the_ends_and_outside_the_domain():
   assert np.isnan(dfdx.grad(dss.betainc)(-1.0, 3.0, 0.5))
   with pytest.raises(dfdx_errors.MissingRuleError, match="betainc_grad"):
     dfdx.grad(dfdx.grad(dss.betainc))(2.0, 3.0, 0.5)
+
+
+# ---- log_expit, entr, rel_entr, kl_div, loggamma, zeta, exp1, expi, ndtri_exp, binom,
+# factorial ------------------------------------------------------------------------------------
+
+NEW_UNARY = {
+    "log_expit": [np.array([-800.0, -40.0, -1.0, 0.0, 0.5, 40.0, 800.0, np.inf, -np.inf,
+                            np.nan])],
+    "entr": [np.array([-1.0, 0.0, 1e-300, 0.3, 1.0, 7.5, np.inf, np.nan])],
+    "loggamma": [np.array([-2.0, -0.5, -0.0, 0.0, 1e-5, 0.3, 1.0, 2.5, 170.0, np.inf, np.nan])],
+    "exp1": [np.array([-1.0, 0.0, 1e-8, 0.3, 1.0, 5.0, 700.0, np.inf])],
+    "expi": [np.array([-700.0, -5.0, -0.3, 0.0, 1e-8, 0.3, 5.0, 700.0, np.inf, -np.inf])],
+    "ndtri_exp": [np.array([-np.inf, -800.0, -30.0, -1.0, -1e-10, 0.0, 1.0, np.nan])],
+}
+NEW_BINARY = {
+    "rel_entr": (np.array([0.0, 0.0, 0.0, 1.0, -1.0, 1.0, 2.0, np.nan, 1.0, 0.5]),
+                 np.array([0.0, -1.0, 2.0, 0.0, 1.0, np.inf, 0.5, 1.0, np.nan, 0.5])),
+    "kl_div": (np.array([0.0, 0.0, 0.0, 1.0, -1.0, 1.0, 2.0, np.nan, 1.0, 0.5]),
+               np.array([0.0, -1.0, 2.0, 0.0, 1.0, np.inf, 0.5, 1.0, np.nan, 0.5])),
+    "zeta": (np.array([1.0, 0.5, 2.0, 2.0, 3.5, 2.0, 6.0]),
+             np.array([1.0, 1.0, 0.0, -1.5, 0.3, 40.0, 2.5])),
+    "binom": (np.array([5.0, 5.0, -1.0, 2.5, 5.0, 10.0, 4.0]),
+              np.array([2.0, 7.0, 2.0, 1.5, -1.0, 3.3, 4.0])),
+}
+
+
+def _operand_variants(x):
+  """x as SciPy sees it in many forms: arrays of several dtypes, scalars, lists."""
+  finite = x[np.isfinite(x)]
+  return [x, np.float32(x), x[2], float(x[3]), np.array(x[1]), list(finite[:3]),
+          finite[:3].astype(np.int8) if np.all(finite[:3] == np.round(finite[:3])) else
+          np.float16(finite[:3])]
+
+
+@pytest.mark.parametrize("name", sorted(NEW_UNARY))
+def test_new_unary_values_and_dtypes_match_scipy(name):
+  ref = getattr(special, name)
+  for x in NEW_UNARY[name]:
+    for arg in _operand_variants(x) + [np.int8([0, 1, 3]), np.float16([0.5, 2.0]), 3, 0.5]:
+      with np.errstate(all="ignore"):
+        expected = ref(arg)
+        got = getattr(dss, name)(arg)
+      assert_like_scipy(got, expected, 1e-6 if np.asarray(expected).dtype == np.float32
+                        else 1e-14)
+      # traced values are SciPy's too
+      arr = np.asarray(arg, np.asarray(expected).dtype)
+      with np.errstate(all="ignore"):
+        traced = dfdx.jvp(getattr(dss, name), (arr,), (np.ones_like(arr),))[0]
+      assert np.asarray(traced).dtype == np.asarray(expected).dtype
+      np.testing.assert_allclose(traced, expected, rtol=1e-6 if arr.dtype == np.float32
+                                 else 1e-14, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_BINARY))
+def test_new_binary_values_and_dtypes_match_scipy(name):
+  x, y = NEW_BINARY[name]
+  ref = getattr(special, name)
+  for a, b in ((x, y), (np.float32(x), np.float32(y)), (x[:, None], y), (x[3], y[3]),
+               (float(x[6]), float(y[6])), (np.float32(x), 2.5), (np.int8([1, 2]), 3.0),
+               (np.int8([1, 2]), np.int8([3, 4])), (np.float16(x[:3]), y[:3])):
+    with np.errstate(all="ignore"):
+      expected = ref(a, b)
+      got = getattr(dss, name)(a, b)
+    assert_like_scipy(got, expected, 1e-6 if np.asarray(expected).dtype == np.float32
+                      else 1e-14)
+    dtype = np.asarray(expected).dtype
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+    with np.errstate(all="ignore"):
+      traced = dfdx.jvp(lambda v: getattr(dss, name)(a, v), (b,), (np.ones_like(b),))[0]
+    np.testing.assert_allclose(traced, expected, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                               equal_nan=True)
+
+
+def test_factorial_matches_scipy():
+  for n in (np.array([-2.0, -0.5, 0.0, 1.0, 2.5, 5.0, 20.0, np.nan]), np.float32([3.0, 4.5]),
+            np.array([0, 3, 7]), 4.0, 5, np.array(3.0)):
+    expected = special.factorial(n)
+    assert_like_scipy(dss.factorial(n), expected, 1e-14)
+    traced = dfdx.jvp(dss.factorial, (n,), (np.ones(np.shape(n)),))[0]
+    assert np.asarray(traced).dtype == np.float64
+    # (SciPy computes float32 arguments' gamma in float32; dfdx in float64)
+    np.testing.assert_allclose(traced, expected, equal_nan=True,
+                               rtol=1e-6 if np.asarray(n).dtype == np.float32 else 1e-14)
+  assert dss.factorial(5, exact=True) == 120  # SciPy's own, untraced
+
+
+def _new_closed_forms():
+  x = np.array([0.3, 1.1, 2.7])
+  y = np.array([0.8, 0.4, 3.0])
+  return [
+      ("log_expit", dss.log_expit, (x - 1.5,), [special.expit(1.5 - x)]),
+      ("entr", dss.entr, (x,), [-(np.log(x) + 1)]),
+      ("rel_entr", dss.rel_entr, (x, y), [np.log(x / y) + 1, -x / y]),
+      ("kl_div", dss.kl_div, (x, y), [np.log(x / y), 1 - x / y]),
+      ("loggamma", dss.loggamma, (x,), [special.digamma(x)]),
+      ("exp1", dss.exp1, (x,), [-np.exp(-x) / x]),
+      ("expi", dss.expi, (x - 1.5,), [np.exp(x - 1.5) / (x - 1.5)]),
+      ("zeta", lambda q: dss.zeta(2.5, q), (x,), [-2.5 * special.zeta(3.5, x)]),
+      ("ndtri_exp", dss.ndtri_exp, (-x,), [np.exp(-x) / ss_norm_pdf(special.ndtri_exp(-x))]),
+      ("binom", dss.binom, (x + 3, x), [special.binom(x + 3, x) * (special.digamma(x + 4)
+                                                                  - special.digamma(4.0)),
+                                        special.binom(x + 3, x) * (special.digamma(4.0)
+                                                                  - special.digamma(x + 1))]),
+      ("factorial", dss.factorial, (x,), [special.gamma(x + 1) * special.digamma(x + 1)]),
+  ]
+
+
+def ss_norm_pdf(x):
+  return np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+
+
+@pytest.mark.parametrize("name,fun,args,expected",
+                         [pytest.param(*c, id=c[0]) for c in _new_closed_forms()])
+def test_new_derivatives_in_closed_form(name, fun, args, expected):
+  for i, want in enumerate(expected):
+    got = dfdx.vmap(dfdx.grad(fun, argnums=i))(*args)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def _new_check_grad_cases():
+  x = np.array([0.4, 1.3, 2.2])
+  cases = [
+      ("log_expit", dss.log_expit, (np.array([-30.0, -1.0, 0.5, 20.0]),)),
+      ("entr", dss.entr, (x,)), ("rel_entr", dss.rel_entr, (x, x[::-1])),
+      ("kl_div", dss.kl_div, (x, x[::-1])), ("loggamma", dss.loggamma, (x,)),
+      ("exp1", dss.exp1, (x,)), ("expi", dss.expi, (x - 1.0,)),
+      ("zeta-q", lambda q: dss.zeta(2.5, q), (x,)),
+      ("zeta-q-negative", lambda q: dss.zeta(3.0, q), (np.array([-1.5, -0.7, -2.3]),)),
+      ("ndtri_exp", dss.ndtri_exp, (np.array([-40.0, -3.0, -0.2]),)),
+      ("binom", dss.binom, (x + 3, x)), ("factorial", dss.factorial, (x,)),
+  ]
+  return [pytest.param(f, args, id=name) for name, f, args in cases]
+
+
+@pytest.mark.parametrize("fun,args", _new_check_grad_cases())
+def test_new_check_grads_order_2(fun, args):
+  check_grads(fun, args, order=2, rtol=1e-5, atol=1e-6)
+
+
+def test_new_functions_are_finite_at_the_edges():
+  # log_expit: exact in both tails, its derivative expit(-x) there
+  x = np.array([-800.0, 800.0])
+  np.testing.assert_array_equal(dss.log_expit(x), [-800.0, 0.0])
+  np.testing.assert_array_equal(dfdx.vmap(dfdx.grad(dss.log_expit))(x), [1.0, 0.0])
+  # entr and rel_entr at 0: the value 0, a finite derivative (0), as xlogy
+  assert dfdx.grad(dss.entr)(0.0) == 0.0
+  assert dfdx.grad(dss.rel_entr, (0, 1))(0.0, 2.0) == (0.0, 0.0)
+  # kl_div(0, y) = y: derivative 1 in y
+  assert dfdx.grad(dss.kl_div, (0, 1))(0.0, 2.0) == (0.0, 1.0)
+  # ndtri_exp far in the left tail, where exp(y) underflows: dx/dy ~ 1 / (-x)
+  g = dfdx.grad(dss.ndtri_exp)(-800.0)
+  assert np.isfinite(g) and 0 < g < 0.03
+  # factorial of negative n is 0, with a zero derivative
+  assert dss.factorial(-1.5) == 0.0 and dfdx.grad(dss.factorial)(-1.5) == 0.0
+
+
+@pytest.mark.parametrize("q", [None, 1.5])
+def test_zeta_derivative_in_x_is_a_clear_error(q):
+  fun = (lambda x: dss.zeta(x)) if q is None else (lambda x: dss.zeta(x, q))
+  with pytest.raises(dfdx_errors.MissingRuleError, match="zeta: the derivative with respect "
+                     "to the exponent x .* is not implemented"):
+    dfdx.grad(fun)(2.5)
+  # x traced but not differentiated (vmap, jit) is fine
+  x = np.array([2.0, 3.0, 4.5])
+  expected = special.zeta(x) if q is None else special.zeta(x, q)
+  np.testing.assert_allclose(dfdx.vmap(fun)(x), expected, rtol=1e-14)
+  np.testing.assert_allclose(dfdx.jit(fun)(x), expected, rtol=1e-14)
+
+
+def test_new_functions_under_vmap_and_jit():
+  def f(x, y):
+    return dnp.sum(dss.log_expit(x) + dss.kl_div(y, x + 1) + dss.exp1(y) + dss.expi(x + 2)
+                   + dss.zeta(3.0, y) + dss.binom(y + 2, x) + dss.loggamma(y)
+                   + dss.entr(y) + dss.rel_entr(y, x + 1) + dss.ndtri_exp(-y))
+  x, y = np.array([0.3, 0.7, 1.5]), np.array([0.5, 1.2, 2.0])
+  np.testing.assert_allclose(dfdx.jit(f)(x, y), f(x, y), rtol=1e-14)
+  g = dfdx.grad(f, (0, 1))
+  for a, b in zip(dfdx.jit(g)(x, y), g(x, y)):
+    np.testing.assert_allclose(a, b, rtol=1e-13)
+  hess = dfdx.jit(dfdx.hessian(f))(x, y)
+  np.testing.assert_allclose(hess, dfdx.hessian(f)(x, y), rtol=1e-12)
+  batched = dfdx.vmap(dfdx.grad(f, (0, 1)))(np.stack([x, 2 * x]), np.stack([y, y + 1]))
+  for i, (xi, yi) in enumerate(((x, y), (2 * x, y + 1))):
+    for a, b in zip(batched, g(xi, yi)):
+      np.testing.assert_allclose(a[i], b, rtol=1e-13)
+
+
+def test_new_functions_refuse_what_they_cannot_trace():
+  with pytest.raises(TypeError, match="exact=True"):
+    dfdx.grad(lambda n: dss.factorial(n, exact=True))(3.0)
+  with pytest.raises(TypeError, match="complex"):
+    dfdx.jvp(lambda x: dss.loggamma(x + 0j), (1.0,), (1.0,))
+  with pytest.raises(TypeError, match="out="):
+    dfdx.jvp(lambda q: dss.zeta(2.0, q, out=np.empty(())), (1.0,), (1.0,))
+
+
+def test_new_numpy_only_functions_need_no_scipy():
+  code = ("import sys; sys.modules['scipy'] = None\n"
+          "import dfdx, dfdx.scipy.special as s\n"
+          "print(float(s.log_expit(0.0)), float(s.entr(1.0)), float(s.rel_entr(1.0, 1.0)), "
+          "float(s.kl_div(1.0, 1.0)), float(dfdx.grad(s.kl_div, 1)(2.0, 1.0)))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.split() == [str(-np.log(2.0)), "-0.0", "0.0", "0.0", "-1.0"]

@@ -716,3 +716,8 @@ runtime_helpers["_gap_div_noted"] = _gaps.noted_gap_div
 register("gap_div", lambda ins, p: (
     f"_gap_div_noted({ins[0]}, {ins[1]}, {ins[2]}, {p['difference']!r})" if p["cotangent"]
     else f"_gap_div({ins[0]}, {ins[1]}, {ins[2]})"))
+
+# ---- exp1, expi, zeta, ndtri_exp, binom (ops/special.py): SciPy's functions ----------------
+for _prim in ("exp1", "expi", "zeta", "ndtri_exp", "binom"):
+  register(_prim, lambda ins, p, n=_prim: f"_scipy_special().{n}({', '.join(ins)})")
+register("riemann_zeta", lambda ins, p: f"_scipy_special().zeta({ins[0]})")

@@ -1,14 +1,15 @@
 """The functions of `dfdx.scipy.special`.
 
-logsumexp, softmax, log_softmax, expit, logit, xlogy and xlog1py are written with
-`dfdx.numpy`, so with no traced argument they run on NumPy alone and give SciPy's results
-(SciPy is never imported for them), and with traced arguments they differentiate and batch.
+logsumexp, softmax, log_softmax, expit, log_expit, logit, xlogy, xlog1py, entr, rel_entr and
+kl_div are written with `dfdx.numpy`, so with no traced argument they run on NumPy alone and
+give SciPy's results and dtypes (SciPy is never imported for them), and with traced arguments
+they differentiate and batch.
 They use the stable forms: logits are shifted by their maximum, so nothing overflows, and
 every division or logarithm that a `where` discards sees a safe argument, so its derivative is
 finite too ("double where"). The shift carries a derivative, but the results do not depend on
 it, so its contributions cancel exactly, ties included.
 
-The other functions (erf, gamma, Bessel functions, ...) bind the primitives of
+The other functions (erf, gamma, Bessel functions, zeta, exp1, ...) bind the primitives of
 `dfdx._src.ops.special`, whose impls are SciPy's ufuncs: with no traced argument they call
 SciPy directly (SciPy's values, dtypes, warnings and errors); traced, the operands are cast to
 the dtype of the loop SciPy runs and the primitive is bound. They need SciPy at runtime (the
@@ -35,6 +36,8 @@ __all__ = [
     "multigammaln", "gammainc", "gammaincc", "betainc", "stdtr",
     "j0", "j1", "jv", "jn", "y0", "y1", "yv", "yn", "i0", "i1", "i0e", "i1e", "iv", "ive",
     "k0", "k1", "k0e", "k1e", "kv", "kve",
+    "log_expit", "entr", "rel_entr", "kl_div", "loggamma", "zeta", "exp1", "expi", "ndtri_exp",
+    "binom", "factorial",
 ]
 
 _QUIET = dict(divide="ignore", invalid="ignore", over="ignore")
@@ -373,3 +376,202 @@ def multigammaln(a, d):
   halves = np.arange(d, dtype=np.float64) / 2
   terms = gammaln(dnp.expand_dims(a, -1) - halves)
   return dnp.sum(terms, axis=-1) + d * (d - 1) / 4 * np.log(np.pi)
+
+
+# ---- log_expit, entr, rel_entr, kl_div (NumPy only) ------------------------------------------
+
+
+def _emulated_loop_dtype(name, loops, *args):
+  """The dtype of SciPy's ufunc `name`, whose loops take the types `loops` (in SciPy's order),
+  for these operands, found as NumPy finds it (so that no SciPy is needed): the loop matching
+  the operands' dtypes exactly, else the first they cast to safely. A Python scalar counts as
+  the dtype NumPy promotes it to with the other operands."""
+  avals = [core.get_aval(a) for a in args]
+  strong = [dtypes.standin(a) for a in avals if not a.weak_type]
+  operands = [np.result_type(*strong, dtypes.standin(a)) if a.weak_type else a.dtype
+              for a in avals]
+  for match in ("equiv", "safe"):
+    for loop in loops:
+      if all(np.can_cast(d, loop, match) for d in operands):
+        return np.dtype(loop)
+  raise TypeError(f"ufunc '{name}' not supported for the input types, and the inputs could "
+                  "not be safely coerced to any supported types according to the casting "
+                  "rule ''safe''")
+
+
+def _real_operands(name, loops, *args):
+  args = [dnp.asarray(a) if isinstance(a, (list, tuple)) else a for a in args]
+  if any(dtype_of(a).kind == "c" for a in args):
+    raise TypeError(f"dfdx.scipy.special.{name}: complex inputs are not supported; pass real "
+                    "arrays.")
+  dtype = _emulated_loop_dtype(name, loops, *args)
+  return [_cast(dnp.asarray(a), dtype) for a in args]
+
+
+def _finish(out, like):
+  """`out` in the dtype of `like` (the loop's), as a scalar where NumPy gives one."""
+  out = _cast(out, dtype_of(like))
+  return out if isinstance(out, Tracer) else _scalar(np.asarray(out))
+
+
+def log_expit(x):
+  """Differentiable `scipy.special.log_expit`: log(expit(x)), as SciPy computes it (x -
+  log1p(exp(x)) below 0, -log1p(exp(-x)) above), so accurate in both tails. Its derivative
+  is expit(-x), finite everywhere. Needs no SciPy.
+
+  >>> float(log_expit(-800.0)), float(log_expit(0.0))
+  (-800.0, -0.6931471805599453)
+  """
+  (x,) = _real_operands("log_expit", "dfg", x)
+  with np.errstate(over="ignore"):
+    left = x < 0
+    below, above = dnp.where(left, x, 0), dnp.where(left, 0, x)  # each branch sees safe values
+    out = dnp.where(left, below - dnp.log1p(dnp.exp(below)), -dnp.log1p(dnp.exp(-above)))
+  return _finish(out, x)
+
+
+def entr(x):
+  """Differentiable `scipy.special.entr`: -x log(x) for x > 0, 0 at x = 0, -inf below, NaN for
+  NaN. Its derivative is -(log(x) + 1) for x > 0; at x = 0, where that is infinite, it is 0
+  (as for xlogy), and 0 outside the domain. Needs no SciPy.
+
+  >>> float(entr(0.5)), float(entr(0.0))
+  (0.34657359027997264, 0.0)
+  """
+  (x,) = _real_operands("entr", "fd", x)
+  positive = x > 0
+  xs = dnp.where(positive, x, 1)
+  out = dnp.where(positive, -xs * dnp.log(xs), dnp.where(x == 0, 0, -np.inf))
+  return _finish(dnp.where(dnp.isnan(x), np.nan, out), x)
+
+
+def _relative(name, x, y):
+  """(x log(x / y) where x > 0 and y > 0, the arguments there (1 elsewhere), the mask)."""
+  x, y = _real_operands(name, "fd", x, y)
+  both = (x > 0) & (y > 0)
+  xs, ys = dnp.where(both, x, 1), dnp.where(both, y, 1)
+  return xs * dnp.log(xs / ys), x, y, xs, ys, both
+
+
+def rel_entr(x, y):
+  """Differentiable `scipy.special.rel_entr`: x log(x / y) for x > 0 and y > 0, 0 for x = 0
+  and y >= 0, inf otherwise (NaN for NaN). Its derivatives there are log(x / y) + 1 and
+  -x / y; on the edges, where x log(x / y) is not differentiable, they are 0. Needs no SciPy.
+
+  >>> float(rel_entr(1.0, np.e))
+  -1.0
+  """
+  with np.errstate(divide="ignore"):
+    value, x, y, _, _, both = _relative("rel_entr", x, y)
+    out = dnp.where(both, value, dnp.where((x == 0) & (y >= 0), 0, np.inf))
+    return _finish(dnp.where(dnp.isnan(x) | dnp.isnan(y), np.nan, out), x)
+
+
+def kl_div(x, y):
+  """Differentiable `scipy.special.kl_div`: x log(x / y) - x + y for x > 0 and y > 0, y for
+  x = 0 and y >= 0, inf otherwise (NaN for NaN). Its derivatives are log(x / y) and 1 - x / y
+  (1 in y at x = 0). Needs no SciPy.
+
+  >>> float(kl_div(1.0, 1.0)), float(kl_div(0.0, 2.0))
+  (0.0, 2.0)
+  """
+  with np.errstate(divide="ignore", invalid="ignore"):
+    value, x, y, xs, ys, both = _relative("kl_div", x, y)
+    out = dnp.where(both, value - xs + ys, dnp.where((x == 0) & (y >= 0), y, np.inf))
+    return _finish(dnp.where(dnp.isnan(x) | dnp.isnan(y), np.nan, out), x)
+
+
+# ---- loggamma, zeta, exponential integrals, ndtri_exp, binom, factorial (SciPy) -------------
+
+
+def loggamma(x):
+  """Differentiable `scipy.special.loggamma` of real arguments: log(gamma(x)) for x >= 0 (inf
+  at 0), NaN for x < 0 (where gamma is negative or has a pole); its derivative is digamma(x).
+  Complex arguments are left to SciPy (not traced).
+
+  >>> round(float(loggamma(5.0)), 12)  # log(24)
+  3.178053830348
+  """
+  if not _traced(x):
+    return sp.scipy_special("loggamma").loggamma(x)
+  x = dnp.asarray(x)
+  if dtype_of(x).kind == "c":
+    raise TypeError("dfdx.scipy.special.loggamma: complex inputs are not supported when "
+                    "differentiating; pass real arrays.")
+  x = _cast(x, _loop_dtype(sp.gammaln_p, [x]))
+  negative = x < 0
+  return dnp.where(negative, np.nan, sp.gammaln(dnp.where(negative, 1, x)))
+
+
+def _special_in(name, prim):
+  return _special(name, prim, None)
+
+
+_hurwitz_zeta = _special_in("zeta", sp.zeta_p)
+_riemann_zeta = _special_in("zeta", sp.riemann_zeta_p)
+
+
+def zeta(x, q=None, out=None):
+  """Differentiable `scipy.special.zeta`: Riemann's zeta(x) (q=None), or Hurwitz's zeta(x, q) =
+  sum_k (k + q)^-x. Differentiable in q: -x zeta(x + 1, q) (DLMF 25.11.17), to any order. The
+  derivative in x is not implemented (MissingRuleError); hold x fixed. `out` is SciPy's, for
+  values that are not traced.
+
+  >>> round(float(zeta(2.0)), 12)  # pi^2 / 6
+  1.644934066848
+  """
+  if not _traced(x, q):
+    return sp.scipy_special("zeta").zeta(x, q, out)
+  if out is not None:
+    raise TypeError("dfdx.scipy.special.zeta: out= cannot hold traced values; use the result.")
+  return _riemann_zeta(x) if q is None else _hurwitz_zeta(x, q)
+
+
+exp1 = _special("exp1", sp.exp1_p, """Differentiable `scipy.special.exp1`, the exponential
+integral E1(x) = int_1^inf e^(-x t) / t dt; d E1 = -e^-x / x dx (DLMF 6.2.1). Complex arguments
+are left to SciPy (not traced).
+
+>>> round(float(exp1(1.0)), 12)
+0.219383934396""")
+expi = _special("expi", sp.expi_p, """Differentiable `scipy.special.expi`, the exponential
+integral Ei(x) (principal value for x > 0); d Ei = e^x / x dx (DLMF 6.2.5).
+
+>>> round(float(expi(1.0)), 12)
+1.895117816356""")
+ndtri_exp = _special("ndtri_exp", sp.ndtri_exp_p, """Differentiable `scipy.special.ndtri_exp`,
+ndtri(exp(y)), accurate for y far below 0 (where exp(y) underflows); its derivative is
+sqrt(2 pi) exp(y + x^2 / 2) with x the result, finite there too.""")
+binom = _special("binom", sp.binom_p, """Differentiable `scipy.special.binom(n, k)`, the
+binomial coefficient Gamma(n + 1) / (Gamma(k + 1) Gamma(n - k + 1)) of real n and k. Its
+derivatives are binom(n, k) times digamma(n + 1) - digamma(n - k + 1) in n and digamma(n - k +
+1) - digamma(k + 1) in k: defined where none of those arguments is a pole of digamma (a
+non-positive integer), NaN there.
+
+>>> float(binom(5.0, 2.0))
+10.0""")
+
+
+def factorial(n, exact=False, extend="zero"):
+  """Differentiable `scipy.special.factorial`: gamma(n + 1) (float64), 0 for n < 0 (SciPy's
+  extend='zero'). Differentiable as gamma(n + 1) (0 for n < 0). Values that are not traced go
+  to SciPy itself (exact=True, extend='complex' included); traced, exact=True (integers) and
+  extend='complex' are refused.
+
+  >>> float(factorial(4.0))
+  24.0
+  """
+  if not _traced(n):
+    return sp.scipy_special("factorial").factorial(n, exact=exact, extend=extend)
+  if extend not in ("zero", "complex"):
+    raise ValueError(f"argument `extend` must be either 'zero' or 'complex', received: {extend}")
+  if exact or extend == "complex":
+    what = "exact=True computes integers" if exact else "extend='complex' computes complex values"
+    raise TypeError(f"dfdx.scipy.special.factorial: {what}, which dfdx does not trace; use "
+                    "exact=False and extend='zero' (gamma(n + 1)) on traced values.")
+  n = dnp.asarray(n)
+  if dtype_of(n).kind not in "iuf":
+    raise ValueError(f"Unsupported data type for `n` in factorial: {dtype_of(n)}")
+  n = _cast(n, np.dtype(np.float64))
+  with np.errstate(invalid="ignore"):
+    value = sp.gamma(dnp.where(n >= 0, n, 0) + 1)
+    return dnp.where(n >= 0, value, dnp.where(dnp.isnan(n), np.nan, 0.0))

@@ -1,4 +1,5 @@
-"""The distributions of `dfdx.scipy.stats`: norm, t, beta, gamma, chi2, poisson, dirichlet and
+"""The distributions of `dfdx.scipy.stats`: norm, t, beta, gamma, chi2, expon, uniform, laplace,
+logistic, cauchy, lognorm, truncnorm, poisson, binom, bernoulli, dirichlet and
 multivariate_normal, with SciPy's method names, argument names and defaults.
 
 Each method is a composition of `dfdx.scipy.special` and `dfdx.numpy`, so it differentiates
@@ -10,8 +11,8 @@ a shape parameter out of range) or a NaN argument; -inf log-density outside the 
 distribution function 0 below and 1 above it. Both sides of every such choice see valid
 arguments ("double where"), so derivatives are finite wherever the result is.
 
-norm.logpdf (and pdf) and multivariate_normal need NumPy alone; the others use special
-functions computed by SciPy.
+norm.logpdf (and pdf), expon, uniform, laplace, logistic, cauchy, lognorm.logpdf (and pdf)
+and multivariate_normal need NumPy alone; the others use special functions computed by SciPy.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import dfdx.numpy as dnp
 from dfdx._src import scipy_special as sps
 from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
 
-__all__ = ["norm", "t", "beta", "gamma", "chi2", "poisson", "dirichlet", "multivariate_normal"]
+__all__ = ["norm", "t", "beta", "gamma", "chi2", "poisson", "dirichlet", "multivariate_normal",
+           "expon", "uniform", "laplace", "logistic", "cauchy", "lognorm", "truncnorm",
+           "bernoulli", "binom"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _QUIET = dict(divide="ignore", invalid="ignore", over="ignore", under="ignore")
@@ -63,22 +66,36 @@ def _safe(cond, x, default):
 
 
 class _Family:
-  """A continuous location-scale family: the standardized log-density and distribution
-  functions of z = (x - loc) / scale, the shape parameters' validity, the support [lo, hi]
-  and a point inside it (what excluded entries are evaluated at)."""
+  """A continuous location-scale family: the standardized log-density, distribution functions
+  and quantile function of z = (x - loc) / scale, the shape parameters' validity, the support
+  [lo, hi] and a point inside it (what excluded entries are evaluated at); the support and
+  the point may be functions of the shape parameters."""
 
-  def __init__(self, logpdf, cdf=None, logcdf=None, sf=None, logsf=None, argcheck=None,
-               support=(-np.inf, np.inf), inside=0.0, defaults=()):
+  def __init__(self, logpdf, cdf=None, logcdf=None, sf=None, logsf=None, ppf=None,
+               argcheck=None, support=(-np.inf, np.inf), inside=0.0, defaults=()):
     self.logpdf, self.cdf, self.logcdf, self.sf, self.logsf = logpdf, cdf, logcdf, sf, logsf
-    self.argcheck, self.support, self.inside, self.defaults = argcheck, support, inside, defaults
+    self.ppf, self.argcheck, self.defaults = ppf, argcheck, defaults
+    self.support, self.inside = support, inside
 
-  def prepare(self, x, args, loc, scale):
-    x, loc, scale, *args = _floats(x, loc, scale, *args)
+  def bounds(self, args):
+    return self.support(*args) if callable(self.support) else self.support
+
+  def point_inside(self, args):
+    return self.inside(*args) if callable(self.inside) else self.inside
+
+  def parameters(self, args, loc, scale):
+    """The parameters as float arrays, invalid ones replaced by valid defaults, and the mask
+    of valid ones."""
+    loc, scale, *args = _floats(loc, scale, *args)
     valid = scale > 0
     if self.argcheck is not None:
       valid = valid & self.argcheck(*args)
     args = [_safe(valid, a, d) for a, d in zip(args, self.defaults)]
-    scale = _safe(valid, scale, 1.0)
+    return args, loc, _safe(valid, scale, 1.0), valid
+
+  def prepare(self, x, args, loc, scale):
+    (x,) = _floats(x)
+    args, loc, scale, valid = self.parameters(args, loc, scale)
     z = (x - loc) / scale
     bad = ~valid | dnp.isnan(z)
     return z, args, scale, bad
@@ -86,19 +103,31 @@ class _Family:
   def evaluate(self, kind, x, args, loc, scale):
     with np.errstate(**_QUIET):
       z, args, scale, bad = self.prepare(x, args, loc, scale)
-      lo, hi = self.support
+      lo, hi = self.bounds(args)
+      inside = self.point_inside(args)
       if kind in ("logpdf", "pdf"):
         keep = (z >= lo) & (z <= hi)
-        value = self.logpdf(_safe(keep, z, self.inside), *args) - dnp.log(scale)
+        value = self.logpdf(_safe(keep, z, inside), *args) - dnp.log(scale)
         out = dnp.where(keep, value, -np.inf)
         out = dnp.exp(out) if kind == "pdf" else out
       else:
         keep = (z > lo) & (z < hi)
-        value = getattr(self, kind)(_safe(keep, z, self.inside), *args)
+        value = getattr(self, kind)(_safe(keep, z, inside), *args)
         below, above = {"cdf": (0.0, 1.0), "logcdf": (-np.inf, 0.0), "sf": (1.0, 0.0),
                         "logsf": (0.0, -np.inf)}[kind]
         out = dnp.where(keep, value, dnp.where(z >= hi, above, below))
       return _finish(dnp.where(bad, np.nan, out))
+
+  def quantile(self, q, args, loc, scale):
+    """SciPy's ppf: the support's ends at q = 0 and 1, NaN outside [0, 1]."""
+    with np.errstate(**_QUIET):
+      (q,) = _floats(q)
+      args, loc, scale, valid = self.parameters(args, loc, scale)
+      lo, hi = self.bounds(args)
+      inner = (q > 0) & (q < 1)
+      value = self.ppf(_safe(inner, q, 0.5), *args)
+      out = dnp.where(inner, value, dnp.where(q == 0, lo, dnp.where(q == 1, hi, np.nan)))
+      return _finish(dnp.where(valid & (loc == loc), out * scale + loc, np.nan))
 
 
 def _log_distribution(cdf, sf, upper=False):
@@ -114,7 +143,8 @@ def _log_distribution(cdf, sf, upper=False):
 
 
 def _methods(family, nshape, kinds=("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf")):
-  """SciPy-signature methods f(x, *shape_args, loc=0, scale=1) of a family."""
+  """SciPy-signature methods f(x, *shape_args, loc=0, scale=1) of a family (and ppf, where
+  the family has a quantile function)."""
   def method(kind):
     def fn(x, *args, loc=0, scale=1):
       if len(args) > nshape:  # loc and scale given positionally
@@ -124,8 +154,11 @@ def _methods(family, nshape, kinds=("logpdf", "pdf", "cdf", "logcdf", "sf", "log
         scale = extra[1] if len(extra) > 1 else scale
       if len(args) != nshape:
         raise TypeError(f"missing {nshape - len(args)} required shape argument(s)")
+      if kind == "ppf":
+        return family.quantile(x, args, loc, scale)
       return family.evaluate(kind, x, args, loc, scale)
     return fn
+  kinds = kinds + (("ppf",) if family.ppf is not None else ())
   return {kind: method(kind) for kind in kinds}
 
 
@@ -235,6 +268,184 @@ logsf with arguments (x, df, loc=0, scale=1). The distribution functions are dif
 df to first order only.""", **_methods(_chi2, 1))
 
 
+# ---- expon, uniform, laplace, logistic, cauchy, lognorm, truncnorm -----------------------------
+_LOG_2 = math.log(2)
+_LOG_PI = math.log(math.pi)
+
+
+def _expon_logcdf(z):
+  # log(1 - e^-z): log(-expm1(-z)) up to log 2, log1p(-e^-z) beyond (accurate for both)
+  far = z > _LOG_2
+  return dnp.where(far, dnp.log1p(-dnp.exp(-_safe(far, z, 1.0))),
+                   dnp.log(-dnp.expm1(-_safe(far, 0.5, z))))
+
+
+_expon = _Family(lambda z: -z, cdf=lambda z: -dnp.expm1(-z), logcdf=_expon_logcdf,
+                 sf=lambda z: dnp.exp(-z), logsf=lambda z: -z, ppf=lambda q: -dnp.log1p(-q),
+                 support=(0.0, np.inf), inside=1.0)
+expon = _Distribution("expon", """The exponential distribution: logpdf, pdf, cdf, logcdf, sf,
+logsf, ppf with arguments (x, loc=0, scale=1), scale the mean. Needs no SciPy.""",
+                      **_methods(_expon, 0))
+
+_uniform = _Family(lambda z: dnp.zeros_like(z), cdf=lambda z: z, logcdf=dnp.log,
+                   sf=lambda z: 1 - z, logsf=lambda z: dnp.log1p(-z), ppf=lambda q: q,
+                   support=(0.0, 1.0), inside=0.5)
+uniform = _Distribution("uniform", """The uniform distribution on [loc, loc + scale]: logpdf,
+pdf, cdf, logcdf, sf, logsf, ppf with arguments (x, loc=0, scale=1). The density is
+differentiable in scale, the distribution functions in x, loc and scale inside the interval.
+Needs no SciPy.""", **_methods(_uniform, 0))
+
+
+def _laplace_logcdf(z):
+  # log(1 - exp(-z) / 2) above 0, log(exp(z) / 2) = z - log 2 below (no underflow)
+  right = z > 0
+  zr = _safe(right, z, 1.0)
+  return dnp.where(right, dnp.log1p(-0.5 * dnp.exp(-zr)), _safe(right, 0.0, z) - _LOG_2)
+
+
+def _laplace_cdf(z):
+  right = z > 0
+  return dnp.where(right, 1.0 - 0.5 * dnp.exp(-_safe(right, z, 0.0)),
+                   0.5 * dnp.exp(_safe(right, 0.0, z)))
+
+
+_laplace = _Family(lambda z: -dnp.abs(z) - _LOG_2, cdf=_laplace_cdf, logcdf=_laplace_logcdf,
+                   sf=lambda z: _laplace_cdf(-z), logsf=lambda z: _laplace_logcdf(-z),
+                   ppf=lambda q: dnp.where(q > 0.5, -dnp.log(2 * (1 - q)), dnp.log(2 * q)))
+laplace = _Distribution("laplace", """The Laplace (double exponential) distribution: logpdf,
+pdf, cdf, logcdf, sf, logsf, ppf with arguments (x, loc=0, scale=1); logcdf and logsf are
+exact in both tails. Needs no SciPy.""", **_methods(_laplace, 0))
+
+
+def _logistic_logpdf(z):
+  y = -dnp.abs(z)
+  return y - 2.0 * dnp.log1p(dnp.exp(y))
+
+
+_logistic = _Family(_logistic_logpdf, cdf=sps.expit, logcdf=sps.log_expit,
+                    sf=lambda z: sps.expit(-z), logsf=lambda z: sps.log_expit(-z),
+                    ppf=sps.logit)
+logistic = _Distribution("logistic", """The logistic distribution: logpdf, pdf, cdf, logcdf,
+sf, logsf, ppf with arguments (x, loc=0, scale=1), written with expit, log_expit and logit
+(exact in both tails). Needs no SciPy.""", **_methods(_logistic, 0))
+
+
+def _cauchy_logpdf(z):
+  # SciPy's two forms: log1p(z^2) below |z| = 1, 2 log|z| + log1p(1 / z^2) above (no overflow)
+  a = dnp.abs(z)
+  small = a < 1
+  a_small, a_large = _safe(small, a, 0.0), _safe(small, 1.0, a)
+  return dnp.where(small, -_LOG_PI - dnp.log1p(a_small * a_small),
+                   -_LOG_PI - (2 * dnp.log(a_large) + dnp.log1p((1 / a_large) ** 2)))
+
+
+def _cauchy_ppf(q):
+  # tan(pi (q - 1/2)) as -1 / tan(pi p) with p = q or q - 1 (whichever is within 1/2 of 0),
+  # exact in both tails; at q = 1/2, 0 (written so that its derivative, pi, is kept).
+  p = dnp.where(q > 0.5, q - 1, q)
+  half = q == 0.5
+  return dnp.where(half, np.pi * (q - 0.5), -1 / dnp.tan(np.pi * _safe(half, 0.25, p)))
+
+
+def _cauchy_cdf(z):
+  return dnp.arctan2(1.0, -z) / np.pi
+
+
+def _cauchy_sf(z):
+  return dnp.arctan2(1.0, z) / np.pi
+
+
+_cauchy = _Family(_cauchy_logpdf, cdf=_cauchy_cdf, logcdf=lambda z: dnp.log(_cauchy_cdf(z)),
+                  sf=_cauchy_sf, logsf=lambda z: dnp.log(_cauchy_sf(z)), ppf=_cauchy_ppf)
+cauchy = _Distribution("cauchy", """The Cauchy distribution: logpdf, pdf, cdf, logcdf, sf,
+logsf, ppf with arguments (x, loc=0, scale=1). Needs no SciPy.""", **_methods(_cauchy, 0))
+
+
+def _lognorm_logpdf(z, s):
+  positive = z > 0
+  zs = _safe(positive, z, 1.0)
+  value = -dnp.log(zs) ** 2 / (2 * s ** 2) - dnp.log(s * zs * math.sqrt(2 * math.pi))
+  return dnp.where(positive, value, -np.inf)
+
+
+_lognorm = _Family(_lognorm_logpdf, cdf=lambda z, s: sps.ndtr(dnp.log(z) / s),
+                   logcdf=lambda z, s: sps.log_ndtr(dnp.log(z) / s),
+                   sf=lambda z, s: sps.ndtr(-dnp.log(z) / s),
+                   logsf=lambda z, s: sps.log_ndtr(-dnp.log(z) / s),
+                   ppf=lambda q, s: dnp.exp(s * sps.ndtri(q)), argcheck=lambda s: s > 0,
+                   support=(0.0, np.inf), inside=1.0, defaults=(1.0,))
+lognorm = _Distribution("lognorm", """The log-normal distribution: logpdf, pdf, cdf, logcdf,
+sf, logsf, ppf with arguments (x, s, loc=0, scale=1) (log(x - loc) is normal with mean
+log(scale) and standard deviation s); differentiable in x, s, loc and scale. logpdf and pdf
+need no SciPy.""", **_methods(_lognorm, 1))
+
+
+def _log_ndtr_of(x):
+  """log_ndtr(x), whose derivative at x = -inf is 0 rather than 0 * inf."""
+  at_minus_inf = x == -np.inf
+  return dnp.where(at_minus_inf, -np.inf, sps.log_ndtr(_safe(at_minus_inf, 0.0, x)))
+
+
+def _log_mass_left(a, b):
+  """log(Phi(b) - Phi(a)) for a < b <= 0, from the log-probabilities (no cancellation)."""
+  log_b = _log_ndtr_of(b)
+  return log_b + dnp.log1p(-dnp.exp(_log_ndtr_of(a) - log_b))
+
+
+def _log_gauss_mass(a, b):
+  """SciPy's log of the standard normal probability of [a, b], a < b: from the left tail
+  where b <= 0, by symmetry where a > 0, as log1p(-Phi(a) - Phi(-b)) in between."""
+  left, right = b <= 0, a > 0
+  central = ~(left | right)
+  out = dnp.where(left, _log_mass_left(_safe(left, a, -2.0), _safe(left, b, -1.0)),
+                  _log_mass_left(-_safe(right, b, 2.0), -_safe(right, a, 1.0)))
+  a_c, b_c = _safe(central, a, -1.0), _safe(central, b, 1.0)
+  return dnp.where(central, dnp.log1p(-sps.ndtr(a_c) - sps.ndtr(-b_c)), out)
+
+
+def _truncnorm_logcdf(z, a, b):
+  log_mass = _log_gauss_mass(a, b)
+  logcdf = _log_gauss_mass(a, z) - log_mass
+  logsf = _log_gauss_mass(z, b) - log_mass
+  # SciPy's switch to the complement where the result is near 0 (no cancellation)
+  return dnp.where(logcdf > -0.1, dnp.log1p(-dnp.exp(logsf)), logcdf)
+
+
+def _truncnorm_logsf(z, a, b):
+  return _truncnorm_logcdf(-z, -b, -a)
+
+
+def _truncnorm_ppf(q, a, b):
+  # SciPy's: Phi(x) = Phi(a) + q mass (in logs) for a < 0, else 1 - Phi(x) = Phi(-b) +
+  # (1 - q) mass, each inverted by ndtri_exp (accurate far in the tails)
+  left = a < 0
+  log_mass = _log_gauss_mass(a, b)
+  x_left = sps.ndtri_exp(dnp.logaddexp(_log_ndtr_of(a), dnp.log(q) + log_mass))
+  x_right = -sps.ndtri_exp(dnp.logaddexp(_log_ndtr_of(-b), dnp.log1p(-q) + log_mass))
+  return dnp.where(left, x_left, x_right)
+
+
+def _truncnorm_inside(a, b):
+  """A point strictly inside [a, b] (the middle, or 1 from the finite end)."""
+  fa, fb = dnp.isfinite(a), dnp.isfinite(b)
+  middle = (_safe(fa, a, 0.0) + _safe(fb, b, 0.0)) / 2
+  return dnp.where(fa & fb, middle, dnp.where(fa, _safe(fa, a, 0.0) + 1,
+                                              dnp.where(fb, _safe(fb, b, 0.0) - 1, 0.0)))
+
+
+_truncnorm = _Family(
+    lambda z, a, b: -0.5 * z * z - _LOG_SQRT_2PI - _log_gauss_mass(a, b),
+    cdf=lambda z, a, b: dnp.exp(_truncnorm_logcdf(z, a, b)), logcdf=_truncnorm_logcdf,
+    sf=lambda z, a, b: dnp.exp(_truncnorm_logsf(z, a, b)), logsf=_truncnorm_logsf,
+    ppf=_truncnorm_ppf, argcheck=lambda a, b: a < b, support=lambda a, b: (a, b),
+    inside=_truncnorm_inside, defaults=(-1.0, 1.0))
+truncnorm = _Distribution("truncnorm", """The truncated normal distribution: logpdf, pdf, cdf,
+logcdf, sf, logsf, ppf with arguments (x, a, b, loc=0, scale=1), a and b the standardized
+ends ((lower - loc) / scale, SciPy's convention), either of them infinite. Computed in logs as
+SciPy does (accurate far in the tails); differentiable in x, a, b, loc and scale, with finite
+derivatives at infinite ends.""", **_methods(_truncnorm, 2))
+
+
 # ---- poisson ----------------------------------------------------------------------------------
 
 
@@ -283,6 +494,73 @@ poisson = _Distribution(
     logpmf=_poisson_logpmf, pmf=_poisson_pmf, cdf=_poisson_distribution("cdf"),
     logcdf=_poisson_distribution("logcdf"), sf=_poisson_distribution("sf"),
     logsf=_poisson_distribution("logsf"))
+
+
+# ---- binom and bernoulli -------------------------------------------------------------------
+
+
+def _binom_prepare(k, n, p, loc):
+  k, n, p, loc = _floats(k, n, p, loc)
+  valid = (n >= 0) & (dnp.mod(n, 1) == 0) & (p >= 0) & (p <= 1)
+  k = k - loc
+  return k, _safe(valid, n, 1.0), _safe(valid, p, 0.5), ~valid | dnp.isnan(k)
+
+
+def _binom_logpmf(k, n, p, loc=0):
+  with np.errstate(**_QUIET):
+    k, n, p, bad = _binom_prepare(k, n, p, loc)
+    keep = (k >= 0) & (k <= n) & (dnp.floor(k) == k)
+    ks = _safe(keep, k, 0.0)
+    # SciPy's binom._logpmf: log C(n, k) + k log p + (n - k) log(1 - p)
+    combiln = sps.gammaln(n + 1) - (sps.gammaln(ks + 1) + sps.gammaln(n - ks + 1))
+    value = combiln + sps.xlogy(ks, p) + sps.xlog1py(n - ks, -p)
+    return _finish(dnp.where(bad, np.nan, dnp.where(keep, value, -np.inf)))
+
+
+def _binom_pmf(k, n, p, loc=0):
+  with np.errstate(**_QUIET):
+    return _finish(dnp.exp(_binom_logpmf(k, n, p, loc)))
+
+
+def _binom_distribution(kind):
+  def fn(k, n, p, loc=0):
+    with np.errstate(**_QUIET):
+      k, n, p, bad = _binom_prepare(k, n, p, loc)
+      inside = (k >= 0) & (k < n)
+      ks = dnp.floor(_safe(inside, k, 0.0))
+      # P(K <= k) = I_(1-p)(n - k, k + 1), P(K > k) = I_p(k + 1, n - k) (DLMF 8.17.5)
+      if kind in ("cdf", "logcdf"):
+        value = sps.betainc(n - ks, ks + 1, 1 - p)
+      else:
+        value = sps.betainc(ks + 1, n - ks, p)
+      if kind.startswith("log"):
+        value = dnp.log(value)
+      below, above = {"cdf": (0.0, 1.0), "logcdf": (-np.inf, 0.0), "sf": (1.0, 0.0),
+                      "logsf": (0.0, -np.inf)}[kind]
+      out = dnp.where(inside, value, dnp.where(k >= n, above, below))
+      return _finish(dnp.where(bad, np.nan, out))
+  return fn
+
+
+_BINOM_METHODS = dict(logpmf=_binom_logpmf, pmf=_binom_pmf, cdf=_binom_distribution("cdf"),
+                      logcdf=_binom_distribution("logcdf"), sf=_binom_distribution("sf"),
+                      logsf=_binom_distribution("logsf"))
+binom = _Distribution(
+    "binom", """The binomial distribution: logpmf, pmf, cdf, logcdf, sf, logsf with arguments
+    (k, n, p, loc=0); n a non-negative integer (NaN otherwise, as in SciPy). Differentiable in
+    p (the distribution functions through betainc's derivative in x).""", **_BINOM_METHODS)
+
+
+def _bernoulli(method):
+  def fn(k, p, loc=0):
+    return method(k, 1.0, p, loc)
+  return fn
+
+
+bernoulli = _Distribution(
+    "bernoulli", """The Bernoulli distribution: logpmf, pmf, cdf, logcdf, sf, logsf with
+    arguments (k, p, loc=0) (binom with n = 1); differentiable in p.""",
+    **{key: _bernoulli(method) for key, method in _BINOM_METHODS.items()})
 
 
 # ---- dirichlet --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """dfdx.scipy.linalg: SciPy's linear-algebra functions, differentiable.
 
-solve_triangular, cho_factor, cho_solve, lu_solve and solve_banded need NumPy alone;
-lu_factor, expm, logm, sqrtm and solve_sylvester call SciPy. See each function for its
+solve_triangular, cho_factor, cho_solve, lu_solve, solve_banded, cholesky, solve, inv, det,
+eigh, svd, qr, lstsq, norm, block_diag, toeplitz and circulant need NumPy alone; lu_factor, lu,
+qr with pivoting, expm, logm, sqrtm and solve_sylvester call SciPy. See each function for its
 derivative (expm and logm: Frechet derivatives by the block-matrix identity; sqrtm: a
 Sylvester equation).
 
@@ -22,6 +23,22 @@ from dfdx._src.scipy_linalg import (  # noqa: F401
     solve_triangular as solve_triangular,
     sqrtm as sqrtm,
 )
+from dfdx._src.scipy_linalg_more import (  # noqa: F401
+    block_diag as block_diag,
+    cholesky as cholesky,
+    circulant as circulant,
+    det as det,
+    eigh as eigh,
+    inv as inv,
+    lstsq as lstsq,
+    lu as lu,
+    norm as norm,
+    qr as qr,
+    solve as solve,
+    svd as svd,
+    toeplitz as toeplitz,
+)
 
-__all__ = ["cho_factor", "cho_solve", "expm", "logm", "lu_factor", "lu_solve", "solve_banded",
-           "solve_sylvester", "solve_triangular", "sqrtm"]
+__all__ = ["block_diag", "cho_factor", "cho_solve", "cholesky", "circulant", "det", "eigh",
+           "expm", "inv", "logm", "lstsq", "lu", "lu_factor", "lu_solve", "norm", "qr", "solve",
+           "solve_banded", "solve_sylvester", "solve_triangular", "sqrtm", "svd", "toeplitz"]

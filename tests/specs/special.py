@@ -90,6 +90,17 @@ SPECS = [
     OpSpec("betainc_grad_b", sp.betainc_grad_p, lambda a, b, x: sp.betainc_grad(a, b, x, "b"),
            lambda a, b, x: sp.betainc_grad_p.impl(a, b, x, wrt="b"), TERNARY_SHAPES,
            domain=[(0.5, 3.0), (0.5, 3.0), (0.1, 0.9)], diff_argnums=(2,)),
+    unary("exp1", (0.3, 3.0)),
+    unary("expi", (0.3, 3.0)),
+    OpSpec("expi_negative", sp.expi_p, sp.expi, special.expi, UNARY_SHAPES, domain=(-3.0, -0.3)),
+    # zeta(x, q) is differentiated in q only (its derivative in x is not implemented)
+    order("zeta", (1.5, 4.0), (0.5, 3.0)),
+    OpSpec("riemann_zeta", sp.riemann_zeta_p, sp.riemann_zeta, special.zeta, UNARY_SHAPES,
+           domain=(1.5, 4.0), grad=False),
+    OpSpec("riemann_zeta_negative", sp.riemann_zeta_p, sp.riemann_zeta, special.zeta,
+           UNARY_SHAPES, domain=(-3.0, 0.5), grad=False),
+    unary("ndtri_exp", (-20.0, -0.1)),
+    binary("binom", [(3.0, 5.0), (0.5, 2.5)]),
 ]
 
 # ---- the primitives of dfdx.scipy.linalg and dfdx.scipy.integrate ---------------------------

@@ -1,5 +1,6 @@
 """Special-function primitives: the error function, gamma and its relatives, Bessel
-functions and the incomplete gamma and beta functions (`dfdx.scipy.special`).
+functions, the incomplete gamma and beta functions, the exponential integrals, Riemann's and
+Hurwitz's zeta functions, ndtri_exp and binomial coefficients (`dfdx.scipy.special`).
 
 Their impls are SciPy's ufuncs, imported lazily on first use: `import dfdx` needs NumPy alone,
 and a missing SciPy raises an ImportError that names the `scipy` extra. Result dtypes are
@@ -8,9 +9,10 @@ SciPy's (found by running the ufunc on empty operands once), with NumPy's broadc
 Every derivative is written with the primitives of this module and of `elementwise`, so it
 can be differentiated again: d erf = 2/sqrt(pi) exp(-x^2), d gammaln = digamma, d digamma =
 polygamma(1, .), d polygamma(n, .) = polygamma(n + 1, .), d J_v = (J_{v-1} - J_{v+1}) / 2 and
-so on, each with its DLMF section. Integer orders (polygamma's n, yn's n) have a zero
-derivative; real orders of Bessel functions and second derivatives in the shape parameters
-of gammainc, betainc and stdtr raise `MissingRuleError` (not implemented) when
+so on, each with its DLMF section; d E1 = -e^-x / x, d Ei = e^x / x, d zeta(x, q) / dq =
+-x zeta(x + 1, q). Integer orders (polygamma's n, yn's n) have a zero derivative; real orders
+of Bessel functions, zeta's exponent x and second derivatives in the shape parameters of
+gammainc, betainc and stdtr raise `MissingRuleError` (not implemented) when
 differentiated. The first derivatives in those shape parameters are the primitives
 `gammainc_grad_a` (a series or a quadrature) and `betainc_grad` (a quadrature, about 1e-8
 relative accuracy); stdtr's in df is written with betainc_grad.
@@ -627,3 +629,72 @@ ad.defjvp(gammainc_grad_a_p, _not_implemented("gammainc_grad_a", "a",
                                               "the shape parameter, a second time"),
           lambda t, a, x: mul(t, mul(_gamma_density(a, x), sub(log(x), digamma(a)))))
 batching.defbroadcasting(gammainc_grad_a_p)
+
+# ---- exponential integrals, zeta functions, ndtri_exp, binomial coefficients ---------------
+exp1_p = _special_prim("exp1", 1)
+expi_p = _special_prim("expi", 1)
+zeta_p = _special_prim("zeta", 2)  # Hurwitz's zeta(x, q): SciPy's zeta with q given
+riemann_zeta_p = _special_prim("riemann_zeta", 1, "zeta")  # SciPy's zeta(x), q=None
+ndtri_exp_p = _special_prim("ndtri_exp", 1)
+binom_p = _special_prim("binom", 2)
+
+
+def exp1(x):
+  return exp1_p.bind(x)
+
+
+def expi(x):
+  return expi_p.bind(x)
+
+
+def zeta(x, q):
+  return zeta_p.bind(x, q)
+
+
+def riemann_zeta(x):
+  return riemann_zeta_p.bind(x)
+
+
+def ndtri_exp(y):
+  return ndtri_exp_p.bind(y)
+
+
+def binom(n, k):
+  return binom_p.bind(n, k)
+
+
+def _zeta_in_x(what):
+  def rule(t, *primals):
+    raise errors.MissingRuleError(
+        f"zeta: the derivative with respect to the exponent x of {what} is not implemented "
+        "(it has no closed form in special functions); the derivative in q is "
+        "-x zeta(x + 1, q). Hold x fixed: pass it as a constant, or wrap it in "
+        "dfdx.stop_gradient.")
+  return rule
+
+
+def _ndtri_exp_jvp(t, ans, y):
+  # x = ndtri(e^y): dx/dy = e^y / phi(x) = sqrt(2 pi) exp(y + x^2 / 2), which stays finite
+  # far in the left tail (y -> -inf), where e^y and phi(x) both underflow.
+  return mul(t, mul(_c(_SQRT_2PI, ans), exp(add(y, _half_square(ans)))))
+
+
+def _dlog_binom(n, k, wrt):
+  """d log|binom(n, k)| / dn (wrt="n") or / dk: through binom = Gamma(n + 1) /
+  (Gamma(k + 1) Gamma(n - k + 1)) (DLMF 26.3.1, 5.2.2)."""
+  rest = digamma(add(sub(n, k), _c(1, n)))
+  if wrt == "n":
+    return sub(digamma(add(n, _c(1, n))), rest)
+  return sub(rest, digamma(add(k, _c(1, k))))
+
+
+# DLMF 6.2.1, 6.2.5: E1'(x) = -e^-x / x, Ei'(x) = e^x / x; 25.11.17: d zeta(x, q) / dq =
+# -x zeta(x + 1, q).
+ad.defjvp(exp1_p, lambda t, x: mul(t, neg(ew.div(exp(neg(x)), x))))
+ad.defjvp(expi_p, lambda t, x: mul(t, ew.div(exp(x), x)))
+ad.defjvp(zeta_p, _zeta_in_x("Hurwitz's zeta(x, q)"),
+          lambda t, x, q: mul(t, neg(mul(x, zeta(add(x, _c(1, x)), q)))))
+ad.defjvp(riemann_zeta_p, _zeta_in_x("Riemann's zeta(x)"))
+ad.defjvp2(ndtri_exp_p, _ndtri_exp_jvp)
+ad.defjvp2(binom_p, lambda t, ans, n, k: mul(t, mul(ans, _dlog_binom(n, k, "n"))),
+           lambda t, ans, n, k: mul(t, mul(ans, _dlog_binom(n, k, "k"))))
