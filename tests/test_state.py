@@ -237,3 +237,19 @@ def test_jit_reads_variables_at_every_call():
   assert outer(3.0) == -2.0
   assert dfdx.grad(outer)(3.0) == -1.0
   np.testing.assert_allclose(dfdx.vmap(outer)(np.array([1.0, 2.0])), [0.0, -1.0])
+
+
+def test_jit_refuses_to_update_the_variables_it_reads():
+  # the update would run once, at tracing: refused, and the Variable keeps its value
+  v = Variable(np.array(1.0))
+
+  def f(x):
+    v.value = v.value * 2
+    return x + v.value
+  with pytest.raises(TypeError, match="compiled programs do not update Variables"):
+    dfdx.jit(f)(np.array(0.0))
+  assert v.value == 1.0 and not isinstance(v.value, dfdx._src.core.Tracer)
+  # Python control flow on a Variable's value: its error says how to pass it
+  n = Variable(np.array(3))
+  with pytest.raises(dfdx.ConcretizationError, match="a Variable's value is an input"):
+    dfdx.jit(lambda x: sum(x for _ in range(int(n))))(1.0)

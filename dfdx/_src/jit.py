@@ -173,8 +173,18 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
     try:
       out = f(*call_args, **call_kwargs)
     finally:
+      assigned = [v for v, traced in zip(variables, leaves[n:]) if v._held is not traced]
+      frame = state._frames[-1] if state._frames else {}
       for v, value in zip(variables, held):
         v._held = value
+        if id(v) in frame:  # (it recorded the traced input as the previous value)
+          frame[id(v)] = (v, value)
+    if assigned:
+      raise TypeError(
+          f"jit({name}): the function assigns {len(assigned)} Variable(s) whose value it "
+          f"reads ({', '.join(repr(v) for v in assigned)}); compiled programs do not update "
+          "Variables. Return the new value from the jitted function and assign it outside: "
+          "v.value = step(...).")
     out_leaves, store["out_tree"] = tree_flatten(out)
     arrays, statics = [], {}
     for i, o in enumerate(out_leaves):
@@ -201,9 +211,12 @@ def _traced_with_variables(trace):
   outer = state.reads
   state.reads = {}
   try:
-    result = trace(())
+    with state.journal() as first:
+      result = trace(())
     read = tuple(state.reads.values())
-    if read:
+    if read:  # (what the first trace assigned is undone: the second assigns it, or refuses)
+      for var, previous in first.frame.values():
+        var._held = previous
       result = trace(read)
   finally:
     noted, state.reads = state.reads, outer

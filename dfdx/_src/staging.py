@@ -71,7 +71,9 @@ class StagingTracer(Tracer):
         f"abstract: only its shape and dtype are known while the function is traced"
         f"{f', at {where}' if where else ''}. Use dfdx.numpy.where for choices that depend on "
         "values, or mark the argument static (jit(f, static_argnums=...) or "
-        "static_argnames=...) if it is a setting rather than data.")
+        "static_argnames=...) if it is a setting rather than data (a Variable's value is "
+        "an input of the compiled program too: read it before the call and pass it as a "
+        "static argument).")
 
 
 class StagingTrace(Trace):
