@@ -194,9 +194,9 @@ def test_assigning_a_batched_or_staged_value_is_a_clear_error():
   with pytest.raises(dfdx.ConcretizationError, match="varies over the vmap"):
     dfdx.vmap(store)(np.ones(3))
   assert v.value == 0.0
-  with pytest.raises(TypeError, match="compiled programs do not update Variables"):
-    dfdx.jit(store)(np.ones(3))
-  assert v.value == 0.0
+  # under jit, as eagerly: the Variable gets the value at every call
+  np.testing.assert_array_equal(dfdx.jit(store)(np.ones(3)), np.ones(3))
+  np.testing.assert_array_equal(v.value, np.full(3, 2.0))
 
 
 def test_jit_reads_variables_at_every_call():
@@ -239,16 +239,53 @@ def test_jit_reads_variables_at_every_call():
   np.testing.assert_allclose(dfdx.vmap(outer)(np.array([1.0, 2.0])), [0.0, -1.0])
 
 
-def test_jit_refuses_to_update_the_variables_it_reads():
-  # the update would run once, at tracing: refused, and the Variable keeps its value
-  v = Variable(np.array(1.0))
+def test_jit_updates_variables_at_every_call_as_eager_code_does():
+  # assignments inside a jitted function run at every call (the new values are outputs of
+  # the program, assigned after it), never at tracing: a counter, a value doubled, a value
+  # assigned without being read, a training step with its update inside jit
+  v, count, out = Variable(np.array(1.0)), Variable(np.array(0)), Variable(np.zeros(2))
 
   def f(x):
     v.value = v.value * 2
-    return x + v.value
-  with pytest.raises(TypeError, match="compiled programs do not update Variables"):
-    dfdx.jit(f)(np.array(0.0))
-  assert v.value == 1.0 and not isinstance(v.value, dfdx._src.core.Tracer)
+    count.value = count.value + 1
+    out.value = x * v.value
+    return dnp.sum(x) + v.value
+  g = dfdx.jit(f)
+  assert [float(g(np.ones(2))) for _ in range(3)] == [4.0, 6.0, 10.0]
+  assert v.value == 8.0 and count.value == 3
+  np.testing.assert_array_equal(out.value, [8.0, 8.0])
+  assert not isinstance(v.value, dfdx._src.core.Tracer)
+
+  class Lin(Module):
+    def __init__(self):
+      super().__init__()
+      self.w = TrainVar(np.array([1.0, -2.0]))
+
+  def train(lin, jitted):
+    x = np.array([0.5, 1.5])
+    loss = lambda: (x @ lin.w.value - 1.0) ** 2  # noqa: E731
+    grad = dfdx.grad(loss, grad_vars=lin.train_vars())
+
+    def step():
+      (g,) = grad().values()
+      lin.w.value = lin.w.value - 0.1 * g
+      return loss()
+    step = dfdx.jit(step) if jitted else step
+    return [float(step()) for _ in range(5)], lin.w.value
+  eager, jitted = train(Lin(), False), train(Lin(), True)
+  np.testing.assert_allclose(jitted[0], eager[0], rtol=1e-14)
+  np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-14)
+  # a jitted function assigning a Variable, under grad: the Variable holds a plain value
+  z = Variable(np.array(0.0))
+
+  def keep(x):
+    z.value = x * 3
+    return x * x
+  assert dfdx.grad(dfdx.jit(keep))(2.0) == 4.0 and z.value == 6.0
+  assert not isinstance(z.value, dfdx._src.core.Tracer)
+  # make_expr does not run its function: it refuses assignments
+  with pytest.raises(TypeError, match="make_expr.*assigns Variables"):
+    dfdx.make_expr(keep)(2.0)
   # Python control flow on a Variable's value: its error says how to pass it
   n = Variable(np.array(3))
   with pytest.raises(dfdx.ConcretizationError, match="a Variable's value is an input"):

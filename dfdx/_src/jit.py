@@ -122,7 +122,8 @@ class _Entry:
   """One compiled specialization: the optimized program, its NumPy function, the output
   structure and the non-array outputs baked in at trace time."""
   __slots__ = ("program", "run", "out_tree", "out_statics", "name", "single_output",
-               "differentiates", "notes_ties", "proved_run", "variables", "var_avals")
+               "differentiates", "notes_ties", "proved_run", "variables", "var_avals",
+               "writes")
 
   def __init__(self, program, run, out_tree, out_statics, name, proved_run=None):
     self.program, self.run, self.out_tree = program, run, out_tree
@@ -139,6 +140,9 @@ class _Entry:
     # The Variables the function reads: the program's last inputs, their values read at
     # every call (`_with_variables`), and the shapes and dtypes it was traced for.
     self.variables, self.var_avals = (), ()
+    # The Variables the function assigns: their new values are the program's last outputs,
+    # assigned after every call (`_write`).
+    self.writes = ()
 
 
 class _paused_gc:
@@ -156,9 +160,12 @@ class _paused_gc:
       gc.enable()
 
 
-def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variables=()):
+def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variables=(),
+                      writes=None):
   """Stage f on abstract versions of its dynamic arguments (and of the values of
-  `variables`, which it reads: the program's last inputs)."""
+  `variables`, which it reads: the program's last inputs). The Variables f assigns get back
+  their values (tracing has no effect on them); with `writes` (a list), their final values
+  are the program's last outputs, and `writes` lists them, for each call to assign."""
   store = {}
   leaves_tree = dynamic
   n = len(avals)
@@ -167,24 +174,22 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
   def flat_fun(*leaves):
     dyn_args, dyn_kwargs = tree_unflatten(leaves_tree, leaves[:n])
     call_args, call_kwargs = statics_of(dyn_args, dyn_kwargs)
-    held = [v._held for v in variables]
+    held = {id(v): v._held for v in variables}
     for v, traced in zip(variables, leaves[n:]):
       v._held = traced
+    frame = state._frames[-1] if state._frames else {}
     try:
       out = f(*call_args, **call_kwargs)
+      assigned = [(var, var._held) for var, _ in frame.values()]
     finally:
-      assigned = [v for v, traced in zip(variables, leaves[n:]) if v._held is not traced]
-      frame = state._frames[-1] if state._frames else {}
-      for v, value in zip(variables, held):
-        v._held = value
-        if id(v) in frame:  # (it recorded the traced input as the previous value)
-          frame[id(v)] = (v, value)
-    if assigned:
-      raise TypeError(
-          f"jit({name}): the function assigns {len(assigned)} Variable(s) whose value it "
-          f"reads ({', '.join(repr(v) for v in assigned)}); compiled programs do not update "
-          "Variables. Return the new value from the jitted function and assign it outside: "
-          "v.value = step(...).")
+      for key, (var, previous) in list(frame.items()):  # (what f assigned, as it was)
+        var._held = held.get(key, previous)
+        del frame[key]
+      for v in variables:
+        v._held = held[id(v)]
+    if assigned and writes is None:
+      raise TypeError(f"make_expr({name}): the function assigns Variables; trace it as "
+                      "jit does (dfdx.jit), which assigns them at every call.")
     out_leaves, store["out_tree"] = tree_flatten(out)
     arrays, statics = [], {}
     for i, o in enumerate(out_leaves):
@@ -193,6 +198,9 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
       else:
         statics[i] = o
     store["out_statics"] = statics
+    if writes is not None:
+      writes[:] = [var for var, _ in assigned]
+      arrays += [value for _, value in assigned]
     return arrays
   program, lifted = make_program(flat_fun, avals)
   return program, lifted, store["out_tree"], store["out_statics"]
@@ -211,18 +219,24 @@ def _traced_with_variables(trace):
   outer = state.reads
   state.reads = {}
   try:
-    with state.journal() as first:
+    with state.journal():  # (the Variables f assigns are tracked while it is traced)
       result = trace(())
     read = tuple(state.reads.values())
-    if read:  # (what the first trace assigned is undone: the second assigns it, or refuses)
-      for var, previous in first.frame.values():
-        var._held = previous
-      result = trace(read)
+    if read:
+      with state.journal():
+        result = trace(read)
   finally:
     noted, state.reads = state.reads, outer
     if outer is not None:  # (an enclosing jit reads them too, through this call)
       outer.update(noted)
   return result, read
+
+
+def _write(entry, outs):
+  """Assign the Variables the entry's function assigns, from its call's last outputs."""
+  k = len(entry.writes)
+  for var, value in zip(entry.writes, outs[len(outs) - k:]):
+    var.value = value if isinstance(value, Tracer) else _output(value)
 
 
 def _with_variables(entry, leaves):
@@ -345,6 +359,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         finally:
           if ad.nan_free:  # (proofs are for this call only)
             ad.nan_free.clear()
+        if entry.writes:
+          _write(entry, outs)
         if entry.single_output:
           return _output(outs[0])
         return _rebuild(entry, [_output(o) for o in outs])
@@ -360,6 +376,8 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
     if nan_check is not None:
       nan_check(entry, leaves, outs)
+    if entry.writes:
+      _write(entry, outs)
     return _rebuild(entry, [_output(o) for o in outs])
 
   def run_noting_ties(entry, leaves, args, kwargs):
@@ -402,18 +420,22 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
                    sig.explain_difference(last[-1]))
       made = ad.JVPTrace.made
       with _paused_gc():
+        writes = []
         (program, lifted, out_tree, out_statics), variables = _traced_with_variables(
             lambda variables: _trace_to_program(f, args, kwargs, tree, merge, avals, name,
-                                                variables))
+                                                variables, writes))
         entry = _compile(program, out_tree, out_statics, name, optimize)
+      entry.writes = tuple(writes)
       entry.differentiates = ad.JVPTrace.made != made
       entry.variables = variables
       entry.var_avals = tuple((v._held.shape, v._held.dtype) for v in variables)
       with_variables = _with_variables(entry, leaves) if variables else None
       if lifted:  # closes over values of an enclosing transformation: not reusable
         leaves = with_variables if variables else leaves
-        return _rebuild(entry, jit_call_p.bind(*leaves, *lifted, program=entry.program,
-                                               compiled=entry.run, name=name))
+        outs = jit_call_p.bind(*leaves, *lifted, program=entry.program, compiled=entry.run,
+                               name=name)
+        _write(entry, outs)
+        return _rebuild(entry, outs)
       cache[sig.key, ad.zero_absorbing] = entry
       last[:] = [sig]
     if entry_only:
@@ -425,6 +447,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         return run_noting_ties(entry, leaves, args, kwargs)
       return checked_outputs(entry, leaves, entry.run(*leaves), args, kwargs)
     outs = jit_call_p.bind(*leaves, program=entry.program, compiled=entry.run, name=name)
+    _write(entry, outs)
     # (a concrete result, untraced arguments under a transformation: as at top level)
     return _rebuild(entry, [o if isinstance(o, Tracer) else _output(o) for o in outs])
 
