@@ -285,6 +285,11 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
   The jitted function's `compile(*args, **kwargs)` does the tracing and code generation for
   those arguments' signature ahead of time, without running.
 
+  `dfdx.Variable`s the function reads are inputs of the compiled program, read at every
+  call (a change of their shape or dtype traces again), and those it assigns are assigned
+  after every call, as eager code does; Python control flow on their values needs them
+  read before the call and passed as static arguments.
+
   >>> import dfdx.numpy as dnp
   >>> f = jit(lambda x: dnp.sum(dnp.sin(x) ** 2))
   >>> float(f(np.zeros(3)))
