@@ -805,3 +805,19 @@ def test_custom_vjp_bwd_must_return_cotangents_shaped_like_the_arguments():
   with pytest.raises(TypeError, match="one cotangent per differentiated argument \\(2\\), "
                                       "got a tuple of 1"):
     dfdx.grad(g)(1.0, 2.0)
+
+
+def test_custom_vjp_jet_takes_every_order_from_the_rule():
+  # fwd computes the output itself (sin), bwd says f' = 2x: jet's derivatives along the path
+  # are the rule's at every order (f' = 2x, f'' = 2, f''' = 0), as grad and jacfwd give
+  @dfdx.custom_vjp
+  def f(x):
+    return dnp.sin(x)
+  f.defvjp(lambda x: (dnp.sin(x), x), lambda x, ct: (2 * x * ct,))
+  x = 0.7
+  out, series = dfdx.jet(f, (x,), ((1.0, 0.0, 0.0),))
+  assert out == pytest.approx(np.sin(x))
+  np.testing.assert_allclose(series, [2 * x, 2.0, 0.0], atol=1e-15)
+  assert dfdx.grad(f)(x) == pytest.approx(series[0])
+  assert dfdx.grad(dfdx.grad(f))(x) == pytest.approx(series[1])
+  assert dfdx.jacfwd(dfdx.jacfwd(f))(x) == pytest.approx(series[1])

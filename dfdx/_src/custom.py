@@ -290,46 +290,49 @@ def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
   return outs, out_dims
 
 
-def _custom_jvp_jet(series, k, **params):
-  """Taylor mode: y' = the rule's tangent output along x', so the rule run on the series of x
-  and x' to order k - 1 gives y's coefficients 1 .. k from its tangent output; its output
-  gives y's value alone. (The generic rule takes coefficients 1 .. k - 1 from the output's
-  series, which are the function's own derivatives where the rule computes its output
-  otherwise than by calling the function.)"""
-  mine = [any(c is not None for c in s[1:]) and jet._floating(s[0]) for s in series]
-  if k == 0 or not any(mine):
-    return [[o] + [None] * k for o in custom_jvp_call_p.bind(*[s[0] for s in series], **params)]
-  sub = jet.JetTrace(k - 1, {})
-  primals, tangents = [], []
-  for s, m in zip(series, mine):
-    if not m:
-      primals.append(s[0])
-      tangents.append(None)
-      continue
-    primals.append(jet.JetTracer(sub, s[:k]))
-    dots = [_zeros_like(s[0]) if s[j + 1] is None else s[j + 1] * float(j + 1)
-            for j in range(k)]
-    tangents.append(jet.JetTracer(sub, dots))
-  prev = core.swap_trace(sub)
-  try:
-    outs, out_dots = _custom_jvp_jvp(primals, tangents, **params)
-  finally:
-    core.swap_trace(prev)
-    sub.alive = False
-  result = []
-  for o, d in zip(outs, out_dots):
-    value = jet._coeffs(o, sub, k)[0]
-    dots = [None] * k if d is None or not jet._floating(value) else jet._coeffs(d, sub, k)
-    result.append([value] + [None if t is None else ad.match_primal(t * (1.0 / j), value)
-                             for j, t in enumerate(dots, 1)])
-  return result
+def _rule_jet(prim, jvp_rule):
+  """Taylor mode of a custom call `prim` whose forward-mode rule is `jvp_rule`: y' = the
+  rule's tangent output along x', so the rule run on the series of x and x' to order k - 1
+  gives y's coefficients 1 .. k from its tangent output; its output gives y's value alone.
+  (The generic rule takes coefficients 1 .. k - 1 from the output's series, which are the
+  function's own derivatives where the rule computes its output otherwise than by calling
+  the function: custom_jvp's rule, or custom_vjp's fwd.)"""
+  def rule(series, k, **params):
+    mine = [any(c is not None for c in s[1:]) and jet._floating(s[0]) for s in series]
+    if k == 0 or not any(mine):
+      return [[o] + [None] * k for o in prim.bind(*[s[0] for s in series], **params)]
+    sub = jet.JetTrace(k - 1, {})
+    primals, tangents = [], []
+    for s, m in zip(series, mine):
+      if not m:
+        primals.append(s[0])
+        tangents.append(None)
+        continue
+      primals.append(jet.JetTracer(sub, s[:k]))
+      dots = [_zeros_like(s[0]) if s[j + 1] is None else s[j + 1] * float(j + 1)
+              for j in range(k)]
+      tangents.append(jet.JetTracer(sub, dots))
+    prev = core.swap_trace(sub)
+    try:
+      outs, out_dots = jvp_rule(primals, tangents, **params)
+    finally:
+      core.swap_trace(prev)
+      sub.alive = False
+    result = []
+    for o, d in zip(outs, out_dots):
+      value = jet._coeffs(o, sub, k)[0]
+      dots = [None] * k if d is None or not jet._floating(value) else jet._coeffs(d, sub, k)
+      result.append([value] + [None if t is None else ad.match_primal(t * (1.0 / j), value)
+                               for j, t in enumerate(dots, 1)])
+    return result
+  return rule
 
 
 custom_jvp_call_p.def_impl(_custom_jvp_impl)
 custom_jvp_call_p.def_abstract_eval(_custom_jvp_abstract_eval)
 ad.primitive_jvps[custom_jvp_call_p] = _custom_jvp_jvp
 batching.primitive_batchers[custom_jvp_call_p] = _custom_jvp_batch
-jet.jet_rules[custom_jvp_call_p] = _custom_jvp_jet
+jet.jet_rules[custom_jvp_call_p] = _rule_jet(custom_jvp_call_p, _custom_jvp_jvp)
 
 
 def _untraced_call(custom, args):
@@ -580,6 +583,7 @@ custom_vjp_call_p.def_abstract_eval(_custom_vjp_abstract_eval)
 ad.primitive_jvps[custom_vjp_call_p] = _custom_vjp_jvp
 ad.primitive_residual_vjps[custom_vjp_call_p] = (_custom_vjp_fwd, _custom_vjp_bwd)
 batching.primitive_batchers[custom_vjp_call_p] = _custom_vjp_batch
+jet.jet_rules[custom_vjp_call_p] = _rule_jet(custom_vjp_call_p, _custom_vjp_jvp)
 
 
 class _OwnVjpCall:
