@@ -147,3 +147,13 @@ def test_exported_derivative_runs_with_numpy_and_scipy_alone():
     namespace = {}
     exec(source, namespace)
     np.testing.assert_allclose(namespace["exported"](0.7), fn(0.7), rtol=1e-12)
+
+
+def test_extra_arguments_passed_positionally_are_a_clear_error():
+  # (a, 0.5) meant as func's arguments: 0.5 lands in Dfun, which must be a function
+  f = lambda y, t, a, b: -a * y + b  # noqa: E731
+  t = np.linspace(0.0, 1.0, 5)
+  for run in (lambda: odeint(f, np.ones(2), t, 1.0, 0.5),
+              lambda: dfdx.grad(lambda a: dnp.sum(odeint(f, np.ones(2), t, a, 0.5)))(1.0)):
+    with pytest.raises(TypeError, match=r"Dfun must be a function.*args=\(a, b, \.\.\.\)"):
+      run()

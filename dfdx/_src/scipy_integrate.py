@@ -83,6 +83,11 @@ def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, ml=None,
   >>> round(float(dfdx.grad(f)(2.0)), 6)  # d/dk exp(-k) = -exp(-k)
   -0.135335
   """
+  if Dfun is not None and not callable(Dfun):
+    raise TypeError(
+        f"odeint: Dfun must be a function giving func's Jacobian, got "
+        f"{type(Dfun).__name__}. func's extra arguments go in one tuple, args=(a, b, ...): "
+        "a value passed positionally after args lands in Dfun.")
   options = dict(rtol=rtol, atol=atol, tcrit=tcrit, h0=h0, hmax=hmax, hmin=hmin,
                  mxstep=mxstep)
   leaves, args_tree = tree_flatten(tuple(args) if isinstance(args, (tuple, list)) else (args,))
