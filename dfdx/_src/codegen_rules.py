@@ -163,7 +163,26 @@ helpers["_pad"] = '''def _pad(x, config):
               for n, (lo, hi, i) in zip(x.shape, config))] = x
     return out
 '''
-register("pad", lambda ins, p: f"_pad({ins[0]}, {literal(p['config'])})")
+# (specialized to the shapes: the output's shape and where x goes, computed here, so that a
+# pad of a few entries, as reverse mode's transpose of y[0] is, costs a zeros and a store)
+helpers["_pad_into"] = '''def _pad_into(x, shape, dtype, index):
+    out = np.zeros(shape, dtype)
+    out[index] = x
+    return out
+'''
+
+
+@with_avals
+def _pad_code(ins, p, in_avals, out_avals):
+  (xa,), (out,) = in_avals, out_avals
+  if any(lo < 0 or hi < 0 for lo, hi, _ in p["config"]):  # (negative padding: the general)
+    return f"_pad({ins[0]}, {literal(p['config'])})"
+  index = "".join(f"slice({lo}, {lo + n + max(n - 1, 0) * i}, {i + 1}), "
+                  for n, (lo, _, i) in zip(xa.shape, p["config"]))
+  return f"_pad_into({ins[0]}, {literal(out.shape)}, {literal(out.dtype)}, ({index}))"
+
+
+register("pad", _pad_code)
 
 
 # ---- contractions and linear algebra ---------------------------------------------------------
