@@ -335,6 +335,26 @@ batching.primitive_batchers[custom_jvp_call_p] = _custom_jvp_batch
 jet.jet_rules[custom_jvp_call_p] = _rule_jet(custom_jvp_call_p, _custom_jvp_jvp)
 
 
+class _rules_state:
+  """`custom`'s rule-staging state (`_staging_rules`, `_own_call`) set for the duration."""
+  __slots__ = ("custom", "state", "prev")
+
+  def __init__(self, custom, staging_rules, own_call):
+    self.custom, self.state = custom, (staging_rules, own_call)
+
+  def __enter__(self):
+    custom = self.custom
+    self.prev = custom._staging_rules, custom._own_call
+    custom._staging_rules, custom._own_call = self.state
+
+  def __exit__(self, *exc):
+    self.custom._staging_rules, self.custom._own_call = self.prev
+
+
+def _same_values(a, b):
+  return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 def _untraced_call(custom, args):
   """A call of a custom_jvp or custom_vjp function with nothing traced: inside its own
   rules as they are staged, a call of those rules (where it is at the staged call's types);
@@ -421,8 +441,7 @@ class custom_jvp:
         jvp_program, jvp_lifted = make_program(flat_jvp, avals * 2, record_source=False)
       finally:
         self._own_call = prev
-      if not rule.used or (len(jvp_lifted) == len(closed) and all(
-          a is b for a, b in zip(jvp_lifted, closed))):
+      if not rule.used or _same_values(jvp_lifted, closed):
         break
       closed, rule.used = list(jvp_lifted), False
     else:  # (no fixed point: the calls inside are of the function's body)
@@ -450,23 +469,15 @@ class custom_jvp:
                                     n_args=len(leaves), n_lifted=len(lifted))
       return tree_unflatten(out_tree, outs)
     call = _Call(self, args)
-    prev = self._staging_rules, self._own_call
-    self._staging_rules, self._own_call = False, None  # (its body as at any call)
-    try:
+    with _rules_state(self, False, None):  # (its body as at any call)
       other_program, other_lifted, other_tree = self._fun_program(call)
-    finally:
-      self._staging_rules, self._own_call = prev
     if other_lifted:
       return None
     rule.used = True
 
     def make():
-      prev = self._staging_rules, self._own_call
-      self._staging_rules, self._own_call = False, None
-      try:
+      with _rules_state(self, False, None):
         other_rule, jvp_lifted = self._rule_program(call, other_program, [], other_tree)
-      finally:
-        self._staging_rules, self._own_call = prev
       if jvp_lifted:  # (its operands were fixed when the call was staged)
         raise errors.MissingRuleError(
             f"custom_jvp function {self.__name__}: its rule calls it at other argument types "
@@ -607,26 +618,6 @@ class _OwnVjpCall:
                                   n_args=len(leaves), n_lifted=len(self.lifted),
                                   n_fwd_lifted=len(fwd_closed))
     return tree_unflatten(self.out_tree, outs)
-
-
-class _rules_state:
-  """`custom`'s rule-staging state (`_staging_rules`, `_own_call`) set for the duration."""
-  __slots__ = ("custom", "state", "prev")
-
-  def __init__(self, custom, staging_rules, own_call):
-    self.custom, self.state = custom, (staging_rules, own_call)
-
-  def __enter__(self):
-    custom = self.custom
-    self.prev = custom._staging_rules, custom._own_call
-    custom._staging_rules, custom._own_call = self.state
-
-  def __exit__(self, *exc):
-    self.custom._staging_rules, self.custom._own_call = self.prev
-
-
-def _same_values(a, b):
-  return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 class custom_vjp:

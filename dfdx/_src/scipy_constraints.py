@@ -158,7 +158,7 @@ def constraint_list(constraints):
       out.append(Constraint(lambda x, a=a: a @ _ravel(x),
                             _concrete(c.lb, "minimize", "constraint bounds"),
                             _concrete(c.ub, "minimize", "constraint bounds"), None,
-                            lambda x, a=a: a, a))
+                            matrix=a))
     else:
       raise TypeError(f"minimize: constraint {i} must be a dict, a NonlinearConstraint or "
                       f"a LinearConstraint, got {type(c).__name__}")
