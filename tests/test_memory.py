@@ -10,29 +10,40 @@ from dfdx._src import memory
 
 
 @pytest.mark.parametrize("environ, expected", [
-    ({}, memory.DEFAULT_TOP_PAD),
-    ({"DFDX_MALLOC_TOP_PAD": "1048576"}, 1 << 20),
-    ({"DFDX_MALLOC_TOP_PAD": " 0 "}, None),
-    ({"DFDX_MALLOC_TOP_PAD": "-5"}, None),
-    ({"MALLOC_TOP_PAD_": "0"}, None),  # glibc's own setting rules
+    ({"DFDX_MALLOC_KEEP": "1048576"}, 1 << 20),
+    ({"DFDX_MALLOC_KEEP": " 0 "}, None),
+    ({"DFDX_MALLOC_KEEP": "-5"}, None),
+    ({"MALLOC_TOP_PAD_": "0"}, None),  # glibc's own settings rule
+    ({"MALLOC_TRIM_THRESHOLD_": "0"}, None),
+    ({"MALLOC_MMAP_THRESHOLD_": "0", "DFDX_MALLOC_KEEP": "1048576"}, None),
 ])
-def test_requested_padding_follows_the_environment(environ, expected, monkeypatch):
+def test_requested_amount_follows_the_environment(environ, expected, monkeypatch):
   monkeypatch.setattr(memory.sys, "platform", "linux")
-  assert memory.requested_top_pad(environ) == expected
+  assert memory.requested_keep(environ) == expected
+
+
+def test_the_default_is_a_gibibyte_or_an_eighth_of_the_machine(monkeypatch):
+  monkeypatch.setattr(memory.sys, "platform", "linux")
+  pages = {"SC_PAGE_SIZE": 4096}
+  monkeypatch.setattr(memory.os, "sysconf", lambda name: pages[name])
+  pages["SC_PHYS_PAGES"] = (64 << 30) // 4096
+  assert memory.requested_keep({}) == memory.DEFAULT_KEEP == 1 << 30
+  pages["SC_PHYS_PAGES"] = (4 << 30) // 4096
+  assert memory.requested_keep({}) == 512 << 20
 
 
 def test_a_bad_setting_warns_and_changes_nothing(monkeypatch):
   monkeypatch.setattr(memory.sys, "platform", "linux")
-  with pytest.warns(RuntimeWarning, match="DFDX_MALLOC_TOP_PAD='64MB'.*number of bytes"):
-    assert memory.requested_top_pad({"DFDX_MALLOC_TOP_PAD": "64MB"}) is None
+  with pytest.warns(RuntimeWarning, match="DFDX_MALLOC_KEEP='64MB'.*number of bytes"):
+    assert memory.requested_keep({"DFDX_MALLOC_KEEP": "64MB"}) is None
   monkeypatch.setattr(memory.sys, "platform", "darwin")
-  assert memory.requested_top_pad({}) is None
+  assert memory.requested_keep({}) is None
 
 
 _CYCLES = textwrap.dedent("""
-    import resource, numpy as np
+    import resource, sys, numpy as np
     import dfdx, dfdx.numpy as dnp
-    x = np.random.default_rng(0).normal(size=(40, 1000))
+    x = np.random.default_rng(0).normal(size=(40, int(sys.argv[1])))
     f = lambda x: dnp.sum(dnp.tanh(dnp.tanh(dnp.tanh(x) * x) * x))
     # (vjp's pullback, which may be called again, writes into no residual: every array of
     # its reverse pass is a fresh allocation, as for a tape that others hold)
@@ -40,25 +51,28 @@ _CYCLES = textwrap.dedent("""
     for _ in range(5):
       grad(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(30):
+    for _ in range(int(sys.argv[2])):
       grad(x)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_reverse_passes_stop_faulting_pages_in():
-  def faults(pad):
-    env = {"DFDX_MALLOC_TOP_PAD": pad, "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", _CYCLES], env=env, capture_output=True,
-                         text=True, check=True)
+@pytest.mark.parametrize("columns, calls", [
+    (1000, 30),  # several arrays of 320 KB (78 pages each) at once
+    (50_000, 3),  # arrays of 16 MB, 150 MB held at once (where the old 64 MiB pad fell short)
+])
+def test_reverse_passes_stop_faulting_pages_in(columns, calls):
+  def faults(keep):
+    env = {"DFDX_MALLOC_KEEP": keep, "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", _CYCLES, str(columns), str(calls)], env=env,
+                         capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
-  if memory.top_pad is None:
-    pytest.skip("this C library has no mallopt")
-  kept, released = faults(str(64 << 20)), faults("0")
-  # Each call holds several arrays of 320 KB (78 pages each) at once: over a hundred pages a
-  # call when they are returned.
-  assert released > 1500 and kept < released / 10, (kept, released)
+  if memory.kept is None:
+    pytest.skip("this C library has no mallopt, or malloc is set from the environment")
+  kept, released = faults(str(1 << 30)), faults("0")
+  # Returned to the system, at least one array a call is faulted in again.
+  assert released > calls * 40 * columns * 8 // 4096 / 5 and kept < released / 10, (kept, released)
 
 
 def test_the_collector_is_paused_while_a_tape_is_recorded_and_run_backward():
