@@ -12,6 +12,18 @@ from dfdx.scipy.integrate import odeint
 from dfdx.testing import check_grads
 
 si = pytest.importorskip("scipy.integrate")
+integrate = pytest.importorskip("dfdx._src.scipy_integrate")
+
+
+@pytest.fixture(params=["adjoint", "sensitivities"])
+def reverse_by(request, monkeypatch):
+  """Reverse mode by the adjoint method, or by the forward sensitivities of the few
+  differentiated inputs contracted with the cotangents (odeint_tangent's transpose chooses
+  by the size of the two systems: both are forced here)."""
+  large = request.param == "sensitivities"
+  monkeypatch.setattr(integrate, "FORWARD_STATE_FACTOR", 10 ** 6 if large else 0)
+  monkeypatch.setattr(integrate, "FORWARD_STATE_EXTRA", 10 ** 6 if large else 0)
+  return request.param
 
 T = np.array([0.0, 0.3, 1.0, 1.7])
 TOL = dict(rtol=1e-11, atol=1e-12)
@@ -38,7 +50,7 @@ def test_traced_values_match_scipy():
 
 
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
-def test_closed_form_derivatives(mode):
+def test_closed_form_derivatives(mode, reverse_by):
   y0, k = 2.0, 1.5
   jac = dfdx.jacfwd if mode == "fwd" else dfdx.jacrev
   d_y0, d_k, d_t = jac(solve_decay, (0, 1, 2))(y0, k, T)
@@ -53,7 +65,7 @@ def test_closed_form_derivatives(mode):
   np.testing.assert_allclose(d_t, expected, rtol=1e-8, atol=1e-12)
 
 
-def test_second_derivatives_closed_form():
+def test_second_derivatives_closed_form(reverse_by):
   y0, k, t = 2.0, 1.5, T[-1]
   last = lambda y0, k: solve_decay(y0, k)[-1]  # noqa: E731
   hess = dfdx.hessian(last, (0, 1))(y0, k)
@@ -65,7 +77,7 @@ def test_second_derivatives_closed_form():
   np.testing.assert_allclose(g2, t * t * y0 * e, rtol=1e-6)
 
 
-def test_reverse_mode_is_the_adjoint_with_or_without_vjp_rules():
+def test_reverse_mode_with_or_without_vjp_rules(reverse_by):
   y0, k = 2.0, 1.5
   expected = dfdx.grad(lambda k: solve_decay(y0, k)[-1])(k)
   with ad.use_vjp_rules(False):
@@ -80,7 +92,7 @@ def lotka_volterra(y, t, params):
   return dnp.stack([a * prey - b * prey * predator, b * prey * predator - predator])
 
 
-def test_check_grads_nonlinear_system_with_pytree_args():
+def test_check_grads_nonlinear_system_with_pytree_args(reverse_by):
   t = np.array([0.0, 0.5, 1.2])
 
   def f(y0, a, b):
@@ -90,12 +102,42 @@ def test_check_grads_nonlinear_system_with_pytree_args():
               atol=1e-5)
 
 
-def test_closed_over_tracers_and_times():
+def test_closed_over_tracers_and_times(reverse_by):
   def f(k, t):
     return odeint(lambda y, s: dnp.stack([y[1], -k * y[0] + dnp.cos(s)]),
                   np.array([1.0, 0.0]), t, **TOL)
   check_grads(f, (2.0, T), order=1, rtol=1e-5, atol=1e-6)
   check_grads(lambda k: f(k, T)[-1, 0], (2.0,), order=2, rtol=1e-4, atol=1e-5)
+
+
+def test_reverse_mode_chooses_the_smaller_system(monkeypatch):
+  # Lotka-Volterra fitted in its 4 parameters at 21 times: 4 sensitivities (a state of 10)
+  # in one solve rather than 20 adjoint solves of a state of 8; the two agree.
+  t = np.linspace(0.0, 3.0, 21)
+  f = lambda y, s, a, b, c, d: dnp.stack([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])  # noqa
+  loss = lambda th: dnp.sum(odeint(f, np.array([1.0, 0.5]), t, tuple(th), **TOL) ** 2)  # noqa
+  theta = np.array([1.1, 0.4, 0.1, 0.4])
+  calls = []
+  by_sensitivities = integrate._transpose_by_sensitivities
+  monkeypatch.setattr(integrate, "_transpose_by_sensitivities",
+                      lambda *a: calls.append(1) or by_sensitivities(*a))
+  g = dfdx.grad(loss)(theta)
+  assert calls == [1]
+  monkeypatch.setattr(integrate, "FORWARD_STATE_FACTOR", 0)
+  monkeypatch.setattr(integrate, "FORWARD_STATE_EXTRA", 0)
+  np.testing.assert_allclose(g, dfdx.grad(loss)(theta), rtol=1e-7)
+  assert calls == [1]
+  # 40 coupled decays differentiated in y0: 40 sensitivities of 40 states (1,640) against
+  # an adjoint state of 80: the adjoint
+  monkeypatch.undo()
+  monkeypatch.setattr(integrate, "_transpose_by_sensitivities",
+                      lambda *a: calls.append(2) or by_sensitivities(*a))
+  A = -np.eye(40) + 0.01 * np.ones((40, 40))
+  g = dfdx.grad(lambda y0: dnp.sum(odeint(lambda y, s: A @ y, y0, T, **TOL)))(np.ones(40))
+  assert calls == [1]
+  from scipy.linalg import expm
+  expected = sum(expm(A * (s - T[0])).T @ np.ones(40) for s in T)
+  np.testing.assert_allclose(g, expected, rtol=1e-8)
 
 
 def test_tfirst():
@@ -106,7 +148,7 @@ def test_tfirst():
                              atol=1e-12)
 
 
-def test_vmap_matches_stacked_calls():
+def test_vmap_matches_stacked_calls(reverse_by):
   ks = np.array([0.5, 1.0, 2.0])
   out = dfdx.vmap(lambda k: solve_decay(2.0, k))(ks)
   np.testing.assert_allclose(out, [solve_decay(2.0, k) for k in ks], rtol=1e-12)
@@ -114,7 +156,7 @@ def test_vmap_matches_stacked_calls():
   np.testing.assert_allclose(grads, -T[-1] * 2.0 * np.exp(-ks * T[-1]), rtol=1e-8)
 
 
-def test_jit():
+def test_jit(reverse_by):
   f = dfdx.jit(lambda y0, k: solve_decay(y0, k))
   np.testing.assert_allclose(f(2.0, 1.5), 2.0 * np.exp(-1.5 * T), rtol=1e-9)
   g = dfdx.jit(dfdx.grad(lambda k: solve_decay(2.0, k)[-1]))

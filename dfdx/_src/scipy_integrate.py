@@ -136,6 +136,7 @@ def _stage(func, y_shape, leaves, args_tree, tfirst):
 # ---- the right-hand side, and the augmented systems -----------------------------------------
 _tangent_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _adjoint_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_sensitivity_programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _rhs(program, y, s, theta):
@@ -171,6 +172,37 @@ def _tangent_program(program):
   assert not lifted, lifted
   _tangent_programs[program] = tangent_program
   return tangent_program
+
+
+def _sensitivity_program(program, k):
+  """(z = [y, Y_dot (k rows of n)], s, *theta, *Theta_dot (k rows each)) ->
+  [f, the k tangents df/dy y_dot_j + df/dtheta theta_dot_j]: k directions in one state."""
+  programs = _sensitivity_programs.setdefault(program, {})
+  if k in programs:
+    return programs[k]
+  from dfdx._src.api import jvp, vmap
+  n = program.in_vars[0].aval.shape[0]
+  floats = _float_positions(program)
+
+  def flat_fun(z, s, *rest):
+    theta, theta_dots = rest[:len(rest) - len(floats)], rest[len(rest) - len(floats):]
+
+    def f(y, *th):
+      full = list(theta)
+      for i, x in zip(floats, th):
+        full[i] = x
+      return _rhs(program, y, s, full)
+    y, float_theta = z[:n], [theta[i] for i in floats]
+    dots = vmap(lambda y_dot, *th_dot: jvp(f, (y, *float_theta), (y_dot, *th_dot))[1])(
+        dnp.reshape(z[n:], (k, n)), *theta_dots)
+    return [dnp.concatenate([f(y, *float_theta), dnp.reshape(dots, (-1,))])]
+  avals = [ShapedArray(((1 + k) * n,), np.float64), ShapedArray((), np.float64)]
+  avals += [v.aval for v in program.in_vars[2:]]
+  avals += [ShapedArray((k,) + program.in_vars[2 + i].aval.shape, np.float64) for i in floats]
+  sensitivity_program, lifted = make_program(flat_fun, avals, record_source=False)
+  assert not lifted, lifted
+  programs[k] = sensitivity_program
+  return sensitivity_program
 
 
 def _adjoint_program(program):
@@ -261,6 +293,17 @@ def _tangent_jvp(primals, tangents, *, program, options):
   return primals_out[0], tangents_out[0]
 
 
+# Reverse mode solves the adjoint system backwards once per output interval, restarting the
+# solver at each output time (where the output's cotangent jumps into the state). With few
+# differentiated inputs, k, it is cheaper to solve the k forward sensitivities at once, in
+# one solve of n (1 + k) states, and contract them with the cotangents: the transpose does
+# that while that state is at most FORWARD_STATE_FACTOR times the adjoint's (2 n + p) plus
+# FORWARD_STATE_EXTRA (a solve's cost grows with its state: LSODA's stiff method factors a
+# dense Jacobian of it). 0 and 0 give the adjoint always.
+FORWARD_STATE_FACTOR = 2
+FORWARD_STATE_EXTRA = 64
+
+
 def _tangent_transpose(ct, *args, program, options):
   floats = _float_positions(program)
   nd = 2 + len(floats)
@@ -269,6 +312,11 @@ def _tangent_transpose(ct, *args, program, options):
   n, num_t = core.shape_of(y0)[0], core.shape_of(t)[0]
   float_theta = [theta[i] for i in floats]
   sizes = [core.get_aval(x).size for x in float_theta]
+  linear = [ad.is_linear(d) for d in dots]
+  k = (n if linear[0] or linear[1] else 0) + sum(
+      size for size, lin in zip(sizes, linear[2:]) if lin)
+  if n * (1 + k) <= FORWARD_STATE_FACTOR * (2 * n + sum(sizes)) + FORWARD_STATE_EXTRA:
+    return _transpose_by_sensitivities(ct, dots, y0, t, theta, ys, program, options)
   adjoint = _adjoint_program(program)
   a = ct[num_t - 1]
   theta_bar = dnp.zeros(sum(sizes), np.float64)
@@ -290,6 +338,53 @@ def _tangent_transpose(ct, *args, program, options):
       bar = dnp.asarray(bar, core.get_aval(dots[2 + k]).dtype)
     cts.append(bar)
   return cts + [None] * (len(args) - nd)
+
+
+def _transpose_by_sensitivities(ct, dots, y0, t, theta, ys, program, options):
+  """odeint_tangent's transpose as the k forward sensitivities of the differentiated inputs
+  (y0's n when y0 or t is differentiated, then the entries of each differentiated theta),
+  solved at once and contracted with the cotangents ct."""
+  floats = _float_positions(program)
+  n, num_t = core.shape_of(y0)[0], core.shape_of(t)[0]
+  linear = [ad.is_linear(d) for d in dots]
+  with_y0 = linear[0] or linear[1]
+  shapes = [core.shape_of(theta[i]) for i in floats]
+  sizes = [int(np.prod(shape, dtype=int)) for shape in shapes]
+  k = (n if with_y0 else 0) + sum(size for size, lin in zip(sizes, linear[2:]) if lin)
+  # the k directions: unit vectors of y0's entries, then of each differentiated theta's
+  start = np.zeros((k, n))
+  theta_dots, row = [], n if with_y0 else 0
+  if with_y0:
+    start[np.arange(n), np.arange(n)] = 1.0
+  for shape, size, lin in zip(shapes, sizes, linear[2:]):
+    units = np.zeros((k, size))
+    if lin:
+      units[np.arange(row, row + size), np.arange(size)] = 1.0
+      row += size
+    theta_dots.append(units.reshape((k,) + tuple(shape)))
+  z = odeint_p.bind(dnp.concatenate([y0, start.reshape(-1)]), t, *theta, *theta_dots,
+                    program=_sensitivity_program(program, k), options=options)
+  # d ys[i] / d direction j, contracted with ct[i]
+  bar = dnp.einsum("im,ijm->j", ct, dnp.reshape(z[:, n:], (num_t, k, n)))
+  cts = [None, None]
+  y0_bar = bar[:n] if with_y0 else None
+  if linear[0]:
+    cts[0] = y0_bar
+  if linear[1]:
+    # an output time moves its output by f there; the start moves the whole solution the
+    # way y0 -= f(y0, t0) dt0 does
+    t_bar = dnp.sum(ct * _rhs_at(program, ys, t, theta), axis=1)
+    f0 = _rhs(program, ys[0], t[0], theta)
+    cts[1] = t_bar - dnp.concatenate([dnp.sum(y0_bar * f0)[None], np.zeros(num_t - 1)])
+  row = n if with_y0 else 0
+  for k_, (shape, size, lin) in enumerate(zip(shapes, sizes, linear[2:])):
+    bar_k = None
+    if lin:
+      bar_k = dnp.asarray(dnp.reshape(bar[row:row + size], shape),
+                          core.get_aval(dots[2 + k_]).dtype)
+      row += size
+    cts.append(bar_k)
+  return cts + [None] * (len(theta) + 3)  # (y0, t, theta and ys are not linear)
 
 
 odeint_p.def_impl(_odeint_impl)
