@@ -202,3 +202,35 @@ def test_linearized_function_applies_nodes_that_forgot_their_inputs(rng):
   want_value, want = dfdx.jvp(f, (x,), (t,))
   np.testing.assert_array_equal(value, want_value)
   np.testing.assert_allclose(f_jvp(t), want, rtol=1e-13)
+
+
+def _staged(f, *args):
+  from dfdx._src import staging
+  return staging.make_program(lambda *xs: [f(*xs)], [core.get_aval(a) for a in args],
+                              record_source=False)[0]
+
+
+def test_same_program_compares_equations_literals_and_constants_to_the_bit():
+  from dfdx._src.ir import same_program
+  x = np.ones(3)
+  w = np.arange(3.0)
+  program = lambda c=2.0, w=w: _staged(lambda x: dnp.sum(dnp.sin(x) * c + w), x)  # noqa
+  assert same_program(program(), program())
+  assert not same_program(program(), program(3.0))
+  assert not same_program(program(0.0), program(-0.0))  # (1 / x tells them apart)
+  assert same_program(program(w=w), program(w=w.copy()))
+  assert not same_program(program(w=w), program(w=w + 1))
+  assert not same_program(program(), _staged(lambda x: dnp.sum(dnp.cos(x) * 2.0 + w), x))
+  assert not same_program(program(), _staged(lambda x: dnp.sum(dnp.sin(x) * 2.0 + w),
+                                             np.ones(3, np.float32)))
+  # a copy of the constants taken earlier sees an array changed in place since
+  held = np.arange(3.0)
+  first = program(w=held)
+  snapshot = [c.copy() for c in first.const_vals]
+  assert same_program(first, program(w=held), a_consts=snapshot)
+  held[0] = 5.0
+  assert not same_program(first, program(w=held), a_consts=snapshot)
+  # programs inside params (a loop's body) are compared the same way
+  looped = lambda k: _staged(  # noqa: E731
+      lambda x: dfdx.scan(lambda c, _: (c * k, None), x, None, length=3)[0], x)
+  assert same_program(looped(2.0), looped(2.0)) and not same_program(looped(2.0), looped(3.0))

@@ -199,3 +199,26 @@ def test_extra_arguments_passed_positionally_are_a_clear_error():
               lambda: dfdx.grad(lambda a: dnp.sum(odeint(f, np.ones(2), t, a, 0.5)))(1.0)):
     with pytest.raises(TypeError, match=r"Dfun must be a function.*args=\(a, b, \.\.\.\)"):
       run()
+
+
+def test_right_hand_side_staged_again_reads_current_values(monkeypatch):
+  # A right-hand side equal to a recent one reuses its program (compiled code and augmented
+  # systems built once); one that reads changed values (a closed-over array changed in
+  # place, another float) is a new program.
+  monkeypatch.setattr(integrate, "_recent_programs", [])
+  rates = np.array([1.0, 2.0])
+  scale = [1.0]
+
+  def solve(k):
+    return odeint(lambda y, s, k: -k * rates * y * scale[0], np.ones(2), T, (k,), **TOL)
+  d = lambda: dfdx.jacfwd(solve)(0.5)[-1]  # noqa: E731
+  expected = lambda: -rates * scale[0] * T[-1] * np.exp(-0.5 * rates * scale[0] * T[-1])  # noqa
+  np.testing.assert_allclose(d(), expected(), rtol=1e-8)
+  first = integrate._recent_programs[-1][0]
+  np.testing.assert_allclose(d(), expected(), rtol=1e-8)
+  assert integrate._recent_programs[-1][0] is first and len(integrate._recent_programs) == 1
+  rates[1] = 3.0
+  np.testing.assert_allclose(d(), expected(), rtol=1e-8)
+  scale[0] = 0.5
+  np.testing.assert_allclose(d(), expected(), rtol=1e-8)
+  assert len(integrate._recent_programs) == 3

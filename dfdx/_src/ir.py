@@ -160,6 +160,78 @@ def _weak_equation(eqn, args):
   return outs if eqn.prim.multiple_results else outs[0]
 
 
+# ---- comparison -------------------------------------------------------------------------------
+
+def same_program(a: Program, b: Program, a_consts=None) -> bool:
+  """Whether `a` and `b` are the same computation: the same primitives with equal params,
+  wired the same way, over variables of the same types, with literals and constants equal
+  to the bit (`a_consts`, if given, stands for `a`'s constants: a copy taken when `a` was
+  made, which arrays changed in place since would not match). What lets a function staged
+  again at every call (odeint's right-hand side) reuse what was built for the last call."""
+  if a is b and a_consts is None:
+    return True
+  if (len(a.in_vars), len(a.const_vars), len(a.eqns), len(a.outs)) != (
+      len(b.in_vars), len(b.const_vars), len(b.eqns), len(b.outs)):
+    return False
+  a_consts = a.const_vals if a_consts is None else a_consts
+  if not all(_same_value(x, y) for x, y in zip(a_consts, b.const_vals)):
+    return False
+  pairs = {}
+
+  def define(xs, ys):
+    for x, y in zip(xs, ys):
+      if x.aval != y.aval:
+        return False
+      pairs[id(x)] = y
+    return True
+
+  def same_atom(x, y):
+    if isinstance(x, Var):
+      return pairs.get(id(x)) is y
+    return isinstance(y, Lit) and _same_value(x.val, y.val)
+
+  if not (define(a.in_vars, b.in_vars) and define(a.const_vars, b.const_vars)):
+    return False
+  for x, y in zip(a.eqns, b.eqns):
+    if (x.prim is not y.prim or len(x.inputs) != len(y.inputs)
+        or len(x.outputs) != len(y.outputs) or x.params.keys() != y.params.keys()
+        or not all(map(same_atom, x.inputs, y.inputs))
+        or not all(_same_param(x.params[k], y.params[k]) for k in x.params)
+        or not define(x.outputs, y.outputs)):
+      return False
+  return all(map(same_atom, a.outs, b.outs))
+
+
+def _same_value(x, y):
+  """Equal to the bit, of the same type (a Python or NumPy scalar or an array)."""
+  if type(x) is not type(y):
+    return False
+  if isinstance(x, (np.ndarray, np.generic)):
+    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+  if isinstance(x, (float, complex)):
+    return np.array(x).tobytes() == np.array(y).tobytes()
+  return x == y
+
+
+def _same_param(x, y):
+  if isinstance(x, Program):
+    return isinstance(y, Program) and same_program(x, y)
+  if isinstance(x, (tuple, list)):
+    return (type(x) is type(y) and len(x) == len(y)
+            and all(map(_same_param, x, y)))
+  if isinstance(x, dict):
+    return (type(y) is dict and x.keys() == y.keys()
+            and all(_same_param(x[k], y[k]) for k in x))
+  if isinstance(x, (np.ndarray, np.generic, float, complex)):
+    return _same_value(x, y)
+  if callable(x) and not isinstance(x, type):
+    return x is y
+  try:
+    return type(x) is type(y) and bool(x == y)
+  except Exception:  # (a comparison that does not give one truth value)
+    return x is y
+
+
 # ---- pretty printing ------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import dfdx.numpy as dnp
 from dfdx._src import ad, batching, core
 from dfdx._src.core import ShapedArray
-from dfdx._src.ir import eval_program
+from dfdx._src.ir import eval_program, same_program
 from dfdx._src.numpy.util import contains_tracer
 from dfdx._src.staging import make_program
 from dfdx._src.tree import tree_flatten, tree_unflatten
@@ -111,7 +111,7 @@ def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, ml=None,
   if len(t.shape) != 1:
     raise ValueError(f"odeint: t must be a 1-d array of times, got shape {t.shape}.")
   leaves = [dnp.asarray(x) if isinstance(x, (list, tuple)) else x for x in leaves]
-  program, lifted = _stage(func, y0.shape, leaves, args_tree, tfirst)
+  program, lifted = _reuse(*_stage(func, y0.shape, leaves, args_tree, tfirst))
   opts = tuple((k, v) for k, v in options.items() if v is not None and k in _SOLVER_OPTIONS)
   return odeint_p.bind(y0, t, *leaves, *lifted, program=program, options=opts)
 
@@ -131,6 +131,26 @@ def _stage(func, y_shape, leaves, args_tree, tfirst):
                        f"shape {y_shape}.")
     return [dnp.asarray(dnp.broadcast_to(out, y_shape), np.float64)]
   return make_program(flat_fun, avals, record_source=False)
+
+
+# The right-hand side is staged again at every call (it may read other values), but a program
+# equal to one of the last few (same equations, constants equal to the bit) is replaced by
+# it, so that its compiled code and its augmented systems are built once.
+_RECENT_PROGRAMS = 8
+_CONSTANT_ENTRIES = 1 << 20  # programs holding larger constants are not kept
+_recent_programs: list = []  # (program, a copy of its constants), the newest last
+
+
+def _reuse(program, lifted):
+  for k, (recent, consts) in enumerate(_recent_programs):
+    if same_program(recent, program, a_consts=consts):
+      _recent_programs.append(_recent_programs.pop(k))
+      return recent, lifted
+  if sum(np.size(c) for c in program.const_vals) <= _CONSTANT_ENTRIES:
+    _recent_programs.append((program, [np.array(c, copy=True) if isinstance(c, np.ndarray)
+                                       else c for c in program.const_vals]))
+    del _recent_programs[:-_RECENT_PROGRAMS]
+  return program, lifted
 
 
 # ---- the right-hand side, and the augmented systems -----------------------------------------
