@@ -172,6 +172,47 @@ def test_jit_static_arguments():
     dfdx.jit(lambda x, n: x, static_argnums=1)(X, [1, 2])
 
 
+def test_jit_checks_static_arguments_against_the_signature():
+  def f(a, n):
+    return a * n
+  with pytest.raises(dfdx.ArgnumsError,
+                     match=r"jit\(f\): static_argnums=3 is out of range: f\(a, n\) takes 2 "
+                           r"positional arguments.*positions 0 to 1.*static_argnames"):
+    dfdx.jit(f, static_argnums=3)
+  with pytest.raises(dfdx.ArgnumsError, match=r"static_argnums=-3 is out of range"):
+    dfdx.jit(f, static_argnums=(0, -3))
+  with pytest.raises(TypeError, match=r"jit\(f\): static_argnums must be an int or a sequence "
+                                      r"of ints.*got '1' of type str.*static_argnames='1'"):
+    dfdx.jit(f, static_argnums="1")
+  with pytest.raises(TypeError, match=r"got \[0, 'n'\], which holds 'n' of type str"):
+    dfdx.jit(f, static_argnums=[0, "n"])
+  with pytest.raises(TypeError, match=r"static_argnames must be a string.*got 1 of type int.*"
+                                      r"static_argnums=1"):
+    dfdx.jit(f, static_argnames=1)
+  with pytest.raises(dfdx.ArgnumsError, match=r"static_argnames='q' is not a parameter of "
+                                              r"f\(a, n\).*\('a', 'n'\)"):
+    dfdx.jit(f, static_argnames="q")
+  def g(a, /, n):
+    return a * n
+  with pytest.raises(dfdx.ArgnumsError, match=r"'a' names a positional-only parameter of "
+                                              r"g\(a, /, n\).*static_argnums=0"):
+    dfdx.jit(g, static_argnames="a")
+  with pytest.raises(dfdx.ArgnumsError, match=r"make_expr\(f\): static_argnums=2"):
+    dfdx.make_expr(f, static_argnums=2)
+
+
+def test_jit_static_arguments_of_variadic_functions_are_not_range_checked():
+  # (as in JAX: *args may hold any position, **kwargs any name)
+  def f(x, *sizes, **options):
+    out = x
+    for n in sizes:
+      out = out * n
+    return out * options.get("scale", 1)
+  jf = dfdx.jit(f, static_argnums=(1, 2, 5), static_argnames="scale")
+  assert jf(X, 2, 3, scale=2) == pytest.approx(X * 12)
+  assert jf(X, 2) == pytest.approx(X * 2)
+
+
 def test_jit_control_flow_on_traced_value_names_line_and_fixes():
   def relu_sum(x):
     if dnp.sum(x) > 0:  # the offending line

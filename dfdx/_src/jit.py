@@ -276,6 +276,9 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     f: the function (of arrays, pytrees of arrays, and static arguments).
     static_argnums / static_argnames: arguments that are settings rather than data: their
       values (hashable) are part of the cache key, and Python control flow may use them.
+      They are checked against f's signature here: a position past its positional
+      parameters (unless it takes *args) or a name it has no parameter for (unless it takes
+      **kwargs) is an ArgnumsError.
     explain: log why each retrace happened (which argument's shape, dtype, structure or
       static value changed), on the "dfdx.jit" logger at WARNING level. Setting that
       logger to INFO explains retraces of every jitted function.
@@ -488,15 +491,23 @@ def _fail():
   raise _NotFast
 
 
-def _resolve_statics(f, static_argnums, static_argnames):
+def _resolve_statics(f, static_argnums, static_argnames, transform="jit"):
   """Static arguments by position and by name, each completed from the signature, so that a
-  static argument is static however it is passed."""
-  nums = {static_argnums} if isinstance(static_argnums, int) else set(static_argnums)
-  names = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
+  static argument is static however it is passed.
+
+  Both are checked against the signature where it can be read (as JAX does): a position past
+  the positional parameters, or a name that is no parameter, would otherwise be ignored in
+  silence and the argument traced, to fail later with an unrelated error. A function taking
+  `*args` accepts any position, one taking `**kwargs` any name but a positional-only one."""
+  name = getattr(f, "__name__", type(f).__name__)
+  nums = _static_argnums_tuple(static_argnums, name, transform)
+  names = _static_argnames_tuple(static_argnames, name, transform)
   try:
     params = list(inspect.signature(f).parameters.values())
-  except (TypeError, ValueError):
-    return nums, names
+  except (TypeError, ValueError):  # (some builtins have none: nothing to check against)
+    return set(nums), set(names)
+  _check_statics(params, nums, names, name, transform)
+  nums, names = set(nums), set(names)
   positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)]
   for i, p in enumerate(positional):
@@ -505,6 +516,94 @@ def _resolve_statics(f, static_argnums, static_argnames):
     if i in nums and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
       names.add(p.name)
   return nums, names
+
+
+def _static_argnums_tuple(static_argnums, name, transform):
+  """static_argnums as a tuple of ints, or an error saying what was given."""
+  def is_index(a):
+    return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+  if is_index(static_argnums):
+    return (int(static_argnums),)
+  if not isinstance(static_argnums, (str, bytes)):
+    try:
+      nums = tuple(static_argnums)
+    except TypeError:
+      nums = None
+    if nums is not None and all(is_index(a) for a in nums):
+      return tuple(int(a) for a in nums)
+    if nums is not None:
+      bad = next(a for a in nums if not is_index(a))
+      raise errors.InvalidInputError(
+          f"{transform}({name}): static_argnums must be an int or a sequence of ints "
+          f"(positions of {name}'s arguments), but got {static_argnums!r}, which holds "
+          f"{bad!r} of type {type(bad).__name__}. Give positions as ints, and names in "
+          "static_argnames.")
+  hint = (f" static_argnums takes positions; to choose a parameter by name use "
+          f"static_argnames={static_argnums!r}." if isinstance(static_argnums, str) else "")
+  raise errors.InvalidInputError(
+      f"{transform}({name}): static_argnums must be an int or a sequence of ints (positions "
+      f"of {name}'s arguments), but got {static_argnums!r} of type "
+      f"{type(static_argnums).__name__}.{hint}")
+
+
+def _static_argnames_tuple(static_argnames, name, transform):
+  """static_argnames as a tuple of strings, or an error saying what was given."""
+  if isinstance(static_argnames, str):
+    return (static_argnames,)
+  try:
+    names = tuple(static_argnames)
+  except TypeError:
+    names = None
+  if names is not None and all(isinstance(n, str) for n in names):
+    return names
+  if names is not None:
+    bad = next(n for n in names if not isinstance(n, str))
+    raise errors.InvalidInputError(
+        f"{transform}({name}): static_argnames must be a string or a sequence of strings "
+        f"(names of {name}'s parameters), but got {static_argnames!r}, which holds {bad!r} "
+        f"of type {type(bad).__name__}. Give names as strings, and positions in "
+        "static_argnums.")
+  hint = (f" static_argnames takes parameter names; to choose an argument by position use "
+          f"static_argnums={static_argnames!r}."
+          if isinstance(static_argnames, (int, np.integer)) else "")
+  raise errors.InvalidInputError(
+      f"{transform}({name}): static_argnames must be a string or a sequence of strings "
+      f"(names of {name}'s parameters), but got {static_argnames!r} of type "
+      f"{type(static_argnames).__name__}.{hint}")
+
+
+def _check_statics(params, nums, names, name, transform):
+  """Raise ArgnumsError for a static position or name the signature `params` cannot take."""
+  P = inspect.Parameter
+  shown = name + str(inspect.Signature(  # (without defaults, which may be large arrays)
+      [p.replace(default=P.empty, annotation=P.empty) for p in params]))
+  n_pos = sum(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD) for p in params)
+  if not any(p.kind is P.VAR_POSITIONAL for p in params):
+    bad = [a for a in nums if not -n_pos <= a < n_pos]
+    if bad:
+      valid = (f"positions 0 to {n_pos - 1} (or -{n_pos} to -1)" if n_pos else
+               "no position")
+      raise errors.ArgnumsError(
+          f"{transform}({name}): static_argnums={bad[0]} is out of range: {shown} takes "
+          f"{n_pos} positional argument{'s' if n_pos != 1 else ''}, so static_argnums can "
+          f"name {valid}. Give the position of a parameter of {name}, or name it with "
+          "static_argnames='...'.")
+  by_name = {p.name: p for p in params}
+  for n in names:
+    p = by_name.get(n)
+    if p is not None and p.kind is P.POSITIONAL_ONLY:
+      raise errors.ArgnumsError(
+          f"{transform}({name}): static_argnames={n!r} names a positional-only parameter of "
+          f"{shown}, which cannot be passed by name. Choose it by position with "
+          f"static_argnums={params.index(p)}.")
+    if (p is None or p.kind is P.VAR_POSITIONAL or p.kind is P.VAR_KEYWORD) and not any(
+        q.kind is P.VAR_KEYWORD for q in params):
+      choices = [q.name for q in params if q.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)]
+      raise errors.ArgnumsError(
+          f"{transform}({name}): static_argnames={n!r} is not a parameter of {shown}. Name "
+          "parameters of the function"
+          + (f" ({', '.join(map(repr, choices))})" if choices else "")
+          + ", or choose arguments by position with static_argnums.")
 
 
 def _compile(program, out_tree, out_statics, name, optimize):
@@ -601,12 +700,11 @@ def make_expr(f, optimize=False, static_argnums=(), static_argnames=()):
     in (b,) }
   """
   name = getattr(f, "__name__", type(f).__name__)
+  static_nums, names = _resolve_statics(f, static_argnums, static_argnames, "make_expr")
 
   @functools.wraps(f)
   def traced(*args, **kwargs):
-    nums = {a % len(args) for a in ((static_argnums,) if isinstance(static_argnums, int)
-                                    else static_argnums)}
-    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    nums = {a % len(args) for a in static_nums if -len(args) <= a < len(args)}
     dyn_args = tuple(a for i, a in enumerate(args) if i not in nums)
     dyn_kwargs = {k: v for k, v in kwargs.items() if k not in names}
     leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
