@@ -44,6 +44,11 @@ LOSSES = {
     "inv": lambda m, z: m.real(m.sum(m.linalg.inv(A * z) @ z)),
     "det": lambda m, z: m.abs(m.linalg.det(A + m.diag(z))) ** 2,
     "det_real": lambda m, z: m.real(m.linalg.det(A * z)),
+    "var": lambda m, z: m.var(z * z),
+    "std": lambda m, z: m.std(A @ z, ddof=1),
+    "nanvar": lambda m, z: m.nanvar(m.exp(z)),
+    "nanstd": lambda m, z: m.nanstd(m.stack([z, 2 * z]), axis=0).sum(),
+    "vdot": lambda m, z: m.real(m.vdot(z, A @ z)) + m.imag(m.vdot(A @ z, z)),
 }
 
 
@@ -62,6 +67,29 @@ def test_forward_mode_matches_reverse_mode(name):
     # df along a complex direction v is Re(sum(conj(g) v)) with g = df/dx + i df/dy
     t = dfdx.jvp(f, (Z,), (direction.astype(complex),))[1]
     np.testing.assert_allclose(t, np.real(np.vdot(g, direction)), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["var", "std", "nanvar", "nanstd"])
+def test_variance_of_complex_values_is_real(name):
+  # NumPy's variance of complex values is the mean of |z - mean(z)|^2, a real number
+  z = np.stack([A, A * 1j + 2, np.conj(A)])
+  z[1, 0, 2] = np.nan if name.startswith("nan") else z[1, 0, 2]
+  want = getattr(np, name)(z, axis=(1, 2))
+  for got in (dfdx.jit(lambda z: getattr(dnp, name)(z, axis=(1, 2)))(z),
+              dfdx.vmap(getattr(dnp, name))(z)):
+    assert got.dtype == want.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+  value, _ = dfdx.value_and_grad(lambda z: getattr(dnp, name)(z[0]))(z)
+  np.testing.assert_allclose(value, want[0], rtol=1e-12)
+
+
+def test_vdot_conjugates_its_first_argument():
+  w = Z[::-1] * (1 - 2j)
+  for f in (dfdx.jit(dnp.vdot), lambda a, b: dfdx.vmap(dnp.vdot)(a[None], b[None])[0]):
+    np.testing.assert_allclose(f(Z, w), np.vdot(Z, w), rtol=1e-12)
+    np.testing.assert_allclose(f(Z, 2.0 * A[0].real), np.vdot(Z, 2.0 * A[0].real), rtol=1e-12)
+  g = dfdx.grad(lambda z: dnp.real(dnp.vdot(z, w)), holomorphic=False)(Z)
+  np.testing.assert_allclose(g, w, rtol=1e-12)  # Re(conj(z) w) = x.Re w + y.Im w
 
 
 def test_gradient_descent_direction():

@@ -82,7 +82,8 @@ def matmul(x1, x2, /, out=None, **kwargs):
 
 
 def vdot(a, b, /):
-  """Differentiable `numpy.vdot` (real values): the dot product of the flattened operands."""
+  """Differentiable `numpy.vdot`: the dot product of the flattened operands, the first
+  conjugated where complex (sum(conj(a) * b))."""
   if not _traced(a, b):
     return np.vdot(a, b)
   a, b = _operand(a), _operand(b)
@@ -90,7 +91,7 @@ def vdot(a, b, /):
   if n != m:
     raise ValueError(f"vdot: the operands have {n} and {m} elements (shapes {shape_of(a)} and "
                      f"{shape_of(b)}); they must have the same number of elements.")
-  return con.dot_general(shape_ops.reshape(a, (n,)), shape_ops.reshape(b, (n,)),
+  return con.dot_general(shape_ops.reshape(ew.conj(a), (n,)), shape_ops.reshape(b, (n,)),
                          (((0,), (0,)), ((), ())))
 
 

@@ -222,7 +222,8 @@ def ptp(a, axis=None, out=None, keepdims=False):
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NO_VALUE,
         mean=_NO_VALUE, correction=_NO_VALUE):
-  """Differentiable `numpy.var`, computed as NumPy computes it (`numpy._core._methods._var`)."""
+  """Differentiable `numpy.var`, computed as NumPy computes it (`numpy._core._methods._var`):
+  the mean of |a - mean(a)|^2, real for complex `a`."""
   if not _traced(a, where, mean):
     return np.var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
                   **_given(where=where, mean=mean, correction=correction))
@@ -243,12 +244,20 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NO
     centre = sum(a, axis=axes, dtype=dtype, keepdims=True, where=where)
     centre = _divide(centre, count if keepdims or np.ndim(count) == 0 else
                      shape_ops.reshape(count, shape_of(centre)))
-  deviation = ew.sub(a, centre)
-  squares = sum(ew.mul(deviation, deviation), axis=axes, dtype=dtype, keepdims=keepdims,
+  squares = sum(abs2(ew.sub(a, centre)), axis=axes, dtype=dtype, keepdims=keepdims,
                 where=where)
   dof = ew.maximum(ew.sub(count, ddof), 0) if isinstance(count, Tracer) else \
       np.maximum(count - ddof, 0)
   return _divide(squares, dof)
+
+
+def abs2(d):
+  """|d|^2: d * d for real d; for complex d, real(d)^2 + imag(d)^2, a real array (NumPy's
+  `_var` squares complex deviations so, and its variance of complex values is real)."""
+  if dtype_of(d).kind != "c":
+    return ew.mul(d, d)
+  re, im = ew.real(d), ew.imag(d)
+  return ew.add(ew.mul(re, re), ew.mul(im, im))
 
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NO_VALUE,

@@ -517,7 +517,7 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO_VALUE, *,
   if where is not _NO_VALUE:
     deviation = uf.where(where, deviation, arr)
   deviation = uf.where(mask, np.zeros((), dtype_of(arr)), deviation)
-  var = rd.sum(uf.multiply(deviation, deviation), axis=axis, dtype=dtype,
+  var = rd.sum(rd.abs2(deviation), axis=axis, dtype=dtype,
                keepdims=keepdims is True, **kw)
   if len(shape_of(var)) < len(shape_of(cnt)):
     cnt = _reshape(cnt, shape_of(var))
