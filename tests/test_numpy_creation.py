@@ -139,6 +139,35 @@ def test_eye_identity_arange():
   check_untraced(lambda: np.arange(start=2, stop=5), lambda: dnp.arange(start=2, stop=5))
 
 
+@pytest.mark.parametrize("args,dtype", [
+    ((0.5, 3.0), None), ((0.1, 2.05, 0.3), None), ((0.1, 2.05, 0.3), np.float32),
+    ((np.float32(0.1), 2.0, np.float32(0.3)), None), ((-1.3, 4.0, 0.7), np.complex128),
+    ((2.5, 0.0, -0.35), None), ((0.5, 1.2), None), ((0.5, 0.9), None), ((3.0, 1.0), None)])
+def test_arange_is_differentiable_in_start_and_step(args, dtype):
+  # its values are NumPy's to the bit, start + i * step; its length comes from the concrete
+  # values that grad's tracing sees
+  start, stop, step = args if len(args) == 3 else args + (1.0,)
+  ref = np.arange(*args, dtype=dtype)
+  f = lambda a, s: dnp.arange(a, stop, s, dtype=dtype)  # noqa: E731
+  (g, value) = dfdx.grad(lambda a, s: (dnp.sum(dnp.real(f(a, s))), f(a, s)), argnums=(0, 1),
+                         has_aux=True)(start, step)
+  assert_same(np.asarray(value), ref)
+  n = ref.size
+  np.testing.assert_allclose(g, (n, n * (n - 1) / 2), rtol=1e-6)
+  _, tangent = dfdx.jvp(lambda a: f(a, step), (start,), (np.ones((), np.asarray(start).dtype),))
+  np.testing.assert_array_equal(tangent, np.ones(n))
+  if np.dtype(ref.dtype) == np.float64 and n:
+    check_grads(lambda a, s: dnp.sum(dnp.sin(f(a, s))), (start, step), order=2)
+
+
+def test_arange_with_traced_bounds_under_jit_needs_concrete_values():
+  with pytest.raises(dfdx.ConcretizationError, match="arange"):
+    dfdx.jit(lambda a: dnp.arange(a, 3.0))(0.5)
+  # a stop alone sets only the length: no derivative
+  assert dfdx.grad(lambda b: dnp.sum(dnp.arange(0.0, b, 0.5)))(2.0) == 0.0
+  assert dfdx.grad(lambda b: dnp.sum(dnp.arange(b)))(2.0) == 0.0
+
+
 # ---- linspace, logspace -------------------------------------------------------------------
 
 LINSPACE = [dict(num=5), dict(num=5, endpoint=False), dict(num=5, retstep=True),

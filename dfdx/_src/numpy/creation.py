@@ -134,13 +134,36 @@ def _concrete(x, what):
 
 
 def arange(start, stop=None, step=None, dtype=None, *, like=None):
-  """`numpy.arange`; traced bounds are used for their concrete values (the result is a
-  constant)."""
-  start, stop, step = (_concrete(v, "arange") for v in (start, stop, step))
+  """Differentiable `numpy.arange`, in `start` and `step`: the length comes from their concrete
+  values (so under `jit` or `vmap`, where those are unknown, traced bounds raise
+  `ConcretizationError`), and the values are computed as NumPy fills them: `start`,
+  `start + step`, then `start + i * delta` with `delta = (start + step) - start`. `stop` only
+  sets the length, and has a zero derivative."""
+  given = (start, stop, step)
+  start, stop, step = (_concrete(v, "arange") for v in given)
   args = [start] + ([] if stop is None else [stop]) + ([] if step is None else [step])
   if stop is None and step is not None:
     args = [0, start, step]
-  return np.arange(*args, dtype=dtype)
+  values = np.arange(*args, dtype=dtype)
+  first, second = (given[0], given[2]) if stop is not None else (0, None)
+  if not _any_traced(first, second) or values.dtype.kind not in "fc" or not values.size:
+    return values
+  return _arange_values(first, 1 if second is None else second, values.size, values.dtype)
+
+
+def _arange_values(start, step, n, dtype):
+  """NumPy's fill of an arange of `n` entries of `dtype` (`@NAME@_fill` in its sources), with
+  traced `start` and `step`."""
+  s0 = _cast_operand(_as_operand(start), dtype)
+  if n == 1:
+    return shape_ops.reshape(s0, (1,))
+  s1 = _cast_operand(ew.add(_as_operand(start), step), dtype)
+  head = [shape_ops.reshape(s0, (1,)), shape_ops.reshape(s1, (1,))]
+  if n == 2:
+    return shape_ops.concatenate(head, 0)
+  delta = ew.sub(s1, s0)
+  rest = ew.add(s0, ew.mul(np.arange(2, n, dtype=np.empty(0, dtype).real.dtype), delta))
+  return shape_ops.concatenate(head + [rest], 0)
 
 
 def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
