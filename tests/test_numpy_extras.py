@@ -379,6 +379,23 @@ def test_interp_in_the_sample_points():
   check_grads(lambda p, f: dnp.interp(x, p, f), (xp[0], FP), order=2)
 
 
+@pytest.mark.parametrize("kw", [{}, dict(left=1j, right=-2.0), dict(period=3.0)])
+def test_interp_of_complex_values(kw):
+  # NumPy interpolates a complex fp's real and imaginary parts apart, and returns complex128
+  fp = FP + 1j * R(5, seed=14)
+  x = np.concatenate([R(6, lo=-3.0, hi=3.0, seed=15), XP])
+  want = np.interp(x, XP, fp, **kw)
+  got = dfdx.jit(lambda x, fp: dnp.interp(x, XP, fp, **kw))(x, fp)
+  assert_same(got, want)
+  assert_same(dfdx.vmap(lambda x: dnp.interp(x, XP, fp, **kw))(x), want)
+  value, _ = dfdx.value_and_grad(lambda f: dnp.sum(dnp.abs(dnp.interp(x, XP, f, **kw))))(fp)
+  np.testing.assert_allclose(value, np.sum(np.abs(want)), rtol=1e-12)
+  parts = lambda x, re, im: (lambda v: dnp.concatenate([dnp.real(v), dnp.imag(v)]))(  # noqa: E731
+      dnp.interp(x, XP, re + 1j * im, **kw))
+  x_away = R(6, lo=-1.4, hi=1.9, seed=16)  # between the sample points
+  check_grads(parts, (x_away, fp.real, fp.imag), order=2)
+
+
 def test_lexsort_of_an_array_of_keys():
   check_traced(np.lexsort, dnp.lexsort, X[0])  # a 1-d array holds 0-d keys
   check_traced(np.lexsort, dnp.lexsort, X[:2])

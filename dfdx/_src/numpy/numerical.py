@@ -145,8 +145,9 @@ def correlate(a, v, mode="valid"):
 
 
 # ---- interp -------------------------------------------------------------------------------
-def _interp(x, xp, fp, left, right):
-  """NumPy's compiled interp: linear between the sample points, left/right outside them."""
+def _interp(x, xp, fp, left, right, reciprocal=False):
+  """NumPy's compiled interp: linear between the sample points, left/right outside them.
+  `reciprocal` computes slopes as NumPy's complex interp does, times 1 / (x1 - x0)."""
   n = shape_of(xp)[0]
   if n == 1:
     return uf.where(uf.less(x, xp[0]), left, uf.where(uf.greater(x, xp[0]), right, fp[0]))
@@ -154,7 +155,8 @@ def _interp(x, xp, fp, left, right):
   jc = uf.minimum(uf.maximum(j, 0), n - 2)
   x0, x1 = ixn.take(xp, jc), ixn.take(xp, uf.add(jc, 1))
   y0, y1 = ixn.take(fp, jc), ixn.take(fp, uf.add(jc, 1))
-  slope = uf.divide(uf.subtract(y1, y0), uf.subtract(x1, x0))
+  slope = uf.multiply(uf.subtract(y1, y0), uf.divide(1.0, uf.subtract(x1, x0))) if reciprocal \
+      else uf.divide(uf.subtract(y1, y0), uf.subtract(x1, x0))
   value = uf.add(uf.multiply(slope, uf.subtract(x, x0)), y0)
   other = uf.add(uf.multiply(slope, uf.subtract(x, x1)), y1)  # NumPy's retry if NaN
   other = uf.where(uf.logical_and(uf.isnan(other), uf.equal(y0, y1)), y0, other)
@@ -169,10 +171,15 @@ def _interp(x, xp, fp, left, right):
 
 def interp(x, xp, fp, left=None, right=None, period=None):
   """Differentiable `numpy.interp` (in x, fp, left, right and the sample points xp, which
-  must be increasing; at a sample point the derivative in x is the slope on its right)."""
+  must be increasing; at a sample point the derivative in x is the slope on its right).
+  A complex `fp` (or `left`, `right`) gives a complex result: its real and imaginary parts
+  are interpolated apart, as NumPy does."""
   if not traced(x, xp, fp, left, right, period):
     return np.interp(x, xp, fp, left, right, period)
-  x, xp, fp = (_real(uf.astype(_operand(v), np.float64), "interp") for v in (x, xp, fp))
+  x, xp = (_real(uf.astype(_operand(v), np.float64), "interp") for v in (x, xp))
+  fp = _operand(fp)
+  dtype = np.complex128 if dtype_of(fp).kind == "c" else np.float64
+  fp = uf.astype(fp, dtype)
   np.interp(np.zeros(()), _probe(xp), _probe(fp))  # NumPy's errors
   if period is not None:
     period = concrete(period, "interp's period")
@@ -184,9 +191,13 @@ def interp(x, xp, fp, left=None, right=None, period=None):
     xp, fp = ixn.take(xp, order), ixn.take(fp, order)
     xp = mp.concatenate((uf.subtract(xp[-1:], period), xp, uf.add(xp[0:1], period)))
     fp = mp.concatenate((fp[-1:], fp, fp[0:1]))
-  left = fp[0] if left is None else uf.astype(_operand(left), np.float64)
-  right = fp[-1] if right is None else uf.astype(_operand(right), np.float64)
-  return _interp(x, xp, fp, left, right)
+  left = fp[0] if left is None else uf.astype(_operand(left), dtype)
+  right = fp[-1] if right is None else uf.astype(_operand(right), dtype)
+  if dtype == np.float64:
+    return _interp(x, xp, fp, left, right)
+  parts = [_interp(x, xp, part(fp), part(left), part(right), reciprocal=True)
+           for part in (uf.real, uf.imag)]
+  return uf.add(parts[0], uf.multiply(parts[1], 1j))
 
 
 # ---- trapezoid ----------------------------------------------------------------------------
