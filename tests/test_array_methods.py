@@ -180,6 +180,13 @@ def test_methods(name, kwargs):
     check_grads(f, (X,), order=2)
 
 
+@pytest.mark.parametrize("name,kwargs", METHODS + [("var", dict(axis=0, ddof=1))], ids=str)
+def test_methods_under_jit(name, kwargs):
+  # a staged value's own attributes (its program variable) must not hide a method
+  f = lambda x: getattr(x, name)(**kwargs)  # noqa: E731
+  assert_same(dfdx.jit(f)(X), f(X))
+
+
 def test_methods_numpy_2_removed_are_absent():
   with pytest.raises(AttributeError):
     dfdx.vmap(lambda x: x.ptp())(X)

@@ -54,14 +54,14 @@ _places: dict = {}
 
 
 class StagingTracer(Tracer):
-  __slots__ = ("var",)
+  __slots__ = ("ir_var",)  # the program variable it stands for (`var` would hide `x.var()`)
 
   def __init__(self, trace, var):
-    self._trace, self.var = trace, var
+    self._trace, self.ir_var = trace, var
 
-  aval = property(lambda self: self.var.aval)
-  shape = property(lambda self: self.var.aval.shape)
-  dtype = property(lambda self: self.var.aval.dtype)
+  aval = property(lambda self: self.ir_var.aval)
+  shape = property(lambda self: self.ir_var.aval.shape)
+  dtype = property(lambda self: self.ir_var.aval.dtype)
 
   def concrete_value(self, purpose):
     self.check_alive()
@@ -90,7 +90,7 @@ class StagingTrace(Trace):
 
   def to_atom(self, x):
     if type(x) is StagingTracer and x._trace is self:
-      return x.var
+      return x.ir_var
     if isinstance(x, Tracer):
       x.check_alive()
       entry = self.lifted.get(id(x))

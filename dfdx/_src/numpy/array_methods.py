@@ -53,7 +53,7 @@ def _binary_op(name, reflected=False):
   if reflected:
     def op(self, other):
       t = type(other)
-      if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+      if type(self) is StagingTracer and self.ir_var.aval.weak_type and weakly_typed(other):
         return _python_arithmetic(fn, name, other, self)
       if direct is not None and (t is np.ndarray or t is float or t is int
                                  or isinstance(other, Tracer)):
@@ -66,7 +66,7 @@ def _binary_op(name, reflected=False):
 
     def op(self, other):
       t = type(other)
-      if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+      if type(self) is StagingTracer and self.ir_var.aval.weak_type and weakly_typed(other):
         return _python_arithmetic(fn, name, self, other)
       if square is not None and t is int and other == 2 and self.dtype == np.bool_ \
               and self.ndim:  # (an array's operator squares here: int8, where power and a
@@ -83,7 +83,7 @@ def _binary_op(name, reflected=False):
 
 def _unary_op(name):
   def op(self):
-    if type(self) is StagingTracer and self.var.aval.weak_type:  # (see _binary_op)
+    if type(self) is StagingTracer and self.ir_var.aval.weak_type:  # (see _binary_op)
       return _python_arithmetic(getattr(_dnp(), name), name, self)
     return getattr(_dnp(), name)(self)
   return op
@@ -158,7 +158,7 @@ def _round(self, ndigits=None):
   round()), dfdx.numpy.round."""
   dnp = _dnp()
   staged = type(self) is StagingTracer
-  if staged and self.var.aval.weak_type:  # (see _binary_op)
+  if staged and self.ir_var.aval.weak_type:  # (see _binary_op)
     x = python_kind(self, "i") if self.dtype.kind == "b" else self
     rounded = core.keeping_weak_types(dnp.round, x, 0 if ndigits is None else ndigits)
     return python_kind(rounded, "i") if ndigits is None and x.dtype.kind == "f" else rounded
@@ -174,7 +174,7 @@ def _bitwise(name, reflected=False):
       return NotImplemented
     fn = getattr(_dnp(), name)
     args = (other, self) if reflected else (self, other)
-    if type(self) is StagingTracer and self.var.aval.weak_type and weakly_typed(other):
+    if type(self) is StagingTracer and self.ir_var.aval.weak_type and weakly_typed(other):
       return _python_arithmetic(fn, name, *args)  # (see _binary_op)
     return fn(*args)
   op.__name__ = f"__{'r' if reflected else ''}{name}__"

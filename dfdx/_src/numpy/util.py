@@ -97,7 +97,7 @@ def normalize_axes(axis, ndim: int) -> tuple:
 def strong(x):
   """`x`, or, if it is a staged value standing for a Python scalar (weakly typed), that value
   as a NumPy value of its dtype, as `np.asarray` makes a Python scalar."""
-  if type(x) is StagingTracer and x.var.aval.weak_type:
+  if type(x) is StagingTracer and x.ir_var.aval.weak_type:
     from dfdx._src.ops import shape as shape_ops
     return shape_ops.convert_element_type(x, x.dtype)
   return x
@@ -128,7 +128,7 @@ def weakly_typed(x) -> bool:
   """Whether `x` promotes as a Python scalar does: it is one, or a staged value standing for
   one (a Python scalar argument of a jitted function, say)."""
   t = type(x)
-  return t in (bool, int, float, complex) or (t is StagingTracer and x.var.aval.weak_type)
+  return t in (bool, int, float, complex) or (t is StagingTracer and x.ir_var.aval.weak_type)
 
 
 def standin(x):
@@ -137,7 +137,7 @@ def standin(x):
   if is_weak(x):
     return x
   if weakly_typed(x):
-    return dtypes.standin(x.var.aval)
+    return dtypes.standin(x.ir_var.aval)
   return np.empty((0,), dtype(x))
 
 
