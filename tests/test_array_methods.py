@@ -187,6 +187,40 @@ def test_methods_under_jit(name, kwargs):
   assert_same(dfdx.jit(f)(X), f(X))
 
 
+POSITIONAL_METHODS = [  # (name, args, kwargs, differentiable)
+    ("clip", (0.6,), {}, True), ("clip", (None, 2.2), {}, True), ("clip", (), {}, True),
+    ("clip", (), dict(max=1.0), True), ("argsort", (), {}, False),
+    ("argsort", (), dict(axis=0), False), ("argpartition", (1,), {}, False),
+    ("compress", ([True, False, True],), dict(axis=1), True),
+    ("compress", ([False, True],), {}, True), ("view", (), {}, True),
+    ("view", (np.float64,), {}, True), ("view", (np.ndarray,), {}, True),
+]
+
+
+@pytest.mark.parametrize("name,args,kwargs,differentiable", POSITIONAL_METHODS, ids=str)
+def test_methods_with_positional_arguments(name, args, kwargs, differentiable):
+  f = lambda x: getattr(x, name)(*args, **kwargs)  # noqa: E731
+  check_traced(f, f, X)
+  assert_same(dfdx.jit(f)(X), f(X))
+  if differentiable:
+    check_grads(f, (X,), order=2)
+
+
+def test_searchsorted_choose_and_view_methods():
+  edges = np.array([-1.0, 0.5, 1.0, 2.5])
+  f = lambda e: e.searchsorted(X[0], side="right")  # noqa: E731
+  assert_same(dfdx.jit(f)(edges), f(edges))
+  assert_same(dfdx.vmap(f)(np.stack([edges, edges + 1])),
+              np.stack([f(edges), f(edges + 1)]))
+  which = np.array([[0, 1, 0], [1, 1, 0]])
+  assert_same(dfdx.jit(lambda i, x: i.choose([x, -x]))(which, X), which.choose([X, -X]))
+  assert_same(dfdx.vmap(lambda i: i.choose([X[0], -X[0]]))(which), which.choose([X[0], -X[0]]))
+  with pytest.raises(TypeError, match="reinterprets its bytes.*astype"):
+    dfdx.jit(lambda x: x.view(np.int64))(X)
+  with pytest.raises(TypeError, match="reinterprets its bytes"):
+    dfdx.grad(lambda x: x.view(np.float32).sum())(X)
+
+
 def test_methods_numpy_2_removed_are_absent():
   with pytest.raises(AttributeError):
     dfdx.vmap(lambda x: x.ptp())(X)

@@ -8,6 +8,7 @@ NumPy code (`np.sin(x)`, `np.sum(x)`) works on traced values: calls are forwarde
 """
 from __future__ import annotations
 
+import builtins
 import numbers
 import sys
 
@@ -181,6 +182,40 @@ def _bitwise(name, reflected=False):
   return op
 
 
+def _clip(self, min=None, max=None, out=None, **kwargs):  # noqa: A002  (NumPy's names)
+  """`ndarray.clip(min=None, max=None)`: either bound may be given by position alone."""
+  bounds = {k: v for k, v in (("min", min), ("max", max)) if v is not None}
+  return _dnp().clip(self, out=out, **bounds, **kwargs)
+
+
+def _compress(self, condition, axis=None, out=None):
+  return _dnp().compress(condition, self, axis=axis, out=out)
+
+
+def _choose(self, choices, out=None, mode="raise"):
+  return _dnp().choose(self, choices, out=out, mode=mode)
+
+
+def _searchsorted(self, v, side="left", sorter=None):
+  return _dnp().searchsorted(self, v, side=side, sorter=sorter)
+
+
+def _view(self, dtype=None, type=None):  # noqa: A002  (NumPy's name)
+  """`ndarray.view()`: a traced value is immutable, so a view of the same dtype is the value
+  itself. A view as another dtype reinterprets the bytes, which has no derivative, and is
+  refused."""
+  if isinstance(dtype, builtins.type) and issubclass(dtype, np.ndarray):
+    dtype, type = None, dtype
+  if type is not None and type is not np.ndarray:
+    raise TypeError(f"view(type={type.__name__}) of a traced value: only numpy.ndarray views "
+                    "are supported.")
+  if dtype is not None and np.dtype(dtype) != self.dtype:
+    raise TypeError(f"view({np.dtype(dtype)}) of a traced {self.dtype} value reinterprets its "
+                    "bytes, which has no derivative; use x.astype(dtype) to convert the "
+                    "values.")
+  return self
+
+
 def _iter(self):
   if not self.shape:
     raise TypeError("iteration over a 0-d traced value")
@@ -275,9 +310,9 @@ _BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "true_
 _COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
                 "eq": "equal", "ne": "not_equal"}
 _METHODS = ["sum", "mean", "max", "min", "prod", "std", "var", "cumsum", "cumprod", "argmax",
-            "argmin", "any", "all", "ravel", "swapaxes", "squeeze", "dot", "clip",
+            "argmin", "any", "all", "ravel", "swapaxes", "squeeze", "dot",
             "round", "repeat", "take", "diagonal", "trace", "nonzero", "conj", "conjugate",
-            "copy"]
+            "copy", "argsort", "argpartition"]
 
 
 def install():
@@ -309,6 +344,11 @@ def install():
   T.astype = _astype
   T.flatten = lambda self, order="C": _dnp().ravel(self, order)
   T.item = _item
+  T.clip = _clip
+  T.compress = _compress
+  T.choose = _choose
+  T.searchsorted = _searchsorted
+  T.view = _view
   T.tolist = _item
   T.T = property(_T)
   T.mT = property(_mT)
