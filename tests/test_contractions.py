@@ -357,3 +357,31 @@ def test_einsum_of_mixed_dtypes_computes_in_their_common_dtype():
     out = f(a, b, c)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, exact, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtypes,kw", [
+    ((np.float64,), dict(dtype=np.float32)), ((np.int32,), dict(dtype=np.float32)),
+    ((np.float64,), dict(dtype=np.float32, casting="same_kind")),
+    ((np.float64,), dict(dtype=np.int32, casting="same_kind")),
+    ((np.float64,), dict(dtype=np.int32, casting="unsafe")),
+    ((np.int32,), dict(dtype=np.float64)), ((np.float32, np.float64), dict(casting="no")),
+    ((np.float32, np.float64), dict(casting="equiv")), ((np.float32, np.float64), {}),
+    ((np.float64,), dict(dtype=np.float64, casting="no")),
+    ((np.float64,), dict(casting="bogus")),
+], ids=str)
+def test_einsum_dtype_follows_numpys_casting_rule(dtypes, kw):
+  # NumPy casts each operand to `dtype` (or their common dtype) under `casting`, 'safe' by
+  # default, and raises where the rule forbids it
+  args = [np.arange(1.0, 7.0).reshape(2, 3).astype(d) for d in dtypes]
+  subscripts = ",".join(["ij"] * len(args)) + "->i"
+  np_fun = lambda *a: np.einsum(subscripts, *a, **kw)  # noqa: E731
+  dnp_fun = lambda *a: dnp.einsum(subscripts, *a, **kw)  # noqa: E731
+  try:
+    want = np_fun(*args)
+  except (TypeError, ValueError) as e:
+    for f in (dfdx.jit(dnp_fun), dfdx.vmap(dnp_fun)):
+      with pytest.raises(type(e), match=str(e).replace("(", r"\(").replace(")", r"\)")):
+        f(*args)
+    return
+  assert_same_array(dfdx.jit(dnp_fun)(*args), want)
+  assert_same_array(dfdx.vmap(dnp_fun)(*[a[None] for a in args])[0], want)

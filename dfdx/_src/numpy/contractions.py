@@ -153,7 +153,8 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
   repeated indices (diagonals), any number of operands; the interleaved form
   `einsum(op0, sublist0, op1, sublist1, ..., [sublistout])` too. `optimize` is accepted and
   ignored on traced values: they are always contracted pairwise in np.einsum_path's greedy
-  order.
+  order. `dtype` and `casting` act as in NumPy: operands that `casting` does not allow to
+  cast to `dtype` raise TypeError.
 
   >>> float(einsum("ij,ij", np.eye(2), np.ones((2, 2))))
   2.0
@@ -168,9 +169,25 @@ def einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="
   # contracted first in float32 would lose a float64 result's precision)
   common = np.dtype(dtype) if dtype is not None else np.result_type(
       *[np.empty(0, dtype_of(x)) for x in operands])
+  _check_casting(operands, common, casting)
   operands = [x if dtype_of(x) == common else shape_ops.convert_element_type(x, common)
               for x in operands]
   return _einsum(subscripts, operands)
+
+
+_CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+
+
+def _check_casting(operands, common, casting):
+  """NumPy's errors where an operand may not be cast to the dtype that einsum computes in
+  under `casting` (its default 'safe' refuses float64 operands with dtype=float32)."""
+  if casting not in _CASTINGS:
+    raise ValueError(f"casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe' "
+                     f"(got {casting!r})")
+  for i, x in enumerate(operands):
+    if not np.can_cast(dtype_of(x), common, casting):
+      raise TypeError(f"Iterator operand {i} dtype could not be cast from "
+                      f"{dtype_of(x)!r} to {common!r} according to the rule {casting!r}")
 
 
 def _einsum_subscripts(args):
