@@ -376,6 +376,37 @@ def test_plain_operands_stay_numpy_inside_transformations():
   np.testing.assert_allclose(dfdx.grad(f)(np.ones(3)), np.roll(np.arange(3.0), -1))
 
 
+@pytest.mark.parametrize("shift,axis", [
+    (2, None), (-7, None), (1, 0), (5, (0, 2)), ((1, -2), (1, 2)), ((1, 2), 1), (2, (1, 1)),
+    ((1, 2, 3), (0, 1, 2)), (2.7, 1), (-2.7, 2), (((1,),), 0), ((1, 2), (0, 1, 2))], ids=str)
+def test_roll_by_a_traced_shift(shift, axis):
+  # the output's shape does not depend on the shift: under jit and vmap it is a gather
+  x = R(2, 3, 4)
+  shift = np.asarray(shift)
+  try:
+    want = np.roll(x, shift, axis)
+  except ValueError as e:
+    with pytest.raises(ValueError, match=re.escape(str(e)[:40])):
+      dfdx.jit(lambda s: dnp.roll(x, s, axis))(shift)
+    return
+  np.testing.assert_array_equal(dfdx.jit(lambda s: dnp.roll(x, s, axis))(shift), want)
+  np.testing.assert_array_equal(dfdx.vmap(lambda s: dnp.roll(x, s, axis))(shift[None])[0], want)
+  rolled = dfdx.jit(lambda x, s: dnp.roll(x, s, axis))
+  check_grads(lambda x: dnp.sin(rolled(x, shift)), (x,), order=2)
+
+
+def test_roll_by_a_different_shift_per_example():
+  x = R(5)
+  shifts = np.array([0, 1, 2, -1, 7])
+  np.testing.assert_array_equal(dfdx.vmap(lambda s: dnp.roll(x, s))(shifts),
+                                np.stack([np.roll(x, s) for s in shifts]))
+  np.testing.assert_array_equal(dfdx.vmap(dnp.roll)(np.stack([x, 2 * x]), shifts[1:3]),
+                                np.stack([np.roll(x, 1), np.roll(2 * x, 2)]))
+  g = dfdx.vmap(dfdx.grad(lambda x, s: dnp.sum(dnp.roll(x, s) * np.arange(5.0))))(
+      np.stack([x, x]), shifts[1:3])
+  np.testing.assert_array_equal(g, np.stack([np.roll(np.arange(5.0), -s) for s in (1, 2)]))
+
+
 def test_vmap_over_one_argument():
   x, cs = R(2, 3), R(4)
   out = dfdx.vmap(lambda c: dnp.pad(x, 1, constant_values=c))(cs)

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from dfdx._src.core import Tracer
+from dfdx._src.errors import ConcretizationError
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy import reductions as rd
@@ -558,8 +559,14 @@ def rot90(m, k=1, axes=(0, 1)):
 
 
 def roll(a, shift, axis=None):
-  """Differentiable `numpy.roll`."""
-  shift = _static(shift, "roll's shift")
+  """Differentiable `numpy.roll` (in `a`). A traced `shift` with one value (under grad) is
+  read off; one whose value is unknown (under jit) or differs per example (under vmap) rolls
+  by a gather of entries at positions computed from it, as the output's shape does not
+  depend on it."""
+  try:
+    shift = _static(shift, "roll's shift")
+  except ConcretizationError:
+    return _roll_traced(_operand(a), _operand(shift), axis)
   if not _traced(a):
     return np.roll(a, shift, axis)
   a = _operand(a)
@@ -579,6 +586,30 @@ def roll(a, shift, axis=None):
     if offset:
       a = _concat([shape_ops.slice_in_dim(a, n - offset, n, ax),
                    shape_ops.slice_in_dim(a, 0, n - offset, ax)], ax)
+  return a
+
+
+def _roll_traced(a, shift, axis):
+  """roll by a traced shift: entry i of each rolled axis is entry (i - shift) mod n."""
+  from dfdx._src.numpy import indexing
+  if axis is None:
+    return _reshape(_roll_traced(_reshape(a, (_size(a),)), shift, 0), shape_of(a))
+  if dtype_of(shift).kind not in "iub":  # (NumPy takes int() of each shift)
+    shift = ufuncs.astype(shift, np.intp)
+  shape = shape_of(a)
+  axes = normalize_axis_tuple(axis, len(shape), allow_duplicate=True)
+  positions = np.arange(_size(shift)).reshape(shape_of(shift))  # of the shifts, to pair
+  pairs = np.broadcast(positions, axes)
+  if pairs.ndim > 1:
+    raise ValueError("'shift' and 'axis' should be scalars or 1D sequences")
+  shifts = {}
+  for k, ax in pairs:
+    sh = shift[int(k)] if shape_of(shift) else shift
+    shifts[ax] = ufuncs.add(shifts[ax], sh) if ax in shifts else sh
+  for ax, sh in shifts.items():
+    n = shape[ax]
+    if n:
+      a = indexing.take(a, ufuncs.subtract(np.arange(n), sh), axis=ax, mode="wrap")
   return a
 
 
