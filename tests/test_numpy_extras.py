@@ -456,6 +456,29 @@ def test_nanargmin_of_an_all_nan_slice_raises_where_values_are_concrete():
     dfdx.grad(lambda a: dnp.sum(dnp.nanargmin(a, axis=2) * a[..., 0]))(NAN)
 
 
+@pytest.mark.parametrize("name", ["nanargmin", "nanargmax"])
+def test_nanarg_extremum_of_an_all_nan_slice_raises_under_jit_and_vmap(name):
+  # the values are not known when the function is traced: the compiled code and the batch
+  # check them when they are computed, and raise NumPy's error
+  f = getattr(dnp, name)
+  for g in (dfdx.jit(lambda a: f(a, axis=2)), dfdx.vmap(lambda a: f(a, axis=-1)),
+            dfdx.jit(dfdx.vmap(lambda a: f(a, axis=1))),
+            dfdx.jit(lambda a: f(a, axis=2, keepdims=True)), dfdx.jit(lambda a: f(a[0, 1]))):
+    with pytest.raises(ValueError, match="All-NaN slice encountered"):
+      g(NAN)
+  # where every slice holds a number, NumPy's indices
+  for kw in (dict(axis=1), dict(axis=0, keepdims=True), {}):
+    want = getattr(np, name)(PARTIAL_NAN, **kw)
+    assert_same(dfdx.jit(lambda a: f(a, **kw))(PARTIAL_NAN), want)
+    assert_same(dfdx.jit(dfdx.vmap(lambda a: f(a, **kw)))(PARTIAL_NAN[None])[0], want)
+  assert_same(dfdx.vmap(f)(PARTIAL_NAN), getattr(np, name)(PARTIAL_NAN, axis=1))
+  namespace = {}
+  exec(dfdx.export.to_source(lambda a: f(a, axis=1), PARTIAL_NAN, name="g"), namespace)
+  assert_same(namespace["g"](PARTIAL_NAN), getattr(np, name)(PARTIAL_NAN, axis=1))
+  with pytest.raises(ValueError, match="All-NaN slice encountered"):
+    namespace["g"](NAN[0])
+
+
 def test_median_and_quantile_of_nan_slices_are_nan():
   for f in [lambda a: dnp.median(a, axis=2), lambda a: dnp.quantile(a, 0.4, axis=2),
             lambda a: dnp.percentile(a, [10.0, 90.0], axis=1)]:

@@ -666,8 +666,8 @@ helpers["_dfdx_check"] = inspect.getsource(_checks.failed).replace("def failed("
 
 def _dfdx_check(kind, error, message, x):
     if _failed(kind, x):
-        raise {"ZeroDivisionError": ZeroDivisionError,
-               "LinAlgError": np.linalg.LinAlgError}[error](message)
+        raise {"ZeroDivisionError": ZeroDivisionError, "LinAlgError": np.linalg.LinAlgError,
+               "ValueError": ValueError}[error](message)
     return x
 '''
 register("check", lambda ins, p: f"_dfdx_check({p['kind']!r}, {p['error']!r}, "

@@ -22,6 +22,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from dfdx._src import errors
 from dfdx._src.core import Tracer
+from dfdx._src.ops import checks
 from dfdx._src.ops import indexing as ix
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.ops import sorting as so
@@ -566,25 +567,40 @@ nanmin = _nan_extremum("nanmin", np.nanmin, rd.min, np.inf)
 nanmax = _nan_extremum("nanmax", np.nanmax, rd.max, -np.inf)
 
 
+def _concrete_or_none(x, purpose):
+  """The concrete value of `x`, or None where a transformation hides it."""
+  if not isinstance(x, Tracer):
+    return x
+  try:
+    return x.concrete_value(purpose)
+  except errors.ConcretizationError:
+    return None
+
+
 def _nan_arg_extremum(name, np_fun, reduce, fill):
   def fn(a, axis=None, out=None, *, keepdims=_NO_VALUE):
     if not traced(a):
       return np_fun(a, axis=axis, out=out, keepdims=keepdims)
     reject_out(name, out)
     arr, mask = _replace_nan(a, fill)
-    if mask is not None and math.prod(shape_of(mask)):
-      all_nan = rd.all(mask, axis=axis)
-      if isinstance(all_nan, Tracer):
-        try:
-          all_nan = all_nan.concrete_value(name)
-        except errors.ConcretizationError:
-          all_nan = False
-      if np.any(all_nan):
-        raise ValueError("All-NaN slice encountered")
-    return reduce(arr, axis=axis, keepdims=keepdims is True)
+    result = reduce(arr, axis=axis, keepdims=keepdims is True)
+    if mask is None or not math.prod(shape_of(mask)):
+      return result
+    all_nan = rd.all(mask, axis=axis, keepdims=keepdims is True)
+    concrete_all_nan = _concrete_or_none(all_nan, name)
+    if concrete_all_nan is None:
+      # (under jit or vmap: checked where the values are computed; the result depends on the
+      # check, so that it is kept)
+      numbers = checks.check(uf.logical_not(all_nan), "nonzero", "ValueError",
+                             "All-NaN slice encountered")
+      return uf.where(numbers, result, np.intp(-1))
+    if np.any(concrete_all_nan):
+      raise ValueError("All-NaN slice encountered")
+    return result
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = (f"`numpy.{name}` on traced values. An all-NaN slice raises NumPy's "
-                "ValueError where the values are concrete; under vmap or jit it gives 0.")
+                "ValueError, under jit and vmap too (when the compiled code or the batch "
+                "computes it).")
   return fn
 
 

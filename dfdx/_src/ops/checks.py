@@ -16,7 +16,8 @@ import numpy as np
 
 from dfdx._src import ad, batching, core
 
-ERRORS = {"ZeroDivisionError": ZeroDivisionError, "LinAlgError": np.linalg.LinAlgError}
+ERRORS = {"ZeroDivisionError": ZeroDivisionError, "LinAlgError": np.linalg.LinAlgError,
+          "ValueError": ValueError}
 
 
 def failed(kind, x):
