@@ -164,7 +164,8 @@ def test_custom_functions_errors():
   def bad_bwd(x):
     return x
   bad_bwd.defvjp(lambda x: (x, None), lambda r, ct: ct)
-  with pytest.raises(TypeError, match="bwd must return a tuple"):
+  with pytest.raises(TypeError, match="custom_vjp function bad_bwd: its bwd `<lambda>` must "
+                                      "return a tuple"):
     dfdx.grad(bad_bwd)(1.0)
 
 
@@ -789,13 +790,99 @@ def test_custom_vjp_under_vmap_sums_the_cotangents_of_unmapped_arguments():
   np.testing.assert_allclose(h[0][0], np.diag(-np.sin(x) * 0.2), atol=1e-15)
 
 
+def _doubler(rule):
+  """A custom_jvp function q(x) = 2 x with the JVP rule `rule`."""
+  @dfdx.custom_jvp
+  def q(x):
+    return x * 2
+  q.defjvp(rule)
+  return q
+
+
+def test_custom_jvp_rule_errors_say_what_the_rule_returned_and_what_was_expected():
+  def raises(rule, match, x=1.0):
+    with pytest.raises(TypeError, match=match) as info:
+      dfdx.grad(lambda x: dnp.sum(_doubler(rule)(x)))(x)
+    assert "Tracer" not in str(info.value)
+  raises(lambda p, t: p[0] * 2,
+         r"custom_jvp function q: its rule `<lambda>` must return a pair \(output, tangent\), "
+         r"but it returned an array float64\[\]\. The output is the function's at the primals "
+         r"\(float64\[\]\)")
+  raises(lambda p, t: (p[0] * 2, t[0], 1.0), r"must return a pair.*a tuple of 3 \(float64\[\], "
+                                            r"float64\[\], 1\.0\)")
+  # a tangent of the wrong shape, constant or computed from the tangents
+  raises(lambda p, t: (p[0] * 2, np.ones(3)),
+         r"custom_jvp function q: its rule `<lambda>` returned a tangent that is an array "
+         r"float64\[3\], but the output is float64\[\]: each tangent must have its output's "
+         r"shape and dtype")
+  raises(lambda p, t: (p[0] * 2, np.ones(3) * t[0]),
+         r"returned a tangent that is an array float64\[3\], but the output is float64\[\]")
+  raises(lambda p, t: (p[0] * 2, dnp.sum(t[0])),
+         r"returned a tangent that is an array float64\[\], but the output is float64\[2\]",
+         x=np.array([1.0, 2.0]))
+  raises(lambda p, t: (p[0] * 2, "zero"), r"returned a tangent that is a str")
+  raises(lambda p, t: (np.ones(3), t[0]),
+         r"its rule `<lambda>` returned as its output \(the pair's first element\) an array "
+         r"float64\[3\], but the function returns float64\[\]")
+  # a constant nonzero tangent is not linear in the tangents
+  raises(lambda p, t: (p[0] * 2, np.ones(())),
+         r"custom_jvp function q: its rule `<lambda>` returned a tangent \(an array "
+         r"float64\[\]\) that does not depend on the input tangents and is not zero")
+  with pytest.raises(TypeError, match=r"custom_jvp function q: its rule `<lambda>` returned a "
+                                      r"tangent \(an array float64\[\]\) that does not depend"):
+    dfdx.jvp(_doubler(lambda p, t: (p[0] * 2, 1.0)), (1.0,), (1.0,))  # (also forward mode)
+
+
+def test_custom_jvp_rules_with_zero_tangents_not_computed_from_the_tangents():
+  # None, a Python 0.0 broadcast to the output, and zeros: the derivative is zero
+  x = np.array([1.0, 2.0])
+  for zero in (lambda p: None, lambda p: 0.0, lambda p: dnp.zeros_like(p)):
+    q = _doubler(lambda p, t, zero=zero: (p[0] * 2, zero(p[0])))
+    np.testing.assert_array_equal(dfdx.grad(lambda x: dnp.sum(q(x)))(x), [0.0, 0.0])
+    _, tangent = dfdx.jvp(q, (x,), (np.ones(2),))
+    np.testing.assert_array_equal(tangent, [0.0, 0.0])
+
+
+def test_custom_vjp_rule_errors_say_what_the_rule_returned_and_what_was_expected():
+  def raises(fwd, bwd, match, cls=TypeError):
+    @dfdx.custom_vjp
+    def h(x, y):
+      return x * y
+    h.defvjp(fwd, bwd)
+    with pytest.raises(cls, match=match) as info:
+      dfdx.grad(h)(2.0, 3.0)
+    assert "Tracer" not in str(info.value)
+  fwd = lambda x, y: (x * y, (x, y))
+  raises(fwd, lambda r, ct: ct * r[1],
+         r"custom_vjp function h: its bwd `<lambda>` must return a tuple with one cotangent per "
+         r"differentiated argument \(2\), got an array float64\[\]\. Return a tuple")
+  raises(fwd, lambda r, ct: ({"x": ct}, ct),
+         r"its bwd `<lambda>` returned a cotangent 0 holding a dict of 1 \('x': float64\[\]\) "
+         r"where argument 0 holds float64\[\]")
+  raises(lambda x, y: x * y, lambda r, ct: (ct, ct),
+         r"custom_vjp function h: its fwd `<lambda>` must return a pair \(output, residuals\), "
+         r"but it returned an array float64\[\]")
+  raises(lambda x, y: (np.ones(3), None), lambda r, ct: (ct, ct),
+         r"its fwd `<lambda>` returned as its output \(the pair's first element\) an array "
+         r"float64\[3\], but the function returns float64\[\]")
+
+  @dfdx.custom_vjp
+  def prod(pair):
+    return pair[0] * pair[1]
+  prod.defvjp(lambda pair: (prod(pair), pair), lambda r, ct: (ct * r[1],))
+  with pytest.raises(dfdx.PytreeError, match=r"custom_vjp function prod: its bwd `<lambda>` "
+                                             r"returned as cotangent 0 an array float64\[\], but "
+                                             r"argument 0 is a tuple of 2"):
+    dfdx.grad(prod)((2.0, 3.0))
+
+
 def test_custom_vjp_bwd_must_return_cotangents_shaped_like_the_arguments():
   @dfdx.custom_vjp
   def f(x):
     return dnp.sin(x)
   f.defvjp(lambda x: (f(x), x), lambda x, ct: (dnp.sum(ct * dnp.cos(x)),))
-  with pytest.raises(TypeError, match=r"bwd's cotangent 0 has shape \(\), but its argument "
-                                      r"has shape \(2,\)"):
+  with pytest.raises(TypeError, match=r"bwd `<lambda>` returned cotangent 0 of shape \(\), but "
+                                      r"its argument has shape \(2,\)"):
     dfdx.grad(lambda x: dnp.sum(f(x)))(np.array([0.5, 0.2]))
 
   @dfdx.custom_vjp

@@ -67,6 +67,76 @@ def _instantiate(tangents, primals):
   return [_zeros_like(p) if t is None else t for p, t in zip(primals, tangents)]
 
 
+# ---- what a rule returned, for error messages -------------------------------------------------
+_ARRAY_TYPES = (Tracer, np.ndarray, np.generic)
+_SCALAR_TYPES = (bool, int, float, complex)
+
+
+def _is_array(x):
+  return isinstance(x, _ARRAY_TYPES + _SCALAR_TYPES)
+
+
+def _short(x):
+  """A value in a few characters: `float64[3]` for an array (traced or not), the value of a
+  Python number, the type and length of a container, else the type's name."""
+  if isinstance(x, _ARRAY_TYPES):
+    return core.get_aval(x).str_short()
+  if isinstance(x, _SCALAR_TYPES):
+    return f"{x!r}"
+  if isinstance(x, (tuple, list, dict)):
+    return f"{type(x).__name__} of {len(x)}"
+  return "None" if x is None else type(x).__name__
+
+
+def _describe(x):
+  """A value a rule returned, as a message shows it: what it is (an array by dtype and shape,
+  a container by its type and entries), never the class of a traced value."""
+  if isinstance(x, _ARRAY_TYPES):
+    return f"an array {_short(x)}"
+  if isinstance(x, _SCALAR_TYPES):
+    return f"a Python {type(x).__name__} ({x!r})"
+  if isinstance(x, (tuple, list)):
+    entries = ", ".join(_short(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
+    return f"a {type(x).__name__} of {len(x)} ({entries})"
+  if isinstance(x, dict):
+    entries = ", ".join(f"{k!r}: {_short(v)}" for k, v in list(x.items())[:4])
+    return f"a dict of {len(x)} ({entries}{', ...' if len(x) > 4 else ''})"
+  return "None" if x is None else f"a {type(x).__name__}"
+
+
+def _describe_avals(avals):
+  """The function's outputs as expected of a rule: `float64[3]`, or `(float64[], int64[2])`."""
+  shown = [a.str_short() for a in avals]
+  return shown[0] if len(shown) == 1 else f"({', '.join(shown)})"
+
+
+def _broadcasts_to(shape, target):
+  """Whether an array of `shape` broadcasts to `target` (without growing it)."""
+  try:
+    return np.broadcast_shapes(shape, target) == target
+  except ValueError:
+    return False
+
+
+def _rule_name(rule):
+  name = getattr(rule, "__name__", None)
+  return f"`{name}`" if name else f"(a {type(rule).__name__})"
+
+
+def _check_output_like_function(where, what, out, out_leaves, fun_avals, example):
+  """A rule's output (custom_jvp's rule's first element, custom_vjp's fwd's) must have the
+  function's output leaves, shapes and dtypes aside (a weak Python number may stand for an
+  array of the same shape). `where` names the rule, `what` the output in the message."""
+  shapes = [core.shape_of(o) if _is_array(o) else None for o in out_leaves]
+  if len(out_leaves) == len(fun_avals) and all(
+      s is not None and tuple(s) == tuple(a.shape) for s, a in zip(shapes, fun_avals)):
+    return
+  raise errors.InvalidInputError(
+      f"{where} returned as {what} {_describe(out)}, but the function returns "
+      f"{_describe_avals(fun_avals)}. {what[0].upper() + what[1:]} must be the function's "
+      f"output at the primals, with the same structure, shapes and dtypes (e.g. {example}).")
+
+
 def _closure_jvp(program, args, lifted, lifted_tangents):
   """Outputs and their tangents from the closed-over values alone (args held fixed)."""
   if all(t is None for t in lifted_tangents):
@@ -211,10 +281,11 @@ class _LazyProgram:
   staged (filled in when it is done), and a batched call's rule is batched only if the call
   is differentiated. So a rule that calls its function gets the rule again at the next
   order, one level at a time, as the call itself would."""
-  __slots__ = ("program", "make", "used", "printing")
+  __slots__ = ("program", "make", "used", "printing", "name")
 
-  def __init__(self, make=None):
+  def __init__(self, make=None, name=None):
     self.program, self.make, self.used, self.printing = None, make, False, False
+    self.name = name  # (the custom function and its rule, for error messages)
 
   def get(self):
     if self.program is None:
@@ -254,16 +325,16 @@ def _custom_jvp_jvp(primals, tangents, *, fun, jvp, n_args, n_lifted):
   if outs is None:
     outs = eval_program(fun, *args, *lifted)
   if any(ad.is_linear(t) for t in tangents if t is not None):  # (reverse mode's tape)
-    out_tangents = [_constant_tangent(t) for t in out_tangents]
+    out_tangents = [_constant_tangent(t, getattr(jvp, "name", None)) for t in out_tangents]
   # (a Python number among the results comes from Python numbers alone: no derivative)
   return outs, [None if t is None or weakly_typed(o) else ad.match_primal(t, o)
                 for o, t in zip(outs, out_tangents)]
 
 
-def _constant_tangent(t):
+def _constant_tangent(t, name=None):
   """A rule's tangent output that does not depend on the tangents (`np.zeros(...)`, where
   the output is locally constant): zero, as the rule is linear in the tangents; a concrete
-  nonzero one is an error in the rule."""
+  nonzero one is an error in the rule. `name` names the function and its rule."""
   if t is None or ad.is_linear(t):
     return t
   try:
@@ -271,9 +342,11 @@ def _constant_tangent(t):
   except errors.ConcretizationError:
     return None
   if np.any(np.asarray(value) != 0):
-    raise TypeError("custom_jvp: the rule returned a tangent that does not depend on the "
-                    "input tangents and is not zero; a JVP rule must be linear in the "
-                    "tangents (return zeros where the output does not change)")
+    raise errors.InvalidInputError(
+        f"{name or 'custom_jvp: the rule'} returned a tangent ({_describe(t)}) that does not "
+        "depend on the input tangents and is not zero; a JVP rule must be linear in the "
+        "tangents. Compute the tangent from the tangents (e.g. x_dot * derivative), or "
+        "return zeros (dnp.zeros_like(x)) where the output does not change.")
   return None
 
 
@@ -284,7 +357,7 @@ def _custom_jvp_batch(axis_size, vals, dims, *, fun, jvp, n_args, n_lifted):
   # jvp takes (args, tangents of args, its own closed-over values); batched when needed.
   jvp_b = _LazyProgram(lambda: _batched_program(
       _program_of(jvp), axis_size, avals[:n_args] * 2 + avals[k:],
-      list(dims[:n_args]) * 2 + list(dims[k:]))[0])
+      list(dims[:n_args]) * 2 + list(dims[k:]))[0], getattr(jvp, "name", None))
   outs = custom_jvp_call_p.bind(*moved, fun=fun_b, jvp=jvp_b, n_args=n_args,
                                 n_lifted=n_lifted)
   return outs, out_dims
@@ -381,8 +454,10 @@ class custom_jvp:
   0.5
 
   `defjvp(rule)`: `rule(*nondiff_args, primals, tangents) -> (output, tangent_output)`, with
-  primals and tangents tuples of the differentiated arguments (pytrees allowed); the rule
-  must be linear in the tangents and is written with dfdx.numpy, so it is differentiable.
+  primals and tangents tuples of the differentiated arguments (pytrees allowed); the output
+  is the function's, each tangent has its output's shape and dtype (None, or zeros, where
+  it does not change); the rule must be linear in the tangents and is written with
+  dfdx.numpy, so it is differentiable.
   Where the rule calls the function (`return f(x), ...`), that call is differentiated by the
   rule too, so derivatives of every order (and Taylor series) follow the rule, as in JAX
   (and so do those through a custom_vjp function's fwd and bwd that call it).
@@ -418,22 +493,22 @@ class custom_jvp:
     it closes over. Calls of this function inside the rule, at these types, are calls with
     this rule, so that derivatives of every order go through the rule."""
     static, leaves, in_tree, avals = call.static, call.leaves, call.in_tree, call.avals
+    where = f"custom_jvp function {self.__name__}: its rule {_rule_name(self.jvp)}"
 
     @_primal_inside(self)
     def flat_jvp(*xs):
       n = len(leaves)
       primals = tree_unflatten(in_tree, xs[:n])
       tangents = tree_unflatten(in_tree, xs[n:])
-      out, tangent_out = self.jvp(*static, tuple(primals), tuple(tangents))
-      out_leaves, tree = tree_flatten(out)
-      tangent_leaves = tree.flatten_up_to(tangent_out)
+      result = self.jvp(*static, tuple(primals), tuple(tangents))
+      out_leaves, tangent_leaves = self._check_rule_result(where, result, fun_program.out_avals)
       return out_leaves + [ad.tangent_ops.convert(t, o.dtype) if core.get_aval(t).dtype !=
                            core.get_aval(o).dtype else t for o, t in zip(out_leaves,
                                                                         tangent_leaves)]
     # A call inside the rule passes the rule's own closed-over values (traced outside it) as
     # the rule's operands: known once the rule is staged, so it is staged again with them
     # until they come out the same (the order in which they are met may change once).
-    rule, closed = _LazyProgram(), []
+    rule, closed = _LazyProgram(name=where), []
     for _ in range(4):
       prev, self._own_call = self._own_call, (rule, fun_program, lifted, static, in_tree,
                                               avals, out_tree, closed)
@@ -452,6 +527,50 @@ class custom_jvp:
         self._own_call = prev
     rule.program = jvp_program
     return rule, jvp_lifted
+
+  def _check_rule_result(self, where, result, fun_avals):
+    """The output and tangent leaves of what the rule returned, checked: a pair (output,
+    tangent), the output like the function's, each tangent shaped like its output, or None
+    (a zero). A constant (not computed from the tangents: a Python 0.0) may broadcast to
+    it; it must be zero, which reverse mode checks. Messages say what came instead."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+      raise errors.InvalidInputError(
+          f"{where} must return a pair (output, tangent), but it returned "
+          f"{_describe(result)}. The output is the function's at the primals "
+          f"({_describe_avals(fun_avals)}), the tangent its derivative along the tangents, "
+          f"of the same shapes and dtypes: e.g. `return {self.__name__}(x), x_dot * ...`.")
+    out, tangent_out = result
+    out_leaves, tree = tree_flatten(out)
+    _check_output_like_function(where, "its output (the pair's first element)", out,
+                                out_leaves, fun_avals, f"{self.__name__}(x)")
+    try:
+      tangent_leaves = tree.flatten_up_to(tangent_out)
+    except errors.PytreeError:  # (its message would name the class of a traced value)
+      raise errors.PytreeError(
+          f"{where} returned a tangent ({_describe(tangent_out)}) whose structure differs "
+          f"from its output's ({_describe(out)}). Return one tangent per output, in the "
+          "output's structure (None for a zero).") from None
+    paths = tree.leaf_paths() if tree.kind is not None else None
+    checked = []
+    for i, (o, t) in enumerate(zip(out_leaves, tangent_leaves)):
+      shape = tuple(core.shape_of(o))
+      if t is None:  # (a zero tangent, as custom_vjp's None cotangent)
+        t = _zeros_like(o)
+      elif not _is_array(t) or not (
+          tuple(core.shape_of(t)) == shape if isinstance(t, Tracer) else
+          _broadcasts_to(tuple(core.shape_of(t)), shape)):
+        at = f" at {paths[i]}" if paths else ""
+        raise errors.InvalidInputError(
+            f"{where} returned a tangent{at} that is {_describe(t)}, but the output{at} is "
+            f"{core.get_aval(o).str_short()}: each tangent must have its output's shape and "
+            "dtype (or be None for a zero). Compute it from the tangents, e.g. "
+            "x_dot * derivative, broadcast (dnp.broadcast_to) or summed to the output's "
+            "shape.")
+      elif not isinstance(t, Tracer):  # (a constant, as an array of the output's shape)
+        t = np.array(np.broadcast_to(np.asarray(t), shape))
+        _constant_tangent(t, where)  # (in every mode: not linear in the tangents unless 0)
+      checked.append(t)
+    return out_leaves, checked
 
   def _call_as_staged(self, args):
     """Inside its rule's staging: a call of the function with its rule, the rule being
@@ -485,7 +604,8 @@ class custom_jvp:
             "rule cannot be formed at those types. Pass those values to the function as "
             "arguments (nondiff_argnums for static ones), or call it at the same types.")
       return other_rule.get()
-    outs = custom_jvp_call_p.bind(*call.leaves, fun=other_program, jvp=_LazyProgram(make),
+    name = f"custom_jvp function {self.__name__}: its rule {_rule_name(self.jvp)}"
+    outs = custom_jvp_call_p.bind(*call.leaves, fun=other_program, jvp=_LazyProgram(make, name),
                                   n_args=len(call.leaves), n_lifted=0)
     return tree_unflatten(other_tree, outs)
 
@@ -672,9 +792,19 @@ class custom_vjp:
                                   n_lifted=len(lifted), n_fwd_lifted=len(fwd_lifted))
     return tree_unflatten(out_tree, outs)
 
-  def _flat_fwd(self, call, store, *xs):
-    out, residuals = self.fwd(*call.args_of(xs))
+  def _flat_fwd(self, call, store, fun_avals, *xs):
+    result = self.fwd(*call.args_of(xs))
+    where = f"custom_vjp function {self.__name__}: its fwd {_rule_name(self.fwd)}"
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+      raise errors.InvalidInputError(
+          f"{where} must return a pair (output, residuals), but it returned "
+          f"{_describe(result)}. The output is the function's at the arguments "
+          f"({_describe_avals(fun_avals)}), the residuals any pytree of arrays bwd needs "
+          f"(None if none): e.g. `return {self.__name__}(x), (x,)`.")
+    out, residuals = result
     out_leaves, _ = tree_flatten(out)
+    _check_output_like_function(where, "its output (the pair's first element)", out,
+                                out_leaves, fun_avals, f"{self.__name__}(x)")
     res_leaves, store["res_tree"] = tree_flatten(residuals)
     return out_leaves + res_leaves
 
@@ -682,23 +812,34 @@ class custom_vjp:
     residuals = tree_unflatten(res_tree, xs[:n_res])
     ct = tree_unflatten(out_tree, xs[n_res:])
     cts = self.bwd(*static, residuals, ct)
+    where = f"custom_vjp function {self.__name__}: its bwd {_rule_name(self.bwd)}"
     if not isinstance(cts, (tuple, list)) or len(cts) != len(dynamic):
-      got = (f"a {type(cts).__name__} of {len(cts)}" if isinstance(cts, (tuple, list))
-             else type(cts).__name__)
-      raise TypeError(f"custom_vjp function {self.__name__}: bwd must return a tuple with "
-                      f"one cotangent per differentiated argument ({len(dynamic)}), got "
-                      f"{got}.")
+      raise errors.InvalidInputError(
+          f"{where} must return a tuple with one cotangent per differentiated argument "
+          f"({len(dynamic)}), got {_describe(cts)}. Return a tuple even for one argument: "
+          "`return (ct * derivative,)`.")
     out = []
     for k, (arg, ct_arg) in enumerate(zip(dynamic, cts)):
       arg_leaves, arg_tree = tree_flatten(arg)
-      ct_leaves = [None] * len(arg_leaves) if ct_arg is None else arg_tree.flatten_up_to(ct_arg)
+      try:
+        ct_leaves = ([None] * len(arg_leaves) if ct_arg is None else
+                     arg_tree.flatten_up_to(ct_arg))
+      except errors.PytreeError:  # (its message would name the class of a traced value)
+        raise errors.PytreeError(
+            f"{where} returned as cotangent {k} {_describe(ct_arg)}, but argument {k} is "
+            f"{_describe(arg)}: return cotangents structured like the arguments (None for "
+            "a zero).") from None
       for a, c in zip(arg_leaves, ct_leaves):
+        if c is not None and not _is_array(c):
+          raise errors.InvalidInputError(
+              f"{where} returned a cotangent {k} holding {_describe(c)} where argument {k} "
+              f"holds {core.get_aval(a).str_short()}; a cotangent is an array shaped like "
+              "its argument (or None for a zero).")
         if c is not None and tuple(core.shape_of(c)) != tuple(core.shape_of(a)):
-          raise TypeError(
-              f"custom_vjp function {self.__name__}: bwd's cotangent {k} has shape "
-              f"{tuple(core.shape_of(c))}, but its argument has shape "
-              f"{tuple(core.shape_of(a))}; bwd must return cotangents shaped like the "
-              "arguments (sum over broadcast axes).")
+          raise errors.InvalidInputError(
+              f"{where} returned cotangent {k} of shape {tuple(core.shape_of(c))}, but its "
+              f"argument has shape {tuple(core.shape_of(a))}; bwd must return cotangents "
+              "shaped like the arguments (sum over broadcast axes).")
       out += [_zeros_like(a) if c is None else c for a, c in zip(arg_leaves, ct_leaves)]
     return out
 
@@ -708,7 +849,8 @@ class custom_vjp:
     store = {}
     with _rules_state(self, True, own):
       fwd_program, fwd_lifted = make_program(
-          functools.partial(self._flat_fwd, call, store), call.avals, record_source=False)
+          functools.partial(self._flat_fwd, call, store, fun_program.out_avals), call.avals,
+          record_source=False)
       res_avals = fwd_program.out_avals[len(fun_program.outs):]
       flat_bwd = functools.partial(self._flat_bwd, call.static, call.dynamic, store["res_tree"],
                                    out_tree, len(res_avals))
