@@ -14,7 +14,7 @@ import numpy as np
 from dfdx._src import ad, codegen
 from dfdx._src.ir import Program
 from dfdx._src.jit import make_expr
-from dfdx._src.tree import tree_leaves
+from dfdx._src.tree import tree_flatten, tree_leaves
 
 __all__ = ["to_source", "to_sympy"]
 
@@ -89,6 +89,45 @@ def to_source(f, *args, name=None):
                     "", wrapper])
 
 
+def _leaf_names(args, names):
+  """(leaf, name) for each leaf of the arguments, in the order of the program's inputs: an
+  argument that is one leaf is named `names[i]`, a pytree's leaves `names[i]` and the keys
+  on their paths (`d["a"][0]` -> `d_a_0`, `p.w` -> `p_w`). Names are made distinct (SymPy
+  symbols of the same name are the same symbol), and so are the array entries named from
+  them (`name_i`)."""
+  named = []
+  for arg, base in zip(args, names):
+    leaves, tree = tree_flatten(arg)
+    named += zip(leaves, _path_names(tree, base))
+  taken, out = set(), []
+  for leaf, name in named:
+    size = int(np.prod(np.shape(leaf)))
+    unique, k = name, 1
+    # (two paths may read the same, d["a_b"] and d["a"]["b"], or an array's entries may
+    # read as another leaf's name, d["a"][0] of d["a"] = [1.0, 2.0])
+    while unique in taken or (np.shape(leaf) != () and any(
+        f"{unique}_{i}" in taken for i in range(size))):
+      unique, k = f"{name}_{k}", k + 1
+    taken.add(unique)
+    if np.shape(leaf) != ():
+      taken.update(f"{unique}_{i}" for i in range(size))
+    out.append((leaf, unique))
+  return out
+
+
+def _path_names(tree, prefix):
+  """The name of each leaf of `tree`: `prefix` and the keys on its path, joined by `_`, each
+  key reduced to letters, digits and underscores (`['a']` -> `a`, `[0]` -> `0`, `.w` -> `w`)."""
+  if tree.kind is None:
+    return [prefix]
+  keys = tree.kind.child_keys(tree.data, len(tree.children))
+  out = []
+  for child, key in zip(tree.children, keys):
+    word = re.sub(r"\W+", "_", key).strip("_")
+    out += _path_names(child, f"{prefix}_{word}" if word else prefix)
+  return out
+
+
 def _check_standalone(program):
   """Refuse programs whose code would call Python functions of this process (the solvers
   given to custom_root and custom_linear_solve, minimize's, a pure_callback's function): a
@@ -129,23 +168,27 @@ def _absorbs_zeros(program):
 def to_sympy(f, *args, simplify=True):
   """SymPy expressions of `f` (any composition) at arguments shaped like `args`: a scalar
   argument becomes a symbol named after the parameter, an array argument an array of
-  symbols `name_i`. Returns one expression (or `sympy.Array`) per output leaf; a single
-  output is returned by itself.
+  symbols `name_i`. A pytree argument gives one symbol (or array of symbols) per leaf,
+  named after the parameter and the leaf's key path: `d["a"]` of `f(d)` is `d_a`,
+  `p.w[1]` is `p_w_1`. Returns one expression (or `sympy.Array`) per output leaf; a
+  single output is returned by itself.
 
   >>> import dfdx
   >>> to_sympy(dfdx.grad(lambda x: 1 / x), 2.0)
   -1/x**2
+  >>> to_sympy(lambda d: d["a"] * d["b"], {"a": 1.0, "b": 2.0})
+  d_a*d_b
   """
   import sympy as sp
   expr = make_expr(f, optimize=True)(*args)
   names = _arg_names(f, len(args), [1] * len(args)) or [f"x{i}" for i in range(len(args))]
   inputs = []
-  for a, n in zip(args, names):
-    shape = np.shape(a)
+  for leaf, name in _leaf_names(args, names):
+    shape = np.shape(leaf)
     if shape == ():
-      inputs.append(sp.Symbol(n, real=True))
+      inputs.append(sp.Symbol(name, real=True))
     else:
-      flat = [sp.Symbol(f"{n}_{i}", real=True) for i in range(int(np.prod(shape)))]
+      flat = [sp.Symbol(f"{name}_{i}", real=True) for i in range(int(np.prod(shape)))]
       inputs.append(np.array(flat, dtype=object).reshape(shape))
   from dfdx._src.sympy_export import sympy_eval
   results = sympy_eval(expr.program, inputs)

@@ -1,4 +1,5 @@
 """Programs, make_expr, jit, the passes and code generation."""
+import collections
 import logging
 import re
 import xml.etree.ElementTree as ET
@@ -357,6 +358,29 @@ def test_to_sympy_of_derivatives():
   assert sp.simplify(dx - y ** 2 * sp.cos(x)) == 0 and sp.simplify(dy - 2 * y * sp.sin(x)) == 0
   g = dfdx.export.to_sympy(dfdx.grad(lambda v: dnp.sum(v ** 3)), np.ones(2))
   assert list(g) == [3 * sp.Symbol("v_0", real=True) ** 2, 3 * sp.Symbol("v_1", real=True) ** 2]
+
+
+def test_to_sympy_of_pytree_arguments_names_a_symbol_per_leaf():
+  sp = pytest.importorskip("sympy")
+  def symbols(names):
+    return [sp.Symbol(n, real=True) for n in names.split()]
+  d_a, d_b = symbols("d_a d_b")
+  da, db = dfdx.export.to_sympy(dfdx.grad(lambda d: d["a"] * dnp.exp(d["b"])),
+                                {"a": 1.0, "b": 2.0})  # (the output leaves, by key)
+  assert sp.simplify(da - sp.exp(d_b)) == 0 and sp.simplify(db - d_a * sp.exp(d_b)) == 0
+  t_0, t_1 = symbols("t_0 t_1")
+  dt = dfdx.export.to_sympy(dfdx.grad(lambda t: t[0] * dnp.exp(t[1])), (1.0, 2.0))
+  assert sp.simplify(dt[1] - t_0 * sp.exp(t_1)) == 0
+  # arrays in a pytree: name_i per entry; a named tuple's fields by name
+  Params = collections.namedtuple("Params", "w b")
+  p_w_0, p_w_1, p_b, x = symbols("p_w_0 p_w_1 p_b x")
+  value = dfdx.export.to_sympy(lambda p, x: dnp.sum(p.w) * x + p.b,
+                               Params(np.ones(2), 0.5), 2.0)
+  assert sp.simplify(value - ((p_w_0 + p_w_1) * x + p_b)) == 0
+  # names that would read the same are made distinct (else SymPy would merge the symbols)
+  value = dfdx.export.to_sympy(lambda d: dnp.sum(d["a"]) * d["a_0"],
+                               {"a": np.ones(2), "a_0": 2.0})
+  assert len(value.free_symbols) == 3
 
 
 def test_picture_has_one_node_per_equation(tmp_path):

@@ -86,6 +86,8 @@ def sympy_eval(program: Program, inputs):
 def _eval(sp, program, inputs):
   """The program's outputs as object arrays."""
   rules = _rules(sp)
+  # (one input per leaf of the arguments: a pytree argument gives several)
+  assert len(inputs) == len(program.in_vars), (len(inputs), len(program.in_vars))
   env = {id(v): x for v, x in zip(program.in_vars, inputs)}
   env.update((id(v), _to_object(sp, c)) for v, c in zip(program.const_vars,
                                                        program.const_vals))
