@@ -491,3 +491,135 @@ def test_per_example_gradients():
   np.testing.assert_allclose(per_example, stacked)
   closed = 2 * (xs @ w - ys)[:, None] * xs
   np.testing.assert_allclose(per_example, closed)
+
+
+# ---- the contract's edges (an audit of DESIGN.md's conventions) -----------------------------
+
+def test_an_argument_chosen_twice_is_an_error_not_a_zero():
+  g = lambda x, y: x ** 2 * y  # noqa: E731
+  for transform in (dfdx.grad, dfdx.jacrev, dfdx.hessian, dfdx.value_and_grad,
+                    dfdx.vector_grad):
+    with pytest.raises(dfdx.ArgnumsError, match=r"argnums=\(0, 0\) chooses the same"):
+      transform(g, argnums=(0, 0))(3.0, 2.0)
+    with pytest.raises(dfdx.ArgnumsError, match=r"argnums=\(0, -2\) chooses the same"):
+      transform(g, argnums=(0, -2))(3.0, 2.0)
+    with pytest.raises(dfdx.ArgnumsError, match="names a parameter more than once"):
+      transform(g, wrt="x,x")
+  assert dfdx.grad(g, argnums=(0, 1))(3.0, 2.0) == (12.0, 9.0)
+  with pytest.raises(dfdx.ArgnumsError, match=r"not both \(got argnums=0 and wrt='y'\)"):
+    dfdx.grad(g, argnums=0, wrt="y")
+
+
+def test_scalar_outputs_are_numpy_scalars_whatever_computed_them():
+  cases = [
+      dfdx.jvp(lambda t: t, (3.0,), (1.0,)),
+      dfdx.jvp(lambda t: 5.0, (3.0,), (1.0,)),
+      dfdx.jvp(lambda t: np.asarray(5.0), (3.0,), (1.0,)),
+      (dfdx.linearize(lambda t: t, 3.0)[0], dfdx.linearize(lambda t: t, 3.0)[1](1.0)),
+      (dfdx.vjp(lambda t: t, 3.0)[0],),
+      (dfdx.value_and_grad(lambda t: 5.0)(3.0)[0],),
+      dfdx.jacrev(lambda t: 5.0, return_value=True)(3.0),
+      dfdx.grad(lambda t: (t * t, t), has_aux=True)(3.0),
+  ]
+  for outputs in cases:
+    for out in outputs:
+      assert type(out) is np.float64, cases
+  assert [float(x) for x in cases[0] + cases[1]] == [3.0, 1.0, 5.0, 0.0]
+  # arrays stay arrays
+  out, tangent = dfdx.jvp(lambda t: t, (np.ones(2),), (np.ones(2),))
+  assert type(out) is np.ndarray and type(tangent) is np.ndarray
+
+
+def test_holomorphic_needs_complex_arguments():
+  f = lambda z: 1j * z ** 3  # noqa: E731
+  for transform in (dfdx.grad, dfdx.jacrev, dfdx.jacfwd):
+    with pytest.raises(TypeError, match="holomorphic=True differentiates with respect to "
+                       "complex arguments, but a differentiated argument has dtype float64"):
+      transform(f, holomorphic=True)(2.0)
+    assert transform(f, holomorphic=True)(2.0 + 0j) == 12j
+
+
+def test_tangents_and_cotangents_of_a_lossy_or_foreign_dtype_are_errors():
+  x = np.array([1.0, 2.0])
+  lossy = r"the (co)?tangent at (\[0\]|\(root\)) has dtype complex128, but the value it pairs with is float64"
+  with pytest.raises(TypeError, match=lossy):
+    dfdx.jvp(dnp.sin, (x,), (np.array([1j, 1j]),))
+  with pytest.raises(TypeError, match=lossy):
+    dfdx.linearize(dnp.sin, x)[1](np.array([1j, 1j]))
+  with pytest.raises(TypeError, match=lossy):
+    dfdx.vjp(dnp.sin, x)[1](np.array([1j, 1j]))
+  with pytest.raises(TypeError, match="has dtype <U2"):
+    dfdx.jvp(dnp.sin, (x,), ("ab",))
+  # real tangents of other real dtypes are converted; real ones of complex values too
+  np.testing.assert_allclose(dfdx.jvp(dnp.sin, (x,), (np.array([1, 2]),))[1], np.cos(x) * [1, 2])
+  z = x + 1j
+  np.testing.assert_allclose(dfdx.jvp(dnp.sin, (z,), (np.ones(2),))[1], np.cos(z))
+
+
+def test_a_jacobian_has_its_input_dtype_in_either_mode():
+  c = np.array([1.0, 2.0])
+  h = lambda x: x * c  # noqa: E731  (float64 output)
+  x32 = np.ones(2, np.float32)
+  for jac in (dfdx.jacfwd, dfdx.jacrev, dfdx.jacobian):
+    assert jac(h)(x32).dtype == np.float32
+  assert dfdx.jacobian(lambda x: dnp.sum(h(x)))(x32).dtype == np.float32
+  # a float32 output of a float64 input: float64 either way
+  for jac in (dfdx.jacfwd, dfdx.jacrev):
+    out = jac(lambda x: dnp.asarray(x, np.float32) * 2)(np.ones(2))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, 2 * np.eye(2))
+
+
+def test_vmap_axes_of_the_wrong_type_name_the_argument():
+  x = np.ones((2, 2))
+  for kwargs, what, got in (({"in_axes": 0.5}, "in_axes", "0.5"), ({"in_axes": "0"}, "in_axes", "'0'"),
+                            ({"out_axes": "0"}, "out_axes", "'0'"),
+                            ({"in_axes": (True,)}, "in_axes", "True")):
+    with pytest.raises(TypeError, match=f"vmap: {what} entries must be ints .* got {got}"):
+      dfdx.vmap(lambda a: a, **kwargs)(x)
+  with pytest.raises(ValueError, match="out_axes must be .* a pytree prefix of the output"):
+    dfdx.vmap(lambda a: (a, a), out_axes=(0, 0, 0))(x)
+
+
+def test_errors_inside_hessian_and_hvp_name_them():
+  with pytest.raises(TypeError, match="^hessian: has_aux=True requires .* returned a scalar"):
+    dfdx.hessian(lambda x: dnp.sum(x), has_aux=True)(np.ones(2))
+  with pytest.raises(dfdx.NonDifferentiableInputError, match="^hessian: "):
+    dfdx.hessian(lambda x: x * 1.0)(True)
+  with pytest.raises(TypeError, match="^hessian: the Jacobian of <lambda> is not defined"):
+    dfdx.hessian(lambda z: dnp.real(z * z))(1 + 2j)
+  with pytest.raises(dfdx.NonScalarOutputError, match="^hvp: <lambda> must return a scalar"):
+    dfdx.hvp(lambda x: x * 2, (np.ones(2),), (np.ones(2),))
+  with pytest.raises(ValueError, match=r"^hvp: the tangent at \[0\] has shape \(3,\)"):
+    dfdx.hvp(lambda x: dnp.sum(x ** 3), (np.ones(2),), (np.ones(3),))
+  np.testing.assert_allclose(dfdx.hvp(lambda x: dnp.sum(x ** 3), (np.ones(2),), (np.ones(2),)),
+                             [6.0, 6.0])
+  with pytest.raises(dfdx.ConcretizationError, match="traced by differentiation"):
+    dfdx.grad(lambda a: float(a) ** 2)(3.0)
+
+
+def test_a_module_as_grad_vars_means_its_trainable_variables():
+  class Model(dfdx.Module):
+    def __init__(self):
+      super().__init__()
+      self.w = dfdx.TrainVar(np.array([1.0, 2.0]))
+      self.count = dfdx.Variable(np.array(0.0))
+
+  model = Model()
+  loss = lambda x: dnp.sum(model.w.value * x) + model.count.value  # noqa: E731
+  got = dfdx.grad(loss, grad_vars=model)(np.array([3.0, 4.0]))
+  expected = dfdx.grad(loss, grad_vars=model.train_vars())(np.array([3.0, 4.0]))
+  assert list(got) == list(expected) == [f"{model.name}.w"]
+  np.testing.assert_array_equal(got[f"{model.name}.w"], [3.0, 4.0])
+  with pytest.raises(TypeError, match=r"grad_vars holds a Module \(Model\) inside a container"):
+    dfdx.grad(loss, grad_vars=[model])(np.ones(2))
+
+
+def test_vector_grad_refuses_complex_outputs_as_grad_does():
+  with pytest.raises(TypeError, match="vector_grad: <lambda> returned a complex value"):
+    dfdx.vector_grad(lambda z: z * z)(np.array([1 + 2j]))
+
+
+def test_a_function_returning_nothing_is_described_plainly():
+  with pytest.raises(dfdx.NonScalarOutputError, match="returned None"):
+    dfdx.grad(lambda x: None)(1.0)

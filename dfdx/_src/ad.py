@@ -327,7 +327,7 @@ class JVPTrace(Trace):
   """Forward mode. Values it owns are `JVPTracer(primal, tangent)`. With a `tape`, tangents
   are variables of the tape: this is linearization."""
   __slots__ = ("tangent_trace", "tape")
-  kind = "jvp"
+  kind = "differentiation (jvp)"
 
   made = 0  # how many were made: tells `recompute_if_nan` whether anything was differentiated
 
@@ -519,7 +519,7 @@ def is_linear(x) -> bool:
 class TapeTrace(Trace):
   """Records operations on its own `TapeTracer`s; forwards all others to its parent."""
   __slots__ = ("eqns",)
-  kind = "linearize"
+  kind = "differentiation (linearize)"
 
   def __init__(self):
     self.parent, self.alive, self.eqns = core.current_trace(), True, new_tape()

@@ -18,7 +18,7 @@ import numpy as np
 from dfdx._src import ad, batching, core, dtypes, errors, sparsity
 from dfdx._src.batching import NOT_MAPPED
 from dfdx._src.core import Tracer
-from dfdx._src.state import Variable
+from dfdx._src.state import Module, Variable
 from dfdx._src.ops import elementwise
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy.util import is_weak, strong
@@ -48,9 +48,15 @@ class _DiffArgs:
     self.var_leaves, self.var_tree = _variables(grad_vars, transform)
     self.has_args = grad_vars is None or wrt is not None or argnums is not DEFAULT_ARGNUMS
     if wrt is not None:
-      if argnums not in (0, None):
-        raise errors.ArgnumsError(f"{transform}: give argnums or wrt, not both.")
+      if argnums is not DEFAULT_ARGNUMS and argnums is not None:
+        raise errors.ArgnumsError(
+            f"{transform}: give argnums or wrt, not both (got argnums={argnums!r} and "
+            f"wrt={wrt!r}).")
       names = tuple(n.strip() for n in wrt.split(",")) if isinstance(wrt, str) else tuple(wrt)
+      if len(set(names)) < len(names):
+        raise errors.ArgnumsError(
+            f"{transform}: wrt={wrt!r} names a parameter more than once; name each once (the "
+            "derivative with respect to it is the same each time).")
       self.single = isinstance(wrt, str) and len(names) == 1
       self.names, self.argnums = names, None
       self.signature = _signature(f, transform)
@@ -108,6 +114,11 @@ class _DiffArgs:
             f"{n} positional argument{'s' if n != 1 else ''}. Pass the argument positionally, "
             "or choose it by name with wrt='...'.")
       positions.append(a % n)
+    if len(positions) > 1 and len(set(positions)) < len(positions):
+      raise errors.ArgnumsError(
+          f"{self.transform}: argnums={self.argnums} chooses the same argument more than once "
+          f"(of {n}); choose each once (the derivative with respect to it is the same each "
+          "time).")
 
     def call(values):
       new_args = list(args)
@@ -151,12 +162,19 @@ def _variables(grad_vars, transform):
   structure; (None, None) without grad_vars."""
   if grad_vars is None:
     return None, None
-  leaves, tree = tree_flatten(grad_vars, is_leaf=lambda x: isinstance(x, Variable))
+  if isinstance(grad_vars, Module):  # (its trainable Variables, by name)
+    grad_vars = grad_vars.train_vars()
+  leaves, tree = tree_flatten(grad_vars, is_leaf=lambda x: isinstance(x, (Variable, Module)))
+  modules = [x for x in leaves if isinstance(x, Module)]
   bad = [type(x).__name__ for x in leaves if not isinstance(x, Variable)]
+  if modules:
+    raise TypeError(f"{transform}: grad_vars holds a Module ({type(modules[0]).__name__}) "
+                    "inside a container; pass the Module itself, or its Variables "
+                    "(module.train_vars(), a dict name -> TrainVar).")
   if bad or not leaves:
-    raise TypeError(f"{transform}: grad_vars must be a Variable or a tuple, list or dict of "
-                    f"Variables, but it holds {', '.join(bad) or 'none'}. Wrap arrays the "
-                    "function reads in dfdx.Variable.")
+    raise TypeError(f"{transform}: grad_vars must be a Variable, a Module, or a tuple, list or "
+                    f"dict of Variables, but it holds {', '.join(bad) or 'none'}. Wrap arrays "
+                    "the function reads in dfdx.Variable (or dfdx.TrainVar in a dfdx.Module).")
   return leaves, tree
 
 
@@ -265,9 +283,21 @@ def _zeros_like_leaf(x):
 
 def _split_aux(out, transform):
   if not isinstance(out, (tuple, list)) or len(out) != 2:
+    got = (f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list))
+           else _describe_value(out))
     raise TypeError(f"{transform}: has_aux=True requires the function to return a pair "
-                    f"(output, aux), but it returned {type(out).__name__}.")
+                    f"(output, aux), but it returned {got}. Return `output, aux`, or drop "
+                    "has_aux.")
   return out[0], out[1]
+
+
+def _describe_value(x):
+  """A user's value in words: an array's shape and dtype, else its type."""
+  if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    shape, dtype = core.shape_of(x), core.get_aval(x).dtype
+    return f"an array of shape {tuple(shape)} and dtype {dtype}" if shape else \
+        f"a scalar of dtype {dtype}"
+  return "None" if x is None else f"a {type(x).__name__}"
 
 
 def _traced_call(call, in_tree, has_aux, transform, store):
@@ -278,7 +308,9 @@ def _traced_call(call, in_tree, has_aux, transform, store):
     if has_aux:
       out, aux = _split_aux(out, transform)
       aux_leaves, aux_tree = tree_flatten(aux)
-      store["aux"] = tree_unflatten(aux_tree, ad.strip_tracers(core.current_trace(), aux_leaves))
+      stripped = ad.strip_tracers(core.current_trace(), aux_leaves)
+      store["aux"] = tree_unflatten(aux_tree, [
+          _numpy_value(x) if x is not a else x for x, a in zip(stripped, aux_leaves)])
     out_leaves, store["out_tree"] = tree_flatten(out)
     return [_as_value(o, transform) for o in out_leaves]
   return flat_fun
@@ -320,8 +352,11 @@ def _linearize_args(f, spec, args, kwargs, has_aux, transform):
 
 
 def _numpy_value(x):
-  """An output that came out a Python number (a jitted function's, where no tangent reached
-  it) as the NumPy scalar the derivatives' conventions give."""
+  """An output as the conventions give it: a 0-d array (an input passed through, a Python
+  number returned, or one a jitted function gave where no tangent reached it) as a NumPy
+  scalar, as NumPy's own operations give one."""
+  if type(x) is np.ndarray:
+    return x[()] if x.ndim == 0 else x
   return np.asarray(x)[()] if is_weak(x) else x
 
 
@@ -404,6 +439,8 @@ def _grad_with_value(f, spec, has_aux, transform, args, kwargs, holomorphic=Fals
   if out_tree.kind is not None or core.shape_of(out_leaves[0]) != ():
     raise _non_scalar_error(f, transform, out_leaves, out_tree)
   value = _scalar_output(out_leaves[0], f, transform, holomorphic)
+  if holomorphic:
+    _check_holomorphic_inputs(transform, leaves)
   derivative = _pull_back(lin, [_one(value.dtype)], leaves, in_tree, scalar_inputs, spec,
                           last=True)
   if holomorphic:  # the pullback of 1 is conj(f'(z)) (the adjoint): conjugate it back
@@ -414,6 +451,8 @@ def _grad_with_value(f, spec, has_aux, transform, args, kwargs, holomorphic=Fals
 def _describe_output(out_leaves, out_tree):
   if out_tree.kind is None:
     return core.get_aval(out_leaves[0]).str_short()
+  if not out_leaves:
+    return f"{tree_unflatten(out_tree, [])!r:.80} (no arrays)"
   return f"a pytree {out_tree} of {', '.join(core.get_aval(o).str_short() for o in out_leaves)}"
 
 
@@ -429,8 +468,9 @@ def grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value=Fa
       function then accepts those arguments positionally or by keyword.
     has_aux: `f` returns `(output, aux)`; aux is returned, not differentiated.
     return_value: also return `f`'s value.
-    grad_vars: a `dfdx.Variable`, or a tuple, list or dict of them, that `f` reads: their
-      values are differentiated too. Without an explicit argnums, only they are.
+    grad_vars: a `dfdx.Variable`, or a tuple, list or dict of them, or a `dfdx.Module` (its
+      `train_vars()`), that `f` reads: their values are differentiated too. Without an
+      explicit argnums, only they are.
     holomorphic: `f` is a holomorphic function returning a complex scalar; the result is
       its complex derivative f'(z). Without it, `f` must return a real scalar; for complex
       arguments the gradient is then df/dx + i df/dy (z = x + iy), the direction of steepest
@@ -498,6 +538,13 @@ def vector_grad(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_v
   def vector_grad_f(*args, **kwargs):
     leaves, in_tree, scalar_inputs, out_leaves, lin, store = _linearize_args(
         f, spec, args, kwargs, has_aux, "vector_grad")
+    complex_out = [str(o.dtype) for o in out_leaves if np.dtype(o.dtype).kind == "c"]
+    if complex_out:
+      raise TypeError(
+          f"vector_grad: {_fun_name(f)} returned a complex value ({complex_out[0]}); the "
+          "gradient of its sum needs a real-valued function. Differentiate a real function "
+          "(dnp.real(z), dnp.abs(z) ** 2), or use jacfwd/jacrev with holomorphic=True for "
+          "the complex derivative of a holomorphic function.")
     cts = [np.ones(np.shape(o), dtypes.differentiable_dtype(o.dtype)) for o in out_leaves]
     derivative = _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=True)
     value = tree_unflatten(store["out_tree"], out_leaves)
@@ -535,11 +582,17 @@ def _matching_leaves(tree: PyTreeDef, values, like_leaves, transform, what):
   for path, v, like in zip(tree.leaf_paths(), leaves, like_leaves):
     if not isinstance(v, Tracer):
       v = np.asarray(v)
+    dtype = dtypes.differentiable_dtype(like.dtype)
+    kind = np.dtype(v.dtype).kind
+    if kind not in "biufc" or (kind == "c" and dtype.kind != "c"):
+      raise TypeError(
+          f"{transform}: the {what} at {path} has dtype {v.dtype}, but the value it pairs with "
+          f"is {like.dtype}: a {what} must be a real number or array for a real value "
+          f"(complex only for a complex one). Pass a {what} of dtype {dtype}.")
     like_shape = np.shape(like)
     if np.shape(v) != like_shape:
       raise ValueError(f"{transform}: the {what} at {path} has shape {np.shape(v)}, but the "
                        f"value it pairs with has shape {like_shape}.")
-    dtype = dtypes.differentiable_dtype(like.dtype)
     out.append(v if v.dtype == dtype else shape_ops.convert_element_type(v, dtype))
   return out
 
@@ -566,20 +619,20 @@ def jvp(f, primals, tangents, has_aux=False):
   return ad.recompute_if_nan(lambda: _jvp(f, primals, tangents, has_aux))
 
 
-def _jvp(f, primals, tangents, has_aux):
-  primals = _check_primals(primals, "jvp")
-  tangents = _check_primals(tangents, "jvp")
-  spec = _DiffArgs(f, tuple(range(len(primals))), None, "jvp", allow_empty=True)
+def _jvp(f, primals, tangents, has_aux, transform="jvp"):
+  primals = _check_primals(primals, transform)
+  tangents = _check_primals(tangents, transform)
+  spec = _DiffArgs(f, tuple(range(len(primals))), None, transform, allow_empty=True)
   values, call = spec.select(primals, {})
-  leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, "jvp")
+  leaves, in_tree, scalar_inputs = _flatten_diff_args(values, spec, transform)
   if len(tangents) != len(primals):
-    raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents.")
-  tangent_leaves = _matching_leaves(in_tree, tuple(tangents), leaves, "jvp", "tangent")
+    raise ValueError(f"{transform}: got {len(primals)} primals but {len(tangents)} tangents.")
+  tangent_leaves = _matching_leaves(in_tree, tuple(tangents), leaves, transform, "tangent")
   store = {}
-  out_leaves, out_tangents = ad.jvp_flat(_traced_call(call, in_tree, has_aux, "jvp", store),
+  out_leaves, out_tangents = ad.jvp_flat(_traced_call(call, in_tree, has_aux, transform, store),
                                          leaves, tangent_leaves)
   out_tree = store["out_tree"]
-  out = tree_unflatten(out_tree, out_leaves)
+  out = tree_unflatten(out_tree, [_numpy_value(o) for o in out_leaves])
   tangent_out = tree_unflatten(out_tree, [
       _tangent_output(o, t) for o, t in zip(out_leaves, out_tangents)])
   return (out, tangent_out, store["aux"]) if has_aux else (out, tangent_out)
@@ -587,9 +640,10 @@ def _jvp(f, primals, tangents, has_aux):
 
 def _tangent_output(primal, tangent):
   if tangent is None:
-    return np.zeros(np.shape(primal), dtypes.differentiable_dtype(primal.dtype))
-  return tangent if isinstance(tangent, Tracer) or np.ndim(tangent) == 0 else _to_output(
-      tangent, False)
+    return _numpy_value(np.zeros(np.shape(primal), dtypes.differentiable_dtype(primal.dtype)))
+  if isinstance(tangent, Tracer):
+    return tangent
+  return _numpy_value(tangent) if np.ndim(tangent) == 0 else _to_output(tangent, False)
 
 
 def jet(f, primals, series):
@@ -740,7 +794,14 @@ def _jacobian_by_pushforward(lin, leaves, out_leaves, chunk_size=None):
   for k, (o, t, d) in enumerate(zip(out_leaves, out_tangents, dims)):
     full = _batched_or_broadcast(t, d, n, o)
     for j, (x, rows) in enumerate(zip(leaves, _row_blocks(full, in_sizes))):
-      blocks[k][j] = _leading_to_trailing(rows, np.shape(x), np.shape(o))
+      block = _leading_to_trailing(rows, np.shape(x), np.shape(o))
+      # real blocks take the input's dtype, as reverse mode's rows (and grad) do, so that a
+      # Jacobian's dtype does not depend on the mode
+      dtype = dtypes.differentiable_dtype(x.dtype)
+      block_dtype = core.get_aval(block).dtype
+      if dtype.kind == "f" and block_dtype.kind == "f" and block_dtype != dtype:
+        block = shape_ops.convert_element_type(block, dtype)
+      blocks[k][j] = block
   return blocks
 
 
@@ -833,6 +894,17 @@ def jacobian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_valu
                    holomorphic, sparse, chunk_size=chunk_size)
 
 
+def _check_holomorphic_inputs(transform, leaves):
+  """holomorphic=True is the complex derivative with respect to complex arguments: a real
+  one would get the real part of a complex number (grad's pullback), so it is refused."""
+  real = sorted({str(np.dtype(x.dtype)) for x in leaves if np.dtype(x.dtype).kind != "c"})
+  if real:
+    raise TypeError(
+        f"{transform}: holomorphic=True differentiates with respect to complex arguments, "
+        f"but a differentiated argument has dtype {', '.join(real)}. Pass it as a complex "
+        "array (x + 0j, or x.astype(complex)), or drop holomorphic=True for a real argument.")
+
+
 def _check_complex(transform, f, leaves, out_leaves, mode, holomorphic):
   """Which modes give a Jacobian with complex values around: forward mode needs real inputs
   (or a holomorphic f), reverse mode real outputs (or a holomorphic f)."""
@@ -877,6 +949,8 @@ def _jacobian(f, argnums, wrt, has_aux, return_value, mode, transform, grad_vars
         if use == "fwd" and ad.rows_one_by_one(lin, n_out):
           use = "rev"  # (a long tape whose rows run rolled: see ad.rows_one_by_one)
     _check_complex(transform, f, leaves, out_leaves, use, holomorphic)
+    if holomorphic:
+      _check_holomorphic_inputs(transform, leaves)
     if use == "fwd":
       blocks = _jacobian_by_pushforward(lin, leaves, out_leaves, chunk_size)
     else:
@@ -927,16 +1001,15 @@ def hessian(f, argnums=DEFAULT_ARGNUMS, *, wrt=None, has_aux=False, return_value
          [ 0., 12.]])
   """
   chunk_size = batching.check_chunk_size(chunk_size, "hessian")
-  inner = jacrev(f, argnums, wrt=wrt, has_aux=has_aux, return_value=True, grad_vars=grad_vars)
+  inner = _jacobian(f, argnums, wrt, has_aux, True, "rev", "hessian", grad_vars)
 
-  @_wraps(f, f"gradient_of_{_fun_name(f)}")
+  @_wraps(f, _fun_name(f))
   def gradient_with_value(*args, **kwargs):
     out = inner(*args, **kwargs)
     return out[0], out[1:]
   dense = not _sparse_argument(sparse, "hessian")[0]
   outer = _jacobian(gradient_with_value, argnums, wrt, True, False, "fwd" if dense else "auto",
-                    "jacfwd" if dense else "hessian", grad_vars, False, sparse, symmetric=True,
-                    chunk_size=chunk_size)
+                    "hessian", grad_vars, False, sparse, symmetric=True, chunk_size=chunk_size)
 
   @_wraps(f, f"hessian_of_{_fun_name(f)}")
   def hessian_f(*args, **kwargs):
@@ -957,7 +1030,12 @@ def hvp(f, primals, tangents):
   """
   primals = _check_primals(primals, "hvp")
   argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
-  return jvp(grad(f, argnums), primals, tuple(tangents))[1]
+  spec = _DiffArgs(f, argnums, None, "hvp")
+
+  @_wraps(f, _fun_name(f))
+  def gradient(*args):
+    return _grad_with_value(f, spec, False, "hvp", args, {})[0]
+  return ad.recompute_if_nan(lambda: _jvp(gradient, primals, tuple(tangents), False, "hvp"))[1]
 
 
 # ---- stop_gradient ------------------------------------------------------------------------
@@ -983,11 +1061,17 @@ def stop_gradient(x):
 def _broadcast_prefix(prefix, tree, what):
   """Per-leaf values of a prefix pytree (`in_axes`/`out_axes`) over `tree`; None is a leaf."""
   prefix_leaves, prefix_tree = tree_flatten(prefix, is_leaf=lambda x: x is None)
+  bad = [a for a in prefix_leaves
+         if a is not None and (not isinstance(a, (int, np.integer)) or isinstance(a, bool))]
+  if bad:
+    raise TypeError(f"vmap: {what} entries must be ints (axes) or None, got {bad[0]!r} "
+                    f"({type(bad[0]).__name__}) in {what}={prefix!r}.")
   try:
     subtrees = prefix_tree.flatten_up_to(tree)
   except errors.PytreeError as e:
+    of = "arguments" if what == "in_axes" else "output"
     raise ValueError(f"vmap: {what} must be an int, None, or a pytree prefix of the "
-                     f"arguments: {e}") from None
+                     f"{of}: {e}") from None
   out = []
   for axis, sub in zip(prefix_leaves, subtrees):
     out.extend([axis] * tree_structure(sub).num_leaves)
