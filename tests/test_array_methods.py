@@ -279,10 +279,86 @@ def test_numpy_linalg_norm_dispatches():
 
 
 def test_numpy_functions_dfdx_lacks_raise_a_clear_type_error():
-  for f in [lambda x: np.frompyfunc(abs, 1, 1)(x), lambda x: np.add.outer(x, x),
-            lambda x: np.add.reduceat(x, [0, 1]), lambda x: np.maximum.accumulate(x)]:
+  for f in [lambda x: np.frompyfunc(abs, 1, 1)(x), lambda x: np.subtract.accumulate(x),
+            lambda x: np.arctan2.reduce(x), lambda x: np.hypot.reduceat(x, [0, 1])]:
     with pytest.raises(TypeError, match="does not support traced values"):
       dfdx.grad(lambda x: dnp.sum(f(x)))(X)
+
+
+UFUNC_METHODS = [  # (f(m, x) for m in {np, dfdx.numpy}, differentiable)
+    (lambda m, x: m.add.reduce(x, axis=1), True), (lambda m, x: m.add.reduce(x), True),
+    (lambda m, x: m.add.reduce(x, axis=None), True),
+    (lambda m, x: m.multiply.reduce(x, axis=0, keepdims=True), True),
+    (lambda m, x: m.maximum.reduce(x, axis=1), True),
+    (lambda m, x: m.minimum.reduce(x, initial=0.6), True),
+    (lambda m, x: m.logaddexp.reduce(x, axis=0), True),
+    (lambda m, x: m.logaddexp.reduce(x, axis=1, keepdims=True), True),
+    (lambda m, x: m.logaddexp2.reduce(x, axis=None), True),
+    (lambda m, x: m.logical_or.reduce(x > 1.0, axis=1), False),
+    (lambda m, x: m.add.accumulate(x, axis=1), True),
+    (lambda m, x: m.multiply.accumulate(x), True),
+    (lambda m, x: m.maximum.accumulate(x, axis=1), True),
+    (lambda m, x: m.minimum.accumulate(x, axis=0), True),
+    (lambda m, x: m.maximum.accumulate(x[1] * [1.0, -1.0, 2.0]), True),
+    (lambda m, x: m.logical_and.accumulate(x > 0.6, axis=1), False),
+    (lambda m, x: m.multiply.outer(x[0], x[1]), True),
+    (lambda m, x: m.add.outer(x, x[0]), True),
+    (lambda m, x: m.power.outer(x[0], x[1]), True),
+    (lambda m, x: m.maximum.outer(x[0], x[1]), True),
+    (lambda m, x: m.greater.outer(x[0], x[1]), False),
+    (lambda m, x: m.add.reduceat(x, [0, 2, 1], axis=1), True),
+    (lambda m, x: m.maximum.reduceat(x[1], [0, 2]), True),
+    (lambda m, x: m.multiply.reduceat(x, [1, 0]), True),
+]
+
+
+@pytest.mark.parametrize("f,differentiable", UFUNC_METHODS)
+@pytest.mark.parametrize("through", ["dnp", "np"])
+def test_ufunc_methods(f, differentiable, through):
+  # dfdx.numpy's ufuncs have NumPy's methods; NumPy's own on traced values run them
+  g = (lambda x: f(dnp, x)) if through == "dnp" else (lambda x: f(np, x))  # noqa: E731
+  want = lambda x: f(np, x)  # noqa: E731
+  check_traced(want, g, POSITIVE)
+  assert_same(dfdx.jit(g)(POSITIVE), want(POSITIVE))
+  if differentiable:
+    check_grads(g, (POSITIVE,), order=2)
+
+
+def test_cumulative_maximum_derivative_goes_to_the_running_maximum():
+  x = np.array([1.0, 3.0, 2.0, 5.0, 4.0, 0.5])
+  for f in (lambda x: dnp.maximum.accumulate(x), lambda x: np.maximum.accumulate(x)):
+    np.testing.assert_array_equal(dfdx.grad(lambda x: dnp.sum(f(x)))(x), [1, 2, 0, 3, 0, 0])
+    np.testing.assert_array_equal(dfdx.jit(dfdx.grad(lambda x: dnp.sum(f(x))))(-x),
+                                  [5, 0, 0, 0, 0, 1])
+  np.testing.assert_array_equal(
+      dfdx.grad(lambda x: dnp.sum(dnp.minimum.accumulate(x)))(x), [5, 0, 0, 0, 0, 1])
+  assert_same(dfdx.jit(lambda x: dnp.maximum.accumulate(x))(np.array([1, 0, 3, 2], np.int8)),
+              np.maximum.accumulate(np.array([1, 0, 3, 2], np.int8)))
+
+
+def test_ufunc_methods_errors_and_untraced_calls():
+  assert_same(dnp.add.reduce(X, axis=1), np.add.reduce(X, axis=1))
+  assert_same(dnp.multiply.outer(X[0], X[1]), np.multiply.outer(X[0], X[1]))
+  z = np.zeros(3)
+  dnp.add.at(z, [0, 0], 1.0)  # a NumPy array is written in place, as by NumPy
+  assert_same(z, np.array([2.0, 0.0, 0.0]))
+  with pytest.raises(TypeError, match=r"numpy.add.at writes into an array in place.*"
+                                      r"x.at\[indices\].add\(values\)"):
+    dfdx.jit(lambda x: dnp.add.at(x, [0], 1.0))(X)
+  with pytest.raises(TypeError, match="subtract.reduce does not support traced values.*"
+                                      "functools.reduce"):
+    dfdx.jit(lambda x: dnp.subtract.reduce(x))(X)
+  with pytest.raises(TypeError, match="divide.accumulate does not support traced values.*"
+                                      "dfdx.scan"):
+    dfdx.jit(lambda x: dnp.divide.accumulate(x))(X)
+  with pytest.raises(ValueError, match="accumulate does not allow multiple axes"):
+    dfdx.jit(lambda x: dnp.add.accumulate(x, axis=None))(X)
+  with pytest.raises(IndexError, match="out-of-bounds"):
+    dfdx.jit(lambda x: dnp.add.reduceat(x, [0, 3], axis=1))(X)
+  with pytest.raises(dfdx.ConcretizationError, match="reduceat"):
+    dfdx.jit(lambda x, i: dnp.add.reduceat(x, i, axis=1))(X, np.array([0, 1]))
+  assert_same(dfdx.grad(lambda x: dnp.sum(dnp.add.reduceat(x, (x[0, :2] > 0).astype(int) * [0, 1],
+                                                           axis=1)))(X), np.ones_like(X))
 
 
 def test_ufunc_at_and_scipy_special_ufuncs_on_traced_values():

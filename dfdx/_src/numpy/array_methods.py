@@ -232,16 +232,6 @@ def _item(self, *args):
 
 # ---- NumPy's dispatch protocols ---------------------------------------------------------
 
-_UFUNC_REDUCTIONS = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
-                     "logical_and": "all", "logical_or": "any"}
-_UFUNC_ACCUMULATIONS = {"add": "cumsum", "multiply": "cumprod"}
-
-
-# ufunc.at's in-place operations, and the functional update that does each on traced values
-_UFUNC_AT = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
-             "true_divide": "divide", "power": "power", "maximum": "max", "minimum": "min"}
-
-
 def _scipy_special_namesake(ufunc, name):
   """dfdx.scipy.special's version of a ufunc of SciPy's special functions (same name and
   meaning), or None; SciPy is not imported for this."""
@@ -263,24 +253,11 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
                       "NumPy's) does not support traced values and dfdx has no differentiable "
                       "version of it: write it with dfdx.numpy or dfdx.scipy functions.")
     return fn(*inputs, **kwargs)
-  if method == "__call__":
-    fn = getattr(dnp, name, None)
-  elif method == "reduce":
-    fn = getattr(dnp, _UFUNC_REDUCTIONS.get(name, ""), None)
-    kwargs.setdefault("axis", 0)
-  elif method == "accumulate":
-    fn = getattr(dnp, _UFUNC_ACCUMULATIONS.get(name, ""), None)
-    kwargs.setdefault("axis", 0)
-  elif method == "at":
-    update = _UFUNC_AT.get(name, f"apply(dnp.{name})")
-    update = update if "(" in update else update + "(values)"
-    raise TypeError(f"numpy.{name}.at writes into an array in place, and a traced value "
-                    f"cannot go into a NumPy array; use the functional update "
-                    f"x = x.at[indices].{update} (dnp.at(x)[indices] on a NumPy array), "
-                    "which returns the updated array.")
-  else:
-    fn = None
-  if fn is None or fn is ufunc:
+  fn = getattr(dnp, name, None)
+  fn = None if fn is ufunc else fn  # (dfdx.numpy re-exports it: NumPy's own)
+  if method != "__call__":  # reduce, accumulate, outer, reduceat, at: the dfdx.numpy ufunc's
+    fn = getattr(fn, method, None)
+  if fn is None:
     raise TypeError(f"numpy.{name}{'' if method == '__call__' else '.' + method} does not "
                     "support traced values and dfdx.numpy has no differentiable version of it.")
   return fn(*inputs, **kwargs)
