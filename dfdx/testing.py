@@ -5,6 +5,12 @@ functions.
 float64 along random directions, and recurses to higher orders by checking the derivative
 functions themselves. A failure raises AssertionError naming the mode, the order and the two
 numbers.
+
+Complex values (in complex128) are checked as pairs of reals, z = x + iy: along complex
+directions, with the real inner product <a, b> = Re(sum(conj(a) * b)). dfdx's VJP is the
+adjoint for that product (so the gradient of a real function is df/dx + i df/dy, README's
+complex-numbers section), so <J^T u, v> = <u, J v> holds as it does for reals. (JAX's
+check_grads pairs the same product with conj(vjp(conj(u))), its VJP being the transpose.)
 """
 from __future__ import annotations
 
@@ -16,12 +22,22 @@ from dfdx._src.tree import tree_flatten, tree_map
 __all__ = ["check_grads", "check_jvp", "check_vjp", "numerical_jvp"]
 
 
+def _dtype64(x):
+  """The dtype a check computes in: complex128 for complex values, float64 for the rest."""
+  return np.complex128 if np.iscomplexobj(x) else np.float64
+
+
 def _float64(tree):
-  return tree_map(lambda x: np.asarray(x, dtype=np.float64), tree)
+  return tree_map(lambda x: np.asarray(x, dtype=_dtype64(x)), tree)
 
 
 def _random_like(tree, rng):
-  return tree_map(lambda x: rng.standard_normal(np.shape(x)), tree)
+  """A random direction like `tree`: standard normal, in both parts of a complex value."""
+  def random(x):
+    if np.iscomplexobj(x):
+      return rng.standard_normal(np.shape(x)) + 1j * rng.standard_normal(np.shape(x))
+    return rng.standard_normal(np.shape(x))
+  return tree_map(random, tree)
 
 
 def _is_float(x):
@@ -33,9 +49,11 @@ def _axpy(a, x, y):
 
 
 def _inner(x, y):
+  """The real inner product of two pytrees: Re(sum(conj(a) * b)) over their float leaves (a
+  complex value counts as its two real parts)."""
   xs, _ = tree_flatten(x)
   ys, _ = tree_flatten(y)
-  return sum(float(np.vdot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
+  return sum(float(np.real(np.vdot(np.asarray(a, _dtype64(a)), np.asarray(b, _dtype64(b)))))
              for a, b in zip(xs, ys) if _is_float(a) and _is_float(b))
 
 
@@ -43,13 +61,13 @@ def numerical_jvp(f, args, tangents, eps=1e-5):
   """Central-difference directional derivative of `f` at `args` (a tuple) along `tangents`."""
   plus = f(*_axpy(eps, tangents, args))
   minus = f(*_axpy(-eps, tangents, args))
-  return tree_map(lambda p, m: (np.asarray(p, np.float64) - np.asarray(m, np.float64))
+  return tree_map(lambda p, m: (np.asarray(p, _dtype64(p)) - np.asarray(m, _dtype64(m)))
                   / (2 * eps), plus, minus)
 
 
 def _close(analytic, numeric, atol, rtol):
-  a = np.asarray(analytic, np.float64)
-  n = np.asarray(numeric, np.float64)
+  a = np.asarray(analytic, _dtype64(analytic))
+  n = np.asarray(numeric, _dtype64(numeric))
   return np.shape(a) == np.shape(n) and bool(np.all(np.abs(a - n) <= atol + rtol * np.maximum(
       np.abs(a), np.abs(n))))
 
@@ -101,7 +119,8 @@ def check_grads(f, args, order=2, modes=("fwd", "rev"), eps=1e-5, atol=None, rto
 
   Args:
     f: function of the positional arguments `args` (arrays or pytrees).
-    args: tuple of arguments.
+    args: tuple of arguments; real ones are checked in float64, complex ones in complex128
+      along complex directions (see the module's docstring).
     order: highest derivative order to check (the derivative functions are checked again).
     modes: "fwd" (JVP) and/or "rev" (VJP).
     eps: finite-difference step.
