@@ -49,6 +49,14 @@ LOSSES = {
     "nanvar": lambda m, z: m.nanvar(m.exp(z)),
     "nanstd": lambda m, z: m.nanstd(m.stack([z, 2 * z]), axis=0).sum(),
     "vdot": lambda m, z: m.real(m.vdot(z, A @ z)) + m.imag(m.vdot(A @ z, z)),
+    "comparisons": lambda m, z: m.sum(m.where((z > 0.1) & (z <= 3), m.abs(z), m.real(z) ** 2)),
+    "sign": lambda m, z: m.sum(m.imag(m.sign(z * z)) + m.real(m.sign(z) * m.round(z, 1))),
+    "sort": lambda m, z: m.sum(m.real(m.sort(z * (1 - 2j)) * np.arange(1.0, 4.0))),
+    "argmax": lambda m, z: m.abs(z[m.argmax(z)]) + m.real(z[m.argsort(z)][0]),
+    "nan_to_num": lambda m, z: m.sum(m.abs(m.nan_to_num(m.log(z)))),
+    "cov": lambda m, z: m.sum(m.abs(m.cov(m.stack([z, m.exp(z), z * z])))),
+    "corrcoef": lambda m, z: m.sum(m.real(m.corrcoef(m.stack([z, m.exp(z), z * z])))),
+    "real_if_close": lambda m, z: m.sum(m.real(m.real_if_close(z) * z)),
 }
 
 
@@ -81,6 +89,30 @@ def test_variance_of_complex_values_is_real(name):
     np.testing.assert_allclose(got, want, rtol=1e-12)
   value, _ = dfdx.value_and_grad(lambda z: getattr(dnp, name)(z[0]))(z)
   np.testing.assert_allclose(value, want[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["isreal", "iscomplex", "nan_to_num", "sort", "cov",
+                                  "corrcoef", "sign", "round", "argmax", "argsort", "greater"])
+def test_functions_that_numpy_defines_on_complex_values(name):
+  # NumPy orders complex values by real part, then imaginary part
+  z = np.array([1 + 2j, 3 - 1j, -2 + 0.5j, 1 - 1j, 2.0, np.nan + 1j, 0j])
+  if name in ("cov", "corrcoef"):
+    z = np.stack([Z, Z * Z, np.conj(Z) + 1])
+  f = {"greater": lambda z: np.greater(z, 1 + 0j)}.get(name, getattr(np, name))
+  with np.errstate(invalid="ignore"):
+    want = f(z)
+  for got in (dfdx.jit(f)(z), dfdx.vmap(f)(z[None])[0]):
+    np.testing.assert_array_equal(got, want) if name not in ("cov", "corrcoef") else \
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_real_if_close_of_a_traced_complex_value_needs_its_values():
+  z = np.array([1 + 1e-15j, 2.0])
+  value, g = dfdx.value_and_grad(lambda z: dnp.sum(dnp.real_if_close(z) ** 2), has_aux=False)(z)
+  assert np.isclose(value, 5.0)
+  np.testing.assert_allclose(g, 2 * z.real)
+  with pytest.raises(dfdx.ConcretizationError, match="real_if_close"):
+    dfdx.jit(dnp.real_if_close)(z)
 
 
 def test_vdot_conjugates_its_first_argument():

@@ -161,8 +161,9 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
   if not traced(x, nan, posinf, neginf):
     return np.nan_to_num(x, copy=copy, nan=nan, posinf=posinf, neginf=neginf)
   x = arg(x)
-  if dtype_of(x).kind == "c":
-    raise TypeError("dfdx.numpy.nan_to_num: complex traced values are not supported yet.")
+  if dtype_of(x).kind == "c":  # (NumPy replaces in the real and imaginary parts apart)
+    parts = [nan_to_num(part(x), copy, nan, posinf, neginf) for part in (uf.real, uf.imag)]
+    return ew.complex(*parts)
   if dtype_of(x).kind != "f":
     return x
   info = np.finfo(dtype_of(x))
@@ -175,10 +176,18 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
 
 
 def real_if_close(a, tol=100):
-  """`numpy.real_if_close`: the identity on real traced values."""
-  if traced(a) and dtype_of(arg(a)).kind == "c":
-    raise TypeError("dfdx.numpy.real_if_close: complex traced values are not supported yet.")
-  return arg(a) if traced(a) else np.real_if_close(a, tol)
+  """`numpy.real_if_close`: the identity on real traced values; a complex one whose imaginary
+  parts are all within `tol` machine epsilons of zero becomes its real part. Which one it is
+  decides the result's dtype, so a complex value must be concrete (under grad; under jit or
+  vmap, ConcretizationError)."""
+  if not traced(a):
+    return np.real_if_close(a, tol)
+  a = arg(a)
+  if dtype_of(a).kind != "c":
+    return a
+  values = a.concrete_value("real_if_close of a complex value (the result's dtype depends on "
+                            "whether its imaginary parts are close to zero)")
+  return uf.real(a) if np.real_if_close(values, tol).dtype.kind != "c" else a
 
 
 def iscomplexobj(x):
@@ -197,10 +206,11 @@ def _real_predicate(name, np_fun, value):
       return np_fun(x)
     x = arg(x)
     if dtype_of(x).kind == "c":
-      raise TypeError(f"dfdx.numpy.{name}: complex traced values are not supported yet.")
+      return (uf.equal if value else uf.not_equal)(uf.imag(x), 0)
     return np.full(shape_of(x), value)[()]
   fn.__name__ = fn.__qualname__ = name
-  fn.__doc__ = f"`numpy.{name}` of a real traced value (a constant, {value} everywhere)."
+  fn.__doc__ = (f"`numpy.{name}`: whether the imaginary part is {'' if value else 'not '}zero "
+                f"(of a real traced value a constant, {value} everywhere).")
   return fn
 
 

@@ -20,6 +20,7 @@ from numpy.lib.array_utils import normalize_axis_index
 
 from dfdx._src import errors
 from dfdx._src.core import Tracer
+from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import indexing as ix
 from dfdx._src.ops import sorting as so
 from dfdx._src.numpy import contractions as ct
@@ -250,16 +251,17 @@ def _weights(w, n, name, integer):
 
 def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=None, *,
         dtype=None):
-  """Differentiable `numpy.cov` (in the data and the weights)."""
+  """Differentiable `numpy.cov` (in the data and the weights; of complex data, Hermitian:
+  X @ X^H)."""
   if not traced(m, y, fweights, aweights):
     return np.cov(m, y, rowvar, bias, ddof, fweights, aweights, dtype=dtype)
   if ddof is not None and ddof != int(ddof):
     raise ValueError("ddof must be integer")
-  m = _real(_operand(m), "cov")
+  m = _operand(m)
   if _ndim(m) > 2:
     raise ValueError("m has more than 2 dimensions")
   if y is not None:
-    y = _real(_operand(y), "cov")
+    y = _operand(y)
     if _ndim(y) > 2:
       raise ValueError("y has more than 2 dimensions")
   if dtype is None:
@@ -295,7 +297,7 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
   fact = _degrees_of_freedom(fact)
   X = uf.subtract(X, avg[:, None])
   X_T = mp.transpose(X if w is None else uf.multiply(X, w))
-  c = uf.multiply(ct.dot(X, X_T), uf.true_divide(1, fact))
+  c = uf.multiply(ct.dot(X, uf.conjugate(X_T)), uf.true_divide(1, fact))
   return mp.squeeze(c)
 
 
@@ -311,14 +313,17 @@ def _degrees_of_freedom(fact):
 
 
 def corrcoef(x, y=None, rowvar=True, *, dtype=None):
-  """Differentiable `numpy.corrcoef` (clipped to [-1, 1], as NumPy does)."""
+  """Differentiable `numpy.corrcoef` (clipped to [-1, 1], as NumPy does; the real and
+  imaginary parts of complex values apart)."""
   if not traced(x, y):
     return np.corrcoef(x, y, rowvar, dtype=dtype)
   c = cov(x, y, rowvar, dtype=dtype)
   if _ndim(c) != 2:
     return uf.divide(c, c)
-  stddev = uf.sqrt(ct.diagonal(c))
+  stddev = uf.sqrt(uf.real(ct.diagonal(c)))
   c = uf.divide(uf.divide(c, stddev[:, None]), stddev[None, :])
+  if dtype_of(c).kind == "c":  # (NumPy clips the real and imaginary parts apart)
+    return ew.complex(uf.clip(uf.real(c), -1, 1), uf.clip(uf.imag(c), -1, 1))
   return uf.clip(c, -1, 1)
 
 

@@ -66,7 +66,7 @@ def _sort_axis(a, axis, zero_d_as_1d=False):
   """The operand and axis of a sort: axis None flattens (NumPy's rule). `zero_d_as_1d`:
   a 0-d array is sorted as a 1-d one (NumPy's argsort and argpartition; sort and partition
   refuse it)."""
-  a = _real(arg(a), "sort")
+  a = arg(a)  # (complex values sort as NumPy sorts them: by real part, then imaginary)
   if axis is None or (zero_d_as_1d and not shape_of(a)):
     if axis is not None:
       normalize_axis(axis, 1)  # (NumPy's error for an axis other than 0 or -1)

@@ -1018,7 +1018,13 @@ sign_p = _unary_prim("sign", np.sign)
 
 
 def sign(x):
-  return sign_p.bind(x)
+  """sign(x); of a complex x, NumPy's x / |x| (0 at 0), which is no step function: it is
+  computed so, with the derivative of that quotient."""
+  if getattr(x, "dtype", None) is None or x.dtype.kind != "c":
+    return sign_p.bind(x)
+  zero = eq(x, _const(0, x))
+  magnitude = abs(select(zero, _const(1, x), x))
+  return select(zero, _const(0, x), div(x, shape_ops.convert_element_type(magnitude, x.dtype)))
 
 
 ad.defjvp_zero(sign_p)
