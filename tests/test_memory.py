@@ -71,8 +71,9 @@ def test_reverse_passes_stop_faulting_pages_in(columns, calls):
   if memory.kept is None:
     pytest.skip("this C library has no mallopt, or malloc is set from the environment")
   kept, released = faults(str(1 << 30)), faults("0")
-  # Returned to the system, at least one array a call is faulted in again.
-  assert released > calls * 40 * columns * 8 // 4096 / 5 and kept < released / 10, (kept, released)
+  # Returned to the system, hundreds of pages are faulted in again (how many varies with
+  # malloc's adaptive thresholds); kept, next to none.
+  assert released > 500 and kept < released / 10, (kept, released)
 
 
 def test_the_collector_is_paused_while_a_tape_is_recorded_and_run_backward():
