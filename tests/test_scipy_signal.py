@@ -51,6 +51,54 @@ def test_empty_inputs_give_an_empty_array():
   assert dss.convolve(np.zeros((0, 2)), np.ones((2, 2))).size == 0
 
 
+@pytest.mark.parametrize("name", ["convolve", "correlate"])
+def test_empty_operand_same_keeps_in1s_shape_and_valid_checks_shapes(name):
+  a, b = np.zeros((0, 3)), np.ones((2, 2))
+  expected = getattr(signal, name)(a, b, mode="same", method="direct")
+  got = getattr(dss, name)(a, b, mode="same")
+  assert got.shape == expected.shape == (0, 3) and got.dtype == expected.dtype
+  with pytest.raises(ValueError, match="at least as large"):
+    getattr(signal, name)(a, b, mode="valid")
+  with pytest.raises(ValueError, match="at least as large"):
+    getattr(dss, name)(a, b, mode="valid")
+  # an empty kernel: every output entry is an empty sum
+  np.testing.assert_array_equal(dss.convolve(np.ones((2, 3)), np.zeros((0, 3)), "same"),
+                                np.zeros((2, 3)))
+
+
+CSHAPES = [((5,), (3,)), ((3,), (5,)), ((4, 3), (2, 2)), ((2, 3), (4, 5))]
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("s1,s2", CSHAPES)
+@pytest.mark.parametrize("kinds", ["cc", "cr", "rc"])
+def test_correlate_conjugates_complex_in2_as_scipy(s1, s2, mode, kinds):
+  def make(shape, kind):
+    x = RNG.standard_normal(shape)
+    return x + 1j * RNG.standard_normal(shape) if kind == "c" else x
+  a, b = make(s1, kinds[0]), make(s2, kinds[1])
+  try:
+    expected = signal.correlate(a, b, mode)
+  except ValueError:
+    return
+  for got in (dss.correlate(a, b, mode), dfdx.jit(lambda a, b: dss.correlate(a, b, mode))(a, b),
+              dfdx.vmap(lambda a, b: dss.correlate(a, b, mode))(a[None], b[None])[0]):
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_correlate_of_complex_inputs_derivatives():
+  a = RNG.standard_normal(4) + 1j * RNG.standard_normal(4)
+  b = RNG.standard_normal(3) + 1j * RNG.standard_normal(3)
+  check_grads(lambda a, b: dss.correlate(a, b), (a, b), order=2)
+  # d/db of sum(Re correlate(a, b)) = sum_n sum_m Re(a[n + m] conj(b[m])): real part in b's
+  # real direction, the conjugate's sign in its imaginary direction.
+  f = lambda br, bi: dnp.sum(dnp.real(dss.correlate(a, br + 1j * bi)))
+  gr, gi = dfdx.grad(f, argnums=(0, 1))(b.real, b.imag)
+  np.testing.assert_allclose(gr, np.full(3, a.sum().real), rtol=1e-12)
+  np.testing.assert_allclose(gi, np.full(3, a.sum().imag), rtol=1e-12)
+
+
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
 def test_check_grads(mode):
   a, b = RNG.standard_normal((4, 5)), RNG.standard_normal((2, 3))

@@ -75,10 +75,10 @@ def convolve(in1, in2, mode="full", method="auto"):
     raise ValueError("in1 and in2 should have the same dimensionality")
   if not s1:
     return in1 * in2
-  if 0 in s1 or 0 in s2:
-    return np.array([])
-  start, out_shape = _output_window(s1, s2, mode)
   dtype = np.result_type(dtype_of(in1), dtype_of(in2))
+  if 0 in s1 or 0 in s2:
+    return _empty_operand(s1, s2, mode, dtype)
+  start, out_shape = _output_window(s1, s2, mode)
   # the operand with fewer elements is the kernel (convolution is symmetric)
   x, k = (in1, in2) if np.prod(s2) <= np.prod(s1) else (in2, in1)
   index = _gather_indices(shape_of(x), shape_of(k), start, out_shape)
@@ -87,9 +87,22 @@ def convolve(in1, in2, mode="full", method="auto"):
   return dnp.reshape(out, out_shape)
 
 
+def _empty_operand(s1, s2, mode, dtype):
+  """The convolution where an operand has no elements: every output entry is an empty sum,
+  0. 'same' keeps in1's shape and 'valid' checks the shapes (both as SciPy); 'full', where
+  SciPy's own paths disagree (an error or []), gives SciPy's documented empty array."""
+  if mode == "full":
+    return np.array([], dtype)
+  return np.zeros(_output_window(s1, s2, mode)[1], dtype)
+
+
+def _conj(x):
+  return dnp.conj(x) if dtype_of(x).kind == "c" else x
+
+
 def correlate(in1, in2, mode="full", method="auto"):
-  """Differentiable `scipy.signal.correlate` (real inputs): convolution with in2 reversed
-  along every axis. Needs no SciPy.
+  """Differentiable `scipy.signal.correlate`: convolution with in2 reversed along every axis
+  and conjugated (for complex in2, as SciPy: sum_m in1[n + m] conj(in2[m])). Needs no SciPy.
 
   >>> correlate(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]))
   array([0.5, 2. , 3.5, 3. , 0. ])
@@ -97,6 +110,7 @@ def correlate(in1, in2, mode="full", method="auto"):
   in1, in2 = dnp.asarray(in1), dnp.asarray(in2)
   s1, s2 = shape_of(in1), shape_of(in2)
   if mode == "valid" and len(s1) == len(s2) and not all(a >= b for a, b in zip(s1, s2)):
-    # SciPy swaps the inputs when in2 is the larger one, and reverses the result.
-    return dnp.flip(convolve(in2, dnp.flip(in1), mode, method))
-  return convolve(in1, dnp.flip(in2) if s2 else in2, mode, method)
+    # SciPy swaps the inputs when in2 is the larger one, and reverses and conjugates the
+    # result.
+    return _conj(dnp.flip(convolve(in2, _conj(dnp.flip(in1)), mode, method)))
+  return convolve(in1, _conj(dnp.flip(in2) if s2 else in2), mode, method)
