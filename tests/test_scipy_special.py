@@ -2,6 +2,7 @@
 check_grads to order 2, vmap, and extreme inputs (logits of 1000, -inf entries, ties), which
 must give finite values and finite derivatives. SciPy is not needed at runtime.
 """
+import math
 import subprocess
 import sys
 import warnings
@@ -687,3 +688,81 @@ def test_new_numpy_only_functions_need_no_scipy():
           "float(s.kl_div(1.0, 1.0)), float(dfdx.grad(s.kl_div, 1)(2.0, 1.0)))\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.split() == [str(-np.log(2.0)), "-0.0", "0.0", "0.0", "-1.0"]
+
+
+# ---- derivatives at poles and infinities -----------------------------------------------------
+
+
+def _central(f, x, h=1e-6):
+  return (f(x + h) - f(x - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("a,b", [(-2.5, -0.5), (-0.5, -0.5), (0.5, -1.5), (-3.25, 1.25),
+                                 (-0.75, -2.25)])
+def test_beta_derivative_where_a_plus_b_is_a_pole_of_gamma(a, b):
+  # beta is 0 there and smooth: d/da = Gamma(a) Gamma(b) rgamma'(a + b), and rgamma'(-n) =
+  # (-1)^n n! (DLMF 5.5.3).
+  n = -int(a + b)
+  closed = special.gamma(a) * special.gamma(b) * (-1) ** n * math.factorial(n)
+  got = dfdx.grad(dss.beta, argnums=(0, 1))(a, b)
+  np.testing.assert_allclose(got, (closed, closed), rtol=1e-12)
+  np.testing.assert_allclose(got[0], _central(lambda x: special.beta(x, b), a), rtol=1e-6)
+  np.testing.assert_allclose(got[1], _central(lambda x: special.beta(a, x), b), rtol=1e-6)
+  jitted = dfdx.jit(dfdx.grad(dss.beta))(a, b)
+  batched = dfdx.vmap(dfdx.grad(dss.beta))(np.array([a, 2.0]), np.array([b, 3.0]))
+  np.testing.assert_allclose([jitted, batched[0]], [closed, closed], rtol=1e-12)
+  np.testing.assert_allclose(batched[1], _central(lambda x: special.beta(x, 3.0), 2.0),
+                             rtol=1e-7)
+  check_grads(dss.beta, (a, b), order=2)
+
+
+def test_beta_second_derivative_at_a_pole_of_gamma():
+  mp = pytest.importorskip("mpmath")
+  a, b = -2.5, -0.5
+  with mp.workdps(30):
+    expected = [float(mp.diff(lambda x, y: mp.beta(x, y), (a, b), order))
+                for order in [(2, 0), (1, 1), (0, 2)]]
+  got = [dfdx.grad(dfdx.grad(dss.beta, argnums=i), argnums=j)(a, b)
+         for i, j in [(0, 0), (0, 1), (1, 1)]]
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+  check_grads(dss.beta, (2.0, 3.5), order=2)  # and away from the poles, as before
+
+
+def test_stdtr_at_infinite_df_is_ndtr_with_its_derivative():
+  t = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(dss.stdtr, argnums=1), (None, 0))(np.inf, t),
+                             np.exp(-t * t / 2) / np.sqrt(2 * np.pi), rtol=1e-15)
+  np.testing.assert_allclose(dfdx.jit(dfdx.grad(dss.stdtr, argnums=1))(np.inf, 0.5),
+                             np.exp(-0.125) / np.sqrt(2 * np.pi), rtol=1e-15)
+  assert dfdx.grad(dss.stdtr, argnums=0)(np.inf, 0.5) == 0
+  check_grads(lambda t: dss.stdtr(np.inf, t), (0.5,), order=2)
+
+
+@pytest.mark.parametrize("df", [60.0, 1e3, 1e6, 1e12])
+def test_stdtr_derivative_in_t_for_large_df(df):
+  # the t density, with no cancellation in its normalization: against central differences
+  # of SciPy's stdtr (rtol 1e-8) and the density computed by mpmath (rtol 1e-14)
+  mp = pytest.importorskip("mpmath")
+  got = dfdx.grad(dss.stdtr, argnums=1)(df, 0.7)
+  np.testing.assert_allclose(got, _central(lambda t: special.stdtr(df, t), 0.7), rtol=1e-8)
+  with mp.workdps(40):
+    nu = mp.mpf(df)
+    density = mp.exp(mp.loggamma((nu + 1) / 2) - mp.loggamma(nu / 2)) / mp.sqrt(nu * mp.pi) \
+        * (1 + mp.mpf(0.7) ** 2 / nu) ** (-(nu + 1) / 2)
+  np.testing.assert_allclose(got, float(density), rtol=1e-14)
+
+
+def test_shape_derivatives_at_an_infinite_argument_are_zero():
+  # gammainc(a, inf) = 1, gammaincc(a, inf) = 0, stdtr(df, +-inf) = 1, 0: constant in a, df
+  for f, args in [(dss.gammainc, (2.0, np.inf)), (dss.gammaincc, (2.0, np.inf)),
+                  (dss.stdtr, (3.0, np.inf)), (dss.stdtr, (3.0, -np.inf))]:
+    assert dfdx.grad(f, argnums=0)(*args) == 0
+    assert dfdx.jit(dfdx.grad(f, argnums=0))(*args) == 0
+    assert dfdx.grad(f, argnums=1)(*args) == 0  # and the density there
+  got = dfdx.vmap(dfdx.grad(dss.gammainc), (None, 0))(2.0, np.array([1.0, np.inf]))
+  np.testing.assert_allclose(got, [_central(lambda a: special.gammainc(a, 1.0), 2.0), 0.0],
+                             rtol=1e-7)
+  assert dfdx.grad(dfdx.grad(dss.gammainc), argnums=1)(2.0, np.inf) == 0
+  got = dfdx.vmap(dfdx.grad(dss.stdtr), (None, 0))(3.0, np.array([0.5, np.inf, -np.inf]))
+  np.testing.assert_allclose(got, [_central(lambda d: special.stdtr(d, 0.5), 3.0), 0, 0],
+                             rtol=1e-6)

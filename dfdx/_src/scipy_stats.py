@@ -22,6 +22,7 @@ import numpy as np
 
 import dfdx.numpy as dnp
 from dfdx._src import scipy_special as sps
+from dfdx._src.ops import special as special_ops
 from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
 
 __all__ = ["norm", "t", "beta", "gamma", "chi2", "poisson", "dirichlet", "multivariate_normal",
@@ -186,9 +187,9 @@ norm = _Distribution(
 
 def _t_logpdf(z, df):
   # SciPy's t._logpdf: log Gamma((df+1)/2) - log Gamma(df/2) - log(df pi)/2
-  #                    - (df+1)/2 log1p(z^2/df)
-  return (sps.gammaln((df + 1) / 2) - sps.gammaln(df / 2) - 0.5 * dnp.log(df * np.pi)
-          - (df + 1) / 2 * dnp.log1p(z * z / df))
+  # - (df+1)/2 log1p(z^2/df), with the normal log-density at df = inf; computed with no
+  # cancellation of the gammaln for large df (see special_ops.t_logpdf).
+  return special_ops.t_logpdf(df, z)
 
 
 def _t_cdf(z, df):
@@ -203,8 +204,9 @@ _t = _Family(_t_logpdf, cdf=_t_cdf, logcdf=_log_distribution(_t_cdf, _t_sf), sf=
              logsf=_log_distribution(_t_cdf, _t_sf, upper=True), argcheck=lambda df: df > 0,
              defaults=(1.0,))
 t = _Distribution("t", """Student's t distribution: logpdf, pdf, cdf, logcdf, sf, logsf with
-arguments (x, df, loc=0, scale=1). The distribution functions are differentiable in x, loc and
-scale (not in df).""", **_methods(_t, 1))
+arguments (x, df, loc=0, scale=1); df = inf is the normal distribution (as in SciPy). The
+density is differentiable in every argument, accurate for large df too; the distribution
+functions in x, loc and scale, and in df to first order.""", **_methods(_t, 1))
 
 
 def _beta_logpdf(z, a, b):
