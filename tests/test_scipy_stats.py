@@ -2,6 +2,7 @@
 invalid parameters, points outside the support), derivatives in every parameter with
 check_grads to order 2, the far left tail of norm.logcdf, vmap and jit.
 """
+import math
 import warnings
 
 import numpy as np
@@ -529,3 +530,75 @@ def test_t_logpdf_check_grads_across_the_series_switch():
   x = np.array([-1.5, 0.3, 2.0])
   for df in (12.0, 16.0, 20.0):
     check_grads(lambda x, df: dst.t.logpdf(x, df, 0.1, 1.3), (x, df), order=2)
+
+
+# ---- pmfs at the ends of the parameter range ------------------------------------------------
+
+
+def _binom_pmf_dp(k, n, p):
+  """d/dp of C(n, k) p^k (1-p)^(n-k), with 0^0 = 1."""
+  c = math.comb(n, k)
+  up = k * p ** (k - 1) * (1 - p) ** (n - k) if k else 0.0
+  down = (n - k) * p ** k * (1 - p) ** (n - k - 1) if n - k else 0.0
+  return c * (up - down)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 0.3])
+def test_binom_and_bernoulli_pmf_derivatives_at_the_ends(p):
+  ks = np.arange(6.0)
+  expected = [_binom_pmf_dp(int(k), 5, p) for k in ks]
+  grad = dfdx.grad(dst.binom.pmf, argnums=2)
+  got = [grad(k, 5.0, p) for k in ks]
+  np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
+  np.testing.assert_allclose(dfdx.vmap(grad, (0, None, None))(ks, 5.0, p), expected,
+                             rtol=1e-14, atol=1e-15)
+  np.testing.assert_allclose(dfdx.jit(grad)(1.0, 5.0, p), expected[1], rtol=1e-14, atol=1e-15)
+  got = dfdx.vmap(dfdx.grad(dst.bernoulli.pmf, argnums=1), (0, None))(np.array([0.0, 1.0]), p)
+  np.testing.assert_allclose(got, [-1.0, 1.0], rtol=1e-15)
+  # the values stay SciPy's
+  assert_like_scipy(dst.binom.pmf(ks, 5.0, p), ss.binom.pmf(ks, 5, p), rtol=1e-13)
+  np.testing.assert_allclose(dfdx.jit(dst.binom.pmf)(ks, 5.0, p), ss.binom.pmf(ks, 5, p),
+                             rtol=1e-13)
+
+
+def test_binom_pmf_second_derivative_at_p_zero_and_check_grads_inside():
+  # 5 p (1-p)^4: d2/dp2 = -40 at p = 0
+  np.testing.assert_allclose(dfdx.grad(dfdx.grad(dst.binom.pmf, argnums=2), argnums=2)(
+      1.0, 5.0, 0.0), -40.0, rtol=1e-14)
+  check_grads(lambda p: dst.binom.pmf(np.arange(6.0), 5.0, p), (0.3,), order=2)
+  check_grads(lambda p: dst.bernoulli.pmf(np.array([0.0, 1.0]), p), (0.6,), order=2)
+
+
+def test_poisson_pmf_derivatives_at_mu_zero():
+  # d/dmu mu^k e^-mu / k! = (k mu^(k-1) - mu^k) e^-mu / k!: -1, 1, 0, 0 at mu = 0
+  ks = np.array([0.0, 1.0, 2.0, 3.0])
+  grad = dfdx.grad(dst.poisson.pmf, argnums=1)
+  np.testing.assert_allclose([grad(k, 0.0) for k in ks], [-1.0, 1.0, 0.0, 0.0], rtol=1e-15)
+  np.testing.assert_allclose(dfdx.vmap(grad, (0, None))(ks, 0.0), [-1.0, 1.0, 0.0, 0.0],
+                             rtol=1e-15)
+  assert dfdx.jit(grad)(1.0, 0.0) == 1.0
+  np.testing.assert_allclose(dfdx.grad(dfdx.grad(dst.poisson.pmf, argnums=1), argnums=1)(
+      1.0, 0.0), -2.0, rtol=1e-15)  # mu e^-mu
+  for mu in (0.0, 2.5):
+    assert_like_scipy(dst.poisson.pmf(ks, mu), ss.poisson.pmf(ks, mu), rtol=1e-13)
+  expected = [(k * 2.5 ** (k - 1) - 2.5 ** k) * np.exp(-2.5) / math.factorial(int(k))
+              for k in ks]
+  np.testing.assert_allclose(dfdx.vmap(grad, (0, None))(ks, 2.5), expected, rtol=1e-13)
+  check_grads(lambda mu: dst.poisson.pmf(ks, mu), (2.5,), order=2)
+
+
+@pytest.mark.parametrize("method", ["cdf", "sf", "logcdf", "logsf"])
+def test_binom_distribution_functions_with_n_zero_have_zero_derivatives(method):
+  # n = 0: the distribution sits at 0; every method is constant in p (no NaN from a
+  # betainc(0, 1, .) that the result does not use)
+  ks = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+  for p in (0.0, 0.4, 1.0):
+    assert_like_scipy(getattr(dst.binom, method)(ks, 0.0, p), getattr(ss.binom, method)(ks, 0, p))
+    grad = dfdx.grad(getattr(dst.binom, method), argnums=2)
+    got = dfdx.vmap(grad, (0, None, None))(ks, 0.0, p)
+    np.testing.assert_array_equal(got, np.zeros(5))
+    assert dfdx.jit(grad)(0.0, 0.0, p) == 0
+  # inside the support the derivative is kept: against central differences
+  f = lambda p: getattr(ss.binom, method)(2.0, 5, p)  # noqa: E731
+  np.testing.assert_allclose(dfdx.grad(getattr(dst.binom, method), argnums=2)(2.0, 5.0, 0.3),
+                             (f(0.3 + 1e-6) - f(0.3 - 1e-6)) / 2e-6, rtol=1e-7)

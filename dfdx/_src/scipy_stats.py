@@ -468,8 +468,19 @@ def _poisson_logpmf(k, mu, loc=0):
 
 
 def _poisson_pmf(k, mu, loc=0):
+  # exp(logpmf), except at mu = 0, where the pmf of k >= 1 is 0 (log-pmf -inf) but its
+  # derivative is not (1 for k = 1): there mu^k e^-mu / k! itself (pow's derivative is exact
+  # at 0).
   with np.errstate(**_QUIET):
-    return _finish(dnp.exp(_poisson_logpmf(k, mu, loc)))
+    k, mu, bad = _poisson_prepare(k, mu, loc)
+    keep = (k >= 0) & (dnp.floor(k) == k)
+    ks = _safe(keep, k, 0.0)
+    edge = mu == 0
+    mi, me = _safe(edge, 1.0, mu), _safe(edge, mu, 1.0)  # each form sees safe values
+    log_factorial = sps.gammaln(ks + 1)
+    value = dnp.where(edge, me ** ks * dnp.exp(-me - log_factorial),
+                      dnp.exp(sps.xlogy(ks, mi) - log_factorial - mi))
+    return _finish(dnp.where(bad, np.nan, dnp.where(keep, value, 0.0)))
 
 
 def _poisson_distribution(kind):
@@ -508,20 +519,35 @@ def _binom_prepare(k, n, p, loc):
   return k, _safe(valid, n, 1.0), _safe(valid, p, 0.5), ~valid | dnp.isnan(k)
 
 
+def _binom_parts(k, n, p, loc):
+  """(k in the support or 0, n, p, whether k is in the support, whether the result is NaN,
+  log C(n, k))."""
+  k, n, p, bad = _binom_prepare(k, n, p, loc)
+  keep = (k >= 0) & (k <= n) & (dnp.floor(k) == k)
+  ks = _safe(keep, k, 0.0)
+  combiln = sps.gammaln(n + 1) - (sps.gammaln(ks + 1) + sps.gammaln(n - ks + 1))
+  return ks, n, p, keep, bad, combiln
+
+
 def _binom_logpmf(k, n, p, loc=0):
   with np.errstate(**_QUIET):
-    k, n, p, bad = _binom_prepare(k, n, p, loc)
-    keep = (k >= 0) & (k <= n) & (dnp.floor(k) == k)
-    ks = _safe(keep, k, 0.0)
+    ks, n, p, keep, bad, combiln = _binom_parts(k, n, p, loc)
     # SciPy's binom._logpmf: log C(n, k) + k log p + (n - k) log(1 - p)
-    combiln = sps.gammaln(n + 1) - (sps.gammaln(ks + 1) + sps.gammaln(n - ks + 1))
     value = combiln + sps.xlogy(ks, p) + sps.xlog1py(n - ks, -p)
     return _finish(dnp.where(bad, np.nan, dnp.where(keep, value, -np.inf)))
 
 
 def _binom_pmf(k, n, p, loc=0):
+  # exp(logpmf), except at p = 0 and 1: there the pmf may be 0 (log-pmf -inf), and its
+  # derivative, C(n, k) (k p^(k-1) (1-p)^(n-k) - (n-k) p^k (1-p)^(n-k-1)), is not (k = 1 at
+  # p = 0: n), so it is C(n, k) p^k (1-p)^(n-k) itself (pow's derivative is exact at 0).
   with np.errstate(**_QUIET):
-    return _finish(dnp.exp(_binom_logpmf(k, n, p, loc)))
+    ks, n, p, keep, bad, combiln = _binom_parts(k, n, p, loc)
+    edge = (p == 0) | (p == 1)
+    pi, pe = _safe(edge, 0.5, p), _safe(edge, p, 0.5)  # each form sees safe values
+    value = dnp.where(edge, dnp.exp(combiln) * pe ** ks * (1 - pe) ** (n - ks),
+                      dnp.exp(combiln + sps.xlogy(ks, pi) + sps.xlog1py(n - ks, -pi)))
+    return _finish(dnp.where(bad, np.nan, dnp.where(keep, value, 0.0)))
 
 
 def _binom_distribution(kind):
@@ -530,11 +556,14 @@ def _binom_distribution(kind):
       k, n, p, bad = _binom_prepare(k, n, p, loc)
       inside = (k >= 0) & (k < n)
       ks = dnp.floor(_safe(inside, k, 0.0))
+      # outside (0 <= k < n), where the result is constant, betainc sees valid shape
+      # parameters and p = 1/2: no NaN derivative (betainc(0, 1, .)) leaks into the result's
+      ni, pi = _safe(inside, n, 1.0), _safe(inside, p, 0.5)
       # P(K <= k) = I_(1-p)(n - k, k + 1), P(K > k) = I_p(k + 1, n - k) (DLMF 8.17.5)
       if kind in ("cdf", "logcdf"):
-        value = sps.betainc(n - ks, ks + 1, 1 - p)
+        value = sps.betainc(ni - ks, ks + 1, 1 - pi)
       else:
-        value = sps.betainc(ks + 1, n - ks, p)
+        value = sps.betainc(ks + 1, ni - ks, pi)
       if kind.startswith("log"):
         value = dnp.log(value)
       below, above = {"cdf": (0.0, 1.0), "logcdf": (-np.inf, 0.0), "sf": (1.0, 0.0),
