@@ -23,8 +23,9 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 import dfdx.numpy as dnp
-from dfdx._src import core, dtypes
+from dfdx._src import core, dtypes, errors
 from dfdx._src.core import Tracer
+from dfdx._src.ops import checks
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import special as sp
 from dfdx._src.numpy.util import contains_tracer, dtype as dtype_of, shape as shape_of
@@ -362,20 +363,55 @@ differentiable in x.""")
 def multigammaln(a, d):
   """Differentiable `scipy.special.multigammaln(a, d)`, the log of the multivariate gamma
   function: d (d-1) / 4 log(pi) + sum_{j=1..d} gammaln(a - (j-1)/2) (DLMF 35.3.1).
-  `d` is a Python integer; `a` must exceed (d - 1) / 2.
+  `d` is an integer (SciPy's check and message); `a` must exceed (d - 1) / 2, as in SciPy:
+  a ValueError where `a` is known (untraced, or under grad), and under jit or vmap a
+  ValueError when the compiled code or the batch computes an `a` that fails. For d <= 0 the
+  sum is empty: a scalar, as SciPy's.
 
   >>> round(float(multigammaln(3.0, 1)), 12)  # gammaln(3) = log(2)
   0.69314718056
   """
   if not _traced(a):
     return sp.scipy_special("multigammaln").multigammaln(a, d)
-  if not isinstance(d, (int, np.integer)) or d < 1:
-    raise ValueError(f"multigammaln: d must be a positive integer, got {d!r}")
+  if _traced(d):
+    raise ValueError("multigammaln: d (the dimension) must be a concrete integer, not a "
+                     "traced value.")
+  d = np.asarray(d)[()]
+  if not np.isscalar(d) or np.floor(d) != d:
+    raise ValueError("d should be a positive integer (dimension)")
+  if not isinstance(d, (int, np.integer)):  # (SciPy's range(1, d + 1) refuses a float d)
+    raise TypeError(f"'{type(d).__name__}' object cannot be interpreted as an integer")
+  d = int(d)
   a = dnp.asarray(a)
   a = _cast(a, np.result_type(dtype_of(a), np.float64))
+  bound = 0.5 * (d - 1)
+  ok = a > bound
+  known = _concrete_or_none(ok, "multigammaln")
+  if known is not None and not np.all(known):
+    raise ValueError(f"condition a ({_concrete_or_none(a, 'multigammaln')}) > 0.5 * (d-1) "
+                     f"({bound}) not met")
+  if known is None:
+    # (under jit or vmap: checked where a is computed; the result depends on the check, so
+    # that it is kept)
+    ok = checks.check(ok, "nonzero", "ValueError",
+                      f"condition a > 0.5 * (d-1) ({bound}) not met")
+  constant = d * (d - 1) / 4 * np.log(np.pi)
+  if d <= 0:
+    return np.float64(constant) if known is not None else \
+        dnp.where(dnp.all(ok), constant, np.nan)
   halves = np.arange(d, dtype=np.float64) / 2
-  terms = gammaln(dnp.expand_dims(a, -1) - halves)
-  return dnp.sum(terms, axis=-1) + d * (d - 1) / 4 * np.log(np.pi)
+  value = dnp.sum(gammaln(dnp.expand_dims(a, -1) - halves), axis=-1) + constant
+  return value if known is not None else dnp.where(ok, value, np.nan)
+
+
+def _concrete_or_none(x, purpose):
+  """The concrete value of `x`, or None where a transformation (jit, vmap) hides it."""
+  if not isinstance(x, Tracer):
+    return np.asarray(x)
+  try:
+    return np.asarray(x.concrete_value(purpose))
+  except errors.ConcretizationError:
+    return None
 
 
 # ---- log_expit, entr, rel_entr, kl_div (NumPy only) ------------------------------------------
