@@ -61,6 +61,30 @@ ties_met = 0
 # `recompute_if_nan` can remove it), so a warning from inside a rule only alarms. debug_nans
 # turns this off, to see every NaN where it is made.
 quiet_reverse_passes = True
+_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
+
+
+class derivative_pass:
+  """`with derivative_pass():` around a pass that computes derivatives only (a transposition,
+  or a linearization applied forward to tangents): NumPy's warnings off (while
+  `quiet_reverse_passes`), and equations staged meanwhile marked to run so when compiled."""
+  __slots__ = ("errstate", "quiet")
+
+  def __enter__(self):
+    self.quiet = quiet_reverse_passes
+    if self.quiet:
+      self.errstate = np.errstate(**_QUIET)
+      self.errstate.__enter__()
+      core.reverse_depth += 1
+    return self
+
+  def __exit__(self, *exc):
+    if self.quiet:
+      core.reverse_depth -= 1
+      self.errstate.__exit__(*exc)
+    return False
+
+
 split_rules: dict = {}
 split_trace = None
 

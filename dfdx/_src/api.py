@@ -360,12 +360,8 @@ def _numpy_value(x):
   return np.asarray(x)[()] if is_weak(x) else x
 
 
-# NumPy's floating-point warnings, off in reverse passes (see ad.quiet_reverse_passes).
-_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
-
-
 def _pull_back(lin, cts, leaves, in_tree, scalar_inputs, spec, last=False):
-  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
+  with ad.derivative_pass():
     in_cts = lin.transpose(cts, last)
   grads = [_to_output(_zeros_like_leaf(x) if ct is None else ct, s)
            for x, ct, s in zip(leaves, in_cts, scalar_inputs)]
@@ -400,7 +396,7 @@ def _grad_of_one_array(f, argnum, transform, args, kwargs):
   if value.shape != ():
     raise _non_scalar_error(f, transform, [value], tree_structure(value))
   value = _scalar_output(value, f, transform, False)
-  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
+  with ad.derivative_pass():
     (ct,) = lin.transpose([_one(value.dtype)], last=True)
   return _to_output(np.zeros(x.shape, x.dtype) if ct is None else ct, False), value
 
@@ -719,7 +715,8 @@ def linearize(f, *primals):
       raise ValueError(f"linearize: jvp_fn takes {len(primals)} tangents (one per primal), "
                        f"got {len(tangents)}.")
     tangent_leaves = _matching_leaves(in_tree, tangents, leaves, "linearize", "tangent")
-    outs = ad.recompute_if_nan(lambda: lin.forward(tangent_leaves), always=True)
+    with ad.derivative_pass():
+      outs = ad.recompute_if_nan(lambda: lin.forward(tangent_leaves), always=True)
     return tree_unflatten(out_tree, [_tangent_output(o, t) for o, t in zip(out_leaves, outs)])
 
   return tree_unflatten(out_tree, out_leaves), jvp_fn
@@ -773,7 +770,7 @@ def _jacobian_by_transpose(lin, out_leaves, leaves, chunk_size=None):
   """Reverse mode: pull back every output basis vector at once (vmap over the transpose), or
   `chunk_size` of them at a time."""
   cts, out_sizes, m = _basis(out_leaves, lambda o: dtypes.differentiable_dtype(o.dtype))
-  with np.errstate(**_QUIET if ad.quiet_reverse_passes else {}):
+  with ad.derivative_pass():
     in_cts, dims = batching.vmap_chunked(lambda *c: lin.transpose(list(c)), m, cts,
                                          [0] * len(cts), chunk_size)
   blocks = [[None] * len(leaves) for _ in out_leaves]
@@ -788,8 +785,9 @@ def _jacobian_by_pushforward(lin, leaves, out_leaves, chunk_size=None):
   """Forward mode: push every input basis vector at once (vmap over the tape's forward
   application), or `chunk_size` of them at a time."""
   tangents, in_sizes, n = _basis(leaves, lambda x: x.dtype)
-  out_tangents, dims = batching.vmap_chunked(lambda *t: lin.forward(list(t)), n, tangents,
-                                             [0] * len(tangents), chunk_size)
+  with ad.derivative_pass():
+    out_tangents, dims = batching.vmap_chunked(lambda *t: lin.forward(list(t)), n, tangents,
+                                               [0] * len(tangents), chunk_size)
   blocks = [[None] * len(leaves) for _ in out_leaves]
   for k, (o, t, d) in enumerate(zip(out_leaves, out_tangents, dims)):
     full = _batched_or_broadcast(t, d, n, o)

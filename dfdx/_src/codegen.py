@@ -38,7 +38,7 @@ import weakref
 import numpy as np
 
 from dfdx._src import layouts
-from dfdx._src.ir import Lit, Program, Var
+from dfdx._src.ir import Lit, Program, QuietSource, Var
 
 
 class Ufunc:
@@ -413,9 +413,11 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
   body += _check_lines([v for v in program.in_vars + program.const_vars if id(v) in checks],
                        checks, em)
   reshaped_after = {}  # id(var) -> (x, shape): a reshape computed after the ufunc reading it
+  quiet_lines = set()  # (lines of equations staged in a derivative pass: see _quiet_blocks)
   for i, eqn in enumerate(program.eqns):
     if i in skipped:
       continue
+    first_line = len(body)
     j = _reshape_after_ufunc(program, i, skipped, em, uses, dest_of)
     if j is not None:
       x, r = eqn.inputs[0], eqn.outputs[0]
@@ -539,6 +541,10 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
     body += _check_lines([v for v in eqn.outputs if id(v) in checks], checks, em)
     if i in dels_after:
       body.append("    del " + ", ".join(em.name(v) for v in dels_after[i]))
+    if type(eqn.source) is QuietSource:
+      quiet_lines.update(range(first_line, len(body)))
+  if loop is None and quiet_lines and not standalone:
+    body = _quiet_blocks(body, quiet_lines)
   ret = ", ".join(em.atom(o) for o in program.outs)
   if loop is not None:
     body = _loop_lines(program, em, body, stacked_xs, loop, prefix, rows_written)
@@ -1037,6 +1043,22 @@ def _code(source, filename):
   namespace, and a program traced again (a checkpointed block, a loop's body at every call
   in eager code) gives the same source, with its constants in the namespace."""
   return compile(source, filename, "exec")
+
+
+def _quiet_blocks(body, quiet_lines):
+  """`body` with each run of the lines in `quiet_lines` (equations staged in a derivative
+  pass) inside `with np.errstate(...)`: NumPy's floating-point warnings off there, as in the
+  eager pass (a derivative's NaN or inf is in its result). A loop's body is left as it is: it
+  runs in the state of the statement that calls it. Exported source (standalone) is left as
+  NumPy code reads, without the blocks."""
+  out, inside = [], False
+  for k, line in enumerate(body):
+    quiet = k in quiet_lines
+    if quiet and not inside:
+      out.append("    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):")
+    inside = quiet
+    out.append("    " + line if quiet and line else line)
+  return out
 
 
 def _dead_after(program, skipped, fused):

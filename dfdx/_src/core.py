@@ -221,6 +221,14 @@ def abstract_eval_avals(prim: Primitive, avals, params):
   return prim.abstract_eval(*avals, **params)
 
 
+# ---- reverse passes -------------------------------------------------------------------------
+# How many derivative passes are running (ad.derivative_pass: reverse passes, and forward
+# applications of a linearization): NumPy's floating-point warnings are
+# off in them, and an equation staged meanwhile is marked (ir.QuietSource) so that the
+# compiled program runs it with the warnings off too, as the eager reverse pass does.
+reverse_depth = 0
+
+
 # ---- weak types of staged values ------------------------------------------------------------
 # A staged value of weak type stands for a Python scalar. Python's arithmetic on Python
 # scalars gives Python scalars (`x32 + s * 2.0` stays float32), but every NumPy function

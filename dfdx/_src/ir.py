@@ -43,6 +43,12 @@ class Lit:
     return f"Lit({self.val!r})"
 
 
+class QuietSource(str):
+  """The source line of an equation staged in a derivative pass (core.reverse_depth): compiled
+  code runs it with NumPy's floating-point warnings off, as the eager pass runs."""
+  __slots__ = ()
+
+
 class Eqn:
   """`outputs = prim(*inputs, **params)`; `source` is the user's line that created it."""
   __slots__ = ("prim", "inputs", "params", "outputs", "source")

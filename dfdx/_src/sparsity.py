@@ -47,7 +47,7 @@ import math
 
 import numpy as np
 
-from dfdx._src import batching, core, dtypes
+from dfdx._src import ad, batching, core, dtypes
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program
 from dfdx._src.staging import make_program
@@ -1061,8 +1061,9 @@ def _passes(apply, seeded, results, colors, count, chunk_size=None):
   seeds = _seeds(colors, count, seeded)
   entries = sum(_size(np.shape(x)) for x in list(seeded) + list(results))
   chunk = max(1, _PASS_ENTRIES // max(1, entries))
-  outs, dims = batching.vmap_chunked(lambda *s: apply(list(s)), count, seeds,
-                                     [0] * len(seeds), min(chunk, chunk_size or chunk))
+  with ad.derivative_pass():
+    outs, dims = batching.vmap_chunked(lambda *s: apply(list(s)), count, seeds,
+                                       [0] * len(seeds), min(chunk, chunk_size or chunk))
   return _flat_rows(outs, dims, count, results)
 
 

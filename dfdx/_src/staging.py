@@ -20,7 +20,7 @@ import numpy as np
 
 from dfdx._src import core, errors, state
 from dfdx._src.core import Trace, Tracer, swap_trace
-from dfdx._src.ir import Eqn, Lit, Program, Var, typecheck_program
+from dfdx._src.ir import Eqn, Lit, Program, QuietSource, Var, typecheck_program
 
 # With DFDX_CHECK_PROGRAMS=1 (the test suite sets it) every program built is type checked.
 check_programs = os.environ.get("DFDX_CHECK_PROGRAMS", "") == "1"
@@ -119,6 +119,8 @@ class StagingTrace(Trace):
     else:
       outs = [Var(out_avals)]
     source = user_source_line() if self.record_source else None
+    if core.reverse_depth:
+      source = QuietSource(source or "")
     if core.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
             v.aval.weak_type for v in outs)) or prim in core.keeps_weak_types:
       self.eqns.append(Eqn(prim, inputs, params, outs, source))
