@@ -324,3 +324,78 @@ def test_errors():
     dfdx.jvp(lambda a: dsl.expm(a + 0j), (A,), (A,))
   with pytest.raises(ValueError, match="shapes"):
     dfdx.jvp(lambda q: dsl.solve_sylvester(SPD, SPD, q), (np.ones((2, 3)),), (np.ones((2, 3)),))
+
+
+# ---- lu_solve of a singular factor: SciPy's infs and NaNs, no error --------------------------
+
+SINGULAR = [np.array([[1.0, 2.0], [2.0, 4.0]]), np.zeros((2, 2)), np.diag([1.0, 0.0, 2.0]),
+            np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [1.0, 0.0, 1.0]]),
+            np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])]
+
+
+def _same_values(got, expected):
+  """Equal up to rounding, with the same infs (and signs) and NaNs."""
+  got, expected = np.asarray(got), np.asarray(expected)
+  assert got.shape == expected.shape and got.dtype == expected.dtype
+  np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+  np.testing.assert_array_equal(np.isinf(got) * np.sign(got),
+                                np.isinf(expected) * np.sign(expected))
+  finite = np.isfinite(expected)
+  np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::scipy.linalg.LinAlgWarning")
+@pytest.mark.parametrize("trans", [0, 1, 2])
+@pytest.mark.parametrize("index", range(len(SINGULAR)))
+def test_lu_solve_of_a_singular_factor_gives_scipys_infs_and_nans(index, trans):
+  a = SINGULAR[index]
+  n = len(a)
+  lu, piv = sl.lu_factor(a)
+  for b in (np.ones(n), np.zeros(n), np.arange(2.0 * n).reshape(n, 2)):
+    with np.errstate(all="ignore"):
+      expected = sl.lu_solve((lu, piv), b, trans=trans)
+      _same_values(dsl.lu_solve((lu, piv), b, trans=trans), expected)
+      solve = lambda lu, b: dsl.lu_solve((lu, piv), b, trans=trans)  # noqa: E731
+      _same_values(dfdx.jit(solve)(lu, b), expected)
+      _same_values(dfdx.vmap(solve)(lu[None], b[None])[0], expected)
+      factored = lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b, trans=trans)  # noqa: E731
+      _same_values(dfdx.jit(factored)(a, b), expected)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_lu_solve_of_singular_and_regular_factors_together():
+  a = np.stack([SINGULAR[0], np.array([[2.0, 1.0], [1.0, 3.0]])])
+  b = np.array([1.0, 2.0])
+  factors = [sl.lu_factor(m) for m in a]
+  with np.errstate(all="ignore"):
+    expected = np.stack([sl.lu_solve(f, b) for f in factors])
+    solve = lambda a: dsl.lu_solve(dsl.lu_factor(a), b)  # noqa: E731
+    _same_values(dfdx.vmap(solve)(a), expected)
+    _same_values(dfdx.jit(dfdx.vmap(solve))(a), expected)
+    # derivatives: in b, the transposed solve (infs and NaNs for the singular factor, no
+    # error); for the regular factor, as before
+    lus, pivs = np.stack([f[0] for f in factors]), np.stack([f[1] for f in factors])
+    loss = lambda lu, piv, b: dnp.sum(dsl.lu_solve((lu, piv), b))  # noqa: E731
+    grads = dfdx.vmap(dfdx.grad(loss, (0, 2)))(lus, pivs, np.stack([b, b]))
+    assert not np.all(np.isfinite(grads[1][0]))
+    inv = np.linalg.inv(a[1])
+    np.testing.assert_allclose(grads[1][1], inv.T @ np.ones(2), rtol=1e-13)
+    np.testing.assert_allclose(dfdx.jit(dfdx.grad(lambda a: dnp.sum(solve(a))))(a[1]),
+                               -np.outer(inv.T @ np.ones(2), inv @ b), rtol=1e-13)
+
+
+@pytest.mark.parametrize("trans", [0, 1, 2])
+def test_lu_solve_check_grads_after_the_singularity_branch(trans):
+  check_grads(lambda a, b: dsl.lu_solve(dsl.lu_factor(a), b, trans=trans), (A, B[:, 0]), order=2)
+  lu, piv = sl.lu_factor(A)
+  check_grads(lambda lu, b: dsl.lu_solve((lu, piv), b, trans=trans), (lu, B), order=2)
+
+
+def test_solve_triangular_still_raises_as_scipys_for_a_singular_triangle():
+  a = np.triu(np.ones((3, 3)))
+  a[2, 2] = 0.0
+  with pytest.raises(np.linalg.LinAlgError):
+    sl.solve_triangular(a, np.ones(3))
+  for fun in (dsl.solve_triangular, dfdx.jit(dsl.solve_triangular)):
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+      fun(a, np.ones(3))
