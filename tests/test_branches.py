@@ -226,3 +226,35 @@ def test_exported_derivative_keeps_the_plain_program_when_a_branch_absorbs_zeros
   namespace = {}
   exec(source, namespace)
   np.testing.assert_allclose(namespace["exported"](2.0), 1.5 * np.sqrt(2.0), rtol=1e-15)
+
+
+@pytest.mark.parametrize("closure", [False, True])
+def test_cond_in_a_custom_jvp_rule_is_transposed(closure):
+  # A cond the user writes in a JVP rule is linear in the tangent it is given (as an operand
+  # or closed over): reverse mode transposes it. Its `linear` flags covered the operands
+  # only, not the closed-over values: a tangent closed over was transposed as a constant
+  # (program takes 2 inputs, got 0), and one passed as an operand next to a closed-over
+  # primal, likewise (got 1).
+  @dfdx.custom_jvp
+  def h(x):
+    return dnp.sin(x)
+
+  @h.defjvp
+  def h_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    big = dnp.any(x > 100.0)
+    if closure:
+      d = dfdx.cond(big, lambda: t * 0.0, lambda: t * dnp.cos(x))
+    else:
+      d = dfdx.cond(big, lambda u: u * 0.0, lambda u: u * dnp.cos(x), t)
+    return h(x), d
+
+  f = lambda x: dnp.sum(h(x) * 2)  # noqa: E731
+  x = np.array([0.5, 1.0])
+  for grad in (dfdx.grad(f), dfdx.jit(dfdx.grad(f))):
+    np.testing.assert_allclose(grad(x), 2 * np.cos(x), rtol=1e-15)
+  np.testing.assert_allclose(dfdx.jacrev(h)(x), np.diag(np.cos(x)), rtol=1e-15)
+  np.testing.assert_allclose(dfdx.hessian(f)(x), np.diag(-2 * np.sin(x)), rtol=1e-15)
+  np.testing.assert_allclose(dfdx.vmap(dfdx.grad(f))(np.stack([x, x + 1])),
+                             2 * np.cos(np.stack([x, x + 1])), rtol=1e-15)
+  check_grads(f, (x,), order=2)

@@ -610,9 +610,10 @@ def _switch(index, branches, operands, who):
       raise TypeError(f"{who}: every branch must return the same structure, shapes and "
                       f"dtypes; {names[0]} returned {show(first_tree, first_avals)}, "
                       f"{names[k]} returned {show(out_tree, out_avals)}.")
-  outs = cond_p.bind(index, *leaves, *[c for cs in consts for c in cs],
+  flat_consts = [c for cs in consts for c in cs]
+  outs = cond_p.bind(index, *leaves, *flat_consts,
                      branches=tuple(programs), num_consts=tuple(len(c) for c in consts),
-                     linear=(False,) * len(leaves))
+                     linear=(False,) * (len(leaves) + len(flat_consts)))
   return tree_unflatten(first_tree, outs)
 
 
@@ -699,6 +700,9 @@ def _cond_transpose(cts, index, *args, branches, num_consts, linear):
     raise errors.MissingRuleError("cond: the index of a cond cannot be linear")
   out_avals = branches[0].out_avals
   cts = [_zeros(a) if c is None else c for c, a in zip(cts, out_avals)]
+  # The arguments that are linear here: those the JVP made so, and any other a derivative
+  # feeds (a cond the user wrote in a custom JVP rule, applied to the tangents)
+  linear = tuple(bool(lin) or ad.is_linear(a) for lin, a in zip(linear, args))
   arg_avals = [core.get_aval(a) for a in args]
   lin_avals = _pick(arg_avals, linear)
 
