@@ -255,7 +255,7 @@ def _triangular_reference(a, b, lower, trans, unit_diagonal):
 
 def _no_scipy(monkeypatch):
   """The impl as it runs where SciPy does not import."""
-  monkeypatch.setitem(linalg_ops._triangular_namespace, "_linalg_trtrs_for", lambda dtype: None)
+  monkeypatch.setitem(linalg_ops._triangular_namespace, "_linalg_trtrs_for", lambda dtype, check=True: None)
 
 
 TRIANGULAR = [((4, 4), (4, 3)), ((4, 4), (4,)), ((2, 4, 4), (4, 1)), ((4, 4), (3, 4, 2)),
@@ -478,3 +478,30 @@ def test_triangular_solve_to_sympy():
       a, b, lower=False, trans=1, unit_diagonal=True), a, np.ones(2))
   a1 = sp.Symbol("a_1", real=True)
   assert sp.simplify(x[0] - b0) == 0 and sp.simplify(x[1] - (b1 - a1 * b0)) == 0
+
+
+@pytest.mark.parametrize("scipy_present", [True, False], ids=["scipy", "numpy"])
+def test_unchecked_triangular_solve_divides_by_a_zero_pivot(scipy_present, monkeypatch):
+  # check=False is BLAS's trsm (what LAPACK's getrs and so SciPy's lu_solve run): a zero on
+  # the diagonal is divided by, infs and NaNs follow, nothing raises; without SciPy, a
+  # substitution a row at a time gives the same.
+  if not scipy_present:
+    _no_scipy(monkeypatch)
+  a = np.array([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 3.0]])
+  solve = lambda a, b, lower, trans: linalg_ops.triangular_solve(  # noqa: E731
+      a, b, lower=lower, trans=trans, check=False)
+  cases = [((True, 0), np.ones(3), [0.5, np.inf, -np.inf]),
+           ((False, 1), np.ones(3), [0.5, np.inf, np.nan]),
+           ((True, 0), np.array([2.0, 1.0, 0.0]), [1.0, np.nan, np.nan]),
+           ((False, 1), np.array([2.0, 1.0, 0.0]), [1.0, np.inf, np.nan])]
+  for (lower, trans), b, expected in cases:
+    for run in (solve, dfdx.jit(solve, static_argnums=(2, 3))):
+      with np.errstate(all="raise"):  # (and quietly)
+        np.testing.assert_array_equal(run(a, b, lower, trans), expected)
+    stacked = solve(np.stack([a, np.eye(3)]), np.stack([b, b])[..., None], lower, trans)
+    np.testing.assert_array_equal(stacked[:, :, 0], [expected, b])
+  # a regular triangle: the same as the checked solve
+  regular = a + np.eye(3)
+  np.testing.assert_allclose(solve(regular, np.ones(3), True, 0),
+                             linalg_ops.triangular_solve(regular, np.ones(3), lower=True),
+                             rtol=1e-15)

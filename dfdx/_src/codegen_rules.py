@@ -465,7 +465,7 @@ runtime_helpers["_linalg_triangular_solve"] = \
     _linalg_ops._triangular_namespace["_linalg_triangular_solve"]
 register("triangular_solve", with_avals(lambda ins, p, in_avals, out_avals: (
     f"_linalg_triangular_solve({ins[0]}, {ins[1]}, {p['lower']!r}, {p['trans']!r}, "
-    f"{p['unit_diagonal']!r}, {literal(out_avals[0].dtype)})")))
+    f"{p['unit_diagonal']!r}, {literal(out_avals[0].dtype)}, {p['check']!r})")))
 
 
 # ---- special functions and SciPy ----

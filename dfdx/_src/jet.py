@@ -512,13 +512,13 @@ def _solve_rule(series, k):
                          lambda r: solve_p.bind(a[0], r))
 
 
-def _triangular_solve_rule(series, k, *, lower, trans, unit_diagonal):
+def _triangular_solve_rule(series, k, *, lower, trans, unit_diagonal, check):
   """op(T) x = b, as solve: op(T_0) x_n = b_n - sum_(j=1..n) op(T_j) x_(n-j), T_j the
   triangle of A_j that is read."""
   from dfdx._src.ops import contraction
   from dfdx._src.ops import linalg
   a, b = series
-  params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+  params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal, check=check)
 
   def times(a_j, x):
     return contraction.matmul(linalg._triangular_operand(a_j, lower, trans, unit_diagonal), x)

@@ -24,6 +24,8 @@ Real matrices only: a matrix whose logm or sqrtm is not real raises ValueError w
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import dfdx.numpy as dnp
@@ -208,8 +210,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 
   As SciPy's (LAPACK's getrs, which does not check), a factor with a zero on U's diagonal
   (a singular matrix) raises nothing: the substitution divides by it, giving infs and NaNs
-  (lu_factor is where SciPy warns). Such factors take a substitution of their own, one row a
-  step; every other factor the triangular solves.
+  (lu_factor is where SciPy warns).
 
   >>> a = np.array([[1.0, 2.0], [3.0, 4.0]])
   >>> lu_solve(lu_factor(a), np.array([5.0, 11.0]))
@@ -221,63 +222,22 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
   vector = len(shape_of(b)) == 1
   if vector:
     b = b[:, None]
+  _check_square(shape_of(lu), "lu_solve")
+  if shape_of(b)[-2] != shape_of(lu)[-1]:
+    raise ValueError(f"lu_solve: shapes of lu {shape_of(lu)} and b {shape_of(b)} are "
+                     "incompatible (b must have as many rows as lu).")
+  solve = functools.partial(linalg_ops.triangular_solve, check=False)  # (getrs: trsm)
   if not trans:
     perm = lu_pivots_to_permutation(piv)
-    x = solve_triangular(lu, dnp.take_along_axis(b, perm[..., :, None], axis=-2), lower=True,
-                         unit_diagonal=True)
-    x = _upper_solve(lu, x, 0)
+    x = solve(lu, dnp.take_along_axis(b, perm[..., :, None], axis=-2), lower=True,
+              unit_diagonal=True)
+    x = solve(lu, x, lower=False)
   else:  # a^T = U^T L^T P^T (a^H likewise)
     inverse = lu_pivots_to_permutation(piv, inverse=True)
-    w = solve_triangular(lu, _upper_solve(lu, b, trans), trans=trans, lower=True,
-                         unit_diagonal=True)
+    w = solve(lu, solve(lu, b, lower=False, trans=trans), trans=trans, lower=True,
+              unit_diagonal=True)
     x = dnp.take_along_axis(w, inverse[..., :, None], axis=-2)
   return x[:, 0] if vector else x
-
-
-def _upper_solve(lu, y, trans):
-  """op(U) x = y, U the upper triangle of lu: the triangular solve, or, where a diagonal
-  entry of U is zero, `_substitute` (infs and NaNs as LAPACK's, no error); under jit only
-  the one needed runs."""
-  n = shape_of(lu)[-1]
-  if n == 0:
-    return solve_triangular(lu, y, trans=trans)
-  from dfdx._src.ops.branches import cond
-
-  def checked(lu, y):
-    # (under vmap both branches run: the triangular solve sees a safe diagonal)
-    zero = dnp.diagonal(lu, 0, -2, -1) == 0
-    safe = lu + dnp.where(zero, 1, 0)[..., None] * np.eye(n, dtype=dtype_of(lu))
-    return solve_triangular(safe, y, trans=trans)
-
-  def unchecked(lu, y):
-    u = dnp.triu(lu)
-    if trans:
-      u = _mT(dnp.conj(u) if trans == 2 else u)
-    return _substitute(u, y, lower=bool(trans))
-  return cond(dnp.any(dnp.diagonal(lu, 0, -2, -1) == 0), unchecked, checked, lu, y)
-
-
-def _substitute(t, y, lower):
-  """x with t x = y for the triangular matrices t (lower or upper; the other triangle is
-  zero), by substitution one row a step (a scan): x_i = (y_i - sum_j t_ij x_j) / t_ii, the
-  sum over the rows already solved. A zero t_ii divides by zero, as LAPACK's (an inf, or a
-  NaN, and 0 * inf = NaN in the rows after), where a triangular solve raises."""
-  from dfdx._src.ops.control_flow import scan
-  n = shape_of(t)[-1]
-  batch = np.broadcast_shapes(shape_of(t)[:-2], shape_of(y)[:-2])
-  dtype = np.result_type(dtype_of(t), dtype_of(y))
-  cols = np.arange(n)
-
-  def step(x, row_y_i):
-    row, y_i, i = row_y_i
-    solved = cols < i if lower else cols > i
-    known = dnp.sum(dnp.where(solved, row, 0)[..., :, None] * x, axis=-2)
-    pivot = dnp.sum(dnp.where(cols == i, row, 0), axis=-1, keepdims=True)
-    x_i = (y_i - known) / pivot
-    return dnp.where((cols == i)[:, None], x_i[..., None, :], x), None
-  x0 = dnp.zeros(batch + (n, shape_of(y)[-1]), dtype)
-  rows = (dnp.moveaxis(t, -2, 0), dnp.moveaxis(y, -2, 0), cols)
-  return scan(step, x0, rows, reverse=not lower)[0]
 
 
 def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
@@ -355,13 +315,24 @@ def lu_pivots_to_permutation(piv, inverse=False):
 
 
 def _permutation_impl(piv, *, inverse):
+  # (the swaps are sequential: a Python loop over lists, or over the stack's rows at once)
   piv = np.asarray(piv)
-  perm = np.broadcast_to(np.arange(piv.shape[-1]), piv.shape).copy()
-  for i in range(piv.shape[-1]):
-    j = piv[..., i:i + 1].astype(np.intp)
-    row_i = perm[..., i:i + 1].copy()
-    perm[..., i:i + 1] = np.take_along_axis(perm, j, axis=-1)
-    np.put_along_axis(perm, j, row_i, axis=-1)
+  n = piv.shape[-1]
+  if piv.ndim == 1:
+    perm = list(range(n))
+    for i, j in enumerate(piv.tolist()):
+      perm[i], perm[j] = perm[j], perm[i]
+    perm = np.array(perm, np.int64)
+  else:
+    rows = piv.reshape(-1, n).astype(np.intp)
+    perm = np.broadcast_to(np.arange(n), rows.shape).copy()
+    stack = np.arange(rows.shape[0])
+    for i in range(n):
+      j = rows[:, i]
+      row_i = perm[:, i].copy()
+      perm[:, i] = perm[stack, j]
+      perm[stack, j] = row_i
+    perm = perm.reshape(piv.shape)
   return np.argsort(perm, axis=-1) if inverse else perm
 
 

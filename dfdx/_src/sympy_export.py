@@ -39,7 +39,7 @@ def _rules(sp):
   return rules
 
 
-def _substitution(sp, a, b, *, lower, trans, unit_diagonal):
+def _substitution(sp, a, b, *, lower, trans, unit_diagonal, check=True):
   """triangular_solve by forward (or back) substitution on object arrays: the formula of
   each entry of x, op(T) x = b."""
   n, k = b.shape[-2:]

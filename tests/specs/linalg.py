@@ -24,10 +24,10 @@ def _np_solve(a, b):
   return np.linalg.solve(_shifted(a), b)
 
 
-def _triangular(lower, trans, unit_diagonal=False):
+def _triangular(lower, trans, unit_diagonal=False, check=True):
   """triangular_solve of the triangle of a + 4 I (the rest of a is not read)."""
   return lambda a, b: la.triangular_solve(_shifted(a), b, lower=lower, trans=trans,
-                                          unit_diagonal=unit_diagonal)
+                                          unit_diagonal=unit_diagonal, check=check)
 
 
 def _np_triangular(lower, trans, unit_diagonal=False):
@@ -110,6 +110,9 @@ SPECS = [
            _np_triangular(True, 1, True), SOLVE_SHAPES[1:7], domain=(-1.0, 1.0)),
     OpSpec("triangular_solve_upper_unit", la.triangular_solve_p, _triangular(False, 0, True),
            _np_triangular(False, 0, True), [((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1))],
+           domain=(-1.0, 1.0)),
+    OpSpec("triangular_solve_unchecked", la.triangular_solve_p,  # (BLAS's trsm)
+           _triangular(False, 1, check=False), _np_triangular(False, 1), SOLVE_SHAPES[:7],
            domain=(-1.0, 1.0)),
     OpSpec("triangular_solve_linear_in_b", la.triangular_solve_p, _triangular(False, 0),
            _np_triangular(False, 0), [((3, 3), (3,)), ((2, 3, 3), (3, 2)), ((3, 3), (2, 3, 2))],

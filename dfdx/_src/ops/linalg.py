@@ -294,17 +294,20 @@ def inv(a):
 triangular_solve_p = core.primitive("triangular_solve")
 
 
-def triangular_solve(a, b, *, lower, trans=0, unit_diagonal=False):
+def triangular_solve(a, b, *, lower, trans=0, unit_diagonal=False, check=True):
   """x with op(T) x = b, T the lower (or upper) triangle of the matrices in a's last two axes,
   with ones on the diagonal if `unit_diagonal` (the rest of `a` is not read), and op(T) = T,
   T^T or T^H for `trans` 0, 1 or 2. b is a vector when b.ndim == 1 (as in `solve`), else a
-  stack of matrices whose batch dims broadcast against a's. O(n^2) per column of b."""
+  stack of matrices whose batch dims broadcast against a's. O(n^2) per column of b. A zero
+  on the diagonal raises LinAlgError (LAPACK's trtrs), or with check=False is divided by,
+  giving infs and NaNs (BLAS's trsm, what LAPACK's getrs runs: SciPy's lu_solve)."""
   if trans not in (0, 1, 2):
     raise ValueError(f"triangular_solve: trans must be 0 (T), 1 (T^T) or 2 (T^H), got "
                      f"{trans!r}.")
   if trans == 2 and not _is_complex(a):  # (T^H is T^T: one form in programs)
     trans = 1
-  params = dict(lower=bool(lower), trans=int(trans), unit_diagonal=bool(unit_diagonal))
+  params = dict(lower=bool(lower), trans=int(trans), unit_diagonal=bool(unit_diagonal),
+                check=bool(check))
   a_shape, b_shape = core.shape_of(a), core.shape_of(b)
   if len(b_shape) != 1:
     return triangular_solve_p.bind(a, b, **params)
@@ -321,18 +324,19 @@ def triangular_solve(a, b, *, lower, trans=0, unit_diagonal=False):
 # the loop of LAPACK calls, about 5 us a matrix, wins from 12-16 rows on), NumPy's solve
 # on the triangle. A zero on the diagonal is an error whatever the path, as SciPy's.
 # One source for the impl and for generated code (codegen_rules.py emits it as a helper).
-TRIANGULAR_SOLVE_SOURCE = '''def _linalg_trtrs_for(dtype, _found={}):
-    if dtype not in _found:
+TRIANGULAR_SOLVE_SOURCE = '''def _linalg_trtrs_for(dtype, check=True, _found={}):
+    if (dtype, check) not in _found:
         try:
-            from scipy.linalg import lapack
+            from scipy.linalg import blas, lapack
         except ImportError:
-            _found[dtype] = None
+            _found[dtype, check] = None
         else:
-            _found[dtype] = lapack.get_lapack_funcs("trtrs", dtype=dtype)
-    return _found[dtype]
+            _found[dtype, check] = (lapack.get_lapack_funcs("trtrs", dtype=dtype) if check
+                                    else blas.get_blas_funcs("trsm", dtype=dtype))
+    return _found[dtype, check]
 
 
-def _linalg_trtrs(trtrs, a, b, lower, trans, unit_diagonal):
+def _linalg_trtrs(trtrs, a, b, lower, trans, unit_diagonal, check=True):
     conj = False
     if not a.flags.f_contiguous:  # a C-ordered matrix is the F-ordered transpose
         a, lower = a.T, not lower
@@ -340,6 +344,10 @@ def _linalg_trtrs(trtrs, a, b, lower, trans, unit_diagonal):
             b, trans, conj = b.conj(), 0, True
         else:
             trans = 1 - trans
+    if not check:  # (BLAS's trsm: no test of the diagonal, a zero on it is divided by)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            x = trtrs(1.0, a, b, lower=lower, trans_a=trans, diag=unit_diagonal)
+        return x.conj() if conj else x
     x, info = trtrs(a, b, lower=lower, trans=trans, unitdiag=unit_diagonal)
     if info != 0:
         raise np.linalg.LinAlgError(f"Singular matrix (in triangular_solve: LAPACK's trtrs "
@@ -347,13 +355,28 @@ def _linalg_trtrs(trtrs, a, b, lower, trans, unit_diagonal):
     return x.conj() if conj else x
 
 
-def _linalg_triangular_solve(a, b, lower, trans, unit_diagonal, dtype, small=12):
+def _linalg_substitute(t, b):
+    """x with t x = b for triangular matrices t (the other triangle zero), one row a step, in
+    the order whose rows are known first: a zero on t's diagonal is divided by."""
+    n = t.shape[-1]
+    lower = not np.any(np.triu(t, 1))
+    x = np.zeros(np.broadcast_shapes(t.shape[:-1], b.shape[:-2] + (n,)) + b.shape[-1:],
+                 np.result_type(t, b))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i in (range(n) if lower else range(n - 1, -1, -1)):
+            done = slice(0, i) if lower else slice(i + 1, n)
+            known = np.einsum("...j,...jk->...k", t[..., i, done], x[..., done, :])
+            x[..., i, :] = (b[..., i, :] - known) / t[..., i, i, None]
+    return x
+
+
+def _linalg_triangular_solve(a, b, lower, trans, unit_diagonal, dtype, check=True, small=12):
     a, b = np.asarray(a, dtype), np.asarray(b, dtype)
     if trans == 2 and a.dtype.kind != "c":
         trans = 1
     n, k = b.shape[-2:]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if not unit_diagonal:
+    if not unit_diagonal and check:
         zero = np.diagonal(a, 0, -2, -1) == 0
         if zero.any():
             j = int(np.nonzero(zero.reshape(-1, n).any(0))[0][0])
@@ -362,41 +385,43 @@ def _linalg_triangular_solve(a, b, lower, trans, unit_diagonal, dtype, small=12)
     count = int(np.prod(batch))
     if count == 0 or n == 0 or k == 0:
         return np.zeros(batch + (n, k), dtype)
-    trtrs = _linalg_trtrs_for(dtype)
+    trtrs = _linalg_trtrs_for(dtype, check)
     if trtrs is None or (a.ndim > 2 and count > 1 and n <= small):
         t = np.tril(a, -1 if unit_diagonal else 0) if lower else np.triu(a, int(unit_diagonal))
         if unit_diagonal:
             t = t + np.eye(n, dtype=dtype)
         if trans:
             t = np.swapaxes(t, -1, -2).conj() if trans == 2 else np.swapaxes(t, -1, -2)
-        return np.linalg.solve(t, b)
+        if check or np.all(np.diagonal(t, 0, -2, -1)):
+            return np.linalg.solve(t, b)
+        return _linalg_substitute(t, b)
     if a.ndim == 2:  # one matrix: a stack of right-hand sides is more columns
         cols = b if b.ndim == 2 else np.moveaxis(b, -2, 0).reshape(n, count * k)
-        x = _linalg_trtrs(trtrs, a, cols, lower, trans, unit_diagonal)
+        x = _linalg_trtrs(trtrs, a, cols, lower, trans, unit_diagonal, check)
         if b.ndim == 2:
             return np.ascontiguousarray(x)
         return np.ascontiguousarray(np.moveaxis(x.reshape((n,) + batch + (k,)), 0, -2))
     a, b = np.broadcast_to(a, batch + (n, n)), np.broadcast_to(b, batch + (n, k))
     out = np.empty(batch + (n, k), dtype)
     for i in np.ndindex(*batch):
-        out[i] = _linalg_trtrs(trtrs, a[i], b[i], lower, trans, unit_diagonal)
+        out[i] = _linalg_trtrs(trtrs, a[i], b[i], lower, trans, unit_diagonal, check)
     return out
 '''
 _triangular_namespace = {"np": np}
 exec(TRIANGULAR_SOLVE_SOURCE, _triangular_namespace)
 
 
-def _triangular_solve_impl(a, b, *, lower, trans, unit_diagonal):
+def _triangular_solve_impl(a, b, *, lower, trans, unit_diagonal, check):
   a, b = np.asarray(a), np.asarray(b)
   if b.ndim < 2:
     raise ValueError(f"triangular_solve_p takes a matrix right-hand side (b.ndim >= 2), got "
                      f"shape {b.shape}; call dfdx._src.ops.linalg.triangular_solve for a "
                      "vector b.")
   return _triangular_namespace["_linalg_triangular_solve"](
-      a, b, lower, trans, unit_diagonal, _linalg_dtype(a.dtype, b.dtype))
+      a, b, lower, trans, unit_diagonal, _linalg_dtype(a.dtype, b.dtype), check)
 
 
-def _triangular_solve_abstract_eval(a, b, *, lower, trans, unit_diagonal):
+def _triangular_solve_abstract_eval(a, b, *, lower, trans, unit_diagonal, check):
   _check_square(a, "triangular_solve")
   if b.ndim < 2:
     raise ValueError(f"triangular_solve: b must be a stack of matrices (ndim >= 2), got "
@@ -417,11 +442,11 @@ def _triangular_operand(a, lower, trans, unit_diagonal):
   return t if trans == 0 else _mT(t) if trans == 1 else _mH(t)
 
 
-def _triangular_solve_jvp(primals, tangents, *, lower, trans, unit_diagonal):
+def _triangular_solve_jvp(primals, tangents, *, lower, trans, unit_diagonal, check):
   # op(T) x = b: op(T) dx = db - op(dT) x, one more solve with the same T; dT is the triangle
   # of dA that is read (its strict part for a unit diagonal).
   (a, b), (a_dot, b_dot) = primals, tangents
-  params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+  params = dict(lower=lower, trans=trans, unit_diagonal=unit_diagonal, check=check)
   x = triangular_solve_p.bind(a, b, **params)
   rhs = b_dot
   if a_dot is not None:
@@ -430,7 +455,7 @@ def _triangular_solve_jvp(primals, tangents, *, lower, trans, unit_diagonal):
   return x, ad.match_primal(triangular_solve_p.bind(a, rhs, **params), x)
 
 
-def _triangular_solve_transpose(ct, a, b, *, lower, trans, unit_diagonal):
+def _triangular_solve_transpose(ct, a, b, *, lower, trans, unit_diagonal, check):
   # Linear in b: b_bar = op(T)^-H x_bar, summed over the batch dims b was broadcast along.
   # op(T)^H is T^H (trans 0), conj(T) (trans 1) or T (trans 2); for real T, T^T or T.
   assert not ad.is_linear(a), "triangular_solve is linear in its right-hand side only"
@@ -439,7 +464,7 @@ def _triangular_solve_transpose(ct, a, b, *, lower, trans, unit_diagonal):
   else:
     a_t, trans_t = (a, 2) if trans == 0 else (ew.conj(a), 0) if trans == 1 else (a, 0)
   b_bar = triangular_solve_p.bind(a_t, ct, lower=lower, trans=trans_t,
-                                  unit_diagonal=unit_diagonal)
+                                  unit_diagonal=unit_diagonal, check=check)
   b_bar = shape_ops.sum_to_shape(b_bar, core.shape_of(b))
   dtype = core.get_aval(b).dtype
   return [None, b_bar if b_bar.dtype == dtype else shape_ops.convert_element_type(b_bar, dtype)]
