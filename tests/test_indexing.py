@@ -448,8 +448,10 @@ def test_plain_calls_are_numpy():
   assert np.array_equal(dnp.take_along_axis(a, np.array([[0], [1], [2]]), 1),
                         np.take_along_axis(a, np.array([[0], [1], [2]]), 1))
   assert all(np.array_equal(u, w) for u, w in zip(dnp.nonzero(a > 4), np.nonzero(a > 4)))
-  for name in ["ix_", "diag_indices", "tril_indices", "triu_indices", "tril_indices_from"]:
+  for name in ["diag_indices", "tril_indices", "triu_indices", "tril_indices_from"]:
     assert getattr(dnp, name) is getattr(np, name)
+  assert all(np.array_equal(u, w) for u, w in zip(dnp.ix_([0, 2], [True, False, True]),
+                                                  np.ix_([0, 2], [True, False, True])))
   assert all(np.array_equal(u, w) for u, w in zip(dnp.tril_indices(3, -1), np.tril_indices(3, -1)))
 
 
@@ -530,3 +532,25 @@ def test_a_traced_integer_index_of_a_matrix_under_jit(index):
     assert_same_array(dfdx.jit(index)(x, i), index(x, i))
     g = lambda x: dnp.sum(index(x, i) ** 2)  # noqa: E731
     assert_same_array(dfdx.jit(dfdx.grad(g))(x), dfdx.grad(g)(x))
+
+
+def test_ix_of_traced_integer_sequences():
+  x = np.arange(20.0).reshape(4, 5)
+  i, j = np.array([0, 2]), np.array([1, 3, -1])
+  expected = x[np.ix_(i, j)]
+  take = lambda x, i, j: x[dnp.ix_(i, j)]  # noqa: E731
+  np.testing.assert_array_equal(dfdx.jit(take)(x, i, j), expected)
+  np.testing.assert_array_equal(
+      dfdx.vmap(take, in_axes=(0, 0, None))(np.stack([x, x]), np.stack([i, i + 1]), j),
+      np.stack([expected, x[np.ix_(i + 1, j)]]))
+  grad = dfdx.jit(dfdx.grad(lambda x, i, j: dnp.sum(take(x, i, j) ** 2)))(x, i, j)
+  expected_grad = np.zeros_like(x)
+  expected_grad[np.ix_(i, j)] = 2 * expected
+  np.testing.assert_array_equal(grad, expected_grad)
+  # a boolean sequence stands for its nonzero entries (concrete), as in NumPy
+  mask = np.array([True, False, True, False])
+  np.testing.assert_array_equal(dfdx.jit(lambda x, j: x[dnp.ix_(mask, j)])(x, j),
+                                x[np.ix_(mask, j)])
+  assert [a.shape for a in dnp.ix_(i, j)] == [(2, 1), (1, 3)]  # (nothing traced: NumPy's)
+  with pytest.raises(ValueError, match="Cross index must be 1 dimensional"):
+    dfdx.jit(lambda i: dnp.ix_(i, i))(np.ones((2, 2), int))

@@ -572,3 +572,23 @@ def test_a_python_int_beyond_int64_times_a_float_array():
   np.testing.assert_array_equal(dfdx.jit(lambda x: x * 2 ** 64)(x), x * 2 ** 64)
   np.testing.assert_array_equal(dfdx.jit(dfdx.grad(lambda x: dnp.sum(x * 2 ** 64)))(x),
                                 np.full(2, 2.0 ** 64))
+
+
+def test_a_constant_output_is_the_callers_to_change():
+  # A derivative that does not depend on x is folded to a constant of the program; it is
+  # returned as a copy, so that a caller writing into its result (scaling a gradient in
+  # place) does not change what the next call returns.
+  x = np.ones(5)
+  functions = [
+      (dfdx.jit(dfdx.grad(lambda x: dnp.sum(x[1:3]))), [0.0, 1.0, 1.0, 0.0, 0.0]),
+      (dfdx.jit(dfdx.grad(lambda x: dnp.sum(2 * x))), [2.0] * 5),
+      (dfdx.jit(lambda x: np.ones((3, 2)).T), np.ones((2, 3))),  # (a view of one)
+      (dfdx.jit(lambda x: np.arange(3.0) * 2), [0.0, 2.0, 4.0]),
+  ]
+  for fn, expected in functions:
+    out = fn(x)
+    out *= 10
+    np.testing.assert_array_equal(fn(x), expected)
+  # an output that depends on x is not copied
+  source = dfdx.export.to_source(dfdx.grad(lambda x: dnp.sum(x ** 2)), x)
+  assert ".copy()" not in source

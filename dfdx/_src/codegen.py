@@ -296,6 +296,7 @@ class _Emitter:
     # 0-d arrays (results of ufuncs and reductions), never Python numbers.
     self.arrays = {id(v) for v in program.const_vars}
     self.constant_values = {id(v): c for v, c in zip(program.const_vars, program.const_vals)}
+    self.constant_views = {id(v) for v in program.const_vars}  # (constants and their views)
     self.numpy_scalars = set()
     self.layouts = _Layouts()
 
@@ -510,6 +511,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
         if isinstance(rule, View) and isinstance(first, Var):
           em.set_owner(v, em.owner.get(id(first)))
           em.views.add(id(v))
+          if id(first) in em.constant_views:
+            em.constant_views.add(id(v))
         elif getattr(fn, "with_functions", False) or into:
           em.set_owner(v, None)  # a function's result may be its input, or the caller's
                                  # output array: never written into
@@ -545,7 +548,13 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       quiet_lines.update(range(first_line, len(body)))
   if loop is None and quiet_lines and not standalone:
     body = _quiet_blocks(body, quiet_lines)
-  ret = ", ".join(em.atom(o) for o in program.outs)
+  if loop is None and not nested:
+    # a constant (or a view of one) is returned as a copy: the caller owns what it gets, and
+    # writing into it must not change what the next call returns
+    ret = ", ".join(f"{em.atom(o)}.copy()" if _holds_constant(o, em) else em.atom(o)
+                    for o in program.outs)
+  else:
+    ret = ", ".join(em.atom(o) for o in program.outs)
   if loop is not None:
     body = _loop_lines(program, em, body, stacked_xs, loop, prefix, rows_written)
   elif destinations:
@@ -1043,6 +1052,14 @@ def _code(source, filename):
   namespace, and a program traced again (a checkpointed block, a loop's body at every call
   in eager code) gives the same source, with its constants in the namespace."""
   return compile(source, filename, "exec")
+
+
+def _holds_constant(o, em):
+  """Whether output `o` is an array the compiled function holds from call to call: a
+  constant, a view of one, or an array literal."""
+  if isinstance(o, Lit):
+    return isinstance(o.val, np.ndarray)
+  return id(o) in em.constant_views and o.aval.ndim > 0
 
 
 def _quiet_blocks(body, quiet_lines):

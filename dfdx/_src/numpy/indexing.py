@@ -1,7 +1,8 @@
 """Indexing in `dfdx.numpy`: `x[index]` on traced values (`getitem`, behind
 `Tracer.__getitem__`), functional updates (`x.at[index].set/add/multiply/get`, and `at(x)`
 for any array), take, take_along_axis, compress, and the index helpers nonzero, flatnonzero,
-argwhere, ix_, diag_indices, tril_indices and triu_indices (NumPy's own).
+argwhere, ix_ (integer sequences may be traced), diag_indices, tril_indices and triu_indices
+(NumPy's own).
 
 Indexes mean exactly what they mean in NumPy: integers (negative ones count from the end),
 slices (any step, out-of-range bounds clipped), None, Ellipsis, integer arrays and lists
@@ -22,7 +23,7 @@ import math
 import operator
 
 import numpy as np
-from numpy import diag_indices, diag_indices_from, ix_, tril_indices, tril_indices_from, \
+from numpy import diag_indices, diag_indices_from, tril_indices, tril_indices_from, \
     triu_indices, triu_indices_from
 
 from dfdx._src import dtypes, errors
@@ -729,3 +730,35 @@ def flatnonzero(a):
 def argwhere(a):
   """`numpy.argwhere` (`a` must be concrete)."""
   return np.argwhere(_concrete(a, "argwhere", _NONZERO_FIX) if isinstance(a, Tracer) else a)
+
+
+def ix_(*args):
+  """`numpy.ix_`: an open mesh of the 1-d sequences, the k-th of n reshaped to unit axes but
+  its own, so that `x[ix_(rows, cols)]` takes the cross product. Integer sequences may be
+  traced (under jit and vmap too); a boolean one stands for its nonzero entries, so it must
+  be concrete.
+
+  >>> [i.shape for i in dnp.ix_(np.array([0, 2]), np.array([1, 2, 3]))]
+  [(2, 1), (1, 3)]
+  """
+  if not contains_tracer(args):
+    return np.ix_(*args)
+  out = []
+  for k, seq in enumerate(args):
+    if not isinstance(seq, Tracer):
+      seq = np.asarray(seq)
+      if seq.size == 0:
+        seq = seq.astype(np.intp)
+    aval = get_aval(seq)
+    if len(aval.shape) != 1:
+      raise ValueError("Cross index must be 1 dimensional")
+    if aval.dtype.kind == "b":
+      seq = np.nonzero(_concrete(seq, "ix_ of a boolean sequence", _NONZERO_FIX)
+                       if isinstance(seq, Tracer) else seq)[0]
+    elif aval.dtype.kind not in "iu":
+      raise IndexError(f"ix_: the sequences must be of integers or booleans, sequence {k} "
+                       f"is {aval.dtype}.")
+    shape = (1,) * k + (get_aval(seq).shape[0],) + (1,) * (len(args) - k - 1)
+    out.append(shape_ops.reshape(seq, shape) if isinstance(seq, Tracer) else
+               np.reshape(seq, shape))
+  return tuple(out)
