@@ -68,17 +68,22 @@ def solves(n, repeats, rng):
   lower = np.tril(rng.normal(size=(n, n))) + n * np.eye(n)
   b = rng.normal(size=n)
   spd = lower @ lower.T
+  lu_piv = scipy.linalg.lu_factor(lower @ lower.T + lower)
   rows = [
       ("scipy.linalg.solve_triangular", lambda: scipy.linalg.solve_triangular(lower, b, 0, True)),
       ("dfdx solve_triangular", lambda: dsl.solve_triangular(lower, b, lower=True)),
       ("scipy.linalg.cho_solve", lambda: scipy.linalg.cho_solve((lower, True), b)),
       ("dfdx cho_solve", lambda: dsl.cho_solve((lower, True), b)),
+      ("scipy.linalg.lu_solve", lambda: scipy.linalg.lu_solve(lu_piv, b)),
+      ("dfdx lu_solve", lambda: dsl.lu_solve(lu_piv, b)),
+      ("dfdx grad wrt b of sum(lu_solve)", lambda: g_lu(b)),
       ("dfdx grad wrt b of sum(solve_triangular)", lambda: g_b(b)),
       ("numpy cholesky", lambda: np.linalg.cholesky(spd)),
       ("dfdx grad of sum(cholesky(A))", lambda: g_chol(spd)),
   ]
   g_b = dfdx.grad(lambda b: dnp.sum(dsl.solve_triangular(lower, b, lower=True)))
   g_chol = dfdx.grad(lambda a: dnp.sum(dnp.linalg.cholesky(a)))
+  g_lu = dfdx.grad(lambda b: dnp.sum(dsl.lu_solve(lu_piv, b)))
   for name, f in rows:
     print(f"  {name:45s} {median_ms(f, repeats=repeats):9.2f} ms")
 
