@@ -163,6 +163,17 @@ def _rhs(program, y, s, theta):
   return eval_program(program, y, s, *theta)[0]
 
 
+def _rhs_of_floats(program, s, theta, floats):
+  """f(y, *floating thetas) at time s: the right-hand side as a function of the arguments
+  that are differentiated, the others held at `theta`'s values."""
+  def f(y, *th):
+    full = list(theta)
+    for i, x in zip(floats, th):
+      full[i] = x
+    return _rhs(program, y, s, full)
+  return f
+
+
 def _float_positions(program):
   """The theta inputs (after y and t) that are differentiable (floating)."""
   return [i for i, v in enumerate(program.in_vars[2:]) if v.aval.dtype.kind == "f"]
@@ -179,11 +190,7 @@ def _tangent_program(program):
   def flat_fun(z, s, *rest):
     theta, theta_dot = rest[:len(rest) - len(floats)], rest[len(rest) - len(floats):]
 
-    def f(y, *th):
-      full = list(theta)
-      for i, x in zip(floats, th):
-        full[i] = x
-      return _rhs(program, y, s, full)
+    f = _rhs_of_floats(program, s, theta, floats)
     f_val, f_dot = jvp(f, (z[:n], *[theta[i] for i in floats]), (z[n:], *theta_dot))
     return [dnp.concatenate([f_val, f_dot])]
   avals = [ShapedArray((2 * n,), np.float64), ShapedArray((), np.float64)]
@@ -207,11 +214,7 @@ def _sensitivity_program(program, k):
   def flat_fun(z, s, *rest):
     theta, theta_dots = rest[:len(rest) - len(floats)], rest[len(rest) - len(floats):]
 
-    def f(y, *th):
-      full = list(theta)
-      for i, x in zip(floats, th):
-        full[i] = x
-      return _rhs(program, y, s, full)
+    f = _rhs_of_floats(program, s, theta, floats)
     y, float_theta = z[:n], [theta[i] for i in floats]
     dots = vmap(lambda y_dot, *th_dot: jvp(f, (y, *float_theta), (y_dot, *th_dot))[1])(
         dnp.reshape(z[n:], (k, n)), *theta_dots)
@@ -235,11 +238,7 @@ def _adjoint_program(program):
   sizes = [program.in_vars[2 + i].aval.size for i in floats]
 
   def flat_fun(z, s, *theta):
-    def f(y, *th):
-      full = list(theta)
-      for i, x in zip(floats, th):
-        full[i] = x
-      return _rhs(program, y, s, full)
+    f = _rhs_of_floats(program, s, theta, floats)
     f_val, f_vjp = vjp(f, z[:n], *[theta[i] for i in floats])
     cts = f_vjp(z[n:2 * n])
     parts = [f_val] + [-dnp.reshape(dnp.asarray(c, np.float64), (-1,)) for c in cts]
