@@ -370,3 +370,44 @@ def test_average_with_weights_summing_to_zero_raises_as_numpy_does():
   exec(source, namespace)
   with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
     namespace["f"](a, w)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumprod_of_long_axes_by_its_recurrence(reverse):
+  # Past 16 entries cumprod's tangent is the recurrence dc_i = x_i dc_(i-1) + c_(i-1) x_dot_i
+  # (doubling steps): exact at zeros, as the matrix form, and every derivative order keeps
+  # n log n entries where the matrix form's kept n^2, n^3, ...
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1.5, 1.5, (2, 40))
+  x[0, [3, 17]] = 0.0
+  x[1, 30] = 0.0
+  f = (lambda x: dnp.flip(dnp.cumprod(dnp.flip(x, 1), axis=1), 1)) if reverse else \
+      (lambda x: dnp.cumprod(x, axis=1))
+  exact = np.zeros((2, 40, 2, 40))
+  for r in range(2):
+    row = x[r, ::-1] if reverse else x[r]
+    for i in range(40):
+      for j in range(i + 1):
+        entry = np.prod(np.delete(row[:i + 1], j))
+        ii, jj = (39 - i, 39 - j) if reverse else (i, j)
+        exact[r, ii, r, jj] = entry
+  np.testing.assert_allclose(dfdx.jacfwd(f)(x), exact, rtol=1e-12, atol=1e-300)
+  np.testing.assert_allclose(dfdx.jacrev(f)(x), exact, rtol=1e-12, atol=1e-300)
+  check_grads(lambda x: f(x)[:, ::7], (x,), order=2)
+  # the third derivative of prod over 300 entries holds no n^2 intermediate
+  n = 300
+  y = rng.uniform(0.9, 1.1, n)
+  third = lambda y: dfdx.jvp(lambda y: dfdx.hvp(dnp.prod, (y,), (np.ones(n),)),  # noqa: E731
+                             (y,), (np.ones(n),))[1]
+  program = dfdx.make_expr(third)(y).program
+  largest = max(v.aval.size for e in program.eqns for v in e.outputs)
+  assert largest < 20 * n, largest
+  np.testing.assert_allclose(np.sum(third(y)), _third_of_prod(y), rtol=1e-10)
+
+
+def _third_of_prod(y):
+  """sum_ijk d^3 prod / dy_i dy_j dy_k: prod times the sum over distinct triples of
+  1 / (y_i y_j y_k), times 3! orderings."""
+  inv = 1 / y
+  e1, e2, e3 = inv.sum(), (inv ** 2).sum(), (inv ** 3).sum()
+  return np.prod(y) * (e1 ** 3 - 3 * e1 * e2 + 2 * e3)
