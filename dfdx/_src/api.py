@@ -283,21 +283,10 @@ def _zeros_like_leaf(x):
 
 def _split_aux(out, transform):
   if not isinstance(out, (tuple, list)) or len(out) != 2:
-    got = (f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list))
-           else _describe_value(out))
     raise TypeError(f"{transform}: has_aux=True requires the function to return a pair "
-                    f"(output, aux), but it returned {got}. Return `output, aux`, or drop "
-                    "has_aux.")
+                    f"(output, aux), but it returned {core.describe_value(out)}. Return "
+                    "`output, aux`, or drop has_aux.")
   return out[0], out[1]
-
-
-def _describe_value(x):
-  """A user's value in words: an array's shape and dtype, else its type."""
-  if isinstance(x, (Tracer, np.ndarray, np.generic)):
-    shape, dtype = core.shape_of(x), core.get_aval(x).dtype
-    return f"an array of shape {tuple(shape)} and dtype {dtype}" if shape else \
-        f"a scalar of dtype {dtype}"
-  return "None" if x is None else f"a {type(x).__name__}"
 
 
 def _traced_call(call, in_tree, has_aux, transform, store):

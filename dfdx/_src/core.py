@@ -362,3 +362,35 @@ class Tracer:
   def _repr_value(self):
     return ""
 
+
+# ---- values in messages ---------------------------------------------------------------------
+_VALUE_ARRAYS = (Tracer, np.ndarray, np.generic)
+_VALUE_SCALARS = (bool, int, float, complex)
+
+
+def short_value(x):
+  """A value in a few characters: `float64[3]` for an array (traced or not), the value of a
+  Python number, the type and length of a container, else the type's name."""
+  if isinstance(x, _VALUE_ARRAYS):
+    return get_aval(x).str_short()
+  if isinstance(x, _VALUE_SCALARS):
+    return f"{x!r}"
+  if isinstance(x, (tuple, list, dict)):
+    return f"{type(x).__name__} of {len(x)}"
+  return "None" if x is None else type(x).__name__
+
+
+def describe_value(x):
+  """A value a rule returned, as a message shows it: what it is (an array by dtype and shape,
+  a container by its type and entries), never the class of a traced value."""
+  if isinstance(x, _VALUE_ARRAYS):
+    return f"an array {short_value(x)}"
+  if isinstance(x, _VALUE_SCALARS):
+    return f"a Python {type(x).__name__} ({x!r})"
+  if isinstance(x, (tuple, list)):
+    entries = ", ".join(short_value(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
+    return f"a {type(x).__name__} of {len(x)} ({entries})"
+  if isinstance(x, dict):
+    entries = ", ".join(f"{k!r}: {short_value(v)}" for k, v in list(x.items())[:4])
+    return f"a dict of {len(x)} ({entries}{', ...' if len(x) > 4 else ''})"
+  return "None" if x is None else f"a {type(x).__name__}"

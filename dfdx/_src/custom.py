@@ -23,6 +23,7 @@ import numpy as np
 
 from dfdx._src import ad, batching, core, errors, jet
 from dfdx._src.core import Tracer
+from dfdx._src.core import describe_value as _describe
 from dfdx._src.ir import eval_program, pp_param
 from dfdx._src.numpy.util import weakly_typed
 from dfdx._src.staging import make_program, make_program_of_call
@@ -74,34 +75,6 @@ _SCALAR_TYPES = (bool, int, float, complex)
 
 def _is_array(x):
   return isinstance(x, _ARRAY_TYPES + _SCALAR_TYPES)
-
-
-def _short(x):
-  """A value in a few characters: `float64[3]` for an array (traced or not), the value of a
-  Python number, the type and length of a container, else the type's name."""
-  if isinstance(x, _ARRAY_TYPES):
-    return core.get_aval(x).str_short()
-  if isinstance(x, _SCALAR_TYPES):
-    return f"{x!r}"
-  if isinstance(x, (tuple, list, dict)):
-    return f"{type(x).__name__} of {len(x)}"
-  return "None" if x is None else type(x).__name__
-
-
-def _describe(x):
-  """A value a rule returned, as a message shows it: what it is (an array by dtype and shape,
-  a container by its type and entries), never the class of a traced value."""
-  if isinstance(x, _ARRAY_TYPES):
-    return f"an array {_short(x)}"
-  if isinstance(x, _SCALAR_TYPES):
-    return f"a Python {type(x).__name__} ({x!r})"
-  if isinstance(x, (tuple, list)):
-    entries = ", ".join(_short(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
-    return f"a {type(x).__name__} of {len(x)} ({entries})"
-  if isinstance(x, dict):
-    entries = ", ".join(f"{k!r}: {_short(v)}" for k, v in list(x.items())[:4])
-    return f"a dict of {len(x)} ({entries}{', ...' if len(x) > 4 else ''})"
-  return "None" if x is None else f"a {type(x).__name__}"
 
 
 def _describe_avals(avals):

@@ -189,7 +189,6 @@ def _tangent_program(program):
 
   def flat_fun(z, s, *rest):
     theta, theta_dot = rest[:len(rest) - len(floats)], rest[len(rest) - len(floats):]
-
     f = _rhs_of_floats(program, s, theta, floats)
     f_val, f_dot = jvp(f, (z[:n], *[theta[i] for i in floats]), (z[n:], *theta_dot))
     return [dnp.concatenate([f_val, f_dot])]
@@ -213,7 +212,6 @@ def _sensitivity_program(program, k):
 
   def flat_fun(z, s, *rest):
     theta, theta_dots = rest[:len(rest) - len(floats)], rest[len(rest) - len(floats):]
-
     f = _rhs_of_floats(program, s, theta, floats)
     y, float_theta = z[:n], [theta[i] for i in floats]
     dots = vmap(lambda y_dot, *th_dot: jvp(f, (y, *float_theta), (y_dot, *th_dot))[1])(
