@@ -1058,7 +1058,7 @@ def _holds_constant(o, em):
   """Whether output `o` is an array the compiled function holds from call to call: a
   constant, a view of one, or an array literal."""
   if isinstance(o, Lit):
-    return isinstance(o.val, np.ndarray)
+    return isinstance(o.val, np.ndarray) and o.val.ndim > 0
   return id(o) in em.constant_views and o.aval.ndim > 0
 
 

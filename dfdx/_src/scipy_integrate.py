@@ -333,7 +333,8 @@ def _tangent_transpose(ct, *args, program, options):
   k = (n if linear[0] or linear[1] else 0) + sum(
       size for size, lin in zip(sizes, linear[2:]) if lin)
   if n * (1 + k) <= FORWARD_STATE_FACTOR * (2 * n + sum(sizes)) + FORWARD_STATE_EXTRA:
-    return _transpose_by_sensitivities(ct, dots, y0, t, theta, ys, program, options)
+    return _transpose_by_sensitivities(ct, dots, linear, k, y0, t, theta, ys, program,
+                                       options)
   adjoint = _adjoint_program(program)
   a = ct[num_t - 1]
   theta_bar = dnp.zeros(sum(sizes), np.float64)
@@ -342,32 +343,35 @@ def _tangent_transpose(ct, *args, program, options):
     times = dnp.stack([t[i], t[i - 1]])
     back = odeint_p.bind(state, times, *theta, program=adjoint, options=options)[1]
     a, theta_bar = back[n:2 * n] + ct[i - 1], back[2 * n:]
-  cts = [a if ad.is_linear(dots[0]) else None, None]
-  if ad.is_linear(dots[1]):
-    t_bar = dnp.sum(ct * _rhs_at(program, ys, t, theta), axis=1)
-    f0 = _rhs(program, ys[0], t[0], theta)
-    cts[1] = t_bar - dnp.concatenate([dnp.sum(a * f0)[None], np.zeros(num_t - 1)])
+  cts = [a if linear[0] else None,
+         _time_cotangent(ct, a, ys, t, theta, program) if linear[1] else None]
   offsets = np.cumsum([0] + sizes)
   for k, x in enumerate(float_theta):
     bar = None
-    if ad.is_linear(dots[2 + k]):
+    if linear[2 + k]:
       bar = dnp.reshape(theta_bar[offsets[k]:offsets[k + 1]], core.shape_of(x))
       bar = dnp.asarray(bar, core.get_aval(dots[2 + k]).dtype)
     cts.append(bar)
   return cts + [None] * (len(args) - nd)
 
 
-def _transpose_by_sensitivities(ct, dots, y0, t, theta, ys, program, options):
+def _time_cotangent(ct, y0_bar, ys, t, theta, program):
+  """The cotangent of the times: an output time moves its output by f there; the start
+  moves the whole solution the way y0 -= f(y0, t0) dt0 does (y0_bar: y0's cotangent)."""
+  t_bar = dnp.sum(ct * _rhs_at(program, ys, t, theta), axis=1)
+  f0 = _rhs(program, ys[0], t[0], theta)
+  return t_bar - dnp.concatenate([dnp.sum(y0_bar * f0)[None],
+                                  np.zeros(core.shape_of(t)[0] - 1)])
+
+
+def _transpose_by_sensitivities(ct, dots, linear, k, y0, t, theta, ys, program, options):
   """odeint_tangent's transpose as the k forward sensitivities of the differentiated inputs
-  (y0's n when y0 or t is differentiated, then the entries of each differentiated theta),
-  solved at once and contracted with the cotangents ct."""
-  floats = _float_positions(program)
+  (`linear`: y0's n when y0 or t is differentiated, then the entries of each differentiated
+  theta), solved at once and contracted with the cotangents ct."""
   n, num_t = core.shape_of(y0)[0], core.shape_of(t)[0]
-  linear = [ad.is_linear(d) for d in dots]
   with_y0 = linear[0] or linear[1]
-  shapes = [core.shape_of(theta[i]) for i in floats]
+  shapes = [core.shape_of(theta[i]) for i in _float_positions(program)]
   sizes = [int(np.prod(shape, dtype=int)) for shape in shapes]
-  k = (n if with_y0 else 0) + sum(size for size, lin in zip(sizes, linear[2:]) if lin)
   # the k directions: unit vectors of y0's entries, then of each differentiated theta's
   start = np.zeros((k, n))
   theta_dots, row = [], n if with_y0 else 0
@@ -383,16 +387,9 @@ def _transpose_by_sensitivities(ct, dots, y0, t, theta, ys, program, options):
                     program=_sensitivity_program(program, k), options=options)
   # d ys[i] / d direction j, contracted with ct[i]
   bar = dnp.einsum("im,ijm->j", ct, dnp.reshape(z[:, n:], (num_t, k, n)))
-  cts = [None, None]
   y0_bar = bar[:n] if with_y0 else None
-  if linear[0]:
-    cts[0] = y0_bar
-  if linear[1]:
-    # an output time moves its output by f there; the start moves the whole solution the
-    # way y0 -= f(y0, t0) dt0 does
-    t_bar = dnp.sum(ct * _rhs_at(program, ys, t, theta), axis=1)
-    f0 = _rhs(program, ys[0], t[0], theta)
-    cts[1] = t_bar - dnp.concatenate([dnp.sum(y0_bar * f0)[None], np.zeros(num_t - 1)])
+  cts = [y0_bar if linear[0] else None,
+         _time_cotangent(ct, y0_bar, ys, t, theta, program) if linear[1] else None]
   row = n if with_y0 else 0
   for k_, (shape, size, lin) in enumerate(zip(shapes, sizes, linear[2:])):
     bar_k = None

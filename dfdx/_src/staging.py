@@ -49,6 +49,8 @@ def user_source_line(skip_numpy=True):
   return None
 
 
+# the source of an equation staged in a derivative pass where no line is recorded
+_QUIET_NO_SOURCE = QuietSource("")
 # file name -> 2 inside dfdx, 1 inside NumPy, 0 elsewhere (tracing asks for every equation)
 _places: dict = {}
 
@@ -120,7 +122,7 @@ class StagingTrace(Trace):
       outs = [Var(out_avals)]
     source = user_source_line() if self.record_source else None
     if core.reverse_depth:
-      source = QuietSource(source or "")
+      source = QuietSource(source) if source else _QUIET_NO_SOURCE
     if core.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
             v.aval.weak_type for v in outs)) or prim in core.keeps_weak_types:
       self.eqns.append(Eqn(prim, inputs, params, outs, source))
