@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from dfdx._src import ad, codegen
+from dfdx._src import ad, codegen, core
 from dfdx._src.ir import Program
 from dfdx._src.jit import make_expr
 from dfdx._src.tree import tree_flatten, tree_leaves
@@ -46,7 +46,7 @@ def to_source(f, *args, name=None):
       return v0
   <BLANKLINE>
   """
-  made = ad.JVPTrace.made
+  made = core.context.jvp_traces
   expr = make_expr(f, optimize=True)(*args)
   program = _as_compiled(expr.program)
   _check_standalone(program)
@@ -57,7 +57,7 @@ def to_source(f, *args, name=None):
     names = [f"x{i}" for i in range(len(program.in_vars))]
   name = codegen._identifier(name or expr.name)
   single = expr.out_tree.num_leaves == 1
-  if ad.JVPTrace.made == made:  # nothing differentiated: one program
+  if core.context.jvp_traces == made:  # nothing differentiated: one program
     return codegen.program_source(program, name, arg_names=names, single_output=single)
   # A derivative: as dfdx computes it, a result holding a NaN is computed again with the
   # zero-absorbing chain rule (see README, "Derivatives that stay finite").

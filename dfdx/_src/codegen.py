@@ -536,7 +536,7 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
       body += ["    " + line if line else line for line in em.pre_lines]
       em.pre_lines = []
     if not eqn.prim.multiple_results and eqn.outputs[0].aval.weak_type:
-      # A weakly typed value stands for a Python scalar, and is one (see core.weak_results)
+      # A weakly typed value stands for a Python scalar, and is one (see core.context.weak_results)
       expr = f"{_PYTHON_SCALAR[eqn.outputs[0].aval.dtype.kind]}({expr})"
       em.numpy_scalars.discard(id(eqn.outputs[0]))
     lhs = ", ".join(outs) + ("," if len(outs) == 1 and eqn.prim.multiple_results else "")

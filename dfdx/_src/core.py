@@ -3,8 +3,9 @@
 Owns:
   * `ShapedArray`, the abstract value (shape, dtype, weak_type) of an array;
   * `Primitive` and `Primitive.bind`, the single point where every operation is intercepted;
-  * the current-trace context: exactly one trace is current; each trace has a `parent`, and a
-    trace's rules run with that parent current (stackless interpreters, as in autodidax2);
+  * the current-trace context: exactly one trace is current (per thread: see `context`); each
+    trace has a `parent`, and a trace's rules run with that parent current (stackless
+    interpreters, as in autodidax2);
   * `Trace` and `Tracer`, the base classes of every interpreter and its values.
 
 Invariants:
@@ -19,6 +20,8 @@ Invariants:
 Imports no ops and no user-facing NumPy API.
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -103,20 +106,43 @@ def is_float_dtype(dtype) -> bool:
   return np.dtype(dtype).kind in "fc"
 
 
-# ---- the current trace ------------------------------------------------------------------
+# ---- the current trace and the rest of the dynamic context --------------------------------
 
-_current_trace = None
+
+class Context(threading.local):
+  """What is in force while a transformation runs, one per thread: each thread starts from
+  these defaults, so transformations run in two threads at once never see each other's
+  traces. Every module's dynamic state is here; the module named on each line owns it.
+  (Caches and switches such as debug_nans stay module globals, shared by all threads.)"""
+  trace = None            # core: the trace that `bind` dispatches to (None: NumPy)
+  reverse_depth = 0       # core: derivative passes running (see below)
+  weak_results = False    # core: staged results keep weak types (see below)
+  zero_absorbing = False  # ad: the zero-absorbing chain rule is on (ad.run_zero_absorbing)
+  vjp_rules = True        # ad: direct VJP rules are used (ad.use_vjp_rules)
+  deferred = None         # ad: a weak reference to the tracer whose primal is deferred
+  split_trace = None      # ad: the split spectrum's trace (ad.run_split)
+  ties_met = 0            # ad: reverse passes that met a tie of a spectrum (a counter)
+  jvp_traces = 0          # ad: JVP traces made (a counter: was anything differentiated?)
+  splitting = False       # ops.control_flow: loops' JVPs split primal and tangent parts
+  reads = None            # state: while jit traces, the Variables read (id -> Variable)
+  held = None             # debug: NaNErrors held back during a first attempt
+
+  def __init__(self):
+    self.frames = []      # state: the journal of Variables assigned, a dict per open call
+
+
+context = Context()
 
 
 def current_trace():
   """The trace that `bind` dispatches to now (`None`: evaluate with NumPy)."""
-  return _current_trace
+  return context.trace
 
 
 def swap_trace(trace):
   """Make `trace` current and return the trace that was current before."""
-  global _current_trace
-  prev, _current_trace = _current_trace, trace
+  ctx = context
+  prev, ctx.trace = ctx.trace, trace
   return prev
 
 
@@ -165,7 +191,7 @@ class Primitive:
     self.linear = False
 
   def bind(self, *args, **params):
-    trace = _current_trace
+    trace = context.trace
     if trace is None:
       return self.impl(*args, **params)
     return trace.process_primitive(self, args, params)
@@ -222,24 +248,22 @@ def abstract_eval_avals(prim: Primitive, avals, params):
 
 
 # ---- reverse passes -------------------------------------------------------------------------
-# How many derivative passes are running (ad.derivative_pass: reverse passes, and forward
-# applications of a linearization): NumPy's floating-point warnings are
+# `context.reverse_depth` counts the derivative passes running (ad.derivative_pass: reverse
+# passes, and forward applications of a linearization): NumPy's floating-point warnings are
 # off in them, and an equation staged meanwhile is marked (ir.QuietSource) so that the
 # compiled program runs it with the warnings off too, as the eager reverse pass does.
-reverse_depth = 0
 
 
 # ---- weak types of staged values ------------------------------------------------------------
 # A staged value of weak type stands for a Python scalar. Python's arithmetic on Python
 # scalars gives Python scalars (`x32 + s * 2.0` stays float32), but every NumPy function
 # gives NumPy's types (`np.exp(0.5)` is a float64, which makes `x32 + np.exp(0.5)` float64).
-# So a staged result keeps its weak type only while `weak_results` is set: in the arithmetic
-# operators of weak values (dfdx._src.numpy.array_methods) and while a recorded program is
-# replayed (ir.eval_program). Anywhere else it is made strong, as NumPy would make it: a
+# So a staged result keeps its weak type only while `context.weak_results` is set: in the
+# arithmetic operators of weak values (dfdx._src.numpy.array_methods) and while a recorded
+# program is replayed (ir.eval_program). Anywhere else it is made strong, as NumPy would make it: a
 # ufunc's equation is recorded with a strong output (a ufunc returns a NumPy value), any
 # other result is cast to its own dtype (staging.StagingTrace.process_primitive). At run
 # time a weakly typed value is a Python scalar (codegen writes `float(...)` for it).
-weak_results = False
 # Primitives that give what they were given or what their function gives (stop_gradient,
 # loops, branches, custom rules, nested jit): a Python scalar that comes out stays one.
 keeps_weak_types: set = set()
@@ -252,12 +276,12 @@ def ufunc_valued(prim) -> bool:
 
 def keeping_weak_types(fn, *args):
   """`fn(*args)` with staged results left weakly typed where every operand is."""
-  global weak_results
-  prev, weak_results = weak_results, True
+  ctx = context
+  prev, ctx.weak_results = ctx.weak_results, True
   try:
     return fn(*args)
   finally:
-    weak_results = prev
+    ctx.weak_results = prev
 
 
 # ---- traces and tracers -----------------------------------------------------------------
@@ -269,7 +293,7 @@ class Trace:
   kind = "trace"
 
   def __init__(self):
-    self.parent = _current_trace
+    self.parent = context.trace
     self.alive = True
 
   def process_primitive(self, prim, args, params):

@@ -54,8 +54,7 @@ _plain_bind_in = core.bind_in
 _plain_source_line = staging.user_source_line
 _plain_recompute = getattr(ad, "recompute_if_nan", None)
 # While a transformation's first attempt runs (see `_recompute_if_nan`): the NaNErrors of
-# derivative rules held back, else None.
-_held = None
+# derivative rules held back (`core.context.held`, per thread), else None.
 
 
 class debug_nans:
@@ -160,7 +159,7 @@ def _swap_bind_in(old, new):
 
 def _checked_bind(self, *args, **params):
   """`Primitive.bind` while debug_nans is on."""
-  trace = core._current_trace
+  trace = core.context.trace
   if trace is None:
     out = self.impl(*args, **params)
     if self not in _unscanned and _holds_nan(out):
@@ -328,8 +327,9 @@ _RERUNS = {"jit_call": _eval_jit_call, "scan": _eval_scan, "while": _eval_while,
 def _report(err):
   """Raise `err`, or hold it back while a transformation may compute its derivative again
   without NaNs (see `_recompute_if_nan`)."""
-  if _held is not None and err.context in ("jvp", "vjp", "sum", "linear"):
-    _held.append(err)
+  held = core.context.held
+  if held is not None and err.context in ("jvp", "vjp", "sum", "linear"):
+    held.append(err)
     return
   raise err
 
@@ -691,7 +691,6 @@ def _check_jitted_call(entry, leaves, outs):
   """`jit.nan_check`: a jitted call returned `outs`. If they hold a NaN that its inputs did
   not, evaluate its program one equation at a time with the checks, to find where (a NaN
   in a constant of the program came in, like one in the inputs)."""
-  global _held
   for o in outs:
     if _holds_nan(o):
       break
@@ -699,7 +698,8 @@ def _check_jitted_call(entry, leaves, outs):
     return
   if _holds_nan(list(leaves)):
     return
-  held, _held = _held, None  # report at once
+  ctx = core.context
+  held, ctx.held = ctx.held, None  # report at once
   try:
     ir.eval_program(entry.program, *leaves)
   except NaNError as e:
@@ -709,7 +709,7 @@ def _check_jitted_call(entry, leaves, outs):
                    context=e.context, derivative_of=e.derivative_of, source=e.source,
                    code=e.code) from None
   finally:
-    _held = held
+    ctx.held = held
   if _constants_hold_nan([entry.program], set()):
     return  # it came in through a constant (a value the function closed over)
   raise NaNError(
@@ -725,22 +725,20 @@ def _recompute_if_nan(run, *args, **kwargs):
   out NaN computes it again with the zero-absorbing chain rule, so NaNs that its derivative
   rules produce the first time may never reach the user: hold them back, and raise the first
   only if the result still holds a NaN. The second attempt checks as usual."""
-  global _held
-  if _held is not None or core._current_trace is not None or getattr(ad, "zero_absorbing",
-                                                                      False):
+  ctx = core.context
+  if ctx.held is not None or ctx.trace is not None or ctx.zero_absorbing:
     return _plain_recompute(run, *args, **kwargs)
   held, again = [], []
 
   def attempt():
-    global _held
-    if getattr(ad, "zero_absorbing", False):
+    if ctx.zero_absorbing:
       again.append(True)
       return run()
-    _held = held
+    ctx.held = held
     try:
       return run()
     finally:
-      _held = None
+      ctx.held = None
   out = _plain_recompute(attempt, *args, **kwargs)
   if held and not again and _holds_nan_tree(out):
     raise held[0]

@@ -44,8 +44,8 @@ class Lit:
 
 
 class QuietSource(str):
-  """The source line of an equation staged in a derivative pass (core.reverse_depth): compiled
-  code runs it with NumPy's floating-point warnings off, as the eager pass runs."""
+  """The source line of an equation staged in a derivative pass (core.context.reverse_depth):
+  compiled code runs it with NumPy's floating-point warnings off, as the eager pass runs."""
   __slots__ = ()
 
 
@@ -158,7 +158,7 @@ def eval_program(program: Program, *args):
 
 def _weak_equation(eqn, args):
   """An equation with weakly typed outputs (Python scalars) evaluated again: its results stay
-  weak when staged, and are Python scalars when computed (see core.weak_results)."""
+  weak when staged, and are Python scalars when computed (see core.context.weak_results)."""
   out = core.keeping_weak_types(lambda: eqn.prim.bind(*args, **eqn.params))
   outs = out if eqn.prim.multiple_results else [out]
   outs = [o.item() if v.aval.weak_type and isinstance(o, (np.generic, np.ndarray)) else o

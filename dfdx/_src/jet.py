@@ -172,7 +172,7 @@ def _cauchy(prim):
   def rule(series, k, **params):
     (a, b) = series
     outs = [prim.bind(a[0], b[0], **params)]
-    times = ad.zero_absorbing_prims.get(prim, prim) if ad.zero_absorbing else prim
+    times = ad.zero_absorbing_prims.get(prim, prim) if core.context.zero_absorbing else prim
     for n in range(1, k + 1):
       total = None
       for j in range(n + 1):

@@ -177,7 +177,8 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
     held = {id(v): v._held for v in variables}
     for v, traced in zip(variables, leaves[n:]):
       v._held = traced
-    frame = state._frames[-1] if state._frames else {}
+    frames = core.context.frames
+    frame = frames[-1] if frames else {}
     try:
       out = f(*call_args, **call_kwargs)
       assigned = [(var, var._held) for var, _ in frame.values()]
@@ -216,17 +217,18 @@ def _traced_with_variables(trace):
   """`trace(variables)` -> (program, lifted, ...), with the Variables the function reads made
   inputs: traced once noting them, and again with them as inputs where it read any (the
   first program had their values baked in). Returns the result and the Variables."""
-  outer = state.reads
-  state.reads = {}
+  ctx = core.context
+  outer = ctx.reads
+  ctx.reads = {}
   try:
     with state.journal():  # (the Variables f assigns are tracked while it is traced)
       result = trace(())
-    read = tuple(state.reads.values())
+    read = tuple(ctx.reads.values())
     if read:
       with state.journal():
         result = trace(read)
   finally:
-    noted, state.reads = state.reads, outer
+    noted, ctx.reads = ctx.reads, outer
     if outer is not None:  # (an enclosing jit reads them too, through this call)
       outer.update(noted)
   return result, read
@@ -331,7 +333,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
 
   @functools.wraps(f)
   def jitted(*args, **kwargs):
-    if not kwargs and core.current_trace() is None and not ad.zero_absorbing:
+    if not kwargs and core.current_trace() is None and not core.context.zero_absorbing:
       if static_nums:  # the static values are part of the key, the others are the leaves
         pos, ordered = static_positions(len(args))
         statics = tuple([args[i] for i in ordered])
@@ -380,7 +382,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
   def checked_outputs(entry, leaves, outs, args, kwargs):
     """The results of a direct run: a derivative holding a NaN is computed again with the
     zero-absorbing chain rule (its own program); debug_nans looks at the rest."""
-    if entry.differentiates and not ad.zero_absorbing and ad.holds_nan(outs):
+    if entry.differentiates and not core.context.zero_absorbing and ad.holds_nan(outs):
       return ad.run_zero_absorbing(lambda: slow_call(args, kwargs))
     if nan_check is not None:
       nan_check(entry, leaves, outs)
@@ -392,9 +394,9 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
     """A direct run of a program whose reverse pass divides by the gaps of a spectrum. One
     that met a tie is computed again without jit: eager reverse passes take the limit there
     (see ops/gaps.py)."""
-    ties = ad.ties_met
+    ties = core.context.ties_met
     outs = entry.run(*leaves)
-    if ad.ties_met != ties:
+    if core.context.ties_met != ties:
       return f(*args, **kwargs)
     return checked_outputs(entry, leaves, outs, args, kwargs)
 
@@ -415,7 +417,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         paths = paths or tree.leaf_paths()
         avals.append(_leaf_aval(x, _describe_path(paths[i]), name))
     sig = _Signature(tree, avals, statics)
-    entry = cache.get((sig.key, ad.zero_absorbing))
+    entry = cache.get((sig.key, core.context.zero_absorbing))
     with_variables = None
     if entry is not None and entry.variables:
       with_variables = _with_variables(entry, leaves)
@@ -426,7 +428,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
         level = logging.WARNING if explain else logging.INFO
         logger.log(level, "jit(%s): retracing because %s", name,
                    sig.explain_difference(last[-1]))
-      made = ad.JVPTrace.made
+      made = core.context.jvp_traces
       with _paused_gc():
         writes = []
         (program, lifted, out_tree, out_statics), variables = _traced_with_variables(
@@ -434,7 +436,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
                                                 variables, writes))
         entry = _compile(program, out_tree, out_statics, name, optimize)
       entry.writes = tuple(writes)
-      entry.differentiates = ad.JVPTrace.made != made
+      entry.differentiates = core.context.jvp_traces != made
       entry.variables = variables
       entry.var_avals = tuple((v._held.shape, v._held.dtype) for v in variables)
       with_variables = _with_variables(entry, leaves) if variables else None
@@ -444,7 +446,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
                                name=name)
         _write(entry, outs)
         return _rebuild(entry, outs)
-      cache[sig.key, ad.zero_absorbing] = entry
+      cache[sig.key, core.context.zero_absorbing] = entry
       last[:] = [sig]
     if entry_only:
       return entry

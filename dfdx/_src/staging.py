@@ -121,14 +121,14 @@ class StagingTrace(Trace):
     else:
       outs = [Var(out_avals)]
     source = user_source_line() if self.record_source else None
-    if core.reverse_depth:
+    if core.context.reverse_depth:
       source = QuietSource(source) if source else _QUIET_NO_SOURCE
-    if core.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
+    if core.context.weak_results or not (outs[0].aval.weak_type if len(outs) == 1 else any(
             v.aval.weak_type for v in outs)) or prim in core.keeps_weak_types:
       self.eqns.append(Eqn(prim, inputs, params, outs, source))
     elif not prim.multiple_results and core.ufunc_valued(prim):
-      # A NumPy function of Python scalars gives a NumPy value (see core.weak_results); a
-      # ufunc's result is one as it is.
+      # A NumPy function of Python scalars gives a NumPy value (see core.context.weak_results);
+      # a ufunc's result is one as it is.
       outs = [Var(core.ShapedArray(outs[0].aval.shape, outs[0].aval.dtype))]
       self.eqns.append(Eqn(prim, inputs, params, outs, source))
     else:  # (and any other result is cast to one)

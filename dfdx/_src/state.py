@@ -20,13 +20,13 @@ import itertools
 
 import numpy as np
 
-from dfdx._src.core import Tracer, swap_trace
+from dfdx._src.core import Tracer, context, swap_trace
 
-_frames: list = []  # the journal: one dict id(var) -> (var, previous value) per open call
-in_use = False       # set once a Variable exists: until then transformations skip the journal
-# While jit traces a function: id(var) -> var for every Variable whose value it reads (jit
-# makes them inputs of the compiled program, read again at every call). None otherwise.
-reads = None
+# The journal (`context.frames`, one per thread): one dict id(var) -> (var, previous value)
+# per open call. While jit traces a function, `context.reads` is id(var) -> var for every
+# Variable whose value it reads (jit makes them inputs of the compiled program, read again at
+# every call); None otherwise.
+in_use = False  # set once a Variable exists: until then transformations skip the journal
 
 
 class Variable:
@@ -50,6 +50,7 @@ class Variable:
 
   @property
   def _value(self):  # (every read of the value: noted while jit traces)
+    reads = context.reads
     if reads is not None:
       reads[id(self)] = self
     return self._held
@@ -68,8 +69,9 @@ class Variable:
       new = new.value
     if not isinstance(new, (np.ndarray, Tracer)):
       new = np.asarray(new)
-    if _frames and id(self) not in _frames[-1]:
-      _frames[-1][id(self)] = (self, self._value)
+    frames = context.frames
+    if frames and id(self) not in frames[-1]:
+      frames[-1][id(self)] = (self, self._value)
     self._value = new
 
   shape = property(lambda self: self._value.shape)
@@ -258,17 +260,18 @@ class journal:
 
   def __enter__(self):
     self.frame = {}
-    _frames.append(self.frame)
+    context.frames.append(self.frame)
     return self
 
   def __exit__(self, exc_type, exc, tb):
-    _frames.pop()
+    frames = context.frames
+    frames.pop()
     if exc_type is not None:
       for var, previous in self.frame.values():
         var._value = previous
       return False
-    if _frames:  # an enclosing call may still have to restore them
-      parent = _frames[-1]
+    if frames:  # an enclosing call may still have to restore them
+      parent = frames[-1]
       for key, entry in self.frame.items():
         parent.setdefault(key, entry)
     return False

@@ -50,7 +50,7 @@ def _binary_op(name, reflected=False):
   direct = getattr(fn, "direct_op", None)
 
   # Python's arithmetic on Python scalars gives a Python scalar: a staged weakly typed value
-  # with a Python scalar (or another such value) gives one too (see core.weak_results).
+  # with a Python scalar (or another such value) gives one too (see core.context.weak_results).
   if reflected:
     def op(self, other):
       t = type(other)

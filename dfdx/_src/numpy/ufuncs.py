@@ -183,7 +183,7 @@ def divmod(x1, x2, /, **kwargs):  # noqa: A001  (the NumPy name)
 
 __all__.append("divmod")
 positive = _unary("positive", np.positive,  # (+s of a Python number stays one)
-                  lambda x: x if core.weak_results else strong(x))
+                  lambda x: x if core.context.weak_results else strong(x))
 
 
 def _integer_exponent(x2):
@@ -205,7 +205,7 @@ def _power(x1, x2):
   # give 0 * 0 ** -1 = nan there.
   y = _integer_exponent(x2)
   if y is not None and dtype_of(x1).kind in "fc":  # (x ** 1 is x: a NumPy value all the same)
-    return ew.integer_pow(x1, y) if y != 1 or core.weak_results else strong(x1)
+    return ew.integer_pow(x1, y) if y != 1 or core.context.weak_results else strong(x1)
   return ew.pow(x1, x2)
 
 

@@ -187,7 +187,7 @@ def _dot_general_transpose_lhs(ct, x, y, *, dimension_numbers, swap_ans=False,
 
 
 def _product(ct, y, dims, perm, dtype):
-  prim = zdot_general_p if ad.zero_absorbing else dot_general_p
+  prim = zdot_general_p if core.context.zero_absorbing else dot_general_p
   out = shape_ops.transpose(prim.bind(ct, y, dimension_numbers=dims), perm)
   return out if out.dtype == dtype else shape_ops.convert_element_type(out, dtype)
 

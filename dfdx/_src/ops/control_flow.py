@@ -573,15 +573,12 @@ def _reaches(body, flags):
 
 
 
-_splitting = False
-
-
 def linearizing(tangents):
   """Whether a JVP rule of control flow should give its primal and tangent parts as separate
   equations (the tangent one linear): under reverse mode (tangents on a tape), and while a
   scan's body is traced for partial evaluation, so that a nested loop or branch splits
   too instead of being one equation with primal and tangent outputs."""
-  return _splitting or any(isinstance(t, ad.TapeTracer) for t in tangents)
+  return core.context.splitting or any(isinstance(t, ad.TapeTracer) for t in tangents)
 
 
 def _carry_fixed_point(body, num_carry, carry_flags, other_flags):
@@ -703,13 +700,13 @@ def _linearized_scan(primals, tangents, nonzero, carry_nz, y_nz, body, num_carry
     outs, t_out = _body_jvp(body, c + x + k, _fill(nz_c, ct) + _fill(nz_x, xt) + _fill(nz_k, kt),
                             carry_nz + y_nz)
     return outs + t_out
-  global _splitting
-  prev, _splitting = _splitting, True  # (nested loops split too: see linearizing)
+  ctx = core.context
+  prev, ctx.splitting = ctx.splitting, True  # (nested loops split too: see linearizing)
   try:
     jvp_prog = _rule_program(jvp_body, in_avals + _pick(c_avals, nz_c) + _pick(x_avals, nz_x)
                              + _pick(k_avals, nz_k))
   finally:
-    _splitting = prev
+    ctx.splitting = prev
   n_in, n_out = len(in_avals), len(out_avals)
   split = _partial_eval(jvp_prog, n_in, n_out)
   if split is None:

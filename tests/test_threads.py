@@ -1,0 +1,128 @@
+"""Transformations running in several threads at once: each thread has its own current trace
+and dynamic context (core.context), so no thread sees another's tracers."""
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import dfdx
+import dfdx.numpy as dnp
+
+
+@pytest.fixture(autouse=True)
+def _switch_often():
+  # Python switches threads every 5 ms by default; switching every microsecond puts one
+  # thread's operations inside another's transformation many times in every test.
+  prev = sys.getswitchinterval()
+  sys.setswitchinterval(1e-6)
+  yield
+  sys.setswitchinterval(prev)
+
+
+def _run_threads(work, args):
+  """work(arg) in one thread per arg, all at once; the exceptions they raised."""
+  errors = []
+  start = threading.Barrier(len(args))
+
+  def body(arg):
+    start.wait()
+    try:
+      work(arg)
+    except BaseException as e:  # noqa: BLE001 (reported by the test)
+      errors.append(e)
+  threads = [threading.Thread(target=body, args=(a,)) for a in args]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  return errors
+
+
+def _chain(x, a):
+  y = x
+  for _ in range(60):
+    y = dnp.sin(y) * a + x
+  return dnp.sum(y * y)
+
+
+def test_gradients_in_four_threads_equal_their_values_in_one():
+  x = np.linspace(0.0, 1.0, 7)
+  expected = {a: dfdx.grad(_chain)(x, a) for a in (0.5, 0.9)}
+  got = []
+
+  def work(a):
+    for _ in range(15):
+      got.append((a, dfdx.grad(_chain)(x, a)))
+  assert _run_threads(work, [0.5, 0.9, 0.5, 0.9]) == []
+  assert len(got) == 60
+  for a, g in got:
+    np.testing.assert_array_equal(g, expected[a])
+
+
+def test_plain_numpy_calls_beside_a_transformation_stay_plain():
+  # dfdx.numpy called with no transformation in one thread while another thread is inside
+  # grad, vmap and jit: NumPy values out, never a tracer of the other thread's trace.
+  x = np.linspace(0.0, 1.0, 5)
+  seen = []
+
+  def work(kind):
+    for _ in range(30):
+      if kind == "plain":
+        out = dnp.sum(dnp.exp(dnp.sin(x)) * 2.0)
+        seen.append(type(out))
+        assert out == np.sum(np.exp(np.sin(x)) * 2.0)
+      elif kind == "grad":
+        dfdx.grad(_chain)(x, 0.7)
+      elif kind == "vmap":
+        dfdx.vmap(lambda r: _chain(r, 0.3))(np.stack([x, x]))
+      else:
+        dfdx.jit(lambda r: _chain(r, 0.2))(x)  # traced at every call: a new function
+  assert _run_threads(work, ["plain", "grad", "vmap", "jit"]) == []
+  assert set(seen) == {np.float64}
+
+
+def test_jit_vmap_and_hessian_in_threads():
+  x = np.linspace(-1.0, 1.0, 4)
+  f = lambda v: dnp.sum(dnp.tanh(v) ** 3 * dnp.cos(v))  # noqa: E731
+  expected = {"hessian": dfdx.hessian(f)(x),
+              "vmap": dfdx.vmap(dfdx.grad(f))(np.stack([x, 2 * x])),
+              "jit": dfdx.jit(dfdx.grad(f))(x)}
+  jitted = dfdx.jit(dfdx.grad(f))
+  results = []
+
+  def work(kind):
+    for _ in range(10):
+      if kind == "hessian":
+        results.append((kind, dfdx.hessian(f)(x)))
+      elif kind == "vmap":
+        results.append((kind, dfdx.vmap(dfdx.grad(f))(np.stack([x, 2 * x]))))
+      else:
+        results.append((kind, jitted(x)))
+  assert _run_threads(work, ["hessian", "vmap", "jit", "jit"]) == []
+  for kind, value in results:
+    np.testing.assert_allclose(value, expected[kind], rtol=1e-13, atol=1e-15)
+
+
+def test_variables_and_zero_absorbing_reruns_in_threads():
+  # Each thread differentiates its own Module (the journal of assigned Variables is per
+  # thread), and a derivative that comes out NaN at first (sqrt at 0 under where) is computed
+  # again with the zero-absorbing rule in its own thread only.
+  class Scale(dfdx.Module):
+    def __init__(self, w):
+      super().__init__()
+      self.w = dfdx.TrainVar(np.array(w))
+
+    def __call__(self, x):
+      return dnp.sum(self.w * dnp.sin(x))
+
+  safe = lambda v: dnp.sum(dnp.where(v > 0, dnp.sqrt(dnp.abs(v)), 0.0))  # noqa: E731
+  x = np.array([0.0, 0.25, 1.0])
+
+  def work(w):
+    model = Scale([w, w, w])
+    for _ in range(20):
+      g = dfdx.grad(model, grad_vars=model.train_vars())(x)
+      np.testing.assert_allclose(next(iter(g.values())), np.sin(x))
+      np.testing.assert_array_equal(dfdx.grad(safe)(x), [0.0, 1.0, 0.5])
+  assert _run_threads(work, [1.0, 2.0, 3.0]) == []
