@@ -396,6 +396,38 @@ def test_interp_of_complex_values(kw):
   check_grads(parts, (x_away, fp.real, fp.imag), order=2)
 
 
+def test_complex_keys_sort_as_numpy_orders_them():
+  # real part first, then imaginary part: lexsort and searchsorted under jit, vmap and grad
+  rng = np.random.default_rng(3)
+  z = np.round(rng.normal(size=(2, 7)) + 1j * rng.normal(size=(2, 7)))  # ties in both parts
+  table = np.sort_complex(z[0])
+  ints = rng.integers(0, 2, (2, 7))
+  check_traced(lambda a, b: np.lexsort((a, b)), lambda a, b: dnp.lexsort((a, b)), z, ints)
+  for side in ("left", "right"):
+    check_traced(lambda v: np.searchsorted(table, v, side), lambda v: dnp.searchsorted(
+        table, v, side), z)
+    got = dfdx.vmap(lambda t, v: dnp.searchsorted(t, v, side), in_axes=(None, 0))(table, z)
+    assert_same(got, np.searchsorted(table, z, side))
+  # the index has zero derivative: the gradient of |v|^2 times it is 2 v times it
+  counts = np.searchsorted(table, z[1])
+  g = dfdx.grad(lambda v: dnp.sum(dnp.abs(v) ** 2 * dnp.searchsorted(table, v)))(z[1])
+  np.testing.assert_allclose(g, 2 * z[1] * counts)
+
+
+@pytest.mark.parametrize("name", ["unique", "unique_values", "union1d", "intersect1d",
+                                  "setdiff1d", "setxor1d"])
+def test_unique_and_set_functions_of_complex_values(name):
+  # each distinct value carries the derivative of its first occurrence: of sum |u|^2, 2 z
+  # there and 0 at later copies
+  z = np.array([1 + 1j, 2j, 1 + 1j, 3 + 0j, 2j])
+  other = np.array([2j, 5 + 0j])
+  args = (z,) if name.startswith("unique") else (z, other)
+  f = lambda z: dnp.sum(dnp.abs(getattr(dnp, name)(z, *args[1:])) ** 2)  # noqa: E731
+  kept = np.isin(z, getattr(np, name)(*args)) & (np.arange(5) == [0, 1, 0, 3, 1])
+  assert_same(getattr(dnp, name)(*args), getattr(np, name)(*args))
+  assert_same(dfdx.grad(f)(z), np.where(kept, 2 * z, 0))
+
+
 def test_lexsort_of_an_array_of_keys():
   check_traced(np.lexsort, dnp.lexsort, X[0])  # a 1-d array holds 0-d keys
   check_traced(np.lexsort, dnp.lexsort, X[:2])
@@ -403,8 +435,12 @@ def test_lexsort_of_an_array_of_keys():
 
 def test_sort_complex_and_errors_follow_numpy():
   assert_same(dnp.sort_complex(np.array([2.0, 1.0])), np.sort_complex(np.array([2.0, 1.0])))
-  with pytest.raises(TypeError, match="complex"):
-    dfdx.grad(lambda x: dnp.sort_complex(x).real.sum())(np.ones(2))
+  for x in [np.array([[3.0, 1.0, 2.0], [0.0, -1.0, 5.0]]), np.array([[3, 1], [0, 2]], np.int16),
+            np.array([[1 + 2j, 1 + 1j, -1j]] * 2, np.complex64)]:
+    check_traced(np.sort_complex, dnp.sort_complex, x)  # (NumPy's complex width per dtype)
+  # the real part of the sorted values: the derivative follows each value to its place
+  g = dfdx.grad(lambda x: dnp.sort_complex(x).real @ np.arange(3.0))(np.array([3.0, 1.0, 2.0]))
+  assert_same(g, np.array([2.0, 0.0, 1.0]))
   for call, error in [(lambda x: dnp.sort(x, kind="bad"), ValueError),
                       (lambda x: dnp.sort(x, order="f"), ValueError),
                       (lambda x: dnp.partition(x, 9), ValueError),
@@ -533,9 +569,8 @@ def test_special_derivatives():
 
 def test_complex_traced_values_are_refused():
   # (where NumPy defines no order or no meaning for them, or dfdx has no version yet)
-  for f in [dnp.isposinf, lambda z: dnp.lexsort([z]), lambda z: dnp.searchsorted(z, z)]:
-    with pytest.raises(TypeError, match="complex"):
-      dfdx.vmap(lambda z: f(z.astype(np.complex128)))(np.ones((2, 2)))
+  with pytest.raises(TypeError, match="complex"):
+    dfdx.vmap(lambda z: dnp.isposinf(z.astype(np.complex128)))(np.ones((2, 2)))
   # real_if_close's dtype depends on the values
   with pytest.raises(dfdx.ConcretizationError, match="real_if_close"):
     dfdx.vmap(lambda z: dnp.real_if_close(z.astype(np.complex128)))(np.ones((2, 2)))

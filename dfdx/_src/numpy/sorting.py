@@ -52,12 +52,6 @@ def concrete(x, purpose, fix=""):
         f"batched under vmap, or staged by jit). {fix}".rstrip()) from e
 
 
-def _real(x, name):
-  if dtype_of(x).kind == "c":
-    raise TypeError(f"dfdx.numpy.{name}: complex traced values are not supported yet.")
-  return x
-
-
 def _flat(x):
   return shape_ops.reshape(x, (math.prod(shape_of(x)),))
 
@@ -142,7 +136,7 @@ def lexsort(keys, axis=-1):
     return np.lexsort(keys, axis=axis)
   if not isinstance(keys, (list, tuple)):  # an array's rows are the keys
     keys = [keys[i] for i in range(shape_of(keys)[0])]
-  keys = [_real(arg(k), "lexsort") for k in keys]
+  keys = [arg(k) for k in keys]
   if not keys:
     raise TypeError("need sequence of keys with len > 0 in lexsort")
   shape = shape_of(keys[0])
@@ -162,7 +156,7 @@ def searchsorted(a, v, side="left", sorter=None):
   """`numpy.searchsorted` on traced values (an integer result with zero derivative)."""
   if not traced(a, v, sorter):
     return np.searchsorted(a, v, side=side, sorter=sorter)
-  a, v = _real(arg(a), "searchsorted"), _real(arg(v), "searchsorted")
+  a, v = arg(a), arg(v)
   np.searchsorted(np.zeros(shape_of(a), dtype_of(a)), np.zeros((), dtype_of(v)), side=side)
   if sorter is not None:
     a = indexing.take(a, sorter)
@@ -196,7 +190,7 @@ def unique(ar, return_index=False, return_inverse=False, return_counts=False, ax
   kw = dict(axis=axis, equal_nan=equal_nan, sorted=sorted)
   if not traced(ar):
     return np.unique(ar, return_index, return_inverse, return_counts, **kw)
-  x = _real(arg(ar), "unique")
+  x = arg(ar)
   out = np.unique(concrete(x, "unique", _UNIQUE_FIX), True, return_inverse, return_counts, **kw)
   index = out[1]
   if axis is None:
@@ -213,7 +207,7 @@ def _unique_result(name):
   def fn(x, /):
     if not traced(x):
       return np_fun(x)
-    x = _real(arg(x), name)
+    x = arg(x)
     xc = concrete(x, name, _UNIQUE_FIX)
     out = np_fun(xc)
     values = _gathered(x, xc, out if name == "unique_values" else out.values)
@@ -235,7 +229,7 @@ def _set_function(name):
   def fn(ar1, ar2, *args, **kwargs):
     if not traced(ar1, ar2):
       return np_fun(ar1, ar2, *args, **kwargs)
-    a, b = _real(arg(ar1), name), _real(arg(ar2), name)
+    a, b = arg(ar1), arg(ar2)
     ac, bc = concrete(a, name, _UNIQUE_FIX), concrete(b, name, _UNIQUE_FIX)
     out = np_fun(ac, bc, *args, **kwargs)
     both = manipulation.concatenate([_flat(a), _flat(b)]) if isinstance(a, Tracer) or \
@@ -272,7 +266,12 @@ def isin(element, test_elements, assume_unique=False, invert=False, *, kind=None
 
 
 def sort_complex(a):
-  """`numpy.sort_complex` (concrete arrays only: complex traced values are not supported)."""
-  if traced(a):
-    raise TypeError("dfdx.numpy.sort_complex: complex traced values are not supported yet.")
-  return np.sort_complex(a)
+  """`numpy.sort_complex`: sorted along the last axis (complex values by real part, then
+  imaginary part), as complex numbers of NumPy's width for the input's dtype."""
+  if not traced(a):
+    return np.sort_complex(a)
+  x = sort(a)
+  dtype = dtype_of(x)
+  if dtype.kind != "c":
+    dtype = np.sort_complex(np.zeros(0, dtype)).dtype
+  return shape_ops.convert_element_type(x, dtype)
