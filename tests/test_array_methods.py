@@ -2,7 +2,9 @@
 NumPy scalars, Python scalars and lists on either side; attributes; methods; NumPy's
 dispatch (`np.sin(tracer)`, `np.add.reduce`, ...); and the conversions that would drop a
 derivative (`float`, `.item()`) or need a concrete value (`bool`)."""
+import functools
 import operator
+import warnings
 
 import numpy as np
 import pytest
@@ -279,8 +281,7 @@ def test_numpy_linalg_norm_dispatches():
 
 
 def test_numpy_functions_dfdx_lacks_raise_a_clear_type_error():
-  for f in [lambda x: np.frompyfunc(abs, 1, 1)(x), lambda x: np.subtract.accumulate(x),
-            lambda x: np.arctan2.reduce(x), lambda x: np.hypot.reduceat(x, [0, 1])]:
+  for f in [lambda x: np.frompyfunc(abs, 1, 1)(x)]:
     with pytest.raises(TypeError, match="does not support traced values"):
       dfdx.grad(lambda x: dnp.sum(f(x)))(X)
 
@@ -309,6 +310,24 @@ UFUNC_METHODS = [  # (f(m, x) for m in {np, dfdx.numpy}, differentiable)
     (lambda m, x: m.add.reduceat(x, [0, 2, 1], axis=1), True),
     (lambda m, x: m.maximum.reduceat(x[1], [0, 2]), True),
     (lambda m, x: m.multiply.reduceat(x, [1, 0]), True),
+    # the other binary ufuncs: folded from the left, or in rounds where associative
+    (lambda m, x: m.subtract.reduce(x, axis=1), True),
+    (lambda m, x: m.subtract.reduce(x, axis=1, where=[True, False, True], initial=1.0), True),
+    (lambda m, x: m.divide.accumulate(x, axis=1), True),
+    (lambda m, x: m.hypot.reduce(x, axis=None), True),
+    (lambda m, x: m.hypot.reduce(x, axis=1, where=[True, False, True]), True),  # (identity 0)
+    (lambda m, x: m.hypot.reduceat(x[1], [0, 2]), True),
+    (lambda m, x: m.arctan2.accumulate(x, axis=1), True),
+    (lambda m, x: m.copysign.reduce(x - 1.1, axis=1), True),
+    (lambda m, x: m.fmax.reduce(x, axis=1), True),
+    (lambda m, x: m.fmin.reduce(x, axis=(0, 1), initial=0.9), True),
+    (lambda m, x: m.fmin.accumulate(x, axis=1), True),
+    (lambda m, x: m.logaddexp.accumulate(x, axis=1), True),
+    (lambda m, x: m.logaddexp2.accumulate(x[1]), True),
+    (lambda m, x: m.logical_xor.reduce(x > 1.0, axis=1), False),
+    (lambda m, x: m.floor_divide.accumulate(x * 4.0, axis=1), False),
+    (lambda m, x: m.divide.reduceat((x * 4.0).astype(int), [0, 2, 1], axis=1), False),
+    (lambda m, x: m.add.reduceat(x, [], axis=1), False),
 ]
 
 
@@ -336,6 +355,28 @@ def test_cumulative_maximum_derivative_goes_to_the_running_maximum():
               np.maximum.accumulate(np.array([1, 0, 3, 2], np.int8)))
 
 
+def test_reduce_folds_from_the_left_as_numpy_documents():
+  # ((x0 ** x1) ** x2) ** x3, and the same for every ufunc without a reduction of its own
+  # (NumPy 2.4's own reduce of power and arctan2 along a contiguous axis gives x0 op x_last)
+  x = np.array([[2.0, 3.0, 2.0, 1.5], [1.5, 0.5, 2.5, 1.25]])
+  for name in ["power", "arctan2", "subtract", "divide", "hypot", "copysign", "fmod"]:
+    fold = functools.reduce(getattr(np, name), x.T)
+    for f in (getattr(dnp, name).reduce, getattr(np, name).reduce):
+      np.testing.assert_allclose(dfdx.jit(lambda a: f(a, axis=1))(x), fold, rtol=1e-15)
+      np.testing.assert_allclose(dfdx.vmap(lambda a: f(a))(x), fold, rtol=1e-15)
+  # the derivative of the fold: d/dx1 of (x0 ** x1) ** x2 = log(x0) x2 (x0 ** x1) ** x2
+  g = dfdx.grad(lambda a: dnp.power.reduce(a))(x[0, :3])
+  np.testing.assert_allclose(g[1], np.log(2.0) * 2.0 * 8.0 ** 2, rtol=1e-14)
+  check_grads(lambda a: dnp.power.reduce(a, axis=0), (x.T,), order=2)  # (NumPy's own fold)
+  # fmax skips NaN (its derivative goes to the entry kept); all NaN gives NaN, no warning
+  y = np.array([[np.nan, 2.0, 1.0], [np.nan, np.nan, np.nan]])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert_same(dfdx.jit(lambda a: dnp.fmax.reduce(a, axis=1))(y), np.fmax.reduce(y, axis=1))
+  np.testing.assert_array_equal(dfdx.grad(lambda a: dnp.fmax.reduce(a[0]))(y), [[0, 1, 0],
+                                                                                [0, 0, 0]])
+
+
 def test_ufunc_methods_errors_and_untraced_calls():
   assert_same(dnp.add.reduce(X, axis=1), np.add.reduce(X, axis=1))
   assert_same(dnp.multiply.outer(X[0], X[1]), np.multiply.outer(X[0], X[1]))
@@ -345,12 +386,12 @@ def test_ufunc_methods_errors_and_untraced_calls():
   with pytest.raises(TypeError, match=r"numpy.add.at writes into an array in place.*"
                                       r"x.at\[indices\].add\(values\)"):
     dfdx.jit(lambda x: dnp.add.at(x, [0], 1.0))(X)
-  with pytest.raises(TypeError, match="subtract.reduce does not support traced values.*"
-                                      "functools.reduce"):
-    dfdx.jit(lambda x: dnp.subtract.reduce(x))(X)
-  with pytest.raises(TypeError, match="divide.accumulate does not support traced values.*"
-                                      "dfdx.scan"):
-    dfdx.jit(lambda x: dnp.divide.accumulate(x))(X)
+  # NumPy's errors: no identity, not reorderable, where= without initial=
+  for f in [lambda x: dnp.fmax.reduce(x[:, :0], axis=1),
+            lambda x: dnp.subtract.reduce(x, axis=(0, 1)),
+            lambda x: dnp.arctan2.reduce(x, where=x > 1)]:
+    with pytest.raises(ValueError):
+      dfdx.jit(f)(X)
   with pytest.raises(ValueError, match="accumulate does not allow multiple axes"):
     dfdx.jit(lambda x: dnp.add.accumulate(x, axis=None))(X)
   with pytest.raises(IndexError, match="out-of-bounds"):

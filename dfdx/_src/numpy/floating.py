@@ -46,6 +46,8 @@ def _ufunc(name, np_fun, op):
     return uf._apply(name, np_fun, op, [arg(a) for a in args], kwargs)
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
+  if np_fun.nin == 2 and np_fun.nout == 1:
+    uf.give_ufunc_methods(fn, np_fun)
   return fn
 
 

@@ -5,14 +5,19 @@ run on traced values (`np.multiply.outer(x, y)`).
 Each maps to dfdx.numpy functions with NumPy's semantics: reduce to sum, prod, max, min, all,
 any (and a shifted log-sum-exp for logaddexp), accumulate to cumsum, cumprod or a cumulative
 maximum or minimum, outer to broadcasting, reduceat to reductions of slices between concrete
-indices. What has no differentiable version raises a TypeError that names an alternative.
-With no traced operand each method is NumPy's own.
+indices. Every other binary ufunc's reduce and accumulate combine entries in log2(n) rounds
+where the ufunc is associative and commutative (fmax, fmin, logaddexp's accumulate,
+logical_xor, the bitwise ones), and otherwise fold from the left as NumPy does (subtract,
+divide, power, hypot, arctan2, ...: one `dfdx.scan` over the axis). What has no
+differentiable version raises a TypeError that names an alternative. With no traced operand
+each method is NumPy's own.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from dfdx._src.core import Tracer
+from dfdx._src.ops import control_flow as cf
 from dfdx._src.ops import elementwise as ew
 from dfdx._src.ops import shape as shape_ops
 from dfdx._src.numpy import indexing as ixn
@@ -27,6 +32,10 @@ _NO_VALUE = np._NoValue
 # ufunc name -> the dfdx.numpy reduction that is its reduce
 _REDUCTIONS = {"add": rd.sum, "multiply": rd.prod, "maximum": rd.max, "minimum": rd.min,
                "logical_and": rd.all, "logical_or": rd.any}
+# ufuncs whose reduce and accumulate may group and order entries freely (associative and
+# commutative: exactly, or up to rounding for logaddexp): log2(n) rounds, not one per entry
+_REORDERABLE = frozenset(["fmax", "fmin", "logaddexp", "logaddexp2", "logical_xor",
+                          "bitwise_and", "bitwise_or", "bitwise_xor", "gcd", "lcm"])
 # ufunc name -> the functional update that does its `at` on traced values
 _AT = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
        "true_divide": "divide", "power": "power", "maximum": "max", "minimum": "min"}
@@ -68,8 +77,7 @@ def reduce(fn, name, array, axis=0, dtype=None, out=None, keepdims=False, initia
     return _REDUCTIONS[name](array, axis=axis, dtype=dtype, keepdims=keepdims, **kw)
   if name in ("logaddexp", "logaddexp2"):
     return _logsumexp(name, fn, array, axis, dtype, keepdims, initial, where)
-  raise _unsupported(name, "reduce", f"fold the slices with dfdx.numpy.{name} "
-                     f"(functools.reduce(dnp.{name}, ...)) or use dfdx.scan.")
+  return _general_reduce(fn, name, arg(array), axis, dtype, keepdims, initial, where)
 
 
 def _logsumexp(name, fn, a, axis, dtype, keepdims, initial, where):
@@ -106,6 +114,49 @@ def _logsumexp(name, fn, a, axis, dtype, keepdims, initial, where):
   return result if keepdims else mp.squeeze(result, axes)
 
 
+def _general_reduce(fn, name, a, axis, dtype, keepdims, initial, where):
+  """reduce of any other binary ufunc: NumPy's own reduce of zeros checks the arguments and
+  gives the result's dtype; the reduced axes become one, which is folded from the left (or
+  combined in rounds, see `_REORDERABLE`) starting from `initial` (or the ufunc's identity,
+  with `where`), entries where `where` is False left out."""
+  shape = shape_of(a)
+  np_ufunc = getattr(np, name)
+  probe_kw = {}
+  if initial is not _NO_VALUE:
+    probe_kw["initial"] = np.zeros((), dtype_of(initial)) if _traced(initial) else initial
+  if where is not _NO_VALUE:
+    probe_kw["where"] = np.ones(np.shape(where), bool) if _traced(where) else where
+  with np.errstate(all="ignore"):  # (NumPy's errors, not its warnings on zeros)
+    probe = np_ufunc.reduce(np.zeros(shape, dtype_of(a)), axis=axis, dtype=dtype,
+                            keepdims=keepdims, **probe_kw)
+  out_dtype = np.result_type(probe)
+  axes = tuple(range(len(shape))) if axis is None else tuple(
+      normalize_axis(i, len(shape)) for i in (axis if isinstance(axis, tuple) else (axis,)))
+  kept = [i for i in range(len(shape)) if i not in axes]
+  n = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+  a = mp.reshape(mp.transpose(a, kept + list(axes)), tuple(shape[i] for i in kept) + (n,))
+  a = _in_dtype(np_ufunc, a, dtype)
+  mask = start = None
+  if where is not _NO_VALUE:
+    mask = mp.broadcast_to(arg(where), shape)
+    mask = mp.reshape(mp.transpose(mask, kept + list(axes)), shape_of(a))
+    start = np.asarray(np_ufunc.identity)  # (the probe raised if there is none)
+  if initial is not _NO_VALUE:
+    start = arg(initial)
+  if start is not None:
+    start = mp.broadcast_to(uf.astype(start, out_dtype), shape_of(a)[:-1])
+  elif n == 0:
+    return probe  # (no entries: NumPy's identity)
+  if name in _REORDERABLE and mask is None:
+    result = start if n == 0 else _rounds(fn, a)
+    if start is not None and n:
+      result = fn(start, result)
+  else:
+    result = _fold(fn, a, out_dtype, running=False, mask=mask, start=start)
+  result = uf.astype(result, out_dtype)
+  return mp.reshape(result, shape_of(probe)) if keepdims else result
+
+
 # ---- accumulate -----------------------------------------------------------------------------
 def accumulate(fn, name, array, axis=0, dtype=None, out=None):
   """`ufunc.accumulate`: cumsum for add, cumprod for multiply, and cumulative maxima and
@@ -127,24 +178,78 @@ def accumulate(fn, name, array, axis=0, dtype=None, out=None):
   if name in ("maximum", "minimum", "logical_and", "logical_or"):
     if dtype is not None or name.startswith("logical"):
       array = uf.astype(array, bool if dtype is None else dtype)
-    return _scan(fn, array, axis)
-  raise _unsupported(name, "accumulate", "compute it with dfdx.scan (a loop carrying the "
-                     f"running result of dfdx.numpy.{name}).")
+    return mp.moveaxis(_rounds(fn, mp.moveaxis(array, axis, -1), running=True), -1, axis)
+  with np.errstate(all="ignore"):  # (NumPy's errors and result dtype, from zeros)
+    out_dtype = getattr(np, name).accumulate(np.zeros(shape_of(array), dtype_of(array)),
+                                             axis=axis, dtype=dtype).dtype
+  array = _in_dtype(getattr(np, name), array, dtype)
+  if shape_of(array)[axis] == 0:
+    return uf.astype(array, out_dtype)
+  a = mp.moveaxis(array, axis, -1)
+  a = _rounds(fn, a, running=True) if name in _REORDERABLE else _fold(fn, a, out_dtype,
+                                                                      running=True)
+  return mp.moveaxis(uf.astype(a, out_dtype), -1, axis)
 
 
-def _scan(fn, a, axis):
-  """The running `fn` (associative and idempotent: fn(x, x) = x) along `axis` in
-  ceil(log2(n)) steps: step k combines each entry with the one 2**k before it (Hillis and
-  Steele), the first 2**k entries with themselves. The derivative of each output goes to the
-  entry that `fn` picks (shared between tied entries)."""
-  n = shape_of(a)[axis]
-  shift = 1
-  while shift < n:
-    before = mp.concatenate([shape_ops.slice_in_dim(a, 0, shift, axis),
-                             shape_ops.slice_in_dim(a, 0, n - shift, axis)], axis=axis)
-    a = fn(a, before)
-    shift *= 2
-  return a
+def _in_dtype(np_ufunc, a, dtype):
+  """`a` cast to the `dtype=` of a reduction, as NumPy casts the operands, where the ufunc
+  has a loop for two operands of that dtype (ldexp's second operand stays an integer)."""
+  if dtype is None:
+    return a
+  try:
+    np_ufunc(np.zeros(1, dtype), np.zeros(1, dtype))
+  except TypeError:
+    return a
+  return uf.astype(a, dtype)
+
+
+def _rounds(fn, a, running=False):
+  """fn (associative and commutative) over the last axis of `a` in ceil(log2(n)) rounds:
+  for reduce, the halves' entries in pairs until one is left; for accumulate (`running`),
+  each entry combined with the one 2**k before it in round k (Hillis and Steele). The
+  derivative of a maximum or minimum goes to the entry it picks (shared between ties)."""
+  n = shape_of(a)[-1]
+  if running:
+    shift = 1
+    while shift < n:
+      a = mp.concatenate([shape_ops.slice_in_dim(a, 0, shift, -1),
+                          fn(shape_ops.slice_in_dim(a, 0, n - shift, -1),
+                             shape_ops.slice_in_dim(a, shift, n, -1))], axis=-1)
+      shift *= 2
+    return a
+  while n > 1:
+    half = n // 2
+    pairs = fn(shape_ops.slice_in_dim(a, 0, half, -1),
+               shape_ops.slice_in_dim(a, half, 2 * half, -1))
+    a = mp.concatenate([pairs, shape_ops.slice_in_dim(a, 2 * half, n, -1)], axis=-1) \
+        if n % 2 else pairs
+    n -= half
+  return mp.squeeze(a, -1)
+
+
+def _fold(fn, a, dtype, running, mask=None, start=None):
+  """NumPy's left fold of fn over the last axis of `a`, ((a0 fn a1) fn a2) ..., as one scan
+  (from `start` if given, then over every entry): the last result, or every running one
+  (`running`), in `dtype`. Entries where `mask` is False leave the result as it was."""
+  n = shape_of(a)[-1]
+  first, lo = (start, 0) if start is not None else (ixn.take(a, 0, axis=-1), 1)
+  first = uf.astype(first, dtype)
+  if lo == n:
+    return mp.expand_dims(first, -1) if running else first
+  xs = mp.moveaxis(shape_ops.slice_in_dim(a, lo, n, -1), -1, 0)
+  if mask is not None:
+    xs = (xs, mp.moveaxis(shape_ops.slice_in_dim(mask, lo, n, -1), -1, 0))
+
+  def step(carry, x):
+    if mask is None:
+      new = uf.astype(fn(carry, x), dtype)
+    else:
+      new = uf.where(x[1], uf.astype(fn(carry, x[0]), dtype), carry)
+    return new, (new if running else None)
+  last, steps = cf.scan(step, first, xs)
+  if not running:
+    return last
+  return mp.concatenate([mp.expand_dims(first, -1), mp.moveaxis(steps, 0, -1)], axis=-1)
 
 
 # ---- outer, reduceat, at ----------------------------------------------------------------------
@@ -162,15 +267,18 @@ def reduceat(fn, name, array, indices, axis=0, dtype=None, out=None):
   if isinstance(indices, Tracer):  # (read off under grad; under jit or vmap, an error)
     indices = indices.concrete_value(f"{name}.reduceat's indices (the result's shape depends "
                                      "on them)")
-  if name not in _REDUCTIONS:
-    raise _unsupported(name, "reduceat", f"reduce each slice with dfdx.numpy.{name}.")
   array = arg(array)
-  if dtype is not None:
+  in_dtype = dtype_of(array)
+  if name in _REDUCTIONS and dtype is not None:
     array = uf.astype(array, dtype)
+  else:
+    array = _in_dtype(getattr(np, name), array, dtype)
   shape = shape_of(array)
   axis = normalize_axis(axis, len(shape))
   n = shape[axis]
   indices = np.asarray(indices)
+  if indices.size == 0:
+    indices = indices.astype(np.intp)  # ([] is NumPy's float64)
   if indices.ndim != 1:
     raise ValueError("index must be 1-dimensional")
   parts = []
@@ -183,11 +291,12 @@ def reduceat(fn, name, array, indices, axis=0, dtype=None, out=None):
     else:
       part = ixn.take(array, np.arange(i, j), axis=axis)
       parts.append(reduce(fn, name, part, axis=axis, keepdims=True))
+  with np.errstate(all="ignore"):  # (the result's dtype, from NumPy's own on zeros)
+    out_dtype = getattr(np, name).reduceat(np.zeros(shape, in_dtype), indices, axis=axis,
+                                           dtype=dtype).dtype
   if not parts:
-    return ixn.take(array, np.zeros(0, np.intp), axis=axis)
-  result = mp.concatenate(parts, axis=axis)
-  return result if dtype_of(result) == dtype_of(array) or name in ("add", "multiply") \
-      else uf.astype(result, dtype_of(array))
+    return uf.astype(ixn.take(array, np.zeros(0, np.intp), axis=axis), out_dtype)
+  return uf.astype(mp.concatenate(parts, axis=axis), out_dtype)
 
 
 def at(fn, name, a, indices, b=None):

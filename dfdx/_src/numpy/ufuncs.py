@@ -143,11 +143,11 @@ def _binary(name, np_fun, op):
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = f"Differentiable `numpy.{name}`."
   __all__.append(name)
-  _give_ufunc_methods(fn, np_fun)
+  give_ufunc_methods(fn, np_fun)
   return fn
 
 
-def _give_ufunc_methods(fn, np_fun):
+def give_ufunc_methods(fn, np_fun):
   """`fn.reduce`, `.accumulate`, `.outer`, `.reduceat` and `.at`, as NumPy's ufuncs have
   (`dfdx._src.numpy.ufunc_methods`, imported on first use: it builds on this module)."""
   def method(name):
@@ -221,7 +221,7 @@ def power(x1, x2, /, **kwargs):
   return _power_general(x1, x2, **kwargs)
 
 
-_give_ufunc_methods(power, np.power)
+give_ufunc_methods(power, np.power)
 float_power = _binary("float_power", np.float_power, _power)
 square = _unary("square", np.square, lambda x: ew.integer_pow(x, 2))
 
