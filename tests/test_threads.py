@@ -126,3 +126,31 @@ def test_variables_and_zero_absorbing_reruns_in_threads():
       np.testing.assert_allclose(next(iter(g.values())), np.sin(x))
       np.testing.assert_array_equal(dfdx.grad(safe)(x), [0.0, 1.0, 0.5])
   assert _run_threads(work, [1.0, 2.0, 3.0]) == []
+
+
+def test_custom_rules_staged_in_two_threads_at_once():
+  # While one thread runs a custom function's rule (inside which the function is its plain
+  # primal), another thread's call of it must still use the rule: a straight-through clip,
+  # whose rule passes every tangent, differs from clip's own derivative outside [0, 1].
+  @dfdx.custom_jvp
+  def clip01(x):
+    return dnp.clip(x, 0.0, 1.0)
+
+  @clip01.defjvp
+  def _(primals, tangents):
+    return clip01(primals[0]), tangents[0]
+
+  @dfdx.custom_vjp
+  def scale_grad(x):
+    return dnp.sin(x)
+
+  scale_grad.defvjp(lambda x: (scale_grad(x), x), lambda x, g: (3.0 * g,))
+  x = np.array([-1.0, 0.5, 2.0])
+
+  def work(kind):
+    for _ in range(40):
+      if kind == "jvp":
+        np.testing.assert_array_equal(dfdx.grad(lambda v: dnp.sum(clip01(v) * 2.0))(x), 2.0)
+      else:
+        np.testing.assert_array_equal(dfdx.grad(lambda v: dnp.sum(scale_grad(v)))(x), 3.0)
+  assert _run_threads(work, ["jvp", "vjp", "jvp", "vjp"]) == []

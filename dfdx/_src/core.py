@@ -128,7 +128,8 @@ class Context(threading.local):
   held = None             # debug: NaNErrors held back during a first attempt
 
   def __init__(self):
-    self.frames = []      # state: the journal of Variables assigned, a dict per open call
+    self.frames = []        # state: the journal of Variables assigned, a dict per open call
+    self.custom_rules = {}  # custom: custom functions whose rules are being staged
 
 
 context = Context()

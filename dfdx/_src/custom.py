@@ -412,7 +412,30 @@ def _untraced_call(custom, args):
   return custom.fun(*args)
 
 
-class custom_jvp:
+class _RuleState:
+  """A custom function's rule-staging state, per thread (two threads may stage its rules at
+  once): `_staging_rules`, whether its own rules are running (where it is just its primal),
+  and `_own_call`, the call of the rule being staged. Kept in `core.context.custom_rules`
+  (id -> (staging_rules, own_call)), not on the object, which stays picklable."""
+  __slots__ = ()
+
+  def _state(self):
+    return core.context.custom_rules.get(id(self), (False, None))
+
+  def _set_state(self, staging_rules, own_call):
+    states = core.context.custom_rules
+    if staging_rules or own_call is not None:
+      states[id(self)] = (staging_rules, own_call)
+    else:
+      states.pop(id(self), None)
+
+  _staging_rules = property(lambda self: self._state()[0],
+                            lambda self, v: self._set_state(v, self._state()[1]))
+  _own_call = property(lambda self: self._state()[1],
+                       lambda self, v: self._set_state(self._state()[0], v))
+
+
+class custom_jvp(_RuleState):
   """A function with a custom forward-mode derivative (which reverse mode transposes).
 
   >>> import dfdx, dfdx.numpy as dnp
@@ -439,8 +462,6 @@ class custom_jvp:
   def __init__(self, fun, nondiff_argnums=()):
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums, self.jvp = fun, tuple(nondiff_argnums), None
-    self._staging_rules = False  # inside its own rule, the function is just its primal,
-    self._own_call = None  # or, called as its rule is staged, the call of that rule
 
   def defjvp(self, jvp):
     self.jvp = jvp
@@ -713,7 +734,7 @@ class _OwnVjpCall:
     return tree_unflatten(self.out_tree, outs)
 
 
-class custom_vjp:
+class custom_vjp(_RuleState):
   """A function with a custom reverse-mode derivative.
 
   >>> import dfdx, dfdx.numpy as dnp
@@ -745,8 +766,6 @@ class custom_vjp:
     functools.update_wrapper(self, fun)
     self.fun, self.nondiff_argnums = fun, tuple(nondiff_argnums)
     self.fwd = self.bwd = None
-    self._staging_rules = False  # inside its own rules, the function is just its primal,
-    self._own_call = None  # or, called as its rules are staged, an `_OwnVjpCall`
 
   def defvjp(self, fwd, bwd):
     self.fwd, self.bwd = fwd, bwd
