@@ -154,3 +154,59 @@ def test_custom_rules_staged_in_two_threads_at_once():
       else:
         np.testing.assert_array_equal(dfdx.grad(lambda v: dnp.sum(scale_grad(v)))(x), 3.0)
   assert _run_threads(work, ["jvp", "vjp", "jvp", "vjp"]) == []
+
+
+def test_a_module_shared_by_threads_shows_each_its_own_traced_values():
+  # Two threads differentiate the same model (grad_vars puts their tracers in its Variables,
+  # for their own thread only), one jits a function reading it, and one runs plain forward
+  # passes: each sees the model's values, never another thread's tracers.
+  class Net(dfdx.Module):
+    def __init__(self):
+      super().__init__()
+      rng = np.random.default_rng(0)
+      self.w = dfdx.TrainVar(rng.normal(size=(6, 3)) / 3)
+      self.b = dfdx.TrainVar(np.zeros(3))
+
+    def __call__(self, x):
+      return dnp.tanh(x @ self.w + self.b)
+
+  net = Net()
+  x = np.random.default_rng(1).normal(size=(5, 6))
+  grad_fn = dfdx.grad(lambda x: dnp.sum(net(x) ** 2), grad_vars=net)
+  want_grads = grad_fn(x)
+  want_out = np.tanh(x @ net.w.value + net.b.value)
+
+  def work(kind):
+    for _ in range(40):
+      if kind == "grad":
+        got = grad_fn(x)
+        for key, value in want_grads.items():
+          assert type(got[key]) is np.ndarray
+          np.testing.assert_array_equal(got[key], value)
+      elif kind == "jit":
+        np.testing.assert_allclose(dfdx.jit(lambda x: net(x))(x), want_out, rtol=1e-14)
+      else:
+        out = net(x)
+        assert type(out) is np.ndarray
+        np.testing.assert_array_equal(out, want_out)
+  assert _run_threads(work, ["grad", "grad", "jit", "plain"]) == []
+  assert type(net.w.value) is np.ndarray and type(net.b.value) is np.ndarray
+
+
+def test_a_variable_assigned_in_a_transformation_is_everyones_once_it_returns():
+  counter = dfdx.Variable(np.array(0.0))
+
+  def step(x):
+    counter.value = counter.value + 1.0
+    return dnp.sum(x ** 2)
+
+  def work(_):
+    for _ in range(25):
+      dfdx.grad(step)(np.ones(2))
+  assert _run_threads(work, [0, 1]) == []
+  assert type(counter.value) is np.ndarray  # no tracer left behind
+  assert 1.0 <= counter.value <= 50.0  # (threads that ran at once may overwrite each other)
+  before = counter.value
+  with pytest.raises(ZeroDivisionError):  # an exception drops what the call assigned
+    dfdx.grad(lambda x: (step(x), 1 / 0))(np.ones(2))
+  assert counter.value is before

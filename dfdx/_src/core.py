@@ -130,6 +130,7 @@ class Context(threading.local):
   def __init__(self):
     self.frames = []        # state: the journal of Variables assigned, a dict per open call
     self.custom_rules = {}  # custom: custom functions whose rules are being staged
+    self.variables = {}     # state: id(var) -> (var, value) of this thread's transformation
 
 
 context = Context()

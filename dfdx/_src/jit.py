@@ -71,6 +71,12 @@ def _leaf_aval(x, path, fun_name):
 
 
 def _static_key(value, where, fun_name):
+  if isinstance(value, Tracer):
+    raise TypeError(
+        f"jit({fun_name}): the static argument {where} is traced ({core.short_value(value)}) "
+        "by an enclosing transformation, but a static argument must be a concrete Python "
+        "value. Mark it static there too (make_expr(..., static_argnums=...), "
+        "to_source(..., static_argnums=...)), or leave it out of the transformed arguments.")
   try:
     hash(value)
   except TypeError:
@@ -174,20 +180,20 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
   def flat_fun(*leaves):
     dyn_args, dyn_kwargs = tree_unflatten(leaves_tree, leaves[:n])
     call_args, call_kwargs = statics_of(dyn_args, dyn_kwargs)
-    held = {id(v): v._held for v in variables}
+    held = {id(v): state.held(v) for v in variables}
     for v, traced in zip(variables, leaves[n:]):
-      v._held = traced
+      state.hold(v, traced)
     frames = core.context.frames
     frame = frames[-1] if frames else {}
     try:
       out = f(*call_args, **call_kwargs)
-      assigned = [(var, var._held) for var, _ in frame.values()]
+      assigned = [(var, state.held(var)) for var, _ in frame.values()]
     finally:
       for key, (var, previous) in list(frame.items()):  # (what f assigned, as it was)
-        var._held = held.get(key, previous)
+        state.hold(var, held.get(key, previous))
         del frame[key]
       for v in variables:
-        v._held = held[id(v)]
+        state.hold(v, held[id(v)])
     if assigned and writes is None:
       raise TypeError(f"make_expr({name}): the function assigns Variables; trace it as "
                       "jit does (dfdx.jit), which assigns them at every call.")
@@ -208,7 +214,7 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
 
 
 def _variable_aval(var):
-  value = var._held
+  value = state.held(var)
   return core.shaped_array(value.shape, value.dtype) if type(value) is np.ndarray \
       else value.aval
 
@@ -438,7 +444,7 @@ def jit(f, static_argnums=(), static_argnames=(), *, explain=False, optimize=Tru
       entry.writes = tuple(writes)
       entry.differentiates = core.context.jvp_traces != made
       entry.variables = variables
-      entry.var_avals = tuple((v._held.shape, v._held.dtype) for v in variables)
+      entry.var_avals = tuple((state.held(v).shape, state.held(v).dtype) for v in variables)
       with_variables = _with_variables(entry, leaves) if variables else None
       if lifted:  # closes over values of an enclosing transformation: not reusable
         leaves = with_variables if variables else leaves

@@ -12,6 +12,12 @@ Variable assigned inside holds a plain value again (traced values of the ending
 transformation are replaced by their values), so no tracer ever escapes into a Variable;
 if it raises, every Variable assigned inside gets its previous value back.
 
+Threads: while a transformation runs in a thread, the Variables it assigns (the traced values
+that grad_vars and jit give them included) hold their new values for that thread only
+(`context.variables`); the outermost transformation's end gives them to every thread, and
+an exception drops them. Another thread reading the same Variable meanwhile sees its value
+from before, never a tracer of this thread's transformation.
+
 Imports only the core.
 """
 from __future__ import annotations
@@ -50,14 +56,18 @@ class Variable:
 
   @property
   def _value(self):  # (every read of the value: noted while jit traces)
-    reads = context.reads
-    if reads is not None:
-      reads[id(self)] = self
+    ctx = context
+    if ctx.reads is not None:
+      ctx.reads[id(self)] = self
+    if ctx.variables:
+      entry = ctx.variables.get(id(self))
+      if entry is not None:
+        return entry[1]
     return self._held
 
   @_value.setter
   def _value(self, new):
-    self._held = new
+    hold(self, new)
 
   @property
   def value(self):
@@ -253,9 +263,26 @@ def run_journaled(trace, run, strip):
   return out
 
 
+def held(var):
+  """The value of `var` in this thread (without noting the read, as `var.value` does)."""
+  variables = context.variables
+  return variables[id(var)][1] if id(var) in variables else var._held
+
+
+def hold(var, value):
+  """Give `var` the value `value`: for this thread only while a transformation runs in it
+  (see "Threads" above), else for all."""
+  ctx = context
+  if ctx.frames:
+    ctx.variables[id(var)] = (var, value)
+  else:
+    var._held = value
+
+
 class journal:
   """Context manager around one transformation call: Variables assigned inside hold plain
-  values when it returns (`finish(trace, strip)`), and their previous values if it raises."""
+  values when it returns (`finish(trace, strip)`), and their previous values if it raises.
+  The outermost one gives the thread's values to all threads when it returns."""
   __slots__ = ("frame",)
 
   def __enter__(self):
@@ -264,16 +291,22 @@ class journal:
     return self
 
   def __exit__(self, exc_type, exc, tb):
-    frames = context.frames
+    ctx = context
+    frames = ctx.frames
     frames.pop()
+    if not frames:  # the outermost: the thread's values become everyone's, or are dropped
+      variables, ctx.variables = ctx.variables, {}
+      if exc_type is None:
+        for var, value in variables.values():
+          var._held = value
+      return False
     if exc_type is not None:
       for var, previous in self.frame.values():
         var._value = previous
       return False
-    if frames:  # an enclosing call may still have to restore them
-      parent = frames[-1]
-      for key, entry in self.frame.items():
-        parent.setdefault(key, entry)
+    parent = frames[-1]  # (an enclosing call may still have to restore them)
+    for key, entry in self.frame.items():
+      parent.setdefault(key, entry)
     return False
 
   def finish(self, trace, strip):
