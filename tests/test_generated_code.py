@@ -602,3 +602,24 @@ def test_destinations_write_each_output_into_the_callers_array():
     np.testing.assert_array_equal(got, expected)
   assert "out=d0.transpose((1, 0))" in run.__dfdx_source__
   assert "out=d1)" in run.__dfdx_source__
+
+
+def test_a_checked_value_keeps_its_buffer(rng):
+  # a check passes its operand on (weights that sum to zero raise, as NumPy's average does):
+  # the checked value is that very array, so no later result may be computed into the
+  # buffer while either is live (the jvp of a weighted average was wrong under jit)
+  y = rng.normal(size=(3, 4))
+
+  def f(y):
+    return dfdx.jvp(lambda v: dnp.average(v, axis=0, weights=dnp.exp(dnp.sin(v))), (y,),
+                    (0.7 * dnp.ones_like(y),))
+  want = f(y)
+  for got in (dfdx.jit(f)(y), _exported(f, y)):
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def _exported(f, *args):
+  namespace = {}
+  exec(dfdx.export.to_source(f, *args, name="exported"), namespace)
+  return namespace["exported"](*args)

@@ -78,6 +78,14 @@ def with_avals(rule):
   return rule
 
 
+def returns_inputs(rule):
+  """Mark a rule whose code may give back an input itself or a view of it (a check passes
+  its value on; an impl or a user's solver or callback may return what it was given): its
+  result is never written into, and its inputs' buffers are kept for it."""
+  rule.returns_inputs = True
+  return rule
+
+
 def with_constants(rule):
   """Mark a rule as `rule(ins, params, in_avals, out_avals, constants) -> str`, where
   `constants.value(i)` is the value of input i when it is a constant of the program (else
@@ -240,6 +248,8 @@ def literal(value) -> str:
   if isinstance(value, np.generic):
     return f"np.{type(value).__name__}({literal(value.item())})"
   if isinstance(value, np.ndarray):
+    if value.size == 0:  # (no entries to list, which would lose the shape)
+      return f"np.zeros({literal(value.shape)}, dtype={value.dtype.name!r})"
     if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
       return f"np.array({literal(value.tolist())}, dtype={value.dtype.name!r})"
     return f"np.array({value.tolist()!r}, dtype={value.dtype.name!r})"
@@ -513,7 +523,8 @@ def program_source(program: Program, name="f", *, standalone=True, reuse_buffers
           em.views.add(id(v))
           if id(first) in em.constant_views:
             em.constant_views.add(id(v))
-        elif getattr(fn, "with_functions", False) or into:
+        elif getattr(fn, "with_functions", False) or getattr(fn, "returns_inputs", False) \
+            or into:
           em.set_owner(v, None)  # a function's result may be its input, or the caller's
                                  # output array: never written into
           if not into:  # (and an input it may be, or views of it, keep their buffers)

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from dfdx._src.codegen import (Ufunc, View, helpers, literal, register, result_strides,
-                               runtime_helpers, with_arrays, with_avals, with_constants,
-                               with_functions)
+                               returns_inputs, runtime_helpers, with_arrays, with_avals,
+                               with_constants, with_functions)
 from dfdx._src import core as _core
 from dfdx._src import layouts
 from dfdx._src.ops import checks as _checks
@@ -631,6 +631,7 @@ opaque_params: list = []
 
 
 def _impl_call(name):
+  @returns_inputs
   def rule(ins, p):
     args = "".join(", " + i for i in ins)
     try:
@@ -651,6 +652,7 @@ helpers["_dfdx_impl_with"] = '''def _dfdx_impl_with(name, params, *args):
 
 
 def _solver_call(name):
+  @returns_inputs
   @with_constants
   def rule(ins, p, in_avals, out_avals, constants):
     return f"_dfdx_impl_with({name!r}, {constants.hoist(dict(p))}{''.join(', ' + i for i in ins)})"
@@ -670,8 +672,8 @@ def _dfdx_check(kind, error, message, x):
                "ValueError": ValueError}[error](message)
     return x
 '''
-register("check", lambda ins, p: f"_dfdx_check({p['kind']!r}, {p['error']!r}, "
-         f"{p['message']!r}, {ins[0]})")
+register("check", returns_inputs(lambda ins, p: f"_dfdx_check({p['kind']!r}, {p['error']!r}, "
+                                  f"{p['message']!r}, {ins[0]})"))
 
 for _prim in ("expm", "expm_frechet", "logm", "logm_frechet", "sqrtm", "solve_sylvester",
               "lu_factor", "lu_pivots_to_permutation", "gammainc_grad_a", "betainc_grad"):
