@@ -210,3 +210,24 @@ def test_a_variable_assigned_in_a_transformation_is_everyones_once_it_returns():
   with pytest.raises(ZeroDivisionError):  # an exception drops what the call assigned
     dfdx.grad(lambda x: (step(x), 1 / 0))(np.ones(2))
   assert counter.value is before
+
+
+def test_debug_nans_blocks_in_threads_at_once():
+  # the checks stay on while any thread's block is open, and are off once all have ended
+  # (two threads' blocks ending out of order left them on); a thread other than the one
+  # that switched them on finds a NaN that a NumPy ufunc makes by scanning its output
+  assert not dfdx.debug_nans.is_enabled()
+  found = []
+
+  def work(k):
+    for _ in range(30):
+      with dfdx.debug_nans():
+        try:
+          dfdx.grad(lambda x: dnp.sum(dnp.log(x - 2.0)))(np.ones(2))
+        except dfdx.NaNError:
+          found.append(k)
+  assert _run_threads(work, [0, 1, 2]) == []
+  assert not dfdx.debug_nans.is_enabled()
+  assert sorted(set(found)) == [0, 1, 2] and len(found) == 90
+  with np.errstate(invalid="ignore"):  # (off: a NaN is a value again)
+    assert np.isnan(dnp.log(np.array([-1.0]) + np.zeros(1)))[0]

@@ -18,6 +18,7 @@ backward rule is linear in the cotangent, so its transpose gives the forward der
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -248,6 +249,9 @@ def _custom_jvp_abstract_eval(*avals, fun, jvp, n_args, n_lifted):
   return fun.out_avals
 
 
+_making = threading.RLock()
+
+
 class _LazyProgram:
   """A custom call's rule program (custom_jvp's jvp, custom_vjp's fwd and bwd), known later
   or made on first use: the rule of a call staged inside its own rule is the program being
@@ -262,7 +266,9 @@ class _LazyProgram:
 
   def get(self):
     if self.program is None:
-      self.program, self.make = self.make(), None
+      with _making:  # (one thread makes it; another waits for it)
+        if self.program is None:
+          self.program, self.make = self.make(), None
     return self.program
 
   def __repr__(self):
@@ -967,7 +973,10 @@ def _jvp_program(program, nonzero):
       flat, avals + [a for a, nz in zip(avals, nonzero) if nz], record_source=False)
   assert not lifted, lifted
   if len(_jvp_programs) >= 256:
-    _jvp_programs.pop(next(iter(_jvp_programs)))
+    try:  # (the oldest; another thread may be evicting it too)
+      _jvp_programs.pop(next(iter(_jvp_programs)), None)
+    except (RuntimeError, StopIteration):
+      pass
   _jvp_programs[key] = (program, jvp_program)
   return jvp_program
 

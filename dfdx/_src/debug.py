@@ -41,6 +41,7 @@ import linecache
 import os
 import re
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -72,8 +73,9 @@ class debug_nans:
 
   `with debug_nans(False):` turns it off inside a block. The environment variable
   `DFDX_DEBUG_NANS=1` turns it on when dfdx is imported. The switch is global (not per
-  thread). A NaN already present in a function's inputs is not reported: only NaNs produced
-  by an operation whose inputs hold none.
+  thread): blocks in several threads at once keep it on until the last one ends. A NaN
+  already present in a function's inputs is not reported: only NaNs produced by an
+  operation whose inputs hold none.
   """
   __slots__ = ("enabled", "prev")
 
@@ -82,12 +84,22 @@ class debug_nans:
     self.prev = None if enabled is None else _set(bool(enabled))  # a call switches at once
 
   def __enter__(self):
+    global _blocks, _before_blocks
     if self.enabled is None:
-      self.prev = _set(True)
+      with _blocks_lock:
+        if _blocks == 0:
+          _before_blocks = _set(True)
+        _blocks += 1
     return self
 
   def __exit__(self, *exc):
-    if self.prev is not None:
+    global _blocks
+    if self.enabled is None:
+      with _blocks_lock:
+        _blocks -= 1
+        if _blocks == 0:
+          _set(_before_blocks)
+    elif self.prev is not None:
       _set(self.prev)
 
   @staticmethod
@@ -97,6 +109,16 @@ class debug_nans:
 
   def __repr__(self):
     return f"debug_nans({'' if self.enabled is None else self.enabled})"
+
+
+# `with debug_nans():` blocks open now (in any thread), and whether the checks were on before
+# the first of them: the last to end restores that.
+_blocks = 0
+_before_blocks = False
+_blocks_lock = threading.RLock()
+# Whether NumPy reports invalid operations to `_numpy_invalid` in this thread (np.seterrcall
+# holds per thread: the one that switched the checks on); in others every output is scanned.
+_ufunc_reports = threading.local()
 
 
 def _set(on: bool) -> bool:
@@ -112,6 +134,7 @@ def _set(on: bool) -> bool:
 def _install():
   global _numpy_prev
   _numpy_prev = (np.seterr(invalid="call"), np.seterrcall(_numpy_invalid))
+  _ufunc_reports.on = True
   ad.quiet_reverse_passes = False
   _complete_unscanned()
   core.Primitive.bind = _checked_bind
@@ -125,8 +148,10 @@ def _install():
 
 
 def _uninstall():
-  np.seterr(**_numpy_prev[0])
-  np.seterrcall(_numpy_prev[1])
+  if getattr(_ufunc_reports, "on", False):  # (NumPy's settings are those of this thread)
+    np.seterr(**_numpy_prev[0])
+    np.seterrcall(_numpy_prev[1])
+    _ufunc_reports.on = False
   ad.quiet_reverse_passes = True
   core.Primitive.bind = _plain_bind
   _swap_bind_in(_checked_bind_in, _plain_bind_in)
@@ -162,7 +187,8 @@ def _checked_bind(self, *args, **params):
   trace = core.context.trace
   if trace is None:
     out = self.impl(*args, **params)
-    if self not in _unscanned and _holds_nan(out):
+    if (self not in _unscanned or not getattr(_ufunc_reports, "on", False)) and \
+        _holds_nan(out):
       _produced_nan(self, args, params, out)
     return out
   return trace.process_primitive(self, args, params)
@@ -172,7 +198,8 @@ def _checked_bind_in(trace, prim, args, params):
   """`core.bind_in` while debug_nans is on."""
   if trace is None:
     out = prim.impl(*args, **params)
-    if prim not in _unscanned and _holds_nan(out):
+    if (prim not in _unscanned or not getattr(_ufunc_reports, "on", False)) and \
+        _holds_nan(out):
       _produced_nan(prim, args, params, out)
     return out
   return _plain_bind_in(trace, prim, args, params)
@@ -348,6 +375,8 @@ _numpy_prev = None  # (np.seterr settings, np.seterrcall handler) from before de
 
 def _numpy_invalid(kind, flag):
   """NumPy's handler of invalid operations while debug_nans is on (`np.seterrcall`)."""
+  if not _enabled:  # (switched off in another thread, which cannot reset this one's NumPy)
+    return _numpy_fallback(kind, flag)
   frame = sys._getframe(1)
   while frame is not None and _NUMPY_DIR in frame.f_code.co_filename and \
       not frame.f_code.co_filename.startswith(_LAYER_DIRS):

@@ -40,6 +40,7 @@ import itertools
 import operator
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -142,6 +143,7 @@ def signature(eqns, in_vars, out_vars, cotangents, node_type, traced=False):
 
 _entries: dict = {}  # len(flat) -> [Entry]: the structures seen
 _count = 0
+_entries_lock = threading.Lock()
 
 
 def lookup(flat, nodes):
@@ -173,8 +175,9 @@ def interpret(entry, lin, residuals, cotangents, plain, vmaps=None):
   """`lin`'s interpreted reverse pass, timed; compiles the pass once the interpreted ones of
   this structure have taken as long as compiling it would. (`vmaps`: see "reverse passes
   under vmap"; `residuals` and `cotangents` are then the arrays holding the batches.)"""
-  if entry.trial is not None:
-    return _on_trial(entry, lin, residuals, vmaps)
+  trial = entry.trial  # (read once: another thread may end the trial meanwhile)
+  if trial is not None:
+    return _on_trial(entry, trial, lin, residuals, vmaps)
   start = time.perf_counter()
   in_cts = lin._interpret(cotangents, plain) if vmaps is None else vmaps.interpret(lin)
   elapsed = time.perf_counter() - start
@@ -249,11 +252,10 @@ def _compile_and_check(entry, lin, residuals, cotangents, expected, interpreted_
     entry.fn, entry.trial, entry.trial_times = None, compiled, [seconds]
 
 
-def _on_trial(entry, lin, residuals, vmaps):
+def _on_trial(entry, fn, lin, residuals, vmaps):
   """The pass by `entry`'s compiled pass on trial, timed: after `_TRIAL_RUNS` runs it is kept
   if its fastest is no slower than the fastest interpreted pass; else the structure is
   interpreted again, and compiled again later (at most `_TRIES` times in all)."""
-  fn = entry.trial
   start = time.perf_counter()
   out = _call(fn, lin, residuals, vmaps)
   entry.trial_times.append(time.perf_counter() - start)
@@ -859,11 +861,12 @@ def _entry(flat, nodes):
         return entry
     except (ValueError, TypeError):
       return None
-  if _count >= _MAX_SEEN:  # a program whose structures rarely repeat: forget those
-    _forget_uncompiled()
-  entry = Entry(flat, nodes)
-  _entries.setdefault(len(flat), []).append(entry)
-  _count += 1
+  with _entries_lock:  # (threads adding structures, and forgetting them, one at a time)
+    if _count >= _MAX_SEEN:  # a program whose structures rarely repeat: forget those
+      _forget_uncompiled()
+    entry = Entry(flat, nodes)
+    _entries.setdefault(len(flat), []).append(entry)
+    _count += 1
   return entry
 
 
@@ -905,9 +908,9 @@ def _check_rolled(entry, plan, cotangents, key, compiled):
       _refuse(key)
   else:
     stats["compiled"] += 1
-    entry.fn = compiled
-    if compiled.loop is None:
+    if compiled.loop is None:  # (tried before other threads may run it)
       _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe)
+    entry.fn = compiled
   return expected
 
 
@@ -925,25 +928,25 @@ def _try_loop(plan, compiled, cotangents, expected, rolled_seconds, probe):
                                     probe["cts"])
     if loop is None:
       return
-    compiled.loop = loop
-    got = plan.run(cotangents, compiled, None)
+    trial = _Rolled()  # (on trial in a copy: other threads may be running `compiled`)
+    trial.variants, trial.loop = compiled.variants, loop
+    got = plan.run(cotangents, trial, None)
     start = time.perf_counter()
-    plan.run(cotangents, compiled, None)
+    plan.run(cotangents, trial, None)
     seconds = time.perf_counter() - start
   except Exception as e:  # noqa: BLE001  (a block that cannot be staged as a loop)
-    compiled.loop = False
     loop_stats["not staged"] += 1
     last_failure[:] = [e]
     return
   if not _identical(got, expected):
     loop_stats["differed"] += 1
-    compiled.loop = False
   elif _slower(seconds, rolled_seconds):
     loop_stats["slower"] += 1
     compiled.loop_tries += 1
     compiled.loop = None if compiled.loop_tries < _TRIES else False
   else:
     loop_stats["compiled"] += 1
+    compiled.loop = loop
 
 
 def _refuse(key):

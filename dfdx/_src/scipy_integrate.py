@@ -22,6 +22,7 @@ costs a solve of a doubled system). vmap runs one solve per batch element.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -139,17 +140,23 @@ def _stage(func, y_shape, leaves, args_tree, tfirst):
 _RECENT_PROGRAMS = 8
 _CONSTANT_ENTRIES = 1 << 20  # programs holding larger constants are not kept
 _recent_programs: list = []  # (program, a copy of its constants), the newest last
+_recent_lock = threading.Lock()
 
 
 def _reuse(program, lifted):
-  for k, (recent, consts) in enumerate(_recent_programs):
+  for entry in list(_recent_programs):  # (a copy: other threads may reorder the list)
+    recent, consts = entry
     if same_program(recent, program, a_consts=consts):
-      _recent_programs.append(_recent_programs.pop(k))
+      with _recent_lock:  # (the newest last)
+        k = next((i for i, e in enumerate(_recent_programs) if e is entry), None)
+        if k is not None:
+          _recent_programs.append(_recent_programs.pop(k))
       return recent, lifted
   if sum(np.size(c) for c in program.const_vals) <= _CONSTANT_ENTRIES:
-    _recent_programs.append((program, [np.array(c, copy=True) if isinstance(c, np.ndarray)
-                                       else c for c in program.const_vals]))
-    del _recent_programs[:-_RECENT_PROGRAMS]
+    with _recent_lock:
+      _recent_programs.append((program, [np.array(c, copy=True) if isinstance(c, np.ndarray)
+                                         else c for c in program.const_vals]))
+      del _recent_programs[:-_RECENT_PROGRAMS]
   return program, lifted
 
 

@@ -210,9 +210,8 @@ class Module:
 
 
 def _new_name(cls_name):
-  count = _module_counts.get(cls_name, itertools.count())
-  _module_counts[cls_name] = count
-  return f"{cls_name}{next(count)}"
+  count = _module_counts.setdefault(cls_name, itertools.count())  # (one counter per class,
+  return f"{cls_name}{next(count)}"                               # even for threads at once)
 
 
 def _collect(obj, path, found, seen):
