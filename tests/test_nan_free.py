@@ -335,3 +335,18 @@ def test_jitted_reverse_passes_raise_no_numpy_warnings_either():
   # a jitted forward pass warns as NumPy does
   with pytest.warns(RuntimeWarning, match="divide by zero encountered in log"):
     dfdx.jit(dnp.log)(np.zeros(2))
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("ndtri", 0.3, 1.5), ("erfinv", 0.3, 1.5), ("erfcinv", 0.3, 2.5), ("digamma", 0.7, 0.0),
+    ("gamma", 0.7, -1.0), ("y0", 0.7, -1.0), ("k0", 0.7, -1.0), ("log_ndtr", 0.3, np.nan)])
+def test_where_discards_special_functions_outside_their_domains(name, good, bad):
+  # the derivative at a discarded point is NaN or infinite: its zero cotangent absorbs it
+  f = getattr(dss, name)
+  x = np.array([good, bad])
+  keep = np.array([True, False])
+  loss = lambda v: dnp.sum(dnp.where(keep, f(v), 0.0))  # noqa: E731
+  want = [dfdx.grad(f)(good), 0.0]
+  with np.errstate(all="ignore"):
+    for g in (dfdx.grad(loss), dfdx.jit(dfdx.grad(loss)), dfdx.jacfwd(loss)):
+      np.testing.assert_allclose(g(x), want, rtol=1e-14)

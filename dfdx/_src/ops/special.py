@@ -93,6 +93,8 @@ def _not_implemented(prim_name, arg_name, what):
 
 
 mul, add, sub, neg, exp, log = ew.mul, ew.add, ew.sub, ew.neg, ew.exp, ew.log
+tmul = ew.tmul  # a tangent times its derivative factor (0 times a NaN factor is 0 where the
+                # zero-absorbing rule is on: see ops/elementwise.py)
 logical_and, logical_or, isinf = ew.logical_and_p.bind, ew.logical_or_p.bind, ew.isinf_p.bind
 
 
@@ -172,17 +174,17 @@ def _half_square(x):
 
 
 # DLMF 7.10: erf' = 2/sqrt(pi) exp(-x^2), erfc' = -erf'.
-ad.defjvp(erf_p, lambda t, x: mul(t, _gaussian(x, _TWO_OVER_SQRT_PI)))
-ad.defjvp(erfc_p, lambda t, x: mul(t, _gaussian(x, -_TWO_OVER_SQRT_PI)))
+ad.defjvp(erf_p, lambda t, x: tmul(t, _gaussian(x, _TWO_OVER_SQRT_PI)))
+ad.defjvp(erfc_p, lambda t, x: tmul(t, _gaussian(x, -_TWO_OVER_SQRT_PI)))
 # Inverse functions: 1 / erf'(erfinv(x)) = sqrt(pi)/2 exp(erfinv(x)^2).
-ad.defjvp2(erfinv_p, lambda t, ans, x: mul(t, mul(_c(_SQRT_PI_OVER_TWO, ans),
+ad.defjvp2(erfinv_p, lambda t, ans, x: tmul(t, mul(_c(_SQRT_PI_OVER_TWO, ans),
                                                   exp(mul(ans, ans)))))
-ad.defjvp2(erfcinv_p, lambda t, ans, x: mul(t, mul(_c(-_SQRT_PI_OVER_TWO, ans),
+ad.defjvp2(erfcinv_p, lambda t, ans, x: tmul(t, mul(_c(-_SQRT_PI_OVER_TWO, ans),
                                                    exp(mul(ans, ans)))))
 # erfcx = exp(x^2) erfc(x): erfcx' = 2 x erfcx - 2/sqrt(pi) (DLMF 7.10 with the product rule).
-ad.defjvp2(erfcx_p, lambda t, ans, x: mul(t, sub(mul(_c(2, x), mul(x, ans)),
+ad.defjvp2(erfcx_p, lambda t, ans, x: tmul(t, sub(mul(_c(2, x), mul(x, ans)),
                                                  _c(_TWO_OVER_SQRT_PI, x))))
-ad.defjvp(ndtr_p, lambda t, x: mul(t, mul(_c(_INV_SQRT_2PI, x), exp(neg(_half_square(x))))))
+ad.defjvp(ndtr_p, lambda t, x: tmul(t, mul(_c(_INV_SQRT_2PI, x), exp(neg(_half_square(x))))))
 
 
 def _log_ndtr_jvp(t, ans, x):
@@ -194,11 +196,11 @@ def _log_ndtr_jvp(t, ans, x):
   ans_right = ew.select(left, _c(0, ans), ans)
   tail = ew.div(_c(math.sqrt(2 / math.pi), x), erfcx(mul(_c(-1 / math.sqrt(2), x), x_left)))
   body = mul(_c(_INV_SQRT_2PI, x), exp(neg(add(_half_square(x_right), ans_right))))
-  return mul(t, ew.select(left, tail, body))
+  return tmul(t, ew.select(left, tail, body))
 
 
 ad.defjvp2(log_ndtr_p, _log_ndtr_jvp)
-ad.defjvp2(ndtri_p, lambda t, ans, x: mul(t, mul(_c(_SQRT_2PI, ans), exp(_half_square(ans)))))
+ad.defjvp2(ndtri_p, lambda t, ans, x: tmul(t, mul(_c(_SQRT_2PI, ans), exp(_half_square(ans)))))
 
 # ---- gamma, digamma, polygamma, beta --------------------------------------------------------
 gamma_p = _special_prim("gamma", 1)
@@ -239,7 +241,7 @@ def betaln(a, b):
 
 
 def _rgamma_jvp(t, ans, x):
-  return mul(t, _drgamma(x, ans))
+  return tmul(t, _drgamma(x, ans))
 
 
 def _drgamma(x, ans=None):
@@ -261,11 +263,11 @@ def _drgamma(x, ans=None):
 
 
 # DLMF 5.2.2 (psi = Gamma'/Gamma), 5.15.1 (psi^(n) is the n-th derivative of psi).
-ad.defjvp2(gamma_p, lambda t, ans, x: mul(t, mul(ans, digamma(x))))
-ad.defjvp(gammaln_p, lambda t, x: mul(t, digamma(x)))
+ad.defjvp2(gamma_p, lambda t, ans, x: tmul(t, mul(ans, digamma(x))))
+ad.defjvp(gammaln_p, lambda t, x: tmul(t, digamma(x)))
 ad.defjvp2(rgamma_p, _rgamma_jvp)
-ad.defjvp(digamma_p, lambda t, x: mul(t, polygamma(1, x)))
-ad.defjvp(polygamma_p, None, lambda t, n, x: mul(t, polygamma(add(n, 1), x)))
+ad.defjvp(digamma_p, lambda t, x: tmul(t, polygamma(1, x)))
+ad.defjvp(polygamma_p, None, lambda t, n, x: tmul(t, polygamma(add(n, 1), x)))
 
 
 def _dbetaln(x, a, b):
@@ -290,13 +292,13 @@ def _beta_jvp(wrt):
     regular = mul(ans, _dbetaln(x_n, a_n, b_n))
     at_pole = mul(mul(gamma(a_p), gamma(b_p)),
                   add(mul(digamma(x_p), rgamma(s_p)), _drgamma(s_p)))
-    return mul(t, ew.select(pole, at_pole, regular))
+    return tmul(t, ew.select(pole, at_pole, regular))
   return rule
 
 
 ad.defjvp2(beta_p, _beta_jvp("a"), _beta_jvp("b"))
-ad.defjvp(betaln_p, lambda t, a, b: mul(t, _dbetaln(a, a, b)),
-          lambda t, a, b: mul(t, _dbetaln(b, a, b)))
+ad.defjvp(betaln_p, lambda t, a, b: tmul(t, _dbetaln(a, a, b)),
+          lambda t, a, b: tmul(t, _dbetaln(b, a, b)))
 
 # ---- Bessel functions -----------------------------------------------------------------------
 j0_p = _special_prim("j0", 1)
@@ -411,32 +413,32 @@ def _exp_scaled(dx, ans, x, sign):
 # (I'_v = (I_{v-1} + I_{v+1}) / 2, K'_v = -(K_{v-1} + K_{v+1}) / 2), 10.29.3 (I0' = I1,
 # K0' = -K1); the exponentially scaled versions (ive = iv e^-|x|, kve = kv e^x) by the
 # product rule.
-ad.defjvp(j0_p, lambda t, x: mul(t, neg(j1(x))))
-ad.defjvp(j1_p, lambda t, x: mul(t, _half(sub(j0(x), jv(2, x)))))
-ad.defjvp(y0_p, lambda t, x: mul(t, neg(y1(x))))
-ad.defjvp(y1_p, lambda t, x: mul(t, _half(sub(y0(x), yn(2, x)))))
-ad.defjvp(i0_p, lambda t, x: mul(t, i1(x)))
-ad.defjvp(i1_p, lambda t, x: mul(t, _half(add(i0(x), iv(2, x)))))
-ad.defjvp2(i0e_p, lambda t, ans, x: mul(t, _exp_scaled(i1e(x), ans, x, -1)))
-ad.defjvp2(i1e_p, lambda t, ans, x: mul(t, _exp_scaled(_half(add(i0e(x), ive(2, x))), ans,
+ad.defjvp(j0_p, lambda t, x: tmul(t, neg(j1(x))))
+ad.defjvp(j1_p, lambda t, x: tmul(t, _half(sub(j0(x), jv(2, x)))))
+ad.defjvp(y0_p, lambda t, x: tmul(t, neg(y1(x))))
+ad.defjvp(y1_p, lambda t, x: tmul(t, _half(sub(y0(x), yn(2, x)))))
+ad.defjvp(i0_p, lambda t, x: tmul(t, i1(x)))
+ad.defjvp(i1_p, lambda t, x: tmul(t, _half(add(i0(x), iv(2, x)))))
+ad.defjvp2(i0e_p, lambda t, ans, x: tmul(t, _exp_scaled(i1e(x), ans, x, -1)))
+ad.defjvp2(i1e_p, lambda t, ans, x: tmul(t, _exp_scaled(_half(add(i0e(x), ive(2, x))), ans,
                                                        x, -1)))
-ad.defjvp(k0_p, lambda t, x: mul(t, neg(k1(x))))
-ad.defjvp(k1_p, lambda t, x: mul(t, neg(_half(add(k0(x), kv(2, x))))))
-ad.defjvp2(k0e_p, lambda t, ans, x: mul(t, add(neg(k1e(x)), ans)))
-ad.defjvp2(k1e_p, lambda t, ans, x: mul(t, add(neg(_half(add(k0e(x), kve(2, x)))), ans)))
+ad.defjvp(k0_p, lambda t, x: tmul(t, neg(k1(x))))
+ad.defjvp(k1_p, lambda t, x: tmul(t, neg(_half(add(k0(x), kv(2, x))))))
+ad.defjvp2(k0e_p, lambda t, ans, x: tmul(t, add(neg(k1e(x)), ans)))
+ad.defjvp2(k1e_p, lambda t, ans, x: tmul(t, add(neg(_half(add(k0e(x), kve(2, x)))), ans)))
 ad.defjvp(jv_p, _not_implemented("jv", "v", "the order"),
-          lambda t, v, x: mul(t, _neighbours(jv, v, x, -1)))
+          lambda t, v, x: tmul(t, _neighbours(jv, v, x, -1)))
 ad.defjvp(yv_p, _not_implemented("yv", "v", "the order"),
-          lambda t, v, x: mul(t, _neighbours(yv, v, x, -1)))
-ad.defjvp(yn_p, None, lambda t, n, x: mul(t, _neighbours(yn, n, x, -1)))
+          lambda t, v, x: tmul(t, _neighbours(yv, v, x, -1)))
+ad.defjvp(yn_p, None, lambda t, n, x: tmul(t, _neighbours(yn, n, x, -1)))
 ad.defjvp(iv_p, _not_implemented("iv", "v", "the order"),
-          lambda t, v, x: mul(t, _neighbours(iv, v, x, 1)))
+          lambda t, v, x: tmul(t, _neighbours(iv, v, x, 1)))
 ad.defjvp2(ive_p, _not_implemented("ive", "v", "the order"),
-           lambda t, ans, v, x: mul(t, _exp_scaled(_neighbours(ive, v, x, 1), ans, x, -1)))
+           lambda t, ans, v, x: tmul(t, _exp_scaled(_neighbours(ive, v, x, 1), ans, x, -1)))
 ad.defjvp(kv_p, _not_implemented("kv", "v", "the order"),
-          lambda t, v, x: mul(t, neg(_neighbours(kv, v, x, 1))))
+          lambda t, v, x: tmul(t, neg(_neighbours(kv, v, x, 1))))
 ad.defjvp2(kve_p, _not_implemented("kve", "v", "the order"),
-           lambda t, ans, v, x: mul(t, add(neg(_neighbours(kve, v, x, 1)), ans)))
+           lambda t, ans, v, x: tmul(t, add(neg(_neighbours(kve, v, x, 1)), ans)))
 
 # ---- incomplete gamma and beta functions, Student's t distribution function ---------------
 gammainc_p = _special_prim("gammainc", 2)
@@ -519,14 +521,14 @@ def _t_density(df, t):
 
 
 # d/da of gammainc and gammaincc: the primitive gammainc_grad_a (below).
-ad.defjvp(gammainc_p, lambda t, a, x: mul(t, gammainc_grad_a(a, x)),
-          lambda t, a, x: mul(t, _gamma_density(a, x)))
-ad.defjvp(gammaincc_p, lambda t, a, x: mul(t, neg(gammainc_grad_a(a, x))),
-          lambda t, a, x: mul(t, neg(_gamma_density(a, x))))
+ad.defjvp(gammainc_p, lambda t, a, x: tmul(t, gammainc_grad_a(a, x)),
+          lambda t, a, x: tmul(t, _gamma_density(a, x)))
+ad.defjvp(gammaincc_p, lambda t, a, x: tmul(t, neg(gammainc_grad_a(a, x))),
+          lambda t, a, x: tmul(t, neg(_gamma_density(a, x))))
 # d/da and d/db of betainc: the primitive betainc_grad (below).
-ad.defjvp(betainc_p, lambda t, a, b, x: mul(t, betainc_grad(a, b, x, "a")),
-          lambda t, a, b, x: mul(t, betainc_grad(a, b, x, "b")),
-          lambda t, a, b, x: mul(t, _beta_density(a, b, x)))
+ad.defjvp(betainc_p, lambda t, a, b, x: tmul(t, betainc_grad(a, b, x, "a")),
+          lambda t, a, b, x: tmul(t, betainc_grad(a, b, x, "b")),
+          lambda t, a, b, x: tmul(t, _beta_density(a, b, x)))
 
 
 def _stdtr_grad_df(df, t):
@@ -547,8 +549,8 @@ def _stdtr_grad_df(df, t):
   return ew.select(flat, _c(0, grad), grad)
 
 
-ad.defjvp(stdtr_p, lambda t, df, x: mul(t, _stdtr_grad_df(df, x)),
-          lambda t, df, x: mul(t, _t_density(df, x)))
+ad.defjvp(stdtr_p, lambda t, df, x: tmul(t, _stdtr_grad_df(df, x)),
+          lambda t, df, x: tmul(t, _t_density(df, x)))
 
 
 # ---- the derivatives of betainc in a and b ------------------------------------------------
@@ -620,7 +622,7 @@ def _betainc_grad_x(t, a, b, x, *, wrt):
   # log x - digamma(a) + digamma(a + b) (log(1 - x) and digamma(b) for b).
   log_part = log(x) if wrt == "a" else ew.log1p(neg(x))
   psi = digamma(a if wrt == "a" else b)
-  return mul(t, mul(_beta_density(a, b, x), add(sub(log_part, psi), digamma(add(a, b)))))
+  return tmul(t, mul(_beta_density(a, b, x), add(sub(log_part, psi), digamma(add(a, b)))))
 
 
 betainc_grad_p.def_impl(_betainc_grad_impl)
@@ -705,7 +707,7 @@ gammainc_grad_a_p.def_abstract_eval(_gammainc_grad_a_abstract_eval)
 # d/dx dP/da = d/da x^(a-1) e^-x / Gamma(a) = that density times (log x - digamma(a)).
 ad.defjvp(gammainc_grad_a_p, _not_implemented("gammainc_grad_a", "a",
                                               "the shape parameter, a second time"),
-          lambda t, a, x: mul(t, _gamma_density_times_log(a, x)))
+          lambda t, a, x: tmul(t, _gamma_density_times_log(a, x)))
 batching.defbroadcasting(gammainc_grad_a_p)
 
 # ---- exponential integrals, zeta functions, ndtri_exp, binomial coefficients ---------------
@@ -754,7 +756,7 @@ def _zeta_in_x(what):
 def _ndtri_exp_jvp(t, ans, y):
   # x = ndtri(e^y): dx/dy = e^y / phi(x) = sqrt(2 pi) exp(y + x^2 / 2), which stays finite
   # far in the left tail (y -> -inf), where e^y and phi(x) both underflow.
-  return mul(t, mul(_c(_SQRT_2PI, ans), exp(add(y, _half_square(ans)))))
+  return tmul(t, mul(_c(_SQRT_2PI, ans), exp(add(y, _half_square(ans)))))
 
 
 def _dlog_binom(n, k, wrt):
@@ -768,11 +770,11 @@ def _dlog_binom(n, k, wrt):
 
 # DLMF 6.2.1, 6.2.5: E1'(x) = -e^-x / x, Ei'(x) = e^x / x; 25.11.17: d zeta(x, q) / dq =
 # -x zeta(x + 1, q).
-ad.defjvp(exp1_p, lambda t, x: mul(t, neg(ew.div(exp(neg(x)), x))))
-ad.defjvp(expi_p, lambda t, x: mul(t, ew.div(exp(x), x)))
+ad.defjvp(exp1_p, lambda t, x: tmul(t, neg(ew.div(exp(neg(x)), x))))
+ad.defjvp(expi_p, lambda t, x: tmul(t, ew.div(exp(x), x)))
 ad.defjvp(zeta_p, _zeta_in_x("Hurwitz's zeta(x, q)"),
-          lambda t, x, q: mul(t, neg(mul(x, zeta(add(x, _c(1, x)), q)))))
+          lambda t, x, q: tmul(t, neg(mul(x, zeta(add(x, _c(1, x)), q)))))
 ad.defjvp(riemann_zeta_p, _zeta_in_x("Riemann's zeta(x)"))
 ad.defjvp2(ndtri_exp_p, _ndtri_exp_jvp)
-ad.defjvp2(binom_p, lambda t, ans, n, k: mul(t, mul(ans, _dlog_binom(n, k, "n"))),
-           lambda t, ans, n, k: mul(t, mul(ans, _dlog_binom(n, k, "k"))))
+ad.defjvp2(binom_p, lambda t, ans, n, k: tmul(t, mul(ans, _dlog_binom(n, k, "n"))),
+           lambda t, ans, n, k: tmul(t, mul(ans, _dlog_binom(n, k, "k"))))
