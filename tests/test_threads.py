@@ -231,3 +231,18 @@ def test_debug_nans_blocks_in_threads_at_once():
   assert sorted(set(found)) == [0, 1, 2] and len(found) == 90
   with np.errstate(invalid="ignore"):  # (off: a NaN is a value again)
     assert np.isnan(dnp.log(np.array([-1.0]) + np.zeros(1)))[0]
+
+
+def test_a_transformation_leaves_other_threads_assignments_to_its_variables():
+  # grad_vars gives w a tracer in this thread; another thread assigns w meanwhile; at the
+  # end this thread's w is its value from before (unchanged here), so the other's stays
+  w = dfdx.Variable(np.array([1.0, 2.0]))
+
+  def loss(x):
+    t = threading.Thread(target=lambda: setattr(w, "value", np.array([5.0, 6.0])))
+    t.start()
+    t.join()
+    return dnp.sum(w.value * x)
+  g = dfdx.grad(loss, grad_vars=[w])(np.array([3.0, 4.0]))
+  np.testing.assert_array_equal(g[0], [3.0, 4.0])
+  np.testing.assert_array_equal(w.value, [5.0, 6.0])

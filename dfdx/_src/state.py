@@ -14,9 +14,10 @@ if it raises, every Variable assigned inside gets its previous value back.
 
 Threads: while a transformation runs in a thread, the Variables it assigns (the traced values
 that grad_vars and jit give them included) hold their new values for that thread only
-(`context.variables`); the outermost transformation's end gives them to every thread, and
-an exception drops them. Another thread reading the same Variable meanwhile sees its value
-from before, never a tracer of this thread's transformation.
+(`context.variables`: id -> (var, value, the value before)); the outermost transformation's
+end gives those it changed to every thread, and an exception drops them. Another thread
+reading the same Variable meanwhile sees its value from before, never a tracer of this
+thread's transformation.
 
 Imports only the core.
 """
@@ -273,7 +274,8 @@ def hold(var, value):
   (see "Threads" above), else for all."""
   ctx = context
   if ctx.frames:
-    ctx.variables[id(var)] = (var, value)
+    entry = ctx.variables.get(id(var))
+    ctx.variables[id(var)] = (var, value, var._held if entry is None else entry[2])
   else:
     var._held = value
 
@@ -296,8 +298,9 @@ class journal:
     if not frames:  # the outermost: the thread's values become everyone's, or are dropped
       variables, ctx.variables = ctx.variables, {}
       if exc_type is None:
-        for var, value in variables.values():
-          var._held = value
+        for var, value, before in variables.values():
+          if value is not before:  # (a value given back as it was leaves other threads')
+            var._held = value
       return False
     if exc_type is not None:
       for var, previous in self.frame.values():
