@@ -796,13 +796,32 @@ class Linearized:
 
   def _forward(self, tangents):
     env = {id(v): t for v, t in zip(self.in_vars, tangents, strict=True)}
-    for eqn in self.eqns:
+    frees = self._last_reads()
+    for eqn, free in zip(self.eqns, frees):
       result = eqn.forward(env)
       if eqn.prim.multiple_results:
         env.update((id(o), r) for o, r in zip(eqn.out, result, strict=True) if o is not None)
       else:
         env[id(eqn.out)] = result
+      for key in free:  # (a tangent no later equation reads: its memory goes now)
+        env.pop(key, None)
     return [env.get(id(v)) if isinstance(v, TapeTracer) else v for v in self.out_vars]
+
+  def _last_reads(self):
+    """For each equation, the tangents (ids in `_forward`'s env) that it reads last and that
+    are no output."""
+    last = {}
+    for i, eqn in enumerate(self.eqns):
+      reads = eqn.args if type(eqn) is _Eqn else eqn.tangents
+      for a in reads:
+        if isinstance(a, TapeTracer):
+          last[id(a)] = i
+    for v in self.out_vars:
+      last.pop(id(v), None)
+    frees = [[] for _ in self.eqns]
+    for key, i in last.items():
+      frees[i].append(key)
+    return frees
 
   def transpose(self, cotangents, last=False):
     """Cotangents of the inputs given cotangents of the outputs (`None` = zero). `last`: the
