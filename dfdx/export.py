@@ -6,7 +6,9 @@ and small arrays (SymPy, an optional dependency, is imported only there).
 """
 from __future__ import annotations
 
+import builtins
 import inspect
+import keyword
 import re
 
 import numpy as np
@@ -29,13 +31,17 @@ def _arg_names(f, n_args, leaves_per_arg):
   return None
 
 
-def to_source(f, *args, name=None):
+def to_source(f, *args, name=None, static_argnums=()):
   """The source of a standalone NumPy function computing `f` (any composition, e.g.
   `grad(g)`) for arguments like `args`, after jit's optimizing passes.
 
   The generated function takes the leaves of the arguments (for array arguments: the
-  arguments themselves, named as in `f`) and returns the output (a tuple of the output
-  leaves when there are several).
+  arguments themselves, named as in `f`; a name the code uses itself, such as `np`, `v0` or
+  a keyword, gets a trailing underscore, as does such a `name`) and returns the output (a
+  tuple of the output leaves when there are several; leaves that are not arrays, such as a
+  string, as they were). `static_argnums` are positions of arguments that are settings, not data (a size,
+  a flag): their values are fixed in the source, which takes only the others. The code
+  imports NumPy, and SciPy where `f` calls dfdx.scipy functions that SciPy computes.
 
   >>> import dfdx, dfdx.numpy as dnp
   >>> print(to_source(dfdx.grad(dnp.sin), 1.0, name="dsin"))
@@ -46,24 +52,31 @@ def to_source(f, *args, name=None):
       return v0
   <BLANKLINE>
   """
-  made = core.context.jvp_traces
-  expr = make_expr(f, optimize=True)(*args)
+  trace = make_expr(f, optimize=True, static_argnums=static_argnums)
+  expr = trace(*args)
   program = _as_compiled(expr.program)
   _check_standalone(program)
-  leaves_per_arg = [len(tree_leaves(a)) for a in args]
-  names = _arg_names(f, len(args), leaves_per_arg) or [f"x{i}" for i in range(
-      len(program.in_vars))]
+  dynamic = _dynamic_positions(static_argnums, len(args))
+  leaves_per_arg = [len(tree_leaves(args[i])) for i in dynamic]
+  names = _arg_names(f, len(args), [1] * len(args)) or []
+  names = [names[i] for i in dynamic] if names and all(k == 1 for k in leaves_per_arg) else \
+      [f"x{i}" for i in range(len(program.in_vars))]
   if len(names) != len(program.in_vars):
     names = [f"x{i}" for i in range(len(program.in_vars))]
-  name = codegen._identifier(name or expr.name)
-  single = expr.out_tree.num_leaves == 1
-  if core.context.jvp_traces == made:  # nothing differentiated: one program
-    return codegen.program_source(program, name, arg_names=names, single_output=single)
+  names = [_free_name(n) for n in names]
+  name = _free_name(codegen._identifier(name or expr.name))
+  returned = _returned(expr, len(program.outs))
   # A derivative: as dfdx computes it, a result holding a NaN is computed again with the
-  # zero-absorbing chain rule (see README, "Derivatives that stay finite").
-  safe = ad.run_zero_absorbing(lambda: _as_compiled(make_expr(f, optimize=True)(*args).program))
+  # zero-absorbing chain rule (see README, "Derivatives that stay finite"). Where that
+  # program has none of its equations left, it is the whole answer (its constants folded
+  # with the rule; nothing differentiated: the plain program again).
+  safe = ad.run_zero_absorbing(lambda: _as_compiled(trace(*args).program))
   if not _absorbs_zeros(safe):
-    return codegen.program_source(safe, name, arg_names=names, single_output=single)
+    if returned is None:
+      return codegen.program_source(safe, name, arg_names=names,
+                                    single_output=len(safe.outs) == 1)
+    source = codegen.program_source(safe, f"_{name}_outputs", arg_names=names)
+    return source + _wrapper(name, names, f"_{name}_outputs({', '.join(names)})", returned)
   plain_src = codegen.program_source(program, f"_{name}_plain", arg_names=names)
   safe_src = codegen.program_source(safe, f"_{name}_zero_absorbing", arg_names=names,
                                     prefix="z")
@@ -76,17 +89,73 @@ def to_source(f, *args, name=None):
   safe_prelude += [line for line in safe_src[:start].splitlines()
                    if re.match(r"z[ck]\d+ = ", line)]
   args_text = ", ".join(names)
-  wrapper = (
-      f"def _holds_nan(outs):\n"
+  choose = (
+      f"def _{name}_holds_nan(outs):\n"
       f"    return any(np.isnan(np.sum(o)) for o in outs if np.iscomplexobj(o) or "
       f"np.issubdtype(np.result_type(o), np.floating))\n\n"
-      f"def {name}({args_text}):\n"
+      f"def _{name}_outputs({args_text}):\n"
       f"    outs = _{name}_plain({args_text})\n"
-      f"    if _holds_nan(outs):  # where a factor is infinite: 0 * inf = 0 in the chain rule\n"
+      f"    if _{name}_holds_nan(outs):  # where a factor is infinite: 0 * inf = 0 in the "
+      f"chain rule\n"
       f"        outs = _{name}_zero_absorbing({args_text})\n"
-      f"    return {'outs[0]' if single else 'outs'}\n")
+      f"    return outs\n")
   return "\n".join([plain_src.rstrip("\n"), "", *safe_prelude, "", safe_body.rstrip("\n"),
-                    "", wrapper])
+                    "", choose]) + _wrapper(name, names, f"_{name}_outputs({args_text})",
+                                            returned or (["outs[0]"] if len(program.outs) == 1
+                                                         else None))
+
+
+# Names generated code uses itself (its values v0, v1, ..., constants c0 and k0, the loops'
+# xs0, ys0 and step, functions fn0 and helpers _name, those with the prefix z), and NumPy's
+_GENERATED_NAME = re.compile(r"z?(v|c|k|d|xs|ys|fn)\d+|z?step|outs|_.*")
+
+
+def _free_name(name):
+  """`name`, with a trailing underscore where the generated code would shadow it or it would
+  shadow something there (np, a builtin, a keyword, a generated name)."""
+  while (_GENERATED_NAME.fullmatch(name) or keyword.iskeyword(name) or name == "np"
+         or name in dir(builtins)):
+    name += "_"
+  return name
+
+
+def _dynamic_positions(static_argnums, n_args):
+  """The positions of the arguments that are not static (whose leaves the program takes)."""
+  nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+  statics = {i % n_args for i in nums if -n_args <= i < n_args}
+  return [i for i in range(n_args) if i not in statics]
+
+
+def _returned(expr, n_outs):
+  """How the function's result is built from the program's outputs `outs` (source of each
+  output leaf, in order, non-array leaves written as literals), or None where it is the
+  program's result as it is."""
+  if not expr.out_statics:
+    return None
+  it = iter(range(n_outs))
+  parts = []
+  for i in range(expr.out_tree.num_leaves):
+    if i in expr.out_statics:
+      try:
+        parts.append(codegen.literal(expr.out_statics[i]))
+      except Exception as e:  # (a value with no literal: an object of the process)
+        raise TypeError(f"to_source: output leaf {i} of {expr.name} is "
+                        f"{core.short_value(expr.out_statics[i])}, which has no source "
+                        "form; return arrays and numbers only.") from e
+    else:
+      parts.append(f"outs[{next(it)}]")
+  return parts
+
+
+def _wrapper(name, names, call, returned):
+  """The exported function: `call` gives the program's outputs, returned as `returned` says
+  (None: the tuple of them as it is)."""
+  args_text = ", ".join(names)
+  if returned is None:
+    result = "outs"
+  else:
+    result = returned[0] if len(returned) == 1 else "(" + ", ".join(returned) + ",)"
+  return f"\ndef {name}({args_text}):\n    outs = {call}\n    return {result}\n"
 
 
 def _leaf_names(args, names):
@@ -165,13 +234,15 @@ def _absorbs_zeros(program):
              for e in program.eqns)
 
 
-def to_sympy(f, *args, simplify=True):
+def to_sympy(f, *args, simplify=True, static_argnums=()):
   """SymPy expressions of `f` (any composition) at arguments shaped like `args`: a scalar
   argument becomes a symbol named after the parameter, an array argument an array of
-  symbols `name_i`. A pytree argument gives one symbol (or array of symbols) per leaf,
+  symbols `name_i`; the symbols are real (`real=True`), or plain (complex) ones for a complex
+  argument. A pytree argument gives one symbol (or array of symbols) per leaf,
   named after the parameter and the leaf's key path: `d["a"]` of `f(d)` is `d_a`,
   `p.w[1]` is `p_w_1`. Returns one expression (or `sympy.Array`) per output leaf; a
-  single output is returned by itself.
+  single output is returned by itself. `static_argnums`: arguments that are settings (a
+  size, a flag), fixed in the formulas instead of becoming symbols.
 
   >>> import dfdx
   >>> to_sympy(dfdx.grad(lambda x: 1 / x), 2.0)
@@ -180,15 +251,18 @@ def to_sympy(f, *args, simplify=True):
   d_a*d_b
   """
   import sympy as sp
-  expr = make_expr(f, optimize=True)(*args)
+  expr = make_expr(f, optimize=True, static_argnums=static_argnums)(*args)
   names = _arg_names(f, len(args), [1] * len(args)) or [f"x{i}" for i in range(len(args))]
+  dynamic = _dynamic_positions(static_argnums, len(args))
   inputs = []
-  for leaf, name in _leaf_names(args, names):
+  for leaf, name in _leaf_names([args[i] for i in dynamic], [names[i] for i in dynamic]):
     shape = np.shape(leaf)
+    # (a complex leaf gets plain symbols: real ones would make conj(z) z and imag(z) 0)
+    real = {} if np.iscomplexobj(leaf) else {"real": True}
     if shape == ():
-      inputs.append(sp.Symbol(name, real=True))
+      inputs.append(sp.Symbol(name, **real))
     else:
-      flat = [sp.Symbol(f"{name}_{i}", real=True) for i in range(int(np.prod(shape)))]
+      flat = [sp.Symbol(f"{name}_{i}", **real) for i in range(int(np.prod(shape)))]
       inputs.append(np.array(flat, dtype=object).reshape(shape))
   from dfdx._src.sympy_export import sympy_eval
   results = sympy_eval(expr.program, inputs)

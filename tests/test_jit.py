@@ -348,6 +348,57 @@ def test_to_source_runs_with_only_numpy():
   np.testing.assert_allclose(namespace["grad_f"](X), dfdx.grad(f)(X), rtol=1e-14)
 
 
+def _run_source(source, name, *args):
+  namespace = {}
+  exec(source, namespace)
+  return namespace[name](*args)
+
+
+def test_to_source_keeps_the_users_names_apart_from_its_own():
+  # parameters named like the code's own values (v0), constants (c0, k0), its wrapper's
+  # variables (outs) or NumPy (np), and a keyword as the name: renamed with "_", and right
+  x = np.array([0.5, -1.0, 2.0])
+  exec("def motion(v0, v1, c0, k0, np, outs):\n"
+       "    return dnp.sin(v0) * v1 + c0 * np_.array([1.0, 2.0, 3.0]) + k0 * 2.5 + np + outs\n",
+       {"dnp": dnp, "np_": np}, namespace := {})
+  motion = namespace["motion"]
+  args = (x, x + 1, x - 1, x * 2, x * 3, x * 4)
+  source = dfdx.export.to_source(motion, *args, name="lambda")
+  assert "def lambda_(v0_, v1_, c0_, k0_, np_, outs_):" in source
+  np.testing.assert_allclose(_run_source(source, "lambda_", *args), motion(*args), rtol=1e-15)
+  g = dfdx.grad(lambda outs, v0: dnp.sum(dnp.where(outs > 0, dnp.sqrt(outs), 0.0) * v0),
+                argnums=(0, 1))  # (the zero-absorbing wrapper: two programs and a choice)
+  y = np.array([0.0, 4.0])
+  for got, want in zip(_run_source(dfdx.export.to_source(g, y, y, name="g"), "g", y, y),
+                       g(y, y)):
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+def test_to_source_of_a_jitted_gradient_called_before_keeps_the_zero_absorbing_rerun():
+  f = dfdx.jit(dfdx.grad(lambda x: dnp.sum(dnp.where(x > 0, dnp.sqrt(x), 0.0))))
+  x = np.array([0.0, 4.0])
+  np.testing.assert_array_equal(f(x), [0.0, 0.25])  # (a cached program from here on)
+  with np.errstate(invalid="ignore"):
+    np.testing.assert_array_equal(_run_source(dfdx.export.to_source(f, x, name="g"), "g", x),
+                                  [0.0, 0.25])
+
+
+def test_to_source_of_empty_constants_static_arguments_and_non_array_outputs():
+  empty = np.zeros((0, 3))
+  for fn in (lambda x: x + np.zeros((0, 3)), dfdx.grad(lambda x: dnp.sum(dnp.sin(x)))):
+    assert _run_source(dfdx.export.to_source(fn, empty, name="g"), "g", empty).shape == (0, 3)
+  f = lambda x, n: dnp.ones(n) * x  # noqa: E731  (n: a size, fixed in the source)
+  source = dfdx.export.to_source(f, 2.0, 3, name="g", static_argnums=1)
+  np.testing.assert_array_equal(_run_source(source, "g", 2.0), [2.0, 2.0, 2.0])
+  with pytest.raises(TypeError, match="static argument at position 1 is traced.*"
+                                      "static_argnums"):
+    dfdx.export.to_source(dfdx.jit(f, static_argnums=1), 2.0, 3)
+  labelled = lambda x: (x * 2, "label", 3)  # noqa: E731
+  got = _run_source(dfdx.export.to_source(labelled, np.ones(2), name="g"), "g", np.ones(2))
+  assert got[1:] == ("label", 3)
+  np.testing.assert_array_equal(got[0], [2.0, 2.0])
+
+
 def test_to_sympy_of_derivatives():
   sp = pytest.importorskip("sympy")
   x = sp.Symbol("x", real=True)
