@@ -200,6 +200,31 @@ def test_derivatives_stay_finite_as_in_forward_mode():
     assert dfdx.jet(h, (0.0,), ([1.0],))[1][0] == 0.0
 
 
+def test_powers_at_zero_equal_nested_jvp():
+  # x ** c with a constant c that is not an integer power: its recurrence divides by x, so
+  # at x = 0 the JVP rule's series is used (0 / 0 made every term 0 after the rerun)
+  def nested(f, x, order):
+    d = f
+    for _ in range(order):
+      d = (lambda g: lambda x: dfdx.jvp(g, (x,), (np.ones_like(x),))[1])(d)
+    return d(x)
+  for c in (np.array([2.0, 3.0]), np.array([0.5, 1.5]), np.array([2.5, 1.0])):
+    f = lambda x, c=c: x ** c  # noqa: E731
+    for x in (np.zeros(2), np.array([0.0, 0.7])):
+      series = ([np.ones(2), np.zeros(2), np.zeros(2)],)
+      for jet in (dfdx.jet, lambda *a: dfdx.jit(lambda x: dfdx.jet(f, (x,), a[2]))(x)):
+        _, terms = jet(f, (x,), series)
+        for order, term in enumerate(terms, 1):
+          with np.errstate(all="ignore"):
+            np.testing.assert_allclose(term, nested(f, x, order), rtol=1e-14)
+
+
+def test_outputs_that_are_scalars_come_back_as_numpy_scalars():
+  out, terms = dfdx.jet(lambda x: (x, 3.0), (1.0,), ([1.0, 0.0],))
+  assert type(out[0]) is np.float64 and type(out[1]) is np.float64
+  assert type(terms[0][0]) is np.float64
+
+
 def test_a_buffer_changed_in_place_between_operations():
   def f(x):
     w = np.empty(2)

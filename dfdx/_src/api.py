@@ -680,7 +680,7 @@ def _jet(f, primals, series):
   out_leaves, out_series = jet_flat(_traced_call(call, in_tree, False, "jet", store), leaves,
                                     per_leaf)
   out_tree = store["out_tree"]
-  out = tree_unflatten(out_tree, out_leaves)
+  out = tree_unflatten(out_tree, [_numpy_value(o) for o in out_leaves])
   return out, tree_unflatten(out_tree, [[_tangent_output(o, t) for t in ts]
                                         for o, ts in zip(out_leaves, out_series)])
 

@@ -360,12 +360,27 @@ def _register_odes(ew):
 
 def _power(series, k):
   """x ** c for a constant c: y' = g x' with x g = c y (from y' = c y x' / x); with a
-  moving exponent, its JVP rule."""
+  moving exponent, or where x is 0 (the recurrence divides by it), its JVP rule (at the
+  zeros only, where x is traced)."""
   from dfdx._src.ops import elementwise as ew
   x, c = series
   if any(e is not None for e in c[1:]):
     return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
-  c0 = c[0]
+  x0, c0 = x[0], c[0]
+  if not isinstance(x0, Tracer):
+    if np.any(np.asarray(x0) == 0):
+      return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
+    return _power_away_from_zero(x, c0, k)
+  zero = ew.eq(x0, np.zeros((), np.result_type(x0)))
+  at_zero = _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
+  with ad.derivative_pass():  # (quiet, compiled too: its 0 / 0 at the zeros is not used)
+    away = _power_away_from_zero(x, c0, k)
+  return [b if a is None else (a if b is None else ew.select(zero, a, b))
+          for a, b in zip(at_zero, away)]
+
+
+def _power_away_from_zero(x, c0, k):
+  from dfdx._src.ops import elementwise as ew
 
   def g_of(x, y, g, m):
     cy = None if y[m] is None else ew.tmul(y[m], c0)
