@@ -109,3 +109,42 @@ def test_unflatten_with_wrong_number_of_leaves():
 def test_treedef_repr():
   assert repr(tree.tree_structure({"a": (1, [2]), "b": None})) == \
       "PyTreeDef({'a': (*, [*]), 'b': None})"
+
+
+def test_dicts_with_keys_of_several_types_flatten_alike():
+  # 1 and "x" do not sort together: grouped by type, then sorted (not in insertion order,
+  # which paired key 1 of one dict with key "x" of an equal one)
+  d1, d2 = {1: 10.0, "x": 20.0}, {"x": 20.0, 1: 10.0}
+  assert tree.tree_leaves(d1) == tree.tree_leaves(d2) == [10.0, 20.0]
+  assert tree.tree_structure(d1) == tree.tree_structure(d2)
+  assert tree.tree_map(lambda a, b: a + b, d1, d2) == {1: 20.0, "x": 40.0}
+  assert dfdx.jvp(lambda d: d[1] * d["x"], (d1,), (d2,)) == (200.0, 400.0)
+
+
+def test_node_data_mismatches_and_bad_flatten_functions_are_named():
+  class Tagged:
+    def __init__(self, a, tag):
+      self.a, self.tag = a, tag
+  tree.register_pytree_node(Tagged, lambda t: ((t.a,), t.tag), lambda tag, ch: Tagged(ch[0], tag))
+  with pytest.raises(dfdx.PytreeError, match=r"Tagged with node data .*'m1'.*got Tagged with "
+                                             r"node data .*'m2'"):
+    tree.tree_map(lambda x, y: x + y, Tagged(1.0, "m1"), Tagged(2.0, "m2"))
+
+  @dataclasses.dataclass
+  class Static:
+    w: object
+    tag: object = dataclasses.field(default=None, metadata={"static": True})
+  # equal static arrays (or NumPy scalars) are the same structure
+  a, b = Static(1.0, np.array([1, 2])), Static(2.0, np.array([1, 2]))
+  assert tree.tree_structure(a) == tree.tree_structure(b)
+  assert tree.tree_map(lambda x, y: x + y, a, b).w == 3.0
+  assert tree.tree_structure(Static(1.0, np.float64(2))) == \
+      tree.tree_structure(Static(2.0, np.float64(2)))
+  assert tree.tree_structure(a) != tree.tree_structure(Static(1.0, np.array([1, 3])))
+
+  class Bad:
+    pass
+  tree.register_pytree_node(Bad, lambda b: [1, 2, 3], lambda data, ch: Bad())
+  with pytest.raises(dfdx.PytreeError, match=r"flatten function registered for Bad returned "
+                                             r"list of 3; it must return a pair"):
+    tree.tree_leaves(Bad())

@@ -20,8 +20,10 @@ import copy
 import dataclasses
 import enum
 
+import numpy as np
+
 from dfdx._src import errors
-from dfdx._src.core import Tracer
+from dfdx._src.core import Tracer, short_value
 
 
 class _NodeKind:
@@ -40,8 +42,11 @@ def _index_keys(data, n):
 def _sorted_keys(d):
   try:
     return tuple(sorted(d))
-  except TypeError:
-    return tuple(d)
+  except TypeError:  # keys of several types (1 and "x"): grouped by type, each group sorted
+    try:
+      return tuple(sorted(d, key=lambda k: (type(k).__qualname__, k)))
+    except TypeError:  # (keys of one type that do not order: the order they were added in)
+      return tuple(d)
 
 
 _TUPLE = _NodeKind("tuple", lambda x: (x, None), lambda data, ch: tuple(ch), _index_keys)
@@ -91,14 +96,20 @@ def register_pytree_node(nodetype: type, flatten_func, unflatten_func) -> None:
   if nodetype in _registry:
     raise ValueError(f"register_pytree_node: {nodetype.__name__} is already registered")
   _registry[nodetype] = _NodeKind(
-      nodetype.__name__, lambda x: _as_list_and_data(flatten_func(x)), unflatten_func,
+      nodetype.__name__, lambda x: _as_list_and_data(flatten_func(x), nodetype), unflatten_func,
       _index_keys)
   _kind_cache.clear()
 
 
-def _as_list_and_data(pair):
-  children, data = pair
-  return list(children), data
+def _as_list_and_data(pair, nodetype):
+  try:
+    children, data = pair
+    return list(children), data
+  except (TypeError, ValueError):
+    raise errors.PytreeError(
+        f"the flatten function registered for {nodetype.__name__} returned "
+        f"{short_value(pair)}; it must return a pair (children, aux_data): an iterable "
+        "of the children and the data that unflatten needs besides them.") from None
 
 
 def _namedtuple_kind(cls):
@@ -234,10 +245,12 @@ class PyTreeDef:
     children, data = kind.flatten(tree)
     if len(children) != len(self.children) or not _safe_eq(kind.data_key(data),
                                                            kind.data_key(self.data)):
+      same_length = len(children) == len(self.children) and kind not in (_DICT,
+                                                                          _ORDERED_DICT)
       raise errors.PytreeError(
           f"pytree structure mismatch at key path {path or '(root)'}: expected "
-          f"{_describe_node(self.kind, self.data, len(self.children))}, got "
-          f"{_describe_node(kind, data, len(children))}.")
+          f"{_describe_node(self.kind, self.data, len(self.children), same_length)}, got "
+          f"{_describe_node(kind, data, len(children), same_length)}.")
     keys = kind.child_keys(data, len(children))
     for child_def, child, key in zip(self.children, children, keys):
       child_def._flatten_up_to(child, path + key, out)
@@ -267,18 +280,24 @@ class PyTreeDef:
     return f"{self.kind.name}({inner})"
 
 
-def _describe_node(kind, data, n):
+def _describe_node(kind, data, n, with_data=False):
   if kind in (_DICT, _ORDERED_DICT):
     return f"{kind.name} with keys {list(data)}"
+  if with_data:  # (the same number of children: the node's own data differs)
+    return f"{kind.name} with node data (aux data, static fields) {data!r:.100}"
   return f"{kind.name} of length {n}"
 
 
 def _safe_eq(a, b) -> bool:
   if a is b:
     return True
+  if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):  # (== is elementwise)
+    return type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b)
+  if type(a) in (tuple, list) and type(b) is type(a):
+    return len(a) == len(b) and all(_safe_eq(x, y) for x, y in zip(a, b))
   try:
     result = a == b
-    return result if isinstance(result, bool) else False
+    return bool(result) if isinstance(result, (bool, np.bool_)) else False
   except Exception:  # a user-defined __eq__ that cannot compare these values
     return False
 
