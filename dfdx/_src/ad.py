@@ -43,17 +43,18 @@ primitive_vjps: dict = {}
 # cotangents at backward time (custom_vjp: the user's own forward and backward).
 primitive_residual_vjps: dict = {}
 # The zero-absorbing chain rule (see ops/elementwise.py, `tmul`): on
-# (`core.context.zero_absorbing`) while a derivative that came out NaN is computed again.
+# (`_ctx.zero_absorbing`) while a derivative that came out NaN is computed again.
 # Linear equations recorded on a tape swap their primitive for its zero-absorbing version
 # when applied then.
 zero_absorbing_prims: dict = {}
+_ctx = core.context  # (this thread's dynamic state: one object, its attributes per thread)
 # Primitives whose derivative rules are right for complex values (adjoints for the real
 # inner product: see ops/elementwise.py). Others refuse complex operands when differentiated.
 complex_rules: set = set()
 # Exact derivatives at ties of a spectrum (see ops/gaps.py): reverse passes that met a tie
-# with a nonzero cotangent (`core.context.ties_met`, a counter), the rules that a split
+# with a nonzero cotangent (`_ctx.ties_met`, a counter), the rules that a split
 # spectrum uses instead of the JVP rules (prim -> rule(primals, tangents)), and the split's
-# trace while a derivative is computed again with it (`run_split`: `core.context.split_trace`).
+# trace while a derivative is computed again with it (`run_split`: `_ctx.split_trace`).
 # NumPy's floating-point warnings (divide by zero, invalid value, overflow) are silenced in
 # reverse passes: a derivative's NaN or inf is in its result (and computed again when
 # `recompute_if_nan` can remove it), so a warning from inside a rule only alarms. debug_nans
@@ -73,12 +74,12 @@ class derivative_pass:
     if self.quiet:
       self.errstate = np.errstate(**_QUIET)
       self.errstate.__enter__()
-      core.context.reverse_depth += 1
+      _ctx.reverse_depth += 1
     return self
 
   def __exit__(self, *exc):
     if self.quiet:
-      core.context.reverse_depth -= 1
+      _ctx.reverse_depth -= 1
       self.errstate.__exit__(*exc)
     return False
 
@@ -144,7 +145,7 @@ def recompute_if_nan(run, always=False, again=None):
       with the zero-absorbing chain rule.
   Only the outermost call (no transformation current) checks: values inside
   transformations are not concrete."""
-  ctx = core.context
+  ctx = _ctx
   if ctx.zero_absorbing or ctx.trace is not None:
     return run()
   if nan_free:
@@ -157,7 +158,7 @@ def recompute_if_nan(run, always=False, again=None):
 
 
 def _recompute_if_nan(run, always, again):
-  ctx = core.context
+  ctx = _ctx
   made, ties = ctx.jvp_traces, ctx.ties_met
   if state.in_use:  # a second run starts from the Variables' values before the first
     with state.journal() as j:
@@ -180,7 +181,7 @@ def _recompute_if_nan(run, always, again):
 
 def run_zero_absorbing(run):
   """`run()` with the zero-absorbing chain rule."""
-  ctx = core.context
+  ctx = _ctx
   prev, ctx.zero_absorbing = ctx.zero_absorbing, True
   try:
     return run()
@@ -196,11 +197,11 @@ class use_vjp_rules:
     self.enabled = enabled
 
   def __enter__(self):
-    ctx = core.context
+    ctx = _ctx
     self.prev, ctx.vjp_rules = ctx.vjp_rules, self.enabled
 
   def __exit__(self, *exc):
-    core.context.vjp_rules = self.prev
+    _ctx.vjp_rules = self.prev
 
 # Set by `dfdx._src.ops` when it is imported (ops import this module to register rules).
 # add(x, y), broadcast_to(x, shape), convert(x, dtype) and zeros(aval) on tangents.
@@ -316,7 +317,7 @@ class Deferred:
 
 deferred_impls: dict = {}
 DEFER_MIN_SIZE = 1 << 17  # entries of the first operand, below which no rule is asked
-# (`core.context.deferred`: a weak reference to the tracer whose primal is a Deferred, if any)
+# (`_ctx.deferred`: a weak reference to the tracer whose primal is a Deferred, if any)
 
 
 def defdeferred(prim, rule):
@@ -328,14 +329,14 @@ def defdeferred(prim, rule):
 
 def _primal(tracer):
   """tracer.primal, computed first if it is deferred."""
-  if core.context.deferred is not None:
+  if _ctx.deferred is not None:
     _materialize_deferred()
   return tracer.primal
 
 
 def _materialize_deferred():
   """Compute the deferred value if its tracer is alive; forget it."""
-  ctx = core.context
+  ctx = _ctx
   ref, ctx.deferred = ctx.deferred, None
   tracer = None if ref is None else ref()
   if tracer is not None:
@@ -355,10 +356,10 @@ class JVPTrace(Trace):
   def __init__(self, tape=None):
     self.parent, self.alive, self.tape = core.current_trace(), True, tape
     self.tangent_trace = self.parent if tape is None else tape
-    core.context.jvp_traces += 1
+    _ctx.jvp_traces += 1
 
   def process_primitive(self, prim, args, params):
-    if core.context.deferred is not None:
+    if _ctx.deferred is not None:
       fused = self._settle_deferred(prim, args, params)
       if fused is not None:
         return fused
@@ -400,7 +401,7 @@ class JVPTrace(Trace):
               "written for real ones). Differentiate with respect to real and imaginary "
               "parts separately (dnp.real, dnp.imag), or file an issue.")
     tape = self.tape
-    if tape is not None and core.context.vjp_rules:
+    if tape is not None and _ctx.vjp_rules:
       if prim.linear or prim in primitive_vjps:
         if prim.multiple_results:
           return self._record_multi_node(prim, primals, tangents, params)
@@ -457,16 +458,16 @@ class JVPTrace(Trace):
       node.primals = None
     self.tape.eqns.append(node)
     tracer = JVPTracer(self, deferred, node)
-    core.context.deferred = weakref.ref(tracer)
+    _ctx.deferred = weakref.ref(tracer)
     return tracer
 
   def _settle_deferred(self, prim, args, params):
     """Before binding `prim`: the deferred value fused into it (its traced result), or None
     once the deferred value is computed (if its tracer is alive)."""
-    tracer = core.context.deferred()
+    tracer = _ctx.deferred()
     if tracer is not None and len(args) == 1 and args[0] is tracer and \
         tracer._trace is self and prim in _forgets_inputs and prim in _forgets_output and \
-        core.context.vjp_rules:
+        _ctx.vjp_rules:
       ans = tracer.primal.fuse(prim, params)
       if ans is not None:  # (the tracer stays deferred: computed later only if still used)
         node = _Node(self.tape, prim, [tracer.tangent], None, params, ans, _NEEDS_ONE)
@@ -576,7 +577,7 @@ class _Eqn:
     vals = [env.get(id(a)) if isinstance(a, TapeTracer) else a for a in self.args]
     if any(v is None for v in vals):  # a zero input tangent
       vals = [_zeros_for(a) if v is None else v for a, v in zip(self.args, vals)]
-    prim = (zero_absorbing_prims.get(self.prim, self.prim) if core.context.zero_absorbing
+    prim = (zero_absorbing_prims.get(self.prim, self.prim) if _ctx.zero_absorbing
             else self.prim)
     return prim.bind(*vals, **self.params)
 
@@ -707,7 +708,7 @@ def rows_one_by_one(lin, rows):
   rather than pushes forward, since the push through a tape that long runs interpreted
   through the batching rules (1,000 Euler steps of two pendulums, 3 parameters to 4
   outputs: 0.7 s pushed, 0.3 s pulled back). The answer counts as a sighting of the tape."""
-  return (core.context.trace is None and _rows_may_roll(lin, rows)
+  return (_ctx.trace is None and _rows_may_roll(lin, rows)
           and reverse_cache.rolled_ready(lin) is not None)
 
 
@@ -715,7 +716,7 @@ def _rows_may_roll(lin, rows):
   """Whether `rows` plain passes over `lin`'s tape may run rolled, one by one: a few rows
   of a tape too long to compile whole, with no debugging or zero-absorbing chain rule."""
   return (rows <= EXAMPLES_ONE_BY_ONE and len(lin.eqns) >= reverse_cache.ROLL_MIN_NODES
-          and reverse_cache.enabled and not debug_checks and not core.context.zero_absorbing
+          and reverse_cache.enabled and not debug_checks and not _ctx.zero_absorbing
           and bind_in is _plain_bind_in)
 
 
@@ -749,7 +750,7 @@ class Linearized:
     costs a pass), and only for a tape recorded outside any transformation (its residuals
     are then the same for every example)."""
     from dfdx._src.batching import BatchTrace, BatchTracer
-    trace = core.context.trace
+    trace = _ctx.trace
     if (type(trace) is not BatchTrace or trace.parent is not None
             or not _rows_may_roll(self, trace.axis_size)):
       return None
@@ -789,9 +790,9 @@ class Linearized:
   def _vmaps_around(self):
     """The vmaps around a pass over this tape that may run compiled (see reverse_cache,
     "reverse passes under vmap"): a list of traces, or None."""
-    if reverse_cache.enabled and not debug_checks and not core.context.zero_absorbing and \
+    if reverse_cache.enabled and not debug_checks and not _ctx.zero_absorbing and \
         bind_in is _plain_bind_in and 0 < len(self.eqns) <= reverse_cache.MAX_NODES:
-      return reverse_cache.vmaps_around(core.context.trace)
+      return reverse_cache.vmaps_around(_ctx.trace)
     return None
 
   def _forward(self, tangents):
@@ -831,11 +832,11 @@ class Linearized:
       return self._transpose(cotangents, last)
 
   def _transpose(self, cotangents, last=False):
-    if core.context.trace is not None:
+    if _ctx.trace is not None:
       in_cts = self._example_by_example(cotangents)
       if in_cts is not None:
         return in_cts
-    plain = (core.context.trace is None and not core.context.zero_absorbing
+    plain = (_ctx.trace is None and not _ctx.zero_absorbing
              and bind_in is _plain_bind_in)
     if plain and reverse_cache.enabled and not debug_checks and \
         0 < len(self.eqns) <= reverse_cache.MAX_NODES:
@@ -938,7 +939,7 @@ def sums_its_cotangent(var):
 
 def _add_cotangents(prev, ct):
   """prev + ct, for contributions to one cotangent (in the order they arrive)."""
-  if (type(prev) is np.ndarray and type(ct) is np.ndarray and core.context.trace is None
+  if (type(prev) is np.ndarray and type(ct) is np.ndarray and _ctx.trace is None
           and bind_in is _plain_bind_in and prev.shape == ct.shape and prev.dtype == ct.dtype):
     return np.add(prev, ct)  # what tangent_ops.add computes (see eager_vjps)
   if isinstance(prev, PendingCotangent):
@@ -1016,7 +1017,7 @@ def split_value(x, rate):
   """In a JVP rule: `x` (a spectrum), moving at `rate()` (an array of x's shape) in the split
   t while a derivative is computed with the spectrum split; `x` itself otherwise. Only
   concrete values split, and batches of them (vmap of a derivative)."""
-  split_trace = core.context.split_trace
+  split_trace = _ctx.split_trace
   if split_trace is None or not split_trace.alive:
     return x
   if type(x) is np.ndarray:
@@ -1034,7 +1035,7 @@ def run_split(run, like):
   leaves are shaped like those of `like` (the first run's result: NumPy scalars stay
   scalars)."""
   from dfdx._src.tree import tree_flatten, tree_leaves, tree_unflatten
-  ctx = core.context
+  ctx = _ctx
   trace = ctx.split_trace = SplitTrace()
   try:
     out = state.run_in_trace(trace, run, (), _primal_of)
@@ -1193,7 +1194,7 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
   `prim(x_dot, y) + prim(x, y_dot)`. `lhs_transpose(ct, x, y)` gives x's cotangent with y
   constant; `rhs_transpose(ct, x, y)` gives y's with x constant."""
   def product(x, y, **params):  # (the zero-absorbing chain rule's, while that is on)
-    return (zero_absorbing_prims.get(prim, prim) if core.context.zero_absorbing
+    return (zero_absorbing_prims.get(prim, prim) if _ctx.zero_absorbing
             else prim).bind(
         x, y, **params)
   defjvp(prim, lambda x_dot, x, y, **params: product(x_dot, y, **params),

@@ -454,14 +454,17 @@ def zdiv(x, y):
   return zdiv_p.bind(x, y)
 
 
+_ctx = core.context  # (this thread's dynamic state)
+
+
 def tmul(t, d):
   """A tangent or cotangent `t` times a derivative factor `d` (see above)."""
-  return zmul_p.bind(t, d) if core.context.zero_absorbing else mul_p.bind(t, d)
+  return zmul_p.bind(t, d) if _ctx.zero_absorbing else mul_p.bind(t, d)
 
 
 def tdiv(t, d):
   """A tangent or cotangent `t` divided by a derivative factor `d` (see above)."""
-  return zdiv_p.bind(t, d) if core.context.zero_absorbing else div_p.bind(t, d)
+  return zdiv_p.bind(t, d) if _ctx.zero_absorbing else div_p.bind(t, d)
 
 
 ad.defjvp(zmul_p, lambda x_dot, x, y: zmul(x_dot, y), lambda y_dot, x, y: zmul(y_dot, x))
