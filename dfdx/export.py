@@ -39,9 +39,10 @@ def to_source(f, *args, name=None, static_argnums=()):
   arguments themselves, named as in `f`; a name the code uses itself, such as `np`, `v0` or
   a keyword, gets a trailing underscore, as does such a `name`) and returns the output (a
   tuple of the output leaves when there are several; leaves that are not arrays, such as a
-  string, as they were). `static_argnums` are positions of arguments that are settings, not data (a size,
-  a flag): their values are fixed in the source, which takes only the others. The code
-  imports NumPy, and SciPy where `f` calls dfdx.scipy functions that SciPy computes.
+  string, as they were). `static_argnums` are positions of arguments that are settings, not
+  data (a size, a flag): their values are fixed in the source, which takes only the others.
+  The code imports NumPy, and SciPy where `f` calls dfdx.scipy functions that SciPy
+  computes.
 
   >>> import dfdx, dfdx.numpy as dnp
   >>> print(to_source(dfdx.grad(dnp.sin), 1.0, name="dsin"))
@@ -105,8 +106,9 @@ def to_source(f, *args, name=None, static_argnums=()):
                                                          else None))
 
 
-# Names generated code uses itself (its values v0, v1, ..., constants c0 and k0, the loops'
-# xs0, ys0 and step, functions fn0 and helpers _name, those with the prefix z), and NumPy's
+# Names generated code uses itself: its values v0, v1, ..., constants c0 and k0, outputs d0,
+# the loops' xs0, ys0 and step, functions fn0, helpers _name, those with the prefix z, and
+# the wrapper's outs (np, keywords and builtins are checked apart)
 _GENERATED_NAME = re.compile(r"z?(v|c|k|d|xs|ys|fn)\d+|z?step|outs|_.*")
 
 

@@ -130,7 +130,7 @@ class Context(threading.local):
   def __init__(self):
     self.frames = []        # state: the journal of Variables assigned, a dict per open call
     self.custom_rules = {}  # custom: custom functions whose rules are being staged
-    self.variables = {}     # state: id(var) -> (var, value) of this thread's transformation
+    self.variables = {}     # state: the values this thread's transformations gave Variables
 
 
 context = Context()
@@ -262,10 +262,10 @@ def abstract_eval_avals(prim: Primitive, avals, params):
 # gives NumPy's types (`np.exp(0.5)` is a float64, which makes `x32 + np.exp(0.5)` float64).
 # So a staged result keeps its weak type only while `context.weak_results` is set: in the
 # arithmetic operators of weak values (dfdx._src.numpy.array_methods) and while a recorded
-# program is replayed (ir.eval_program). Anywhere else it is made strong, as NumPy would make it: a
-# ufunc's equation is recorded with a strong output (a ufunc returns a NumPy value), any
-# other result is cast to its own dtype (staging.StagingTrace.process_primitive). At run
-# time a weakly typed value is a Python scalar (codegen writes `float(...)` for it).
+# program is replayed (ir.eval_program). Anywhere else it is made strong, as NumPy would
+# make it: a ufunc's equation is recorded with a strong output (a ufunc returns a NumPy
+# value), any other result is cast to its own dtype (staging.StagingTrace.process_primitive).
+# At run time a weakly typed value is a Python scalar (codegen writes `float(...)` for it).
 # Primitives that give what they were given or what their function gives (stop_gradient,
 # loops, branches, custom rules, nested jit): a Python scalar that comes out stays one.
 keeps_weak_types: set = set()

@@ -19,8 +19,9 @@ _ad.complex_rules.update(
         "concatenate", "pad", "slice", "rev", "convert_element_type", "gather", "scatter_add",
         "scatter", "reduce_sum", "cumsum", "dot_general", "eq", "ne", "lt", "le", "gt", "ge",
         "round", "argmax", "argmin", "argsort", "sort", "partition", "argpartition", "isnan",
-        "isfinite", "isinf", "searchsorted", "logical_and", "logical_or", "logical_xor", "logical_not", "solve",
-        "fft", "eig", "det", "adjugate", "slogdet", "cholesky", "qr", "eigh", "svd", "pinv", "lstsq"})
+        "isfinite", "isinf", "searchsorted", "logical_and", "logical_or", "logical_xor",
+        "logical_not", "solve", "fft", "eig", "det", "adjugate", "slogdet", "cholesky", "qr",
+        "eigh", "svd", "pinv", "lstsq"})
 
 # Elementwise primitives with only a JVP rule get a VJP rule from it (see elementwise.py).
 elementwise.derive_vjps()
