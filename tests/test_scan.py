@@ -411,6 +411,23 @@ def test_checkpoint_stacks_only_carries_under_jit():
   assert [s for s in stacked_shapes(3) if len(s) > 1] == [(3, 4)]  # one carry per 3 steps
 
 
+def test_fori_loop_takes_checkpoint_as_scan_does():
+  # the same values and derivatives, eager and jitted, and one carry per k steps under jit
+  x = np.linspace(-1.0, 1.0, 4)
+  body = lambda i, c: c + 0.1 * dnp.sum(dnp.tanh(c[:, None] * c[None, :] + i), axis=1)  # noqa: E731
+
+  def loss(x, checkpoint=None):
+    return dnp.sum(dfdx.fori_loop(0, 9, body, x, checkpoint=checkpoint) ** 2)
+  want = dfdx.grad(loss)(x)
+  for checkpoint in (True, 3):
+    g = dfdx.grad(lambda x: loss(x, checkpoint))
+    for h in (g, dfdx.jit(g)):
+      np.testing.assert_allclose(h(x), want, rtol=1e-14)
+  program = dfdx.make_expr(dfdx.grad(lambda x: loss(x, 3)), optimize=True)(x).program
+  stacked = [v.aval.shape for e in program.eqns if e.prim.name == "scan" for v in e.outputs]
+  assert [s for s in stacked if len(s) > 1] == [(3, 4)]
+
+
 def test_checkpoint_argument_is_checked():
   with pytest.raises(TypeError, match="checkpoint must be None, True or a positive number"):
     dfdx.scan(_ckpt_step, (np.ones(3), 0.0), np.ones((4, 3)), checkpoint=0)
