@@ -2,6 +2,10 @@
 Variables stably, grad_vars differentiates with respect to them with BrainPy's conventions,
 and after any transformation every Variable holds a plain array (its last assigned value), or
 its previous value if the transformation raised."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -290,3 +294,47 @@ def test_jit_updates_variables_at_every_call_as_eager_code_does():
   n = Variable(np.array(3))
   with pytest.raises(dfdx.ConcretizationError, match="a Variable's value is an input"):
     dfdx.jit(lambda x: sum(x for _ in range(int(n))))(1.0)
+
+
+def test_variables_made_inside_a_transformation_hold_values_after_it():
+  # also the first Variable of a process, made where no journal is open yet
+  code = textwrap.dedent("""
+      import numpy as np, dfdx, dfdx.numpy as dnp
+      made = []
+      def f(x):
+          made.append(dfdx.Variable(x * 2))
+          return dnp.sum(made[-1].value)
+      for transform in (dfdx.grad, dfdx.jit, lambda f: lambda x: dfdx.jvp(f, (x,), (x,))):
+          transform(f)(np.array([1.0, 2.0]))
+          assert type(made[-1].value) is np.ndarray, type(made[-1].value)
+          np.testing.assert_array_equal(made[-1] + 0, [2.0, 4.0])
+      print("ok")
+  """)
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_grad_vars_refuses_a_variable_listed_twice_and_a_module_without_trainvars():
+  v = dfdx.Variable(np.array([1.0, 2.0]))
+  with pytest.raises(dfdx.ArgnumsError, match=r"same Variable twice \(at \[0\] and \[1\]\)"):
+    dfdx.grad(lambda x: dnp.sum(v.value * x), grad_vars=(v, v))(np.ones(2))
+
+  class Plain(dfdx.Module):
+    def __init__(self):
+      super().__init__()
+      self.state = dfdx.Variable(np.zeros(2))
+  with pytest.raises(TypeError, match="holds no TrainVar.*module.vars"):
+    dfdx.grad(lambda x: dnp.sum(x), grad_vars=Plain())(np.ones(2))
+
+
+def test_a_0d_variable_assigned_inside_derivatives_stays_an_array():
+  v = Variable(np.array(1.0))
+
+  def f(x):
+    v.value = v.value + x
+    return v.value * x
+  for transform in (dfdx.grad, dfdx.jacfwd, dfdx.hessian, lambda f: dfdx.grad(dfdx.jit(f))):
+    v.value = np.array(1.0)
+    transform(f)(2.0)
+    assert type(v.value) is np.ndarray and v.value == 3.0
+    v.value[...] = 0.0  # (writable in place, as after eager code)

@@ -246,3 +246,42 @@ def test_a_transformation_leaves_other_threads_assignments_to_its_variables():
   g = dfdx.grad(loss, grad_vars=[w])(np.array([3.0, 4.0]))
   np.testing.assert_array_equal(g[0], [3.0, 4.0])
   np.testing.assert_array_equal(w.value, [5.0, 6.0])
+
+
+def test_assignments_by_other_threads_survive_grad_vars_and_nan_reruns():
+  # grad_vars reads w and gives it a tracer; another thread assigns w in between (here at the
+  # first read, by a hook) or during a first run that the NaN rerun repeats: the
+  # transformation changed nothing of w, so the other thread's value stands (it was undone)
+  class Hooked(dfdx.TrainVar):
+    __slots__ = ()
+    hook = []
+
+    @property
+    def value(self):
+      out = dfdx.TrainVar.value.fget(self)
+      while self.hook:
+        self.hook.pop()()
+      return out
+
+    @value.setter
+    def value(self, new):
+      dfdx.TrainVar.value.fset(self, new)
+
+  def assign_elsewhere(var, value):
+    t = threading.Thread(target=lambda: setattr(var, "value", np.array(value)))
+    t.start()
+    t.join()
+  w = Hooked(np.array(1.0))
+  Hooked.hook.append(lambda: assign_elsewhere(w, 5.0))
+  g = dfdx.grad(lambda x: dnp.sum(w.value * x), grad_vars=w)(np.float64(2.0))
+  assert g == 2.0 and w.value == 5.0  # (computed from w = 1, its value when first read)
+  v = dfdx.TrainVar(np.array(1.0))
+  runs = []
+
+  def loss(x):
+    runs.append(1)
+    if len(runs) == 1:
+      assign_elsewhere(v, 5.0)
+    return dnp.sqrt(x * x) * v.value  # (at 0 a NaN in plain products: a second run)
+  dfdx.grad(loss, grad_vars=v, argnums=0)(np.float64(0.0))
+  assert len(runs) == 2 and v.value == 5.0

@@ -158,24 +158,31 @@ def recompute_if_nan(run, always=False, again=None):
 
 
 def _recompute_if_nan(run, always, again):
+  if not state.in_use:
+    return _runs(run, always, again, None)
+  # One journal around every run: a second run starts from the Variables' values before the
+  # first (given back in this thread only), and other threads see only the last run's.
+  with state.journal() as j:
+    return _runs(run, always, again, j.frame)
+
+
+def _runs(run, always, again, frame):
   ctx = _ctx
+
+  def restore():
+    for var, previous in (frame or {}).values():
+      if previous is not state.CREATED:
+        var._value = previous
   made, ties = ctx.jvp_traces, ctx.ties_met
-  if state.in_use:  # a second run starts from the Variables' values before the first
-    with state.journal() as j:
-      out = run()
-    assigned = list(j.frame.values())
-  else:
-    out, assigned = run(), ()
+  out = run()
   if ctx.ties_met != ties:  # from here on every run is split
-    for var, previous in assigned:
-      var._value = previous
+    restore()
     first, whole = out, again or run
     run = lambda: run_split(whole, first)  # noqa: E731
     out = run()
   if not ((always or ctx.jvp_traces != made) and holds_nan(out)):
     return out
-  for var, previous in assigned:
-    var._value = previous
+  restore()
   return run_zero_absorbing(run)
 
 

@@ -162,8 +162,14 @@ def _variables(grad_vars, transform):
   structure; (None, None) without grad_vars."""
   if grad_vars is None:
     return None, None
-  if isinstance(grad_vars, Module):  # (its trainable Variables, by name)
+  module = grad_vars if isinstance(grad_vars, Module) else None
+  if module is not None:  # (its trainable Variables, by name)
     grad_vars = grad_vars.train_vars()
+    if not grad_vars:
+      raise TypeError(f"{transform}: grad_vars is a {type(module).__name__} that holds no "
+                      "TrainVar (its trainable Variables); make the arrays to differentiate "
+                      "dfdx.TrainVar, or pass the Variables themselves (module.vars() holds "
+                      "them all).")
   leaves, tree = tree_flatten(grad_vars, is_leaf=lambda x: isinstance(x, (Variable, Module)))
   modules = [x for x in leaves if isinstance(x, Module)]
   bad = [type(x).__name__ for x in leaves if not isinstance(x, Variable)]
@@ -175,6 +181,14 @@ def _variables(grad_vars, transform):
     raise TypeError(f"{transform}: grad_vars must be a Variable, a Module, or a tuple, list or "
                     f"dict of Variables, but it holds {', '.join(bad) or 'none'}. Wrap arrays "
                     "the function reads in dfdx.Variable (or dfdx.TrainVar in a dfdx.Module).")
+  paths, seen = tree.leaf_paths(), {}
+  for var, path in zip(leaves, paths):
+    if id(var) in seen:  # (each copy would get a tracer; all but the last a zero derivative)
+      first = seen[id(var)] or "the root"
+      raise errors.ArgnumsError(
+          f"{transform}: grad_vars holds the same Variable twice (at {first} and {path}); "
+          "list each Variable once.")
+    seen[id(var)] = path
   return leaves, tree
 
 

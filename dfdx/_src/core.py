@@ -131,6 +131,7 @@ class Context(threading.local):
     self.frames = []        # state: the journal of Variables assigned, a dict per open call
     self.custom_rules = {}  # custom: custom functions whose rules are being staged
     self.variables = {}     # state: the values this thread's transformations gave Variables
+    self.orphans = []       # state: Variables made traced before any journal was opened
 
 
 context = Context()

@@ -190,7 +190,8 @@ def _trace_to_program(f, args, kwargs, dynamic, statics_of, avals, name, variabl
       assigned = [(var, state.held(var)) for var, _ in frame.values()]
     finally:
       for key, (var, previous) in list(frame.items()):  # (what f assigned, as it was)
-        state.hold(var, held.get(key, previous))
+        if previous is not state.CREATED:  # (one f made gets its value at each call)
+          state.hold(var, held.get(key, previous))
         del frame[key]
       for v in variables:
         state.hold(v, held[id(v)])

@@ -12,12 +12,13 @@ Variable assigned inside holds a plain value again (traced values of the ending
 transformation are replaced by their values), so no tracer ever escapes into a Variable;
 if it raises, every Variable assigned inside gets its previous value back.
 
-Threads: while a transformation runs in a thread, the Variables it assigns (the traced values
-that grad_vars and jit give them included) hold their new values for that thread only
-(`context.variables`: id -> (var, value, the value before)); the outermost transformation's
-end gives those it changed to every thread, and an exception drops them. Another thread
-reading the same Variable meanwhile sees its value from before, never a tracer of this
-thread's transformation.
+Threads: while a transformation runs in a thread, the Variables it reads keep the value of
+its first read, and those it assigns (the traced values that grad_vars and jit give them
+included) hold their new values, for that thread only (`context.variables`: id -> (var,
+value, the value first read)); the outermost transformation's end gives those it changed to
+every thread, and an exception drops them. Another thread reading the same Variable
+meanwhile sees its value from before, never a tracer of this thread's transformation, and
+its own assignments meanwhile stand unless this transformation changed that Variable too.
 
 Imports only the core.
 """
@@ -34,6 +35,7 @@ from dfdx._src.core import Tracer, context, swap_trace
 # Variable whose value it reads (jit makes them inputs of the compiled program, read again at
 # every call); None otherwise.
 in_use = False  # set once a Variable exists: until then transformations skip the journal
+CREATED = object()  # the previous value, in the journal, of a Variable made inside
 
 
 class Variable:
@@ -54,17 +56,19 @@ class Variable:
     in_use = True
     value = unwrap(value)
     self._held = value if isinstance(value, (np.ndarray, Tracer)) else np.asarray(value)
+    if isinstance(value, Tracer):  # made inside a transformation: its end gives it the
+      frames = context.frames       # traced value's value (see run_journaled)
+      if frames:
+        frames[-1][id(self)] = (self, CREATED)
+      else:
+        context.orphans.append(self)
 
   @property
   def _value(self):  # (every read of the value: noted while jit traces)
     ctx = context
     if ctx.reads is not None:
       ctx.reads[id(self)] = self
-    if ctx.variables:
-      entry = ctx.variables.get(id(self))
-      if entry is not None:
-        return entry[1]
-    return self._held
+    return held(self)
 
   @_value.setter
   def _value(self, new):
@@ -255,8 +259,20 @@ def run_journaled(trace, run, strip):
   """`run()` for a transformation whose trace is `trace`: afterwards every Variable assigned
   inside holds `strip(tracer)` instead of a value traced by `trace`; if `run` raises, the
   Variables get their previous values back."""
-  if not in_use:
-    return run()
+  if not in_use:  # (no Variable existed: no journal, unless the function made the first)
+    out = run()
+    orphans = context.orphans
+    if orphans:
+      kept = []  # (those of an enclosing transformation: stripped when it ends)
+      for var in orphans:
+        value = var._held
+        if isinstance(value, Tracer) and value._trace is trace:
+          stripped = strip(value)
+          var._held = stripped if isinstance(stripped, np.ndarray) else np.asarray(stripped)
+        elif isinstance(value, Tracer):
+          kept.append(var)
+      orphans[:] = kept
+    return out
   with journal() as j:
     out = run()
     j.finish(trace, strip)
@@ -264,9 +280,17 @@ def run_journaled(trace, run, strip):
 
 
 def held(var):
-  """The value of `var` in this thread (without noting the read, as `var.value` does)."""
-  variables = context.variables
-  return variables[id(var)][1] if id(var) in variables else var._held
+  """The value of `var` in this thread (without noting the read, as `var.value` does). While
+  a transformation runs, the first read fixes it for the thread: the transformation sees
+  one value of each Variable whatever other threads assign meanwhile."""
+  ctx = context
+  entry = ctx.variables.get(id(var))
+  if entry is not None:
+    return entry[1]
+  value = var._held
+  if ctx.frames:
+    ctx.variables[id(var)] = (var, value, value)
+  return value
 
 
 def hold(var, value):
@@ -304,7 +328,8 @@ class journal:
       return False
     if exc_type is not None:
       for var, previous in self.frame.values():
-        var._value = previous
+        if previous is not CREATED:
+          var._value = previous
       return False
     parent = frames[-1]  # (an enclosing call may still have to restore them)
     for key, entry in self.frame.items():
@@ -316,4 +341,6 @@ class journal:
     for var, _ in self.frame.values():
       value = var._value
       if isinstance(value, Tracer) and value._trace is trace:
-        var._value = strip(value)
+        stripped = strip(value)  # (a 0-d array stays one, as the value setter keeps it)
+        var._value = stripped if isinstance(stripped, (np.ndarray, Tracer)) else \
+            np.asarray(stripped)
