@@ -338,3 +338,29 @@ def test_a_0d_variable_assigned_inside_derivatives_stays_an_array():
     transform(f)(2.0)
     assert type(v.value) is np.ndarray and v.value == 3.0
     v.value[...] = 0.0  # (writable in place, as after eager code)
+
+
+def test_a_loop_step_run_again_for_its_carry_type_assigns_variables_once():
+  # the carry 0.0 (a Python float) comes back a NumPy float: the first step runs again with
+  # the carry cast, its assignments undone first (a counter went up four times in 3 steps)
+  count = Variable(np.array(0))
+
+  def body(c):
+    count.value = count.value + 1
+    return c + np.float64(1.0)
+  for loop in (lambda: dfdx.scan(lambda c, _: (body(c), None), 0.0, None, length=3),
+               lambda: dfdx.fori_loop(0, 3, lambda i, c: body(c), 0.0),
+               lambda: dfdx.while_loop(lambda c: c < 3, body, 0.0)):
+    count.value = np.array(0)
+    loop()
+    assert count.value == 3
+
+
+def test_assigning_a_traced_value_in_a_staged_body_names_the_body():
+  v = Variable(np.zeros(2))
+
+  def step(c, x):
+    v.value = c
+    return c + x, None
+  with pytest.raises(TypeError, match="loop or branch body.*as part of its carry"):
+    dfdx.jit(lambda xs: dfdx.scan(step, np.zeros(2), xs)[0])(np.ones((3, 2)))

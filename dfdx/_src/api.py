@@ -1096,6 +1096,7 @@ def vmap(f, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None):
       summed over the batch (a derivative with respect to an unmapped input) or a matrix
       product's blocking depends on the batch size. Under jit the chunks after the first
       run as one loop (a scan), so the compiled program does not grow with their number.
+      `f` runs once per chunk: a Variable it assigns is assigned once per chunk.
 
   Raises:
     AxisSizeError (a ValueError): if mapped inputs disagree on the axis size.

@@ -150,8 +150,12 @@ class StagingTrace(Trace):
 
 def _staged_variable(tracer):
   raise errors.InvalidInputError(
-      "A Variable was assigned a value computed inside jit (or make_expr); compiled programs "
-      "do not update Variables. Return the new value from the function and assign it outside.")
+      "A Variable was assigned a traced value inside a body that dfdx stages as a program of "
+      "its own: a loop or branch body (scan, fori_loop, while_loop, cond, switch) under jit, "
+      "a dfdx.checkpoint block, a custom_jvp or custom_vjp function, or a chunked vmap under "
+      "jit. Such a program cannot assign Variables (jit's own function can: it assigns them "
+      "at every call). Return the new value from the body (in a loop, as part of its carry) "
+      "and assign it outside.")
 
 
 def make_program(flat_fun, in_avals, record_source=True):

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from dfdx._src import ad, batching, core, errors, staging
+from dfdx._src import ad, batching, core, errors, staging, state
 from dfdx._src.core import ShapedArray
 from dfdx._src.ir import Lit, Program, eval_program, typecheck_program
 from dfdx._src.numpy.util import is_weak, python_kind, weakly_typed
@@ -316,12 +316,8 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None, checkpoint=None)
     leaves, tree = tree_flatten(init_val)
     val = init_val
     for i in range(lower, upper):
-      new = body_fun(i, val)
-      if len(leaves) == 1 and val is leaves[0] and same_array(new, val):
-        leaves[0] = val = new
-        continue
       leaves, val, _ = carried_step(lambda v: (body_fun(i, v), None), leaves, tree,
-                                    "fori_loop: body_fun", "init_val", val, (new, None))
+                                    "fori_loop: body_fun", "init_val", val)
     return val
   final, _ = scan(lambda val, i: (body_fun(python_number_p.bind(i), val), None), init_val,
                   np.arange(lower, upper), checkpoint=checkpoint)
@@ -434,17 +430,22 @@ def same_array(new, old):
           and new.shape == old.shape and new.dtype == old.dtype)
 
 
-def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None, done=None):
+def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None):
   """One step of a loop outside jit: `step(carry) -> (carry, extra)`, the carry it returns
   checked against `leaves` (flat, of structure `tree`; `carry`, if given, the pytree they
-  make; `done`, if given, what the step returned already). A Python number in the carry that
-  the step turns into a kind that holds its values is cast to it and the step run again, as
-  jit does (see _narrowing). Returns (the new carry's leaves, the new carry, extra)."""
+  make). A Python number in the carry that the step turns into a kind that holds its values
+  is cast to it and the step run again, as jit does (see _narrowing), its assignments to
+  Variables undone first. Returns (the new carry's leaves, the new carry, extra)."""
   if carry is None:
     carry = tree_unflatten(tree, leaves)
   for _ in range(_MAX_RETYPES):
-    new, extra = step(carry) if done is None else done
-    done = None
+    assigned = ()
+    if state.in_use:  # (the Variables a step assigns, to undo if it is run again)
+      with state.journal() as j:
+        new, extra = step(carry)
+      assigned = list(j.frame.values())
+    else:
+      new, extra = step(carry)
     if len(leaves) == 1 and carry is leaves[0] and same_array(new, carry):
       return [new], new, extra
     out_leaves, out_tree = tree_flatten(new)
@@ -452,6 +453,9 @@ def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None
     if not changed or any(_narrowing(core.get_aval(leaves[j]), core.get_aval(out_leaves[j]))
                           for j in changed):
       return out_leaves, new, extra
+    for var, previous in assigned:  # (run again: its assignments once, not twice)
+      if previous is not state.CREATED:
+        var._value = previous
     leaves = [_cast(c, core.get_aval(o)) if j in changed else c
               for j, (c, o) in enumerate(zip(leaves, out_leaves))]
     carry = tree_unflatten(tree, leaves)
