@@ -377,6 +377,35 @@ def test_reduce_folds_from_the_left_as_numpy_documents():
                                                                                 [0, 0, 0]])
 
 
+@pytest.mark.parametrize("call", [
+    lambda np_, x: np_.subtract.accumulate(x[0, 0]),             # 0-d: TypeError
+    lambda np_, x: np_.hypot.accumulate(x, axis=(0,)),           # one axis as a tuple
+    lambda np_, x: np_.hypot.accumulate(x, axis=(0, 1)),         # ValueError
+    lambda np_, x: np_.hypot.reduceat(x, [0, 1], axis=None),     # ValueError
+    lambda np_, x: np_.hypot.reduceat(x[0, 0], [0]),             # TypeError
+    lambda np_, x: np_.less.reduceat(x, [0, 4], axis=1),         # IndexError first
+    lambda np_, x: np_.subtract.reduce(x[0, 0], axis=0),         # a 0-d array: its value
+    lambda np_, x: np_.logaddexp.reduce(x[0, 0], initial=1.0),
+    lambda np_, x: np_.logaddexp.reduce(x.astype(complex)),      # no complex loop
+    lambda np_, x: np_.logaddexp2.reduce(x, dtype=np.int64),     # no integer loop
+    lambda np_, x: np_.logical_and.reduce(x, dtype=np.float64),  # no float loop
+    lambda np_, x: np_.logical_or.reduce(x > 1, axis=1, initial=True),
+    lambda np_, x: np_.logical_and.accumulate(x, dtype=np.int64)])
+def test_ufunc_methods_follow_numpys_checks(call):
+  # what NumPy raises, dfdx raises (NumPy's own call on zeros checks the arguments), and
+  # what NumPy computes, dfdx computes
+  check_traced(lambda x: call(np, x), lambda x: call(dnp, x), np.stack([POSITIVE, X]))
+
+
+def test_ufunc_calls_with_a_traced_where_say_what_to_use():
+  # (NumPy's ufunc called with where= traced dispatched back to dfdx.numpy without end)
+  mask = np.array([True, False, True])
+  for f in (lambda m: np.add(X[0], 1.0, where=m), lambda m: dnp.add(X[0], 1.0, where=m),
+            lambda m: np.sin(X[0], where=m)):
+    with pytest.raises(TypeError, match="where= is not supported on traced values.*where"):
+      dfdx.vmap(f)(np.stack([mask, mask]))
+
+
 def test_ufunc_methods_errors_and_untraced_calls():
   assert_same(dnp.add.reduce(X, axis=1), np.add.reduce(X, axis=1))
   assert_same(dnp.multiply.outer(X[0], X[1]), np.multiply.outer(X[0], X[1]))

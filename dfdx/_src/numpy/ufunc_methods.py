@@ -66,16 +66,19 @@ def reduce(fn, name, array, axis=0, dtype=None, out=None, keepdims=False, initia
   kw = {k: v for k, v in (("initial", initial), ("where", where)) if v is not _NO_VALUE}
   if name in _REDUCTIONS:
     if name in ("logical_and", "logical_or"):
-      if initial is not _NO_VALUE:
-        raise _unsupported(name, "reduce", "initial= is not supported; combine the result "
-                           f"with dfdx.numpy.{name}.")
+      _numpy_reduce(name, arg(array), axis, dtype, keepdims, initial, where)  # (its checks)
+      kw.pop("initial", None)
       array = arg(array) if dtype is None else uf.astype(arg(array), dtype)
-      return _REDUCTIONS[name](array, axis=axis, keepdims=keepdims, **kw)
+      result = _REDUCTIONS[name](array, axis=axis, keepdims=keepdims, **kw)
+      return result if initial is _NO_VALUE else fn(result, initial)
     if name in ("maximum", "minimum"):
       array = arg(array) if dtype is None else uf.astype(arg(array), dtype)
       return _REDUCTIONS[name](array, axis=axis, keepdims=keepdims, **kw)
     return _REDUCTIONS[name](array, axis=axis, dtype=dtype, keepdims=keepdims, **kw)
   if name in ("logaddexp", "logaddexp2"):
+    probe = _numpy_reduce(name, arg(array), axis, dtype, keepdims, initial, where)
+    if not shape_of(array):  # (a 0-d array: NumPy's reduce gives it, or it with initial)
+      return _of_scalar(fn, arg(array), initial, np.result_type(probe))
     return _logsumexp(name, fn, array, axis, dtype, keepdims, initial, where)
   return _general_reduce(fn, name, arg(array), axis, dtype, keepdims, initial, where)
 
@@ -114,6 +117,23 @@ def _logsumexp(name, fn, a, axis, dtype, keepdims, initial, where):
   return result if keepdims else mp.squeeze(result, axes)
 
 
+def _numpy_reduce(name, a, axis, dtype, keepdims, initial, where):
+  """NumPy's own reduce of zeros shaped like `a`: its errors for these arguments, and the
+  result's dtype and shape."""
+  kw = {}
+  if initial is not _NO_VALUE:
+    kw["initial"] = np.zeros((), dtype_of(initial)) if _traced(initial) else initial
+  if where is not _NO_VALUE:
+    kw["where"] = np.ones(np.shape(where), bool) if _traced(where) else where
+  with np.errstate(all="ignore"):  # (NumPy's errors, not its warnings on zeros)
+    return getattr(np, name).reduce(np.zeros(shape_of(a), dtype_of(a)), axis=axis,
+                                    dtype=dtype, keepdims=keepdims, **kw)
+
+
+def _of_scalar(fn, a, initial, dtype):
+  return uf.astype(a if initial is _NO_VALUE else fn(initial, a), dtype)
+
+
 def _general_reduce(fn, name, a, axis, dtype, keepdims, initial, where):
   """reduce of any other binary ufunc: NumPy's own reduce of zeros checks the arguments and
   gives the result's dtype; the reduced axes become one, which is folded from the left (or
@@ -121,15 +141,10 @@ def _general_reduce(fn, name, a, axis, dtype, keepdims, initial, where):
   with `where`), entries where `where` is False left out."""
   shape = shape_of(a)
   np_ufunc = getattr(np, name)
-  probe_kw = {}
-  if initial is not _NO_VALUE:
-    probe_kw["initial"] = np.zeros((), dtype_of(initial)) if _traced(initial) else initial
-  if where is not _NO_VALUE:
-    probe_kw["where"] = np.ones(np.shape(where), bool) if _traced(where) else where
-  with np.errstate(all="ignore"):  # (NumPy's errors, not its warnings on zeros)
-    probe = np_ufunc.reduce(np.zeros(shape, dtype_of(a)), axis=axis, dtype=dtype,
-                            keepdims=keepdims, **probe_kw)
+  probe = _numpy_reduce(name, a, axis, dtype, keepdims, initial, where)
   out_dtype = np.result_type(probe)
+  if not shape:  # (a 0-d array: NumPy's reduce gives it, or it with initial)
+    return _of_scalar(fn, a, initial, out_dtype)
   axes = tuple(range(len(shape))) if axis is None else tuple(
       normalize_axis(i, len(shape)) for i in (axis if isinstance(axis, tuple) else (axis,)))
   kept = [i for i in range(len(shape)) if i not in axes]
@@ -164,13 +179,12 @@ def accumulate(fn, name, array, axis=0, dtype=None, out=None):
   reject_out(f"{name}.accumulate", out)
   array = arg(array)
   ndim = len(shape_of(array))
-  if axis is None:
-    if ndim != 1:
-      raise ValueError("accumulate does not allow multiple axes")
-    axis = 0
-  if not ndim:
-    raise ValueError("Cannot accumulate on a scalar")
-  axis = normalize_axis(axis, ndim)
+  with np.errstate(all="ignore"):  # (NumPy's errors and result dtype, from zeros)
+    out_dtype = getattr(np, name).accumulate(np.zeros(shape_of(array), dtype_of(array)),
+                                             axis=axis, dtype=dtype).dtype
+  if isinstance(axis, tuple):  # (one axis, as NumPy allows)
+    (axis,) = axis
+  axis = normalize_axis(0 if axis is None else axis, ndim)
   if name == "add":
     return rd.cumsum(array, axis=axis, dtype=dtype)
   if name == "multiply":
@@ -179,9 +193,6 @@ def accumulate(fn, name, array, axis=0, dtype=None, out=None):
     if dtype is not None or name.startswith("logical"):
       array = uf.astype(array, bool if dtype is None else dtype)
     return mp.moveaxis(_rounds(fn, mp.moveaxis(array, axis, -1), running=True), -1, axis)
-  with np.errstate(all="ignore"):  # (NumPy's errors and result dtype, from zeros)
-    out_dtype = getattr(np, name).accumulate(np.zeros(shape_of(array), dtype_of(array)),
-                                             axis=axis, dtype=dtype).dtype
   array = _in_dtype(getattr(np, name), array, dtype)
   if shape_of(array)[axis] == 0:
     return uf.astype(array, out_dtype)
@@ -269,6 +280,12 @@ def reduceat(fn, name, array, indices, axis=0, dtype=None, out=None):
                                      "on them)")
   array = arg(array)
   in_dtype = dtype_of(array)
+  indices = np.asarray(indices)
+  if indices.size == 0:
+    indices = indices.astype(np.intp)  # ([] is NumPy's float64)
+  with np.errstate(all="ignore"):  # (NumPy's errors and the result's dtype, from zeros)
+    out_dtype = getattr(np, name).reduceat(np.zeros(shape_of(array), in_dtype), indices,
+                                           axis=axis, dtype=dtype).dtype
   if name in _REDUCTIONS and dtype is not None:
     array = uf.astype(array, dtype)
   else:
@@ -276,11 +293,6 @@ def reduceat(fn, name, array, indices, axis=0, dtype=None, out=None):
   shape = shape_of(array)
   axis = normalize_axis(axis, len(shape))
   n = shape[axis]
-  indices = np.asarray(indices)
-  if indices.size == 0:
-    indices = indices.astype(np.intp)  # ([] is NumPy's float64)
-  if indices.ndim != 1:
-    raise ValueError("index must be 1-dimensional")
   parts = []
   for k, i in enumerate(indices.tolist()):
     if not 0 <= i < n:
@@ -291,9 +303,6 @@ def reduceat(fn, name, array, indices, axis=0, dtype=None, out=None):
     else:
       part = ixn.take(array, np.arange(i, j), axis=axis)
       parts.append(reduce(fn, name, part, axis=axis, keepdims=True))
-  with np.errstate(all="ignore"):  # (the result's dtype, from NumPy's own on zeros)
-    out_dtype = getattr(np, name).reduceat(np.zeros(shape, in_dtype), indices, axis=axis,
-                                           dtype=dtype).dtype
   if not parts:
     return uf.astype(ixn.take(array, np.zeros(0, np.intp), axis=axis), out_dtype)
   return uf.astype(mp.concatenate(parts, axis=axis), out_dtype)

@@ -107,15 +107,22 @@ _PLAIN = frozenset((np.ndarray, float, int, bool, complex, np.float64, np.float3
                     np.uint8, np.bool_, np.complex128, np.complex64))
 
 
+def _traced_keywords(kwargs):
+  """Whether a keyword (where=, out=) holds a traced value: the call is then dfdx's, whose
+  checks say what to do (NumPy's own would dispatch back here)."""
+  return any(isinstance(v, Tracer) for v in kwargs.values())
+
+
 def _unary(name, np_fun, op):
   direct = _is_the_ufunc(np_fun, op)
 
   def fn(x, /, **kwargs):
-    if type(x) in _PLAIN:
+    plain = not kwargs or not _traced_keywords(kwargs)
+    if type(x) in _PLAIN and plain:
       return np_fun(x, **kwargs)
     if not isinstance(x, Tracer):
       x = arg(x)
-      if not isinstance(x, Tracer):
+      if not isinstance(x, Tracer) and plain:
         return np_fun(x, **kwargs)
     if direct and not kwargs:
       return op(x)
@@ -130,11 +137,12 @@ def _binary(name, np_fun, op):
   direct = _is_the_ufunc(np_fun, op)
 
   def fn(x1, x2, /, **kwargs):
-    if type(x1) in _PLAIN and type(x2) in _PLAIN:
+    plain = not kwargs or not _traced_keywords(kwargs)
+    if type(x1) in _PLAIN and type(x2) in _PLAIN and plain:
       return np_fun(x1, x2, **kwargs)
     if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
       x1, x2 = arg(x1), arg(x2)
-      if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
+      if not isinstance(x1, Tracer) and not isinstance(x2, Tracer) and plain:
         return np_fun(x1, x2, **kwargs)
     if direct and not kwargs:
       return op(arg(x1), arg(x2))
