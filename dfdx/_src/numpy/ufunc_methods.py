@@ -8,9 +8,12 @@ maximum or minimum, outer to broadcasting, reduceat to reductions of slices betw
 indices. Every other binary ufunc's reduce and accumulate combine entries in log2(n) rounds
 where the ufunc is associative and commutative (fmax, fmin, logaddexp's accumulate,
 logical_xor, the bitwise ones), and otherwise fold from the left as NumPy does (subtract,
-divide, power, hypot, arctan2, ...: one `dfdx.scan` over the axis). What has no
-differentiable version raises a TypeError that names an alternative. With no traced operand
-each method is NumPy's own.
+divide, power, hypot, arctan2, ...: one `dfdx.scan` over the axis). Except for add,
+multiply, maximum and minimum's reduce and accumulate (dfdx.numpy's reductions check their
+own), NumPy's own call on zeros of the same shape checks the arguments first (its errors,
+its result dtype). `at`
+writes in place, which a traced value cannot take: its TypeError names the functional
+update. With no traced operand each method is NumPy's own.
 """
 from __future__ import annotations
 
@@ -43,11 +46,6 @@ _AT = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "
 
 def _traced(*xs):
   return any(isinstance(x, Tracer) or contains_tracer(x) for x in xs)
-
-
-def _unsupported(name, method, alternative):
-  return TypeError(f"dfdx.numpy.{name}.{method} does not support traced values: "
-                   f"{alternative}")
 
 
 def call(fn, np_ufunc, method, args, kwargs):
