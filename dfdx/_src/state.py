@@ -261,22 +261,30 @@ def run_journaled(trace, run, strip):
   Variables get their previous values back."""
   if not in_use:  # (no Variable existed: no journal, unless the function made the first)
     out = run()
-    orphans = context.orphans
-    if orphans:
-      kept = []  # (those of an enclosing transformation: stripped when it ends)
-      for var in orphans:
-        value = var._held
-        if isinstance(value, Tracer) and value._trace is trace:
-          stripped = strip(value)
-          var._held = stripped if isinstance(stripped, np.ndarray) else np.asarray(stripped)
-        elif isinstance(value, Tracer):
-          kept.append(var)
-      orphans[:] = kept
+    if context.orphans:
+      _strip_orphans(trace, strip)
     return out
   with journal() as j:
     out = run()
     j.finish(trace, strip)
+  if context.orphans:  # (made before the first journal of an enclosing transformation)
+    _strip_orphans(trace, strip)
   return out
+
+
+def _strip_orphans(trace, strip):
+  """Give the Variables made without a journal open, holding values traced by `trace`, those
+  values' values; keep those of enclosing transformations for their ends."""
+  orphans = context.orphans
+  kept = []
+  for var in orphans:
+    value = var._held
+    if isinstance(value, Tracer) and value._trace is trace:
+      stripped = strip(value)
+      var._held = stripped if isinstance(stripped, np.ndarray) else np.asarray(stripped)
+    elif isinstance(value, Tracer) and value._trace.alive:
+      kept.append(var)
+  orphans[:] = kept
 
 
 def held(var):
