@@ -643,3 +643,19 @@ def test_a_constant_output_is_the_callers_to_change():
   # an output that depends on x is not copied
   source = dfdx.export.to_source(dfdx.grad(lambda x: dnp.sum(x ** 2)), x)
   assert ".copy()" not in source
+
+
+def test_outputs_of_a_jitted_function_under_jvp_and_vmap_are_the_callers():
+  # jvp and vmap run a jitted function's program equation by equation: a constant output
+  # (a gradient that does not depend on the inputs) is a copy, so writing into it leaves
+  # what later calls return alone (it changed every later call's result, jitted ones too)
+  g = dfdx.jit(dfdx.grad(lambda x, y: dnp.sum(x * x), argnums=1))
+  x, y = np.ones(3), np.ones(3)
+  p, t = dfdx.jvp(g, (x, y), (x, y))
+  p[:], t[:] = 7.0, 8.0
+  np.testing.assert_array_equal(dfdx.jvp(g, (x, y), (x, y))[0], 0.0)
+  out = dfdx.vmap(g)(np.ones((2, 3)), np.ones((2, 3)))
+  if out.flags.writeable:
+    out[:] = 9.0
+  np.testing.assert_array_equal(g(x, y), 0.0)
+  np.testing.assert_array_equal(dfdx.vmap(g)(np.ones((2, 3)), np.ones((2, 3))), 0.0)

@@ -44,11 +44,22 @@ def _jit_call_abstract_eval(*avals, program, compiled, name):
 
 def _jit_call_jvp(primals, tangents, *, program, compiled, name):
   # The program is run under the differentiation, equation by equation.
-  return ad.jvp_flat(lambda *xs: eval_program(program, *xs), primals, tangents)
+  return ad.jvp_flat(lambda *xs: _evaluated(program, xs), primals, tangents)
 
 
 def _jit_call_batch(axis_size, vals, dims, *, program, compiled, name):
-  return batching.vmap_flat(lambda *xs: eval_program(program, *xs), axis_size, vals, dims)
+  return batching.vmap_flat(lambda *xs: _evaluated(program, xs), axis_size, vals, dims)
+
+
+def _evaluated(program, xs):
+  """The program's outputs on `xs`, equation by equation; an output that is a constant of
+  the program, or a view of one, is a copy: the caller owns what it gets (writing into a
+  returned gradient changed what every later call of the jitted function returned)."""
+  outs = eval_program(program, *xs)
+  consts = [c for c in program.const_vals if isinstance(c, np.ndarray)]
+  return [np.array(o, copy=True) if type(o) is np.ndarray and (
+      o.base is not None or any(o is c for c in consts)) and any(
+      np.shares_memory(o, c) for c in consts) else o for o in outs]
 
 
 jit_call_p.def_impl(_jit_call_impl)
