@@ -364,3 +364,10 @@ def test_assigning_a_traced_value_in_a_staged_body_names_the_body():
     return c + x, None
   with pytest.raises(TypeError, match="loop or branch body.*as part of its carry"):
     dfdx.jit(lambda xs: dfdx.scan(step, np.zeros(2), xs)[0])(np.ones((3, 2)))
+
+
+def test_a_variable_that_holds_no_numbers_is_named_with_what_to_do():
+  v = Variable(np.array(["a", "b"]))
+  with pytest.raises(dfdx.NonDifferentiableInputError,
+                     match=r"grad_vars at \[0\].*Leave this Variable out of grad_vars"):
+    dfdx.grad(lambda x: dnp.sum(x), grad_vars=[v])(np.ones(2))

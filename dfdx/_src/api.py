@@ -232,15 +232,20 @@ def _differentiable_leaf(x, transform, where):
     return strong(x) if dtypes.is_differentiable(x.dtype) else \
         shape_ops.convert_element_type(x, dtypes.default_float)
   if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == bool):
+    place = where()
     raise errors.NonDifferentiableInputError(
-        f"{transform}: cannot differentiate with respect to {where()}, which is boolean. "
-        "Differentiate only real-valued arguments (choose them with argnums or wrt).")
+        f"{transform}: cannot differentiate with respect to {place}, which is boolean. " + (
+            "Leave this Variable out of grad_vars." if place.startswith("grad_vars") else
+            "Differentiate only real-valued arguments (choose them with argnums or wrt)."))
   if not isinstance(x, (int, float, complex, np.ndarray, np.number)) or \
       np.asarray(x).dtype.kind not in "iufc":
+    place = where()
     raise errors.NonDifferentiableInputError(
-        f"{transform}: cannot differentiate with respect to {where()}, which is "
-        f"{type(x).__name__} ({x!r:.60}); expected a number or an array of numbers. Choose "
-        "the differentiated arguments with argnums or wrt, or make this value static.")
+        f"{transform}: cannot differentiate with respect to {place}, which is "
+        f"{type(x).__name__} ({x!r:.60}); expected a number or an array of numbers. " + (
+            "Leave this Variable out of grad_vars, or hold numbers in it." if
+            place.startswith("grad_vars") else "Choose the differentiated arguments with "
+            "argnums or wrt, or make this value static."))
   x = np.asarray(x)
   return x if x.dtype.kind in "fc" else x.astype(dtypes.default_float)
 
