@@ -15,7 +15,7 @@ import numpy as np
 
 from dfdx._src import ad, codegen, core
 from dfdx._src.ir import Program
-from dfdx._src.jit import make_expr
+from dfdx._src.jit import _static_argnums_tuple, make_expr
 from dfdx._src.tree import tree_flatten, tree_leaves
 
 __all__ = ["to_source", "to_sympy"]
@@ -58,12 +58,12 @@ def to_source(f, *args, name=None, static_argnums=()):
   program = _as_compiled(expr.program)
   _check_standalone(program)
   dynamic = _dynamic_positions(static_argnums, len(args))
-  leaves_per_arg = [len(tree_leaves(args[i])) for i in dynamic]
-  names = _arg_names(f, len(args), [1] * len(args)) or []
-  names = [names[i] for i in dynamic] if names and all(k == 1 for k in leaves_per_arg) else \
-      [f"x{i}" for i in range(len(program.in_vars))]
-  if len(names) != len(program.in_vars):
+  names = _arg_names(f, len(args), [1] * len(args))
+  if names is None or any(len(tree_leaves(args[i])) != 1 for i in dynamic) or \
+      len(dynamic) != len(program.in_vars):  # (pytree arguments: their leaves, numbered)
     names = [f"x{i}" for i in range(len(program.in_vars))]
+  else:
+    names = [names[i] for i in dynamic]
   names = [_free_name(n) for n in names]
   name = _free_name(codegen._identifier(name or expr.name))
   returned = _returned(expr, len(program.outs))
@@ -123,7 +123,7 @@ def _free_name(name):
 
 def _dynamic_positions(static_argnums, n_args):
   """The positions of the arguments that are not static (whose leaves the program takes)."""
-  nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+  nums = _static_argnums_tuple(static_argnums, "f", "export")
   statics = {i % n_args for i in nums if -n_args <= i < n_args}
   return [i for i in range(n_args) if i not in statics]
 

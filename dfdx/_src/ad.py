@@ -48,6 +48,11 @@ primitive_residual_vjps: dict = {}
 # when applied then.
 zero_absorbing_prims: dict = {}
 _ctx = core.context  # (this thread's dynamic state: one object, its attributes per thread)
+
+
+def applied(prim):
+  """`prim`, or its zero-absorbing version while that chain rule is on."""
+  return zero_absorbing_prims.get(prim, prim) if _ctx.zero_absorbing else prim
 # Primitives whose derivative rules are right for complex values (adjoints for the real
 # inner product: see ops/elementwise.py). Others refuse complex operands when differentiated.
 complex_rules: set = set()
@@ -168,21 +173,16 @@ def _recompute_if_nan(run, always, again):
 
 def _runs(run, always, again, frame):
   ctx = _ctx
-
-  def restore():
-    for var, previous in (frame or {}).values():
-      if previous is not state.CREATED:
-        var._value = previous
   made, ties = ctx.jvp_traces, ctx.ties_met
   out = run()
   if ctx.ties_met != ties:  # from here on every run is split
-    restore()
+    state.restore(frame)
     first, whole = out, again or run
     run = lambda: run_split(whole, first)  # noqa: E731
     out = run()
   if not ((always or ctx.jvp_traces != made) and holds_nan(out)):
     return out
-  restore()
+  state.restore(frame)
   return run_zero_absorbing(run)
 
 
@@ -358,7 +358,6 @@ class JVPTrace(Trace):
   are variables of the tape: this is linearization."""
   __slots__ = ("tangent_trace", "tape")
   kind = "differentiation (jvp)"
-
 
   def __init__(self, tape=None):
     self.parent, self.alive, self.tape = core.current_trace(), True, tape
@@ -584,9 +583,7 @@ class _Eqn:
     vals = [env.get(id(a)) if isinstance(a, TapeTracer) else a for a in self.args]
     if any(v is None for v in vals):  # a zero input tangent
       vals = [_zeros_for(a) if v is None else v for a, v in zip(self.args, vals)]
-    prim = (zero_absorbing_prims.get(self.prim, self.prim) if _ctx.zero_absorbing
-            else self.prim)
-    return prim.bind(*vals, **self.params)
+    return applied(self.prim).bind(*vals, **self.params)
 
   def backward(self, ct, env):
     arg_cts = primitive_transposes[self.prim](ct, *self.args, **self.params)
@@ -1201,9 +1198,7 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
   `prim(x_dot, y) + prim(x, y_dot)`. `lhs_transpose(ct, x, y)` gives x's cotangent with y
   constant; `rhs_transpose(ct, x, y)` gives y's with x constant."""
   def product(x, y, **params):  # (the zero-absorbing chain rule's, while that is on)
-    return (zero_absorbing_prims.get(prim, prim) if _ctx.zero_absorbing
-            else prim).bind(
-        x, y, **params)
+    return applied(prim).bind(x, y, **params)
   defjvp(prim, lambda x_dot, x, y, **params: product(x_dot, y, **params),
          lambda y_dot, x, y, **params: product(x, y_dot, **params))
 

@@ -126,6 +126,7 @@ class Context(threading.local):
   splitting = False       # ops.control_flow: loops' JVPs split primal and tangent parts
   reads = None            # state: while jit traces, the Variables read (id -> Variable)
   held = None             # debug: NaNErrors held back during a first attempt
+  numpy_reports = False   # debug: NumPy reports invalid operations to debug_nans here
 
   def __init__(self):
     self.frames = []        # state: the journal of Variables assigned, a dict per open call

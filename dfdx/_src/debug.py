@@ -54,8 +54,6 @@ _plain_bind = core.Primitive.bind
 _plain_bind_in = core.bind_in
 _plain_source_line = staging.user_source_line
 _plain_recompute = getattr(ad, "recompute_if_nan", None)
-# While a transformation's first attempt runs (see `_recompute_if_nan`): the NaNErrors of
-# derivative rules held back (`core.context.held`, per thread), else None.
 
 
 class debug_nans:
@@ -116,9 +114,6 @@ class debug_nans:
 _blocks = 0
 _before_blocks = False
 _blocks_lock = threading.RLock()
-# Whether NumPy reports invalid operations to `_numpy_invalid` in this thread (np.seterrcall
-# holds per thread: the one that switched the checks on); in others every output is scanned.
-_ufunc_reports = threading.local()
 
 
 def _set(on: bool) -> bool:
@@ -134,7 +129,7 @@ def _set(on: bool) -> bool:
 def _install():
   global _numpy_prev
   _numpy_prev = (np.seterr(invalid="call"), np.seterrcall(_numpy_invalid))
-  _ufunc_reports.on = True
+  core.context.numpy_reports = True
   ad.quiet_reverse_passes = False
   _complete_unscanned()
   core.Primitive.bind = _checked_bind
@@ -148,10 +143,10 @@ def _install():
 
 
 def _uninstall():
-  if getattr(_ufunc_reports, "on", False):  # (NumPy's settings are those of this thread)
+  if core.context.numpy_reports:  # (NumPy's settings are those of this thread)
     np.seterr(**_numpy_prev[0])
     np.seterrcall(_numpy_prev[1])
-    _ufunc_reports.on = False
+    core.context.numpy_reports = False
   ad.quiet_reverse_passes = True
   core.Primitive.bind = _plain_bind
   _swap_bind_in(_checked_bind_in, _plain_bind_in)
@@ -187,8 +182,7 @@ def _checked_bind(self, *args, **params):
   trace = core.context.trace
   if trace is None:
     out = self.impl(*args, **params)
-    if (self not in _unscanned or not getattr(_ufunc_reports, "on", False)) and \
-        _holds_nan(out):
+    if _scanned(self) and _holds_nan(out):
       _produced_nan(self, args, params, out)
     return out
   return trace.process_primitive(self, args, params)
@@ -198,11 +192,16 @@ def _checked_bind_in(trace, prim, args, params):
   """`core.bind_in` while debug_nans is on."""
   if trace is None:
     out = prim.impl(*args, **params)
-    if (prim not in _unscanned or not getattr(_ufunc_reports, "on", False)) and \
-        _holds_nan(out):
+    if _scanned(prim) and _holds_nan(out):
       _produced_nan(prim, args, params, out)
     return out
   return _plain_bind_in(trace, prim, args, params)
+
+
+def _scanned(prim):
+  """Whether `prim`'s output is scanned for NaNs: always, in a thread where NumPy does not
+  report invalid operations to `_numpy_invalid` (its error callback is per thread)."""
+  return prim not in _unscanned or not core.context.numpy_reports
 
 
 # Primitives whose outputs need no scan: those whose impl is one of NumPy's own ufuncs (NumPy

@@ -172,7 +172,7 @@ def _cauchy(prim):
   def rule(series, k, **params):
     (a, b) = series
     outs = [prim.bind(a[0], b[0], **params)]
-    times = ad.zero_absorbing_prims.get(prim, prim) if core.context.zero_absorbing else prim
+    times = ad.applied(prim)
     for n in range(1, k + 1):
       total = None
       for j in range(n + 1):
@@ -364,15 +364,16 @@ def _power(series, k):
   zeros only, where x is traced)."""
   from dfdx._src.ops import elementwise as ew
   x, c = series
-  if any(e is not None for e in c[1:]):
-    return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
   x0, c0 = x[0], c[0]
+
+  def by_rule():
+    return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
+  if any(e is not None for e in c[1:]):
+    return by_rule()
   if not isinstance(x0, Tracer):
-    if np.any(np.asarray(x0) == 0):
-      return _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
-    return _power_away_from_zero(x, c0, k)
+    return by_rule() if np.any(np.asarray(x0) == 0) else _power_away_from_zero(x, c0, k)
   zero = ew.eq(x0, np.zeros((), np.result_type(x0)))
-  at_zero = _by_jvp(ew.pow_p, series, [True, True], k, {}, {})
+  at_zero = by_rule()
   with ad.derivative_pass():  # (quiet, compiled too: its 0 / 0 at the zeros is not used)
     away = _power_away_from_zero(x, c0, k)
   return [b if a is None else (a if b is None else ew.select(zero, a, b))

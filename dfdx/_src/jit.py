@@ -55,11 +55,13 @@ def _evaluated(program, xs):
   """The program's outputs on `xs`, equation by equation; an output that is a constant of
   the program, or a view of one, is a copy: the caller owns what it gets (writing into a
   returned gradient changed what every later call of the jitted function returned)."""
-  outs = eval_program(program, *xs)
   consts = [c for c in program.const_vals if isinstance(c, np.ndarray)]
-  return [np.array(o, copy=True) if type(o) is np.ndarray and (
-      o.base is not None or any(o is c for c in consts)) and any(
-      np.shares_memory(o, c) for c in consts) else o for o in outs]
+
+  def owned(o):
+    if type(o) is not np.ndarray or (o.base is None and not any(o is c for c in consts)):
+      return o  # (a fresh array: nothing to look for)
+    return o.copy() if any(np.shares_memory(o, c) for c in consts) else o
+  return [owned(o) for o in eval_program(program, *xs)]
 
 
 jit_call_p.def_impl(_jit_call_impl)

@@ -312,6 +312,14 @@ def hold(var, value):
     var._held = value
 
 
+def restore(frame):
+  """Give the Variables a journal frame recorded their previous values (those made inside
+  keep theirs); nothing for None."""
+  for var, previous in (frame or {}).values():
+    if previous is not CREATED:
+      var._value = previous
+
+
 class journal:
   """Context manager around one transformation call: Variables assigned inside hold plain
   values when it returns (`finish(trace, strip)`), and their previous values if it raises.
@@ -335,9 +343,7 @@ class journal:
             var._held = value
       return False
     if exc_type is not None:
-      for var, previous in self.frame.values():
-        if previous is not CREATED:
-          var._value = previous
+      restore(self.frame)
       return False
     parent = frames[-1]  # (an enclosing call may still have to restore them)
     for key, entry in self.frame.items():

@@ -245,8 +245,7 @@ class PyTreeDef:
     children, data = kind.flatten(tree)
     if len(children) != len(self.children) or not _safe_eq(kind.data_key(data),
                                                            kind.data_key(self.data)):
-      same_length = len(children) == len(self.children) and kind not in (_DICT,
-                                                                          _ORDERED_DICT)
+      same_length = len(children) == len(self.children)  # (then the node's data differs)
       raise errors.PytreeError(
           f"pytree structure mismatch at key path {path or '(root)'}: expected "
           f"{_describe_node(self.kind, self.data, len(self.children), same_length)}, got "

@@ -311,8 +311,8 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None, checkpoint=None)
   lower, upper = bounds
   if upper <= lower:
     return init_val
-  if checkpoint is None and not _staging():  # the plain loop (what scan does outside jit),
-                                             # without the index array
+  # the plain loop (what scan does outside jit), without the index array
+  if checkpoint is None and not _staging():
     leaves, tree = tree_flatten(init_val)
     val = init_val
     for i in range(lower, upper):
@@ -439,11 +439,11 @@ def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None
   if carry is None:
     carry = tree_unflatten(tree, leaves)
   for _ in range(_MAX_RETYPES):
-    assigned = ()
+    assigned = None
     if state.in_use:  # (the Variables a step assigns, to undo if it is run again)
       with state.journal() as j:
         new, extra = step(carry)
-      assigned = list(j.frame.values())
+      assigned = j.frame
     else:
       new, extra = step(carry)
     if len(leaves) == 1 and carry is leaves[0] and same_array(new, carry):
@@ -453,9 +453,7 @@ def carried_step(step, leaves, tree, who="scan: f", init_name="init", carry=None
     if not changed or any(_narrowing(core.get_aval(leaves[j]), core.get_aval(out_leaves[j]))
                           for j in changed):
       return out_leaves, new, extra
-    for var, previous in assigned:  # (run again: its assignments once, not twice)
-      if previous is not state.CREATED:
-        var._value = previous
+    state.restore(assigned)  # (run again: its assignments once, not twice)
     leaves = [_cast(c, core.get_aval(o)) if j in changed else c
               for j, (c, o) in enumerate(zip(leaves, out_leaves))]
     carry = tree_unflatten(tree, leaves)
